@@ -1,0 +1,166 @@
+# rainbow: chatd (server/), chatload (loadgen/), rainbow (deployer/),
+# sharing common/ (logging, XML stream, SCRAM, JID, TLS through memory BIOs).
+#
+#   make              build the programs into build/
+#   make check        install missing packages, build with ASan+UBSan into
+#                     build-san/ and run every test (tests/run.py)
+#   make demo         install missing packages, build, run the rainbow demo
+#   make fuzz         run every libFuzzer target for FUZZ_TIME seconds each
+#   make bench        run the benchmarks (bench/), figures to docs/benchmarks.md
+#   make install      PREFIX=/usr/local DESTDIR=
+#   make format       clang-format every C file
+#
+# BUILD=dir picks the build directory (several builds can share one tree).
+
+SHELL := /bin/sh
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+DESTDIR ?=
+SAN ?= 0
+ifeq ($(SAN),1)
+BUILD ?= build-san
+else
+BUILD ?= build
+endif
+
+CC ?= cc
+PKG_CONFIG ?= pkg-config
+VERSION ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+
+PKGS_CHATD := libuv expat openssl libidn libmicrohttpd
+PKGS_LOAD := libuv expat openssl libidn jansson
+PKGS_RAINBOW := libuv libcurl jansson yaml-0.1 openssl
+PKGS_CLIENT := libstrophe
+PKGS_ALL := $(sort $(PKGS_CHATD) $(PKGS_LOAD) $(PKGS_RAINBOW) $(PKGS_CLIENT) cmocka)
+
+pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
+pkg_libs = $(shell $(PKG_CONFIG) --libs $(1))
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
+	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+CFLAGS ?= -O2 -g
+ifeq ($(SAN),1)
+CFLAGS := -O1 -g -fno-omit-frame-pointer
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+endif
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DRAINBOW_VERSION='"$(VERSION)"' \
+	-Icommon $(WARN) $(CFLAGS) $(SANFLAGS) $(call pkg_cflags,$(PKGS_ALL)) -MMD -MP
+LDFLAGS ?=
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+COMMON_SRC := $(wildcard common/*.c)
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+LOAD_SRC := $(filter-out loadgen/main.c loadgen/chat-client.c,$(wildcard loadgen/*.c))
+RAINBOW_SRC := $(filter-out deployer/main.c,$(wildcard deployer/*.c))
+UNIT_SRC := $(wildcard tests/unit/test_*.c)
+HELPER_SRC := $(wildcard tests/helpers/*.c)
+FUZZ_SRC := $(wildcard tests/fuzz/fuzz_*.c)
+BENCH_SRC := $(wildcard bench/*.c)
+
+obj = $(patsubst %.c,$(BUILD)/obj/%.o,$(1))
+
+LIBCOMMON := $(BUILD)/libcommon.a
+LIBSERVER := $(BUILD)/libchatd.a
+LIBLOAD := $(BUILD)/libchatload.a
+LIBRAINBOW := $(BUILD)/librainbow.a
+
+PROGS := $(BUILD)/chatd $(BUILD)/chatload $(BUILD)/rainbow $(BUILD)/chat-client
+UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
+HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
+BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
+
+.PHONY: all check check-build demo fuzz bench install uninstall format clean deps tests
+all: $(PROGS)
+
+tests: $(PROGS) $(UNITS) $(HELPERS) $(BENCHES)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(LIBCOMMON): $(call obj,$(COMMON_SRC))
+$(LIBSERVER): $(call obj,$(SERVER_SRC))
+$(LIBLOAD): $(call obj,$(LOAD_SRC))
+$(LIBRAINBOW): $(call obj,$(RAINBOW_SRC))
+$(BUILD)/%.a:
+	@mkdir -p $(dir $@)
+	rm -f $@
+	$(if $^,ar rcs $@ $^,ar rcs $@)
+
+$(BUILD)/chatd: $(call obj,server/main.c) $(LIBSERVER) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CHATD)) -lm
+
+$(BUILD)/chatload: $(call obj,loadgen/main.c) $(LIBLOAD) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_LOAD)) -lm
+
+$(BUILD)/chat-client: $(call obj,loadgen/chat-client.c) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CLIENT) $(PKGS_CHATD)) -lm
+
+$(BUILD)/rainbow: $(call obj,deployer/main.c) $(LIBRAINBOW) $(LIBCOMMON)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_RAINBOW) $(PKGS_CHATD)) -lm
+
+# Unit tests, test helpers and benchmarks link every module archive; the
+# linker takes only the objects each one uses.
+TEST_LIBS = $(LIBSERVER) $(LIBLOAD) $(LIBRAINBOW) $(LIBCOMMON)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+$(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+$(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+
+deps:
+	@scripts/deps.sh
+
+# The whole suite runs against the sanitized build.
+check: deps
+	$(MAKE) SAN=1 tests
+	$(MAKE) SAN=1 fuzz-build
+	python3 tests/run.py --build build-san
+
+demo: deps
+	$(MAKE) all
+	scripts/demo.sh
+
+# Fuzzing: clang's libFuzzer with ASan+UBSan, separate build directory.
+FUZZ_BUILD := build-fuzz
+FUZZ_TIME ?= 60
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Icommon -g -O1 \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	$(call pkg_cflags,$(PKGS_ALL))
+FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
+.PHONY: fuzz-build
+fuzz-build: $(FUZZERS)
+$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(SERVER_SRC) $(wildcard common/*.h server/*.h)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(SERVER_SRC) \
+		$(call pkg_libs,$(PKGS_CHATD) $(PKGS_LOAD)) -lm
+fuzz: deps fuzz-build
+	@for f in $(FUZZERS); do \
+		n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
+		echo "fuzz: $$n for $(FUZZ_TIME)s"; \
+		$$f -max_total_time=$(FUZZ_TIME) -print_final_stats=1 \
+			$(FUZZ_BUILD)/corpus-$$n tests/fuzz/corpus/$$n || exit 1; \
+	done
+
+bench: deps all $(BENCHES)
+	scripts/deps.sh bench
+	bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(BINDIR)
+	install -m 755 $(PROGS) $(DESTDIR)$(BINDIR)/
+
+uninstall:
+	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,chatd chatload rainbow chat-client)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-san build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,38 @@
+#!/bin/sh
+# Installs the Debian packages that building, testing and the demo need,
+# only when one is missing. Used by `make deps`, `make check`, `make demo`
+# and .ci/run, so a fresh Debian 12 machine needs nothing else.
+# Usage: scripts/deps.sh [build|bench]
+set -eu
+
+PKGS="build-essential pkg-config git ca-certificates
+libuv1-dev libexpat1-dev libssl-dev libcurl4-openssl-dev libstrophe-dev
+libjansson-dev libyaml-dev libidn-dev libmicrohttpd-dev libcmocka-dev
+clang libclang-rt-14-dev gnuplot-nox openssl procps iproute2 python3"
+
+if [ "${1:-}" = bench ]; then
+	PKGS="$PKGS prosody ejabberd"
+fi
+
+missing=""
+for p in $PKGS; do
+	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+		missing="$missing $p"
+	fi
+done
+[ -z "$missing" ] && exit 0
+
+echo "deps: installing:$missing" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=sudo
+	else
+		echo "deps: missing packages:$missing; run as root or install sudo" >&2
+		exit 1
+	fi
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
