@@ -1,0 +1,60 @@
+#include "platform.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int platform_error(struct platform *p, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(p->err, sizeof(p->err), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *platform_meta_get(const struct platform_colour *c, const char *key)
+{
+	for (size_t i = 0; i < c->n_meta; i++)
+		if (strcmp(c->meta[i].key, key) == 0)
+			return c->meta[i].value;
+	return NULL;
+}
+
+int platform_meta_put(struct platform_colour *c, const char *key, const char *value)
+{
+	size_t i;
+
+	for (i = 0; i < c->n_meta; i++)
+		if (strcmp(c->meta[i].key, key) == 0)
+			break;
+	if (!value) {
+		if (i < c->n_meta) {
+			c->meta[i] = c->meta[c->n_meta - 1];
+			c->n_meta--;
+		}
+		return 0;
+	}
+	if (i == c->n_meta) {
+		if (c->n_meta >= PLATFORM_META_MAX)
+			return -ENOSPC;
+		c->n_meta++;
+	}
+	snprintf(c->meta[i].key, sizeof(c->meta[i].key), "%s", key);
+	snprintf(c->meta[i].value, sizeof(c->meta[i].value), "%s", value);
+	return 0;
+}
+
+int platform_sha_valid(const char *sha)
+{
+	size_t n = 0;
+
+	if (!sha)
+		return 0;
+	for (; sha[n]; n++)
+		if (!((sha[n] >= '0' && sha[n] <= '9') || (sha[n] >= 'a' && sha[n] <= 'f')))
+			return 0;
+	return n >= 7 && n <= 40;
+}

@@ -1,0 +1,196 @@
+/*
+ * The platform operations table: the one seam between rainbow's deploy logic
+ * (deployer/deploy.c, pure, no I/O) and the place colours run.
+ *
+ *   local       deployer/local*.c   groups of chatd processes + an L4 switch
+ *   kubernetes  deployer/kube*.c    apps/v1 Deployments + a Service selector
+ *
+ * Vocabulary
+ *   colour    one deployment of one git SHA, named chat-<sha> (sha: 7-40
+ *             lower-case hex, as given on the command line; platforms never
+ *             shorten or lengthen it).
+ *   replica   one chatd of a colour (a process / a pod); it has a name that is
+ *             also chatd's --instance (local: chat-<sha>-<n>; kube: pod name).
+ *   selected  the colour that receives NEW connections (the Service selector /
+ *             the local switch). Established connections are never moved.
+ *   meta      small key/value strings stored IN the platform per colour
+ *             (kube: annotations on the Deployment, local: the colour's JSON
+ *             file), so that everything rainbow needs to resume survives
+ *             rainbow being killed. Keys are the PLATFORM_META_* names below
+ *             (platforms may prefix them, e.g. "rainbow.chat/draining-since",
+ *             but must give them back unprefixed in struct platform_colour).
+ *
+ * Error convention (every op returning int)
+ *   0 on success, a negative errno-style code on failure, and then a one-line
+ *   human message in p->err (set with platform_error()). Codes with meaning
+ *   to the caller:
+ *     -ENOENT   the colour (or the platform itself: local switch not running,
+ *               namespace/Service missing) does not exist
+ *     -EEXIST   create: the colour already exists (nothing was changed)
+ *     -EACCES   not allowed (kube: 401/403, the message names verb+resource)
+ *     -ETIMEDOUT, -ECONNREFUSED, -EIO   transport / server trouble, after the
+ *               platform's own bounded retries
+ *     -EINVAL   bad argument (unknown option, bad sha)
+ *     -EBUSY    remove_replica: the replica still holds connections
+ *   Every op must be safe to repeat after rainbow was killed halfway through
+ *   it (idempotent or detectably partial).
+ *
+ * Memory: arrays returned through out-pointers are allocated with malloc and
+ * freed by the caller with free() (they hold no inner pointers).
+ *
+ * Threads: none. Ops block (bounded by their own timeouts, a few seconds).
+ *
+ * Changes after the first version are announced here:
+ *   (none yet)
+ */
+#ifndef RAINBOW_PLATFORM_H
+#define RAINBOW_PLATFORM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PLATFORM_SHA_MAX 41	/* 40 hex + NUL */
+#define PLATFORM_NAME_MAX 128	/* replica name: chat-<sha>-<n> / pod name */
+#define PLATFORM_ERR_MAX 512
+#define PLATFORM_META_MAX 16	/* key/value pairs per colour */
+#define PLATFORM_META_KEY_MAX 48
+#define PLATFORM_META_VAL_MAX 128
+
+/*
+ * Meta keys rainbow writes (values are decimal unix seconds unless noted).
+ * Platforms store any key given; these are the ones with meaning.
+ */
+#define PLATFORM_META_SELECTED_AT "selected-at"	/* last time it became selected */
+#define PLATFORM_META_DRAINING_SINCE "draining-since" /* deselected at (switch time) */
+#define PLATFORM_META_ZERO_SINCE "zero-since"	/* count first read 0 (settle) */
+#define PLATFORM_META_DRAINED_AT "drained-at"	/* settled at 0: drained */
+#define PLATFORM_META_FAILED "failed"		/* reason text: never became ready */
+#define PLATFORM_META_SHUTDOWN_AT "shutdown-at"	/* --on-max-drain shutdown sent */
+#define PLATFORM_META_KEPT "kept"		/* "1": scaled to 0, kept for rollback */
+#define PLATFORM_META_REPLICAS "replicas"	/* replicas wanted when live */
+
+struct platform_kv {
+	char key[PLATFORM_META_KEY_MAX];
+	char value[PLATFORM_META_VAL_MAX];
+};
+
+struct platform_colour {
+	char sha[PLATFORM_SHA_MAX];
+	int replicas;		/* desired replicas now (0 when scaled down) */
+	int ready;		/* replicas ready (chatd /readyz 200) */
+	int selected;		/* 1: the switch/Service sends new connections here */
+	int64_t created;	/* unix seconds */
+	size_t n_meta;
+	struct platform_kv meta[PLATFORM_META_MAX];
+};
+
+struct platform_replica {
+	char name[PLATFORM_NAME_MAX];
+	int ready;		/* 1 ready, 0 not (starting, draining, dead) */
+	long connections;	/* chatd_connections gauge; -1 when unreadable */
+};
+
+/*
+ * Options from the command line / environment. Strings are borrowed for the
+ * platform's lifetime; NULL means "not given, use the platform's default".
+ */
+struct platform_opts {
+	const char *state_dir;	/* rainbow's own files (timeline, record) */
+	/* local */
+	const char *chatd;	/* chatd binary (--chatd / RAINBOW_CHATD) */
+	int auth_any;		/* start chatd with --auth-any (default 1) */
+	const char *chatd_args;	/* extra chatd flags, space separated */
+	/* kubernetes */
+	const char *kubeconfig;	/* --kubeconfig / KUBECONFIG */
+	const char *context;	/* --context */
+	const char *namespace;	/* --namespace */
+	/* anything else: -P KEY=VALUE, repeatable; platform documents its keys */
+	size_t n_extra;
+	const struct platform_kv *extra;
+};
+
+struct platform;
+
+struct platform_ops {
+	const char *name;	/* "local", "kubernetes" */
+
+	/* Connects/opens; sets p->ctx. -ENOENT when the platform is not up. */
+	int (*open)(struct platform *p, const struct platform_opts *o);
+	/* Frees p->ctx; safe after a failed open. */
+	void (*close)(struct platform *p);
+
+	/* Every colour that exists (including ones scaled to 0), any order. */
+	int (*list)(struct platform *p, struct platform_colour **out, size_t *n);
+
+	/*
+	 * Creates colour sha with `replicas` replicas, not selected. Returns at
+	 * once (readiness is polled with list/replicas). -EEXIST if it exists.
+	 */
+	int (*create)(struct platform *p, const char *sha, int replicas);
+
+	/*
+	 * Per-replica readiness and live connection count of one colour, read
+	 * from each chatd's /readyz and /metrics now. -ENOENT: no such colour.
+	 */
+	int (*replicas)(struct platform *p, const char *sha,
+			struct platform_replica **out, size_t *n);
+
+	/*
+	 * Sends new connections to colour sha only (atomically, read back to
+	 * confirm); established connections are untouched. sha NULL or ""
+	 * selects nothing (new connections are refused).
+	 */
+	int (*select)(struct platform *p, const char *sha);
+	/* The selected colour's sha into out ("" when none). */
+	int (*selected)(struct platform *p, char out[PLATFORM_SHA_MAX]);
+
+	/*
+	 * Deletes colour sha and its meta. Its replicas get SIGTERM (chatd drains
+	 * what is left, then system-shutdown). -ENOENT when already gone.
+	 */
+	int (*remove)(struct platform *p, const char *sha);
+
+	/*
+	 * Sets the desired replica count (0 = keep the colour, run nothing: for
+	 * --keep-drained; back up for rollback). Removed replicas get SIGTERM.
+	 */
+	int (*scale)(struct platform *p, const char *sha, int replicas);
+
+	/*
+	 * Removes exactly the named replica and lowers the desired count by one
+	 * (--shrink). The caller saw its count at 0 for the settle period; the
+	 * platform re-checks and returns -EBUSY if it now holds a connection.
+	 * (kube: pod-deletion-cost on that pod, then scale down by one.)
+	 */
+	int (*remove_replica)(struct platform *p, const char *sha, const char *name);
+
+	/*
+	 * Sets meta key to value on colour sha; value NULL removes the key.
+	 * -ENOSPC when PLATFORM_META_MAX keys are already set.
+	 */
+	int (*meta_set)(struct platform *p, const char *sha, const char *key,
+			const char *value);
+};
+
+struct platform {
+	const struct platform_ops *ops;
+	void *ctx;			/* the platform's own state */
+	char err[PLATFORM_ERR_MAX];	/* message of the last failed op */
+};
+
+/* The local platform (deployer/local.c). */
+const struct platform_ops *local_platform_ops(void);
+
+/* Formats p->err and returns code (a negative errno), for `return platform_error(...)`. */
+int platform_error(struct platform *p, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* The value of key in c's meta, or NULL. */
+const char *platform_meta_get(const struct platform_colour *c, const char *key);
+/* Sets key in c's meta in memory (for platforms building a colour): 0 or -ENOSPC. */
+int platform_meta_put(struct platform_colour *c, const char *key, const char *value);
+
+/* 1 when sha is 7-40 lower-case hex digits. */
+int platform_sha_valid(const char *sha);
+
+#endif
