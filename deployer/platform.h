@@ -57,8 +57,9 @@
 #define PLATFORM_META_VAL_MAX 128
 
 /*
- * Meta keys rainbow writes (values are decimal unix seconds unless noted).
- * Platforms store any key given; these are the ones with meaning.
+ * Meta keys rainbow writes (values are unix seconds with milliseconds,
+ * "1796000000.250", unless noted). Values are opaque strings to platforms;
+ * platforms store any key given; these are the ones with meaning.
  */
 #define PLATFORM_META_SELECTED_AT "selected-at"	/* last time it became selected */
 #define PLATFORM_META_DRAINING_SINCE "draining-since" /* deselected at (switch time) */
@@ -119,7 +120,10 @@ struct platform_ops {
 	/* Frees p->ctx; safe after a failed open. */
 	void (*close)(struct platform *p);
 
-	/* Every colour that exists (including ones scaled to 0), any order. */
+	/*
+	 * Every colour that exists (including ones scaled to 0), any order;
+	 * colours being deleted (kube: deletionTimestamp set) are left out.
+	 */
 	int (*list)(struct platform *p, struct platform_colour **out, size_t *n);
 
 	/*

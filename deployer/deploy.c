@@ -1,0 +1,487 @@
+/*
+ * Pure deploy decisions. Rules (each derived from the observation, so any
+ * step may be the first after a kill):
+ *  - target missing -> create; failed earlier -> remove, then create;
+ *  - target with fewer replicas than wanted (kept at 0, shrunk) -> scale up;
+ *  - not selected: wait until every wanted replica is ready, then select;
+ *    past the ready timeout -> mark failed, remove unless --keep-failed,
+ *    never touch the selection;
+ *  - selected: every other colour with replicas gets draining-since; a
+ *    draining colour whose count read 0 for the settle period is drained
+ *    (removed, or scaled to 0 with --keep-drained); past --max-drain it is
+ *    shut down or left and reported; with --shrink single replicas settled
+ *    at 0 are given back (never the last one: it goes with the colour).
+ */
+#include "deploy.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+
+void deploy_mem_init(struct deploy_mem *m)
+{
+	memset(m, 0, sizeof(*m));
+}
+
+int64_t deploy_meta_time(const struct platform_colour *c, const char *key)
+{
+	const char *v = platform_meta_get(c, key);
+	char *end;
+	double d;
+
+	if (!v || !*v)
+		return 0;
+	d = strtod(v, &end);
+	if (*end || d <= 0 || d > 1e11)
+		return 0;
+	return (int64_t)(d * 1000.0 + 0.5);
+}
+
+void deploy_format_time(char *buf, size_t len, int64_t ms)
+{
+	snprintf(buf, len, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
+}
+
+long deploy_colour_connections(const struct deploy_colour_obs *c)
+{
+	long sum = 0;
+
+	for (size_t i = 0; i < c->n_rep; i++) {
+		if (c->rep[i].connections < 0)
+			return -1;
+		sum += c->rep[i].connections;
+	}
+	return sum;
+}
+
+static int colour_ready(const struct deploy_colour_obs *c)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < c->n_rep; i++)
+		n += c->rep[i].ready != 0;
+	return n;
+}
+
+enum deploy_state deploy_colour_state(const struct deploy_colour_obs *c, const char *selected)
+{
+	if (selected && strcmp(c->c.sha, selected) == 0)
+		return DEPLOY_STATE_LIVE;
+	if (platform_meta_get(&c->c, PLATFORM_META_FAILED))
+		return DEPLOY_STATE_FAILED;
+	if (c->c.replicas == 0)
+		return DEPLOY_STATE_KEPT;
+	if (deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE))
+		return DEPLOY_STATE_DRAINING;
+	return DEPLOY_STATE_STARTING;
+}
+
+const char *deploy_state_name(enum deploy_state s)
+{
+	static const char *const names[] = { "live", "starting", "draining", "kept", "failed" };
+
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "?";
+}
+
+const char *deploy_phase_name(enum deploy_phase p)
+{
+	static const char *const names[] = { "create", "wait-ready", "switch", "drain",
+					      "done", "failed" };
+
+	return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
+}
+
+static const struct deploy_colour_obs *find(const struct deploy_obs *o, const char *sha)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (strcmp(o->colours[i].c.sha, sha) == 0)
+			return &o->colours[i];
+	return NULL;
+}
+
+/* A fresh action, or NULL when the step is full (the rest waits a step). */
+static struct deploy_act *act(struct deploy_result *r, enum deploy_act_kind kind,
+			      enum deploy_why why, const char *sha)
+{
+	struct deploy_act *a;
+
+	if (r->n_act >= DEPLOY_ACT_MAX)
+		return NULL;
+	a = &r->act[r->n_act++];
+	memset(a, 0, sizeof(*a));
+	a->kind = kind;
+	a->why = why;
+	snprintf(a->sha, sizeof(a->sha), "%s", sha);
+	return a;
+}
+
+static void meta_set(struct deploy_result *r, const char *sha, const char *key,
+		     const char *value)
+{
+	struct deploy_act *a = act(r, DEPLOY_ACT_META, DEPLOY_WHY_NONE, sha);
+
+	if (!a)
+		return;
+	snprintf(a->key, sizeof(a->key), "%s", key);
+	if (value) {
+		snprintf(a->value, sizeof(a->value), "%s", value);
+		a->has_value = 1;
+	}
+}
+
+static void meta_time(struct deploy_result *r, const char *sha, const char *key, int64_t ms)
+{
+	char buf[32];
+
+	deploy_format_time(buf, sizeof(buf), ms);
+	meta_set(r, sha, key, buf);
+}
+
+static void meta_clear(struct deploy_result *r, const struct deploy_colour_obs *c,
+		       const char *key)
+{
+	if (platform_meta_get(&c->c, key))
+		meta_set(r, c->c.sha, key, NULL);
+}
+
+/* The settle clock of (sha, name); NULL when the table is full (never settles). */
+static int64_t *zero_clock(struct deploy_mem *m, const char *sha, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_track; i++)
+		if (strcmp(m->track[i].sha, sha) == 0 && strcmp(m->track[i].name, name) == 0)
+			break;
+	if (i == m->n_track) {
+		if (m->n_track >= DEPLOY_TRACK_MAX)
+			return NULL;
+		memset(&m->track[i], 0, sizeof(m->track[i]));
+		snprintf(m->track[i].sha, sizeof(m->track[i].sha), "%s", sha);
+		snprintf(m->track[i].name, sizeof(m->track[i].name), "%s", name);
+		m->n_track++;
+	}
+	m->track[i].seen = 1;
+	return &m->track[i].zero_since_ms;
+}
+
+/* True when count has read 0 for the settle period (starting the clock if needed). */
+static int settled(struct deploy_mem *m, const struct deploy_cfg *cfg, int64_t now,
+		   const char *sha, const char *name, long count, int64_t *zero_since)
+{
+	int64_t *z = zero_clock(m, sha, name);
+
+	if (!z)
+		return 0;
+	if (count != 0) {
+		*z = 0;
+		return 0;
+	}
+	if (!*z)
+		*z = now;
+	if (zero_since)
+		*zero_since = *z;
+	return now - *z >= cfg->settle_ms;
+}
+
+static void shrink_colour(const struct deploy_cfg *cfg, const struct deploy_obs *o,
+			  struct deploy_mem *m, const struct deploy_colour_obs *c,
+			  struct deploy_result *r)
+{
+	int keep = c->c.replicas;	/* replicas left after this step */
+
+	for (size_t i = 0; i < c->n_rep; i++) {
+		const struct platform_replica *rep = &c->rep[i];
+		struct deploy_act *a;
+
+		if (!settled(m, cfg, o->now_ms, c->c.sha, rep->name, rep->connections, NULL))
+			continue;
+		if (keep <= 1)
+			continue;	/* the last replica goes with the colour */
+		a = act(r, DEPLOY_ACT_REMOVE_REPLICA, DEPLOY_WHY_SHRINK, c->c.sha);
+		if (!a)
+			return;
+		snprintf(a->name, sizeof(a->name), "%s", rep->name);
+		keep--;
+	}
+}
+
+static int cmp_kept(const void *a, const void *b)
+{
+	const struct deploy_colour_obs *x = *(const struct deploy_colour_obs *const *)a;
+	const struct deploy_colour_obs *y = *(const struct deploy_colour_obs *const *)b;
+	int64_t tx = deploy_meta_time(&x->c, PLATFORM_META_DRAINED_AT);
+	int64_t ty = deploy_meta_time(&y->c, PLATFORM_META_DRAINED_AT);
+
+	if (tx != ty)
+		return tx > ty ? -1 : 1;	/* newest first */
+	return strcmp(x->c.sha, y->c.sha);
+}
+
+static void drained(const struct deploy_cfg *cfg, const struct deploy_colour_obs *c,
+		    int64_t now, int64_t drain_ms, struct deploy_result *r)
+{
+	struct deploy_act *a;
+
+	meta_time(r, c->c.sha, PLATFORM_META_DRAINED_AT, now);
+	if (cfg->keep_drained > 0) {
+		meta_set(r, c->c.sha, PLATFORM_META_KEPT, "1");
+		a = act(r, DEPLOY_ACT_SCALE, DEPLOY_WHY_DRAINED, c->c.sha);
+		if (a)
+			a->drain_ms = drain_ms;
+		return;
+	}
+	a = act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_DRAINED, c->c.sha);
+	if (a)
+		a->drain_ms = drain_ms;
+}
+
+/* The drain pass over every colour but the target. Returns colours waited for. */
+static int drain_pass(const struct deploy_cfg *cfg, const struct deploy_obs *o,
+		      struct deploy_mem *m, struct deploy_result *r)
+{
+	const struct deploy_colour_obs *kept[DEPLOY_ACT_MAX];
+	size_t n_kept = 0;
+	int waiting = 0;
+
+	for (size_t i = 0; i < o->n; i++) {
+		const struct deploy_colour_obs *c = &o->colours[i];
+		enum deploy_state st = deploy_colour_state(c, o->selected);
+		int64_t ds, zero_since = 0;
+		long count;
+
+		if (strcmp(c->c.sha, cfg->sha) == 0 || st == DEPLOY_STATE_LIVE)
+			continue;
+		if (st == DEPLOY_STATE_FAILED) {
+			if (cfg->mode == DEPLOY_MODE_PRUNE)
+				act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_PRUNE_FAILED, c->c.sha);
+			continue;
+		}
+		if (st == DEPLOY_STATE_KEPT) {
+			if (n_kept < DEPLOY_ACT_MAX)
+				kept[n_kept++] = c;
+			continue;
+		}
+		if (st == DEPLOY_STATE_STARTING) {
+			/* Prune never takes a colour a concurrent deploy may be starting. */
+			if (cfg->mode != DEPLOY_MODE_PRUNE) {
+				meta_time(r, c->c.sha, PLATFORM_META_DRAINING_SINCE, o->now_ms);
+				waiting++;
+			}
+			continue;
+		}
+		if (cfg->no_wait)
+			continue;
+		if (platform_meta_get(&c->c, DEPLOY_META_MAX_DRAIN_AT))
+			continue;	/* passed --max-drain and kept: reported, not waited for */
+		ds = deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE);
+		count = deploy_colour_connections(c);
+		if (settled(m, cfg, o->now_ms, c->c.sha, "", count, &zero_since)) {
+			drained(cfg, c, o->now_ms, zero_since - ds, r);
+			continue;
+		}
+		if (count != 0 && cfg->max_drain_ms > 0 && o->now_ms - ds >= cfg->max_drain_ms) {
+			struct deploy_act *a;
+
+			if (cfg->on_max_drain == DEPLOY_ON_MAX_SHUTDOWN) {
+				meta_time(r, c->c.sha, PLATFORM_META_SHUTDOWN_AT, o->now_ms);
+				a = act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_MAX_DRAIN, c->c.sha);
+				if (a)
+					a->drain_ms = o->now_ms - ds;
+			} else {
+				meta_time(r, c->c.sha, DEPLOY_META_MAX_DRAIN_AT, o->now_ms);
+			}
+			continue;
+		}
+		if (cfg->shrink)
+			shrink_colour(cfg, o, m, c, r);
+		waiting++;
+	}
+
+	if (cfg->keep_drained >= 0 && n_kept > (size_t)cfg->keep_drained) {
+		qsort(kept, n_kept, sizeof(kept[0]), cmp_kept);
+		for (size_t i = (size_t)cfg->keep_drained; i < n_kept; i++)
+			act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_EXCESS_KEPT, kept[i]->c.sha);
+	}
+	return waiting;
+}
+
+static void forget_unseen(struct deploy_mem *m)
+{
+	size_t j = 0;
+
+	for (size_t i = 0; i < m->n_track; i++) {
+		if (!m->track[i].seen)
+			continue;
+		m->track[i].seen = 0;
+		if (j != i)
+			m->track[j] = m->track[i];
+		j++;
+	}
+	m->n_track = j;
+}
+
+static int wanted_replicas(const struct deploy_cfg *cfg, const struct deploy_colour_obs *t)
+{
+	const char *v;
+
+	if (cfg->replicas > 0)
+		return cfg->replicas;
+	v = t ? platform_meta_get(&t->c, PLATFORM_META_REPLICAS) : NULL;
+	if (v && atoi(v) > 0)
+		return atoi(v);
+	return 1;
+}
+
+/* Before the switch. Returns 1 when the step is complete (no drain pass). */
+static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs *o,
+			  struct deploy_mem *m, struct deploy_result *r)
+{
+	const struct deploy_colour_obs *t = find(o, cfg->sha);
+	int wanted = wanted_replicas(cfg, t);
+	struct deploy_act *a;
+	char buf[16];
+
+	r->wanted = wanted;
+	if (t && strcmp(o->selected, cfg->sha) == 0)
+		return 0;
+	if (t && platform_meta_get(&t->c, PLATFORM_META_FAILED)) {
+		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
+			r->phase = DEPLOY_PHASE_FAILED;
+			snprintf(r->msg, sizeof(r->msg), "colour %s failed earlier (%s); "
+				 "not rolling back to it", cfg->sha,
+				 platform_meta_get(&t->c, PLATFORM_META_FAILED));
+			return 1;
+		}
+		/* A kept failed colour is replaced by a fresh attempt. */
+		act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_FAILED, cfg->sha);
+		r->phase = DEPLOY_PHASE_CREATE;
+		m->wait_since_ms = 0;
+		return 1;
+	}
+	if (!t) {
+		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
+			r->phase = DEPLOY_PHASE_FAILED;
+			snprintf(r->msg, sizeof(r->msg),
+				 "colour %s does not exist: nothing to roll back to", cfg->sha);
+			return 1;
+		}
+		a = act(r, DEPLOY_ACT_CREATE, DEPLOY_WHY_NONE, cfg->sha);
+		if (a)
+			a->replicas = wanted;
+		snprintf(buf, sizeof(buf), "%d", wanted);
+		meta_set(r, cfg->sha, PLATFORM_META_REPLICAS, buf);
+		r->phase = DEPLOY_PHASE_CREATE;
+		m->wait_since_ms = o->now_ms;
+		return 1;
+	}
+	if (t->c.replicas < wanted) {
+		a = act(r, DEPLOY_ACT_SCALE,
+			t->c.replicas == 0 ? DEPLOY_WHY_ROLLBACK : DEPLOY_WHY_NONE, cfg->sha);
+		if (a)
+			a->replicas = wanted;
+		meta_clear(r, t, PLATFORM_META_KEPT);
+		r->phase = DEPLOY_PHASE_CREATE;
+		m->wait_since_ms = o->now_ms;
+		return 1;
+	}
+	if (!m->wait_since_ms)
+		m->wait_since_ms = o->now_ms;
+	r->ready = colour_ready(t);
+	if (r->ready >= wanted) {
+		act(r, DEPLOY_ACT_SELECT, DEPLOY_WHY_NONE, cfg->sha);
+		meta_time(r, cfg->sha, PLATFORM_META_SELECTED_AT, o->now_ms);
+		meta_clear(r, t, PLATFORM_META_DRAINING_SINCE);
+		meta_clear(r, t, PLATFORM_META_DRAINED_AT);
+		meta_clear(r, t, PLATFORM_META_KEPT);
+		meta_clear(r, t, PLATFORM_META_SHUTDOWN_AT);
+		meta_clear(r, t, DEPLOY_META_MAX_DRAIN_AT);
+		if (o->selected[0] && strcmp(o->selected, cfg->sha) != 0)
+			meta_time(r, o->selected, PLATFORM_META_DRAINING_SINCE, o->now_ms);
+		r->phase = DEPLOY_PHASE_SWITCH;
+		m->wait_since_ms = 0;
+		return 1;
+	}
+	if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms) {
+		r->phase = DEPLOY_PHASE_FAILED;
+		snprintf(r->msg, sizeof(r->msg),
+			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
+			 "traffic stays on %s", cfg->sha, o->now_ms - m->wait_since_ms,
+			 r->ready, wanted, o->selected[0] ? o->selected : "(nothing)");
+		meta_set(r, cfg->sha, PLATFORM_META_FAILED, "not ready before --ready-timeout");
+		if (!cfg->keep_failed)
+			act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_FAILED, cfg->sha);
+		m->wait_since_ms = 0;
+		return 1;
+	}
+	r->phase = DEPLOY_PHASE_READY;
+	return 1;
+}
+
+void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *o,
+		 struct deploy_mem *m, struct deploy_result *r)
+{
+	const struct deploy_colour_obs *t;
+
+	memset(r, 0, sizeof(*r));
+	if (!m->started_ms)
+		m->started_ms = o->now_ms;
+	if (cfg->mode != DEPLOY_MODE_PRUNE && towards_switch(cfg, o, m, r))
+		goto out;
+
+	t = cfg->mode != DEPLOY_MODE_PRUNE ? find(o, cfg->sha) : NULL;
+	if (t) {
+		/* Selected already (e.g. killed right after the switch): tidy its meta. */
+		meta_clear(r, t, PLATFORM_META_DRAINING_SINCE);
+		meta_clear(r, t, PLATFORM_META_DRAINED_AT);
+		meta_clear(r, t, PLATFORM_META_KEPT);
+		meta_clear(r, t, DEPLOY_META_MAX_DRAIN_AT);
+		if (!platform_meta_get(&t->c, PLATFORM_META_SELECTED_AT))
+			meta_time(r, t->c.sha, PLATFORM_META_SELECTED_AT, o->now_ms);
+		r->ready = colour_ready(t);
+		r->wanted = wanted_replicas(cfg, t);
+	}
+	r->draining = drain_pass(cfg, o, m, r);
+	if (r->draining == 0 && r->n_act == 0)
+		r->phase = DEPLOY_PHASE_DONE;
+	else if (cfg->no_wait && r->n_act == 0)
+		r->phase = DEPLOY_PHASE_DONE;
+	else if (cfg->mode == DEPLOY_MODE_PRUNE && r->n_act == 0 &&
+		 o->now_ms - m->started_ms >= cfg->prune_window_ms)
+		r->phase = DEPLOY_PHASE_DONE;
+	else
+		r->phase = DEPLOY_PHASE_DRAIN;
+out:
+	forget_unseen(m);
+}
+
+int deploy_rollback_target(const struct deploy_obs *o, char out[PLATFORM_SHA_MAX],
+			   char *err, size_t errlen)
+{
+	const struct deploy_colour_obs *best = NULL;
+	int64_t best_t = 0;
+
+	for (size_t i = 0; i < o->n; i++) {
+		const struct deploy_colour_obs *c = &o->colours[i];
+		enum deploy_state st = deploy_colour_state(c, o->selected);
+		int64_t ds = deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE);
+
+		if (st != DEPLOY_STATE_DRAINING && st != DEPLOY_STATE_KEPT)
+			continue;
+		if (!ds || platform_meta_get(&c->c, PLATFORM_META_SHUTDOWN_AT))
+			continue;
+		if (!best || ds > best_t) {
+			best = c;
+			best_t = ds;
+		}
+	}
+	if (!best) {
+		snprintf(err, errlen, "nothing to roll back to: no earlier colour is still "
+			 "running or kept (use --keep-drained K to keep drained colours)");
+		return -ENOENT;
+	}
+	snprintf(out, PLATFORM_SHA_MAX, "%s", best->c.sha);
+	return 0;
+}
