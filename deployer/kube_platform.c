@@ -1,0 +1,1025 @@
+/*
+ * The Kubernetes platform (issue 5): colours are apps/v1 Deployments, the
+ * switch is the client Service's spec.selector, connection counts come from
+ * each pod's /metrics. Every piece of state lives in the cluster (labels,
+ * annotations, the selector), so a killed rainbow re-run converges.
+ *
+ * Names and labels (docs/kubernetes.md):
+ *   Deployment   chat-<sha>
+ *   labels       app=<app> (default "chat") and rainbow.chat/sha=<sha> on the
+ *                Deployment, its selector and its pod template: each colour
+ *                selects only its own pods.
+ *   Service      <service> (default "chat"); rainbow owns its spec.selector:
+ *                {app: <app>, rainbow.chat/sha: <selected sha>}; "none"
+ *                as the sha selects no pod.
+ *   annotations  rainbow.chat/<meta key> on the Deployment (platform meta).
+ *   preview      chat-<sha>-preview, a Service per colour when -P preview=1.
+ *
+ * Options (-P KEY=VALUE): service, app, template (pod template file; default
+ * $RAINBOW_POD_TEMPLATE or k8s/pod-template.yaml), metrics-port (default: the
+ * template's container port named "http" or "metrics", else 8080),
+ * metrics-via (proxy | pod-ip; default pod-ip in-cluster, proxy outside),
+ * preview (0|1), watch-s (how long list() may wait on a watch for a rollout
+ * to move, default 2), retries, backoff-ms, timeout-ms (API requests).
+ */
+#include "kube.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "kubeclient.h"
+#include "kubeconfig.h"
+#include "kubeyaml.h"
+#include "log.h"
+
+#define KUBE_SHA_LABEL "rainbow.chat/sha"
+#define KUBE_ANNOT_PREFIX "rainbow.chat/"
+#define KUBE_DELETION_COST "controller.kubernetes.io/pod-deletion-cost"
+#define KUBE_SELECT_NONE "none"
+#define KUBE_CONFLICT_RETRIES 5
+#define KUBE_METRICS_MAX (1u << 20)
+
+struct kube {
+	struct kubeclient *kc;
+	char *ns;
+	const char *service;
+	const char *app;
+	char *template_path;
+	json_t *template;	/* the pod template (spec.template), loaded on first create */
+	int metrics_port;	/* 0: from the template, else 8080 */
+	int via_pod_ip;		/* read /metrics from pod IPs (in-cluster) */
+	int preview;
+	int watch_s;
+	char last_rv[64];	/* resourceVersion of the last list; "" when unknown */
+	int last_unsettled;	/* the last list saw a rollout in progress */
+};
+
+static const char *opt(const struct platform_opts *o, const char *key)
+{
+	for (size_t i = 0; i < o->n_extra; i++)
+		if (strcmp(o->extra[i].key, key) == 0)
+			return o->extra[i].value;
+	return NULL;
+}
+
+static int opt_int(const struct platform_opts *o, const char *key, int def)
+{
+	const char *v = opt(o, key);
+
+	return v && *v ? atoi(v) : def;
+}
+
+#define KT(verb, res, grp, k, nm) \
+	(&(struct kubeclient_target){ (verb), (res), (grp), (k)->ns, (nm) })
+
+/* ---- open / close ---- */
+
+static int check_service(struct platform *p, struct kube *k)
+{
+	char path[512], err[PLATFORM_ERR_MAX];
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->ns, k->service);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("get", "services", "", k, k->service), NULL, err, sizeof(err));
+	if (rc != -ENOENT)
+		return rc ? platform_error(p, rc == -EPERM ? -EACCES : rc, "%s", err) : 0;
+	/* Tell a missing namespace from a missing Service when RBAC lets us look. */
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s", k->ns);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				&(struct kubeclient_target){ "get", "namespaces", "", NULL, k->ns },
+				NULL, err, sizeof(err));
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT, "namespace \"%s\" does not exist: create it "
+				      "(kubectl apply -k k8s/) or pass --namespace", k->ns);
+	if (rc == 0)
+		return platform_error(p, -ENOENT, "Service \"%s\" not found in namespace \"%s\": "
+				      "apply k8s/ (kubectl apply -k k8s/) or pass -P service=NAME",
+				      k->service, k->ns);
+	return platform_error(p, -ENOENT, "Service \"%s\" not found in namespace \"%s\" (the "
+			      "namespace may not exist either): apply k8s/ or pass --namespace",
+			      k->service, k->ns);
+}
+
+static void kube_close(struct platform *p)
+{
+	struct kube *k = p->ctx;
+
+	if (!k)
+		return;
+	kubeclient_free(k->kc);
+	json_decref(k->template);
+	free(k->template_path);
+	free(k->ns);
+	free(k);
+	p->ctx = NULL;
+}
+
+static int kube_open(struct platform *p, const struct platform_opts *o)
+{
+	struct kubeclient_opts copts = { 0 };
+	struct kubeconfig cfg;
+	struct kube *k;
+	const char *v;
+	char err[PLATFORM_ERR_MAX];
+	int rc;
+
+	k = calloc(1, sizeof(*k));
+	if (!k)
+		return platform_error(p, -ENOMEM, "out of memory");
+	p->ctx = k;
+	rc = kubeconfig_auto(&cfg, o->kubeconfig, o->context, err, sizeof(err));
+	if (rc)
+		return platform_error(p, rc == -ENOENT ? -ENOENT : -EINVAL, "%s", err);
+	v = o->namespace && *o->namespace ? o->namespace : cfg.namespace ? cfg.namespace
+									  : "default";
+	k->ns = strdup(v);
+	k->via_pod_ip = cfg.source && strcmp(cfg.source, "in-cluster") == 0;
+	copts.retries = opt_int(o, "retries", 4);
+	copts.backoff_ms = opt_int(o, "backoff-ms", 250);
+	copts.timeout_ms = opt_int(o, "timeout-ms", 30000);
+	copts.connect_timeout_ms = copts.timeout_ms < 5000 ? copts.timeout_ms : 5000;
+	rc = kubeclient_new(&k->kc, &cfg, &copts);
+	if (rc) {
+		kubeconfig_free(&cfg);
+		return platform_error(p, rc, "cannot create the Kubernetes client");
+	}
+	k->service = (v = opt(o, "service")) && *v ? v : "chat";
+	k->app = (v = opt(o, "app")) && *v ? v : "chat";
+	v = opt(o, "template");
+	if (!v || !*v)
+		v = getenv("RAINBOW_POD_TEMPLATE");
+	k->template_path = strdup(v && *v ? v : "k8s/pod-template.yaml");
+	k->metrics_port = opt_int(o, "metrics-port", 0);
+	if ((v = opt(o, "metrics-via")) && *v) {
+		if (strcmp(v, "proxy") && strcmp(v, "pod-ip"))
+			return platform_error(p, -EINVAL, "-P metrics-via: proxy or pod-ip, not %s",
+					      v);
+		k->via_pod_ip = strcmp(v, "pod-ip") == 0;
+	}
+	k->preview = opt_int(o, "preview", 0);
+	k->watch_s = opt_int(o, "watch-s", 2);
+	if (!k->ns || !k->template_path)
+		return platform_error(p, -ENOMEM, "out of memory");
+	return check_service(p, k);
+}
+
+/* ---- helpers over objects ---- */
+
+static const char *jstr(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+
+	while ((dot = strchr(path, '.')) != NULL) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		path = dot + 1;
+	}
+	return json_string_value(json_object_get(o, path));
+}
+
+static json_t *jget(json_t *o, const char *path)
+{
+	char key[64];
+	const char *dot;
+
+	while ((dot = strchr(path, '.')) != NULL) {
+		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
+		o = json_object_get(o, key);
+		path = dot + 1;
+	}
+	return json_object_get(o, path);
+}
+
+static long jint(json_t *o, const char *path)
+{
+	return (long)json_integer_value(jget(o, path));
+}
+
+static int64_t parse_time(const char *s)
+{
+	struct tm tm = { 0 };
+
+	if (!s || !strptime(s, "%Y-%m-%dT%H:%M:%S", &tm))
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/* Kubernetes' own error (from kubeclient) mapped to the platform convention. */
+static int fail(struct platform *p, int rc, const char *err)
+{
+	if (rc == -EPERM)
+		rc = -EACCES;
+	return platform_error(p, rc, "%s", err);
+}
+
+/* The Deployment's rollout has caught up: observedGeneration and every replica. */
+static int rollout_done(json_t *d)
+{
+	long want = jint(d, "spec.replicas");
+
+	return jint(d, "status.observedGeneration") >= jint(d, "metadata.generation") &&
+	       jint(d, "status.updatedReplicas") >= want &&
+	       jint(d, "status.availableReplicas") >= want &&
+	       jint(d, "status.replicas") == want;
+}
+
+static int deployment_ready_count(json_t *d)
+{
+	long upd = jint(d, "status.updatedReplicas"), avail = jint(d, "status.availableReplicas");
+
+	/* A status older than the spec says nothing about the spec. */
+	if (jint(d, "status.observedGeneration") < jint(d, "metadata.generation"))
+		return 0;
+	return (int)(upd < avail ? upd : avail);
+}
+
+static void fill_colour(struct platform_colour *c, json_t *d, const char *selected)
+{
+	const char *sha = jstr(d, "metadata.labels." KUBE_SHA_LABEL), *key;
+	json_t *ann = jget(d, "metadata.annotations"), *val;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->sha, sizeof(c->sha), "%s", sha ? sha : "");
+	c->replicas = (int)jint(d, "spec.replicas");
+	c->ready = deployment_ready_count(d);
+	c->selected = selected && *selected && strcmp(selected, c->sha) == 0;
+	c->created = parse_time(jstr(d, "metadata.creationTimestamp"));
+	json_object_foreach(ann, key, val) {
+		if (strncmp(key, KUBE_ANNOT_PREFIX, strlen(KUBE_ANNOT_PREFIX)) == 0 &&
+		    json_is_string(val))
+			platform_meta_put(c, key + strlen(KUBE_ANNOT_PREFIX), json_string_value(val));
+	}
+}
+
+static int read_service(struct platform *p, struct kube *k, struct kubeclient_result *res)
+{
+	char path[512], err[PLATFORM_ERR_MAX];
+	int rc;
+
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->ns, k->service);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("get", "services", "", k, k->service), res, err, sizeof(err));
+	if (rc) {
+		kubeclient_result_free(res);
+		return fail(p, rc, err);
+	}
+	return 0;
+}
+
+static int kube_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result res;
+	const char *sha;
+	int rc = read_service(p, k, &res);
+
+	if (rc)
+		return rc;
+	sha = jstr(res.body, "spec.selector." KUBE_SHA_LABEL);
+	snprintf(out, PLATFORM_SHA_MAX, "%s", sha && platform_sha_valid(sha) ? sha : "");
+	kubeclient_result_free(&res);
+	return 0;
+}
+
+/* ---- list, with a bounded watch while a rollout is moving ---- */
+
+struct list_watch {
+	int changed;
+};
+
+static int on_deploy_event(const char *type, json_t *obj, void *arg)
+{
+	struct list_watch *w = arg;
+
+	if (strcmp(type, "BOOKMARK") == 0)
+		return 0;
+	w->changed = 1;
+	return 1;	/* something moved: stop and re-list */
+}
+
+static int kube_list(struct platform *p, struct platform_colour **out, size_t *n)
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result res = { 0 };
+	char path[512], err[PLATFORM_ERR_MAX], sel[PLATFORM_SHA_MAX], *lsel = NULL, *q = NULL;
+	struct platform_colour *cs = NULL;
+	json_t *items;
+	size_t i, cnt = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (asprintf(&q, "app=%s,%s", k->app, KUBE_SHA_LABEL) < 0)
+		return platform_error(p, -ENOMEM, "out of memory");
+	lsel = kubeclient_escape(q);
+	if (!lsel) {
+		free(q);
+		return platform_error(p, -ENOMEM, "out of memory");
+	}
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments", k->ns);
+	/*
+	 * Polling callers see a rollout move as soon as it moves: when the last
+	 * list saw one in progress, wait (bounded) on a watch from that list's
+	 * resourceVersion, then re-list. A watch that ends or goes silent is
+	 * simply followed by the re-list below.
+	 */
+	if (k->last_unsettled && k->last_rv[0] && k->watch_s > 0) {
+		struct list_watch w = { 0 };
+
+		rc = kubeclient_watch(k->kc, path, q, k->last_rv, k->watch_s, k->watch_s + 1,
+				      on_deploy_event, &w, KT("watch", "deployments", "apps", k, NULL),
+				      err, sizeof(err));
+		if (rc < 0 && rc != -ESTALE)
+			log_warn("kube_watch", "path=%s error=\"%s\"", path, err);
+	}
+	{
+		size_t l = strlen(path);
+
+		snprintf(path + l, sizeof(path) - l, "?labelSelector=%s", lsel);
+	}
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("list", "deployments", "apps", k, NULL), &res, err, sizeof(err));
+	if (rc) {
+		rc = fail(p, rc, err);
+		goto out;
+	}
+	rc = kube_selected(p, sel);
+	if (rc)
+		goto out;
+	snprintf(k->last_rv, sizeof(k->last_rv), "%s",
+		 jstr(res.body, "metadata.resourceVersion") ? jstr(res.body,
+								   "metadata.resourceVersion")
+							    : "");
+	k->last_unsettled = 0;
+	items = json_object_get(res.body, "items");
+	cs = calloc(json_array_size(items) + 1, sizeof(*cs));
+	if (!cs) {
+		rc = platform_error(p, -ENOMEM, "out of memory");
+		goto out;
+	}
+	for (i = 0; i < json_array_size(items); i++) {
+		json_t *d = json_array_get(items, i);
+		const char *sha = jstr(d, "metadata.labels." KUBE_SHA_LABEL);
+
+		if (!sha || !platform_sha_valid(sha))
+			continue;
+		fill_colour(&cs[cnt++], d, sel);
+		if (!rollout_done(d))
+			k->last_unsettled = 1;
+	}
+	*out = cs;
+	*n = cnt;
+	cs = NULL;
+out:
+	free(cs);
+	free(lsel);
+	free(q);
+	kubeclient_result_free(&res);
+	return rc;
+}
+
+/* ---- create ---- */
+
+/* Replaces every "{{SHA}}" in every string of v with sha. */
+static int subst_sha(json_t *v, const char *sha)
+{
+	const char *key;
+	json_t *x;
+	size_t i;
+
+	if (json_is_object(v)) {
+		json_object_foreach(v, key, x)
+			if (subst_sha(x, sha))
+				return -ENOMEM;
+	} else if (json_is_array(v)) {
+		json_array_foreach(v, i, x)
+			if (subst_sha(x, sha))
+				return -ENOMEM;
+	} else if (json_is_string(v) && strstr(json_string_value(v), "{{SHA}}")) {
+		const char *s = json_string_value(v), *m;
+		char *buf = malloc(strlen(s) * 8 + 64), *o = buf;
+
+		if (!buf)
+			return -ENOMEM;
+		while ((m = strstr(s, "{{SHA}}")) != NULL) {
+			memcpy(o, s, (size_t)(m - s));
+			o += m - s;
+			o += sprintf(o, "%s", sha);
+			s = m + 7;
+		}
+		strcpy(o, s);
+		json_string_set(v, buf);
+		free(buf);
+	}
+	return 0;
+}
+
+static int load_template(struct platform *p, struct kube *k)
+{
+	char err[PLATFORM_ERR_MAX];
+	json_t *t, *inner;
+
+	if (k->template)
+		return 0;
+	t = kubeyaml_load_file(k->template_path, err, sizeof(err));
+	if (!t)
+		return platform_error(p, -EINVAL, "pod template: %s", err);
+	/* Accept a PodTemplateSpec ({metadata, spec}), or a PodTemplate with .template. */
+	inner = json_object_get(t, "template");
+	if (inner) {
+		json_incref(inner);
+		json_decref(t);
+		t = inner;
+	}
+	if (!json_is_object(t) || !json_is_array(jget(t, "spec.containers")) ||
+	    !json_array_size(jget(t, "spec.containers"))) {
+		json_decref(t);
+		return platform_error(p, -EINVAL, "pod template %s: no spec.containers",
+				      k->template_path);
+	}
+	k->template = t;
+	if (!k->metrics_port) {
+		json_t *ports = jget(json_array_get(jget(t, "spec.containers"), 0), "ports"), *pt;
+		size_t i;
+
+		json_array_foreach(ports, i, pt) {
+			const char *name = jstr(pt, "name");
+
+			if (name && (!strcmp(name, "http") || !strcmp(name, "metrics")))
+				k->metrics_port = (int)jint(pt, "containerPort");
+		}
+		if (!k->metrics_port)
+			k->metrics_port = 8080;
+	}
+	return 0;
+}
+
+static json_t *labels_for(struct kube *k, const char *sha)
+{
+	return json_pack("{s:s, s:s}", "app", k->app, KUBE_SHA_LABEL, sha);
+}
+
+static int create_preview(struct platform *p, struct kube *k, const char *sha)
+{
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX];
+	struct kubeclient_result svc = { 0 };
+	json_t *body, *ports;
+	int rc;
+
+	/* The preview exposes the same ports as the client Service. */
+	rc = read_service(p, k, &svc);
+	if (rc)
+		return rc;
+	ports = json_deep_copy(jget(svc.body, "spec.ports"));
+	kubeclient_result_free(&svc);
+	snprintf(name, sizeof(name), "chat-%s-preview", sha);
+	body = json_pack("{s:s, s:s, s:{s:s, s:o}, s:{s:o, s:o}}", "apiVersion", "v1", "kind",
+			 "Service", "metadata", "name", name, "labels", labels_for(k, sha), "spec",
+			 "selector", labels_for(k, sha), "ports", ports ? ports : json_array());
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services", k->ns);
+	rc = kubeclient_request(k->kc, "POST", path, NULL, body, KT("create", "services", "", k,
+								     name), NULL, err, sizeof(err));
+	json_decref(body);
+	if (rc && rc != -EEXIST)
+		return fail(p, rc, err);
+	return 0;
+}
+
+static int kube_create(struct platform *p, const char *sha, int replicas)
+{
+	struct kube *k = p->ctx;
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX], rep[16];
+	json_t *tpl, *body = NULL, *meta, *lbl;
+	int rc;
+
+	if (!platform_sha_valid(sha))
+		return platform_error(p, -EINVAL, "invalid sha \"%s\"", sha);
+	rc = load_template(p, k);
+	if (rc)
+		return rc;
+	tpl = json_deep_copy(k->template);
+	if (!tpl || subst_sha(tpl, sha))
+		goto oom;
+	/* The pod template's labels: the user's plus ours, ours winning. */
+	meta = json_object_get(tpl, "metadata");
+	if (!json_is_object(meta)) {
+		meta = json_object();
+		if (!meta || json_object_set_new(tpl, "metadata", meta))
+			goto oom;
+	}
+	lbl = json_object_get(meta, "labels");
+	if (!json_is_object(lbl)) {
+		lbl = json_object();
+		if (!lbl || json_object_set_new(meta, "labels", lbl))
+			goto oom;
+	}
+	json_object_set_new(lbl, "app", json_string(k->app));
+	json_object_set_new(lbl, KUBE_SHA_LABEL, json_string(sha));
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	snprintf(rep, sizeof(rep), "%d", replicas);
+	body = json_pack("{s:s, s:s, s:{s:s, s:o, s:{s:s}}, s:{s:i, s:i, s:{s:o}, s:O}}",
+			 "apiVersion", "apps/v1", "kind", "Deployment", "metadata", "name", name,
+			 "labels", labels_for(k, sha), "annotations",
+			 KUBE_ANNOT_PREFIX PLATFORM_META_REPLICAS, rep, "spec", "replicas", replicas,
+			 "revisionHistoryLimit", 1, "selector", "matchLabels", labels_for(k, sha),
+			 "template", tpl);
+	if (!body)
+		goto oom;
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments", k->ns);
+	rc = kubeclient_request(k->kc, "POST", path, NULL, body,
+				KT("create", "deployments", "apps", k, name), NULL, err, sizeof(err));
+	json_decref(body);
+	json_decref(tpl);
+	k->last_unsettled = 1;
+	if (rc == -EEXIST)
+		return platform_error(p, -EEXIST, "colour %s already exists (%s)", sha, err);
+	if (rc)
+		return fail(p, rc, err);
+	if (k->preview)
+		return create_preview(p, k, sha);
+	return 0;
+oom:
+	json_decref(tpl);
+	json_decref(body);
+	return platform_error(p, -ENOMEM, "out of memory");
+}
+
+/* ---- replicas: pods and their /metrics ---- */
+
+static size_t metrics_write(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	char **buf = arg;
+	size_t have = *buf ? strlen(*buf) : 0, n = size * nmemb;
+	char *nb;
+
+	if (have + n > KUBE_METRICS_MAX)
+		return 0;
+	nb = realloc(*buf, have + n + 1);
+	if (!nb)
+		return 0;
+	memcpy(nb + have, ptr, n);
+	nb[have + n] = '\0';
+	*buf = nb;
+	return n;
+}
+
+/* GET http://ip:port/metrics directly (in-cluster); NULL on any failure. */
+static char *metrics_direct(const char *ip, int port)
+{
+	CURL *h = curl_easy_init();
+	char url[128], *buf = NULL;
+	long code = 0;
+
+	if (!h)
+		return NULL;
+	snprintf(url, sizeof(url), strchr(ip, ':') ? "http://[%s]:%d/metrics" : "http://%s:%d/metrics",
+		 ip, port);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, metrics_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf);
+	if (curl_easy_perform(h) != CURLE_OK ||
+	    (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code), code != 200)) {
+		free(buf);
+		buf = NULL;
+	}
+	curl_easy_cleanup(h);
+	return buf;
+}
+
+/* chatd_connections from Prometheus text; -1 when absent. */
+static long parse_connections(const char *text)
+{
+	const char *l = text;
+
+	while (l && *l) {
+		if (strncmp(l, "chatd_connections", 17) == 0 && (l[17] == ' ' || l[17] == '{')) {
+			const char *sp = strchr(l, ' ');
+
+			if (l[17] == '{')
+				sp = strchr(strchr(l, '}') ? strchr(l, '}') : l, ' ');
+			if (sp)
+				return (long)strtod(sp + 1, NULL);
+		}
+		l = strchr(l, '\n');
+		if (l)
+			l++;
+	}
+	return -1;
+}
+
+static long pod_connections(struct kube *k, json_t *pod)
+{
+	const char *name = jstr(pod, "metadata.name"), *ip = jstr(pod, "status.podIP");
+	char path[512], err[PLATFORM_ERR_MAX];
+	struct kubeclient_result res = { 0 };
+	long n = -1;
+
+	if (k->via_pod_ip) {
+		char *text = ip ? metrics_direct(ip, k->metrics_port) : NULL;
+
+		if (text)
+			n = parse_connections(text);
+		free(text);
+		return n;
+	}
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns,
+		 name, k->metrics_port);
+	if (kubeclient_request(k->kc, "GET", path, NULL, NULL,
+			       KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err)) == 0 &&
+	    res.text)
+		n = parse_connections(res.text);
+	else
+		log_debug("kube_metrics", "pod=%s error=\"%s\"", name, err);
+	kubeclient_result_free(&res);
+	return n;
+}
+
+static int pod_ready(json_t *pod)
+{
+	json_t *conds = jget(pod, "status.conditions"), *c;
+	size_t i;
+
+	if (jget(pod, "metadata.deletionTimestamp") &&
+	    !json_is_null(jget(pod, "metadata.deletionTimestamp")))
+		return 0;
+	json_array_foreach(conds, i, c) {
+		const char *t = jstr(c, "type"), *s = jstr(c, "status");
+
+		if (t && s && !strcmp(t, "Ready"))
+			return !strcmp(s, "True");
+	}
+	return 0;
+}
+
+/* GET the pods of colour sha into res (items). */
+static int list_pods(struct platform *p, struct kube *k, const char *sha,
+		     struct kubeclient_result *res)
+{
+	char path[512], err[PLATFORM_ERR_MAX], *q = NULL, *esc;
+	int rc;
+
+	if (asprintf(&q, "app=%s,%s=%s", k->app, KUBE_SHA_LABEL, sha) < 0)
+		return platform_error(p, -ENOMEM, "out of memory");
+	esc = kubeclient_escape(q);
+	free(q);
+	if (!esc)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", k->ns, esc);
+	free(esc);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL, KT("list", "pods", "", k, NULL),
+				res, err, sizeof(err));
+	if (rc) {
+		kubeclient_result_free(res);
+		return fail(p, rc, err);
+	}
+	return 0;
+}
+
+static int get_deployment(struct platform *p, struct kube *k, const char *sha,
+			  struct kubeclient_result *res)
+{
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX];
+	int rc;
+
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->ns, name);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("get", "deployments", "apps", k, name), res, err, sizeof(err));
+	if (rc) {
+		kubeclient_result_free(res);
+		if (rc == -ENOENT)
+			return platform_error(p, -ENOENT, "colour %s does not exist (no Deployment "
+					      "%s in namespace %s)", sha, name, k->ns);
+		return fail(p, rc, err);
+	}
+	return 0;
+}
+
+static int kube_replicas(struct platform *p, const char *sha, struct platform_replica **out,
+			 size_t *n)
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result dep = { 0 }, pods = { 0 };
+	struct platform_replica *rs = NULL;
+	json_t *items, *pod;
+	size_t i, cnt = 0;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = get_deployment(p, k, sha, &dep);
+	if (rc)
+		return rc;
+	kubeclient_result_free(&dep);
+	if (!k->metrics_port && k->template == NULL && load_template(p, k) != 0)
+		k->metrics_port = 8080;	/* no template here: status still works */
+	rc = list_pods(p, k, sha, &pods);
+	if (rc)
+		return rc;
+	items = json_object_get(pods.body, "items");
+	rs = calloc(json_array_size(items) + 1, sizeof(*rs));
+	if (!rs) {
+		kubeclient_result_free(&pods);
+		return platform_error(p, -ENOMEM, "out of memory");
+	}
+	json_array_foreach(items, i, pod) {
+		const char *name = jstr(pod, "metadata.name");
+		const char *phase = jstr(pod, "status.phase");
+
+		/* Finished pods are history, not replicas. */
+		if (!name || (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"))))
+			continue;
+		snprintf(rs[cnt].name, sizeof(rs[cnt].name), "%s", name);
+		rs[cnt].ready = pod_ready(pod);
+		rs[cnt].connections = pod_connections(k, pod);
+		cnt++;
+	}
+	kubeclient_result_free(&pods);
+	*out = rs;
+	*n = cnt;
+	return 0;
+}
+
+/* ---- select: the switch ---- */
+
+static int kube_select(struct platform *p, const char *sha)
+{
+	struct kube *k = p->ctx;
+	const char *want = sha && *sha ? sha : KUBE_SELECT_NONE;
+	char path[512], err[PLATFORM_ERR_MAX];
+	int rc = 0;
+
+	if (sha && *sha && !platform_sha_valid(sha))
+		return platform_error(p, -EINVAL, "invalid sha \"%s\"", sha);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->ns, k->service);
+	for (int attempt = 0; attempt < KUBE_CONFLICT_RETRIES; attempt++) {
+		struct kubeclient_result svc = { 0 };
+		json_t *sel, *old, *body, *v;
+		const char *key, *rv;
+
+		rc = read_service(p, k, &svc);
+		if (rc)
+			return rc;
+		old = jget(svc.body, "spec.selector");
+		rv = jstr(svc.body, "metadata.resourceVersion");
+		/*
+		 * A JSON merge patch (RFC 7386) of the whole selector: our two keys
+		 * set, every other key present now set to null (deleted). A
+		 * strategic merge patch would MERGE map keys, so a key left by
+		 * someone else would keep matching. metadata.resourceVersion makes
+		 * the patch conditional on what we read: 409 Conflict -> re-read.
+		 */
+		sel = labels_for(k, want);
+		json_object_foreach(old, key, v)
+			if (!json_object_get(sel, key))
+				json_object_set_new(sel, key, json_null());
+		body = json_pack("{s:{s:s}, s:{s:o}}", "metadata", "resourceVersion", rv ? rv : "",
+				 "spec", "selector", sel);
+		kubeclient_result_free(&svc);
+		if (!body)
+			return platform_error(p, -ENOMEM, "out of memory");
+		rc = kubeclient_request(k->kc, "PATCH", path, KUBECLIENT_MERGE_PATCH, body,
+					KT("patch", "services", "", k, k->service), &svc, err,
+					sizeof(err));
+		json_decref(body);
+		if (rc == -ESTALE) {
+			kubeclient_result_free(&svc);
+			log_info("kube_conflict", "service=%s attempt=%d action=reread", k->service,
+				 attempt + 1);
+			continue;
+		}
+		if (rc) {
+			kubeclient_result_free(&svc);
+			return fail(p, rc, err);
+		}
+		kubeclient_result_free(&svc);
+		break;
+	}
+	if (rc == -ESTALE)
+		return platform_error(p, -EIO, "Service %s/%s kept changing under us: %d conflicts "
+				      "in a row", k->ns, k->service, KUBE_CONFLICT_RETRIES);
+	/* Read back: the switch is done only when the stored selector says so. */
+	{
+		struct kubeclient_result svc = { 0 };
+		json_t *sel;
+		const char *got;
+
+		rc = read_service(p, k, &svc);
+		if (rc)
+			return rc;
+		sel = jget(svc.body, "spec.selector");
+		got = jstr(sel, KUBE_SHA_LABEL);
+		if (!got || strcmp(got, want) || json_object_size(sel) != 2 ||
+		    !jstr(sel, "app") || strcmp(jstr(sel, "app"), k->app)) {
+			char *dump = json_dumps(sel, JSON_COMPACT | JSON_SORT_KEYS);
+
+			rc = platform_error(p, -EIO, "Service %s/%s selector reads back as %s, not "
+					    "app=%s,%s=%s", k->ns, k->service, dump ? dump : "?",
+					    k->app, KUBE_SHA_LABEL, want);
+			free(dump);
+		}
+		kubeclient_result_free(&svc);
+	}
+	return rc;
+}
+
+/* ---- delete, scale, shrink, meta ---- */
+
+static int delete_object(struct platform *p, struct kube *k, const char *path,
+			 const struct kubeclient_target *t)
+{
+	char err[PLATFORM_ERR_MAX];
+	json_t *body = json_pack("{s:s, s:s, s:s}", "kind", "DeleteOptions", "apiVersion", "v1",
+				 "propagationPolicy", "Background");
+	int rc;
+
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	rc = kubeclient_request(k->kc, "DELETE", path, NULL, body, t, NULL, err, sizeof(err));
+	json_decref(body);
+	if (rc && rc != -ENOENT)
+		return fail(p, rc, err);
+	return rc;
+}
+
+static int kube_remove(struct platform *p, const char *sha)
+{
+	struct kube *k = p->ctx;
+	char path[512], name[PLATFORM_NAME_MAX];
+	int rc, rc2;
+
+	snprintf(name, sizeof(name), "chat-%s-preview", sha);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->ns, name);
+	/* A preview Service may exist from an earlier run with -P preview=1. */
+	rc2 = delete_object(p, k, path, KT("delete", "services", "", k, name));
+	if (rc2 && rc2 != -ENOENT && rc2 != -EACCES)
+		return rc2;
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->ns, name);
+	rc = delete_object(p, k, path, KT("delete", "deployments", "apps", k, name));
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT, "colour %s does not exist", sha);
+	return rc;
+}
+
+static int kube_scale(struct platform *p, const char *sha, int replicas)
+{
+	struct kube *k = p->ctx;
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX];
+	json_t *body = json_pack("{s:{s:i}}", "spec", "replicas", replicas);
+	int rc;
+
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s/scale", k->ns,
+		 name);
+	rc = kubeclient_request(k->kc, "PATCH", path, KUBECLIENT_MERGE_PATCH, body,
+				KT("patch", "deployments/scale", "apps", k, name), NULL, err,
+				sizeof(err));
+	json_decref(body);
+	k->last_unsettled = 1;
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT, "colour %s does not exist", sha);
+	return rc ? fail(p, rc, err) : 0;
+}
+
+static int set_deletion_cost(struct platform *p, struct kube *k, const char *pod, long cost)
+{
+	char path[512], err[PLATFORM_ERR_MAX], val[32];
+	json_t *body;
+	int rc;
+
+	snprintf(val, sizeof(val), "%ld", cost);
+	body = json_pack("{s:{s:{s:s}}}", "metadata", "annotations", KUBE_DELETION_COST, val);
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", k->ns, pod);
+	rc = kubeclient_request(k->kc, "PATCH", path, KUBECLIENT_MERGE_PATCH, body,
+				KT("patch", "pods", "", k, pod), NULL, err, sizeof(err));
+	json_decref(body);
+	return rc ? fail(p, rc, err) : 0;
+}
+
+/*
+ * --shrink: the ReplicaSet controller deletes, among equally ready pods, the
+ * one with the lowest pod-deletion-cost first. Every pod gets its connection
+ * count as its cost (so later scale-downs also prefer empty pods) and the
+ * named pod the lowest cost there is; then the replicas go down by one.
+ */
+static int kube_remove_replica(struct platform *p, const char *sha, const char *name)
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result dep = { 0 }, pods = { 0 };
+	json_t *items, *pod;
+	long want;
+	size_t i;
+	int rc, found = 0;
+
+	rc = get_deployment(p, k, sha, &dep);
+	if (rc)
+		return rc;
+	want = jint(dep.body, "spec.replicas");
+	kubeclient_result_free(&dep);
+	rc = list_pods(p, k, sha, &pods);
+	if (rc)
+		return rc;
+	items = json_object_get(pods.body, "items");
+	json_array_foreach(items, i, pod) {
+		const char *pn = jstr(pod, "metadata.name");
+
+		if (pn && !strcmp(pn, name)) {
+			long c = pod_connections(k, pod);
+
+			found = 1;
+			if (c != 0) {
+				rc = platform_error(p, -EBUSY, "pod %s still holds %ld connection%s%s",
+						    name, c, c == 1 ? "" : "s",
+						    c < 0 ? " (metrics unreadable)" : "");
+				goto out;
+			}
+		}
+	}
+	if (!found) {
+		rc = platform_error(p, -ENOENT, "colour %s has no pod %s", sha, name);
+		goto out;
+	}
+	json_array_foreach(items, i, pod) {
+		const char *pn = jstr(pod, "metadata.name");
+		long c;
+
+		if (!pn)
+			continue;
+		if (!strcmp(pn, name)) {
+			rc = set_deletion_cost(p, k, pn, -2147483647L);
+		} else {
+			c = pod_connections(k, pod);
+			rc = set_deletion_cost(p, k, pn, c < 0 ? 2147483647L : c);
+		}
+		if (rc)
+			goto out;
+	}
+	rc = kube_scale(p, sha, want > 0 ? (int)want - 1 : 0);
+out:
+	kubeclient_result_free(&pods);
+	return rc;
+}
+
+static int kube_meta_set(struct platform *p, const char *sha, const char *key, const char *value)
+{
+	struct kube *k = p->ctx;
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX], akey[128];
+	json_t *body, *ann;
+	int rc;
+
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	snprintf(akey, sizeof(akey), KUBE_ANNOT_PREFIX "%s", key);
+	ann = json_object();
+	if (!ann || json_object_set_new(ann, akey, value ? json_string(value) : json_null())) {
+		json_decref(ann);
+		return platform_error(p, -ENOMEM, "out of memory");
+	}
+	/* A merge patch of one annotation: null deletes it; no read-modify-write race. */
+	body = json_pack("{s:{s:o}}", "metadata", "annotations", ann);
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->ns, name);
+	rc = kubeclient_request(k->kc, "PATCH", path, KUBECLIENT_MERGE_PATCH, body,
+				KT("patch", "deployments", "apps", k, name), NULL, err, sizeof(err));
+	json_decref(body);
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT, "colour %s does not exist", sha);
+	return rc ? fail(p, rc, err) : 0;
+}
+
+static const struct platform_ops kube_ops = {
+	.name = "kubernetes",
+	.open = kube_open,
+	.close = kube_close,
+	.list = kube_list,
+	.create = kube_create,
+	.replicas = kube_replicas,
+	.select = kube_select,
+	.selected = kube_selected,
+	.remove = kube_remove,
+	.scale = kube_scale,
+	.remove_replica = kube_remove_replica,
+	.meta_set = kube_meta_set,
+};
+
+const struct platform_ops *kube_platform_ops(void)
+{
+	return &kube_ops;
+}
