@@ -4,7 +4,9 @@
  * serialized back with correct escaping and namespace declarations.
  *
  * Names are local names; each element carries its namespace URI (never a
- * prefix). Attributes in the XML namespace are stored as "xml:lang" etc.
+ * prefix). Attributes in the XML namespace are stored as "xml:lang" etc.,
+ * attributes in any other namespace as "{uri}local" (the serializer declares
+ * a prefix for them).
  * Children are elements or text nodes (name == NULL). Every string is
  * NUL-terminated UTF-8 owned by its node. All functions that allocate return
  * NULL / -1 on out-of-memory and leave the tree valid.
@@ -32,7 +34,8 @@ struct xnode {
 	struct xnode *parent; /* NULL for a root */
 };
 
-/* A dynamic byte buffer, used for serialization. */
+/* A dynamic byte buffer, used for serialization. After any successful
+ * append, data is NUL-terminated (data[len] == '\0'). */
 struct xbuf {
 	char *data;
 	size_t len;
@@ -44,7 +47,8 @@ void xbuf_free(struct xbuf *b);
 int xbuf_append(struct xbuf *b, const char *data, size_t len);
 int xbuf_puts(struct xbuf *b, const char *s);
 int xbuf_printf(struct xbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Appends s with &, <, >, ", ' escaped. */
+/* Appends s with &, <, >, ", ' and CR escaped; control characters XML cannot
+ * carry (C0 other than TAB, LF, CR) are dropped. */
 int xbuf_escape(struct xbuf *b, const char *s, size_t len);
 
 /* New element (ns may be NULL). */

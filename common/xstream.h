@@ -21,6 +21,18 @@
  * caller can reset the parser at a stream restart (SASL success: feed the
  * rest again; STARTTLS: discard the rest, RFC 6120 5.4.3.3). A callback must
  * not free the xstream; it may call xstream_stop() and let the caller do so.
+ * Without a reset, feeding data + *consumed continues the same stream.
+ *
+ * Also:
+ *   - text other than whitespace between stanzas           -> XSTREAM_ERR_BAD_FORMAT
+ *   - a stanza tree over 16 x max_stanza bytes of memory,
+ *     or an element with more than XSTREAM_MAX_ATTRS       -> XSTREAM_ERR_POLICY
+ *   - non-whitespace after </stream:stream>                -> XSTREAM_ERR_CLOSED
+ * The input is always parsed as UTF-8, whatever the XML declaration says.
+ * Elements in no namespace get ns "" (not NULL). Attribute names are "to",
+ * "xml:lang", or "{uri}local" for other namespaced attributes (see xml.h).
+ * The stream header and stanzas carry no parent: the header node is only
+ * valid during on_open.
  */
 #ifndef RAINBOW_XSTREAM_H
 #define RAINBOW_XSTREAM_H
@@ -43,9 +55,18 @@ enum xstream_err {
 	XSTREAM_ERR_CLOSED = -7,      /* data after </stream:stream> */
 };
 
+/* A limit of 0 (or limits == NULL) selects the default. */
+#define XSTREAM_DEFAULT_MAX_STANZA 65536
+#define XSTREAM_DEFAULT_MAX_DEPTH 32
+/* Attributes per element (stream header included) -> XSTREAM_ERR_POLICY. */
+#define XSTREAM_MAX_ATTRS 64
+
 struct xstream_limits {
-	size_t max_stanza;  /* bytes of input per stanza, e.g. 65536 */
-	unsigned max_depth; /* element depth inside a stanza, e.g. 32 */
+	size_t max_stanza;  /* bytes of input per stanza, e.g. 65536; also bounds
+			     * the stream header and the bytes expat may buffer
+			     * for an unfinished stanza (+4 KiB) */
+	unsigned max_depth; /* element depth inside a stanza, e.g. 32: the
+			     * stanza element is depth 1, its children 2 */
 };
 
 struct xstream_cbs {
@@ -85,10 +106,15 @@ int xstream_reset(struct xstream *xs);
 /*
  * Frees the expat parser while the stream sits idle between stanzas (depth
  * 1, no partial input); the next xstream_feed() recreates it transparently.
- * Returns 1 when it freed it, 0 when the stream is not at a boundary. Keeps
- * idle connections small.
+ * Returns 1 when no parser is held any more (freed now or earlier), 0 when
+ * the stream is not at a boundary. Keeps idle connections small: see
+ * docs/xstream.md for the figures. Cheap; call it after every read that
+ * leaves the stream idle.
  */
 int xstream_compact(struct xstream *xs);
+
+/* Heap bytes held by this xstream now (struct, expat, stanza being built). */
+size_t xstream_mem(const struct xstream *xs);
 
 /* RFC 6120 stream error condition for an xstream_err (e.g. "restricted-xml"). */
 const char *xstream_condition(int err);
