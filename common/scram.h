@@ -55,7 +55,8 @@ enum scram_err {
 					     bad base64, bad escape: malformed-request */
 	SCRAM_ERR_NOT_AUTHORIZED = -2,    /* wrong proof / password, unknown
 					     user: not-authorized */
-	SCRAM_ERR_INVALID_AUTHZID = -3,   /* a= names someone else: invalid-authzid */
+	SCRAM_ERR_INVALID_AUTHZID = -3,   /* a= names someone else (decided by
+					     the caller): invalid-authzid */
 	SCRAM_ERR_CHANNEL_BINDING = -4,   /* "p=" gs2 flag, or c= not matching
 					     the gs2 header: not-authorized */
 	SCRAM_ERR_BAD_USERNAME = -5,      /* username fails SaslPrep or is empty:
@@ -165,9 +166,11 @@ int scram_server_set_nonce(struct scram_server *s, const char *nonce);
  * Step 1: takes client-first-message (gs2 header + client-first-bare),
  * returns 0 with server-first-message in *out (malloc'd; *outlen its length).
  * Errors: SCRAM_ERR_MALFORMED, SCRAM_ERR_CHANNEL_BINDING, SCRAM_ERR_EXTENSION,
- * SCRAM_ERR_BAD_USERNAME, SCRAM_ERR_INVALID_AUTHZID (a= not equal to the
- * username: we have no authorization rules), SCRAM_ERR_STATE, NOMEM, CRYPTO,
- * or what the lookup returned. After any error the object only accepts
+ * SCRAM_ERR_BAD_USERNAME, SCRAM_ERR_STATE, NOMEM, CRYPTO, or what the
+ * lookup returned. An authzid (a=) is only parsed here: the caller checks it
+ * against the JID the username maps to (scram_server_authzid()) and fails
+ * with SCRAM_ERR_INVALID_AUTHZID / invalid-authzid when it names someone
+ * else. After any error the object only accepts
  * scram_server_free().
  */
 int scram_server_first(struct scram_server *s, const char *in, size_t inlen, char **out,
@@ -187,6 +190,8 @@ int scram_server_final(struct scram_server *s, const char *in, size_t inlen, cha
 /* The SaslPrep'ed username from client-first (NULL before it); after a
  * successful scram_server_final() it is the authenticated identity. */
 const char *scram_server_username(const struct scram_server *s);
+/* The authzid from the gs2 header, unescaped (not prepared), or NULL. */
+const char *scram_server_authzid(const struct scram_server *s);
 /* 1 once scram_server_final() succeeded, else 0. */
 int scram_server_done(const struct scram_server *s);
 
