@@ -286,6 +286,411 @@ static void test_errors(void **state)
 	}
 }
 
+/* A client reading <success/> and the server's next header in one read. */
+static void test_stop_consumed_refeed(void **state)
+{
+	const char *first = HDR "<stream:features/>";
+	const char *succ = "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>";
+	const char *rest = "<?xml version='1.0'?>" HDR "<stream:features><bind/></stream:features>";
+	struct xbuf in;
+	struct rec r;
+	size_t used = 0, off;
+	int rc;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, first);
+	xbuf_puts(&in, succ);
+	xbuf_puts(&in, rest);
+	for (int mode = 0; mode < SPLIT_NMODES; mode++) {
+		rng_state = 7u;
+		rec_init(&r, NULL);
+		r.stop_name = "success";
+		off = 0;
+		/* Feed pieces until the callback stops the parser. */
+		for (;;) {
+			size_t n = in.len - off;
+
+			if (mode == SPLIT_BYTES)
+				n = 1;
+			else if (mode == SPLIT_RANDOM && n > 1)
+				n = 1 + rng() % (n < 30 ? n : 30);
+			rc = xstream_feed(r.xs, in.data + off, n, &used);
+			off += used;
+			if (rc != XSTREAM_OK)
+				break;
+			assert_int_equal(used, n);
+			xstream_compact(r.xs);
+		}
+		assert_int_equal(rc, XSTREAM_STOPPED);
+		/* Exactly up to the end of <success/>. */
+		assert_int_equal(off, strlen(first) + strlen(succ));
+		assert_int_equal(xstream_reset(r.xs), 0);
+		assert_int_equal(xstream_depth(r.xs), 0);
+		r.stop_name = NULL;
+		assert_int_equal(feed_split(r.xs, in.data + off, in.len - off, mode, 1, NULL),
+				 XSTREAM_OK);
+		assert_string_equal(r.log.data,
+				    "open ns=jabber:client to=example.com version=1.0 xml:lang=en\n"
+				    "stanza <features xmlns='http://etherx.jabber.org/streams'/>\n"
+				    "stanza <success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>\n"
+				    "open ns=jabber:client to=example.com version=1.0 xml:lang=en\n"
+				    "stanza <features xmlns='http://etherx.jabber.org/streams'>"
+				    "<bind xmlns='jabber:client'/></features>\n");
+		rec_free(&r);
+	}
+	xbuf_free(&in);
+}
+
+/* After XSTREAM_STOPPED, feeding the rest without a reset continues the stream. */
+static void test_stop_continue(void **state)
+{
+	const char *in = HDR "<a/><stop/><b xmlns='urn:b'>x</b><stop/><c/></stream:stream>  ";
+	size_t len = strlen(in), off = 0, used;
+	unsigned stops = 0;
+	struct rec r;
+	int rc;
+
+	rec_init(&r, NULL);
+	r.stop_on_open = 1;
+	r.stop_name = "stop";
+	r.stop_on_close = 1;
+	while (off < len) {
+		rc = xstream_feed(r.xs, in + off, len - off, &used);
+		off += used;
+		if (rc == XSTREAM_STOPPED) {
+			stops++;
+			r.stop_on_open = 0;
+			continue;
+		}
+		assert_int_equal(rc, XSTREAM_OK);
+		assert_int_equal(off, len);
+	}
+	assert_int_equal(stops, 4);
+	assert_string_equal(r.log.data,
+			    "open ns=jabber:client to=example.com version=1.0 xml:lang=en\n"
+			    "stanza <a/>\nstanza <stop/>\nstanza <b xmlns='urn:b'>x</b>\n"
+			    "stanza <stop/>\nstanza <c/>\nclose\n");
+	/* Whitespace after the close is fine, anything else is not. */
+	assert_int_equal(xstream_feed(r.xs, " \n", 2, &used), XSTREAM_OK);
+	assert_int_equal(used, 2);
+	assert_int_equal(xstream_feed(r.xs, "<a/>", 4, NULL), XSTREAM_ERR_CLOSED);
+	rec_free(&r);
+}
+
+/* A stop requested from on_open reports the end of the header as consumed. */
+static void test_stop_on_open(void **state)
+{
+	const char *in = HDR "<presence/>";
+	struct rec r;
+	size_t used;
+
+	rec_init(&r, NULL);
+	r.stop_on_open = 1;
+	assert_int_equal(xstream_feed(r.xs, in, strlen(in), &used), XSTREAM_STOPPED);
+	assert_int_equal(used, strlen(HDR));
+	/* STARTTLS style: discard the rest, start over. */
+	xstream_reset(r.xs);
+	r.stop_on_open = 0;
+	assert_int_equal(xstream_feed(r.xs, in, strlen(in), &used), XSTREAM_OK);
+	assert_int_equal(used, strlen(in));
+	assert_int_equal(r.nstanzas, 1);
+	rec_free(&r);
+}
+
+/* Limits hold to the byte, whitespace between stanzas is not counted. */
+static void test_stanza_size_exact(void **state)
+{
+	struct xstream_limits lim = { .max_stanza = 200, .max_depth = 4 };
+	char stanza[201];
+	struct xbuf in;
+	struct rec r;
+
+	/* "<m>" + text + "</m>" of exactly 200 bytes. */
+	memset(stanza, 'x', sizeof(stanza));
+	memcpy(stanza, "<m>", 3);
+	memcpy(stanza + 196, "</m>", 4);
+	stanza[200] = '\0';
+	for (int mode = 0; mode < SPLIT_NMODES; mode++) {
+		rng_state = 3u;
+		xbuf_init(&in);
+		xbuf_puts(&in, HDR);
+		for (int i = 0; i < 5; i++) {
+			xbuf_puts(&in, stanza);
+			xbuf_puts(&in, "                                                  ");
+			xbuf_puts(&in, "                                                  \n");
+		}
+		rec_init(&r, &lim);
+		assert_int_equal(feed_split(r.xs, in.data, in.len, mode, 1, NULL), XSTREAM_OK);
+		assert_int_equal(r.nstanzas, 5);
+		/* One byte more is refused. */
+		xbuf_puts(&in, "<mm>");
+		xbuf_append(&in, stanza + 3, 193);
+		xbuf_puts(&in, "</mm>");
+		xstream_reset(r.xs);
+		assert_int_equal(feed_split(r.xs, in.data, in.len, mode, 1, NULL),
+				 XSTREAM_ERR_POLICY);
+		assert_int_equal(r.nstanzas, 10);
+		rec_free(&r);
+		xbuf_free(&in);
+	}
+}
+
+/* The header is bounded by max_stanza too. */
+static void test_header_size(void **state)
+{
+	struct xstream_limits lim = { .max_stanza = 200, .max_depth = 4 };
+	struct xbuf in;
+	struct rec r;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, "<stream:stream xmlns:stream='http://etherx.jabber.org/streams' a='");
+	for (int i = 0; i < 200; i++)
+		xbuf_puts(&in, "y");
+	xbuf_puts(&in, "'>");
+	rec_init(&r, &lim);
+	assert_int_equal(feed_split(r.xs, in.data, in.len, SPLIT_WHOLE, 0, NULL),
+			 XSTREAM_ERR_POLICY);
+	assert_string_equal(r.log.data, "");
+	rec_free(&r);
+	xbuf_free(&in);
+}
+
+/* A 10 MB start tag with no '>' is refused without buffering 10 MB. */
+static void test_huge_partial_token(void **state)
+{
+	static char chunk[65536];
+	struct xstream_limits lim = { .max_stanza = 65536, .max_depth = 32 };
+	size_t total = 0, peak = 0;
+	struct rec r;
+	int rc = XSTREAM_OK;
+
+	memset(chunk, 'a', sizeof(chunk));
+	rec_init(&r, &lim);
+	assert_int_equal(xstream_feed(r.xs, HDR "<message to='", strlen(HDR) + 13, NULL),
+			 XSTREAM_OK);
+	while (total < 10 * 1024 * 1024) {
+		rc = xstream_feed(r.xs, chunk, sizeof(chunk), NULL);
+		total += sizeof(chunk);
+		if (xstream_mem(r.xs) > peak)
+			peak = xstream_mem(r.xs);
+		if (rc != XSTREAM_OK)
+			break;
+	}
+	assert_int_equal(rc, XSTREAM_ERR_POLICY);
+	assert_true(total <= 2 * sizeof(chunk));
+	/* expat's buffer grows by doubling: at most ~2 x (limit + slice). */
+	assert_true(peak < 4 * 65536);
+	rec_free(&r);
+
+	/* The same in one call of 10 MB. */
+	char *big = malloc(10 * 1024 * 1024);
+
+	assert_non_null(big);
+	memset(big, ' ', 10 * 1024 * 1024);
+	memcpy(big, HDR "<message>", strlen(HDR) + 9);
+	rec_init(&r, &lim);
+	size_t used = 0;
+
+	assert_int_equal(xstream_feed(r.xs, big, 10 * 1024 * 1024, &used), XSTREAM_ERR_POLICY);
+	assert_true(used < 2 * 65536);
+	rec_free(&r);
+	free(big);
+}
+
+static void test_deep_nesting(void **state)
+{
+	struct xbuf in;
+	struct rec r;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, HDR);
+	for (int i = 0; i < 10000; i++)
+		xbuf_puts(&in, "<a>");
+	for (int mode = 0; mode < SPLIT_NMODES; mode++) {
+		rng_state = 5u;
+		rec_init(&r, NULL);
+		assert_int_equal(feed_split(r.xs, in.data, in.len, mode, 0, NULL),
+				 XSTREAM_ERR_POLICY);
+		rec_free(&r);
+	}
+	xbuf_free(&in);
+
+	/* Exactly max_depth levels pass, one more does not. */
+	struct xstream_limits lim = { .max_stanza = 65536, .max_depth = 3 };
+
+	rec_init(&r, &lim);
+	assert_int_equal(feed_split(r.xs, HDR "<a><b><c/></b></a>", strlen(HDR) + 18,
+				    SPLIT_WHOLE, 0, NULL), XSTREAM_OK);
+	assert_int_equal(r.nstanzas, 1);
+	assert_int_equal(feed_split(r.xs, "<a><b><c><d/></c></b></a>", 25, SPLIT_WHOLE, 0,
+				    NULL), XSTREAM_ERR_POLICY);
+	rec_free(&r);
+}
+
+/* Many tiny elements cannot turn a small stanza into a big tree. */
+static void test_tree_amplification(void **state)
+{
+	struct xstream_limits lim = { .max_stanza = 1 << 20, .max_depth = 8 };
+	struct xbuf in;
+	struct rec r;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, HDR "<message>");
+	for (int i = 0; i < 200000; i++)
+		xbuf_puts(&in, "<a/>");
+	xbuf_puts(&in, "</message>");
+	rec_init(&r, &lim);
+	assert_int_equal(xstream_feed(r.xs, in.data, in.len, NULL), XSTREAM_ERR_POLICY);
+	rec_free(&r);
+	xbuf_free(&in);
+
+	/* Larger limits after authentication allow more. */
+	struct xstream_limits small = { .max_stanza = 150, .max_depth = 8 };
+	const char *s = "<message><body>0123456789012345678901234567890123456789"
+			"0123456789012345678901234567890123456789"
+			"0123456789012345678901234567890123456789</body></message>";
+
+	rec_init(&r, &small);
+	assert_int_equal(xstream_feed(r.xs, HDR, strlen(HDR), NULL), XSTREAM_OK);
+	xstream_set_limits(r.xs, NULL);
+	assert_int_equal(xstream_feed(r.xs, s, strlen(s), NULL), XSTREAM_OK);
+	assert_int_equal(r.nstanzas, 1);
+	xstream_set_limits(r.xs, &small);
+	assert_int_equal(xstream_feed(r.xs, s, strlen(s), NULL), XSTREAM_ERR_POLICY);
+	rec_free(&r);
+}
+
+/* A generated stream with many stanza shapes, fed in random splits with
+ * compaction, must give the same events as one whole feed. */
+static void test_compact_random(void **state)
+{
+	struct xbuf in;
+	struct rec ref;
+	unsigned ncompact = 0;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, "<stream:stream xmlns='jabber:client' xmlns:x='urn:x' "
+		       "xmlns:stream='http://etherx.jabber.org/streams'>");
+	rng_state = 42u;
+	for (int i = 0; i < 300; i++) {
+		switch (rng() % 6) {
+		case 0:
+			xbuf_printf(&in, "<message to='u%d@example.com' id='m%d' type='chat'>"
+				    "<body>hello %d &amp; more</body><x:thread>t</x:thread>"
+				    "</message>", i, i, i);
+			break;
+		case 1:
+			xbuf_printf(&in, "<iq type='result' id='i%d'><query xmlns='jabber:iq:version'>"
+				    "<name>n%d</name><version>%d</version></query></iq>", i, i, i);
+			break;
+		case 2:
+			xbuf_printf(&in, "<presence xml:lang='en' from='a%d'><status>s%d</status>"
+				    "<c xmlns='urn:c' v='%d'/></presence>", i, i, i);
+			break;
+		case 3:
+			xbuf_printf(&in, "<r xmlns='urn:xmpp:sm:3' h='%d'/>", i);
+			break;
+		case 4:
+			xbuf_puts(&in, " ");
+			break;
+		default:
+			xbuf_puts(&in, "\n\n");
+			break;
+		}
+	}
+	xbuf_puts(&in, "</stream:stream>");
+	rec_init(&ref, NULL);
+	assert_int_equal(xstream_feed(ref.xs, in.data, in.len, NULL), XSTREAM_OK);
+	assert_true(ref.nstanzas > 150);
+	for (int round = 0; round < 4; round++) {
+		struct rec r;
+
+		rng_state = 1000u + (unsigned)round;
+		rec_init(&r, NULL);
+		assert_int_equal(feed_split(r.xs, in.data, in.len, SPLIT_RANDOM, 1, &ncompact),
+				 XSTREAM_OK);
+		assert_string_equal(r.log.data, ref.log.data);
+		rec_free(&r);
+	}
+	print_message("compactions: %u\n", ncompact);
+	assert_true(ncompact > 20);
+	rec_free(&ref);
+	xbuf_free(&in);
+}
+
+/* Compaction only happens at a boundary; whitespace keepalives are one. */
+static void test_compact_boundaries(void **state)
+{
+	struct rec r;
+
+	rec_init(&r, NULL);
+	assert_int_equal(xstream_compact(r.xs), 1); /* nothing allocated yet */
+	assert_int_equal(xstream_feed(r.xs, HDR, 20, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 0); /* half a header */
+	assert_int_equal(xstream_feed(r.xs, HDR + 20, strlen(HDR) - 20, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_feed(r.xs, "<message><bo", 12, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 0);
+	assert_int_equal(xstream_feed(r.xs, "dy>x</body></message>", 21, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_feed(r.xs, " ", 1, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_feed(r.xs, "\n\t \n", 4, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_feed(r.xs, "<presence/>", 11, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_depth(r.xs), 1);
+	assert_int_equal(r.nstanzas, 2);
+	/* Errors are still detected after waking up. */
+	assert_int_equal(xstream_feed(r.xs, "</a>", 4, NULL), XSTREAM_ERR_NOT_WELL_FORMED);
+	rec_free(&r);
+}
+
+/* Reset or free in any state leaks nothing (checked by LeakSanitizer). */
+static void test_reset_anywhere(void **state)
+{
+	const char *in = "<?xml version='1.0'?>" HDR "<message><body>abc</body><x xmlns='urn:x'/>"
+			 "</message></stream:stream>";
+	size_t len = strlen(in);
+
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct rec r;
+
+		rec_init(&r, NULL);
+		xstream_feed(r.xs, in, cut, NULL);
+		xstream_reset(r.xs);
+		assert_int_equal(xstream_feed(r.xs, in, len, NULL), XSTREAM_OK);
+		xstream_feed(r.xs, in, cut, NULL);
+		rec_free(&r);
+	}
+}
+
+/* Heap held by one idle session's xstream, with and without hibernation. */
+static void test_idle_memory(void **state)
+{
+	const char *in = "<?xml version='1.0'?>" HDR
+			 "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+			 "<resource>r</resource></bind></iq><presence/>";
+	struct rec r;
+	size_t awake, asleep;
+
+	rec_init(&r, NULL);
+	assert_int_equal(xstream_feed(r.xs, in, strlen(in), NULL), XSTREAM_OK);
+	awake = xstream_mem(r.xs);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	asleep = xstream_mem(r.xs);
+	print_message("idle xstream: %zu bytes with its parser, %zu bytes compacted\n", awake,
+		      asleep);
+	assert_true(asleep < 512);
+	assert_true(awake > asleep + 1024);
+	/* Waking up costs a parser again, and compacting returns to the same size. */
+	assert_int_equal(xstream_feed(r.xs, "<presence/>", 11, NULL), XSTREAM_OK);
+	assert_true(xstream_mem(r.xs) > asleep);
+	assert_int_equal(xstream_compact(r.xs), 1);
+	assert_int_equal(xstream_mem(r.xs), asleep);
+	rec_free(&r);
+}
+
 static void test_conditions(void **state)
 {
 	assert_string_equal(xstream_condition(XSTREAM_ERR_NOT_WELL_FORMED), "not-well-formed");
@@ -305,6 +710,18 @@ int main(void)
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_text_and_cdata),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_stop_consumed_refeed),
+		cmocka_unit_test(test_stop_continue),
+		cmocka_unit_test(test_stop_on_open),
+		cmocka_unit_test(test_stanza_size_exact),
+		cmocka_unit_test(test_header_size),
+		cmocka_unit_test(test_huge_partial_token),
+		cmocka_unit_test(test_deep_nesting),
+		cmocka_unit_test(test_tree_amplification),
+		cmocka_unit_test(test_compact_random),
+		cmocka_unit_test(test_compact_boundaries),
+		cmocka_unit_test(test_reset_anywhere),
+		cmocka_unit_test(test_idle_memory),
 		cmocka_unit_test(test_conditions),
 	};
 
