@@ -1,0 +1,350 @@
+/*
+ * JID framing and preparation. libidn does the Unicode work (nodeprep,
+ * nameprep, resourceprep); what is left here is the RFC 7622 framing and the
+ * host name rules nameprep does not check (it happily keeps spaces and
+ * punctuation in a domain).
+ */
+#include "jid.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <stringprep.h>
+
+/* Runs one stringprep profile over in[0..len) into a new string. The buffer
+ * is one part long: a result that grows past JID_PART_MAX (case folding can
+ * lengthen, e.g. U+00DF to "ss") is too long. */
+static int jid_stringprep(const char *in, size_t len, const Stringprep_profile *profile,
+			  int empty_err, int prep_err, char **out)
+{
+	char buf[JID_PART_MAX + 1];
+	int rc;
+
+	*out = NULL;
+	if (len == 0)
+		return empty_err;
+	if (len > JID_PART_MAX)
+		return JID_ERR_TOO_LONG;
+	if (memchr(in, '\0', len))
+		return prep_err;
+	memcpy(buf, in, len);
+	buf[len] = '\0';
+	rc = stringprep(buf, sizeof(buf), 0, profile);
+	if (rc == STRINGPREP_TOO_SMALL_BUFFER)
+		return JID_ERR_TOO_LONG;
+	if (rc == STRINGPREP_MALLOC_ERROR)
+		return JID_ERR_NOMEM;
+	if (rc != STRINGPREP_OK)
+		return prep_err;
+	if (buf[0] == '\0')
+		return empty_err;
+	*out = strdup(buf);
+	return *out ? 0 : JID_ERR_NOMEM;
+}
+
+static int jid_prep_node_n(const char *in, size_t len, char **out)
+{
+	return jid_stringprep(in, len, stringprep_xmpp_nodeprep, JID_ERR_EMPTY_NODE, JID_ERR_NODE,
+			      out);
+}
+
+static int jid_prep_resource_n(const char *in, size_t len, char **out)
+{
+	return jid_stringprep(in, len, stringprep_xmpp_resourceprep, JID_ERR_EMPTY_RESOURCE,
+			      JID_ERR_RESOURCE, out);
+}
+
+/* Label separators other than '.' that IDNA treats as dots (RFC 3490 3.1):
+ * U+3002, U+FF0E, U+FF61. Rewritten in place to '.'. */
+static void jid_fold_dots(char *s)
+{
+	char *r = s, *w = s;
+
+	while (*r) {
+		if ((unsigned char)r[0] == 0xe3 && (unsigned char)r[1] == 0x80 &&
+		    (unsigned char)r[2] == 0x82) {
+			*w++ = '.';
+			r += 3;
+		} else if ((unsigned char)r[0] == 0xef &&
+			   (((unsigned char)r[1] == 0xbc && (unsigned char)r[2] == 0x8e) ||
+			    ((unsigned char)r[1] == 0xbd && (unsigned char)r[2] == 0xa1))) {
+			*w++ = '.';
+			r += 3;
+		} else {
+			*w++ = *r++;
+		}
+	}
+	*w = '\0';
+}
+
+static int jid_ip_literal_ok(const char *s, size_t len)
+{
+	char buf[64];
+	unsigned char addr[16];
+
+	if (len < 3 || len - 2 >= sizeof(buf) || s[len - 1] != ']')
+		return 0;
+	memcpy(buf, s + 1, len - 2);
+	buf[len - 2] = '\0';
+	return inet_pton(AF_INET6, buf, addr) == 1;
+}
+
+/* A prepared host name: labels of a-z 0-9 '-' '_' or non-ASCII, no empty
+ * label, ASCII labels at most 63 bytes. Dotted IPv4 passes as such. */
+static int jid_hostname_ok(const char *s)
+{
+	size_t label = 0;
+	int ascii_only = 1;
+	const char *p;
+
+	for (p = s;; p++) {
+		unsigned char c = (unsigned char)*p;
+
+		if (c == '.' || c == '\0') {
+			if (label == 0 || (ascii_only && label > 63))
+				return 0;
+			if (c == '\0')
+				return 1;
+			label = 0;
+			ascii_only = 1;
+			continue;
+		}
+		label++;
+		if (c >= 0x80) {
+			ascii_only = 0;
+			continue;
+		}
+		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+			return 0;
+	}
+}
+
+static int jid_prep_domain_n(const char *in, size_t len, char **out)
+{
+	char *d;
+	size_t n;
+	int rc;
+
+	*out = NULL;
+	if (len > 0 && in[0] == '[') {
+		if (len > JID_PART_MAX)
+			return JID_ERR_TOO_LONG;
+		if (!jid_ip_literal_ok(in, len))
+			return JID_ERR_DOMAIN;
+		d = strndup(in, len);
+		if (!d)
+			return JID_ERR_NOMEM;
+		/* hex digits of an IPv6 literal compare case-insensitively */
+		for (n = 0; n < len; n++)
+			if (d[n] >= 'A' && d[n] <= 'F')
+				d[n] = (char)(d[n] - 'A' + 'a');
+		*out = d;
+		return 0;
+	}
+	rc = jid_stringprep(in, len, stringprep_nameprep, JID_ERR_EMPTY_DOMAIN, JID_ERR_DOMAIN, &d);
+	if (rc)
+		return rc;
+	/* RFC 7622 3.2: one trailing label separator is stripped (after
+	 * folding, so that an ideographic full stop counts too). */
+	jid_fold_dots(d);
+	n = strlen(d);
+	if (n > 1 && d[n - 1] == '.')
+		d[n - 1] = '\0';
+	if (!jid_hostname_ok(d)) {
+		free(d);
+		return JID_ERR_DOMAIN;
+	}
+	*out = d;
+	return 0;
+}
+
+int jid_prep_node(const char *in, char **out)
+{
+	return jid_prep_node_n(in, strlen(in), out);
+}
+
+int jid_prep_domain(const char *in, char **out)
+{
+	return jid_prep_domain_n(in, strlen(in), out);
+}
+
+int jid_prep_resource(const char *in, char **out)
+{
+	return jid_prep_resource_n(in, strlen(in), out);
+}
+
+void jid_clear(struct jid *j)
+{
+	if (!j)
+		return;
+	free(j->node);
+	free(j->domain);
+	free(j->resource);
+	j->node = j->domain = j->resource = NULL;
+}
+
+int jid_parse(const char *s, struct jid *out)
+{
+	const char *slash = strchr(s, '/'), *at, *dom;
+	size_t dlen;
+	struct jid j = { NULL, NULL, NULL };
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	/* RFC 7622 3.1: the resourcepart starts at the first '/'; the
+	 * localpart ends at the first '@' before that. */
+	dlen = slash ? (size_t)(slash - s) : strlen(s);
+	at = memchr(s, '@', dlen);
+	dom = at ? at + 1 : s;
+	dlen -= (size_t)(dom - s);
+	if (at)
+		rc = jid_prep_node_n(s, (size_t)(at - s), &j.node);
+	if (!rc)
+		rc = jid_prep_domain_n(dom, dlen, &j.domain);
+	if (!rc && slash)
+		rc = jid_prep_resource_n(slash + 1, strlen(slash + 1), &j.resource);
+	if (rc) {
+		jid_clear(&j);
+		return rc;
+	}
+	*out = j;
+	return 0;
+}
+
+int jid_set(struct jid *out, const char *node, const char *domain, const char *resource)
+{
+	struct jid j = { NULL, NULL, NULL };
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	if (node)
+		rc = jid_prep_node(node, &j.node);
+	if (!rc)
+		rc = jid_prep_domain(domain ? domain : "", &j.domain);
+	if (!rc && resource)
+		rc = jid_prep_resource(resource, &j.resource);
+	if (rc) {
+		jid_clear(&j);
+		return rc;
+	}
+	*out = j;
+	return 0;
+}
+
+static int jid_dup(const char *s, char **out)
+{
+	*out = NULL;
+	if (!s)
+		return 0;
+	*out = strdup(s);
+	return *out ? 0 : JID_ERR_NOMEM;
+}
+
+int jid_copy(struct jid *dst, const struct jid *src)
+{
+	struct jid j = { NULL, NULL, NULL };
+
+	if (jid_dup(src->node, &j.node) || jid_dup(src->domain, &j.domain) ||
+	    jid_dup(src->resource, &j.resource)) {
+		jid_clear(&j);
+		memset(dst, 0, sizeof(*dst));
+		return JID_ERR_NOMEM;
+	}
+	*dst = j;
+	return 0;
+}
+
+int jid_set_resource(struct jid *j, const char *resource)
+{
+	char *r = NULL;
+	int rc;
+
+	if (resource) {
+		rc = jid_prep_resource(resource, &r);
+		if (rc)
+			return rc;
+	}
+	free(j->resource);
+	j->resource = r;
+	return 0;
+}
+
+static long jid_format(const struct jid *j, int full, char *buf, size_t size)
+{
+	int n;
+
+	n = snprintf(buf, size, "%s%s%s%s%s", j->node ? j->node : "", j->node ? "@" : "",
+		     j->domain ? j->domain : "", full && j->resource ? "/" : "",
+		     full && j->resource ? j->resource : "");
+	if (n < 0 || (size_t)n >= size)
+		return -1;
+	return n;
+}
+
+long jid_format_bare(const struct jid *j, char *buf, size_t size)
+{
+	return jid_format(j, 0, buf, size);
+}
+
+long jid_format_full(const struct jid *j, char *buf, size_t size)
+{
+	return jid_format(j, 1, buf, size);
+}
+
+static char *jid_alloc_format(const struct jid *j, int full)
+{
+	size_t size = (j->node ? strlen(j->node) + 1 : 0) + (j->domain ? strlen(j->domain) : 0) +
+		      (full && j->resource ? strlen(j->resource) + 1 : 0) + 1;
+	char *s = malloc(size);
+
+	if (s && jid_format(j, full, s, size) < 0) {
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+char *jid_bare(const struct jid *j)
+{
+	return jid_alloc_format(j, 0);
+}
+
+char *jid_full(const struct jid *j)
+{
+	return jid_alloc_format(j, 1);
+}
+
+static int jid_str_equal(const char *a, const char *b)
+{
+	if (!a || !b)
+		return a == b;
+	return strcmp(a, b) == 0;
+}
+
+int jid_bare_equal(const struct jid *a, const struct jid *b)
+{
+	return jid_str_equal(a->node, b->node) && jid_str_equal(a->domain, b->domain);
+}
+
+int jid_equal(const struct jid *a, const struct jid *b)
+{
+	return jid_bare_equal(a, b) && jid_str_equal(a->resource, b->resource);
+}
+
+const char *jid_strerror(int err)
+{
+	switch (err) {
+	case JID_OK: return "valid";
+	case JID_ERR_EMPTY_NODE: return "empty localpart";
+	case JID_ERR_EMPTY_DOMAIN: return "empty domainpart";
+	case JID_ERR_EMPTY_RESOURCE: return "empty resourcepart";
+	case JID_ERR_TOO_LONG: return "part longer than 1023 bytes";
+	case JID_ERR_NODE: return "invalid localpart";
+	case JID_ERR_DOMAIN: return "invalid domainpart";
+	case JID_ERR_RESOURCE: return "invalid resourcepart";
+	case JID_ERR_NOMEM: return "out of memory";
+	}
+	return "unknown JID error";
+}
