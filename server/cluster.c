@@ -1,0 +1,1649 @@
+#include "cluster.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+
+#include "cluster_proto.h"
+#include "cluster_routes.h"
+#include "log.h"
+
+/* A peer that does not finish the handshake in this time is dropped. */
+#define HANDSHAKE_TIMEOUT_MS 5000
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 5000
+/* Output a peer has not read yet; beyond it the link is declared dead
+ * rather than letting one stuck peer eat the instance's memory. */
+#define OUTQ_MAX (64u << 20)
+#define READ_CHUNK 65536
+#define PEERS_FILE_MAX (1u << 20)
+#define ADDR_MAX 300
+
+enum link_state {
+	LINK_CONNECTING, /* dialed, waiting for connect */
+	LINK_HELLO,      /* our HELLO sent, waiting for the peer's */
+	LINK_AUTH,       /* our AUTH sent, waiting for the peer's */
+	LINK_UP,         /* authenticated both ways */
+	LINK_CLOSING,
+};
+
+static const char *const link_state_names[] = { "connecting", "hello", "auth", "up", "closing" };
+
+enum target_src { SRC_STATIC = 1, SRC_FILE = 2, SRC_DNS = 4 };
+
+struct target;
+
+struct link {
+	uv_tcp_t tcp;              /* embedded; the link is freed in its close callback */
+	uv_connect_t connect;
+	uv_shutdown_t shutdown;
+	struct cluster *cl;
+	struct link *next;         /* cl->links */
+	struct target *target;     /* the target we dialed; NULL when accepted or target gone */
+	int dialer;                /* 1 when we dialed */
+	enum link_state state;
+	uint64_t id;               /* for logs */
+	char addr[ADDR_MAX];       /* the peer's address, for logs */
+	char *peer_id;             /* instance id from its HELLO */
+	char *peer_version;
+	uint8_t nonce[CLUSTER_NONCE_LEN];      /* ours */
+	uint8_t peer_nonce[CLUSTER_NONCE_LEN]; /* theirs */
+	uint8_t *in;               /* received bytes not yet framed */
+	size_t in_len;
+	size_t in_cap;             /* bounded by the frame cap of the state */
+	uint64_t last_rx;          /* loop ms of the last frame received */
+	uint64_t last_tx;          /* loop ms of the last frame sent */
+	uint64_t deadline;         /* handshake deadline */
+	int clean;                 /* closed on purpose: LEAVING or duplicate */
+	struct cluster_rt_owner routes; /* the peer's routes learned on this link */
+};
+
+struct target {
+	struct target *next;       /* cl->targets */
+	struct cluster *cl;
+	char *key;                 /* "host:port" as discovered */
+	char host[256];
+	int port;
+	unsigned sources;          /* enum target_src bits still listing it */
+	struct link *link;         /* our dialed link, while it exists */
+	uv_getaddrinfo_t gai;      /* resolving a host name before a dial */
+	int resolving;
+	int removed;               /* no source lists it; freed when idle */
+	int self;                  /* it is ourselves: never dialed again */
+	char *peer_id;             /* who answered last time */
+	unsigned fails;
+	uint64_t next_dial;        /* loop ms */
+};
+
+struct cluster {
+	uv_loop_t *loop;
+	struct cluster_hooks hooks;
+	void *ud;
+	char *listen;
+	char *instance;
+	char *version;
+	char *peers_file;
+	char *dns_name;
+	int dns_port;
+	uint8_t *secret;
+	size_t secretlen;
+	uint64_t keepalive_ms;
+	uint64_t dns_interval_ms;
+	char **static_peers;
+	size_t nstatic;
+
+	uv_tcp_t listener;
+	uv_timer_t tick;
+	int listening;
+	int started;
+	int leaving;
+	int handles;               /* open uv handles (listener, timer, links) */
+
+	struct link *links;
+	struct target *targets;
+	uint64_t next_link_id;
+
+	struct cluster_routes remote;
+	struct cluster_routes local;
+	struct cluster_rt_owner local_owner;
+	struct cluster_buf obuf;   /* scratch for encoding frames */
+
+	/* peers file: re-read when its stat changes */
+	uint64_t pf_next;
+	struct stat pf_st;
+	int pf_seen;
+	/* DNS */
+	uv_getaddrinfo_t dns_req;
+	int dns_busy;
+	uint64_t dns_next;
+	uint64_t dns_last;
+	uint64_t rng;
+
+	struct cluster_stats st;
+};
+
+static void link_close(struct link *l, const char *reason);
+static void targets_sync(struct cluster *cl, unsigned src, char **keys, size_t n);
+
+static uint64_t now_ms(const struct cluster *cl)
+{
+	return uv_now(cl->loop);
+}
+
+static uint64_t rng_next(struct cluster *cl)
+{
+	/* xorshift64*: jitter only, no security role */
+	cl->rng ^= cl->rng >> 12;
+	cl->rng ^= cl->rng << 25;
+	cl->rng ^= cl->rng >> 27;
+	return cl->rng * 2685821657736338717ull;
+}
+
+static const char *peer_name(const struct link *l)
+{
+	return l->peer_id ? l->peer_id : "-";
+}
+
+/* ---- configuration helpers ---- */
+
+int cluster_hostport_parse(const char *s, int default_port, char *host, size_t hostsz, int *port)
+{
+	const char *colon, *hend, *hstart = s;
+	char *end;
+	long p;
+
+	if (!s || !*s)
+		return -EINVAL;
+	if (*s == '[') {
+		hstart = s + 1;
+		hend = strchr(s, ']');
+		if (!hend)
+			return -EINVAL;
+		colon = hend[1] == ':' ? hend + 1 : NULL;
+		if (hend[1] != '\0' && !colon)
+			return -EINVAL;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon && strchr(s, ':') != colon)
+			return -EINVAL; /* a bare IPv6 address needs brackets */
+		hend = colon ? colon : s + strlen(s);
+	}
+	if (hend == hstart || (size_t)(hend - hstart) >= hostsz)
+		return -EINVAL;
+	memcpy(host, hstart, (size_t)(hend - hstart));
+	host[hend - hstart] = '\0';
+	if (!colon) {
+		if (default_port <= 0)
+			return -EINVAL;
+		*port = default_port;
+		return 0;
+	}
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (errno || end == colon + 1 || *end || p < 1 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+int cluster_secret_load(const char *path, uint8_t **out, size_t *len)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	ssize_t r;
+	int fd, rc = 0;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	buf = malloc(CLUSTER_SECRET_MAX + 2);
+	if (!buf) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	while (n < CLUSTER_SECRET_MAX + 1) {
+		r = read(fd, buf + n, CLUSTER_SECRET_MAX + 1 - n);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			rc = -errno;
+			goto out_free;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' ' ||
+			 buf[n - 1] == '\t'))
+		n--;
+	if (n < CLUSTER_SECRET_MIN || n > CLUSTER_SECRET_MAX) {
+		rc = -EINVAL;
+		goto out_free;
+	}
+	*out = buf;
+	*len = n;
+	goto out_close;
+out_free:
+	OPENSSL_cleanse(buf, CLUSTER_SECRET_MAX + 2);
+	free(buf);
+out_close:
+	close(fd);
+	return rc;
+}
+
+static int split_list(const char *s, char ***out, size_t *n)
+{
+	char **v = NULL, **nv;
+	const char *p = s;
+	size_t cnt = 0;
+
+	while (p && *p) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+
+		while (len && (*p == ' ' || *p == '\t')) {
+			p++;
+			len--;
+		}
+		while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+			len--;
+		if (len) {
+			nv = realloc(v, (cnt + 1) * sizeof(*v));
+			if (!nv)
+				goto fail;
+			v = nv;
+			v[cnt] = strndup(p, len);
+			if (!v[cnt])
+				goto fail;
+			cnt++;
+		}
+		p = e ? e + 1 : NULL;
+	}
+	*out = v;
+	*n = cnt;
+	return 0;
+fail:
+	while (cnt)
+		free(v[--cnt]);
+	free(v);
+	return -ENOMEM;
+}
+
+static void free_list(char **v, size_t n)
+{
+	while (n)
+		free(v[--n]);
+	free(v);
+}
+
+/* ---- lifetime ---- */
+
+int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
+		const struct cluster_hooks *hooks, void *ud, struct cluster **out)
+{
+	struct cluster *cl;
+	char host[256];
+	int port, rc = -ENOMEM;
+
+	if (!cfg->listen || cluster_hostport_parse(cfg->listen, 0, host, sizeof(host), &port) < 0) {
+		log_error("cluster_config", "error=\"--cluster-listen needs ADDR:PORT\"");
+		return -EINVAL;
+	}
+	if (!cfg->instance || !*cfg->instance || strlen(cfg->instance) > CLUSTER_ID_MAX) {
+		log_error("cluster_config", "error=\"instance id must be 1..%d bytes\"",
+			  CLUSTER_ID_MAX);
+		return -EINVAL;
+	}
+	if (!cfg->secret || cfg->secretlen < CLUSTER_SECRET_MIN) {
+		log_error("cluster_config", "error=\"cluster mode needs a shared secret of at least"
+			  " %d bytes (--cluster-secret-file)\"", CLUSTER_SECRET_MIN);
+		return -EINVAL;
+	}
+	cl = calloc(1, sizeof(*cl));
+	if (!cl)
+		return -ENOMEM;
+	cl->loop = loop;
+	if (hooks)
+		cl->hooks = *hooks;
+	cl->ud = ud;
+	cl->keepalive_ms = (uint64_t)((cfg->keepalive > 0 ? cfg->keepalive
+							  : CLUSTER_KEEPALIVE_DEFAULT) * 1000.0);
+	if (cl->keepalive_ms < 300)
+		cl->keepalive_ms = 300;
+	cl->dns_interval_ms = (uint64_t)((cfg->dns_interval > 0 ? cfg->dns_interval
+								 : CLUSTER_DNS_INTERVAL_DEFAULT) * 1000.0);
+	cl->listen = strdup(cfg->listen);
+	cl->instance = strdup(cfg->instance);
+	cl->version = strdup(cfg->version ? cfg->version : "");
+	cl->secret = malloc(cfg->secretlen);
+	if (!cl->listen || !cl->instance || !cl->version || !cl->secret)
+		goto fail;
+	memcpy(cl->secret, cfg->secret, cfg->secretlen);
+	cl->secretlen = cfg->secretlen;
+	if (strlen(cl->version) > 255)
+		cl->version[255] = '\0';
+	if (cfg->peers && split_list(cfg->peers, &cl->static_peers, &cl->nstatic) < 0)
+		goto fail;
+	if (cfg->peers_file && *cfg->peers_file) {
+		cl->peers_file = strdup(cfg->peers_file);
+		if (!cl->peers_file)
+			goto fail;
+	}
+	if (cfg->peers_dns && *cfg->peers_dns) {
+		cl->dns_name = malloc(256);
+		if (!cl->dns_name)
+			goto fail;
+		if (cluster_hostport_parse(cfg->peers_dns, port, cl->dns_name, 256,
+					   &cl->dns_port) < 0) {
+			log_error("cluster_config", "error=\"--peers-dns needs NAME[:PORT]\"");
+			rc = -EINVAL;
+			goto fail;
+		}
+	}
+	cluster_routes_init(&cl->remote);
+	cluster_routes_init(&cl->local);
+	cluster_rt_owner_init(&cl->local_owner, NULL);
+	cluster_buf_init(&cl->obuf);
+	if (RAND_bytes((unsigned char *)&cl->rng, sizeof(cl->rng)) != 1 || cl->rng == 0)
+		cl->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+	*out = cl;
+	return 0;
+fail:
+	cluster_free(cl);
+	return rc;
+}
+
+void cluster_free(struct cluster *cl)
+{
+	struct target *t, *tn;
+
+	if (!cl)
+		return;
+	for (t = cl->targets; t; t = tn) {
+		tn = t->next;
+		free(t->key);
+		free(t->peer_id);
+		free(t);
+	}
+	cluster_routes_free(&cl->remote);
+	cluster_routes_free(&cl->local);
+	cluster_buf_free(&cl->obuf);
+	free_list(cl->static_peers, cl->nstatic);
+	free(cl->listen);
+	free(cl->instance);
+	free(cl->version);
+	free(cl->peers_file);
+	free(cl->dns_name);
+	if (cl->secret)
+		OPENSSL_cleanse(cl->secret, cl->secretlen);
+	free(cl->secret);
+	free(cl);
+}
+
+/* ---- sending ---- */
+
+struct wreq {
+	uv_write_t req;
+	size_t len;
+	uint8_t data[];
+};
+
+static void on_write(uv_write_t *req, int status)
+{
+	struct wreq *w = (struct wreq *)req;
+	struct link *l = req->data;
+
+	free(w);
+	if (status < 0 && status != UV_ECANCELED)
+		link_close(l, uv_err_name(status));
+}
+
+/* Sends bytes on a link: written at once when the socket takes them,
+ * queued otherwise. */
+static int link_write(struct link *l, const uint8_t *p, size_t len)
+{
+	uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
+	struct wreq *w;
+	int r;
+
+	if (l->state == LINK_CLOSING || l->state == LINK_CONNECTING)
+		return -ENOTCONN;
+	r = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
+	if (r == (int)len)
+		goto sent;
+	if (r < 0 && r != UV_EAGAIN) {
+		link_close(l, uv_err_name(r));
+		return r;
+	}
+	if (r < 0)
+		r = 0;
+	if (l->tcp.write_queue_size + len > OUTQ_MAX) {
+		link_close(l, "peer-not-reading");
+		return -ENOBUFS;
+	}
+	w = malloc(sizeof(*w) + len - (size_t)r);
+	if (!w) {
+		link_close(l, "out-of-memory");
+		return -ENOMEM;
+	}
+	w->len = len - (size_t)r;
+	memcpy(w->data, p + r, w->len);
+	w->req.data = l;
+	b = uv_buf_init((char *)w->data, (unsigned)w->len);
+	r = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
+	if (r < 0) {
+		free(w);
+		link_close(l, uv_err_name(r));
+		return r;
+	}
+sent:
+	l->last_tx = now_ms(l->cl);
+	return 0;
+}
+
+/* Sends what is in cl->obuf and empties it. */
+static int link_flush_obuf(struct link *l)
+{
+	struct cluster *cl = l->cl;
+	int rc = cl->obuf.len ? link_write(l, cl->obuf.data, cl->obuf.len) : 0;
+
+	cluster_buf_reset(&cl->obuf);
+	return rc;
+}
+
+/* ---- routes ---- */
+
+static void link_drop_routes(struct link *l)
+{
+	size_t n = cluster_routes_drop_owner(&l->cl->remote, &l->routes);
+
+	if (n)
+		log_info("cluster_routes_dropped", "link=%llu peer=%s routes=%zu",
+			 (unsigned long long)l->id, peer_name(l), n);
+}
+
+/* The full table dump that starts a link, then SYNC. */
+static int link_send_dump(struct link *l)
+{
+	struct cluster *cl = l->cl;
+	struct cluster_batch bt;
+	const struct cluster_route *r;
+	int rc;
+
+	cluster_buf_reset(&cl->obuf);
+	rc = cluster_batch_begin(&bt, &cl->obuf, CLUSTER_MSG_ROUTE_ADD);
+	for (r = cl->local_owner.head; r && rc >= 0; r = r->onext) {
+		rc = cluster_batch_add(&bt, r->full, r->priority,
+				       r->available ? CLUSTER_ROUTE_AVAILABLE : 0);
+		if (rc == 0) {
+			cluster_batch_end(&bt);
+			/* flush per batch so the scratch buffer stays small */
+			rc = link_flush_obuf(l);
+			if (rc >= 0)
+				rc = cluster_batch_begin(&bt, &cl->obuf, CLUSTER_MSG_ROUTE_ADD);
+			if (rc >= 0)
+				rc = cluster_batch_add(&bt, r->full, r->priority,
+						       r->available ? CLUSTER_ROUTE_AVAILABLE : 0);
+		}
+	}
+	if (rc >= 0) {
+		cluster_batch_end(&bt);
+		rc = cluster_enc_empty(&cl->obuf, CLUSTER_MSG_SYNC);
+	}
+	if (rc < 0) {
+		cluster_buf_reset(&cl->obuf);
+		link_close(l, "dump-failed");
+		return rc;
+	}
+	return link_flush_obuf(l);
+}
+
+/* Sends one route change to every established link. */
+static void broadcast_route(struct cluster *cl, uint8_t type, const char *full, int priority,
+			    int available)
+{
+	struct cluster_batch bt;
+	struct link *l;
+	int rc;
+
+	for (l = cl->links; l; l = l->next) {
+		if (l->state != LINK_UP)
+			continue;
+		cluster_buf_reset(&cl->obuf);
+		rc = cluster_batch_begin(&bt, &cl->obuf, type);
+		if (rc >= 0)
+			rc = cluster_batch_add(&bt, full, priority,
+					       available ? CLUSTER_ROUTE_AVAILABLE : 0);
+		if (rc < 0) {
+			cluster_buf_reset(&cl->obuf);
+			return; /* an unencodable JID: nothing can route to it anyway */
+		}
+		cluster_batch_end(&bt);
+		link_flush_obuf(l);
+	}
+}
+
+int cluster_local_set(struct cluster *cl, const char *full, int priority, int available)
+{
+	int rc = cluster_routes_set(&cl->local, &cl->local_owner, full, priority, available);
+
+	if (rc < 0)
+		return rc;
+	broadcast_route(cl, CLUSTER_MSG_ROUTE_ADD, full, priority, available);
+	return 0;
+}
+
+void cluster_local_del(struct cluster *cl, const char *full)
+{
+	if (cluster_routes_del(&cl->local, &cl->local_owner, full) > 0)
+		broadcast_route(cl, CLUSTER_MSG_ROUTE_DEL, full, 0, 0);
+}
+
+int cluster_has_route(const struct cluster *cl, const char *full)
+{
+	return cluster_routes_find(&cl->remote, full, NULL) != NULL;
+}
+
+static int send_stanza(struct cluster *cl, struct link *l, const char *to, const char *from,
+		       const char *xml, size_t len)
+{
+	int rc;
+
+	cluster_buf_reset(&cl->obuf);
+	rc = cluster_enc_stanza(&cl->obuf, to, from, xml, len);
+	if (rc < 0) {
+		cluster_buf_reset(&cl->obuf);
+		return rc == CLUSTER_PROTO_ENOMEM ? -ENOMEM : -EINVAL;
+	}
+	rc = link_flush_obuf(l);
+	if (rc == 0)
+		cl->st.forwarded++;
+	return rc;
+}
+
+int cluster_forward(struct cluster *cl, const char *to, const char *from, const char *xml,
+		    size_t len)
+{
+	const struct cluster_route *r = cluster_routes_find(&cl->remote, to, NULL);
+
+	if (!r)
+		return -ENOENT;
+	return send_stanza(cl, r->owner->ud, to, from, xml, len);
+}
+
+int cluster_bare_best(const struct cluster *cl, const char *bare, int *best)
+{
+	const struct cluster_route *r;
+	int n = 0, b = -1;
+
+	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext) {
+		if (!r->available || r->priority < 0)
+			continue;
+		n++;
+		if (r->priority > b)
+			b = r->priority;
+	}
+	if (n)
+		*best = b;
+	return n;
+}
+
+int cluster_forward_bare(struct cluster *cl, const char *bare, int all, int prio, const char *from,
+			 const char *xml, size_t len)
+{
+	const struct cluster_route *r, *o;
+	int n = 0;
+
+	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext) {
+		if (!r->available || (!all && r->priority != prio))
+			continue;
+		/* one copy per session even if two owners briefly claim it */
+		for (o = cluster_routes_bare(&cl->remote, bare); o != r; o = o->bnext)
+			if (o->available && (all || o->priority == prio) &&
+			    strcmp(o->resource, r->resource) == 0)
+				break;
+		if (o != r)
+			continue;
+		if (send_stanza(cl, r->owner->ud, r->full, from, xml, len) == 0)
+			n++;
+	}
+	return n;
+}
+
+int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len)
+{
+	struct link *l;
+	int n = 0, rc;
+
+	for (l = cl->links; l; l = l->next) {
+		if (l->state != LINK_UP)
+			continue;
+		cluster_buf_reset(&cl->obuf);
+		rc = cluster_enc_presence(&cl->obuf, from, xml, len);
+		if (rc < 0) {
+			cluster_buf_reset(&cl->obuf);
+			return rc == CLUSTER_PROTO_ENOMEM ? -ENOMEM : -EINVAL;
+		}
+		if (link_flush_obuf(l) == 0) {
+			cl->st.forwarded++;
+			n++;
+		}
+	}
+	return n;
+}
+
+/* ---- links ---- */
+
+static void target_schedule(struct target *t, int failed);
+
+static void on_link_closed(uv_handle_t *h)
+{
+	struct link *l = h->data;
+	struct cluster *cl = l->cl;
+
+	cl->handles--;
+	free(l->in);
+	free(l->peer_id);
+	free(l->peer_version);
+	free(l);
+}
+
+static void link_unlist(struct link *l)
+{
+	struct link **pp = &l->cl->links;
+
+	while (*pp && *pp != l)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = l->next;
+}
+
+static void link_close(struct link *l, const char *reason)
+{
+	struct cluster *cl = l->cl;
+	enum link_state was = l->state;
+
+	if (was == LINK_CLOSING)
+		return;
+	l->state = LINK_CLOSING;
+	if (was == LINK_UP) {
+		cl->st.peers--;
+		if (!l->clean && !cl->leaving)
+			cl->st.link_failures++;
+		log_info("cluster_link_down", "link=%llu peer=%s addr=%s reason=%s",
+			 (unsigned long long)l->id, peer_name(l), l->addr, reason);
+		link_drop_routes(l);
+	} else {
+		log_info("cluster_link_closed", "link=%llu peer=%s addr=%s state=%s reason=%s",
+			 (unsigned long long)l->id, peer_name(l), l->addr, link_state_names[was],
+			 reason);
+	}
+	if (l->target) {
+		l->target->link = NULL;
+		target_schedule(l->target, was != LINK_UP || !l->clean);
+		l->target = NULL;
+		/* the peer set may have changed (a pod replaced): look again */
+		if (cl->dns_name && !cl->leaving && now_ms(cl) - cl->dns_last >= 1000)
+			cl->dns_next = now_ms(cl);
+	}
+	link_unlist(l);
+	uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+}
+
+static struct link *link_new(struct cluster *cl, int dialer)
+{
+	struct link *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	if (uv_tcp_init(cl->loop, &l->tcp) < 0) {
+		free(l);
+		return NULL;
+	}
+	cl->handles++;
+	l->tcp.data = l;
+	l->cl = cl;
+	l->dialer = dialer;
+	l->id = ++cl->next_link_id;
+	l->deadline = now_ms(cl) + HANDSHAKE_TIMEOUT_MS;
+	l->last_rx = now_ms(cl);
+	cluster_rt_owner_init(&l->routes, l);
+	strcpy(l->addr, "-");
+	l->next = cl->links;
+	cl->links = l;
+	if (RAND_bytes(l->nonce, sizeof(l->nonce)) != 1) {
+		link_close(l, "no-randomness");
+		return NULL;
+	}
+	return l;
+}
+
+static size_t link_frame_cap(const struct link *l)
+{
+	return l->state == LINK_UP ? CLUSTER_FRAME_MAX : CLUSTER_FRAME_MAX_PREAUTH;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct link *l = h->data;
+	size_t cap = link_frame_cap(l) + CLUSTER_FRAME_HDR;
+	size_t want = l->in_len + READ_CHUNK;
+	uint8_t *n;
+
+	if (want > cap)
+		want = cap > l->in_len ? cap : l->in_len;
+	if (l->in_cap < want) {
+		n = realloc(l->in, want);
+		if (n) {
+			l->in = n;
+			l->in_cap = want;
+		}
+	}
+	*buf = uv_buf_init((char *)l->in + l->in_len, (unsigned)(l->in_cap - l->in_len));
+}
+
+static void link_refuse(struct link *l, const char *why)
+{
+	l->cl->st.refused++;
+	log_warn("cluster_refused", "link=%llu addr=%s peer=%s state=%s reason=%s",
+		 (unsigned long long)l->id, l->addr, peer_name(l), link_state_names[l->state], why);
+	link_close(l, why);
+}
+
+static struct link *find_up_link(struct cluster *cl, const char *peer_id, const struct link *not)
+{
+	struct link *l;
+
+	for (l = cl->links; l; l = l->next)
+		if (l != not && l->state == LINK_UP && strcmp(l->peer_id, peer_id) == 0)
+			return l;
+	return NULL;
+}
+
+/* Of two links between the same pair both sides keep the same one: the
+ * one dialed by the lower instance id; if one side dialed both (two
+ * addresses of the same instance), the one with the lower dialer nonce. */
+static int link_preferred(const struct link *a, const struct link *b)
+{
+	const struct cluster *cl = a->cl;
+	const char *da = a->dialer ? cl->instance : a->peer_id;
+	const char *db = b->dialer ? cl->instance : b->peer_id;
+	int c = strcmp(da, db);
+
+	if (c)
+		return c < 0;
+	return memcmp(a->dialer ? a->nonce : a->peer_nonce, b->dialer ? b->nonce : b->peer_nonce,
+		      CLUSTER_NONCE_LEN) < 0;
+}
+
+static void link_up(struct link *l)
+{
+	struct cluster *cl = l->cl;
+	struct link *other = find_up_link(cl, l->peer_id, l);
+
+	if (other) {
+		if (link_preferred(other, l)) {
+			log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
+				 (unsigned long long)l->id, l->peer_id,
+				 (unsigned long long)other->id);
+			l->clean = 1;
+			link_close(l, "duplicate");
+			return;
+		}
+		log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
+			 (unsigned long long)other->id, l->peer_id, (unsigned long long)l->id);
+		other->clean = 1;
+		link_close(other, "duplicate");
+	}
+	l->state = LINK_UP;
+	l->last_rx = now_ms(cl);
+	cl->st.peers++;
+	if (l->target)
+		l->target->fails = 0;
+	log_info("cluster_link_up", "link=%llu peer=%s version=%s addr=%s dir=%s",
+		 (unsigned long long)l->id, l->peer_id, l->peer_version, l->addr,
+		 l->dialer ? "out" : "in");
+	link_send_dump(l);
+}
+
+static void on_hello(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster *cl = l->cl;
+	uint8_t mac[CLUSTER_MAC_LEN];
+	const char *did, *aid;
+	const uint8_t *dn, *an;
+	int rc;
+
+	if (m->u.hello.proto != CLUSTER_PROTO_VERSION) {
+		link_refuse(l, "protocol-version");
+		return;
+	}
+	l->peer_id = strndup(m->u.hello.instance.p, m->u.hello.instance.len);
+	l->peer_version = strndup(m->u.hello.version.p, m->u.hello.version.len);
+	if (!l->peer_id || !l->peer_version) {
+		link_close(l, "out-of-memory");
+		return;
+	}
+	memcpy(l->peer_nonce, m->u.hello.nonce, CLUSTER_NONCE_LEN);
+	if (strcmp(l->peer_id, cl->instance) == 0) {
+		if (l->target) {
+			l->target->self = 1;
+			log_info("cluster_peer_self", "addr=%s", l->target->key);
+		}
+		link_close(l, "self");
+		return;
+	}
+	if (l->target) {
+		free(l->target->peer_id);
+		l->target->peer_id = strdup(l->peer_id);
+	}
+	did = l->dialer ? cl->instance : l->peer_id;
+	aid = l->dialer ? l->peer_id : cl->instance;
+	dn = l->dialer ? l->nonce : l->peer_nonce;
+	an = l->dialer ? l->peer_nonce : l->nonce;
+	rc = cluster_auth_mac(cl->secret, cl->secretlen,
+			      l->dialer ? CLUSTER_ROLE_DIALER : CLUSTER_ROLE_ACCEPTOR, dn, an, did,
+			      aid, mac);
+	cluster_buf_reset(&cl->obuf);
+	if (rc >= 0)
+		rc = cluster_enc_auth(&cl->obuf, mac);
+	OPENSSL_cleanse(mac, sizeof(mac));
+	if (rc < 0) {
+		cluster_buf_reset(&cl->obuf);
+		link_close(l, "auth-encode");
+		return;
+	}
+	l->state = LINK_AUTH;
+	link_flush_obuf(l);
+}
+
+static void on_auth(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster *cl = l->cl;
+	const char *did = l->dialer ? cl->instance : l->peer_id;
+	const char *aid = l->dialer ? l->peer_id : cl->instance;
+	const uint8_t *dn = l->dialer ? l->nonce : l->peer_nonce;
+	const uint8_t *an = l->dialer ? l->peer_nonce : l->nonce;
+
+	if (!cluster_auth_verify(cl->secret, cl->secretlen,
+				 l->dialer ? CLUSTER_ROLE_ACCEPTOR : CLUSTER_ROLE_DIALER, dn, an, did,
+				 aid, m->u.auth.mac)) {
+		link_refuse(l, "bad-secret");
+		return;
+	}
+	link_up(l);
+}
+
+static void on_routes(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster_route_rec rec;
+	char jid[CLUSTER_JID_MAX + 1];
+	size_t off = 0;
+	int rc;
+
+	while (cluster_route_next(m, &off, &rec)) {
+		memcpy(jid, rec.jid.p, rec.jid.len);
+		jid[rec.jid.len] = '\0';
+		if (m->type == CLUSTER_MSG_ROUTE_DEL) {
+			cluster_routes_del(&l->cl->remote, &l->routes, jid);
+			continue;
+		}
+		rc = cluster_routes_set(&l->cl->remote, &l->routes, jid, rec.priority,
+					(rec.flags & CLUSTER_ROUTE_AVAILABLE) != 0);
+		if (rc == -ENOMEM) {
+			link_close(l, "out-of-memory");
+			return;
+		}
+		if (rc < 0)
+			log_warn("cluster_bad_route", "link=%llu peer=%s",
+				 (unsigned long long)l->id, peer_name(l));
+	}
+}
+
+static void on_stanza(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster *cl = l->cl;
+	char *to = strndup(m->u.stanza.to.p, m->u.stanza.to.len);
+	char *from = strndup(m->u.stanza.from.p, m->u.stanza.from.len);
+	int rc = -ENOENT;
+
+	if (!to || !from) {
+		link_close(l, "out-of-memory");
+		goto out;
+	}
+	cl->st.received++;
+	if (cl->hooks.deliver)
+		rc = cl->hooks.deliver(cl->ud, to, from, m->u.stanza.xml.p, m->u.stanza.xml.len);
+	if (rc < 0)
+		log_info("cluster_undeliverable", "link=%llu peer=%s to=%s rc=%d",
+			 (unsigned long long)l->id, peer_name(l), to, rc);
+out:
+	free(to);
+	free(from);
+}
+
+static void on_presence(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster *cl = l->cl;
+	char *from = strndup(m->u.presence.from.p, m->u.presence.from.len);
+
+	if (!from) {
+		link_close(l, "out-of-memory");
+		return;
+	}
+	cl->st.received++;
+	if (cl->hooks.presence)
+		cl->hooks.presence(cl->ud, from, m->u.presence.xml.p, m->u.presence.xml.len);
+	free(from);
+}
+
+static void link_dispatch(struct link *l, const struct cluster_msg *m)
+{
+	struct cluster *cl = l->cl;
+
+	/* Before authentication only the handshake, in order. */
+	if (l->state == LINK_HELLO) {
+		if (m->type != CLUSTER_MSG_HELLO)
+			link_refuse(l, "expected-hello");
+		else
+			on_hello(l, m);
+		return;
+	}
+	if (l->state == LINK_AUTH) {
+		if (m->type != CLUSTER_MSG_AUTH)
+			link_refuse(l, "expected-auth");
+		else
+			on_auth(l, m);
+		return;
+	}
+	switch (m->type) {
+	case CLUSTER_MSG_ROUTE_ADD:
+	case CLUSTER_MSG_ROUTE_DEL:
+		on_routes(l, m);
+		break;
+	case CLUSTER_MSG_SYNC:
+		log_info("cluster_synced", "link=%llu peer=%s routes=%zu",
+			 (unsigned long long)l->id, l->peer_id, l->routes.count);
+		break;
+	case CLUSTER_MSG_STANZA:
+		on_stanza(l, m);
+		break;
+	case CLUSTER_MSG_PRESENCE:
+		on_presence(l, m);
+		break;
+	case CLUSTER_MSG_PING:
+		cluster_buf_reset(&cl->obuf);
+		if (cluster_enc_ping(&cl->obuf, CLUSTER_MSG_PONG, m->u.ping.token) == 0)
+			link_flush_obuf(l);
+		break;
+	case CLUSTER_MSG_PONG:
+		break;
+	case CLUSTER_MSG_LEAVING:
+		l->clean = 1;
+		log_info("cluster_peer_leaving", "link=%llu peer=%s", (unsigned long long)l->id,
+			 l->peer_id);
+		link_close(l, "peer-leaving");
+		break;
+	default:
+		link_close(l, "unexpected-frame");
+		break;
+	}
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct link *l = s->data;
+	size_t off = 0;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		link_close(l, nread == UV_EOF ? "eof" : uv_err_name((int)nread));
+		return;
+	}
+	if (l->state == LINK_CLOSING)
+		return;
+	l->in_len += (size_t)nread;
+	while (l->state != LINK_CLOSING) {
+		const uint8_t *payload;
+		struct cluster_msg m;
+		size_t plen;
+		uint8_t type;
+		long n;
+		int rc;
+
+		n = cluster_frame_split(l->in + off, l->in_len - off, link_frame_cap(l), &type,
+					&payload, &plen);
+		if (n == CLUSTER_PROTO_EAGAIN)
+			break;
+		if (n < 0) {
+			link_refuse(l, n == CLUSTER_PROTO_E2BIG ? "frame-too-large" : "bad-frame");
+			return;
+		}
+		rc = cluster_msg_decode(type, payload, plen, &m);
+		if (rc < 0) {
+			log_warn("cluster_bad_frame", "link=%llu peer=%s type=%s error=\"%s\"",
+				 (unsigned long long)l->id, peer_name(l), cluster_msg_type_name(type),
+				 cluster_proto_strerror(rc));
+			link_refuse(l, rc == CLUSTER_PROTO_ETYPE ? "unknown-frame" : "bad-frame");
+			return;
+		}
+		off += (size_t)n;
+		l->last_rx = now_ms(l->cl);
+		link_dispatch(l, &m);
+	}
+	if (l->state == LINK_CLOSING)
+		return;
+	if (off) {
+		memmove(l->in, l->in + off, l->in_len - off);
+		l->in_len -= off;
+	}
+	/* Shrink the buffer of an idle link back to nothing: links are few,
+	 * but a burst of large stanzas should not pin a megabyte each. */
+	if (l->in_len == 0 && l->in_cap > READ_CHUNK) {
+		free(l->in);
+		l->in = NULL;
+		l->in_cap = 0;
+	}
+}
+
+static void link_start(struct link *l)
+{
+	struct cluster *cl = l->cl;
+	int rc;
+
+	l->state = LINK_HELLO;
+	rc = uv_read_start((uv_stream_t *)&l->tcp, on_alloc, on_read);
+	if (rc < 0) {
+		link_close(l, uv_err_name(rc));
+		return;
+	}
+	cluster_buf_reset(&cl->obuf);
+	if (cluster_enc_hello(&cl->obuf, cl->instance, cl->version, l->nonce) < 0) {
+		cluster_buf_reset(&cl->obuf);
+		link_close(l, "hello-encode");
+		return;
+	}
+	link_flush_obuf(l);
+}
+
+static void addr_string(const struct sockaddr *sa, char *buf, size_t size)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	if (sa->sa_family == AF_INET) {
+		uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof(host));
+		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+		snprintf(buf, size, "%s:%d", host, port);
+	} else if (sa->sa_family == AF_INET6) {
+		uv_ip6_name((const struct sockaddr_in6 *)sa, host, sizeof(host));
+		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+		snprintf(buf, size, "[%s]:%d", host, port);
+	} else {
+		snprintf(buf, size, "?");
+	}
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+	struct cluster *cl = server->data;
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	struct link *l;
+
+	if (status < 0) {
+		log_warn("cluster_accept", "error=%s", uv_err_name(status));
+		return;
+	}
+	l = link_new(cl, 0);
+	if (!l)
+		return;
+	if (uv_accept(server, (uv_stream_t *)&l->tcp) < 0) {
+		link_close(l, "accept-failed");
+		return;
+	}
+	if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
+		addr_string((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
+	uv_tcp_nodelay(&l->tcp, 1);
+	log_debug("cluster_accepted", "link=%llu addr=%s", (unsigned long long)l->id, l->addr);
+	if (cl->leaving) {
+		link_close(l, "leaving");
+		return;
+	}
+	link_start(l);
+}
+
+static void on_connect(uv_connect_t *req, int status)
+{
+	struct link *l = req->data;
+
+	if (l->state == LINK_CLOSING)
+		return;
+	if (status < 0) {
+		link_close(l, uv_err_name(status));
+		return;
+	}
+	uv_tcp_nodelay(&l->tcp, 1);
+	link_start(l);
+}
+
+/* ---- targets: discovered addresses and dialing ---- */
+
+static void target_schedule(struct target *t, int failed)
+{
+	struct cluster *cl = t->cl;
+	uint64_t delay;
+
+	if (failed && t->fails < 16)
+		t->fails++;
+	delay = BACKOFF_MIN_MS << (t->fails < 6 ? t->fails : 6);
+	if (delay > BACKOFF_MAX_MS)
+		delay = BACKOFF_MAX_MS;
+	/* jitter in [-25%, +25%) so that instances do not dial in lockstep */
+	delay = delay * 3 / 4 + rng_next(cl) % (delay / 2 + 1);
+	t->next_dial = now_ms(cl) + delay;
+}
+
+static void target_dial_addr(struct target *t, const struct sockaddr *sa)
+{
+	struct cluster *cl = t->cl;
+	struct link *l = link_new(cl, 1);
+	int rc;
+
+	if (!l) {
+		target_schedule(t, 1);
+		return;
+	}
+	addr_string(sa, l->addr, sizeof(l->addr));
+	l->target = t;
+	t->link = l;
+	l->connect.data = l;
+	rc = uv_tcp_connect(&l->connect, &l->tcp, sa, on_connect);
+	if (rc < 0) {
+		link_close(l, uv_err_name(rc));
+		return;
+	}
+	log_debug("cluster_dial", "link=%llu addr=%s", (unsigned long long)l->id, t->key);
+}
+
+static void target_free(struct cluster *cl, struct target *t)
+{
+	struct target **pp = &cl->targets;
+
+	while (*pp != t)
+		pp = &(*pp)->next;
+	*pp = t->next;
+	free(t->key);
+	free(t->peer_id);
+	free(t);
+}
+
+static void on_target_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct target *t = req->data;
+	struct cluster *cl = t->cl;
+
+	t->resolving = 0;
+	if (t->removed || cl->leaving) {
+		uv_freeaddrinfo(res);
+		if (t->removed && !t->link)
+			target_free(cl, t);
+		return;
+	}
+	if (status < 0 || !res) {
+		log_warn("cluster_resolve", "addr=%s error=%s", t->key, uv_err_name(status));
+		target_schedule(t, 1);
+	} else {
+		target_dial_addr(t, res->ai_addr);
+	}
+	uv_freeaddrinfo(res);
+}
+
+static void target_dial(struct target *t)
+{
+	struct cluster *cl = t->cl;
+	struct sockaddr_in6 a6;
+	struct sockaddr_in a4;
+	struct addrinfo hints;
+	char port[8];
+	int rc;
+
+	/* Not again before the backoff, whatever happens to this attempt. */
+	target_schedule(t, 0);
+	if (uv_ip4_addr(t->host, t->port, &a4) == 0) {
+		target_dial_addr(t, (struct sockaddr *)&a4);
+		return;
+	}
+	if (uv_ip6_addr(t->host, t->port, &a6) == 0) {
+		target_dial_addr(t, (struct sockaddr *)&a6);
+		return;
+	}
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	snprintf(port, sizeof(port), "%d", t->port);
+	t->gai.data = t;
+	rc = uv_getaddrinfo(cl->loop, &t->gai, on_target_resolved, t->host, port, &hints);
+	if (rc < 0) {
+		log_warn("cluster_resolve", "addr=%s error=%s", t->key, uv_err_name(rc));
+		target_schedule(t, 1);
+		return;
+	}
+	t->resolving = 1;
+}
+
+/* Whether t needs a dial now: not ourselves, not already linked (by our
+ * dial or by the peer's), due. */
+static int target_wants_dial(struct cluster *cl, struct target *t, uint64_t now)
+{
+	if (t->removed || t->self || t->link || t->resolving || now < t->next_dial)
+		return 0;
+	if (t->peer_id && find_up_link(cl, t->peer_id, NULL))
+		return 0;
+	return 1;
+}
+
+static void targets_sync(struct cluster *cl, unsigned src, char **keys, size_t n)
+{
+	struct target *t, *tn;
+	char host[256];
+	size_t i;
+	int port, listen_port = 0;
+
+	cluster_hostport_parse(cl->listen, 0, host, sizeof(host), &listen_port);
+	for (t = cl->targets; t; t = t->next)
+		t->sources &= ~src;
+	for (i = 0; i < n; i++) {
+		if (strcmp(keys[i], cl->listen) == 0)
+			continue; /* ourselves, by the very address we listen on */
+		for (t = cl->targets; t; t = t->next)
+			if (strcmp(t->key, keys[i]) == 0)
+				break;
+		if (t) {
+			t->sources |= src;
+			if (t->removed) {
+				t->removed = 0;
+				t->self = 0;
+			}
+			continue;
+		}
+		if (cluster_hostport_parse(keys[i], listen_port, host, sizeof(host), &port) < 0) {
+			log_warn("cluster_peer_invalid", "addr=%s", keys[i]);
+			continue;
+		}
+		t = calloc(1, sizeof(*t));
+		if (t)
+			t->key = strdup(keys[i]);
+		if (!t || !t->key) {
+			free(t);
+			continue;
+		}
+		t->cl = cl;
+		strcpy(t->host, host);
+		t->port = port;
+		t->sources = src;
+		t->next_dial = now_ms(cl);
+		t->next = cl->targets;
+		cl->targets = t;
+		log_info("cluster_peer_added", "addr=%s", t->key);
+	}
+	for (t = cl->targets; t; t = tn) {
+		tn = t->next;
+		if (t->sources || t->removed)
+			continue;
+		log_info("cluster_peer_removed", "addr=%s", t->key);
+		/* An established link stays until it fails or the peer leaves:
+		 * its sessions are still reachable. */
+		t->removed = 1;
+		if (t->link) {
+			t->link->target = NULL;
+			t->link = NULL;
+		}
+		if (!t->resolving)
+			target_free(cl, t);
+	}
+}
+
+/* ---- discovery: peers file ---- */
+
+static void peers_file_poll(struct cluster *cl)
+{
+	char **keys = NULL, *data = NULL, *line, *save = NULL;
+	size_t n = 0, cap = 0;
+	struct stat st;
+	ssize_t r;
+	int fd;
+
+	if (stat(cl->peers_file, &st) < 0) {
+		if (cl->pf_seen != -1)
+			log_warn("cluster_peers_file", "path=%s error=\"%s\"", cl->peers_file,
+				 strerror(errno));
+		cl->pf_seen = -1;
+		return;
+	}
+	if (cl->pf_seen == 1 && st.st_mtim.tv_sec == cl->pf_st.st_mtim.tv_sec &&
+	    st.st_mtim.tv_nsec == cl->pf_st.st_mtim.tv_nsec && st.st_size == cl->pf_st.st_size &&
+	    st.st_ino == cl->pf_st.st_ino)
+		return;
+	fd = open(cl->peers_file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	data = malloc(PEERS_FILE_MAX + 1);
+	if (!data)
+		goto out;
+	r = read(fd, data, PEERS_FILE_MAX);
+	if (r < 0)
+		goto out;
+	data[r] = '\0';
+	for (line = strtok_r(data, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char *e;
+
+		while (*line == ' ' || *line == '\t')
+			line++;
+		e = line + strlen(line);
+		while (e > line && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			*--e = '\0';
+		if (!*line || *line == '#')
+			continue;
+		if (n == cap) {
+			char **k = realloc(keys, (cap ? cap * 2 : 16) * sizeof(*keys));
+
+			if (!k)
+				goto out;
+			keys = k;
+			cap = cap ? cap * 2 : 16;
+		}
+		keys[n++] = line;
+	}
+	cl->pf_st = st;
+	cl->pf_seen = 1;
+	log_info("cluster_peers_file", "path=%s peers=%zu", cl->peers_file, n);
+	targets_sync(cl, SRC_FILE, keys, n);
+out:
+	free(keys);
+	free(data);
+	close(fd);
+}
+
+/* ---- discovery: DNS ---- */
+
+static void on_dns(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+	struct cluster *cl = req->data;
+	char **keys = NULL, addr[ADDR_MAX];
+	struct addrinfo *ai;
+	size_t n = 0, i, cap = 0;
+
+	cl->dns_busy = 0;
+	if (cl->leaving) {
+		uv_freeaddrinfo(res);
+		return;
+	}
+	if (status < 0) {
+		log_warn("cluster_dns", "name=%s error=%s", cl->dns_name, uv_err_name(status));
+		uv_freeaddrinfo(res);
+		return; /* keep the last good set: DNS hiccups must not drop links */
+	}
+	for (ai = res; ai; ai = ai->ai_next) {
+		struct sockaddr_storage ss;
+
+		if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+			continue;
+		memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+		if (ai->ai_family == AF_INET)
+			((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)cl->dns_port);
+		else
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)cl->dns_port);
+		addr_string((struct sockaddr *)&ss, addr, sizeof(addr));
+		for (i = 0; i < n; i++)
+			if (strcmp(keys[i], addr) == 0)
+				break;
+		if (i < n)
+			continue;
+		if (n == cap) {
+			char **k = realloc(keys, (cap ? cap * 2 : 8) * sizeof(*keys));
+
+			if (!k)
+				break;
+			keys = k;
+			cap = cap ? cap * 2 : 8;
+		}
+		keys[n] = strdup(addr);
+		if (!keys[n])
+			break;
+		n++;
+	}
+	uv_freeaddrinfo(res);
+	log_debug("cluster_dns", "name=%s addresses=%zu", cl->dns_name, n);
+	targets_sync(cl, SRC_DNS, keys, n);
+	free_list(keys, n);
+}
+
+static void dns_resolve(struct cluster *cl)
+{
+	struct addrinfo hints;
+	int rc;
+
+	if (cl->dns_busy)
+		return;
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	cl->dns_req.data = cl;
+	rc = uv_getaddrinfo(cl->loop, &cl->dns_req, on_dns, cl->dns_name, NULL, &hints);
+	if (rc < 0) {
+		log_warn("cluster_dns", "name=%s error=%s", cl->dns_name, uv_err_name(rc));
+		return;
+	}
+	cl->dns_busy = 1;
+	cl->dns_last = now_ms(cl);
+}
+
+/* ---- the tick: keepalive, handshake deadlines, dialing, discovery ---- */
+
+static void on_tick(uv_timer_t *timer)
+{
+	struct cluster *cl = timer->data;
+	uint64_t now = now_ms(cl), ping_every = cl->keepalive_ms / 3;
+	struct link *l, *ln;
+	struct target *t;
+
+	for (l = cl->links; l; l = ln) {
+		ln = l->next;
+		if (l->state != LINK_UP) {
+			if (now < l->deadline)
+				continue;
+			if (l->dialer)
+				link_close(l, "handshake-timeout");
+			else
+				link_refuse(l, "handshake-timeout");
+			continue;
+		}
+		if (now - l->last_rx >= cl->keepalive_ms) {
+			link_close(l, "keepalive-timeout");
+			continue;
+		}
+		if (now - l->last_tx >= ping_every) {
+			cluster_buf_reset(&cl->obuf);
+			if (cluster_enc_ping(&cl->obuf, CLUSTER_MSG_PING, now) == 0)
+				link_flush_obuf(l);
+		}
+	}
+	if (cl->peers_file && now >= cl->pf_next) {
+		cl->pf_next = now + 1000;
+		peers_file_poll(cl);
+	}
+	if (cl->dns_name && now >= cl->dns_next) {
+		cl->dns_next = now + cl->dns_interval_ms;
+		dns_resolve(cl);
+	}
+	for (t = cl->targets; t; t = t->next)
+		if (target_wants_dial(cl, t, now))
+			target_dial(t);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+	struct cluster *cl = h->data;
+
+	cl->handles--;
+}
+
+int cluster_start(struct cluster *cl)
+{
+	struct sockaddr_storage ss;
+	char host[256];
+	uint64_t period;
+	int port, rc;
+
+	if (cl->started)
+		return -EALREADY;
+	cluster_hostport_parse(cl->listen, 0, host, sizeof(host), &port);
+	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) < 0 &&
+	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) < 0) {
+		log_error("cluster_listen", "addr=%s error=\"not a numeric address\"", cl->listen);
+		return -EINVAL;
+	}
+	rc = uv_tcp_init(cl->loop, &cl->listener);
+	if (rc < 0)
+		return rc;
+	cl->handles++;
+	cl->listener.data = cl;
+	cl->listening = 1;
+	rc = uv_tcp_bind(&cl->listener, (struct sockaddr *)&ss, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&cl->listener, 128, on_connection);
+	if (rc < 0) {
+		log_error("cluster_listen", "addr=%s error=%s", cl->listen, uv_err_name(rc));
+		goto fail_listener;
+	}
+	rc = uv_timer_init(cl->loop, &cl->tick);
+	if (rc < 0)
+		goto fail_listener;
+	cl->handles++;
+	cl->tick.data = cl;
+	cl->started = 1;
+	targets_sync(cl, SRC_STATIC, cl->static_peers, cl->nstatic);
+	period = cl->keepalive_ms / 6;
+	if (period < 20)
+		period = 20;
+	if (period > 500)
+		period = 500;
+	uv_timer_start(&cl->tick, on_tick, 0, period);
+	log_info("cluster_listen", "addr=%s instance=%s version=%s keepalive_ms=%llu peers=%zu"
+		 " peers_file=%s peers_dns=%s", cl->listen, cl->instance, cl->version,
+		 (unsigned long long)cl->keepalive_ms, cl->nstatic,
+		 cl->peers_file ? cl->peers_file : "-", cl->dns_name ? cl->dns_name : "-");
+	return 0;
+fail_listener:
+	cl->listening = 0;
+	uv_close((uv_handle_t *)&cl->listener, on_handle_closed);
+	return rc;
+}
+
+static void on_leave_shutdown(uv_shutdown_t *req, int status)
+{
+	struct link *l = req->data;
+
+	uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+}
+
+void cluster_leave(struct cluster *cl)
+{
+	struct link *l;
+	struct target *t;
+
+	if (!cl || cl->leaving)
+		return;
+	cl->leaving = 1;
+	log_info("cluster_leave", "peers=%llu", (unsigned long long)cl->st.peers);
+	if (cl->started) {
+		uv_timer_stop(&cl->tick);
+		uv_close((uv_handle_t *)&cl->tick, on_handle_closed);
+	}
+	if (cl->listening) {
+		cl->listening = 0;
+		uv_close((uv_handle_t *)&cl->listener, on_handle_closed);
+	}
+	for (t = cl->targets; t; t = t->next)
+		if (t->resolving)
+			uv_cancel((uv_req_t *)&t->gai);
+	if (cl->dns_busy)
+		uv_cancel((uv_req_t *)&cl->dns_req);
+	while ((l = cl->links) != NULL) {
+		int up = l->state == LINK_UP;
+
+		if (up) {
+			cluster_buf_reset(&cl->obuf);
+			if (cluster_enc_empty(&cl->obuf, CLUSTER_MSG_LEAVING) == 0)
+				link_flush_obuf(l);
+		}
+		if (l->state == LINK_CLOSING)
+			continue; /* closed by a failed write: already unlisted */
+		/* Let the queued frames and LEAVING reach the peer: shut the
+		 * write side down, close when that is done. */
+		if (up) {
+			cl->st.peers--;
+			link_drop_routes(l);
+		}
+		l->state = LINK_CLOSING;
+		if (l->target) {
+			l->target->link = NULL;
+			l->target = NULL;
+		}
+		link_unlist(l);
+		l->shutdown.data = l;
+		if (!up || uv_shutdown(&l->shutdown, (uv_stream_t *)&l->tcp, on_leave_shutdown) < 0)
+			uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+	}
+}
+
+/* ---- metrics ---- */
+
+void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out)
+{
+	*out = cl->st;
+	out->routes = cl->remote.count;
+	out->local_routes = cl->local.count;
+}
+
+int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size)
+{
+	struct cluster_stats s;
+
+	cluster_get_stats(cl, &s);
+	return snprintf(buf, size,
+			"# HELP chatd_cluster_peers Established links to other chatd instances.\n"
+			"# TYPE chatd_cluster_peers gauge\n"
+			"chatd_cluster_peers %llu\n"
+			"# HELP chatd_cluster_routes Sessions bound on other instances (remote routes).\n"
+			"# TYPE chatd_cluster_routes gauge\n"
+			"chatd_cluster_routes %llu\n"
+			"# HELP chatd_cluster_local_routes Local sessions announced to peers.\n"
+			"# TYPE chatd_cluster_local_routes gauge\n"
+			"chatd_cluster_local_routes %llu\n"
+			"# HELP chatd_cluster_stanzas_forwarded_total Stanzas sent to peers.\n"
+			"# TYPE chatd_cluster_stanzas_forwarded_total counter\n"
+			"chatd_cluster_stanzas_forwarded_total %llu\n"
+			"# HELP chatd_cluster_stanzas_received_total Stanzas received from peers.\n"
+			"# TYPE chatd_cluster_stanzas_received_total counter\n"
+			"chatd_cluster_stanzas_received_total %llu\n"
+			"# HELP chatd_cluster_link_failures_total Links lost without a leaving notice.\n"
+			"# TYPE chatd_cluster_link_failures_total counter\n"
+			"chatd_cluster_link_failures_total %llu\n"
+			"# HELP chatd_cluster_refused_total Link connections refused.\n"
+			"# TYPE chatd_cluster_refused_total counter\n"
+			"chatd_cluster_refused_total %llu\n",
+			(unsigned long long)s.peers, (unsigned long long)s.routes,
+			(unsigned long long)s.local_routes, (unsigned long long)s.forwarded,
+			(unsigned long long)s.received, (unsigned long long)s.link_failures,
+			(unsigned long long)s.refused);
+}

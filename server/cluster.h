@@ -1,0 +1,132 @@
+/*
+ * chatd cluster routing (issue 4, docs/cluster.md): links to the other
+ * chatd instances, peer discovery, and the remote route table, so that
+ * every instance of every colour is one chat service.
+ *
+ * One struct cluster per chatd process, on chatd's libuv loop. chatd tells
+ * it about its own sessions (cluster_local_set / cluster_local_del), asks it
+ * to forward what it cannot deliver locally (cluster_forward,
+ * cluster_forward_bare, cluster_broadcast_presence), and receives what
+ * peers forwarded through struct cluster_hooks. Whatever arrives from a
+ * peer is delivered locally only, never forwarded again: a stanza crosses
+ * at most one link, so it is delivered exactly once.
+ *
+ * Errors: 0 or a count for success, negative errno values otherwise.
+ * Functions never call the hooks synchronously; the hooks are called from
+ * the loop (a link's read callback) and may call any cluster_* function.
+ */
+#ifndef RAINBOW_CLUSTER_H
+#define RAINBOW_CLUSTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#define CLUSTER_KEEPALIVE_DEFAULT 10.0   /* seconds */
+#define CLUSTER_DNS_INTERVAL_DEFAULT 10.0 /* seconds */
+#define CLUSTER_SECRET_MIN 16            /* bytes */
+#define CLUSTER_SECRET_MAX 4096
+
+struct cluster_config {
+	const char *listen;      /* "ADDR:PORT" (numeric address) for links; required */
+	const char *instance;    /* this instance's id, unique in the cluster; required */
+	const char *version;     /* version label, reported to peers; may be NULL */
+	const char *peers;       /* "HOST:PORT,HOST:PORT" or NULL */
+	const char *peers_file;  /* one HOST:PORT per line, re-read when it changes */
+	const char *peers_dns;   /* NAME[:PORT]; port defaults to the listen port */
+	const uint8_t *secret;   /* shared secret (cluster_secret_load); copied */
+	size_t secretlen;
+	double keepalive;        /* seconds without a frame before a link is dead */
+	double dns_interval;     /* seconds between re-resolutions of peers_dns */
+};
+
+struct cluster_hooks {
+	/*
+	 * A stanza forwarded by a peer: deliver it to the local session bound
+	 * to `to` (a full JID; `xml` is the serialized stanza, whose own to=
+	 * may be the bare JID it was addressed to). Deliver locally only.
+	 * Returns 0 when delivered, a negative errno when no such session
+	 * exists any more (logged; the glue may answer the sender with an
+	 * error stanza through cluster_forward).
+	 */
+	int (*deliver)(void *ud, const char *to, const char *from, const char *xml, size_t len);
+	/* Presence broadcast by a remote user: deliver it to the local
+	 * sessions that chatd's own broadcast rule picks. */
+	void (*presence)(void *ud, const char *from, const char *xml, size_t len);
+};
+
+struct cluster;
+
+/* Reads the shared secret: the file's bytes minus trailing whitespace,
+ * CLUSTER_SECRET_MIN..CLUSTER_SECRET_MAX bytes. *out is malloc'd. Returns
+ * 0, -errno from opening/reading, or -EINVAL when too short/long. */
+int cluster_secret_load(const char *path, uint8_t **out, size_t *len);
+
+/* Validates cfg and creates the cluster (not started). */
+int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
+		const struct cluster_hooks *hooks, void *ud, struct cluster **out);
+/* Listens, starts discovery and dialing. */
+int cluster_start(struct cluster *cl);
+/*
+ * Clean shutdown: sends LEAVING on every link (peers drop our routes at
+ * once), closes links and the listener, stops discovery. The handles close
+ * during the next loop iterations; call cluster_free() after uv_run()
+ * returned. Idempotent.
+ */
+void cluster_leave(struct cluster *cl);
+/* Frees everything; the cluster must not be started or must have left and
+ * the loop must have run its close callbacks. */
+void cluster_free(struct cluster *cl);
+
+/* A local session bound or changed presence (priority -128..127,
+ * available after available presence): announced to every peer. */
+int cluster_local_set(struct cluster *cl, const char *full, int priority, int available);
+/* A local session ended. */
+void cluster_local_del(struct cluster *cl, const char *full);
+
+/*
+ * Forwards a stanza to the instance where the full JID `to` is bound.
+ * Returns 0 when sent, -ENOENT when no peer holds it (the caller then
+ * answers as a single instance would), or another negative errno.
+ */
+int cluster_forward(struct cluster *cl, const char *to, const char *from, const char *xml,
+		    size_t len);
+/*
+ * Remote resources of a bare JID for the RFC 6121 rules: returns how many
+ * remote resources are available with a non-negative priority and sets
+ * *best to the highest such priority (untouched when none).
+ */
+int cluster_bare_best(const struct cluster *cl, const char *bare, int *best);
+/* Forwards one copy to each remote resource of bare that is available and
+ * has priority prio (all = 0) or is available at all (all = 1). Returns the
+ * number of copies sent. */
+int cluster_forward_bare(struct cluster *cl, const char *bare, int all, int prio, const char *from,
+			 const char *xml, size_t len);
+/* Sends presence broadcast by a local user to every peer. Returns the
+ * number of peers it went to. */
+int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len);
+
+/* 1 when full is bound on some peer. */
+int cluster_has_route(const struct cluster *cl, const char *full);
+
+struct cluster_stats {
+	uint64_t peers;            /* established links */
+	uint64_t routes;           /* remote route entries */
+	uint64_t local_routes;     /* local sessions announced */
+	uint64_t forwarded;        /* stanzas (and presence copies) sent to peers */
+	uint64_t received;         /* stanzas and presence received from peers */
+	uint64_t link_failures;    /* links lost without a LEAVING notice */
+	uint64_t refused;          /* inbound connections refused (auth, protocol) */
+};
+
+void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out);
+/* Writes the cluster metrics in Prometheus text format into buf; returns
+ * the length as snprintf does (>= size when truncated). */
+int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size);
+
+/* Splits "HOST:PORT", "[V6]:PORT" or "HOST" (default_port, 0 = required)
+ * into host and port. 0 or -EINVAL. */
+int cluster_hostport_parse(const char *s, int default_port, char *host, size_t hostsz, int *port);
+
+#endif
