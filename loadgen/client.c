@@ -1,0 +1,1111 @@
+#include "client.h"
+
+#include <arpa/inet.h>
+#include <inttypes.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "b64.h"
+#include "log.h"
+#include "scram.h"
+#include "tlsbio.h"
+#include "xml.h"
+#include "xstream.h"
+
+#define NS_CLIENT "jabber:client"
+#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
+#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
+#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
+#define NS_VERSION "jabber:iq:version"
+#define NS_PING "urn:xmpp:ping"
+
+/* Output we let pile up towards a server that does not read (bytes). */
+#define CLIENT_MAX_OUTPUT (256 * 1024)
+/* An idle client's parser is compacted after this long without input. */
+#define CLIENT_COMPACT_MS 2000
+/* A slot whose connection failed tries again after this long. */
+#define CLIENT_RETRY_MS 1000
+
+static const struct xstream_limits client_limits = { 65536, 32 };
+
+/* RFC 6120 4.9.3 stream error conditions; index 0 means "none". */
+static const char *const client_conditions[] = {
+	"none", "bad-format", "bad-namespace-prefix", "conflict", "connection-timeout",
+	"host-gone", "host-unknown", "improper-addressing", "internal-server-error",
+	"invalid-from", "invalid-namespace", "invalid-xml", "not-authorized", "not-well-formed",
+	"policy-violation", "remote-connection-failed", "reset", "resource-constraint",
+	"restricted-xml", "see-other-host", "system-shutdown", "undefined-condition",
+	"unsupported-encoding", "unsupported-feature", "unsupported-stanza-type",
+	"unsupported-version", "other",
+};
+#define CLIENT_NCONDITIONS (sizeof(client_conditions) / sizeof(client_conditions[0]))
+
+static const char *const client_state_names[] = {
+	"idle", "connecting", "stream", "starttls", "tls", "auth", "bind", "session",
+	"version", "established", "closing", "ended",
+};
+
+struct client_wreq {
+	uv_write_t req;
+	void *heap;           /* TLS output buffer to free, or NULL */
+	bool close_after;     /* close the handle once written */
+	char data[];
+};
+
+static void client_on_open(void *ud, const struct xnode *header, const char *default_ns);
+static void client_on_stanza(void *ud, struct xnode *stanza);
+static void client_on_close(void *ud);
+static const struct xstream_cbs client_cbs = { client_on_open, client_on_stanza,
+					       client_on_close };
+
+static void client_set_state(struct client *c, enum client_state s)
+{
+	log_debug("client_state", "slot=%u gen=%u from=%s to=%s", c->slot, c->gen,
+		  client_state_names[c->state], client_state_names[s]);
+	c->state = (uint8_t)s;
+}
+
+static bool client_is_live(const struct client *c)
+{
+	return c->state != CLIENT_IDLE && c->state != CLIENT_ENDED;
+}
+
+/* ------------------------------------------------------------------ closing */
+
+static void client_on_closed(uv_handle_t *h)
+{
+	struct client *c = h->data;
+	struct fleet *fl = c->fl;
+
+	xstream_free(c->xs);
+	c->xs = NULL;
+	tlsbio_free(c->tls);
+	c->tls = NULL;
+	scram_client_free(c->scram);
+	c->scram = NULL;
+	free(c->jid);
+	c->jid = NULL;
+	c->handle_open = 0;
+	fl->open_handles--;
+	client_set_state(c, CLIENT_IDLE);
+}
+
+static void client_close_handle(struct client *c)
+{
+	if (c->handle_open && !uv_is_closing((uv_handle_t *)&c->tcp))
+		uv_close((uv_handle_t *)&c->tcp, client_on_closed);
+}
+
+/* Leaves the established set (messages stop targeting us) and the gauges. */
+static void client_unestablish(struct client *c)
+{
+	struct fleet *fl = c->fl;
+	struct stats *st = fl->st;
+	uint32_t last;
+
+	if (c->state != CLIENT_ESTABLISHED)
+		return;
+	last = fl->est[--fl->nest];
+	fl->est[c->est_pos] = last;
+	fl->clients[last].est_pos = c->est_pos;
+	st->connected--;
+	st->versions[c->version].connected--;
+	st->instances[c->instance].connected--;
+}
+
+/* The one place where a connection's fate is counted. */
+static void client_fate(struct client *c, enum client_fate fate, const char *detail)
+{
+	struct fleet *fl = c->fl;
+	struct stats *st = fl->st;
+	uint32_t now = fleet_now_ms(fl);
+
+	if (!client_is_live(c))
+		return;
+	if (c->state == CLIENT_ESTABLISHED)
+		client_unestablish(c);
+	else if (c->state != CLIENT_CLOSING)
+		st->connecting--;
+	switch (fate) {
+	case FATE_CLOSED_BY_CLIENT:
+		st->closed_by_client++;
+		break;
+	case FATE_CLOSED_BY_SERVER:
+		st->closed_by_server++;
+		stats_names_add(&st->server_conditions, detail, 1);
+		break;
+	case FATE_DROPPED:
+		st->dropped++;
+		stats_names_add(&st->drop_reasons, detail, 1);
+		break;
+	case FATE_CONNECT_FAILURE:
+		st->connect_failures++;
+		stats_names_add(&st->connect_failure_reasons, detail, 1);
+		break;
+	case FATE_LOGIN_FAILURE:
+		st->login_failures++;
+		stats_names_add(&st->login_failure_reasons, detail, 1);
+		break;
+	case FATE_PING_TIMEOUT:
+		st->ping_timeouts++;
+		break;
+	}
+	log_info("client_end", "slot=%u gen=%u fate=%d detail=%s state=%s", c->slot, c->gen,
+		 (int)fate, detail ? detail : "-", client_state_names[c->state]);
+	client_set_state(c, CLIENT_ENDED);
+	/* Failures retry after a pause; ends of a session reconnect at once
+	 * (subject to the ramp), like real users. */
+	c->respawn_ms = now + ((fate == FATE_CONNECT_FAILURE || fate == FATE_LOGIN_FAILURE)
+			       ? CLIENT_RETRY_MS : 0);
+}
+
+/* ------------------------------------------------------------------ output */
+
+static void client_on_written(uv_write_t *req, int status)
+{
+	struct client_wreq *w = (struct client_wreq *)req;
+	struct client *c = req->handle->data;
+
+	free(w->heap);
+	if (w->close_after)
+		client_close_handle(c);
+	else if (status < 0 && status != UV_ECANCELED && client_is_live(c)) {
+		client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT : FATE_DROPPED,
+			    uv_err_name(status));
+		client_close_handle(c);
+	}
+	free(w);
+}
+
+static int client_write_raw(struct client *c, const char *data, size_t len, void *heap,
+			    bool close_after)
+{
+	struct client_wreq *w = malloc(sizeof(*w) + (heap ? 0 : len));
+	uv_buf_t b;
+	int r;
+
+	if (!w) {
+		free(heap);
+		return UV_ENOMEM;
+	}
+	w->heap = heap;
+	w->close_after = close_after;
+	if (!heap) {
+		memcpy(w->data, data, len);
+		data = w->data;
+	}
+	b = uv_buf_init((char *)data, (unsigned)len);
+	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, client_on_written);
+	if (r < 0) {
+		free(w->heap);
+		free(w);
+	}
+	return r;
+}
+
+/* Sends TLS output waiting in the engine. */
+static int client_flush_tls(struct client *c, bool close_after)
+{
+	size_t len;
+	void *p;
+
+	if (!c->tls || !tlsbio_pending_out(c->tls)) {
+		if (close_after)
+			client_close_handle(c);
+		return 0;
+	}
+	p = tlsbio_steal_out(c->tls, &len);
+	if (!p)
+		return UV_ENOMEM;
+	return client_write_raw(c, p, len, p, close_after);
+}
+
+/* Sends protocol text; on failure the connection is counted dropped. */
+static int client_send_ex(struct client *c, const char *data, size_t len, bool close_after)
+{
+	int r;
+
+	if (!c->handle_open || uv_is_closing((uv_handle_t *)&c->tcp))
+		return -1;
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > CLIENT_MAX_OUTPUT) {
+		client_fate(c, FATE_DROPPED, "output-overflow");
+		client_close_handle(c);
+		return -1;
+	}
+	if (c->tls && c->tls_done) {
+		r = tlsbio_write(c->tls, data, len);
+		if (r == 0)
+			r = client_flush_tls(c, close_after);
+	} else {
+		r = client_write_raw(c, data, len, NULL, close_after);
+	}
+	if (r < 0) {
+		client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT : FATE_DROPPED,
+			    "write-error");
+		client_close_handle(c);
+		return -1;
+	}
+	return 0;
+}
+
+static int client_send(struct client *c, const char *s)
+{
+	return client_send_ex(c, s, strlen(s), false);
+}
+
+static int client_send_buf(struct client *c, struct xbuf *b)
+{
+	int r = client_send_ex(c, b->data, b->len, false);
+
+	xbuf_free(b);
+	return r;
+}
+
+static void client_send_header(struct client *c)
+{
+	struct xbuf b;
+
+	xbuf_init(&b);
+	xbuf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+		      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='");
+	xbuf_escape(&b, c->fl->o->domain, strlen(c->fl->o->domain));
+	xbuf_puts(&b, "'>");
+	client_send_buf(c, &b);
+}
+
+/* Writes </stream:stream> (once). */
+static void client_send_close(struct client *c, bool close_after)
+{
+	static const char close_tag[] = "</stream:stream>";
+
+	if (c->sent_close) {
+		if (close_after)
+			client_close_handle(c);
+		return;
+	}
+	c->sent_close = 1;
+	client_send_ex(c, close_tag, sizeof(close_tag) - 1, close_after);
+}
+
+/* Ends with fate and closes our side: stream close first when the stream is up. */
+static void client_finish(struct client *c, enum client_fate fate, const char *detail)
+{
+	bool stream_up = c->state >= CLIENT_STREAM && c->state != CLIENT_TLS;
+
+	client_fate(c, fate, detail);
+	if (stream_up && c->handle_open)
+		client_send_close(c, true);
+	else
+		client_close_handle(c);
+}
+
+/* ------------------------------------------------------------------ start */
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+static void client_connected(uv_connect_t *req, int status)
+{
+	struct client *c = req->handle->data;
+
+	free(req);
+	if (c->state != CLIENT_CONNECTING)
+		return; /* stopped meanwhile; already accounted */
+	if (status < 0) {
+		log_info("connect_failed", "slot=%u error=%s", c->slot, uv_err_name(status));
+		client_fate(c, FATE_CONNECT_FAILURE, uv_err_name(status));
+		client_close_handle(c);
+		return;
+	}
+	c->xs = xstream_new(&client_limits, &client_cbs, c);
+	if (!c->xs) {
+		client_fate(c, FATE_DROPPED, "nomem");
+		client_close_handle(c);
+		return;
+	}
+	client_set_state(c, CLIENT_STREAM);
+	c->last_rx_ms = fleet_now_ms(c->fl);
+	if (uv_read_start((uv_stream_t *)&c->tcp, client_alloc, client_on_read) < 0) {
+		client_fate(c, FATE_DROPPED, "read-start");
+		client_close_handle(c);
+		return;
+	}
+	client_send_header(c);
+}
+
+void client_start(struct client *c)
+{
+	struct fleet *fl = c->fl;
+	const struct load_opts *o = fl->o;
+	const struct sockaddr *srv;
+	uv_connect_t *req;
+	uint32_t now = fleet_now_ms(fl);
+	unsigned gslot = o->worker_first + c->slot;
+	int r;
+
+	c->gen++;
+	c->sent_close = c->tls_done = c->restart = c->starttls = c->compacted = 0;
+	c->need_session = 0;
+	c->server_cond = 0;
+	c->ping_sent_ms = 0;
+	c->start_us = fleet_now_us(fl);
+	c->deadline_ms = now + (uint32_t)(o->login_timeout * 1000);
+	fl->st->connections++;
+	fl->st->connecting++;
+	client_set_state(c, CLIENT_CONNECTING);
+
+	srv = (const struct sockaddr *)&o->servers[gslot % o->nservers];
+	r = uv_tcp_init_ex(fl->loop, &c->tcp, srv->sa_family);
+	if (r < 0)
+		goto fail_noclose;
+	c->tcp.data = c;
+	c->handle_open = 1;
+	fl->open_handles++;
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (fl->nsrc && srv->sa_family == AF_INET) {
+		struct sockaddr_in sin;
+		uv_os_fd_t fd;
+		int one = 1;
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_addr.s_addr = fl->src_ips[gslot % fl->nsrc];
+		/* The port is picked at connect time, per destination, so each
+		 * source address gets its own ephemeral range per server. */
+		if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+			setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+		r = uv_tcp_bind(&c->tcp, (const struct sockaddr *)&sin, 0);
+		if (r < 0)
+			goto fail;
+	}
+	req = malloc(sizeof(*req));
+	if (!req) {
+		r = UV_ENOMEM;
+		goto fail;
+	}
+	r = uv_tcp_connect(req, &c->tcp, srv, client_connected);
+	if (r < 0) {
+		free(req);
+		goto fail;
+	}
+	return;
+fail:
+	client_fate(c, FATE_CONNECT_FAILURE, uv_err_name(r));
+	client_close_handle(c);
+	return;
+fail_noclose:
+	client_fate(c, FATE_CONNECT_FAILURE, uv_err_name(r));
+	client_set_state(c, CLIENT_IDLE);
+}
+
+/* ------------------------------------------------------------------ input */
+
+static void client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct client *c = h->data;
+
+	/* One buffer for the whole loop: each read is consumed before the next. */
+	*buf = uv_buf_init(c->fl->rbuf, 65536);
+}
+
+/* Feeds plaintext to the parser, handling stream restarts and STARTTLS. */
+static void client_input(struct client *c, const char *data, size_t len)
+{
+	while (len > 0 && c->xs && client_is_live(c)) {
+		size_t used = 0;
+		int r = xstream_feed(c->xs, data, len, &used);
+
+		if (r == XSTREAM_OK)
+			return;
+		if (r < 0) {
+			log_info("bad_input", "slot=%u error=%s", c->slot, xstream_strerror(r));
+			client_finish(c, FATE_DROPPED, "bad-xml");
+			return;
+		}
+		data += used;
+		len -= used;
+		if (c->starttls) {
+			/* RFC 6120 5.4.3.3: whatever followed <proceed/> is discarded. */
+			c->starttls = 0;
+			xstream_reset(c->xs);
+			c->tls = tlsbio_new(c->fl->tls_ctx, TLSBIO_CLIENT, c->fl->o->domain);
+			if (!c->tls) {
+				client_finish(c, FATE_DROPPED, "nomem");
+				return;
+			}
+			client_set_state(c, CLIENT_TLS);
+			if (tlsbio_handshake(c->tls) < 0 || client_flush_tls(c, false) < 0) {
+				client_finish(c, FATE_DROPPED, "tls");
+			}
+			return;
+		}
+		if (c->restart) {
+			c->restart = 0;
+			xstream_reset(c->xs);
+			client_send_header(c);
+		}
+	}
+}
+
+static void client_read_end(struct client *c, ssize_t nread)
+{
+	const char *reason = nread == UV_EOF ? "eof" : nread == UV_ECONNRESET ? "reset"
+						       : uv_err_name((int)nread);
+
+	if (c->state == CLIENT_CLOSING) {
+		/* We asked for the end; the server closed without its stream close. */
+		c->fl->st->closes_unacknowledged++;
+		client_fate(c, FATE_CLOSED_BY_CLIENT, NULL);
+	} else if (c->server_cond) {
+		client_fate(c, FATE_CLOSED_BY_SERVER, client_conditions[c->server_cond]);
+	} else {
+		client_fate(c, FATE_DROPPED, reason);
+	}
+	client_close_handle(c);
+}
+
+static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct client *c = s->data;
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		if (client_is_live(c))
+			client_read_end(c, nread);
+		else
+			client_close_handle(c);
+		return;
+	}
+	if (!client_is_live(c))
+		return;
+	c->last_rx_ms = fleet_now_ms(c->fl);
+	c->compacted = 0;
+	if (!c->tls) {
+		client_input(c, buf->base, (size_t)nread);
+		return;
+	}
+	if (tlsbio_feed(c->tls, buf->base, (size_t)nread) < 0) {
+		client_finish(c, FATE_DROPPED, "nomem");
+		return;
+	}
+	for (;;) {
+		long r = tlsbio_read(c->tls, c->fl->pbuf, 65536);
+		if (r > 0) {
+			client_input(c, c->fl->pbuf, (size_t)r);
+			if (!client_is_live(c) || !c->tls)
+				return;
+			continue;
+		}
+		if (r == TLSBIO_ERR_CLOSED) {
+			client_read_end(c, UV_EOF);
+			return;
+		}
+		if (r < 0) {
+			log_info("tls_error", "slot=%u error=%s", c->slot, tlsbio_last_error(c->tls));
+			client_flush_tls(c, false);
+			client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
+				    : FATE_DROPPED, "tls");
+			client_close_handle(c);
+			return;
+		}
+		break;
+	}
+	if (c->state == CLIENT_TLS && tlsbio_handshake_done(c->tls)) {
+		c->tls_done = 1;
+		client_set_state(c, CLIENT_STREAM);
+		client_send_header(c);
+	}
+	if (client_flush_tls(c, false) < 0)
+		client_finish(c, FATE_DROPPED, "write-error");
+}
+
+/* ------------------------------------------------------------------ protocol */
+
+static void client_on_open(void *ud, const struct xnode *header, const char *default_ns)
+{
+	struct client *c = ud;
+
+	if (!default_ns || strcmp(default_ns, NS_CLIENT) != 0)
+		log_info("stream_ns", "slot=%u ns=%s", c->slot, default_ns ? default_ns : "-");
+}
+
+static void client_auth_plain(struct client *c, const char *user)
+{
+	const char *pw = c->fl->o->password;
+	size_t ul = strlen(user), pl = strlen(pw);
+	char raw[600];
+	char *enc;
+	struct xbuf b;
+
+	if (ul + pl + 2 > sizeof(raw)) {
+		client_finish(c, FATE_LOGIN_FAILURE, "credentials-too-long");
+		return;
+	}
+	raw[0] = '\0';
+	memcpy(raw + 1, user, ul);
+	raw[1 + ul] = '\0';
+	memcpy(raw + 2 + ul, pw, pl);
+	enc = b64_encode_alloc(raw, ul + pl + 2);
+	if (!enc) {
+		client_finish(c, FATE_DROPPED, "nomem");
+		return;
+	}
+	xbuf_init(&b);
+	xbuf_printf(&b, "<auth xmlns='" NS_SASL "' mechanism='PLAIN'>%s</auth>", enc);
+	free(enc);
+	client_send_buf(c, &b);
+}
+
+static void client_auth_scram(struct client *c, const char *user)
+{
+	char *first = NULL, *enc;
+	size_t len;
+	int err = 0;
+	struct xbuf b;
+
+	c->scram = scram_client_new(SCRAM_SHA256, user, c->fl->o->password, NULL, &err);
+	if (!c->scram || scram_client_first(c->scram, &first, &len) < 0) {
+		client_finish(c, FATE_LOGIN_FAILURE, "scram-client");
+		return;
+	}
+	enc = b64_encode_alloc(first, len);
+	free(first);
+	if (!enc) {
+		client_finish(c, FATE_DROPPED, "nomem");
+		return;
+	}
+	xbuf_init(&b);
+	xbuf_printf(&b, "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-256'>%s</auth>", enc);
+	free(enc);
+	client_send_buf(c, &b);
+}
+
+static bool client_has_mech(const struct xnode *mechs, const char *name)
+{
+	for (size_t i = 0; mechs && i < mechs->nchildren; i++) {
+		const struct xnode *m = mechs->children[i];
+		char *t;
+		bool eq;
+		if (!m->name || strcmp(m->name, "mechanism") != 0)
+			continue;
+		t = xnode_text(m);
+		eq = t && strcmp(t, name) == 0;
+		free(t);
+		if (eq)
+			return true;
+	}
+	return false;
+}
+
+static void client_features(struct client *c, const struct xnode *f)
+{
+	const struct load_opts *o = c->fl->o;
+	const struct xnode *mechs;
+	char user[256];
+
+	if (c->state == CLIENT_BIND) {
+		struct xbuf b;
+		if (!xnode_child(f, "bind", NS_BIND)) {
+			client_finish(c, FATE_LOGIN_FAILURE, "no-bind");
+			return;
+		}
+		xbuf_init(&b);
+		xbuf_printf(&b, "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
+			    "r%u</resource></bind></iq>", c->gen);
+		client_send_buf(c, &b);
+		/* A mandatory legacy session (RFC 3921) is requested after bind. */
+		c->need_session = xnode_child(f, "session", NS_SESSION) &&
+				  !xnode_child(xnode_child(f, "session", NS_SESSION), "optional",
+					       NULL);
+		return;
+	}
+	if (c->state != CLIENT_STREAM) {
+		client_finish(c, FATE_DROPPED, "unexpected-features");
+		return;
+	}
+	if (o->tls && !c->tls_done) {
+		if (!xnode_child(f, "starttls", NS_TLS)) {
+			client_finish(c, FATE_LOGIN_FAILURE, "no-starttls");
+			return;
+		}
+		client_set_state(c, CLIENT_STARTTLS);
+		client_send(c, "<starttls xmlns='" NS_TLS "'/>");
+		return;
+	}
+	mechs = xnode_child(f, "mechanisms", NS_SASL);
+	opts_user_name(o, o->worker_first + c->slot, user, sizeof(user));
+	client_set_state(c, CLIENT_AUTH);
+	switch (o->auth) {
+	case OPTS_AUTH_ANONYMOUS:
+		if (!client_has_mech(mechs, "ANONYMOUS"))
+			break;
+		client_send(c, "<auth xmlns='" NS_SASL "' mechanism='ANONYMOUS'/>");
+		return;
+	case OPTS_AUTH_SCRAM:
+		if (!client_has_mech(mechs, "SCRAM-SHA-256"))
+			break;
+		client_auth_scram(c, user);
+		return;
+	case OPTS_AUTH_PLAIN:
+		if (!client_has_mech(mechs, "PLAIN"))
+			break;
+		client_auth_plain(c, user);
+		return;
+	case OPTS_AUTH_AUTO:
+		if (client_has_mech(mechs, "SCRAM-SHA-256"))
+			client_auth_scram(c, user);
+		else if (client_has_mech(mechs, "PLAIN"))
+			client_auth_plain(c, user);
+		else
+			break;
+		return;
+	}
+	client_finish(c, FATE_LOGIN_FAILURE, "no-mechanism");
+}
+
+static void client_sasl(struct client *c, struct xnode *st)
+{
+	char *text = NULL, *out = NULL, *enc = NULL;
+	unsigned char *raw = NULL;
+	size_t rawlen = 0, outlen = 0;
+	struct xbuf b;
+
+	if (c->state != CLIENT_AUTH) {
+		client_finish(c, FATE_DROPPED, "unexpected-sasl");
+		return;
+	}
+	if (strcmp(st->name, "failure") == 0) {
+		const struct xnode *cond = NULL;
+		for (size_t i = 0; i < st->nchildren; i++)
+			if (st->children[i]->name && strcmp(st->children[i]->name, "text") != 0)
+				cond = st->children[i];
+		client_finish(c, FATE_LOGIN_FAILURE, cond ? cond->name : "failure");
+		return;
+	}
+	text = xnode_text(st);
+	if (!text)
+		goto nomem;
+	if (c->scram) {
+		raw = b64_decode_alloc(text, strlen(text), &rawlen);
+		if (!raw && rawlen != 0)
+			goto nomem;
+	}
+	if (strcmp(st->name, "challenge") == 0) {
+		if (!c->scram || !raw ||
+		    scram_client_final(c->scram, (char *)raw, rawlen, &out, &outlen) < 0) {
+			client_finish(c, FATE_LOGIN_FAILURE, "bad-challenge");
+			goto out;
+		}
+		enc = b64_encode_alloc(out, outlen);
+		if (!enc)
+			goto nomem;
+		xbuf_init(&b);
+		xbuf_printf(&b, "<response xmlns='" NS_SASL "'>%s</response>", enc);
+		client_send_buf(c, &b);
+	} else if (strcmp(st->name, "success") == 0) {
+		if (c->scram) {
+			if (!raw || scram_client_verify(c->scram, (char *)raw, rawlen) != 0) {
+				client_finish(c, FATE_LOGIN_FAILURE, "server-signature");
+				goto out;
+			}
+			scram_client_free(c->scram);
+			c->scram = NULL;
+		}
+		client_set_state(c, CLIENT_BIND);
+		c->restart = 1;
+		xstream_stop(c->xs);
+	} else {
+		client_finish(c, FATE_DROPPED, "unexpected-sasl");
+	}
+	goto out;
+nomem:
+	client_finish(c, FATE_DROPPED, "nomem");
+out:
+	free(text);
+	free(raw);
+	free(out);
+	free(enc);
+}
+
+static void client_send_version_query(struct client *c)
+{
+	struct xbuf b;
+
+	client_set_state(c, CLIENT_VERSION);
+	xbuf_init(&b);
+	xbuf_puts(&b, "<presence/><iq type='get' id='ver' to='");
+	xbuf_escape(&b, c->fl->o->domain, strlen(c->fl->o->domain));
+	xbuf_puts(&b, "'><query xmlns='" NS_VERSION "'/></iq>");
+	client_send_buf(c, &b);
+}
+
+static void client_established(struct client *c, const char *version, const char *instance)
+{
+	struct fleet *fl = c->fl;
+	struct stats *st = fl->st;
+	const struct load_opts *o = fl->o;
+	uint32_t now = fleet_now_ms(fl);
+	double life;
+
+	c->version = (uint8_t)stats_version_index(st, version);
+	c->instance = (uint16_t)stats_instance_index(st, c->version, instance);
+	st->connecting--;
+	st->connected++;
+	if (st->connected > st->connected_peak)
+		st->connected_peak = st->connected;
+	if (st->connected >= fl->nclients && st->ramp_s < 0)
+		st->ramp_s = (double)now / 1000.0;
+	st->logins++;
+	st->versions[c->version].logins++;
+	st->versions[c->version].connected++;
+	if (st->versions[c->version].connected > st->versions[c->version].peak)
+		st->versions[c->version].peak = st->versions[c->version].connected;
+	st->instances[c->instance].logins++;
+	st->instances[c->instance].connected++;
+	hist_record(&st->login_us, fleet_now_us(fl) - c->start_us);
+	c->est_pos = fl->nest;
+	fl->est[fl->nest++] = c->slot;
+	client_set_state(c, CLIENT_ESTABLISHED);
+
+	life = opts_lifetime_draw(&o->lifetime, fleet_rand01(fl));
+	c->end_ms = life < 0 ? UINT32_MAX : now + (uint32_t)(life * 1000);
+	if (o->message_rate > 0)
+		c->next_msg_ms = now + (uint32_t)(-log(1.0 - fleet_rand01(fl)) /
+						  o->message_rate * 1000);
+	if (o->ping_interval > 0)
+		c->next_ping_ms = now + (uint32_t)(o->ping_interval * 1000 * fleet_rand01(fl)) + 1;
+	log_debug("established", "slot=%u jid=%s version=%s instance=%s", c->slot,
+		  c->jid ? c->jid : "-", version, instance);
+}
+
+static void client_version_reply(struct client *c, const struct xnode *iq)
+{
+	const struct xnode *q = xnode_child(iq, "query", NS_VERSION);
+	char *ver = NULL, *os = NULL;
+	const char *inst = "unknown";
+
+	if (q) {
+		const struct xnode *v = xnode_child(q, "version", NULL);
+		const struct xnode *osn = xnode_child(q, "os", NULL);
+		ver = v ? xnode_text(v) : NULL;
+		os = osn ? xnode_text(osn) : NULL;
+	}
+	if (os) {
+		/* chatd answers os="instance=<name>"; other servers name an OS. */
+		char *p = strstr(os, "instance=");
+		inst = p ? p + 9 : os;
+	}
+	client_established(c, ver && *ver ? ver : "unknown", *inst ? inst : "unknown");
+	free(ver);
+	free(os);
+}
+
+static void client_iq_result(struct client *c, struct xnode *iq, const char *id, bool error)
+{
+	if (strcmp(id, "bind") == 0 && c->state == CLIENT_BIND) {
+		const struct xnode *jn = xnode_child(xnode_child(iq, "bind", NS_BIND), "jid", NULL);
+		if (error || !jn) {
+			client_finish(c, FATE_LOGIN_FAILURE, "bind");
+			return;
+		}
+		free(c->jid);
+		c->jid = xnode_text(jn);
+		if (!c->jid) {
+			client_finish(c, FATE_DROPPED, "nomem");
+			return;
+		}
+		if (c->need_session) {
+			client_set_state(c, CLIENT_SESSION);
+			client_send(c, "<iq type='set' id='sess'><session xmlns='" NS_SESSION
+				    "'/></iq>");
+			return;
+		}
+		client_send_version_query(c);
+	} else if (strcmp(id, "sess") == 0 && c->state == CLIENT_SESSION) {
+		if (error) {
+			client_finish(c, FATE_LOGIN_FAILURE, "session");
+			return;
+		}
+		client_send_version_query(c);
+	} else if (strcmp(id, "ver") == 0 && c->state == CLIENT_VERSION) {
+		/* A server that does not answer XEP-0092 still counts, as "unknown". */
+		client_version_reply(c, error ? NULL : iq);
+	} else if (strcmp(id, "ping") == 0 && c->ping_sent_ms) {
+		c->ping_sent_ms = 0;
+		c->fl->st->pongs++;
+	}
+}
+
+static void client_iq(struct client *c, struct xnode *iq)
+{
+	const char *type = xnode_attr(iq, "type"), *id = xnode_attr(iq, "id");
+	struct xbuf b;
+
+	if (!type || !id)
+		return;
+	if (strcmp(type, "result") == 0 || strcmp(type, "error") == 0) {
+		client_iq_result(c, iq, id, type[0] == 'e');
+		return;
+	}
+	if (strcmp(type, "get") != 0 && strcmp(type, "set") != 0)
+		return;
+	xbuf_init(&b);
+	xbuf_puts(&b, "<iq id='");
+	xbuf_escape(&b, id, strlen(id));
+	if (xnode_attr(iq, "from")) {
+		xbuf_puts(&b, "' to='");
+		xbuf_escape(&b, xnode_attr(iq, "from"), strlen(xnode_attr(iq, "from")));
+	}
+	if (strcmp(type, "get") == 0 && xnode_child(iq, "ping", NS_PING)) {
+		c->fl->st->server_pings++;
+		xbuf_puts(&b, "' type='result'/>");
+	} else {
+		xbuf_puts(&b, "' type='error'><error type='cancel'><service-unavailable "
+			      "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+	}
+	client_send_buf(c, &b);
+}
+
+/* "w<worker>-<seq>" of this process: seq, else 0. */
+static uint64_t client_msg_seq(const struct client *c, const char *id)
+{
+	char *end;
+	unsigned long w;
+	unsigned long long seq;
+
+	if (!id || id[0] != 'w')
+		return 0;
+	w = strtoul(id + 1, &end, 10);
+	if (*end != '-' || w != c->fl->worker)
+		return 0;
+	seq = strtoull(end + 1, &end, 10);
+	return *end ? 0 : seq;
+}
+
+static void client_message(struct client *c, struct xnode *m)
+{
+	const char *type = xnode_attr(m, "type");
+	uint64_t seq = client_msg_seq(c, xnode_attr(m, "id"));
+
+	if (type && strcmp(type, "error") == 0) {
+		if (seq)
+			msgtrack_bounced(&c->fl->mt, seq);
+		return;
+	}
+	if (!xnode_child(m, "body", NULL))
+		return; /* chat states, receipts: not ours */
+	msgtrack_received(&c->fl->mt, seq, fleet_now_us(c->fl));
+}
+
+static void client_stream_error(struct client *c, const struct xnode *e)
+{
+	unsigned idx = CLIENT_NCONDITIONS - 1;
+
+	for (size_t i = 0; i < e->nchildren; i++) {
+		const struct xnode *ch = e->children[i];
+		if (!ch->name || strcmp(ch->name, "text") == 0)
+			continue;
+		for (unsigned k = 1; k < CLIENT_NCONDITIONS; k++)
+			if (strcmp(ch->name, client_conditions[k]) == 0)
+				idx = k;
+		break;
+	}
+	c->server_cond = (uint8_t)idx;
+	log_info("stream_error", "slot=%u condition=%s", c->slot, client_conditions[idx]);
+}
+
+static void client_on_stanza(void *ud, struct xnode *st)
+{
+	struct client *c = ud;
+	const char *ns = xnode_ns(st);
+
+	if (!client_is_live(c) || !st->name)
+		goto out;
+	if (ns && strcmp(ns, XSTREAM_NS) == 0) {
+		if (strcmp(st->name, "features") == 0)
+			client_features(c, st);
+		else if (strcmp(st->name, "error") == 0)
+			client_stream_error(c, st);
+		goto out;
+	}
+	if (ns && strcmp(ns, NS_SASL) == 0) {
+		client_sasl(c, st);
+		goto out;
+	}
+	if (ns && strcmp(ns, NS_TLS) == 0) {
+		if (strcmp(st->name, "proceed") == 0 && c->state == CLIENT_STARTTLS) {
+			c->starttls = 1;
+			xstream_stop(c->xs);
+		} else {
+			client_finish(c, FATE_LOGIN_FAILURE, "starttls");
+		}
+		goto out;
+	}
+	if (strcmp(st->name, "iq") == 0)
+		client_iq(c, st);
+	else if (strcmp(st->name, "message") == 0)
+		client_message(c, st);
+out:
+	xnode_free(st);
+}
+
+static void client_on_close(void *ud)
+{
+	struct client *c = ud;
+
+	if (!client_is_live(c))
+		return;
+	if (c->state == CLIENT_CLOSING)
+		client_fate(c, FATE_CLOSED_BY_CLIENT, NULL);
+	else
+		client_fate(c, FATE_CLOSED_BY_SERVER, client_conditions[c->server_cond]);
+	/* Answer the server's close with ours, then close the socket. */
+	client_send_close(c, true);
+	if (c->xs)
+		xstream_stop(c->xs);
+}
+
+/* ------------------------------------------------------------------ timing */
+
+static void client_send_message(struct client *c)
+{
+	struct fleet *fl = c->fl;
+	const struct load_opts *o = fl->o;
+	char to[300];
+	unsigned rver;
+	uint64_t seq;
+	struct timespec ts;
+	struct xbuf b;
+
+	if (o->offline_share > 0 && fleet_rand01(fl) < o->offline_share) {
+		char user[256];
+		/* Numbers past every slot of every worker are never online. */
+		opts_user_name(o, o->clients + 1 + c->slot, user, sizeof(user));
+		snprintf(to, sizeof(to), "%s@%s", user, o->domain);
+		rver = MSGTRACK_NO_VERSION;
+	} else {
+		struct client *t;
+		uint32_t pick;
+		if (fl->nest < 2)
+			return;
+		pick = (uint32_t)(fleet_rand01(fl) * (fl->nest - 1));
+		if (pick >= c->est_pos)
+			pick++; /* anyone but ourselves */
+		t = &fl->clients[fl->est[pick]];
+		if (o->target == OPTS_TARGET_FULL && t->jid) {
+			snprintf(to, sizeof(to), "%s", t->jid);
+		} else {
+			char user[256];
+			opts_user_name(o, o->worker_first + t->slot, user, sizeof(user));
+			snprintf(to, sizeof(to), "%s@%s", user, o->domain);
+		}
+		rver = t->version;
+	}
+	seq = msgtrack_send(&fl->mt, fleet_now_us(fl), c->version, rver);
+	if (!seq)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	xbuf_init(&b);
+	xbuf_puts(&b, "<message type='chat' to='");
+	xbuf_escape(&b, to, strlen(to));
+	xbuf_printf(&b, "' id='w%u-%" PRIu64 "'><body>sent=%lld.%06ld</body></message>",
+		    fl->worker, seq, (long long)ts.tv_sec, ts.tv_nsec / 1000);
+	client_send_buf(c, &b);
+}
+
+void client_tick(struct client *c, uint32_t now)
+{
+	const struct load_opts *o = c->fl->o;
+
+	switch (c->state) {
+	case CLIENT_IDLE:
+	case CLIENT_ENDED:
+		return;
+	case CLIENT_ESTABLISHED:
+		break;
+	case CLIENT_CLOSING:
+		if ((int32_t)(now - c->deadline_ms) >= 0) {
+			c->fl->st->closes_unacknowledged++;
+			client_fate(c, FATE_CLOSED_BY_CLIENT, NULL);
+			client_close_handle(c);
+		}
+		return;
+	default:
+		if ((int32_t)(now - c->deadline_ms) >= 0)
+			client_finish(c, FATE_LOGIN_FAILURE, "timeout");
+		return;
+	}
+	if (c->end_ms != UINT32_MAX && (int32_t)(now - c->end_ms) >= 0) {
+		client_logout(c);
+		return;
+	}
+	if (c->ping_sent_ms && now - c->ping_sent_ms >= (uint32_t)(o->ping_timeout * 1000)) {
+		client_finish(c, FATE_PING_TIMEOUT, NULL);
+		return;
+	}
+	if (o->ping_interval > 0 && !c->ping_sent_ms && (int32_t)(now - c->next_ping_ms) >= 0) {
+		struct xbuf b;
+		xbuf_init(&b);
+		xbuf_puts(&b, "<iq type='get' id='ping' to='");
+		xbuf_escape(&b, o->domain, strlen(o->domain));
+		xbuf_puts(&b, "'><ping xmlns='" NS_PING "'/></iq>");
+		c->ping_sent_ms = now ? now : 1;
+		c->next_ping_ms = now + (uint32_t)(o->ping_interval * 1000);
+		c->fl->st->pings_sent++;
+		if (client_send_buf(c, &b) < 0)
+			return;
+	}
+	if (o->message_rate > 0 && c->fl->phase == FLEET_RUNNING) {
+		/* Poisson sends; at most a few per tick so a stall does not burst. */
+		for (int k = 0; k < 4 && (int32_t)(now - c->next_msg_ms) >= 0; k++) {
+			client_send_message(c);
+			if (c->state != CLIENT_ESTABLISHED)
+				return;
+			c->next_msg_ms += (uint32_t)(-log(1.0 - fleet_rand01(c->fl)) /
+						     o->message_rate * 1000) + 1;
+		}
+		if ((int32_t)(now - c->next_msg_ms) >= 0)
+			c->next_msg_ms = now + 1;
+	}
+	if (!c->compacted && now - c->last_rx_ms >= CLIENT_COMPACT_MS && c->xs) {
+		xstream_compact(c->xs);
+		c->compacted = 1;
+	}
+}
+
+void client_logout(struct client *c)
+{
+	if (c->state != CLIENT_ESTABLISHED)
+		return;
+	client_unestablish(c);
+	client_set_state(c, CLIENT_CLOSING);
+	c->deadline_ms = fleet_now_ms(c->fl) + (uint32_t)(c->fl->o->close_timeout * 1000);
+	client_send_close(c, false);
+}
+
+void client_stop(struct client *c)
+{
+	switch (c->state) {
+	case CLIENT_IDLE:
+	case CLIENT_ENDED:
+	case CLIENT_CLOSING:
+		return;
+	case CLIENT_ESTABLISHED:
+		client_logout(c);
+		return;
+	case CLIENT_CONNECTING:
+		client_fate(c, FATE_CLOSED_BY_CLIENT, "stopped");
+		client_close_handle(c);
+		return;
+	default:
+		client_finish(c, FATE_CLOSED_BY_CLIENT, "stopped");
+		return;
+	}
+}

@@ -1,0 +1,272 @@
+#include "fleet.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "log.h"
+#include "tlsbio.h"
+
+uint64_t fleet_now_us(const struct fleet *fl)
+{
+	return uv_hrtime() / 1000 - fl->t0_us;
+}
+
+uint32_t fleet_now_ms(const struct fleet *fl)
+{
+	return (uint32_t)(fleet_now_us(fl) / 1000);
+}
+
+double fleet_rand01(struct fleet *fl)
+{
+	/* xorshift64*: cheap, and reproducible under --seed. */
+	fl->rng ^= fl->rng >> 12;
+	fl->rng ^= fl->rng << 25;
+	fl->rng ^= fl->rng >> 27;
+	return (double)((fl->rng * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+void fleet_print_progress(const char *line, bool tty, bool final)
+{
+	if (tty)
+		fprintf(stderr, "\r%s\033[K%s", line, final ? "\n" : "");
+	else
+		fprintf(stderr, "%s\n", line);
+	fflush(stderr);
+}
+
+static void fleet_status(struct fleet *fl)
+{
+	json_t *j = stats_status_json(fl->st);
+	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+	if (s) {
+		size_t len = strlen(s);
+		s[len] = '\n';
+		/* One short line per write: atomic on a pipe (below PIPE_BUF is
+		 * not guaranteed, so the parent reassembles lines anyway). */
+		if (write(fl->status_fd, s, len + 1) < 0 && errno != EAGAIN)
+			log_warn("status_write", "error=%s", strerror(errno));
+	}
+	free(s);
+	json_decref(j);
+}
+
+static void fleet_second(struct fleet *fl, uint32_t now)
+{
+	double t = now / 1000.0;
+	char line[512];
+
+	while ((uint64_t)fl->next_second * 1000 <= now) {
+		stats_sample(fl->st, fl->next_second);
+		fl->next_second++;
+	}
+	if (fl->status_fd >= 0) {
+		fleet_status(fl);
+		return;
+	}
+	if (fl->o->quiet || t < fl->next_progress)
+		return;
+	fl->next_progress = t + (fl->tty ? 0.5 : fl->o->progress_interval);
+	stats_progress_line(fl->st, t, fl->nclients, line, sizeof(line));
+	fleet_print_progress(line, fl->tty, false);
+}
+
+static void fleet_close_all_handles(struct fleet *fl)
+{
+	uv_timer_stop(&fl->tick);
+	uv_close((uv_handle_t *)&fl->tick, NULL);
+	uv_close((uv_handle_t *)&fl->sigint, NULL);
+	uv_close((uv_handle_t *)&fl->sigterm, NULL);
+}
+
+static void fleet_enter(struct fleet *fl, enum fleet_phase p, uint32_t now)
+{
+	log_info("phase", "from=%d to=%d t_ms=%u pending=%llu", (int)fl->phase, (int)p, now,
+		 (unsigned long long)fl->mt.npending);
+	fl->phase = p;
+	if (p == FLEET_DRAINING) {
+		fl->phase_deadline_ms = now + (uint32_t)(fl->o->loss_timeout * 1000);
+	} else if (p == FLEET_CLOSING) {
+		for (uint32_t i = 0; i < fl->nclients; i++)
+			client_stop(&fl->clients[i]);
+		fl->phase_deadline_ms = now + (uint32_t)(fl->o->close_timeout * 1000) + 2000;
+	}
+}
+
+static void fleet_on_tick(uv_timer_t *t)
+{
+	struct fleet *fl = t->data;
+	uint32_t now = fleet_now_ms(fl);
+	double dt = (now - fl->last_tick_ms) / 1000.0;
+	uint32_t n = fl->nclients;
+
+	fl->last_tick_ms = now;
+	if (fl->phase == FLEET_RUNNING) {
+		double cap = fl->ramp * 0.25 + 1;
+		fl->tokens += fl->ramp * dt;
+		if (fl->tokens > cap)
+			fl->tokens = cap;
+	}
+	for (uint32_t k = 0; k < n; k++) {
+		uint32_t i = (fl->spawn_cursor + k) % n;
+		struct client *c = &fl->clients[i];
+		if (c->state == CLIENT_IDLE) {
+			if (fl->phase != FLEET_RUNNING || fl->tokens < 1 ||
+			    (int32_t)(now - c->respawn_ms) < 0)
+				continue;
+			fl->tokens -= 1;
+			fl->spawn_cursor = (i + 1) % n;
+			client_start(c);
+			continue;
+		}
+		client_tick(c, now);
+	}
+	msgtrack_expire(&fl->mt, fleet_now_us(fl));
+	fl->st->elapsed_s = now / 1000.0;
+	fleet_second(fl, now);
+
+	if (fl->phase == FLEET_RUNNING &&
+	    (fl->stop_requested || (fl->o->duration > 0 && now >= fl->o->duration * 1000)))
+		fleet_enter(fl, FLEET_DRAINING, now);
+	if (fl->phase == FLEET_DRAINING &&
+	    (fl->mt.npending == 0 || fl->abort_requested ||
+	     (int32_t)(now - fl->phase_deadline_ms) >= 0))
+		fleet_enter(fl, FLEET_CLOSING, now);
+	if (fl->phase == FLEET_CLOSING) {
+		if (fl->abort_requested || (int32_t)(now - fl->phase_deadline_ms) >= 0) {
+			/* Whatever still waits for the server's close: ours is sent. */
+			for (uint32_t i = 0; i < n; i++) {
+				struct client *c = &fl->clients[i];
+				c->deadline_ms = now;
+				client_tick(c, now);
+			}
+		}
+		if (fl->open_handles == 0) {
+			fl->phase = FLEET_DONE;
+			msgtrack_expire_all(&fl->mt);
+			stats_sample(fl->st, fl->next_second);
+			fl->st->elapsed_s = fleet_now_us(fl) / 1e6;
+			fleet_close_all_handles(fl);
+		}
+	}
+}
+
+static void fleet_on_signal(uv_signal_t *s, int signum)
+{
+	struct fleet *fl = s->data;
+	static uint32_t first_ms;
+	uint32_t now = fleet_now_ms(fl);
+
+	if (!fl->stop_requested) {
+		fl->stop_requested = true;
+		first_ms = now;
+		log_info("signal", "signal=%d action=stop", signum);
+	} else if (now - first_ms >= 1000) {
+		fl->abort_requested = true;
+		log_info("signal", "signal=%d action=abort", signum);
+	}
+}
+
+static int fleet_setup_sources(struct fleet *fl, const struct load_opts *o, unsigned worker)
+{
+	uint32_t count, first, per;
+	unsigned nworkers = o->workers ? o->workers : 1;
+
+	if (!o->src_first)
+		return 0;
+	count = o->src_last - o->src_first + 1;
+	/* Each worker takes its own share of the range when it is large enough. */
+	if (count >= nworkers) {
+		per = count / nworkers;
+		first = o->src_first + per * (o->worker_index < 0 ? 0 : worker);
+	} else {
+		per = count;
+		first = o->src_first;
+	}
+	fl->src_ips = calloc(per, sizeof(*fl->src_ips));
+	if (!fl->src_ips)
+		return -1;
+	for (uint32_t i = 0; i < per; i++)
+		fl->src_ips[i] = htonl(first + i);
+	fl->nsrc = per;
+	return 0;
+}
+
+int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsigned worker)
+{
+	struct fleet *fl = calloc(1, sizeof(*fl));
+	char err[256];
+	int rc = -1;
+
+	if (!fl)
+		return -1;
+	fl->loop = uv_default_loop();
+	fl->o = o;
+	fl->st = st;
+	fl->worker = worker;
+	fl->status_fd = status_fd;
+	fl->nclients = o->worker_clients;
+	fl->ramp = o->ramp / (o->workers ? o->workers : 1);
+	fl->tokens = 1;
+	fl->next_second = 1;
+	fl->tty = status_fd < 0 && isatty(STDERR_FILENO);
+	fl->rng = ((uint64_t)o->seed << 16) ^ (0x9E3779B97F4A7C15ULL * (worker + 1));
+	if (!fl->rng)
+		fl->rng = 1;
+	msgtrack_init(&fl->mt, st, o->loss_timeout);
+	fl->clients = calloc(fl->nclients, sizeof(*fl->clients));
+	fl->est = calloc(fl->nclients, sizeof(*fl->est));
+	fl->rbuf = malloc(65536);
+	fl->pbuf = malloc(65536);
+	if (!fl->clients || !fl->est || !fl->rbuf || !fl->pbuf ||
+	    fleet_setup_sources(fl, o, worker) < 0) {
+		fprintf(stderr, "chatload: out of memory\n");
+		goto out;
+	}
+	if (o->tls) {
+		fl->tls_ctx = tlsbio_client_ctx_new(0, NULL, err, sizeof(err));
+		if (!fl->tls_ctx) {
+			fprintf(stderr, "chatload: TLS: %s\n", err);
+			goto out;
+		}
+	}
+	for (uint32_t i = 0; i < fl->nclients; i++) {
+		fl->clients[i].fl = fl;
+		fl->clients[i].slot = i;
+	}
+	fl->t0_us = uv_hrtime() / 1000;
+	uv_timer_init(fl->loop, &fl->tick);
+	fl->tick.data = fl;
+	uv_signal_init(fl->loop, &fl->sigint);
+	uv_signal_init(fl->loop, &fl->sigterm);
+	fl->sigint.data = fl->sigterm.data = fl;
+	uv_signal_start(&fl->sigint, fleet_on_signal, SIGINT);
+	uv_signal_start(&fl->sigterm, fleet_on_signal, SIGTERM);
+	uv_timer_start(&fl->tick, fleet_on_tick, 0, FLEET_TICK_MS);
+	uv_run(fl->loop, UV_RUN_DEFAULT);
+	if (!o->quiet && status_fd < 0) {
+		char line[512];
+		stats_progress_line(st, st->elapsed_s, fl->nclients, line, sizeof(line));
+		fleet_print_progress(line, fl->tty, true);
+	}
+	rc = 0;
+out:
+	uv_loop_close(fl->loop);
+	if (fl->tls_ctx)
+		SSL_CTX_free(fl->tls_ctx);
+	msgtrack_free(&fl->mt);
+	free(fl->clients);
+	free(fl->est);
+	free(fl->rbuf);
+	free(fl->pbuf);
+	free(fl->src_ips);
+	free(fl);
+	return rc;
+}

@@ -1,0 +1,90 @@
+/*
+ * chatload: keeps XMPP clients connected and talking, and accounts for the
+ * fate of every connection and every message (docs/chatload.md).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "fleet.h"
+#include "log.h"
+#include "opts.h"
+#include "stats.h"
+#include "workers.h"
+
+/* The reason most connect failures had, for the one-line diagnosis. */
+static const char *main_top_reason(const struct stats_names *n)
+{
+	const char *best = "unknown";
+	uint64_t most = 0;
+
+	for (unsigned i = 0; i < n->n; i++) {
+		if (n->e[i].count > most) {
+			most = n->e[i].count;
+			best = n->e[i].name;
+		}
+	}
+	return best;
+}
+
+int main(int argc, char **argv)
+{
+	struct load_opts o;
+	struct stats *st;
+	enum log_level lvl = LOG_WARN;
+	int r, rc = 0;
+
+	r = opts_parse(&o, argc, argv, stderr);
+	if (r == 1)
+		return 0;
+	if (r != 0)
+		return 2;
+	log_level_parse(o.log_level, &lvl);
+	log_init("chatload", lvl);
+	if (o.seed == 0) {
+		struct timeval tv;
+		gettimeofday(&tv, NULL);
+		o.seed = (unsigned)(tv.tv_sec ^ tv.tv_usec ^ getpid());
+	}
+	signal(SIGPIPE, SIG_IGN);
+	st = stats_new();
+	if (!st) {
+		fprintf(stderr, "chatload: out of memory\n");
+		return 1;
+	}
+	if (o.workers > 0)
+		r = workers_run(&o, st);
+	else
+		r = fleet_run(&o, st, -1, 0);
+	if (r < 0)
+		rc = 1;
+	if (o.report && stats_write_report(st, &o, o.report) < 0) {
+		fprintf(stderr, "chatload: cannot write report %s\n", o.report);
+		rc = 1;
+	}
+	if (o.timeline && stats_write_timeline(st, o.timeline) < 0) {
+		fprintf(stderr, "chatload: cannot write timeline %s\n", o.timeline);
+		rc = 1;
+	}
+	if (st->logins == 0 && st->connections > 0) {
+		if (st->connect_failures)
+			fprintf(stderr, "chatload: no client logged in: cannot connect to %s: %s "
+				"(%llu connect failures)\n", o.server_names[0],
+				main_top_reason(&st->connect_failure_reasons),
+				(unsigned long long)st->connect_failures);
+		else if (st->login_failures)
+			fprintf(stderr, "chatload: no client logged in: login failed: %s (%llu "
+				"login failures)\n", main_top_reason(&st->login_failure_reasons),
+				(unsigned long long)st->login_failures);
+		else
+			fprintf(stderr, "chatload: no client logged in\n");
+		rc = 1;
+	}
+	if (!stats_expectations_ok(st, &o, stderr))
+		rc = 1;
+	stats_free(st);
+	return rc;
+}

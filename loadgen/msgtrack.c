@@ -1,0 +1,186 @@
+#include "msgtrack.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "stats.h"
+
+enum { MT_NONE = 0, MT_PENDING = 1, MT_DELIVERED = 2, MT_RESOLVED = 3 };
+
+int msgtrack_init(struct msgtrack *mt, struct stats *st, double loss_timeout_s)
+{
+	memset(mt, 0, sizeof(*mt));
+	mt->st = st;
+	mt->loss_us = (uint64_t)(loss_timeout_s * 1e6);
+	mt->next_seq = 1;
+	mt->base = 1;
+	return 0;
+}
+
+void msgtrack_free(struct msgtrack *mt)
+{
+	free(mt->state);
+	free(mt->pend);
+	memset(mt, 0, sizeof(*mt));
+}
+
+static unsigned mt_get(const struct msgtrack *mt, uint64_t seq)
+{
+	if (seq >= mt->state_cap)
+		return MT_NONE;
+	return (mt->state[seq / 4] >> ((seq % 4) * 2)) & 3u;
+}
+
+static void mt_set(struct msgtrack *mt, uint64_t seq, unsigned v)
+{
+	unsigned sh = (unsigned)(seq % 4) * 2;
+
+	mt->state[seq / 4] = (uint8_t)((mt->state[seq / 4] & ~(3u << sh)) | (v << sh));
+}
+
+static struct msgtrack_pending *mt_pending(struct msgtrack *mt, uint64_t seq)
+{
+	if (seq < mt->base + mt->off || seq >= mt->base + mt->len)
+		return NULL;
+	return &mt->pend[seq - mt->base];
+}
+
+uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver)
+{
+	uint64_t seq = mt->next_seq;
+	struct msgtrack_pending *p;
+
+	if (seq >= mt->state_cap) {
+		uint64_t cap = mt->state_cap ? mt->state_cap * 2 : 65536;
+		uint8_t *n = realloc(mt->state, cap / 4);
+		if (!n)
+			return 0;
+		memset(n + mt->state_cap / 4, 0, (cap - mt->state_cap) / 4);
+		mt->state = n;
+		mt->state_cap = cap;
+	}
+	if (mt->off > 0 && mt->off >= mt->len / 2) {
+		/* Drop the resolved head so the array stays the size of the window. */
+		memmove(mt->pend, mt->pend + mt->off, (mt->len - mt->off) * sizeof(*mt->pend));
+		mt->base += mt->off;
+		mt->len -= mt->off;
+		mt->off = 0;
+	}
+	if (mt->len == mt->cap) {
+		uint64_t cap = mt->cap ? mt->cap * 2 : 1024;
+		struct msgtrack_pending *n = realloc(mt->pend, cap * sizeof(*n));
+		if (!n)
+			return 0;
+		mt->pend = n;
+		mt->cap = cap;
+	}
+	p = &mt->pend[mt->len++];
+	p->sent_us = now_us;
+	p->sver = (uint8_t)sver;
+	p->rver = (uint8_t)rver;
+	mt_set(mt, seq, MT_PENDING);
+	mt->next_seq++;
+	mt->npending++;
+	mt->st->messages_sent++;
+	if (rver == MSGTRACK_NO_VERSION)
+		mt->st->messages_offline++;
+	else
+		mt->st->pairs[sver][rver].sent++;
+	return seq;
+}
+
+static struct stats_pair *mt_pair(struct msgtrack *mt, const struct msgtrack_pending *p)
+{
+	if (!p || p->rver == MSGTRACK_NO_VERSION)
+		return NULL;
+	return &mt->st->pairs[p->sver][p->rver];
+}
+
+/* Advances past resolved records at the head. */
+static void mt_trim(struct msgtrack *mt)
+{
+	while (mt->off < mt->len && mt_get(mt, mt->base + mt->off) != MT_PENDING)
+		mt->off++;
+}
+
+void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
+{
+	struct msgtrack_pending *p;
+	struct stats_pair *pair;
+
+	switch (mt_get(mt, seq)) {
+	case MT_PENDING:
+		p = mt_pending(mt, seq);
+		pair = mt_pair(mt, p);
+		mt_set(mt, seq, MT_DELIVERED);
+		mt->npending--;
+		mt->st->messages_delivered++;
+		if (pair)
+			pair->delivered++;
+		if (p)
+			hist_record(&mt->st->latency_us, now_us > p->sent_us ? now_us - p->sent_us : 0);
+		mt_trim(mt);
+		break;
+	case MT_DELIVERED:
+		mt->st->messages_duplicated++;
+		p = mt_pending(mt, seq);
+		pair = mt_pair(mt, p);
+		if (pair)
+			pair->duplicated++;
+		break;
+	case MT_RESOLVED:
+		mt->st->messages_late++;
+		break;
+	default:
+		mt->st->messages_foreign++;
+		break;
+	}
+}
+
+void msgtrack_bounced(struct msgtrack *mt, uint64_t seq)
+{
+	struct stats_pair *pair;
+
+	if (mt_get(mt, seq) != MT_PENDING)
+		return; /* a bounce after delivery or loss changes nothing */
+	pair = mt_pair(mt, mt_pending(mt, seq));
+	mt_set(mt, seq, MT_RESOLVED);
+	mt->npending--;
+	mt->st->messages_bounced++;
+	if (pair)
+		pair->bounced++;
+	mt_trim(mt);
+}
+
+static void mt_lose(struct msgtrack *mt, uint64_t seq)
+{
+	struct stats_pair *pair = mt_pair(mt, mt_pending(mt, seq));
+
+	mt_set(mt, seq, MT_RESOLVED);
+	mt->npending--;
+	mt->st->messages_lost++;
+	if (pair)
+		pair->lost++;
+}
+
+void msgtrack_expire(struct msgtrack *mt, uint64_t now_us)
+{
+	while (mt->off < mt->len) {
+		uint64_t seq = mt->base + mt->off;
+		if (mt_get(mt, seq) == MT_PENDING) {
+			if (now_us - mt->pend[mt->off].sent_us < mt->loss_us)
+				break;
+			mt_lose(mt, seq);
+		}
+		mt->off++;
+	}
+}
+
+void msgtrack_expire_all(struct msgtrack *mt)
+{
+	for (; mt->off < mt->len; mt->off++) {
+		uint64_t seq = mt->base + mt->off;
+		if (mt_get(mt, seq) == MT_PENDING)
+			mt_lose(mt, seq);
+	}
+}

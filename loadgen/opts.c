@@ -1,0 +1,505 @@
+#include "opts.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <netdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum {
+	OPT_SERVER = 256, OPT_DOMAIN, OPT_CLIENTS, OPT_RAMP, OPT_SOURCE_IPS, OPT_USER_PATTERN,
+	OPT_PASSWORD, OPT_TLS, OPT_AUTH, OPT_TARGET, OPT_MESSAGE_RATE, OPT_OFFLINE_SHARE,
+	OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_LOGIN_TIMEOUT, OPT_LOSS_TIMEOUT,
+	OPT_CLOSE_TIMEOUT, OPT_LIFETIME, OPT_DURATION, OPT_PROGRESS, OPT_REPORT, OPT_TIMELINE,
+	OPT_EXPECT_DROPS, OPT_EXPECT_LOSS, OPT_EXPECT_NO_SERVER_CLOSE, OPT_WORKERS, OPT_SEED,
+	OPT_QUIET, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+};
+
+static const struct option opts_long[] = {
+	{ "server", required_argument, NULL, OPT_SERVER },
+	{ "domain", required_argument, NULL, OPT_DOMAIN },
+	{ "clients", required_argument, NULL, OPT_CLIENTS },
+	{ "ramp", required_argument, NULL, OPT_RAMP },
+	{ "source-ips", required_argument, NULL, OPT_SOURCE_IPS },
+	{ "user-pattern", required_argument, NULL, OPT_USER_PATTERN },
+	{ "password", required_argument, NULL, OPT_PASSWORD },
+	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "auth", required_argument, NULL, OPT_AUTH },
+	{ "target", required_argument, NULL, OPT_TARGET },
+	{ "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
+	{ "offline-share", required_argument, NULL, OPT_OFFLINE_SHARE },
+	{ "ping-interval", required_argument, NULL, OPT_PING_INTERVAL },
+	{ "ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT },
+	{ "login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT },
+	{ "loss-timeout", required_argument, NULL, OPT_LOSS_TIMEOUT },
+	{ "close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT },
+	{ "lifetime", required_argument, NULL, OPT_LIFETIME },
+	{ "duration", required_argument, NULL, OPT_DURATION },
+	{ "progress-interval", required_argument, NULL, OPT_PROGRESS },
+	{ "report", required_argument, NULL, OPT_REPORT },
+	{ "timeline", required_argument, NULL, OPT_TIMELINE },
+	{ "expect-zero-drops", no_argument, NULL, OPT_EXPECT_DROPS },
+	{ "expect-zero-loss", no_argument, NULL, OPT_EXPECT_LOSS },
+	{ "expect-no-server-close", no_argument, NULL, OPT_EXPECT_NO_SERVER_CLOSE },
+	{ "workers", required_argument, NULL, OPT_WORKERS },
+	{ "seed", required_argument, NULL, OPT_SEED },
+	{ "quiet", no_argument, NULL, OPT_QUIET },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ NULL, 0, NULL, 0 },
+};
+
+void opts_usage(FILE *f)
+{
+	fputs(
+"usage: chatload [options]\n"
+"Keeps XMPP clients connected and talking; accounts for every connection and message.\n"
+"\n"
+"  --server ADDR:PORT        server to connect to (repeatable; clients spread\n"
+"                            round-robin); default 127.0.0.1:5222\n"
+"  --domain NAME             XMPP domain (default localhost)\n"
+"  --clients N               concurrent clients (default 10)\n"
+"  --ramp N/s                new connections per second (default 200/s)\n"
+"  --source-ips A-B          IPv4 source address range, e.g. 127.0.0.2-127.0.0.20\n"
+"  --user-pattern P          user names, one %d for the client number (default user%d)\n"
+"  --password S              password (default secret)\n"
+"  --auth M                  auto|plain|scram|anonymous (default auto: SCRAM-SHA-256\n"
+"                            when offered, else PLAIN)\n"
+"  --tls                     STARTTLS before authenticating (certificate not checked)\n"
+"  --message-rate R          messages per second per client (default 0)\n"
+"  --target full|bare        address messages to full JIDs (default) or bare JIDs\n"
+"  --offline-share F         share 0..1 of messages sent to users never online\n"
+"                            (they must bounce; default 0)\n"
+"  --ping-interval DUR       our XEP-0199 ping period, 0 = off (default 30s)\n"
+"  --ping-timeout DUR        pong deadline (default 15s)\n"
+"  --login-timeout DUR       connect to established deadline (default 30s)\n"
+"  --loss-timeout DUR        a message not delivered by then is lost (default 10s)\n"
+"  --close-timeout DUR       wait for the server's stream close (default 5s)\n"
+"  --lifetime SPEC           none | fixed:60s | exp:60s | uniform:30s-90s: a client\n"
+"                            logs out after it and a new one logs in (default none)\n"
+"  --duration DUR            run length, 0 = until SIGINT (default 0)\n"
+"  --progress-interval DUR   period of progress lines (default 1s)\n"
+"  --report FILE.json        write the JSON report there\n"
+"  --timeline FILE.csv       write the per-second timeline there\n"
+"  --expect-zero-drops       exit 1 if a connection dropped or timed out\n"
+"  --expect-zero-loss        exit 1 if a message was lost\n"
+"  --expect-no-server-close  exit 1 if the server closed a stream\n"
+"  --workers N               fork N worker processes (default 0: this process)\n"
+"  --seed N                  random seed (default: time)\n"
+"  --quiet                   no progress output\n"
+"  --log-level L             debug|info|warn|error|off (default warn)\n"
+"  --help, --version\n"
+"\n"
+"Exit status: 0; 1 when an --expect-* was violated or no client ever logged in;\n"
+"2 for bad usage.\n", f);
+}
+
+int opts_parse_duration(const char *s, double *out)
+{
+	char *end;
+	double v, mul = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (end == s || errno || !isfinite(v) || v < 0)
+		return -1;
+	if (strcmp(end, "ms") == 0)
+		mul = 0.001;
+	else if (strcmp(end, "s") == 0 || *end == '\0')
+		mul = 1;
+	else if (strcmp(end, "m") == 0)
+		mul = 60;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600;
+	else
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
+int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
+{
+	const char *arg;
+	char buf[64];
+	char *dash;
+
+	memset(out, 0, sizeof(*out));
+	*why = "expected none, fixed:DUR, exp:DUR or uniform:DUR-DUR";
+	if (strcmp(s, "none") == 0)
+		return 0;
+	arg = strchr(s, ':');
+	if (!arg || strlen(arg + 1) >= sizeof(buf))
+		return -1;
+	arg++;
+	if (strncmp(s, "fixed:", 6) == 0 || strncmp(s, "exp:", 4) == 0) {
+		out->kind = s[0] == 'f' ? LIFETIME_FIXED : LIFETIME_EXP;
+		if (opts_parse_duration(arg, &out->a) < 0) {
+			*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
+			return -1;
+		}
+		if (out->a <= 0) {
+			*why = "the duration must be positive";
+			return -1;
+		}
+		return 0;
+	}
+	if (strncmp(s, "uniform:", 8) != 0)
+		return -1;
+	out->kind = LIFETIME_UNIFORM;
+	strcpy(buf, arg);
+	dash = strchr(buf, '-');
+	if (!dash) {
+		*why = "uniform needs LOW-HIGH, e.g. uniform:30s-90s";
+		return -1;
+	}
+	*dash = '\0';
+	if (opts_parse_duration(buf, &out->a) < 0 || opts_parse_duration(dash + 1, &out->b) < 0) {
+		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
+		return -1;
+	}
+	if (out->a <= 0 || out->b < out->a) {
+		*why = "uniform needs 0 < LOW <= HIGH";
+		return -1;
+	}
+	return 0;
+}
+
+double opts_lifetime_draw(const struct lifetime *l, double r01)
+{
+	switch (l->kind) {
+	case LIFETIME_FIXED:
+		return l->a;
+	case LIFETIME_EXP:
+		return -l->a * log(1.0 - r01);
+	case LIFETIME_UNIFORM:
+		return l->a + (l->b - l->a) * r01;
+	case LIFETIME_NONE:
+		break;
+	}
+	return -1;
+}
+
+void opts_user_name(const struct load_opts *o, unsigned n, char *buf, size_t size)
+{
+	size_t len = 0;
+
+	/* The pattern was validated: exactly one %d, other '%' only as "%%". */
+	for (const char *p = o->user_pattern; *p && len + 1 < size; p++) {
+		if (p[0] == '%' && p[1] == 'd') {
+			int w = snprintf(buf + len, size - len, "%u", n);
+			len += w > 0 ? (size_t)w : 0;
+			if (len >= size)
+				len = size - 1;
+			p++;
+		} else if (p[0] == '%' && p[1] == '%') {
+			buf[len++] = '%';
+			p++;
+		} else {
+			buf[len++] = *p;
+		}
+	}
+	buf[len] = '\0';
+}
+
+static int opts_check_pattern(const char *p)
+{
+	int conversions = 0;
+
+	for (; *p; p++) {
+		if (*p != '%')
+			continue;
+		if (p[1] == 'd')
+			conversions++;
+		else if (p[1] != '%')
+			return -1;
+		p++;
+	}
+	return conversions == 1 ? 0 : -1;
+}
+
+static int opts_parse_server(const char *s, struct sockaddr_storage *ss)
+{
+	char host[256];
+	const char *colon, *port;
+	size_t hlen;
+	struct addrinfo hints, *res = NULL;
+
+	if (s[0] == '[') {
+		colon = strchr(s, ']');
+		if (!colon || colon[1] != ':')
+			return -1;
+		hlen = (size_t)(colon - s - 1);
+		memcpy(host, s + 1, hlen < sizeof(host) ? hlen : 0);
+		port = colon + 2;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		hlen = (size_t)(colon - s);
+		memcpy(host, s, hlen < sizeof(host) ? hlen : 0);
+		port = colon + 1;
+	}
+	if (hlen == 0 || hlen >= sizeof(host) || *port == '\0')
+		return -1;
+	host[hlen] = '\0';
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
+		return -1;
+	memcpy(ss, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return 0;
+}
+
+static int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
+{
+	char buf[64];
+	char *dash;
+	struct in_addr a, b;
+
+	if (strlen(s) >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	dash = strchr(buf, '-');
+	if (dash)
+		*dash = '\0';
+	if (inet_pton(AF_INET, buf, &a) != 1)
+		return -1;
+	if (dash) {
+		if (inet_pton(AF_INET, dash + 1, &b) != 1)
+			return -1;
+	} else {
+		b = a;
+	}
+	*first = ntohl(a.s_addr);
+	*last = ntohl(b.s_addr);
+	return *first <= *last && *last - *first < 65536 ? 0 : -1;
+}
+
+static int opts_parse_uint(const char *s, unsigned long max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (end == s || *end || errno || v > max || s[0] == '-')
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int opts_parse_double(const char *s, double *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtod(s, &end);
+	return end == s || *end || errno || !isfinite(*out) || *out < 0 ? -1 : 0;
+}
+
+static void opts_defaults(struct load_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->domain = "localhost";
+	o->clients = 10;
+	o->ramp = 200;
+	o->user_pattern = "user%d";
+	o->password = "secret";
+	o->ping_interval = 30;
+	o->ping_timeout = 15;
+	o->login_timeout = 30;
+	o->loss_timeout = 10;
+	o->close_timeout = 5;
+	o->progress_interval = 1;
+	o->log_level = "warn";
+	o->worker_index = -1;
+}
+
+#define BAD(...) do { fprintf(err, "chatload: " __VA_ARGS__); fputc('\n', err); goto bad; } while (0)
+
+int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
+{
+	int c;
+	const char *why;
+	double d;
+
+	opts_defaults(o);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", opts_long, NULL)) != -1) {
+		const char *a = optarg;
+		switch (c) {
+		case OPT_SERVER:
+			if (o->nservers == OPTS_MAX_SERVERS)
+				BAD("at most %d --server", OPTS_MAX_SERVERS);
+			if (opts_parse_server(a, &o->servers[o->nservers]) < 0)
+				BAD("--server %s: expected ADDR:PORT (e.g. 127.0.0.1:5222)", a);
+			snprintf(o->server_names[o->nservers], sizeof(o->server_names[0]), "%s", a);
+			o->nservers++;
+			break;
+		case OPT_DOMAIN:
+			if (!*a || strlen(a) > 200)
+				BAD("--domain: expected a domain name");
+			o->domain = a;
+			break;
+		case OPT_CLIENTS:
+			if (opts_parse_uint(a, 10000000, &o->clients) < 0 || o->clients == 0)
+				BAD("--clients %s: expected a positive number", a);
+			break;
+		case OPT_RAMP: {
+			char buf[32];
+			size_t n = strlen(a);
+			if (n >= sizeof(buf))
+				BAD("--ramp %s: expected N/s", a);
+			strcpy(buf, a);
+			if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
+				buf[n - 2] = '\0';
+			if (opts_parse_double(buf, &o->ramp) < 0 || o->ramp <= 0)
+				BAD("--ramp %s: expected a positive rate, e.g. 500/s", a);
+			break;
+		}
+		case OPT_SOURCE_IPS:
+			if (opts_parse_ip_range(a, &o->src_first, &o->src_last) < 0)
+				BAD("--source-ips %s: expected an IPv4 range A-B, e.g. "
+				    "127.0.0.2-127.0.0.20", a);
+			break;
+		case OPT_USER_PATTERN:
+			if (opts_check_pattern(a) < 0 || strlen(a) > 200)
+				BAD("--user-pattern %s: needs exactly one %%d (and %%%% for a "
+				    "literal %%)", a);
+			o->user_pattern = a;
+			break;
+		case OPT_PASSWORD:
+			o->password = a;
+			break;
+		case OPT_TLS:
+			o->tls = true;
+			break;
+		case OPT_AUTH:
+			if (strcmp(a, "auto") == 0)
+				o->auth = OPTS_AUTH_AUTO;
+			else if (strcmp(a, "plain") == 0)
+				o->auth = OPTS_AUTH_PLAIN;
+			else if (strcmp(a, "scram") == 0)
+				o->auth = OPTS_AUTH_SCRAM;
+			else if (strcmp(a, "anonymous") == 0)
+				o->auth = OPTS_AUTH_ANONYMOUS;
+			else
+				BAD("--auth %s: expected auto, plain, scram or anonymous", a);
+			break;
+		case OPT_TARGET:
+			if (strcmp(a, "full") == 0)
+				o->target = OPTS_TARGET_FULL;
+			else if (strcmp(a, "bare") == 0)
+				o->target = OPTS_TARGET_BARE;
+			else
+				BAD("--target %s: expected full or bare", a);
+			break;
+		case OPT_MESSAGE_RATE:
+			if (opts_parse_double(a, &o->message_rate) < 0 || o->message_rate > 1000)
+				BAD("--message-rate %s: expected 0..1000 messages/s per client", a);
+			break;
+		case OPT_OFFLINE_SHARE:
+			if (opts_parse_double(a, &o->offline_share) < 0 || o->offline_share > 1)
+				BAD("--offline-share %s: expected a fraction 0..1", a);
+			break;
+		case OPT_PING_INTERVAL:
+		case OPT_PING_TIMEOUT:
+		case OPT_LOGIN_TIMEOUT:
+		case OPT_LOSS_TIMEOUT:
+		case OPT_CLOSE_TIMEOUT:
+		case OPT_DURATION:
+		case OPT_PROGRESS:
+			if (opts_parse_duration(a, &d) < 0)
+				BAD("--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)",
+				    opts_long[c - OPT_SERVER].name, a);
+			if (d > 30 * 86400.0)
+				BAD("--%s %s: longer than 30 days", opts_long[c - OPT_SERVER].name, a);
+			if (c == OPT_PING_INTERVAL)
+				o->ping_interval = d;
+			else if (c == OPT_DURATION)
+				o->duration = d;
+			else if (d <= 0)
+				BAD("--%s %s: must be positive", opts_long[c - OPT_SERVER].name, a);
+			else if (c == OPT_PING_TIMEOUT)
+				o->ping_timeout = d;
+			else if (c == OPT_LOGIN_TIMEOUT)
+				o->login_timeout = d;
+			else if (c == OPT_LOSS_TIMEOUT)
+				o->loss_timeout = d;
+			else if (c == OPT_CLOSE_TIMEOUT)
+				o->close_timeout = d;
+			else
+				o->progress_interval = d;
+			break;
+		case OPT_LIFETIME:
+			if (opts_parse_lifetime(a, &o->lifetime, &why) < 0)
+				BAD("--lifetime %s: %s", a, why);
+			break;
+		case OPT_REPORT:
+			o->report = a;
+			break;
+		case OPT_TIMELINE:
+			o->timeline = a;
+			break;
+		case OPT_EXPECT_DROPS:
+			o->expect_zero_drops = true;
+			break;
+		case OPT_EXPECT_LOSS:
+			o->expect_zero_loss = true;
+			break;
+		case OPT_EXPECT_NO_SERVER_CLOSE:
+			o->expect_no_server_close = true;
+			break;
+		case OPT_WORKERS:
+			if (opts_parse_uint(a, 64, &o->workers) < 0)
+				BAD("--workers %s: expected 0..64", a);
+			break;
+		case OPT_SEED:
+			if (opts_parse_uint(a, 0xffffffffUL, &o->seed) < 0)
+				BAD("--seed %s: expected a number", a);
+			break;
+		case OPT_QUIET:
+			o->quiet = true;
+			break;
+		case OPT_LOG_LEVEL:
+			if (strcmp(a, "debug") && strcmp(a, "info") && strcmp(a, "warn") &&
+			    strcmp(a, "error") && strcmp(a, "off"))
+				BAD("--log-level %s: expected debug, info, warn, error or off", a);
+			o->log_level = a;
+			break;
+		case OPT_HELP:
+			opts_usage(stdout);
+			return 1;
+		case OPT_VERSION:
+			printf("chatload %s\n", RAINBOW_VERSION);
+			return 1;
+		case ':':
+			BAD("%s needs a value", argv[optind - 1]);
+		default:
+			BAD("unknown option %s", argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		BAD("unexpected argument %s", argv[optind]);
+	if (o->nservers == 0) {
+		opts_parse_server("127.0.0.1:5222", &o->servers[0]);
+		strcpy(o->server_names[0], "127.0.0.1:5222");
+		o->nservers = 1;
+	}
+	if (o->workers > o->clients)
+		BAD("--workers %u is more than --clients %u", o->workers, o->clients);
+	if (o->ping_interval > 0 && o->ping_timeout >= o->ping_interval)
+		o->ping_timeout = o->ping_interval * 0.9;
+	o->worker_first = 0;
+	o->worker_clients = o->clients;
+	return 0;
+bad:
+	fprintf(err, "Try 'chatload --help' for the list of options.\n");
+	return 2;
+}

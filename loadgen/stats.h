@@ -1,0 +1,142 @@
+/*
+ * chatload's accounting: the fate of every connection, of every message,
+ * connections per server version, latency histograms and the per-second
+ * timeline. Each counter is updated in exactly one place (client.c or
+ * msgtrack.c); this module only stores, serializes and merges.
+ *
+ * The JSON report is also the format in which --workers processes hand
+ * their numbers to the parent: stats_merge_json() adds a report into a
+ * struct stats, so the parent's final report is the merge of its workers'.
+ */
+#ifndef RAINBOW_LOADGEN_STATS_H
+#define RAINBOW_LOADGEN_STATS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hist.h"
+
+struct load_opts;
+
+#define STATS_MAX_VERSIONS 32   /* distinct server version labels */
+#define STATS_MAX_INSTANCES 256 /* distinct server instances */
+#define STATS_MAX_NAMES 32      /* distinct stream error conditions, reasons */
+#define STATS_NAME_LEN 64
+
+struct stats_named {
+	char name[STATS_NAME_LEN];
+	uint64_t count;
+};
+
+struct stats_names {
+	unsigned n;
+	struct stats_named e[STATS_MAX_NAMES]; /* the last one collects "other" */
+};
+
+struct stats_version {
+	char label[STATS_NAME_LEN]; /* the server's XEP-0092 <version/> */
+	uint32_t connected;         /* established now */
+	uint32_t peak;              /* highest connected seen */
+	uint64_t logins;            /* established sessions, ever */
+};
+
+struct stats_instance {
+	char name[STATS_NAME_LEN]; /* from <os>instance=NAME</os> */
+	unsigned version;          /* index into versions */
+	uint32_t connected;
+	uint64_t logins;
+};
+
+/* Messages by (sender's server version, receiver's server version). */
+struct stats_pair {
+	uint64_t sent, delivered, lost, bounced, duplicated;
+};
+
+/* One timeline sample: cumulative counters, current connections. */
+struct stats_row {
+	uint64_t logins, dropped, server_closed, sent, delivered, lost;
+	uint32_t connected;
+	uint32_t per_version[STATS_MAX_VERSIONS];
+};
+
+struct stats {
+	/* Connections: each attempt ends in exactly one fate. */
+	uint64_t connections;           /* TCP connects started */
+	uint64_t logins;                /* reached established */
+	uint64_t closed_by_client;      /* we asked for the end */
+	uint64_t closes_unacknowledged; /* ... and the server did not close its stream */
+	uint64_t closed_by_server;      /* stream closed by the server (by condition below) */
+	uint64_t dropped;               /* EOF/reset/error without a stream close */
+	uint64_t connect_failures;
+	uint64_t login_failures;
+	uint64_t ping_timeouts;
+	struct stats_names server_conditions;
+	struct stats_names drop_reasons;
+	struct stats_names login_failure_reasons;
+	struct stats_names connect_failure_reasons;
+	uint32_t connected;      /* established now */
+	uint32_t connected_peak;
+	uint32_t connecting;     /* between connect and established */
+	/* Messages. */
+	uint64_t messages_sent;
+	uint64_t messages_delivered;
+	uint64_t messages_lost;
+	uint64_t messages_duplicated;
+	uint64_t messages_bounced;
+	uint64_t messages_late;      /* arrived after being counted lost */
+	uint64_t messages_offline;   /* of sent: addressed to users never online */
+	uint64_t messages_foreign;   /* received but not sent by this run */
+	uint64_t pings_sent, pongs, server_pings;
+	struct hist latency_us;      /* message send to receive */
+	struct hist login_us;        /* connect start to established */
+	unsigned nversions;
+	struct stats_version versions[STATS_MAX_VERSIONS];
+	unsigned ninstances;
+	struct stats_instance instances[STATS_MAX_INSTANCES];
+	struct stats_pair pairs[STATS_MAX_VERSIONS][STATS_MAX_VERSIONS];
+	/* Timeline: row i is the state at i+1 seconds after the start. */
+	struct stats_row *rows;
+	size_t nrows, caprows;
+	double ramp_s;   /* seconds until all clients were first connected; <0 never */
+	double elapsed_s;
+};
+
+struct stats *stats_new(void);
+void stats_free(struct stats *s);
+
+/* Counts one more under name (the last slot collects overflow as "other"). */
+void stats_names_add(struct stats_names *n, const char *name, uint64_t count);
+uint64_t stats_names_total(const struct stats_names *n);
+
+/* Index of a version label / instance, adding it; the last slot is shared
+ * when the table is full. */
+unsigned stats_version_index(struct stats *s, const char *label);
+unsigned stats_instance_index(struct stats *s, unsigned version, const char *name);
+
+/* Appends the timeline sample for second `second` (1-based). */
+int stats_sample(struct stats *s, size_t second);
+
+/*
+ * The report as JSON (new reference). o may be NULL (a worker's partial
+ * report then omits the run's settings). ok is the verdict of the
+ * expectations (see stats_expectations_ok()).
+ */
+json_t *stats_report_json(const struct stats *s, const struct load_opts *o);
+/* Short JSON object for live progress from workers to the parent. */
+json_t *stats_status_json(const struct stats *s);
+/* Adds a report made by stats_report_json() into s. 0 or -1 when malformed. */
+int stats_merge_json(struct stats *s, const json_t *report);
+
+/* Writes the report to path (atomically: temp file and rename). 0 or -1. */
+int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path);
+/* Writes the timeline CSV. 0 or -1. */
+int stats_write_timeline(const struct stats *s, const char *path);
+/* One progress line (no newline) into buf. */
+void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf,
+			 size_t size);
+/* Whether the --expect-* options hold; prints each violation to err. */
+bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FILE *err);
+
+#endif
