@@ -696,6 +696,14 @@ int xstream_feed(struct xstream *xs, const char *data, size_t len, size_t *consu
 		size_t chunk = len - done < XS_CHUNK ? len - done : XS_CHUNK;
 		enum XML_Status st;
 
+		/* expat guesses UTF-16 from a NUL or a 0xFE/0xFF byte at the
+		 * start of a document even when told the input is UTF-8; none of
+		 * these bytes can occur in UTF-8 XML, so they are refused here. */
+		if (memchr(data + done, '\0', chunk) ||
+		    (xs->fed == 0 && (unsigned char)data[done] >= 0xfe)) {
+			rc = XSTREAM_ERR_NOT_WELL_FORMED;
+			goto out_die;
+		}
 		if (!xs->p) {
 			rc = xs_parser_new(xs);
 			if (rc < 0)
