@@ -198,6 +198,12 @@ static json_t *jget(json_t *o, const char *path)
 	return json_object_get(o, path);
 }
 
+/* The string under a key that may hold dots ("rainbow.chat/sha") of the object at path. */
+static const char *jkey(json_t *o, const char *path, const char *key)
+{
+	return json_string_value(json_object_get(jget(o, path), key));
+}
+
 static long jint(json_t *o, const char *path)
 {
 	return (long)json_integer_value(jget(o, path));
@@ -243,7 +249,7 @@ static int deployment_ready_count(json_t *d)
 
 static void fill_colour(struct platform_colour *c, json_t *d, const char *selected)
 {
-	const char *sha = jstr(d, "metadata.labels." KUBE_SHA_LABEL), *key;
+	const char *sha = jkey(d, "metadata.labels", KUBE_SHA_LABEL), *key;
 	json_t *ann = jget(d, "metadata.annotations"), *val;
 
 	memset(c, 0, sizeof(*c));
@@ -283,7 +289,7 @@ static int kube_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
 
 	if (rc)
 		return rc;
-	sha = jstr(res.body, "spec.selector." KUBE_SHA_LABEL);
+	sha = jkey(res.body, "spec.selector", KUBE_SHA_LABEL);
 	snprintf(out, PLATFORM_SHA_MAX, "%s", sha && platform_sha_valid(sha) ? sha : "");
 	kubeclient_result_free(&res);
 	return 0;
@@ -367,7 +373,7 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 	}
 	for (i = 0; i < json_array_size(items); i++) {
 		json_t *d = json_array_get(items, i);
-		const char *sha = jstr(d, "metadata.labels." KUBE_SHA_LABEL);
+		const char *sha = jkey(d, "metadata.labels", KUBE_SHA_LABEL);
 
 		if (!sha || !platform_sha_valid(sha))
 			continue;
@@ -625,6 +631,7 @@ static long pod_connections(struct kube *k, json_t *pod)
 	char path[512], err[PLATFORM_ERR_MAX];
 	struct kubeclient_result res = { 0 };
 	long n = -1;
+	int retries;
 
 	if (k->via_pod_ip) {
 		char *text = ip ? metrics_direct(ip, k->metrics_port) : NULL;
@@ -636,12 +643,15 @@ static long pod_connections(struct kube *k, json_t *pod)
 	}
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns,
 		 name, k->metrics_port);
+	/* An unreadable pod is reported as -1 at once: the caller polls again. */
+	retries = kubeclient_set_retries(k->kc, 0);
 	if (kubeclient_request(k->kc, "GET", path, NULL, NULL,
 			       KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err)) == 0 &&
 	    res.text)
 		n = parse_connections(res.text);
 	else
 		log_debug("kube_metrics", "pod=%s error=\"%s\"", name, err);
+	kubeclient_set_retries(k->kc, retries);
 	kubeclient_result_free(&res);
 	return n;
 }
@@ -820,9 +830,10 @@ static int kube_select(struct platform *p, const char *sha)
 		if (rc)
 			return rc;
 		sel = jget(svc.body, "spec.selector");
-		got = jstr(sel, KUBE_SHA_LABEL);
+		got = json_string_value(json_object_get(sel, KUBE_SHA_LABEL));
 		if (!got || strcmp(got, want) || json_object_size(sel) != 2 ||
-		    !jstr(sel, "app") || strcmp(jstr(sel, "app"), k->app)) {
+		    !json_string_value(json_object_get(sel, "app")) ||
+		    strcmp(json_string_value(json_object_get(sel, "app")), k->app)) {
 			char *dump = json_dumps(sel, JSON_COMPACT | JSON_SORT_KEYS);
 
 			rc = platform_error(p, -EIO, "Service %s/%s selector reads back as %s, not "

@@ -137,6 +137,14 @@ const struct kubeconfig *kubeclient_config(const struct kubeclient *c)
 	return &c->kc;
 }
 
+int kubeclient_set_retries(struct kubeclient *c, int retries)
+{
+	int old = c->opts.retries;
+
+	c->opts.retries = retries < 0 ? 0 : retries;
+	return old;
+}
+
 void kubeclient_result_free(struct kubeclient_result *res)
 {
 	if (!res)

@@ -104,6 +104,9 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		     kubeclient_watch_cb cb, void *arg, const struct kubeclient_target *t,
 		     char *err, size_t errlen);
 
+/* Sets the extra attempts of later requests; returns the previous value. */
+int kubeclient_set_retries(struct kubeclient *c, int retries);
+
 /* Percent-encodes s for a query value into a new string (NULL on ENOMEM). */
 char *kubeclient_escape(const char *s);
 
