@@ -1,0 +1,284 @@
+/*
+ * One table drives --help, getopt_long and the environment, so a flag cannot
+ * exist in one place and be missing in another.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#ifndef RAINBOW_VERSION
+#define RAINBOW_VERSION "unknown"
+#endif
+
+enum opt_kind { OPT_STR, OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LEVEL };
+
+struct opt {
+	const char *name;  /* long flag without "--" */
+	enum opt_kind kind;
+	size_t off;        /* offset into struct config */
+	size_t size;       /* for OPT_STR: buffer size */
+	const char *arg;   /* metavariable for --help */
+	const char *help;
+};
+
+#define STR(f, a, h) { #f, OPT_STR, offsetof(struct config, f), sizeof(((struct config *)0)->f), a, h }
+#define CFG(n, k, f, a, h) { n, k, offsetof(struct config, f), 0, a, h }
+
+static const struct opt config_opts[] = {
+	STR(listen, "ADDR:PORT", "client listener (default 0.0.0.0:5222)"),
+	STR(http, "ADDR:PORT", "HTTP /metrics /healthz /readyz (default 0.0.0.0:5280; \"\" disables)"),
+	STR(domain, "NAME", "XMPP domain served (default localhost)"),
+	{ "version-label", OPT_STR, offsetof(struct config, version_label),
+	  sizeof(((struct config *)0)->version_label), "STR",
+	  "version reported to clients and in metrics (default: build SHA; env also CHATD_VERSION)" },
+	STR(instance, "NAME", "instance name (default: hostname; env also POD_NAME)"),
+	CFG("auth-any", OPT_BOOL, auth_any, NULL,
+	    "demo mode: accept any user name and password (PLAIN); SCRAM password = user name"),
+	STR(users, "FILE", "users file with SCRAM credentials (see `chatd passwd`)"),
+	CFG("allow-anonymous", OPT_BOOL, allow_anonymous, NULL, "offer SASL ANONYMOUS"),
+	CFG("allow-plaintext-auth", OPT_BOOL, allow_plaintext_auth, NULL,
+	    "offer PLAIN on connections without TLS"),
+	{ "tls-cert", OPT_STR, offsetof(struct config, tls_cert),
+	  sizeof(((struct config *)0)->tls_cert), "FILE", "PEM certificate chain (enables STARTTLS)" },
+	{ "tls-key", OPT_STR, offsetof(struct config, tls_key),
+	  sizeof(((struct config *)0)->tls_key), "FILE", "PEM private key" },
+	CFG("require-tls", OPT_BOOL, require_tls, NULL, "refuse SASL before STARTTLS"),
+	CFG("ping-interval", OPT_UINT, ping_interval, "S",
+	    "ping a client silent for S seconds (default 60; 0 disables)"),
+	CFG("ping-timeout", OPT_UINT, ping_timeout, "S",
+	    "close a client that does not answer a ping within S seconds (default 30)"),
+	CFG("auth-timeout", OPT_UINT, auth_timeout, "S",
+	    "close a connection not bound to a session within S seconds (default 30)"),
+	CFG("max-connections", OPT_UINT, max_connections, "N",
+	    "client connections held at once (default: open-files limit - 100)"),
+	CFG("max-stanza", OPT_SIZE, max_stanza, "BYTES",
+	    "largest stanza after authentication (default 65536)"),
+	CFG("max-depth", OPT_UINT, max_depth, "N", "deepest element nesting in a stanza (default 32)"),
+	CFG("max-output", OPT_SIZE, max_output, "BYTES",
+	    "output queued for one client before it is closed as too slow (default 262144)"),
+	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",
+	    "after SIGTERM, keep connections up to S seconds (default 300)"),
+	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
+};
+#define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
+
+static void config_defaults(struct config *cfg)
+{
+	struct rlimit rl;
+
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->listen, sizeof(cfg->listen), "0.0.0.0:5222");
+	snprintf(cfg->http, sizeof(cfg->http), "0.0.0.0:5280");
+	snprintf(cfg->domain, sizeof(cfg->domain), "localhost");
+	snprintf(cfg->version_label, sizeof(cfg->version_label), "%s", RAINBOW_VERSION);
+	if (gethostname(cfg->instance, sizeof(cfg->instance)) != 0)
+		snprintf(cfg->instance, sizeof(cfg->instance), "chatd");
+	cfg->instance[sizeof(cfg->instance) - 1] = '\0';
+	cfg->ping_interval = 60;
+	cfg->ping_timeout = 30;
+	cfg->auth_timeout = 30;
+	cfg->max_connections = 10000;
+	/* Leave room for the listener, HTTP clients, the users file and logs. */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur > 200)
+		cfg->max_connections = (unsigned)(rl.rlim_cur - 100 > 1000000 ? 1000000
+								 : rl.rlim_cur - 100);
+	cfg->max_stanza = 65536;
+	cfg->max_depth = 32;
+	cfg->max_output = 262144;
+	cfg->drain_timeout = 300;
+	cfg->log_level = LOG_INFO;
+}
+
+static int parse_bool(const char *v, int *out)
+{
+	static const char *const yes[] = { "1", "true", "yes", "on", "" };
+	static const char *const no[] = { "0", "false", "no", "off" };
+
+	for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++)
+		if (strcasecmp(v, yes[i]) == 0)
+			return *out = 1, 0;
+	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
+		if (strcasecmp(v, no[i]) == 0)
+			return *out = 0, 0;
+	return -1;
+}
+
+static int parse_ull(const char *v, unsigned long long max, unsigned long long *out)
+{
+	char *end;
+
+	if (!*v || !isdigit((unsigned char)*v))
+		return -1;
+	errno = 0;
+	*out = strtoull(v, &end, 10);
+	if (errno || *end || *out > max)
+		return -1;
+	return 0;
+}
+
+/* Stores value v for option o; from names where it came from, for errors. */
+static int opt_set(struct config *cfg, const struct opt *o, const char *v, const char *from)
+{
+	char *field = (char *)cfg + o->off;
+	unsigned long long n;
+	int b;
+
+	switch (o->kind) {
+	case OPT_STR:
+		if (strlen(v) >= o->size)
+			goto bad;
+		memcpy(field, v, strlen(v) + 1);
+		return 0;
+	case OPT_BOOL:
+		if (parse_bool(v, &b) != 0)
+			goto bad;
+		*(int *)field = b;
+		return 0;
+	case OPT_UINT:
+		if (parse_ull(v, UINT_MAX, &n) != 0)
+			goto bad;
+		*(unsigned *)field = (unsigned)n;
+		return 0;
+	case OPT_SIZE:
+		if (parse_ull(v, (unsigned long long)1 << 40, &n) != 0)
+			goto bad;
+		*(size_t *)field = (size_t)n;
+		return 0;
+	case OPT_LEVEL:
+		if (log_level_parse(v, (enum log_level *)field) != 0)
+			goto bad;
+		return 0;
+	}
+bad:
+	fprintf(stderr, "chatd: bad value for --%s (from %s): \"%s\"\n", o->name, from, v);
+	return -1;
+}
+
+static void env_name(const struct opt *o, char *buf, size_t size)
+{
+	size_t n = (size_t)snprintf(buf, size, "CHATD_");
+
+	for (const char *p = o->name; *p && n + 1 < size; p++)
+		buf[n++] = *p == '-' ? '_' : (char)toupper((unsigned char)*p);
+	buf[n] = '\0';
+}
+
+static const struct opt *opt_find(const char *name)
+{
+	for (size_t i = 0; i < CONFIG_NOPTS; i++)
+		if (strcmp(config_opts[i].name, name) == 0)
+			return &config_opts[i];
+	return NULL;
+}
+
+static int config_env(struct config *cfg)
+{
+	const char *v;
+	char name[64];
+
+	/* The Kubernetes downward API and the image build give these two. */
+	v = getenv("POD_NAME");
+	if (v && *v && opt_set(cfg, opt_find("instance"), v, "POD_NAME") != 0)
+		return -1;
+	v = getenv("CHATD_VERSION");
+	if (v && *v && opt_set(cfg, opt_find("version-label"), v, "CHATD_VERSION") != 0)
+		return -1;
+	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
+		env_name(&config_opts[i], name, sizeof(name));
+		v = getenv(name);
+		if (v && opt_set(cfg, &config_opts[i], v, name) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+void config_usage(const char *prog)
+{
+	char name[64], left[96];
+
+	printf("usage: %s [flags]\n"
+	       "       %s passwd --users FILE USER   (password read from stdin)\n\n"
+	       "An XMPP (RFC 6120/6121) chat server. Every flag can also be set from the\n"
+	       "environment variable shown (booleans: 1/0, true/false); flags win.\n\n",
+	       prog, prog);
+	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
+		const struct opt *o = &config_opts[i];
+
+		env_name(o, name, sizeof(name));
+		snprintf(left, sizeof(left), "--%s%s%s", o->name, o->arg ? " " : "",
+			 o->arg ? o->arg : "");
+		printf("  %-28s %s\n  %-28s [env %s]\n", left, o->help, "", name);
+	}
+	printf("  %-28s %s\n", "--help", "this text");
+	printf("\nSignals: SIGTERM/SIGINT drain (not ready, listener closed, connections kept\n"
+	       "until they close or --drain-timeout); a second one shuts down at once.\n");
+}
+
+int config_load(struct config *cfg, int argc, char **argv)
+{
+	struct option lopts[CONFIG_NOPTS + 2];
+	int idx, c;
+
+	config_defaults(cfg);
+	if (config_env(cfg) != 0)
+		return -1;
+	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
+		lopts[i].name = config_opts[i].name;
+		/* A boolean flag takes an optional =VALUE (--auth-any=0). */
+		lopts[i].has_arg = config_opts[i].kind == OPT_BOOL ? optional_argument
+								     : required_argument;
+		lopts[i].flag = NULL;
+		lopts[i].val = 1000 + (int)i;
+	}
+	lopts[CONFIG_NOPTS] = (struct option){ "help", no_argument, NULL, 'h' };
+	lopts[CONFIG_NOPTS + 1] = (struct option){ NULL, 0, NULL, 0 };
+	optind = 1;
+	opterr = 1;
+	while ((c = getopt_long(argc, argv, "h", lopts, &idx)) != -1) {
+		if (c == 'h') {
+			config_usage(argv[0]);
+			return 1;
+		}
+		if (c < 1000 || c >= 1000 + (int)CONFIG_NOPTS) {
+			fprintf(stderr, "Try '%s --help'.\n", argv[0]);
+			return -1;
+		}
+		const struct opt *o = &config_opts[c - 1000];
+		if (opt_set(cfg, o, optarg ? optarg : "1", "command line") != 0)
+			return -1;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "chatd: unexpected argument \"%s\"\nTry '%s --help'.\n",
+			argv[optind], argv[0]);
+		return -1;
+	}
+	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
+		fprintf(stderr, "chatd: --tls-cert and --tls-key go together\n");
+		return -1;
+	}
+	if (cfg->require_tls && !cfg->tls_cert[0]) {
+		fprintf(stderr, "chatd: --require-tls needs --tls-cert and --tls-key\n");
+		return -1;
+	}
+	if (cfg->auth_any && cfg->users[0]) {
+		fprintf(stderr, "chatd: --auth-any and --users exclude each other\n");
+		return -1;
+	}
+	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||
+	    cfg->max_connections < 1 || cfg->ping_timeout < 1 || cfg->auth_timeout < 1) {
+		fprintf(stderr, "chatd: a limit is too small (max-stanza >= 1024, max-depth >= 2, "
+				"max-output >= 4096, max-connections, ping-timeout and "
+				"auth-timeout >= 1)\n");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * chatd configuration: defaults, then the environment (CHATD_<FLAG>, plus
+ * POD_NAME for --instance and CHATD_VERSION for --version-label), then the
+ * command line. Every flag has an environment variable; docs/chatd.md lists
+ * them all and `chatd --help` prints them.
+ */
+#ifndef CHATD_CONFIG_H
+#define CHATD_CONFIG_H
+
+#include <stddef.h>
+
+#include "log.h"
+
+struct config {
+	char listen[256];        /* ADDR:PORT of the client listener */
+	char http[256];          /* ADDR:PORT of the HTTP endpoint; "" = off */
+	char domain[256];        /* the XMPP domain served (nameprep'ed) */
+	char version_label[128]; /* reported by XEP-0092 and chatd_build_info */
+	char instance[128];      /* instance (pod) name, same places */
+	int auth_any;            /* demo mode: any user name and password */
+	char users[1024];        /* users file ("" = none) */
+	int allow_anonymous;     /* offer SASL ANONYMOUS */
+	int allow_plaintext_auth; /* offer PLAIN without TLS */
+	char tls_cert[1024];     /* PEM certificate chain ("" = no TLS) */
+	char tls_key[1024];      /* PEM private key */
+	int require_tls;         /* no SASL before STARTTLS */
+	unsigned ping_interval;  /* s of client silence before we ping it */
+	unsigned ping_timeout;   /* s to answer our ping */
+	unsigned auth_timeout;   /* s from accept to a bound session */
+	unsigned max_connections; /* client connections held at once */
+	size_t max_stanza;       /* bytes per stanza after authentication */
+	unsigned max_depth;      /* element nesting inside a stanza */
+	size_t max_output;       /* bytes queued for one slow reader */
+	unsigned drain_timeout;  /* s established connections may stay after SIGTERM */
+	enum log_level log_level;
+};
+
+/* Stanza limit before authentication: small, since only negotiation
+ * elements (starttls, auth, response) are legal there. */
+#define CONFIG_PREAUTH_STANZA 8192
+
+/*
+ * Fills cfg from defaults, environment and argv. Returns 0 to run, 1 when
+ * --help was printed (exit 0), -1 for a usage error (already printed to
+ * stderr; exit 2).
+ */
+int config_load(struct config *cfg, int argc, char **argv);
+
+/* Prints the usage text to stdout. */
+void config_usage(const char *prog);
+
+#endif

@@ -1,0 +1,466 @@
+/*
+ * Client connections: accept, read, write with a bound, TLS swap, and the
+ * one close path. The protocol itself is in session.c.
+ */
+#include "conn.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "presence.h"
+#include "session.h"
+#include "srv.h"
+#include "tlsbio.h"
+#include "xstream.h"
+
+#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+
+/* A queued write: the bytes follow the request, or are a buffer handed over
+ * by tlsbio_steal_out(). */
+struct wreq {
+	uv_write_t req;
+	struct conn *c;
+	char *owned; /* malloc'd payload to free, or NULL when inline */
+	size_t len;
+	char data[];
+};
+
+static const char *const state_names[] = {
+	[ST_HEADER] = "header",       [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
+	[ST_RESTART] = "restart",     [ST_BIND] = "bind",           [ST_ESTABLISHED] = "established",
+	[ST_CLOSED] = "closed",
+};
+
+const char *conn_state_name(enum conn_state s)
+{
+	return (unsigned)s < sizeof(state_names) / sizeof(state_names[0]) ? state_names[s] : "?";
+}
+
+uint32_t conn_now(const struct conn *c)
+{
+	return srv_now(c->srv);
+}
+
+const char *conn_peer(const struct conn *c, char *buf, size_t size)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (c->peer.sa.sa_family == AF_INET) {
+		uv_ip4_name(&c->peer.in, ip, sizeof(ip));
+		snprintf(buf, size, "%s:%u", ip, ntohs(c->peer.in.sin_port));
+	} else if (c->peer.sa.sa_family == AF_INET6) {
+		uv_ip6_name(&c->peer.in6, ip, sizeof(ip));
+		snprintf(buf, size, "[%s]:%u", ip, ntohs(c->peer.in6.sin6_port));
+	} else {
+		snprintf(buf, size, "?");
+	}
+	return buf;
+}
+
+void conn_log(const struct conn *c, enum log_level level, const char *event, const char *fmt, ...)
+{
+	char rest[1536], peer[64];
+	va_list ap;
+
+	if (level < log_get_level())
+		return;
+	va_start(ap, fmt);
+	vsnprintf(rest, sizeof(rest), fmt, ap);
+	va_end(ap);
+	log_msg(level, event, "conn=%llu peer=%s%s%s", (unsigned long long)c->id,
+		conn_peer(c, peer, sizeof(peer)), rest[0] ? " " : "", rest);
+}
+
+/* ------------------------------------------------------------- closing */
+
+static void conn_close_cb(uv_handle_t *h)
+{
+	struct conn *c = container_of(h, struct conn, tcp);
+	struct srv *srv = c->srv;
+
+	srv->metrics.closed_total[c->close_reason]++;
+	srv->metrics.connections--;
+	srv_conn_removed(srv, c);
+	xstream_free(c->xs);
+	tlsbio_free(c->tls);
+	session_free(c);
+	free(c);
+}
+
+void conn_destroy(struct conn *c)
+{
+	if (c->handle_closed)
+		return;
+	c->handle_closed = 1;
+	if (!c->closing) {
+		/* Exit without a protocol close (should not happen; keep counts right). */
+		c->closing = 1;
+		c->state = ST_CLOSED;
+		session_end(c);
+	}
+	uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
+}
+
+static void conn_shutdown_cb(uv_shutdown_t *req, int status)
+{
+	free(req);
+}
+
+void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text)
+{
+	struct xbuf b;
+
+	if (c->closing)
+		return;
+	c->closing = 1;
+	c->close_reason = (uint8_t)reason;
+	if (c->xs && c->in_feed)
+		xstream_stop(c->xs);
+	if (cond && !c->write_dead) {
+		xbuf_init(&b);
+		if (!c->header_sent)
+			session_header(c, &b);
+		xbuf_printf(&b, "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+			    cond);
+		if (text) {
+			xbuf_puts(&b, "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>");
+			xbuf_escape(&b, text, strlen(text));
+			xbuf_puts(&b, "</text>");
+		}
+		xbuf_puts(&b, "</stream:error></stream:stream>");
+		if (b.data)
+			conn_send(c, b.data, b.len);
+		xbuf_free(&b);
+	} else if (reason == CLOSE_CLIENT && c->header_sent && !c->eof) {
+		/* The client sent </stream:stream>: answer in kind. */
+		conn_send_str(c, "</stream:stream>");
+	}
+	{
+		char q[256];
+
+		conn_log(c, reason == CLOSE_CLIENT ? LOG_DEBUG : LOG_INFO, "close",
+			 "reason=%s state=%s text=%s", close_reason_name(reason),
+			 conn_state_name((enum conn_state)c->state),
+			 log_quote(q, sizeof(q), text ? text : ""));
+	}
+	session_set_state(c, ST_CLOSED);
+	session_end(c);
+	if (c->eof || c->write_dead) {
+		conn_destroy(c);
+		return;
+	}
+	if (c->tls) {
+		tlsbio_shutdown(c->tls);
+		conn_send(c, NULL, 0); /* flush the close_notify */
+	}
+	/* Half-close after the queued output; keep reading (and discarding) so
+	 * unread input does not turn our close into a reset that would make the
+	 * client lose the stream error. */
+	uv_shutdown_t *req = malloc(sizeof(*req));
+	if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_shutdown_cb) != 0) {
+		free(req);
+		conn_destroy(c);
+		return;
+	}
+	c->t_deadline = conn_now(c) + SRV_LINGER_S;
+}
+
+void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const char *text)
+{
+	if (c->closing || c->pend_next || c->srv->pending == c)
+		return;
+	c->close_reason = (uint8_t)reason;
+	if (reason == CLOSE_RESET)
+		c->write_dead = 1;
+	srv_mark_pending(c->srv, c);
+	(void)cond;
+	(void)text;
+}
+
+void conn_run_pending(struct srv *srv)
+{
+	struct conn *c;
+
+	while ((c = srv->pending)) {
+		srv->pending = c->pend_next;
+		c->pend_next = NULL;
+		if (c->closing)
+			continue;
+		enum close_reason r = (enum close_reason)c->close_reason;
+		if (r == CLOSE_POLICY_VIOLATION)
+			conn_close(c, r, "policy-violation", "output queue limit exceeded");
+		else if (r == CLOSE_RESOURCE_CONSTRAINT)
+			conn_close(c, r, "resource-constraint", NULL);
+		else
+			conn_close(c, r, NULL, NULL);
+	}
+}
+
+/* --------------------------------------------------------------- output */
+
+static void conn_write_cb(uv_write_t *req, int status)
+{
+	struct wreq *w = container_of(req, struct wreq, req);
+	struct conn *c = w->c;
+
+	free(w->owned);
+	free(w);
+	if (status < 0 && status != UV_ECANCELED && !c->write_dead) {
+		c->write_dead = 1;
+		conn_log(c, LOG_DEBUG, "write_error", "err=%s", uv_err_name(status));
+		if (!c->closing)
+			conn_close(c, CLOSE_RESET, NULL, NULL);
+		else
+			conn_destroy(c);
+	}
+}
+
+/*
+ * Writes ciphertext or plaintext to the socket. `owned` is a malloc'd
+ * buffer holding data that we free (or hand to the request), else NULL.
+ */
+static void conn_raw_write(struct conn *c, const char *data, size_t len, char *owned)
+{
+	uv_stream_t *s = (uv_stream_t *)&c->tcp;
+	struct wreq *w;
+	int n;
+
+	if (c->write_dead || c->handle_closed || len == 0) {
+		free(owned);
+		return;
+	}
+	c->srv->metrics.bytes_out_total += len;
+	if (uv_stream_get_write_queue_size(s) == 0) {
+		n = uv_try_write(s, &(uv_buf_t){ .base = (char *)data, .len = len }, 1);
+		if (n == (int)len) {
+			free(owned);
+			return;
+		}
+		if (n < 0 && n != UV_EAGAIN) {
+			free(owned);
+			conn_fail(c, CLOSE_RESET, NULL, NULL);
+			return;
+		}
+		if (n > 0) {
+			data += n;
+			len -= (size_t)n;
+		}
+	}
+	if (!c->closing && uv_stream_get_write_queue_size(s) + len > c->srv->cfg->max_output) {
+		/* A slow reader: stop queueing for it; the final stream error is
+		 * still allowed past the bound (it is small). */
+		free(owned);
+		conn_fail(c, CLOSE_POLICY_VIOLATION, "policy-violation", NULL);
+		return;
+	}
+	if (owned) {
+		w = malloc(sizeof(*w));
+		if (w) {
+			w->owned = owned;
+			w->len = len;
+		}
+	} else {
+		w = malloc(sizeof(*w) + len);
+		if (w) {
+			w->owned = NULL;
+			w->len = len;
+			memcpy(w->data, data, len);
+			data = w->data;
+		}
+	}
+	if (!w) {
+		free(owned);
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		return;
+	}
+	w->c = c;
+	if (uv_write(&w->req, s, &(uv_buf_t){ .base = (char *)data, .len = len }, 1,
+		     conn_write_cb) != 0) {
+		free(w->owned);
+		free(w);
+		conn_fail(c, CLOSE_RESET, NULL, NULL);
+	}
+}
+
+/* Sends what TLS produced (handshake records, alerts, application data). */
+static void conn_tls_flush(struct conn *c)
+{
+	size_t len;
+	char *p;
+
+	while (c->tls && tlsbio_pending_out(c->tls)) {
+		p = tlsbio_steal_out(c->tls, &len);
+		if (!p)
+			break;
+		conn_raw_write(c, p, len, p);
+	}
+}
+
+void conn_send(struct conn *c, const char *data, size_t len)
+{
+	if (c->handle_closed || c->write_dead)
+		return;
+	if (!c->tls) {
+		conn_raw_write(c, data, len, NULL);
+		return;
+	}
+	if (len && tlsbio_write(c->tls, data, len) != 0) {
+		conn_fail(c, CLOSE_TLS_ERROR, NULL, NULL);
+		return;
+	}
+	conn_tls_flush(c);
+}
+
+void conn_send_str(struct conn *c, const char *s)
+{
+	conn_send(c, s, strlen(s));
+}
+
+void conn_send_node(struct conn *c, const struct xnode *n)
+{
+	struct xbuf b;
+
+	xbuf_init(&b);
+	if (xnode_serialize(n, "jabber:client", &b) == 0)
+		conn_send(c, b.data, b.len);
+	else
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+	xbuf_free(&b);
+}
+
+/* ---------------------------------------------------------------- input */
+
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = container_of(h, struct conn, tcp);
+
+	/* libuv calls read_cb right after alloc_cb, so one buffer serves all. */
+	buf->base = c->srv->rbuf;
+	buf->len = sizeof(c->srv->rbuf);
+}
+
+/* Ciphertext in: decrypt and hand the plaintext on. */
+static void conn_tls_input(struct conn *c, const char *data, size_t len)
+{
+	struct srv *srv = c->srv;
+	long r;
+
+	if (tlsbio_feed(c->tls, data, len) != 0) {
+		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, NULL, NULL);
+		return;
+	}
+	while (!c->closing && c->tls) {
+		r = tlsbio_read(c->tls, srv->plain, sizeof(srv->plain));
+		if (r > 0) {
+			session_input(c, srv->plain, (size_t)r);
+			continue;
+		}
+		if (r == 0)
+			break;
+		if (r == TLSBIO_ERR_CLOSED) {
+			conn_close(c, CLOSE_CLIENT, NULL, NULL);
+		} else {
+			conn_log(c, LOG_INFO, "tls_error", "err=%s",
+				 tlsbio_last_error(c->tls)[0] ? tlsbio_last_error(c->tls) : "?");
+			conn_tls_flush(c); /* the alert */
+			c->eof = 1;        /* nothing more can be said over this TLS */
+			conn_close(c, CLOSE_TLS_ERROR, NULL, NULL);
+		}
+		return;
+	}
+	if (c->tls)
+		conn_tls_flush(c);
+}
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = container_of(s, struct conn, tcp);
+
+	if (nread == 0)
+		return;
+	if (nread < 0) {
+		c->eof = 1;
+		uv_read_stop(s);
+		if (c->closing) {
+			conn_destroy(c);
+		} else if (nread == UV_EOF) {
+			conn_close(c, CLOSE_CLIENT, NULL, NULL);
+		} else {
+			conn_log(c, LOG_DEBUG, "read_error", "err=%s", uv_err_name((int)nread));
+			c->write_dead = 1;
+			conn_close(c, CLOSE_RESET, NULL, NULL);
+		}
+		return;
+	}
+	c->srv->metrics.bytes_in_total += (uint64_t)nread;
+	if (c->closing)
+		return; /* lingering: discard */
+	c->t_rx = conn_now(c);
+	if (c->ping_seq) {
+		/* Any byte proves the client alive, whatever it answers. */
+		c->ping_seq = 0;
+		c->t_deadline = 0;
+	}
+	if (c->tls)
+		conn_tls_input(c, buf->base, (size_t)nread);
+	else
+		session_input(c, buf->base, (size_t)nread);
+}
+
+int conn_start_tls(struct conn *c)
+{
+	c->tls = tlsbio_new(c->srv->tls_ctx, TLSBIO_SERVER, NULL);
+	return c->tls ? 0 : -1;
+}
+
+int conn_accept(struct srv *srv, uv_stream_t *listener)
+{
+	struct conn *c;
+	int len, r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return UV_ENOMEM;
+	r = uv_tcp_init(srv->loop, &c->tcp);
+	if (r) {
+		free(c);
+		return r;
+	}
+	c->srv = srv;
+	r = uv_accept(listener, (uv_stream_t *)&c->tcp);
+	if (r) {
+		/* The handle must still be closed; it is not counted. */
+		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		return r;
+	}
+	c->id = ++srv->next_conn_id;
+	len = sizeof(c->peer);
+	uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len);
+	uv_tcp_nodelay(&c->tcp, 1);
+	c->t_rx = srv_now(srv);
+	c->t_deadline = c->t_rx + srv->cfg->auth_timeout;
+	srv->metrics.accepted_total++;
+	srv->metrics.connections++;
+	srv_conn_added(srv, c);
+	conn_log(c, LOG_DEBUG, "accept", "connections=%llu",
+		 (unsigned long long)srv->metrics.connections);
+	if (session_init(c) != 0) {
+		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		return 0;
+	}
+	if (srv->metrics.connections > srv->cfg->max_connections) {
+		conn_log(c, LOG_WARN, "refused", "max_connections=%u", srv->cfg->max_connections);
+		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint",
+			   "too many connections");
+	}
+	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+	if (r && !c->closing) {
+		c->eof = 1;
+		conn_close(c, CLOSE_RESET, NULL, NULL);
+	}
+	return 0;
+}

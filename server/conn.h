@@ -1,0 +1,140 @@
+/*
+ * One client connection: the TCP handle, the XML stream, the optional TLS
+ * layer, the output bound, and the session fields the state machine
+ * (session.c) and the router (router.c) use.
+ *
+ * Ownership: struct srv owns every struct conn through its list; a conn
+ * owns everything it points to. Memory is freed only in the uv_close
+ * callback, so a conn stays valid until the loop iteration after
+ * conn_close(); callers may keep using it inside the callback that closed
+ * it, but must check c->closing before doing protocol work.
+ *
+ * Out of memory anywhere on a connection closes that connection
+ * (resource-constraint when we can still say so); the server goes on.
+ */
+#ifndef CHATD_CONN_H
+#define CHATD_CONN_H
+
+#include <netinet/in.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <uv.h>
+
+#include "jid.h"
+#include "log.h"
+#include "metrics.h"
+#include "xml.h"
+
+struct srv;
+struct sasl;
+struct xstream;
+struct tlsbio;
+struct route;
+struct presence_dir;
+
+/* The stream state machine (session.c session_set_state() is the only
+ * writer). */
+enum conn_state {
+	ST_HEADER = 0,  /* waiting for the client's stream header */
+	ST_NEGOTIATE,   /* features sent: STARTTLS or SASL <auth/> expected */
+	ST_SASL,        /* a SASL exchange is running */
+	ST_RESTART,     /* SASL succeeded: waiting for the restarted header */
+	ST_BIND,        /* authenticated stream: resource binding expected */
+	ST_ESTABLISHED, /* bound: stanzas flow */
+	ST_CLOSED,      /* conn_close() ran; nothing more is processed */
+};
+
+const char *conn_state_name(enum conn_state s);
+
+struct conn {
+	uv_tcp_t tcp;            /* embedded handle (container_of); owner: this conn */
+	struct srv *srv;         /* the server; not owned */
+	struct conn *prev, *next; /* srv->conns list; owner: srv */
+	struct conn *pend_next;  /* srv->pending list of deferred closes, or NULL */
+	uint64_t id;             /* unique per process, for logs: conn=<id> */
+	struct xstream *xs;      /* stream parser; owned; compacted when idle */
+	struct tlsbio *tls;      /* TLS layer after STARTTLS, else NULL; owned */
+	struct sasl *sasl;       /* during SASL only, else NULL; owned */
+	char *user;              /* authenticated localpart (prepared), or NULL; owned */
+	struct jid jid;          /* bound full JID (parts owned); empty before bind */
+	struct route *route;     /* router entry of our bare JID while bound; owner: router */
+	struct conn *rnext;      /* next session of the same bare JID; owner: router */
+	struct xnode *presence;  /* last available presence with payload, or NULL
+				    (a plain <presence/> needs no copy); owned */
+	struct presence_dir *directed; /* JIDs we sent directed presence to; owned;
+					  at most PRESENCE_DIRECTED_MAX entries */
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in in;
+		struct sockaddr_in6 in6;
+	} peer;                  /* remote address, for logs */
+	uint32_t t_rx;           /* s (srv clock): last byte received */
+	uint32_t t_deadline;     /* s: auth deadline (before bind), ping deadline
+				    (ping outstanding), linger end (closing) */
+	uint32_t ping_seq;       /* id of our outstanding ping (0 = none) */
+	uint8_t state;           /* enum conn_state */
+	uint8_t close_reason;    /* enum close_reason, set by conn_close() */
+	uint8_t auth_failures;   /* SASL failures on this stream (limit 3) */
+	int8_t priority;         /* presence priority, -128..127 */
+	unsigned header_sent : 1;   /* our stream header went out on this stream */
+	unsigned available : 1;     /* sent available broadcast presence */
+	unsigned authenticated : 1; /* SASL succeeded */
+	unsigned restart_tls : 1;   /* <proceed/> sent: swap transport at the stop */
+	unsigned restart_sasl : 1;  /* <success/> sent: reset the parser at the stop */
+	unsigned closing : 1;       /* conn_close() ran */
+	unsigned handle_closed : 1; /* uv_close() was called */
+	unsigned eof : 1;           /* the peer half-closed (or reset) the socket */
+	unsigned write_dead : 1;    /* writes failed: drop output */
+	unsigned in_feed : 1;       /* inside xstream_feed() (callbacks running) */
+};
+
+/* Accepts a pending connection on the listener; 0 or a negative uv error. */
+int conn_accept(struct srv *srv, uv_stream_t *listener);
+
+/*
+ * Sends bytes (through TLS when active). Never closes synchronously: when
+ * the output bound is passed or the socket fails, the connection is marked
+ * and closed from the loop right after the current callback (so a caller
+ * iterating the router stays safe). Output to a closing connection is
+ * dropped unless `force` (the final stream error).
+ */
+void conn_send(struct conn *c, const char *data, size_t len);
+void conn_send_str(struct conn *c, const char *s);
+/* Serializes n (as a child of a jabber:client stream) and sends it. */
+void conn_send_node(struct conn *c, const struct xnode *n);
+
+/*
+ * Closes the connection, once (later calls do nothing): when cond is not
+ * NULL, sends our stream header if it was not sent yet, then
+ * <stream:error><cond/>[<text>text</text>]</stream:error></stream:stream>;
+ * ends the session (router, presence); shuts the socket down after the
+ * output is flushed and lingers a little, reading and discarding, so the
+ * client sees the error rather than a reset. May be called from inside the
+ * connection's own callbacks.
+ */
+void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text);
+/* The deferred form used from write paths (see conn_send). */
+void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const char *text);
+
+/* Swaps the transport to TLS (after <proceed/> was written in plaintext).
+ * 0, or negative (the caller closes). */
+int conn_start_tls(struct conn *c);
+
+/* Seconds on the srv clock. */
+uint32_t conn_now(const struct conn *c);
+
+/* "127.0.0.1:40000" into buf. */
+const char *conn_peer(const struct conn *c, char *buf, size_t size);
+
+/* A log record with conn=<id> peer=<addr> in front of fmt's pairs. */
+void conn_log(const struct conn *c, enum log_level level, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+/* Runs the deferred closes; srv.c calls it from its idle handle. */
+void conn_run_pending(struct srv *srv);
+
+/* Closes the socket at once (linger over or server exit). */
+void conn_destroy(struct conn *c);
+
+#endif

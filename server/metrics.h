@@ -1,0 +1,70 @@
+/*
+ * chatd's counters: one struct, owned by struct srv, written only by the
+ * loop thread and read only by the /metrics handler, which also runs on the
+ * loop thread (http.c drives libmicrohttpd from the libuv loop), so plain
+ * integers suffice. Each field is changed in exactly one place; the comment
+ * names it.
+ */
+#ifndef CHATD_METRICS_H
+#define CHATD_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Why a client connection ended: the label of chatd_connections_closed_total.
+ * The stream error conditions are the ones chatd sends (RFC 6120 4.9.3). */
+enum close_reason {
+	CLOSE_CLIENT = 0,        /* the client closed: </stream:stream> or EOF */
+	CLOSE_RESET,             /* read/write error (ECONNRESET, EPIPE, ...) */
+	CLOSE_TLS_ERROR,         /* fatal TLS error (garbage, handshake failure) */
+	CLOSE_BAD_FORMAT,        /* stream errors sent by chatd, one each: */
+	CLOSE_CONFLICT,
+	CLOSE_CONNECTION_TIMEOUT,
+	CLOSE_HOST_UNKNOWN,
+	CLOSE_INVALID_FROM,
+	CLOSE_INVALID_NAMESPACE,
+	CLOSE_INVALID_XML,
+	CLOSE_NOT_AUTHORIZED,
+	CLOSE_NOT_WELL_FORMED,
+	CLOSE_POLICY_VIOLATION,
+	CLOSE_RESOURCE_CONSTRAINT,
+	CLOSE_RESTRICTED_XML,
+	CLOSE_SYSTEM_SHUTDOWN,
+	CLOSE_UNSUPPORTED_STANZA_TYPE,
+	CLOSE_UNSUPPORTED_VERSION,
+	CLOSE_INTERNAL_SERVER_ERROR,
+	CLOSE_REASON_COUNT
+};
+
+/* The label value ("client", "reset", or the stream error condition). */
+const char *close_reason_name(enum close_reason r);
+/* The close reason for a stream error condition name; CLOSE_BAD_FORMAT for
+ * one chatd does not send. */
+enum close_reason close_reason_from_condition(const char *cond);
+
+struct metrics {
+	uint64_t connections;        /* gauge: +1 conn_new(), -1 conn close callback */
+	uint64_t sessions;           /* gauge: +1 router_add(), -1 router_remove() */
+	uint64_t accepted_total;     /* srv.c accept callback */
+	uint64_t closed_total[CLOSE_REASON_COUNT]; /* conn close callback */
+	uint64_t stanzas_total;      /* message/presence/iq received from clients:
+					session.c session_stanza() */
+	uint64_t logins_total;       /* successful SASL: session.c */
+	uint64_t auth_failures_total; /* SASL <failure/> sent: session.c */
+	uint64_t pings_sent_total;   /* server-to-client XEP-0199 pings: srv.c sweep */
+	uint64_t stanza_errors_total; /* stanza errors we generated: router.c router_error() */
+	uint64_t bytes_in_total;     /* bytes read from client sockets: conn.c read callback */
+	uint64_t bytes_out_total;    /* bytes handed to client sockets: conn.c conn_raw_write() */
+	int draining;                /* 0/1: srv.c srv_drain() */
+	int ready;                   /* 0/1: srv.c srv_start() / srv_drain() */
+};
+
+/*
+ * Writes the Prometheus text exposition into buf (cap bytes); returns the
+ * length, or -1 when it does not fit. version and instance go into
+ * chatd_build_info (label values are escaped).
+ */
+long metrics_format(const struct metrics *m, const char *version, const char *instance,
+		    char *buf, size_t cap);
+
+#endif

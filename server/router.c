@@ -1,0 +1,455 @@
+/*
+ * Delivery rules (RFC 6121 8.5 for a single server without rosters or
+ * offline storage); docs/chatd.md repeats them for users of the server.
+ */
+#include "router.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iq.h"
+#include "log.h"
+#include "presence.h"
+#include "session.h"
+#include "srv.h"
+#include "users.h"
+
+#define ROUTER_MIN_BUCKETS 1024
+
+struct router {
+	struct srv *srv;
+	struct route **buckets;
+	size_t nbuckets; /* power of two */
+	unsigned long nroutes;
+};
+
+static uint64_t router_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+struct router *router_new(struct srv *srv)
+{
+	struct router *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->srv = srv;
+	r->nbuckets = ROUTER_MIN_BUCKETS;
+	r->buckets = calloc(r->nbuckets, sizeof(*r->buckets));
+	if (!r->buckets) {
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+void router_free(struct router *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->nbuckets; i++) {
+		struct route *e = r->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			free(e);
+		}
+	}
+	free(r->buckets);
+	free(r);
+}
+
+unsigned long router_users(const struct router *r)
+{
+	return r->nroutes;
+}
+
+/* Doubles the table when it is fuller than one entry per bucket. */
+static void router_grow(struct router *r)
+{
+	size_t n = r->nbuckets * 2;
+	struct route **b = calloc(n, sizeof(*b));
+
+	if (!b)
+		return; /* keep the longer chains; still correct */
+	for (size_t i = 0; i < r->nbuckets; i++) {
+		struct route *e = r->buckets[i], *next;
+
+		for (; e; e = next) {
+			next = e->next;
+			size_t k = router_hash(e->bare) & (n - 1);
+			e->next = b[k];
+			b[k] = e;
+		}
+	}
+	free(r->buckets);
+	r->buckets = b;
+	r->nbuckets = n;
+}
+
+struct route *router_lookup(struct router *r, const char *bare)
+{
+	struct route *e = r->buckets[router_hash(bare) & (r->nbuckets - 1)];
+
+	for (; e; e = e->next)
+		if (strcmp(e->bare, bare) == 0)
+			return e;
+	return NULL;
+}
+
+struct conn *router_find_full(struct router *r, const struct jid *j)
+{
+	char bare[2 * 1024 + 2];
+	struct route *e;
+
+	if (!j->node || !j->resource || jid_format_bare(j, bare, sizeof(bare)) < 0)
+		return NULL;
+	e = router_lookup(r, bare);
+	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
+		if (strcmp(c->jid.resource, j->resource) == 0)
+			return c;
+	return NULL;
+}
+
+int router_add(struct router *r, struct conn *c, struct conn **old)
+{
+	char bare[2 * 1024 + 2];
+	struct route *e;
+	size_t len;
+
+	*old = NULL;
+	if (jid_format_bare(&c->jid, bare, sizeof(bare)) < 0)
+		return -1;
+	e = router_lookup(r, bare);
+	if (e) {
+		for (struct conn *o = e->first; o; o = o->rnext) {
+			if (strcmp(o->jid.resource, c->jid.resource) == 0) {
+				*old = o;
+				break;
+			}
+		}
+	} else {
+		len = strlen(bare);
+		e = malloc(sizeof(*e) + len + 1);
+		if (!e)
+			return -1;
+		memcpy(e->bare, bare, len + 1);
+		e->first = NULL;
+		e->count = 0;
+		size_t k = router_hash(bare) & (r->nbuckets - 1);
+		e->next = r->buckets[k];
+		r->buckets[k] = e;
+		if (++r->nroutes > r->nbuckets)
+			router_grow(r);
+	}
+	c->rnext = e->first;
+	e->first = c;
+	e->count++;
+	c->route = e;
+	r->srv->metrics.sessions++;
+	return 0;
+}
+
+void router_remove(struct router *r, struct conn *c)
+{
+	struct route *e = c->route;
+	struct conn **pp;
+
+	if (!e)
+		return;
+	for (pp = &e->first; *pp; pp = &(*pp)->rnext) {
+		if (*pp == c) {
+			*pp = c->rnext;
+			break;
+		}
+	}
+	c->rnext = NULL;
+	c->route = NULL;
+	r->srv->metrics.sessions--;
+	if (--e->count > 0)
+		return;
+	struct route **ep = &r->buckets[router_hash(e->bare) & (r->nbuckets - 1)];
+	for (; *ep; ep = &(*ep)->next) {
+		if (*ep == e) {
+			*ep = e->next;
+			break;
+		}
+	}
+	free(e);
+	r->nroutes--;
+}
+
+/* ------------------------------------------------------------ delivery */
+
+void router_deliver(struct conn *to, const struct xnode *st)
+{
+	if (to->closing)
+		return;
+	conn_send_node(to, st);
+}
+
+void router_error(struct conn *sender, struct xnode *st, const char *type, const char *cond)
+{
+	const char *t = xnode_attr(st, "type");
+	struct xnode *err, *cn;
+	char *from = NULL, *to = NULL;
+
+	if ((t && strcmp(t, "error") == 0) || sender->closing)
+		goto out;
+	if (xnode_attr(st, "from"))
+		from = strdup(xnode_attr(st, "from"));
+	if (xnode_attr(st, "to"))
+		to = strdup(xnode_attr(st, "to"));
+	if (xnode_set_attr(st, "to", from) != 0 || xnode_set_attr(st, "from", to) != 0 ||
+	    xnode_set_attr(st, "type", "error") != 0)
+		goto out;
+	err = xnode_add_child(st, "error", NS_CLIENT);
+	if (!err || xnode_set_attr(err, "type", type) != 0)
+		goto out;
+	cn = xnode_add_child(err, cond, NS_STANZAS);
+	if (!cn)
+		goto out;
+	sender->srv->metrics.stanza_errors_total++;
+	router_deliver(sender, st);
+out:
+	free(from);
+	free(to);
+	xnode_free(st);
+}
+
+static int attr_is(const struct xnode *n, const char *name, const char *value)
+{
+	const char *v = xnode_attr(n, name);
+
+	return v && strcmp(v, value) == 0;
+}
+
+/* Does the account exist? With --auth-any every name does; anonymous
+ * accounts exist while they have a session. */
+static int account_exists(struct srv *srv, const char *node, const struct route *e)
+{
+	struct scram_cred cred;
+
+	if (e || srv->cfg->auth_any)
+		return 1;
+	if (!srv->users)
+		return 0;
+	return users_lookup(srv->users, node, SCRAM_SHA256, &cred) == 0 ||
+	       users_lookup(srv->users, node, SCRAM_SHA1, &cred) == 0;
+}
+
+static int available(const struct conn *c)
+{
+	return c->available && !c->closing;
+}
+
+/*
+ * A message to a bare JID (RFC 6121 8.5.2): chat and normal go to the
+ * available resources of the highest non-negative priority (all of them on
+ * a tie), headline to every available resource with a non-negative
+ * priority; with none, chat and normal bounce with service-unavailable (no
+ * offline storage) and headline is dropped; groupchat bounces; errors are
+ * dropped.
+ */
+static void route_bare_message(struct conn *from, struct xnode *st, struct route *e)
+{
+	const char *type = xnode_attr(st, "type");
+	int best = -129, n = 0;
+	int headline = type && strcmp(type, "headline") == 0;
+
+	if (type && strcmp(type, "error") == 0)
+		goto drop;
+	if (type && strcmp(type, "groupchat") == 0) {
+		router_error(from, st, "cancel", "service-unavailable");
+		return;
+	}
+	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
+		if (available(c) && c->priority >= 0 && c->priority > best)
+			best = c->priority;
+	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext) {
+		if (available(c) && c->priority >= 0 && (headline || c->priority == best)) {
+			router_deliver(c, st);
+			n++;
+		}
+	}
+	if (n == 0 && !headline) {
+		router_error(from, st, "cancel", "service-unavailable");
+		return;
+	}
+drop:
+	xnode_free(st);
+}
+
+/* Presence to a bare JID: every available resource gets it (RFC 6121
+ * 8.5.2.1.2); probes are not answered, as nobody is subscribed. */
+static void route_bare_presence(struct conn *from, struct xnode *st, struct route *e)
+{
+	if (!attr_is(st, "type", "probe"))
+		for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
+			if (available(c))
+				router_deliver(c, st);
+	xnode_free(st);
+}
+
+/* No 'to': the server handles it on behalf of the sender's account
+ * (RFC 6120 10.3). */
+static void route_no_to(struct conn *from, struct xnode *st)
+{
+	const char *type = xnode_attr(st, "type");
+
+	if (strcmp(st->name, "message") == 0) {
+		route_bare_message(from, st, from->route);
+	} else if (strcmp(st->name, "presence") == 0) {
+		if (!type || strcmp(type, "unavailable") == 0)
+			presence_broadcast(from, st);
+		else
+			xnode_free(st);
+	} else if (type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+		iq_handle(from, st, IQ_TO_SELF);
+	} else {
+		iq_result_to_server(from, st);
+	}
+}
+
+/* Checks the iq's type and id (RFC 6120 8.2.3); 0 when it may go on. */
+static int iq_valid(struct conn *from, struct xnode *st)
+{
+	const char *type = xnode_attr(st, "type");
+	size_t children = 0;
+
+	if (!xnode_attr(st, "id") || !type ||
+	    (strcmp(type, "get") && strcmp(type, "set") && strcmp(type, "result") &&
+	     strcmp(type, "error"))) {
+		router_error(from, st, "modify", "bad-request");
+		return -1;
+	}
+	if (strcmp(type, "get") == 0 || strcmp(type, "set") == 0) {
+		for (size_t i = 0; i < st->nchildren; i++)
+			children += st->children[i]->name != NULL;
+		if (children != 1) {
+			router_error(from, st, "modify", "bad-request");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+void router_route(struct srv *srv, struct conn *from, struct xnode *st)
+{
+	const char *to = xnode_attr(st, "to");
+	const char *type = xnode_attr(st, "type");
+	int is_msg = strcmp(st->name, "message") == 0;
+	int is_pres = strcmp(st->name, "presence") == 0;
+	int is_req = !is_msg && !is_pres && type &&
+		     (strcmp(type, "get") == 0 || strcmp(type, "set") == 0);
+	char bare[2 * 1024 + 2];
+	struct jid j = { 0 };
+	struct route *e;
+	struct conn *t;
+
+	if (!is_msg && !is_pres && iq_valid(from, st) != 0)
+		return;
+	if (!to) {
+		route_no_to(from, st);
+		return;
+	}
+	if (jid_parse(to, &j) != 0) {
+		if (is_pres)
+			xnode_free(st);
+		else
+			router_error(from, st, "modify", "jid-malformed");
+		return;
+	}
+	if (strcmp(j.domain, srv->domain) != 0) {
+		/* No server-to-server: other domains are unreachable. */
+		if (is_pres)
+			xnode_free(st);
+		else
+			router_error(from, st, "cancel", "remote-server-not-found");
+		goto out;
+	}
+	if (!j.node) {
+		if (j.resource) {
+			if (is_pres)
+				xnode_free(st);
+			else if (is_msg || is_req)
+				router_error(from, st, "cancel", "service-unavailable");
+			else
+				xnode_free(st);
+		} else if (is_req) {
+			iq_handle(from, st, IQ_TO_SERVER);
+		} else if (!is_msg && !is_pres) {
+			iq_result_to_server(from, st);
+		} else if (is_msg) {
+			router_error(from, st, "cancel", "service-unavailable");
+		} else {
+			xnode_free(st);
+		}
+		goto out;
+	}
+	if (jid_format_bare(&j, bare, sizeof(bare)) < 0) {
+		router_error(from, st, "modify", "jid-malformed");
+		goto out;
+	}
+	e = router_lookup(srv->router, bare);
+	if (is_pres && (!type || strcmp(type, "unavailable") == 0)) {
+		/* Directed presence: remember where it went (RFC 6121 4.6.3). */
+		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource))
+			presence_directed(from, to, !type);
+	}
+	if (j.resource) {
+		t = router_find_full(srv->router, &j);
+		if (t) {
+			router_deliver(t, st);
+			xnode_free(st);
+		} else if (is_msg) {
+			/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
+			 * JID, groupchat bounces, headline and error are dropped. */
+			if (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0)
+				route_bare_message(from, st, e);
+			else if (strcmp(type, "groupchat") == 0)
+				router_error(from, st, "cancel", "service-unavailable");
+			else
+				xnode_free(st);
+		} else if (is_pres) {
+			if (type && (strcmp(type, "subscribe") == 0 ||
+				     strcmp(type, "subscribed") == 0 ||
+				     strcmp(type, "unsubscribe") == 0 ||
+				     strcmp(type, "unsubscribed") == 0))
+				route_bare_presence(from, st, e);
+			else
+				xnode_free(st);
+		} else if (is_req) {
+			router_error(from, st, "cancel", "service-unavailable");
+		} else {
+			xnode_free(st);
+		}
+		goto out;
+	}
+	if (!account_exists(srv, j.node, e)) {
+		/* RFC 6121 8.5.1 */
+		if (is_pres || (!is_msg && !is_req))
+			xnode_free(st);
+		else
+			router_error(from, st, "cancel", "service-unavailable");
+		goto out;
+	}
+	if (is_msg) {
+		route_bare_message(from, st, e);
+	} else if (is_pres) {
+		route_bare_presence(from, st, e);
+	} else if (is_req) {
+		int self = from->route && strcmp(from->route->bare, bare) == 0;
+		iq_handle(from, st, self ? IQ_TO_SELF : IQ_TO_BARE);
+	} else {
+		xnode_free(st);
+	}
+out:
+	jid_clear(&j);
+}

@@ -1,0 +1,63 @@
+/*
+ * Local routing: which sessions are bound on this server, and the RFC 6121
+ * 8.5 delivery rules for the stanzas they send (docs/chatd.md "Delivery").
+ *
+ * The table maps a bare JID to its sessions (struct conn, linked through
+ * c->rnext). router_route() is the single entry point for a stanza from an
+ * established session; the cluster work (issue 4) hooks in where a local
+ * lookup finds nothing, without touching session.c.
+ */
+#ifndef CHATD_ROUTER_H
+#define CHATD_ROUTER_H
+
+#include "conn.h"
+#include "jid.h"
+#include "xml.h"
+
+struct srv;
+struct router;
+
+/* One bare JID's sessions. */
+struct route {
+	struct route *next; /* hash chain */
+	struct conn *first; /* sessions, linked by c->rnext */
+	unsigned count;     /* number of sessions */
+	char bare[];        /* "node@domain" */
+};
+
+struct router *router_new(struct srv *srv);
+void router_free(struct router *r);
+
+/* Adds c (c->jid bound, full). A session already bound to the same full JID
+ * is returned in *old; the caller closes it with <conflict/>, which removes
+ * it. 0, or -1 when out of memory. */
+int router_add(struct router *r, struct conn *c, struct conn **old);
+/* Removes c if it is bound. */
+void router_remove(struct router *r, struct conn *c);
+
+/* The sessions of a bare JID ("node@domain"), or NULL. */
+struct route *router_lookup(struct router *r, const char *bare);
+/* The session bound to a full JID, or NULL. */
+struct conn *router_find_full(struct router *r, const struct jid *j);
+/* Number of bare JIDs in the table. */
+unsigned long router_users(const struct router *r);
+
+/*
+ * Routes a stanza (message, presence or iq) from an established session.
+ * 'from' is already stamped with the sender's full JID. Takes ownership of
+ * st. Never closes the sender; a recipient whose output overflows is closed
+ * after the current callback.
+ */
+void router_route(struct srv *srv, struct conn *from, struct xnode *st);
+
+/* Delivers st to one session (serializes it). */
+void router_deliver(struct conn *to, const struct xnode *st);
+
+/*
+ * Answers st (from `sender`) with a stanza error: swaps to/from, sets
+ * type='error' and adds <error type='type'><cond/></error>. Takes ownership
+ * of st. Never answers an error with an error.
+ */
+void router_error(struct conn *sender, struct xnode *st, const char *type, const char *cond);
+
+#endif

@@ -1,0 +1,357 @@
+#include "srv.h"
+
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conn.h"
+#include "http.h"
+#include "jid.h"
+#include "log.h"
+#include "router.h"
+#include "sasl.h"
+#include "tlsbio.h"
+#include "users.h"
+
+uint32_t srv_now(const struct srv *srv)
+{
+	return (uint32_t)((uv_now(srv->loop) - srv->t0_ms) / 1000);
+}
+
+int srv_parse_addr(const char *s, struct sockaddr_storage *ss)
+{
+	char host[256];
+	const char *colon;
+	char *end;
+	long port;
+	size_t hl;
+
+	memset(ss, 0, sizeof(*ss));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+		if (!rb || rb[1] != ':')
+			return -1;
+		hl = (size_t)(rb - s - 1);
+		if (hl >= sizeof(host))
+			return -1;
+		memcpy(host, s + 1, hl);
+		host[hl] = '\0';
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon)
+			return -1;
+		hl = (size_t)(colon - s);
+		if (hl >= sizeof(host))
+			return -1;
+		memcpy(host, s, hl);
+		host[hl] = '\0';
+	}
+	port = strtol(colon + 1, &end, 10);
+	if (!colon[1] || *end || port < 0 || port > 65535)
+		return -1;
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	return -1;
+}
+
+/* --------------------------------------------------------- connections */
+
+void srv_conn_added(struct srv *srv, struct conn *c)
+{
+	c->prev = NULL;
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+}
+
+static void srv_maybe_done(struct srv *srv);
+
+void srv_conn_removed(struct srv *srv, struct conn *c)
+{
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	/* A pending close for a connection that is gone is void. */
+	for (struct conn **pp = &srv->pending; *pp; pp = &(*pp)->pend_next) {
+		if (*pp == c) {
+			*pp = c->pend_next;
+			break;
+		}
+	}
+	srv_maybe_done(srv);
+}
+
+static void srv_pending_cb(uv_idle_t *idle)
+{
+	struct srv *srv = idle->data;
+
+	conn_run_pending(srv);
+	if (!srv->pending)
+		uv_idle_stop(idle);
+}
+
+void srv_mark_pending(struct srv *srv, struct conn *c)
+{
+	c->pend_next = srv->pending;
+	srv->pending = c;
+	/* An idle handle keeps the loop from blocking until it has run. */
+	uv_idle_start(&srv->pending_idle, srv_pending_cb);
+}
+
+static void srv_accept_cb(uv_stream_t *listener, int status)
+{
+	struct srv *srv = listener->data;
+	int r;
+
+	if (status < 0) {
+		log_warn("accept_error", "err=%s", uv_err_name(status));
+		return;
+	}
+	r = conn_accept(srv, listener);
+	if (r < 0 && r != UV_EAGAIN)
+		log_warn("accept_error", "err=%s", uv_err_name(r));
+}
+
+/* --------------------------------------------------------------- sweep */
+
+/* Sends a XEP-0199 ping to an established client that has been silent. */
+static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
+{
+	char full[3 * 1024 + 4], buf[3 * 1024 + 512];
+	int n;
+
+	if (jid_format_full(&c->jid, full, sizeof(full)) < 0)
+		return;
+	c->ping_seq = ++srv->ping_seq ? srv->ping_seq : ++srv->ping_seq;
+	c->t_deadline = now + srv->cfg->ping_timeout;
+	n = snprintf(buf, sizeof(buf),
+		     "<iq type='get' id='ping-%u' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+		     c->ping_seq, srv->domain, full);
+	if (n > 0 && (size_t)n < sizeof(buf)) {
+		srv->metrics.pings_sent_total++;
+		conn_send(c, buf, (size_t)n);
+	}
+}
+
+static void srv_sweep_cb(uv_timer_t *t)
+{
+	struct srv *srv = t->data;
+	uint32_t now = srv_now(srv);
+	struct conn *c, *next;
+
+	for (c = srv->conns; c; c = next) {
+		next = c->next;
+		if (c->handle_closed)
+			continue;
+		if (c->closing) {
+			if (c->t_deadline && now >= c->t_deadline)
+				conn_destroy(c);
+			continue;
+		}
+		if (c->state != ST_ESTABLISHED) {
+			if (now >= c->t_deadline) {
+				conn_log(c, LOG_INFO, "auth_timeout", "state=%s",
+					 conn_state_name((enum conn_state)c->state));
+				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
+					   "no session established in time");
+			}
+			continue;
+		}
+		if (c->ping_seq) {
+			if (now >= c->t_deadline) {
+				conn_log(c, LOG_INFO, "ping_timeout", "%s", "");
+				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
+					   "no answer to ping");
+			}
+		} else if (srv->cfg->ping_interval && now - c->t_rx >= srv->cfg->ping_interval) {
+			srv_ping(srv, c, now);
+		}
+	}
+	if (srv->phase == SRV_DRAINING && now >= srv->drain_deadline) {
+		log_info("drain_timeout", "connections=%llu",
+			 (unsigned long long)srv->metrics.connections);
+		srv_shutdown(srv);
+	}
+}
+
+/* ---------------------------------------------------------------- drain */
+
+static void srv_close_handles(struct srv *srv)
+{
+	uv_close((uv_handle_t *)&srv->sweep, NULL);
+	uv_close((uv_handle_t *)&srv->pending_idle, NULL);
+	uv_close((uv_handle_t *)&srv->sigterm, NULL);
+	uv_close((uv_handle_t *)&srv->sigint, NULL);
+	http_stop(srv->http);
+	srv->http = NULL;
+}
+
+/* Once stopping (or draining) and no connection is left, close everything
+ * so uv_run() returns. */
+static void srv_maybe_done(struct srv *srv)
+{
+	if (srv->phase < SRV_DRAINING || srv->conns || srv->listening || srv->done)
+		return;
+	srv->done = 1;
+	log_info("drained", "accepted=%llu", (unsigned long long)srv->metrics.accepted_total);
+	srv_close_handles(srv);
+}
+
+static void srv_listener_closed(uv_handle_t *h)
+{
+	struct srv *srv = h->data;
+
+	srv->listening = 0;
+	srv_maybe_done(srv);
+}
+
+void srv_drain(struct srv *srv)
+{
+	if (srv->phase >= SRV_DRAINING)
+		return;
+	srv->phase = SRV_DRAINING;
+	srv->metrics.ready = 0;
+	srv->metrics.draining = 1;
+	srv->drain_deadline = srv_now(srv) + srv->cfg->drain_timeout;
+	log_info("drain", "connections=%llu sessions=%llu drain_timeout=%u",
+		 (unsigned long long)srv->metrics.connections,
+		 (unsigned long long)srv->metrics.sessions, srv->cfg->drain_timeout);
+	uv_close((uv_handle_t *)&srv->listener, srv_listener_closed);
+}
+
+void srv_shutdown(struct srv *srv)
+{
+	struct conn *c, *next;
+
+	srv_drain(srv);
+	if (srv->phase == SRV_STOPPING)
+		return;
+	srv->phase = SRV_STOPPING;
+	log_info("shutdown", "connections=%llu", (unsigned long long)srv->metrics.connections);
+	for (c = srv->conns; c; c = next) {
+		next = c->next;
+		conn_close(c, CLOSE_SYSTEM_SHUTDOWN, "system-shutdown", "server shutting down");
+	}
+	srv_maybe_done(srv);
+}
+
+static void srv_signal_cb(uv_signal_t *s, int signum)
+{
+	struct srv *srv = s->data;
+
+	log_info("signal", "signal=%s count=%d", signum == SIGTERM ? "TERM" : "INT",
+		 srv->signals + 1);
+	if (srv->signals++ == 0)
+		srv_drain(srv);
+	else
+		srv_shutdown(srv);
+}
+
+/* ----------------------------------------------------------------- setup */
+
+int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
+{
+	struct sockaddr_storage ss;
+	char err[512];
+	int r;
+
+	memset(srv, 0, sizeof(*srv));
+	srv->loop = loop;
+	srv->cfg = cfg;
+	srv->t0_ms = uv_now(loop);
+	if (jid_prep_domain(cfg->domain, &srv->domain) != 0) {
+		log_error("config_error", "msg=\"--domain is not a valid domain\" domain=%s",
+			  cfg->domain);
+		return -1;
+	}
+	srv->router = router_new(srv);
+	srv->sasl_cache = cfg->auth_any ? sasl_cache_new() : NULL;
+	if (!srv->router || (cfg->auth_any && !srv->sasl_cache))
+		return -1;
+	if (cfg->users[0]) {
+		r = users_load(cfg->users, &srv->users, err, sizeof(err));
+		if (r != 0) {
+			char q[600];
+			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
+			return -1;
+		}
+		log_info("users", "file=%s count=%zu", cfg->users, users_count(srv->users));
+	}
+	if (cfg->tls_cert[0]) {
+		srv->tls_ctx = tlsbio_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+		if (!srv->tls_ctx) {
+			char q[600];
+			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
+			return -1;
+		}
+	}
+	if (cfg->auth_any)
+		log_warn("auth_any", "msg=\"DEMO MODE: any user name and password is accepted "
+				     "(PLAIN); SCRAM password is the user name. Never in production.\"");
+	if (!cfg->auth_any && !srv->users && !cfg->allow_anonymous)
+		log_warn("no_accounts", "msg=\"no --users, --auth-any or --allow-anonymous: "
+					"nobody can log in\"");
+	if (srv_parse_addr(cfg->listen, &ss) != 0) {
+		log_error("config_error", "msg=\"bad --listen address\" listen=%s", cfg->listen);
+		return -1;
+	}
+	uv_tcp_init(loop, &srv->listener);
+	srv->listener.data = srv;
+	srv->listening = 1;
+	r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+	if (r == 0)
+		r = uv_listen((uv_stream_t *)&srv->listener, 4096, srv_accept_cb);
+	if (r != 0) {
+		log_error("listen_error", "addr=%s err=%s", cfg->listen, uv_strerror(r));
+		return -1;
+	}
+	if (cfg->http[0]) {
+		srv->http = http_start(srv, cfg->http);
+		if (!srv->http)
+			return -1;
+	}
+	uv_timer_init(loop, &srv->sweep);
+	srv->sweep.data = srv;
+	uv_timer_start(&srv->sweep, srv_sweep_cb, 1000, 1000);
+	uv_idle_init(loop, &srv->pending_idle);
+	srv->pending_idle.data = srv;
+	uv_signal_init(loop, &srv->sigterm);
+	uv_signal_init(loop, &srv->sigint);
+	srv->sigterm.data = srv;
+	srv->sigint.data = srv;
+	uv_signal_start(&srv->sigterm, srv_signal_cb, SIGTERM);
+	uv_signal_start(&srv->sigint, srv_signal_cb, SIGINT);
+	signal(SIGPIPE, SIG_IGN);
+	srv->phase = SRV_RUNNING;
+	srv->metrics.ready = 1;
+	log_info("listen", "addr=%s domain=%s version=%s instance=%s max_connections=%u",
+		 cfg->listen, srv->domain, cfg->version_label, cfg->instance,
+		 cfg->max_connections);
+	return 0;
+}
+
+int srv_run(struct srv *srv)
+{
+	uv_run(srv->loop, UV_RUN_DEFAULT);
+	log_info("exit", "status=0");
+	return 0;
+}
+
+void srv_free(struct srv *srv)
+{
+	router_free(srv->router);
+	users_free(srv->users);
+	sasl_cache_free(srv->sasl_cache);
+	if (srv->tls_ctx)
+		SSL_CTX_free(srv->tls_ctx);
+	free(srv->domain);
+}

@@ -1,0 +1,89 @@
+/*
+ * The chatd server context: the loop, the configuration, the listener, the
+ * set of connections, the limits that apply to all of them (max
+ * connections, timeouts swept once a second) and the drain on SIGTERM.
+ * Everything is reached through one struct srv passed explicitly; there are
+ * no globals.
+ */
+#ifndef CHATD_SRV_H
+#define CHATD_SRV_H
+
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+#include <uv.h>
+
+#include "config.h"
+#include "metrics.h"
+
+struct conn;
+struct router;
+struct http;
+struct users;
+struct sasl_cache;
+
+/* Seconds a closing connection may linger (flushing the stream error,
+ * discarding input) before the socket is closed regardless. */
+#define SRV_LINGER_S 3
+/* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
+#define SRV_READ_BUF 65536
+
+enum srv_phase {
+	SRV_STARTING = 0, /* not yet listening: /readyz 503 */
+	SRV_RUNNING,      /* accepting: /readyz 200 */
+	SRV_DRAINING,     /* SIGTERM: listener closed, connections kept */
+	SRV_STOPPING,     /* all connections told system-shutdown; exit when gone */
+};
+
+struct srv {
+	uv_loop_t *loop;          /* not owned */
+	const struct config *cfg; /* not owned */
+	char *domain;             /* cfg->domain, nameprep'ed; owned */
+	uv_tcp_t listener;        /* client listener */
+	uv_signal_t sigterm, sigint;
+	uv_timer_t sweep;         /* 1 s: auth/ping timeouts, lingering, drain deadline */
+	uv_idle_t pending_idle;   /* runs deferred closes (conn_fail) */
+	struct conn *conns;       /* every client connection (doubly linked) */
+	struct conn *pending;     /* connections marked by conn_fail() */
+	struct router *router;    /* local sessions; owned */
+	struct http *http;        /* HTTP endpoint, or NULL; owned */
+	struct users *users;      /* --users store, or NULL; owned */
+	struct sasl_cache *sasl_cache; /* --auth-any SCRAM credentials; owned */
+	SSL_CTX *tls_ctx;         /* STARTTLS context, or NULL; owned */
+	struct metrics metrics;   /* counters; see metrics.h for who writes each */
+	uint64_t next_conn_id;    /* last connection id given out */
+	uint64_t t0_ms;           /* uv_now() at srv_init: the srv clock's origin */
+	uint32_t drain_deadline;  /* s (srv clock) when draining ends */
+	uint32_t ping_seq;        /* last id given to a server ping */
+	enum srv_phase phase;
+	int listening;            /* listener open */
+	int signals;              /* SIGTERM/SIGINT received */
+	int done;                 /* handles closed for exit */
+	char rbuf[SRV_READ_BUF];  /* the one read buffer of every connection */
+	char plain[SRV_READ_BUF]; /* decrypted TLS input, shared likewise */
+};
+
+/* Sets up everything that can fail before the loop runs (listener, HTTP,
+ * TLS, users); 0, or -1 after logging why. */
+int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg);
+/* Runs the loop until the server has drained; returns the exit status. */
+int srv_run(struct srv *srv);
+/* Frees what srv_init() made (after srv_run() returned). */
+void srv_free(struct srv *srv);
+
+/* Seconds since srv_init() on the loop clock. */
+uint32_t srv_now(const struct srv *srv);
+
+/* Starts the drain (first SIGTERM) or the immediate shutdown (second). */
+void srv_drain(struct srv *srv);
+void srv_shutdown(struct srv *srv);
+
+/* Connection bookkeeping for conn.c. */
+void srv_conn_added(struct srv *srv, struct conn *c);
+void srv_conn_removed(struct srv *srv, struct conn *c);
+void srv_mark_pending(struct srv *srv, struct conn *c);
+
+/* Parses "ADDR:PORT" / "[V6]:PORT" into ss; 0 or -1. */
+int srv_parse_addr(const char *s, struct sockaddr_storage *ss);
+
+#endif
