@@ -414,7 +414,8 @@ static int serialize_attr(const struct xattr *a, unsigned *nprefix, struct xbuf 
 	const char *name = a->name;
 
 	if (name[0] == '{') {
-		const char *end = strchr(name, '}');
+		/* A URI may contain '}', a local name may not: split at the last. */
+		const char *end = strrchr(name, '}');
 
 		if (!end)
 			return -1;

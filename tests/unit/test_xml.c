@@ -229,6 +229,7 @@ static void test_parse_round_trip(void **state)
 		xnode_set_attr(m, "id", texts[i]);
 		xnode_set_attr(m, "xml:lang", "fr");
 		xnode_set_attr(m, "{urn:foo}bar", texts[i]);
+		xnode_set_attr(m, "{urn:}}x}baz", "1"); /* '}' in a URI (fuzz_xstream) */
 		xnode_add_text(xnode_add_child(m, "body", NULL), texts[i], strlen(texts[i]));
 		xbuf_init(&b);
 		xbuf_puts(&b, "<stream:stream xmlns='jabber:client' "
@@ -239,6 +240,7 @@ static void test_parse_round_trip(void **state)
 		assert_string_equal(xnode_attr(r.got, "id"), texts[i]);
 		assert_string_equal(xnode_attr(r.got, "xml:lang"), "fr");
 		assert_string_equal(xnode_attr(r.got, "{urn:foo}bar"), texts[i]);
+		assert_string_equal(xnode_attr(r.got, "{urn:}}x}baz"), "1");
 		a = xnode_text(xnode_child(r.got, "body", "jabber:client"));
 		assert_string_equal(a, texts[i]);
 		free(a);
