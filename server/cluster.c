@@ -460,9 +460,35 @@ static int link_flush_obuf(struct link *l)
 
 /* ---- routes ---- */
 
+/* Tells chatd about an available remote session that is gone, unless
+ * another owner still holds the same full JID. */
+static void route_gone(struct cluster *cl, const char *full)
+{
+	if (cl->hooks.route_gone && !cluster_routes_find(&cl->remote, full, NULL))
+		cl->hooks.route_gone(cl->ud, full);
+}
+
 static void link_drop_routes(struct link *l)
 {
-	size_t n = cluster_routes_drop_owner(&l->cl->remote, &l->routes);
+	struct cluster *cl = l->cl;
+	struct cluster_route *r;
+	char **gone = NULL;
+	size_t n, ngone = 0, i;
+
+	/* Collected first: the hook runs once the table is consistent. */
+	if (cl->hooks.route_gone && l->routes.count) {
+		gone = calloc(l->routes.count, sizeof(*gone));
+		for (r = l->routes.head; gone && r; r = r->onext)
+			if (r->available && (gone[ngone] = strdup(r->full)) != NULL)
+				ngone++;
+	}
+	n = cluster_routes_drop_owner(&cl->remote, &l->routes);
+	for (i = 0; i < ngone; i++) {
+		if (!cl->leaving)
+			route_gone(cl, gone[i]);
+		free(gone[i]);
+	}
+	free(gone);
 
 	if (n)
 		log_info("cluster_routes_dropped", "link=%llu peer=%s routes=%zu",
@@ -551,6 +577,13 @@ int cluster_has_route(const struct cluster *cl, const char *full)
 	return cluster_routes_find(&cl->remote, full, NULL) != NULL;
 }
 
+int cluster_route_available(const struct cluster *cl, const char *full)
+{
+	const struct cluster_route *r = cluster_routes_find(&cl->remote, full, NULL);
+
+	return r ? r->available : -1;
+}
+
 static int send_stanza(struct cluster *cl, struct link *l, const char *to, const char *from,
 		       const char *xml, size_t len)
 {
@@ -595,19 +628,32 @@ int cluster_bare_best(const struct cluster *cl, const char *bare, int *best)
 	return n;
 }
 
-int cluster_forward_bare(struct cluster *cl, const char *bare, int all, int prio, const char *from,
-			 const char *xml, size_t len)
+static int bare_selected(const struct cluster_route *r, enum cluster_bare_mode mode, int prio)
+{
+	if (!r->available)
+		return 0;
+	switch (mode) {
+	case CLUSTER_BARE_PRIO:
+		return r->priority == prio;
+	case CLUSTER_BARE_NONNEG:
+		return r->priority >= 0;
+	default:
+		return 1;
+	}
+}
+
+int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare_mode mode,
+			 int prio, const char *from, const char *xml, size_t len)
 {
 	const struct cluster_route *r, *o;
 	int n = 0;
 
 	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext) {
-		if (!r->available || (!all && r->priority != prio))
+		if (!bare_selected(r, mode, prio))
 			continue;
 		/* one copy per session even if two owners briefly claim it */
 		for (o = cluster_routes_bare(&cl->remote, bare); o != r; o = o->bnext)
-			if (o->available && (all || o->priority == prio) &&
-			    strcmp(o->resource, r->resource) == 0)
+			if (bare_selected(o, mode, prio) && strcmp(o->resource, r->resource) == 0)
 				break;
 		if (o != r)
 			continue;
@@ -892,7 +938,11 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 		memcpy(jid, rec.jid.p, rec.jid.len);
 		jid[rec.jid.len] = '\0';
 		if (m->type == CLUSTER_MSG_ROUTE_DEL) {
-			cluster_routes_del(&l->cl->remote, &l->routes, jid);
+			const struct cluster_route *r = cluster_routes_find(&l->cl->remote, jid, NULL);
+			int was = r && r->owner == &l->routes && r->available;
+
+			if (cluster_routes_del(&l->cl->remote, &l->routes, jid) > 0 && was)
+				route_gone(l->cl, jid);
 			continue;
 		}
 		rc = cluster_routes_set(&l->cl->remote, &l->routes, jid, rec.priority,

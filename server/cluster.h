@@ -54,6 +54,17 @@ struct cluster_hooks {
 	/* Presence broadcast by a remote user: deliver it to the local
 	 * sessions that chatd's own broadcast rule picks. */
 	void (*presence)(void *ud, const char *from, const char *xml, size_t len);
+	/* A remote session's route went away (unbound, its link died, its
+	 * instance left) while it was available: chatd tells the user's
+	 * local resources it is unavailable. May be NULL. */
+	void (*route_gone)(void *ud, const char *full);
+};
+
+/* Which remote resources of a bare JID get a copy (RFC 6121 8.5.2). */
+enum cluster_bare_mode {
+	CLUSTER_BARE_PRIO,   /* available, priority == prio (message chat/normal) */
+	CLUSTER_BARE_NONNEG, /* available, priority >= 0 (message headline) */
+	CLUSTER_BARE_ALL,    /* available (presence) */
 };
 
 struct cluster;
@@ -98,17 +109,19 @@ int cluster_forward(struct cluster *cl, const char *to, const char *from, const 
  * *best to the highest such priority (untouched when none).
  */
 int cluster_bare_best(const struct cluster *cl, const char *bare, int *best);
-/* Forwards one copy to each remote resource of bare that is available and
- * has priority prio (all = 0) or is available at all (all = 1). Returns the
- * number of copies sent. */
-int cluster_forward_bare(struct cluster *cl, const char *bare, int all, int prio, const char *from,
-			 const char *xml, size_t len);
+/* Forwards one copy to each remote resource of bare that mode selects.
+ * Returns the number of copies sent. */
+int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare_mode mode,
+			 int prio, const char *from, const char *xml, size_t len);
 /* Sends presence broadcast by a local user to every peer. Returns the
  * number of peers it went to. */
 int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len);
 
 /* 1 when full is bound on some peer. */
 int cluster_has_route(const struct cluster *cl, const char *full);
+/* 1 when full is bound on a peer and available, 0 when bound and not
+ * available, -1 when not bound on any peer. */
+int cluster_route_available(const struct cluster *cl, const char *full);
 
 struct cluster_stats {
 	uint64_t peers;            /* established links */

@@ -422,6 +422,7 @@ struct node {
 	char name[16];
 	int delivered;
 	int presences;
+	int gone;
 	char last_to[128];
 	char last_xml[256];
 };
@@ -443,6 +444,14 @@ static void presence_cb(void *ud, const char *from, const char *xml, size_t len)
 	struct node *n = ud;
 
 	n->presences++;
+}
+
+static void gone_cb(void *ud, const char *full)
+{
+	struct node *n = ud;
+
+	if (n)
+		n->gone++;
 }
 
 static int free_port(void)
@@ -524,7 +533,7 @@ static int delivered_is(void *arg)
 
 static void start_nodes(uv_loop_t *loop, int n, const uint8_t *secret, size_t secretlen)
 {
-	struct cluster_hooks hooks = { deliver_cb, presence_cb };
+	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb };
 	char peers[256];
 	int i;
 
@@ -620,7 +629,7 @@ static void test_links(void **state)
 	for (int k = 0; k < 100 && cluster_bare_best(nodes[1].cl, "alice@x", &best) != 2; k++)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_int_equal(cluster_bare_best(nodes[1].cl, "alice@x", &best), 2);
-	assert_int_equal(cluster_forward_bare(nodes[1].cl, "alice@x", 0, 5, "bob@x/r",
+	assert_int_equal(cluster_forward_bare(nodes[1].cl, "alice@x", CLUSTER_BARE_PRIO, 5, "bob@x/r",
 					      "<message to='alice@x'/>", 23),
 			 2);
 	dw[0] = 0;
@@ -642,6 +651,9 @@ static void test_links(void **state)
 	cluster_local_del(nodes[2].cl, "alice@x/desk");
 	w = (struct route_wait){ 1, "alice@x/desk", 0 };
 	assert_true(run_until(&loop, route_is, &w, 3000));
+	assert_int_equal(nodes[1].gone, 1); /* it was available: its user's resources hear */
+	assert_int_equal(cluster_route_available(nodes[1].cl, "alice@x/phone"), 1);
+	assert_int_equal(cluster_route_available(nodes[1].cl, "alice@x/desk"), -1);
 
 	cluster_get_stats(nodes[1].cl, &s);
 	assert_int_equal(s.peers, 2);
@@ -661,6 +673,7 @@ static void test_links(void **state)
 	assert_true(run_until(&loop, all_linked, &want, 1000));
 	cluster_get_stats(nodes[1].cl, &s);
 	assert_int_equal(s.link_failures, 0);
+	assert_int_equal(nodes[1].gone, 2);
 
 	stop_all(&loop);
 	assert_int_equal(uv_loop_close(&loop), 0);
@@ -694,7 +707,7 @@ static void test_dump_on_join(void **state)
 static void test_wrong_secret(void **state)
 {
 	static const uint8_t other[] = "another-secret-of-enough-length";
-	struct cluster_hooks hooks = { deliver_cb, presence_cb };
+	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb };
 	struct cluster_config cfg = { 0 };
 	struct cluster_stats s0, s1;
 	struct cluster *bad;
