@@ -28,8 +28,9 @@
 
 /* Output we let pile up towards a server that does not read (bytes). */
 #define CLIENT_MAX_OUTPUT (256 * 1024)
-/* An idle client's parser is compacted after this long without input. */
-#define CLIENT_COMPACT_MS 2000
+/* An idle client's parser is compacted after this long without input: soon,
+ * so that few parsers are alive at once and their memory is reused. */
+#define CLIENT_COMPACT_MS 200
 /* A slot whose connection failed tries again after this long. */
 #define CLIENT_RETRY_MS 1000
 
@@ -1075,8 +1076,9 @@ void client_tick(struct client *c, uint32_t now)
 			c->next_msg_ms = now + 1;
 	}
 	if (!c->compacted && now - c->last_rx_ms >= CLIENT_COMPACT_MS && c->xs) {
-		xstream_compact(c->xs);
 		c->compacted = 1;
+		if (xstream_compact(c->xs))
+			c->fl->compactions++;
 	}
 }
 

@@ -126,7 +126,8 @@ struct fleet {
 	bool tty;
 	int status_fd;              /* worker: status lines to the parent; -1 */
 	uint64_t rng;
-	uint64_t pings_id;
+	uint64_t compactions;       /* parsers freed since the last malloc_trim() */
+	uint32_t last_trim_ms;
 };
 
 uint32_t fleet_now_ms(const struct fleet *fl);

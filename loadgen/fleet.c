@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -129,6 +130,13 @@ static void fleet_on_tick(uv_timer_t *t)
 		client_tick(c, now);
 	}
 	msgtrack_expire(&fl->mt, fleet_now_us(fl));
+	if (fl->compactions > 256 && now - fl->last_trim_ms >= 5000) {
+		/* Parsers freed by compaction leave holes between long-lived small
+		 * allocations; hand whole free pages back so RSS follows usage. */
+		malloc_trim(0);
+		fl->compactions = 0;
+		fl->last_trim_ms = now;
+	}
 	fl->st->elapsed_s = now / 1000.0;
 	fleet_second(fl, now);
 

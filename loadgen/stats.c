@@ -398,8 +398,8 @@ static int stats_merge_timeline(struct stats *s, const json_t *tl)
 {
 	json_t *vers = json_object_get(tl, "versions"), *rows = json_object_get(tl, "rows");
 	unsigned map[STATS_MAX_VERSIONS];
-	size_t nv = json_array_size(vers), nr = json_array_size(rows), i, total;
-	struct stats_row last;
+	size_t nv = json_array_size(vers), nr = json_array_size(rows), i, total, old_n;
+	struct stats_row last, base;
 
 	if (!tl)
 		return 0;
@@ -410,11 +410,25 @@ static int stats_merge_timeline(struct stats *s, const json_t *tl)
 		map[i] = stats_version_index(s, l ? l : "unknown");
 	}
 	memset(&last, 0, sizeof(last));
+	/* Rows this merge adds start from what the merged ones ended with. */
+	old_n = s->nrows;
+	if (old_n)
+		base = s->rows[old_n - 1];
+	else
+		memset(&base, 0, sizeof(base));
 	total = nr > s->nrows ? nr : s->nrows;
 	for (i = 0; i < total; i++) {
 		struct stats_row *r = stats_row_at(s, i);
 		if (!r)
 			return -1;
+		if (i >= old_n) {
+			r->logins = base.logins;
+			r->dropped = base.dropped;
+			r->server_closed = base.server_closed;
+			r->sent = base.sent;
+			r->delivered = base.delivered;
+			r->lost = base.lost;
+		}
 		if (i < nr) {
 			json_t *a = json_array_get(rows, i);
 			if (!json_is_array(a) || json_array_size(a) < 8 + nv)
