@@ -67,6 +67,7 @@ struct xstream {
 	uint64_t halt_off;	    /* stream offset just after the event that halted */
 	size_t parser_mem;	    /* heap held by expat for this stream */
 	size_t tree_mem;	    /* estimated heap of the stanza being built */
+	size_t tree_cap;	    /* bound on tree_mem, from max_stanza */
 	unsigned depth;		    /* 0 before the header, 1 between stanzas */
 	int err;		    /* first error noted by a handler */
 	uint8_t state;		    /* enum xs_state */
@@ -147,6 +148,15 @@ static void xs_fill_limits(struct xstream_limits *dst, const struct xstream_limi
 	dst->max_depth = src && src->max_depth ? src->max_depth : XSTREAM_DEFAULT_MAX_DEPTH;
 }
 
+static void xs_apply_limits(struct xstream *xs, const struct xstream_limits *src)
+{
+	xs_fill_limits(&xs->lim, src);
+	if (xs->lim.max_stanza > (SIZE_MAX - XS_TREE_SLACK) / XS_TREE_FACTOR)
+		xs->tree_cap = SIZE_MAX;
+	else
+		xs->tree_cap = xs->lim.max_stanza * XS_TREE_FACTOR + XS_TREE_SLACK;
+}
+
 static int64_t ev_start(struct xstream *xs)
 {
 	return (int64_t)XML_GetCurrentByteIndex(xs->p) + xs->idx_base;
@@ -190,7 +200,7 @@ static bool xs_size_ok(struct xstream *xs)
 static bool xs_tree_charge(struct xstream *xs, size_t bytes)
 {
 	xs->tree_mem += bytes;
-	if (xs->tree_mem > xs->lim.max_stanza * XS_TREE_FACTOR + XS_TREE_SLACK) {
+	if (xs->tree_mem > xs->tree_cap) {
 		xs_fail(xs, XSTREAM_ERR_POLICY);
 		return false;
 	}
@@ -609,7 +619,7 @@ struct xstream *xstream_new(const struct xstream_limits *limits,
 
 	if (!xs)
 		return NULL;
-	xs_fill_limits(&xs->lim, limits);
+	xs_apply_limits(xs, limits);
 	if (cbs)
 		xs->cbs = *cbs;
 	xs->ud = ud;
@@ -639,7 +649,7 @@ void xstream_free(struct xstream *xs)
 
 void xstream_set_limits(struct xstream *xs, const struct xstream_limits *limits)
 {
-	xs_fill_limits(&xs->lim, limits);
+	xs_apply_limits(xs, limits);
 }
 
 int xstream_reset(struct xstream *xs)

@@ -151,8 +151,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	rc2 = run_stream(&split, &lim, p, n, cuts, 2);
 	if ((rc1 == XSTREAM_OK) != (rc2 == XSTREAM_OK))
 		abort();
-	if (rc1 == XSTREAM_OK &&
-	    (whole.log.len != split.log.len || memcmp(whole.log.data, split.log.data, whole.log.len)))
+	if (rc1 == XSTREAM_OK && (whole.log.len != split.log.len ||
+				  memcmp(whole.log.data, split.log.data, whole.log.len) != 0))
 		abort();
 	xbuf_free(&whole.log);
 	xbuf_free(&split.log);

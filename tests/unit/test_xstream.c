@@ -150,7 +150,8 @@ static void check_stream(const char *in, int want_rc, const char *want_log)
 static void test_basic_stream(void **state)
 {
 	check_stream("<?xml version='1.0'?>\n" HDR
-		     "<message to='a@b' id='1' type='chat'><body>hi &amp; &lt;bye&gt;</body></message>"
+		     "<message to='a@b' id='1' type='chat'><body>hi &amp; &lt;bye&gt;</body>"
+		     "</message>"
 		     " \n\t "
 		     "<iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>"
 		     "<presence/>"
@@ -253,12 +254,14 @@ static void test_errors(void **state)
 		  "<!DOCTYPE foo [<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>" HDR
 		  "<message><body>&xxe;</body></message>",
 		  XSTREAM_ERR_RESTRICTED },
-		{ "comment in stanza", HDR "<message><!-- hi --></message>", XSTREAM_ERR_RESTRICTED },
+		{ "comment in stanza", HDR "<message><!-- hi --></message>",
+		  XSTREAM_ERR_RESTRICTED },
 		{ "comment before header", "<!-- hi -->" HDR, XSTREAM_ERR_RESTRICTED },
 		{ "comment between stanzas", HDR "<presence/><!-- x -->", XSTREAM_ERR_RESTRICTED },
 		{ "pi", HDR "<message><?php echo 1; ?></message>", XSTREAM_ERR_RESTRICTED },
 		{ "pi before header", "<?xml-stylesheet href='a'?>" HDR, XSTREAM_ERR_RESTRICTED },
-		{ "undefined entity", HDR "<message>&nbsp;</message>", XSTREAM_ERR_NOT_WELL_FORMED },
+		{ "undefined entity", HDR "<message>&nbsp;</message>",
+		  XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "mismatched tag", HDR "<message></presence>", XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "bad attribute", HDR "<message to=a/>", XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "duplicate attribute", HDR "<message to='a' to='b'/>",
@@ -584,6 +587,47 @@ static void test_tree_amplification(void **state)
 	rec_free(&r);
 }
 
+/* Zero limits select the defaults; huge limits do not overflow. */
+static void test_limit_values(void **state)
+{
+	struct xstream_limits zero = { 0, 0 }, huge = { SIZE_MAX, 100000 };
+	size_t n = XSTREAM_DEFAULT_MAX_STANZA + 1;
+	char *big = malloc(n);
+	struct rec r;
+
+	assert_non_null(big);
+	memset(big, 'z', n);
+	memcpy(big, "<m>", 3);
+	memcpy(big + n - 4, "</m>", 4);
+	rec_init(&r, &zero);
+	assert_int_equal(xstream_feed(r.xs, HDR, strlen(HDR), NULL), XSTREAM_OK);
+	assert_int_equal(xstream_feed(r.xs, big, n, NULL), XSTREAM_ERR_POLICY);
+	xstream_reset(r.xs);
+	xstream_set_limits(r.xs, &huge);
+	assert_int_equal(xstream_feed(r.xs, HDR, strlen(HDR), NULL), XSTREAM_OK);
+	assert_int_equal(xstream_feed(r.xs, big, n, NULL), XSTREAM_OK);
+	assert_int_equal(r.nstanzas, 1);
+	rec_free(&r);
+	free(big);
+
+	/* Default depth: 32 levels pass, 33 do not. */
+	struct xbuf in;
+
+	for (int depth = 32; depth <= 33; depth++) {
+		xbuf_init(&in);
+		xbuf_puts(&in, HDR);
+		for (int i = 0; i < depth; i++)
+			xbuf_puts(&in, "<d>");
+		for (int i = 0; i < depth; i++)
+			xbuf_puts(&in, "</d>");
+		rec_init(&r, NULL);
+		assert_int_equal(xstream_feed(r.xs, in.data, in.len, NULL),
+				 depth == 32 ? XSTREAM_OK : XSTREAM_ERR_POLICY);
+		rec_free(&r);
+		xbuf_free(&in);
+	}
+}
+
 /* A generated stream with many stanza shapes, fed in random splits with
  * compaction, must give the same events as one whole feed. */
 static void test_compact_random(void **state)
@@ -604,8 +648,9 @@ static void test_compact_random(void **state)
 				    "</message>", i, i, i);
 			break;
 		case 1:
-			xbuf_printf(&in, "<iq type='result' id='i%d'><query xmlns='jabber:iq:version'>"
-				    "<name>n%d</name><version>%d</version></query></iq>", i, i, i);
+			xbuf_printf(&in, "<iq type='result' id='i%d'>"
+				    "<query xmlns='jabber:iq:version'><name>n%d</name>"
+				    "<version>%d</version></query></iq>", i, i, i);
 			break;
 		case 2:
 			xbuf_printf(&in, "<presence xml:lang='en' from='a%d'><status>s%d</status>"
@@ -742,6 +787,7 @@ int main(void)
 		cmocka_unit_test(test_huge_partial_token),
 		cmocka_unit_test(test_deep_nesting),
 		cmocka_unit_test(test_tree_amplification),
+		cmocka_unit_test(test_limit_values),
 		cmocka_unit_test(test_compact_random),
 		cmocka_unit_test(test_compact_boundaries),
 		cmocka_unit_test(test_reset_anywhere),
