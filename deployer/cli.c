@@ -1,0 +1,1083 @@
+/*
+ * Options are accepted before or after the command; each option names the
+ * commands it applies to, so a misplaced one is a usage error rather than
+ * silently ignored.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "chart.h"
+#include "deploy.h"
+#include "kube.h"
+#include "local.h"
+#include "log.h"
+#include "lswitch.h"
+#include "platform.h"
+#include "run.h"
+
+enum cmd {
+	CMD_NONE = 0,
+	CMD_DEPLOY = 1 << 0,
+	CMD_STATUS = 1 << 1,
+	CMD_ROLLBACK = 1 << 2,
+	CMD_WATCH = 1 << 3,
+	CMD_HISTORY = 1 << 4,
+	CMD_PRUNE = 1 << 5,
+	CMD_CHART = 1 << 6,
+	CMD_LOCAL = 1 << 7,
+	CMD_ALL = 0xff,
+};
+
+enum opt_id {
+	O_HELP, O_VERSION, O_PLATFORM, O_STATE_DIR, O_CHATD, O_NO_AUTH_ANY, O_CHATD_ARGS,
+	O_KUBECONFIG, O_CONTEXT, O_NAMESPACE, O_PLATFORM_OPT, O_LOG_LEVEL,
+	O_REPLICAS, O_READY_TIMEOUT, O_SETTLE, O_POLL, O_MAX_DRAIN, O_ON_MAX_DRAIN, O_SHRINK,
+	O_KEEP_DRAINED, O_KEEP_FAILED, O_NO_WAIT, O_OUTPUT, O_LISTEN, O_FORCE, O_KEEP_COLOURS,
+	O_DURATION, O_COUNT, O_OUT, O_BIN, O_QUIET,
+};
+
+struct opt {
+	const char *name;
+	char short_name;
+	int has_arg;
+	unsigned cmds;
+	enum opt_id id;
+	const char *arg;
+	const char *help;
+};
+
+#define DRAIN_CMDS (CMD_DEPLOY | CMD_ROLLBACK | CMD_PRUNE)
+
+static const struct opt cli_opts[] = {
+	{ "help", 'h', 0, CMD_ALL, O_HELP, NULL, "this help" },
+	{ "version", 0, 0, CMD_ALL, O_VERSION, NULL, "print the version" },
+	{ "platform", 0, 1, CMD_ALL, O_PLATFORM, "NAME",
+	  "local (default) or kubernetes (env RAINBOW_PLATFORM)" },
+	{ "state-dir", 0, 1, CMD_ALL, O_STATE_DIR, "DIR",
+	  "rainbow's files (env RAINBOW_STATE_DIR; default $XDG_STATE_HOME/rainbow or ./.rainbow)" },
+	{ "chatd", 0, 1, CMD_ALL, O_CHATD, "PATH",
+	  "local: the chatd binary (env RAINBOW_CHATD; default: chatd beside rainbow)" },
+	{ "no-auth-any", 0, 0, CMD_ALL, O_NO_AUTH_ANY, NULL,
+	  "local: start chatd without --auth-any" },
+	{ "chatd-args", 0, 1, CMD_ALL, O_CHATD_ARGS, "ARGS",
+	  "local: extra chatd flags, space separated (env RAINBOW_CHATD_ARGS)" },
+	{ "kubeconfig", 0, 1, CMD_ALL, O_KUBECONFIG, "FILE", "kubernetes: kubeconfig file" },
+	{ "context", 0, 1, CMD_ALL, O_CONTEXT, "NAME", "kubernetes: kubeconfig context" },
+	{ "namespace", 'n', 1, CMD_ALL, O_NAMESPACE, "NS", "kubernetes: namespace" },
+	{ "platform-opt", 'P', 1, CMD_ALL, O_PLATFORM_OPT, "KEY=VALUE",
+	  "a platform-specific option (repeatable; see docs/rainbow.md)" },
+	{ "log-level", 0, 1, CMD_ALL, O_LOG_LEVEL, "L", "debug, info, warn (default), error" },
+	{ "replicas", 'r', 1, CMD_DEPLOY, O_REPLICAS, "N", "replicas of the new colour (default 2)" },
+	{ "ready-timeout", 0, 1, CMD_DEPLOY | CMD_ROLLBACK, O_READY_TIMEOUT, "S",
+	  "abort when not every replica is ready after S (default 60s)" },
+	{ "settle", 0, 1, DRAIN_CMDS, O_SETTLE, "S",
+	  "a colour is drained once its count read 0 for S (default 5s)" },
+	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH, O_POLL, "S",
+	  "seconds between observations (default 1s)" },
+	{ "max-drain", 0, 1, DRAIN_CMDS, O_MAX_DRAIN, "S",
+	  "longest drain before --on-max-drain applies (default: none)" },
+	{ "on-max-drain", 0, 1, DRAIN_CMDS, O_ON_MAX_DRAIN, "keep|shutdown",
+	  "keep: stop waiting, leave it draining; shutdown: SIGTERM (system-shutdown)" },
+	{ "shrink", 0, 0, DRAIN_CMDS, O_SHRINK, NULL,
+	  "give back each replica of a draining colour once its count settled at 0" },
+	{ "keep-drained", 0, 1, DRAIN_CMDS, O_KEEP_DRAINED, "K",
+	  "keep the last K drained colours scaled to 0 for rollback" },
+	{ "keep-failed", 0, 0, CMD_DEPLOY, O_KEEP_FAILED, NULL,
+	  "keep a colour that never became ready (for inspection)" },
+	{ "no-wait", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_NO_WAIT, NULL,
+	  "return after the switch; `rainbow prune` deletes drained colours later" },
+	{ "output", 'o', 1, CMD_STATUS | CMD_HISTORY | CMD_LOCAL, O_OUTPUT, "FORMAT",
+	  "table (default) or json" },
+	{ "listen", 0, 1, CMD_LOCAL, O_LISTEN, "ADDR:PORT",
+	  "local up: the switch's public address (default 127.0.0.1:5222)" },
+	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
+	  "local down: do not ask, even with connections open" },
+	{ "keep-colours", 0, 0, CMD_LOCAL, O_KEEP_COLOURS, NULL,
+	  "local down: stop only the switch, leave the chatd processes" },
+	{ "duration", 0, 1, CMD_WATCH, O_DURATION, "S", "watch: stop after S (default: Ctrl-C)" },
+	{ "count", 0, 1, CMD_WATCH, O_COUNT, "N", "watch: stop after N observations" },
+	{ "out", 0, 1, CMD_CHART, O_OUT, "PREFIX",
+	  "chart: write PREFIX.png/.svg (default STATE/chart)" },
+	{ "bin", 0, 1, CMD_CHART, O_BIN, "S", "chart: time bin (default 1s)" },
+	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH, O_QUIET, NULL, "print only errors" },
+};
+#define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
+
+struct cmd_info {
+	const char *name;
+	enum cmd cmd;
+	const char *usage;
+	const char *what;
+};
+
+static const struct cmd_info cli_cmds[] = {
+	{ "deploy", CMD_DEPLOY, "deploy SHA [options]",
+	  "create colour chat-SHA unless it exists, wait until ready, switch new connections "
+	  "to it, wait until older colours drained and delete them" },
+	{ "status", CMD_STATUS, "status [-o json]",
+	  "every colour: state, replicas ready, connections, age, drain progress" },
+	{ "rollback", CMD_ROLLBACK, "rollback [SHA] [options]",
+	  "switch back to a colour still running or kept (default: the one deselected last)" },
+	{ "watch", CMD_WATCH, "watch [--poll S] [--duration S] [--count N]",
+	  "live per-colour connection counts (also recorded to the timeline)" },
+	{ "history", CMD_HISTORY, "history [-o json]", "what rainbow did, from its record" },
+	{ "prune", CMD_PRUNE, "prune [--settle S]",
+	  "delete draining colours whose count settled at 0, and failed colours" },
+	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S]",
+	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot" },
+	{ "local", CMD_LOCAL, "local up|down|status [options]",
+	  "start, stop or show the local platform's switch" },
+};
+#define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
+
+struct cli {
+	const struct cmd_info *cmd;
+	const char *pos[4];
+	int n_pos;
+	const char *platform;
+	const char *state_dir;
+	char state_buf[4096];
+	struct platform_opts popts;
+	struct platform_kv extra[16];
+	const char *log_level;
+	int replicas;
+	double ready_timeout, settle, poll, max_drain;
+	enum deploy_on_max on_max;
+	int on_max_given;
+	int shrink, keep_drained, keep_failed, no_wait, quiet;
+	int json;
+	const char *listen;
+	int force, keep_colours;
+	double duration;
+	long count;
+	const char *out;
+	double bin;
+};
+
+int cli_parse_duration(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || !(v >= 0) || isinf(v))
+		return -1;
+	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
+		;
+	else if (strcmp(end, "ms") == 0)
+		v /= 1000.0;
+	else if (strcmp(end, "m") == 0)
+		v *= 60.0;
+	else if (strcmp(end, "h") == 0)
+		v *= 3600.0;
+	else
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static int parse_int(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || *end || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void usage_all(FILE *f)
+{
+	fprintf(f, "usage: rainbow [--platform local|kubernetes] [--state-dir DIR] COMMAND [ARGS]\n\n"
+		   "Rainbow deploys: one colour (chat-SHA) per git SHA; new connections go to the\n"
+		   "newest colour, old colours drain naturally and are deleted at 0 connections.\n\n"
+		   "commands:\n");
+	for (size_t i = 0; i < CLI_NCMDS; i++)
+		fprintf(f, "  %-34s %s\n", cli_cmds[i].usage, cli_cmds[i].what);
+	fprintf(f, "\n`rainbow COMMAND --help` lists the options of a command; docs/rainbow.md has it all.\n");
+}
+
+static void usage_cmd(FILE *f, const struct cmd_info *c)
+{
+	fprintf(f, "usage: rainbow %s\n\n%s.\n", c->usage, c->what);
+	if (c->cmd == CMD_LOCAL)
+		fprintf(f, "\n  local up      start the switch (daemon; survives rainbow)\n"
+			   "  local down    stop every colour's chatd and the switch (asks while "
+			   "connections are open)\n"
+			   "  local status  the switch: selection and per-backend connections\n");
+	fprintf(f, "\noptions:\n");
+	for (size_t i = 0; i < CLI_NOPTS; i++) {
+		const struct opt *o = &cli_opts[i];
+		char left[64];
+
+		if (!(o->cmds & c->cmd) || o->cmds == CMD_ALL)
+			continue;
+		snprintf(left, sizeof(left), "%c%c%s--%s%s%s", o->short_name ? '-' : ' ',
+			 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+			 o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %-30s %s\n", left, o->help);
+	}
+	fprintf(f, "\nglobal options:\n");
+	for (size_t i = 0; i < CLI_NOPTS; i++) {
+		const struct opt *o = &cli_opts[i];
+		char left[64];
+
+		if (o->cmds != CMD_ALL)
+			continue;
+		snprintf(left, sizeof(left), "%c%c%s--%s%s%s", o->short_name ? '-' : ' ',
+			 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+			 o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %-30s %s\n", left, o->help);
+	}
+}
+
+static int usage_error(const struct cli *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static int usage_error(const struct cli *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "rainbow: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\ntry `rainbow %s%s--help`\n", c->cmd ? c->cmd->name : "",
+		c->cmd ? " " : "");
+	return 2;
+}
+
+static const struct opt *find_opt(const char *arg, const char **value)
+{
+	*value = NULL;
+	if (arg[1] == '-') {
+		const char *name = arg + 2, *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+
+		for (size_t i = 0; i < CLI_NOPTS; i++)
+			if (strlen(cli_opts[i].name) == len &&
+			    strncmp(cli_opts[i].name, name, len) == 0) {
+				if (eq)
+					*value = eq + 1;
+				return &cli_opts[i];
+			}
+		return NULL;
+	}
+	for (size_t i = 0; i < CLI_NOPTS; i++)
+		if (cli_opts[i].short_name && arg[1] == cli_opts[i].short_name) {
+			if (arg[2])
+				*value = arg + 2;
+			return &cli_opts[i];
+		}
+	return NULL;
+}
+
+/* Returns -1 to go on, else an exit status. */
+static int apply_opt(struct cli *c, const struct opt *o, const char *v)
+{
+	long n;
+
+	switch (o->id) {
+	case O_HELP:
+		if (c->cmd)
+			usage_cmd(stdout, c->cmd);
+		else
+			usage_all(stdout);
+		return 0;
+	case O_VERSION:
+		printf("rainbow %s\n", RAINBOW_VERSION);
+		return 0;
+	case O_PLATFORM:
+		c->platform = v;
+		break;
+	case O_STATE_DIR:
+		c->state_dir = v;
+		break;
+	case O_CHATD:
+		c->popts.chatd = v;
+		break;
+	case O_NO_AUTH_ANY:
+		c->popts.auth_any = 0;
+		break;
+	case O_CHATD_ARGS:
+		c->popts.chatd_args = v;
+		break;
+	case O_KUBECONFIG:
+		c->popts.kubeconfig = v;
+		break;
+	case O_CONTEXT:
+		c->popts.context = v;
+		break;
+	case O_NAMESPACE:
+		c->popts.namespace = v;
+		break;
+	case O_PLATFORM_OPT: {
+		const char *eq = strchr(v, '=');
+		struct platform_kv *kv;
+
+		if (!eq || eq == v || c->popts.n_extra >= 16 ||
+		    (size_t)(eq - v) >= sizeof(kv->key) || strlen(eq + 1) >= sizeof(kv->value))
+			return usage_error(c, "bad --platform-opt %s (want KEY=VALUE)", v);
+		kv = &c->extra[c->popts.n_extra++];
+		snprintf(kv->key, sizeof(kv->key), "%.*s", (int)(eq - v), v);
+		snprintf(kv->value, sizeof(kv->value), "%s", eq + 1);
+		break;
+	}
+	case O_LOG_LEVEL: {
+		enum log_level l;
+
+		if (log_level_parse(v, &l) != 0)
+			return usage_error(c, "bad --log-level %s", v);
+		c->log_level = v;
+		break;
+	}
+	case O_REPLICAS:
+		if (parse_int(v, 1, 32, &n) != 0)
+			return usage_error(c, "bad --replicas %s (1..32)", v);
+		c->replicas = (int)n;
+		break;
+	case O_READY_TIMEOUT:
+		if (cli_parse_duration(v, &c->ready_timeout) != 0 || c->ready_timeout <= 0)
+			return usage_error(c, "bad --ready-timeout %s (a duration like 60s)", v);
+		break;
+	case O_SETTLE:
+		if (cli_parse_duration(v, &c->settle) != 0)
+			return usage_error(c, "bad --settle %s (a duration like 5s)", v);
+		break;
+	case O_POLL:
+		if (cli_parse_duration(v, &c->poll) != 0 || c->poll < 0.01)
+			return usage_error(c, "bad --poll %s (a duration >= 10ms)", v);
+		break;
+	case O_MAX_DRAIN:
+		if (cli_parse_duration(v, &c->max_drain) != 0)
+			return usage_error(c, "bad --max-drain %s (a duration like 10m)", v);
+		break;
+	case O_ON_MAX_DRAIN:
+		if (strcmp(v, "keep") == 0)
+			c->on_max = DEPLOY_ON_MAX_KEEP;
+		else if (strcmp(v, "shutdown") == 0)
+			c->on_max = DEPLOY_ON_MAX_SHUTDOWN;
+		else
+			return usage_error(c, "bad --on-max-drain %s (keep or shutdown)", v);
+		c->on_max_given = 1;
+		break;
+	case O_SHRINK:
+		c->shrink = 1;
+		break;
+	case O_KEEP_DRAINED:
+		if (parse_int(v, 0, 16, &n) != 0)
+			return usage_error(c, "bad --keep-drained %s (0..16)", v);
+		c->keep_drained = (int)n;
+		break;
+	case O_KEEP_FAILED:
+		c->keep_failed = 1;
+		break;
+	case O_NO_WAIT:
+		c->no_wait = 1;
+		break;
+	case O_OUTPUT:
+		if (strcmp(v, "json") == 0)
+			c->json = 1;
+		else if (strcmp(v, "table") == 0)
+			c->json = 0;
+		else
+			return usage_error(c, "bad --output %s (table or json)", v);
+		break;
+	case O_LISTEN:
+		c->listen = v;
+		break;
+	case O_FORCE:
+		c->force = 1;
+		break;
+	case O_KEEP_COLOURS:
+		c->keep_colours = 1;
+		break;
+	case O_DURATION:
+		if (cli_parse_duration(v, &c->duration) != 0)
+			return usage_error(c, "bad --duration %s", v);
+		break;
+	case O_COUNT:
+		if (parse_int(v, 1, 100000000, &c->count) != 0)
+			return usage_error(c, "bad --count %s", v);
+		break;
+	case O_OUT:
+		c->out = v;
+		break;
+	case O_BIN:
+		if (cli_parse_duration(v, &c->bin) != 0 || c->bin <= 0)
+			return usage_error(c, "bad --bin %s", v);
+		break;
+	case O_QUIET:
+		c->quiet = 1;
+		break;
+	}
+	return -1;
+}
+
+static int parse(struct cli *c, int argc, char **argv)
+{
+	const char *env;
+	int cmd_idx = -1;
+
+	memset(c, 0, sizeof(c[0]));
+	c->popts.auth_any = 1;
+	c->popts.extra = c->extra;
+	c->replicas = 2;
+	c->ready_timeout = 60;
+	c->settle = 5;
+	c->poll = 1;
+	c->keep_drained = -1;
+	c->bin = 1;
+	c->listen = LOCAL_LISTEN_DEFAULT;
+
+	/* The command first (options may precede it), so option errors can name it. */
+	for (int i = 1; i < argc; i++) {
+		const struct opt *o;
+		const char *v;
+
+		if (argv[i][0] == '-' && argv[i][1]) {
+			if (strcmp(argv[i], "--") == 0)
+				break;
+			o = find_opt(argv[i], &v);
+			if (o && o->has_arg && !v)
+				i++;
+			continue;
+		}
+		for (size_t k = 0; k < CLI_NCMDS; k++)
+			if (strcmp(argv[i], cli_cmds[k].name) == 0)
+				c->cmd = &cli_cmds[k];
+		cmd_idx = i;
+		if (!c->cmd) {
+			fprintf(stderr, "rainbow: unknown command '%s'\n", argv[i]);
+			usage_all(stderr);
+			return 2;
+		}
+		break;
+	}
+	for (int i = 1; i < argc; i++) {
+		const struct opt *o;
+		const char *v;
+		int rc;
+
+		if (i == cmd_idx)
+			continue;
+		if (argv[i][0] != '-' || !argv[i][1]) {
+			if (c->n_pos >= 4)
+				return usage_error(c, "too many arguments (%s)", argv[i]);
+			c->pos[c->n_pos++] = argv[i];
+			continue;
+		}
+		o = find_opt(argv[i], &v);
+		if (!o)
+			return usage_error(c, "unknown option %s", argv[i]);
+		if (c->cmd && !(o->cmds & c->cmd->cmd))
+			return usage_error(c, "option %s does not apply to this command", argv[i]);
+		if (!c->cmd && o->cmds != CMD_ALL)
+			return usage_error(c, "option %s needs a command", argv[i]);
+		if (o->has_arg && !v) {
+			if (i + 1 >= argc)
+				return usage_error(c, "option %s needs a value", argv[i]);
+			v = argv[++i];
+		} else if (!o->has_arg && v) {
+			return usage_error(c, "option %s takes no value", argv[i]);
+		}
+		rc = apply_opt(c, o, v);
+		if (rc >= 0)
+			return rc == 0 ? 1 : rc;
+	}
+	if (!c->cmd) {
+		usage_all(stderr);
+		return 2;
+	}
+	if (!c->platform)
+		c->platform = getenv("RAINBOW_PLATFORM");
+	if (!c->platform || !*c->platform)
+		c->platform = "local";
+	if (!c->popts.chatd_args && (env = getenv("RAINBOW_CHATD_ARGS")))
+		c->popts.chatd_args = env;
+	if (!c->state_dir && (env = getenv("RAINBOW_STATE_DIR")) && *env)
+		c->state_dir = env;
+	if (!c->state_dir) {
+		env = getenv("XDG_STATE_HOME");
+		if (env && *env)
+			snprintf(c->state_buf, sizeof(c->state_buf), "%s/rainbow", env);
+		else
+			snprintf(c->state_buf, sizeof(c->state_buf), ".rainbow");
+		c->state_dir = c->state_buf;
+	}
+	c->popts.state_dir = c->state_dir;
+	return -1;
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+static const struct platform_ops *pick_platform(const char *name)
+{
+	if (strcmp(name, "local") == 0)
+		return local_platform_ops();
+	if (strcmp(name, "kubernetes") == 0 || strcmp(name, "kube") == 0 ||
+	    strcmp(name, "k8s") == 0)
+		return kube_platform_ops();
+	return NULL;
+}
+
+static int open_platform(struct cli *c, struct platform *p)
+{
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	p->ops = pick_platform(c->platform);
+	if (!p->ops) {
+		fprintf(stderr, "rainbow: unknown platform '%s' (local or kubernetes)\n",
+			c->platform);
+		return 2;
+	}
+	rc = local_state_init(c->state_dir);
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: state dir %s: %s\n", c->state_dir, strerror(-rc));
+		return 1;
+	}
+	rc = p->ops->open(p, &c->popts);
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: %s platform: %s\n", p->ops->name, p->err);
+		p->ops->close(p);
+		return 1;
+	}
+	return 0;
+}
+
+/* One mutating rainbow per state dir at a time; released by the kernel on any exit. */
+static int take_lock(const char *state_dir)
+{
+	char path[4200];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/lock", state_dir);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+		close(fd);
+		return -EBUSY;
+	}
+	return fd;
+}
+
+static void fmt_dur(char *buf, size_t len, double s)
+{
+	if (s < 0)
+		snprintf(buf, len, "-");
+	else if (s < 60)
+		snprintf(buf, len, "%.0fs", s);
+	else if (s < 3600)
+		snprintf(buf, len, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
+	else
+		snprintf(buf, len, "%.0fh%02.0fm", floor(s / 3600), fmod(s / 60, 60));
+}
+
+static void fill_cfg(const struct cli *c, struct deploy_cfg *cfg, enum deploy_mode mode,
+		     const char *sha)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->mode = mode;
+	snprintf(cfg->sha, sizeof(cfg->sha), "%s", sha ? sha : "");
+	cfg->replicas = mode == DEPLOY_MODE_DEPLOY ? c->replicas : 0;
+	cfg->ready_timeout_ms = (int64_t)(c->ready_timeout * 1000);
+	cfg->settle_ms = (int64_t)(c->settle * 1000);
+	cfg->max_drain_ms = (int64_t)(c->max_drain * 1000);
+	cfg->on_max_drain = c->on_max;
+	cfg->shrink = c->shrink;
+	cfg->keep_drained = c->keep_drained;
+	cfg->keep_failed = c->keep_failed;
+	cfg->no_wait = c->no_wait;
+	cfg->prune_window_ms = (int64_t)((c->settle + 2 * c->poll) * 1000);
+}
+
+static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
+{
+	struct platform p;
+	struct deploy_cfg cfg;
+	struct run_opts ro = { .state_dir = c->state_dir, .poll_s = c->poll, .out = stdout,
+			       .quiet = c->quiet };
+	char target[PLATFORM_SHA_MAX], err[512];
+	int rc, lock;
+
+	if (c->on_max_given && c->max_drain <= 0) {
+		fprintf(stderr, "rainbow: --on-max-drain needs --max-drain\n");
+		return 2;
+	}
+	rc = open_platform(c, &p);
+	if (rc)
+		return rc;
+	lock = take_lock(c->state_dir);
+	if (lock < 0) {
+		fprintf(stderr, "rainbow: another rainbow is deploying with state dir %s\n",
+			c->state_dir);
+		p.ops->close(&p);
+		return 1;
+	}
+	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
+		struct run_obs obs;
+
+		rc = run_observe(&p, &obs);
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: %s\n", p.err);
+			rc = 1;
+			goto out;
+		}
+		rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
+		run_obs_free(&obs);
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: rollback: %s\n", err);
+			rc = 1;
+			goto out;
+		}
+		sha = target;
+	}
+	fill_cfg(c, &cfg, mode, sha);
+	if (!c->quiet) {
+		if (mode == DEPLOY_MODE_DEPLOY)
+			printf("deploy chat-%s on %s\n", sha, p.ops->name);
+		else if (mode == DEPLOY_MODE_ROLLBACK)
+			printf("rollback to chat-%s on %s\n", sha, p.ops->name);
+		else
+			printf("prune on %s\n", p.ops->name);
+		fflush(stdout);
+	}
+	rc = run_deploy(&p, &cfg, &ro);
+out:
+	close(lock);
+	p.ops->close(&p);
+	return rc;
+}
+
+static int need_sha(struct cli *c, int optional)
+{
+	if (c->n_pos == 0 && !optional)
+		return usage_error(c, "%s needs a SHA", c->cmd->name);
+	if (c->n_pos > 1)
+		return usage_error(c, "too many arguments after %s", c->pos[0]);
+	if (c->n_pos == 1 && !platform_sha_valid(c->pos[0]))
+		return usage_error(c, "invalid SHA '%s' (want 7-40 lower-case hex digits)",
+				   c->pos[0]);
+	return -1;
+}
+
+/* ---- commands ----------------------------------------------------------- */
+
+static int cmd_status(struct cli *c)
+{
+	struct platform p;
+	struct run_obs obs;
+	json_t *arr;
+	int rc = open_platform(c, &p);
+
+	if (rc)
+		return rc;
+	if (run_observe(&p, &obs) < 0) {
+		fprintf(stderr, "rainbow: %s\n", p.err);
+		p.ops->close(&p);
+		return 1;
+	}
+	arr = json_array();
+	if (!c->json)
+		printf("%-20s %-9s %-7s %-7s %-8s %s\n", "COLOUR", "STATE", "READY", "CONNS", "AGE",
+		       "DRAIN");
+	for (size_t i = 0; i < obs.n; i++) {
+		const struct deploy_colour_obs *co = &obs.colours[i];
+		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
+		int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
+		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
+		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
+		long conns = deploy_colour_connections(co);
+		int ready = 0;
+		char a[32], d[64], name[64];
+
+		for (size_t k = 0; k < co->n_rep; k++)
+			ready += co->rep[k].ready;
+		if (c->json) {
+			json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:I,s:f}", "sha", co->c.sha,
+					      "state", deploy_state_name(st), "replicas",
+					      co->c.replicas, "ready", ready, "connections",
+					      (json_int_t)conns, "age_s", age);
+			json_t *meta = json_object(), *reps = json_array();
+
+			for (size_t k = 0; k < co->c.n_meta; k++)
+				json_object_set_new(meta, co->c.meta[k].key,
+						    json_string(co->c.meta[k].value));
+			for (size_t k = 0; k < co->n_rep; k++)
+				json_array_append_new(reps, json_pack("{s:s,s:b,s:I}", "name",
+					co->rep[k].name, "ready", co->rep[k].ready, "connections",
+					(json_int_t)co->rep[k].connections));
+			json_object_set_new(o, "selected", json_boolean(st == DEPLOY_STATE_LIVE));
+			json_object_set_new(o, "draining_s", draining >= 0 && st ==
+					    DEPLOY_STATE_DRAINING ? json_real(draining) : json_null());
+			json_object_set_new(o, "meta", meta);
+			json_object_set_new(o, "replica_list", reps);
+			json_array_append_new(arr, o);
+			continue;
+		}
+		fmt_dur(a, sizeof(a), age);
+		d[0] = '\0';
+		if (st == DEPLOY_STATE_DRAINING) {
+			char t[32];
+
+			fmt_dur(t, sizeof(t), draining);
+			snprintf(d, sizeof(d), "draining for %s, %ld left", t, conns);
+		} else if (st == DEPLOY_STATE_KEPT) {
+			snprintf(d, sizeof(d), "drained, kept for rollback");
+		} else if (st == DEPLOY_STATE_FAILED) {
+			snprintf(d, sizeof(d), "%s",
+				 platform_meta_get(&co->c, PLATFORM_META_FAILED));
+		}
+		snprintf(name, sizeof(name), "chat-%s", co->c.sha);
+		printf("%-20s %-9s %d/%-5d %-7ld %-8s %s\n", name, deploy_state_name(st), ready,
+		       co->c.replicas, conns, a, d);
+	}
+	if (c->json) {
+		json_t *top = json_pack("{s:s,s:s,s:o}", "platform", p.ops->name, "selected",
+					obs.obs.selected, "colours", arr);
+		char *s = json_dumps(top, JSON_INDENT(2));
+
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		json_decref(top);
+	} else {
+		json_decref(arr);
+		if (obs.n == 0)
+			printf("(no colours)\n");
+	}
+	run_obs_free(&obs);
+	p.ops->close(&p);
+	return 0;
+}
+
+static volatile sig_atomic_t cli_stop;
+
+static void on_stop(int sig)
+{
+	cli_stop = 1;
+}
+
+static int cmd_watch(struct cli *c)
+{
+	struct platform p;
+	struct sigaction sa;
+	double start;
+	long n = 0;
+	int rc = open_platform(c, &p);
+
+	if (rc)
+		return rc;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	start = (double)run_now_ms() / 1000.0;
+	while (!cli_stop) {
+		struct run_obs obs;
+		time_t t = time(NULL);
+		struct tm tm;
+		char ts[16];
+
+		if (run_observe(&p, &obs) < 0) {
+			fprintf(stderr, "rainbow: %s\n", p.err);
+			rc = 1;
+			break;
+		}
+		run_timeline(c->state_dir, &obs);
+		if (!c->quiet) {
+			localtime_r(&t, &tm);
+			strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
+			printf("%s", ts);
+			for (size_t i = 0; i < obs.n; i++) {
+				const struct deploy_colour_obs *co = &obs.colours[i];
+
+				printf("  chat-%s %s=%ld", co->c.sha,
+				       deploy_state_name(deploy_colour_state(co, obs.obs.selected)),
+				       deploy_colour_connections(co));
+			}
+			printf("%s\n", obs.n ? "" : "  (no colours)");
+			fflush(stdout);
+		}
+		run_obs_free(&obs);
+		n++;
+		if ((c->count && n >= c->count) ||
+		    (c->duration > 0 && (double)run_now_ms() / 1000.0 - start >= c->duration))
+			break;
+		usleep((useconds_t)(c->poll * 1e6));
+	}
+	p.ops->close(&p);
+	return rc;
+}
+
+static int cmd_history(struct cli *c)
+{
+	char path[4200], line[8192];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/record.jsonl", c->state_dir);
+	f = fopen(path, "r");
+	if (!f) {
+		if (c->json)
+			return 0;
+		printf("(no history in %s)\n", c->state_dir);
+		return 0;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		json_t *o;
+		time_t t;
+		struct tm tm;
+		char ts[32];
+		const char *why;
+
+		if (c->json) {
+			fputs(line, stdout);
+			continue;
+		}
+		o = json_loads(line, 0, NULL);
+		if (!o)
+			continue;
+		t = (time_t)json_number_value(json_object_get(o, "t"));
+		gmtime_r(&t, &tm);
+		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+		why = json_string_value(json_object_get(o, "why"));
+		printf("%s  %-14s chat-%-12s", ts,
+		       json_string_value(json_object_get(o, "event")) ?: "?",
+		       json_string_value(json_object_get(o, "sha")) ?: "");
+		if (why && *why)
+			printf(" why=%s", why);
+		if (json_object_get(o, "connections"))
+			printf(" connections=%" JSON_INTEGER_FORMAT,
+			       json_integer_value(json_object_get(o, "connections")));
+		if (json_object_get(o, "drain_ms"))
+			printf(" drain=%.1fs",
+			       json_integer_value(json_object_get(o, "drain_ms")) / 1000.0);
+		if (json_object_get(o, "reason"))
+			printf(" reason=\"%s\"", json_string_value(json_object_get(o, "reason")));
+		printf("\n");
+		json_decref(o);
+	}
+	fclose(f);
+	return 0;
+}
+
+static int cmd_chart(struct cli *c)
+{
+	char err[512], pre[4200];
+	int rc = chart_render(c->state_dir, c->out, c->bin, err, sizeof(err));
+
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: chart: %s\n", err);
+		return 1;
+	}
+	snprintf(pre, sizeof(pre), "%s", c->out ? c->out : "");
+	if (!c->out)
+		snprintf(pre, sizeof(pre), "%s/chart", c->state_dir);
+	printf("%s.png\n%s.svg\n", pre, pre);
+	return 0;
+}
+
+static int switch_status(const char *state_dir, json_t **out)
+{
+	char reply[LSWITCH_LINE_MAX * 4];
+	int rc = lswitch_call(state_dir, "status", reply, sizeof(reply));
+
+	*out = NULL;
+	if (rc != 0)
+		return rc;
+	*out = json_loads(reply + 3, 0, NULL);
+	return *out ? 0 : -EIO;
+}
+
+static int cmd_local(struct cli *c, const char *argv0)
+{
+	const char *sub = c->n_pos ? c->pos[0] : NULL;
+	char err[512], exe[4096];
+	json_t *st;
+	int rc, already;
+
+	if (!sub)
+		return usage_error(c, "local needs up, down or status%s", "");
+	if (strcmp(sub, "serve") == 0) {
+		struct lswitch_opts so = { .listen = c->listen, .state_dir = c->state_dir };
+
+		log_init("rainbow-switch", LOG_INFO);
+		rc = local_state_init(c->state_dir);
+		if (rc == 0)
+			rc = lswitch_run(&so);
+		return rc == 0 ? 0 : 1;
+	}
+	if (c->n_pos > 1)
+		return usage_error(c, "too many arguments after local %s", sub);
+	if (strcmp(sub, "up") == 0) {
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+		if (n <= 0)
+			snprintf(exe, sizeof(exe), "%s", argv0);
+		else
+			exe[n] = '\0';
+		rc = local_up(exe, c->state_dir, c->listen, &already, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: local up: %s\n", err);
+			return 1;
+		}
+		if (switch_status(c->state_dir, &st) == 0) {
+			printf("local platform %s: switch on %s (pid %" JSON_INTEGER_FORMAT
+			       ", state dir %s)\n", already ? "already up" : "up",
+			       json_string_value(json_object_get(st, "listen")),
+			       json_integer_value(json_object_get(st, "pid")), c->state_dir);
+			json_decref(st);
+		}
+		return 0;
+	}
+	if (strcmp(sub, "status") == 0) {
+		size_t i;
+		json_t *b;
+
+		if (switch_status(c->state_dir, &st) != 0) {
+			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
+				c->state_dir);
+			return 1;
+		}
+		if (c->json) {
+			char *s = json_dumps(st, JSON_INDENT(2));
+
+			printf("%s\n", s ? s : "{}");
+			free(s);
+		} else {
+			const char *sel = json_string_value(json_object_get(st, "selected"));
+
+			printf("switch %s pid %" JSON_INTEGER_FORMAT " selected %s%s connections %"
+			       JSON_INTEGER_FORMAT " accepted %" JSON_INTEGER_FORMAT "\n",
+			       json_string_value(json_object_get(st, "listen")),
+			       json_integer_value(json_object_get(st, "pid")),
+			       sel && *sel ? "chat-" : "", sel && *sel ? sel : "(nothing)",
+			       json_integer_value(json_object_get(st, "connections")),
+			       json_integer_value(json_object_get(st, "accepted")));
+			json_array_foreach(json_object_get(st, "per_backend"), i, b)
+				printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
+				       " total %-8" JSON_INTEGER_FORMAT "%s\n",
+				       json_string_value(json_object_get(b, "sha")),
+				       json_string_value(json_object_get(b, "addr")),
+				       json_integer_value(json_object_get(b, "active")),
+				       json_integer_value(json_object_get(b, "total")),
+				       json_is_true(json_object_get(b, "selected")) ? " selected" : "");
+		}
+		json_decref(st);
+		return 0;
+	}
+	if (strcmp(sub, "down") == 0) {
+		json_int_t open_conns = 0;
+
+		if (switch_status(c->state_dir, &st) != 0) {
+			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
+				c->state_dir);
+			return 1;
+		}
+		open_conns = json_integer_value(json_object_get(st, "connections"));
+		json_decref(st);
+		if (open_conns > 0 && !c->force) {
+			char ans[16] = "";
+
+			if (!isatty(0)) {
+				fprintf(stderr, "rainbow: %" JSON_INTEGER_FORMAT " connections are "
+					"open through the switch; stopping it cuts them. Use --force.\n",
+					open_conns);
+				return 1;
+			}
+			printf("%" JSON_INTEGER_FORMAT " connections are open through the switch; "
+			       "stopping it cuts them. Stop anyway? [y/N] ", open_conns);
+			fflush(stdout);
+			if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
+				fprintf(stderr, "rainbow: not stopped\n");
+				return 1;
+			}
+		}
+		rc = local_down(c->state_dir, c->keep_colours, err, sizeof(err));
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: local down: %s\n", err);
+			return 1;
+		}
+		printf("local platform down (state dir %s)\n", c->state_dir);
+		return 0;
+	}
+	return usage_error(c, "unknown local command '%s' (up, down, status)", sub);
+}
+
+int cli_main(int argc, char **argv)
+{
+	struct cli c;
+	enum log_level lvl = LOG_WARN;
+	int rc;
+
+	signal(SIGPIPE, SIG_IGN);
+	rc = parse(&c, argc, argv);
+	if (rc >= 0)
+		return rc == 1 ? 0 : rc;
+	if (c.log_level)
+		log_level_parse(c.log_level, &lvl);
+	log_init("rainbow", lvl);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	switch (c.cmd->cmd) {
+	case CMD_DEPLOY:
+		rc = need_sha(&c, 0);
+		if (rc < 0)
+			rc = do_run(&c, DEPLOY_MODE_DEPLOY, c.pos[0]);
+		break;
+	case CMD_ROLLBACK:
+		rc = need_sha(&c, 1);
+		if (rc < 0)
+			rc = do_run(&c, DEPLOY_MODE_ROLLBACK, c.n_pos ? c.pos[0] : NULL);
+		break;
+	case CMD_PRUNE:
+		rc = c.n_pos ? usage_error(&c, "prune takes no argument (%s)", c.pos[0])
+			     : do_run(&c, DEPLOY_MODE_PRUNE, NULL);
+		break;
+	case CMD_STATUS:
+		rc = c.n_pos ? usage_error(&c, "status takes no argument (%s)", c.pos[0])
+			     : cmd_status(&c);
+		break;
+	case CMD_WATCH:
+		rc = c.n_pos ? usage_error(&c, "watch takes no argument (%s)", c.pos[0])
+			     : cmd_watch(&c);
+		break;
+	case CMD_HISTORY:
+		rc = c.n_pos ? usage_error(&c, "history takes no argument (%s)", c.pos[0])
+			     : cmd_history(&c);
+		break;
+	case CMD_CHART:
+		rc = c.n_pos ? usage_error(&c, "chart takes no argument (%s)", c.pos[0])
+			     : cmd_chart(&c);
+		break;
+	case CMD_LOCAL:
+		rc = cmd_local(&c, argv[0]);
+		break;
+	default:
+		rc = 2;
+	}
+	curl_global_cleanup();
+	return rc;
+}

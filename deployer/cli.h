@@ -1,0 +1,14 @@
+/*
+ * rainbow's command line: parsing, help texts and the commands. Exit
+ * statuses: 0 success, 1 the operation failed (reason on stderr), 2 bad
+ * usage (reason and a pointer to --help on stderr).
+ */
+#ifndef RAINBOW_CLI_H
+#define RAINBOW_CLI_H
+
+int cli_main(int argc, char **argv);
+
+/* "2", "2s", "500ms", "1.5m", "1h" -> seconds; 0 or -1. */
+int cli_parse_duration(const char *s, double *out);
+
+#endif

@@ -1,0 +1,51 @@
+/*
+ * The local platform's L4 switch: the role a Kubernetes Service plays. One
+ * long-lived process listens on the public port and proxies every new TCP
+ * connection to a replica of the selected colour (round robin); established
+ * connections keep flowing to the replica they started on, whatever the
+ * selection becomes later.
+ *
+ * It is controlled through a unix socket (STATE_DIR/switch.sock) with a line
+ * protocol, one request line -> one reply line:
+ *
+ *   select SHA ADDR:PORT[,ADDR:PORT...]   -> ok
+ *   select -                              -> ok      (select nothing)
+ *   status                                -> ok {JSON}
+ *   stop                                  -> ok      (closes everything, exits)
+ *   anything else / too long / malformed  -> error REASON
+ *
+ * status JSON: {"listen","pid","selected","backends":[ADDR...],
+ *   "connections","accepted","refused","failed",
+ *   "per_backend":[{"sha","addr","active","total","failed","selected"}]}
+ *
+ * The selection is persisted (STATE_DIR/switch.json, written atomically)
+ * before it is acknowledged, so a restarted switch resumes it.
+ */
+#ifndef RAINBOW_LSWITCH_H
+#define RAINBOW_LSWITCH_H
+
+#include <stddef.h>
+
+#define LSWITCH_LINE_MAX 4096
+#define LSWITCH_BACKENDS_MAX 64
+
+struct lswitch_opts {
+	const char *listen;	/* "127.0.0.1:5222" */
+	const char *state_dir;
+	size_t high_water;	/* bytes queued to one side before the other side's reads stop */
+};
+
+/* Runs the switch in this process until `stop` or SIGTERM/SIGINT. 0 or -errno. */
+int lswitch_run(const struct lswitch_opts *o);
+
+/*
+ * One request to a running switch (blocking, 5 s timeout). reply gets the
+ * reply line without the newline. 0 (reply starts with "ok"), -EPROTO (reply
+ * starts with "error"), or -errno (-ENOENT/-ECONNREFUSED: not running).
+ */
+int lswitch_call(const char *state_dir, const char *request, char *reply, size_t len);
+
+/* STATE_DIR/switch.sock into buf; -ENAMETOOLONG when it does not fit a sun_path. */
+int lswitch_sock_path(const char *state_dir, char *buf, size_t len);
+
+#endif

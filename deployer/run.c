@@ -1,0 +1,391 @@
+/*
+ * The deploy driver. Platform errors during a step are reported and the
+ * step is retried at the next poll (the state machine decides again from
+ * what is really there); only a run of consecutive failures gives up.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "log.h"
+
+#define RUN_MAX_ERRORS 20
+#define RUN_READY_POLL_MS 50
+
+int64_t run_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void run_obs_free(struct run_obs *ro)
+{
+	for (size_t i = 0; i < ro->n; i++)
+		free(ro->reps[i]);
+	free(ro->reps);
+	free(ro->colours);
+	memset(ro, 0, sizeof(*ro));
+}
+
+int run_observe(struct platform *p, struct run_obs *ro)
+{
+	struct platform_colour *cols = NULL;
+	size_t n = 0;
+	int rc;
+
+	memset(ro, 0, sizeof(*ro));
+	rc = p->ops->list(p, &cols, &n);
+	if (rc < 0)
+		return rc;
+	ro->colours = calloc(n ? n : 1, sizeof(*ro->colours));
+	ro->reps = calloc(n ? n : 1, sizeof(*ro->reps));
+	if (!ro->colours || !ro->reps) {
+		free(cols);
+		run_obs_free(ro);
+		return platform_error(p, -ENOMEM, "out of memory");
+	}
+	ro->n = n;
+	ro->obs.now_ms = run_now_ms();
+	for (size_t i = 0; i < n; i++) {
+		struct deploy_colour_obs *c = &ro->colours[i];
+		size_t nr = 0;
+
+		c->c = cols[i];
+		if (cols[i].selected)
+			snprintf(ro->obs.selected, sizeof(ro->obs.selected), "%s", cols[i].sha);
+		rc = p->ops->replicas(p, cols[i].sha, &ro->reps[i], &nr);
+		if (rc == -ENOENT) {
+			/* Removed between list and now: observe it as having no replica. */
+			nr = 0;
+			rc = 0;
+		}
+		if (rc < 0) {
+			free(cols);
+			run_obs_free(ro);
+			return rc;
+		}
+		c->rep = ro->reps[i];
+		c->n_rep = nr;
+	}
+	free(cols);
+	ro->obs.n = n;
+	ro->obs.colours = ro->colours;
+	return 0;
+}
+
+static void append_line(const char *state_dir, const char *file, const char *line,
+			const char *header)
+{
+	char path[4096];
+	int fd;
+	off_t end;
+
+	snprintf(path, sizeof(path), "%s/%s", state_dir, file);
+	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return;
+	end = lseek(fd, 0, SEEK_END);
+	if (end == 0 && header && write(fd, header, strlen(header)) < 0)
+		log_warn("write-failed", "file=%s", path);
+	/* One write per line: O_APPEND keeps concurrent writers' lines whole. */
+	if (write(fd, line, strlen(line)) < 0)
+		log_warn("write-failed", "file=%s", path);
+	close(fd);
+}
+
+void run_timeline(const char *state_dir, const struct run_obs *ro)
+{
+	char line[8192];
+	size_t off = 0;
+
+	for (size_t i = 0; i < ro->n && off < sizeof(line) - 200; i++) {
+		const struct deploy_colour_obs *c = &ro->colours[i];
+
+		off += (size_t)snprintf(line + off, sizeof(line) - off, "%" PRId64 ".%03d,%s,%ld,%s\n",
+					ro->obs.now_ms / 1000, (int)(ro->obs.now_ms % 1000),
+					c->c.sha, deploy_colour_connections(c),
+					deploy_state_name(deploy_colour_state(c, ro->obs.selected)));
+	}
+	if (off)
+		append_line(state_dir, "timeline.csv", line, "time,sha,connections,state\n");
+}
+
+void run_record(const char *state_dir, json_t *event)
+{
+	char *s;
+	size_t n;
+
+	if (!json_object_get(event, "t"))
+		json_object_set_new(event, "t", json_real((double)run_now_ms() / 1000.0));
+	s = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(event);
+	if (!s)
+		return;
+	n = strlen(s);
+	{
+		char *line = malloc(n + 2);
+
+		if (line) {
+			memcpy(line, s, n);
+			line[n] = '\n';
+			line[n + 1] = '\0';
+			append_line(state_dir, "record.jsonl", line, NULL);
+			free(line);
+		}
+	}
+	free(s);
+}
+
+static const char *why_name(enum deploy_why w)
+{
+	static const char *const names[] = { "", "drained", "max-drain", "failed",
+					     "excess-kept", "shrink", "prune-failed", "rollback" };
+
+	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
+}
+
+static const struct deploy_colour_obs *obs_find(const struct run_obs *ro, const char *sha)
+{
+	for (size_t i = 0; i < ro->n; i++)
+		if (strcmp(ro->colours[i].c.sha, sha) == 0)
+			return &ro->colours[i];
+	return NULL;
+}
+
+struct summary {
+	char sha[PLATFORM_SHA_MAX];
+	char what[160];
+};
+
+/* Performs one action; 0 or the platform's error (already in p->err). */
+static int perform(struct platform *p, const struct deploy_act *a, const struct run_obs *ro,
+		   const struct run_opts *o, struct summary *sum, size_t *n_sum)
+{
+	const struct deploy_colour_obs *c = obs_find(ro, a->sha);
+	long conns = c ? deploy_colour_connections(c) : -1;
+	const char *event = NULL;
+	int rc = 0;
+	int64_t t0 = mono_ms();
+
+	switch (a->kind) {
+	case DEPLOY_ACT_CREATE:
+		rc = p->ops->create(p, a->sha, a->replicas);
+		if (rc == -EEXIST)
+			rc = 0;
+		event = "create";
+		break;
+	case DEPLOY_ACT_SCALE:
+		rc = p->ops->scale(p, a->sha, a->replicas);
+		event = "scale";
+		break;
+	case DEPLOY_ACT_SELECT:
+		rc = p->ops->select(p, a->sha);
+		event = "select";
+		break;
+	case DEPLOY_ACT_META:
+		rc = p->ops->meta_set(p, a->sha, a->key, a->has_value ? a->value : NULL);
+		if (rc == -ENOENT)
+			rc = 0;
+		break;
+	case DEPLOY_ACT_REMOVE:
+		rc = p->ops->remove(p, a->sha);
+		if (rc == -ENOENT)
+			rc = 0;
+		event = "remove";
+		break;
+	case DEPLOY_ACT_REMOVE_REPLICA:
+		rc = p->ops->remove_replica(p, a->sha, a->name);
+		event = "remove-replica";
+		break;
+	}
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: %s chat-%s failed: %s\n", event ? event : "meta", a->sha,
+			p->err);
+		return rc;
+	}
+	if (event) {
+		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha,
+				      "why", why_name(a->why), "connections", (json_int_t)conns,
+				      "op_ms", (json_int_t)(mono_ms() - t0));
+
+		if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
+			json_object_set_new(e, "replicas", json_integer(a->replicas));
+		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA)
+			json_object_set_new(e, "replica", json_string(a->name));
+		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
+			json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
+		run_record(o->state_dir, e);
+	}
+	if (!o->quiet && a->kind == DEPLOY_ACT_REMOVE_REPLICA)
+		fprintf(o->out, "  shrink chat-%s: removed replica %s (0 connections)\n", a->sha,
+			a->name);
+	if ((a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN) && *n_sum < 64) {
+		struct summary *s = &sum[(*n_sum)++];
+
+		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
+		if (a->why == DEPLOY_WHY_DRAINED)
+			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s", a->drain_ms / 1000.0,
+				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted");
+		else
+			snprintf(s->what, sizeof(s->what), "passed --max-drain after %.1fs with %ld "
+				 "connections: shut down (system-shutdown)", a->drain_ms / 1000.0,
+				 conns);
+		if (!o->quiet)
+			fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
+	}
+	if (!o->quiet && a->kind == DEPLOY_ACT_META && a->has_value &&
+	    strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0 && *n_sum < 64) {
+		struct summary *s = &sum[(*n_sum)++];
+
+		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
+		snprintf(s->what, sizeof(s->what), "passed --max-drain with %ld connections: "
+			 "kept draining (rainbow prune deletes it once drained)", conns);
+		fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
+	}
+	return 0;
+}
+
+static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, const char *sha,
+			    int64_t dur_ms, const struct deploy_result *r)
+{
+	if (o->quiet)
+		return;
+	switch (ph) {
+	case DEPLOY_PHASE_CREATE:
+		fprintf(o->out, "create chat-%s (%d replicas) ... %.2fs\n", sha, r->wanted,
+			dur_ms / 1000.0);
+		break;
+	case DEPLOY_PHASE_READY:
+		fprintf(o->out, "wait until ready ... %.2fs\n", dur_ms / 1000.0);
+		break;
+	case DEPLOY_PHASE_SWITCH:
+		fprintf(o->out, "switch traffic to chat-%s ... %.3fs\n", sha, dur_ms / 1000.0);
+		break;
+	case DEPLOY_PHASE_DRAIN:
+		fprintf(o->out, "drain old colours ... %.2fs\n", dur_ms / 1000.0);
+		break;
+	default:
+		break;
+	}
+	fflush(o->out);
+}
+
+int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o)
+{
+	struct deploy_mem *mem = malloc(sizeof(*mem));
+	struct deploy_result *res = malloc(sizeof(*res));
+	struct summary sum[64];
+	size_t n_sum = 0;
+	enum deploy_phase cur = (enum deploy_phase)-1;
+	int64_t started = mono_ms(), phase_start = started, last_print = 0;
+	int errors = 0, status = 1;
+
+	if (!mem || !res) {
+		fprintf(stderr, "rainbow: out of memory\n");
+		goto out;
+	}
+	deploy_mem_init(mem);
+	for (;;) {
+		struct run_obs ro;
+		int failed = 0;
+		int64_t sleep_ms = (int64_t)(o->poll_s * 1000.0);
+
+		if (run_observe(p, &ro) < 0) {
+			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
+			if (++errors >= RUN_MAX_ERRORS)
+				goto out;
+			usleep((useconds_t)sleep_ms * 1000);
+			continue;
+		}
+		run_timeline(o->state_dir, &ro);
+		deploy_step(cfg, &ro.obs, mem, res);
+		if (res->phase != cur) {
+			int64_t now = mono_ms();
+
+			if ((int)cur >= 0)
+				print_phase_end(o, cur, cfg->sha, now - phase_start, res);
+			cur = res->phase;
+			phase_start = now;
+			if (!o->quiet && cur == DEPLOY_PHASE_DRAIN && res->draining)
+				fprintf(o->out, "  %d old colour(s) draining\n", res->draining);
+		} else if (!o->quiet && cur == DEPLOY_PHASE_DRAIN &&
+			   mono_ms() - last_print >= 5000) {
+			/* A heartbeat while draining: what is left per colour. */
+			last_print = mono_ms();
+			fprintf(o->out, "  draining:");
+			for (size_t i = 0; i < ro.n; i++)
+				if (deploy_colour_state(&ro.colours[i], ro.obs.selected) ==
+				    DEPLOY_STATE_DRAINING)
+					fprintf(o->out, " chat-%s=%ld", ro.colours[i].c.sha,
+						deploy_colour_connections(&ro.colours[i]));
+			fprintf(o->out, " (%.0fs)\n", (mono_ms() - phase_start) / 1000.0);
+			fflush(o->out);
+		}
+		for (size_t i = 0; i < res->n_act; i++)
+			if (perform(p, &res->act[i], &ro, o, sum, &n_sum) < 0) {
+				failed = 1;
+				break;	/* decide again from what is there now */
+			}
+		run_obs_free(&ro);
+		if (failed) {
+			if (++errors >= RUN_MAX_ERRORS) {
+				fprintf(stderr, "rainbow: giving up after %d failed steps\n", errors);
+				goto out;
+			}
+		} else {
+			errors = 0;
+		}
+		if (res->phase == DEPLOY_PHASE_FAILED && !failed) {
+			json_t *e = json_pack("{s:s,s:s,s:s}", "event", "failed", "sha", cfg->sha,
+					      "reason", res->msg);
+
+			run_record(o->state_dir, e);
+			fprintf(stderr, "rainbow: deploy failed: %s\n", res->msg);
+			goto out;
+		}
+		if (res->phase == DEPLOY_PHASE_DONE) {
+			json_t *e = json_pack("{s:s,s:s,s:f}", "event", "done", "sha", cfg->sha,
+					      "seconds", (mono_ms() - started) / 1000.0);
+
+			run_record(o->state_dir, e);
+			if (!o->quiet) {
+				fprintf(o->out, "done in %.2fs\n", (mono_ms() - started) / 1000.0);
+				if (n_sum)
+					fprintf(o->out, "summary:\n");
+				for (size_t i = 0; i < n_sum; i++)
+					fprintf(o->out, "  chat-%s: %s\n", sum[i].sha, sum[i].what);
+				fflush(o->out);
+			}
+			status = 0;
+			goto out;
+		}
+		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE)
+			sleep_ms = 0;	/* the next step follows at once */
+		else if (res->phase == DEPLOY_PHASE_READY && sleep_ms > RUN_READY_POLL_MS)
+			sleep_ms = RUN_READY_POLL_MS;
+		if (sleep_ms > 0)
+			usleep((useconds_t)sleep_ms * 1000);
+	}
+out:
+	free(mem);
+	free(res);
+	return status;
+}

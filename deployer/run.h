@@ -1,0 +1,55 @@
+/*
+ * The driver around the pure deploy logic: observe the platform, call
+ * deploy_step(), perform its actions, print each step with its duration,
+ * append the timeline (STATE/timeline.csv) and the record of what was done
+ * (STATE/record.jsonl), repeat every poll interval.
+ *
+ *   timeline.csv  unix_time,sha,connections,state   one row per colour per poll
+ *   record.jsonl  {"t":unix_time,"event":"create|scale|select|remove|
+ *                  remove-replica|failed|done","sha":..,"why":..,
+ *                  "connections":count observed when decided,
+ *                  "zero_for_ms":how long it had read 0,"drain_ms":..}
+ */
+#ifndef RAINBOW_RUN_H
+#define RAINBOW_RUN_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "deploy.h"
+#include "platform.h"
+
+struct run_opts {
+	const char *state_dir;
+	double poll_s;		/* seconds between observations */
+	FILE *out;		/* progress lines */
+	int quiet;
+};
+
+/* One observation of every colour; free with run_obs_free(). 0 or -errno (p->err). */
+struct run_obs {
+	struct deploy_obs obs;
+	struct deploy_colour_obs *colours;
+	struct platform_replica **reps;
+	size_t n;
+};
+int run_observe(struct platform *p, struct run_obs *ro);
+void run_obs_free(struct run_obs *ro);
+
+/* Appends one timeline row per colour of ro. */
+void run_timeline(const char *state_dir, const struct run_obs *ro);
+
+/* Appends one JSON object line to STATE/record.jsonl (takes ownership). */
+void run_record(const char *state_dir, json_t *event);
+
+/*
+ * Runs cfg to the end. Returns the exit status: 0 done, 1 failed (the reason
+ * printed to stderr).
+ */
+int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o);
+
+/* Unix time in milliseconds. */
+int64_t run_now_ms(void);
+
+#endif
