@@ -577,6 +577,11 @@ int cluster_has_route(const struct cluster *cl, const char *full)
 	return cluster_routes_find(&cl->remote, full, NULL) != NULL;
 }
 
+int cluster_has_bare(const struct cluster *cl, const char *bare)
+{
+	return cluster_routes_bare(&cl->remote, bare) != NULL;
+}
+
 int cluster_route_available(const struct cluster *cl, const char *full)
 {
 	const struct cluster_route *r = cluster_routes_find(&cl->remote, full, NULL);

@@ -119,6 +119,8 @@ int cluster_broadcast_presence(struct cluster *cl, const char *from, const char 
 
 /* 1 when full is bound on some peer. */
 int cluster_has_route(const struct cluster *cl, const char *full);
+/* 1 when some session of bare is bound on a peer. */
+int cluster_has_bare(const struct cluster *cl, const char *bare);
 /* 1 when full is bound on a peer and available, 0 when bound and not
  * available, -1 when not bound on any peer. */
 int cluster_route_available(const struct cluster *cl, const char *full);
