@@ -69,6 +69,7 @@ struct xstream {
 	size_t tree_mem;	    /* estimated heap of the stanza being built */
 	size_t tree_cap;	    /* bound on tree_mem, from max_stanza */
 	unsigned depth;		    /* 0 before the header, 1 between stanzas */
+	unsigned ndecls;	    /* namespace declarations on the element being opened */
 	int err;		    /* first error noted by a handler */
 	uint8_t state;		    /* enum xs_state */
 	bool stop_req;		    /* a callback called xstream_stop() */
@@ -328,7 +329,15 @@ static void XMLCALL on_ns_decl(void *ud, const char *prefix, const char *uri)
 	struct xbuf *b = &xs->hdr_decls;
 	int rc;
 
-	if (xs_busy(xs) || xs->depth > 0 || xs->resuming)
+	if (xs_busy(xs) || xs->resuming)
+		return;
+	/* expat keeps a binding per declaration until the element ends, and
+	 * the header's are replayed at every wake-up: bound them like attributes. */
+	if (++xs->ndecls > XSTREAM_MAX_ATTRS) {
+		xs_fail(xs, XSTREAM_ERR_POLICY);
+		return;
+	}
+	if (xs->depth > 0)
 		return;
 	if (!prefix && uri && !xs->hdr_default_ns) {
 		xs->hdr_default_ns = strdup(uri);
@@ -395,6 +404,7 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
 
 	if (xs_busy(xs))
 		return;
+	xs->ndecls = 0;
 	if (xs->depth == 0) {
 		if (xs->resuming) {
 			xs->depth = 1;

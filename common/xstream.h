@@ -25,8 +25,9 @@
  *
  * Also:
  *   - text other than whitespace between stanzas           -> XSTREAM_ERR_BAD_FORMAT
- *   - a stanza tree over 16 x max_stanza bytes of memory,
- *     or an element with more than XSTREAM_MAX_ATTRS       -> XSTREAM_ERR_POLICY
+ *   - a stanza tree over 16 x max_stanza bytes of memory, or an
+ *     element with more than XSTREAM_MAX_ATTRS attributes
+ *     or namespace declarations                            -> XSTREAM_ERR_POLICY
  *   - non-whitespace after </stream:stream>                -> XSTREAM_ERR_CLOSED
  * The input is always parsed as UTF-8, whatever the XML declaration says.
  * Elements in no namespace get ns "" (not NULL). Attribute names are "to",
@@ -58,7 +59,8 @@ enum xstream_err {
 /* A limit of 0 (or limits == NULL) selects the default. */
 #define XSTREAM_DEFAULT_MAX_STANZA 65536
 #define XSTREAM_DEFAULT_MAX_DEPTH 32
-/* Attributes per element (stream header included) -> XSTREAM_ERR_POLICY. */
+/* Attributes, and namespace declarations, per element (stream header
+ * included); more -> XSTREAM_ERR_POLICY. */
 #define XSTREAM_MAX_ATTRS 64
 
 struct xstream_limits {

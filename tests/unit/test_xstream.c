@@ -296,6 +296,19 @@ static void test_errors(void **state)
 		  "f0='' f1='' f2='' f3='' f4='' f5='' f6='' f7='' f8='' f9='' "
 		  "g0='' g1='' g2='' g3='' g4='' g5=''/>",
 		  XSTREAM_ERR_POLICY },
+		{ "too many ns decls", HDR "<message xmlns:a0='u' xmlns:a1='u' xmlns:a2='u' "
+		  "xmlns:a3='u' xmlns:a4='u' xmlns:a5='u' xmlns:a6='u' xmlns:a7='u' xmlns:a8='u' "
+		  "xmlns:a9='u' xmlns:b0='u' xmlns:b1='u' xmlns:b2='u' xmlns:b3='u' xmlns:b4='u' "
+		  "xmlns:b5='u' xmlns:b6='u' xmlns:b7='u' xmlns:b8='u' xmlns:b9='u' xmlns:c0='u' "
+		  "xmlns:c1='u' xmlns:c2='u' xmlns:c3='u' xmlns:c4='u' xmlns:c5='u' xmlns:c6='u' "
+		  "xmlns:c7='u' xmlns:c8='u' xmlns:c9='u' xmlns:d0='u' xmlns:d1='u' xmlns:d2='u' "
+		  "xmlns:d3='u' xmlns:d4='u' xmlns:d5='u' xmlns:d6='u' xmlns:d7='u' xmlns:d8='u' "
+		  "xmlns:d9='u' xmlns:e0='u' xmlns:e1='u' xmlns:e2='u' xmlns:e3='u' xmlns:e4='u' "
+		  "xmlns:e5='u' xmlns:e6='u' xmlns:e7='u' xmlns:e8='u' xmlns:e9='u' xmlns:f0='u' "
+		  "xmlns:f1='u' xmlns:f2='u' xmlns:f3='u' xmlns:f4='u' xmlns:f5='u' xmlns:f6='u' "
+		  "xmlns:f7='u' xmlns:f8='u' xmlns:f9='u' xmlns:g0='u' xmlns:g1='u' xmlns:g2='u' "
+		  "xmlns:g3='u' xmlns:g4='u' xmlns='v'/>",
+		  XSTREAM_ERR_POLICY },
 	};
 
 	/* expat would take some of these for UTF-16 (found by fuzz_xstream). */
