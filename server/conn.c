@@ -82,8 +82,6 @@ static void conn_close_cb(uv_handle_t *h)
 	struct conn *c = container_of(h, struct conn, tcp);
 	struct srv *srv = c->srv;
 
-	srv->metrics.closed_total[c->close_reason]++;
-	srv->metrics.connections--;
 	srv_conn_removed(srv, c);
 	xstream_free(c->xs);
 	tlsbio_free(c->tls);
@@ -95,18 +93,21 @@ void conn_destroy(struct conn *c)
 {
 	if (c->handle_closed)
 		return;
+	if (!c->closing)
+		conn_close(c, CLOSE_RESET, NULL, NULL); /* counts it; calls us back */
+	if (c->handle_closed)
+		return;
 	c->handle_closed = 1;
-	if (!c->closing) {
-		/* Exit without a protocol close (should not happen; keep counts right). */
-		c->closing = 1;
-		c->state = ST_CLOSED;
-		session_end(c);
-	}
 	uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
 static void conn_shutdown_cb(uv_shutdown_t *req, int status)
 {
+	struct conn *c = container_of(req->handle, struct conn, tcp);
+
+	/* Our output and FIN are out: the client has a little while to close. */
+	if (status == 0 && !c->handle_closed)
+		c->t_deadline = conn_now(c) + SRV_LINGER_MS;
 	free(req);
 }
 
@@ -118,6 +119,10 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		return;
 	c->closing = 1;
 	c->close_reason = (uint8_t)reason;
+	/* Counted when decided, not when the socket finally closes: the gauge
+	 * is what the deployer watches, and a lingering socket is done. */
+	c->srv->metrics.closed_total[reason]++;
+	c->srv->metrics.connections--;
 	if (c->xs && c->in_feed)
 		xstream_stop(c->xs);
 	if (cond && !c->write_dead) {
@@ -166,7 +171,7 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		conn_destroy(c);
 		return;
 	}
-	c->t_deadline = conn_now(c) + SRV_LINGER_S;
+	c->t_deadline = conn_now(c) + SRV_FLUSH_MS;
 }
 
 void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const char *text)
@@ -442,7 +447,7 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	uv_tcp_getpeername(&c->tcp, &c->peer.sa, &len);
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->t_rx = srv_now(srv);
-	c->t_deadline = c->t_rx + srv->cfg->auth_timeout;
+	c->t_deadline = c->t_rx + srv->cfg->auth_timeout * 1000u;
 	srv->metrics.accepted_total++;
 	srv->metrics.connections++;
 	srv_conn_added(srv, c);

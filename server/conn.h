@@ -69,9 +69,9 @@ struct conn {
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} peer;                  /* remote address, for logs */
-	uint32_t t_rx;           /* s (srv clock): last byte received */
-	uint32_t t_deadline;     /* s: auth deadline (before bind), ping deadline
-				    (ping outstanding), linger end (closing) */
+	uint32_t t_rx;           /* ms (srv clock): last byte received */
+	uint32_t t_deadline;     /* ms: auth deadline (before bind), ping deadline
+				    (ping outstanding), flush/linger end (closing) */
 	uint32_t ping_seq;       /* id of our outstanding ping (0 = none) */
 	uint8_t state;           /* enum conn_state */
 	uint8_t close_reason;    /* enum close_reason, set by conn_close() */
@@ -121,7 +121,7 @@ void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const
  * 0, or negative (the caller closes). */
 int conn_start_tls(struct conn *c);
 
-/* Seconds on the srv clock. */
+/* Milliseconds on the srv clock. */
 uint32_t conn_now(const struct conn *c);
 
 /* "127.0.0.1:40000" into buf. */

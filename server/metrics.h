@@ -43,10 +43,10 @@ const char *close_reason_name(enum close_reason r);
 enum close_reason close_reason_from_condition(const char *cond);
 
 struct metrics {
-	uint64_t connections;        /* gauge: +1 conn_new(), -1 conn close callback */
+	uint64_t connections;        /* gauge: +1 conn_accept(), -1 conn_close() */
 	uint64_t sessions;           /* gauge: +1 router_add(), -1 router_remove() */
 	uint64_t accepted_total;     /* srv.c accept callback */
-	uint64_t closed_total[CLOSE_REASON_COUNT]; /* conn close callback */
+	uint64_t closed_total[CLOSE_REASON_COUNT]; /* conn_close() */
 	uint64_t stanzas_total;      /* message/presence/iq received from clients:
 					session.c session_stanza() */
 	uint64_t logins_total;       /* successful SASL: session.c */

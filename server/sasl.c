@@ -341,6 +341,10 @@ enum sasl_result sasl_auth(struct conn *c, const struct xnode *auth)
 	for (int i = 0; mech && i < MECH_COUNT; i++)
 		if (strcmp(mech, mech_names[i]) == 0)
 			m = (enum sasl_mech)i;
+	if (m == MECH_PLAIN && !mech_offered(c, m) && !c->tls && c->srv->tls_ctx &&
+	    (c->srv->cfg->auth_any || c->srv->users))
+		/* RFC 6120 6.5.4: PLAIN is fine once TLS protects it. */
+		return sasl_fail(c, "encryption-required", "PLAIN needs TLS");
 	if (m == MECH_COUNT || !mech_offered(c, m))
 		return sasl_fail(c, "invalid-mechanism", mech ? mech : "no mechanism");
 	c->sasl = calloc(1, sizeof(*c->sasl));

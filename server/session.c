@@ -148,6 +148,18 @@ static void send_features(struct conn *c, struct xbuf *b)
 	xbuf_puts(b, "</stream:features>");
 }
 
+/* RFC 6120 4.7.5: "1.x" for any x is answered with 1.0; no version at all
+ * means pre-1.0 XMPP, which is refused like a higher major version. */
+static int version_ok(const char *v)
+{
+	if (!v || strncmp(v, "1.", 2) != 0 || !v[2])
+		return 0;
+	for (v += 2; *v; v++)
+		if (*v < '0' || *v > '9')
+			return 0;
+	return 1;
+}
+
 static void on_open(void *ud, const struct xnode *header, const char *default_ns)
 {
 	struct conn *c = ud;
@@ -171,8 +183,8 @@ static void on_open(void *ud, const struct xnode *header, const char *default_ns
 			return;
 		}
 	}
-	if (!version || strcmp(version, "1.0") != 0) {
-		stream_error(c, "unsupported-version", "only XMPP version 1.0 is supported");
+	if (!version_ok(version)) {
+		stream_error(c, "unsupported-version", "only XMPP version 1.x is supported");
 		return;
 	}
 	xbuf_init(&b);

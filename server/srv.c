@@ -17,7 +17,7 @@
 
 uint32_t srv_now(const struct srv *srv)
 {
-	return (uint32_t)((uv_now(srv->loop) - srv->t0_ms) / 1000);
+	return (uint32_t)(uv_now(srv->loop) - srv->t0_ms);
 }
 
 int srv_parse_addr(const char *s, struct sockaddr_storage *ss)
@@ -132,7 +132,7 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 	if (jid_format_full(&c->jid, full, sizeof(full)) < 0)
 		return;
 	c->ping_seq = ++srv->ping_seq ? srv->ping_seq : ++srv->ping_seq;
-	c->t_deadline = now + srv->cfg->ping_timeout;
+	c->t_deadline = now + srv->cfg->ping_timeout * 1000u;
 	n = snprintf(buf, sizeof(buf),
 		     "<iq type='get' id='ping-%u' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
 		     c->ping_seq, srv->domain, full);
@@ -153,12 +153,12 @@ static void srv_sweep_cb(uv_timer_t *t)
 		if (c->handle_closed)
 			continue;
 		if (c->closing) {
-			if (c->t_deadline && now >= c->t_deadline)
+			if (srv_due(now, c->t_deadline))
 				conn_destroy(c);
 			continue;
 		}
 		if (c->state != ST_ESTABLISHED) {
-			if (now >= c->t_deadline) {
+			if (srv_due(now, c->t_deadline)) {
 				conn_log(c, LOG_INFO, "auth_timeout", "state=%s",
 					 conn_state_name((enum conn_state)c->state));
 				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
@@ -167,16 +167,17 @@ static void srv_sweep_cb(uv_timer_t *t)
 			continue;
 		}
 		if (c->ping_seq) {
-			if (now >= c->t_deadline) {
+			if (srv_due(now, c->t_deadline)) {
 				conn_log(c, LOG_INFO, "ping_timeout", "%s", "");
 				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
 					   "no answer to ping");
 			}
-		} else if (srv->cfg->ping_interval && now - c->t_rx >= srv->cfg->ping_interval) {
+		} else if (srv->cfg->ping_interval &&
+			   now - c->t_rx >= srv->cfg->ping_interval * 1000u) {
 			srv_ping(srv, c, now);
 		}
 	}
-	if (srv->phase == SRV_DRAINING && now >= srv->drain_deadline) {
+	if (srv->phase == SRV_DRAINING && srv_due(now, srv->drain_deadline)) {
 		log_info("drain_timeout", "connections=%llu",
 			 (unsigned long long)srv->metrics.connections);
 		srv_shutdown(srv);
@@ -221,7 +222,7 @@ void srv_drain(struct srv *srv)
 	srv->phase = SRV_DRAINING;
 	srv->metrics.ready = 0;
 	srv->metrics.draining = 1;
-	srv->drain_deadline = srv_now(srv) + srv->cfg->drain_timeout;
+	srv->drain_deadline = srv_now(srv) + srv->cfg->drain_timeout * 1000u;
 	log_info("drain", "connections=%llu sessions=%llu drain_timeout=%u",
 		 (unsigned long long)srv->metrics.connections,
 		 (unsigned long long)srv->metrics.sessions, srv->cfg->drain_timeout);
@@ -321,7 +322,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	}
 	uv_timer_init(loop, &srv->sweep);
 	srv->sweep.data = srv;
-	uv_timer_start(&srv->sweep, srv_sweep_cb, 1000, 1000);
+	uv_timer_start(&srv->sweep, srv_sweep_cb, SRV_SWEEP_MS, SRV_SWEEP_MS);
 	uv_idle_init(loop, &srv->pending_idle);
 	srv->pending_idle.data = srv;
 	uv_signal_init(loop, &srv->sigterm);

@@ -22,9 +22,14 @@ struct http;
 struct users;
 struct sasl_cache;
 
-/* Seconds a closing connection may linger (flushing the stream error,
- * discarding input) before the socket is closed regardless. */
-#define SRV_LINGER_S 3
+/* A closing connection first gets up to SRV_FLUSH_MS to take its last
+ * output (a slow reader still receives its stream error), then, once our
+ * FIN is out, SRV_LINGER_MS to close its side while we discard its input;
+ * then the socket is closed regardless. */
+#define SRV_FLUSH_MS 15000
+#define SRV_LINGER_MS 3000
+/* How often timeouts are checked. */
+#define SRV_SWEEP_MS 500
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
 #define SRV_READ_BUF 65536
 
@@ -53,7 +58,7 @@ struct srv {
 	struct metrics metrics;   /* counters; see metrics.h for who writes each */
 	uint64_t next_conn_id;    /* last connection id given out */
 	uint64_t t0_ms;           /* uv_now() at srv_init: the srv clock's origin */
-	uint32_t drain_deadline;  /* s (srv clock) when draining ends */
+	uint32_t drain_deadline;  /* ms (srv clock) when draining ends */
 	uint32_t ping_seq;        /* last id given to a server ping */
 	enum srv_phase phase;
 	int listening;            /* listener open */
@@ -71,8 +76,13 @@ int srv_run(struct srv *srv);
 /* Frees what srv_init() made (after srv_run() returned). */
 void srv_free(struct srv *srv);
 
-/* Seconds since srv_init() on the loop clock. */
+/* Milliseconds since srv_init() on the loop clock; wraps after 49 days,
+ * so compare with srv_due(). */
 uint32_t srv_now(const struct srv *srv);
+static inline int srv_due(uint32_t now, uint32_t deadline)
+{
+	return (int32_t)(now - deadline) >= 0;
+}
 
 /* Starts the drain (first SIGTERM) or the immediate shutdown (second). */
 void srv_drain(struct srv *srv);
