@@ -67,6 +67,22 @@ static const struct opt config_opts[] = {
 	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",
 	    "after SIGTERM, keep connections up to S seconds (default 300)"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
+	/* cluster routing (issue 4, docs/cluster.md) */
+	{ "cluster-listen", OPT_STR, offsetof(struct config, cluster_listen),
+	  sizeof(((struct config *)0)->cluster_listen), "ADDR:PORT",
+	  "listen for cluster links from other chatd instances (enables cluster mode)" },
+	{ "cluster-secret-file", OPT_STR, offsetof(struct config, cluster_secret_file),
+	  sizeof(((struct config *)0)->cluster_secret_file), "FILE",
+	  "shared secret of the cluster links (16..4096 bytes; required in cluster mode)" },
+	STR(peers, "HOST:PORT,...", "cluster peers to link to"),
+	{ "peers-file", OPT_STR, offsetof(struct config, peers_file),
+	  sizeof(((struct config *)0)->peers_file), "FILE",
+	  "cluster peers, one HOST:PORT per line; re-read when it changes" },
+	{ "peers-dns", OPT_STR, offsetof(struct config, peers_dns),
+	  sizeof(((struct config *)0)->peers_dns), "NAME[:PORT]",
+	  "cluster peers from a name's A/AAAA records (re-resolved every 10 s)" },
+	CFG("cluster-keepalive", OPT_UINT, cluster_keepalive, "S",
+	    "a silent cluster link is dead after S seconds (default 10)"),
 };
 #define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
 
@@ -95,6 +111,7 @@ static void config_defaults(struct config *cfg)
 	cfg->max_depth = 32;
 	cfg->max_output = 262144;
 	cfg->drain_timeout = 300;
+	cfg->cluster_keepalive = 10;
 	cfg->log_level = LOG_INFO;
 }
 
@@ -271,6 +288,21 @@ int config_load(struct config *cfg, int argc, char **argv)
 	}
 	if (cfg->auth_any && cfg->users[0]) {
 		fprintf(stderr, "chatd: --auth-any and --users exclude each other\n");
+		return -1;
+	}
+	/* cluster hook (issue 4): no cluster without a secret */
+	if (cfg->cluster_listen[0] && !cfg->cluster_secret_file[0]) {
+		fprintf(stderr, "chatd: --cluster-listen needs --cluster-secret-file "
+				"(or CHATD_CLUSTER_SECRET_FILE)\n");
+		return -1;
+	}
+	if (!cfg->cluster_listen[0] && (cfg->peers[0] || cfg->peers_file[0] || cfg->peers_dns[0])) {
+		fprintf(stderr, "chatd: --peers, --peers-file and --peers-dns need "
+				"--cluster-listen\n");
+		return -1;
+	}
+	if (cfg->cluster_listen[0] && cfg->cluster_keepalive < 1) {
+		fprintf(stderr, "chatd: --cluster-keepalive must be >= 1\n");
 		return -1;
 	}
 	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||

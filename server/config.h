@@ -32,6 +32,13 @@ struct config {
 	unsigned max_depth;      /* element nesting inside a stanza */
 	size_t max_output;       /* bytes queued for one slow reader */
 	unsigned drain_timeout;  /* s established connections may stay after SIGTERM */
+	/* cluster routing (issue 4, server/cluster*.c, docs/cluster.md) */
+	char cluster_listen[256];      /* ADDR:PORT for links to peers; "" = single instance */
+	char cluster_secret_file[1024]; /* shared secret of the cluster links */
+	char peers[4096];              /* HOST:PORT,... of peers */
+	char peers_file[1024];         /* file of HOST:PORT lines, re-read on change */
+	char peers_dns[256];           /* NAME[:PORT] whose A/AAAA records are the peers */
+	unsigned cluster_keepalive;    /* s without a frame before a link is dead */
 	enum log_level log_level;
 };
 
