@@ -291,6 +291,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 	struct cluster *cl;
 	char host[256];
 	int port, rc = -ENOMEM;
+	double dns_s;
 
 	if (!cfg->listen || cluster_hostport_parse(cfg->listen, 0, host, sizeof(host), &port) < 0) {
 		log_error("cluster_config", "error=\"--cluster-listen needs ADDR:PORT\"");
@@ -317,8 +318,8 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 							  : CLUSTER_KEEPALIVE_DEFAULT) * 1000.0);
 	if (cl->keepalive_ms < 300)
 		cl->keepalive_ms = 300;
-	cl->dns_interval_ms = (uint64_t)((cfg->dns_interval > 0 ? cfg->dns_interval
-								 : CLUSTER_DNS_INTERVAL_DEFAULT) * 1000.0);
+	dns_s = cfg->dns_interval > 0 ? cfg->dns_interval : CLUSTER_DNS_INTERVAL_DEFAULT;
+	cl->dns_interval_ms = (uint64_t)(dns_s * 1000.0);
 	cl->listen = strdup(cfg->listen);
 	cl->instance = strdup(cfg->instance);
 	cl->version = strdup(cfg->version ? cfg->version : "");
@@ -922,10 +923,10 @@ static void on_auth(struct link *l, const struct cluster_msg *m)
 	const char *aid = l->dialer ? l->peer_id : cl->instance;
 	const uint8_t *dn = l->dialer ? l->nonce : l->peer_nonce;
 	const uint8_t *an = l->dialer ? l->peer_nonce : l->nonce;
+	enum cluster_role prover = l->dialer ? CLUSTER_ROLE_ACCEPTOR : CLUSTER_ROLE_DIALER;
 
-	if (!cluster_auth_verify(cl->secret, cl->secretlen,
-				 l->dialer ? CLUSTER_ROLE_ACCEPTOR : CLUSTER_ROLE_DIALER, dn, an, did,
-				 aid, m->u.auth.mac)) {
+	if (!cluster_auth_verify(cl->secret, cl->secretlen, prover, dn, an, did, aid,
+				 m->u.auth.mac)) {
 		link_refuse(l, "bad-secret");
 		return;
 	}
@@ -943,8 +944,11 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 		memcpy(jid, rec.jid.p, rec.jid.len);
 		jid[rec.jid.len] = '\0';
 		if (m->type == CLUSTER_MSG_ROUTE_DEL) {
-			const struct cluster_route *r = cluster_routes_find(&l->cl->remote, jid, NULL);
-			int was = r && r->owner == &l->routes && r->available;
+			const struct cluster_route *r;
+			int was;
+
+			r = cluster_routes_find(&l->cl->remote, jid, NULL);
+			was = r && r->owner == &l->routes && r->available;
 
 			if (cluster_routes_del(&l->cl->remote, &l->routes, jid) > 0 && was)
 				route_gone(l->cl, jid);
@@ -1085,8 +1089,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		rc = cluster_msg_decode(type, payload, plen, &m);
 		if (rc < 0) {
 			log_warn("cluster_bad_frame", "link=%llu peer=%s type=%s error=\"%s\"",
-				 (unsigned long long)l->id, peer_name(l), cluster_msg_type_name(type),
-				 cluster_proto_strerror(rc));
+				 (unsigned long long)l->id, peer_name(l),
+				 cluster_msg_type_name(type), cluster_proto_strerror(rc));
 			link_refuse(l, rc == CLUSTER_PROTO_ETYPE ? "unknown-frame" : "bad-frame");
 			return;
 		}
@@ -1679,7 +1683,7 @@ int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size)
 			"# HELP chatd_cluster_peers Established links to other chatd instances.\n"
 			"# TYPE chatd_cluster_peers gauge\n"
 			"chatd_cluster_peers %llu\n"
-			"# HELP chatd_cluster_routes Sessions bound on other instances (remote routes).\n"
+			"# HELP chatd_cluster_routes Sessions bound on other instances.\n"
 			"# TYPE chatd_cluster_routes gauge\n"
 			"chatd_cluster_routes %llu\n"
 			"# HELP chatd_cluster_local_routes Local sessions announced to peers.\n"
@@ -1691,7 +1695,7 @@ int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size)
 			"# HELP chatd_cluster_stanzas_received_total Stanzas received from peers.\n"
 			"# TYPE chatd_cluster_stanzas_received_total counter\n"
 			"chatd_cluster_stanzas_received_total %llu\n"
-			"# HELP chatd_cluster_link_failures_total Links lost without a leaving notice.\n"
+			"# HELP chatd_cluster_link_failures_total Links lost without notice.\n"
 			"# TYPE chatd_cluster_link_failures_total counter\n"
 			"chatd_cluster_link_failures_total %llu\n"
 			"# HELP chatd_cluster_refused_total Link connections refused.\n"

@@ -629,8 +629,8 @@ static void test_links(void **state)
 	for (int k = 0; k < 100 && cluster_bare_best(nodes[1].cl, "alice@x", &best) != 2; k++)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_int_equal(cluster_bare_best(nodes[1].cl, "alice@x", &best), 2);
-	assert_int_equal(cluster_forward_bare(nodes[1].cl, "alice@x", CLUSTER_BARE_PRIO, 5, "bob@x/r",
-					      "<message to='alice@x'/>", 23),
+	assert_int_equal(cluster_forward_bare(nodes[1].cl, "alice@x", CLUSTER_BARE_PRIO, 5,
+					      "bob@x/r", "<message to='alice@x'/>", 23),
 			 2);
 	dw[0] = 0;
 	dw[1] = 1;
