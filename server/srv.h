@@ -18,6 +18,7 @@
 
 struct conn;
 struct router;
+struct cluster_glue;
 struct http;
 struct users;
 struct sasl_cache;
@@ -51,6 +52,7 @@ struct srv {
 	struct conn *conns;       /* every client connection (doubly linked) */
 	struct conn *pending;     /* connections marked by conn_fail() */
 	struct router *router;    /* local sessions; owned */
+	struct cluster_glue *cluster; /* cluster links (issue 4), or NULL; owned */
 	struct http *http;        /* HTTP endpoint, or NULL; owned */
 	struct users *users;      /* --users store, or NULL; owned */
 	struct sasl_cache *sasl_cache; /* --auth-any SCRAM credentials; owned */

@@ -1,0 +1,462 @@
+/*
+ * Cluster glue: chatd's sessions and stanzas on one side, struct cluster's
+ * links on the other (cluster_glue.h). Stanzas cross links serialized; the
+ * receiving side parses them with the same hardened stream layer the
+ * client connections use, inside one long-lived stream opened once.
+ */
+#include "cluster_glue.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cluster_proto.h"
+#include "conn.h"
+#include "log.h"
+#include "router.h"
+#include "session.h"
+#include "srv.h"
+#include "xstream.h"
+
+#define GLUE_JID_MAX (3 * 1024 + 4)
+
+static const char GLUE_HEADER[] = "<stream:stream xmlns='jabber:client' "
+				  "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+
+struct cluster_glue {
+	struct srv *srv;
+	struct cluster *cl;
+	struct xstream *xs;   /* parses what peers forwarded */
+	int opened;           /* GLUE_HEADER fed since the last reset */
+	struct xnode *parsed; /* the stanza on_stanza() handed over */
+	unsigned nparsed;     /* stanzas in the current frame: must be 1 */
+};
+
+/* ---- parsing forwarded stanzas ---- */
+
+static void glue_on_open(void *ud, const struct xnode *header, const char *default_ns)
+{
+}
+
+static void glue_on_stanza(void *ud, struct xnode *st)
+{
+	struct cluster_glue *g = ud;
+
+	if (g->nparsed++ == 0)
+		g->parsed = st;
+	else
+		xnode_free(st);
+}
+
+static void glue_on_close(void *ud)
+{
+}
+
+static const struct xstream_cbs glue_cbs = { glue_on_open, glue_on_stanza, glue_on_close };
+
+/* One frame's XML into one stanza, or NULL (logged). Peers are
+ * authenticated, but a frame that is not exactly one stanza is refused
+ * rather than trusted. */
+static struct xnode *glue_parse(struct cluster_glue *g, const char *xml, size_t len)
+{
+	int rc;
+
+	if (!g->opened) {
+		rc = xstream_feed(g->xs, GLUE_HEADER, sizeof(GLUE_HEADER) - 1, NULL);
+		if (rc != XSTREAM_OK)
+			goto bad;
+		g->opened = 1;
+	}
+	g->parsed = NULL;
+	g->nparsed = 0;
+	rc = xstream_feed(g->xs, xml, len, NULL);
+	if (rc != XSTREAM_OK || g->nparsed != 1 || xstream_depth(g->xs) != 1)
+		goto bad;
+	return g->parsed;
+bad:
+	log_warn("cluster_bad_stanza", "error=\"%s\" stanzas=%u", xstream_strerror(rc),
+		 g->nparsed);
+	xnode_free(g->parsed);
+	g->parsed = NULL;
+	xstream_reset(g->xs);
+	g->opened = 0;
+	return NULL;
+}
+
+static char *glue_serialize(const struct xnode *st, size_t *len)
+{
+	struct xbuf b;
+
+	xbuf_init(&b);
+	if (xnode_serialize(st, NS_CLIENT, &b) != 0 || xbuf_append(&b, "", 1) != 0) {
+		xbuf_free(&b);
+		return NULL;
+	}
+	*len = b.len - 1;
+	return b.data;
+}
+
+/* ---- hooks: what peers send us ---- */
+
+static int attr_is(const struct xnode *n, const char *name, const char *value)
+{
+	const char *v = xnode_attr(n, name);
+
+	return v && strcmp(v, value) == 0;
+}
+
+static void glue_send_to(struct conn *o, struct xnode *st)
+{
+	char full[GLUE_JID_MAX];
+
+	if (o->closing || jid_format_full(&o->jid, full, sizeof(full)) < 0 ||
+	    xnode_set_attr(st, "to", full) != 0)
+		return;
+	router_deliver(o, st);
+}
+
+/*
+ * The session a stanza was forwarded to is gone (it ended while the
+ * stanza crossed the link): answer as a single instance answers a stanza
+ * to an absent full JID, through the link the stanza came from.
+ */
+static void glue_bounce(struct cluster_glue *g, struct xnode *st, const char *sender)
+{
+	const char *type = xnode_attr(st, "type");
+	int is_msg = strcmp(st->name, "message") == 0;
+	int is_req = strcmp(st->name, "iq") == 0 && type &&
+		     (strcmp(type, "get") == 0 || strcmp(type, "set") == 0);
+	char *from = NULL, *to = NULL, *xml = NULL;
+	struct xnode *err, *cond;
+	size_t len;
+
+	if (!(is_req || (is_msg && !attr_is(st, "type", "error") &&
+			 !attr_is(st, "type", "headline"))))
+		return;
+	if (xnode_attr(st, "from"))
+		from = strdup(xnode_attr(st, "from"));
+	if (xnode_attr(st, "to"))
+		to = strdup(xnode_attr(st, "to"));
+	if (!from || !to || xnode_set_attr(st, "to", from) != 0 ||
+	    xnode_set_attr(st, "from", to) != 0 || xnode_set_attr(st, "type", "error") != 0)
+		goto out;
+	err = xnode_add_child(st, "error", NS_CLIENT);
+	if (!err || xnode_set_attr(err, "type", "cancel") != 0)
+		goto out;
+	cond = xnode_add_child(err, "service-unavailable", NS_STANZAS);
+	if (!cond)
+		goto out;
+	xml = glue_serialize(st, &len);
+	if (xml && cluster_forward(g->cl, sender, to, xml, len) == 0)
+		g->srv->metrics.stanza_errors_total++;
+out:
+	free(xml);
+	free(from);
+	free(to);
+}
+
+static int glue_deliver(void *ud, const char *to, const char *from, const char *xml, size_t len)
+{
+	struct cluster_glue *g = ud;
+	struct xnode *st = glue_parse(g, xml, len);
+	struct jid j = { 0 };
+	struct conn *c = NULL;
+	int rc = -ENOENT;
+
+	if (!st)
+		return -EINVAL;
+	if (jid_parse(to, &j) == 0)
+		c = router_find_full(g->srv->router, &j);
+	if (c && !c->closing) {
+		router_deliver(c, st);
+		rc = 0;
+	} else {
+		glue_bounce(g, st, from);
+	}
+	jid_clear(&j);
+	xnode_free(st);
+	return rc;
+}
+
+/* Our available resources' presence, sent to a remote resource of the
+ * same user that just became available (what presence.c does locally). */
+static void glue_presence_to_new(struct cluster_glue *g, struct route *e, const char *newcomer)
+{
+	char full[GLUE_JID_MAX];
+	struct xnode *p;
+	char *xml;
+	size_t len;
+
+	for (struct conn *o = e->first; o; o = o->rnext) {
+		if (!o->available || o->closing || jid_format_full(&o->jid, full, sizeof(full)) < 0)
+			continue;
+		p = o->presence ? xnode_copy(o->presence) : xnode_new("presence", NS_CLIENT);
+		if (!p)
+			continue;
+		xml = NULL;
+		if (xnode_set_attr(p, "from", full) == 0 && xnode_set_attr(p, "to", newcomer) == 0)
+			xml = glue_serialize(p, &len);
+		if (xml)
+			cluster_forward(g->cl, newcomer, full, xml, len);
+		free(xml);
+		xnode_free(p);
+	}
+}
+
+static void glue_presence(void *ud, const char *from, const char *xml, size_t len)
+{
+	struct cluster_glue *g = ud;
+	struct xnode *st = glue_parse(g, xml, len);
+	char bare[GLUE_JID_MAX];
+	struct jid j = { 0 };
+	struct route *e;
+	int initial;
+
+	if (!st)
+		return;
+	if (jid_parse(from, &j) != 0 || jid_format_bare(&j, bare, sizeof(bare)) < 0)
+		goto out;
+	e = router_lookup(g->srv->router, bare);
+	if (!e)
+		goto out;
+	/* The route still says unavailable: this is its initial presence
+	 * (the route update follows the broadcast on the same link). */
+	initial = !xnode_attr(st, "type") && cluster_route_available(g->cl, from) == 0;
+	for (struct conn *o = e->first; o; o = o->rnext)
+		if (o->available)
+			glue_send_to(o, st);
+	if (initial)
+		glue_presence_to_new(g, e, from);
+out:
+	jid_clear(&j);
+	xnode_free(st);
+}
+
+static void glue_route_gone(void *ud, const char *full)
+{
+	struct cluster_glue *g = ud;
+	char bare[GLUE_JID_MAX];
+	struct jid j = { 0 };
+	struct xnode *p = NULL;
+	struct route *e;
+
+	if (jid_parse(full, &j) != 0 || jid_format_bare(&j, bare, sizeof(bare)) < 0)
+		goto out;
+	e = router_lookup(g->srv->router, bare);
+	if (!e)
+		goto out;
+	p = xnode_new("presence", NS_CLIENT);
+	if (!p || xnode_set_attr(p, "type", "unavailable") != 0 ||
+	    xnode_set_attr(p, "from", full) != 0)
+		goto out;
+	for (struct conn *o = e->first; o; o = o->rnext)
+		if (o->available)
+			glue_send_to(o, p);
+out:
+	xnode_free(p);
+	jid_clear(&j);
+}
+
+/* ---- lifetime ---- */
+
+int cluster_glue_init(struct srv *srv)
+{
+	const struct config *cfg = srv->cfg;
+	struct xstream_limits lim = { CLUSTER_FRAME_MAX, cfg->max_depth + 2 };
+	struct cluster_hooks hooks = { glue_deliver, glue_presence, glue_route_gone };
+	struct cluster_config cc = { 0 };
+	struct cluster_glue *g;
+	uint8_t *secret = NULL;
+	size_t secretlen = 0;
+	int rc;
+
+	srv->cluster = NULL;
+	if (!cfg->cluster_listen[0])
+		return 0;
+	if (!cfg->cluster_secret_file[0]) {
+		log_error("cluster_config", "error=\"cluster mode (--cluster-listen) needs"
+			  " --cluster-secret-file or CHATD_CLUSTER_SECRET_FILE\"");
+		return -1;
+	}
+	rc = cluster_secret_load(cfg->cluster_secret_file, &secret, &secretlen);
+	if (rc < 0) {
+		log_error("cluster_config", "path=%s error=\"%s\"", cfg->cluster_secret_file,
+			  rc == -EINVAL ? "the secret must be 16..4096 bytes" : strerror(-rc));
+		return -1;
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		goto fail;
+	g->srv = srv;
+	g->xs = xstream_new(&lim, &glue_cbs, g);
+	if (!g->xs)
+		goto fail;
+	cc.listen = cfg->cluster_listen;
+	cc.instance = cfg->instance;
+	cc.version = cfg->version_label;
+	cc.peers = cfg->peers[0] ? cfg->peers : NULL;
+	cc.peers_file = cfg->peers_file[0] ? cfg->peers_file : NULL;
+	cc.peers_dns = cfg->peers_dns[0] ? cfg->peers_dns : NULL;
+	cc.secret = secret;
+	cc.secretlen = secretlen;
+	cc.keepalive = cfg->cluster_keepalive;
+	if (cluster_new(srv->loop, &cc, &hooks, g, &g->cl) < 0)
+		goto fail;
+	if (cluster_start(g->cl) < 0) {
+		cluster_free(g->cl);
+		goto fail;
+	}
+	OPENSSL_cleanse(secret, secretlen);
+	free(secret);
+	srv->cluster = g;
+	return 0;
+fail:
+	if (g)
+		xstream_free(g->xs);
+	free(g);
+	OPENSSL_cleanse(secret, secretlen);
+	free(secret);
+	return -1;
+}
+
+void cluster_glue_leave(struct srv *srv)
+{
+	if (srv->cluster)
+		cluster_leave(srv->cluster->cl);
+}
+
+void cluster_glue_free(struct srv *srv)
+{
+	struct cluster_glue *g = srv->cluster;
+
+	if (!g)
+		return;
+	cluster_free(g->cl);
+	xstream_free(g->xs);
+	free(g);
+	srv->cluster = NULL;
+}
+
+/* ---- calls from chatd ---- */
+
+void cluster_glue_bound(struct conn *c)
+{
+	char full[GLUE_JID_MAX];
+
+	if (c->srv->cluster && jid_format_full(&c->jid, full, sizeof(full)) >= 0)
+		cluster_local_set(c->srv->cluster->cl, full, c->priority, c->available);
+}
+
+void cluster_glue_unbound(struct conn *c)
+{
+	char full[GLUE_JID_MAX];
+
+	if (c->srv->cluster && jid_format_full(&c->jid, full, sizeof(full)) >= 0)
+		cluster_local_del(c->srv->cluster->cl, full);
+}
+
+void cluster_glue_presence(struct conn *c, const struct xnode *p)
+{
+	struct cluster_glue *g = c->srv->cluster;
+	char full[GLUE_JID_MAX];
+	char *xml;
+	size_t len;
+
+	if (!g || jid_format_full(&c->jid, full, sizeof(full)) < 0)
+		return;
+	/* The broadcast first, then the availability: a peer that sees the
+	 * presence while the route still says unavailable knows it is the
+	 * initial one. */
+	xml = glue_serialize(p, &len);
+	if (xml)
+		cluster_broadcast_presence(g->cl, full, xml, len);
+	free(xml);
+	cluster_local_set(g->cl, full, c->priority, c->available);
+}
+
+int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct xnode *st)
+{
+	struct cluster_glue *g = srv->cluster;
+	char full[GLUE_JID_MAX];
+	const char *from = xnode_attr(st, "from");
+	char *xml;
+	size_t len;
+	int rc;
+
+	if (!g || !from || jid_format_full(j, full, sizeof(full)) < 0 ||
+	    !cluster_has_route(g->cl, full))
+		return 0;
+	xml = glue_serialize(st, &len);
+	if (!xml)
+		return 0;
+	rc = cluster_forward(g->cl, full, from, xml, len);
+	free(xml);
+	return rc == 0;
+}
+
+/* The bare JID the bare-JID rules apply to: the stanza's 'to', or the
+ * sender's own account when there is none. */
+static int glue_target_bare(struct conn *from, const struct xnode *st, char *bare, size_t size)
+{
+	const char *to = xnode_attr(st, "to");
+	struct jid j = { 0 };
+	long n;
+
+	if (!to)
+		return jid_format_bare(&from->jid, bare, size) < 0 ? -1 : 0;
+	if (jid_parse(to, &j) != 0)
+		return -1;
+	n = jid_format_bare(&j, bare, size);
+	jid_clear(&j);
+	return n < 0 ? -1 : 0;
+}
+
+int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_best)
+{
+	struct cluster_glue *g = from->srv->cluster;
+	char bare[GLUE_JID_MAX];
+	int best;
+
+	if (!g || glue_target_bare(from, st, bare, sizeof(bare)) < 0)
+		return local_best;
+	if (cluster_bare_best(g->cl, bare, &best) > 0 && best > local_best)
+		return best;
+	return local_best;
+}
+
+int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
+			      enum cluster_bare_mode mode, int prio)
+{
+	struct cluster_glue *g = from->srv->cluster;
+	char bare[GLUE_JID_MAX];
+	const char *sender = xnode_attr(st, "from");
+	char *xml;
+	size_t len;
+	int n;
+
+	if (!g || !sender || glue_target_bare(from, st, bare, sizeof(bare)) < 0 ||
+	    !cluster_has_bare(g->cl, bare))
+		return 0;
+	xml = glue_serialize(st, &len);
+	if (!xml)
+		return 0;
+	n = cluster_forward_bare(g->cl, bare, mode, prio, sender, xml, len);
+	free(xml);
+	return n;
+}
+
+size_t cluster_glue_metrics(struct srv *srv, char *buf, size_t cap)
+{
+	int n;
+
+	if (!srv->cluster || cap == 0)
+		return 0;
+	n = cluster_metrics_print(srv->cluster->cl, buf, cap);
+	if (n < 0 || (size_t)n >= cap) {
+		buf[0] = '\0';
+		return 0;
+	}
+	return (size_t)n;
+}

@@ -1,0 +1,55 @@
+/*
+ * The seam between chatd (srv, router, presence) and the cluster module
+ * (cluster.h): the few calls chatd makes at its bind, unbind, presence,
+ * route-miss, metrics and shutdown points, and the hooks that deliver what
+ * peers forwarded. Every function is a no-op returning "nothing done" when
+ * cluster mode is off (srv->cluster == NULL), so the call sites need no
+ * condition of their own.
+ *
+ * Ownership: no function here takes ownership of a stanza; the caller
+ * frees it as before.
+ */
+#ifndef CHATD_CLUSTER_GLUE_H
+#define CHATD_CLUSTER_GLUE_H
+
+#include <stddef.h>
+
+#include "cluster.h"
+#include "jid.h"
+#include "xml.h"
+
+struct srv;
+struct conn;
+
+/* From srv_init(): starts cluster mode when --cluster-listen is set
+ * (refusing to without a secret). 0, or -1 after logging why. */
+int cluster_glue_init(struct srv *srv);
+/* When the server exits (after the drain): LEAVING to every peer. */
+void cluster_glue_leave(struct srv *srv);
+/* From srv_free(), after the loop ended. */
+void cluster_glue_free(struct srv *srv);
+
+/* router_add() / router_remove(): a session bound / ended. */
+void cluster_glue_bound(struct conn *c);
+void cluster_glue_unbound(struct conn *c);
+/* presence_broadcast(), after c->available and c->priority were updated:
+ * sends the broadcast p (from stamped) to the user's remote resources and
+ * announces the new availability. */
+void cluster_glue_presence(struct conn *c, const struct xnode *p);
+
+/* A stanza to the full JID j that has no local session: 1 when it was
+ * forwarded to the instance holding j, else 0. */
+int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct xnode *st);
+/* Bare-JID rules across the cluster. The bare JID is the stanza's 'to'
+ * (or the sender's own when 'to' is absent). cluster_glue_bare_best()
+ * returns the larger of local_best and the best remote priority;
+ * cluster_glue_forward_bare() returns the copies forwarded. */
+int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_best);
+int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
+			      enum cluster_bare_mode mode, int prio);
+
+/* Appends the cluster metrics to /metrics; returns the bytes written (0
+ * when off, or when they do not fit). */
+size_t cluster_glue_metrics(struct srv *srv, char *buf, size_t cap);
+
+#endif
