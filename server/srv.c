@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster_glue.h"
 #include "conn.h"
 #include "http.h"
 #include "jid.h"
@@ -194,6 +195,7 @@ static void srv_close_handles(struct srv *srv)
 	uv_close((uv_handle_t *)&srv->sigint, NULL);
 	http_stop(srv->http);
 	srv->http = NULL;
+	cluster_glue_leave(srv); /* cluster hook: peers drop our routes at once */
 }
 
 /* Once stopping (or draining) and no connection is left, close everything
@@ -320,6 +322,8 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		if (!srv->http)
 			return -1;
 	}
+	if (cluster_glue_init(srv) != 0) /* cluster hook (issue 4) */
+		return -1;
 	uv_timer_init(loop, &srv->sweep);
 	srv->sweep.data = srv;
 	uv_timer_start(&srv->sweep, srv_sweep_cb, SRV_SWEEP_MS, SRV_SWEEP_MS);
@@ -349,6 +353,7 @@ int srv_run(struct srv *srv)
 
 void srv_free(struct srv *srv)
 {
+	cluster_glue_free(srv); /* cluster hook */
 	router_free(srv->router);
 	users_free(srv->users);
 	sasl_cache_free(srv->sasl_cache);
