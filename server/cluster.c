@@ -25,6 +25,7 @@
 #define READ_CHUNK 65536
 #define PEERS_FILE_MAX (1u << 20)
 #define ADDR_MAX 300
+#define LEAVE_GRACE_MS 2000
 
 enum link_state {
 	LINK_CONNECTING, /* dialed, waiting for connect */
@@ -130,6 +131,7 @@ struct cluster {
 };
 
 static void link_close(struct link *l, const char *reason);
+static void on_handle_closed(uv_handle_t *h);
 static void targets_sync(struct cluster *cl, unsigned src, char **keys, size_t n);
 
 static uint64_t now_ms(const struct cluster *cl)
@@ -695,11 +697,25 @@ int cluster_broadcast_presence(struct cluster *cl, const char *from, const char 
 
 static void target_schedule(struct target *t, int failed);
 
+static void link_unlist(struct link *l);
+
+/* The tick timer goes last, once leaving and no link is left. */
+static void leave_done(struct cluster *cl)
+{
+	if (cl->started && !uv_is_closing((uv_handle_t *)&cl->tick)) {
+		uv_timer_stop(&cl->tick);
+		uv_close((uv_handle_t *)&cl->tick, on_handle_closed);
+	}
+}
+
 static void on_link_closed(uv_handle_t *h)
 {
 	struct link *l = h->data;
 	struct cluster *cl = l->cl;
 
+	link_unlist(l);
+	if (cl->leaving && !cl->links)
+		leave_done(cl);
 	cl->handles--;
 	free(l->in);
 	free(l->peer_id);
@@ -1612,22 +1628,32 @@ static void on_leave_shutdown(uv_shutdown_t *req, int status)
 {
 	struct link *l = req->data;
 
-	uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+	if (!uv_is_closing((uv_handle_t *)&l->tcp))
+		uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+}
+
+/* A peer that does not read would hold the shutdown, and the process,
+ * forever: whatever has not flushed after LEAVE_GRACE_MS is closed. */
+static void on_leave_timeout(uv_timer_t *timer)
+{
+	struct cluster *cl = timer->data;
+	struct link *l;
+
+	for (l = cl->links; l; l = l->next)
+		if (!uv_is_closing((uv_handle_t *)&l->tcp))
+			uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+	leave_done(cl);
 }
 
 void cluster_leave(struct cluster *cl)
 {
-	struct link *l;
+	struct link *l, *ln;
 	struct target *t;
 
 	if (!cl || cl->leaving)
 		return;
 	cl->leaving = 1;
 	log_info("cluster_leave", "peers=%llu", (unsigned long long)cl->st.peers);
-	if (cl->started) {
-		uv_timer_stop(&cl->tick);
-		uv_close((uv_handle_t *)&cl->tick, on_handle_closed);
-	}
 	if (cl->listening) {
 		cl->listening = 0;
 		uv_close((uv_handle_t *)&cl->listener, on_handle_closed);
@@ -1637,18 +1663,20 @@ void cluster_leave(struct cluster *cl)
 			uv_cancel((uv_req_t *)&t->gai);
 	if (cl->dns_busy)
 		uv_cancel((uv_req_t *)&cl->dns_req);
-	while ((l = cl->links) != NULL) {
+	for (l = cl->links; l; l = ln) {
 		int up = l->state == LINK_UP;
 
+		ln = l->next;
 		if (up) {
 			cluster_buf_reset(&cl->obuf);
 			if (cluster_enc_empty(&cl->obuf, CLUSTER_MSG_LEAVING) == 0)
 				link_flush_obuf(l);
 		}
 		if (l->state == LINK_CLOSING)
-			continue; /* closed by a failed write: already unlisted */
+			continue; /* closed by a failed write, or already closing */
 		/* Let the queued frames and LEAVING reach the peer: shut the
-		 * write side down, close when that is done. */
+		 * write side down, close when that is done. The link stays
+		 * listed until its close callback. */
 		if (up) {
 			cl->st.peers--;
 			link_drop_routes(l);
@@ -1658,10 +1686,16 @@ void cluster_leave(struct cluster *cl)
 			l->target->link = NULL;
 			l->target = NULL;
 		}
-		link_unlist(l);
 		l->shutdown.data = l;
 		if (!up || uv_shutdown(&l->shutdown, (uv_stream_t *)&l->tcp, on_leave_shutdown) < 0)
 			uv_close((uv_handle_t *)&l->tcp, on_link_closed);
+	}
+	if (cl->started) {
+		uv_timer_stop(&cl->tick);
+		if (cl->links)
+			uv_timer_start(&cl->tick, on_leave_timeout, LEAVE_GRACE_MS, 0);
+		else
+			leave_done(cl);
 	}
 }
 
