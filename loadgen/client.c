@@ -660,10 +660,11 @@ static void client_features(struct client *c, const struct xnode *f)
 		client_auth_plain(c, user);
 		return;
 	case OPTS_AUTH_AUTO:
-		if (client_has_mech(mechs, "SCRAM-SHA-256"))
-			client_auth_scram(c, user);
-		else if (client_has_mech(mechs, "PLAIN"))
+		/* PLAIN first: a login costs no PBKDF2 on our side. */
+		if (client_has_mech(mechs, "PLAIN"))
 			client_auth_plain(c, user);
+		else if (client_has_mech(mechs, "SCRAM-SHA-256"))
+			client_auth_scram(c, user);
 		else
 			break;
 		return;

@@ -1,0 +1,402 @@
+"""chatload's accounting against a real chatd (--auth-any): every connection's
+fate and every message's fate checked against ground truth (chatd's own
+/metrics counters, what a proxy swallowed, what chatd was made to do), plus
+bad usage and the exit codes.
+"""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+import harness
+
+
+def metrics(http_port):
+    st, body = harness.http_get("http://127.0.0.1:%d/metrics" % http_port)
+    return harness.parse_metrics(body) if st == 200 else {}
+
+
+class Chatd:
+    """A chatd on loopback with its HTTP port for /metrics."""
+
+    def __init__(self, args=(), label="v-test", instance="inst-a"):
+        self.port = harness.free_port()
+        self.http = harness.free_port()
+        self.proc = harness.Proc(
+            [harness.binary("chatd"), "--listen", "127.0.0.1:%d" % self.port,
+             "--http", "127.0.0.1:%d" % self.http, "--domain", "localhost",
+             "--version-label", label, "--instance", instance,
+             "--log-level", "warn"] + list(args), name="chatd")
+        harness.wait_for(lambda: metrics(self.http), timeout=15, what="chatd /metrics")
+
+    def metric(self, name):
+        return metrics(self.http).get(name, 0)
+
+    def wait_sessions(self, n, timeout=20):
+        harness.wait_for(lambda: self.metric("chatd_sessions") == n, timeout=timeout,
+                         what="%d chatd sessions" % n)
+
+
+class ChatloadCase(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rb-chatload-test-")
+        self.procs = []
+
+    def tearDown(self):
+        for p in self.procs:
+            p.stop(signal.SIGKILL, timeout=5)
+        for p in self.procs:
+            self.assertIsNone(p.sanitizer_report(), "%s: sanitizer report" % p.name)
+
+    def chatd(self, *args, **kw):
+        d = Chatd(args, **kw)
+        self.procs.append(d.proc)
+        return d
+
+    def chatload(self, *args, report=True):
+        """Starts chatload; returns (proc, report path)."""
+        path = os.path.join(self.tmp, "report-%d.json" % len(self.procs))
+        argv = [harness.binary("chatload"), "--quiet", "--ping-interval", "0"] + [
+            str(a) for a in args]
+        if report:
+            argv += ["--report", path]
+        p = harness.Proc(argv, name="chatload")
+        self.procs.append(p)
+        return p, path
+
+    def run_chatload(self, *args, timeout=60):
+        p, path = self.chatload(*args)
+        rc = p.wait(timeout=timeout)
+        self.assertIsNone(p.sanitizer_report(), "chatload sanitizer report")
+        with open(path) as f:
+            return rc, json.load(f), p
+
+    def assert_every_connection_has_one_fate(self, r):
+        fates = (r["closed_by_client"] + r["closed_by_server_total"] + r["dropped"] +
+                 r["connect_failures"] + r["login_failures"] + r["ping_timeouts"])
+        self.assertEqual(fates, r["connections"], r)
+        self.assertEqual(sum(r["closed_by_server"].values()), r["closed_by_server_total"])
+        self.assertEqual(sum(r["dropped_by_reason"].values()), r["dropped"])
+
+
+class Usage(ChatloadCase):
+    def usage(self, *args):
+        p = subprocess.run([harness.binary("chatload")] + list(args), capture_output=True,
+                           text=True, timeout=20)
+        self.assertNotIn("runtime error", p.stderr)
+        return p
+
+    def test_unknown_flag(self):
+        p = self.usage("--clients", "3", "--frobnicate")
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("unknown option --frobnicate", p.stderr)
+
+    def test_bad_lifetime(self):
+        for spec, why in (("fixed:abc", "bad duration"), ("gauss:5s", "expected none"),
+                          ("uniform:9s-3s", "LOW <= HIGH"), ("exp:0s", "positive")):
+            p = self.usage("--lifetime", spec)
+            self.assertEqual(p.returncode, 2, spec)
+            self.assertIn("--lifetime %s" % spec, p.stderr)
+            self.assertIn(why, p.stderr)
+
+    def test_bad_values(self):
+        for args in (["--clients", "0"], ["--ramp", "fast"], ["--server", "nohostport"],
+                     ["--user-pattern", "user"], ["--source-ips", "127.0.0.9-127.0.0.2"],
+                     ["--duration"], ["extra-argument"]):
+            p = self.usage(*args)
+            self.assertEqual(p.returncode, 2, args)
+            self.assertTrue(p.stderr.startswith("chatload: "), p.stderr)
+
+    def test_help_lists_every_flag(self):
+        p = self.usage("--help")
+        self.assertEqual(p.returncode, 0)
+        for flag in ("--server", "--domain", "--clients", "--ramp", "--source-ips",
+                     "--user-pattern", "--password", "--tls", "--message-rate",
+                     "--ping-interval", "--lifetime", "--duration", "--report", "--timeline",
+                     "--expect-zero-drops", "--expect-zero-loss", "--workers",
+                     "--loss-timeout"):
+            self.assertIn(flag, p.stdout)
+
+    def test_unreachable_server(self):
+        port = harness.free_port()
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % port, "--clients", "3",
+                                     "--duration", "1.5")
+        self.assertEqual(rc, 1)
+        self.assertIn("cannot connect to 127.0.0.1:%d" % port, p.stderr())
+        self.assertIn("ECONNREFUSED", p.stderr())
+        self.assertGreaterEqual(r["connect_failures"], 3)
+        self.assertEqual(r["logins"], 0)
+        self.assert_every_connection_has_one_fate(r)
+
+
+class Fates(ChatloadCase):
+    def test_lifetimes_closed_by_client(self):
+        d = self.chatd("--auth-any")
+        timeline = os.path.join(self.tmp, "t.csv")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "6",
+                                     "--lifetime", "fixed:700ms", "--duration", "3",
+                                     "--timeline", timeline, "--expect-zero-drops",
+                                     "--expect-no-server-close")
+        self.assertEqual(rc, 0)
+        self.assert_every_connection_has_one_fate(r)
+        # Ground truth: chatd accepted exactly the connections we made, and
+        # every one ended as a session closed by its client.
+        harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
+        self.assertEqual(d.metric("chatd_connections_accepted_total"), r["connections"])
+        self.assertEqual(r["logins"], r["connections"])
+        self.assertEqual(r["closed_by_client"], r["connections"])
+        self.assertGreaterEqual(r["logins"], 12)  # every slot logged in again
+        self.assertEqual(r["dropped"], 0)
+        self.assertEqual(r["closes_unacknowledged"], 0)
+        self.assertEqual(r["connected_peak"], 6)
+        self.assertEqual(list(r["per_version"]), ["v-test"])
+        self.assertEqual(r["per_version"]["v-test"]["logins"], r["logins"])
+        self.assertEqual(list(r["per_version"]["v-test"]["instances"]), ["inst-a"])
+        with open(timeline) as f:
+            rows = f.read().splitlines()
+        self.assertEqual(rows[0].split(",")[:3], ["t", "connected", "connected_v-test"])
+        self.assertGreaterEqual(len(rows), 4)
+        self.assertEqual(sum(int(x.split(",")[3]) for x in rows[1:]), r["logins"])
+        self.assertIn("6", [x.split(",")[1] for x in rows[1:]])
+
+    def test_sigkill_counts_drops(self):
+        d = self.chatd("--auth-any")
+        p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "7",
+                                "--duration", "3", "--expect-zero-drops")
+        d.wait_sessions(7)
+        d.proc.stop(signal.SIGKILL)
+        self.assertEqual(p.wait(timeout=30), 1)  # zero drops expected, violated
+        with open(path) as f:
+            r = json.load(f)
+        self.assertEqual(r["dropped"], 7)
+        self.assertEqual(r["closed_by_client"], 0)
+        self.assertEqual(r["closed_by_server_total"], 0)
+        self.assertEqual(r["logins"], 7)
+        self.assertGreater(r["connect_failures"], 0)  # reconnects found nobody
+        self.assert_every_connection_has_one_fate(r)
+        self.assertIn("expected zero drops: 7 dropped", p.stderr())
+
+    def test_sigterm_short_drain_is_system_shutdown(self):
+        d = self.chatd("--auth-any", "--drain-timeout", "1")
+        p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "7",
+                                "--duration", "4", "--expect-zero-drops")
+        d.wait_sessions(7)
+        d.proc.signal(signal.SIGTERM)
+        self.assertEqual(d.proc.wait(timeout=20), 0)
+        self.assertEqual(p.wait(timeout=30), 0)  # no drop: the server closed properly
+        with open(path) as f:
+            r = json.load(f)
+        self.assertEqual(r["closed_by_server"], {"system-shutdown": 7})
+        self.assertEqual(r["dropped"], 0)
+        self.assertEqual(r["logins"], 7)
+        self.assert_every_connection_has_one_fate(r)
+
+    def test_sigint_closes_cleanly_and_reports(self):
+        d = self.chatd("--auth-any")
+        p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "5",
+                                "--message-rate", "2")
+        d.wait_sessions(5)
+        time.sleep(0.5)
+        p.signal(signal.SIGINT)
+        self.assertEqual(p.wait(timeout=30), 0)
+        with open(path) as f:
+            r = json.load(f)
+        self.assertEqual(r["closed_by_client"], 5)
+        self.assertEqual(r["closes_unacknowledged"], 0)
+        self.assertEqual(r["messages_lost"], 0)
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
+
+    def test_wrong_password_is_login_failure(self):
+        users = os.path.join(self.tmp, "users")
+        for u in ("user0", "user1"):
+            subprocess.run([harness.binary("chatd"), "passwd", "--users", users, u],
+                           input="right-pw\n", text=True, check=True, timeout=20,
+                           capture_output=True)
+        d = self.chatd("--users", users, "--allow-plaintext-auth")
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
+                                     "--password", "wrong-pw", "--duration", "1.5")
+        self.assertEqual(rc, 1)
+        self.assertIn("login failed: not-authorized", p.stderr())
+        self.assertGreaterEqual(r["login_failures"], 2)
+        self.assertEqual(r["login_failures_by_reason"], {"not-authorized": r["login_failures"]})
+        self.assertEqual(r["logins"], 0)
+        self.assert_every_connection_has_one_fate(r)
+        # The right password, through SCRAM-SHA-256, logs in.
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
+                                     "--password", "right-pw", "--auth", "scram",
+                                     "--duration", "1")
+        self.assertEqual(rc, 0)
+        self.assertEqual(r["logins"], 2)
+
+
+class SwallowingProxy:
+    """TCP proxy that forwards both ways but swallows the first <message> with
+    a <body> going from the server to a client."""
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.swallowed = []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            s = socket.create_connection(("127.0.0.1", self.target))
+            pair = {"socks": (c, s), "open": 2}
+            threading.Thread(target=self._pump, args=(c, s, False, pair), daemon=True).start()
+            threading.Thread(target=self._pump, args=(s, c, True, pair), daemon=True).start()
+
+    def _filter(self, buf, out):
+        """Moves what may pass from buf to out; returns the rest (a partial
+        <message> kept until its end arrives)."""
+        while buf:
+            with self.lock:
+                done = bool(self.swallowed)
+            if done:
+                out += buf
+                return b""
+            i = buf.find(b"<message")
+            if i < 0:
+                keep = 0
+                for k in range(1, 8):
+                    if b"<message".startswith(buf[-k:]):
+                        keep = k
+                out += buf[:len(buf) - keep]
+                return buf[len(buf) - keep:]
+            out += buf[:i]
+            buf = buf[i:]
+            j = buf.find(b"</message>")
+            if j < 0:
+                return buf
+            stanza, buf = buf[:j + 10], buf[j + 10:]
+            if b"<body>" in stanza and not re.search(rb"type=['\"]error", stanza):
+                with self.lock:
+                    self.swallowed.append(stanza)
+                continue
+            out += stanza
+        return buf
+
+    def _pump(self, src, dst, filtering, pair):
+        buf = b""
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if filtering:
+                    out = bytearray()
+                    buf = self._filter(buf + data, out)
+                    data = bytes(out)
+                if data:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        with self.lock:
+            pair["open"] -= 1
+            last = pair["open"] == 0
+        if last:
+            for x in pair["socks"]:
+                x.close()
+
+    def close(self):
+        self.lsock.close()
+
+
+class Messages(ChatloadCase):
+    def test_delivered_with_latency_and_pairs(self):
+        d = self.chatd("--auth-any")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "6",
+                                     "--message-rate", "4", "--duration", "2",
+                                     "--expect-zero-loss", "--expect-zero-drops")
+        self.assertEqual(rc, 0)
+        self.assertGreater(r["messages_sent"], 10)
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        self.assertEqual(r["messages_lost"] + r["messages_duplicated"] + r["messages_bounced"], 0)
+        lat = r["latency_ms"]
+        self.assertEqual(lat["count"], r["messages_delivered"])
+        self.assertTrue(0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"])
+        self.assertEqual(r["message_pairs"],
+                         [{"from": "v-test", "to": "v-test", "sent": r["messages_sent"],
+                           "delivered": r["messages_sent"], "lost": 0, "bounced": 0,
+                           "duplicated": 0}])
+
+    def test_offline_user_is_bounced_not_lost(self):
+        d = self.chatd("--auth-any")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
+                                     "--message-rate", "4", "--offline-share", "1",
+                                     "--duration", "1.5", "--loss-timeout", "3",
+                                     "--expect-zero-loss")
+        self.assertEqual(rc, 0)
+        self.assertGreater(r["messages_sent"], 3)
+        self.assertEqual(r["messages_offline"], r["messages_sent"])
+        self.assertEqual(r["messages_bounced"], r["messages_sent"])
+        self.assertEqual(r["messages_lost"], 0)
+        self.assertEqual(r["messages_delivered"], 0)
+
+    def test_swallowed_message_is_lost(self):
+        d = self.chatd("--auth-any")
+        proxy = SwallowingProxy(d.port)
+        self.addCleanup(proxy.close)
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % proxy.port, "--clients",
+                                     "3", "--message-rate", "3", "--duration", "2",
+                                     "--loss-timeout", "1", "--expect-zero-loss")
+        self.assertEqual(len(proxy.swallowed), 1)
+        self.assertEqual(rc, 1)
+        self.assertIn("expected zero loss: 1 messages lost", p.stderr())
+        self.assertEqual(r["messages_lost"], 1)
+        self.assertEqual(r["messages_delivered"], r["messages_sent"] - 1)
+        self.assertEqual(r["messages_duplicated"], 0)
+        self.assertEqual(r["dropped"], 0)
+        # The swallowed one is the one the report says: its id was sent.
+        m = re.search(rb"id=['\"]w0-(\d+)['\"]", proxy.swallowed[0])
+        self.assertIsNotNone(m)
+        self.assertLessEqual(int(m.group(1)), r["messages_sent"])
+
+
+class Workers(ChatloadCase):
+    def test_two_workers_merge_exactly(self):
+        d = self.chatd("--auth-any")
+        timeline = os.path.join(self.tmp, "t.csv")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "8",
+                                     "--workers", "2", "--lifetime", "fixed:800ms",
+                                     "--message-rate", "2", "--duration", "2.5",
+                                     "--source-ips", "127.0.0.2-127.0.0.5",
+                                     "--timeline", timeline, "--expect-zero-loss")
+        self.assertEqual(rc, 0)
+        harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
+        self.assertEqual(d.metric("chatd_connections_accepted_total"), r["connections"])
+        self.assertEqual(r["closed_by_client"], r["connections"])
+        self.assertEqual(r["workers"], 2)
+        # Merged peak: per-second samples of the sum, at least each worker's.
+        self.assertTrue(4 <= r["connected_peak"] <= 8, r["connected_peak"])
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        self.assertEqual(r["latency_ms"]["count"], r["messages_delivered"])
+        self.assert_every_connection_has_one_fate(r)
+        with open(timeline) as f:
+            rows = [x.split(",") for x in f.read().splitlines()[1:]]
+        self.assertEqual(sum(int(x[3]) for x in rows), r["logins"])
+        self.assertEqual(sum(int(x[6]) for x in rows), r["messages_sent"])
+
+
+if __name__ == "__main__":
+    unittest.main()
