@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster_glue.h"
 #include "iq.h"
 #include "log.h"
 #include "presence.h"
@@ -153,6 +154,7 @@ int router_add(struct router *r, struct conn *c, struct conn **old)
 	e->count++;
 	c->route = e;
 	r->srv->metrics.sessions++;
+	cluster_glue_bound(c); /* cluster hook: announce the session to peers */
 	return 0;
 }
 
@@ -163,6 +165,7 @@ void router_remove(struct router *r, struct conn *c)
 
 	if (!e)
 		return;
+	cluster_glue_unbound(c); /* cluster hook */
 	for (pp = &e->first; *pp; pp = &(*pp)->rnext) {
 		if (*pp == c) {
 			*pp = c->rnext;
@@ -272,12 +275,15 @@ static void route_bare_message(struct conn *from, struct xnode *st, struct route
 	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
 		if (available(c) && c->priority >= 0 && c->priority > best)
 			best = c->priority;
+	best = cluster_glue_bare_best(from, st, best); /* cluster hook: remote resources */
 	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext) {
 		if (available(c) && c->priority >= 0 && (headline || c->priority == best)) {
 			router_deliver(c, st);
 			n++;
 		}
 	}
+	n += cluster_glue_forward_bare(from, st, headline ? CLUSTER_BARE_NONNEG : CLUSTER_BARE_PRIO,
+				       best); /* cluster hook */
 	if (n == 0 && !headline) {
 		router_error(from, st, "cancel", "service-unavailable");
 		return;
@@ -290,10 +296,12 @@ drop:
  * 8.5.2.1.2); probes are not answered, as nobody is subscribed. */
 static void route_bare_presence(struct conn *from, struct xnode *st, struct route *e)
 {
-	if (!attr_is(st, "type", "probe"))
+	if (!attr_is(st, "type", "probe")) {
 		for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
 			if (available(c))
 				router_deliver(c, st);
+		cluster_glue_forward_bare(from, st, CLUSTER_BARE_ALL, 0); /* cluster hook */
+	}
 	xnode_free(st);
 }
 
@@ -407,6 +415,8 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		t = router_find_full(srv->router, &j);
 		if (t) {
 			router_deliver(t, st);
+			xnode_free(st);
+		} else if (cluster_glue_forward_full(srv, &j, st)) { /* cluster hook */
 			xnode_free(st);
 		} else if (is_msg) {
 			/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
