@@ -357,7 +357,7 @@ void cluster_glue_unbound(struct conn *c)
 		cluster_local_del(c->srv->cluster->cl, full);
 }
 
-void cluster_glue_presence(struct conn *c, const struct xnode *p)
+void cluster_glue_presence(struct conn *c, const struct xnode *p, int available)
 {
 	struct cluster_glue *g = c->srv->cluster;
 	char full[GLUE_JID_MAX];
@@ -373,7 +373,7 @@ void cluster_glue_presence(struct conn *c, const struct xnode *p)
 	if (xml)
 		cluster_broadcast_presence(g->cl, full, xml, len);
 	free(xml);
-	cluster_local_set(g->cl, full, c->priority, c->available);
+	cluster_local_set(g->cl, full, c->priority, available);
 }
 
 int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct xnode *st)

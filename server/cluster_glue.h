@@ -32,10 +32,10 @@ void cluster_glue_free(struct srv *srv);
 /* router_add() / router_remove(): a session bound / ended. */
 void cluster_glue_bound(struct conn *c);
 void cluster_glue_unbound(struct conn *c);
-/* presence_broadcast(), after c->available and c->priority were updated:
- * sends the broadcast p (from stamped) to the user's remote resources and
- * announces the new availability. */
-void cluster_glue_presence(struct conn *c, const struct xnode *p);
+/* presence_broadcast(): sends the broadcast p (from stamped, no 'to') to
+ * the user's remote resources and announces the session's new
+ * availability (with c->priority). */
+void cluster_glue_presence(struct conn *c, const struct xnode *p, int available);
 
 /* A stanza to the full JID j that has no local session: 1 when it was
  * forwarded to the instance holding j, else 0. */

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster_glue.h"
 #include "router.h"
 #include "session.h"
 #include "srv.h"
@@ -65,6 +66,7 @@ void presence_broadcast(struct conn *c, struct xnode *p)
 			xnode_free(p);
 			return;
 		}
+		cluster_glue_presence(c, p, 0); /* cluster hook: remote resources */
 		for (struct conn *o = c->route ? c->route->first : NULL; o; o = o->rnext)
 			if (o != c && o->available)
 				presence_send(o, p);
@@ -77,6 +79,7 @@ void presence_broadcast(struct conn *c, struct xnode *p)
 	}
 	c->available = 1;
 	c->priority = (int8_t)presence_priority(p);
+	cluster_glue_presence(c, p, 1); /* cluster hook: remote resources */
 	xnode_free(c->presence);
 	c->presence = NULL;
 	if (p->nchildren) {
