@@ -7,6 +7,7 @@
 #include <microhttpd.h>
 #include <uv.h>
 
+#include "cluster_glue.h"
 #include "log.h"
 #include "srv.h"
 
@@ -54,6 +55,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 				   sizeof(buf));
 		if (n < 0)
 			return http_reply(mc, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "overflow\n", 9);
+		n += (long)cluster_glue_metrics(srv, buf + n, sizeof(buf) - (size_t)n); /* cluster hook */
 		return http_reply(mc, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
 				  (size_t)n);
 	}
