@@ -625,6 +625,13 @@ static long parse_connections(const char *text)
 	return -1;
 }
 
+/* The metrics port from -P metrics-port or the template; 8080 without either. */
+static void metrics_port(struct platform *p, struct kube *k)
+{
+	if (!k->metrics_port && load_template(p, k) != 0)
+		k->metrics_port = 8080;	/* no template here: status still works */
+}
+
 static long pod_connections(struct kube *k, json_t *pod)
 {
 	const char *name = jstr(pod, "metadata.name"), *ip = jstr(pod, "status.podIP");
@@ -733,8 +740,7 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 	if (rc)
 		return rc;
 	kubeclient_result_free(&dep);
-	if (!k->metrics_port && k->template == NULL && load_template(p, k) != 0)
-		k->metrics_port = 8080;	/* no template here: status still works */
+	metrics_port(p, k);
 	rc = list_pods(p, k, sha, &pods);
 	if (rc)
 		return rc;
@@ -944,6 +950,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		return rc;
 	want = jint(dep.body, "spec.replicas");
 	kubeclient_result_free(&dep);
+	metrics_port(p, k);
 	rc = list_pods(p, k, sha, &pods);
 	if (rc)
 		return rc;

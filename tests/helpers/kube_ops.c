@@ -5,9 +5,9 @@
  *
  *   kube_ops [--kubeconfig F] [--context C] [--namespace NS] [-P KEY=VALUE]...
  *            OP [ARGS]
- *   OP: list | create SHA N | replicas SHA | select SHA|- | selected |
+ *   OP: list | lists N (list N times in one process, prints the last) | create SHA N | replicas SHA | select SHA|- | selected |
  *       remove SHA | scale SHA N | remove-replica SHA POD |
- *       meta SHA KEY [VALUE]
+ *       meta SHA KEY [VALUE] | yaml2json FILE (no API call: kubeyaml only)
  *
  * Prints the result as one JSON line on stdout; on failure prints
  * "error <code> <ERRNO NAME>: <message>" on stderr and exits 1 (2: usage).
@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "../../deployer/kube.h"
+#include "../../deployer/kubeyaml.h"
 #include "log.h"
 
 #define KUBE_OPS_MAX_EXTRA 32
@@ -68,6 +69,18 @@ static int run(struct platform *p, int argc, char **argv, json_t **out)
 		}
 		free(cs);
 		return rc;
+	}
+	if (!strcmp(op, "lists") && argc == 2) {
+		char *one[] = { "list" };
+
+		for (int k = atoi(argv[1]); k > 0; k--) {
+			json_decref(*out);
+			*out = NULL;
+			rc = run(p, 1, one, out);
+			if (rc)
+				return rc;
+		}
+		return 0;
 	}
 	if (!strcmp(op, "create") && argc == 3)
 		return p->ops->create(p, argv[1], atoi(argv[2]));
@@ -141,6 +154,21 @@ int main(int argc, char **argv)
 	o.extra = extra;
 	if (i >= argc)
 		goto usage;
+	if (!strcmp(argv[i], "yaml2json") && i + 2 == argc) {
+		char err[256];
+		json_t *j = kubeyaml_load_file(argv[i + 1], err, sizeof(err));
+		char *s;
+
+		if (!j) {
+			fprintf(stderr, "error: %s\n", err);
+			return 1;
+		}
+		s = json_dumps(j, JSON_COMPACT);
+		printf("%s\n", s ? s : "null");
+		free(s);
+		json_decref(j);
+		return 0;
+	}
 	p.ops = kube_platform_ops();
 	rc = p.ops->open(&p, &o);
 	if (!rc) {

@@ -1,0 +1,490 @@
+"""The Kubernetes platform against the API double (tests/lib/kubedouble.py),
+whose pods are real chatd processes on loopback.
+
+Two levels:
+- the platform's operations one by one through tests/helpers/kube_ops.c
+  (every op, every error path: 401, 403 naming verb and resource, 404
+  namespace/Service, 409 re-read and retry, 5xx with bounded retries,
+  timeouts, an unreachable API server, in-cluster credentials, watches that
+  end, go silent or expire);
+- rainbow itself with --platform kubernetes (deploy, status, rollback,
+  prune, a colour that never becomes ready, kill-and-rerun, and a deploy
+  with chatload connected through the double's Service: 0 drops).
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import harness
+import kubedouble
+
+NS = "rainbow"
+SHA_A = "aaaaaaa"
+SHA_B = "bbbbbbb"
+SHA_C = "ccccccc"
+TEMPLATE = os.path.join(harness.ROOT, "k8s", "pod-template.yaml")
+
+
+def have(name):
+    try:
+        harness.binary(name)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def yaml_file(path):
+    """A manifest of k8s/ as JSON, through rainbow's own YAML loader."""
+    p = subprocess.run([harness.binary("kube_ops"), "yaml2json", path], capture_output=True,
+                       text=True, timeout=30)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr)
+    return json.loads(p.stdout)
+
+
+class KubeBase(unittest.TestCase):
+    tls = True
+
+    def setUp(self):
+        if not have("chatd") or not have("kube_ops"):
+            self.skipTest("chatd or tests/helpers/kube_ops not built")
+        self.tmp = tempfile.mkdtemp(prefix="rb-kube-")
+        self.d = kubedouble.KubeDouble(chatd=harness.binary("chatd"), namespace=NS,
+                                       tls=self.tls)
+        self.addCleanup(self._stop_double)
+        self.d.create(NS, "configmaps", yaml_file(os.path.join(harness.ROOT, "k8s",
+                                                               "configmap.yaml")))
+        # The base's Services as they are in k8s/ (the namespace is set by kustomize).
+        for f in ("service.yaml", "peers-service.yaml"):
+            self.d.create(NS, "services", yaml_file(os.path.join(harness.ROOT, "k8s", f)))
+        self.kubeconfig = kubedouble.write_kubeconfig(
+            os.path.join(self.tmp, "kubeconfig"), self.d.url, token="rainbow-token",
+            ca=self.d.cert, namespace=NS)
+        self.stderrs = []
+
+    def _stop_double(self):
+        self.d.stop()
+        reports = self.d.sanitizer_reports()
+        self.assertEqual(reports, [], "sanitizer report in a pod's chatd")
+
+    def ops(self, *args, kubeconfig=None, env=None, extra=()):
+        argv = [harness.binary("kube_ops")]
+        if kubeconfig is not False:
+            argv += ["--kubeconfig", kubeconfig or self.kubeconfig]
+        argv += ["-P", "template=" + TEMPLATE, "-P", "backoff-ms=20"]
+        argv += list(extra) + [str(a) for a in args]
+        e = dict(os.environ)
+        e.pop("KUBECONFIG", None)
+        if env:
+            e.update(env)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=60, env=e)
+        m = harness.SANITIZER_RE.search(p.stderr)
+        self.assertIsNone(m, p.stderr)
+        out = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+        return p.returncode, out, p.stderr
+
+    def ok(self, *args, **kw):
+        rc, out, err = self.ops(*args, **kw)
+        self.assertEqual(rc, 0, err)
+        return out
+
+    def fails(self, *args, **kw):
+        rc, out, err = self.ops(*args, **kw)
+        self.assertEqual(rc, 1, "expected a failure, got %r" % (out,))
+        return err
+
+    def wait_ready(self, sha, n, timeout=30):
+        def ready():
+            cs = [c for c in self.ok("list") if c["sha"] == sha]
+            return cs and cs[0]["ready"] == n and cs[0]["replicas"] == n
+        harness.wait_for(ready, timeout=timeout, interval=0.2, what="colour %s ready" % sha)
+
+    def selector(self):
+        return self.d.get(NS, "services", "chat")["spec"]["selector"]
+
+
+class TestKubeOps(KubeBase):
+    def test_colour_lifecycle(self):
+        self.assertEqual(self.ok("list"), [])
+        self.assertEqual(self.ok("selected"), {"selected": ""})
+        self.ok("create", SHA_A, 2)
+        dep = self.d.get(NS, "deployments", "chat-" + SHA_A)
+        labels = {"app": "chat", "rainbow.chat/sha": SHA_A}
+        self.assertEqual(dep["metadata"]["labels"], labels)
+        # the colour selects only its own SHA (never app=chat alone)
+        self.assertEqual(dep["spec"]["selector"], {"matchLabels": labels})
+        tl = dep["spec"]["template"]["metadata"]["labels"]
+        self.assertEqual(tl["app"], "chat")
+        self.assertEqual(tl["rainbow.chat/sha"], SHA_A)
+        self.assertEqual(tl["app.kubernetes.io/version"], SHA_A)
+        c = dep["spec"]["template"]["spec"]["containers"][0]
+        self.assertEqual(c["image"], "rainbow/chatd:" + SHA_A)
+        self.assertIn({"name": "CHATD_VERSION", "value": SHA_A}, c["env"])
+        self.assertEqual(dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], 630)
+        self.assertEqual(dep["metadata"]["annotations"]["rainbow.chat/replicas"], "2")
+        # creating it again changes nothing and says so
+        err = self.fails("create", SHA_A, 2)
+        self.assertIn("EEXIST", err)
+        self.wait_ready(SHA_A, 2)
+        reps = self.ok("replicas", SHA_A)
+        self.assertEqual(len(reps), 2)
+        self.assertTrue(all(r["ready"] and r["connections"] == 0 for r in reps), reps)
+        self.assertTrue(all(r["name"].startswith("chat-%s-" % SHA_A) for r in reps))
+
+        self.ok("select", SHA_A)
+        self.assertEqual(self.selector(), labels)
+        self.assertEqual(self.ok("selected"), {"selected": SHA_A})
+        self.assertTrue([c for c in self.ok("list") if c["selected"]])
+        # one client through the Service's forwarder shows up in the counts
+        s = socket.create_connection(self.d.service_address(NS, "chat"), timeout=5)
+        try:
+            harness.wait_for(lambda: sum(r["connections"] for r in self.ok("replicas", SHA_A))
+                             == 1, timeout=10, interval=0.2, what="1 connection counted")
+        finally:
+            s.close()
+
+        self.ok("meta", SHA_A, "draining-since", "1796000000.250")
+        colour = self.ok("list")[0]
+        self.assertEqual(colour["meta"]["draining-since"], "1796000000.250")
+        self.assertEqual(self.d.get(NS, "deployments", "chat-" + SHA_A)["metadata"][
+            "annotations"]["rainbow.chat/draining-since"], "1796000000.250")
+        self.ok("meta", SHA_A, "draining-since")
+        self.assertNotIn("draining-since", self.ok("list")[0]["meta"])
+
+        self.ok("scale", SHA_A, 0)
+        harness.wait_for(lambda: self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A) == [],
+                         timeout=20, what="pods gone after scale 0")
+        self.assertEqual(self.ok("list")[0]["replicas"], 0)
+        self.ok("remove", SHA_A)
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        err = self.fails("remove", SHA_A)
+        self.assertIn("ENOENT", err)
+        dels = self.d.requests_matching("DELETE", "/deployments/chat-" + SHA_A)
+        self.assertEqual(json.loads(dels[0][3])["propagationPolicy"], "Background")
+
+    def test_switch_replaces_the_selector(self):
+        # someone left a key in the selector: a merge would keep it matching
+        self.d.update(NS, "services", "chat",
+                      lambda svc: svc["spec"]["selector"].update(stale="x"))
+        self.ok("select", SHA_B)
+        self.assertEqual(self.selector(), {"app": "chat", "rainbow.chat/sha": SHA_B})
+        patches = self.d.requests_matching("PATCH", "/services/chat$")
+        self.assertEqual(patches[-1][2], "application/merge-patch+json")
+        body = json.loads(patches[-1][3])
+        self.assertEqual(body["spec"]["selector"],
+                         {"app": "chat", "rainbow.chat/sha": SHA_B, "stale": None})
+        self.assertTrue(body["metadata"]["resourceVersion"])
+        # selecting nothing is a selector that matches no pod
+        self.ok("select", "-")
+        self.assertEqual(self.selector(), {"app": "chat", "rainbow.chat/sha": "none"})
+        self.assertEqual(self.ok("selected"), {"selected": ""})
+
+    def test_conflict_is_reread_and_retried(self):
+        self.d.inject("PATCH", "/services/chat$", status=409, reason="Conflict", times=2)
+        self.ok("select", SHA_A)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        self.assertEqual(len(self.d.requests_matching("PATCH", "/services/chat$")), 3)
+        # every attempt re-read the Service first
+        seq = [r[0] for r in self.d.requests if r[1].endswith("/services/chat")]
+        self.assertEqual(seq[-7:], ["GET", "PATCH", "GET", "PATCH", "GET", "PATCH", "GET"])
+        # conflicts that never end give up with a clear error
+        self.d.inject("PATCH", "/services/chat$", status=409, reason="Conflict", times=50)
+        err = self.fails("select", SHA_B)
+        self.assertIn("kept changing", err)
+
+    def test_5xx_bounded_retries_then_error(self):
+        self.d.inject("GET", "/deployments\\?", status=503, times=2)
+        self.assertEqual(self.ok("list", extra=["-P", "retries=3"]), [])
+        n0 = len(self.d.requests_matching("GET", "/deployments\\?"))
+        self.d.inject("GET", "/deployments\\?", status=500, times=100)
+        err = self.fails("list", extra=["-P", "retries=2"])
+        self.assertIn("HTTP 500", err)
+        self.assertIn("after 3 attempts", err)
+        self.assertIn("EIO", err)
+        self.assertEqual(len(self.d.requests_matching("GET", "/deployments\\?")) - n0, 3)
+
+    def test_timeout_and_unreachable(self):
+        self.d.inject("GET", "/deployments\\?", delay=3.0, times=2)
+        err = self.fails("list", extra=["-P", "timeout-ms=400", "-P", "retries=1"])
+        self.assertIn("ETIMEDOUT", err)
+        port = harness.free_port()
+        kc = kubedouble.write_kubeconfig(os.path.join(self.tmp, "kc-dead"),
+                                         "https://127.0.0.1:%d" % port, token="t",
+                                         ca=self.d.cert, namespace=NS)
+        err = self.fails("list", kubeconfig=kc, extra=["-P", "retries=1"])
+        self.assertIn("unreachable", err)
+        self.assertIn("ECONNREFUSED", err)
+
+    def test_401(self):
+        kc = kubedouble.write_kubeconfig(os.path.join(self.tmp, "kc-bad"), self.d.url,
+                                         token="wrong", ca=self.d.cert, namespace=NS)
+        err = self.fails("list", kubeconfig=kc)
+        self.assertIn("401 Unauthorized", err)
+        self.assertIn("rejected the credentials", err)
+        self.assertIn("EACCES", err)
+        # and the TLS check is real: no CA, no connection
+        kc = kubedouble.write_kubeconfig(os.path.join(self.tmp, "kc-noca"), self.d.url,
+                                         token="rainbow-token", namespace=NS)
+        err = self.fails("list", kubeconfig=kc, extra=["-P", "retries=0"])
+        self.assertIn("certificate", err.lower())
+
+    def test_403_names_verb_and_resource(self):
+        self.ok("create", SHA_A, 1)
+        self.d.deny("patch", "apps", "deployments/scale")
+        err = self.fails("scale", SHA_A, 0)
+        self.assertIn('grant verb "patch" on resource "deployments/scale" in API group "apps"',
+                      err)
+        self.assertIn('cannot patch resource "deployments/scale" in API group "apps" in the '
+                      'namespace "rainbow"', err)
+        self.d.deny("patch", "", "services")
+        err = self.fails("select", SHA_A)
+        self.assertIn('not allowed to patch services "chat" in namespace rainbow', err)
+        self.d.deny("list", "", "pods")
+        err = self.fails("replicas", SHA_A)
+        self.assertIn('grant verb "list" on resource "pods"', err)
+        self.d.deny("create", "apps", "deployments")
+        err = self.fails("create", SHA_B, 1)
+        self.assertIn('cannot create resource "deployments" in API group "apps"', err)
+
+    def test_404_namespace_and_service(self):
+        err = self.fails("list", extra=["--namespace", "nope"])
+        self.assertIn('namespace "nope" does not exist', err)
+        self.d.add_namespace("empty")
+        err = self.fails("list", extra=["--namespace", "empty"])
+        self.assertIn('Service "chat" not found in namespace "empty"', err)
+        # without RBAC on namespaces it cannot tell which one is missing and says so
+        self.d.deny("get", "", "namespaces")
+        err = self.fails("list", extra=["--namespace", "nope"])
+        self.assertIn("the namespace may not exist either", err)
+        err = self.fails("replicas", SHA_C)
+        self.assertIn("colour %s does not exist" % SHA_C, err)
+
+    def test_in_cluster_service_account(self):
+        sa = os.path.join(self.tmp, "sa")
+        os.makedirs(sa)
+        with open(os.path.join(sa, "token"), "w") as f:
+            f.write("rainbow-token\n")
+        with open(os.path.join(sa, "namespace"), "w") as f:
+            f.write(NS)
+        with open(self.d.cert) as src, open(os.path.join(sa, "ca.crt"), "w") as dst:
+            dst.write(src.read())
+        env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
+               "KUBERNETES_SERVICE_PORT": self.d.url.rsplit(":", 1)[1],
+               "RAINBOW_SA_DIR": sa, "HOME": self.tmp}
+        # from inside, counts come from pod IPs; the double's pods share one
+        # loopback IP, so read them through the proxy here
+        self.assertEqual(self.ok("list", kubeconfig=False, env=env), [])
+        # the token rotates: the file is re-read
+        self.d.set_token("rotated-token")
+        err = self.fails("list", kubeconfig=False, env=env)
+        self.assertIn("401", err)
+        with open(os.path.join(sa, "token"), "w") as f:
+            f.write("rotated-token\n")
+        self.assertEqual(self.ok("list", kubeconfig=False, env=env), [])
+        auths = [r for r in self.d.requests if r[0] == "GET"]
+        self.assertTrue(auths)
+
+    def test_list_watches_a_moving_rollout(self):
+        # a colour that never gets ready (its chatd refuses to start)
+        self.d.update(NS, "configmaps", "chatd-config",
+                      lambda cm: cm["data"].update(CHATD_MAX_DEPTH="not-a-number"))
+        self.ok("create", SHA_A, 1)
+        # list after list in one process: while a rollout is unsettled each
+        # list first waits on a bounded watch from the last resourceVersion
+        out = self.ok("lists", 3, extra=["-P", "watch-s=1"])
+        self.assertEqual((out[0]["sha"], out[0]["ready"]), (SHA_A, 0))
+        watches = [r[1] for r in self.d.requests if "watch=true" in r[1]]
+        self.assertEqual(len(watches), 2, watches)
+        self.assertTrue(all("resourceVersion=" in w and "timeoutSeconds=1" in w and
+                            "labelSelector=app%3Dchat%2Crainbow.chat%2Fsha" in w
+                            for w in watches), watches)
+        # a watch that goes silent (no events, never closed) is given up and re-listed
+        self.d.inject("GET", "watch=true", silent_watch=True, times=5)
+        t0 = time.monotonic()
+        out = self.ok("lists", 2, extra=["-P", "watch-s=1"])
+        self.assertEqual(out[0]["sha"], SHA_A)
+        self.assertLess(time.monotonic() - t0, 30)
+        # a resourceVersion that was compacted away: 410 Gone, re-list
+        self.d.compact()
+        self.assertEqual(self.ok("lists", 2, extra=["-P", "watch-s=1"])[0]["sha"], SHA_A)
+
+    def test_shrink_removes_only_the_empty_pod(self):
+        self.ok("create", SHA_A, 2)
+        self.wait_ready(SHA_A, 2)
+        pods = sorted(p["metadata"]["name"] for p in
+                      self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A))
+        busy, empty = pods
+        rt = self.d.pod_runtime(NS, busy)
+        s = socket.create_connection(("127.0.0.1", rt.host_port("xmpp")), timeout=5)
+        try:
+            harness.wait_for(lambda: {r["name"]: r["connections"]
+                                      for r in self.ok("replicas", SHA_A)}.get(busy) == 1,
+                             timeout=10, interval=0.2, what="busy pod counted")
+            err = self.fails("remove-replica", SHA_A, busy)
+            self.assertIn("EBUSY", err)
+            self.assertIn("still holds 1 connection", err)
+            self.ok("remove-replica", SHA_A, empty)
+            costs = {p["metadata"]["name"]: p["metadata"]["annotations"][
+                kubedouble.DELETION_COST] for p in self.d.list(NS, "pods",
+                                                                "rainbow.chat/sha=" + SHA_A)}
+            self.assertEqual(costs[empty], "-2147483647")
+            self.assertEqual(costs[busy], "1")
+            harness.wait_for(lambda: [p["metadata"]["name"] for p in self.d.list(
+                NS, "pods", "rainbow.chat/sha=" + SHA_A)] == [busy], timeout=20,
+                what="only the empty pod removed")
+            self.assertEqual(self.d.get(NS, "deployments", "chat-" + SHA_A)["spec"]["replicas"],
+                             1)
+            self.assertTrue(self.d.pod_runtime(NS, busy).proc.alive())
+        finally:
+            s.close()
+
+
+class TestDoubleFidelity(KubeBase):
+    """The double behaves like the real API server where rainbow depends on it."""
+    tls = False
+
+    def req(self, method, path, body=None, ctype="application/json", token="rainbow-token"):
+        import urllib.request
+        data = json.dumps(body).encode() if body is not None else None
+        r = urllib.request.Request(self.d.url + path, data=data, method=method)
+        if token:
+            r.add_header("Authorization", "Bearer " + token)
+        if data is not None:
+            r.add_header("Content-Type", ctype)
+        try:
+            with urllib.request.urlopen(r, timeout=10) as resp:
+                return resp.status, json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def test_patch_content_types_on_a_selector(self):
+        path = "/api/v1/namespaces/%s/services/chat" % NS
+        # strategic merge and merge patch both MERGE map keys
+        code, svc = self.req("PATCH", path, {"spec": {"selector": {"x": "1"}}},
+                             "application/strategic-merge-patch+json")
+        self.assertEqual(code, 200)
+        self.assertEqual(svc["spec"]["selector"]["x"], "1")
+        self.assertIn("app", svc["spec"]["selector"])
+        code, svc = self.req("PATCH", path, {"spec": {"selector": {"x": None}}},
+                             "application/merge-patch+json")
+        self.assertNotIn("x", svc["spec"]["selector"])
+        # a JSON patch replaces the whole map
+        code, svc = self.req("PATCH", path, [{"op": "replace", "path": "/spec/selector",
+                                              "value": {"only": "this"}}],
+                             "application/json-patch+json")
+        self.assertEqual(svc["spec"]["selector"], {"only": "this"})
+        code, st = self.req("PATCH", path, [{"op": "test", "path": "/spec/type",
+                                             "value": "NodePort"}],
+                            "application/json-patch+json")
+        self.assertEqual(code, 422)
+        code, st = self.req("PATCH", path, {"a": 1}, "text/plain")
+        self.assertEqual(code, 415)
+        # a stale resourceVersion in a patch or an update: 409 Conflict
+        code, st = self.req("PATCH", path, {"metadata": {"resourceVersion": "1"}},
+                            "application/merge-patch+json")
+        self.assertEqual((code, st["reason"], st["kind"], st["status"]),
+                         (409, "Conflict", "Status", "Failure"))
+        code, st = self.req("PUT", path, {"metadata": {"name": "chat"}, "spec": {}})
+        self.assertEqual(code, 422)
+        self.assertIn("must be specified for an update", st["message"])
+
+    def test_status_bodies_and_generation(self):
+        code, st = self.req("GET", "/apis/apps/v1/namespaces/%s/deployments/x" % NS)
+        self.assertEqual(st, {"kind": "Status", "apiVersion": "v1", "metadata": {},
+                              "status": "Failure", "message": 'deployments.apps "x" not found',
+                              "reason": "NotFound", "details": {"name": "x", "group": "apps",
+                                                                "kind": "deployments"},
+                              "code": 404})
+        code, st = self.req("GET", "/apis/apps/v1/namespaces/%s/deployments" % NS, token=None)
+        self.assertEqual((code, st["reason"]), (401, "Unauthorized"))
+        dep = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "g"},
+               "spec": {"replicas": 0, "selector": {"matchLabels": {"a": "b"}},
+                        "template": {"metadata": {"labels": {"a": "b"}},
+                                     "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+        code, d = self.req("POST", "/apis/apps/v1/namespaces/%s/deployments" % NS, dep)
+        self.assertEqual((code, d["metadata"]["generation"]), (201, 1))
+        code, st = self.req("POST", "/apis/apps/v1/namespaces/%s/deployments" % NS, dep)
+        self.assertEqual((code, st["reason"]), (409, "AlreadyExists"))
+        base = "/apis/apps/v1/namespaces/%s/deployments/g" % NS
+        code, d2 = self.req("PATCH", base, {"metadata": {"annotations": {"k": "v"}}},
+                            "application/merge-patch+json")
+        self.assertEqual(d2["metadata"]["generation"], 1)   # metadata only
+        self.assertGreater(int(d2["metadata"]["resourceVersion"]),
+                           int(d["metadata"]["resourceVersion"]))
+        code, sc = self.req("PATCH", base + "/scale", {"spec": {"replicas": 0}},
+                            "application/merge-patch+json")
+        self.assertEqual(sc["kind"], "Scale")
+        code, d3 = self.req("PATCH", base, {"spec": {"minReadySeconds": 1}},
+                            "application/merge-patch+json")
+        self.assertEqual(d3["metadata"]["generation"], 2)
+        harness.wait_for(lambda: self.req("GET", base)[1]["status"].get("observedGeneration")
+                         == 2, timeout=5, what="observedGeneration")
+
+
+@unittest.skipUnless(have("rainbow") and have("chatd") and have("kube_ops"),
+                     "rainbow, chatd or kube_ops not built")
+class TestRainbowOnKube(KubeBase):
+    def rainbow(self, *args, timeout=120):
+        argv = [harness.binary("rainbow"), "--platform", "kubernetes", "--kubeconfig",
+                self.kubeconfig, "--state-dir", os.path.join(self.tmp, "state"),
+                "-P", "template=" + TEMPLATE, "-P", "backoff-ms=20"] + [str(a) for a in args]
+        p = harness.Proc(argv, name="rainbow")
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.stop(signal.SIGKILL)
+            self.fail("rainbow %s timed out: %s" % (args, p.stderr()[-3000:]))
+        self.assertIsNone(p.sanitizer_report(), p.sanitizer_report())
+        return p.p.returncode, p.stdout(), p.stderr()
+
+    def test_deploy_status_rollback_prune(self):
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--settle", "1s",
+                                    "--keep-drained", 1)
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_B)
+        # A drained and kept at 0 replicas for rollback
+        dep = self.d.get(NS, "deployments", "chat-" + SHA_A)
+        self.assertIsNotNone(dep, err + out)
+        self.assertEqual(dep["spec"]["replicas"], 0)
+        rc, out, err = self.rainbow("status", "-o", "json")
+        self.assertEqual(rc, 0, err)
+        st = json.loads(out)
+        self.assertEqual(st["selected"], SHA_B)
+        rc, out, err = self.rainbow("rollback", SHA_A, "--settle", "1s", "--keep-drained", 1)
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        rc, out, err = self.rainbow("prune", "--settle", "1s", "--keep-drained", 0)
+        self.assertEqual(rc, 0, err + out)
+        names = sorted(d["metadata"]["name"] for d in self.d.list(NS, "deployments"))
+        self.assertEqual(names, ["chat-" + SHA_A])
+
+    def test_never_ready_aborts_with_traffic_untouched(self):
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        # a template whose chatd cannot start (bad flag): CrashLoopBackOff
+        bad = os.path.join(self.tmp, "bad-template.yaml")
+        with open(TEMPLATE) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("      envFrom:", "      args: [\"--no-such-flag\"]\n"
+                                 "      envFrom:"))
+        argv_extra = ["-P", "template=" + bad]
+        p = harness.Proc([harness.binary("rainbow"), "--platform", "kubernetes",
+                          "--kubeconfig", self.kubeconfig, "--state-dir",
+                          os.path.join(self.tmp, "state")] + argv_extra +
+                         ["deploy", SHA_B, "--replicas", 1, "--ready-timeout", "4s"],
+                         name="rainbow")
+        p.wait(60)
+        self.assertIsNone(p.sanitizer_report())
+        self.assertNotEqual(p.p.returncode, 0)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        harness.wait_for(lambda: self.d.get(NS, "deployments", "chat-" + SHA_B) is None,
+                         timeout=10, what="failed colour removed")
