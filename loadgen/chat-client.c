@@ -151,8 +151,9 @@ static void cc_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 		       serr->stanza && xmpp_stanza_get_children(serr->stanza) ?
 		       xmpp_stanza_get_name(xmpp_stanza_get_children(serr->stanza)) : "error",
 		       serr->text ? ": " : "", serr->text ? serr->text : "");
-	else if (ev == XMPP_CONN_FAIL && !cc->connected)
-		printf("* could not log in%s%s\n", error ? ": " : "", error ? strerror(error) : "");
+	else if (!cc->connected)
+		printf("* could not log in: %s\n", error ? strerror(error)
+		       : "authentication failed (wrong user or password?)");
 	else
 		printf("* disconnected%s%s\n", error ? ": " : "", error ? strerror(error) : "");
 	fflush(stdout);

@@ -236,6 +236,28 @@ class Fates(ChatloadCase):
         self.assertEqual(r["logins"], 2)
 
 
+class Tls(ChatloadCase):
+    def test_starttls_required(self):
+        cert, key = os.path.join(self.tmp, "cert.pem"), os.path.join(self.tmp, "key.pem")
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                        key, "-out", cert, "-days", "2", "-subj", "/CN=localhost"],
+                       check=True, capture_output=True, timeout=60)
+        d = self.chatd("--auth-any", "--tls-cert", cert, "--tls-key", key, "--require-tls")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
+                                     "--tls", "--lifetime", "fixed:600ms",
+                                     "--message-rate", "3", "--duration", "1.5",
+                                     "--expect-zero-drops", "--expect-zero-loss")
+        self.assertEqual(rc, 0)
+        self.assertGreaterEqual(r["logins"], 6)
+        self.assertEqual(r["closed_by_client"], r["connections"])
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        # Without --tls the server offers no mechanism before STARTTLS.
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "1",
+                                     "--duration", "0.5")
+        self.assertEqual(rc, 1)
+        self.assertIn("login failed: no-mechanism", p.stderr())
+
+
 class SwallowingProxy:
     """TCP proxy that forwards both ways but swallows the first <message> with
     a <body> going from the server to a client."""
