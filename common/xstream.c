@@ -58,9 +58,10 @@ struct xstream {
 	struct xstream_cbs cbs;
 	void *ud;
 	char *resume_hdr;	    /* synthetic header for hibernation, once open */
-	struct xbuf hdr_decls;	    /* namespace declarations of the header being read */
 	char *hdr_default_ns;	    /* default namespace of the header being read */
 	struct xnode *cur;	    /* innermost open element of the stanza being built */
+	struct xbuf buf;	    /* before the header: its namespace declarations;
+				     * in a stanza: text not yet a child of cur */
 	int64_t idx_base;	    /* stream offset = expat byte index + idx_base */
 	uint64_t fed;		    /* stream bytes handed to expat so far */
 	uint64_t mark;		    /* stream offset where the pending stanza began */
@@ -312,10 +313,37 @@ out_free:
 	return NULL;
 }
 
+/* Moves the collected character data into a text node under cur. */
+static bool xs_flush_text(struct xstream *xs)
+{
+	struct xnode *t;
+
+	if (!xs->buf.len)
+		return true;
+	t = calloc(1, sizeof(*t));
+	if (!t || !xs_tree_charge(xs, sizeof(*t)))
+		goto out_free;
+	t->text = xs->buf.data;
+	t->textlen = xs->buf.len;
+	if (xnode_append(xs->cur, t) < 0) {
+		t->text = NULL;
+		goto out_free;
+	}
+	xbuf_init(&xs->buf);
+	return true;
+
+out_free:
+	if (!xs->err)
+		xs_fail(xs, XSTREAM_ERR_NOMEM);
+	free(t);
+	return false;
+}
+
 static void xs_free_partial(struct xstream *xs)
 {
 	struct xnode *root = xs->cur;
 
+	xbuf_free(&xs->buf);
 	while (root && root->parent)
 		root = root->parent;
 	xnode_free(root);
@@ -326,7 +354,7 @@ static void xs_free_partial(struct xstream *xs)
 static void XMLCALL on_ns_decl(void *ud, const char *prefix, const char *uri)
 {
 	struct xstream *xs = ud;
-	struct xbuf *b = &xs->hdr_decls;
+	struct xbuf *b = &xs->buf;
 	int rc;
 
 	if (xs_busy(xs) || xs->resuming)
@@ -372,13 +400,13 @@ static void xs_open_header(struct xstream *xs, const char *raw, const char **att
 	if (xbuf_puts(&synth, "<") < 0 ||
 	    (n.prefix && xbuf_printf(&synth, "%s:", n.prefix) < 0) ||
 	    xbuf_puts(&synth, "stream") < 0 ||
-	    xbuf_append(&synth, xs->hdr_decls.data, xs->hdr_decls.len) < 0 ||
+	    xbuf_append(&synth, xs->buf.data, xs->buf.len) < 0 ||
 	    xbuf_puts(&synth, ">") < 0) {
 		xbuf_free(&synth);
 		xs_fail(xs, XSTREAM_ERR_NOMEM);
 		return;
 	}
-	xbuf_free(&xs->hdr_decls);
+	xbuf_free(&xs->buf);
 	free(xs->resume_hdr);
 	xs->resume_hdr = synth.data;
 	hdr = xs_node(xs, raw, atts);
@@ -421,7 +449,7 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
 		xs_fail(xs, XSTREAM_ERR_POLICY);
 		return;
 	}
-	if (!xs_size_ok(xs))
+	if (!xs_size_ok(xs) || (xs->cur && !xs_flush_text(xs)))
 		return;
 	e = xs_node(xs, name, atts);
 	if (!e)
@@ -450,7 +478,7 @@ static void XMLCALL on_end(void *ud, const char *name)
 			xs->cbs.on_close(xs->ud);
 		return;
 	}
-	if (!xs_size_ok(xs))
+	if (!xs_size_ok(xs) || !xs_flush_text(xs))
 		return;
 	xs->depth--;
 	done = xs->cur;
@@ -478,9 +506,7 @@ static bool xs_is_space(const char *s, size_t len)
 static void XMLCALL on_text(void *ud, const char *s, int len)
 {
 	struct xstream *xs = ud;
-	struct xnode *last;
 	size_t n = (size_t)len;
-	char *t;
 
 	if (xs_busy(xs) || xs->resuming)
 		return;
@@ -497,23 +523,10 @@ static void XMLCALL on_text(void *ud, const char *s, int len)
 	}
 	if (!xs_size_ok(xs) || !xs_tree_charge(xs, n))
 		return;
-	last = xs->cur->nchildren ? xs->cur->children[xs->cur->nchildren - 1] : NULL;
-	if (last && !last->name) {
-		t = realloc(last->text, last->textlen + n + 1);
-		if (!t)
-			goto out_nomem;
-		memcpy(t + last->textlen, s, n);
-		last->textlen += n;
-		t[last->textlen] = '\0';
-		last->text = t;
-		return;
-	}
-	if (!xs_tree_charge(xs, sizeof(struct xnode)))
-		return;
-	if (xnode_add_text(xs->cur, s, n))
-		return;
-out_nomem:
-	xs_fail(xs, XSTREAM_ERR_NOMEM);
+	/* expat hands text over line by line: collect it in a buffer that grows
+	 * geometrically and make one text node of it at the next tag. */
+	if (xbuf_append(&xs->buf, s, n) < 0)
+		xs_fail(xs, XSTREAM_ERR_NOMEM);
 }
 
 /* RFC 6120 11.1: no comments, PIs, DTDs or entity declarations. */
@@ -633,7 +646,7 @@ struct xstream *xstream_new(const struct xstream_limits *limits,
 	if (cbs)
 		xs->cbs = *cbs;
 	xs->ud = ud;
-	xbuf_init(&xs->hdr_decls);
+	xbuf_init(&xs->buf);
 	xs->state = XS_HEADER;
 	return xs;
 }
@@ -642,7 +655,7 @@ static void xs_clear(struct xstream *xs)
 {
 	xs_free_partial(xs);
 	xs_parser_free(xs);
-	xbuf_free(&xs->hdr_decls);
+	xbuf_free(&xs->buf);
 	free(xs->hdr_default_ns);
 	xs->hdr_default_ns = NULL;
 	free(xs->resume_hdr);
@@ -785,8 +798,8 @@ size_t xstream_mem(const struct xstream *xs)
 
 	if (xs->resume_hdr)
 		n += malloc_usable_size(xs->resume_hdr);
-	if (xs->hdr_decls.data)
-		n += malloc_usable_size(xs->hdr_decls.data);
+	if (xs->buf.data)
+		n += malloc_usable_size(xs->buf.data);
 	return n;
 }
 

@@ -209,6 +209,40 @@ static void test_text_and_cdata(void **state)
 		     "stanza <message><body>a&lt;b&gt;&amp;c\nd \xe2\x98\xba A</body></message>\n");
 }
 
+/* Text that expat delivers in thousands of pieces becomes one text node. */
+static void grab_stanza(void *ud, struct xnode *st)
+{
+	struct xnode **out = ud;
+
+	xnode_free(*out);
+	*out = st;
+}
+
+static void test_text_pieces(void **state)
+{
+	struct xstream_cbs cbs = { NULL, grab_stanza, NULL };
+	struct xnode *got = NULL, *body;
+	struct xstream *xs = xstream_new(NULL, &cbs, &got);
+	struct xbuf in;
+
+	xbuf_init(&in);
+	xbuf_puts(&in, HDR "<message><body>");
+	for (int i = 0; i < 30000; i++)
+		xbuf_puts(&in, "\n");
+	xbuf_puts(&in, "&amp;x<![CDATA[y]]>z</body>tail</message>");
+	assert_int_equal(xstream_feed(xs, in.data, in.len, NULL), XSTREAM_OK);
+	assert_non_null(got);
+	body = xnode_child(got, "body", "jabber:client");
+	assert_int_equal(body->nchildren, 1);
+	assert_int_equal(body->children[0]->textlen, 30004);
+	assert_string_equal(body->children[0]->text + 30000, "&xyz");
+	assert_int_equal(got->nchildren, 2);
+	assert_string_equal(got->children[1]->text, "tail");
+	xnode_free(got);
+	xstream_free(xs);
+	xbuf_free(&in);
+}
+
 struct err_case {
 	const char *name;
 	const char *in;
@@ -791,6 +825,7 @@ int main(void)
 		cmocka_unit_test(test_basic_stream),
 		cmocka_unit_test(test_namespaces),
 		cmocka_unit_test(test_text_and_cdata),
+		cmocka_unit_test(test_text_pieces),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_stop_consumed_refeed),
 		cmocka_unit_test(test_stop_continue),
