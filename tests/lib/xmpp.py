@@ -24,6 +24,7 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 import xml.etree.ElementTree as ET
 import xml.parsers.expat
@@ -274,6 +275,14 @@ class Client:
                 return None
             self._recv_once(left)
         return self.pending.pop(0)
+
+    def poll(self):
+        """Reads whatever has arrived, without waiting; returns the number of
+        stanzas queued."""
+        while self._recv_once(0):
+            if self.end:
+                break
+        return len(self.pending)
 
     def expect(self, pred, timeout=None, what="stanza"):
         """The first received stanza for which pred(st) holds; others stay
@@ -561,6 +570,7 @@ class Chatd:
         self.port = self.http_port = None
         self.proc = None
         self.passwd_errors = []
+        self.added = set()
 
     def add_user(self, user, password):
         p = subprocess.run([harness.binary("chatd"), "passwd", "--users", self.users_file, user],
@@ -587,8 +597,9 @@ class Chatd:
 
     def start(self, wait_ready=True, timeout=20.0):
         for u, pw in self.users.items():
-            if not os.path.exists(self.users_file) or u not in open(self.users_file).read():
+            if u not in self.added:
                 self.add_user(u, pw)
+                self.added.add(u)
         if self.tls and not self.cert:
             self.cert, self.key = make_cert()
         last = None
@@ -694,10 +705,10 @@ class Strophe:
     process; its stdout is one JSON event per line."""
 
     def __init__(self, chatd, jid, password, actions, resource=None, tls_mode="require",
-                 cafile=True, mech=None, timeout=20, extra=()):
-        import json  # noqa: F401  (used by events())
+                 cafile=True, mech=None, timeout=20, extra=(), port=None):
         argv = [harness.binary("strophe_client"), "--jid", jid, "--password", password,
-                "--host", "127.0.0.1", "--port", str(chatd.port), "--tls-mode", tls_mode,
+                "--host", "127.0.0.1", "--port", str(port or chatd.port),
+                "--tls-mode", tls_mode,
                 "--timeout", str(timeout)]
         if cafile is True:
             argv += ["--cafile", chatd.cert]
@@ -751,3 +762,104 @@ class Strophe:
     def describe(self):
         return "stdout:\n%s\nstderr:\n%s" % (self.proc.stdout()[-3000:],
                                             self.proc.stderr()[-3000:])
+
+
+class MechFilterProxy:
+    """A STARTTLS-aware relay between one test client and chatd that hides
+    some SASL mechanisms from the features the server sends.
+
+    libstrophe always prefers SCRAM when it is offered and has no switch to
+    choose PLAIN; behind this relay it sees a server that offers PLAIN only,
+    and the PLAIN exchange itself passes unchanged. The relay terminates TLS
+    on both sides after <proceed/> (towards the client with chatd's own
+    certificate, towards chatd verifying it), so the client still verifies
+    the certificate it gets. `auth_mechs` records the mechanism of every
+    <auth/> the client sent.
+    """
+
+    def __init__(self, chatd, hide=("SCRAM-SHA-256", "SCRAM-SHA-1")):
+        self.chatd = chatd
+        self.hide = [("<mechanism>%s</mechanism>" % m).encode() for m in hide]
+        self.auth_mechs = []
+        self.errors = []
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(8)
+        self.lsock.settimeout(0.2)
+        self.port = self.lsock.getsockname()[1]
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.stopped = True
+        self.thread.join(5)
+        self.lsock.close()
+
+    def _serve(self):
+        while not self.stopped:
+            try:
+                cl, _ = self.lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._handle, args=(cl,), daemon=True).start()
+
+    def _filter(self, data):
+        for h in self.hide:
+            data = data.replace(h, b"")
+        return data
+
+    def _relay(self, cl, sv, until_proceed):
+        """Copies both ways until a side closes, or (until_proceed) until
+        <proceed/> went to the client. Returns True at <proceed/>."""
+        down = b""
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.stopped:
+            ready = [s for s in (cl, sv) if isinstance(s, ssl.SSLSocket) and s.pending()]
+            if not ready:
+                ready, _, _ = select.select([cl, sv], [], [], 0.2)
+            for s in ready:
+                data = s.recv(65536)
+                if not data:
+                    return False
+                if s is cl:
+                    for m in re.findall(rb"<auth [^>]*mechanism=['\"]([A-Z0-9-]+)", data):
+                        self.auth_mechs.append(m.decode())
+                    sv.sendall(data)
+                    continue
+                down += data
+                # hold a features element back until it is complete
+                if b"<stream:features" in down and b"</stream:features>" not in down:
+                    continue
+                cl.sendall(self._filter(down))
+                proceed = b"<proceed" in down
+                down = b""
+                if until_proceed and proceed:
+                    return True
+        return False
+
+    def _handle(self, cl):
+        sv = None
+        try:
+            cl.settimeout(10)
+            sv = socket.create_connection(("127.0.0.1", self.chatd.port), timeout=10)
+            if not self._relay(cl, sv, until_proceed=True):
+                return
+            up = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            up.load_verify_locations(self.chatd.cert)
+            sv = up.wrap_socket(sv, server_hostname=self.chatd.domain)
+            down = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            down.load_cert_chain(self.chatd.cert, self.chatd.key)
+            cl = down.wrap_socket(cl, server_side=True)
+            self._relay(cl, sv, until_proceed=False)
+        except (OSError, ssl.SSLError) as e:
+            self.errors.append(repr(e))
+        finally:
+            for s in (cl, sv):
+                if s is not None:
+                    try:
+                        s.close()
+                    except OSError:
+                        pass

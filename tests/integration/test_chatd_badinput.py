@@ -1,0 +1,575 @@
+"""Bad input: hostile and malformed streams against one chatd.
+
+Each case asserts the exact stream error (RFC 6120 4.9.3) or stanza error
+(RFC 6120 8.3.3 / RFC 6121 8.5) and then, in tearDown, that the server is
+still fine: /healthz is 200, two sessions established before any case still
+exchange messages both ways, a fresh login works, the connection gauge is
+back to those two sessions (nothing leaked), and no sanitizer report.
+
+The one chatd for the module runs with small limits (--auth-timeout 2,
+--max-connections 30, --max-output 256 KiB) so every case is quick.
+"""
+import os
+import socket
+import ssl
+import time
+import unittest
+
+import harness
+import xmpp
+from xmpp import Chatd, NS_CLIENT, NS_SASL, NS_STANZA_ERR, NS_TLS, q
+
+D = xmpp.DOMAIN
+MAX_CONN = 30
+AUTH_TIMEOUT = 2
+MAX_OUTPUT = 256 * 1024
+USERS = {"w1": "w1-pw", "w2": "w2-pw", "alice": "alice-pw", "bob": "bob-pw",
+         "carol": "carol-pw", "dave": "dave-pw"}
+
+
+def setUpModule():
+    global SRV, W1, W2
+    SRV = Chatd(users=USERS, instance="bad-0",
+                args=["--auth-timeout", str(AUTH_TIMEOUT), "--max-connections", str(MAX_CONN),
+                      "--max-output", str(MAX_OUTPUT), "--ping-interval", "600",
+                      "--max-stanza", "65536", "--max-depth", "32"])
+    SRV.start()
+    W1 = SRV.login("w1", resource="witness", presence=True)
+    W2 = SRV.login("w2", resource="witness", presence=True)
+
+
+def tearDownModule():
+    for w in (W1, W2):
+        w.close()
+    rc = SRV.stop()
+    rep = SRV.sanitizer_report()
+    if rc != 0 or rep:
+        raise AssertionError("chatd exit %s after SIGTERM, sanitizer: %s\n%s" % (
+            rc, rep, SRV.proc.stderr()[-3000:]))
+
+
+class BadInput(unittest.TestCase):
+    seq = 0
+
+    def setUp(self):
+        self.clients = []
+        self.closed_before = SRV.closed_total()
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close(send_close=False)
+        self.assert_server_ok()
+
+    # ---- helpers ---------------------------------------------------------
+
+    def client(self, **kw):
+        c = SRV.client(**kw)
+        self.clients.append(c)
+        return c
+
+    def login(self, user="alice", **kw):
+        c = self.client()
+        c.login(user, USERS[user], **kw)
+        return c
+
+    def assert_server_ok(self):
+        self.assertTrue(SRV.alive(), "chatd died:\n" + SRV.proc.stderr()[-4000:])
+        SRV.check_clean(self)
+        self.assertEqual(SRV.http("/healthz")[0], 200)
+        # the established witnesses are untouched, both ways
+        BadInput.seq += 1
+        for w in (W1, W2):
+            w.poll()
+            w.pending = []
+        for a, b in ((W1, W2), (W2, W1)):
+            body = "witness-%d-%s" % (BadInput.seq, a.jid)
+            a.message(b.jid, body)
+            st = b.expect_message(body, timeout=10)
+            self.assertEqual(st.get("from"), a.jid)
+        # a fresh login still works
+        c = SRV.client()
+        try:
+            self.assertEqual(xmpp.bare(c.login("carol", USERS["carol"])), "carol@" + D)
+        finally:
+            c.close()
+        # every connection of the case is gone: only the two witnesses left
+        got = SRV.wait_metric("chatd_connections", 2, timeout=10)
+        self.assertEqual(got, 2, "connection gauge did not return to the witnesses")
+
+    def open_ok(self, c):
+        f = c.open_stream()
+        self.assertIsNotNone(f, "no features: stream error %s" % c.stream_error)
+        return f
+
+    def assert_stream_error(self, c, cond, timeout=10):
+        """The server sends <stream:error><cond/></stream:error>, then
+        </stream:stream>, then closes the TCP connection (RFC 6120 4.9.1.1)."""
+        got = c.wait_stream_error(timeout)
+        self.assertIsNone(c.reader.error, "server output not well-formed: %s\n%r" % (
+            c.reader.error, bytes(c.raw[-500:])))
+        self.assertIsNotNone(c.header, "no stream header before the error")
+        self.assertEqual(got, cond, "raw: %r" % bytes(c.raw[-600:]))
+        self.assertTrue(c.closed_tag, "no </stream:stream> after the error")
+        self.assertIn(c.end, ("eof", "reset"), "connection not closed")
+
+    def bad_stream(self, data, cond, header=True, pre=None):
+        c = self.client()
+        if pre is not None:
+            c.send(pre)
+        if header:
+            self.open_ok(c)
+        c.send(data)
+        self.assert_stream_error(c, cond)
+        return c
+
+    def assert_stanza_error(self, st, cond, type_=None):
+        err = xmpp.stanza_error(st)
+        self.assertIsNotNone(err, "not an error: %s" % xmpp.ET.tostring(st))
+        self.assertEqual(err[1], cond, xmpp.ET.tostring(st))
+        if type_:
+            self.assertEqual(err[0], type_)
+
+    def expect_error_reply(self, c, tag, cond, **attrs):
+        st = c.expect(lambda s: s.tag == q(NS_CLIENT, tag) and s.get("type") == "error" and
+                      all(s.get(k) == v for k, v in attrs.items()), timeout=5,
+                      what="%s error %s" % (tag, cond))
+        self.assert_stanza_error(st, cond)
+        return st
+
+    # ---- stream level ----------------------------------------------------
+
+    def test_01_truncated_xml_then_close(self):
+        c = self.client()
+        self.open_ok(c)
+        c.send("<message to='alice@%s'><bo" % D)
+        c.sock.shutdown(socket.SHUT_WR)
+        self.assertIn(c.wait_end(10), ("eof", "reset"))
+        self.assertEqual(c.pending, [])
+
+    def test_02_truncated_xml_then_reset(self):
+        c = self.login("alice", resource="trunc")
+        c.send("<message to='bob@%s' type='chat'><body>half" % D)
+        c.abort()
+        self.clients.remove(c)
+        harness.wait_for(lambda: SRV.metric("chatd_sessions") == 2, 10, what="session gone")
+
+    def test_03_wrong_stream_namespace(self):
+        self.bad_stream(xmpp.stream_header(stream_ns="http://example.com/not-streams"),
+                        "invalid-namespace", header=False)
+
+    def test_04_wrong_content_namespace(self):
+        self.bad_stream(xmpp.stream_header(ns="urn:example:not-client"),
+                        "invalid-namespace", header=False)
+
+    def test_05_missing_version(self):
+        # RFC 6120 4.7.5: no version means 0.9, which chatd does not speak
+        self.bad_stream(xmpp.stream_header(version=None), "unsupported-version", header=False)
+
+    def test_06_unsupported_major_version(self):
+        self.bad_stream(xmpp.stream_header(version="11.0"), "unsupported-version", header=False)
+
+    def test_07_higher_minor_version_is_accepted(self):
+        # RFC 6120 4.7.5: answer with the lower of the two versions
+        c = self.client()
+        f = c.open_stream(xmpp.stream_header(version="1.7"))
+        self.assertIsNotNone(f, c.stream_error)
+        self.assertEqual(c.header.get("version"), "1.0")
+        c.close()
+
+    def test_08_wrong_to_domain(self):
+        self.bad_stream(xmpp.stream_header(to="other.test"), "host-unknown", header=False)
+
+    def test_09_doctype(self):
+        self.bad_stream("<?xml version='1.0'?><!DOCTYPE stream:stream>" +
+                        xmpp.stream_header(decl=False), "restricted-xml", header=False)
+
+    def test_10_internal_entity_declaration(self):
+        self.bad_stream("<?xml version='1.0'?><!DOCTYPE stream:stream [<!ENTITY x 'y'>]>" +
+                        xmpp.stream_header(decl=False), "restricted-xml", header=False)
+
+    def test_11_billion_laughs(self):
+        ents = "<!ENTITY lol 'lol'>" + "".join(
+            "<!ENTITY lol%d '%s'>" % (i, ("&lol%s;" % (i - 1 if i > 1 else "")) * 10)
+            for i in range(1, 10))
+        rss0 = SRV.rss_kb()
+        self.bad_stream("<?xml version='1.0'?><!DOCTYPE stream:stream [%s]>" % ents +
+                        xmpp.stream_header(decl=False, extra=" id='&lol9;'"),
+                        "restricted-xml", header=False)
+        self.assertLess(SRV.rss_kb() - rss0, 16 * 1024)
+
+    def test_12_external_entity(self):
+        self.bad_stream("<?xml version='1.0'?><!DOCTYPE stream:stream "
+                        "[<!ENTITY xxe SYSTEM 'file:///etc/passwd'>]>" +
+                        xmpp.stream_header(decl=False), "restricted-xml", header=False)
+
+    def test_13_comment_between_stanzas(self):
+        self.bad_stream("<!-- a comment -->", "restricted-xml")
+
+    def test_14_comment_inside_stanza(self):
+        c = self.login("alice", resource="cmt")
+        c.send("<message to='bob@%s'><!-- hidden --><body>x</body></message>" % D)
+        self.assert_stream_error(c, "restricted-xml")
+
+    def test_15_processing_instruction(self):
+        self.bad_stream("<?evil data?>", "restricted-xml")
+
+    def test_16_undefined_entity_reference(self):
+        c = self.login("alice", resource="ent")
+        c.send("<message to='bob@%s'><body>&nbsp;</body></message>" % D)
+        self.assert_stream_error(c, "not-well-formed")
+
+    def test_17_invalid_utf8(self):
+        c = self.login("alice", resource="utf8")
+        c.send(b"<message to='bob@" + D.encode() + b"'><body>\xff\xfe\xc3\x28</body></message>")
+        self.assert_stream_error(c, "not-well-formed")
+
+    def test_18_overlong_utf8_in_header(self):
+        # an overlong encoding of '/' (0xC0 0xAF) is invalid UTF-8 too
+        self.bad_stream(b"<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
+                        b"xmlns:stream='http://etherx.jabber.org/streams' to='example.test' "
+                        b"version='1.0' id='\xc0\xaf'>", "not-well-formed", header=False)
+
+    def test_19_http_request_on_xmpp_port(self):
+        self.bad_stream("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not-well-formed", header=False)
+
+    def test_20_direct_tls_on_plain_port(self):
+        # a TLS ClientHello where a stream header is expected
+        c = self.client()
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        obj = ctx.wrap_bio(inc, out, server_hostname=D)
+        try:
+            obj.do_handshake()
+        except ssl.SSLWantReadError:
+            pass
+        c.send(out.read())
+        self.assert_stream_error(c, "not-well-formed")
+
+    def _big_stanza(self, make, size):
+        c = self.login("alice", resource="big")
+        rss0 = SRV.rss_kb()
+        head, chunk = make
+        ok = c.send(head)
+        sent = 0
+        block = (chunk * (65536 // len(chunk))).encode()
+        c.sock.settimeout(10)
+        while ok and sent < size:
+            try:
+                c.sock.sendall(block)
+            except (BrokenPipeError, ConnectionResetError, socket.timeout):
+                break
+            sent += len(block)
+        self.assert_stream_error(c, "policy-violation")
+        grow = SRV.rss_kb() - rss0
+        self.assertLess(grow, 4 * 1024, "RSS grew by %d KiB for a 10 MB stanza" % grow)
+
+    def test_21_ten_megabyte_stanza_text(self):
+        self._big_stanza(("<message to='bob@%s'><body>" % D, "a" * 1024), 10 << 20)
+
+    def test_22_ten_megabyte_attribute(self):
+        # one 10 MB token: expat would buffer all of it unless the size
+        # limit is applied to input bytes, not to finished elements
+        self._big_stanza(("<message to='bob@%s' id='" % D, "b" * 1024), 10 << 20)
+
+    def test_23_deep_nesting(self):
+        c = self.login("alice", resource="deep")
+        c.send("<message to='bob@%s'>" % D + "<a>" * 10000)
+        self.assert_stream_error(c, "policy-violation")
+
+    def test_24_unknown_top_level_element(self):
+        c = self.login("alice", resource="unk")
+        c.send("<foo/>")
+        self.assert_stream_error(c, "unsupported-stanza-type")
+
+    def test_25_data_after_stream_close(self):
+        c = self.login("alice", resource="after")
+        c.send("</stream:stream><message to='bob@%s'><body>late</body></message>" % D)
+        self.assertIn(c.wait_end(10), ("eof", "reset"))
+        self.assertTrue(c.closed_tag, "server did not close its stream")
+        self.assertIsNone(c.stream_error)
+
+    # ---- before authentication --------------------------------------------
+
+    def test_26_stanzas_before_auth(self):
+        for st in ("<message to='bob@%s'><body>x</body></message>" % D,
+                   "<presence/>",
+                   "<iq type='get' id='1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % D,
+                   "<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></iq>"):
+            with self.subTest(stanza=st):
+                self.bad_stream(st, "not-authorized")
+
+    def test_27_sasl_bad_base64(self):
+        c = self.client()
+        self.open_ok(c)
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-256'>!!not*base64!!</auth>" % NS_SASL)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(st.tag, q(NS_SASL, "failure"))
+        self.assertEqual(xmpp.condition(st, NS_SASL), "incorrect-encoding")
+        # RFC 6120 6.4.5: the stream stays; a correct attempt still works
+        self.assertEqual(c.auth_scram("dave", USERS["dave"]), ("success", None))
+
+    def test_28_sasl_malformed_scram_message(self):
+        import base64
+        c = self.client()
+        self.open_ok(c)
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-256'>%s</auth>" % (
+            NS_SASL, base64.b64encode(b"hello, not scram").decode()))
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(st.tag, q(NS_SASL, "failure"))
+        self.assertEqual(xmpp.condition(st, NS_SASL), "malformed-request")
+
+    def test_29_unknown_mechanism(self):
+        c = self.client()
+        self.open_ok(c)
+        c.send("<auth xmlns='%s' mechanism='X-NOPE'>AA==</auth>" % NS_SASL)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(xmpp.condition(st, NS_SASL), "invalid-mechanism")
+
+    def test_30_wrong_password(self):
+        c = self.client()
+        self.open_ok(c)
+        self.assertEqual(c.auth_scram("alice", "wrong"), ("failure", "not-authorized"))
+        self.assertEqual(c.auth_scram("nosuchuser", "wrong"), ("failure", "not-authorized"))
+        c2 = self.client()
+        self.open_ok(c2)
+        # a forged proof for the right user is refused too
+        self.assertEqual(c2.auth_scram("alice", USERS["alice"],
+                                       tamper=lambda m: m[:-4] + "AAA="),
+                         ("failure", "not-authorized"))
+        # and the stream still allows a correct login after failures
+        self.assertEqual(c.auth_scram("alice", USERS["alice"]), ("success", None))
+
+    def test_30b_too_many_auth_failures(self):
+        # chatd allows 3 failed attempts per stream, then policy-violation
+        c = self.client()
+        self.open_ok(c)
+        for _ in range(3):
+            self.assertEqual(c.auth_scram("alice", "wrong"), ("failure", "not-authorized"))
+        self.assert_stream_error(c, "policy-violation")
+
+    def test_31_plain_without_tls_refused(self):
+        c = self.client()
+        f = self.open_ok(c)
+        mechs = c.mechanisms(f)
+        self.assertIn("SCRAM-SHA-256", mechs)
+        self.assertNotIn("PLAIN", mechs)
+        res = c.auth_plain("alice", USERS["alice"])
+        # RFC 6120 6.5.4 names encryption-required for exactly this case
+        self.assertEqual(res, ("failure", "encryption-required"))
+
+    def test_32_plain_after_starttls_allowed(self):
+        c = self.client()
+        self.open_ok(c)
+        f = c.starttls(cafile=SRV.cert)
+        self.assertIn("PLAIN", c.mechanisms(f))
+        self.assertEqual(c.auth_plain("alice", USERS["alice"]), ("success", None))
+        c.close()
+
+    def test_33_tls_garbage_after_proceed(self):
+        c = self.client()
+        self.open_ok(c)
+        c.send("<starttls xmlns='%s'/>" % NS_TLS)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_TLS))
+        self.assertEqual(st.tag, q(NS_TLS, "proceed"))
+        c.send(os.urandom(300))
+        # RFC 6120 5.4.3.2: a failed TLS negotiation ends the TCP connection
+        self.assertIn(c.wait_end(10), ("eof", "reset"))
+
+    def test_34_plaintext_injected_after_starttls_is_discarded(self):
+        # RFC 6120 5.4.3.3 / the STARTTLS injection class of bugs: bytes sent
+        # in plaintext after <starttls/> must not reach the TLS layer or the
+        # new stream.
+        c = self.client()
+        self.open_ok(c)
+        c.send("<starttls xmlns='%s'/><message to='w1@%s/witness'><body>injected</body>"
+               "</message>" % (NS_TLS, D))
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_TLS))
+        self.assertEqual(st.tag, q(NS_TLS, "proceed"))
+        c.wrap_tls(cafile=SRV.cert)
+        self.assertIsNotNone(c.open_stream(), "TLS stream after injected plaintext failed")
+        self.assertEqual(c.auth_plain("bob", USERS["bob"]), ("success", None))
+        time.sleep(0.3)
+        W1.poll()
+        self.assertEqual([s for s in W1.pending if s.findtext(q(NS_CLIENT, "body")) == "injected"],
+                         [], "injected plaintext was delivered")
+
+    def test_35_idle_before_auth(self):
+        c = self.client()
+        self.open_ok(c)
+        t0 = time.monotonic()
+        self.assert_stream_error(c, "connection-timeout", timeout=AUTH_TIMEOUT + 8)
+        self.assertGreaterEqual(time.monotonic() - t0, AUTH_TIMEOUT - 1)
+        # a bare TCP connection that never speaks is closed as well
+        c2 = self.client()
+        self.assertIn(c2.wait_end(AUTH_TIMEOUT + 8), ("eof", "reset"))
+
+    def test_36_connection_flood(self):
+        # the two witnesses hold two slots
+        held = []
+        for i in range(MAX_CONN - 2):
+            c = self.client()
+            c.login("dave", USERS["dave"], resource="flood%d" % i)
+            held.append(c)
+        self.assertEqual(SRV.metric("chatd_connections"), MAX_CONN)
+        extra = [self.client() for _ in range(5)]
+        for c in extra:
+            # refused with a stream error (header first), then closed
+            c.send(xmpp.stream_header())
+            self.assert_stream_error(c, "resource-constraint")
+        # the connections already held are untouched
+        for c in held:
+            st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to=D)
+            self.assertEqual(st.get("type"), "result")
+        for c in held:
+            c.close()
+        SRV.wait_metric("chatd_connections", 2)
+        # and the slots are free again
+        c = self.login("alice", resource="after-flood")
+        c.close()
+
+    def test_37_slow_consumer(self):
+        # the victim never reads; its receive window is tiny so that the
+        # server's output queue (--max-output) fills quickly
+        victim = self.client(rcvbuf=4096)
+        victim.login("bob", USERS["bob"], resource="slow")
+        sender = self.login("alice", resource="flooder")
+        body = "z" * 16000
+        closed0 = SRV.closed_total("policy-violation")
+        victim_gone = False
+        for i in range(2000):  # at most 32 MB
+            sender.message(victim.jid, "%d %s" % (i, body))
+            sender.poll()  # the sender itself reads what comes back
+            sender.pending = []
+            if i % 16 == 15 and SRV.closed_total("policy-violation") > closed0:
+                victim_gone = True
+                break
+        if not victim_gone:
+            victim_gone = harness.wait_for(
+                lambda: SRV.closed_total("policy-violation") > closed0, 10,
+                what="victim closed") and True
+        self.assertTrue(victim_gone)
+        # the sender is untouched: it still talks to the server and others
+        st = sender.iq("<ping xmlns='urn:xmpp:ping'/>", to=D, timeout=20)
+        self.assertEqual(st.get("type"), "result")
+        sender.message(W1.jid, "sender-alive")
+        W1.expect_message("sender-alive", timeout=10)
+        # the victim's socket ends with the stream error
+        victim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        victim.wait_end(20)
+        self.assertIn(victim.end, ("eof", "reset"))
+        self.assertEqual(victim.stream_error, "policy-violation", "%s %s %r" % (victim.end, victim.reader.error, bytes(victim.raw[-300:])))
+
+    # ---- after authentication ----------------------------------------------
+
+    def test_38_second_bind_same_full_jid(self):
+        old = self.login("alice", resource="dup", presence=True)
+        new = self.login("alice", resource="dup")
+        self.assertEqual(new.jid, "alice@%s/dup" % D)
+        self.assert_stream_error(old, "conflict")
+        new.message(W1.jid, "from-new")
+        self.assertEqual(W1.expect_message("from-new").get("from"), "alice@%s/dup" % D)
+
+    def test_39_invalid_jids_in_to(self):
+        c = self.login("alice", resource="jid")
+        bad = ["@" + D, "a@b@" + D, "alice@", "alice@%s/" % D, "a b@" + D,
+               "x" * 1100 + "@" + D, "alice@%s/" % D + "r" * 1100, "<x>@" + D,
+               "alice@exa mple.test", "/res", "alice@" + "d" * 1100]
+        for i, to in enumerate(bad):
+            with self.subTest(to=to[:40]):
+                c.send("<message id='j%d' type='chat' to='%s'><body>x</body></message>" % (
+                    i, xmpp.xml_escape(to)))
+                self.expect_error_reply(c, "message", "jid-malformed", id="j%d" % i)
+        # the session is still fine afterwards
+        st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to=D)
+        self.assertEqual(st.get("type"), "result")
+
+    def test_40_spoofed_from(self):
+        c = self.login("alice", resource="spoof")
+        W1.poll()
+        W1.pending = []
+        c.send("<message from='w2@%s/witness' to='%s' type='chat'><body>spoof</body>"
+               "</message>" % (D, W1.jid))
+        # RFC 6120 4.9.3.9 invalid-from, or the server stamps the true sender:
+        # either way the forged address never reaches the recipient.
+        try:
+            st = W1.expect(lambda s: s.findtext(q(NS_CLIENT, "body")) == "spoof", timeout=2)
+        except xmpp.ProtocolError:
+            self.assert_stream_error(c, "invalid-from")
+        else:
+            self.assertEqual(st.get("from"), c.jid, xmpp.ET.tostring(st))
+
+    def test_41_iq_without_id(self):
+        c = self.login("alice", resource="noid")
+        c.send("<iq type='get' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % D)
+        st = c.expect(lambda s: s.tag == q(NS_CLIENT, "iq"), timeout=5)
+        self.assert_stanza_error(st, "bad-request")
+
+    def test_42_iq_bad_type(self):
+        c = self.login("alice", resource="badtype")
+        c.send("<iq type='fetch' id='t1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % D)
+        self.expect_error_reply(c, "iq", "bad-request", id="t1")
+        c.send("<iq id='t2' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>" % D)
+        self.expect_error_reply(c, "iq", "bad-request", id="t2")
+
+    def test_43_iq_child_count(self):
+        # RFC 6120 8.2.3: a get/set carries exactly one payload child
+        c = self.login("alice", resource="kids")
+        c.send("<iq type='get' id='k0' to='%s'/>" % D)
+        self.expect_error_reply(c, "iq", "bad-request", id="k0")
+        c.send("<iq type='get' id='k2' to='%s'><ping xmlns='urn:xmpp:ping'/>"
+               "<query xmlns='jabber:iq:version'/></iq>" % D)
+        self.expect_error_reply(c, "iq", "bad-request", id="k2")
+
+    def test_44_iq_unknown_namespace(self):
+        # RFC 6120 8.4: an unknown payload namespace -> service-unavailable
+        c = self.login("alice", resource="ns")
+        st = c.iq("<query xmlns='urn:example:nothing'/>", to=D)
+        self.assert_stanza_error(st, "service-unavailable")
+        st = c.iq("<query xmlns='urn:example:nothing'/>", type_="set")
+        self.assert_stanza_error(st, "service-unavailable")
+
+    def test_45_message_to_absent_users(self):
+        c = self.login("alice", resource="absent")
+        # RFC 6121 8.5.2.2.1: a known user with no resource, no offline store
+        c.send("<message id='m1' type='chat' to='dave@%s'><body>x</body></message>" % D)
+        self.expect_error_reply(c, "message", "service-unavailable", id="m1")
+        # RFC 6121 8.5.1: no such user; chatd bounces rather than ignores
+        c.send("<message id='m2' type='chat' to='nobody@%s'><body>x</body></message>" % D)
+        self.expect_error_reply(c, "message", "service-unavailable", id="m2")
+        # RFC 6121 8.5.1 / 8.5.2.2.3 / 8.5.3.2.3: iq -> service-unavailable
+        st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to="nobody@" + D)
+        self.assert_stanza_error(st, "service-unavailable")
+        st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to="w1@%s/no-such-resource" % D)
+        self.assert_stanza_error(st, "service-unavailable")
+        # RFC 6121 8.5.2.2.1: headline and error to nobody are silently dropped
+        c.send("<message id='m3' type='headline' to='dave@%s'><body>x</body></message>" % D)
+        c.send("<message id='m4' type='error' to='dave@%s'/>" % D)
+        # RFC 6121 8.5.3.2.1: chat to an unknown resource of an online user
+        # goes to the bare JID rules: delivered to the available resource
+        c.send("<message id='m5' type='chat' to='w1@%s/gone'><body>re-routed</body>"
+               "</message>" % D)
+        st = W1.expect_message("re-routed", timeout=5)
+        self.assertEqual(st.get("from"), c.jid)
+        st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to=D)
+        self.assertEqual(st.get("type"), "result")
+        left = [s for s in c.pending if s.get("id") in ("m3", "m4", "m5")]
+        self.assertEqual(left, [], "reply to a stanza that must be ignored")
+
+    def test_46_stanza_just_under_limit_delivered(self):
+        c = self.login("alice", resource="limit")
+        body = "k" * 60000
+        c.message(W1.jid, body)
+        st = W1.expect_message(body, timeout=10)
+        self.assertEqual(st.get("from"), c.jid)
+
+    def test_47_case_and_width_folding_of_jids(self):
+        # nodeprep/nameprep (libidn): ALICE@EXAMPLE.TEST is alice@example.test
+        c = self.login("alice", resource="fold")
+        c.message("W1@EXAMPLE.TEST/witness", "folded")
+        self.assertEqual(W1.expect_message("folded").get("from"), c.jid)
+
+
+if __name__ == "__main__":
+    unittest.main()

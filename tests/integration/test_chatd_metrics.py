@@ -1,0 +1,261 @@
+"""chatd's outside view: /metrics counts connections exactly, build info,
+/healthz and /readyz, the SIGTERM drain (and a second SIGTERM), server pings
+closing dead clients, and whitespace keepalives keeping live ones.
+"""
+import re
+import signal
+import socket
+import time
+import unittest
+
+import harness
+import xmpp
+from xmpp import Chatd, NS_CLIENT, NS_PING, q
+
+D = xmpp.DOMAIN
+USERS = {"alice": "alice-pw", "bob": "bob-pw"}
+
+
+def exit_clean(tc, d, rc):
+    tc.assertEqual(rc, 0, "chatd exit status %s\n%s" % (rc, d.proc.stderr()[-3000:]))
+    d.check_clean(tc)
+
+
+class Counting(unittest.TestCase):
+    def setUp(self):
+        self.d = Chatd(users=USERS, instance="m-1", version_label="v-metrics",
+                       args=["--auth-timeout", "60", "--ping-interval", "600"])
+        self.d.start()
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close(send_close=False)
+        exit_clean(self, self.d, self.d.stop())
+
+    def test_open_n_close_m(self):
+        d = self.d
+        m0 = d.metrics()
+        self.assertEqual(m0["chatd_connections"], 0)
+        self.assertEqual(m0["chatd_sessions"], 0)
+        acc0 = m0["chatd_connections_accepted_total"]
+        # N = 15 connections in three kinds: bare TCP, open stream, session
+        tcp = [d.client() for _ in range(5)]
+        streams = [d.client() for _ in range(5)]
+        for c in streams:
+            self.assertIsNotNone(c.open_stream())
+        sess = [d.login("alice" if i % 2 else "bob", resource="r%d" % i) for i in range(5)]
+        self.clients += tcp + streams + sess
+        n = 15
+        self.assertEqual(d.wait_metric("chatd_connections", n), n)
+        self.assertEqual(d.metric("chatd_sessions"), 5)
+        self.assertEqual(d.metric("chatd_connections_accepted_total") - acc0, n)
+        # M = 7 closed: FIN, </stream:stream>, RST, in every kind
+        client0, reset0 = d.closed_total("client"), d.closed_total("reset")
+        tcp[0].close(send_close=False)
+        tcp[1].abort()
+        streams[0].close()
+        streams[1].abort()
+        sess[0].close()
+        sess[1].close(send_close=False)
+        sess[2].abort()
+        m = 7
+        self.assertEqual(d.wait_metric("chatd_connections", n - m), n - m)
+        self.assertEqual(d.wait_metric("chatd_sessions", 2), 2)
+        # settled: it stays exact
+        for _ in range(5):
+            self.assertEqual(d.metric("chatd_connections"), n - m)
+            time.sleep(0.05)
+        self.assertEqual(d.closed_total() - sum(
+            v for k, v in m0.items() if k.startswith("chatd_connections_closed_total")), m)
+        self.assertEqual(d.closed_total("reset") - reset0, 3)
+        self.assertEqual(d.closed_total("client") - client0, 4)
+        self.assertEqual(d.metric("chatd_connections_accepted_total") - acc0, n)
+        # the remaining sessions still work
+        sess[3].message(sess[4].jid, "still here")
+        sess[4].expect_message("still here")
+        self.assertGreater(d.metric("chatd_stanzas_total"), 0)
+
+    def test_exposition_format(self):
+        st, body = self.d.http("/metrics")
+        self.assertEqual(st, 200)
+        types = dict(re.findall(r"^# TYPE (\S+) (\S+)$", body, re.M))
+        self.assertEqual(types.get("chatd_connections"), "gauge")
+        self.assertEqual(types.get("chatd_sessions"), "gauge")
+        self.assertEqual(types.get("chatd_draining"), "gauge")
+        for c in ("chatd_connections_accepted_total", "chatd_connections_closed_total",
+                  "chatd_stanzas_total"):
+            self.assertIn(types.get(c), ("counter",), c)
+        m = self.d.metrics()
+        info = [k for k in m if k.startswith("chatd_build_info")]
+        self.assertEqual(len(info), 1, info)
+        name, labels = xmpp.parse_labels(info[0])
+        self.assertEqual(labels.get("version"), "v-metrics")
+        self.assertEqual(labels.get("instance"), "m-1")
+        self.assertEqual(m[info[0]], 1)
+        self.assertEqual(m["chatd_draining"], 0)
+        self.assertEqual(self.d.http("/healthz")[0], 200)
+        self.assertEqual(self.d.http("/readyz")[0], 200)
+        self.assertEqual(self.d.http("/nope")[0], 404)
+
+    def test_build_info_from_environment(self):
+        # CHATD_VERSION and POD_NAME, as Kubernetes sets them
+        d = Chatd(users=USERS, instance=None, version_label=None,
+                  env={"CHATD_VERSION": "v-env", "POD_NAME": "chat-abc-123"})
+        d.start()
+        try:
+            info = [k for k in d.metrics() if k.startswith("chatd_build_info")]
+            labels = xmpp.parse_labels(info[0])[1]
+            self.assertEqual((labels["version"], labels["instance"]), ("v-env", "chat-abc-123"))
+            c = d.login("alice")
+            st = c.iq("<query xmlns='%s'/>" % xmpp.NS_VERSION, to=D)
+            qv = st.find(q(xmpp.NS_VERSION, "query"))
+            self.assertEqual(qv.findtext(q(xmpp.NS_VERSION, "name")), "chatd")
+            self.assertEqual(qv.findtext(q(xmpp.NS_VERSION, "version")), "v-env")
+            self.assertEqual(qv.findtext(q(xmpp.NS_VERSION, "os")), "instance=chat-abc-123")
+            c.close()
+        finally:
+            rc = d.stop()
+        exit_clean(self, d, rc)
+
+
+class Drain(unittest.TestCase):
+    def start(self, drain):
+        d = Chatd(users=USERS, args=["--drain-timeout", str(drain), "--ping-interval", "600"])
+        d.start()
+        return d
+
+    def test_drain_keeps_sessions_then_system_shutdown(self):
+        drain = 3
+        d = self.start(drain)
+        a = d.login("alice", resource="a")
+        b = d.login("bob", resource="b")
+        leaver = d.login("alice", resource="leaver")
+        self.assertEqual(d.http("/readyz")[0], 200)
+        d.proc.signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        harness.wait_for(lambda: d.http("/readyz")[0] == 503, 5, what="/readyz 503")
+        self.assertEqual(d.metric("chatd_draining"), 1)
+        self.assertEqual(d.http("/healthz")[0], 200)
+        # the listener is closed: new connections are refused
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", d.port), timeout=2).close()
+        # established sessions keep working while draining
+        a.message(b.jid, "during drain")
+        self.assertEqual(b.expect_message("during drain").get("from"), a.jid)
+        leaver.close()
+        self.assertEqual(d.wait_metric("chatd_connections", 2), 2)
+        # after --drain-timeout: system-shutdown for the rest, exit 0
+        self.assertEqual(a.wait_stream_error(drain + 10), "system-shutdown")
+        self.assertEqual(b.wait_stream_error(5), "system-shutdown")
+        self.assertTrue(a.closed_tag and b.closed_tag)
+        self.assertGreaterEqual(time.monotonic() - t0, drain - 1)
+        a.close()
+        b.close()
+        exit_clean(self, d, d.proc.wait(15))
+
+    def test_drain_ends_when_last_client_leaves(self):
+        d = self.start(120)
+        a = d.login("alice")
+        d.proc.signal(signal.SIGTERM)
+        harness.wait_for(lambda: d.http("/readyz")[0] == 503, 5, what="/readyz 503")
+        st = a.iq("<ping xmlns='%s'/>" % NS_PING, to=D)
+        self.assertEqual(st.get("type"), "result")
+        a.close()
+        # nothing left to wait for: exits long before the 120 s deadline
+        exit_clean(self, d, d.proc.wait(20))
+
+    def test_second_sigterm_closes_at_once(self):
+        d = self.start(120)
+        a = d.login("alice")
+        d.proc.signal(signal.SIGTERM)
+        harness.wait_for(lambda: d.http("/readyz")[0] == 503, 5, what="/readyz 503")
+        self.assertIsNone(a.wait_end(0.5))  # still connected
+        d.proc.signal(signal.SIGTERM)
+        self.assertEqual(a.wait_stream_error(10), "system-shutdown")
+        a.close()
+        exit_clean(self, d, d.proc.wait(20))
+
+    def test_listen_failure_exits_nonzero(self):
+        # a chatd that cannot listen never becomes ready: non-zero exit
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        port = blocker.getsockname()[1]
+        d = Chatd(users=USERS)
+        d.port, d.http_port = port, harness.free_port()
+        d.cert, d.key = xmpp.make_cert()
+        for u, pw in USERS.items():
+            d.add_user(u, pw)
+        d.proc = harness.Proc(d.argv(), name="chatd")
+        try:
+            rc = d.proc.wait(20)
+        finally:
+            blocker.close()
+        self.assertNotEqual(rc, 0)
+        d.check_clean(self)
+
+
+class Pings(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.d = Chatd(users=USERS, args=["--ping-interval", "1", "--ping-timeout", "1",
+                                         "--auth-timeout", "30"])
+        cls.d.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.d.stop()
+        if rc != 0 or cls.d.sanitizer_report():
+            raise AssertionError("chatd exit %s, sanitizer %s" % (rc, cls.d.sanitizer_report()))
+
+    def test_dead_client_closed_live_client_kept(self):
+        dead = self.d.login("alice", resource="dead")
+        dead.auto_pong = False
+        live = self.d.login("bob", resource="live")
+        # the live client answers pings as they come (auto_pong while polling)
+        deadline = time.monotonic() + 15
+        while dead.end is None and time.monotonic() < deadline:
+            dead.poll()
+            live.poll()
+            time.sleep(0.05)
+        # the server pinged the silent client...
+        pings = [s for s in dead.pending if s.tag == q(NS_CLIENT, "iq") and
+                 s.find(q(NS_PING, "ping")) is not None]
+        self.assertEqual(len(pings), 1, dead.pending)
+        self.assertEqual(pings[0].get("type"), "get")
+        # ...and closed it when no answer came
+        self.assertEqual(dead.wait_stream_error(5), "connection-timeout")
+        self.assertTrue(dead.closed_tag)
+        # the answering client is still there
+        self.assertIsNone(live.end)
+        st = live.iq("<ping xmlns='%s'/>" % NS_PING, to=D)
+        self.assertEqual(st.get("type"), "result")
+        self.assertGreater(self.d.metric("chatd_connections_closed_total"
+                                         '{reason="connection-timeout"}', 0), 0)
+        live.close()
+
+    def test_whitespace_keepalive(self):
+        c = self.d.login("alice", resource="ws")
+        c.auto_pong = False
+        end = time.monotonic() + 4.5
+        while time.monotonic() < end:
+            self.assertTrue(c.send(" "))
+            st = c.next_stanza(timeout=0.3)
+            self.assertIsNone(st, "got %s although the client was never idle" % (
+                st is not None and xmpp.ET.tostring(st)))
+            self.assertIsNone(c.end)
+        st = c.iq("<ping xmlns='%s'/>" % NS_PING, to=D)
+        self.assertEqual(st.get("type"), "result")
+        c.close()
+
+    def test_libstrophe_answers_server_pings(self):
+        s = xmpp.Strophe(self.d, "bob@" + D, "bob-pw", resource="st",
+                         actions=["presence", "sleep", "4000", "ping"])
+        self.assertEqual(s.wait(30), 0, s.describe())
+        self.assertGreaterEqual(len(s.find("ping-received")), 1, s.describe())
+        self.assertIsNone(s.proc.sanitizer_report())
+
+
+if __name__ == "__main__":
+    unittest.main()
