@@ -318,7 +318,8 @@ static void test_names(void **state)
 	assert_string_equal(scram_sasl_condition(SCRAM_ERR_INVALID_AUTHZID), "invalid-authzid");
 	assert_string_equal(scram_sasl_condition(SCRAM_ERR_NOMEM), "temporary-auth-failure");
 	assert_string_equal(scram_sasl_condition(SCRAM_ERR_CHANNEL_BINDING), "not-authorized");
-	assert_string_not_equal(scram_strerror(SCRAM_ERR_NONCE), scram_strerror(SCRAM_ERR_MALFORMED));
+	assert_string_not_equal(scram_strerror(SCRAM_ERR_NONCE),
+				scram_strerror(SCRAM_ERR_MALFORMED));
 }
 
 /* ------------------------------------------------------------ exchanges */

@@ -41,10 +41,11 @@ static int make_cert(void **state)
 	X509_NAME *name;
 	X509_EXTENSION *ext;
 	X509V3_CTX v3;
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	FILE *f;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "%s/tlsbio-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	snprintf(dir, sizeof(dir), "%s/tlsbio-XXXXXX", tmp);
 	if (!mkdtemp(dir) || !key || !other || !x)
 		return -1;
 	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);

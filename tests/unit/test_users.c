@@ -141,7 +141,8 @@ static void test_replace_keeps_others(void **state)
 	{
 		char *content = NULL;
 
-		assert_true(asprintf(&content, "# staff\n\n%.*s  # trailing text is not a comment\n",
+		assert_true(asprintf(&content,
+				     "# staff\n\n%.*s  # trailing text is not a comment\n",
 				     (int)strlen(line) - 1, line) > 0);
 		/* "#..." after credentials is a bad credential token */
 		write_file(content);
@@ -240,7 +241,8 @@ static void test_load_errors(void **state)
 	expect_load_error("bob sha1:16:A!AA:AAAAAAAAAAAAAAAAAAAAAAAAAAA=:"
 			  "AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
 			  ":1: bad base64 in sha1 salt");
-	expect_load_error("bob sha1:16::AAAAAAAAAAAAAAAAAAAAAAAAAAA=:AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
+	expect_load_error("bob sha1:16::AAAAAAAAAAAAAAAAAAAAAAAAAAA=:"
+			  "AAAAAAAAAAAAAAAAAAAAAAAAAAA=\n",
 			  "bad base64 in sha1 salt");
 	/* a SHA-256 key must be 32 bytes: 20 is wrong */
 	expect_load_error("\n\nbob sha256:16:AAAA:AAAAAAAAAAAAAAAAAAAAAAAAAAA=:"
@@ -353,7 +355,8 @@ static int run_passwd(const char *stdin_text, int argc, char **argv)
 	int fds[2], saved = dup(STDIN_FILENO), rc;
 
 	assert_int_equal(pipe(fds), 0);
-	assert_int_equal(write(fds[1], stdin_text, strlen(stdin_text)), (ssize_t)strlen(stdin_text));
+	assert_int_equal(write(fds[1], stdin_text, strlen(stdin_text)),
+			 (ssize_t)strlen(stdin_text));
 	close(fds[1]);
 	assert_true(dup2(fds[0], STDIN_FILENO) >= 0);
 	close(fds[0]);
