@@ -981,6 +981,9 @@ int scram_client_final(struct scram_client *c, const char *in, size_t inlen, cha
 	}
 	*outlen = strlen(*out);
 	c->state = SC_FINAL;
+	/* the password is not needed any more: only the signature to check */
+	scram_free_secret(c->password);
+	c->password = NULL;
 out_free:
 	OPENSSL_cleanse(salted, sizeof(salted));
 	OPENSSL_cleanse(ckey, sizeof(ckey));
