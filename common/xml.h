@@ -61,6 +61,7 @@ struct xnode *xnode_add_child(struct xnode *parent, const char *name, const char
 int xnode_append(struct xnode *parent, struct xnode *child);
 /* Detaches child from its parent (ownership passes to the caller). */
 void xnode_detach(struct xnode *child);
+/* Frees n and its subtree; an attached n is detached first. NULL is a no-op. */
 void xnode_free(struct xnode *n);
 struct xnode *xnode_copy(const struct xnode *n);
 
