@@ -20,7 +20,8 @@
  * XSTREAM_STOPPED with *consumed set to the bytes used so far, so that the
  * caller can reset the parser at a stream restart (SASL success: feed the
  * rest again; STARTTLS: discard the rest, RFC 6120 5.4.3.3). A callback must
- * not free the xstream; it may call xstream_stop() and let the caller do so.
+ * not free, reset or feed the xstream; it may call xstream_stop() and let the
+ * caller do so.
  * Without a reset, feeding data + *consumed continues the same stream.
  *
  * Also:
