@@ -488,3 +488,108 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
         harness.wait_for(lambda: self.d.get(NS, "deployments", "chat-" + SHA_B) is None,
                          timeout=10, what="failed colour removed")
+
+    def test_deploy_under_load_drops_nothing(self):
+        if not have("chatload"):
+            self.skipTest("chatload not built")
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 2, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        host, port = self.d.service_address(NS, "chat")
+        report = os.path.join(self.tmp, "report.json")
+        # clients churn (exp:3s lifetime) so the old colour drains by itself;
+        # messages go to random other clients, across colours (cluster routing)
+        load = harness.Proc([harness.binary("chatload"), "--server", "%s:%d" % (host, port),
+                             "--domain", "chat.example", "--clients", 30, "--ramp", 60,
+                             "--message-rate", 0.5, "--lifetime", "exp:3s", "--duration", "14s",
+                             "--report", report, "--expect-zero-drops", "--expect-zero-loss",
+                             "--quiet", "--seed", 7], name="chatload")
+        self.addCleanup(load.stop, signal.SIGINT, 10)
+        # clients are on colour A when the switch happens
+        harness.wait_for(lambda: sum(max(r["connections"], 0)
+                                     for r in self.ok("replicas", SHA_A)) >= 10,
+                         timeout=20, interval=0.3, what="clients on colour A")
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 2, "--settle", "1s",
+                                    timeout=120)
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_B)
+        # the old colour was deleted only once drained
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        self.assertEqual(load.wait(60), 0, load.stderr()[-3000:])
+        self.assertIsNone(load.sanitizer_report())
+        with open(report) as f:
+            r = json.load(f)
+        self.assertEqual(r["dropped"], 0, r)
+        self.assertEqual(r["messages_lost"], 0, r)
+        self.assertGreater(r["messages_sent"], 0, r)
+
+    def test_killed_rainbow_rerun_converges(self):
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        client = socket.create_connection(self.d.service_address(NS, "chat"), timeout=5)
+        self.addCleanup(client.close)
+        state = os.path.join(self.tmp, "state")
+        argv = [harness.binary("rainbow"), "--platform", "kubernetes", "--kubeconfig",
+                self.kubeconfig, "--state-dir", state, "-P", "template=" + TEMPLATE,
+                "deploy", SHA_B, "--replicas", 1, "--settle", "1s"]
+        # killed at different points: while creating/waiting, then while draining
+        for point in ("created", "selected"):
+            p = harness.Proc(argv, name="rainbow")
+            if point == "created":
+                harness.wait_for(lambda: self.d.get(NS, "deployments", "chat-" + SHA_B),
+                                 timeout=30, what="colour B created")
+            else:
+                harness.wait_for(lambda: self.selector()["rainbow.chat/sha"] == SHA_B,
+                                 timeout=60, what="switched to B")
+            p.signal(signal.SIGKILL)
+            p.wait(10)
+        # A still holds our client: it must still be there, draining
+        self.assertIsNotNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        client.close()
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_B)
+        self.assertEqual(sorted(d["metadata"]["name"] for d in self.d.list(NS, "deployments")),
+                         ["chat-" + SHA_B])
+
+
+class TestManifests(unittest.TestCase):
+    def test_kustomize_renders(self):
+        import shutil
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            self.skipTest("kubectl is not installed (Debian has no package for it); "
+                          "k8s/ rendering is checked only where kubectl exists")
+        objs = {}
+        for d in ("k8s", "k8s/jobs"):
+            p = subprocess.run([kubectl, "kustomize", os.path.join(harness.ROOT, d)],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            for doc in p.stdout.split("\n---\n"):
+                kind = [l for l in doc.splitlines() if l.startswith("kind: ")][0][6:]
+                name = [l for l in doc.splitlines() if l.startswith("  name: ")][0][8:]
+                objs[(kind, name)] = doc
+        for want in (("Namespace", "rainbow"), ("Service", "chat"), ("Service", "chat-peers"),
+                     ("ConfigMap", "chatd-config"), ("ConfigMap", "rainbow-pod-template"),
+                     ("ServiceAccount", "rainbow"), ("Role", "rainbow"),
+                     ("RoleBinding", "rainbow"), ("Job", "chatload"),
+                     ("Job", "rainbow-deploy-SHA_TO_DEPLOY")):
+            self.assertIn(want, objs)
+        self.assertIn("namespace: rainbow", objs[("Service", "chat")])
+        self.assertIn("publishNotReadyAddresses: true", objs[("Service", "chat-peers")])
+
+    def test_pod_template_loads(self):
+        if not have("kube_ops"):
+            self.skipTest("tests/helpers/kube_ops not built")
+        t = yaml_file(TEMPLATE)
+        c = t["spec"]["containers"][0]
+        self.assertEqual(c["readinessProbe"]["httpGet"]["path"], "/readyz")
+        self.assertEqual(c["livenessProbe"]["httpGet"]["path"], "/healthz")
+        self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {
+            "fieldPath": "metadata.name"}}}, c["env"])
+        self.assertGreater(t["spec"]["terminationGracePeriodSeconds"], 600)
+        cm = yaml_file(os.path.join(harness.ROOT, "k8s", "configmap.yaml"))
+        # keepalive well under IPVS's 900 s idle timeout
+        self.assertLess(int(cm["data"]["CHATD_PING_INTERVAL"]), 900)
+        # the grace period outlasts chatd's own drain
+        self.assertGreater(t["spec"]["terminationGracePeriodSeconds"],
+                           int(cm["data"]["CHATD_DRAIN_TIMEOUT"]))
