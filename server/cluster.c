@@ -52,6 +52,8 @@ struct link {
 	enum link_state state;
 	uint64_t id;               /* for logs */
 	char addr[ADDR_MAX];       /* the peer's address, for logs */
+	char ip[64];               /* the peer's IP address (accepted links) */
+	uint16_t peer_port;        /* the link port the peer listens on (HELLO) */
 	char *peer_id;             /* instance id from its HELLO */
 	char *peer_version;
 	uint8_t nonce[CLUSTER_NONCE_LEN];      /* ours */
@@ -96,6 +98,7 @@ struct cluster {
 	uint8_t *secret;
 	size_t secretlen;
 	uint64_t keepalive_ms;
+	uint16_t listen_port;
 	uint64_t dns_interval_ms;
 	char **static_peers;
 	size_t nstatic;
@@ -322,6 +325,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		cl->keepalive_ms = 300;
 	dns_s = cfg->dns_interval > 0 ? cfg->dns_interval : CLUSTER_DNS_INTERVAL_DEFAULT;
 	cl->dns_interval_ms = (uint64_t)(dns_s * 1000.0);
+	cl->listen_port = (uint16_t)port;
 	cl->listen = strdup(cfg->listen);
 	cl->instance = strdup(cfg->instance);
 	cl->version = strdup(cfg->version ? cfg->version : "");
@@ -851,6 +855,21 @@ static int link_preferred(const struct link *a, const struct link *b)
 		      CLUSTER_NONCE_LEN) < 0;
 }
 
+/* An accepted link from a peer we also know as a dial target (same IP,
+ * same advertised link port): remember who the target is, so that we do
+ * not dial a second link to an instance already linked. */
+static void link_match_target(struct link *l)
+{
+	struct target *t;
+
+	for (t = l->cl->targets; t; t = t->next) {
+		if (t->port != l->peer_port || strcmp(t->host, l->ip) != 0)
+			continue;
+		free(t->peer_id);
+		t->peer_id = strdup(l->peer_id);
+	}
+}
+
 static void link_up(struct link *l)
 {
 	struct cluster *cl = l->cl;
@@ -873,6 +892,8 @@ static void link_up(struct link *l)
 	l->state = LINK_UP;
 	l->last_rx = now_ms(cl);
 	cl->st.peers++;
+	if (!l->dialer)
+		link_match_target(l);
 	if (l->target)
 		l->target->fails = 0;
 	log_info("cluster_link_up", "link=%llu peer=%s version=%s addr=%s dir=%s",
@@ -900,6 +921,7 @@ static void on_hello(struct link *l, const struct cluster_msg *m)
 		return;
 	}
 	memcpy(l->peer_nonce, m->u.hello.nonce, CLUSTER_NONCE_LEN);
+	l->peer_port = m->u.hello.port;
 	if (strcmp(l->peer_id, cl->instance) == 0) {
 		if (l->target) {
 			l->target->self = 1;
@@ -1141,7 +1163,8 @@ static void link_start(struct link *l)
 		return;
 	}
 	cluster_buf_reset(&cl->obuf);
-	if (cluster_enc_hello(&cl->obuf, cl->instance, cl->version, l->nonce) < 0) {
+	rc = cluster_enc_hello(&cl->obuf, cl->instance, cl->version, cl->listen_port, l->nonce);
+	if (rc < 0) {
 		cluster_buf_reset(&cl->obuf);
 		link_close(l, "hello-encode");
 		return;
@@ -1185,8 +1208,13 @@ static void on_connection(uv_stream_t *server, int status)
 		link_close(l, "accept-failed");
 		return;
 	}
-	if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0)
+	if (uv_tcp_getpeername(&l->tcp, (struct sockaddr *)&ss, &len) == 0) {
 		addr_string((struct sockaddr *)&ss, l->addr, sizeof(l->addr));
+		if (ss.ss_family == AF_INET)
+			uv_ip4_name((struct sockaddr_in *)&ss, l->ip, sizeof(l->ip));
+		else if (ss.ss_family == AF_INET6)
+			uv_ip6_name((struct sockaddr_in6 *)&ss, l->ip, sizeof(l->ip));
+	}
 	uv_tcp_nodelay(&l->tcp, 1);
 	log_debug("cluster_accepted", "link=%llu addr=%s", (unsigned long long)l->id, l->addr);
 	if (cl->leaving) {

@@ -169,6 +169,7 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 		out->u.hello.proto = (uint8_t)rd_u8(&r);
 		out->u.hello.instance = rd_str16(&r, 1, CLUSTER_ID_MAX);
 		out->u.hello.version = rd_str16(&r, 0, 255);
+		out->u.hello.port = (uint16_t)rd_u16(&r);
 		out->u.hello.nonce = rd_bytes(&r, CLUSTER_NONCE_LEN);
 		break;
 	case CLUSTER_MSG_AUTH:
@@ -335,14 +336,14 @@ static int frame_begin(struct cluster_buf *b, uint8_t type, size_t plen)
 }
 
 int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
-		      const uint8_t nonce[CLUSTER_NONCE_LEN])
+		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN])
 {
 	size_t il = strlen(instance), vl = strlen(version);
 	int rc;
 
 	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255))
 		return CLUSTER_PROTO_EINVAL;
-	rc = frame_begin(b, CLUSTER_MSG_HELLO, 1 + 2 + il + 2 + vl + CLUSTER_NONCE_LEN);
+	rc = frame_begin(b, CLUSTER_MSG_HELLO, 1 + 2 + il + 2 + vl + 2 + CLUSTER_NONCE_LEN);
 	if (rc < 0)
 		return rc;
 	put_u8(b, CLUSTER_PROTO_VERSION);
@@ -350,6 +351,7 @@ int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *v
 	put_bytes(b, instance, il);
 	put_u16(b, (unsigned)vl);
 	put_bytes(b, version, vl);
+	put_u16(b, port);
 	put_bytes(b, nonce, CLUSTER_NONCE_LEN);
 	return 0;
 }

@@ -46,7 +46,8 @@ enum cluster_proto_err {
 };
 
 enum cluster_msg_type {
-	CLUSTER_MSG_HELLO = 1,       /* u8 proto, str16 instance, str16 version, nonce[32] */
+	CLUSTER_MSG_HELLO = 1,       /* u8 proto, str16 instance, str16 version, u16 listen port,
+					 nonce[32] */
 	CLUSTER_MSG_AUTH = 2,        /* mac[32] */
 	CLUSTER_MSG_ROUTE_ADD = 3,   /* u16 n, n x (str16 full jid, i8 priority, u8 flags) */
 	CLUSTER_MSG_ROUTE_DEL = 4,   /* u16 n, n x str16 full jid */
@@ -74,6 +75,7 @@ struct cluster_msg {
 			uint8_t proto;
 			struct cluster_str instance;
 			struct cluster_str version;
+			uint16_t port;        /* the sender's link port (0 = unknown) */
 			const uint8_t *nonce; /* CLUSTER_NONCE_LEN bytes */
 		} hello;
 		struct {
@@ -143,7 +145,7 @@ void cluster_buf_reset(struct cluster_buf *b);
  * CLUSTER_PROTO_EINVAL / E2BIG when a field does not fit its encoding or the
  * frame would exceed CLUSTER_FRAME_MAX (b is then left as it was). */
 int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
-		      const uint8_t nonce[CLUSTER_NONCE_LEN]);
+		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN]);
 int cluster_enc_auth(struct cluster_buf *b, const uint8_t mac[CLUSTER_MAC_LEN]);
 int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
 		       const char *xml, size_t xmllen);

@@ -31,7 +31,7 @@ static void reencode(const struct cluster_msg *m, const uint8_t *frame, size_t f
 			goto out;
 		s1 = strndup(m->u.hello.instance.p, m->u.hello.instance.len);
 		s2 = strndup(m->u.hello.version.p, m->u.hello.version.len);
-		rc = cluster_enc_hello(&b, s1, s2, m->u.hello.nonce);
+		rc = cluster_enc_hello(&b, s1, s2, m->u.hello.port, m->u.hello.nonce);
 		break;
 	case CLUSTER_MSG_AUTH:
 		rc = cluster_enc_auth(&b, m->u.auth.mac);

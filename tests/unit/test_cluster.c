@@ -49,7 +49,7 @@ static void test_frame_roundtrip(void **state)
 		nonce[i] = (uint8_t)(i * 7);
 	memset(mac, 0xab, sizeof(mac));
 	cluster_buf_init(&b);
-	assert_int_equal(cluster_enc_hello(&b, "chat-aaa-1", "v1.2", nonce), 0);
+	assert_int_equal(cluster_enc_hello(&b, "chat-aaa-1", "v1.2", 7946, nonce), 0);
 	assert_int_equal(cluster_enc_auth(&b, mac), 0);
 	assert_int_equal(cluster_enc_stanza(&b, "bob@x/r", "alice@x/a", "<message/>", 10), 0);
 	assert_int_equal(cluster_enc_presence(&b, "alice@x/a", "<presence/>", 11), 0);
@@ -65,6 +65,7 @@ static void test_frame_roundtrip(void **state)
 	assert_int_equal(m.u.hello.instance.len, 10);
 	assert_memory_equal(m.u.hello.instance.p, "chat-aaa-1", 10);
 	assert_memory_equal(m.u.hello.version.p, "v1.2", 4);
+	assert_int_equal(m.u.hello.port, 7946);
 	assert_memory_equal(m.u.hello.nonce, nonce, CLUSTER_NONCE_LEN);
 
 	split_one(&b, off, &m, &n);
@@ -134,7 +135,7 @@ static void test_frame_malformed(void **state)
 	static const uint8_t huge[] = { 0x7f, 0xff, 0xff, 0xff, 1 };
 	static const uint8_t http[] = "GET / HTTP/1.1\r\n";
 	/* HELLO whose instance string holds a NUL */
-	static const uint8_t nul_id[] = { 1, 0, 3, 'a', 0, 'b', 0, 0 };
+	static const uint8_t nul_id[] = { 1, 0, 3, 'a', 0, 'b', 0, 0, 0, 0 };
 	/* STANZA with a trailing byte */
 	static const uint8_t trailing[] = { 0, 1, 'a', 0, 1, 'b', 0, 0, 0, 1, 'x', 9 };
 	/* ROUTE_ADD announcing 2 entries, holding 1 */
@@ -177,8 +178,8 @@ static void test_frame_malformed(void **state)
 	cluster_buf_init(&b);
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	assert_int_equal(cluster_enc_hello(&b, big, "v", nonce), CLUSTER_PROTO_EINVAL);
-	assert_int_equal(cluster_enc_hello(&b, "", "v", nonce), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_hello(&b, big, "v", 1, nonce), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_hello(&b, "", "v", 1, nonce), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_enc_stanza(&b, "a@x/r", "b@x/r", "a\0b", 3), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_enc_ping(&b, CLUSTER_MSG_SYNC, 1), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(b.len, 0);
