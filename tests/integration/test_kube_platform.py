@@ -289,6 +289,79 @@ class TestKubeOps(KubeBase):
         auths = [r for r in self.d.requests if r[0] == "GET"]
         self.assertTrue(auths)
 
+    def test_client_certificate_data_and_token_file(self):
+        import base64
+        tmp = self.tmp
+
+        def ssl(*a):
+            subprocess.run(["openssl"] + list(a), check=True, capture_output=True, cwd=tmp)
+        ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out",
+            "ca.crt", "-days", "1", "-subj", "/CN=rainbow-test-ca")
+        ssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "client.key", "-out",
+            "client.csr", "-subj", "/CN=system:serviceaccount:rainbow:rainbow")
+        ssl("x509", "-req", "-in", "client.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "client.crt", "-days", "1")
+        d = kubedouble.KubeDouble(chatd=None, namespace=NS, token=None, tls=True,
+                                  client_ca=os.path.join(tmp, "ca.crt"))
+        self.addCleanup(d.stop)
+        d.create(NS, "services", yaml_file(os.path.join(harness.ROOT, "k8s", "service.yaml")))
+
+        def b64(name):
+            with open(os.path.join(tmp, name), "rb") as f:
+                return base64.b64encode(f.read()).decode()
+        with open(d.cert, "rb") as f:
+            ca = base64.b64encode(f.read()).decode()
+        kc = os.path.join(tmp, "kc-cert")
+        with open(kc, "w") as f:
+            f.write("apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+                    "clusters:\n- name: d\n  cluster:\n    server: %s\n"
+                    "    certificate-authority-data: %s\n"
+                    "contexts:\n- name: c\n  context: {cluster: d, user: u, namespace: %s}\n"
+                    "users:\n- name: u\n  user:\n    client-certificate-data: %s\n"
+                    "    client-key-data: %s\n" % (d.url, ca, NS, b64("client.crt"),
+                                                    b64("client.key")))
+        self.assertEqual(self.ok("list", kubeconfig=kc), [])
+        # the same double refuses a client without the certificate
+        kc2 = kubedouble.write_kubeconfig(os.path.join(tmp, "kc-nocert"), d.url,
+                                          ca=d.cert, namespace=NS)
+        self.assertIn("401", self.fails("list", kubeconfig=kc2))
+        # tokenFile (relative to the kubeconfig) and insecure-skip-tls-verify
+        with open(os.path.join(tmp, "tok"), "w") as f:
+            f.write("rainbow-token\n")
+        kc3 = os.path.join(tmp, "kc-tokfile")
+        with open(kc3, "w") as f:
+            f.write("current-context: c\nclusters: [{name: d, cluster: {server: '%s', "
+                    "insecure-skip-tls-verify: true}}]\ncontexts: [{name: c, context: "
+                    "{cluster: d, user: u, namespace: %s}}]\nusers: [{name: u, user: "
+                    "{tokenFile: tok}}]\n" % (self.d.url, NS))
+        self.assertEqual(self.ok("list", kubeconfig=kc3), [])
+
+    def test_preview_service(self):
+        self.ok("create", SHA_A, 1, extra=["-P", "preview=1"])
+        prev = self.d.get(NS, "services", "chat-%s-preview" % SHA_A)
+        self.assertEqual(prev["spec"]["selector"], {"app": "chat", "rainbow.chat/sha": SHA_A})
+        self.assertEqual(prev["spec"]["ports"][0]["port"], 5222)
+        self.wait_ready(SHA_A, 1)
+        # the preview reaches the new colour before any switch
+        s = socket.create_connection(self.d.service_address(NS, "chat-%s-preview" % SHA_A),
+                                     timeout=5)
+        s.sendall(b"<?xml version='1.0'?><stream:stream to='chat.example' version='1.0' "
+                  b"xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>")
+        s.settimeout(5)
+        got = b""
+        try:
+            while b"stream:features" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        finally:
+            s.close()
+        self.assertIn(b"stream:features", got)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], "none")
+        self.ok("remove", SHA_A)
+        self.assertIsNone(self.d.get(NS, "services", "chat-%s-preview" % SHA_A))
+
     def test_list_watches_a_moving_rollout(self):
         # a colour that never gets ready (its chatd refuses to start)
         self.d.update(NS, "configmaps", "chatd-config",
