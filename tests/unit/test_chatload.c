@@ -1,0 +1,302 @@
+/* Unit tests for chatload's pure parts: loadgen/hist.c, loadgen/msgtrack.c,
+ * loadgen/opts.c and the report merge of loadgen/stats.c. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../loadgen/hist.h"
+#include "../../loadgen/msgtrack.h"
+#include "../../loadgen/opts.h"
+#include "../../loadgen/stats.h"
+
+static void test_hist_buckets(void **state)
+{
+	uint64_t prev_high = 0;
+
+	(void)state;
+	/* Exact below 128; every bucket's range follows the previous one. */
+	for (uint64_t v = 0; v < 128; v++) {
+		assert_int_equal(hist_index(v), v);
+		assert_int_equal(hist_bucket_high(hist_index(v)), v);
+	}
+	for (unsigned i = 1; i < HIST_BUCKETS - 1; i++) {
+		uint64_t high = hist_bucket_high(i);
+		assert_true(high > prev_high || i == 1);
+		assert_int_equal(hist_index(high), i);
+		assert_int_equal(hist_index(high + 1), i + 1);
+		prev_high = high;
+	}
+	/* Relative error below 1/64 above the exact range. */
+	for (uint64_t v = 128; v < (1ULL << 40); v = v * 3 + 7) {
+		uint64_t high = hist_bucket_high(hist_index(v));
+		assert_true(high >= v);
+		assert_true((double)(high - v) / (double)v < 1.0 / 64);
+	}
+	assert_int_equal(hist_index(UINT64_MAX), HIST_BUCKETS - 1);
+}
+
+static void test_hist_quantiles(void **state)
+{
+	struct hist *h = malloc(sizeof(*h)), *h2 = malloc(sizeof(*h2));
+
+	(void)state;
+	hist_init(h);
+	assert_int_equal(hist_quantile(h, 0.5), 0);
+	for (uint64_t v = 1; v <= 1000; v++)
+		hist_record(h, v * 1000);
+	assert_int_equal(h->count, 1000);
+	assert_int_equal(h->min, 1000);
+	assert_int_equal(h->max, 1000000);
+	/* p50 is the 500th value (500000) within the bucket's precision. */
+	assert_true(hist_quantile(h, 0.5) >= 500000 && hist_quantile(h, 0.5) < 508000);
+	assert_true(hist_quantile(h, 0.99) >= 990000 && hist_quantile(h, 0.99) < 1006000);
+	assert_int_equal(hist_quantile(h, 1.0), 1000000);
+	assert_int_equal(hist_quantile(h, 0), 1000);
+	/* Merging two halves gives the whole. */
+	hist_init(h2);
+	for (uint64_t v = 1001; v <= 2000; v++)
+		hist_record(h2, v * 1000);
+	hist_merge(h, h2);
+	assert_int_equal(h->count, 2000);
+	assert_int_equal(h->max, 2000000);
+	assert_true(hist_quantile(h, 0.5) >= 1000000 && hist_quantile(h, 0.5) < 1016000);
+	free(h);
+	free(h2);
+}
+
+static void test_msgtrack_fates(void **state)
+{
+	struct stats *st = stats_new();
+	struct msgtrack mt;
+	uint64_t a, b, c, d, e;
+
+	(void)state;
+	msgtrack_init(&mt, st, 1.0);
+	unsigned v1 = stats_version_index(st, "v1"), v2 = stats_version_index(st, "v2");
+	a = msgtrack_send(&mt, 1000, v1, v2);
+	b = msgtrack_send(&mt, 2000, v1, v1);
+	c = msgtrack_send(&mt, 3000, v2, v1);
+	d = msgtrack_send(&mt, 4000, v1, MSGTRACK_NO_VERSION);
+	e = msgtrack_send(&mt, 5000, v2, v2);
+	assert_int_equal(a, 1);
+	assert_int_equal(e, 5);
+	assert_int_equal(mt.npending, 5);
+	msgtrack_received(&mt, b, 2500);            /* delivered, 500 us */
+	msgtrack_received(&mt, b, 2600);            /* duplicate */
+	msgtrack_bounced(&mt, d);                   /* bounced */
+	msgtrack_bounced(&mt, b);                   /* bounce after delivery: nothing */
+	msgtrack_received(&mt, 999, 3000);          /* never sent: foreign */
+	msgtrack_expire(&mt, 1000 + 999999);        /* nothing old enough */
+	assert_int_equal(st->messages_lost, 0);
+	msgtrack_expire(&mt, 1000 + 1000000);       /* a is a second old: lost */
+	assert_int_equal(st->messages_lost, 1);
+	msgtrack_received(&mt, a, 1000 + 1000001);  /* late */
+	msgtrack_received(&mt, c, 3000 + 20000);    /* delivered, 20 ms */
+	msgtrack_expire_all(&mt);                   /* e: lost at the end */
+	assert_int_equal(st->messages_sent, 5);
+	assert_int_equal(st->messages_delivered, 2);
+	assert_int_equal(st->messages_duplicated, 1);
+	assert_int_equal(st->messages_bounced, 1);
+	assert_int_equal(st->messages_lost, 2);
+	assert_int_equal(st->messages_late, 1);
+	assert_int_equal(st->messages_foreign, 1);
+	assert_int_equal(st->messages_offline, 1);
+	assert_int_equal(mt.npending, 0);
+	assert_int_equal(st->latency_us.count, 2);
+	assert_int_equal(st->latency_us.min, 500);
+	assert_int_equal(st->latency_us.max, 20000);
+	assert_int_equal(st->pairs[v1][v2].sent, 1);
+	assert_int_equal(st->pairs[v1][v2].lost, 1);
+	assert_int_equal(st->pairs[v1][v1].delivered, 1);
+	assert_int_equal(st->pairs[v1][v1].duplicated, 1);
+	assert_int_equal(st->pairs[v2][v1].delivered, 1);
+	assert_int_equal(st->pairs[v2][v2].lost, 1);
+	msgtrack_free(&mt);
+	stats_free(st);
+}
+
+static void test_msgtrack_many(void **state)
+{
+	struct stats *st = stats_new();
+	struct msgtrack mt;
+	uint64_t now = 0;
+
+	(void)state;
+	/* 300,000 messages through a 1 s window: the pending array stays the
+	 * window's size, and every state is kept. */
+	msgtrack_init(&mt, st, 1.0);
+	for (uint64_t i = 1; i <= 300000; i++) {
+		now += 10; /* 100,000 per second */
+		assert_int_equal(msgtrack_send(&mt, now, 0, 0), i);
+		if (i > 50 && i % 7 != 0)
+			msgtrack_received(&mt, i - 50, now);
+		msgtrack_expire(&mt, now);
+	}
+	assert_true(mt.len - mt.off <= 100001);
+	msgtrack_received(&mt, 100, now);
+	assert_int_equal(st->messages_duplicated, 1);
+	msgtrack_expire_all(&mt);
+	assert_int_equal(st->messages_delivered + st->messages_lost, 300000);
+	msgtrack_free(&mt);
+	stats_free(st);
+}
+
+static void test_opts_durations_lifetimes(void **state)
+{
+	double d;
+	struct lifetime l;
+	const char *why;
+
+	(void)state;
+	assert_int_equal(opts_parse_duration("500ms", &d), 0);
+	assert_true(d == 0.5);
+	assert_int_equal(opts_parse_duration("2m", &d), 0);
+	assert_true(d == 120);
+	assert_int_equal(opts_parse_duration("1.5", &d), 0);
+	assert_true(d == 1.5);
+	assert_int_equal(opts_parse_duration("1h", &d), 0);
+	assert_true(d == 3600);
+	assert_int_equal(opts_parse_duration("5x", &d), -1);
+	assert_int_equal(opts_parse_duration("-1s", &d), -1);
+	assert_int_equal(opts_parse_duration("", &d), -1);
+
+	assert_int_equal(opts_parse_lifetime("none", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 0.5) < 0);
+	assert_int_equal(opts_parse_lifetime("fixed:60s", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 0.3) == 60);
+	assert_int_equal(opts_parse_lifetime("uniform:30s-90s", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 0.0) == 30);
+	assert_true(opts_lifetime_draw(&l, 0.5) == 60);
+	assert_int_equal(opts_parse_lifetime("exp:10s", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 0.0) == 0);
+	assert_true(opts_lifetime_draw(&l, 0.6321205588) > 9.99);
+	assert_true(opts_lifetime_draw(&l, 0.6321205588) < 10.01);
+	for (const char *const *bad = (const char *const[]){ "fixed", "fixed:", "fixed:0s",
+			"exp:-3s", "uniform:5s", "uniform:9s-3s", "gauss:1s", "uniform:1s-x",
+			NULL }; *bad; bad++)
+		assert_int_equal(opts_parse_lifetime(*bad, &l, &why), -1);
+}
+
+static int parse(struct load_opts *o, FILE *err, int argc, char **argv)
+{
+	return opts_parse(o, argc, argv, err);
+}
+
+static void test_opts_parse(void **state)
+{
+	struct load_opts o;
+	char buf[64];
+	FILE *err = tmpfile();
+
+	(void)state;
+	char *ok[] = { "chatload", "--server", "127.0.0.1:5222", "--server", "[::1]:5223",
+		       "--clients", "100", "--ramp", "50/s", "--source-ips",
+		       "127.0.0.2-127.0.0.20", "--user-pattern", "u%%%d", "--lifetime",
+		       "exp:30s", "--workers", "4", "--duration", "2m", NULL };
+	assert_int_equal(parse(&o, err, 19, ok), 0);
+	assert_int_equal(o.nservers, 2);
+	assert_int_equal(o.clients, 100);
+	assert_true(o.ramp == 50);
+	assert_int_equal(o.src_last - o.src_first, 18);
+	assert_int_equal(o.workers, 4);
+	assert_true(o.duration == 120);
+	assert_int_equal(o.lifetime.kind, LIFETIME_EXP);
+	opts_user_name(&o, 42, buf, sizeof(buf));
+	assert_string_equal(buf, "u%42");
+
+	char *unknown[] = { "chatload", "--nope", NULL };
+	assert_int_equal(parse(&o, err, 2, unknown), 2);
+	char *missing[] = { "chatload", "--clients", NULL };
+	assert_int_equal(parse(&o, err, 2, missing), 2);
+	char *pattern[] = { "chatload", "--user-pattern", "u%s%d", NULL };
+	assert_int_equal(parse(&o, err, 3, pattern), 2);
+	char *workers[] = { "chatload", "--clients", "2", "--workers", "3", NULL };
+	assert_int_equal(parse(&o, err, 5, workers), 2);
+	fclose(err);
+}
+
+/* Two partial reports merged give the sums, the union of versions, and a
+ * timeline whose shorter part carries its counters forward. */
+static void test_stats_merge(void **state)
+{
+	struct stats *a = stats_new(), *b = stats_new(), *m = stats_new();
+	json_t *ja, *jb;
+
+	(void)state;
+	unsigned va = stats_version_index(a, "v1");
+	a->connections = 10;
+	a->closed_by_client = 7;
+	a->dropped = 3;
+	stats_names_add(&a->drop_reasons, "eof", 3);
+	a->logins = 10;
+	a->versions[va].logins = 10;
+	a->versions[va].connected = 4;
+	a->connected = 4;
+	a->connected_peak = 6;
+	a->pairs[va][va].sent = 5;
+	hist_record(&a->latency_us, 1000);
+	stats_sample(a, 1);
+	a->logins = 12;
+	stats_sample(a, 2);
+
+	unsigned vb2 = stats_version_index(b, "v2"), vb1 = stats_version_index(b, "v1");
+	b->connections = 5;
+	b->closed_by_server = 5;
+	stats_names_add(&b->server_conditions, "system-shutdown", 5);
+	b->logins = 5;
+	b->versions[vb2].connected = 2;
+	b->versions[vb1].connected = 1;
+	b->connected = 3;
+	b->connected_peak = 3;
+	b->pairs[vb2][vb1].sent = 2;
+	hist_record(&b->latency_us, 3000);
+	stats_sample(b, 1);
+
+	ja = stats_report_json(a, NULL);
+	jb = stats_report_json(b, NULL);
+	assert_int_equal(stats_merge_json(m, ja), 0);
+	assert_int_equal(stats_merge_json(m, jb), 0);
+	assert_int_equal(m->connections, 15);
+	assert_int_equal(m->dropped, 3);
+	assert_int_equal(m->closed_by_server, 5);
+	assert_int_equal(m->server_conditions.n, 1);
+	assert_int_equal(m->server_conditions.e[0].count, 5);
+	assert_int_equal(m->nversions, 2);
+	assert_int_equal(m->versions[0].connected, 5); /* v1: 4 + 1 */
+	assert_int_equal(m->versions[1].connected, 2); /* v2 */
+	assert_int_equal(m->connected, 7);
+	assert_int_equal(m->connected_peak, 7);        /* second 1: 4 + 3 */
+	assert_int_equal(m->pairs[0][0].sent, 5);
+	assert_int_equal(m->pairs[1][0].sent, 2);
+	assert_int_equal(m->latency_us.count, 2);
+	assert_int_equal(m->latency_us.max, 3000);
+	assert_int_equal(m->nrows, 2);
+	assert_int_equal(m->rows[0].logins, 15);
+	assert_int_equal(m->rows[1].logins, 17);       /* b's 5 carried forward */
+	json_decref(ja);
+	json_decref(jb);
+	stats_free(a);
+	stats_free(b);
+	stats_free(m);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_hist_buckets),
+		cmocka_unit_test(test_hist_quantiles),
+		cmocka_unit_test(test_msgtrack_fates),
+		cmocka_unit_test(test_msgtrack_many),
+		cmocka_unit_test(test_opts_durations_lifetimes),
+		cmocka_unit_test(test_opts_parse),
+		cmocka_unit_test(test_stats_merge),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
