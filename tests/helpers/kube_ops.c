@@ -5,7 +5,8 @@
  *
  *   kube_ops [--kubeconfig F] [--context C] [--namespace NS] [-P KEY=VALUE]...
  *            OP [ARGS]
- *   OP: list | lists N (list N times in one process, prints the last) | create SHA N | replicas SHA | select SHA|- | selected |
+ *   OP: list | lists N (list N times in one process, prints the last) |
+ *       create SHA N | replicas SHA | select SHA|- | selected |
  *       remove SHA | scale SHA N | remove-replica SHA POD |
  *       meta SHA KEY [VALUE] | yaml2json FILE (no API call: kubeyaml only)
  *

@@ -276,18 +276,25 @@ class TestKubeOps(KubeBase):
         env = {"KUBERNETES_SERVICE_HOST": "127.0.0.1",
                "KUBERNETES_SERVICE_PORT": self.d.url.rsplit(":", 1)[1],
                "RAINBOW_SA_DIR": sa, "HOME": self.tmp}
-        # from inside, counts come from pod IPs; the double's pods share one
-        # loopback IP, so read them through the proxy here
         self.assertEqual(self.ok("list", kubeconfig=False, env=env), [])
+        # from inside, counts come straight from the pod IP (no pods/proxy);
+        # the double's pods share 127.0.0.1, so name this pod's port
+        self.ok("create", SHA_A, 1, kubeconfig=False, env=env)
+        self.wait_ready(SHA_A, 1)
+        pod = self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A)[0]["metadata"]["name"]
+        hp = self.d.pod_runtime(NS, pod).host_port("http")
+        n_proxy = len(self.d.requests_matching("GET", "/proxy/metrics"))
+        reps = self.ok("replicas", SHA_A, kubeconfig=False, env=env,
+                       extra=["-P", "metrics-port=%d" % hp])
+        self.assertEqual([(r["name"], r["connections"]) for r in reps], [(pod, 0)])
+        self.assertEqual(len(self.d.requests_matching("GET", "/proxy/metrics")), n_proxy)
         # the token rotates: the file is re-read
         self.d.set_token("rotated-token")
         err = self.fails("list", kubeconfig=False, env=env)
         self.assertIn("401", err)
         with open(os.path.join(sa, "token"), "w") as f:
             f.write("rotated-token\n")
-        self.assertEqual(self.ok("list", kubeconfig=False, env=env), [])
-        auths = [r for r in self.d.requests if r[0] == "GET"]
-        self.assertTrue(auths)
+        self.assertEqual(self.ok("list", kubeconfig=False, env=env)[0]["sha"], SHA_A)
 
     def test_client_certificate_data_and_token_file(self):
         import base64
