@@ -48,7 +48,7 @@ def tearDownModule():
             rc, rep, SRV.proc.stderr()[-3000:]))
 
 
-class BadInput(unittest.TestCase):
+class Base(unittest.TestCase):
     seq = 0
 
     def setUp(self):
@@ -77,12 +77,12 @@ class BadInput(unittest.TestCase):
         SRV.check_clean(self)
         self.assertEqual(SRV.http("/healthz")[0], 200)
         # the established witnesses are untouched, both ways
-        BadInput.seq += 1
+        Base.seq += 1
         for w in (W1, W2):
             w.poll()
             w.pending = []
         for a, b in ((W1, W2), (W2, W1)):
-            body = "witness-%d-%s" % (BadInput.seq, a.jid)
+            body = "witness-%d-%s" % (Base.seq, a.jid)
             a.message(b.jid, body)
             st = b.expect_message(body, timeout=10)
             self.assertEqual(st.get("from"), a.jid)
@@ -136,6 +136,9 @@ class BadInput(unittest.TestCase):
         self.assert_stanza_error(st, cond)
         return st
 
+
+
+class BadInput(Base):
     # ---- stream level ----------------------------------------------------
 
     def test_01_truncated_xml_then_close(self):
@@ -569,6 +572,201 @@ class BadInput(unittest.TestCase):
         c = self.login("alice", resource="fold")
         c.message("W1@EXAMPLE.TEST/witness", "folded")
         self.assertEqual(W1.expect_message("folded").get("from"), c.jid)
+
+
+class Edges(Base):
+    """Routing and negotiation edge cases (RFC 6120 / RFC 6121) on the same
+    server, with the same after-case checks."""
+
+    def drain(self, c, wait=0.3):
+        time.sleep(wait)
+        c.poll()
+        got, c.pending = c.pending, []
+        return got
+
+    def test_e01_directed_presence_then_unavailable_on_close(self):
+        # RFC 6121 4.6.3: entities that got directed presence get
+        # unavailable presence when the sender goes offline
+        a = self.login("alice", resource="dir")
+        b = self.login("bob", resource="dir", presence=True)
+        self.drain(b)
+        a.send("<presence to='bob@%s'/>" % D)
+        st = b.expect(lambda s: s.tag == q(NS_CLIENT, "presence"))
+        self.assertEqual((st.get("from"), st.get("type")), (a.jid, None))
+        a.close()
+        st = b.expect(lambda s: s.tag == q(NS_CLIENT, "presence"))
+        self.assertEqual((st.get("from"), st.get("type")), (a.jid, "unavailable"))
+
+    def test_e02_bare_jid_skips_negative_priority(self):
+        # RFC 6121 8.5.2.1.1: only resources with non-negative priority
+        pos = self.login("bob", resource="pos", presence=True)
+        neg = self.login("bob", resource="neg")
+        neg.send("<presence><priority>-1</priority></presence>")
+        a = self.login("alice", resource="np")
+        time.sleep(0.2)
+        a.message("bob@" + D, "to-bare")
+        self.assertEqual(pos.expect_message("to-bare").get("from"), a.jid)
+        self.assertEqual([m for m in self.drain(neg) if m.tag == q(NS_CLIENT, "message")], [])
+
+    def test_e03_iq_to_bare_jid_is_answered_by_the_server(self):
+        # RFC 6121 8.5.2.1.3: the server answers for the account
+        b = self.login("bob", resource="iqb", presence=True)
+        a = self.login("alice", resource="iqa")
+        st = a.iq("<ping xmlns='urn:xmpp:ping'/>", to="bob@" + D)
+        self.assertEqual((st.get("type"), st.get("from")), ("result", "bob@" + D))
+        st = a.iq("<query xmlns='jabber:iq:version'/>", to="bob@" + D)
+        self.assert_stanza_error(st, "service-unavailable")
+        self.assertEqual([s for s in self.drain(b) if s.tag == q(NS_CLIENT, "iq")], [])
+
+    def test_e04_iq_to_full_jid_is_delivered_and_answered(self):
+        b = self.login("bob", resource="iqf")
+        a = self.login("alice", resource="iqf")
+        a.send("<iq type='get' id='v1' to='%s'><query xmlns='jabber:iq:version'/></iq>" % b.jid)
+        st = b.expect(lambda s: s.tag == q(NS_CLIENT, "iq") and s.get("id") == "v1")
+        self.assertEqual(st.get("from"), a.jid)
+        b.send("<iq type='result' id='v1' to='%s'><query xmlns='jabber:iq:version'>"
+               "<name>bob</name></query></iq>" % a.jid)
+        st = a.expect(lambda s: s.tag == q(NS_CLIENT, "iq") and s.get("id") == "v1")
+        self.assertEqual((st.get("type"), st.get("from")), ("result", b.jid))
+
+    def test_e05_iq_result_to_server_gets_no_reply(self):
+        # RFC 6120 8.2.3: never answer a result or an error
+        a = self.login("alice", resource="res")
+        a.send("<iq type='result' id='stray' to='%s'/>" % D)
+        a.send("<iq type='error' id='stray2' to='%s'><error type='cancel'>"
+               "<bad-request xmlns='%s'/></error></iq>" % (D, NS_STANZA_ERR))
+        self.assertEqual(self.drain(a), [])
+
+    def test_e06_message_without_to_goes_to_own_bare_jid(self):
+        # RFC 6120 10.3.1
+        a = self.login("alice", resource="self", presence=True)
+        self.drain(a)
+        a.send("<message type='chat'><body>to myself</body></message>")
+        self.assertEqual(a.expect_message("to myself").get("from"), a.jid)
+
+    def test_e07_payload_and_unicode_preserved(self):
+        a = self.login("alice", resource="pl")
+        a.send("<message to='%s' type='chat' xml:lang='fr'><body>h\U0001F600 &lt;&amp;&gt; "
+               "\u00e9</body><x xmlns='urn:example:x' k='v&apos;'><y xmlns='urn:example:y'/>t"
+               "</x></message>" % W1.jid)
+        st = W1.expect(lambda s: s.find(q("urn:example:x", "x")) is not None)
+        self.assertEqual(st.findtext(q(NS_CLIENT, "body")), "h\U0001F600 <&> \u00e9")
+        x = st.find(q("urn:example:x", "x"))
+        self.assertEqual(x.get("k"), "v'")
+        self.assertIsNotNone(x.find(q("urn:example:y", "y")))
+        self.assertEqual(x.find(q("urn:example:y", "y")).tail, "t")
+        self.assertEqual(st.get("{http://www.w3.org/XML/1998/namespace}lang"), "fr")
+
+    def test_e08_sasl_abort(self):
+        import base64
+        c = self.client()
+        self.open_ok(c)
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-256'>%s</auth>" % (
+            NS_SASL, base64.b64encode(b"n,,n=alice,r=abcdefgh").decode()))
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(st.tag, q(NS_SASL, "challenge"))
+        c.send("<abort xmlns='%s'/>" % NS_SASL)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual((st.tag, xmpp.condition(st, NS_SASL)),
+                         (q(NS_SASL, "failure"), "aborted"))
+
+    def test_e09_starttls_twice(self):
+        # RFC 6120 5.4.2.2: <failure/>, close the stream and the connection
+        c = self.client()
+        self.open_ok(c)
+        c.starttls(cafile=SRV.cert)
+        c.send("<starttls xmlns='%s'/>" % NS_TLS)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_TLS))
+        self.assertEqual(st.tag, q(NS_TLS, "failure"))
+        self.assertIn(c.wait_end(10), ("eof", "reset"))
+        self.assertTrue(c.closed_tag)
+
+    def test_e10_preauth_stanza_limit(self):
+        # before authentication only small negotiation elements are legal
+        c = self.client()
+        self.open_ok(c)
+        c.send("<auth xmlns='%s' mechanism='SCRAM-SHA-256'>%s</auth>" % (NS_SASL, "A" * 10000))
+        self.assert_stream_error(c, "policy-violation")
+
+    def test_e11_too_many_attributes(self):
+        c = self.login("alice", resource="attrs")
+        c.send("<message to='bob@%s' %s/>" % (D, " ".join("a%d='x'" % i for i in range(70))))
+        self.assert_stream_error(c, "policy-violation")
+
+    def test_e12_pipelined_login(self):
+        # auth, restarted header and bind in one write: the server resets
+        # its parser at <success/> and goes on with the rest
+        import base64
+        c = self.client()
+        self.open_ok(c)
+        c.starttls(cafile=SRV.cert)
+        c.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (
+            NS_SASL, base64.b64encode(b"\0carol\0" + USERS["carol"].encode()).decode()) +
+            xmpp.stream_header() + "<iq type='set' id='pb'><bind xmlns='%s'/></iq>" % xmpp.NS_BIND)
+        st = c.expect(lambda s: s.tag == q(NS_CLIENT, "iq") and s.get("id") == "pb")
+        self.assertEqual(st.get("type"), "result")
+        jid = st.find(q(xmpp.NS_BIND, "bind")).findtext(q(xmpp.NS_BIND, "jid"))
+        self.assertTrue(jid.startswith("carol@%s/" % D), jid)
+
+    def test_e13_username_is_prepared(self):
+        # SASL username through nodeprep: "Alice" is alice
+        c = self.client()
+        self.assertTrue(c.login("Alice", USERS["alice"]).startswith("alice@%s/" % D))
+
+    def test_e14_generated_resources_are_unique(self):
+        j = {self.login("dave").jid for _ in range(3)}
+        self.assertEqual(len(j), 3)
+
+    def test_e15_stanza_sent_byte_by_byte(self):
+        c = self.login("alice", resource="bytes")
+        c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for ch in ("<message to='%s' type='chat'><body>bytewise \u00e9</body></message>" %
+                   W1.jid).encode():
+            c.sock.send(bytes([ch]))
+        self.assertEqual(W1.expect_message("bytewise \u00e9").get("from"), c.jid)
+
+    def test_e16_remote_and_domain_addresses(self):
+        a = self.login("alice", resource="remote")
+        a.send("<message id='rd' to='x@other.test' type='chat'><body>x</body></message>")
+        self.expect_error_reply(a, "message", "remote-server-not-found", id="rd")
+        a.send("<message id='dm' to='%s' type='chat'><body>x</body></message>" % D)
+        self.expect_error_reply(a, "message", "service-unavailable", id="dm")
+
+    def test_e17_scram_sha1_login(self):
+        c = self.client()
+        self.open_ok(c)
+        self.assertIn("SCRAM-SHA-1", c.mechanisms())
+        self.assertEqual(c.auth_scram("bob", USERS["bob"], "SCRAM-SHA-1"), ("success", None))
+        self.assertIsNotNone(c.open_stream())
+        self.assertTrue(c.bind("sha1").startswith("bob@"))
+
+    def test_e18_roster_get_is_empty(self):
+        a = self.login("alice", resource="roster")
+        st = a.iq("<query xmlns='jabber:iq:roster'/>")
+        self.assertEqual(st.get("type"), "result")
+        self.assertEqual(len(st.find(q("jabber:iq:roster", "query"))), 0)
+
+
+class RequireTLS(unittest.TestCase):
+    def test_no_sasl_before_starttls(self):
+        d = Chatd(users={"alice": "alice-pw"}, args=["--require-tls"])
+        d.start()
+        try:
+            c = d.client()
+            f = c.open_stream()
+            tls = f.find(q(NS_TLS, "starttls"))
+            self.assertIsNotNone(tls)
+            self.assertIsNotNone(tls.find(q(NS_TLS, "required")))
+            self.assertEqual(c.mechanisms(f), [])
+            self.assertEqual(c.auth_scram("alice", "alice-pw"), ("failure", "encryption-required"))
+            c.close()
+            c = d.client()
+            c.login("alice", "alice-pw", tls=True, cafile=d.cert, mech="PLAIN")
+            c.close()
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        d.check_clean(self)
 
 
 if __name__ == "__main__":

@@ -235,6 +235,27 @@ class Pings(unittest.TestCase):
                                          '{reason="connection-timeout"}', 0), 0)
         live.close()
 
+    def test_error_reply_to_ping_means_alive(self):
+        # XEP-0199: an error reply (a client without ping support) still
+        # proves the client is there
+        c = self.d.login("alice", resource="err")
+        c.auto_pong = False
+        answered = 0
+        end = time.monotonic() + 4.5
+        while time.monotonic() < end and c.end is None:
+            c.poll()
+            for st in c.pending:
+                if st.tag == q(NS_CLIENT, "iq") and st.get("type") == "get":
+                    c.send("<iq type='error' id='%s' to='%s'><ping xmlns='%s'/><error "
+                           "type='cancel'><service-unavailable xmlns='%s'/></error></iq>" % (
+                               st.get("id"), st.get("from") or D, NS_PING, xmpp.NS_STANZA_ERR))
+                    answered += 1
+            c.pending = []
+            time.sleep(0.05)
+        self.assertGreaterEqual(answered, 1)
+        self.assertIsNone(c.end, "closed although it answered: %s" % c.stream_error)
+        c.close()
+
     def test_whitespace_keepalive(self):
         c = self.d.login("alice", resource="ws")
         c.auto_pong = False

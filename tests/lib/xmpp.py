@@ -98,13 +98,26 @@ class ProtocolError(Exception):
     pass
 
 
+class _Restart(Exception):
+    pass
+
+
 class StreamReader:
     """Incremental expat parser of the server's side of a stream. Collects
-    events: ('open', attrs), ('stanza', Element), ('close',)."""
+    events: ('open', attrs), ('stanza', Element), ('close',).
+
+    After <success/> (SASL) or <proceed/> (STARTTLS) the server starts a
+    new stream, possibly in the same read: the parser is replaced right
+    after that element and the rest of the bytes go to the new one (for
+    <proceed/> they are kept in `leftover`: they would be TLS)."""
+
+    RESTART = ("{%s}success" % "urn:ietf:params:xml:ns:xmpp-sasl",
+               "{%s}proceed" % "urn:ietf:params:xml:ns:xmpp-tls")
 
     def __init__(self):
         self.events = []
         self.error = None
+        self.leftover = b""
         self.reset()
 
     def reset(self):
@@ -116,6 +129,9 @@ class StreamReader:
         self.p = p
         self.depth = 0
         self.stack = []
+        self.fed = 0        # bytes given to this parser before the current chunk
+        self.chunk = b""
+        self.restart_at = None
 
     @staticmethod
     def _tag(name):
@@ -137,8 +153,17 @@ class StreamReader:
         if self.depth == 0:
             self.events.append(("close",))
         elif self.depth == 1:
-            self.events.append(("stanza", self.stack[0]))
+            st = self.stack[0]
+            self.events.append(("stanza", st))
             self.stack = []
+            if st.tag in self.RESTART:
+                # expat reports the end of <x/> after its '/>', the end of
+                # <x>..</x> at its '</'
+                rel = max(self.p.CurrentByteIndex - self.fed, 0)
+                if self.chunk.startswith(b"</", rel):
+                    rel = self.chunk.index(b">", rel) + 1
+                self.restart_at = (st.tag, rel)
+                raise _Restart()
         else:
             self.stack.pop()
 
@@ -154,8 +179,18 @@ class StreamReader:
     def feed(self, data):
         if self.error:
             return
+        self.chunk = data
         try:
             self.p.Parse(data, False)
+            self.fed += len(data)
+        except _Restart:
+            tag, off = self.restart_at
+            rest = data[off:]
+            self.reset()
+            if tag.endswith("}proceed"):
+                self.leftover = rest
+            elif rest:
+                self.feed(rest)
         except xml.parsers.expat.ExpatError as e:
             self.error = str(e)
 
@@ -378,7 +413,6 @@ class Client:
             ctx.verify_mode = ssl.CERT_NONE
         self.sock.settimeout(self.timeout)
         self.sock = ctx.wrap_socket(self.sock, server_hostname=server_hostname)
-        self.reader.reset()
 
     def _sasl_result(self, timeout=None):
         st = self.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL), timeout=timeout,
@@ -396,8 +430,7 @@ class Client:
     def _finish_auth(self, st):
         name = st.tag.split("}", 1)[1]
         if name == "success":
-            self.reader.reset()
-            return ("success", None)
+            return ("success", None)  # the reader restarted the parser
         if name == "failure":
             return ("failure", condition(st, NS_SASL))
         raise ProtocolError("unexpected SASL element %s" % name)
