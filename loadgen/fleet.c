@@ -119,11 +119,16 @@ static void fleet_on_tick(uv_timer_t *t)
 		uint32_t i = (fl->spawn_cursor + k) % n;
 		struct client *c = &fl->clients[i];
 		if (c->state == CLIENT_IDLE) {
-			if (fl->phase != FLEET_RUNNING || fl->tokens < 1 ||
-			    (int32_t)(now - c->respawn_ms) < 0)
+			/* The ramp paces first logins; a slot that had a session
+			 * replaces it at once (failures wait CLIENT_RETRY_MS). */
+			if (fl->phase != FLEET_RUNNING || (int32_t)(now - c->respawn_ms) < 0)
 				continue;
-			fl->tokens -= 1;
-			fl->spawn_cursor = (i + 1) % n;
+			if (c->gen == 0) {
+				if (fl->tokens < 1)
+					continue;
+				fl->tokens -= 1;
+				fl->spawn_cursor = (i + 1) % n;
+			}
 			client_start(c);
 			continue;
 		}
