@@ -12,8 +12,10 @@ Exit status: 0 when nothing failed, 1 otherwise.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -64,7 +66,10 @@ def run_py(path, env, timeout):
 def run_fuzz(path, env, timeout):
     name = os.path.basename(path)
     corpus = os.path.join(ROOT, "tests", "fuzz", "corpus", name)
-    args = [path, "-runs=3000", "-seed=1"]
+    # New units go to a scratch directory listed first, never into the
+    # tracked seed corpus.
+    scratch = tempfile.mkdtemp(prefix="rb-fuzz-")
+    args = [path, "-runs=3000", "-seed=1", scratch]
     if os.path.isdir(corpus):
         args.append(corpus)
     try:
@@ -72,6 +77,7 @@ def run_fuzz(path, env, timeout):
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return 0, 1, "TIMEOUT\n"
+    shutil.rmtree(scratch, ignore_errors=True)
     out = p.stdout + p.stderr
     return (1, 0, out) if p.returncode == 0 else (0, 1, out)
 

@@ -7,7 +7,7 @@ PYTHONPATH). Every wait here is bounded.
 """
 import os
 import re
-import signal
+import signal as _signal
 import socket
 import subprocess
 import tempfile
@@ -119,7 +119,7 @@ class Proc:
                 self._out.close()
                 self._err.close()
 
-    def stop(self, sig=signal.SIGTERM, timeout=30.0):
+    def stop(self, sig=_signal.SIGTERM, timeout=30.0):
         """Sends sig and waits; SIGKILL after timeout. Returns the exit code."""
         if self.alive():
             self.p.send_signal(sig)
