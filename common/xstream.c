@@ -468,6 +468,10 @@ static void XMLCALL on_end(void *ud, const char *name)
 	struct xstream *xs = ud;
 	struct xnode *done;
 
+	/* An empty root <stream:stream/> ends in the event that opened it: a
+	 * stop requested in on_open must not swallow its end. */
+	if (xs->halted && !xs->err && xs->depth == 1 && (uint64_t)ev_end(xs) == xs->halt_off)
+		xs->halted = false;
 	if (xs_busy(xs))
 		return;
 	if (xs->depth == 1) {

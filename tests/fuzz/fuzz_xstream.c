@@ -4,7 +4,7 @@
  * Input: byte 0 and 1 choose two split points, byte 2 the limits, the rest is
  * the stream. The stream is parsed twice: whole without compaction, and in
  * three pieces with xstream_compact() between them. Callbacks stop the parser
- * on <stop/> stanzas and parsing continues from *consumed. Both runs must
+ * at every header and <stop/> stanza and parsing continues from *consumed. Both runs must
  * agree: same success or failure, and on success the same events. Every
  * stanza is serialized and re-parsed, and must serialize the same again.
  */
@@ -33,6 +33,7 @@ static void on_open(void *ud, const struct xnode *h, const char *default_ns)
 	for (size_t i = 0; i < h->nattrs; i++)
 		xbuf_printf(&r->log, " %s=%s", h->attrs[i].name, h->attrs[i].value);
 	xbuf_puts(&r->log, "\n");
+	xstream_stop(r->xs);
 }
 
 static void on_stanza(void *ud, struct xnode *st)

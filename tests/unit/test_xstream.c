@@ -469,6 +469,18 @@ static void test_stop_on_open(void **state)
 	assert_int_equal(used, strlen(in));
 	assert_int_equal(r.nstanzas, 1);
 	rec_free(&r);
+
+	/* An empty root still reports its end when on_open stops. */
+	const char *empty = "<stream:stream xmlns:stream='http://etherx.jabber.org/streams'/> ";
+
+	rec_init(&r, NULL);
+	r.stop_on_open = 1;
+	assert_int_equal(xstream_feed(r.xs, empty, strlen(empty), &used), XSTREAM_STOPPED);
+	assert_int_equal(used, strlen(empty) - 1);
+	assert_string_equal(r.log.data, "open ns=(none)\nclose\n");
+	assert_int_equal(xstream_feed(r.xs, " ", 1, &used), XSTREAM_OK);
+	assert_int_equal(xstream_feed(r.xs, "<a/>", 4, &used), XSTREAM_ERR_CLOSED);
+	rec_free(&r);
 }
 
 /* Limits hold to the byte, whitespace between stanzas is not counted. */
