@@ -200,6 +200,16 @@ class Fates(ChatloadCase):
         self.assertEqual(r["logins"], 7)
         self.assert_every_connection_has_one_fate(r)
 
+    def test_server_pings_are_answered(self):
+        d = self.chatd("--auth-any", "--ping-interval", "1", "--ping-timeout", "1")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
+                                     "--duration", "3.5", "--expect-zero-drops",
+                                     "--expect-no-server-close")
+        self.assertEqual(rc, 0)
+        self.assertGreaterEqual(r["server_pings"], 3)
+        self.assertEqual(r["closed_by_client"], 3)
+        self.assertEqual(r["connections"], 3)
+
     def test_sigint_closes_cleanly_and_reports(self):
         d = self.chatd("--auth-any")
         p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "5",
