@@ -80,11 +80,17 @@ static bool client_is_live(const struct client *c)
 
 /* ------------------------------------------------------------------ closing */
 
+static void client_fate(struct client *c, enum client_fate fate, const char *detail);
+
 static void client_on_closed(uv_handle_t *h)
 {
 	struct client *c = h->data;
 	struct fleet *fl = c->fl;
 
+	/* Every path records the fate before closing; this keeps the books
+	 * balanced should one ever not. */
+	if (client_is_live(c))
+		client_fate(c, FATE_DROPPED, "closed");
 	xstream_free(c->xs);
 	c->xs = NULL;
 	tlsbio_free(c->tls);
