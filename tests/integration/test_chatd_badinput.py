@@ -352,6 +352,52 @@ class BadInput(Base):
             self.assertEqual(c.auth_scram("alice", "wrong"), ("failure", "not-authorized"))
         self.assert_stream_error(c, "policy-violation")
 
+    def test_30c_authzid_naming_someone_else(self):
+        # RFC 6120 6.4.6: an authorization identity the authenticated user
+        # may not act as -> <invalid-authzid/>, for every mechanism
+        c = self.client()
+        self.open_ok(c)
+        c.starttls(cafile=SRV.cert)
+        self.assertEqual(c.auth_plain("alice", USERS["alice"], authzid="bob@" + D),
+                         ("failure", "invalid-authzid"))
+        self.assertEqual(c.auth_plain("alice", USERS["alice"], authzid="alice@" + D),
+                         ("success", None))
+        c2 = self.client()
+        self.open_ok(c2)
+        self.assertEqual(c2.auth_scram("alice", USERS["alice"], gs2="n,a=bob@%s," % D),
+                         ("failure", "invalid-authzid"))
+
+    def test_30d_scram_binding_and_nonce_checked(self):
+        # RFC 5802 5.1: c= must repeat the GS2 header, r= the full nonce;
+        # the proof is valid for what is sent, so only those checks stop it
+        import base64
+        for kw in ({"final_cbind": base64.b64encode(b"y,,").decode()},
+                   {"final_nonce": "not-the-server-nonce"},
+                   {"gs2": "p=tls-unique,,"}):
+            with self.subTest(**kw):
+                c = self.client()
+                self.open_ok(c)
+                self.assertEqual(c.auth_scram("alice", USERS["alice"], **kw),
+                                 ("failure", "not-authorized"))
+
+    def test_30e_plain_malformed(self):
+        import base64
+        c = self.client()
+        self.open_ok(c)
+        c.starttls(cafile=SRV.cert)
+        c.send("<auth xmlns='%s' mechanism='PLAIN'>%s</auth>" % (
+            NS_SASL, base64.b64encode(b"no separators").decode()))
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(xmpp.condition(st, NS_SASL), "malformed-request")
+        # no initial response: RFC 6120 6.4.2, an empty challenge first
+        c.send("<auth xmlns='%s' mechanism='PLAIN'/>" % NS_SASL)
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual((st.tag, st.text), (q(NS_SASL, "challenge"), None))
+        c.send("<response xmlns='%s'>%s</response>" % (
+            NS_SASL, base64.b64encode(b"\0bob\0" + USERS["bob"].encode()).decode()))
+        st = c.expect(lambda s: s.tag.startswith("{%s}" % NS_SASL))
+        self.assertEqual(st.tag, q(NS_SASL, "success"))
+
     def test_31_plain_without_tls_refused(self):
         c = self.client()
         f = self.open_ok(c)
@@ -745,6 +791,78 @@ class Edges(Base):
         st = a.iq("<query xmlns='jabber:iq:roster'/>")
         self.assertEqual(st.get("type"), "result")
         self.assertEqual(len(st.find(q("jabber:iq:roster", "query"))), 0)
+
+    def test_e19_second_bind_on_one_stream(self):
+        a = self.login("alice", resource="once")
+        st = a.iq("<bind xmlns='%s'><resource>twice</resource></bind>" % xmpp.NS_BIND, "set")
+        self.assert_stanza_error(st, "not-allowed")
+        self.assertEqual(a.iq("<ping xmlns='urn:xmpp:ping'/>", to=D).get("type"), "result")
+
+    def test_e20_disco_node_and_foreign_roster(self):
+        a = self.login("alice", resource="disco")
+        st = a.iq("<query xmlns='%s' node='nope'/>" % xmpp.NS_DISCO, to=D)
+        self.assert_stanza_error(st, "item-not-found")
+        st = a.iq("<query xmlns='jabber:iq:roster'/>", to="bob@" + D)
+        self.assert_stanza_error(st, "forbidden")
+        st = a.iq("<ping xmlns='urn:xmpp:ping'/>", to=D + "/some-resource")
+        self.assert_stanza_error(st, "service-unavailable")
+
+    def test_e21_groupchat_to_bare_jid_bounces(self):
+        # RFC 6121 8.5.2.1.1: groupchat to a bare JID is never delivered
+        a = self.login("alice", resource="gc")
+        a.send("<message id='g1' type='groupchat' to='w1@%s'><body>x</body></message>" % D)
+        self.expect_error_reply(a, "message", "service-unavailable", id="g1")
+        self.assertEqual([m for m in self.drain(W1) if m.get("id") == "g1"], [])
+
+    def test_e22_presence_of_other_resources(self):
+        # RFC 6121 4.2.2 / 4.2.3: a new available resource learns about the
+        # user's other available resources; when one drops, the others hear
+        one = self.login("carol", resource="one", presence=True)
+        self.drain(one)
+        two = self.login("carol", resource="two", presence=True)
+        got = [s for s in self.drain(two, 0.5) if s.tag == q(NS_CLIENT, "presence")]
+        self.assertIn(one.jid, [s.get("from") for s in got])
+        seen = [s for s in self.drain(one) if s.tag == q(NS_CLIENT, "presence")]
+        self.assertIn(two.jid, [s.get("from") for s in seen])
+        two.abort()
+        self.clients.remove(two)
+        st = one.expect(lambda s: s.tag == q(NS_CLIENT, "presence") and
+                        s.get("from") == two.jid)
+        self.assertEqual(st.get("type"), "unavailable")
+
+    def test_e23_header_namespace_after_idle(self):
+        # a prefix declared on the stream header still applies to stanzas
+        # after the connection sat idle (chatd frees the parser when idle
+        # and replays the header's declarations)
+        c = self.client()
+        c.login("carol", USERS["carol"], resource="pfx",
+                header_extra=" xmlns:ex='urn:example:pfx'")
+        time.sleep(1.2)
+        c.send("<message to='%s' type='chat'><body>pfx</body><ex:data ex:k='v'/></message>" %
+               W1.jid)
+        st = W1.expect_message("pfx")
+        e = st.find(q("urn:example:pfx", "data"))
+        self.assertIsNotNone(e)
+        self.assertEqual(e.get(q("urn:example:pfx", "k")), "v")
+
+    def test_e24_utf8_split_across_reads(self):
+        c = self.login("carol", resource="split")
+        c.send(b"<message to='" + W1.jid.encode() + b"' type='chat'><body>split \xf0\x9f")
+        time.sleep(0.2)
+        c.send(b"\x98\x80</body></message>")
+        self.assertEqual(W1.expect_message("split \U0001F600").get("from"), c.jid)
+
+    def test_e25_bind_bad_resource(self):
+        # RFC 6120 7.7.2.1: a resource that fails resourceprep or is too long
+        for r in ("r" * 1100, "a\u200eb"):
+            with self.subTest(resource=r[:8]):
+                c = self.client()
+                self.open_ok(c)
+                self.assertEqual(c.auth_scram("carol", USERS["carol"]), ("success", None))
+                self.assertIsNotNone(c.open_stream())
+                st = c.iq("<bind xmlns='%s'><resource>%s</resource></bind>" % (
+                    xmpp.NS_BIND, r), "set")
+                self.assert_stanza_error(st, "bad-request")
 
 
 class RequireTLS(unittest.TestCase):

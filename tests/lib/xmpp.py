@@ -435,16 +435,21 @@ class Client:
             return ("failure", condition(st, NS_SASL))
         raise ProtocolError("unexpected SASL element %s" % name)
 
-    def auth_scram(self, user, password, mech="SCRAM-SHA-256", tamper=None):
+    def auth_scram(self, user, password, mech="SCRAM-SHA-256", tamper=None, gs2=None,
+                   final_cbind=None, final_nonce=None):
         """SASL SCRAM-SHA-1/-256 (RFC 5802, RFC 7677). The server signature
-        is checked. tamper(client_final) may alter the final message.
+        is checked. For hostile tests: gs2 replaces the GS2 header ("n,,"),
+        final_cbind / final_nonce the c= / r= values of the final message
+        (the proof is computed over what is sent), and tamper(client_final)
+        alters the final message after the proof.
         Returns ('success', None) or ('failure', condition)."""
         h = {"SCRAM-SHA-1": "sha1", "SCRAM-SHA-256": "sha256"}[mech]
         cnonce = base64.b64encode(os.urandom(18)).decode()
         uname = user.replace("=", "=3D").replace(",", "=2C")
         first_bare = "n=%s,r=%s" % (uname, cnonce)
+        gs2 = "n,," if gs2 is None else gs2
         self.send("<auth xmlns='%s' mechanism='%s'>%s</auth>" % (
-            NS_SASL, mech, base64.b64encode(("n,," + first_bare).encode()).decode()))
+            NS_SASL, mech, base64.b64encode((gs2 + first_bare).encode()).decode()))
         st = self._sasl_result()
         if st.tag != q(NS_SASL, "challenge"):
             return self._finish_auth(st)
@@ -457,7 +462,8 @@ class Client:
         salted = hashlib.pbkdf2_hmac(h, password.encode(), salt, iters)
         client_key = hmac.new(salted, b"Client Key", h).digest()
         stored_key = hashlib.new(h, client_key).digest()
-        final_wo_proof = "c=%s,r=%s" % (base64.b64encode(b"n,,").decode(), attrs["r"])
+        final_wo_proof = "c=%s,r=%s" % (
+            final_cbind or base64.b64encode(gs2.encode()).decode(), final_nonce or attrs["r"])
         auth_msg = ",".join([first_bare, server_first, final_wo_proof]).encode()
         client_sig = hmac.new(stored_key, auth_msg, h).digest()
         proof = bytes(a ^ b for a, b in zip(client_key, client_sig))
@@ -505,21 +511,23 @@ class Client:
         return self.jid
 
     def login(self, user, password, mech="SCRAM-SHA-256", tls=False, cafile=None,
-              resource=None, session=True, presence=False):
+              resource=None, session=True, presence=False, header_extra=""):
         """Full login: stream, optional STARTTLS, SASL, restart, bind (and the
-        RFC 3921 session when offered). Returns the bound JID."""
-        f = self.open_stream()
+        RFC 3921 session when offered). Returns the bound JID. header_extra
+        goes into every stream header (e.g. namespace declarations)."""
+        f = self.open_stream(extra=header_extra)
         if f is None:
             raise ProtocolError("no features (stream error %s)" % self.stream_error)
         if tls:
-            f = self.starttls(cafile=cafile, verify=cafile is not None)
+            self.starttls(cafile=cafile, verify=cafile is not None, reopen=False)
+            f = self.open_stream(extra=header_extra)
         if mech == "PLAIN":
             res = self.auth_plain(user, password)
         else:
             res = self.auth_scram(user, password, mech)
         if res[0] != "success":
             raise ProtocolError("auth failed: %s" % (res,))
-        f = self.open_stream()
+        f = self.open_stream(extra=header_extra)
         if f is None or f.find(q(NS_BIND, "bind")) is None:
             raise ProtocolError("no bind feature after auth")
         jid = self.bind(resource)
