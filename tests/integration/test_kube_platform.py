@@ -631,6 +631,37 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(sorted(d["metadata"]["name"] for d in self.d.list(NS, "deployments")),
                          ["chat-" + SHA_B])
 
+    def test_deploy_shrink(self):
+        # --shrink: the draining colour gives back its empty pod (pod-deletion-cost,
+        # then scale down) and keeps the one holding a client
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 2, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        pods = sorted(p["metadata"]["name"] for p in
+                      self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A))
+        busy = pods[0]
+        rt = self.d.pod_runtime(NS, busy)
+        client = socket.create_connection(("127.0.0.1", rt.host_port("xmpp")), timeout=5)
+        self.addCleanup(client.close)
+        harness.wait_for(lambda: {r["name"]: r["connections"]
+                                  for r in self.ok("replicas", SHA_A)}.get(busy) == 1,
+                         timeout=10, interval=0.2, what="busy pod counted")
+        argv = [harness.binary("rainbow"), "--platform", "kubernetes", "--kubeconfig",
+                self.kubeconfig, "--state-dir", os.path.join(self.tmp, "state"),
+                "-P", "template=" + TEMPLATE, "deploy", SHA_B, "--replicas", 1,
+                "--settle", "1s", "--shrink"]
+        p = harness.Proc(argv, name="rainbow")
+        self.addCleanup(p.stop, signal.SIGKILL, 5)
+        # the empty pod goes, the busy one stays while its client is there
+        harness.wait_for(lambda: [x["metadata"]["name"] for x in self.d.list(
+            NS, "pods", "rainbow.chat/sha=" + SHA_A)] == [busy], timeout=60,
+            what="empty pod of A given back")
+        self.assertEqual(self.d.get(NS, "deployments", "chat-" + SHA_A)["spec"]["replicas"], 1)
+        self.assertTrue(p.alive())
+        client.close()
+        self.assertEqual(p.wait(60), 0, p.stderr()[-3000:])
+        self.assertIsNone(p.sanitizer_report())
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+
 
 class TestManifests(unittest.TestCase):
     def test_kustomize_renders(self):
@@ -673,3 +704,4 @@ class TestManifests(unittest.TestCase):
         # the grace period outlasts chatd's own drain
         self.assertGreater(t["spec"]["terminationGracePeriodSeconds"],
                            int(cm["data"]["CHATD_DRAIN_TIMEOUT"]))
+
