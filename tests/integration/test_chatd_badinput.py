@@ -250,8 +250,9 @@ class BadInput(Base):
         c.send(out.read())
         self.assert_stream_error(c, "not-well-formed")
 
-    def _big_stanza(self, make, size):
-        c = self.login("alice", resource="big")
+    def _big_stanza(self, make, size, tls=False):
+        c = self.client()
+        c.login("alice", USERS["alice"], resource="big", tls=tls, cafile=SRV.cert)
         rss0 = SRV.rss_kb()
         head, chunk = make
         ok = c.send(head)
@@ -275,6 +276,10 @@ class BadInput(Base):
         # one 10 MB token: expat would buffer all of it unless the size
         # limit is applied to input bytes, not to finished elements
         self._big_stanza(("<message to='bob@%s' id='" % D, "b" * 1024), 10 << 20)
+
+    def test_22b_ten_megabyte_stanza_over_tls(self):
+        # the same limit behind the TLS layer
+        self._big_stanza(("<message to='bob@%s'><body>" % D, "c" * 1024), 10 << 20, tls=True)
 
     def test_23_deep_nesting(self):
         c = self.login("alice", resource="deep")
@@ -478,11 +483,11 @@ class BadInput(Base):
         c = self.login("alice", resource="after-flood")
         c.close()
 
-    def test_37_slow_consumer(self):
+    def _slow_consumer(self, tls):
         # the victim never reads; its receive window is tiny so that the
         # server's output queue (--max-output) fills quickly
         victim = self.client(rcvbuf=4096)
-        victim.login("bob", USERS["bob"], resource="slow")
+        victim.login("bob", USERS["bob"], resource="slow", tls=tls, cafile=SRV.cert)
         sender = self.login("alice", resource="flooder")
         body = "z" * 16000
         closed0 = SRV.closed_total("policy-violation")
@@ -504,11 +509,22 @@ class BadInput(Base):
         self.assertEqual(st.get("type"), "result")
         sender.message(W1.jid, "sender-alive")
         W1.expect_message("sender-alive", timeout=10)
-        # the victim's socket ends with the stream error
-        victim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        # the victim, once it reads, finds the queued messages and then the
+        # stream error (chatd flushes before closing)
         victim.wait_end(20)
-        self.assertIn(victim.end, ("eof", "reset"))
-        self.assertEqual(victim.stream_error, "policy-violation", "%s %s %r" % (victim.end, victim.reader.error, bytes(victim.raw[-300:])))
+        self.assertIn(victim.end, ("eof", "reset"), victim.end_detail)
+        self.assertIsNone(victim.reader.error)
+        self.assertGreater(len(victim.pending), 0)
+        self.assertEqual(victim.stream_error, "policy-violation", "%s %r" % (
+            victim.end, bytes(victim.raw[-300:])))
+        self.assertTrue(victim.closed_tag)
+
+    def test_37_slow_consumer(self):
+        self._slow_consumer(tls=False)
+
+    def test_37b_slow_consumer_over_tls(self):
+        # output queued inside the TLS layer counts against the bound too
+        self._slow_consumer(tls=True)
 
     # ---- after authentication ----------------------------------------------
 

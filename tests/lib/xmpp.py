@@ -224,6 +224,7 @@ class Client:
         self.stream_error_text = None
         self.closed_tag = False
         self.end = None
+        self.end_detail = None
         self.jid = None
         self.raw = bytearray()      # everything received (for messages)
         self.auto_pong = True
@@ -268,6 +269,7 @@ class Client:
             return True
         except (ssl.SSLError, OSError) as e:
             self.end = "reset" if "reset" in str(e).lower() else "tls-error"
+            self.end_detail = repr(e)
             return True
         if not data:
             self.end = "eof"
