@@ -277,6 +277,10 @@ static int read_service(struct platform *p, struct kube *k, struct kubeclient_re
 		kubeclient_result_free(res);
 		return fail(p, rc, err);
 	}
+	if (!json_is_object(jget(res->body, "metadata"))) {
+		kubeclient_result_free(res);
+		return platform_error(p, -EIO, "GET %s: the answer is not a Service", path);
+	}
 	return 0;
 }
 
@@ -366,6 +370,11 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 							    : "");
 	k->last_unsettled = 0;
 	items = json_object_get(res.body, "items");
+	/* Anything but a list here (a proxy's error page with 200) must not read as "none". */
+	if (!json_is_array(items)) {
+		rc = platform_error(p, -EIO, "GET %s: the answer is not a DeploymentList", path);
+		goto out;
+	}
 	cs = calloc(json_array_size(items) + 1, sizeof(*cs));
 	if (!cs) {
 		rc = platform_error(p, -ENOMEM, "out of memory");
@@ -700,6 +709,10 @@ static int list_pods(struct platform *p, struct kube *k, const char *sha,
 	if (rc) {
 		kubeclient_result_free(res);
 		return fail(p, rc, err);
+	}
+	if (!json_is_array(json_object_get(res->body, "items"))) {
+		kubeclient_result_free(res);
+		return platform_error(p, -EIO, "GET %s: the answer is not a PodList", path);
 	}
 	return 0;
 }

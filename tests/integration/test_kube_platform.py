@@ -208,6 +208,17 @@ class TestKubeOps(KubeBase):
         self.assertIn("EIO", err)
         self.assertEqual(len(self.d.requests_matching("GET", "/deployments\\?")) - n0, 3)
 
+    def test_not_a_list_is_an_error(self):
+        # a proxy in front of the API server answering 200 with its own page
+        # must not read as "there are no colours"
+        self.d.inject("GET", "/deployments\\?", status=200, body=b"<html>login</html>")
+        err = self.fails("list")
+        self.assertIn("not a DeploymentList", err)
+        self.d.inject("GET", "/services/chat$", status=200, body=b"<html>login</html>",
+                      times=2)
+        err = self.fails("selected")
+        self.assertIn("not a Service", err)
+
     def test_timeout_and_unreachable(self):
         self.d.inject("GET", "/deployments\\?", delay=3.0, times=2)
         err = self.fails("list", extra=["-P", "timeout-ms=400", "-P", "retries=1"])

@@ -736,13 +736,14 @@ class KubeDouble:
             self.rbac.discard((verb, group, resource))
 
     def inject(self, method=None, path=".*", status=None, reason=None, message=None,
-               delay=0.0, times=1, silent_watch=False, close=False):
+               delay=0.0, times=1, silent_watch=False, close=False, body=None):
         """The next `times` requests matching method and the path regex get
         `status` (with a Status body), or wait `delay` seconds first, or (for a
-        watch) stay open sending nothing, or are cut without an answer."""
+        watch) stay open sending nothing, or are cut without an answer, or get
+        `body` (bytes, text/html) with `status` (a proxy's page)."""
         f = {"method": method, "path": re.compile(path), "status": status,
              "reason": reason, "message": message, "delay": delay, "times": times,
-             "silent_watch": silent_watch, "close": close, "hits": 0}
+             "silent_watch": silent_watch, "close": close, "body": body, "hits": 0}
         with self.lock:
             self.faults.append(f)
         return f
@@ -1401,6 +1402,9 @@ def _make_handler(double):
                         self.connection.shutdown(socket.SHUT_RDWR)
                     except OSError:
                         pass
+                    return
+                if fault["body"] is not None:
+                    self._send(fault["status"] or 200, fault["body"], "text/html")
                     return
                 if fault["status"]:
                     code = fault["status"]
