@@ -2,6 +2,7 @@
 /healthz and /readyz, the SIGTERM drain (and a second SIGTERM), server pings
 closing dead clients, and whitespace keepalives keeping live ones.
 """
+import os
 import re
 import signal
 import socket
@@ -119,6 +120,55 @@ class Counting(unittest.TestCase):
         exit_clean(self, d, rc)
 
 
+    def test_configuration_from_environment_only(self):
+        # every flag also from CHATD_<FLAG>
+        d = Chatd(users=USERS)
+        d.cert, d.key = xmpp.make_cert()
+        for u, pw in USERS.items():
+            d.add_user(u, pw)
+        d.port, d.http_port = harness.free_port(), harness.free_port()
+        env = {"CHATD_LISTEN": "127.0.0.1:%d" % d.port, "CHATD_HTTP": "127.0.0.1:%d" % d.http_port,
+               "CHATD_DOMAIN": "env.test", "CHATD_USERS": d.users_file,
+               "CHATD_TLS_CERT": d.cert, "CHATD_TLS_KEY": d.key, "CHATD_REQUIRE_TLS": "1",
+               "CHATD_MAX_CONNECTIONS": "2", "CHATD_INSTANCE": "env-inst"}
+        d.proc = harness.Proc([harness.binary("chatd")], env=env, name="chatd")
+        try:
+            harness.wait_for(lambda: d.http("/readyz")[0] == 200, 20, what="ready")
+            c = xmpp.Client(d.port, domain="example.test")
+            c.open_stream()
+            self.assertEqual(c.wait_stream_error(5), "host-unknown")
+            c.close()
+            c = xmpp.Client(d.port, domain="env.test")
+            f = c.open_stream()
+            self.assertEqual(c.mechanisms(f), [])  # CHATD_REQUIRE_TLS
+            c2 = xmpp.Client(d.port, domain="env.test")
+            c3 = xmpp.Client(d.port, domain="env.test")
+            c3.send(xmpp.stream_header(to="env.test"))
+            self.assertEqual(c3.wait_stream_error(5), "resource-constraint")  # max 2
+            for x in (c, c2, c3):
+                x.close()
+            self.assertIn('instance="env-inst"', d.metrics_text())
+        finally:
+            rc = d.stop()
+        exit_clean(self, d, rc)
+
+    def test_http_garbage_leaves_server_up(self):
+        for junk in (b"\x16\x03\x01\x02\x00" + os.urandom(200), b"GET /" + b"a" * 100000 +
+                     b" HTTP/1.1\r\n\r\n", b"GET /metrics HTTP/1.1\r\nX: " + b"b" * 200000 +
+                     b"\r\n\r\n", b"\r\n\r\n\r\n"):
+            s = socket.create_connection(("127.0.0.1", self.d.http_port), timeout=5)
+            try:
+                s.sendall(junk)
+                s.settimeout(5)
+                while s.recv(65536):
+                    pass
+            except OSError:
+                pass
+            s.close()
+        self.assertEqual(self.d.http("/healthz")[0], 200)
+        self.assertEqual(self.d.metric("chatd_connections"), 0)
+
+
 class Drain(unittest.TestCase):
     def start(self, drain):
         d = Chatd(users=USERS, args=["--drain-timeout", str(drain), "--ping-interval", "600"])
@@ -152,6 +202,18 @@ class Drain(unittest.TestCase):
         self.assertGreaterEqual(time.monotonic() - t0, drain - 1)
         a.close()
         b.close()
+        exit_clean(self, d, d.proc.wait(15))
+
+    def test_drain_over_tls_and_sigint(self):
+        # SIGINT drains like SIGTERM; the system-shutdown error arrives
+        # intact through TLS
+        d = self.start(1)
+        a = d.client()
+        a.login("alice", "alice-pw", tls=True, cafile=d.cert)
+        d.proc.signal(signal.SIGINT)
+        self.assertEqual(a.wait_stream_error(15), "system-shutdown", a.end_detail)
+        self.assertTrue(a.closed_tag)
+        a.close()
         exit_clean(self, d, d.proc.wait(15))
 
     def test_drain_ends_when_last_client_leaves(self):
