@@ -20,6 +20,8 @@ struct kubeclient {
 	struct kubeconfig kc;		/* owned */
 	struct kubeclient_opts opts;
 	CURL *curl;			/* reused so connections are kept alive */
+	char *base;			/* URL prefix requests go to (server, or tls-server-name) */
+	struct curl_slist *connect_to;	/* tls-server-name: "name:port:host:port", else NULL */
 	char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -89,6 +91,50 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *arg)
 	return size * nmemb;
 }
 
+/*
+ * tls-server-name: the certificate is checked (and SNI sent) for that name
+ * while the TCP connection goes to the server's address. libcurl does this
+ * with a URL naming the TLS name plus CURLOPT_CONNECT_TO to the real host.
+ */
+static int set_base(struct kubeclient *c)
+{
+	CURLU *u;
+	char *host = NULL, *port = NULL, *scheme = NULL, *entry = NULL;
+	int rc = -ENOMEM;
+
+	if (!c->kc.tls_server_name) {
+		c->base = strdup(c->kc.server);
+		return c->base ? 0 : -ENOMEM;
+	}
+	u = curl_url();
+	if (!u)
+		return -ENOMEM;
+	if (curl_url_set(u, CURLUPART_URL, c->kc.server, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) != CURLUE_OK ||
+	    curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+		rc = -EINVAL;
+		goto out;
+	}
+	if (asprintf(&c->base, "%s://%s:%s", scheme, c->kc.tls_server_name, port) < 0) {
+		c->base = NULL;
+		goto out;
+	}
+	if (asprintf(&entry, "%s:%s:%s:%s", c->kc.tls_server_name, port, host, port) < 0) {
+		entry = NULL;
+		goto out;
+	}
+	c->connect_to = curl_slist_append(NULL, entry);
+	rc = c->connect_to ? 0 : -ENOMEM;
+out:
+	free(entry);
+	curl_free(host);
+	curl_free(port);
+	curl_free(scheme);
+	curl_url_cleanup(u);
+	return rc;
+}
+
 int kubeclient_new(struct kubeclient **out, struct kubeconfig *kc,
 		   const struct kubeclient_opts *opts)
 {
@@ -118,6 +164,10 @@ int kubeclient_new(struct kubeclient **out, struct kubeconfig *kc,
 		c->opts.backoff_ms = 250;
 	if (!c->opts.max_response)
 		c->opts.max_response = KUBECLIENT_MAX_RESPONSE;
+	if (set_base(c) != 0) {
+		kubeclient_free(c);
+		return -ENOMEM;
+	}
 	*out = c;
 	return 0;
 }
@@ -127,6 +177,8 @@ void kubeclient_free(struct kubeclient *c)
 	if (!c)
 		return;
 	curl_easy_cleanup(c->curl);
+	curl_slist_free_all(c->connect_to);
+	free(c->base);
 	curl_global_cleanup();
 	kubeconfig_free(&c->kc);
 	free(c);
@@ -202,6 +254,8 @@ static int setup(struct kubeclient *c, const char *method, const char *url,
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "rainbow/" RAINBOW_VERSION);
+	if (c->connect_to)
+		curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
 	if (kc->insecure) {
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -419,7 +473,7 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof(*res));
-	if (asprintf(&url, "%s%s", c->kc.server, path) < 0)
+	if (asprintf(&url, "%s%s", c->base, path) < 0)
 		return -ENOMEM;
 	if (body && !(payload = json_dumps(body, JSON_COMPACT))) {
 		free(url);
@@ -571,7 +625,7 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		return -ENOMEM;
 	}
 	if (asprintf(&url, "%s%s?watch=true&allowWatchBookmarks=true&timeoutSeconds=%d%s%s%s%s",
-		     c->kc.server, path, timeout_s, sel ? "&labelSelector=" : "", sel ? sel : "",
+		     c->base, path, timeout_s, sel ? "&labelSelector=" : "", sel ? sel : "",
 		     rv ? "&resourceVersion=" : "", rv ? rv : "") < 0) {
 		url = NULL;
 		rc = -ENOMEM;

@@ -354,6 +354,24 @@ class TestKubeOps(KubeBase):
                     "{tokenFile: tok}}]\n" % (self.d.url, NS))
         self.assertEqual(self.ok("list", kubeconfig=kc3), [])
 
+    def test_tls_server_name(self):
+        # the certificate names localhost and 127.0.0.1: verification follows
+        # tls-server-name while the connection still goes to the server address
+        def kc(name, tls_name):
+            path = os.path.join(self.tmp, name)
+            with open(path, "w") as f:
+                f.write("current-context: c\nclusters: [{name: d, cluster: {server: '%s', "
+                        "certificate-authority: '%s', tls-server-name: %s}}]\n"
+                        "contexts: [{name: c, context: {cluster: d, user: u, namespace: %s}}]"
+                        "\nusers: [{name: u, user: {token: rainbow-token}}]\n"
+                        % (self.d.url, self.d.cert, tls_name, NS))
+            return path
+        self.assertEqual(self.ok("list", kubeconfig=kc("kc-sni", "localhost")), [])
+        err = self.fails("list", kubeconfig=kc("kc-sni-bad", "wrong.example"),
+                         extra=["-P", "retries=0"])
+        self.assertIn("unreachable", err)
+        self.assertIn("wrong.example", err)
+
     def test_preview_service(self):
         self.ok("create", SHA_A, 1, extra=["-P", "preview=1"])
         prev = self.d.get(NS, "services", "chat-%s-preview" % SHA_A)
