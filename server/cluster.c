@@ -65,6 +65,8 @@ struct link {
 	uint64_t last_tx;          /* loop ms of the last frame sent */
 	uint64_t deadline;         /* handshake deadline */
 	int clean;                 /* closed on purpose: LEAVING or duplicate */
+	int duplicate;             /* closed as the second link to its peer: its
+				      sessions are still there, on the other link */
 	struct cluster_rt_owner routes; /* the peer's routes learned on this link */
 };
 
@@ -483,7 +485,7 @@ static void link_drop_routes(struct link *l)
 	size_t n, ngone = 0, i;
 
 	/* Collected first: the hook runs once the table is consistent. */
-	if (cl->hooks.route_gone && l->routes.count) {
+	if (cl->hooks.route_gone && l->routes.count && !l->duplicate && !cl->leaving) {
 		gone = calloc(l->routes.count, sizeof(*gone));
 		for (r = l->routes.head; gone && r; r = r->onext)
 			if (r->available && (gone[ngone] = strdup(r->full)) != NULL)
@@ -491,8 +493,7 @@ static void link_drop_routes(struct link *l)
 	}
 	n = cluster_routes_drop_owner(&cl->remote, &l->routes);
 	for (i = 0; i < ngone; i++) {
-		if (!cl->leaving)
-			route_gone(cl, gone[i]);
+		route_gone(cl, gone[i]);
 		free(gone[i]);
 	}
 	free(gone);
@@ -538,29 +539,39 @@ static int link_send_dump(struct link *l)
 	return link_flush_obuf(l);
 }
 
+/* Sends the frames in cl->obuf to every established link, then empties
+ * it; returns how many links took them. */
+static int broadcast_obuf(struct cluster *cl)
+{
+	struct link *l, *ln;
+	int n = 0;
+
+	for (l = cl->links; l; l = ln) {
+		ln = l->next; /* a failed write closes and unlists l */
+		if (l->state == LINK_UP && link_write(l, cl->obuf.data, cl->obuf.len) == 0)
+			n++;
+	}
+	cluster_buf_reset(&cl->obuf);
+	return n;
+}
+
 /* Sends one route change to every established link. */
 static void broadcast_route(struct cluster *cl, uint8_t type, const char *full, int priority,
 			    int available)
 {
 	struct cluster_batch bt;
-	struct link *l;
 	int rc;
 
-	for (l = cl->links; l; l = l->next) {
-		if (l->state != LINK_UP)
-			continue;
+	cluster_buf_reset(&cl->obuf);
+	rc = cluster_batch_begin(&bt, &cl->obuf, type);
+	if (rc >= 0)
+		rc = cluster_batch_add(&bt, full, priority, available ? CLUSTER_ROUTE_AVAILABLE : 0);
+	if (rc < 0) {
 		cluster_buf_reset(&cl->obuf);
-		rc = cluster_batch_begin(&bt, &cl->obuf, type);
-		if (rc >= 0)
-			rc = cluster_batch_add(&bt, full, priority,
-					       available ? CLUSTER_ROUTE_AVAILABLE : 0);
-		if (rc < 0) {
-			cluster_buf_reset(&cl->obuf);
-			return; /* an unencodable JID: nothing can route to it anyway */
-		}
-		cluster_batch_end(&bt);
-		link_flush_obuf(l);
+		return; /* an unencodable JID: nothing can route to it anyway */
 	}
+	cluster_batch_end(&bt);
+	broadcast_obuf(cl);
 }
 
 int cluster_local_set(struct cluster *cl, const char *full, int priority, int available)
@@ -677,23 +688,18 @@ int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare
 
 int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len)
 {
-	struct link *l;
-	int n = 0, rc;
+	int n, rc;
 
-	for (l = cl->links; l; l = l->next) {
-		if (l->state != LINK_UP)
-			continue;
+	if (!cl->st.peers)
+		return 0;
+	cluster_buf_reset(&cl->obuf);
+	rc = cluster_enc_presence(&cl->obuf, from, xml, len);
+	if (rc < 0) {
 		cluster_buf_reset(&cl->obuf);
-		rc = cluster_enc_presence(&cl->obuf, from, xml, len);
-		if (rc < 0) {
-			cluster_buf_reset(&cl->obuf);
-			return rc == CLUSTER_PROTO_ENOMEM ? -ENOMEM : -EINVAL;
-		}
-		if (link_flush_obuf(l) == 0) {
-			cl->st.forwarded++;
-			n++;
-		}
+		return rc == CLUSTER_PROTO_ENOMEM ? -ENOMEM : -EINVAL;
 	}
+	n = broadcast_obuf(cl);
+	cl->st.forwarded += (uint64_t)n;
 	return n;
 }
 
@@ -881,12 +887,14 @@ static void link_up(struct link *l)
 				 (unsigned long long)l->id, l->peer_id,
 				 (unsigned long long)other->id);
 			l->clean = 1;
+			l->duplicate = 1;
 			link_close(l, "duplicate");
 			return;
 		}
 		log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
 			 (unsigned long long)other->id, l->peer_id, (unsigned long long)l->id);
 		other->clean = 1;
+		other->duplicate = 1;
 		link_close(other, "duplicate");
 	}
 	l->state = LINK_UP;
