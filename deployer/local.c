@@ -200,7 +200,7 @@ static int colour_save(struct platform *p, const struct local_colour *lc)
 
 /* ---- processes ---------------------------------------------------------- */
 
-/* 1 when pid is alive (not a zombie) and still runs replica `name`. */
+/* 1 when pid is alive (not a zombie) and still runs replica `name` (if named). */
 static int rep_alive(const struct local_rep *r)
 {
 	char path[64], buf[4096], st[512];
@@ -222,6 +222,8 @@ static int rep_alive(const struct local_rep *r)
 	paren = strrchr(st, ')');
 	if (!paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X')
 		return 0;
+	if (!r->name[0])
+		return 1;	/* any live process with that pid */
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", r->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1059,7 +1061,6 @@ int local_up(const char *exe, const char *state_dir, const char *listen, int *al
 
 		if (lswitch_call(state_dir, "ping", reply, sizeof(reply)) == 0)
 			return 0;
-		snprintf(r.name, sizeof(r.name), "serve");
 		if (!rep_alive(&r))
 			break;
 		usleep(20 * 1000);
