@@ -8,6 +8,9 @@
  *                  [--cafile F | --trust] [--mech M] [--resource R]
  *                  [--timeout S] [--no-pong] [--verbose] ACTION...
  *
+ * A --jid without a localpart ("example.test") makes libstrophe use SASL
+ * ANONYMOUS (the password is then unused).
+ *
  * Actions run in order once the session is bound:
  *   send TO BODY        a chat message
  *   wait-messages N     until N chat/normal messages have arrived in total
@@ -588,7 +591,7 @@ int main(int argc, char **argv)
 	const char *tls_mode = "require", *resource = NULL;
 	unsigned long port = 5222;
 	double timeout = 20.0, deadline, quit_deadline;
-	char *fulljid = NULL, *at;
+	char *fulljid = NULL, *domain = NULL, *at;
 	long flags = 0;
 	int trust = 0, i, rc = 1;
 	xmpp_log_t log;
@@ -637,7 +640,7 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!jid || !password || port == 0 || port > 65535 || !(at = strchr(jid, '@'))) {
+	if (!jid || !password || port == 0 || port > 65535) {
 		sc_usage();
 		return 2;
 	}
@@ -656,7 +659,14 @@ int main(int argc, char **argv)
 		free(sc.acts);
 		return 2;
 	}
-	sc.domain = at + 1;
+	/* "user@domain" or, for SASL ANONYMOUS, just "domain" */
+	at = strchr(jid, '@');
+	domain = strdup(at ? at + 1 : jid);
+	if (!domain)
+		goto out;
+	if (strchr(domain, '/'))
+		*strchr(domain, '/') = '\0';
+	sc.domain = domain;
 	if (resource) {
 		size_t n = strlen(jid) + strlen(resource) + 2;
 
@@ -726,6 +736,7 @@ out_ctx:
 out_shutdown:
 	xmpp_shutdown();
 out:
+	free(domain);
 	free(fulljid);
 	free(sc.acts);
 	return rc;

@@ -125,6 +125,24 @@ class InteropScram(unittest.TestCase):
         self.assertEqual(c.find("connected"), [])
 
 
+class InteropAnonymous(unittest.TestCase):
+    def test_anonymous_login(self):
+        # libstrophe uses SASL ANONYMOUS for a JID without a localpart
+        d = Chatd(users={"alice": "alice-pw"}, args=["--allow-anonymous"])
+        d.start()
+        try:
+            c = Strophe(d, D, "unused", mech="ANONYMOUS", actions=["ping", "version"])
+            self.assertEqual(c.wait(30), 0, c.describe())
+            ev = c.find("connected")[0]
+            self.assertTrue(ev["secured"])
+            self.assertRegex(ev["jid"], r"^anon-[0-9a-f]{16}@%s/" % D.replace(".", r"\."))
+            self.assertIsNone(c.proc.sanitizer_report())
+        finally:
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        d.check_clean(self)
+
+
 class InteropPlain(unittest.TestCase):
     """libstrophe never picks PLAIN while SCRAM is offered and cannot be told
     to; chatd offers SCRAM whenever it offers PLAIN. A relay that hides the
