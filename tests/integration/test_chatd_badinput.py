@@ -450,14 +450,24 @@ class BadInput(Base):
                          [], "injected plaintext was delivered")
 
     def test_35_idle_before_auth(self):
-        c = self.client()
-        self.open_ok(c)
+        # --auth-timeout runs from accept to bind, whatever is sent meanwhile
         t0 = time.monotonic()
-        self.assert_stream_error(c, "connection-timeout", timeout=AUTH_TIMEOUT + 8)
+        header_only = self.client()
+        self.open_ok(header_only)
+        silent = self.client()                    # TCP only, never speaks
+        unbound = self.client()                   # authenticated, never binds
+        self.open_ok(unbound)
+        self.assertEqual(unbound.auth_scram("dave", USERS["dave"]), ("success", None))
+        self.assertIsNotNone(unbound.open_stream())
+        chatty = self.client()                    # keepalives do not extend it
+        self.open_ok(chatty)
+        while chatty.end is None and time.monotonic() - t0 < AUTH_TIMEOUT + 8:
+            chatty.send(" ")
+            chatty.wait_end(0.3)
+        for c in (header_only, unbound, chatty):
+            self.assert_stream_error(c, "connection-timeout", timeout=AUTH_TIMEOUT + 8)
         self.assertGreaterEqual(time.monotonic() - t0, AUTH_TIMEOUT - 1)
-        # a bare TCP connection that never speaks is closed as well
-        c2 = self.client()
-        self.assertIn(c2.wait_end(AUTH_TIMEOUT + 8), ("eof", "reset"))
+        self.assertIn(silent.wait_end(AUTH_TIMEOUT + 8), ("eof", "reset"))
 
     def test_36_connection_flood(self):
         # the two witnesses hold two slots
