@@ -117,12 +117,12 @@ deps:
 
 # The whole suite runs against the sanitized build.
 check: deps
-	$(MAKE) SAN=1 tests
-	$(MAKE) SAN=1 fuzz-build
+	$(MAKE) -j2 SAN=1 tests
+	$(MAKE) -j2 SAN=1 fuzz-build
 	python3 tests/run.py --build build-san
 
 demo: deps
-	$(MAKE) all
+	$(MAKE) -j2 all
 	scripts/demo.sh
 
 # Fuzzing: clang's libFuzzer with ASan+UBSan, separate build directory.
