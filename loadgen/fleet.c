@@ -115,8 +115,10 @@ static void fleet_on_tick(uv_timer_t *t)
 		if (fl->tokens > cap)
 			fl->tokens = cap;
 	}
+	uint32_t cursor = fl->spawn_cursor;
+
 	for (uint32_t k = 0; k < n; k++) {
-		uint32_t i = (fl->spawn_cursor + k) % n;
+		uint32_t i = (cursor + k) % n;
 		struct client *c = &fl->clients[i];
 		if (c->state == CLIENT_IDLE) {
 			/* The ramp paces first logins; a slot that had a session
