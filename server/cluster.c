@@ -26,6 +26,8 @@
 #define PEERS_FILE_MAX (1u << 20)
 #define ADDR_MAX 300
 #define LEAVE_GRACE_MS 2000
+/* cluster_ready() waits at most this long for the first links. */
+#define READY_MAX_MS 5000
 
 enum link_state {
 	LINK_CONNECTING, /* dialed, waiting for connect */
@@ -82,6 +84,7 @@ struct target {
 	int resolving;
 	int removed;               /* no source lists it; freed when idle */
 	int self;                  /* it is ourselves: never dialed again */
+	int settled;               /* the first dial failed, or a link to it synced */
 	char *peer_id;             /* who answered last time */
 	unsigned fails;
 	uint64_t next_dial;        /* loop ms */
@@ -109,6 +112,8 @@ struct cluster {
 	uv_timer_t tick;
 	int listening;
 	int started;
+	uint64_t started_at;       /* loop ms of cluster_start() */
+	int dns_done;              /* the first resolution of dns_name answered */
 	int leaving;
 	int handles;               /* open uv handles (listener, timer, links) */
 
@@ -718,6 +723,16 @@ static void leave_done(struct cluster *cl)
 	}
 }
 
+/* Every target known to be peer_id has its routes now. */
+static void targets_settle(struct cluster *cl, const char *peer_id)
+{
+	struct target *t;
+
+	for (t = cl->targets; t; t = t->next)
+		if (t->peer_id && strcmp(t->peer_id, peer_id) == 0)
+			t->settled = 1;
+}
+
 static void on_link_closed(uv_handle_t *h)
 {
 	struct link *l = h->data;
@@ -1076,6 +1091,7 @@ static void link_dispatch(struct link *l, const struct cluster_msg *m)
 	case CLUSTER_MSG_SYNC:
 		log_info("cluster_synced", "link=%llu peer=%s routes=%zu",
 			 (unsigned long long)l->id, l->peer_id, l->routes.count);
+		targets_settle(cl, l->peer_id);
 		break;
 	case CLUSTER_MSG_STANZA:
 		on_stanza(l, m);
@@ -1253,8 +1269,11 @@ static void target_schedule(struct target *t, int failed)
 	struct cluster *cl = t->cl;
 	uint64_t delay;
 
-	if (failed && t->fails < 16)
-		t->fails++;
+	if (failed) {
+		t->settled = 1; /* a failed first attempt does not hold readiness */
+		if (t->fails < 16)
+			t->fails++;
+	}
 	delay = BACKOFF_MIN_MS << (t->fails < 6 ? t->fails : 6);
 	if (delay > BACKOFF_MAX_MS)
 		delay = BACKOFF_MAX_MS;
@@ -1494,6 +1513,7 @@ static void on_dns(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 	size_t n = 0, i, cap = 0;
 
 	cl->dns_busy = 0;
+	cl->dns_done = 1;
 	if (cl->leaving) {
 		uv_freeaddrinfo(res);
 		return;
@@ -1642,6 +1662,7 @@ int cluster_start(struct cluster *cl)
 	cl->handles++;
 	cl->tick.data = cl;
 	cl->started = 1;
+	cl->started_at = now_ms(cl);
 	targets_sync(cl, SRC_STATIC, cl->static_peers, cl->nstatic);
 	period = cl->keepalive_ms / 6;
 	if (period < 20)
@@ -1733,6 +1754,20 @@ void cluster_leave(struct cluster *cl)
 		else
 			leave_done(cl);
 	}
+}
+
+int cluster_ready(const struct cluster *cl)
+{
+	const struct target *t;
+
+	if (!cl->started || cl->leaving || now_ms(cl) - cl->started_at >= READY_MAX_MS)
+		return 1;
+	if ((cl->dns_name && !cl->dns_done) || (cl->peers_file && cl->pf_seen == 0))
+		return 0;
+	for (t = cl->targets; t; t = t->next)
+		if (!t->removed && !t->self && !t->settled)
+			return 0;
+	return 1;
 }
 
 /* ---- metrics ---- */

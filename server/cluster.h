@@ -86,6 +86,14 @@ int cluster_start(struct cluster *cl);
  * returned. Idempotent.
  */
 void cluster_leave(struct cluster *cl);
+/*
+ * 1 once the first discovery round is through: the peers file was read
+ * and the DNS name answered once (when configured), and every known peer
+ * either sent its full route table or failed its first dial; or 5 s after
+ * cluster_start() whatever the state. chatd reports ready only then, so
+ * that a new colour takes clients only once it can reach the old ones.
+ */
+int cluster_ready(const struct cluster *cl);
 /* Frees everything; the cluster must not be started or must have left and
  * the loop must have run its close callbacks. */
 void cluster_free(struct cluster *cl);

@@ -447,6 +447,11 @@ int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 	return n;
 }
 
+int cluster_glue_ready(struct srv *srv)
+{
+	return !srv->cluster || cluster_ready(srv->cluster->cl);
+}
+
 size_t cluster_glue_metrics(struct srv *srv, char *buf, size_t cap)
 {
 	int n;

@@ -48,6 +48,10 @@ int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_
 int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 			      enum cluster_bare_mode mode, int prio);
 
+/* 1 when /readyz may say ready as far as the cluster goes (always when
+ * cluster mode is off; see cluster_ready()). */
+int cluster_glue_ready(struct srv *srv);
+
 /* Appends the cluster metrics to /metrics; returns the bytes written (0
  * when off, or when they do not fit). */
 size_t cluster_glue_metrics(struct srv *srv, char *buf, size_t cap);

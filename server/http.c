@@ -62,11 +62,11 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 	if (strcmp(url, "/healthz") == 0)
 		return http_reply(mc, MHD_HTTP_OK, text, "ok\n", 3);
 	if (strcmp(url, "/readyz") == 0) {
-		if (srv->phase == SRV_RUNNING)
+		/* cluster hook: a new instance is ready once it reaches its peers */
+		if (srv->phase == SRV_RUNNING && cluster_glue_ready(srv))
 			return http_reply(mc, MHD_HTTP_OK, text, "ready\n", 6);
 		return http_reply(mc, MHD_HTTP_SERVICE_UNAVAILABLE, text,
-				  srv->phase == SRV_STARTING ? "starting\n" : "draining\n",
-				  srv->phase == SRV_STARTING ? 9 : 9);
+				  srv->phase <= SRV_RUNNING ? "starting\n" : "draining\n", 9);
 	}
 	return http_reply(mc, MHD_HTTP_NOT_FOUND, text, "not found\n", 10);
 }

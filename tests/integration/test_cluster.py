@@ -455,7 +455,10 @@ class ClusterTest(unittest.TestCase):
         peers = "127.0.0.1:%d,127.0.0.1:%d" % (self.a.cport, self.b.cport)
         old = self.start_instance("inst-old", harness.free_port(), ["--peers", peers],
                                   version="v-old")
-        harness.wait_for(lambda: self.peers(old) == 2, timeout=10, what="old linked")
+        # /readyz said ready only once both peers had sent their route tables
+        m = old.metrics()
+        self.assertEqual(m["chatd_cluster_peers"], 2)
+        self.assertGreaterEqual(m["chatd_cluster_routes"], 1)
         hold = self.login(old, "holly")
         self.barrier([hold], [ha])
         failures0 = [d.metric("chatd_cluster_link_failures_total") for d in (self.a, self.b)]

@@ -525,6 +525,11 @@ static int route_is(void *arg)
 	return cluster_has_route(nodes[w->node].cl, w->jid) == w->present;
 }
 
+static int is_ready(void *arg)
+{
+	return cluster_ready(arg);
+}
+
 static int delivered_is(void *arg)
 {
 	int *want = arg;
@@ -595,8 +600,11 @@ static void test_links(void **state)
 
 	uv_loop_init(&loop);
 	start_nodes(&loop, NODES, SECRET, sizeof(SECRET) - 1);
+	assert_false(cluster_ready(nodes[0].cl)); /* nobody dialed yet */
 	/* mutual dialing: exactly one link per pair survives */
 	assert_true(run_until(&loop, all_linked, &want, 5000));
+	for (int i = 0; i < NODES; i++)
+		assert_true(run_until(&loop, is_ready, nodes[i].cl, 3000));
 
 	/* routes: a bind on a is announced to b and c */
 	assert_int_equal(cluster_local_set(nodes[0].cl, "alice@x/phone", 0, 0), 0);
