@@ -169,7 +169,8 @@ static void ic_send_auth(struct ic_client *c)
 	int n;
 
 	n = snprintf(plain, sizeof(plain), "%c%s%u%c%s", 0, ic->prefix, c->idx, 0, ic->password);
-	if (n <= 0 || (size_t)n >= sizeof(plain) || b64_encode(plain, (size_t)n, b64, sizeof(b64)) < 0) {
+	if (n <= 0 || (size_t)n >= sizeof(plain) ||
+	    b64_encode(plain, (size_t)n, b64, sizeof(b64)) < 0) {
 		ic_fail(c, "credentials too long");
 		return;
 	}
@@ -203,8 +204,8 @@ static void ic_rtt_message(struct ic_client *c, struct xnode *st)
 		return;
 	if (c == b) {
 		/* echo back to the sender */
-		snprintf(buf, sizeof(buf), "<message to='%s' type='chat'><body>echo</body></message>",
-			 from);
+		snprintf(buf, sizeof(buf),
+			 "<message to='%s' type='chat'><body>echo</body></message>", from);
 		ic_send(c, buf);
 		return;
 	}
@@ -571,7 +572,8 @@ int main(int argc, char **argv)
 				continue;
 			if (evs[k].events & EPOLLOUT)
 				ic_writable(c);
-			if (c->state != IC_DEAD && (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+			if (c->state != IC_DEAD &&
+			    (evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
 				ic_readable(c);
 		}
 	}

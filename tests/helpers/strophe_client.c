@@ -715,7 +715,8 @@ int main(int argc, char **argv)
 		if (expected && sc.next == sc.nacts)
 			sc.done = 1;
 		else if (!sc.failed)
-			sc_fail(&sc, "disconnected", sc.connected ? "during actions" : "before session");
+			sc_fail(&sc, "disconnected",
+				sc.connected ? "during actions" : "before session");
 	} else {
 		/* A clean close: </stream:stream>, then wait (bounded) for the
 		 * server's closing tag and the disconnect callback. */
