@@ -477,11 +477,17 @@ class BadInput(Base):
             c.login("dave", USERS["dave"], resource="flood%d" % i)
             held.append(c)
         self.assertEqual(SRV.metric("chatd_connections"), MAX_CONN)
+        refused0 = SRV.closed_total("resource-constraint")
+        accepted0 = SRV.metric("chatd_connections_accepted_total")
         extra = [self.client() for _ in range(5)]
         for c in extra:
             # refused with a stream error (header first), then closed
             c.send(xmpp.stream_header())
             self.assert_stream_error(c, "resource-constraint")
+        # the refused ones are accounted for, and never counted as held
+        self.assertEqual(SRV.closed_total("resource-constraint") - refused0, 5)
+        self.assertEqual(SRV.metric("chatd_connections_accepted_total") - accepted0, 5)
+        self.assertEqual(SRV.metric("chatd_connections"), MAX_CONN)
         # the connections already held are untouched
         for c in held:
             st = c.iq("<ping xmlns='urn:xmpp:ping'/>", to=D)
