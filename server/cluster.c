@@ -34,10 +34,12 @@ enum link_state {
 	LINK_HELLO,      /* our HELLO sent, waiting for the peer's */
 	LINK_AUTH,       /* our AUTH sent, waiting for the peer's */
 	LINK_UP,         /* authenticated both ways */
+	LINK_RETIRING,   /* the second link to a peer: no longer written, read until EOF */
 	LINK_CLOSING,
 };
 
-static const char *const link_state_names[] = { "connecting", "hello", "auth", "up", "closing" };
+static const char *const link_state_names[] = { "connecting", "hello", "auth", "up",
+						"retiring", "closing" };
 
 enum target_src { SRC_STATIC = 1, SRC_FILE = 2, SRC_DNS = 4 };
 
@@ -427,7 +429,7 @@ static int link_write(struct link *l, const uint8_t *p, size_t len)
 	struct wreq *w;
 	int r;
 
-	if (l->state == LINK_CLOSING || l->state == LINK_CONNECTING)
+	if (l->state == LINK_CLOSING || l->state == LINK_CONNECTING || l->state == LINK_RETIRING)
 		return -ENOTCONN;
 	r = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
 	if (r == (int)len)
@@ -820,7 +822,8 @@ static struct link *link_new(struct cluster *cl, int dialer)
 
 static size_t link_frame_cap(const struct link *l)
 {
-	return l->state == LINK_UP ? CLUSTER_FRAME_MAX : CLUSTER_FRAME_MAX_PREAUTH;
+	return l->state == LINK_UP || l->state == LINK_RETIRING ? CLUSTER_FRAME_MAX
+								: CLUSTER_FRAME_MAX_PREAUTH;
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -891,6 +894,40 @@ static void link_match_target(struct link *l)
 	}
 }
 
+static void on_retire_shutdown(uv_shutdown_t *req, int status)
+{
+}
+
+/*
+ * The losing one of two links to the same peer. The peer may have written
+ * stanzas on it before it saw the other link: both sides stop writing it
+ * and shut its write side down, and keep reading it until EOF (at most
+ * LEAVE_GRACE_MS), delivering what was already on the way. Its routes go:
+ * the kept link carries the peer's full table.
+ */
+static void link_retire(struct link *l, struct link *kept)
+{
+	struct cluster *cl = l->cl;
+
+	log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
+		 (unsigned long long)l->id, l->peer_id, (unsigned long long)kept->id);
+	l->clean = 1;
+	l->duplicate = 1;
+	if (l->state == LINK_UP) {
+		cl->st.peers--;
+		link_drop_routes(l);
+	}
+	l->state = LINK_RETIRING;
+	l->deadline = now_ms(cl) + LEAVE_GRACE_MS;
+	if (l->target) {
+		l->target->link = NULL;
+		l->target = NULL;
+	}
+	l->shutdown.data = l;
+	if (uv_shutdown(&l->shutdown, (uv_stream_t *)&l->tcp, on_retire_shutdown) < 0)
+		link_close(l, "duplicate");
+}
+
 static void link_up(struct link *l)
 {
 	struct cluster *cl = l->cl;
@@ -898,19 +935,10 @@ static void link_up(struct link *l)
 
 	if (other) {
 		if (link_preferred(other, l)) {
-			log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
-				 (unsigned long long)l->id, l->peer_id,
-				 (unsigned long long)other->id);
-			l->clean = 1;
-			l->duplicate = 1;
-			link_close(l, "duplicate");
+			link_retire(l, other);
 			return;
 		}
-		log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
-			 (unsigned long long)other->id, l->peer_id, (unsigned long long)l->id);
-		other->clean = 1;
-		other->duplicate = 1;
-		link_close(other, "duplicate");
+		link_retire(other, l);
 	}
 	l->state = LINK_UP;
 	l->last_rx = now_ms(cl);
@@ -1082,6 +1110,13 @@ static void link_dispatch(struct link *l, const struct cluster_msg *m)
 		else
 			on_auth(l, m);
 		return;
+	}
+	if (l->state == LINK_RETIRING) {
+		if (m->type == CLUSTER_MSG_STANZA)
+			on_stanza(l, m);
+		else if (m->type == CLUSTER_MSG_PRESENCE)
+			on_presence(l, m);
+		return; /* routes come on the kept link; it also answers pings */
 	}
 	switch (m->type) {
 	case CLUSTER_MSG_ROUTE_ADD:
@@ -1592,7 +1627,9 @@ static void on_tick(uv_timer_t *timer)
 		if (l->state != LINK_UP) {
 			if (now < l->deadline)
 				continue;
-			if (l->dialer)
+			if (l->state == LINK_RETIRING)
+				link_close(l, "retired");
+			else if (l->dialer)
 				link_close(l, "handshake-timeout");
 			else
 				link_refuse(l, "handshake-timeout");
