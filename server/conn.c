@@ -422,6 +422,11 @@ int conn_start_tls(struct conn *c)
 	return c->tls ? 0 : -1;
 }
 
+static void conn_free_uncounted(uv_handle_t *h)
+{
+	free(container_of(h, struct conn, tcp));
+}
+
 int conn_accept(struct srv *srv, uv_stream_t *listener)
 {
 	struct conn *c;
@@ -439,7 +444,7 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	r = uv_accept(listener, (uv_stream_t *)&c->tcp);
 	if (r) {
 		/* The handle must still be closed; it is not counted. */
-		uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+		uv_close((uv_handle_t *)&c->tcp, conn_free_uncounted);
 		return r;
 	}
 	c->id = ++srv->next_conn_id;
