@@ -542,6 +542,54 @@ class BadInput(Base):
         # output queued inside the TLS layer counts against the bound too
         self._slow_consumer(tls=True)
 
+    def test_99_chaos(self):
+        # Seeded random mixes of half-finished negotiations, resets at odd
+        # moments, conflicts and traffic to sessions that are going away:
+        # the close paths under the sanitizers. Bounded: 120 steps.
+        import random
+        rnd = random.Random(int(os.environ.get("CHAOS_SEED", "20261127")))
+        live = []
+        for step in range(120):
+            kind = rnd.randrange(6)
+            try:
+                if kind == 0:      # cut a negotiation anywhere
+                    c = self.client()
+                    data = (xmpp.stream_header() + "<auth xmlns='%s' mechanism='SCRAM-SHA-256'>"
+                            "biwsbj1hbGljZSxyPWFiY2RlZg==</auth><response xmlns='%s'>AAAA"
+                            % (NS_SASL, NS_SASL)).encode()
+                    c.send(data[:rnd.randrange(len(data))])
+                    c.abort() if rnd.random() < 0.5 else c.close(send_close=False)
+                elif kind == 1:    # a session that talks, then vanishes mid-stanza
+                    c = self.login(rnd.choice(["alice", "bob", "dave"]),
+                                   resource="chaos%d" % rnd.randrange(6))
+                    live.append(c)
+                    for other in rnd.sample(live, min(3, len(live))):
+                        if other.jid:
+                            c.message(other.jid, "chaos %d" % step)
+                    if rnd.random() < 0.5:
+                        c.send("<message to='%s'><body>cut" % (live[0].jid or D))
+                        c.abort()
+                elif kind == 2:    # STARTTLS, then reset inside the handshake
+                    c = self.client()
+                    self.open_ok(c)
+                    c.send("<starttls xmlns='%s'/>" % NS_TLS)
+                    c.send(b"\x16\x03\x01\x00\xc8\x01\x00" + os.urandom(rnd.randrange(40)))
+                    c.abort()
+                elif kind == 3 and live:   # reset an established session
+                    live.pop(rnd.randrange(len(live))).abort()
+                elif kind == 4:    # garbage after a good header
+                    c = self.client()
+                    c.send(xmpp.stream_header() + os.urandom(rnd.randrange(1, 64)).decode(
+                        "latin-1"))
+                    if rnd.random() < 0.5:
+                        c.abort()
+                else:              # broadcast presence among the chaos sessions
+                    for c in live[-3:]:
+                        c.send("<presence/>")
+            except (OSError, xmpp.ProtocolError):
+                pass  # a session taken away by a conflict: expected here
+        self.assertTrue(SRV.alive())
+
     # ---- after authentication ----------------------------------------------
 
     def test_38_second_bind_same_full_jid(self):

@@ -225,6 +225,7 @@ class Client:
         self.closed_tag = False
         self.end = None
         self.end_detail = None
+        self.closed = False         # we closed the socket
         self.jid = None
         self.raw = bytearray()      # everything received (for messages)
         self.auto_pong = True
@@ -248,7 +249,7 @@ class Client:
     def _recv_once(self, timeout):
         """Reads what is available (waiting up to timeout) and parses it.
         Returns False when nothing arrived in time."""
-        if self.end:
+        if self.end or self.closed:
             return False
         if not (isinstance(self.sock, ssl.SSLSocket) and self.sock.pending()):
             r, _, _ = select.select([self.sock], [], [], max(timeout, 0))
@@ -356,8 +357,9 @@ class Client:
         return self.stream_error
 
     def close(self, send_close=True):
-        if send_close and not self.end:
+        if send_close and not self.end and not self.closed:
             self.send("</stream:stream>")
+        self.closed = True
         try:
             self.sock.close()
         except OSError:
@@ -370,6 +372,7 @@ class Client:
                                  b"\x01\x00\x00\x00\x00\x00\x00\x00")
         except OSError:
             pass
+        self.closed = True
         self.sock.close()
 
     # ---- stream negotiation ---------------------------------------------
