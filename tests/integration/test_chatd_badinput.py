@@ -549,7 +549,7 @@ class BadInput(Base):
         import random
         rnd = random.Random(int(os.environ.get("CHAOS_SEED", "20261127")))
         live = []
-        for step in range(120):
+        for step in range(int(os.environ.get("CHAOS_STEPS", "120"))):
             kind = rnd.randrange(6)
             try:
                 if kind == 0:      # cut a negotiation anywhere
