@@ -85,10 +85,22 @@ struct xstream {
  * parser's heap (xstream_mem()).
  */
 static _Thread_local struct xstream *xs_mem_owner;
+/* Tests: expat allocations left before they fail; negative: never. */
+static _Thread_local long xs_alloc_budget = -1;
+
+static bool xs_alloc_fails(void)
+{
+	if (xs_alloc_budget < 0)
+		return false;
+	if (xs_alloc_budget == 0)
+		return true;
+	xs_alloc_budget--;
+	return false;
+}
 
 static void *xs_malloc(size_t n)
 {
-	void *p = malloc(n);
+	void *p = xs_alloc_fails() ? NULL : malloc(n);
 
 	if (p && xs_mem_owner)
 		xs_mem_owner->parser_mem += malloc_usable_size(p);
@@ -98,7 +110,7 @@ static void *xs_malloc(size_t n)
 static void *xs_realloc(void *p, size_t n)
 {
 	size_t old = p ? malloc_usable_size(p) : 0;
-	void *q = realloc(p, n);
+	void *q = xs_alloc_fails() ? NULL : realloc(p, n);
 
 	if (q && xs_mem_owner)
 		xs_mem_owner->parser_mem += malloc_usable_size(q) - old;
@@ -113,6 +125,11 @@ static void xs_free(void *p)
 }
 
 static const XML_Memory_Handling_Suite xs_mm = { xs_malloc, xs_realloc, xs_free };
+
+void xstream_test_fail_alloc(long n)
+{
+	xs_alloc_budget = n;
+}
 
 /*
  * Hash salts: one getrandom() per process, then a cheap mix per parser, as a

@@ -119,6 +119,12 @@ int xstream_compact(struct xstream *xs);
 /* Heap bytes held by this xstream now (struct, expat, stanza being built). */
 size_t xstream_mem(const struct xstream *xs);
 
+/*
+ * For tests only: in this thread, the expat allocation after the next n
+ * succeeds fails (n < 0: none fail). Exercises the out-of-memory paths.
+ */
+void xstream_test_fail_alloc(long n);
+
 /* RFC 6120 stream error condition for an xstream_err (e.g. "restricted-xml"). */
 const char *xstream_condition(int err);
 /* Human text for logs. */

@@ -793,6 +793,44 @@ static void test_reset_anywhere(void **state)
 	}
 }
 
+/*
+ * expat running out of memory at every possible allocation, including while
+ * waking from hibernation: XSTREAM_ERR_NOMEM or success, never a crash or a
+ * leak, and the stream works again after a reset.
+ */
+static void test_out_of_memory(void **state)
+{
+	const char *in = HDR "<message><body>hello</body></message><presence/>";
+	int seen_nomem = 0, seen_ok = 0;
+
+	for (long n = 0; n < 200 && !seen_ok; n++) {
+		for (int compact = 0; compact < 2; compact++) {
+			struct rec r;
+			int rc;
+
+			rng_state = 11u;
+			rec_init(&r, NULL);
+			xstream_test_fail_alloc(n);
+			rc = feed_split(r.xs, in, strlen(in), compact ? SPLIT_RANDOM : SPLIT_WHOLE,
+					compact, NULL);
+			xstream_test_fail_alloc(-1);
+			if (rc == XSTREAM_ERR_NOMEM) {
+				seen_nomem++;
+				assert_string_equal(xstream_condition(rc), "resource-constraint");
+				assert_int_equal(xstream_reset(r.xs), 0);
+				assert_int_equal(xstream_feed(r.xs, in, strlen(in), NULL), XSTREAM_OK);
+			} else {
+				assert_int_equal(rc, XSTREAM_OK);
+				if (!compact)
+					seen_ok = 1;
+			}
+			rec_free(&r);
+		}
+	}
+	assert_true(seen_nomem > 3);
+	assert_true(seen_ok);
+}
+
 /* Heap held by one idle session's xstream, with and without hibernation. */
 static void test_idle_memory(void **state)
 {
@@ -851,6 +889,7 @@ int main(void)
 		cmocka_unit_test(test_compact_random),
 		cmocka_unit_test(test_compact_boundaries),
 		cmocka_unit_test(test_reset_anywhere),
+		cmocka_unit_test(test_out_of_memory),
 		cmocka_unit_test(test_idle_memory),
 		cmocka_unit_test(test_conditions),
 	};
