@@ -6,7 +6,8 @@
  * three pieces with xstream_compact() between them. Callbacks stop the parser
  * at every header and <stop/> stanza and parsing continues from *consumed. Both runs must
  * agree: same success or failure, and on success the same events. Every
- * stanza is serialized and re-parsed, and must serialize the same again.
+ * stanza is serialized and re-parsed, and must serialize the same again; a
+ * deep copy must serialize the same too.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -39,13 +40,21 @@ static void on_open(void *ud, const struct xnode *h, const char *default_ns)
 static void on_stanza(void *ud, struct xnode *st)
 {
 	struct run *r = ud;
-	struct xbuf one;
+	struct xnode *copy = xnode_copy(st);
+	struct xbuf one, two;
 
 	xbuf_init(&one);
+	xbuf_init(&two);
 	if (xnode_serialize(st, "jabber:client", &one) == 0) {
 		xbuf_append(&r->log, one.data, one.len);
 		reparse_check(&one);
+		/* A deep copy serializes the same. */
+		if (copy && xnode_serialize(copy, "jabber:client", &two) == 0 &&
+		    (two.len != one.len || memcmp(one.data, two.data, one.len) != 0))
+			abort();
 	}
+	xnode_free(copy);
+	xbuf_free(&two);
 	xbuf_puts(&r->log, "\n");
 	if (strcmp(st->name, "stop") == 0)
 		xstream_stop(r->xs);
