@@ -1034,6 +1034,8 @@ int cli_main(int argc, char **argv)
 	int rc;
 
 	signal(SIGPIPE, SIG_IGN);
+	/* Progress lines must reach a log file or a pipe as they happen. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	rc = parse(&c, argc, argv);
 	if (rc >= 0)
 		return rc == 1 ? 0 : rc;
