@@ -704,6 +704,7 @@ int xstream_reset(struct xstream *xs)
 	xs->mark = 0;
 	xs->halt_off = 0;
 	xs->depth = 0;
+	xs->ndecls = 0;
 	xs->err = 0;
 	xs->state = XS_HEADER;
 	xs->stop_req = false;

@@ -354,8 +354,20 @@ static void test_errors(void **state)
 		  sizeof(HDR "<message>\0</message>") - 1, XSTREAM_ERR_NOT_WELL_FORMED },
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct rec r;
+
 		check_error(cases[i].name, cases[i].in, strlen(cases[i].in), cases[i].rc);
+		/* After a reset the same xstream reads a good stream. */
+		rec_init(&r, NULL);
+		xstream_feed(r.xs, cases[i].in, strlen(cases[i].in), NULL);
+		assert_int_equal(xstream_reset(r.xs), 0);
+		r.nstanzas = 0;
+		assert_int_equal(xstream_feed(r.xs, HDR "<presence/>", strlen(HDR) + 11, NULL),
+				 XSTREAM_OK);
+		assert_int_equal(r.nstanzas, 1);
+		rec_free(&r);
+	}
 	for (size_t i = 0; i < sizeof(bins) / sizeof(bins[0]); i++)
 		check_error(bins[i].name, bins[i].in, bins[i].len, bins[i].rc);
 }
