@@ -12,7 +12,9 @@
  *   Service      <service> (default "chat"); rainbow owns its spec.selector:
  *                {app: <app>, rainbow.chat/sha: <selected sha>}; "none"
  *                as the sha selects no pod.
- *   annotations  rainbow.chat/<meta key> on the Deployment (platform meta).
+ *   annotations  rainbow.chat/<meta key> on the Deployment (platform meta);
+ *                metrics.rainbow.chat/port: chatd's metrics port, recorded at
+ *                create so that counts are read right without the template.
  *   preview      chat-<sha>-preview, a Service per colour when -P preview=1.
  *
  * Options (-P KEY=VALUE): service, app, template (pod template file; default
@@ -42,6 +44,7 @@
 #define KUBE_ANNOT_PREFIX "rainbow.chat/"
 #define KUBE_DELETION_COST "controller.kubernetes.io/pod-deletion-cost"
 #define KUBE_SELECT_NONE "none"
+#define KUBE_PORT_ANNOT "metrics.rainbow.chat/port"
 #define KUBE_CONFLICT_RETRIES 5
 #define KUBE_METRICS_MAX (1u << 20)
 
@@ -52,7 +55,8 @@ struct kube {
 	const char *app;
 	char *template_path;
 	json_t *template;	/* the pod template (spec.template), loaded on first create */
-	int metrics_port;	/* 0: from the template, else 8080 */
+	int metrics_port_opt;	/* -P metrics-port, 0 when not given */
+	int tpl_metrics_port;	/* from the template (http/metrics port) or 8080 */
 	int via_pod_ip;		/* read /metrics from pod IPs (in-cluster) */
 	int preview;
 	int watch_s;
@@ -60,12 +64,15 @@ struct kube {
 	int last_unsettled;	/* the last list saw a rollout in progress */
 };
 
+/* The value of -P key; when given twice, the last one wins. */
 static const char *opt(const struct platform_opts *o, const char *key)
 {
+	const char *v = NULL;
+
 	for (size_t i = 0; i < o->n_extra; i++)
 		if (strcmp(o->extra[i].key, key) == 0)
-			return o->extra[i].value;
-	return NULL;
+			v = o->extra[i].value;
+	return v;
 }
 
 static int opt_int(const struct platform_opts *o, const char *key, int def)
@@ -156,7 +163,7 @@ static int kube_open(struct platform *p, const struct platform_opts *o)
 	if (!v || !*v)
 		v = getenv("RAINBOW_POD_TEMPLATE");
 	k->template_path = strdup(v && *v ? v : "k8s/pod-template.yaml");
-	k->metrics_port = opt_int(o, "metrics-port", 0);
+	k->metrics_port_opt = opt_int(o, "metrics-port", 0);
 	if ((v = opt(o, "metrics-via")) && *v) {
 		if (strcmp(v, "proxy") && strcmp(v, "pod-ip"))
 			return platform_error(p, -EINVAL, "-P metrics-via: proxy or pod-ip, not %s",
@@ -461,7 +468,7 @@ static int load_template(struct platform *p, struct kube *k)
 				      k->template_path);
 	}
 	k->template = t;
-	if (!k->metrics_port) {
+	{
 		json_t *ports = jget(json_array_get(jget(t, "spec.containers"), 0), "ports"), *pt;
 		size_t i;
 
@@ -469,10 +476,10 @@ static int load_template(struct platform *p, struct kube *k)
 			const char *name = jstr(pt, "name");
 
 			if (name && (!strcmp(name, "http") || !strcmp(name, "metrics")))
-				k->metrics_port = (int)jint(pt, "containerPort");
+				k->tpl_metrics_port = (int)jint(pt, "containerPort");
 		}
-		if (!k->metrics_port)
-			k->metrics_port = 8080;
+		if (!k->tpl_metrics_port)
+			k->tpl_metrics_port = 8080;
 	}
 	return 0;
 }
@@ -513,7 +520,7 @@ static int create_preview(struct platform *p, struct kube *k, const char *sha)
 static int kube_create(struct platform *p, const char *sha, int replicas)
 {
 	struct kube *k = p->ctx;
-	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX], rep[16];
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX], rep[16], port[16];
 	json_t *tpl, *body = NULL, *meta, *lbl;
 	int rc;
 
@@ -542,10 +549,13 @@ static int kube_create(struct platform *p, const char *sha, int replicas)
 	json_object_set_new(lbl, KUBE_SHA_LABEL, json_string(sha));
 	snprintf(name, sizeof(name), "chat-%s", sha);
 	snprintf(rep, sizeof(rep), "%d", replicas);
-	body = json_pack("{s:s, s:s, s:{s:s, s:o, s:{s:s}}, s:{s:i, s:i, s:{s:o}, s:O}}",
+	snprintf(port, sizeof(port), "%d",
+		 k->metrics_port_opt ? k->metrics_port_opt : k->tpl_metrics_port);
+	body = json_pack("{s:s, s:s, s:{s:s, s:o, s:{s:s, s:s}}, s:{s:i, s:i, s:{s:o}, s:O}}",
 			 "apiVersion", "apps/v1", "kind", "Deployment", "metadata", "name", name,
 			 "labels", labels_for(k, sha), "annotations",
-			 KUBE_ANNOT_PREFIX PLATFORM_META_REPLICAS, rep, "spec", "replicas", replicas,
+			 KUBE_ANNOT_PREFIX PLATFORM_META_REPLICAS, rep, KUBE_PORT_ANNOT, port,
+			 "spec", "replicas", replicas,
 			 "revisionHistoryLimit", 1, "selector", "matchLabels", labels_for(k, sha),
 			 "template", tpl);
 	if (!body)
@@ -634,14 +644,26 @@ static long parse_connections(const char *text)
 	return -1;
 }
 
-/* The metrics port from -P metrics-port or the template; 8080 without either. */
-static void metrics_port(struct platform *p, struct kube *k)
+/*
+ * chatd's metrics port for colour dep: -P metrics-port, else the port the
+ * colour was created with (KUBE_PORT_ANNOT, so `rainbow status` works from
+ * anywhere), else the template's, else 8080.
+ */
+static int metrics_port(struct platform *p, struct kube *k, json_t *dep)
 {
-	if (!k->metrics_port && load_template(p, k) != 0)
-		k->metrics_port = 8080;	/* no template here: status still works */
+	json_t *ann = jget(dep, "metadata.annotations");
+	const char *v = json_string_value(json_object_get(ann, KUBE_PORT_ANNOT));
+
+	if (k->metrics_port_opt)
+		return k->metrics_port_opt;
+	if (v && atoi(v) > 0 && atoi(v) < 65536)
+		return atoi(v);
+	if (!k->tpl_metrics_port && load_template(p, k) != 0)
+		k->tpl_metrics_port = 8080;
+	return k->tpl_metrics_port;
 }
 
-static long pod_connections(struct kube *k, json_t *pod)
+static long pod_connections(struct kube *k, json_t *pod, int port)
 {
 	const char *name = jstr(pod, "metadata.name"), *ip = jstr(pod, "status.podIP");
 	char path[512], err[PLATFORM_ERR_MAX];
@@ -650,7 +672,7 @@ static long pod_connections(struct kube *k, json_t *pod)
 	int retries;
 
 	if (k->via_pod_ip) {
-		char *text = ip ? metrics_direct(ip, k->metrics_port) : NULL;
+		char *text = ip ? metrics_direct(ip, port) : NULL;
 
 		if (text)
 			n = parse_connections(text);
@@ -658,7 +680,7 @@ static long pod_connections(struct kube *k, json_t *pod)
 		return n;
 	}
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns,
-		 name, k->metrics_port);
+		 name, port);
 	/* An unreadable pod is reported as -1 at once: the caller polls again. */
 	retries = kubeclient_set_retries(k->kc, 0);
 	if (kubeclient_request(k->kc, "GET", path, NULL, NULL,
@@ -745,15 +767,15 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 	struct platform_replica *rs = NULL;
 	json_t *items, *pod;
 	size_t i, cnt = 0;
-	int rc;
+	int rc, port;
 
 	*out = NULL;
 	*n = 0;
 	rc = get_deployment(p, k, sha, &dep);
 	if (rc)
 		return rc;
+	port = metrics_port(p, k, dep.body);
 	kubeclient_result_free(&dep);
-	metrics_port(p, k);
 	rc = list_pods(p, k, sha, &pods);
 	if (rc)
 		return rc;
@@ -772,7 +794,7 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 			continue;
 		snprintf(rs[cnt].name, sizeof(rs[cnt].name), "%s", name);
 		rs[cnt].ready = pod_ready(pod);
-		rs[cnt].connections = pod_connections(k, pod);
+		rs[cnt].connections = pod_connections(k, pod, port);
 		cnt++;
 	}
 	kubeclient_result_free(&pods);
@@ -956,14 +978,14 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 	json_t *items, *pod;
 	long want;
 	size_t i;
-	int rc, found = 0;
+	int rc, port, found = 0;
 
 	rc = get_deployment(p, k, sha, &dep);
 	if (rc)
 		return rc;
 	want = jint(dep.body, "spec.replicas");
+	port = metrics_port(p, k, dep.body);
 	kubeclient_result_free(&dep);
-	metrics_port(p, k);
 	rc = list_pods(p, k, sha, &pods);
 	if (rc)
 		return rc;
@@ -972,7 +994,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		const char *pn = jstr(pod, "metadata.name");
 
 		if (pn && !strcmp(pn, name)) {
-			long c = pod_connections(k, pod);
+			long c = pod_connections(k, pod, port);
 
 			found = 1;
 			if (c != 0) {
@@ -996,7 +1018,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		if (!strcmp(pn, name)) {
 			rc = set_deletion_cost(p, k, pn, -2147483647L);
 		} else {
-			c = pod_connections(k, pod);
+			c = pod_connections(k, pod, port);
 			rc = set_deletion_cost(p, k, pn, c < 0 ? 2147483647L : c);
 		}
 		if (rc)

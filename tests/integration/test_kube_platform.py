@@ -135,6 +135,11 @@ class TestKubeOps(KubeBase):
         self.assertEqual(len(reps), 2)
         self.assertTrue(all(r["ready"] and r["connections"] == 0 for r in reps), reps)
         self.assertTrue(all(r["name"].startswith("chat-%s-" % SHA_A) for r in reps))
+        # the metrics port is recorded on the colour: counts read right from
+        # anywhere, without the template file
+        self.assertEqual(dep["metadata"]["annotations"]["metrics.rainbow.chat/port"], "5280")
+        reps = self.ok("replicas", SHA_A, extra=["-P", "template=/nonexistent.yaml"])
+        self.assertEqual([r["connections"] for r in reps], [0, 0])
 
         self.ok("select", SHA_A)
         self.assertEqual(self.selector(), labels)
