@@ -676,8 +676,22 @@ int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare
 			 int prio, const char *from, const char *xml, size_t len)
 {
 	const struct cluster_route *r, *o;
+	struct link **links = NULL;
+	char **fulls = NULL;
+	size_t cnt = 0, i;
 	int n = 0;
 
+	/* Collected first: a failed write closes its link, which drops that
+	 * link's routes out of the list being walked. */
+	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext)
+		cnt += bare_selected(r, mode, prio);
+	if (!cnt)
+		return 0;
+	links = calloc(cnt, sizeof(*links));
+	fulls = calloc(cnt, sizeof(*fulls));
+	if (!links || !fulls)
+		goto out;
+	cnt = 0;
 	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext) {
 		if (!bare_selected(r, mode, prio))
 			continue;
@@ -687,25 +701,63 @@ int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare
 				break;
 		if (o != r)
 			continue;
-		if (send_stanza(cl, r->owner->ud, r->full, from, xml, len) == 0)
-			n++;
+		fulls[cnt] = strdup(r->full);
+		if (!fulls[cnt])
+			break;
+		links[cnt++] = r->owner->ud;
 	}
+	for (i = 0; i < cnt; i++)
+		if (send_stanza(cl, links[i], fulls[i], from, xml, len) == 0)
+			n++;
+out:
+	for (i = 0; fulls && i < cnt; i++)
+		free(fulls[i]);
+	free(fulls);
+	free(links);
 	return n;
 }
 
 int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len)
 {
-	int n, rc;
+	const struct cluster_route *r, *o;
+	const char *slash = strchr(from, '/');
+	char bare[CLUSTER_JID_MAX + 1];
+	size_t blen = slash ? (size_t)(slash - from) : strlen(from);
+	struct link **links;
+	size_t cnt = 0, i;
+	int n = 0, rc;
 
-	if (!cl->st.peers)
+	if (blen > CLUSTER_JID_MAX)
+		return -EINVAL;
+	memcpy(bare, from, blen);
+	bare[blen] = '\0';
+	/* Broadcast presence goes to the user's own other resources (no
+	 * rosters): only the instances that hold one need it. Collected first
+	 * (a failed write drops routes from the list). */
+	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext)
+		cnt++;
+	if (!cnt)
 		return 0;
+	links = calloc(cnt, sizeof(*links));
+	if (!links)
+		return -ENOMEM;
+	cnt = 0;
+	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext) {
+		for (o = cluster_routes_bare(&cl->remote, bare); o != r; o = o->bnext)
+			if (o->owner == r->owner)
+				break;
+		if (o == r)
+			links[cnt++] = r->owner->ud;
+	}
 	cluster_buf_reset(&cl->obuf);
 	rc = cluster_enc_presence(&cl->obuf, from, xml, len);
-	if (rc < 0) {
-		cluster_buf_reset(&cl->obuf);
+	for (i = 0; rc == 0 && i < cnt; i++)
+		if (link_write(links[i], cl->obuf.data, cl->obuf.len) == 0)
+			n++;
+	cluster_buf_reset(&cl->obuf);
+	free(links);
+	if (rc < 0)
 		return rc == CLUSTER_PROTO_ENOMEM ? -ENOMEM : -EINVAL;
-	}
-	n = broadcast_obuf(cl);
 	cl->st.forwarded += (uint64_t)n;
 	return n;
 }

@@ -121,8 +121,9 @@ int cluster_bare_best(const struct cluster *cl, const char *bare, int *best);
  * Returns the number of copies sent. */
 int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare_mode mode,
 			 int prio, const char *from, const char *xml, size_t len);
-/* Sends presence broadcast by a local user to every peer. Returns the
- * number of peers it went to. */
+/* Sends presence broadcast by a local user (from: full JID) to every peer
+ * that holds another resource of the same user. Returns the number of
+ * peers it went to. */
 int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len);
 
 /* 1 when full is bound on some peer. */

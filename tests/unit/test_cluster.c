@@ -649,8 +649,11 @@ static void test_links(void **state)
 	dw[1] = 2;
 	assert_true(run_until(&loop, delivered_is, dw, 3000));
 
-	/* presence goes to every peer */
-	assert_int_equal(cluster_broadcast_presence(nodes[1].cl, "bob@x/r", "<presence/>", 11), 2);
+	/* broadcast presence goes to the peers holding the user's other
+	 * resources: alice has one on a and one on c, bob none anywhere */
+	assert_int_equal(cluster_broadcast_presence(nodes[1].cl, "bob@x/r", "<presence/>", 11), 0);
+	assert_int_equal(cluster_broadcast_presence(nodes[1].cl, "alice@x/tab", "<presence/>", 11),
+			 2);
 	for (int k = 0; k < 200 && (nodes[0].presences < 1 || nodes[2].presences < 1); k++)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_int_equal(nodes[0].presences, 1);
