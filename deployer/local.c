@@ -568,7 +568,7 @@ out:
 
 static void chatd_default(char *buf, size_t len)
 {
-	char exe[LOCAL_PATH_MAX];
+	char exe[LOCAL_PATH_MAX / 2];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *slash;
 
