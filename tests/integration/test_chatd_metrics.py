@@ -261,7 +261,9 @@ class Drain(unittest.TestCase):
 class Pings(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.d = Chatd(users=USERS, args=["--ping-interval", "1", "--ping-timeout", "1",
+        # interval 2 s: keepalives every 0.2 s keep a wide margin on a
+        # loaded machine; the timeout stays short
+        cls.d = Chatd(users=USERS, args=["--ping-interval", "2", "--ping-timeout", "1",
                                          "--auth-timeout", "30"])
         cls.d.start()
 
@@ -324,7 +326,7 @@ class Pings(unittest.TestCase):
         end = time.monotonic() + 4.5
         while time.monotonic() < end:
             self.assertTrue(c.send(" "))
-            st = c.next_stanza(timeout=0.3)
+            st = c.next_stanza(timeout=0.2)
             self.assertIsNone(st, "got %s although the client was never idle" % (
                 st is not None and xmpp.ET.tostring(st)))
             self.assertIsNone(c.end)

@@ -199,7 +199,8 @@ class Client:
     """One raw XMPP client connection to chatd.
 
     After the server ends the stream, `end` says how: 'eof' (orderly TCP
-    close), 'reset', or None while the connection is open; `stream_error`
+    close), 'reset', 'tls-error' (a broken TLS record; `end_detail` says
+    which), or None while the connection is open; `stream_error`
     holds the condition of a <stream:error/> the server sent, and
     `closed_tag` whether </stream:stream> arrived.
     """
