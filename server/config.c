@@ -29,16 +29,19 @@ struct opt {
 	const char *help;
 };
 
-#define STR(f, a, h) { #f, OPT_STR, offsetof(struct config, f), sizeof(((struct config *)0)->f), a, h }
+#define FIELD_SIZE(f) sizeof(((struct config *)0)->f)
+#define STR(f, a, h) { #f, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h }
 #define CFG(n, k, f, a, h) { n, k, offsetof(struct config, f), 0, a, h }
 
 static const struct opt config_opts[] = {
 	STR(listen, "ADDR:PORT", "client listener (default 0.0.0.0:5222)"),
-	STR(http, "ADDR:PORT", "HTTP /metrics /healthz /readyz (default 0.0.0.0:5280; \"\" disables)"),
+	STR(http, "ADDR:PORT",
+	    "HTTP /metrics /healthz /readyz (default 0.0.0.0:5280; \"\" disables)"),
 	STR(domain, "NAME", "XMPP domain served (default localhost)"),
 	{ "version-label", OPT_STR, offsetof(struct config, version_label),
 	  sizeof(((struct config *)0)->version_label), "STR",
-	  "version reported to clients and in metrics (default: build SHA; env also CHATD_VERSION)" },
+	  "version reported to clients and in metrics (default: build SHA; "
+	  "env also CHATD_VERSION)" },
 	STR(instance, "NAME", "instance name (default: hostname; env also POD_NAME)"),
 	CFG("auth-any", OPT_BOOL, auth_any, NULL,
 	    "demo mode: accept any user name and password (PLAIN); SCRAM password = user name"),
@@ -47,7 +50,7 @@ static const struct opt config_opts[] = {
 	CFG("allow-plaintext-auth", OPT_BOOL, allow_plaintext_auth, NULL,
 	    "offer PLAIN on connections without TLS"),
 	{ "tls-cert", OPT_STR, offsetof(struct config, tls_cert),
-	  sizeof(((struct config *)0)->tls_cert), "FILE", "PEM certificate chain (enables STARTTLS)" },
+	  FIELD_SIZE(tls_cert), "FILE", "PEM certificate chain (enables STARTTLS)" },
 	{ "tls-key", OPT_STR, offsetof(struct config, tls_key),
 	  sizeof(((struct config *)0)->tls_key), "FILE", "PEM private key" },
 	CFG("require-tls", OPT_BOOL, require_tls, NULL, "refuse SASL before STARTTLS"),
@@ -61,7 +64,8 @@ static const struct opt config_opts[] = {
 	    "client connections held at once (default: open-files limit - 100)"),
 	CFG("max-stanza", OPT_SIZE, max_stanza, "BYTES",
 	    "largest stanza after authentication (default 65536)"),
-	CFG("max-depth", OPT_UINT, max_depth, "N", "deepest element nesting in a stanza (default 32)"),
+	CFG("max-depth", OPT_UINT, max_depth, "N",
+	    "deepest element nesting in a stanza (default 32)"),
 	CFG("max-output", OPT_SIZE, max_output, "BYTES",
 	    "output queued for one client before it is closed as too slow (default 262144)"),
 	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",

@@ -30,8 +30,8 @@ struct wreq {
 };
 
 static const char *const state_names[] = {
-	[ST_HEADER] = "header",       [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
-	[ST_RESTART] = "restart",     [ST_BIND] = "bind",           [ST_ESTABLISHED] = "established",
+	[ST_HEADER] = "header", [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
+	[ST_RESTART] = "restart", [ST_BIND] = "bind", [ST_ESTABLISHED] = "established",
 	[ST_CLOSED] = "closed",
 };
 

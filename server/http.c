@@ -54,8 +54,10 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 		n = metrics_format(&srv->metrics, srv->cfg->version_label, srv->cfg->instance, buf,
 				   sizeof(buf));
 		if (n < 0)
-			return http_reply(mc, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "overflow\n", 9);
-		n += (long)cluster_glue_metrics(srv, buf + n, sizeof(buf) - (size_t)n); /* cluster hook */
+			return http_reply(mc, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "overflow\n",
+					  9);
+		/* cluster hook */
+		n += (long)cluster_glue_metrics(srv, buf + n, sizeof(buf) - (size_t)n);
 		return http_reply(mc, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
 				  (size_t)n);
 	}
@@ -123,7 +125,8 @@ struct http *http_start(struct srv *srv, const char *addr)
 	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 					(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 				0, NULL, NULL, http_handler, h,
-				MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL, MHD_OPTION_SOCK_ADDR, &ss,
+				MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
+				MHD_OPTION_SOCK_ADDR, &ss,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!h->d) {

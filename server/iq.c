@@ -64,8 +64,8 @@ static struct xnode *disco_info(struct conn *c, struct xnode *iq, enum iq_target
 	id = q ? xnode_add_child(q, "identity", NULL) : NULL;
 	bad |= !id;
 	if (!bad && target == IQ_TO_SERVER) {
-		bad |= xnode_set_attr(id, "category", "server") || xnode_set_attr(id, "type", "im") ||
-		       xnode_set_attr(id, "name", "chatd");
+		bad |= xnode_set_attr(id, "category", "server") ||
+		       xnode_set_attr(id, "type", "im") || xnode_set_attr(id, "name", "chatd");
 		for (size_t i = 0; i < sizeof(server_features) / sizeof(*server_features); i++)
 			bad |= add_feature(q, server_features[i]);
 	} else if (!bad) {
@@ -240,7 +240,8 @@ void iq_bind(struct conn *c, struct xnode *iq)
 	}
 	jid_format_full(&c->jid, full, sizeof(full));
 	r = xnode_new("iq", NS_CLIENT);
-	if (!r || xnode_set_attr(r, "type", "result") || xnode_set_attr(r, "id", xnode_attr(iq, "id")) ||
+	if (!r || xnode_set_attr(r, "type", "result") ||
+	    xnode_set_attr(r, "id", xnode_attr(iq, "id")) ||
 	    !(b = xnode_add_child(r, "bind", NS_BIND)) || !(jn = xnode_add_child(b, "jid", NULL)) ||
 	    !xnode_add_text(jn, full, strlen(full))) {
 		xnode_free(r);

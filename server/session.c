@@ -95,14 +95,15 @@ void session_input(struct conn *c, const char *data, size_t len)
 					return;
 				}
 				if (len)
-					conn_log(c, LOG_DEBUG, "starttls_discard", "bytes=%zu", len);
+					conn_log(c, LOG_DEBUG, "starttls_discard", "bytes=%zu",
+						 len);
 				return;
 			}
 			if (c->restart_sasl) {
 				c->restart_sasl = 0;
 				if (xstream_reset(c->xs) != 0) {
-					conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint",
-						   NULL);
+					conn_close(c, CLOSE_RESOURCE_CONSTRAINT,
+						   "resource-constraint", NULL);
 					return;
 				}
 				session_limits(c, 1);

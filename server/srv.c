@@ -135,7 +135,8 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 	c->ping_seq = ++srv->ping_seq ? srv->ping_seq : ++srv->ping_seq;
 	c->t_deadline = now + srv->cfg->ping_timeout * 1000u;
 	n = snprintf(buf, sizeof(buf),
-		     "<iq type='get' id='ping-%u' from='%s' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>",
+		     "<iq type='get' id='ping-%u' from='%s' to='%s'>"
+		     "<ping xmlns='urn:xmpp:ping'/></iq>",
 		     c->ping_seq, srv->domain, full);
 	if (n > 0 && (size_t)n < sizeof(buf)) {
 		srv->metrics.pings_sent_total++;
@@ -298,8 +299,9 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		}
 	}
 	if (cfg->auth_any)
-		log_warn("auth_any", "msg=\"DEMO MODE: any user name and password is accepted "
-				     "(PLAIN); SCRAM password is the user name. Never in production.\"");
+		log_warn("auth_any", "msg=\"DEMO MODE: any user name and password is "
+				     "accepted (PLAIN); SCRAM password is the user name. "
+				     "Never in production.\"");
 	if (!cfg->auth_any && !srv->users && !cfg->allow_anonymous)
 		log_warn("no_accounts", "msg=\"no --users, --auth-any or --allow-anonymous: "
 					"nobody can log in\"");

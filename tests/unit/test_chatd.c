@@ -174,7 +174,8 @@ static void test_metrics_format(void **state)
 	/* every reason is present, zero or not */
 	assert_non_null(
 		strstr(buf, "chatd_connections_closed_total{reason=\"system-shutdown\"} 0\n"));
-	assert_non_null(strstr(buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
+	assert_non_null(strstr(
+		buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
 	assert_non_null(strstr(buf, "\nchatd_draining 1\n"));
 	/* too small a buffer is an error, not a truncated page */
 	assert_int_equal(metrics_format(&m, "v", "i", buf, 100), -1);
