@@ -228,15 +228,19 @@ void iq_bind(struct conn *c, struct xnode *iq)
 			   e == JID_ERR_NOMEM ? "resource-constraint" : "bad-request");
 		return;
 	}
+	/* RFC 6120 7.7.2.2: the new session wins; the old one hears why. It is
+	 * closed (unavailable presence sent, route withdrawn, also from the
+	 * cluster) before the new one is added, so nothing withdraws the new
+	 * route by its shared full JID. */
+	old = router_find_full(c->srv->router, &c->jid);
+	if (old) {
+		conn_log(old, LOG_INFO, "replaced", "by_conn=%llu", (unsigned long long)c->id);
+		conn_close(old, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+	}
 	if (router_add(c->srv->router, c, &old) != 0) {
 		jid_clear(&c->jid);
 		bind_error(c, iq, "wait", "resource-constraint");
 		return;
-	}
-	if (old) {
-		/* RFC 6120 7.7.2.2: the new session wins; the old one hears why. */
-		conn_log(old, LOG_INFO, "replaced", "by_conn=%llu", (unsigned long long)c->id);
-		conn_close(old, CLOSE_CONFLICT, "conflict", "replaced by a new session");
 	}
 	jid_format_full(&c->jid, full, sizeof(full));
 	r = xnode_new("iq", NS_CLIENT);
