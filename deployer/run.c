@@ -270,7 +270,7 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 		return;
 	switch (ph) {
 	case DEPLOY_PHASE_CREATE:
-		fprintf(o->out, "create chat-%s (%d replicas) ... %.2fs\n", sha, r->wanted,
+		fprintf(o->out, "start chat-%s (%d replicas) ... %.2fs\n", sha, r->wanted,
 			dur_ms / 1000.0);
 		break;
 	case DEPLOY_PHASE_READY:
