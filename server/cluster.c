@@ -572,7 +572,8 @@ static void broadcast_route(struct cluster *cl, uint8_t type, const char *full, 
 	cluster_buf_reset(&cl->obuf);
 	rc = cluster_batch_begin(&bt, &cl->obuf, type);
 	if (rc >= 0)
-		rc = cluster_batch_add(&bt, full, priority, available ? CLUSTER_ROUTE_AVAILABLE : 0);
+		rc = cluster_batch_add(&bt, full, priority,
+				       available ? CLUSTER_ROUTE_AVAILABLE : 0);
 	if (rc < 0) {
 		cluster_buf_reset(&cl->obuf);
 		return; /* an unencodable JID: nothing can route to it anyway */
