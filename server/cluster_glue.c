@@ -304,14 +304,13 @@ int cluster_glue_init(struct srv *srv)
 	cc.keepalive = cfg->cluster_keepalive;
 	if (cluster_new(srv->loop, &cc, &hooks, g, &g->cl) < 0)
 		goto fail;
-	if (cluster_start(g->cl) < 0) {
-		cluster_free(g->cl);
-		goto fail;
-	}
 	OPENSSL_cleanse(secret, secretlen);
 	free(secret);
+	/* Kept even when the start fails: the listener it opened closes
+	 * during the loop run that follows a failed srv_init(), and
+	 * cluster_glue_free() frees it after that. */
 	srv->cluster = g;
-	return 0;
+	return cluster_start(g->cl) < 0 ? -1 : 0;
 fail:
 	if (g)
 		xstream_free(g->xs);

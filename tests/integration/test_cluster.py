@@ -483,7 +483,7 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNone(old.sanitizer_report())
 
 
-class NoSecretTest(unittest.TestCase):
+class StartupTest(unittest.TestCase):
     def test_cluster_mode_needs_a_secret(self):
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),
                           "--http", "", "--auth-any",
@@ -500,6 +500,25 @@ class NoSecretTest(unittest.TestCase):
                           "--cluster-secret-file", short])
         self.assertNotEqual(p.wait(timeout=20), 0)
         self.assertIn("event=cluster_config", p.stderr())
+        self.assertIsNone(p.sanitizer_report())
+
+    def test_link_port_in_use(self):
+        d = tempfile.mkdtemp(prefix="rb-cluster-")
+        secret = os.path.join(d, "secret")
+        with open(secret, "w") as f:
+            f.write(os.urandom(24).hex())
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        try:
+            p = harness.Proc([harness.binary("chatd"),
+                              "--listen", "127.0.0.1:%d" % harness.free_port(),
+                              "--http", "", "--auth-any", "--cluster-secret-file", secret,
+                              "--cluster-listen", "127.0.0.1:%d" % busy.getsockname()[1]])
+            self.assertNotEqual(p.wait(timeout=20), 0)
+        finally:
+            busy.close()
+        self.assertIn("event=cluster_listen", p.stderr())
         self.assertIsNone(p.sanitizer_report())
 
 
