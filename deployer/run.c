@@ -177,7 +177,7 @@ struct summary {
 
 /* Performs one action; 0 or the platform's error (already in p->err). */
 static int perform(struct platform *p, const struct deploy_act *a, const struct run_obs *ro,
-		   const struct run_opts *o, struct summary *sum, size_t *n_sum)
+		   int64_t obs_mono, const struct run_opts *o, struct summary *sum, size_t *n_sum)
 {
 	const struct deploy_colour_obs *c = obs_find(ro, a->sha);
 	long conns = c ? deploy_colour_connections(c) : -1;
@@ -230,6 +230,8 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 			json_object_set_new(e, "replicas", json_integer(a->replicas));
 		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA)
 			json_object_set_new(e, "replica", json_string(a->name));
+		/* From the observation that decided it to the platform's confirmation. */
+		json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
 		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
 			json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
 		run_record(o->state_dir, e);
@@ -307,6 +309,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		struct run_obs ro;
 		int failed = 0;
 		int64_t sleep_ms = (int64_t)(o->poll_s * 1000.0);
+		int64_t obs_mono;
 
 		if (run_observe(p, &ro) < 0) {
 			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
@@ -315,6 +318,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			usleep((useconds_t)sleep_ms * 1000);
 			continue;
 		}
+		obs_mono = mono_ms();
 		run_timeline(o->state_dir, &ro);
 		deploy_step(cfg, &ro.obs, mem, res);
 		if (res->phase != cur) {
@@ -340,7 +344,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			fflush(o->out);
 		}
 		for (size_t i = 0; i < res->n_act; i++)
-			if (perform(p, &res->act[i], &ro, o, sum, &n_sum) < 0) {
+			if (perform(p, &res->act[i], &ro, obs_mono, o, sum, &n_sum) < 0) {
 				failed = 1;
 				break;	/* decide again from what is there now */
 			}

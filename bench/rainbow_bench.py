@@ -1,0 +1,241 @@
+#!/usr/bin/env python3
+"""rainbow benchmarks on the local platform (real chatd, non-sanitized build):
+
+  switch     time from "new colour observed ready" to "switch confirmed"
+             (rainbow's own record: since_obs_ms of the select event), over
+             N deploys; and the select operation alone (op_ms)
+  drain      drain detection latency: the last connection of an old colour
+             closes at a known time; how long until rainbow deleted it
+             (expected: settle + up to one poll + the delete itself)
+  proxy      the switch's added round-trip latency (echo, 1 byte in flight)
+             and bulk throughput, switch vs direct, same client and backend
+
+Usage: bench/rainbow_bench.py [--build DIR] [switch|drain|proxy|all]
+Prints one line per figure and a markdown table at the end.
+Bounded: every loop has a fixed count; a run takes about a minute.
+"""
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Local:
+    def __init__(self, build):
+        self.state = tempfile.mkdtemp(prefix="rb-bench-")
+        self.port = free_port()
+        self.rainbow = os.path.join(build, "rainbow")
+        self.env = dict(os.environ, RAINBOW_CHATD=os.path.join(build, "chatd"),
+                        RAINBOW_STATE_DIR=self.state)
+        self.rb("local", "up", "--listen", "127.0.0.1:%d" % self.port)
+
+    def rb(self, *args, check=True):
+        r = subprocess.run([self.rainbow] + list(args), capture_output=True, text=True,
+                           env=self.env, timeout=120)
+        if check and r.returncode != 0:
+            raise RuntimeError("rainbow %s: %s" % (" ".join(args), r.stderr))
+        return r
+
+    def record(self):
+        with open(os.path.join(self.state, "record.jsonl")) as f:
+            return [json.loads(x) for x in f if x.strip()]
+
+    def close(self):
+        self.rb("local", "down", "--force", check=False)
+        shutil.rmtree(self.state, ignore_errors=True)
+
+
+def summary(xs):
+    xs = sorted(xs)
+    return "median %.1f ms, min %.1f, max %.1f (n=%d)" % (statistics.median(xs), xs[0],
+                                                          xs[-1], len(xs))
+
+
+def bench_switch(build, rows, n=8):
+    loc = Local(build)
+    try:
+        for i in range(n):
+            loc.rb("deploy", "%07x" % (0xa000000 + i), "--replicas", "2", "--settle", "0",
+                   "--poll", "0.05s")
+        sel = [e for e in loc.record() if e["event"] == "select"]
+        since = [e["since_obs_ms"] for e in sel]
+        op = [e["op_ms"] for e in sel]
+        print("switch: ready observed -> switch confirmed: " + summary(since))
+        print("switch: select operation (control socket + read-back): " + summary(op))
+        rows.append(("ready observed -> switch confirmed (local)", summary(since)))
+        rows.append(("select operation alone", summary(op)))
+    finally:
+        loc.close()
+
+
+def bench_drain(build, rows, reps=3, settle=1.0, poll=0.2):
+    loc = Local(build)
+    lat = []
+    try:
+        for i in range(reps):
+            old = "%07x" % (0xb000000 + 2 * i)
+            new = "%07x" % (0xb000001 + 2 * i)
+            loc.rb("deploy", old, "--replicas", "1", "--settle", "0", "--poll", "0.05s")
+            c = socket.create_connection(("127.0.0.1", loc.port))
+            time.sleep(0.5)  # chatd counted it
+            p = subprocess.Popen([loc.rainbow, "deploy", new, "--replicas", "1", "--settle",
+                                  "%gs" % settle, "--poll", "%gs" % poll, "--quiet"],
+                                 env=loc.env)
+            deadline = time.time() + 30
+            while time.time() < deadline:
+                if any(e["event"] == "select" and e["sha"] == new for e in loc.record()):
+                    break
+                time.sleep(0.02)
+            time.sleep(1.0)
+            t_close = time.time()
+            c.close()
+            p.wait(60)
+            rm = [e for e in loc.record() if e["event"] == "remove" and e["sha"] == old]
+            lat.append((rm[-1]["t"] - t_close) * 1000.0)
+        print("drain: last close -> colour deleted (settle %gs, poll %gs): %s"
+              % (settle, poll, summary(lat)))
+        rows.append(("drain detection + delete (settle %gs, poll %gs)" % (settle, poll),
+                     summary(lat)))
+    finally:
+        loc.close()
+
+
+class Echo:
+    """Echo backend with large buffers; bulk mode discards what it reads."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.run, daemon=True).start()
+
+    def run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+
+    def serve(self, c):
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        mode = c.recv(1)
+        buf = bytearray(1 << 20)
+        try:
+            if mode == b"e":
+                while True:
+                    n = c.recv_into(buf, 1)
+                    if not n:
+                        break
+                    c.sendall(buf[:n])
+            else:
+                total = 0
+                while True:
+                    n = c.recv_into(buf)
+                    if not n:
+                        break
+                    total += n
+                c.sendall(str(total).encode())
+        finally:
+            c.close()
+
+
+def rtt(port, n=3000):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    c.sendall(b"e")
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        c.sendall(b"x")
+        c.recv(1)
+        ts.append((time.perf_counter() - t) * 1e6)
+    c.close()
+    ts.sort()
+    return ts[len(ts) // 2], ts[int(len(ts) * 0.99)]
+
+
+def bulk(port, total=512 << 20):
+    c = socket.create_connection(("127.0.0.1", port))
+    c.sendall(b"b")
+    chunk = b"y" * (1 << 20)
+    t = time.perf_counter()
+    sent = 0
+    while sent < total:
+        c.sendall(chunk)
+        sent += len(chunk)
+    c.shutdown(socket.SHUT_WR)
+    got = int(c.recv(64))
+    dt = time.perf_counter() - t
+    c.close()
+    assert got == total, (got, total)
+    return total / dt / (1 << 20)
+
+
+def bench_proxy(build, rows):
+    loc = Local(build)
+    echo = Echo()
+    try:
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(os.path.join(loc.state, "switch.sock"))
+        s.sendall(b"select abcdef0 127.0.0.1:%d\n" % echo.port)
+        assert s.recv(100).startswith(b"ok")
+        s.close()
+        d50, d99 = rtt(echo.port)
+        s50, s99 = rtt(loc.port)
+        print("proxy: echo round trip direct p50 %.0f us p99 %.0f us; through the switch "
+              "p50 %.0f us p99 %.0f us (added p50 %.0f us)" % (d50, d99, s50, s99, s50 - d50))
+        dt = bulk(echo.port)
+        st = bulk(loc.port)
+        print("proxy: bulk one connection direct %.0f MiB/s, through the switch %.0f MiB/s"
+              % (dt, st))
+        rows.append(("echo round trip p50/p99, direct", "%.0f / %.0f us" % (d50, d99)))
+        rows.append(("echo round trip p50/p99, via switch", "%.0f / %.0f us" % (s50, s99)))
+        rows.append(("bulk throughput, one connection, direct", "%.0f MiB/s" % dt))
+        rows.append(("bulk throughput, one connection, via switch", "%.0f MiB/s" % st))
+    finally:
+        loc.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("what", nargs="?", default="all", choices=["switch", "drain", "proxy", "all"])
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    for b in ("rainbow", "chatd"):
+        if not os.access(os.path.join(build, b), os.X_OK):
+            sys.exit("rainbow_bench: %s/%s not built (make all)" % (build, b))
+    rows = []
+    if a.what in ("switch", "all"):
+        bench_switch(build, rows)
+    if a.what in ("drain", "all"):
+        bench_drain(build, rows)
+    if a.what in ("proxy", "all"):
+        bench_proxy(build, rows)
+    print("\n| rainbow (local platform) | figure |\n|---|---|")
+    for k, v in rows:
+        print("| %s | %s |" % (k, v))
+
+
+if __name__ == "__main__":
+    main()
