@@ -945,10 +945,48 @@ class Edges(Base):
                 self.assert_stanza_error(st, "bad-request")
 
 
+class SmallOutputBound(unittest.TestCase):
+    def test_slow_consumer_with_bound_below_stanza_size(self):
+        # --max-output smaller than one stanza: when the socket takes only
+        # part of a stanza, the rest must still go out before the stream
+        # error (a cut stanza makes the error unreadable)
+        d = Chatd(users={"alice": "alice-pw", "bob": "bob-pw"},
+                  args=["--max-output", "8192", "--ping-interval", "600"])
+        d.start()
+        clients = []
+        try:
+            victim = d.client(rcvbuf=4096)
+            clients.append(victim)
+            victim.login("bob", "bob-pw", resource="v")
+            sender = d.login("alice", resource="s")
+            clients.append(sender)
+            closed0 = d.closed_total("policy-violation")
+            for i in range(400):  # at most 24 MB
+                sender.message(victim.jid, "%d %s" % (i, "q" * 60000))
+                sender.poll()
+                sender.pending = []
+                if i % 8 == 7 and d.closed_total("policy-violation") > closed0:
+                    break
+            harness.wait_for(lambda: d.closed_total("policy-violation") > closed0, 10,
+                             what="victim closed")
+            victim.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+            victim.wait_end(20)
+            self.assertIsNone(victim.reader.error, "stream cut before the error: %r" % bytes(
+                victim.raw[-200:]))
+            self.assertEqual(victim.stream_error, "policy-violation")
+        finally:
+            for c in clients:
+                c.close()
+            rc = d.stop()
+        self.assertEqual(rc, 0)
+        d.check_clean(self)
+
+
 class RequireTLS(unittest.TestCase):
     def test_no_sasl_before_starttls(self):
         d = Chatd(users={"alice": "alice-pw"}, args=["--require-tls"])
         d.start()
+        c = None
         try:
             c = d.client()
             f = c.open_stream()
@@ -960,8 +998,9 @@ class RequireTLS(unittest.TestCase):
             c.close()
             c = d.client()
             c.login("alice", "alice-pw", tls=True, cafile=d.cert, mech="PLAIN")
-            c.close()
         finally:
+            if c is not None:
+                c.close()
             rc = d.stop()
         self.assertEqual(rc, 0)
         d.check_clean(self)
