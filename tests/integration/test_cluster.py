@@ -483,6 +483,18 @@ class ClusterTest(unittest.TestCase):
         self.assertIsNone(old.sanitizer_report())
 
 
+    def test_8_resource_conflict_keeps_the_route(self):
+        far = self.login(self.b, "far8")
+        first = self.login(self.a, "conflicted", resource="same")
+        second = self.login(self.a, "conflicted", resource="same")
+        self.assertEqual(first.wait_stream_error(), "conflict")
+        self.assertEqual(second.jid, first.jid)
+        # the replaced session's end did not withdraw the route of its successor
+        self.barrier([second], [far])
+        far.message(second.jid, "to the successor")
+        second.expect(msg_body("to the successor"))
+
+
 class StartupTest(unittest.TestCase):
     def test_cluster_mode_needs_a_secret(self):
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),
