@@ -255,12 +255,14 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 			len -= (size_t)n;
 		}
 	}
-	if (!c->closing && uv_stream_get_write_queue_size(s) + len > c->srv->cfg->max_output) {
-		/* A slow reader: stop queueing for it; the final stream error is
-		 * still allowed past the bound (it is small). */
-		free(owned);
+	if (!c->closing && !c->overflow &&
+	    uv_stream_get_write_queue_size(s) + len > c->srv->cfg->max_output) {
+		/* A slow reader. These bytes are still queued, as part of them
+		 * may be on the wire already (and TLS records cannot be skipped):
+		 * the stream stays well-formed up to the stream error, and
+		 * conn_send() drops whole stanzas from now on. */
+		c->overflow = 1;
 		conn_fail(c, CLOSE_POLICY_VIOLATION, "policy-violation", NULL);
-		return;
 	}
 	if (owned) {
 		w = malloc(sizeof(*w));
@@ -278,7 +280,9 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 		}
 	}
 	if (!w) {
+		/* Bytes lost mid-stream: nothing more can be said on it. */
 		free(owned);
+		c->write_dead = 1;
 		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
 		return;
 	}
@@ -309,6 +313,8 @@ void conn_send(struct conn *c, const char *data, size_t len)
 {
 	if (c->handle_closed || c->write_dead)
 		return;
+	if (c->overflow && !c->closing)
+		return; /* over --max-output: whole stanzas are dropped until the close */
 	if (!c->tls) {
 		conn_raw_write(c, data, len, NULL);
 		return;

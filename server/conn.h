@@ -86,6 +86,7 @@ struct conn {
 	unsigned handle_closed : 1; /* uv_close() was called */
 	unsigned eof : 1;           /* the peer half-closed (or reset) the socket */
 	unsigned write_dead : 1;    /* writes failed: drop output */
+	unsigned overflow : 1;      /* output passed --max-output: close pending */
 	unsigned in_feed : 1;       /* inside xstream_feed() (callbacks running) */
 };
 

@@ -157,6 +157,24 @@ static enum sasl_result sasl_succeed(struct conn *c, char *user, const char *dat
 
 /* --------------------------------------------------------------- PLAIN */
 
+/* An authorization identity may only name the authenticated user itself
+ * ("user@domain" or "user"): chatd has no rules to act as someone else
+ * (RFC 6120 6.4.6). */
+static int authzid_ok(const struct conn *c, const char *authzid, const char *node)
+{
+	struct jid z = { 0 };
+	int ok;
+
+	if (!authzid || !authzid[0])
+		return 1;
+	ok = jid_parse(authzid, &z) == 0 &&
+	     ((z.node && strcmp(z.node, node) == 0 && !z.resource &&
+	       strcmp(z.domain, c->srv->domain) == 0) ||
+	      (!z.node && !z.resource && strcmp(z.domain, node) == 0));
+	jid_clear(&z);
+	return ok;
+}
+
 static enum sasl_result sasl_plain(struct conn *c, const unsigned char *msg, size_t len)
 {
 	const char *authzid = (const char *)msg, *authcid, *pass;
@@ -180,18 +198,9 @@ static enum sasl_result sasl_plain(struct conn *c, const unsigned char *msg, siz
 	r = jid_prep_node(authcid, &node);
 	if (r != 0)
 		return sasl_fail(c, "not-authorized", "user name is not a valid localpart");
-	if (zlen) {
-		/* Only "user@domain" (or the user itself) may be named. */
-		struct jid z = { 0 };
-		int ok = jid_parse(authzid, &z) == 0 &&
-			 ((z.node && strcmp(z.node, node) == 0 && !z.resource &&
-			   strcmp(z.domain, c->srv->cfg->domain) == 0) ||
-			  (!z.node && !z.resource && strcmp(z.domain, node) == 0));
-		jid_clear(&z);
-		if (!ok) {
-			free(node);
-			return sasl_fail(c, "invalid-authzid", "authzid names someone else");
-		}
+	if (!authzid_ok(c, authzid, node)) {
+		free(node);
+		return sasl_fail(c, "invalid-authzid", "authzid names someone else");
 	}
 	if (c->srv->cfg->auth_any)
 		return sasl_succeed(c, node, NULL, 0);
@@ -270,6 +279,11 @@ static enum sasl_result sasl_scram_step(struct conn *c, const unsigned char *msg
 	if (jid_prep_node(scram_server_username(s->scram), &node) != 0) {
 		free(out);
 		return sasl_fail(c, "not-authorized", "user name is not a valid localpart");
+	}
+	if (!authzid_ok(c, scram_server_authzid(s->scram), node)) {
+		free(out);
+		free(node);
+		return sasl_fail(c, "invalid-authzid", "authzid names someone else");
 	}
 	enum sasl_result res = sasl_succeed(c, node, out, outlen);
 	free(out);
