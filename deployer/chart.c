@@ -30,6 +30,8 @@ static const char *const chart_palette[] = {
 	"#f032e6", "#9a6324", "#808000", "#469990", "#000075",
 };
 
+#define CHART_PALETTE_N (sizeof(chart_palette) / sizeof(chart_palette[0]))
+
 static int sha_index(struct chart *c, const char *sha)
 {
 	for (size_t i = 0; i < c->n_sha; i++)
@@ -149,7 +151,7 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 		for (size_t k = c->n_sha; k-- > 0;)
 			fprintf(f, "'%s' using 1:%zu with filledcurves x1 lc rgb '%s' "
 				"title 'chat-%s'%s", dat, k + 2,
-				chart_palette[k % (sizeof(chart_palette) / sizeof(chart_palette[0]))],
+				chart_palette[k % CHART_PALETTE_N],
 				c->sha[k], k ? ", \\\n     " : "\n");
 		fprintf(f, "unset output\n");
 	}

@@ -68,7 +68,8 @@ static const struct opt cli_opts[] = {
 	{ "platform", 0, 1, CMD_ALL, O_PLATFORM, "NAME",
 	  "local (default) or kubernetes (env RAINBOW_PLATFORM)" },
 	{ "state-dir", 0, 1, CMD_ALL, O_STATE_DIR, "DIR",
-	  "rainbow's files (env RAINBOW_STATE_DIR; default $XDG_STATE_HOME/rainbow or ./.rainbow)" },
+	  "rainbow's files (env RAINBOW_STATE_DIR; default $XDG_STATE_HOME/rainbow "
+	  "or ./.rainbow)" },
 	{ "chatd", 0, 1, CMD_ALL, O_CHATD, "PATH",
 	  "local: the chatd binary (env RAINBOW_CHATD; default: chatd beside rainbow)" },
 	{ "no-auth-any", 0, 0, CMD_ALL, O_NO_AUTH_ANY, NULL,
@@ -81,7 +82,8 @@ static const struct opt cli_opts[] = {
 	{ "platform-opt", 'P', 1, CMD_ALL, O_PLATFORM_OPT, "KEY=VALUE",
 	  "a platform-specific option (repeatable; see docs/rainbow.md)" },
 	{ "log-level", 0, 1, CMD_ALL, O_LOG_LEVEL, "L", "debug, info, warn (default), error" },
-	{ "replicas", 'r', 1, CMD_DEPLOY, O_REPLICAS, "N", "replicas of the new colour (default 2)" },
+	{ "replicas", 'r', 1, CMD_DEPLOY, O_REPLICAS, "N",
+	  "replicas of the new colour (default 2)" },
 	{ "ready-timeout", 0, 1, CMD_DEPLOY | CMD_ROLLBACK, O_READY_TIMEOUT, "S",
 	  "abort when not every replica is ready after S (default 60s)" },
 	{ "settle", 0, 1, DRAIN_CMDS, O_SETTLE, "S",
@@ -210,13 +212,15 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 
 static void usage_all(FILE *f)
 {
-	fprintf(f, "usage: rainbow [--platform local|kubernetes] [--state-dir DIR] COMMAND [ARGS]\n\n"
-		   "Rainbow deploys: one colour (chat-SHA) per git SHA; new connections go to the\n"
-		   "newest colour, old colours drain naturally and are deleted at 0 connections.\n\n"
-		   "commands:\n");
+	fprintf(f, "usage: rainbow [--platform local|kubernetes] [--state-dir DIR] COMMAND "
+		   "[ARGS]\n\n"
+		   "Rainbow deploys: one colour (chat-SHA) per git SHA; new connections go to\n"
+		   "the newest colour, old colours drain naturally and are deleted at 0\n"
+		   "connections.\n\ncommands:\n");
 	for (size_t i = 0; i < CLI_NCMDS; i++)
-		fprintf(f, "  %-34s %s\n", cli_cmds[i].usage, cli_cmds[i].what);
-	fprintf(f, "\n`rainbow COMMAND --help` lists the options of a command; docs/rainbow.md has it all.\n");
+		fprintf(f, "  %s\n      %s\n", cli_cmds[i].usage, cli_cmds[i].what);
+	fprintf(f, "\n`rainbow COMMAND --help` lists the options of a command; docs/rainbow.md "
+		   "has it all.\n");
 }
 
 static void usage_cmd(FILE *f, const struct cmd_info *c)
@@ -732,8 +736,9 @@ static int cmd_status(struct cli *c)
 					co->rep[k].name, "ready", co->rep[k].ready, "connections",
 					(json_int_t)co->rep[k].connections));
 			json_object_set_new(o, "selected", json_boolean(st == DEPLOY_STATE_LIVE));
-			json_object_set_new(o, "draining_s", draining >= 0 && st ==
-					    DEPLOY_STATE_DRAINING ? json_real(draining) : json_null());
+			json_object_set_new(o, "draining_s",
+					    draining >= 0 && st == DEPLOY_STATE_DRAINING
+						    ? json_real(draining) : json_null());
 			json_object_set_new(o, "meta", meta);
 			json_object_set_new(o, "replica_list", reps);
 			json_array_append_new(arr, o);
@@ -984,7 +989,8 @@ static int cmd_local(struct cli *c, const char *argv0)
 				       json_string_value(json_object_get(b, "addr")),
 				       json_integer_value(json_object_get(b, "active")),
 				       json_integer_value(json_object_get(b, "total")),
-				       json_is_true(json_object_get(b, "selected")) ? " selected" : "");
+				       json_is_true(json_object_get(b, "selected")) ? " selected"
+										     : "");
 		}
 		json_decref(st);
 		return 0;
@@ -1004,8 +1010,8 @@ static int cmd_local(struct cli *c, const char *argv0)
 
 			if (!isatty(0)) {
 				fprintf(stderr, "rainbow: %" JSON_INTEGER_FORMAT " connections are "
-					"open through the switch; stopping it cuts them. Use --force.\n",
-					open_conns);
+					"open through the switch; stopping it cuts them. "
+					"Use --force.\n", open_conns);
 				return 1;
 			}
 			printf("%" JSON_INTEGER_FORMAT " connections are open through the switch; "

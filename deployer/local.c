@@ -607,7 +607,8 @@ static void chatd_features(struct local *l)
 	if (pid > 0) {
 		ssize_t n;
 
-		while (off + 1 < sizeof(buf) && (n = read(pfd[0], buf + off, sizeof(buf) - 1 - off)) > 0)
+		while (off + 1 < sizeof(buf) &&
+		       (n = read(pfd[0], buf + off, sizeof(buf) - 1 - off)) > 0)
 			off += (size_t)n;
 		waitpid(pid, &status, 0);
 	}

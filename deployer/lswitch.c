@@ -324,7 +324,8 @@ static void on_accept(uv_stream_t *server, int status)
 	px->up.open = 1;
 	uv_tcp_nodelay(&px->up.tcp, 1);
 	px->connect.data = px;
-	if (uv_tcp_connect(&px->connect, &px->up.tcp, (struct sockaddr *)&be->sa, connect_cb) != 0) {
+	if (uv_tcp_connect(&px->connect, &px->up.tcp, (struct sockaddr *)&be->sa,
+			   connect_cb) != 0) {
 		be->failed++;
 		sw->failed++;
 		proxy_close(px);

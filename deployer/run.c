@@ -119,10 +119,12 @@ void run_timeline(const char *state_dir, const struct run_obs *ro)
 	for (size_t i = 0; i < ro->n && off < sizeof(line) - 200; i++) {
 		const struct deploy_colour_obs *c = &ro->colours[i];
 
-		off += (size_t)snprintf(line + off, sizeof(line) - off, "%" PRId64 ".%03d,%s,%ld,%s\n",
-					ro->obs.now_ms / 1000, (int)(ro->obs.now_ms % 1000),
-					c->c.sha, deploy_colour_connections(c),
-					deploy_state_name(deploy_colour_state(c, ro->obs.selected)));
+		enum deploy_state st = deploy_colour_state(c, ro->obs.selected);
+
+		off += (size_t)snprintf(line + off, sizeof(line) - off,
+					"%" PRId64 ".%03d,%s,%ld,%s\n", ro->obs.now_ms / 1000,
+					(int)(ro->obs.now_ms % 1000), c->c.sha,
+					deploy_colour_connections(c), deploy_state_name(st));
 	}
 	if (off)
 		append_line(state_dir, "timeline.csv", line, "time,sha,connections,state\n");
@@ -244,12 +246,13 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 
 		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
 		if (a->why == DEPLOY_WHY_DRAINED)
-			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s", a->drain_ms / 1000.0,
+			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s",
+				 a->drain_ms / 1000.0,
 				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted");
 		else
-			snprintf(s->what, sizeof(s->what), "passed --max-drain after %.1fs with %ld "
-				 "connections: shut down (system-shutdown)", a->drain_ms / 1000.0,
-				 conns);
+			snprintf(s->what, sizeof(s->what),
+				 "passed --max-drain after %.1fs with %ld connections: shut down "
+				 "(system-shutdown)", a->drain_ms / 1000.0, conns);
 		if (!o->quiet)
 			fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
 	}
@@ -351,7 +354,8 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		run_obs_free(&ro);
 		if (failed) {
 			if (++errors >= RUN_MAX_ERRORS) {
-				fprintf(stderr, "rainbow: giving up after %d failed steps\n", errors);
+				fprintf(stderr, "rainbow: giving up after %d failed steps\n",
+					errors);
 				goto out;
 			}
 		} else {

@@ -37,7 +37,7 @@ struct sim {
 	/* obs buffers */
 	struct deploy_colour_obs obs_col[SIM_COLOURS];
 	/* invariants */
-	int removed_with_conns;	/* a colour removed while holding connections (not shutdown) */
+	int removed_with_conns;	/* colours removed holding connections (not shutdown) */
 	int replica_removed_with_conns;
 	int selected_unready;
 	int n_removed;
@@ -316,7 +316,8 @@ static void test_first_deploy(void **state)
 	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DONE);
 	assert_int_equal(s.selected_unready, 0);
 	assert_non_null(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_SELECTED_AT));
-	assert_string_equal(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_REPLICAS), "2");
+	assert_string_equal(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_REPLICAS),
+			    "2");
 }
 
 static void test_redeploy_selected_is_noop(void **state)
