@@ -515,7 +515,8 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			return;
 		}
 		if (r < 0) {
-			log_info("tls_error", "slot=%u error=%s", c->slot, tlsbio_last_error(c->tls));
+			log_info("tls_error", "slot=%u error=%s", c->slot,
+				 tlsbio_last_error(c->tls));
 			client_flush_tls(c, false);
 			client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
 				    : FATE_DROPPED, "tls");

@@ -118,7 +118,8 @@ void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
 		if (pair)
 			pair->delivered++;
 		if (p)
-			hist_record(&mt->st->latency_us, now_us > p->sent_us ? now_us - p->sent_us : 0);
+			hist_record(&mt->st->latency_us,
+				    now_us > p->sent_us ? now_us - p->sent_us : 0);
 		mt_trim(mt);
 		break;
 	case MT_DELIVERED:

@@ -321,7 +321,12 @@ static void opts_defaults(struct load_opts *o)
 	o->worker_index = -1;
 }
 
-#define BAD(...) do { fprintf(err, "chatload: " __VA_ARGS__); fputc('\n', err); goto bad; } while (0)
+#define BAD(...)                                                  \
+	do {                                                      \
+		fprintf(err, "chatload: " __VA_ARGS__);           \
+		fputc('\n', err);                                 \
+		goto bad;                                         \
+	} while (0)
 
 int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 {
@@ -420,7 +425,8 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 				BAD("--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)",
 				    opts_long[c - OPT_SERVER].name, a);
 			if (d > 30 * 86400.0)
-				BAD("--%s %s: longer than 30 days", opts_long[c - OPT_SERVER].name, a);
+				BAD("--%s %s: longer than 30 days",
+				    opts_long[c - OPT_SERVER].name, a);
 			if (c == OPT_PING_INTERVAL)
 				o->ping_interval = d;
 			else if (c == OPT_DURATION)

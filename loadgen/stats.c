@@ -302,13 +302,16 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 			const struct stats_pair *p = &s->pairs[a][b];
 			if (!p->sent && !p->delivered && !p->bounced && !p->duplicated)
 				continue;
-			json_array_append_new(
-				pairs, json_pack("{sssssIsIsIsIsI}", "from", s->versions[a].label,
-						 "to", s->versions[b].label, "sent",
-						 (json_int_t)p->sent, "delivered",
-						 (json_int_t)p->delivered, "lost", (json_int_t)p->lost,
-						 "bounced", (json_int_t)p->bounced, "duplicated",
-						 (json_int_t)p->duplicated));
+			json_t *e = json_pack("{ssss}", "from", s->versions[a].label, "to",
+					      s->versions[b].label);
+			json_object_set_new(e, "sent", json_integer((json_int_t)p->sent));
+			json_object_set_new(e, "delivered",
+					    json_integer((json_int_t)p->delivered));
+			json_object_set_new(e, "lost", json_integer((json_int_t)p->lost));
+			json_object_set_new(e, "bounced", json_integer((json_int_t)p->bounced));
+			json_object_set_new(e, "duplicated",
+					    json_integer((json_int_t)p->duplicated));
+			json_array_append_new(pairs, e);
 		}
 	}
 	json_object_set_new(r, "message_pairs", pairs);
@@ -347,7 +350,9 @@ static uint64_t stats_json_u64(const json_t *o, const char *key)
 {
 	json_t *v = json_object_get(o, key);
 
-	return json_is_integer(v) && json_integer_value(v) > 0 ? (uint64_t)json_integer_value(v) : 0;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return 0;
+	return (uint64_t)json_integer_value(v);
 }
 
 static void stats_merge_names(struct stats_names *n, const json_t *o)
@@ -477,7 +482,8 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		s->connected_peak = wpeak;
 	stats_merge_names(&s->server_conditions, json_object_get(r, "closed_by_server"));
 	stats_merge_names(&s->drop_reasons, json_object_get(r, "dropped_by_reason"));
-	stats_merge_names(&s->login_failure_reasons, json_object_get(r, "login_failures_by_reason"));
+	stats_merge_names(&s->login_failure_reasons,
+			  json_object_get(r, "login_failures_by_reason"));
 	stats_merge_names(&s->connect_failure_reasons,
 			  json_object_get(r, "connect_failures_by_reason"));
 	d = json_number_value(json_object_get(r, "duration_s"));
