@@ -174,7 +174,7 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 	c->t_deadline = conn_now(c) + SRV_FLUSH_MS;
 }
 
-void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const char *text)
+void conn_fail(struct conn *c, enum close_reason reason)
 {
 	if (c->closing || c->pend_next || c->srv->pending == c)
 		return;
@@ -182,8 +182,6 @@ void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const
 	if (reason == CLOSE_RESET)
 		c->write_dead = 1;
 	srv_mark_pending(c->srv, c);
-	(void)cond;
-	(void)text;
 }
 
 void conn_run_pending(struct srv *srv)
@@ -247,7 +245,7 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 		}
 		if (n < 0 && n != UV_EAGAIN) {
 			free(owned);
-			conn_fail(c, CLOSE_RESET, NULL, NULL);
+			conn_fail(c, CLOSE_RESET);
 			return;
 		}
 		if (n > 0) {
@@ -262,7 +260,7 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 		 * the stream stays well-formed up to the stream error, and
 		 * conn_send() drops whole stanzas from now on. */
 		c->overflow = 1;
-		conn_fail(c, CLOSE_POLICY_VIOLATION, "policy-violation", NULL);
+		conn_fail(c, CLOSE_POLICY_VIOLATION);
 	}
 	if (owned) {
 		w = malloc(sizeof(*w));
@@ -283,7 +281,7 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 		/* Bytes lost mid-stream: nothing more can be said on it. */
 		free(owned);
 		c->write_dead = 1;
-		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
 		return;
 	}
 	w->c = c;
@@ -291,7 +289,7 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 		     conn_write_cb) != 0) {
 		free(w->owned);
 		free(w);
-		conn_fail(c, CLOSE_RESET, NULL, NULL);
+		conn_fail(c, CLOSE_RESET);
 	}
 }
 
@@ -320,7 +318,7 @@ void conn_send(struct conn *c, const char *data, size_t len)
 		return;
 	}
 	if (len && tlsbio_write(c->tls, data, len) != 0) {
-		conn_fail(c, CLOSE_TLS_ERROR, NULL, NULL);
+		conn_fail(c, CLOSE_TLS_ERROR);
 		return;
 	}
 	conn_tls_flush(c);
@@ -339,7 +337,7 @@ void conn_send_node(struct conn *c, const struct xnode *n)
 	if (xnode_serialize(n, "jabber:client", &b) == 0)
 		conn_send(c, b.data, b.len);
 	else
-		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
 	xbuf_free(&b);
 }
 

@@ -56,7 +56,8 @@ struct conn {
 	struct xstream *xs;      /* stream parser; owned; compacted when idle */
 	struct tlsbio *tls;      /* TLS layer after STARTTLS, else NULL; owned */
 	struct sasl *sasl;       /* during SASL only, else NULL; owned */
-	char *user;              /* authenticated localpart (prepared), or NULL; owned */
+	char *user;              /* authenticated localpart (prepared) until bound,
+				    then NULL (c->jid.node has it); owned */
 	struct jid jid;          /* bound full JID (parts owned); empty before bind */
 	struct route *route;     /* router entry of our bare JID while bound; owner: router */
 	struct conn *rnext;      /* next session of the same bare JID; owner: router */
@@ -115,8 +116,11 @@ void conn_send_node(struct conn *c, const struct xnode *n);
  * connection's own callbacks.
  */
 void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text);
-/* The deferred form used from write paths (see conn_send). */
-void conn_fail(struct conn *c, enum close_reason reason, const char *cond, const char *text);
+/* The deferred form used from write paths (see conn_send): the connection
+ * is closed right after the current callback, with the stream error that
+ * fits the reason (policy-violation for CLOSE_POLICY_VIOLATION,
+ * resource-constraint for CLOSE_RESOURCE_CONSTRAINT, none otherwise). */
+void conn_fail(struct conn *c, enum close_reason reason);
 
 /* Swaps the transport to TLS (after <proceed/> was written in plaintext).
  * 0, or negative (the caller closes). */

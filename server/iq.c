@@ -32,7 +32,7 @@ static void iq_reply(struct conn *c, struct xnode *iq, struct xnode *r)
 	if (r)
 		router_deliver(c, r);
 	else
-		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
 	xnode_free(r);
 	xnode_free(iq);
 }
@@ -258,5 +258,8 @@ void iq_bind(struct conn *c, struct xnode *iq)
 	xnode_free(iq);
 	session_set_state(c, ST_ESTABLISHED);
 	c->t_deadline = 0;
+	/* The JID holds the user name now; idle sessions keep nothing twice. */
+	free(c->user);
+	c->user = NULL;
 	conn_log(c, LOG_DEBUG, "bound", "jid=%s", full);
 }
