@@ -10,6 +10,7 @@ The one chatd for the module runs with small limits (--auth-timeout 2,
 --max-connections 30, --max-output 256 KiB) so every case is quick.
 """
 import os
+import signal
 import socket
 import ssl
 import time
@@ -980,6 +981,69 @@ class SmallOutputBound(unittest.TestCase):
             rc = d.stop()
         self.assertEqual(rc, 0)
         d.check_clean(self)
+
+
+class FdExhaustion(unittest.TestCase):
+    LOG_CAP = 5 << 20
+
+    def test_connection_burst_past_the_open_files_limit(self):
+        # A burst of connections beyond --max-connections while the open-files
+        # limit is near: refused connections still hold a descriptor until
+        # they are closed, so accept() and the HTTP endpoint can meet
+        # EMFILE. chatd must neither spin nor flood its log there, and must
+        # serve /healthz again (and new clients) once the burst is gone.
+        # The limit is lowered with prlimit(1) to keep the case small.
+        port, hport = harness.free_port(), harness.free_port()
+        proc = harness.Proc(["prlimit", "--nofile=300:300", harness.binary("chatd"),
+                             "--listen", "127.0.0.1:%d" % port,
+                             "--http", "127.0.0.1:%d" % hport, "--auth-any",
+                             "--domain", D, "--auth-timeout", "60"], name="chatd")
+        socks = []
+        try:
+            harness.wait_for(lambda: harness.http_get(
+                "http://127.0.0.1:%d/readyz" % hport)[0] == 200, 20, what="ready")
+            self.assertIn("max_connections=200", proc.stderr())
+            for i in range(400):
+                s = socket.create_connection(("127.0.0.1", port), timeout=5)
+                s.sendall(xmpp.stream_header().encode())
+                socks.append(s)
+                if i % 20 == 19:
+                    size = os.path.getsize(proc.err_path)
+                    self.assertLess(size, self.LOG_CAP, "log flood: %d bytes after %d "
+                                    "connections: %s" % (size, i + 1, proc.stderr()[-400:]))
+            # a probe or a metrics scrape arriving meanwhile (it may fail);
+            # watched from here so that a flood is stopped at LOG_CAP
+            import threading
+            probe = threading.Thread(target=harness.http_get, daemon=True,
+                                     args=("http://127.0.0.1:%d/healthz" % hport, 3))
+            probe.start()
+            while probe.is_alive() and os.path.getsize(proc.err_path) < self.LOG_CAP:
+                time.sleep(0.01)
+            self.assertLess(os.path.getsize(proc.err_path), self.LOG_CAP,
+                            "log flood while an HTTP request met EMFILE")
+            for s in socks:
+                s.close()
+            socks = []
+            harness.wait_for(lambda: harness.http_get(
+                "http://127.0.0.1:%d/healthz" % hport)[0] == 200, 10, what="/healthz")
+            c = xmpp.Client(port)
+            self.assertTrue(c.login("after", "after", mech="SCRAM-SHA-256").startswith("after@"))
+            c.close()
+            self.assertLess(os.path.getsize(proc.err_path), self.LOG_CAP, "log flood")
+        finally:
+            for s in socks:
+                s.close()
+            flooded = os.path.getsize(proc.err_path) >= self.LOG_CAP
+            if flooded:
+                proc.stop(signal.SIGKILL)
+                with open(proc.err_path, "rb") as f:
+                    head = f.read(4000).decode(errors="replace")
+                os.truncate(proc.err_path, 0)  # do not leave hundreds of MB in /tmp
+                with open(proc.err_path, "w") as f:
+                    f.write(head + "\n[log truncated by the test: flood]\n")
+            rc = proc.stop()
+        self.assertEqual(rc, 0)
+        self.assertIsNone(proc.sanitizer_report())
 
 
 class RequireTLS(unittest.TestCase):
