@@ -901,10 +901,8 @@ class Edges(Base):
         one = self.login("carol", resource="one", presence=True)
         self.drain(one)
         two = self.login("carol", resource="two", presence=True)
-        got = [s for s in self.drain(two, 0.5) if s.tag == q(NS_CLIENT, "presence")]
-        self.assertIn(one.jid, [s.get("from") for s in got])
-        seen = [s for s in self.drain(one) if s.tag == q(NS_CLIENT, "presence")]
-        self.assertIn(two.jid, [s.get("from") for s in seen])
+        two.expect(lambda s: s.tag == q(NS_CLIENT, "presence") and s.get("from") == one.jid)
+        one.expect(lambda s: s.tag == q(NS_CLIENT, "presence") and s.get("from") == two.jid)
         two.abort()
         self.clients.remove(two)
         st = one.expect(lambda s: s.tag == q(NS_CLIENT, "presence") and
