@@ -1,0 +1,164 @@
+#!/bin/bash
+# Runs the benchmarks and assembles docs/benchmarks.md (what `make bench`
+# runs, after building the plain optimized programs and installing Prosody
+# and ejabberd with `scripts/deps.sh bench`).
+#
+#   [BUILD=build] bench/run.sh [PIECE...]
+#
+# PIECE: chatd chatload compare cluster rainbow (the default: all, in this
+# order), or chatload_compare (bench/chatload_compare.py, not in the default
+# run: bench/compare_servers.sh measures the same comparison).
+# Each piece prints a Markdown section on stdout; its standard error goes to
+# the terminal. The sections replace those of the same pieces in the
+# document; the others are kept. Extra arguments for one piece:
+# BENCH_ARGS_<piece>="...", e.g. BENCH_ARGS_chatd="--sessions 2000" (for
+# trying things out; BENCH_DOC=/tmp/b.md writes elsewhere than docs/).
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT" || exit 1
+BUILD=${BUILD:-build}
+DOC=${BENCH_DOC:-docs/benchmarks.md}
+ORDER="chatd chatload compare cluster rainbow"
+ALL="$ORDER chatload_compare"
+
+usage() {
+	sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
+}
+
+pieces=()
+for p in "$@"; do
+	case " $ALL " in
+	*" $p "*) pieces+=("$p") ;;
+	*) echo "bench/run.sh: unknown piece '$p' (pieces: $ALL)" >&2; usage ;;
+	esac
+done
+[ ${#pieces[@]} -gt 0 ] || read -r -a pieces <<<"$ORDER"
+
+for prog in chatd chatload; do
+	if [ ! -x "$BUILD/$prog" ]; then
+		echo "bench/run.sh: $BUILD/$prog is missing: make BUILD=$BUILD all" >&2
+		exit 1
+	fi
+done
+
+# The open-files limit of this machine is 20,000 per process; the pieces
+# hold up to 15,000 sessions in one process.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+OUT=$(mktemp -d /tmp/rainbow-bench.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+
+# The command each piece runs (shown in its section) and its fallback title.
+command_of() {
+	local extra
+	extra=$(eval "printf %s \"\${BENCH_ARGS_$1:-}\"")
+	case $1 in
+	chatd) echo "python3 bench/chatd_idle.py --build $BUILD --no-write${extra:+ $extra}" ;;
+	chatload) echo "python3 bench/chatload_bench.py --build $BUILD${extra:+ $extra}" ;;
+	compare) echo "BUILD=$BUILD bench/compare_servers.sh${extra:+ $extra}" ;;
+	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
+	rainbow) echo "python3 bench/rainbow_bench.py --build $BUILD${extra:+ $extra}" ;;
+	chatload_compare)
+		echo "python3 bench/chatload_compare.py --build $BUILD${extra:+ $extra}" ;;
+	esac
+}
+title_of() {
+	case $1 in
+	chatd) echo "chatd (issue 2)" ;;
+	chatload) echo "chatload (issue 3)" ;;
+	compare) echo "chatd, Prosody and ejabberd under the same chatload (issue 3)" ;;
+	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
+	rainbow) echo "rainbow on the local platform (issue 6)" ;;
+	chatload_compare) echo "chatload_compare.py: chatd, Prosody and ejabberd" ;;
+	esac
+}
+script_of() {
+	case $1 in
+	chatd) echo bench/chatd_idle.py ;;
+	chatload) echo bench/chatload_bench.py ;;
+	compare) echo bench/compare_servers.sh ;;
+	cluster) echo bench/cluster_bench.py ;;
+	rainbow) echo bench/rainbow_bench.py ;;
+	chatload_compare) echo bench/chatload_compare.py ;;
+	esac
+}
+
+SHA=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
+if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+	SHA="$SHA + uncommitted changes"
+fi
+
+json_str() {
+	python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"
+}
+
+ran=()
+failed=0
+start_all=$(date +%s)
+for p in "${pieces[@]}"; do
+	script=$(script_of "$p")
+	cmd=$(command_of "$p")
+	date=$(date -u '+%Y-%m-%d %H:%M UTC')
+	echo "bench/run.sh: [$p] $cmd" >&2
+	t0=$(date +%s)
+	if [ -f "$script" ]; then
+		# stdout is the section; stderr goes to the terminal and is kept
+		# for the section when the piece fails.
+		bash -c "$cmd" >"$OUT/$p.md" 2> >(tee "$OUT/$p.err" >&2)
+		rc=$?
+		wait
+	else
+		echo "$script does not exist (yet): nothing measured." >"$OUT/$p.md"
+		: >"$OUT/$p.err"
+		rc=127
+	fi
+	secs=$(($(date +%s) - t0))
+	[ "$rc" = 0 ] || failed=$((failed + 1))
+	echo "bench/run.sh: [$p] exit $rc after ${secs}s" >&2
+	list=false
+	[ "$p" = rainbow ] && list=true
+	cat >"$OUT/$p.meta" <<EOF
+{"title": $(json_str "$(title_of "$p")"), "command": $(json_str "$cmd"),
+ "reproduce": $(json_str "BUILD=$BUILD bench/run.sh $p"), "rc": $rc, "seconds": $secs,
+ "date": $(json_str "$date"), "sha": $(json_str "$SHA"), "list": $list,
+ "stderr_tail": $(json_str "$(tail -n 15 "$OUT/$p.err")")}
+EOF
+	ran+=("$p")
+done
+total=$(($(date +%s) - start_all))
+
+cpu=$(sed -n 's/^model name[[:space:]]*:[[:space:]]*//p' /proc/cpuinfo | head -n1)
+cat >"$OUT/header.md" <<EOF
+# Benchmarks
+
+Written by \`make bench\` (bench/run.sh): it builds the plain optimized
+programs (\`-O2\`, no sanitizers) into \`build/\`, installs Prosody and ejabberd
+from Debian (\`scripts/deps.sh bench\`) and runs every piece below, in this
+order: ${ORDER// /, }.
+Every figure is printed by the script named in its section, never typed in;
+each section gives the command that reproduces it (\`bench/run.sh PIECE\`
+reruns one piece and keeps the other sections).
+
+| machine | |
+|---|---|
+| CPUs (nproc) | $(nproc) |
+| CPU model | ${cpu:-unknown} |
+| kernel | $(uname -sr) |
+| open-files limit | $(ulimit -n) per process |
+| last run | $(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$SHA\`, build \`$BUILD\`, pieces: ${ran[*]} (${total} s) |
+| load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |
+
+The machine is shared with other people's builds and tests while these run:
+memory and CPU-time figures are per process and hardly affected; rates and
+latencies are what was reached under that sharing.
+EOF
+
+mkdir -p "$(dirname "$DOC")"
+order_csv=${ORDER// /,}
+ran_csv=$(IFS=,; echo "${ran[*]}")
+python3 bench/lib/assemble.py --doc "$DOC" --dir "$OUT" --order "$order_csv" --ran "$ran_csv" ||
+	exit 1
+echo "bench/run.sh: wrote $DOC (${total}s, $failed piece(s) failed)" >&2
+[ "$failed" = 0 ]
