@@ -1008,8 +1008,12 @@ static void client_send_message(struct client *c)
 		if (pick >= c->est_pos)
 			pick++; /* anyone but ourselves */
 		t = &fl->clients[fl->est[pick]];
-		if (o->target == OPTS_TARGET_FULL && t->jid) {
-			snprintf(to, sizeof(to), "%s", t->jid);
+		if (t->jid) {
+			/* The bound JID, or its bare part (anonymous users have
+			 * server-made names). */
+			size_t len = o->target == OPTS_TARGET_FULL ? strlen(t->jid)
+								   : strcspn(t->jid, "/");
+			snprintf(to, sizeof(to), "%.*s", (int)len, t->jid);
 		} else {
 			char user[256];
 			opts_user_name(o, o->worker_first + t->slot, user, sizeof(user));

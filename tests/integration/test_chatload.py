@@ -388,6 +388,17 @@ class Messages(ChatloadCase):
                            "delivered": r["messages_sent"], "lost": 0, "bounced": 0,
                            "duplicated": 0}])
 
+    def test_anonymous_to_bare_jids(self):
+        d = self.chatd("--allow-anonymous")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
+                                     "--auth", "anonymous", "--target", "bare",
+                                     "--message-rate", "4", "--duration", "1.5",
+                                     "--expect-zero-loss")
+        self.assertEqual(rc, 0)
+        self.assertEqual(r["logins"], 3)
+        self.assertGreater(r["messages_sent"], 3)
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+
     def test_offline_user_is_bounced_not_lost(self):
         d = self.chatd("--auth-any")
         rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
