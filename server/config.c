@@ -107,10 +107,14 @@ static void config_defaults(struct config *cfg)
 	cfg->auth_timeout = 30;
 	cfg->max_connections = 10000;
 	/* Leave room for the listener, HTTP clients, the users file and logs. */
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur > 200)
-		cfg->max_connections = (unsigned)(rl.rlim_cur - 100 > 1000000 ? 1000000
-								 : rl.rlim_cur - 100);
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		if (rl.rlim_cur > 1000100)
+			cfg->max_connections = 1000000;
+		else if (rl.rlim_cur > 200)
+			cfg->max_connections = (unsigned)(rl.rlim_cur - 100);
+		else
+			cfg->max_connections = (unsigned)(rl.rlim_cur / 2 + 1);
+	}
 	cfg->max_stanza = 65536;
 	cfg->max_depth = 32;
 	cfg->max_output = 262144;

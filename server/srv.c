@@ -111,15 +111,20 @@ void srv_mark_pending(struct srv *srv, struct conn *c)
 static void srv_accept_cb(uv_stream_t *listener, int status)
 {
 	struct srv *srv = listener->data;
-	int r;
+	int r = status;
 
-	if (status < 0) {
-		log_warn("accept_error", "err=%s", uv_err_name(status));
+	if (r >= 0)
+		r = conn_accept(srv, listener);
+	if (r >= 0 || r == UV_EAGAIN)
 		return;
+	/* Out of descriptors under a connect flood (libuv sheds the excess):
+	 * one line per second, with how many were missed. */
+	srv->accept_errors++;
+	if (srv->accept_errors == 1 || srv_due(srv_now(srv), srv->accept_warn_next)) {
+		log_warn("accept_error", "err=%s count=%llu", uv_err_name(r),
+			 (unsigned long long)srv->accept_errors);
+		srv->accept_warn_next = srv_now(srv) + 1000;
 	}
-	r = conn_accept(srv, listener);
-	if (r < 0 && r != UV_EAGAIN)
-		log_warn("accept_error", "err=%s", uv_err_name(r));
 }
 
 /* --------------------------------------------------------------- sweep */

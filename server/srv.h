@@ -62,6 +62,8 @@ struct srv {
 	uint64_t t0_ms;           /* uv_now() at srv_init: the srv clock's origin */
 	uint32_t drain_deadline;  /* ms (srv clock) when draining ends */
 	uint32_t ping_seq;        /* last id given to a server ping */
+	uint64_t accept_errors;   /* failed accepts (EMFILE, ENOMEM), for the log */
+	uint32_t accept_warn_next; /* ms: earliest next accept_error log line */
 	enum srv_phase phase;
 	int listening;            /* listener open */
 	int signals;              /* SIGTERM/SIGINT received */
