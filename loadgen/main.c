@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -30,6 +31,26 @@ static const char *main_top_reason(const struct stats_names *n)
 	return best;
 }
 
+/* Each client holds a socket: raise the soft open-files limit to the hard
+ * one and say so when one process would still run out. */
+static void main_check_files(const struct load_opts *o)
+{
+	struct rlimit rl;
+	unsigned per = o->workers ? (o->clients + o->workers - 1) / o->workers : o->clients;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur != RLIM_INFINITY && per + 64 > rl.rlim_cur)
+		fprintf(stderr, "chatload: warning: %u clients per process but the open-files "
+			"limit is %llu; use --workers %llu or more\n", per,
+			(unsigned long long)rl.rlim_cur,
+			(unsigned long long)(o->clients / (rl.rlim_cur - 64) + 1));
+}
+
 int main(int argc, char **argv)
 {
 	struct load_opts o;
@@ -50,6 +71,7 @@ int main(int argc, char **argv)
 		o.seed = (unsigned)(tv.tv_sec ^ tv.tv_usec ^ getpid());
 	}
 	signal(SIGPIPE, SIG_IGN);
+	main_check_files(&o);
 	st = stats_new();
 	if (!st) {
 		fprintf(stderr, "chatload: out of memory\n");
