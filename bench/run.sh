@@ -29,6 +29,7 @@ usage() {
 
 pieces=()
 for p in "$@"; do
+	case $p in -h | --help) usage ;; esac
 	case " $ALL " in
 	*" $p "*) pieces+=("$p") ;;
 	*) echo "bench/run.sh: unknown piece '$p' (pieces: $ALL)" >&2; usage ;;

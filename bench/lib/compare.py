@@ -463,6 +463,9 @@ def main():
     ap.add_argument("--command", default="bench/compare_servers.sh",
             help="command line shown as the reproduction")
     a = ap.parse_args()
+    # SIGTERM (from compare_servers.sh's cleanup or timeout) unwinds like
+    # Ctrl-C, so every started server is stopped by its finally block.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.build = os.path.abspath(os.path.join(ROOT, a.build))
     a.nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     servers = [s for s in a.servers.split(",") if s]
