@@ -907,14 +907,7 @@ static int cmd_chart(struct cli *c)
 
 static int switch_status(const char *state_dir, json_t **out)
 {
-	char reply[LSWITCH_LINE_MAX * 4];
-	int rc = lswitch_call(state_dir, "status", reply, sizeof(reply));
-
-	*out = NULL;
-	if (rc != 0)
-		return rc;
-	*out = json_loads(reply + 3, 0, NULL);
-	return *out ? 0 : -EIO;
+	return lswitch_status(state_dir, out);
 }
 
 static int cmd_local(struct cli *c, const char *argv0)

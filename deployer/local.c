@@ -703,20 +703,16 @@ static void local_close(struct platform *p)
 
 static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
 {
-	char reply[LSWITCH_LINE_MAX * 4];
-	json_error_t jerr;
 	json_t *o;
 	int rc;
 
 	out[0] = '\0';
-	rc = lswitch_call(L(p)->state, "status", reply, sizeof(reply));
+	rc = lswitch_status(L(p)->state, &o);
+	if (rc == -EIO || rc == -EPROTO || rc == -ENOMEM)
+		return platform_error(p, -EIO, "the local switch answered status badly");
 	if (rc != 0)
-		return platform_error(p, rc == -EPROTO ? -EIO : -ENOENT,
-				      "switch status failed: %s", rc == -EPROTO ? reply :
-				      "the local switch is not running (rainbow local up)");
-	o = json_loads(reply + 3, 0, &jerr);
-	if (!o)
-		return platform_error(p, -EIO, "switch status: bad JSON: %s", jerr.text);
+		return platform_error(p, -ENOENT, "the local switch is not running "
+				      "(rainbow local up --state-dir %s)", L(p)->state);
 	snprintf(out, PLATFORM_SHA_MAX, "%s",
 		 json_string_value(json_object_get(o, "selected")) ?: "");
 	json_decref(o);
@@ -1073,7 +1069,7 @@ int local_up(const char *exe, const char *state_dir, const char *listen, int *al
 int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen)
 {
 	struct platform p = { .ops = &local_ops };
-	char dir[LOCAL_PATH_MAX], sha[PLATFORM_SHA_MAX], reply[LSWITCH_LINE_MAX * 4];
+	char dir[LOCAL_PATH_MAX], sha[PLATFORM_SHA_MAX], reply[256];
 	struct local l;
 	struct local_colour *lc = malloc(sizeof(*lc));
 	struct dirent *de;
@@ -1102,11 +1098,11 @@ int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen
 	if (d)
 		closedir(d);
 	free(lc);
-	rc = lswitch_call(state_dir, "status", reply, sizeof(reply));
-	if (rc == 0) {
-		json_t *o = json_loads(reply + 3, 0, NULL);
+	{
+		json_t *o;
 
-		pid = (int)json_integer_value(json_object_get(o, "pid"));
+		if (lswitch_status(state_dir, &o) == 0)
+			pid = (int)json_integer_value(json_object_get(o, "pid"));
 		json_decref(o);
 	}
 	rc = lswitch_call(state_dir, "stop", reply, sizeof(reply));

@@ -836,6 +836,24 @@ out_free:
 	return rc;
 }
 
+int lswitch_status(const char *state_dir, json_t **out)
+{
+	char *reply = malloc(LSWITCH_REPLY_MAX);
+	int rc;
+
+	*out = NULL;
+	if (!reply)
+		return -ENOMEM;
+	rc = lswitch_call(state_dir, "status", reply, LSWITCH_REPLY_MAX);
+	if (rc == 0) {
+		*out = json_loads(reply + 3, 0, NULL);
+		if (!*out)
+			rc = -EIO;
+	}
+	free(reply);
+	return rc;
+}
+
 int lswitch_call(const char *state_dir, const char *request, char *reply, size_t len)
 {
 	struct sockaddr_un un;

@@ -26,6 +26,8 @@
 
 #include <stddef.h>
 
+#include <jansson.h>
+
 #define LSWITCH_LINE_MAX 4096
 #define LSWITCH_BACKENDS_MAX 64
 
@@ -44,6 +46,14 @@ int lswitch_run(const struct lswitch_opts *o);
  * starts with "error"), or -errno (-ENOENT/-ECONNREFUSED: not running).
  */
 int lswitch_call(const char *state_dir, const char *request, char *reply, size_t len);
+
+/*
+ * `status` of a running switch, parsed (*out: a new reference, json_decref
+ * it). The reply may be long (one entry per backend), so it is read into a
+ * heap buffer of LSWITCH_REPLY_MAX. 0, -EIO (not JSON) or lswitch_call's codes.
+ */
+#define LSWITCH_REPLY_MAX (1024 * 1024)
+int lswitch_status(const char *state_dir, json_t **out);
 
 /* STATE_DIR/switch.sock into buf; -ENAMETOOLONG when it does not fit a sun_path. */
 int lswitch_sock_path(const char *state_dir, char *buf, size_t len);
