@@ -41,7 +41,11 @@
  * Threads: none. Ops block (bounded by their own timeouts, a few seconds).
  *
  * Changes after the first version are announced here:
- *   (none yet)
+ *   - meta time values are "unix seconds with milliseconds" (1796000000.250);
+ *     platforms still treat every value as an opaque string.
+ *   - list leaves out colours being deleted (kube: deletionTimestamp set).
+ *   - rainbow also writes the meta key "max-drain-at" (deploy.h
+ *     DEPLOY_META_MAX_DRAIN_AT): up to 9 keys per colour in all.
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
