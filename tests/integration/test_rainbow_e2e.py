@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -254,6 +255,37 @@ class RainbowE2E(unittest.TestCase):
         ev = [e for e in p.record() if e["event"] == "remove"]
         self.assertEqual([(e["sha"], e["why"]) for e in ev], [("aaaaaaa", "max-drain")])
         self.assertGreater(ev[0]["connections"], 0)
+
+    def test_shrink_gives_back_empty_replicas_only(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "--replicas", "3")
+        # Three raw TCP connections: round robin puts one on each replica.
+        socks = [socket.create_connection(("127.0.0.1", p.port)) for _ in range(3)]
+        harness.wait_for(lambda: [r["connections"] for c in p.status()["colours"]
+                                  for r in c["replica_list"]] == [1, 1, 1],
+                         timeout=10, interval=0.1, what="one connection per replica")
+        proc = harness.Proc([p.rainbow, "deploy", "bbbbbbb", "--replicas", "1", "--shrink",
+                             *DRAIN_FLAGS], env=p.env, name="rainbow-shrink")
+        self.procs.append(proc)
+        harness.wait_for(lambda: any(e["event"] == "select" for e in p.record()[2:]),
+                         timeout=20, interval=0.05, what="switch")
+        socks[0].close()
+        socks[1].close()
+        shrunk = lambda: [e for e in p.record() if e["event"] == "remove-replica"]
+        harness.wait_for(lambda: len(shrunk()) == 2, timeout=20, interval=0.1,
+                         what="two replicas given back")
+        old = [c for c in p.status()["colours"] if c["sha"] == "aaaaaaa"][0]
+        self.assertEqual(old["replicas"], 1)
+        self.assertEqual([r["connections"] for r in old["replica_list"]], [1])
+        for e in shrunk():
+            self.assertEqual(e["why"], "shrink")
+        self.assertTrue(proc.alive())
+        # The last connection still works and still holds the colour.
+        socks[2].sendall(b"<?xml version='1.0'?>")
+        socks[2].close()
+        self.assertEqual(proc.wait(30), 0, proc.stderr())
+        self.assertEqual([c["sha"] for c in p.status()["colours"]], ["bbbbbbb"])
+        self.assert_removed_only_at_zero()
 
     def test_bad_usage(self):
         p = self.plat
