@@ -992,6 +992,9 @@ static int cmd_local(struct cli *c, const char *argv0)
 		json_int_t open_conns = 0;
 
 		if (switch_status(c->state_dir, &st) != 0) {
+			/* No switch (it died?): still stop the colours it left behind. */
+			if (!c->keep_colours)
+				local_down(c->state_dir, 0, err, sizeof(err));
 			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
 				c->state_dir);
 			return 1;

@@ -667,6 +667,9 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 		snprintf(l->chatd, sizeof(l->chatd), "%s", env);
 	else
 		chatd_default(l->chatd, sizeof(l->chatd));
+	if (strchr(l->chatd, '/') && access(l->chatd, X_OK) != 0)
+		return platform_error(p, -ENOENT, "chatd not found at %s (--chatd or RAINBOW_CHATD)",
+				      l->chatd);
 	l->auth_any = o->auth_any;
 	snprintf(l->chatd_args, sizeof(l->chatd_args), "%s", o->chatd_args ? o->chatd_args : "");
 	if (o->n_extra)
