@@ -82,6 +82,8 @@ static void conn_close_cb(uv_handle_t *h)
 	struct conn *c = container_of(h, struct conn, tcp);
 	struct srv *srv = c->srv;
 
+	if (c->refused_linger)
+		srv->refused_lingering--;
 	srv_conn_removed(srv, c);
 	xstream_free(c->xs);
 	tlsbio_free(c->tls);
@@ -147,16 +149,23 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 	{
 		char q[256];
 
-		conn_log(c, reason == CLOSE_CLIENT ? LOG_DEBUG : LOG_INFO, "close",
+		/* Orderly closes and refusals (already counted by the rate-limited
+		 * "refused" line) are routine. */
+		conn_log(c, reason == CLOSE_CLIENT || c->refused ? LOG_DEBUG : LOG_INFO, "close",
 			 "reason=%s state=%s text=%s", close_reason_name(reason),
 			 conn_state_name((enum conn_state)c->state),
 			 log_quote(q, sizeof(q), text ? text : ""));
 	}
 	session_set_state(c, ST_CLOSED);
 	session_end(c);
-	if (c->eof || c->write_dead) {
+	if (c->eof || c->write_dead ||
+	    (c->refused && c->srv->refused_lingering >= SRV_REFUSED_LINGER_MAX)) {
 		conn_destroy(c);
 		return;
+	}
+	if (c->refused) {
+		c->refused_linger = 1;
+		c->srv->refused_lingering++;
 	}
 	if (c->tls) {
 		tlsbio_shutdown(c->tls);
@@ -467,7 +476,15 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 		return 0;
 	}
 	if (srv->metrics.connections > srv->cfg->max_connections) {
-		conn_log(c, LOG_WARN, "refused", "max_connections=%u", srv->cfg->max_connections);
+		c->refused = 1;
+		srv->refused_total++;
+		/* At most one line a second under a connect flood. */
+		if (srv->refused_total == 1 || srv_due(srv_now(srv), srv->refused_log_next)) {
+			conn_log(c, LOG_WARN, "refused", "max_connections=%u refused_total=%llu",
+				 srv->cfg->max_connections,
+				 (unsigned long long)srv->refused_total);
+			srv->refused_log_next = srv_now(srv) + 1000;
+		}
 		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint",
 			   "too many connections");
 	}

@@ -88,6 +88,8 @@ struct conn {
 	unsigned eof : 1;           /* the peer half-closed (or reset) the socket */
 	unsigned write_dead : 1;    /* writes failed: drop output */
 	unsigned overflow : 1;      /* output passed --max-output: close pending */
+	unsigned refused : 1;       /* over --max-connections */
+	unsigned refused_linger : 1; /* counted in srv->refused_lingering */
 	unsigned in_feed : 1;       /* inside xstream_feed() (callbacks running) */
 };
 

@@ -1,5 +1,8 @@
 #include "http.h"
 
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,9 +20,17 @@ struct http {
 	struct srv *srv;
 	struct MHD_Daemon *d;
 	uv_poll_t poll;   /* MHD's epoll descriptor */
-	uv_timer_t timer; /* MHD's next timeout */
+	uv_timer_t timer; /* MHD's next timeout, or the end of a back-off */
 	int open_handles; /* handles not yet closed; free at 0 */
+	int starved;      /* MHD met EMFILE/ENFILE in this run: back off */
+	uint64_t log_next;      /* loop ms before which MHD messages are counted only */
+	uint64_t log_suppressed; /* MHD messages not logged since the last line */
 };
+
+/* Out of descriptors, MHD's listen socket stays readable and every run
+ * fails to accept again: stop watching it for this long instead of
+ * spinning. */
+#define HTTP_STARVED_BACKOFF_MS 200
 
 static enum MHD_Result http_reply(struct MHD_Connection *mc, unsigned status, const char *ctype,
 				  const char *body, size_t len)
@@ -86,6 +97,16 @@ static void http_poll_cb(uv_poll_t *p, int status, int events)
 }
 
 /* Lets MHD do its work, then re-arms the timer for its next deadline. */
+static void http_resume_cb(uv_timer_t *t)
+{
+	struct http *h = t->data;
+
+	if (!h->d)
+		return;
+	uv_poll_start(&h->poll, UV_READABLE, http_poll_cb);
+	http_run(h);
+}
+
 static void http_run(struct http *h)
 {
 	MHD_UNSIGNED_LONG_LONG ms;
@@ -93,19 +114,38 @@ static void http_run(struct http *h)
 	if (!h->d)
 		return;
 	MHD_run(h->d);
+	if (h->starved) {
+		h->starved = 0;
+		uv_poll_stop(&h->poll);
+		uv_timer_start(&h->timer, http_resume_cb, HTTP_STARVED_BACKOFF_MS, 0);
+		return;
+	}
 	if (MHD_get_timeout(h->d, &ms) == MHD_YES)
 		uv_timer_start(&h->timer, http_timer_cb, ms, 0);
 	else
 		uv_timer_stop(&h->timer);
 }
 
+/* MHD's messages, at most one line a second (with how many were dropped):
+ * under descriptor exhaustion it reports every failed accept. */
 static void http_log(void *cls, const char *fmt, va_list ap)
 {
+	struct http *h = cls;
 	char msg[512], q[560];
+	uint64_t now = uv_now(h->srv->loop);
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	log_warn("http_error", "msg=%s", log_quote(q, sizeof(q), msg));
+	if (strstr(msg, "Too many open files") || strstr(msg, "resource limit"))
+		h->starved = 1;
+	if (now < h->log_next) {
+		h->log_suppressed++;
+		return;
+	}
+	log_warn("http_error", "msg=%s suppressed=%llu", log_quote(q, sizeof(q), msg),
+		 (unsigned long long)h->log_suppressed);
+	h->log_suppressed = 0;
+	h->log_next = now + 1000;
 }
 
 struct http *http_start(struct srv *srv, const char *addr)
@@ -125,7 +165,7 @@ struct http *http_start(struct srv *srv, const char *addr)
 	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
 					(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 				0, NULL, NULL, http_handler, h,
-				MHD_OPTION_EXTERNAL_LOGGER, http_log, NULL,
+				MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
 				MHD_OPTION_SOCK_ADDR, &ss,
 				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
 				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);

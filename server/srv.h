@@ -29,6 +29,11 @@ struct sasl_cache;
  * then the socket is closed regardless. */
 #define SRV_FLUSH_MS 15000
 #define SRV_LINGER_MS 3000
+/* Connections refused for --max-connections linger like any other (the
+ * client should read its resource-constraint), but at most this many at
+ * once: under a connect flood the rest are closed at once, so refused
+ * sockets cannot eat the descriptors kept in reserve. */
+#define SRV_REFUSED_LINGER_MAX 32
 /* How often timeouts are checked. */
 #define SRV_SWEEP_MS 500
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
@@ -62,6 +67,9 @@ struct srv {
 	uint64_t t0_ms;           /* uv_now() at srv_init: the srv clock's origin */
 	uint32_t drain_deadline;  /* ms (srv clock) when draining ends */
 	uint32_t ping_seq;        /* last id given to a server ping */
+	unsigned refused_lingering; /* refused connections lingering now */
+	uint64_t refused_total;   /* connections refused for --max-connections */
+	uint32_t refused_log_next; /* ms: earliest next "refused" log line */
 	uint64_t accept_errors;   /* failed accepts (EMFILE, ENOMEM), for the log */
 	uint32_t accept_warn_next; /* ms: earliest next accept_error log line */
 	enum srv_phase phase;
