@@ -149,9 +149,13 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 	{
 		char q[256];
 
-		/* Orderly closes and refusals (already counted by the rate-limited
-		 * "refused" line) are routine. */
-		conn_log(c, reason == CLOSE_CLIENT || c->refused ? LOG_DEBUG : LOG_INFO, "close",
+		/* Orderly closes, refusals (counted by the rate-limited "refused"
+		 * line) and the shutdown of every connection (one "shutdown" line)
+		 * are routine. */
+		int routine = reason == CLOSE_CLIENT || reason == CLOSE_SYSTEM_SHUTDOWN ||
+			      c->refused;
+
+		conn_log(c, routine ? LOG_DEBUG : LOG_INFO, "close",
 			 "reason=%s state=%s text=%s", close_reason_name(reason),
 			 conn_state_name((enum conn_state)c->state),
 			 log_quote(q, sizeof(q), text ? text : ""));
