@@ -717,7 +717,7 @@ static int cmd_status(struct cli *c)
 		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
 		long conns = deploy_colour_connections(co);
 		int ready = 0;
-		char a[32], d[64], name[64];
+		char a[32], d[512], name[64];
 
 		for (size_t k = 0; k < co->n_rep; k++)
 			ready += co->rep[k].ready;
@@ -749,8 +749,16 @@ static int cmd_status(struct cli *c)
 		if (st == DEPLOY_STATE_DRAINING) {
 			char t[32];
 
+			const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
+			long f = from ? atol(from) : 0;
+
 			fmt_dur(t, sizeof(t), draining);
-			snprintf(d, sizeof(d), "draining for %s, %ld left", t, conns);
+			if (f > 0 && conns >= 0 && conns <= f)
+				snprintf(d, sizeof(d), "draining for %s, %ld of %ld left "
+					 "(%.0f%% done)", t, conns, f,
+					 100.0 * (double)(f - conns) / (double)f);
+			else
+				snprintf(d, sizeof(d), "draining for %s, %ld left", t, conns);
 		} else if (st == DEPLOY_STATE_KEPT) {
 			snprintf(d, sizeof(d), "drained, kept for rollback");
 		} else if (st == DEPLOY_STATE_FAILED) {

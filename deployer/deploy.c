@@ -398,8 +398,18 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		meta_clear(r, t, PLATFORM_META_KEPT);
 		meta_clear(r, t, PLATFORM_META_SHUTDOWN_AT);
 		meta_clear(r, t, DEPLOY_META_MAX_DRAIN_AT);
-		if (o->selected[0] && strcmp(o->selected, cfg->sha) != 0)
+		meta_clear(r, t, PLATFORM_META_DRAIN_FROM);
+		if (o->selected[0] && strcmp(o->selected, cfg->sha) != 0) {
+			const struct deploy_colour_obs *old = find(o, o->selected);
+			char from[24];
+
 			meta_time(r, o->selected, PLATFORM_META_DRAINING_SINCE, o->now_ms);
+			/* What the drain starts from, for `status` progress. */
+			if (old && deploy_colour_connections(old) >= 0) {
+				snprintf(from, sizeof(from), "%ld", deploy_colour_connections(old));
+				meta_set(r, o->selected, PLATFORM_META_DRAIN_FROM, from);
+			}
+		}
 		r->phase = DEPLOY_PHASE_SWITCH;
 		m->wait_since_ms = 0;
 		return 1;

@@ -44,8 +44,9 @@
  *   - meta time values are "unix seconds with milliseconds" (1796000000.250);
  *     platforms still treat every value as an opaque string.
  *   - list leaves out colours being deleted (kube: deletionTimestamp set).
- *   - rainbow also writes the meta key "max-drain-at" (deploy.h
- *     DEPLOY_META_MAX_DRAIN_AT): up to 9 keys per colour in all.
+ *   - rainbow also writes the meta keys "max-drain-at" (deploy.h
+ *     DEPLOY_META_MAX_DRAIN_AT) and "drain-from" (PLATFORM_META_DRAIN_FROM,
+ *     the count when deselected): up to 10 keys per colour in all.
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -73,6 +74,7 @@
 #define PLATFORM_META_SHUTDOWN_AT "shutdown-at"	/* --on-max-drain shutdown sent */
 #define PLATFORM_META_KEPT "kept"		/* "1": scaled to 0, kept for rollback */
 #define PLATFORM_META_REPLICAS "replicas"	/* replicas wanted when live */
+#define PLATFORM_META_DRAIN_FROM "drain-from"	/* connections when deselected (count) */
 
 struct platform_kv {
 	char key[PLATFORM_META_KEY_MAX];

@@ -189,7 +189,8 @@ class RainbowE2E(unittest.TestCase):
         self.assertEqual(rep["messages_lost"], 0)
         self.assertEqual(rep["closed_by_server_total"], 0)
         self.assertGreater(rep["messages_delivered"], 500)
-        self.assertGreaterEqual(len(rep["per_version"]), 4, rep["per_version"].keys())
+        # ccccccc is live only while eeeeeee starts: it may see no login at all.
+        self.assertGreaterEqual(len(rep["per_version"]), 3, rep["per_version"].keys())
         removed = self.assert_removed_only_at_zero()
         self.assertIn("ddddddd", [e["sha"] for e in removed if e["why"] == "failed"])
         self.assertIn("aaaaaaa", [e["sha"] for e in removed if e["why"] == "drained"])

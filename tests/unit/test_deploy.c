@@ -355,6 +355,8 @@ static void test_drain_waits_for_zero_and_settle(void **state)
 	assert_string_equal(s.selected, SHA_B);
 	assert_non_null(platform_meta_get(&sim_find(&s, SHA_A)->c,
 					  PLATFORM_META_DRAINING_SINCE));
+	assert_string_equal(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_DRAIN_FROM),
+			    "20");
 	/* connections stay: never removed */
 	for (i = 0; i < 40; i++) {
 		assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_DRAIN);
