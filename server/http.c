@@ -128,7 +128,8 @@ static void http_run(struct http *h)
 
 /* MHD's messages, at most one line a second (with how many were dropped):
  * under descriptor exhaustion it reports every failed accept. */
-static void http_log(void *cls, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void http_log(void *cls, const char *fmt,
+								va_list ap)
 {
 	struct http *h = cls;
 	char msg[512], q[560];
