@@ -316,13 +316,14 @@ static void test_no_to(void **state)
 
 int main(void)
 {
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_bare_message_highest_priority, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bare_message_nobody_available, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full_jid_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_domains_and_malformed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_presence_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_to, setup, teardown),
+		T(test_bare_message_highest_priority),
+		T(test_bare_message_nobody_available),
+		T(test_full_jid_rules),
+		T(test_domains_and_malformed),
+		T(test_presence_rules),
+		T(test_no_to),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
