@@ -244,7 +244,7 @@ class Fates(ChatloadCase):
         # The right password, through SCRAM-SHA-256, logs in.
         rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
                                      "--password", "right-pw", "--auth", "scram",
-                                     "--duration", "1")
+                                     "--duration", "2")
         self.assertEqual(rc, 0)
         self.assertEqual(r["logins"], 2)
 
@@ -258,7 +258,7 @@ class Tls(ChatloadCase):
         d = self.chatd("--auth-any", "--tls-cert", cert, "--tls-key", key, "--require-tls")
         rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
                                      "--tls", "--lifetime", "fixed:600ms",
-                                     "--message-rate", "3", "--duration", "1.5",
+                                     "--message-rate", "3", "--duration", "2",
                                      "--expect-zero-drops", "--expect-zero-loss")
         self.assertEqual(rc, 0)
         self.assertGreaterEqual(r["logins"], 6)
@@ -439,7 +439,7 @@ class PingTimeouts(ChatloadCase):
         self.addCleanup(proxy.close)
         rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % proxy.port, "--clients",
                                      "3", "--ping-interval", "500ms", "--ping-timeout",
-                                     "400ms", "--duration", "1.2", "--close-timeout", "300ms",
+                                     "400ms", "--duration", "2", "--close-timeout", "300ms",
                                      "--expect-zero-drops")
         self.assertEqual(rc, 1)
         self.assertIn("ping timeouts", p.stderr())
