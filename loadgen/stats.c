@@ -570,8 +570,12 @@ int stats_write_timeline(const struct stats *s, const char *path)
 	if (!f)
 		return -1;
 	fputs("t,connected", f);
-	for (unsigned v = 0; v < s->nversions; v++)
-		fprintf(f, ",connected_%s", s->versions[v].label);
+	for (unsigned v = 0; v < s->nversions; v++) {
+		/* A label is the server's text: keep the header one CSV line. */
+		fputs(",connected_", f);
+		for (const char *p = s->versions[v].label; *p; p++)
+			fputc(*p == ',' || *p == '"' || (unsigned char)*p < 0x20 ? '_' : *p, f);
+	}
 	fputs(",logins,drops,server_closes,sent,delivered,lost\n", f);
 	for (size_t i = 0; i < s->nrows; i++) {
 		const struct stats_row *r = &s->rows[i];
