@@ -39,8 +39,10 @@ class Platform:
         self.env = dict(os.environ)
         self.env["RAINBOW_CHATD"] = harness.binary("chatd")
         self.env["RAINBOW_STATE_DIR"] = self.state
+
+    def up(self):
         r = self.rb("local", "up", "--listen", self.listen)
-        test.assertEqual(r.returncode, 0, r.stderr)
+        self.test.assertEqual(r.returncode, 0, r.stderr)
 
     def rb(self, *args, timeout=120):
         return subprocess.run([self.rainbow] + list(args), capture_output=True, text=True,
@@ -101,8 +103,11 @@ class RainbowE2E(unittest.TestCase):
     def setUp(self):
         self.plat = Platform(self)
         self.procs = []
+        # A cleanup, not tearDown: it also runs when `local up` itself fails.
+        self.addCleanup(self.cleanup)
+        self.plat.up()
 
-    def tearDown(self):
+    def cleanup(self):
         for p in self.procs:
             if p.alive():
                 p.stop(signal.SIGKILL, timeout=5)

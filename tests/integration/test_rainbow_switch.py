@@ -97,11 +97,13 @@ class SwitchTest(unittest.TestCase):
         self.rainbow = harness.binary("rainbow")
         self.backends = [Backend("b%d" % i) for i in range(3)]
         self.clients = []
+        # A cleanup, not tearDown: it also runs when `local up` itself fails.
+        self.addCleanup(self.cleanup)
         r = self.rb("local", "up", "--listen", self.listen)
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("up", r.stdout)
 
-    def tearDown(self):
+    def cleanup(self):
         for c in self.clients:
             c.close()
         self.rb("local", "down", "--force")
