@@ -11,7 +11,8 @@
              and bulk throughput, switch vs direct, same client and backend
 
 Usage: bench/rainbow_bench.py [--build DIR] [switch|drain|proxy|all]
-Prints one line per figure and a markdown table at the end.
+Progress lines go to stderr; stdout is a Markdown section (bench/run.sh
+puts it into docs/benchmarks.md).
 Bounded: every loop has a fixed count; a run takes about a minute.
 """
 import argparse
@@ -62,6 +63,10 @@ class Local:
         shutil.rmtree(self.state, ignore_errors=True)
 
 
+def note(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
 def summary(xs):
     xs = sorted(xs)
     return "median %.1f ms, min %.1f, max %.1f (n=%d)" % (statistics.median(xs), xs[0],
@@ -77,8 +82,8 @@ def bench_switch(build, rows, n=8):
         sel = [e for e in loc.record() if e["event"] == "select"]
         since = [e["since_obs_ms"] for e in sel]
         op = [e["op_ms"] for e in sel]
-        print("switch: ready observed -> switch confirmed: " + summary(since))
-        print("switch: select operation (control socket + read-back): " + summary(op))
+        note("switch: ready observed -> switch confirmed: " + summary(since))
+        note("switch: select operation (control socket + read-back): " + summary(op))
         rows.append(("ready observed -> switch confirmed (local)", summary(since)))
         rows.append(("select operation alone", summary(op)))
     finally:
@@ -109,7 +114,7 @@ def bench_drain(build, rows, reps=3, settle=1.0, poll=0.2):
             p.wait(60)
             rm = [e for e in loc.record() if e["event"] == "remove" and e["sha"] == old]
             lat.append((rm[-1]["t"] - t_close) * 1000.0)
-        print("drain: last close -> colour deleted (settle %gs, poll %gs): %s"
+        note("drain: last close -> colour deleted (settle %gs, poll %gs): %s"
               % (settle, poll, summary(lat)))
         rows.append(("drain detection + delete (settle %gs, poll %gs)" % (settle, poll),
                      summary(lat)))
@@ -202,11 +207,11 @@ def bench_proxy(build, rows):
         s.close()
         d50, d99 = rtt(echo.port)
         s50, s99 = rtt(loc.port)
-        print("proxy: echo round trip direct p50 %.0f us p99 %.0f us; through the switch "
+        note("proxy: echo round trip direct p50 %.0f us p99 %.0f us; through the switch "
               "p50 %.0f us p99 %.0f us (added p50 %.0f us)" % (d50, d99, s50, s99, s50 - d50))
         dt = bulk(echo.port)
         st = bulk(loc.port)
-        print("proxy: bulk one connection direct %.0f MiB/s, through the switch %.0f MiB/s"
+        note("proxy: bulk one connection direct %.0f MiB/s, through the switch %.0f MiB/s"
               % (dt, st))
         rows.append(("echo round trip p50/p99, direct", "%.0f / %.0f us" % (d50, d99)))
         rows.append(("echo round trip p50/p99, via switch", "%.0f / %.0f us" % (s50, s99)))
@@ -232,7 +237,11 @@ def main():
         bench_drain(build, rows)
     if a.what in ("proxy", "all"):
         bench_proxy(build, rows)
-    print("\n| rainbow (local platform) | figure |\n|---|---|")
+    print("Local platform, real chatd (%s): figures from rainbow's own record "
+          "(`since_obs_ms`, `op_ms`, remove times) and from a Python client timing "
+          "round trips and bulk transfers directly and through the switch.\n"
+          % os.path.relpath(build, ROOT))
+    print("| rainbow (local platform) | figure |\n|---|---|")
     for k, v in rows:
         print("| %s | %s |" % (k, v))
 
