@@ -118,12 +118,10 @@ for p in "${pieces[@]}"; do
 	secs=$(($(date +%s) - t0))
 	[ "$rc" = 0 ] || failed=$((failed + 1))
 	echo "bench/run.sh: [$p] exit $rc after ${secs}s" >&2
-	list=false
-	[ "$p" = rainbow ] && list=true
 	cat >"$OUT/$p.meta" <<EOF
 {"title": $(json_str "$(title_of "$p")"), "command": $(json_str "$cmd"),
  "reproduce": $(json_str "BUILD=$BUILD bench/run.sh $p"), "rc": $rc, "seconds": $secs,
- "date": $(json_str "$date"), "sha": $(json_str "$SHA"), "list": $list,
+ "date": $(json_str "$date"), "sha": $(json_str "$SHA"),
  "stderr_tail": $(json_str "$(tail -n 15 "$OUT/$p.err")")}
 EOF
 	ran+=("$p")

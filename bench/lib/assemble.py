@@ -30,24 +30,8 @@ def old_sections(path):
     return out
 
 
-def as_list(text):
-    """Progress lines printed before a table become a list (rainbow_bench.py
-    prints plain lines and then its table on stdout)."""
-    out = []
-    for line in text.splitlines():
-        if not line.strip() or line.startswith("|") or line.startswith("#"):
-            if line.startswith("|") and out and out[-1].startswith("- "):
-                out.append("")
-            out.append(line)
-        else:
-            out.append("- " + line)
-    return "\n".join(out) + "\n"
-
-
 def section(piece, body, meta):
     body = body.strip("\n")
-    if meta.get("list"):
-        body = as_list(body).strip("\n")
     lines = body.splitlines()
     heading = "## " + meta["title"]
     if lines and lines[0].startswith("## "):
