@@ -43,8 +43,7 @@ ifeq ($(SAN),1)
 CFLAGS := -O1 -g -fno-omit-frame-pointer
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DRAINBOW_VERSION='"$(VERSION)"' \
-	-Icommon $(WARN) $(CFLAGS) $(SANFLAGS) $(call pkg_cflags,$(PKGS_ALL)) -MMD -MP
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -Icommon $(WARN) $(CFLAGS) $(SANFLAGS) $(call pkg_cflags,$(PKGS_ALL)) -MMD -MP
 LDFLAGS ?=
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
@@ -77,6 +76,15 @@ tests: $(PROGS) $(UNITS) $(HELPERS) $(BENCHES)
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+# The version lives in one object, rebuilt whenever the git SHA changes.
+.PHONY: FORCE
+$(BUILD)/version.stamp: FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
+$(BUILD)/obj/common/version.o: common/version.c $(BUILD)/version.stamp
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -DRAINBOW_VERSION='"$(VERSION)"' -c -o $@ $<
 
 $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 $(LIBSERVER): $(call obj,$(SERVER_SRC))

@@ -28,6 +28,7 @@
 #include "lswitch.h"
 #include "platform.h"
 #include "run.h"
+#include "version.h"
 
 enum cmd {
 	CMD_NONE = 0,
@@ -311,7 +312,7 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			usage_all(stdout);
 		return 0;
 	case O_VERSION:
-		printf("rainbow %s\n", RAINBOW_VERSION);
+		printf("rainbow %s\n", rainbow_version);
 		return 0;
 	case O_PLATFORM:
 		c->platform = v;

@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 
 #include "log.h"
+#include "version.h"
 
 /* One watch event larger than this is refused (a Deployment is a few KiB). */
 #define KUBECLIENT_MAX_EVENT (4u << 20)
@@ -245,6 +246,7 @@ static int setup(struct kubeclient *c, const char *method, const char *url,
 	const char *tok = kubeconfig_token(kc);
 	CURL *h = c->curl;
 	char *auth = NULL;
+	char ua[64];
 
 	curl_easy_reset(h);
 	c->curl_err[0] = '\0';
@@ -253,7 +255,8 @@ static int setup(struct kubeclient *c, const char *method, const char *url,
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, (long)c->opts.connect_timeout_ms);
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "rainbow/" RAINBOW_VERSION);
+	snprintf(ua, sizeof(ua), "rainbow/%s", rainbow_version);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, ua); /* libcurl copies it */
 	if (c->connect_to)
 		curl_easy_setopt(h, CURLOPT_CONNECT_TO, c->connect_to);
 	if (kc->insecure) {

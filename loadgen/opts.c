@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "version.h"
+
 enum {
 	OPT_SERVER = 256, OPT_DOMAIN, OPT_CLIENTS, OPT_RAMP, OPT_SOURCE_IPS, OPT_USER_PATTERN,
 	OPT_PASSWORD, OPT_TLS, OPT_AUTH, OPT_TARGET, OPT_MESSAGE_RATE, OPT_OFFLINE_SHARE,
@@ -484,7 +486,7 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			opts_usage(stdout);
 			return 1;
 		case OPT_VERSION:
-			printf("chatload %s\n", RAINBOW_VERSION);
+			printf("chatload %s\n", rainbow_version);
 			return 1;
 		case ':':
 			BAD("%s needs a value", argv[optind - 1]);

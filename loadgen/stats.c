@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "opts.h"
+#include "version.h"
 
 /* The plain uint64 counters, by report name: serialized and merged alike. */
 static const struct {
@@ -249,7 +250,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 	json_t *r = json_object();
 	json_t *pv = json_object(), *pairs = json_array(), *csb, *hists;
 
-	json_object_set_new(r, "chatload_version", json_string(RAINBOW_VERSION));
+	json_object_set_new(r, "chatload_version", json_string(rainbow_version));
 	if (o) {
 		json_t *srv = json_array();
 		for (unsigned i = 0; i < o->nservers; i++)

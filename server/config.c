@@ -14,9 +14,8 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#ifndef RAINBOW_VERSION
-#define RAINBOW_VERSION "unknown"
-#endif
+#include "version.h"
+
 
 enum opt_kind { OPT_STR, OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LEVEL };
 
@@ -98,7 +97,7 @@ static void config_defaults(struct config *cfg)
 	snprintf(cfg->listen, sizeof(cfg->listen), "0.0.0.0:5222");
 	snprintf(cfg->http, sizeof(cfg->http), "0.0.0.0:5280");
 	snprintf(cfg->domain, sizeof(cfg->domain), "localhost");
-	snprintf(cfg->version_label, sizeof(cfg->version_label), "%s", RAINBOW_VERSION);
+	snprintf(cfg->version_label, sizeof(cfg->version_label), "%s", rainbow_version);
 	if (gethostname(cfg->instance, sizeof(cfg->instance)) != 0)
 		snprintf(cfg->instance, sizeof(cfg->instance), "chatd");
 	cfg->instance[sizeof(cfg->instance) - 1] = '\0';
@@ -244,13 +243,14 @@ void config_usage(const char *prog)
 		printf("  %-28s %s\n  %-28s [env %s]\n", left, o->help, "", name);
 	}
 	printf("  %-28s %s\n", "--help", "this text");
+	printf("  %-28s %s\n", "--version", "print the build's version and exit");
 	printf("\nSignals: SIGTERM/SIGINT drain (not ready, listener closed, connections kept\n"
 	       "until they close or --drain-timeout); a second one shuts down at once.\n");
 }
 
 int config_load(struct config *cfg, int argc, char **argv)
 {
-	struct option lopts[CONFIG_NOPTS + 2];
+	struct option lopts[CONFIG_NOPTS + 3];
 	int idx, c;
 
 	config_defaults(cfg);
@@ -265,12 +265,17 @@ int config_load(struct config *cfg, int argc, char **argv)
 		lopts[i].val = 1000 + (int)i;
 	}
 	lopts[CONFIG_NOPTS] = (struct option){ "help", no_argument, NULL, 'h' };
-	lopts[CONFIG_NOPTS + 1] = (struct option){ NULL, 0, NULL, 0 };
+	lopts[CONFIG_NOPTS + 1] = (struct option){ "version", no_argument, NULL, 'V' };
+	lopts[CONFIG_NOPTS + 2] = (struct option){ NULL, 0, NULL, 0 };
 	optind = 1;
 	opterr = 1;
 	while ((c = getopt_long(argc, argv, "h", lopts, &idx)) != -1) {
 		if (c == 'h') {
 			config_usage(argv[0]);
+			return 1;
+		}
+		if (c == 'V') {
+			printf("chatd %s\n", rainbow_version);
 			return 1;
 		}
 		if (c < 1000 || c >= 1000 + (int)CONFIG_NOPTS) {

@@ -1,0 +1,7 @@
+#include "version.h"
+
+#ifndef RAINBOW_VERSION
+#define RAINBOW_VERSION "unknown"
+#endif
+
+const char rainbow_version[] = RAINBOW_VERSION;
