@@ -13,8 +13,10 @@ bench/chatd_idle_clients.c (built to BUILD/bench/chatd_idle_clients):
   3. --rtt round trips between two sessions (A -> chatd -> B -> chatd -> A),
      one at a time: p50 / p99.
 
-The figures replace the "## chatd" section of docs/benchmarks.md (other
-sections are kept), together with the command that reproduces them.
+Prints the Markdown section on stdout (bench/run.sh collects it with
+--no-write); without --no-write it also replaces the chatd section of
+docs/benchmarks.md (between the bench:chatd markers; other sections are
+kept), together with the command that reproduces it.
 
 Usage: bench/chatd_idle.py [--build build] [--sessions 15000] [--procs 2]
        [--tls-sessions 2000] [--rtt 5000] [--no-write]
@@ -156,12 +158,17 @@ def machine():
 
 
 def write_section(text, path):
+    """Replaces the chatd section of the document, using the markers that
+    bench/run.sh (bench/lib/assemble.py) uses, so both ways of running this
+    keep the other sections."""
+    begin, end = "<!-- bench:chatd:begin -->", "<!-- bench:chatd:end -->"
     old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    m = re.search(r"^## chatd\n.*?(?=^## |\Z)", old, re.M | re.S)
+    block = begin + "\n" + text.rstrip("\n") + "\n" + end + "\n"
+    m = re.search(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", old, re.S)
     if m:
-        new = old[:m.start()] + text + old[m.end():]
+        new = old[:m.start()] + block + old[m.end():]
     else:
-        new = old.rstrip("\n") + "\n\n" + text
+        new = old.rstrip("\n") + "\n\n" + block
     with open(path, "w") as f:
         f.write(new)
 
@@ -213,7 +220,7 @@ def main():
                  "p99 %.0f us, mean %.0f us |" % (rtt["rtt_n"], rtt["p50_us"], rtt["p99_us"],
                                                  rtt["mean_us"])]
     text = "\n".join([
-        "## chatd",
+        "## chatd (issue 2)",
         "",
         "Measured %s on %s (build `%s`, non-sanitized, chatd `--auth-any "
         "--allow-plaintext-auth --log-level warn`), while other people shared "
