@@ -121,8 +121,8 @@ class Bench:
     def idle(self, total, tls):
         rss0 = settled_rss(self.proc.pid, 1.0)
         t0 = time.monotonic()
-        ps, res = self.run_clients(total, self.a.procs if total > 2000 else 1, tls,
-                                   "t" if tls else "p")
+        procs = self.a.procs if total > 2000 else 1
+        ps, res = self.run_clients(total, procs, tls, "t" if tls else "p")
         wall = time.monotonic() - t0
         ok = sum(r["sessions"] for r in res)
         failed = sum(r["failed"] for r in res)
@@ -134,6 +134,7 @@ class Bench:
             "rss0_kb": rss0, "rss1_kb": rss1,
             "per_session_kib": (rss1 - rss0) / ok if ok else float("nan"),
             "logins_per_s": ok / wall if wall > 0 else 0.0, "seconds": wall,
+            "procs": procs,
         }
         self.release(ps)
         wait_metric(self.http, "chatd_connections", 0, 120)
@@ -206,7 +207,8 @@ def main():
         plain["per_session_kib"],
         "| PLAIN logins per second (connect + stream + SASL PLAIN + bind, %d x %d in flight) "
         "| %.0f /s (%d logins in %.1f s) |" % (
-            a.procs, a.concurrency, plain["logins_per_s"], plain["sessions"], plain["seconds"]),
+            plain["procs"], a.concurrency, plain["logins_per_s"], plain["sessions"],
+            plain["seconds"]),
     ]
     if tls:
         rows += [
@@ -222,9 +224,9 @@ def main():
     text = "\n".join([
         "## chatd (issue 2)",
         "",
-        "Measured %s on %s (build `%s`, non-sanitized, chatd `--auth-any "
-        "--allow-plaintext-auth --log-level warn`), while other people shared "
-        "the machine. Reproduce with:" % (
+        "%s; %s, build `%s` (non-sanitized), chatd `--auth-any --allow-plaintext-auth "
+        "--log-level warn`; the machine is shared with other people's work. "
+        "Reproduce with:" % (
             datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), machine(), a.build),
         "",
         "    make BUILD=%s all %s/bench/chatd_idle_clients" % (a.build, a.build),
@@ -232,8 +234,9 @@ def main():
         "",
         "RSS is chatd's VmRSS (/proc/PID/status) after the sessions are established and "
         "idle, minus VmRSS before they connected, divided by the number of sessions. "
-        "Clients: bench/chatd_idle_clients.c (%d processes, source addresses 127.0.x.1-4)." %
-        a.procs,
+        "Clients: bench/chatd_idle_clients.c (%d process(es) for the plaintext sessions, "
+        "source addresses 127.0.x.1-4); logins per second include the TCP connect and "
+        "are wall-clock rates on the shared machine." % plain["procs"],
         "",
         "| measure | value |",
         "|---|---|",
