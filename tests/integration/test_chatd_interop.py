@@ -111,6 +111,14 @@ class InteropScram(unittest.TestCase):
         self.assertEqual(old.wait(30), 0, old.describe())
         self.assertEqual(old.find("stream-error")[0]["condition"], "conflict", old.describe())
 
+    def test_scram_without_tls(self):
+        # STARTTLS is optional here: libstrophe with TLS disabled still gets
+        # SCRAM (PLAIN is not offered without TLS)
+        c = self.strophe("bob@" + D, "b0b pw é", mech="SCRAM-SHA-256", tls_mode="disable",
+                         cafile=None, actions=["ping"])
+        self.assertEqual(c.wait(30), 0, c.describe())
+        self.assertFalse(c.find("connected")[0]["secured"])
+
     def test_wrong_password_fails(self):
         c = self.strophe("alice@" + D, "not-the-password", actions=["ping"], timeout=15)
         self.assertEqual(c.wait(30), 1)
