@@ -293,6 +293,16 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 	fflush(o->out);
 }
 
+/*
+ * Errors that another attempt cannot cure: missing permissions (kube RBAC),
+ * and the switch target itself missing (namespace/Service gone, local switch
+ * down). Retrying them would only print the same message again.
+ */
+static int run_error_is_fatal(int rc, int selecting)
+{
+	return rc == -EACCES || (selecting && rc == -ENOENT);
+}
+
 int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o)
 {
 	struct deploy_mem *mem = malloc(sizeof(*mem));
@@ -313,10 +323,11 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		int failed = 0;
 		int64_t sleep_ms = (int64_t)(o->poll_s * 1000.0);
 		int64_t obs_mono;
+		int orc = run_observe(p, &ro);
 
-		if (run_observe(p, &ro) < 0) {
+		if (orc < 0) {
 			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
-			if (++errors >= RUN_MAX_ERRORS)
+			if (run_error_is_fatal(orc, 1) || ++errors >= RUN_MAX_ERRORS)
 				goto out;
 			usleep((useconds_t)sleep_ms * 1000);
 			continue;
@@ -346,12 +357,21 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			fprintf(o->out, " (%.0fs)\n", (mono_ms() - phase_start) / 1000.0);
 			fflush(o->out);
 		}
-		for (size_t i = 0; i < res->n_act; i++)
-			if (perform(p, &res->act[i], &ro, obs_mono, o, sum, &n_sum) < 0) {
+		for (size_t i = 0; i < res->n_act; i++) {
+			int prc = perform(p, &res->act[i], &ro, obs_mono, o, sum, &n_sum);
+
+			if (prc < 0) {
 				failed = 1;
+				if (run_error_is_fatal(prc, res->act[i].kind == DEPLOY_ACT_SELECT))
+					failed = 2;
 				break;	/* decide again from what is there now */
 			}
+		}
 		run_obs_free(&ro);
+		if (failed == 2) {
+			fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
+			goto out;
+		}
 		if (failed) {
 			if (++errors >= RUN_MAX_ERRORS) {
 				fprintf(stderr, "rainbow: giving up after %d failed steps\n",

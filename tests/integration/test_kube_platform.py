@@ -13,6 +13,7 @@ Two levels:
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -443,10 +444,16 @@ class TestKubeOps(KubeBase):
             self.assertIn("EBUSY", err)
             self.assertIn("still holds 1 connection", err)
             self.ok("remove-replica", SHA_A, empty)
+            # the controller may already have deleted the empty pod: read the
+            # cost rainbow gave it from the PATCH the double received
+            patches = [json.loads(x[3]) for x in self.d.requests_matching(
+                "PATCH", r"/pods/%s$" % re.escape(empty))]
+            self.assertTrue(patches, "no PATCH of the empty pod")
+            self.assertEqual(patches[-1]["metadata"]["annotations"][kubedouble.DELETION_COST],
+                             "-2147483647")
             costs = {p["metadata"]["name"]: p["metadata"]["annotations"][
                 kubedouble.DELETION_COST] for p in self.d.list(NS, "pods",
                                                                 "rainbow.chat/sha=" + SHA_A)}
-            self.assertEqual(costs[empty], "-2147483647")
             self.assertEqual(costs[busy], "1")
             harness.wait_for(lambda: [p["metadata"]["name"] for p in self.d.list(
                 NS, "pods", "rainbow.chat/sha=" + SHA_A)] == [busy], timeout=20,
@@ -602,6 +609,17 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
         harness.wait_for(lambda: self.d.get(NS, "deployments", "chat-" + SHA_B) is None,
                          timeout=10, what="failed colour removed")
+
+    def test_forbidden_switch_stops_at_once(self):
+        # RBAC does not heal between steps: one clear error, no retry loop
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        self.d.deny("patch", "", "services")
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--settle", "1s")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("giving up: retrying cannot fix this", err)
+        self.assertEqual(err.count("cannot patch resource"), 1, err)
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
 
     def test_deploy_under_load_drops_nothing(self):
         if not have("chatload"):
