@@ -574,6 +574,14 @@ static void XMLCALL on_entity(void *ud, const char *name, int is_param, const ch
 	xs_fail(ud, XSTREAM_ERR_RESTRICTED);
 }
 
+/* RFC 6120 11.6: UTF-8 only; a declaration naming another encoding is refused. */
+static void XMLCALL on_xml_decl(void *ud, const char *version, const char *encoding,
+				int standalone)
+{
+	if (encoding && strcasecmp(encoding, "UTF-8") != 0)
+		xs_fail(ud, XSTREAM_ERR_ENCODING);
+}
+
 /* Calls into expat with allocations charged to xs. */
 #define XS_MEM_BEGIN(xs) struct xstream *xs_prev_owner = xs_mem_owner; xs_mem_owner = (xs)
 #define XS_MEM_END() xs_mem_owner = xs_prev_owner
@@ -631,6 +639,7 @@ static int xs_parser_new(struct xstream *xs)
 	XML_SetProcessingInstructionHandler(p, on_pi);
 	XML_SetStartDoctypeDeclHandler(p, on_doctype);
 	XML_SetEntityDeclHandler(p, on_entity);
+	XML_SetXmlDeclHandler(p, on_xml_decl);
 	XML_SetParamEntityParsing(p, XML_PARAM_ENTITY_PARSING_NEVER);
 #if XML_MAJOR_VERSION > 2 || (XML_MAJOR_VERSION == 2 && XML_MINOR_VERSION >= 6)
 	/* Deferral would hold back small tokens until more input arrives. */
@@ -835,6 +844,7 @@ const char *xstream_condition(int err)
 	case XSTREAM_ERR_BAD_FORMAT: return "bad-format";
 	case XSTREAM_ERR_NOMEM: return "resource-constraint";
 	case XSTREAM_ERR_CLOSED: return "not-well-formed";
+	case XSTREAM_ERR_ENCODING: return "unsupported-encoding";
 	default: return "undefined-condition";
 	}
 }
@@ -851,6 +861,7 @@ const char *xstream_strerror(int err)
 	case XSTREAM_ERR_BAD_FORMAT: return "bad format (root name or text between stanzas)";
 	case XSTREAM_ERR_NOMEM: return "out of memory";
 	case XSTREAM_ERR_CLOSED: return "data after end of stream";
+	case XSTREAM_ERR_ENCODING: return "encoding other than UTF-8 declared";
 	default: return "unknown error";
 	}
 }

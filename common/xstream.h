@@ -30,7 +30,9 @@
  *     element with more than XSTREAM_MAX_ATTRS attributes
  *     or namespace declarations                            -> XSTREAM_ERR_POLICY
  *   - non-whitespace after </stream:stream>                -> XSTREAM_ERR_CLOSED
- * The input is always parsed as UTF-8, whatever the XML declaration says.
+ *   - an XML declaration naming an encoding other than UTF-8
+ *     (RFC 6120 11.6)                                      -> XSTREAM_ERR_ENCODING
+ * The input is always parsed as UTF-8.
  * Elements in no namespace get ns "" (not NULL). Attribute names are "to",
  * "xml:lang", or "{uri}local" for other namespaced attributes (see xml.h).
  * The stream header and stanzas carry no parent: the header node is only
@@ -55,6 +57,7 @@ enum xstream_err {
 	XSTREAM_ERR_BAD_FORMAT = -5,  /* bad-format */
 	XSTREAM_ERR_NOMEM = -6,       /* resource-constraint */
 	XSTREAM_ERR_CLOSED = -7,      /* data after </stream:stream> */
+	XSTREAM_ERR_ENCODING = -8,    /* unsupported-encoding: declared other than UTF-8 */
 };
 
 /* A limit of 0 (or limits == NULL) selects the default. */

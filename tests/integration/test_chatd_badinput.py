@@ -233,6 +233,11 @@ class BadInput(Base):
                         b"xmlns:stream='http://etherx.jabber.org/streams' to='example.test' "
                         b"version='1.0' id='\xc0\xaf'>", "not-well-formed", header=False)
 
+    def test_18b_encoding_other_than_utf8(self):
+        # RFC 6120 11.6: UTF-8 only
+        self.bad_stream("<?xml version='1.0' encoding='UTF-16'?>" +
+                        xmpp.stream_header(decl=False), "unsupported-encoding", header=False)
+
     def test_19_http_request_on_xmpp_port(self):
         self.bad_stream("GET / HTTP/1.1\r\nHost: x\r\n\r\n", "not-well-formed", header=False)
 

@@ -163,6 +163,10 @@ static void test_basic_stream(void **state)
 		     "stanza <iq type='get' id='r1'><query xmlns='jabber:iq:roster'/></iq>\n"
 		     "stanza <presence/>\n"
 		     "close\n");
+	/* UTF-8 declared in any case is fine (RFC 6120 11.6). */
+	check_stream("<?xml version='1.0' encoding='utf-8'?>" HDR "<presence/>", XSTREAM_OK,
+		     "open ns=jabber:client to=example.com version=1.0 xml:lang=en\n"
+		     "stanza <presence/>\n");
 }
 
 static void test_namespaces(void **state)
@@ -309,7 +313,9 @@ static void test_errors(void **state)
 		  XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "0xff byte", HDR "<message a='\xff'/>", XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "latin1 declared", "<?xml version='1.0' encoding='ISO-8859-1'?>" HDR
-		  "<message><body>\xe9</body></message>", XSTREAM_ERR_NOT_WELL_FORMED },
+		  "<message><body>\xe9</body></message>", XSTREAM_ERR_ENCODING },
+		{ "utf-16 declared", "<?xml version='1.0' encoding='UTF-16'?>" HDR,
+		  XSTREAM_ERR_ENCODING },
 		{ "control char ref", HDR "<message>&#1;</message>", XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "utf-16 bom", "\xff\xfe<", XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "utf-16be bom", "\xfe\xff<", XSTREAM_ERR_NOT_WELL_FORMED },
@@ -877,7 +883,8 @@ static void test_conditions(void **state)
 	assert_string_equal(xstream_condition(XSTREAM_ERR_INVALID_NS), "invalid-namespace");
 	assert_string_equal(xstream_condition(XSTREAM_ERR_BAD_FORMAT), "bad-format");
 	assert_string_equal(xstream_condition(XSTREAM_ERR_NOMEM), "resource-constraint");
-	for (int e = XSTREAM_ERR_CLOSED; e <= XSTREAM_STOPPED; e++)
+	assert_string_equal(xstream_condition(XSTREAM_ERR_ENCODING), "unsupported-encoding");
+	for (int e = XSTREAM_ERR_ENCODING; e <= XSTREAM_STOPPED; e++)
 		assert_non_null(xstream_strerror(e));
 }
 
