@@ -133,19 +133,30 @@ demo: deps
 	$(MAKE) -j2 all
 	scripts/demo.sh
 
-# Fuzzing: clang's libFuzzer with ASan+UBSan, separate build directory.
+# Fuzzing: clang's libFuzzer with ASan+UBSan, separate build directory. The
+# project's code is built once with fuzzer instrumentation into one archive;
+# each target links only what it uses from it.
 FUZZ_BUILD := build-fuzz
 FUZZ_TIME ?= 60
-FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Icommon -g -O1 \
-	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	$(call pkg_cflags,$(PKGS_ALL))
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Icommon -g -O1 $(FUZZ_SAN) \
+	$(call pkg_cflags,$(PKGS_ALL)) -MMD -MP
+FUZZ_LIB_SRC := $(COMMON_SRC) $(SERVER_SRC) $(LOAD_SRC) $(RAINBOW_SRC)
+FUZZ_LIB_OBJ := $(patsubst %.c,$(FUZZ_BUILD)/obj/%.o,$(FUZZ_LIB_SRC))
 FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 .PHONY: fuzz-build
 fuzz-build: $(FUZZERS)
-$(FUZZ_BUILD)/%: tests/fuzz/%.c $(COMMON_SRC) $(SERVER_SRC) $(wildcard common/*.h server/*.h)
+$(FUZZ_BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -o $@ $< $(COMMON_SRC) $(SERVER_SRC) \
-		$(call pkg_libs,$(PKGS_CHATD) $(PKGS_LOAD)) -lm
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+$(FUZZ_BUILD)/libfuzz.a: $(FUZZ_LIB_OBJ)
+	rm -f $@
+	ar rcs $@ $^
+$(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_BUILD)/libfuzz.a
+	clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do \
 		n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
@@ -171,4 +182,4 @@ format:
 clean:
 	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+-include $(shell find $(BUILD) $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
