@@ -132,21 +132,24 @@ static void srv_accept_cb(uv_stream_t *listener, int status)
 /* Sends a XEP-0199 ping to an established client that has been silent. */
 static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 {
-	char full[3 * 1024 + 4], buf[3 * 1024 + 512];
-	int n;
+	char full[3 * 1024 + 4];
+	struct xbuf b;
 
 	if (jid_format_full(&c->jid, full, sizeof(full)) < 0)
 		return;
 	c->ping_seq = ++srv->ping_seq ? srv->ping_seq : ++srv->ping_seq;
 	c->t_deadline = now + srv->cfg->ping_timeout * 1000u;
-	n = snprintf(buf, sizeof(buf),
-		     "<iq type='get' id='ping-%u' from='%s' to='%s'>"
-		     "<ping xmlns='urn:xmpp:ping'/></iq>",
-		     c->ping_seq, srv->domain, full);
-	if (n > 0 && (size_t)n < sizeof(buf)) {
+	/* A resourcepart may hold ' & < (resourceprep allows them): escaped. */
+	xbuf_init(&b);
+	xbuf_printf(&b, "<iq type='get' id='ping-%u' from='", c->ping_seq);
+	xbuf_escape(&b, srv->domain, strlen(srv->domain));
+	xbuf_puts(&b, "' to='");
+	xbuf_escape(&b, full, strlen(full));
+	if (xbuf_puts(&b, "'><ping xmlns='urn:xmpp:ping'/></iq>") == 0 && b.data) {
 		srv->metrics.pings_sent_total++;
-		conn_send(c, buf, (size_t)n);
+		conn_send(c, b.data, b.len);
 	}
+	xbuf_free(&b);
 }
 
 static void srv_sweep_cb(uv_timer_t *t)

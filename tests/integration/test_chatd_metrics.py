@@ -299,6 +299,24 @@ class Pings(unittest.TestCase):
                                          '{reason="connection-timeout"}', 0), 0)
         live.close()
 
+    def test_ping_to_a_resource_with_xml_special_characters(self):
+        # resourceprep allows ' & < in a resource: the server's ping must
+        # escape the JID, or the client's stream breaks
+        c = self.d.login("alice", resource="q'a&b<c\"")
+        c.auto_pong = False
+        ping = None
+        deadline = time.monotonic() + 8
+        while ping is None and c.end is None and time.monotonic() < deadline:
+            c.poll()
+            for st in c.pending:
+                if st.tag == q(NS_CLIENT, "iq") and st.find(q(NS_PING, "ping")) is not None:
+                    ping = st
+            time.sleep(0.05)
+        self.assertIsNotNone(ping, "no well-formed ping (end=%s)" % (c.end,))
+        self.assertEqual(ping.get("to"), c.jid)
+        self.assertTrue(c.jid.endswith("/q'a&b<c\""), c.jid)
+        c.close()
+
     def test_error_reply_to_ping_means_alive(self):
         # XEP-0199: an error reply (a client without ping support) still
         # proves the client is there
