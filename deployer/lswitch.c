@@ -37,6 +37,7 @@ struct backend {
 	long active;		/* proxies connected to it now */
 	long total;		/* proxies ever connected */
 	long failed;		/* connects that failed */
+	long refs;		/* proxies pointing at it, connecting or connected */
 	int selected;
 };
 
@@ -130,6 +131,10 @@ static void proxy_close(struct proxy *px)
 		px->be->active--;
 		px->sw->active--;
 		px->counted = 0;
+	}
+	if (px->be) {
+		px->be->refs--;
+		px->be = NULL;
 	}
 	side_close(&px->cli);
 	side_close(&px->up);
@@ -244,9 +249,7 @@ static void connect_cb(uv_connect_t *req, int status)
 {
 	struct proxy *px = req->data;
 
-	if (status == UV_ECANCELED)
-		return;
-	if (px->closing)
+	if (status == UV_ECANCELED || px->closing)
 		return;
 	if (status < 0) {
 		px->be->failed++;
@@ -319,7 +322,9 @@ static void on_accept(uv_stream_t *server, int status)
 		proxy_close(px);
 		return;
 	}
+	/* Held until proxy_close: a selection change must not free it under a connect. */
 	px->be = be;
+	be->refs++;
 	uv_tcp_init(sw->loop, &px->up.tcp);
 	px->up.open = 1;
 	uv_tcp_nodelay(&px->up.tcp, 1);
@@ -393,7 +398,7 @@ static struct backend *backend_get(struct lsw *sw, const char *sha, const char *
 	return be;
 }
 
-/* Drops backends that are neither selected nor in use (bounded memory). */
+/* Drops backends that are neither selected nor referenced by a proxy (bounded memory). */
 static void backends_gc(struct lsw *sw)
 {
 	struct backend **pp = &sw->backends;
@@ -401,7 +406,7 @@ static void backends_gc(struct lsw *sw)
 	while (*pp) {
 		struct backend *be = *pp;
 
-		if (!be->selected && be->active == 0) {
+		if (!be->selected && be->refs == 0) {
 			*pp = be->next;
 			free(be);
 		} else {
@@ -429,20 +434,14 @@ static int persist(struct lsw *sw)
 	return rc;
 }
 
-/*
- * Validates everything first, then swaps: a bad request leaves the old
- * selection in place. err gets the reason.
- */
-static int apply_select(struct lsw *sw, const char *sha, const char *list, char *err,
-			size_t errlen, int save)
+int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *cmd, char *err,
+			 size_t errlen)
 {
-	struct sockaddr_storage sas[LSWITCH_BACKENDS_MAX];
-	char addrs[LSWITCH_BACKENDS_MAX][64];
-	struct backend *picked[LSWITCH_BACKENDS_MAX];
-	size_t n = 0;
 	const char *p = list;
-	struct backend *be;
+	size_t n = 0;
 
+	memset(cmd, 0, sizeof(*cmd));
+	cmd->kind = LSWITCH_CMD_SELECT;
 	if (strcmp(sha, "-") == 0) {
 		sha = "";
 		list = "";
@@ -459,14 +458,15 @@ static int apply_select(struct lsw *sw, const char *sha, const char *list, char 
 			snprintf(err, errlen, "too many backends (max %d)", LSWITCH_BACKENDS_MAX);
 			return -EINVAL;
 		}
-		if (len == 0 || len >= sizeof(addrs[0])) {
+		if (len == 0 || len >= sizeof(cmd->addrs[0])) {
 			snprintf(err, errlen, "bad backend address");
 			return -EINVAL;
 		}
-		memcpy(addrs[n], p, len);
-		addrs[n][len] = '\0';
-		if (parse_addr(addrs[n], &sas[n]) != 0) {
-			snprintf(err, errlen, "bad backend address %.64s (want IP:PORT)", addrs[n]);
+		memcpy(cmd->addrs[n], p, len);
+		cmd->addrs[n][len] = '\0';
+		if (parse_addr(cmd->addrs[n], &cmd->sas[n]) != 0) {
+			snprintf(err, errlen, "bad backend address %.64s (want IP:PORT)",
+				 cmd->addrs[n]);
 			return -EINVAL;
 		}
 		n++;
@@ -480,8 +480,51 @@ static int apply_select(struct lsw *sw, const char *sha, const char *list, char 
 		snprintf(err, errlen, "select needs at least one backend");
 		return -EINVAL;
 	}
+	snprintf(cmd->sha, sizeof(cmd->sha), "%s", sha);
+	cmd->n = n;
+	return 0;
+}
+
+int lswitch_parse_command(char *line, struct lswitch_cmd *cmd, char *err, size_t errlen)
+{
+	char *name, *a1, *a2, *extra, *save = NULL;
+
+	memset(cmd, 0, sizeof(*cmd));
+	name = strtok_r(line, " \t\r", &save);
+	a1 = strtok_r(NULL, " \t\r", &save);
+	a2 = strtok_r(NULL, " \t\r", &save);
+	extra = strtok_r(NULL, " \t\r", &save);
+	if (!name) {
+		snprintf(err, errlen, "empty request");
+		return -EINVAL;
+	}
+	if (strcmp(name, "status") == 0 && !a1) {
+		cmd->kind = LSWITCH_CMD_STATUS;
+	} else if (strcmp(name, "select") == 0 && a1 && !extra &&
+		   (a2 || strcmp(a1, "-") == 0)) {
+		return lswitch_parse_select(a1, a2 ? a2 : "", cmd, err, errlen);
+	} else if (strcmp(name, "stop") == 0 && !a1) {
+		cmd->kind = LSWITCH_CMD_STOP;
+	} else if (strcmp(name, "ping") == 0 && !a1) {
+		cmd->kind = LSWITCH_CMD_PING;
+	} else {
+		snprintf(err, errlen, "unknown or malformed request (select SHA ADDR:PORT,..., "
+			 "select -, status, stop)");
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Swaps the selection to a parsed select (a bad request never gets here). */
+static int apply_select(struct lsw *sw, const struct lswitch_cmd *cmd, char *err, size_t errlen,
+			int save)
+{
+	struct backend *picked[LSWITCH_BACKENDS_MAX];
+	struct backend *be;
+	size_t n = cmd->n;
+
 	for (size_t i = 0; i < n; i++) {
-		picked[i] = backend_get(sw, sha, addrs[i], &sas[i]);
+		picked[i] = backend_get(sw, cmd->sha, cmd->addrs[i], &cmd->sas[i]);
 		if (!picked[i]) {
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
@@ -495,7 +538,7 @@ static int apply_select(struct lsw *sw, const char *sha, const char *list, char 
 	}
 	sw->n_sel = n;
 	sw->rr = 0;
-	snprintf(sw->selected, sizeof(sw->selected), "%s", sha);
+	snprintf(sw->selected, sizeof(sw->selected), "%s", cmd->sha);
 	backends_gc(sw);
 	if (save) {
 		int rc = persist(sw);
@@ -505,7 +548,7 @@ static int apply_select(struct lsw *sw, const char *sha, const char *list, char 
 			return rc;
 		}
 	}
-	log_info("select", "sha=%s backends=%zu", sha[0] ? sha : "-", n);
+	log_info("select", "sha=%s backends=%zu", cmd->sha[0] ? cmd->sha : "-", n);
 	return 0;
 }
 
@@ -514,6 +557,7 @@ static void resume_selection(struct lsw *sw)
 	json_error_t jerr;
 	json_t *o = json_load_file(sw->json_path, 0, &jerr), *arr;
 	char list[LSWITCH_LINE_MAX] = "", err[256];
+	struct lswitch_cmd cmd;
 	size_t i, off = 0;
 	json_t *v;
 	const char *sha;
@@ -529,7 +573,8 @@ static void resume_selection(struct lsw *sw)
 			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
 						off ? "," : "", a);
 	}
-	if (sha && sha[0] && apply_select(sw, sha, list, err, sizeof(err), 0) != 0)
+	if (sha && sha[0] && (lswitch_parse_select(sha, list, &cmd, err, sizeof(err)) != 0 ||
+			      apply_select(sw, &cmd, err, sizeof(err), 0) != 0))
 		log_warn("resume-failed", "err=%s", err);
 	else if (sha && sha[0])
 		log_info("resumed", "sha=%s", sha);
@@ -629,41 +674,38 @@ static struct ctl_write *ctl_reply(struct ctl_client *c, const char *word, const
 static void ctl_line(struct ctl_client *c, char *line)
 {
 	struct lsw *sw = c->sw;
-	char *cmd, *a1, *a2, *extra, *save = NULL;
+	struct lswitch_cmd *cmd;
 	char err[256];
 
-	cmd = strtok_r(line, " \t\r", &save);
-	a1 = strtok_r(NULL, " \t\r", &save);
-	a2 = strtok_r(NULL, " \t\r", &save);
-	extra = strtok_r(NULL, " \t\r", &save);
+	/* ~12 KiB: on the heap rather than on the loop's stack. */
+	cmd = malloc(sizeof(*cmd));
 	if (!cmd) {
-		ctl_reply(c, "error", "empty request");
+		ctl_reply(c, "error", "out of memory");
 		return;
 	}
-	if (strcmp(cmd, "status") == 0 && !a1) {
+	if (lswitch_parse_command(line, cmd, err, sizeof(err)) != 0) {
+		ctl_reply(c, "error", err);
+	} else if (cmd->kind == LSWITCH_CMD_STATUS) {
 		char *js = status_json(sw);
 
 		ctl_reply(c, "ok", js ? js : "{}");
 		free(js);
-	} else if (strcmp(cmd, "select") == 0 && a1 && !extra &&
-		   (a2 || strcmp(a1, "-") == 0)) {
-		if (apply_select(sw, a1, a2 ? a2 : "", err, sizeof(err), 1) == 0)
+	} else if (cmd->kind == LSWITCH_CMD_SELECT) {
+		if (apply_select(sw, cmd, err, sizeof(err), 1) == 0)
 			ctl_reply(c, "ok", NULL);
 		else
 			ctl_reply(c, "error", err);
-	} else if (strcmp(cmd, "stop") == 0 && !a1) {
+	} else if (cmd->kind == LSWITCH_CMD_STOP) {
 		struct ctl_write *w = ctl_reply(c, "ok", NULL);
 
 		if (w)
 			w->stop = sw;
 		else
 			lsw_stop(sw);
-	} else if (strcmp(cmd, "ping") == 0 && !a1) {
-		ctl_reply(c, "ok", "pong");
 	} else {
-		ctl_reply(c, "error", "unknown or malformed request (select SHA ADDR:PORT,..., "
-			  "select -, status, stop)");
+		ctl_reply(c, "ok", "pong");
 	}
+	free(cmd);
 }
 
 static void ctl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)

@@ -25,6 +25,7 @@
 #define RAINBOW_LSWITCH_H
 
 #include <stddef.h>
+#include <sys/socket.h>
 
 #include <jansson.h>
 
@@ -36,6 +37,33 @@ struct lswitch_opts {
 	const char *state_dir;
 	size_t high_water;	/* bytes queued to one side before the other side's reads stop */
 };
+
+/* One control request, parsed and validated (lswitch_parse_command()). */
+enum lswitch_cmd_kind {
+	LSWITCH_CMD_STATUS = 1,
+	LSWITCH_CMD_SELECT,	/* sha "" and n 0: select nothing */
+	LSWITCH_CMD_STOP,
+	LSWITCH_CMD_PING,
+};
+
+struct lswitch_cmd {
+	enum lswitch_cmd_kind kind;
+	char sha[48];		/* 7-40 lower-case hex, or "" */
+	size_t n;		/* backends */
+	char addrs[LSWITCH_BACKENDS_MAX][64];	/* as given: "IP:PORT" or "[v6]:PORT" */
+	struct sockaddr_storage sas[LSWITCH_BACKENDS_MAX];
+};
+
+/*
+ * Parses one request line (without its newline; tokens are split in place,
+ * so line is modified) into *cmd. 0, or -EINVAL with the reason to reply in
+ * err. Pure: the switch applies the result.
+ */
+int lswitch_parse_command(char *line, struct lswitch_cmd *cmd, char *err, size_t errlen);
+
+/* The arguments of `select SHA LIST` ("-" and "" select nothing); as above. */
+int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *cmd, char *err,
+			 size_t errlen);
 
 /* Runs the switch in this process until `stop` or SIGTERM/SIGINT. 0 or -errno. */
 int lswitch_run(const struct lswitch_opts *o);
