@@ -21,6 +21,15 @@ void xbuf_init(struct xbuf *b)
 	b->data = NULL;
 	b->len = 0;
 	b->cap = 0;
+	b->failed = 0;
+}
+
+static int xbuf_fail(struct xbuf *b)
+{
+	free(b->data);
+	xbuf_init(b);
+	b->failed = 1;
+	return -1;
 }
 
 void xbuf_free(struct xbuf *b)
@@ -35,8 +44,10 @@ static int xbuf_reserve(struct xbuf *b, size_t extra)
 	size_t need, cap;
 	char *p;
 
-	if (extra > SIZE_MAX - b->len - 1)
+	if (b->failed)
 		return -1;
+	if (extra > SIZE_MAX - b->len - 1)
+		return xbuf_fail(b);
 	need = b->len + extra + 1;
 	if (need <= b->cap)
 		return 0;
@@ -45,7 +56,7 @@ static int xbuf_reserve(struct xbuf *b, size_t extra)
 		cap = cap > SIZE_MAX / 2 ? need : cap * 2;
 	p = realloc(b->data, cap);
 	if (!p)
-		return -1;
+		return xbuf_fail(b);
 	b->data = p;
 	b->cap = cap;
 	return 0;
@@ -75,7 +86,9 @@ int xbuf_printf(struct xbuf *b, const char *fmt, ...)
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
 	va_end(ap);
-	if (n < 0 || xbuf_reserve(b, (size_t)n) < 0)
+	if (n < 0)
+		return xbuf_fail(b);
+	if (xbuf_reserve(b, (size_t)n) < 0)
 		return -1;
 	va_start(ap, fmt);
 	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);

@@ -35,11 +35,15 @@ struct xnode {
 };
 
 /* A dynamic byte buffer, used for serialization. After any successful
- * append, data is NUL-terminated (data[len] == '\0'). */
+ * append, data is NUL-terminated (data[len] == '\0'). The first failed
+ * append (out of memory) frees the data and makes every later append fail
+ * until xbuf_free(): a message built from several appends is whole or
+ * absent (data == NULL), never sent with a piece missing. */
 struct xbuf {
 	char *data;
 	size_t len;
 	size_t cap;
+	int failed; /* an append failed: data is NULL until xbuf_free() */
 };
 
 void xbuf_init(struct xbuf *b);

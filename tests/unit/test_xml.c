@@ -44,6 +44,27 @@ static void test_xbuf(void **state)
 	xbuf_free(&b);
 }
 
+/* A failed append poisons the buffer: later appends fail too and data is
+ * NULL, so callers that check only at the end never send half a message. */
+static void test_xbuf_failure_is_sticky(void **state)
+{
+	struct xbuf b;
+
+	xbuf_init(&b);
+	assert_int_equal(xbuf_puts(&b, "<stream:error>"), 0);
+	assert_int_equal(xbuf_append(&b, "x", SIZE_MAX), -1);
+	assert_int_equal(xbuf_puts(&b, "</stream:stream>"), -1);
+	assert_int_equal(xbuf_printf(&b, "%d", 1), -1);
+	assert_int_equal(xbuf_escape(&b, "a", 1), -1);
+	assert_null(b.data);
+	assert_int_equal(b.len, 0);
+	xbuf_free(&b);
+	/* freeing makes it usable again */
+	assert_int_equal(xbuf_puts(&b, "ok"), 0);
+	assert_string_equal(b.data, "ok");
+	xbuf_free(&b);
+}
+
 static void test_build_and_serialize(void **state)
 {
 	struct xnode *m = xnode_new("message", "jabber:client");
@@ -262,6 +283,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_xbuf),
+		cmocka_unit_test(test_xbuf_failure_is_sticky),
 		cmocka_unit_test(test_build_and_serialize),
 		cmocka_unit_test(test_inherit_and_empty_ns),
 		cmocka_unit_test(test_detach_copy),
