@@ -425,6 +425,11 @@ int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_
 	return local_best;
 }
 
+int cluster_glue_has_bare(struct srv *srv, const char *bare)
+{
+	return srv->cluster && cluster_has_bare(srv->cluster->cl, bare);
+}
+
 int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 			      enum cluster_bare_mode mode, int prio)
 {

@@ -45,6 +45,10 @@ int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct
  * returns the larger of local_best and the best remote priority;
  * cluster_glue_forward_bare() returns the copies forwarded. */
 int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_best);
+/* 1 when some session of the bare JID is bound on another instance (an
+ * account that exists only while bound, such as an anonymous one, exists
+ * cluster-wide). */
+int cluster_glue_has_bare(struct srv *srv, const char *bare);
 int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 			      enum cluster_bare_mode mode, int prio);
 

@@ -234,12 +234,13 @@ static int attr_is(const struct xnode *n, const char *name, const char *value)
 }
 
 /* Does the account exist? With --auth-any every name does; anonymous
- * accounts exist while they have a session. */
-static int account_exists(struct srv *srv, const char *node, const struct route *e)
+ * accounts exist while they have a session, here or on another instance. */
+static int account_exists(struct srv *srv, const char *node, const char *bare,
+			  const struct route *e)
 {
 	struct scram_cred cred;
 
-	if (e || srv->cfg->auth_any)
+	if (e || srv->cfg->auth_any || cluster_glue_has_bare(srv, bare))
 		return 1;
 	if (!srv->users)
 		return 0;
@@ -442,7 +443,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		}
 		goto out;
 	}
-	if (!account_exists(srv, j.node, e)) {
+	if (!account_exists(srv, j.node, bare, e)) {
 		/* RFC 6121 8.5.1 */
 		if (is_pres || (!is_msg && !is_req))
 			xnode_free(st);

@@ -495,6 +495,61 @@ class ClusterTest(unittest.TestCase):
         second.expect(msg_body("to the successor"))
 
 
+class AnonymousAcrossInstancesTest(unittest.TestCase):
+    """Accounts from --users plus SASL ANONYMOUS (no --auth-any): an
+    anonymous account exists while it is bound, on whichever instance."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rb-cluster-anon-")
+        secret = os.path.join(self.tmp, "secret")
+        with open(secret, "w") as f:
+            f.write(os.urandom(24).hex())
+        cport = [harness.free_port() for _ in range(2)]
+        peers = ",".join("127.0.0.1:%d" % p for p in cport)
+        self.nodes = []
+        self.clients = []
+        for i, name in enumerate(["anon-a", "anon-b"]):
+            d = xmpp.Chatd(users={"alice": "alice-pw"}, tls=False, instance=name, name=name,
+                           args=["--allow-anonymous", "--allow-plaintext-auth",
+                                 "--cluster-listen", "127.0.0.1:%d" % cport[i],
+                                 "--cluster-secret-file", secret, "--peers", peers,
+                                 "--cluster-keepalive", str(KEEPALIVE)])
+            self.nodes.append(d.start())
+        harness.wait_for(lambda: all(ClusterTest.peers(d) == 1 for d in self.nodes),
+                         timeout=15, what="two instances linked")
+
+    def tearDown(self):
+        for c in self.clients:
+            c.close()
+        for d in self.nodes:
+            d.stop(signal.SIGTERM, timeout=15)
+            self.assertIsNone(d.sanitizer_report())
+
+    def test_bare_jid_message_to_an_anonymous_user_on_another_instance(self):
+        anon = self.nodes[1].client()
+        self.clients.append(anon)
+        anon.open_stream()
+        anon.send("<auth xmlns='%s' mechanism='ANONYMOUS'/>" % xmpp.NS_SASL)
+        self.assertEqual(anon._finish_auth(anon._sasl_result()), ("success", None))
+        anon.open_stream()
+        anon.bind()
+        anon.send("<presence/>")
+        anon.expect(presence_from(anon.jid), what="own presence")
+        alice = self.nodes[0].login("alice", "alice-pw")
+        self.clients.append(alice)
+        # the route has reached instance A once a full-JID message gets through
+        alice.message(anon.jid, "full")
+        anon.expect(msg_body("full"))
+        alice.message(xmpp.bare(anon.jid), "bare", id_="b1")
+        anon.expect(msg_body("bare"))
+        # and no bounce came back to the sender
+        alice.send("<iq type='get' id='p1' to='%s'><ping xmlns='urn:xmpp:ping'/></iq>"
+                   % DOMAIN)
+        alice.expect(lambda st: st.get("id") == "p1", what="ping reply")
+        self.assertFalse([st for st in alice.pending if st.get("id") == "b1"],
+                         "bare-JID message bounced: %s" % alice.pending)
+
+
 class StartupTest(unittest.TestCase):
     def test_cluster_mode_needs_a_secret(self):
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),
