@@ -195,32 +195,36 @@ static void tlsbio_err_string(char *buf, size_t len, const char *what, const cha
 	ERR_clear_error();
 }
 
-static int tlsbio_ctx_common(SSL_CTX *ctx)
+/* A context with the settings both sides share, or NULL with err set. */
+static SSL_CTX *tlsbio_ctx_new(const SSL_METHOD *method, char *err, size_t errlen)
 {
-	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION))
-		return -1;
+	SSL_CTX *ctx;
+
+	ERR_clear_error();
+	ctx = SSL_CTX_new(method);
+	if (!ctx) {
+		tlsbio_err_string(err, errlen, "SSL_CTX_new", "failed");
+		return NULL;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)) {
+		tlsbio_err_string(err, errlen, "TLS settings", "failed");
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	/* The read and write buffers are released between records: idle
 	 * connections are the common case here. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-	return 0;
+	return ctx;
 }
 
 SSL_CTX *tlsbio_server_ctx_new(const char *cert_file, const char *key_file, char *err,
 			       size_t errlen)
 {
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = tlsbio_ctx_new(TLS_server_method(), err, errlen);
 
-	ERR_clear_error();
-	ctx = SSL_CTX_new(TLS_server_method());
-	if (!ctx) {
-		tlsbio_err_string(err, errlen, "SSL_CTX_new", "failed");
+	if (!ctx)
 		return NULL;
-	}
-	if (tlsbio_ctx_common(ctx) < 0) {
-		tlsbio_err_string(err, errlen, "TLS settings", "failed");
-		goto out_free_ctx;
-	}
 	/* Load clients do not resume sessions: no cache, no tickets. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -246,18 +250,10 @@ out_free_ctx:
 
 SSL_CTX *tlsbio_client_ctx_new(int verify, const char *ca_file, char *err, size_t errlen)
 {
-	SSL_CTX *ctx;
+	SSL_CTX *ctx = tlsbio_ctx_new(TLS_client_method(), err, errlen);
 
-	ERR_clear_error();
-	ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx) {
-		tlsbio_err_string(err, errlen, "SSL_CTX_new", "failed");
+	if (!ctx)
 		return NULL;
-	}
-	if (tlsbio_ctx_common(ctx) < 0) {
-		tlsbio_err_string(err, errlen, "TLS settings", "failed");
-		goto out_free_ctx;
-	}
 	if (!verify) {
 		SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
 		return ctx;
