@@ -39,6 +39,7 @@
 #include "kubeconfig.h"
 #include "kubeyaml.h"
 #include "log.h"
+#include "promtext.h"
 
 #define KUBE_SHA_LABEL "rainbow.chat/sha"
 #define KUBE_ANNOT_PREFIX "rainbow.chat/"
@@ -623,27 +624,6 @@ static char *metrics_direct(const char *ip, int port)
 	return buf;
 }
 
-/* chatd_connections from Prometheus text; -1 when absent. */
-static long parse_connections(const char *text)
-{
-	const char *l = text;
-
-	while (l && *l) {
-		if (strncmp(l, "chatd_connections", 17) == 0 && (l[17] == ' ' || l[17] == '{')) {
-			const char *sp = strchr(l, ' ');
-
-			if (l[17] == '{')
-				sp = strchr(strchr(l, '}') ? strchr(l, '}') : l, ' ');
-			if (sp)
-				return (long)strtod(sp + 1, NULL);
-		}
-		l = strchr(l, '\n');
-		if (l)
-			l++;
-	}
-	return -1;
-}
-
 /*
  * chatd's metrics port for colour dep: -P metrics-port, else the port the
  * colour was created with (KUBE_PORT_ANNOT, so `rainbow status` works from
@@ -675,7 +655,7 @@ static long pod_connections(struct kube *k, json_t *pod, int port)
 		char *text = ip ? metrics_direct(ip, port) : NULL;
 
 		if (text)
-			n = parse_connections(text);
+			n = promtext_count(text, "chatd_connections");
 		free(text);
 		return n;
 	}
@@ -686,7 +666,7 @@ static long pod_connections(struct kube *k, json_t *pod, int port)
 	if (kubeclient_request(k->kc, "GET", path, NULL, NULL,
 			       KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err)) == 0 &&
 	    res.text)
-		n = parse_connections(res.text);
+		n = promtext_count(res.text, "chatd_connections");
 	else
 		log_debug("kube_metrics", "pod=%s error=\"%s\"", name, err);
 	kubeclient_set_retries(k->kc, retries);

@@ -27,6 +27,7 @@
 
 #include "log.h"
 #include "lswitch.h"
+#include "promtext.h"
 
 #define LOCAL_HTTP_MAX (256 * 1024)
 #define LOCAL_REPLICAS_MAX 32
@@ -465,34 +466,6 @@ static long http_get(struct local *l, const char *hostport, const char *path, ch
 	return code;
 }
 
-/* chatd_connections from a Prometheus text body; -1 when absent. */
-static long metrics_connections(const char *text)
-{
-	const char *s = text;
-
-	while (s && *s) {
-		if (strncmp(s, "chatd_connections ", 18) == 0 ||
-		    strncmp(s, "chatd_connections{", 18) == 0) {
-			const char *v = strrchr(s, '\n');
-			const char *end = strchr(s, '\n');
-			char line[256];
-			size_t n = end ? (size_t)(end - s) : strlen(s);
-
-			(void)v;
-			if (n >= sizeof(line))
-				return -1;
-			memcpy(line, s, n);
-			line[n] = '\0';
-			v = strrchr(line, ' ');
-			return v ? (long)strtod(v + 1, NULL) : -1;
-		}
-		s = strchr(s, '\n');
-		if (s)
-			s++;
-	}
-	return -1;
-}
-
 static void rep_probe(struct local *l, const struct local_rep *r, struct platform_replica *out)
 {
 	char *body = NULL;
@@ -508,7 +481,7 @@ static void rep_probe(struct local *l, const struct local_rep *r, struct platfor
 	out->ready = http_get(l, r->http, "/readyz", NULL) == 200;
 	out->connections = -1;
 	if (http_get(l, r->http, "/metrics", &body) == 200 && body)
-		out->connections = metrics_connections(body);
+		out->connections = promtext_count(body, "chatd_connections");
 	free(body);
 }
 
