@@ -93,6 +93,9 @@ static void fleet_enter(struct fleet *fl, enum fleet_phase p, uint32_t now)
 		 (unsigned long long)fl->mt.npending);
 	fl->phase = p;
 	if (p == FLEET_DRAINING) {
+		/* The run ends now: what is established is the report's
+		 * connected_end (the final logout takes the gauges to 0). */
+		stats_mark_end(fl->st);
 		fl->phase_deadline_ms = now + (uint32_t)(fl->o->loss_timeout * 1000);
 	} else if (p == FLEET_CLOSING) {
 		for (uint32_t i = 0; i < fl->nclients; i++)

@@ -130,6 +130,15 @@ unsigned stats_instance_index(struct stats *s, unsigned version, const char *nam
 	return s->ninstances++;
 }
 
+void stats_mark_end(struct stats *s)
+{
+	s->connected_end = s->connected;
+	for (unsigned v = 0; v < s->nversions; v++)
+		s->versions[v].connected_end = s->versions[v].connected;
+	for (unsigned i = 0; i < s->ninstances; i++)
+		s->instances[i].connected_end = s->instances[i].connected;
+}
+
 static struct stats_row *stats_row_at(struct stats *s, size_t idx)
 {
 	while (s->nrows <= idx) {
@@ -263,9 +272,10 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 		json_object_set_new(r, "loss_timeout_s", json_real(o->loss_timeout));
 	}
 	json_object_set_new(r, "duration_s", json_real(s->elapsed_s));
-	json_object_set_new(r, "ramp_s", s->ramp_s >= 0 ? json_real(s->ramp_s) : json_null());
+	json_object_set_new(r, "ramp_s", s->ramp_s >= 0 && !s->ramp_never ? json_real(s->ramp_s)
+										 : json_null());
 	json_object_set_new(r, "connected_peak", json_integer(s->connected_peak));
-	json_object_set_new(r, "connected_end", json_integer(s->connected));
+	json_object_set_new(r, "connected_end", json_integer(s->connected_end));
 	for (size_t i = 0; i < STATS_NCOUNTERS; i++)
 		json_object_set_new(r, stats_counters[i].name,
 				    json_integer((json_int_t)stats_counter_get(s, i)));
@@ -283,7 +293,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 		const struct stats_version *ver = &s->versions[v];
 		json_t *e = json_object(), *inst = json_object();
 		json_object_set_new(e, "logins", json_integer((json_int_t)ver->logins));
-		json_object_set_new(e, "connected_end", json_integer(ver->connected));
+		json_object_set_new(e, "connected_end", json_integer(ver->connected_end));
 		json_object_set_new(e, "connected_peak", json_integer(ver->peak));
 		for (unsigned i = 0; i < s->ninstances; i++) {
 			const struct stats_instance *in = &s->instances[i];
@@ -291,7 +301,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 				continue;
 			json_object_set_new(inst, in->name,
 					    json_pack("{sIsI}", "logins", (json_int_t)in->logins,
-						      "connected_end", (json_int_t)in->connected));
+						      "connected_end", (json_int_t)in->connected_end));
 		}
 		json_object_set_new(e, "instances", inst);
 		json_object_set_new(pv, ver->label, e);
@@ -477,7 +487,10 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		return -1;
 	for (i = 0; i < STATS_NCOUNTERS; i++)
 		*stats_counter(s, i) += stats_json_u64(r, stats_counters[i].name);
+	/* A report's connected_end is its end snapshot; a status line's is the
+	 * live gauge the progress line shows: both are sums over workers. */
 	s->connected += (uint32_t)stats_json_u64(r, "connected_end");
+	s->connected_end += (uint32_t)stats_json_u64(r, "connected_end");
 	wpeak = (uint32_t)stats_json_u64(r, "connected_peak");
 	if (wpeak > s->connected_peak)
 		s->connected_peak = wpeak;
@@ -493,6 +506,8 @@ int stats_merge_json(struct stats *s, const json_t *r)
 	v = json_object_get(r, "ramp_s");
 	if (json_is_number(v) && json_number_value(v) > s->ramp_s)
 		s->ramp_s = json_number_value(v);
+	else if (json_is_null(v))
+		s->ramp_never = true; /* that worker never had all its clients at once */
 
 	pv = json_object_get(r, "per_version");
 	json_object_foreach(pv, k, v) {
@@ -501,6 +516,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		json_t *iv;
 		s->versions[vi].logins += stats_json_u64(v, "logins");
 		s->versions[vi].connected += (uint32_t)stats_json_u64(v, "connected_end");
+		s->versions[vi].connected_end += (uint32_t)stats_json_u64(v, "connected_end");
 		wpeak = (uint32_t)stats_json_u64(v, "connected_peak");
 		if (wpeak > s->versions[vi].peak)
 			s->versions[vi].peak = wpeak;
@@ -508,6 +524,8 @@ int stats_merge_json(struct stats *s, const json_t *r)
 			unsigned ii = stats_instance_index(s, vi, ik);
 			s->instances[ii].logins += stats_json_u64(iv, "logins");
 			s->instances[ii].connected += (uint32_t)stats_json_u64(iv, "connected_end");
+			s->instances[ii].connected_end +=
+				(uint32_t)stats_json_u64(iv, "connected_end");
 		}
 	}
 	pairs = json_object_get(r, "message_pairs");
@@ -635,6 +653,9 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 {
 	bool ok = true;
 
+	/* Nothing was witnessed: main() prints why (connect or login failures). */
+	if (s->connections > 0 && s->logins == 0)
+		ok = false;
 	if (o->expect_zero_drops && (s->dropped || s->ping_timeouts)) {
 		ok = false;
 		if (err)

@@ -39,6 +39,7 @@ struct stats_version {
 	char label[STATS_NAME_LEN]; /* the server's XEP-0092 <version/> */
 	uint32_t connected;         /* established now */
 	uint32_t peak;              /* highest connected seen */
+	uint32_t connected_end;     /* connected when the run ended (stats_mark_end()) */
 	uint64_t logins;            /* established sessions, ever */
 };
 
@@ -46,6 +47,7 @@ struct stats_instance {
 	char name[STATS_NAME_LEN]; /* from <os>instance=NAME</os> */
 	unsigned version;          /* index into versions */
 	uint32_t connected;
+	uint32_t connected_end;    /* connected when the run ended */
 	uint64_t logins;
 };
 
@@ -78,6 +80,7 @@ struct stats {
 	struct stats_names connect_failure_reasons;
 	uint32_t connected;      /* established now */
 	uint32_t connected_peak;
+	uint32_t connected_end;  /* established when the run ended (before the logout) */
 	uint32_t connecting;     /* between connect and established */
 	/* Messages. */
 	uint64_t messages_sent;
@@ -100,6 +103,7 @@ struct stats {
 	struct stats_row *rows;
 	size_t nrows, caprows;
 	double ramp_s;   /* seconds until all clients were first connected; <0 never */
+	bool ramp_never; /* a merged worker never had all its clients connected */
 	double elapsed_s;
 };
 
@@ -114,6 +118,10 @@ uint64_t stats_names_total(const struct stats_names *n);
  * when the table is full. */
 unsigned stats_version_index(struct stats *s, const char *label);
 unsigned stats_instance_index(struct stats *s, unsigned version, const char *name);
+
+/* Records the connection gauges as they are when the run ends (before the
+ * final logout brings them to 0): the report's connected_end fields. */
+void stats_mark_end(struct stats *s);
 
 /* Appends the timeline sample for second `second` (1-based). */
 int stats_sample(struct stats *s, size_t second);
@@ -136,7 +144,11 @@ int stats_write_timeline(const struct stats *s, const char *path);
 /* One progress line (no newline) into buf. */
 void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf,
 			 size_t size);
-/* Whether the --expect-* options hold; prints each violation to err. */
+/*
+ * The run's verdict (the report's "ok"): every --expect-* holds, and some
+ * client logged in when connections were made. Prints each --expect-*
+ * violation to err (the caller explains a run without logins).
+ */
 bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FILE *err);
 
 #endif

@@ -132,6 +132,8 @@ class Usage(ChatloadCase):
         self.assertIn("ECONNREFUSED", p.stderr())
         self.assertGreaterEqual(r["connect_failures"], 3)
         self.assertEqual(r["logins"], 0)
+        self.assertIs(r["ok"], False)  # exit 1: the report says the same
+        self.assertIsNone(r["ramp_s"])
         self.assert_every_connection_has_one_fate(r)
 
 
@@ -222,6 +224,11 @@ class Fates(ChatloadCase):
             r = json.load(f)
         self.assertEqual(r["closed_by_client"], 5)
         self.assertEqual(r["closes_unacknowledged"], 0)
+        # Established when the run ended, before the final logout.
+        self.assertEqual(r["connected_end"], 5)
+        self.assertEqual(r["per_version"]["v-test"]["connected_end"], 5)
+        self.assertEqual(r["per_version"]["v-test"]["instances"]["inst-a"]["connected_end"], 5)
+        self.assertIs(r["ok"], True)
         self.assertEqual(r["messages_lost"], 0)
         self.assertEqual(r["messages_delivered"], r["messages_sent"])
         harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
@@ -240,6 +247,8 @@ class Fates(ChatloadCase):
         self.assertGreaterEqual(r["login_failures"], 2)
         self.assertEqual(r["login_failures_by_reason"], {"not-authorized": r["login_failures"]})
         self.assertEqual(r["logins"], 0)
+        self.assertIs(r["ok"], False)  # exit 1: the report says the same
+        self.assertIsNone(r["ramp_s"])
         self.assert_every_connection_has_one_fate(r)
         # The right password, through SCRAM-SHA-256, logs in.
         rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",

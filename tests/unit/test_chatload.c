@@ -258,6 +258,8 @@ static void test_stats_merge(void **state)
 	hist_record(&b->latency_us, 3000);
 	stats_sample(b, 1);
 
+	stats_mark_end(a);
+	stats_mark_end(b);
 	ja = stats_report_json(a, NULL);
 	jb = stats_report_json(b, NULL);
 	assert_int_equal(stats_merge_json(m, ja), 0);
@@ -286,6 +288,101 @@ static void test_stats_merge(void **state)
 	stats_free(m);
 }
 
+/* The report's verdict: "ok" is false when no client ever logged in (exit 1
+ * then too), and true again once one did. */
+static void test_stats_ok_needs_a_login(void **state)
+{
+	struct load_opts o;
+	struct stats *s = stats_new();
+	FILE *err = tmpfile();
+	char *argv[] = { "chatload", NULL };
+	json_t *r;
+
+	(void)state;
+	assert_int_equal(parse(&o, err, 1, argv), 0);
+	s->connections = 3;
+	s->connect_failures = 3;
+	assert_false(stats_expectations_ok(s, &o, NULL));
+	r = stats_report_json(s, &o);
+	assert_true(json_is_false(json_object_get(r, "ok")));
+	json_decref(r);
+	s->connections = 4;
+	s->logins = 1;
+	s->closed_by_client = 1;
+	r = stats_report_json(s, &o);
+	assert_true(json_is_true(json_object_get(r, "ok")));
+	json_decref(r);
+	stats_free(s);
+	fclose(err);
+}
+
+/* ramp_s of a merge is null when one worker never had all its clients
+ * connected at once: the whole run never did either. */
+static void test_stats_merge_ramp_never(void **state)
+{
+	struct stats *a = stats_new(), *b = stats_new(), *m = stats_new();
+	json_t *ja, *jb, *jm;
+
+	(void)state;
+	a->ramp_s = 1.5;
+	ja = stats_report_json(a, NULL);
+	jb = stats_report_json(b, NULL);
+	assert_int_equal(stats_merge_json(m, ja), 0);
+	assert_int_equal(stats_merge_json(m, jb), 0);
+	jm = stats_report_json(m, NULL);
+	assert_true(json_is_null(json_object_get(jm, "ramp_s")));
+	json_decref(jm);
+	stats_free(m);
+	/* In the other order too. */
+	m = stats_new();
+	assert_int_equal(stats_merge_json(m, jb), 0);
+	assert_int_equal(stats_merge_json(m, ja), 0);
+	jm = stats_report_json(m, NULL);
+	assert_true(json_is_null(json_object_get(jm, "ramp_s")));
+	json_decref(jm);
+	json_decref(ja);
+	json_decref(jb);
+	stats_free(a);
+	stats_free(b);
+	stats_free(m);
+}
+
+/* connected_end is what was established when the run ended, before the
+ * final logout took every gauge back to 0; merged as a sum. */
+static void test_stats_connected_end(void **state)
+{
+	struct stats *a = stats_new(), *m = stats_new();
+	json_t *ja, *v;
+	unsigned va;
+
+	(void)state;
+	va = stats_version_index(a, "v1");
+	stats_instance_index(a, va, "i1");
+	a->connected = 4;
+	a->versions[va].connected = 4;
+	a->instances[0].connected = 4;
+	stats_mark_end(a);
+	a->connected = 0; /* the final logout */
+	a->versions[va].connected = 0;
+	a->instances[0].connected = 0;
+	ja = stats_report_json(a, NULL);
+	assert_int_equal(json_integer_value(json_object_get(ja, "connected_end")), 4);
+	v = json_object_get(json_object_get(ja, "per_version"), "v1");
+	assert_int_equal(json_integer_value(json_object_get(v, "connected_end")), 4);
+	v = json_object_get(json_object_get(v, "instances"), "i1");
+	assert_int_equal(json_integer_value(json_object_get(v, "connected_end")), 4);
+	assert_int_equal(stats_merge_json(m, ja), 0);
+	assert_int_equal(stats_merge_json(m, ja), 0);
+	json_decref(ja);
+	ja = stats_report_json(m, NULL);
+	assert_int_equal(json_integer_value(json_object_get(ja, "connected_end")), 8);
+	v = json_object_get(json_object_get(ja, "per_version"), "v1");
+	assert_int_equal(json_integer_value(json_object_get(v, "connected_end")), 8);
+	json_decref(ja);
+	stats_free(a);
+	stats_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -296,6 +393,9 @@ int main(void)
 		cmocka_unit_test(test_opts_durations_lifetimes),
 		cmocka_unit_test(test_opts_parse),
 		cmocka_unit_test(test_stats_merge),
+		cmocka_unit_test(test_stats_ok_needs_a_login),
+		cmocka_unit_test(test_stats_merge_ramp_never),
+		cmocka_unit_test(test_stats_connected_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
