@@ -262,6 +262,46 @@ class SwitchTest(unittest.TestCase):
             got += len(d)
         c.close()
 
+    def test_deselect_while_connecting(self):
+        # A backend whose accept queue is full drops SYNs: the switch's connect
+        # to it stays pending while the selection moves away from it.
+        slow = socket.socket()
+        slow.bind(("127.0.0.1", 0))
+        slow.listen(0)
+        self.addCleanup(slow.close)
+        addr = "127.0.0.1:%d" % slow.getsockname()[1]
+        for _ in range(3):
+            f = socket.socket()
+            f.settimeout(0.3)
+            self.clients.append(f)
+            try:
+                f.connect(slow.getsockname())
+            except OSError:
+                pass
+        reply = ask(self.control(), "select ddddddd %s" % addr)
+        self.assertEqual(reply.strip(), "ok")
+        c = self.connect()
+        time.sleep(0.3)
+        self.select("eeeeeee", self.backends[:1])
+        # Let the pending connect complete (SYN retransmitted after ~1 s).
+        slow.settimeout(0.2)
+        accepted = []
+        deadline = time.time() + 4
+        while time.time() < deadline:
+            try:
+                accepted.append(slow.accept()[0])
+            except OSError:
+                pass
+        st = self.status()
+        self.assertEqual(st["selected"], "eeeeeee")
+        c.close()
+        for a in accepted:
+            a.close()
+        c = self.connect()
+        self.assertEqual(self.echo(c, "z"), "b0:z")
+        c.close()
+        harness.wait_for(lambda: self.status()["connections"] == 0, what="closed")
+
     def test_restart_resumes_selection_and_rainbow_kill_is_harmless(self):
         self.select("ccccccc", self.backends[1:2])
         c = self.connect()
