@@ -128,33 +128,20 @@ static void glue_bounce(struct cluster_glue *g, struct xnode *st, const char *se
 	int is_msg = strcmp(st->name, "message") == 0;
 	int is_req = strcmp(st->name, "iq") == 0 && type &&
 		     (strcmp(type, "get") == 0 || strcmp(type, "set") == 0);
-	char *from = NULL, *to = NULL, *xml = NULL;
-	struct xnode *err, *cond;
+	char *xml;
 	size_t len;
 
 	if (!(is_req || (is_msg && !attr_is(st, "type", "error") &&
 			 !attr_is(st, "type", "headline"))))
 		return;
-	if (xnode_attr(st, "from"))
-		from = strdup(xnode_attr(st, "from"));
-	if (xnode_attr(st, "to"))
-		to = strdup(xnode_attr(st, "to"));
-	if (!from || !to || xnode_set_attr(st, "to", from) != 0 ||
-	    xnode_set_attr(st, "from", to) != 0 || xnode_set_attr(st, "type", "error") != 0)
-		goto out;
-	err = xnode_add_child(st, "error", NS_CLIENT);
-	if (!err || xnode_set_attr(err, "type", "cancel") != 0)
-		goto out;
-	cond = xnode_add_child(err, "service-unavailable", NS_STANZAS);
-	if (!cond)
-		goto out;
+	if (!xnode_attr(st, "from") || !xnode_attr(st, "to") ||
+	    router_make_error(st, "cancel", "service-unavailable") != 0)
+		return;
+	/* 'from' of the error is the JID the stanza was addressed to */
 	xml = glue_serialize(st, &len);
-	if (xml && cluster_forward(g->cl, sender, to, xml, len) == 0)
+	if (xml && cluster_forward(g->cl, sender, xnode_attr(st, "from"), xml, len) == 0)
 		g->srv->metrics.stanza_errors_total++;
-out:
 	free(xml);
-	free(from);
-	free(to);
 }
 
 static int glue_deliver(void *ud, const char *to, const char *from, const char *xml, size_t len)

@@ -197,32 +197,37 @@ void router_deliver(struct conn *to, const struct xnode *st)
 	conn_send_node(to, st);
 }
 
+int router_make_error(struct xnode *st, const char *type, const char *cond)
+{
+	const char *f = xnode_attr(st, "from"), *t = xnode_attr(st, "to");
+	char *from = f ? strdup(f) : NULL, *to = t ? strdup(t) : NULL;
+	struct xnode *err;
+	int rc = -1;
+
+	if ((f && !from) || (t && !to) || xnode_set_attr(st, "to", from) != 0 ||
+	    xnode_set_attr(st, "from", to) != 0 || xnode_set_attr(st, "type", "error") != 0)
+		goto out;
+	err = xnode_add_child(st, "error", NS_CLIENT);
+	if (!err || xnode_set_attr(err, "type", type) != 0 || !xnode_add_child(err, cond, NS_STANZAS))
+		goto out;
+	rc = 0;
+out:
+	free(from);
+	free(to);
+	return rc;
+}
+
 void router_error(struct conn *sender, struct xnode *st, const char *type, const char *cond)
 {
 	const char *t = xnode_attr(st, "type");
-	struct xnode *err, *cn;
-	char *from = NULL, *to = NULL;
 
 	if ((t && strcmp(t, "error") == 0) || sender->closing)
 		goto out;
-	if (xnode_attr(st, "from"))
-		from = strdup(xnode_attr(st, "from"));
-	if (xnode_attr(st, "to"))
-		to = strdup(xnode_attr(st, "to"));
-	if (xnode_set_attr(st, "to", from) != 0 || xnode_set_attr(st, "from", to) != 0 ||
-	    xnode_set_attr(st, "type", "error") != 0)
-		goto out;
-	err = xnode_add_child(st, "error", NS_CLIENT);
-	if (!err || xnode_set_attr(err, "type", type) != 0)
-		goto out;
-	cn = xnode_add_child(err, cond, NS_STANZAS);
-	if (!cn)
+	if (router_make_error(st, type, cond) != 0)
 		goto out;
 	sender->srv->metrics.stanza_errors_total++;
 	router_deliver(sender, st);
 out:
-	free(from);
-	free(to);
 	xnode_free(st);
 }
 

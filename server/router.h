@@ -59,5 +59,8 @@ void router_deliver(struct conn *to, const struct xnode *st);
  * of st. Never answers an error with an error.
  */
 void router_error(struct conn *sender, struct xnode *st, const char *type, const char *cond);
+/* The stanza-error rewrite router_error() does, without sending: st becomes
+ * its own error reply. 0, or -1 out of memory (st is then half rewritten). */
+int router_make_error(struct xnode *st, const char *type, const char *cond);
 
 #endif
