@@ -96,6 +96,7 @@ struct lsw {
 	long active, accepted, refused, failed;
 	struct proxy *proxies;
 	int stopping;
+	int ctl_bound;		/* sock_path is ours to unlink */
 };
 
 static void side_close_cb(uv_handle_t *h)
@@ -793,7 +794,8 @@ static void lsw_stop(struct lsw *sw)
 		return;
 	sw->stopping = 1;
 	log_info("stop", "connections=%ld", sw->active);
-	unlink(sw->sock_path);
+	if (sw->ctl_bound)
+		unlink(sw->sock_path);
 	uv_walk(sw->loop, close_walk, sw);
 }
 
@@ -817,6 +819,7 @@ int lswitch_run(const struct lswitch_opts *o)
 	struct lsw sw;
 	struct sockaddr_storage sa;
 	struct backend *be;
+	char reply[64];
 	int rc;
 
 	memset(&sw, 0, sizeof(sw));
@@ -846,10 +849,17 @@ int lswitch_run(const struct lswitch_opts *o)
 		log_error("listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rc));
 		goto out_close;
 	}
-	unlink(sw.sock_path);	/* a stale socket of a dead switch */
+	/* The socket is a live switch's (refuse) or a stale one of a dead switch. */
+	if (lswitch_call(o->state_dir, "ping", reply, sizeof(reply)) == 0) {
+		log_error("control", "path=%s err=\"another switch answers there\"", sw.sock_path);
+		rc = -EADDRINUSE;
+		goto out_close;
+	}
+	unlink(sw.sock_path);
 	uv_pipe_init(sw.loop, &sw.ctl, 0);
 	sw.ctl.data = &sw;
 	rc = uv_pipe_bind(&sw.ctl, sw.sock_path);
+	sw.ctl_bound = rc == 0;
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&sw.ctl, 16, on_ctl);
 	if (rc < 0) {

@@ -302,6 +302,19 @@ class SwitchTest(unittest.TestCase):
         c.close()
         harness.wait_for(lambda: self.status()["connections"] == 0, what="closed")
 
+    def test_second_switch_leaves_the_running_one_alone(self):
+        self.select("aaaaaaa", self.backends[:1])
+        # Same state dir, port taken: it fails, and must not take the control socket.
+        r = self.rb("local", "serve", "--listen", self.listen, timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.status()["selected"], "aaaaaaa")
+        # Same state dir, another port: refused while a switch answers there.
+        r = self.rb("local", "serve", "--listen", "127.0.0.1:%d" % harness.free_port(),
+                    timeout=20)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertEqual(self.status()["selected"], "aaaaaaa")
+        self.assertEqual(self.echo(self.connect(), "y"), "b0:y")
+
     def test_restart_resumes_selection_and_rainbow_kill_is_harmless(self):
         self.select("ccccccc", self.backends[1:2])
         c = self.connect()
