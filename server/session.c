@@ -268,9 +268,11 @@ static void after_sasl(struct conn *c, enum sasl_result r)
 	}
 }
 
-static void dispatch_negotiate(struct conn *c, struct xnode *n)
+/* ST_NEGOTIATE and ST_SASL: the same SASL elements (a new <auth/> restarts
+ * the exchange); STARTTLS only before SASL has begun. */
+static void dispatch_preauth(struct conn *c, struct xnode *n)
 {
-	if (is(n, "starttls", NS_TLS))
+	if (c->state == ST_NEGOTIATE && is(n, "starttls", NS_TLS))
 		handle_starttls(c);
 	else if (is(n, "auth", NS_SASL))
 		after_sasl(c, sasl_auth(c, n));
@@ -280,20 +282,6 @@ static void dispatch_negotiate(struct conn *c, struct xnode *n)
 		sasl_abort(c);
 		after_sasl(c, SASL_FAILURE);
 	} else
-		preauth_violation(c, n);
-	xnode_free(n);
-}
-
-static void dispatch_sasl(struct conn *c, struct xnode *n)
-{
-	if (is(n, "response", NS_SASL))
-		after_sasl(c, sasl_response(c, n));
-	else if (is(n, "abort", NS_SASL)) {
-		sasl_abort(c);
-		after_sasl(c, SASL_FAILURE);
-	} else if (is(n, "auth", NS_SASL))
-		after_sasl(c, sasl_auth(c, n));
-	else
 		preauth_violation(c, n);
 	xnode_free(n);
 }
@@ -359,10 +347,8 @@ static void on_stanza(void *ud, struct xnode *n)
 	}
 	switch ((enum conn_state)c->state) {
 	case ST_NEGOTIATE:
-		dispatch_negotiate(c, n);
-		break;
 	case ST_SASL:
-		dispatch_sasl(c, n);
+		dispatch_preauth(c, n);
 		break;
 	case ST_BIND:
 		dispatch_bind(c, n);
