@@ -5,7 +5,8 @@
  *  - target with fewer replicas than wanted (kept at 0, shrunk) -> scale up;
  *  - not selected: wait until every wanted replica is ready, then select;
  *    past the ready timeout -> mark failed, remove unless --keep-failed,
- *    never touch the selection;
+ *    never touch the selection (an old colour that may still hold
+ *    connections is left draining instead);
  *  - selected: every other colour with replicas gets draining-since; a
  *    draining colour whose count read 0 for the settle period is drained
  *    (removed, or scaled to 0 with --keep-drained); past --max-drain it is
@@ -420,10 +421,17 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
 			 "traffic stays on %s", cfg->sha, o->now_ms - m->wait_since_ms,
 			 r->ready, wanted, o->selected[0] ? o->selected : "(nothing)");
+		m->wait_since_ms = 0;
+		/*
+		 * An old colour scaled back up may still hold connections: it stays
+		 * draining (the drain pass removes it at 0), never failed or removed.
+		 */
+		if (deploy_meta_time(&t->c, PLATFORM_META_DRAINING_SINCE) &&
+		    deploy_colour_connections(t) != 0)
+			return 1;
 		meta_set(r, cfg->sha, PLATFORM_META_FAILED, "not ready before --ready-timeout");
 		if (!cfg->keep_failed)
 			act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_FAILED, cfg->sha);
-		m->wait_since_ms = 0;
 		return 1;
 	}
 	r->phase = DEPLOY_PHASE_READY;

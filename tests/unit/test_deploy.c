@@ -711,6 +711,48 @@ static void test_rollback_to_draining_colour(void **state)
 	assert_null(sim_find(&s, SHA_B));
 }
 
+/*
+ * Redeploying a shrunk draining colour whose new replicas never get ready:
+ * the deploy fails, but the colour still holds connections, so it is left
+ * draining (not marked failed, not removed).
+ */
+static void test_failed_scale_up_of_draining_colour_keeps_it(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct sim_colour *a;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 2, 3);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.shrink = 1;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DRAIN);
+	sim_find(&s, SHA_A)->rep[0].connections = 0;
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DRAIN);
+	assert_int_equal(sim_find(&s, SHA_A)->c.replicas, 1);
+
+	snprintf(s.never_ready, sizeof(s.never_ready), SHA_A);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 100), DEPLOY_PHASE_FAILED);
+	assert_int_equal(s.removed_with_conns, 0);
+	assert_string_equal(s.selected, SHA_B);
+	a = sim_find(&s, SHA_A);
+	assert_non_null(a);
+	assert_null(platform_meta_get(&a->c, PLATFORM_META_FAILED));
+	assert_int_equal(sim_conns(a), 3);
+
+	/* It drains like any old colour once its count reads 0. */
+	sim_set_conns(&s, SHA_A, 0);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 20), DEPLOY_PHASE_DONE);
+	assert_null(sim_find(&s, SHA_A));
+	assert_int_equal(s.removed_with_conns, 0);
+}
+
 static void test_prune(void **state)
 {
 	struct sim s;
@@ -830,6 +872,7 @@ int main(void)
 		cmocka_unit_test(test_keep_drained_and_rollback),
 		cmocka_unit_test(test_rollback_refusals),
 		cmocka_unit_test(test_rollback_to_draining_colour),
+		cmocka_unit_test(test_failed_scale_up_of_draining_colour_keeps_it),
 		cmocka_unit_test(test_prune),
 		cmocka_unit_test(test_kill_at_any_step_converges),
 		cmocka_unit_test(test_states_and_names),
