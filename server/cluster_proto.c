@@ -96,11 +96,33 @@ static struct cluster_str rd_str(struct rd *r, size_t len, size_t min, size_t ma
 	return s;
 }
 
+/* No control characters: HELLO's strings arrive before authentication and
+ * end up in log lines. */
+static int label_ok(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
 static struct cluster_str rd_str16(struct rd *r, size_t min, size_t max)
 {
 	size_t len = rd_u16(r);
 
 	return rd_str(r, len, min, max);
+}
+
+static struct cluster_str rd_label16(struct rd *r, size_t min, size_t max)
+{
+	struct cluster_str s = rd_str16(r, min, max);
+
+	if (s.p && !label_ok(s.p, s.len)) {
+		r->bad = 1;
+		s.p = NULL;
+		s.len = 0;
+	}
+	return s;
 }
 
 static struct cluster_str rd_str32(struct rd *r, size_t min, size_t max)
@@ -167,8 +189,8 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 	switch (type) {
 	case CLUSTER_MSG_HELLO:
 		out->u.hello.proto = (uint8_t)rd_u8(&r);
-		out->u.hello.instance = rd_str16(&r, 1, CLUSTER_ID_MAX);
-		out->u.hello.version = rd_str16(&r, 0, 255);
+		out->u.hello.instance = rd_label16(&r, 1, CLUSTER_ID_MAX);
+		out->u.hello.version = rd_label16(&r, 0, 255);
 		out->u.hello.port = (uint16_t)rd_u16(&r);
 		out->u.hello.nonce = rd_bytes(&r, CLUSTER_NONCE_LEN);
 		break;
@@ -341,7 +363,8 @@ int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *v
 	size_t il = strlen(instance), vl = strlen(version);
 	int rc;
 
-	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255))
+	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255) ||
+	    !label_ok(instance, il) || !label_ok(version, vl))
 		return CLUSTER_PROTO_EINVAL;
 	rc = frame_begin(b, CLUSTER_MSG_HELLO, 1 + 2 + il + 2 + vl + 2 + CLUSTER_NONCE_LEN);
 	if (rc < 0)

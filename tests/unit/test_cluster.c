@@ -180,6 +180,25 @@ static void test_frame_malformed(void **state)
 	big[sizeof(big) - 1] = '\0';
 	assert_int_equal(cluster_enc_hello(&b, big, "v", 1, nonce), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_enc_hello(&b, "", "v", 1, nonce), CLUSTER_PROTO_EINVAL);
+	/* HELLO comes before authentication and its strings are logged: no
+	 * control characters (a newline would forge a log line) */
+	assert_int_equal(cluster_enc_hello(&b, "a\nb", "v", 1, nonce), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_hello(&b, "a", "v\x1b", 1, nonce), CLUSTER_PROTO_EINVAL);
+	{
+		static const char inst[] = "x\nts=0 level=error event=forged";
+		uint8_t hp[1 + 2 + sizeof(inst) - 1 + 2 + 2 + CLUSTER_NONCE_LEN] = { 0 };
+		size_t il = sizeof(inst) - 1;
+
+		hp[0] = CLUSTER_PROTO_VERSION;
+		hp[1] = (uint8_t)(il >> 8);
+		hp[2] = (uint8_t)il;
+		memcpy(hp + 3, inst, il);
+		assert_int_equal(cluster_msg_decode(CLUSTER_MSG_HELLO, hp, sizeof(hp), &m),
+				 CLUSTER_PROTO_EINVAL);
+		hp[3] = 'y'; /* the same frame with a printable id is fine */
+		hp[4] = 'y';
+		assert_int_equal(cluster_msg_decode(CLUSTER_MSG_HELLO, hp, sizeof(hp), &m), 0);
+	}
 	assert_int_equal(cluster_enc_stanza(&b, "a@x/r", "b@x/r", "a\0b", 3), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_enc_ping(&b, CLUSTER_MSG_SYNC, 1), CLUSTER_PROTO_EINVAL);
 	assert_int_equal(b.len, 0);
