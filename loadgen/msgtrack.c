@@ -96,13 +96,6 @@ static struct stats_pair *mt_pair(struct msgtrack *mt, const struct msgtrack_pen
 	return &mt->st->pairs[p->sver][p->rver];
 }
 
-/* Advances past resolved records at the head. */
-static void mt_trim(struct msgtrack *mt)
-{
-	while (mt->off < mt->len && mt_get(mt, mt->base + mt->off) != MT_PENDING)
-		mt->off++;
-}
-
 void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
 {
 	struct msgtrack_pending *p;
@@ -120,7 +113,6 @@ void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
 		if (p)
 			hist_record(&mt->st->latency_us,
 				    now_us > p->sent_us ? now_us - p->sent_us : 0);
-		mt_trim(mt);
 		break;
 	case MT_DELIVERED:
 		mt->st->messages_duplicated++;
@@ -150,7 +142,6 @@ void msgtrack_bounced(struct msgtrack *mt, uint64_t seq)
 	mt->st->messages_bounced++;
 	if (pair)
 		pair->bounced++;
-	mt_trim(mt);
 }
 
 static void mt_lose(struct msgtrack *mt, uint64_t seq)
@@ -166,13 +157,14 @@ static void mt_lose(struct msgtrack *mt, uint64_t seq)
 
 void msgtrack_expire(struct msgtrack *mt, uint64_t now_us)
 {
+	/* Resolved records stay for the loss timeout too, so that a duplicate
+	 * finds its version pair: the window is one loss timeout of sends. */
 	while (mt->off < mt->len) {
 		uint64_t seq = mt->base + mt->off;
-		if (mt_get(mt, seq) == MT_PENDING) {
-			if (now_us - mt->pend[mt->off].sent_us < mt->loss_us)
-				break;
+		if (now_us - mt->pend[mt->off].sent_us < mt->loss_us)
+			break;
+		if (mt_get(mt, seq) == MT_PENDING)
 			mt_lose(mt, seq);
-		}
 		mt->off++;
 	}
 }

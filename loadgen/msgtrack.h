@@ -8,8 +8,9 @@
  *   bounced     an error stanza with that id came back to the sender
  *   lost        neither within the loss timeout
  *   late        arrived after it had been counted lost (stays lost)
- * Pending records are kept in send order, so expiry only looks at the
- * oldest ones; every id ever sent keeps a 2-bit state, so duplicates are
+ * The records of the last loss timeout are kept in send order (expiry only
+ * looks at the oldest ones; a duplicate within that time finds its version
+ * pair); every id ever sent keeps a 2-bit state, so duplicates are
  * recognised for the whole run.
  */
 #ifndef RAINBOW_LOADGEN_MSGTRACK_H

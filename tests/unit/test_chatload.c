@@ -147,6 +147,34 @@ static void test_msgtrack_many(void **state)
 	stats_free(st);
 }
 
+/* A duplicate of the oldest message (nothing older still pending) counts in
+ * its version pair too, as long as it comes within the loss timeout. */
+static void test_msgtrack_duplicate_pair(void **state)
+{
+	struct stats *st = stats_new();
+	struct msgtrack mt;
+	uint64_t a;
+
+	(void)state;
+	msgtrack_init(&mt, st, 1.0);
+	unsigned v1 = stats_version_index(st, "v1"), v2 = stats_version_index(st, "v2");
+	a = msgtrack_send(&mt, 1000, v1, v2);
+	msgtrack_received(&mt, a, 2000);
+	msgtrack_expire(&mt, 3000);
+	msgtrack_received(&mt, a, 4000);
+	msgtrack_send(&mt, 5000, v2, v2);
+	msgtrack_received(&mt, a, 6000);
+	assert_int_equal(st->messages_duplicated, 2);
+	assert_int_equal(st->pairs[v1][v2].delivered, 1);
+	assert_int_equal(st->pairs[v1][v2].duplicated, 2);
+	msgtrack_expire_all(&mt);
+	assert_int_equal(st->messages_lost, 1);
+	assert_int_equal(st->pairs[v2][v2].lost, 1);
+	assert_int_equal(mt.npending, 0);
+	msgtrack_free(&mt);
+	stats_free(st);
+}
+
 static void test_opts_durations_lifetimes(void **state)
 {
 	double d;
@@ -390,6 +418,7 @@ int main(void)
 		cmocka_unit_test(test_hist_quantiles),
 		cmocka_unit_test(test_msgtrack_fates),
 		cmocka_unit_test(test_msgtrack_many),
+		cmocka_unit_test(test_msgtrack_duplicate_pair),
 		cmocka_unit_test(test_opts_durations_lifetimes),
 		cmocka_unit_test(test_opts_parse),
 		cmocka_unit_test(test_stats_merge),
