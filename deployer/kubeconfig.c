@@ -228,6 +228,16 @@ static int dup_opt(char **dst, const char *src)
 	return *dst ? 0 : -ENOMEM;
 }
 
+/* http(s)://HOST...: a host must be left once trailing slashes are stripped. */
+static int server_ok(const char *s)
+{
+	const char *host = !strncmp(s, "https://", 8)  ? s + 8
+			   : !strncmp(s, "http://", 7) ? s + 7
+						       : NULL;
+
+	return host && *host && *host != '/';
+}
+
 static void strip_trailing_slashes(char *s)
 {
 	size_t n = strlen(s);
@@ -289,7 +299,7 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 		goto out;
 	}
 	server = map_str(&doc, cluster, "server");
-	if (!server || (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))) {
+	if (!server || !server_ok(server)) {
 		kc_err(err, errlen, "%s: cluster \"%s\" has no http(s):// server", source,
 		       cluster_name);
 		goto out;

@@ -224,6 +224,13 @@ static void test_errors(void **state)
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'h:1'}}]\n"
 		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
 		     "no http(s):// server");
+	/* Found by fuzz_kubeconfig: "https:///" used to become the server "https:". */
+	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https:///'}}]\n"
+		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
+		     "no http(s):// server");
+	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'http://'}}]\n"
+		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
+		     "no http(s):// server");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https://h', "
 		     "certificate-authority-data: '!!notbase64'}}]\n"
 		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
