@@ -119,6 +119,9 @@ int opts_parse_duration(const char *s, double *out)
 		mul = 3600;
 	else
 		return -1;
+	/* "1e308h" is a finite number of hours but not of seconds. */
+	if (!isfinite(v * mul))
+		return -1;
 	*out = v * mul;
 	return 0;
 }
@@ -147,13 +150,21 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 			*why = "the duration must be positive";
 			return -1;
 		}
+		if (out->a > OPTS_DURATION_MAX) {
+			*why = "longer than 30 days";
+			return -1;
+		}
 		return 0;
 	}
 	if (strncmp(s, "uniform:", 8) != 0)
 		return -1;
 	out->kind = LIFETIME_UNIFORM;
 	strcpy(buf, arg);
-	dash = strchr(buf, '-');
+	/* LOW ends where its number and unit end: "1e-3s-2s" has a '-' inside LOW. */
+	(void)strtod(buf, &dash);
+	dash += strspn(dash, "msh");
+	if (*dash != '-')
+		dash = strchr(buf, '-');
 	if (!dash) {
 		*why = "uniform needs LOW-HIGH, e.g. uniform:30s-90s";
 		return -1;
@@ -167,6 +178,10 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 		*why = "uniform needs 0 < LOW <= HIGH";
 		return -1;
 	}
+	if (out->b > OPTS_DURATION_MAX) {
+		*why = "longer than 30 days";
+		return -1;
+	}
 	return 0;
 }
 
@@ -175,8 +190,11 @@ double opts_lifetime_draw(const struct lifetime *l, double r01)
 	switch (l->kind) {
 	case LIFETIME_FIXED:
 		return l->a;
-	case LIFETIME_EXP:
-		return -l->a * log(1.0 - r01);
+	case LIFETIME_EXP: {
+		double v = -l->a * log(1.0 - r01);
+
+		return v < OPTS_DURATION_MAX ? v : OPTS_DURATION_MAX;
+	}
 	case LIFETIME_UNIFORM:
 		return l->a + (l->b - l->a) * r01;
 	case LIFETIME_NONE:
@@ -258,7 +276,7 @@ static int opts_parse_server(const char *s, struct sockaddr_storage *ss)
 	return 0;
 }
 
-static int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
+int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
 {
 	char buf[64];
 	char *dash;
@@ -303,6 +321,23 @@ static int opts_parse_double(const char *s, double *out)
 	errno = 0;
 	*out = strtod(s, &end);
 	return end == s || *end || errno || !isfinite(*out) || *out < 0 ? -1 : 0;
+}
+
+int opts_parse_rate(const char *s, double *out)
+{
+	char buf[32];
+	size_t n = strlen(s);
+	double v;
+
+	if (n >= sizeof(buf))
+		return -1;
+	strcpy(buf, s);
+	if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
+		buf[n - 2] = '\0';
+	if (opts_parse_double(buf, &v) < 0 || v <= 0)
+		return -1;
+	*out = v;
+	return 0;
 }
 
 static void opts_defaults(struct load_opts *o)
@@ -359,18 +394,10 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			if (opts_parse_uint(a, 10000000, &o->clients) < 0 || o->clients == 0)
 				BAD("--clients %s: expected a positive number", a);
 			break;
-		case OPT_RAMP: {
-			char buf[32];
-			size_t n = strlen(a);
-			if (n >= sizeof(buf))
-				BAD("--ramp %s: expected N/s", a);
-			strcpy(buf, a);
-			if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
-				buf[n - 2] = '\0';
-			if (opts_parse_double(buf, &o->ramp) < 0 || o->ramp <= 0)
+		case OPT_RAMP:
+			if (opts_parse_rate(a, &o->ramp) < 0)
 				BAD("--ramp %s: expected a positive rate, e.g. 500/s", a);
 			break;
-		}
 		case OPT_SOURCE_IPS:
 			if (opts_parse_ip_range(a, &o->src_first, &o->src_last) < 0)
 				BAD("--source-ips %s: expected an IPv4 range A-B, e.g. "
@@ -426,7 +453,7 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			if (opts_parse_duration(a, &d) < 0)
 				BAD("--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)",
 				    opts_long[c - OPT_SERVER].name, a);
-			if (d > 30 * 86400.0)
+			if (d > OPTS_DURATION_MAX)
 				BAD("--%s %s: longer than 30 days",
 				    opts_long[c - OPT_SERVER].name, a);
 			if (c == OPT_PING_INTERVAL)

@@ -1,0 +1,87 @@
+/*
+ * Unit tests for chatload's option value parsers (loadgen/opts.c) beyond
+ * test_chatload.c: the bounds fuzz_chatload_opts checks (values that used to
+ * be accepted: infinite durations, lifetimes past uint32 milliseconds, a
+ * uniform LOW with a negative exponent refused).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+
+#include "../../loadgen/opts.h"
+
+static void test_opts_duration_finite(void **state)
+{
+	double d = -1;
+
+	(void)state;
+	/* fuzz_chatload_opts checks this: a finite number of hours, infinite seconds. */
+	assert_int_equal(opts_parse_duration("1e308h", &d), -1);
+	assert_int_equal(opts_parse_duration("1e307m", &d), -1);
+	assert_int_equal(opts_parse_duration("1e300h", &d), 0);
+	assert_true(isfinite(d));
+	assert_int_equal(opts_parse_duration("inf", &d), -1);
+	assert_int_equal(opts_parse_duration("nan", &d), -1);
+}
+
+static void test_opts_lifetime_bounds(void **state)
+{
+	struct lifetime l;
+	const char *why;
+
+	(void)state;
+	/* fuzz_chatload_opts checks this: client.c counts lifetimes in uint32 ms. */
+	assert_int_equal(opts_parse_lifetime("fixed:1e308h", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("fixed:1e300s", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("exp:745h", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("uniform:1s-721h", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("fixed:720h", &l, &why), 0);
+	assert_int_equal(opts_parse_lifetime("exp:720h", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 1 - 0x1p-53) <= OPTS_DURATION_MAX);
+	assert_true(opts_lifetime_draw(&l, 0.5) > 0);
+	/* fuzz_chatload_opts checks this: a '-' in LOW's exponent is not the separator. */
+	assert_int_equal(opts_parse_lifetime("uniform:1e-3s-2s", &l, &why), 0);
+	assert_true(l.kind == LIFETIME_UNIFORM && l.a == 0.001 && l.b == 2);
+	assert_int_equal(opts_parse_lifetime("uniform:30s-90s", &l, &why), 0);
+	assert_true(l.a == 30 && l.b == 90);
+	assert_int_equal(opts_parse_lifetime("uniform:x-90s", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("uniform:-1s-90s", &l, &why), -1);
+}
+
+static void test_opts_ip_range_rate(void **state)
+{
+	uint32_t a, b;
+	double r;
+
+	(void)state;
+	assert_int_equal(opts_parse_ip_range("127.0.0.2-127.0.0.20", &a, &b), 0);
+	assert_true(a == 0x7f000002 && b == 0x7f000014);
+	assert_int_equal(opts_parse_ip_range("127.0.0.9", &a, &b), 0);
+	assert_true(a == b && a == 0x7f000009);
+	assert_int_equal(opts_parse_ip_range("127.0.0.9-127.0.0.8", &a, &b), -1);
+	assert_int_equal(opts_parse_ip_range("10.0.0.0-10.1.0.0", &a, &b), -1);
+	assert_int_equal(opts_parse_ip_range("10.0.0.0-10.0.255.255", &a, &b), 0);
+	assert_int_equal(opts_parse_ip_range("::1", &a, &b), -1);
+	assert_int_equal(opts_parse_rate("500/s", &r), 0);
+	assert_true(r == 500);
+	assert_int_equal(opts_parse_rate("0.5", &r), 0);
+	assert_true(r == 0.5);
+	assert_int_equal(opts_parse_rate("0/s", &r), -1);
+	assert_int_equal(opts_parse_rate("/s", &r), -1);
+	assert_int_equal(opts_parse_rate("1e400", &r), -1);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_opts_duration_finite),
+		cmocka_unit_test(test_opts_lifetime_bounds),
+		cmocka_unit_test(test_opts_ip_range_rate),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
