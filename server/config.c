@@ -318,6 +318,12 @@ int config_load(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "chatd: --cluster-keepalive must be >= 1\n");
 		return -1;
 	}
+	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||
+	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX) {
+		fprintf(stderr, "chatd: a timeout is too large (ping-interval, ping-timeout, "
+				"auth-timeout and drain-timeout <= %u s)\n", CONFIG_TIMEOUT_MAX);
+		return -1;
+	}
 	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||
 	    cfg->max_connections < 1 || cfg->ping_timeout < 1 || cfg->auth_timeout < 1) {
 		fprintf(stderr, "chatd: a limit is too small (max-stanza >= 1024, max-depth >= 2, "

@@ -45,6 +45,10 @@ struct config {
 /* Stanza limit before authentication: small, since only negotiation
  * elements (starttls, auth, response) are legal there. */
 #define CONFIG_PREAUTH_STANZA 8192
+/* Longest timeout in seconds: deadlines are compared on a 32-bit
+ * millisecond clock (srv_due()), which reads more than 2^31 ms ahead as
+ * already past. */
+#define CONFIG_TIMEOUT_MAX 2000000u
 
 /*
  * Fills cfg from defaults, environment and argv. Returns 0 to run, 1 when

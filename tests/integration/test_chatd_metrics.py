@@ -238,6 +238,26 @@ class Drain(unittest.TestCase):
         a.close()
         exit_clean(self, d, d.proc.wait(20))
 
+    def test_timeouts_beyond_the_clock_range_are_refused(self):
+        # deadlines are compared on a 32-bit millisecond clock: 30 days of
+        # --drain-timeout used to read as already past, and SIGTERM then
+        # closed every session at once
+        for flag in ("--drain-timeout", "--ping-interval", "--ping-timeout",
+                     "--auth-timeout"):
+            p = harness.Proc([harness.binary("chatd"), "--listen",
+                              "127.0.0.1:%d" % harness.free_port(), "--http", "",
+                              "--auth-any", flag, "2592000"], name="chatd")
+            self.assertEqual(p.wait(timeout=20), 2, flag)
+            self.assertIn(flag.lstrip("-"), p.stderr())
+            self.assertIsNone(p.sanitizer_report())
+        d = self.start(2000000)  # the largest accepted: 23 days
+        a = d.login("alice")
+        d.proc.signal(signal.SIGTERM)
+        harness.wait_for(lambda: d.http("/readyz")[0] == 503, 5, what="/readyz 503")
+        self.assertIsNone(a.wait_end(1.5))  # still connected: draining
+        a.close()
+        exit_clean(self, d, d.proc.wait(20))
+
     def test_listen_failure_exits_nonzero(self):
         # a chatd that cannot listen never becomes ready: non-zero exit
         blocker = socket.socket()
