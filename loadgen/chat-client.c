@@ -269,6 +269,9 @@ int main(int argc, char **argv)
 	cc.domain = at + 1;
 	signal(SIGINT, cc_on_sigint);
 	signal(SIGPIPE, SIG_IGN);
+	/* poll() sees the descriptor, not stdio's buffer: unbuffered, a line
+	 * read never leaves the next one hidden in the buffer. */
+	setvbuf(stdin, NULL, _IONBF, 0);
 	xmpp_initialize();
 	log = verbose ? xmpp_get_default_logger(XMPP_LEVEL_DEBUG) : NULL;
 	cc.ctx = xmpp_ctx_new(NULL, log);

@@ -85,6 +85,22 @@ class ChatClientTest(unittest.TestCase):
             self.assertIsNone(san)
             self.assertIn("* disconnected", c.out())
 
+    def test_lines_typed_at_once(self):
+        # Two lines in one write (a paste, or a pipe): both are handled at
+        # once, none waits in stdio's buffer for more input.
+        alice = ChatClient(self.port, "alice", "alice")
+        bob = ChatClient(self.port, "bob", "bob")
+        for c in (alice, bob):
+            c.wait_out("* server chatd version v-cc instance pod-7")
+        bob.type("/msg alice first line\n/msg alice second line")
+        alice.wait_out("<bob@localhost> second line")
+        self.assertIn("<bob@localhost> first line", alice.out())
+        for c in (alice, bob):
+            c.type("/quit")
+            rc, san = c.finish()
+            self.assertEqual(rc, 0, c.out())
+            self.assertIsNone(san)
+
     def test_wrong_password(self):
         c = ChatClient(self.port, "carol", "not-carol")
         rc, san = c.finish()
