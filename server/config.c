@@ -30,6 +30,7 @@ struct opt {
 
 #define FIELD_SIZE(f) sizeof(((struct config *)0)->f)
 #define STR(f, a, h) { #f, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h }
+#define STRN(n, f, a, h) { n, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h }
 #define CFG(n, k, f, a, h) { n, k, offsetof(struct config, f), 0, a, h }
 
 static const struct opt config_opts[] = {
@@ -37,10 +38,9 @@ static const struct opt config_opts[] = {
 	STR(http, "ADDR:PORT",
 	    "HTTP /metrics /healthz /readyz (default 0.0.0.0:5280; \"\" disables)"),
 	STR(domain, "NAME", "XMPP domain served (default localhost)"),
-	{ "version-label", OPT_STR, offsetof(struct config, version_label),
-	  sizeof(((struct config *)0)->version_label), "STR",
-	  "version reported to clients and in metrics (default: build SHA; "
-	  "env also CHATD_VERSION)" },
+	STRN("version-label", version_label, "STR",
+	     "version reported to clients and in metrics (default: build SHA; "
+	     "env also CHATD_VERSION)"),
 	STR(instance, "NAME", "instance name (default: hostname; env also POD_NAME)"),
 	CFG("auth-any", OPT_BOOL, auth_any, NULL,
 	    "demo mode: accept any user name and password (PLAIN); SCRAM password = user name"),
@@ -48,10 +48,8 @@ static const struct opt config_opts[] = {
 	CFG("allow-anonymous", OPT_BOOL, allow_anonymous, NULL, "offer SASL ANONYMOUS"),
 	CFG("allow-plaintext-auth", OPT_BOOL, allow_plaintext_auth, NULL,
 	    "offer PLAIN on connections without TLS"),
-	{ "tls-cert", OPT_STR, offsetof(struct config, tls_cert),
-	  FIELD_SIZE(tls_cert), "FILE", "PEM certificate chain (enables STARTTLS)" },
-	{ "tls-key", OPT_STR, offsetof(struct config, tls_key),
-	  sizeof(((struct config *)0)->tls_key), "FILE", "PEM private key" },
+	STRN("tls-cert", tls_cert, "FILE", "PEM certificate chain (enables STARTTLS)"),
+	STRN("tls-key", tls_key, "FILE", "PEM private key"),
 	CFG("require-tls", OPT_BOOL, require_tls, NULL, "refuse SASL before STARTTLS"),
 	CFG("ping-interval", OPT_UINT, ping_interval, "S",
 	    "ping a client silent for S seconds (default 60; 0 disables)"),
@@ -71,19 +69,15 @@ static const struct opt config_opts[] = {
 	    "after SIGTERM, keep connections up to S seconds (default 300)"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
 	/* cluster routing (issue 4, docs/cluster.md) */
-	{ "cluster-listen", OPT_STR, offsetof(struct config, cluster_listen),
-	  sizeof(((struct config *)0)->cluster_listen), "ADDR:PORT",
-	  "listen for cluster links from other chatd instances (enables cluster mode)" },
-	{ "cluster-secret-file", OPT_STR, offsetof(struct config, cluster_secret_file),
-	  sizeof(((struct config *)0)->cluster_secret_file), "FILE",
-	  "shared secret of the cluster links (16..4096 bytes; required in cluster mode)" },
+	STRN("cluster-listen", cluster_listen, "ADDR:PORT",
+	     "listen for cluster links from other chatd instances (enables cluster mode)"),
+	STRN("cluster-secret-file", cluster_secret_file, "FILE",
+	     "shared secret of the cluster links (16..4096 bytes; required in cluster mode)"),
 	STR(peers, "HOST:PORT,...", "cluster peers to link to"),
-	{ "peers-file", OPT_STR, offsetof(struct config, peers_file),
-	  sizeof(((struct config *)0)->peers_file), "FILE",
-	  "cluster peers, one HOST:PORT per line; re-read when it changes" },
-	{ "peers-dns", OPT_STR, offsetof(struct config, peers_dns),
-	  sizeof(((struct config *)0)->peers_dns), "NAME[:PORT]",
-	  "cluster peers from a name's A/AAAA records (re-resolved every 10 s)" },
+	STRN("peers-file", peers_file, "FILE",
+	     "cluster peers, one HOST:PORT per line; re-read when it changes"),
+	STRN("peers-dns", peers_dns, "NAME[:PORT]",
+	     "cluster peers from a name's A/AAAA records (re-resolved every 10 s)"),
 	CFG("cluster-keepalive", OPT_UINT, cluster_keepalive, "S",
 	    "a silent cluster link is dead after S seconds (default 10)"),
 };
