@@ -389,20 +389,24 @@ int cluster_enc_auth(struct cluster_buf *b, const uint8_t mac[CLUSTER_MAC_LEN])
 	return 0;
 }
 
-int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
-		       const char *xml, size_t xmllen)
+/* STANZA (to, from, xml) and PRESENCE (from, xml): the same layout but
+ * for the leading 'to'. */
+static int enc_routed_xml(struct cluster_buf *b, uint8_t type, const char *to, const char *from,
+			  const char *xml, size_t xmllen)
 {
-	size_t tl = strlen(to), fl = strlen(from);
+	size_t tl = to ? strlen(to) : 0, fl = strlen(from);
 	int rc;
 
-	if (!str_ok(to, tl, 1, CLUSTER_JID_MAX) || !str_ok(from, fl, 1, CLUSTER_JID_MAX) ||
+	if ((to && !str_ok(to, tl, 1, CLUSTER_JID_MAX)) || !str_ok(from, fl, 1, CLUSTER_JID_MAX) ||
 	    !str_ok(xml, xmllen, 1, CLUSTER_FRAME_MAX))
 		return CLUSTER_PROTO_EINVAL;
-	rc = frame_begin(b, CLUSTER_MSG_STANZA, 2 + tl + 2 + fl + 4 + xmllen);
+	rc = frame_begin(b, type, (to ? 2 + tl : 0) + 2 + fl + 4 + xmllen);
 	if (rc < 0)
 		return rc;
-	put_u16(b, (unsigned)tl);
-	put_bytes(b, to, tl);
+	if (to) {
+		put_u16(b, (unsigned)tl);
+		put_bytes(b, to, tl);
+	}
 	put_u16(b, (unsigned)fl);
 	put_bytes(b, from, fl);
 	put_u32(b, (uint32_t)xmllen);
@@ -410,21 +414,15 @@ int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
 	return 0;
 }
 
+int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
+		       const char *xml, size_t xmllen)
+{
+	return enc_routed_xml(b, CLUSTER_MSG_STANZA, to, from, xml, xmllen);
+}
+
 int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml, size_t xmllen)
 {
-	size_t fl = strlen(from);
-	int rc;
-
-	if (!str_ok(from, fl, 1, CLUSTER_JID_MAX) || !str_ok(xml, xmllen, 1, CLUSTER_FRAME_MAX))
-		return CLUSTER_PROTO_EINVAL;
-	rc = frame_begin(b, CLUSTER_MSG_PRESENCE, 2 + fl + 4 + xmllen);
-	if (rc < 0)
-		return rc;
-	put_u16(b, (unsigned)fl);
-	put_bytes(b, from, fl);
-	put_u32(b, (uint32_t)xmllen);
-	put_bytes(b, xml, xmllen);
-	return 0;
+	return enc_routed_xml(b, CLUSTER_MSG_PRESENCE, NULL, from, xml, xmllen);
 }
 
 int cluster_enc_ping(struct cluster_buf *b, uint8_t type, uint64_t token)
