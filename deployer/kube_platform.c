@@ -946,7 +946,34 @@ static int set_deletion_cost(struct platform *p, struct kube *k, const char *pod
 }
 
 /*
- * --shrink: the ReplicaSet controller deletes, among equally ready pods, the
+ * The ReplicaSet controller ranks pods before it looks at pod-deletion-cost:
+ * unscheduled first, then Pending < Unknown < Running, then not ready before
+ * ready. A pod of a lower rank is deleted first whatever its cost.
+ */
+static int pod_delete_rank(json_t *pod)
+{
+	const char *node = jstr(pod, "spec.nodeName"), *phase = jstr(pod, "status.phase");
+	int ph = 0;
+
+	if (phase && !strcmp(phase, "Running"))
+		ph = 2;
+	else if (phase && !strcmp(phase, "Unknown"))
+		ph = 1;
+	return (node && *node ? 100 : 0) + ph * 10 + pod_ready(pod);
+}
+
+/* Pods the controller no longer counts: finished or already being deleted. */
+static int pod_inactive(json_t *pod)
+{
+	const char *phase = jstr(pod, "status.phase");
+	json_t *del = jget(pod, "metadata.deletionTimestamp");
+
+	return (del && !json_is_null(del)) ||
+	       (phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed")));
+}
+
+/*
+ * --shrink: the ReplicaSet controller deletes, among equally ranked pods, the
  * one with the lowest pod-deletion-cost first. Every pod gets its connection
  * count as its cost (so later scale-downs also prefer empty pods) and the
  * named pod the lowest cost there is; then the replicas go down by one.
@@ -958,7 +985,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 	json_t *items, *pod;
 	long want;
 	size_t i;
-	int rc, port, found = 0;
+	int rc, port, found = 0, rank = 0;
 
 	rc = get_deployment(p, k, sha, &dep);
 	if (rc)
@@ -977,6 +1004,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 			long c = pod_connections(k, pod, port);
 
 			found = 1;
+			rank = pod_delete_rank(pod);
 			if (c != 0) {
 				rc = platform_error(p, -EBUSY, "pod %s still holds %ld connection%s%s",
 						    name, c, c == 1 ? "" : "s",
@@ -988,6 +1016,22 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 	if (!found) {
 		rc = platform_error(p, -ENOENT, "colour %s has no pod %s", sha, name);
 		goto out;
+	}
+	/* A busy pod that would be deleted before the named one: not now. */
+	json_array_foreach(items, i, pod) {
+		const char *pn = jstr(pod, "metadata.name");
+		long c;
+
+		if (!pn || !strcmp(pn, name) || pod_inactive(pod) || pod_delete_rank(pod) >= rank)
+			continue;
+		c = pod_connections(k, pod, port);
+		if (c != 0) {
+			rc = platform_error(p, -EBUSY, "pod %s (not ready or not running) holds %ld "
+					    "connection%s%s and the ReplicaSet controller would "
+					    "delete it before %s", pn, c, c == 1 ? "" : "s",
+					    c < 0 ? " (metrics unreadable)" : "", name);
+			goto out;
+		}
 	}
 	json_array_foreach(items, i, pod) {
 		const char *pn = jstr(pod, "metadata.name");

@@ -465,6 +465,37 @@ class TestKubeOps(KubeBase):
             s.close()
 
 
+    def test_shrink_refuses_when_a_busy_pod_would_go_first(self):
+        # The ReplicaSet controller deletes a not-ready pod before it looks at
+        # pod-deletion-cost: with a busy pod not ready, lowering the replicas
+        # would take the busy pod, not the empty one.
+        self.ok("create", SHA_A, 2)
+        self.wait_ready(SHA_A, 2)
+        busy, empty = sorted(p["metadata"]["name"] for p in
+                             self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A))
+        rt = self.d.pod_runtime(NS, busy)
+        s = socket.create_connection(("127.0.0.1", rt.host_port("xmpp")), timeout=5)
+        try:
+            harness.wait_for(lambda: {r["name"]: r["connections"]
+                                      for r in self.ok("replicas", SHA_A)}.get(busy) == 1,
+                             timeout=10, interval=0.2, what="busy pod counted")
+            # Its readiness probe starts failing (say, overloaded); it keeps its connection.
+            # (The empty pod's probe is taken out so that a slow machine cannot flap it.)
+            rt.probe = ("/no-such-path", rt.probe[1])
+            self.d.pod_runtime(NS, empty).probe = None
+            harness.wait_for(lambda: {r["name"]: r["ready"] for r in self.ok(
+                "replicas", SHA_A)} == {busy: False, empty: True},
+                             timeout=20, interval=0.2, what="busy pod not ready")
+            err = self.fails("remove-replica", SHA_A, empty)
+            self.assertIn("EBUSY", err)
+            self.assertIn(busy, err)
+            self.assertEqual(self.d.get(NS, "deployments", "chat-" + SHA_A)["spec"]["replicas"],
+                             2)
+            self.assertTrue(self.d.pod_runtime(NS, busy).proc.alive())
+        finally:
+            s.close()
+
+
 class TestDoubleFidelity(KubeBase):
     """The double behaves like the real API server where rainbow depends on it."""
     tls = False
