@@ -1,6 +1,7 @@
 #include "kubeyaml.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,8 @@ static json_t *plain_scalar(const char *s)
 		if (!*end && !errno)
 			return json_integer(v);
 		d = strtod(s, &end);
-		if (!*end && strchr(s, 'x') == NULL && strchr(s, 'X') == NULL)
+		/* JSON has no inf or NaN ("1e400", "-inf", "+nan"): those stay strings. */
+		if (!*end && strchr(s, 'x') == NULL && strchr(s, 'X') == NULL && isfinite(d))
 			return json_real(d);
 	}
 	return json_string(s);

@@ -412,6 +412,17 @@ static void test_yaml_typing(void **state)
 	assert_non_null(strstr(err, "more than one YAML document"));
 	assert_null(kubeyaml_parse("a: [\n", 5, err, sizeof(err)));
 	assert_non_null(strstr(err, "YAML error"));
+
+	/* Found by fuzz_kubeyaml: numbers JSON cannot hold failed with no message. */
+	static const char big[] = "a: 1e400\nb: -inf\nc: +nan\nd: -1e-400\n";
+
+	j = kubeyaml_parse(big, strlen(big), err, sizeof(err));
+	assert_non_null(j);
+	assert_string_equal(json_string_value(json_object_get(j, "a")), "1e400");
+	assert_string_equal(json_string_value(json_object_get(j, "b")), "-inf");
+	assert_string_equal(json_string_value(json_object_get(j, "c")), "+nan");
+	assert_true(json_is_real(json_object_get(j, "d")));
+	json_decref(j);
 }
 
 int main(void)
