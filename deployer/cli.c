@@ -192,6 +192,9 @@ int cli_parse_duration(const char *s, double *out)
 		v *= 3600.0;
 	else
 		return -1;
+	/* Callers turn seconds into int64 ms and usleep() counts: keep them in range. */
+	if (v > CLI_DURATION_MAX_S)
+		return -1;
 	*out = v;
 	return 0;
 }
@@ -372,8 +375,8 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			return usage_error(c, "bad --settle %s (a duration like 5s)", v);
 		break;
 	case O_POLL:
-		if (cli_parse_duration(v, &c->poll) != 0 || c->poll < 0.01)
-			return usage_error(c, "bad --poll %s (a duration >= 10ms)", v);
+		if (cli_parse_duration(v, &c->poll) != 0 || c->poll < 0.01 || c->poll > 3600)
+			return usage_error(c, "bad --poll %s (a duration from 10ms to 1h)", v);
 		break;
 	case O_MAX_DRAIN:
 		if (cli_parse_duration(v, &c->max_drain) != 0)

@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "../../deployer/cli.h"
 #include "../../deployer/deploy.h"
 
 #define SIM_COLOURS 16
@@ -753,6 +754,26 @@ static void test_failed_scale_up_of_draining_colour_keeps_it(void **state)
 	assert_int_equal(s.removed_with_conns, 0);
 }
 
+/*
+ * Durations become int64 milliseconds: a huge one must be refused, not cast
+ * (1e20 s once became a negative --settle, i.e. no settle period at all).
+ */
+static void test_parse_duration_bounds(void **state)
+{
+	double v;
+
+	assert_int_equal(cli_parse_duration("500ms", &v), 0);
+	assert_true(v > 0.49 && v < 0.51);
+	assert_int_equal(cli_parse_duration("2m", &v), 0);
+	assert_true(v == 120.0);
+	assert_int_equal(cli_parse_duration("8760h", &v), 0);
+	assert_int_equal(cli_parse_duration("8761h", &v), -1);
+	assert_int_equal(cli_parse_duration("1e20", &v), -1);
+	assert_int_equal(cli_parse_duration("1e300h", &v), -1);
+	assert_int_equal(cli_parse_duration("nan", &v), -1);
+	assert_int_equal(cli_parse_duration("-1s", &v), -1);
+}
+
 static void test_prune(void **state)
 {
 	struct sim s;
@@ -873,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_rollback_refusals),
 		cmocka_unit_test(test_rollback_to_draining_colour),
 		cmocka_unit_test(test_failed_scale_up_of_draining_colour_keeps_it),
+		cmocka_unit_test(test_parse_duration_bounds),
 		cmocka_unit_test(test_prune),
 		cmocka_unit_test(test_kill_at_any_step_converges),
 		cmocka_unit_test(test_states_and_names),
