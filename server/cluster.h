@@ -58,6 +58,11 @@ struct cluster_hooks {
 	 * instance left) while it was available: chatd tells the user's
 	 * local resources it is unavailable. May be NULL. */
 	void (*route_gone)(void *ud, const char *full);
+	/* A peer announced a session its link had not announced before (a
+	 * bind there, or its table at link start): chatd replaces a local
+	 * session with the same full JID (RFC 6120 7.7.2.2: <conflict/>).
+	 * May be NULL. */
+	void (*route_added)(void *ud, const char *full);
 };
 
 /* Which remote resources of a bare JID get a copy (RFC 6121 8.5.2). */

@@ -246,13 +246,31 @@ out:
 	jid_clear(&j);
 }
 
+/* RFC 6120 7.7.2.2 across instances: the session bound elsewhere is the
+ * newer one, so the local session with that full JID goes. */
+static void glue_route_added(void *ud, const char *full)
+{
+	struct cluster_glue *g = ud;
+	struct jid j = { 0 };
+	struct conn *c = NULL;
+
+	if (jid_parse(full, &j) == 0)
+		c = router_find_full(g->srv->router, &j);
+	jid_clear(&j);
+	if (!c || c->closing)
+		return;
+	conn_log(c, LOG_INFO, "replaced", "by=%s", "remote");
+	conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+}
+
 /* ---- lifetime ---- */
 
 int cluster_glue_init(struct srv *srv)
 {
 	const struct config *cfg = srv->cfg;
 	struct xstream_limits lim = { CLUSTER_FRAME_MAX, cfg->max_depth + 2 };
-	struct cluster_hooks hooks = { glue_deliver, glue_presence, glue_route_gone };
+	struct cluster_hooks hooks = { glue_deliver, glue_presence, glue_route_gone,
+				       glue_route_added };
 	struct cluster_config cc = { 0 };
 	struct cluster_glue *g;
 	uint8_t *secret = NULL;

@@ -494,6 +494,20 @@ class ClusterTest(unittest.TestCase):
         far.message(second.jid, "to the successor")
         second.expect(msg_body("to the successor"))
 
+    def test_9_resource_conflict_across_instances(self):
+        # RFC 6120 7.7.2.2 cluster-wide: a second session with the same full
+        # JID on another instance replaces the first, as on one instance
+        local = self.login(self.a, "near9")
+        far = self.login(self.c, "far9")
+        first = self.login(self.a, "conflicted9", resource="same")
+        self.barrier([first], [far])  # its route has reached the others
+        second = self.login(self.b, "conflicted9", resource="same")
+        self.assertEqual(second.jid, first.jid)
+        self.assertEqual(first.wait_stream_error(10), "conflict")
+        # the successor gets the full-JID messages from every instance,
+        # including the one that held the replaced session
+        self.barrier([local, far], [second])
+
 
 class AnonymousAcrossInstancesTest(unittest.TestCase):
     """Accounts from --users plus SASL ANONYMOUS (no --auth-any): an

@@ -558,7 +558,7 @@ static int delivered_is(void *arg)
 
 static void start_nodes(uv_loop_t *loop, int n, const uint8_t *secret, size_t secretlen)
 {
-	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb };
+	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb, NULL };
 	char peers[256];
 	int i;
 
@@ -738,7 +738,7 @@ static void test_dump_on_join(void **state)
 static void test_wrong_secret(void **state)
 {
 	static const uint8_t other[] = "another-secret-of-enough-length";
-	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb };
+	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb, NULL };
 	struct cluster_config cfg = { 0 };
 	struct cluster_stats s0, s1;
 	struct cluster *bad;
