@@ -13,6 +13,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "platform.h"
+
 #define CHART_COLOURS_MAX 32
 #define CHART_BINS_MAX 100000
 
@@ -43,11 +45,22 @@ static int sha_index(struct chart *c, const char *sha)
 	return (int)c->n_sha++;
 }
 
+/* One timeline row; 0 when it is not one rainbow could have written (edited, truncated). */
+static int parse_row(const char *line, double *t, char sha[64], long *conns)
+{
+	char state[32];
+
+	if (sscanf(line, "%lf,%63[^,],%ld,%31s", t, sha, conns, state) != 4)
+		return 0;
+	/* Unix seconds, as deploy_meta_time() takes them; a SHA goes into the script. */
+	return *t > 0 && *t < 1e11 && platform_sha_valid(sha);
+}
+
 static int load(struct chart *c, const char *path, double bin_s, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "r");
-	char line[512], sha[64], state[32];
-	double t, tmin = 0, tmax = 0;
+	char line[512], sha[64];
+	double t, tmin = 0, tmax = 0, span;
 	long conns;
 	int first = 1;
 
@@ -58,7 +71,7 @@ static int load(struct chart *c, const char *path, double bin_s, char *err, size
 	}
 	/* Pass 1: time range. */
 	while (fgets(line, sizeof(line), f)) {
-		if (sscanf(line, "%lf,%63[^,],%ld,%31s", &t, sha, &conns, state) != 4)
+		if (!parse_row(line, &t, sha, &conns))
 			continue;
 		if (first || t < tmin)
 			tmin = t;
@@ -72,9 +85,9 @@ static int load(struct chart *c, const char *path, double bin_s, char *err, size
 		return -ENODATA;
 	}
 	c->t0 = tmin;
-	c->n_bins = (size_t)((tmax - tmin) / bin_s) + 1;
-	if (c->n_bins > CHART_BINS_MAX)
-		c->n_bins = CHART_BINS_MAX;
+	/* Capped before the cast: a double beyond size_t does not convert. */
+	span = (tmax - tmin) / bin_s;
+	c->n_bins = span < CHART_BINS_MAX - 1 ? (size_t)span + 1 : CHART_BINS_MAX;
 	c->val = malloc(c->n_bins * CHART_COLOURS_MAX * sizeof(*c->val));
 	c->has = calloc(c->n_bins, 1);
 	if (!c->val || !c->has) {
@@ -89,11 +102,10 @@ static int load(struct chart *c, const char *path, double bin_s, char *err, size
 		size_t b;
 		int k;
 
-		if (sscanf(line, "%lf,%63[^,],%ld,%31s", &t, sha, &conns, state) != 4)
+		if (!parse_row(line, &t, sha, &conns))
 			continue;
-		b = (size_t)((t - tmin) / bin_s);
-		if (b >= c->n_bins)
-			b = c->n_bins - 1;
+		span = (t - tmin) / bin_s;
+		b = span < (double)(c->n_bins - 1) ? (size_t)span : c->n_bins - 1;
 		k = sha_index(c, sha);
 		if (k < 0)
 			continue;
@@ -131,6 +143,18 @@ static int write_dat(const struct chart *c, const char *path, double bin_s)
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
+/* s as a gnuplot single-quoted string, where '' stands for one quote. */
+static void gp_string(FILE *f, const char *s)
+{
+	fputc('\'', f);
+	for (; *s; s++) {
+		if (*s == '\'')
+			fputc('\'', f);
+		fputc(*s, f);
+	}
+	fputc('\'', f);
+}
+
 static int write_gp(const struct chart *c, const char *gp, const char *dat, const char *prefix)
 {
 	FILE *f = fopen(gp, "w");
@@ -140,19 +164,25 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 	if (!f)
 		return -errno;
 	for (size_t t = 0; t < 2; t++) {
+		char out[4200];
+
 		fprintf(f, "%sset terminal %s\n", t == 0 ? "# PNG\n" : "# SVG\n", terms[t][0]);
-		fprintf(f, "set output '%s.%s'\n", prefix, terms[t][1]);
+		snprintf(out, sizeof(out), "%s.%s", prefix, terms[t][1]);
+		fprintf(f, "set output ");
+		gp_string(f, out);
+		fprintf(f, "\n");
 		fprintf(f, "set title 'rainbow deploy: live connections per colour'\n");
 		fprintf(f, "set xlabel 'seconds'\nset ylabel 'connections'\n");
 		fprintf(f, "set key outside right top\nset grid\nset yrange [0:*]\n");
 		fprintf(f, "set style fill solid 0.85 noborder\n");
 		fprintf(f, "plot ");
 		/* Topmost cumulative band first; each lower one paints over it. */
-		for (size_t k = c->n_sha; k-- > 0;)
-			fprintf(f, "'%s' using 1:%zu with filledcurves x1 lc rgb '%s' "
-				"title 'chat-%s'%s", dat, k + 2,
-				chart_palette[k % CHART_PALETTE_N],
-				c->sha[k], k ? ", \\\n     " : "\n");
+		for (size_t k = c->n_sha; k-- > 0;) {
+			gp_string(f, dat);
+			fprintf(f, " using 1:%zu with filledcurves x1 lc rgb '%s' title 'chat-%s'%s",
+				k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
+				k ? ", \\\n     " : "\n");
+		}
 		fprintf(f, "unset output\n");
 	}
 	return fclose(f) == 0 ? 0 : -EIO;
