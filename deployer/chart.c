@@ -179,8 +179,8 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 		/* Topmost cumulative band first; each lower one paints over it. */
 		for (size_t k = c->n_sha; k-- > 0;) {
 			gp_string(f, dat);
-			fprintf(f, " using 1:%zu with filledcurves x1 lc rgb '%s' title 'chat-%s'%s",
-				k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
+			fprintf(f, " using 1:%zu with filledcurves x1 lc rgb '%s' "
+				"title 'chat-%s'%s", k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
 				k ? ", \\\n     " : "\n");
 		}
 		fprintf(f, "unset output\n");
