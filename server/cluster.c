@@ -1106,7 +1106,8 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 			log_warn("cluster_bad_route", "link=%llu peer=%s",
 				 (unsigned long long)l->id, peer_name(l));
 		if (rc == 1 && l->cl->hooks.route_added) {
-			l->cl->hooks.route_added(l->cl->ud, jid);
+			l->cl->hooks.route_added(l->cl->ud, jid, rec.priority,
+						 (rec.flags & CLUSTER_ROUTE_AVAILABLE) != 0);
 			/* the replaced session's ROUTE_DEL may have failed on l */
 			if (l->state == LINK_CLOSING)
 				return;

@@ -60,9 +60,11 @@ struct cluster_hooks {
 	void (*route_gone)(void *ud, const char *full);
 	/* A peer announced a session its link had not announced before (a
 	 * bind there, or its table at link start): chatd replaces a local
-	 * session with the same full JID (RFC 6120 7.7.2.2: <conflict/>).
-	 * May be NULL. */
-	void (*route_added)(void *ud, const char *full);
+	 * session with the same full JID (RFC 6120 7.7.2.2: <conflict/>), and
+	 * when the route is already available (a table at link start, e.g.
+	 * after an outage that told the user's resources it was gone) tells
+	 * the user's local resources it is available. May be NULL. */
+	void (*route_added)(void *ud, const char *full, int priority, int available);
 };
 
 /* Which remote resources of a bare JID get a copy (RFC 6121 8.5.2). */

@@ -7,6 +7,7 @@
 #include "cluster_glue.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -246,21 +247,45 @@ out:
 	jid_clear(&j);
 }
 
-/* RFC 6120 7.7.2.2 across instances: the session bound elsewhere is the
- * newer one, so the local session with that full JID goes. */
-static void glue_route_added(void *ud, const char *full)
+/* A session announced by a peer for the first time on its link. */
+static void glue_route_added(void *ud, const char *full, int priority, int available)
 {
 	struct cluster_glue *g = ud;
+	char bare[GLUE_JID_MAX], prio[8];
+	struct xnode *p = NULL, *pr;
 	struct jid j = { 0 };
-	struct conn *c = NULL;
+	struct route *e;
+	struct conn *c;
 
-	if (jid_parse(full, &j) == 0)
-		c = router_find_full(g->srv->router, &j);
+	if (jid_parse(full, &j) != 0 || jid_format_bare(&j, bare, sizeof(bare)) < 0)
+		goto out;
+	/* RFC 6120 7.7.2.2 across instances: the session bound elsewhere is
+	 * the newer one, so the local session with that full JID goes. */
+	c = router_find_full(g->srv->router, &j);
+	if (c && !c->closing) {
+		conn_log(c, LOG_INFO, "replaced", "by=%s", "remote");
+		conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+	}
+	/* Available at once: a route table sent at link start. A bind is
+	 * announced unavailable, and its initial presence arrives as such. */
+	e = available ? router_lookup(g->srv->router, bare) : NULL;
+	if (!e)
+		goto out;
+	p = xnode_new("presence", NS_CLIENT);
+	if (!p || xnode_set_attr(p, "from", full) != 0)
+		goto out;
+	if (priority) {
+		snprintf(prio, sizeof(prio), "%d", priority);
+		pr = xnode_add_child(p, "priority", NS_CLIENT);
+		if (!pr || !xnode_add_text(pr, prio, strlen(prio)))
+			goto out;
+	}
+	for (struct conn *o = e->first; o; o = o->rnext)
+		if (o->available)
+			glue_send_to(o, p);
+out:
+	xnode_free(p);
 	jid_clear(&j);
-	if (!c || c->closing)
-		return;
-	conn_log(c, LOG_INFO, "replaced", "by=%s", "remote");
-	conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
 }
 
 /* ---- lifetime ---- */

@@ -508,6 +508,34 @@ class ClusterTest(unittest.TestCase):
         # including the one that held the replaced session
         self.barrier([local, far], [second])
 
+    def test_10_presence_of_own_resources_after_a_link_outage(self):
+        # a link lost and re-established: the user's resources on either
+        # side were told "unavailable" when the routes went; when the route
+        # tables come back they learn the others are available again
+        y = self.start_instance("inst-y", harness.free_port(),
+                                ["--peers", "127.0.0.1:%d" % self.a.cport])
+        harness.wait_for(lambda: self.peers(y) >= 1 and self.peers(self.a) == 3, timeout=10,
+                         what="y linked to a")
+        fa = self.login(self.a, "flap10", resource="a")
+        fy = self.login(y, "flap10", resource="y")
+        fa.expect(presence_from(fy.jid), what="y's presence on a")
+        y.proc.signal(signal.SIGSTOP)
+        try:
+            fa.expect(lambda st: presence_from(fy.jid)(st) and st.get("type") == "unavailable",
+                      timeout=KEEPALIVE * 5, what="unavailable when the link died")
+        finally:
+            y.proc.signal(signal.SIGCONT)
+        fy.expect(lambda st: presence_from(fa.jid)(st) and st.get("type") == "unavailable",
+                  timeout=KEEPALIVE * 5, what="unavailable on y too")
+        harness.wait_for(lambda: self.peers(self.a) == 3, timeout=15, what="y relinked")
+        p = fa.expect(presence_from(fy.jid), timeout=10, what="y's presence again")
+        self.assertIsNone(p.get("type"))
+        p = fy.expect(presence_from(fa.jid), timeout=10, what="a's presence again")
+        self.assertIsNone(p.get("type"))
+        y.stop(signal.SIGKILL)
+        harness.wait_for(lambda: self.peers(self.a) == 2, timeout=KEEPALIVE * 5,
+                         what="y gone")
+
 
 class AnonymousAcrossInstancesTest(unittest.TestCase):
     """Accounts from --users plus SASL ANONYMOUS (no --auth-any): an
