@@ -910,7 +910,7 @@ static void client_message(struct client *c, struct xnode *m)
 	}
 	if (!xnode_child(m, "body", NULL))
 		return; /* chat states, receipts: not ours */
-	msgtrack_received(&c->fl->mt, seq, fleet_now_us(c->fl));
+	msgtrack_received(&c->fl->mt, seq, fleet_now_us(c->fl), c->fl->o->worker_first + c->slot);
 }
 
 static void client_stream_error(struct client *c, const struct xnode *e)
@@ -989,6 +989,7 @@ static void client_send_message(struct client *c)
 	const struct load_opts *o = fl->o;
 	char to[300];
 	unsigned rver;
+	uint32_t to_client;
 	uint64_t seq;
 	struct timespec ts;
 	struct xbuf b;
@@ -996,7 +997,8 @@ static void client_send_message(struct client *c)
 	if (o->offline_share > 0 && fleet_rand01(fl) < o->offline_share) {
 		char user[256];
 		/* Numbers past every slot of every worker are never online. */
-		opts_user_name(o, o->clients + 1 + c->slot, user, sizeof(user));
+		to_client = o->clients + 1 + c->slot;
+		opts_user_name(o, to_client, user, sizeof(user));
 		snprintf(to, sizeof(to), "%s@%s", user, o->domain);
 		rver = MSGTRACK_NO_VERSION;
 	} else {
@@ -1020,8 +1022,9 @@ static void client_send_message(struct client *c)
 			snprintf(to, sizeof(to), "%s@%s", user, o->domain);
 		}
 		rver = t->version;
+		to_client = o->worker_first + t->slot;
 	}
-	seq = msgtrack_send(&fl->mt, fleet_now_us(fl), c->version, rver);
+	seq = msgtrack_send(&fl->mt, fleet_now_us(fl), c->version, rver, to_client);
 	if (!seq)
 		return;
 	clock_gettime(CLOCK_REALTIME, &ts);

@@ -45,7 +45,8 @@ static struct msgtrack_pending *mt_pending(struct msgtrack *mt, uint64_t seq)
 	return &mt->pend[seq - mt->base];
 }
 
-uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver)
+uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
+		       uint32_t to)
 {
 	uint64_t seq = mt->next_seq;
 	struct msgtrack_pending *p;
@@ -76,6 +77,7 @@ uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsi
 	}
 	p = &mt->pend[mt->len++];
 	p->sent_us = now_us;
+	p->to = to;
 	p->sver = (uint8_t)sver;
 	p->rver = (uint8_t)rver;
 	mt_set(mt, seq, MT_PENDING);
@@ -96,14 +98,19 @@ static struct stats_pair *mt_pair(struct msgtrack *mt, const struct msgtrack_pen
 	return &mt->st->pairs[p->sver][p->rver];
 }
 
-void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
+void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint32_t by)
 {
-	struct msgtrack_pending *p;
+	struct msgtrack_pending *p = mt_pending(mt, seq);
 	struct stats_pair *pair;
+	unsigned state = mt_get(mt, seq);
 
-	switch (mt_get(mt, seq)) {
+	if (state != MT_NONE && p && p->to != by) {
+		/* Someone else's message: not a delivery, whatever it is. */
+		mt->st->messages_misdelivered++;
+		return;
+	}
+	switch (state) {
 	case MT_PENDING:
-		p = mt_pending(mt, seq);
 		pair = mt_pair(mt, p);
 		mt_set(mt, seq, MT_DELIVERED);
 		mt->npending--;
@@ -116,7 +123,6 @@ void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us)
 		break;
 	case MT_DELIVERED:
 		mt->st->messages_duplicated++;
-		p = mt_pending(mt, seq);
 		pair = mt_pair(mt, p);
 		if (pair)
 			pair->duplicated++;

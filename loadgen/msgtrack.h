@@ -8,6 +8,9 @@
  *   bounced     an error stanza with that id came back to the sender
  *   lost        neither within the loss timeout
  *   late        arrived after it had been counted lost (stays lost)
+ * and, apart from these fates, every arrival at a client other than the one
+ * it was addressed to counts as misdelivered (the message stays pending for
+ * its addressee).
  * The records of the last loss timeout are kept in send order (expiry only
  * looks at the oldest ones; a duplicate within that time finds its version
  * pair); every id ever sent keeps a 2-bit state, so duplicates are
@@ -24,6 +27,7 @@ struct stats;
 
 struct msgtrack_pending {
 	uint64_t sent_us; /* monotonic send time */
+	uint32_t to;      /* global client number it is addressed to */
 	uint8_t sver;     /* sender's server version index */
 	uint8_t rver;     /* receiver's server version index, or MSGTRACK_NO_VERSION */
 };
@@ -44,10 +48,12 @@ struct msgtrack {
 int msgtrack_init(struct msgtrack *mt, struct stats *st, double loss_timeout_s);
 void msgtrack_free(struct msgtrack *mt);
 
-/* Records a send; returns its id number, or 0 when out of memory. */
-uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver);
-/* A message with id seq arrived at a client. */
-void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us);
+/* Records a send to global client number `to`; returns its id number, or 0
+ * when out of memory. */
+uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
+		       uint32_t to);
+/* A message with id seq arrived at global client number `by`. */
+void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint32_t by);
 /* An error bounce for id seq came back. */
 void msgtrack_bounced(struct msgtrack *mt, uint64_t seq);
 /* Counts as lost every message pending for longer than the loss timeout. */

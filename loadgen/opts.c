@@ -88,7 +88,7 @@ void opts_usage(FILE *f)
 "  --report FILE.json        write the JSON report there\n"
 "  --timeline FILE.csv       write the per-second timeline there\n"
 "  --expect-zero-drops       exit 1 if a connection dropped or timed out\n"
-"  --expect-zero-loss        exit 1 if a message was lost\n"
+"  --expect-zero-loss        exit 1 if a message was lost or misdelivered\n"
 "  --expect-no-server-close  exit 1 if the server closed a stream\n"
 "  --workers N               fork N worker processes (default 0: this process)\n"
 "  --seed N                  random seed (default: time)\n"

@@ -29,6 +29,7 @@ static const struct {
 	{ "messages_duplicated", offsetof(struct stats, messages_duplicated) },
 	{ "messages_bounced", offsetof(struct stats, messages_bounced) },
 	{ "messages_late", offsetof(struct stats, messages_late) },
+	{ "messages_misdelivered", offsetof(struct stats, messages_misdelivered) },
 	{ "messages_offline", offsetof(struct stats, messages_offline) },
 	{ "messages_foreign", offsetof(struct stats, messages_foreign) },
 	{ "pings_sent", offsetof(struct stats, pings_sent) },
@@ -663,11 +664,12 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 				"timeouts\n", (unsigned long long)s->dropped,
 				(unsigned long long)s->ping_timeouts);
 	}
-	if (o->expect_zero_loss && s->messages_lost) {
+	if (o->expect_zero_loss && (s->messages_lost || s->messages_misdelivered)) {
 		ok = false;
 		if (err)
-			fprintf(err, "chatload: expected zero loss: %llu messages lost\n",
-				(unsigned long long)s->messages_lost);
+			fprintf(err, "chatload: expected zero loss: %llu messages lost, %llu "
+				"misdelivered\n", (unsigned long long)s->messages_lost,
+				(unsigned long long)s->messages_misdelivered);
 	}
 	if (o->expect_no_server_close && s->closed_by_server) {
 		ok = false;

@@ -89,6 +89,7 @@ struct stats {
 	uint64_t messages_duplicated;
 	uint64_t messages_bounced;
 	uint64_t messages_late;      /* arrived after being counted lost */
+	uint64_t messages_misdelivered; /* arrivals at a client it was not addressed to */
 	uint64_t messages_offline;   /* of sent: addressed to users never online */
 	uint64_t messages_foreign;   /* received but not sent by this run */
 	uint64_t pings_sent, pongs, server_pings;

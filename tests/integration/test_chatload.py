@@ -389,6 +389,7 @@ class Messages(ChatloadCase):
         self.assertGreater(r["messages_sent"], 10)
         self.assertEqual(r["messages_delivered"], r["messages_sent"])
         self.assertEqual(r["messages_lost"] + r["messages_duplicated"] + r["messages_bounced"], 0)
+        self.assertEqual(r["messages_misdelivered"], 0)  # each reached its addressee
         lat = r["latency_ms"]
         self.assertEqual(lat["count"], r["messages_delivered"])
         self.assertTrue(0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"])
@@ -407,6 +408,7 @@ class Messages(ChatloadCase):
         self.assertEqual(r["logins"], 3)
         self.assertGreater(r["messages_sent"], 3)
         self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        self.assertEqual(r["messages_misdelivered"], 0)
 
     def test_offline_user_is_bounced_not_lost(self):
         d = self.chatd("--auth-any")
@@ -475,6 +477,7 @@ class Workers(ChatloadCase):
         # Merged peak: per-second samples of the sum, at least each worker's.
         self.assertTrue(4 <= r["connected_peak"] <= 8, r["connected_peak"])
         self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        self.assertEqual(r["messages_misdelivered"], 0)  # global slot numbers per worker
         self.assertEqual(r["latency_ms"]["count"], r["messages_delivered"])
         self.assert_every_connection_has_one_fate(r)
         with open(timeline) as f:

@@ -79,25 +79,25 @@ static void test_msgtrack_fates(void **state)
 	(void)state;
 	msgtrack_init(&mt, st, 1.0);
 	unsigned v1 = stats_version_index(st, "v1"), v2 = stats_version_index(st, "v2");
-	a = msgtrack_send(&mt, 1000, v1, v2);
-	b = msgtrack_send(&mt, 2000, v1, v1);
-	c = msgtrack_send(&mt, 3000, v2, v1);
-	d = msgtrack_send(&mt, 4000, v1, MSGTRACK_NO_VERSION);
-	e = msgtrack_send(&mt, 5000, v2, v2);
+	a = msgtrack_send(&mt, 1000, v1, v2, 0);
+	b = msgtrack_send(&mt, 2000, v1, v1, 0);
+	c = msgtrack_send(&mt, 3000, v2, v1, 0);
+	d = msgtrack_send(&mt, 4000, v1, MSGTRACK_NO_VERSION, 0);
+	e = msgtrack_send(&mt, 5000, v2, v2, 0);
 	assert_int_equal(a, 1);
 	assert_int_equal(e, 5);
 	assert_int_equal(mt.npending, 5);
-	msgtrack_received(&mt, b, 2500);            /* delivered, 500 us */
-	msgtrack_received(&mt, b, 2600);            /* duplicate */
+	msgtrack_received(&mt, b, 2500, 0);            /* delivered, 500 us */
+	msgtrack_received(&mt, b, 2600, 0);            /* duplicate */
 	msgtrack_bounced(&mt, d);                   /* bounced */
 	msgtrack_bounced(&mt, b);                   /* bounce after delivery: nothing */
-	msgtrack_received(&mt, 999, 3000);          /* never sent: foreign */
+	msgtrack_received(&mt, 999, 3000, 0);          /* never sent: foreign */
 	msgtrack_expire(&mt, 1000 + 999999);        /* nothing old enough */
 	assert_int_equal(st->messages_lost, 0);
 	msgtrack_expire(&mt, 1000 + 1000000);       /* a is a second old: lost */
 	assert_int_equal(st->messages_lost, 1);
-	msgtrack_received(&mt, a, 1000 + 1000001);  /* late */
-	msgtrack_received(&mt, c, 3000 + 20000);    /* delivered, 20 ms */
+	msgtrack_received(&mt, a, 1000 + 1000001, 0);  /* late */
+	msgtrack_received(&mt, c, 3000 + 20000, 0);    /* delivered, 20 ms */
 	msgtrack_expire_all(&mt);                   /* e: lost at the end */
 	assert_int_equal(st->messages_sent, 5);
 	assert_int_equal(st->messages_delivered, 2);
@@ -133,13 +133,13 @@ static void test_msgtrack_many(void **state)
 	msgtrack_init(&mt, st, 1.0);
 	for (uint64_t i = 1; i <= 300000; i++) {
 		now += 10; /* 100,000 per second */
-		assert_int_equal(msgtrack_send(&mt, now, 0, 0), i);
+		assert_int_equal(msgtrack_send(&mt, now, 0, 0, 0), i);
 		if (i > 50 && i % 7 != 0)
-			msgtrack_received(&mt, i - 50, now);
+			msgtrack_received(&mt, i - 50, now, 0);
 		msgtrack_expire(&mt, now);
 	}
 	assert_true(mt.len - mt.off <= 100001);
-	msgtrack_received(&mt, 100, now);
+	msgtrack_received(&mt, 100, now, 0);
 	assert_int_equal(st->messages_duplicated, 1);
 	msgtrack_expire_all(&mt);
 	assert_int_equal(st->messages_delivered + st->messages_lost, 300000);
@@ -158,18 +158,49 @@ static void test_msgtrack_duplicate_pair(void **state)
 	(void)state;
 	msgtrack_init(&mt, st, 1.0);
 	unsigned v1 = stats_version_index(st, "v1"), v2 = stats_version_index(st, "v2");
-	a = msgtrack_send(&mt, 1000, v1, v2);
-	msgtrack_received(&mt, a, 2000);
+	a = msgtrack_send(&mt, 1000, v1, v2, 0);
+	msgtrack_received(&mt, a, 2000, 0);
 	msgtrack_expire(&mt, 3000);
-	msgtrack_received(&mt, a, 4000);
-	msgtrack_send(&mt, 5000, v2, v2);
-	msgtrack_received(&mt, a, 6000);
+	msgtrack_received(&mt, a, 4000, 0);
+	msgtrack_send(&mt, 5000, v2, v2, 0);
+	msgtrack_received(&mt, a, 6000, 0);
 	assert_int_equal(st->messages_duplicated, 2);
 	assert_int_equal(st->pairs[v1][v2].delivered, 1);
 	assert_int_equal(st->pairs[v1][v2].duplicated, 2);
 	msgtrack_expire_all(&mt);
 	assert_int_equal(st->messages_lost, 1);
 	assert_int_equal(st->pairs[v2][v2].lost, 1);
+	assert_int_equal(mt.npending, 0);
+	msgtrack_free(&mt);
+	stats_free(st);
+}
+
+/* A message that arrives at a client other than the one it was addressed
+ * to is counted misdelivered; it stays pending for its addressee (and is
+ * lost if it never gets there). */
+static void test_msgtrack_misdelivered(void **state)
+{
+	struct stats *st = stats_new();
+	struct msgtrack mt;
+	uint64_t a, b;
+
+	(void)state;
+	msgtrack_init(&mt, st, 1.0);
+	a = msgtrack_send(&mt, 1000, 0, 0, 7);
+	b = msgtrack_send(&mt, 2000, 0, 0, 8);
+	msgtrack_received(&mt, a, 1500, 3);  /* client 3 got client 7's */
+	assert_int_equal(st->messages_misdelivered, 1);
+	assert_int_equal(st->messages_delivered, 0);
+	assert_int_equal(mt.npending, 2);
+	msgtrack_received(&mt, a, 1600, 7);  /* the addressee's copy */
+	msgtrack_received(&mt, a, 1700, 3);  /* wrong again, after delivery */
+	msgtrack_received(&mt, b, 2500, 9);  /* b only reaches client 9 */
+	msgtrack_expire_all(&mt);
+	assert_int_equal(st->messages_misdelivered, 3);
+	assert_int_equal(st->messages_delivered, 1);
+	assert_int_equal(st->messages_duplicated, 0);
+	assert_int_equal(st->messages_lost, 1);
+	assert_int_equal(st->latency_us.count, 1);
 	assert_int_equal(mt.npending, 0);
 	msgtrack_free(&mt);
 	stats_free(st);
@@ -419,6 +450,7 @@ int main(void)
 		cmocka_unit_test(test_msgtrack_fates),
 		cmocka_unit_test(test_msgtrack_many),
 		cmocka_unit_test(test_msgtrack_duplicate_pair),
+		cmocka_unit_test(test_msgtrack_misdelivered),
 		cmocka_unit_test(test_opts_durations_lifetimes),
 		cmocka_unit_test(test_opts_parse),
 		cmocka_unit_test(test_stats_merge),
