@@ -28,6 +28,7 @@
 
 #define LSWITCH_READ_SIZE 65536
 #define LSWITCH_HIGH_WATER_DEFAULT (1024 * 1024)
+#define LSWITCH_CTL_QUEUE_MAX (4 * 1024 * 1024)	/* unread reply bytes per control client */
 
 struct backend {
 	struct backend *next;
@@ -731,6 +732,12 @@ static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	while (!c->closing && (nl = memchr(c->buf, '\n', c->len))) {
 		size_t used = (size_t)(nl - c->buf) + 1;
 
+		/* Requests from a client that does not read its replies: drop it. */
+		if (uv_stream_get_write_queue_size(stream) > LSWITCH_CTL_QUEUE_MAX) {
+			log_warn("control", "err=\"client does not read its replies: closed\"");
+			ctl_client_close(c);
+			return;
+		}
 		*nl = '\0';
 		if (strlen(c->buf) != used - 1)
 			ctl_reply(c, "error", "NUL byte in request");

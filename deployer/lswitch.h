@@ -14,6 +14,9 @@
  *   stop                                  -> ok      (closes everything, exits)
  *   anything else / too long / malformed  -> error REASON
  *
+ * A control client with more than 4 MiB of replies it has not read is
+ * disconnected.
+ *
  * status JSON: {"listen","pid","selected","backends":[ADDR...],
  *   "connections","accepted","refused","failed",
  *   "per_backend":[{"sha","addr","active","total","failed","selected"}]}

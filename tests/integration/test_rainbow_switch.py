@@ -262,6 +262,33 @@ class SwitchTest(unittest.TestCase):
             got += len(d)
         c.close()
 
+    def test_control_client_that_never_reads(self):
+        # 64 backends make each status reply KiBs long: a control client that
+        # sends requests and never reads its replies must not grow the switch.
+        addrs = ",".join("127.0.0.1:%d" % (i + 1) for i in range(64))
+        self.assertEqual(ask(self.control(), "select aaaaaaa " + addrs).strip(), "ok")
+        s = self.control()
+        s.settimeout(0.5)
+        try:
+            for _ in range(50):   # ~350 KB of requests, ~300 MB of replies
+                s.sendall(b"status\n" * 1000)
+        except OSError:
+            pass  # dropped by the switch already
+        # The switch hangs up after a bounded amount of unread replies.
+        got, closed = 0, False
+        s.settimeout(10)
+        while got < 32 * 1024 * 1024:
+            try:
+                d = s.recv(1 << 16)
+            except ConnectionResetError:
+                d = b""
+            if not d:
+                closed = True
+                break
+            got += len(d)
+        self.assertTrue(closed, "still answering after %d bytes of replies" % got)
+        self.assertEqual(self.status()["selected"], "aaaaaaa")
+
     def test_deselect_while_connecting(self):
         # A backend whose accept queue is full drops SYNs: the switch's connect
         # to it stays pending while the selection moves away from it.
