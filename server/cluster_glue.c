@@ -222,57 +222,23 @@ out:
 	xnode_free(st);
 }
 
-static void glue_route_gone(void *ud, const char *full)
+/* A presence from the remote session `full` (type NULL: available, with
+ * priority when not 0) to the local available resources of its user. */
+static void glue_presence_to_user(struct cluster_glue *g, const struct jid *j, const char *full,
+				  const char *type, int priority)
 {
-	struct cluster_glue *g = ud;
-	char bare[GLUE_JID_MAX];
-	struct jid j = { 0 };
-	struct xnode *p = NULL;
+	char bare[GLUE_JID_MAX], prio[8];
+	struct xnode *p, *pr;
 	struct route *e;
 
-	if (jid_parse(full, &j) != 0 || jid_format_bare(&j, bare, sizeof(bare)) < 0)
-		goto out;
+	if (jid_format_bare(j, bare, sizeof(bare)) < 0)
+		return;
 	e = router_lookup(g->srv->router, bare);
 	if (!e)
-		goto out;
+		return;
 	p = xnode_new("presence", NS_CLIENT);
-	if (!p || xnode_set_attr(p, "type", "unavailable") != 0 ||
+	if (!p || (type && xnode_set_attr(p, "type", type) != 0) ||
 	    xnode_set_attr(p, "from", full) != 0)
-		goto out;
-	for (struct conn *o = e->first; o; o = o->rnext)
-		if (o->available)
-			glue_send_to(o, p);
-out:
-	xnode_free(p);
-	jid_clear(&j);
-}
-
-/* A session announced by a peer for the first time on its link. */
-static void glue_route_added(void *ud, const char *full, int priority, int available)
-{
-	struct cluster_glue *g = ud;
-	char bare[GLUE_JID_MAX], prio[8];
-	struct xnode *p = NULL, *pr;
-	struct jid j = { 0 };
-	struct route *e;
-	struct conn *c;
-
-	if (jid_parse(full, &j) != 0 || jid_format_bare(&j, bare, sizeof(bare)) < 0)
-		goto out;
-	/* RFC 6120 7.7.2.2 across instances: the session bound elsewhere is
-	 * the newer one, so the local session with that full JID goes. */
-	c = router_find_full(g->srv->router, &j);
-	if (c && !c->closing) {
-		conn_log(c, LOG_INFO, "replaced", "by=%s", "remote");
-		conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
-	}
-	/* Available at once: a route table sent at link start. A bind is
-	 * announced unavailable, and its initial presence arrives as such. */
-	e = available ? router_lookup(g->srv->router, bare) : NULL;
-	if (!e)
-		goto out;
-	p = xnode_new("presence", NS_CLIENT);
-	if (!p || xnode_set_attr(p, "from", full) != 0)
 		goto out;
 	if (priority) {
 		snprintf(prio, sizeof(prio), "%d", priority);
@@ -285,6 +251,38 @@ static void glue_route_added(void *ud, const char *full, int priority, int avail
 			glue_send_to(o, p);
 out:
 	xnode_free(p);
+}
+
+static void glue_route_gone(void *ud, const char *full)
+{
+	struct jid j = { 0 };
+
+	if (jid_parse(full, &j) == 0)
+		glue_presence_to_user(ud, &j, full, "unavailable", 0);
+	jid_clear(&j);
+}
+
+/* A session announced by a peer for the first time on its link. */
+static void glue_route_added(void *ud, const char *full, int priority, int available)
+{
+	struct cluster_glue *g = ud;
+	struct jid j = { 0 };
+	struct conn *c;
+
+	if (jid_parse(full, &j) != 0)
+		goto out;
+	/* RFC 6120 7.7.2.2 across instances: the session bound elsewhere is
+	 * the newer one, so the local session with that full JID goes. */
+	c = router_find_full(g->srv->router, &j);
+	if (c && !c->closing) {
+		conn_log(c, LOG_INFO, "replaced", "by=%s", "remote");
+		conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+	}
+	/* Available at once: a route table sent at link start. A bind is
+	 * announced unavailable, and its initial presence arrives as such. */
+	if (available)
+		glue_presence_to_user(g, &j, full, NULL, priority);
+out:
 	jid_clear(&j);
 }
 
