@@ -1053,6 +1053,14 @@ void client_tick(struct client *c, uint32_t now)
 			client_close_handle(c);
 		}
 		return;
+	case CLIENT_CONNECTING:
+		/* No TCP connection was made (SYNs dropped, e.g. a full accept
+		 * queue): a connect failure, whatever the kernel's own timeout. */
+		if ((int32_t)(now - c->deadline_ms) >= 0) {
+			client_fate(c, FATE_CONNECT_FAILURE, uv_err_name(UV_ETIMEDOUT));
+			client_close_handle(c);
+		}
+		return;
 	default:
 		if ((int32_t)(now - c->deadline_ms) >= 0)
 			client_finish(c, FATE_LOGIN_FAILURE, "timeout");
