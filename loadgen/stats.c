@@ -302,7 +302,8 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 				continue;
 			json_object_set_new(inst, in->name,
 					    json_pack("{sIsI}", "logins", (json_int_t)in->logins,
-						      "connected_end", (json_int_t)in->connected_end));
+						      "connected_end",
+						      (json_int_t)in->connected_end));
 		}
 		json_object_set_new(e, "instances", inst);
 		json_object_set_new(pv, ver->label, e);
