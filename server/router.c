@@ -413,9 +413,13 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 	}
 	e = router_lookup(srv->router, bare);
 	if (is_pres && (!type || strcmp(type, "unavailable") == 0)) {
-		/* Directed presence: remember where it went (RFC 6121 4.6.3). */
-		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource))
-			presence_directed(from, to, !type);
+		/* Directed presence: remember where it went (RFC 6121 4.6.3),
+		 * by the prepared JID, so that "Bob" and "bob" are one target. */
+		char key[3 * 1024 + 4];
+
+		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource) &&
+		    jid_format_full(&j, key, sizeof(key)) >= 0)
+			presence_directed(from, key, !type);
 	}
 	if (j.resource) {
 		t = router_find_full(srv->router, &j);

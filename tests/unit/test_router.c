@@ -297,6 +297,25 @@ static void test_presence_rules(void **state)
 	end_session(b2);
 }
 
+/* Directed presence is remembered by the prepared JID: "Alice" and "alice"
+ * are one target, and one unavailable presence ends it. */
+static void test_directed_presence_prepared(void **state)
+{
+	struct peer *a = session("alice", "a", 0);
+	struct peer *b = session("bob", "b", 0);
+
+	(void)state;
+	send_stanza(b, "presence", "Alice@" D "/a", NULL, NULL);
+	send_stanza(b, "presence", "alice@" D "/a", NULL, NULL);
+	assert_true(has(got(a), "from='bob@" D "/b'"));
+	send_stanza(b, "presence", "alice@" D "/a", "unavailable", NULL);
+	assert_true(has(got(a), "type='unavailable'"));
+	presence_gone(b->c);
+	assert_string_equal(got(a), "");
+	end_session(a);
+	end_session(b);
+}
+
 static void test_no_to(void **state)
 {
 	struct peer *a1 = session("alice", "one", 0);
@@ -324,6 +343,7 @@ int main(void)
 		T(test_domains_and_malformed),
 		T(test_presence_rules),
 		T(test_no_to),
+		T(test_directed_presence_prepared),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
