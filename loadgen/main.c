@@ -44,11 +44,14 @@ static void main_check_files(const struct load_opts *o)
 		rl.rlim_cur = rl.rlim_max;
 		setrlimit(RLIMIT_NOFILE, &rl);
 	}
-	if (rl.rlim_cur != RLIM_INFINITY && per + 64 > rl.rlim_cur)
+	if (rl.rlim_cur != RLIM_INFINITY && per + 64 > rl.rlim_cur) {
+		/* 64 descriptors kept for the loop, logs and the report. */
+		rlim_t usable = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 1;
 		fprintf(stderr, "chatload: warning: %u clients per process but the open-files "
 			"limit is %llu; use --workers %llu or more\n", per,
 			(unsigned long long)rl.rlim_cur,
-			(unsigned long long)(o->clients / (rl.rlim_cur - 64) + 1));
+			(unsigned long long)(o->clients / usable + 1));
+	}
 }
 
 int main(int argc, char **argv)

@@ -123,6 +123,21 @@ class Usage(ChatloadCase):
                      "--loss-timeout"):
             self.assertIn(flag, p.stdout)
 
+    def test_open_files_limit_of_64(self):
+        # The open-files advice divides by (limit - 64): a limit of exactly
+        # 64 must give the advice, not a division by zero.
+        import resource
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        p = subprocess.run([harness.binary("chatload"), "--quiet", "--clients", "100",
+                            "--server", "127.0.0.1:%d" % harness.free_port(),
+                            "--duration", "0.3", "--ping-interval", "0"],
+                           capture_output=True, text=True, timeout=30, preexec_fn=low_limit)
+        self.assertNotIn("runtime error", p.stderr)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("open-files limit is 64", p.stderr)
+
     def test_unreachable_server(self):
         port = harness.free_port()
         rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % port, "--clients", "3",
