@@ -27,6 +27,7 @@
 #include "kube.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,6 +246,12 @@ static int rollout_done(json_t *d)
 	       jint(d, "status.replicas") == want;
 }
 
+/* A replica count from the API as an int: never negative, never wrapped. */
+static int clamp_count(long v)
+{
+	return v < 0 ? 0 : v > INT_MAX ? INT_MAX : (int)v;
+}
+
 static int deployment_ready_count(json_t *d)
 {
 	long upd = jint(d, "status.updatedReplicas"), avail = jint(d, "status.availableReplicas");
@@ -252,23 +259,27 @@ static int deployment_ready_count(json_t *d)
 	/* A status older than the spec says nothing about the spec. */
 	if (jint(d, "status.observedGeneration") < jint(d, "metadata.generation"))
 		return 0;
-	return (int)(upd < avail ? upd : avail);
+	return clamp_count(upd < avail ? upd : avail);
 }
 
-static void fill_colour(struct platform_colour *c, json_t *d, const char *selected)
+void kube_colour_from_deployment(struct platform_colour *c, json_t *d, const char *selected)
 {
 	const char *sha = jkey(d, "metadata.labels", KUBE_SHA_LABEL), *key;
 	json_t *ann = jget(d, "metadata.annotations"), *val;
 
 	memset(c, 0, sizeof(*c));
 	snprintf(c->sha, sizeof(c->sha), "%s", sha ? sha : "");
-	c->replicas = (int)jint(d, "spec.replicas");
+	c->replicas = clamp_count(jint(d, "spec.replicas"));
 	c->ready = deployment_ready_count(d);
 	c->selected = selected && *selected && strcmp(selected, c->sha) == 0;
 	c->created = parse_time(jstr(d, "metadata.creationTimestamp"));
 	json_object_foreach(ann, key, val) {
+		/* One that does not fit is not one rainbow wrote: truncated, two
+		 * long keys would become one key twice. */
 		if (strncmp(key, KUBE_ANNOT_PREFIX, strlen(KUBE_ANNOT_PREFIX)) == 0 &&
-		    json_is_string(val))
+		    json_is_string(val) &&
+		    strlen(key) - strlen(KUBE_ANNOT_PREFIX) < PLATFORM_META_KEY_MAX &&
+		    strlen(json_string_value(val)) < PLATFORM_META_VAL_MAX)
 			platform_meta_put(c, key + strlen(KUBE_ANNOT_PREFIX), json_string_value(val));
 	}
 }
@@ -394,7 +405,7 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 
 		if (!sha || !platform_sha_valid(sha))
 			continue;
-		fill_colour(&cs[cnt++], d, sel);
+		kube_colour_from_deployment(&cs[cnt++], d, sel);
 		if (!rollout_done(d))
 			k->last_unsettled = 1;
 	}
