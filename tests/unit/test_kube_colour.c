@@ -70,8 +70,10 @@ static void test_colour_long_annotations(void **state)
 	struct platform_colour c;
 	char long_value[300];
 	json_t *d = load("{\"metadata\":{\"annotations\":{"
-			 "\"rainbow.chat/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa1\":\"x\","
-			 "\"rainbow.chat/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa2\":\"y\","
+			 "\"rainbow.chat/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			 "aaaaaaaaaaaaaaaaaa1\":\"x\","
+			 "\"rainbow.chat/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+			 "aaaaaaaaaaaaaaaaaa2\":\"y\","
 			 "\"rainbow.chat/k\":\"v\"}}}");
 
 	(void)state;
