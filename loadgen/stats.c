@@ -271,6 +271,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 		json_object_set_new(r, "clients", json_integer(o->clients));
 		json_object_set_new(r, "message_rate", json_real(o->message_rate));
 		json_object_set_new(r, "loss_timeout_s", json_real(o->loss_timeout));
+		json_object_set_new(r, "workers_failed", json_integer(s->workers_failed));
 	}
 	json_object_set_new(r, "duration_s", json_real(s->elapsed_s));
 	json_object_set_new(r, "ramp_s", s->ramp_s >= 0 && !s->ramp_never ? json_real(s->ramp_s)
@@ -657,6 +658,9 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 
 	/* Nothing was witnessed: main() prints why (connect or login failures). */
 	if (s->connections > 0 && s->logins == 0)
+		ok = false;
+	/* A failed worker's share of the run is missing from the numbers. */
+	if (s->workers_failed)
 		ok = false;
 	if (o->expect_zero_drops && (s->dropped || s->ping_timeouts)) {
 		ok = false;

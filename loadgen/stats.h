@@ -106,6 +106,7 @@ struct stats {
 	double ramp_s;   /* seconds until all clients were first connected; <0 never */
 	bool ramp_never; /* a merged worker never had all its clients connected */
 	double elapsed_s;
+	uint32_t workers_failed; /* parent: workers whose report is missing */
 };
 
 struct stats *stats_new(void);
@@ -146,9 +147,9 @@ int stats_write_timeline(const struct stats *s, const char *path);
 void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf,
 			 size_t size);
 /*
- * The run's verdict (the report's "ok"): every --expect-* holds, and some
- * client logged in when connections were made. Prints each --expect-*
- * violation to err (the caller explains a run without logins).
+ * The run's verdict (the report's "ok"): every --expect-* holds, some
+ * client logged in when connections were made, and no worker failed. Prints
+ * each --expect-* violation to err (the caller explains the other two).
  */
 bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FILE *err);
 

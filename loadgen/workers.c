@@ -213,6 +213,7 @@ int workers_run(const struct load_opts *o, struct stats *st)
 		if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !r ||
 		    stats_merge_json(st, r) < 0) {
 			fprintf(stderr, "chatload: worker %u failed (status %d)\n", i, status);
+			st->workers_failed++;
 			rc = -1;
 		}
 		json_decref(r);

@@ -527,6 +527,23 @@ class Workers(ChatloadCase):
         self.assertEqual(sum(int(x[3]) for x in rows), r["logins"])
         self.assertEqual(sum(int(x[6]) for x in rows), r["messages_sent"])
 
+    def test_failed_worker_is_not_ok(self):
+        d = self.chatd("--auth-any")
+        p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "4",
+                                "--workers", "2", "--duration", "3")
+        d.wait_sessions(4)
+        kids_file = "/proc/%d/task/%d/children" % (p.pid, p.pid)
+        with open(kids_file) as f:
+            kids = [int(x) for x in f.read().split()]
+        self.assertEqual(len(kids), 2)
+        os.kill(kids[0], signal.SIGKILL)
+        self.assertEqual(p.wait(timeout=30), 1)
+        self.assertIn("worker 0 failed", p.stderr())
+        with open(path) as f:
+            r = json.load(f)
+        self.assertEqual(r["workers_failed"], 1)
+        self.assertIs(r["ok"], False)  # half the run is missing from the report
+        self.assertEqual(r["logins"], 2)  # worker 1's share only
 
 if __name__ == "__main__":
     unittest.main()
