@@ -1027,7 +1027,16 @@ static void on_hello(struct link *l, const struct cluster_msg *m)
 	memcpy(l->peer_nonce, m->u.hello.nonce, CLUSTER_NONCE_LEN);
 	l->peer_port = m->u.hello.port;
 	if (strcmp(l->peer_id, cl->instance) == 0) {
-		if (l->target) {
+		/* HELLO is not authenticated: the address is ours (never dialed
+		 * again) only when the nonce is one of our other links', i.e.
+		 * we are talking to ourselves; anyone else claiming our id is
+		 * just refused. */
+		struct link *o;
+
+		for (o = cl->links; o; o = o->next)
+			if (o != l && CRYPTO_memcmp(o->nonce, l->peer_nonce, CLUSTER_NONCE_LEN) == 0)
+				break;
+		if (o && l->target) {
 			l->target->self = 1;
 			log_info("cluster_peer_self", "addr=%s", l->target->key);
 		}

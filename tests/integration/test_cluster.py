@@ -592,6 +592,43 @@ class AnonymousAcrossInstancesTest(unittest.TestCase):
                          "bare-JID message bounced: %s" % alice.pending)
 
 
+class ImpostorTest(unittest.TestCase):
+    def test_unauthenticated_hello_with_our_id_does_not_stop_dialing(self):
+        # a process at a peer address that answers HELLO with chatd's own
+        # instance id (before any authentication) must not make chatd take
+        # that address for itself and never dial it again
+        tmp = tempfile.mkdtemp(prefix="rb-cluster-imp-")
+        secret = os.path.join(tmp, "secret")
+        with open(secret, "w") as f:
+            f.write(os.urandom(24).hex())
+        lsock = socket.socket()
+        lsock.bind(("127.0.0.1", 0))
+        lsock.listen(8)
+        lsock.settimeout(10)
+        d = xmpp.Chatd(auth_any=True, tls=False, instance="imp-victim", name="imp-victim",
+                       args=["--cluster-listen", "127.0.0.1:%d" % harness.free_port(),
+                             "--cluster-secret-file", secret, "--cluster-keepalive", "1",
+                             "--peers", "127.0.0.1:%d" % lsock.getsockname()[1]])
+        d.start(wait_ready=False)
+        try:
+            s, _ = lsock.accept()
+            p = FakePeer.__new__(FakePeer)
+            p.sock, p.buf, p.iid, p.nonce = s, b"", b"imp-victim", os.urandom(32)
+            t, payload = p.read_frame()
+            self.assertEqual(t, HELLO)
+            self.assertEqual(parse_hello(payload)[0], b"imp-victim")
+            p.hello()
+            self.assertTrue(p.closed(), "chatd kept a link that claims its own id")
+            p.close()
+            # chatd dials again after its backoff
+            s2, _ = lsock.accept()
+            s2.close()
+        finally:
+            lsock.close()
+            d.stop(signal.SIGTERM, timeout=15)
+        self.assertIsNone(d.sanitizer_report())
+
+
 class StartupTest(unittest.TestCase):
     def test_cluster_mode_needs_a_secret(self):
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),
