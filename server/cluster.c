@@ -1034,7 +1034,8 @@ static void on_hello(struct link *l, const struct cluster_msg *m)
 		struct link *o;
 
 		for (o = cl->links; o; o = o->next)
-			if (o != l && CRYPTO_memcmp(o->nonce, l->peer_nonce, CLUSTER_NONCE_LEN) == 0)
+			if (o != l &&
+			    CRYPTO_memcmp(o->nonce, l->peer_nonce, CLUSTER_NONCE_LEN) == 0)
 				break;
 		if (o && l->target) {
 			l->target->self = 1;

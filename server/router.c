@@ -208,7 +208,8 @@ int router_make_error(struct xnode *st, const char *type, const char *cond)
 	    xnode_set_attr(st, "from", to) != 0 || xnode_set_attr(st, "type", "error") != 0)
 		goto out;
 	err = xnode_add_child(st, "error", NS_CLIENT);
-	if (!err || xnode_set_attr(err, "type", type) != 0 || !xnode_add_child(err, cond, NS_STANZAS))
+	if (!err || xnode_set_attr(err, "type", type) != 0 ||
+	    !xnode_add_child(err, cond, NS_STANZAS))
 		goto out;
 	rc = 0;
 out:
