@@ -215,6 +215,16 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		break;
 	case DEPLOY_ACT_REMOVE_REPLICA:
 		rc = p->ops->remove_replica(p, a->sha, a->name);
+		/*
+		 * Busy now (a client arrived, or a busy pod would go first): not a
+		 * failure, the next poll decides again. Counted as one, a long wait
+		 * would make the deploy give up in the middle of a drain.
+		 */
+		if (rc == -EBUSY) {
+			log_debug("shrink-later", "sha=%s replica=%s reason=\"%s\"", a->sha,
+				  a->name, p->err);
+			return 0;
+		}
 		event = "remove-replica";
 		break;
 	}

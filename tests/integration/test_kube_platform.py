@@ -746,6 +746,53 @@ class TestRainbowOnKube(KubeBase):
         self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
 
 
+    def test_deploy_shrink_waits_while_a_busy_pod_is_not_ready(self):
+        # While the controller would take a busy not-ready pod first, the shrink
+        # is refused (EBUSY) at every poll: rainbow waits, it does not give up.
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 2, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        busy, empty = sorted(p["metadata"]["name"] for p in
+                             self.d.list(NS, "pods", "rainbow.chat/sha=" + SHA_A))
+        rt = self.d.pod_runtime(NS, busy)
+        client = socket.create_connection(("127.0.0.1", rt.host_port("xmpp")), timeout=5)
+        self.addCleanup(client.close)
+        harness.wait_for(lambda: {r["name"]: r["connections"]
+                                  for r in self.ok("replicas", SHA_A)}.get(busy) == 1,
+                         timeout=10, interval=0.2, what="busy pod counted")
+        probe = rt.probe
+        rt.probe = ("/no-such-path", probe[1])
+        self.d.pod_runtime(NS, empty).probe = None
+        harness.wait_for(lambda: {r["name"]: r["ready"] for r in self.ok(
+            "replicas", SHA_A)} == {busy: False, empty: True},
+                         timeout=20, interval=0.2, what="busy pod not ready")
+        argv = [harness.binary("rainbow"), "--platform", "kubernetes", "--kubeconfig",
+                self.kubeconfig, "--state-dir", os.path.join(self.tmp, "state"),
+                "-P", "template=" + TEMPLATE, "-P", "watch-s=0", "deploy", SHA_B,
+                "--replicas", 1, "--settle", "200ms", "--poll", "100ms", "--shrink"]
+        p = harness.Proc(argv, name="rainbow")
+        self.addCleanup(p.stop, signal.SIGKILL, 5)
+        harness.wait_for(lambda: self.selector().get("rainbow.chat/sha") == SHA_B,
+                         timeout=60, what="switch to B")
+        # Each poll lists A's pods once to observe and once more to try the shrink;
+        # rainbow gives up after 20 failed steps in a row (and the client, which
+        # never logs in, is dropped by chatd's auth timeout after 30 s).
+        lists = len(self.d.requests_matching("GET", r"/pods\?labelSelector=.*" + SHA_A))
+        harness.wait_for(lambda: not p.alive() or len(self.d.requests_matching(
+            "GET", r"/pods\?labelSelector=.*" + SHA_A)) - lists >= 46,
+            timeout=60, what="23 polls refusing the shrink")
+        self.assertTrue(p.alive(), p.stderr()[-3000:] + p.stdout()[-3000:])
+        self.assertTrue(self.d.pod_runtime(NS, busy).proc.alive())
+        # Ready again: the empty pod goes; the client leaves: A is deleted.
+        rt.probe = probe
+        harness.wait_for(lambda: [x["metadata"]["name"] for x in self.d.list(
+            NS, "pods", "rainbow.chat/sha=" + SHA_A)] == [busy], timeout=60,
+            what="empty pod of A given back")
+        client.close()
+        self.assertEqual(p.wait(60), 0, p.stderr()[-3000:])
+        self.assertIsNone(p.sanitizer_report())
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+
+
 class TestManifests(unittest.TestCase):
     def test_kustomize_renders(self):
         import shutil
