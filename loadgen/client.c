@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "b64.h"
+#include "fleet.h"
 #include "log.h"
 #include "scram.h"
 #include "tlsbio.h"
@@ -1087,8 +1088,10 @@ void client_tick(struct client *c, uint32_t now)
 			return;
 	}
 	if (o->message_rate > 0 && c->fl->phase == FLEET_RUNNING) {
-		/* Poisson sends; at most a few per tick so a stall does not burst. */
-		for (int k = 0; k < 4 && (int32_t)(now - c->next_msg_ms) >= 0; k++) {
+		/* Poisson sends; at most twice a tick's share (and at least 4) per
+		 * tick, so the rate holds up to 1000/s but a stall does not burst. */
+		int most = (int)(o->message_rate * FLEET_TICK_MS / 1000.0 * 2) + 4;
+		for (int k = 0; k < most && (int32_t)(now - c->next_msg_ms) >= 0; k++) {
 			client_send_message(c);
 			if (c->state != CLIENT_ESTABLISHED)
 				return;

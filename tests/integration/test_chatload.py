@@ -440,6 +440,17 @@ class Messages(ChatloadCase):
                            "delivered": r["messages_sent"], "lost": 0, "bounced": 0,
                            "duplicated": 0}])
 
+    def test_message_rate_above_the_tick_rate(self):
+        # 300/s per client is 30 per 100 ms tick: all of them are sent (at
+        # most 4 per tick were, 40/s whatever --message-rate said).
+        d = self.chatd("--auth-any")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
+                                     "--message-rate", "300", "--duration", "1.5",
+                                     "--expect-zero-loss")
+        self.assertEqual(rc, 0)
+        self.assertGreater(r["messages_sent"], 300, r["messages_sent"])
+        self.assertEqual(r["messages_delivered"], r["messages_sent"])
+
     def test_anonymous_to_bare_jids(self):
         d = self.chatd("--allow-anonymous")
         rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
