@@ -167,6 +167,10 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 	}
 	log_info("client_end", "slot=%u gen=%u fate=%d detail=%s state=%s", c->slot, c->gen,
 		 (int)fate, detail ? detail : "-", client_state_names[c->state]);
+	/* A socket left open after its fate (closing once </stream:stream> is
+	 * written) would stay forever with a peer that never reads: client_tick
+	 * closes it at this deadline. */
+	c->deadline_ms = now + (uint32_t)(c->fl->o->close_timeout * 1000);
 	client_set_state(c, CLIENT_ENDED);
 	/* Failures retry after a pause; ends of a session reconnect at once
 	 * (subject to the ramp), like real users. */
@@ -1043,7 +1047,11 @@ void client_tick(struct client *c, uint32_t now)
 
 	switch (c->state) {
 	case CLIENT_IDLE:
+		return;
 	case CLIENT_ENDED:
+		/* Fate already counted; only the socket may be left to close. */
+		if (c->handle_open && (int32_t)(now - c->deadline_ms) >= 0)
+			client_close_handle(c);
 		return;
 	case CLIENT_ESTABLISHED:
 		break;
