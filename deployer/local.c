@@ -158,13 +158,20 @@ static int colour_load(struct platform *p, const char *sha, struct local_colour 
 
 static int write_json_atomic(json_t *o, const char *path)
 {
-	char tmp[LOCAL_PATH_MAX + 16];
+	char tmp[LOCAL_PATH_MAX + 32];
+	int rc;
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	if (json_dump_file(o, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) != 0)
+	/* The pid keeps two writers from sharing (and mixing) one temp file. */
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
+	if (json_dump_file(o, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) != 0) {
+		unlink(tmp);
 		return -EIO;
-	if (rename(tmp, path) != 0)
-		return -errno;
+	}
+	if (rename(tmp, path) != 0) {
+		rc = -errno;
+		unlink(tmp);
+		return rc;
+	}
 	return 0;
 }
 
@@ -502,7 +509,7 @@ static int sha_file(const char *name, char *sha)
 static void peers_update(struct platform *p)
 {
 	struct local *l = L(p);
-	char dir[LOCAL_PATH_MAX], path[LOCAL_PATH_MAX], tmp[LOCAL_PATH_MAX + 8];
+	char dir[LOCAL_PATH_MAX], path[LOCAL_PATH_MAX], tmp[LOCAL_PATH_MAX + 32];
 	char sha[PLATFORM_SHA_MAX];
 	struct local_colour *lc;
 	struct dirent *de;
@@ -514,7 +521,7 @@ static void peers_update(struct platform *p)
 	lc = malloc(sizeof(*lc));
 	snprintf(dir, sizeof(dir), "%s/colours", l->state);
 	snprintf(path, sizeof(path), "%s/peers", l->state);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
 	d = opendir(dir);
 	f = fopen(tmp, "w");
 	if (!lc || !d || !f)
@@ -526,12 +533,16 @@ static void peers_update(struct platform *p)
 			if (lc->rep[i].cluster[0])
 				fprintf(f, "%s\n", lc->rep[i].cluster);
 	}
-	if (fclose(f) == 0 && rename(tmp, path) != 0)
+	if (fclose(f) != 0 || rename(tmp, path) != 0) {
 		log_warn("peers-file", "err=\"%s\"", strerror(errno));
+		unlink(tmp);
+	}
 	f = NULL;
 out:
-	if (f)
+	if (f) {
 		fclose(f);
+		unlink(tmp);
+	}
 	if (d)
 		closedir(d);
 	free(lc);
