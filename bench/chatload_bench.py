@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -164,23 +165,26 @@ def main():
              "Measured by `bench/chatload_bench.py` on %s (%d CPUs), loopback, "
              "chatd `--auth-any`, build `%s`." % (socket.gethostname(), os.cpu_count(),
                                                    a.build), ""]
-    if "rss" in a.which:
-        r = bench_rss(a.build, tmp, a.clients)
-        print("rss:", json.dumps(r), file=sys.stderr)
-        lines += ["| idle bound clients in one chatload | chatd processes | chatload RSS "
-                  "| RSS per client | dropped |", "|---|---|---|---|---|",
-                  "| %d (peak connected %d) | %d | %.1f MiB | %.2f KiB | %d |" % (
-                      r["clients"], r["connected"], r["servers"], r["rss_kib"] / 1024.0,
-                      r["kib_per_client"], r["dropped"]), ""]
-    if "logins" in a.which:
-        r = bench_logins(a.build, tmp, a.login_clients)
-        print("logins:", json.dumps(r), file=sys.stderr)
-        lm = r["login_ms"]
-        lines += ["| clients (no ramp limit) | time to all connected | logins/s "
-                  "| login p50 | login p99 | failures |", "|---|---|---|---|---|---|",
-                  "| %d | %.2f s | %.0f | %.1f ms | %.1f ms | %d |" % (
-                      r["clients"], r["ramp_s"], r["logins_per_s"], lm["p50"], lm["p99"],
-                      r["login_failures"]), ""]
+    try:
+        if "rss" in a.which:
+            r = bench_rss(a.build, tmp, a.clients)
+            print("rss:", json.dumps(r), file=sys.stderr)
+            lines += ["| idle bound clients in one chatload | chatd processes | chatload RSS "
+                      "| RSS per client | dropped |", "|---|---|---|---|---|",
+                      "| %d (peak connected %d) | %d | %.1f MiB | %.2f KiB | %d |" % (
+                          r["clients"], r["connected"], r["servers"], r["rss_kib"] / 1024.0,
+                          r["kib_per_client"], r["dropped"]), ""]
+        if "logins" in a.which:
+            r = bench_logins(a.build, tmp, a.login_clients)
+            print("logins:", json.dumps(r), file=sys.stderr)
+            lm = r["login_ms"]
+            lines += ["| clients (no ramp limit) | time to all connected | logins/s "
+                      "| login p50 | login p99 | failures |", "|---|---|---|---|---|---|",
+                      "| %d | %.2f s | %.0f | %.1f ms | %.1f ms | %d |" % (
+                          r["clients"], r["ramp_s"], r["logins_per_s"], lm["p50"], lm["p99"],
+                          r["login_failures"]), ""]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)
     if a.out:

@@ -32,6 +32,7 @@ import platform
 import re
 import selectors
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -217,6 +218,7 @@ def main():
     finally:
         for p in procs:
             p.stop(signal.SIGTERM, timeout=10)
+        shutil.rmtree(tmp, ignore_errors=True)
     for p in procs:
         rep = p.sanitizer_report()
         if rep:

@@ -6,8 +6,7 @@
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
 # PIECE: chatd chatload compare cluster rainbow (the default: all, in this
-# order), or chatload_compare (bench/chatload_compare.py, not in the default
-# run: bench/compare_servers.sh measures the same comparison).
+# order).
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
@@ -20,7 +19,7 @@ cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
 ORDER="chatd chatload compare cluster rainbow"
-ALL="$ORDER chatload_compare"
+ALL="$ORDER"
 
 usage() {
 	sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -61,8 +60,6 @@ command_of() {
 	compare) echo "BUILD=$BUILD bench/compare_servers.sh${extra:+ $extra}" ;;
 	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
 	rainbow) echo "python3 bench/rainbow_bench.py --build $BUILD${extra:+ $extra}" ;;
-	chatload_compare)
-		echo "python3 bench/chatload_compare.py --build $BUILD${extra:+ $extra}" ;;
 	esac
 }
 title_of() {
@@ -72,7 +69,6 @@ title_of() {
 	compare) echo "chatd, Prosody and ejabberd under the same chatload (issue 3)" ;;
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
 	rainbow) echo "rainbow on the local platform (issue 6)" ;;
-	chatload_compare) echo "chatload_compare.py: chatd, Prosody and ejabberd" ;;
 	esac
 }
 script_of() {
@@ -82,7 +78,6 @@ script_of() {
 	compare) echo bench/compare_servers.sh ;;
 	cluster) echo bench/cluster_bench.py ;;
 	rainbow) echo bench/rainbow_bench.py ;;
-	chatload_compare) echo bench/chatload_compare.py ;;
 	esac
 }
 

@@ -33,6 +33,19 @@ if [ "$(id -u)" != 0 ]; then
 	fi
 fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
+# Prosody and ejabberd (bench) must never start as system services listening
+# on every address: a temporary policy-rc.d forbids service starts during the
+# install (bench/compare_servers.sh runs them itself, on loopback only).
+POLICY=/usr/sbin/policy-rc.d
+own_policy=""
+if [ "${1:-}" = bench ] && [ ! -e "$POLICY" ]; then
+	printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$POLICY" >/dev/null
+	$SUDO chmod 755 "$POLICY"
+	own_policy=1
+fi
+rc=0
+$SUDO apt-get update -qq || rc=$?
 # shellcheck disable=SC2086
-$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+[ $rc -ne 0 ] || $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ -z "$own_policy" ] || $SUDO rm -f "$POLICY"
+exit $rc
