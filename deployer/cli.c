@@ -22,6 +22,7 @@
 
 #include "chart.h"
 #include "deploy.h"
+#include "duration.h"
 #include "kube.h"
 #include "local.h"
 #include "log.h"
@@ -173,30 +174,8 @@ struct cli {
 
 int cli_parse_duration(const char *s, double *out)
 {
-	char *end;
-	double v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || !(v >= 0) || isinf(v))
-		return -1;
-	if (strcmp(end, "") == 0 || strcmp(end, "s") == 0)
-		;
-	else if (strcmp(end, "ms") == 0)
-		v /= 1000.0;
-	else if (strcmp(end, "m") == 0)
-		v *= 60.0;
-	else if (strcmp(end, "h") == 0)
-		v *= 3600.0;
-	else
-		return -1;
 	/* Callers turn seconds into int64 ms and usleep() counts: keep them in range. */
-	if (v > CLI_DURATION_MAX_S)
-		return -1;
-	*out = v;
-	return 0;
+	return duration_parse(s, CLI_DURATION_MAX_S, out);
 }
 
 static int parse_int(const char *s, long lo, long hi, long *out)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "duration.h"
 #include "version.h"
 
 enum {
@@ -102,28 +103,7 @@ void opts_usage(FILE *f)
 
 int opts_parse_duration(const char *s, double *out)
 {
-	char *end;
-	double v, mul = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || errno || !isfinite(v) || v < 0)
-		return -1;
-	if (strcmp(end, "ms") == 0)
-		mul = 0.001;
-	else if (strcmp(end, "s") == 0 || *end == '\0')
-		mul = 1;
-	else if (strcmp(end, "m") == 0)
-		mul = 60;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600;
-	else
-		return -1;
-	/* "1e308h" is a finite number of hours but not of seconds. */
-	if (!isfinite(v * mul))
-		return -1;
-	*out = v * mul;
-	return 0;
+	return duration_parse(s, HUGE_VAL, out);
 }
 
 int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
