@@ -69,7 +69,9 @@ def run_fuzz(path, env, timeout):
     # New units go to a scratch directory listed first, never into the
     # tracked seed corpus.
     scratch = tempfile.mkdtemp(prefix="rb-fuzz-")
-    args = [path, "-runs=3000", "-seed=1", scratch]
+    # A crashing input is kept beside the fuzzer, not in the source tree.
+    artifacts = os.path.join(os.path.dirname(path), "artifacts-%s-" % name)
+    args = [path, "-runs=3000", "-seed=1", "-artifact_prefix=" + artifacts, scratch]
     if os.path.isdir(corpus):
         args.append(corpus)
     try:
@@ -77,7 +79,8 @@ def run_fuzz(path, env, timeout):
                            timeout=timeout)
     except subprocess.TimeoutExpired:
         return 0, 1, "TIMEOUT\n"
-    shutil.rmtree(scratch, ignore_errors=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     out = p.stdout + p.stderr
     return (1, 0, out) if p.returncode == 0 else (0, 1, out)
 
