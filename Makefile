@@ -8,11 +8,20 @@
 #   make fuzz         run every libFuzzer target for FUZZ_TIME seconds each
 #   make bench        run the benchmarks (bench/), figures to docs/benchmarks.md
 #   make install      PREFIX=/usr/local DESTDIR=
-#   make format       clang-format every C file
+#   make format       clang-format every C file (.clang-format: the house style)
+#   make format-check fail when a C file is not formatted (part of make check)
+#   V=1               print whole compiler commands instead of one line a file
 #
 # BUILD=dir picks the build directory (several builds can share one tree).
 
 SHELL := /bin/sh
+ifeq ($(V),1)
+Q :=
+quiet = @true
+else
+Q := @
+quiet = @printf '  %-6s %s\n' '$(1)' '$(2)'
+endif
 PREFIX ?= /usr/local
 BINDIR ?= $(PREFIX)/bin
 DESTDIR ?=
@@ -68,14 +77,15 @@ UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all check check-build demo fuzz bench install uninstall format clean deps tests
+.PHONY: all check check-build demo fuzz bench install uninstall format format-check clean deps tests
 all: $(PROGS)
 
 tests: $(PROGS) $(UNITS) $(HELPERS) $(BENCHES)
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+	$(call quiet,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 # The version lives in one object, rebuilt whenever the git SHA changes.
 .PHONY: FORCE
@@ -84,7 +94,8 @@ $(BUILD)/version.stamp: FORCE
 	@echo '$(VERSION)' | cmp -s - $@ || echo '$(VERSION)' > $@
 $(BUILD)/obj/common/version.o: common/version.c $(BUILD)/version.stamp
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -DRAINBOW_VERSION='"$(VERSION)"' -c -o $@ $<
+	$(call quiet,CC,$<)
+	$(Q)$(CC) $(ALL_CFLAGS) -DRAINBOW_VERSION='"$(VERSION)"' -c -o $@ $<
 
 $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 $(LIBSERVER): $(call obj,$(SERVER_SRC))
@@ -92,39 +103,47 @@ $(LIBLOAD): $(call obj,$(LOAD_SRC))
 $(LIBRAINBOW): $(call obj,$(RAINBOW_SRC))
 $(BUILD)/%.a:
 	@mkdir -p $(dir $@)
-	rm -f $@
-	$(if $^,ar rcs $@ $^,ar rcs $@)
+	$(call quiet,AR,$@)
+	$(Q)rm -f $@
+	$(Q)$(if $^,ar rcs $@ $^,ar rcs $@)
 
 $(BUILD)/chatd: $(call obj,server/main.c) $(LIBSERVER) $(LIBCOMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CHATD)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CHATD)) -lm
 
 $(BUILD)/chatload: $(call obj,loadgen/main.c) $(LIBLOAD) $(LIBCOMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_LOAD)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_LOAD)) -lm
 
 $(BUILD)/chat-client: $(call obj,loadgen/chat-client.c) $(LIBCOMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CLIENT) $(PKGS_CHATD)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CLIENT) $(PKGS_CHATD)) -lm
 
 $(BUILD)/rainbow: $(call obj,deployer/main.c) $(LIBRAINBOW) $(LIBCOMMON)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_RAINBOW) $(PKGS_CHATD)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_RAINBOW) $(PKGS_CHATD)) -lm
 
 # Unit tests, test helpers and benchmarks link every module archive; the
 # linker takes only the objects each one uses.
 TEST_LIBS = $(LIBSERVER) $(LIBLOAD) $(LIBRAINBOW) $(LIBCOMMON)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
 $(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(call quiet,LD,$@)
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
 
 deps:
 	@scripts/deps.sh
 
 # The whole suite runs against the sanitized build.
-check: deps
+check: deps format-check
 	$(MAKE) -j2 SAN=1 tests
 	$(MAKE) -j2 SAN=1 fuzz-build
 	python3 tests/run.py --build build-san
@@ -148,15 +167,19 @@ FUZZERS := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(FUZZ_SRC))
 fuzz-build: $(FUZZERS)
 $(FUZZ_BUILD)/obj/tests/fuzz/%.o: tests/fuzz/%.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(call quiet,CC,$<)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(FUZZ_BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
+	$(call quiet,CC,$<)
+	$(Q)clang $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c -o $@ $<
 $(FUZZ_BUILD)/libfuzz.a: $(FUZZ_LIB_OBJ)
-	rm -f $@
-	ar rcs $@ $^
+	$(call quiet,AR,$@)
+	$(Q)rm -f $@
+	$(Q)ar rcs $@ $^
 $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_BUILD)/libfuzz.a
-	clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(call quiet,LD,$@)
+	$(Q)clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do \
 		n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \
@@ -176,8 +199,13 @@ install: all
 uninstall:
 	rm -f $(addprefix $(DESTDIR)$(BINDIR)/,chatd chatload rainbow chat-client)
 
+FORMAT_SRC = $(shell git ls-files '*.c' '*.h' 2>/dev/null || find common server loadgen deployer tests bench -name '*.[ch]')
 format:
-	clang-format -i $$(git ls-files '*.c' '*.h')
+	clang-format -i $(FORMAT_SRC)
+
+format-check:
+	@clang-format --dry-run --Werror $(FORMAT_SRC) || \
+		{ echo "format-check: run 'make format' (clang-format, .clang-format)" >&2; exit 1; }
 
 clean:
 	rm -rf build build-san build-fuzz
