@@ -41,8 +41,8 @@
 
 enum ic_state {
 	IC_CONNECT,
-	IC_FEATURES,     /* first features */
-	IC_PROCEED,      /* <starttls/> sent */
+	IC_FEATURES, /* first features */
+	IC_PROCEED,  /* <starttls/> sent */
 	IC_HANDSHAKE,
 	IC_FEATURES_TLS, /* features of the TLS stream */
 	IC_AUTH,
@@ -58,21 +58,21 @@ struct ic;
 
 struct ic_client {
 	struct ic *ic;
-	int fd;                 /* -1 when closed */
-	unsigned idx;           /* user name suffix */
+	int fd;	      /* -1 when closed */
+	unsigned idx; /* user name suffix */
 	enum ic_state state;
 	enum ic_restart restart; /* set by a callback that stopped the parser */
-	uint32_t events;        /* current epoll interest */
-	SSL *ssl;               /* after <proceed/>; owned */
-	struct xstream *xs;     /* freed once idle unless in RTT mode */
-	char jid[128];          /* bound full JID */
+	uint32_t events;	 /* current epoll interest */
+	SSL *ssl;		 /* after <proceed/>; owned */
+	struct xstream *xs;	 /* freed once idle unless in RTT mode */
+	char jid[128];		 /* bound full JID */
 };
 
 struct ic {
 	int ep;
-	int use_tls;            /* --tls: STARTTLS before SASL */
-	int starting;           /* inside ic_start_next(): no recursion */
-	SSL_CTX *tls;           /* client context when use_tls */
+	int use_tls;  /* --tls: STARTTLS before SASL */
+	int starting; /* inside ic_start_next(): no recursion */
+	SSL_CTX *tls; /* client context when use_tls */
 	struct ic_client *cl;
 	unsigned count, next, inflight, concurrency, done, failed;
 	struct sockaddr_in dst;
@@ -471,8 +471,12 @@ static void ic_usage(void)
 
 int main(int argc, char **argv)
 {
-	struct ic ic = { .ep = -1, .concurrency = 64, .count = 1, .domain = "example.test",
-			 .prefix = "idle", .password = "pw" };
+	struct ic ic = { .ep = -1,
+			 .concurrency = 64,
+			 .count = 1,
+			 .domain = "example.test",
+			 .prefix = "idle",
+			 .password = "pw" };
 	const char *host = "127.0.0.1";
 	char *sources = NULL;
 	double timeout = 600, deadline;

@@ -336,15 +336,24 @@ int jid_equal(const struct jid *a, const struct jid *b)
 const char *jid_strerror(int err)
 {
 	switch (err) {
-	case JID_OK: return "valid";
-	case JID_ERR_EMPTY_NODE: return "empty localpart";
-	case JID_ERR_EMPTY_DOMAIN: return "empty domainpart";
-	case JID_ERR_EMPTY_RESOURCE: return "empty resourcepart";
-	case JID_ERR_TOO_LONG: return "part longer than 1023 bytes";
-	case JID_ERR_NODE: return "invalid localpart";
-	case JID_ERR_DOMAIN: return "invalid domainpart";
-	case JID_ERR_RESOURCE: return "invalid resourcepart";
-	case JID_ERR_NOMEM: return "out of memory";
+	case JID_OK:
+		return "valid";
+	case JID_ERR_EMPTY_NODE:
+		return "empty localpart";
+	case JID_ERR_EMPTY_DOMAIN:
+		return "empty domainpart";
+	case JID_ERR_EMPTY_RESOURCE:
+		return "empty resourcepart";
+	case JID_ERR_TOO_LONG:
+		return "part longer than 1023 bytes";
+	case JID_ERR_NODE:
+		return "invalid localpart";
+	case JID_ERR_DOMAIN:
+		return "invalid domainpart";
+	case JID_ERR_RESOURCE:
+		return "invalid resourcepart";
+	case JID_ERR_NOMEM:
+		return "out of memory";
 	}
 	return "unknown JID error";
 }

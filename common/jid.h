@@ -27,16 +27,16 @@
 
 enum jid_err {
 	JID_OK = 0,
-	JID_ERR_EMPTY_NODE = -1,      /* "@domain" */
-	JID_ERR_EMPTY_DOMAIN = -2,    /* "", "node@", "/res" */
-	JID_ERR_EMPTY_RESOURCE = -3,  /* "domain/" */
-	JID_ERR_TOO_LONG = -4,        /* a part over JID_PART_MAX bytes (before
+	JID_ERR_EMPTY_NODE = -1,     /* "@domain" */
+	JID_ERR_EMPTY_DOMAIN = -2,   /* "", "node@", "/res" */
+	JID_ERR_EMPTY_RESOURCE = -3, /* "domain/" */
+	JID_ERR_TOO_LONG = -4,	     /* a part over JID_PART_MAX bytes (before
 					 or after preparation) */
-	JID_ERR_NODE = -5,            /* nodeprep failed: prohibited character,
+	JID_ERR_NODE = -5,	     /* nodeprep failed: prohibited character,
 					 bad bidi, invalid UTF-8 */
-	JID_ERR_DOMAIN = -6,          /* nameprep failed or not a host name /
+	JID_ERR_DOMAIN = -6,	     /* nameprep failed or not a host name /
 					 IP literal */
-	JID_ERR_RESOURCE = -7,        /* resourceprep failed */
+	JID_ERR_RESOURCE = -7,	     /* resourceprep failed */
 	JID_ERR_NOMEM = -8,
 };
 

@@ -30,8 +30,11 @@ void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list 
  */
 const char *log_quote(char *buf, size_t bufsize, const char *s);
 
-#define log_debug(ev, ...) \
-	do { if (log_get_level() <= LOG_DEBUG) log_msg(LOG_DEBUG, ev, __VA_ARGS__); } while (0)
+#define log_debug(ev, ...)                                   \
+	do {                                                 \
+		if (log_get_level() <= LOG_DEBUG)            \
+			log_msg(LOG_DEBUG, ev, __VA_ARGS__); \
+	} while (0)
 #define log_info(ev, ...) log_msg(LOG_INFO, ev, __VA_ARGS__)
 #define log_warn(ev, ...) log_msg(LOG_WARN, ev, __VA_ARGS__)
 #define log_error(ev, ...) log_msg(LOG_ERROR, ev, __VA_ARGS__)

@@ -23,22 +23,38 @@
 const char *scram_strerror(int err)
 {
 	switch (err) {
-	case SCRAM_OK: return "success";
-	case SCRAM_ERR_MALFORMED: return "malformed SCRAM message";
-	case SCRAM_ERR_NOT_AUTHORIZED: return "authentication failed";
-	case SCRAM_ERR_INVALID_AUTHZID: return "invalid authorization identity";
-	case SCRAM_ERR_CHANNEL_BINDING: return "channel binding not supported or not matching";
-	case SCRAM_ERR_BAD_USERNAME: return "username fails SASLprep";
-	case SCRAM_ERR_NONCE: return "nonce mismatch";
-	case SCRAM_ERR_ITERATIONS: return "iteration count out of bounds";
-	case SCRAM_ERR_SERVER_SIGNATURE: return "server signature does not verify";
-	case SCRAM_ERR_SERVER_ERROR: return "server reported an error";
-	case SCRAM_ERR_EXTENSION: return "unsupported mandatory extension";
-	case SCRAM_ERR_STATE: return "SCRAM step out of order";
-	case SCRAM_ERR_NOMEM: return "out of memory";
-	case SCRAM_ERR_CRYPTO: return "cryptographic library failure";
-	case SCRAM_ERR_UNKNOWN_USER: return "unknown user";
-	case SCRAM_ERR_BAD_PASSWORD: return "password fails SASLprep";
+	case SCRAM_OK:
+		return "success";
+	case SCRAM_ERR_MALFORMED:
+		return "malformed SCRAM message";
+	case SCRAM_ERR_NOT_AUTHORIZED:
+		return "authentication failed";
+	case SCRAM_ERR_INVALID_AUTHZID:
+		return "invalid authorization identity";
+	case SCRAM_ERR_CHANNEL_BINDING:
+		return "channel binding not supported or not matching";
+	case SCRAM_ERR_BAD_USERNAME:
+		return "username fails SASLprep";
+	case SCRAM_ERR_NONCE:
+		return "nonce mismatch";
+	case SCRAM_ERR_ITERATIONS:
+		return "iteration count out of bounds";
+	case SCRAM_ERR_SERVER_SIGNATURE:
+		return "server signature does not verify";
+	case SCRAM_ERR_SERVER_ERROR:
+		return "server reported an error";
+	case SCRAM_ERR_EXTENSION:
+		return "unsupported mandatory extension";
+	case SCRAM_ERR_STATE:
+		return "SCRAM step out of order";
+	case SCRAM_ERR_NOMEM:
+		return "out of memory";
+	case SCRAM_ERR_CRYPTO:
+		return "cryptographic library failure";
+	case SCRAM_ERR_UNKNOWN_USER:
+		return "unknown user";
+	case SCRAM_ERR_BAD_PASSWORD:
+		return "password fails SASLprep";
 	}
 	return "unknown SCRAM error";
 }
@@ -439,12 +455,12 @@ struct scram_server {
 	enum scram_server_state state;
 	scram_lookup_fn lookup;
 	void *ud;
-	int unknown_user;          /* made-up credentials: fail at the end */
-	char *snonce;              /* our nonce part (set for tests, else random) */
-	char *username;            /* SaslPrep'ed */
-	char *authzid;             /* unescaped, NULL when none */
-	char *gs2_header;          /* e.g. "n,," to check c= against */
-	char *nonce;               /* client nonce + our nonce */
+	int unknown_user; /* made-up credentials: fail at the end */
+	char *snonce;	  /* our nonce part (set for tests, else random) */
+	char *username;	  /* SaslPrep'ed */
+	char *authzid;	  /* unescaped, NULL when none */
+	char *gs2_header; /* e.g. "n,," to check c= against */
+	char *nonce;	  /* client nonce + our nonce */
 	char *client_first_bare;
 	char *server_first;
 	struct scram_cred cred;
@@ -759,9 +775,9 @@ enum scram_client_state { SC_INIT, SC_FIRST, SC_FINAL, SC_DONE, SC_FAILED };
 struct scram_client {
 	enum scram_hash hash;
 	enum scram_client_state state;
-	char *username;            /* SaslPrep'ed, unescaped */
-	char *password;            /* SaslPrep'ed; wiped once used */
-	char *authzid;             /* NULL when none */
+	char *username; /* SaslPrep'ed, unescaped */
+	char *password; /* SaslPrep'ed; wiped once used */
+	char *authzid;	/* NULL when none */
 	char *cnonce;
 	char *gs2_header;
 	char *client_first_bare;

@@ -33,9 +33,9 @@ enum scram_hash {
 };
 #define SCRAM_HASH_COUNT 2
 
-#define SCRAM_MAX_KEY 32            /* bytes of the largest digest (SHA-256) */
-#define SCRAM_SALT_LEN 16           /* bytes of salt scram_cred_make() draws */
-#define SCRAM_MAX_SALT 64           /* bytes of salt accepted anywhere */
+#define SCRAM_MAX_KEY 32  /* bytes of the largest digest (SHA-256) */
+#define SCRAM_SALT_LEN 16 /* bytes of salt scram_cred_make() draws */
+#define SCRAM_MAX_SALT 64 /* bytes of salt accepted anywhere */
 #define SCRAM_DEFAULT_ITERATIONS 4096
 /* Iteration counts accepted by the client from a server-first-message, and
  * by scram_cred_make(): below 1 is meaningless, above the cap a hostile
@@ -51,30 +51,30 @@ enum scram_hash {
 
 enum scram_err {
 	SCRAM_OK = 0,
-	SCRAM_ERR_MALFORMED = -1,         /* syntax, missing or bad attribute,
+	SCRAM_ERR_MALFORMED = -1,	 /* syntax, missing or bad attribute,
 					     bad base64, bad escape: malformed-request */
-	SCRAM_ERR_NOT_AUTHORIZED = -2,    /* wrong proof / password, unknown
+	SCRAM_ERR_NOT_AUTHORIZED = -2,	 /* wrong proof / password, unknown
 					     user: not-authorized */
-	SCRAM_ERR_INVALID_AUTHZID = -3,   /* a= names someone else (decided by
+	SCRAM_ERR_INVALID_AUTHZID = -3,	 /* a= names someone else (decided by
 					     the caller): invalid-authzid */
-	SCRAM_ERR_CHANNEL_BINDING = -4,   /* "p=" gs2 flag, or c= not matching
+	SCRAM_ERR_CHANNEL_BINDING = -4,	 /* "p=" gs2 flag, or c= not matching
 					     the gs2 header: not-authorized */
-	SCRAM_ERR_BAD_USERNAME = -5,      /* username fails SaslPrep or is empty:
+	SCRAM_ERR_BAD_USERNAME = -5,	 /* username fails SaslPrep or is empty:
 					     not-authorized */
-	SCRAM_ERR_NONCE = -6,             /* nonce mismatch (server), or server
+	SCRAM_ERR_NONCE = -6,		 /* nonce mismatch (server), or server
 					     nonce not extending ours (client) */
-	SCRAM_ERR_ITERATIONS = -7,        /* client: i= outside the bounds above */
-	SCRAM_ERR_SERVER_SIGNATURE = -8,  /* client: v= does not verify */
-	SCRAM_ERR_SERVER_ERROR = -9,      /* client: server-final carried e=... */
-	SCRAM_ERR_EXTENSION = -10,        /* mandatory extension m=: we know none */
-	SCRAM_ERR_STATE = -11,            /* call out of order (a programming error,
+	SCRAM_ERR_ITERATIONS = -7,	 /* client: i= outside the bounds above */
+	SCRAM_ERR_SERVER_SIGNATURE = -8, /* client: v= does not verify */
+	SCRAM_ERR_SERVER_ERROR = -9,	 /* client: server-final carried e=... */
+	SCRAM_ERR_EXTENSION = -10,	 /* mandatory extension m=: we know none */
+	SCRAM_ERR_STATE = -11,		 /* call out of order (a programming error,
 					     or a client repeating a step) */
-	SCRAM_ERR_NOMEM = -12,            /* temporary-auth-failure */
-	SCRAM_ERR_CRYPTO = -13,           /* OpenSSL failed: temporary-auth-failure */
-	SCRAM_ERR_UNKNOWN_USER = -14,     /* only returned by a lookup callback;
+	SCRAM_ERR_NOMEM = -12,		 /* temporary-auth-failure */
+	SCRAM_ERR_CRYPTO = -13,		 /* OpenSSL failed: temporary-auth-failure */
+	SCRAM_ERR_UNKNOWN_USER = -14,	 /* only returned by a lookup callback;
 					     the server turns it into
 					     SCRAM_ERR_NOT_AUTHORIZED at the end */
-	SCRAM_ERR_BAD_PASSWORD = -15,     /* password fails SaslPrep (making or
+	SCRAM_ERR_BAD_PASSWORD = -15,	 /* password fails SaslPrep (making or
 					     using credentials) */
 };
 
@@ -108,10 +108,10 @@ int scram_saslprep(const char *in, int stored, char **out);
 struct scram_cred {
 	enum scram_hash hash;
 	unsigned iterations;
-	size_t salt_len;                          /* 1..SCRAM_MAX_SALT */
+	size_t salt_len; /* 1..SCRAM_MAX_SALT */
 	unsigned char salt[SCRAM_MAX_SALT];
-	unsigned char stored_key[SCRAM_MAX_KEY];  /* H(ClientKey), hash_len bytes */
-	unsigned char server_key[SCRAM_MAX_KEY];  /* HMAC(SaltedPassword, "Server Key") */
+	unsigned char stored_key[SCRAM_MAX_KEY]; /* H(ClientKey), hash_len bytes */
+	unsigned char server_key[SCRAM_MAX_KEY]; /* HMAC(SaltedPassword, "Server Key") */
 };
 
 /*

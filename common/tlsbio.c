@@ -27,14 +27,14 @@ struct tlsbio_buf {
 
 struct tlsbio {
 	SSL *ssl;
-	struct tlsbio_buf in;       /* ciphertext fed, not yet read by OpenSSL */
-	struct tlsbio_buf out;      /* ciphertext OpenSSL wrote, not yet taken */
-	struct tlsbio_buf early;    /* plaintext written before the handshake ended */
+	struct tlsbio_buf in;	 /* ciphertext fed, not yet read by OpenSSL */
+	struct tlsbio_buf out;	 /* ciphertext OpenSSL wrote, not yet taken */
+	struct tlsbio_buf early; /* plaintext written before the handshake ended */
 	int handshake_done;
-	int failed;                 /* a fatal error happened: only free remains */
+	int failed; /* a fatal error happened: only free remains */
 	int shutdown_sent;
 	int peer_closed;
-	int nomem;                  /* the BIO could not grow a buffer */
+	int nomem; /* the BIO could not grow a buffer */
 	char err[256];
 };
 

@@ -30,11 +30,11 @@
 
 enum tlsbio_err {
 	TLSBIO_OK = 0,
-	TLSBIO_ERR_PROTOCOL = -1,  /* fatal TLS error: garbage, handshake failure,
+	TLSBIO_ERR_PROTOCOL = -1, /* fatal TLS error: garbage, handshake failure,
 				      certificate rejected, bad record */
-	TLSBIO_ERR_CLOSED = -2,    /* the peer sent close_notify (clean EOF) */
+	TLSBIO_ERR_CLOSED = -2,	  /* the peer sent close_notify (clean EOF) */
 	TLSBIO_ERR_NOMEM = -3,
-	TLSBIO_ERR_STATE = -4,     /* write after shutdown or after an error */
+	TLSBIO_ERR_STATE = -4, /* write after shutdown or after an error */
 };
 
 /*

@@ -22,9 +22,9 @@ struct xattr {
 };
 
 struct xnode {
-	char *name;   /* local element name; NULL for a text node */
-	char *ns;     /* namespace URI, or NULL (inherits on output) */
-	char *text;   /* text nodes only: unescaped character data */
+	char *name; /* local element name; NULL for a text node */
+	char *ns;   /* namespace URI, or NULL (inherits on output) */
+	char *text; /* text nodes only: unescaped character data */
 	size_t textlen;
 	struct xattr *attrs;
 	size_t nattrs;

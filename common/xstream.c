@@ -46,36 +46,36 @@
 #define XS_TREE_SLACK 4096
 
 enum xs_state {
-	XS_HEADER,	/* waiting for <stream:stream> */
-	XS_OPEN,	/* header read, stanzas flowing */
-	XS_CLOSED,	/* </stream:stream> read */
-	XS_DEAD,	/* an error was returned; only reset or free */
+	XS_HEADER, /* waiting for <stream:stream> */
+	XS_OPEN,   /* header read, stanzas flowing */
+	XS_CLOSED, /* </stream:stream> read */
+	XS_DEAD,   /* an error was returned; only reset or free */
 };
 
 struct xstream {
-	XML_Parser p;		    /* NULL before the first feed and while hibernated */
-	struct xstream_limits lim;  /* never 0: defaults filled in */
+	XML_Parser p;		   /* NULL before the first feed and while hibernated */
+	struct xstream_limits lim; /* never 0: defaults filled in */
 	struct xstream_cbs cbs;
 	void *ud;
-	char *resume_hdr;	    /* synthetic header for hibernation, once open */
-	char *hdr_default_ns;	    /* default namespace of the header being read */
-	struct xnode *cur;	    /* innermost open element of the stanza being built */
-	struct xbuf buf;	    /* before the header: its namespace declarations;
+	char *resume_hdr;     /* synthetic header for hibernation, once open */
+	char *hdr_default_ns; /* default namespace of the header being read */
+	struct xnode *cur;    /* innermost open element of the stanza being built */
+	struct xbuf buf;      /* before the header: its namespace declarations;
 				     * in a stanza: text not yet a child of cur */
-	int64_t idx_base;	    /* stream offset = expat byte index + idx_base */
-	uint64_t fed;		    /* stream bytes handed to expat so far */
-	uint64_t mark;		    /* stream offset where the pending stanza began */
-	uint64_t halt_off;	    /* stream offset just after the event that halted */
-	size_t parser_mem;	    /* heap held by expat for this stream */
-	size_t tree_mem;	    /* estimated heap of the stanza being built */
-	size_t tree_cap;	    /* bound on tree_mem, from max_stanza */
-	unsigned depth;		    /* 0 before the header, 1 between stanzas */
-	unsigned ndecls;	    /* namespace declarations on the element being opened */
-	int err;		    /* first error noted by a handler */
-	uint8_t state;		    /* enum xs_state */
-	bool stop_req;		    /* a callback called xstream_stop() */
-	bool halted;		    /* the parser was stopped at halt_off (stop or close) */
-	bool resuming;		    /* feeding the synthetic header: no on_open */
+	int64_t idx_base;     /* stream offset = expat byte index + idx_base */
+	uint64_t fed;	      /* stream bytes handed to expat so far */
+	uint64_t mark;	      /* stream offset where the pending stanza began */
+	uint64_t halt_off;    /* stream offset just after the event that halted */
+	size_t parser_mem;    /* heap held by expat for this stream */
+	size_t tree_mem;      /* estimated heap of the stanza being built */
+	size_t tree_cap;      /* bound on tree_mem, from max_stanza */
+	unsigned depth;	      /* 0 before the header, 1 between stanzas */
+	unsigned ndecls;      /* namespace declarations on the element being opened */
+	int err;	      /* first error noted by a handler */
+	uint8_t state;	      /* enum xs_state */
+	bool stop_req;	      /* a callback called xstream_stop() */
+	bool halted;	      /* the parser was stopped at halt_off (stop or close) */
+	bool resuming;	      /* feeding the synthetic header: no on_open */
 };
 
 /*
@@ -414,10 +414,8 @@ static void xs_open_header(struct xstream *xs, const char *raw, const char **att
 	if (!xs_size_ok(xs))
 		return;
 	xbuf_init(&synth);
-	if (xbuf_puts(&synth, "<") < 0 ||
-	    (n.prefix && xbuf_printf(&synth, "%s:", n.prefix) < 0) ||
-	    xbuf_puts(&synth, "stream") < 0 ||
-	    xbuf_append(&synth, xs->buf.data, xs->buf.len) < 0 ||
+	if (xbuf_puts(&synth, "<") < 0 || (n.prefix && xbuf_printf(&synth, "%s:", n.prefix) < 0) ||
+	    xbuf_puts(&synth, "stream") < 0 || xbuf_append(&synth, xs->buf.data, xs->buf.len) < 0 ||
 	    xbuf_puts(&synth, ">") < 0) {
 		xbuf_free(&synth);
 		xs_fail(xs, XSTREAM_ERR_NOMEM);
@@ -561,29 +559,30 @@ static void XMLCALL on_pi(void *ud, const char *target, const char *data)
 	xs_fail(ud, XSTREAM_ERR_RESTRICTED);
 }
 
-static void XMLCALL on_doctype(void *ud, const char *name, const char *sysid,
-			       const char *pubid, int has_internal_subset)
+static void XMLCALL on_doctype(void *ud, const char *name, const char *sysid, const char *pubid,
+			       int has_internal_subset)
 {
 	xs_fail(ud, XSTREAM_ERR_RESTRICTED);
 }
 
 static void XMLCALL on_entity(void *ud, const char *name, int is_param, const char *value,
-			      int value_len, const char *base, const char *sysid,
-			      const char *pubid, const char *notation)
+			      int value_len, const char *base, const char *sysid, const char *pubid,
+			      const char *notation)
 {
 	xs_fail(ud, XSTREAM_ERR_RESTRICTED);
 }
 
 /* RFC 6120 11.6: UTF-8 only; a declaration naming another encoding is refused. */
-static void XMLCALL on_xml_decl(void *ud, const char *version, const char *encoding,
-				int standalone)
+static void XMLCALL on_xml_decl(void *ud, const char *version, const char *encoding, int standalone)
 {
 	if (encoding && strcasecmp(encoding, "UTF-8") != 0)
 		xs_fail(ud, XSTREAM_ERR_ENCODING);
 }
 
 /* Calls into expat with allocations charged to xs. */
-#define XS_MEM_BEGIN(xs) struct xstream *xs_prev_owner = xs_mem_owner; xs_mem_owner = (xs)
+#define XS_MEM_BEGIN(xs)                              \
+	struct xstream *xs_prev_owner = xs_mem_owner; \
+	xs_mem_owner = (xs)
 #define XS_MEM_END() xs_mem_owner = xs_prev_owner
 
 static void xs_parser_free(struct xstream *xs)
@@ -665,8 +664,8 @@ static void xs_die(struct xstream *xs, int err)
 	xs_parser_free(xs);
 }
 
-struct xstream *xstream_new(const struct xstream_limits *limits,
-			    const struct xstream_cbs *cbs, void *ud)
+struct xstream *xstream_new(const struct xstream_limits *limits, const struct xstream_cbs *cbs,
+			    void *ud)
 {
 	struct xstream *xs = calloc(1, sizeof(*xs));
 
@@ -837,32 +836,52 @@ size_t xstream_mem(const struct xstream *xs)
 const char *xstream_condition(int err)
 {
 	switch (err) {
-	case XSTREAM_ERR_NOT_WELL_FORMED: return "not-well-formed";
-	case XSTREAM_ERR_RESTRICTED: return "restricted-xml";
-	case XSTREAM_ERR_POLICY: return "policy-violation";
-	case XSTREAM_ERR_INVALID_NS: return "invalid-namespace";
-	case XSTREAM_ERR_BAD_FORMAT: return "bad-format";
-	case XSTREAM_ERR_NOMEM: return "resource-constraint";
-	case XSTREAM_ERR_CLOSED: return "not-well-formed";
-	case XSTREAM_ERR_ENCODING: return "unsupported-encoding";
-	default: return "undefined-condition";
+	case XSTREAM_ERR_NOT_WELL_FORMED:
+		return "not-well-formed";
+	case XSTREAM_ERR_RESTRICTED:
+		return "restricted-xml";
+	case XSTREAM_ERR_POLICY:
+		return "policy-violation";
+	case XSTREAM_ERR_INVALID_NS:
+		return "invalid-namespace";
+	case XSTREAM_ERR_BAD_FORMAT:
+		return "bad-format";
+	case XSTREAM_ERR_NOMEM:
+		return "resource-constraint";
+	case XSTREAM_ERR_CLOSED:
+		return "not-well-formed";
+	case XSTREAM_ERR_ENCODING:
+		return "unsupported-encoding";
+	default:
+		return "undefined-condition";
 	}
 }
 
 const char *xstream_strerror(int err)
 {
 	switch (err) {
-	case XSTREAM_OK: return "ok";
-	case XSTREAM_STOPPED: return "stopped by callback";
-	case XSTREAM_ERR_NOT_WELL_FORMED: return "XML not well-formed";
-	case XSTREAM_ERR_RESTRICTED: return "restricted XML (DTD, entity, comment or PI)";
-	case XSTREAM_ERR_POLICY: return "stanza too large, too deep or too many attributes";
-	case XSTREAM_ERR_INVALID_NS: return "stream root not in the streams namespace";
-	case XSTREAM_ERR_BAD_FORMAT: return "bad format (root name or text between stanzas)";
-	case XSTREAM_ERR_NOMEM: return "out of memory";
-	case XSTREAM_ERR_CLOSED: return "data after end of stream";
-	case XSTREAM_ERR_ENCODING: return "encoding other than UTF-8 declared";
-	default: return "unknown error";
+	case XSTREAM_OK:
+		return "ok";
+	case XSTREAM_STOPPED:
+		return "stopped by callback";
+	case XSTREAM_ERR_NOT_WELL_FORMED:
+		return "XML not well-formed";
+	case XSTREAM_ERR_RESTRICTED:
+		return "restricted XML (DTD, entity, comment or PI)";
+	case XSTREAM_ERR_POLICY:
+		return "stanza too large, too deep or too many attributes";
+	case XSTREAM_ERR_INVALID_NS:
+		return "stream root not in the streams namespace";
+	case XSTREAM_ERR_BAD_FORMAT:
+		return "bad format (root name or text between stanzas)";
+	case XSTREAM_ERR_NOMEM:
+		return "out of memory";
+	case XSTREAM_ERR_CLOSED:
+		return "data after end of stream";
+	case XSTREAM_ERR_ENCODING:
+		return "encoding other than UTF-8 declared";
+	default:
+		return "unknown error";
 	}
 }
 

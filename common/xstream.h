@@ -49,15 +49,15 @@
 
 enum xstream_err {
 	XSTREAM_OK = 0,
-	XSTREAM_STOPPED = 1,          /* a callback called xstream_stop() */
+	XSTREAM_STOPPED = 1, /* a callback called xstream_stop() */
 	XSTREAM_ERR_NOT_WELL_FORMED = -1,
-	XSTREAM_ERR_RESTRICTED = -2,  /* restricted-xml */
-	XSTREAM_ERR_POLICY = -3,      /* policy-violation: size or depth */
-	XSTREAM_ERR_INVALID_NS = -4,  /* invalid-namespace */
-	XSTREAM_ERR_BAD_FORMAT = -5,  /* bad-format */
-	XSTREAM_ERR_NOMEM = -6,       /* resource-constraint */
-	XSTREAM_ERR_CLOSED = -7,      /* data after </stream:stream> */
-	XSTREAM_ERR_ENCODING = -8,    /* unsupported-encoding: declared other than UTF-8 */
+	XSTREAM_ERR_RESTRICTED = -2, /* restricted-xml */
+	XSTREAM_ERR_POLICY = -3,     /* policy-violation: size or depth */
+	XSTREAM_ERR_INVALID_NS = -4, /* invalid-namespace */
+	XSTREAM_ERR_BAD_FORMAT = -5, /* bad-format */
+	XSTREAM_ERR_NOMEM = -6,	     /* resource-constraint */
+	XSTREAM_ERR_CLOSED = -7,     /* data after </stream:stream> */
+	XSTREAM_ERR_ENCODING = -8,   /* unsupported-encoding: declared other than UTF-8 */
 };
 
 /* A limit of 0 (or limits == NULL) selects the default. */
@@ -88,8 +88,8 @@ struct xstream_cbs {
 
 struct xstream;
 
-struct xstream *xstream_new(const struct xstream_limits *limits,
-			    const struct xstream_cbs *cbs, void *ud);
+struct xstream *xstream_new(const struct xstream_limits *limits, const struct xstream_cbs *cbs,
+			    void *ud);
 void xstream_free(struct xstream *xs);
 
 /* Changes the limits (for example larger after authentication). */

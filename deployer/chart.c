@@ -23,13 +23,13 @@ struct chart {
 	char sha[CHART_COLOURS_MAX][64];
 	double t0;
 	size_t n_bins;
-	long *val;		/* n_bins * CHART_COLOURS_MAX, -1 = no row */
-	unsigned char *has;	/* bin has any row */
+	long *val;	    /* n_bins * CHART_COLOURS_MAX, -1 = no row */
+	unsigned char *has; /* bin has any row */
 };
 
 static const char *const chart_palette[] = {
-	"#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#4363d8", "#911eb4",
-	"#f032e6", "#9a6324", "#808000", "#469990", "#000075",
+	"#e6194b", "#f58231", "#ffe119", "#3cb44b", "#42d4f4", "#4363d8",
+	"#911eb4", "#f032e6", "#9a6324", "#808000", "#469990", "#000075",
 };
 
 #define CHART_PALETTE_N (sizeof(chart_palette) / sizeof(chart_palette[0]))
@@ -179,8 +179,10 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 		/* Topmost cumulative band first; each lower one paints over it. */
 		for (size_t k = c->n_sha; k-- > 0;) {
 			gp_string(f, dat);
-			fprintf(f, " using 1:%zu with filledcurves x1 lc rgb '%s' "
-				"title 'chat-%s'%s", k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
+			fprintf(f,
+				" using 1:%zu with filledcurves x1 lc rgb '%s' "
+				"title 'chat-%s'%s",
+				k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
 				k ? ", \\\n     " : "\n");
 		}
 		fprintf(f, "unset output\n");
@@ -213,8 +215,7 @@ static int run_gnuplot(const char *gp, char *err, size_t errlen)
 	return 0;
 }
 
-int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err,
-		 size_t errlen)
+int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err, size_t errlen)
 {
 	struct chart c;
 	char csv[4096], pre[4096], dat[4200], gp[4200];

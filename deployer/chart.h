@@ -16,7 +16,6 @@
  * gnuplot to draw PREFIX.png and PREFIX.svg. prefix NULL = STATE/chart.
  * 0, or -errno with a message in err.
  */
-int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err,
-		 size_t errlen);
+int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err, size_t errlen);
 
 #endif

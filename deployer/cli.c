@@ -45,11 +45,37 @@ enum cmd {
 };
 
 enum opt_id {
-	O_HELP, O_VERSION, O_PLATFORM, O_STATE_DIR, O_CHATD, O_NO_AUTH_ANY, O_CHATD_ARGS,
-	O_KUBECONFIG, O_CONTEXT, O_NAMESPACE, O_PLATFORM_OPT, O_LOG_LEVEL,
-	O_REPLICAS, O_READY_TIMEOUT, O_SETTLE, O_POLL, O_MAX_DRAIN, O_ON_MAX_DRAIN, O_SHRINK,
-	O_KEEP_DRAINED, O_KEEP_FAILED, O_NO_WAIT, O_OUTPUT, O_LISTEN, O_FORCE, O_KEEP_COLOURS,
-	O_DURATION, O_COUNT, O_OUT, O_BIN, O_QUIET,
+	O_HELP,
+	O_VERSION,
+	O_PLATFORM,
+	O_STATE_DIR,
+	O_CHATD,
+	O_NO_AUTH_ANY,
+	O_CHATD_ARGS,
+	O_KUBECONFIG,
+	O_CONTEXT,
+	O_NAMESPACE,
+	O_PLATFORM_OPT,
+	O_LOG_LEVEL,
+	O_REPLICAS,
+	O_READY_TIMEOUT,
+	O_SETTLE,
+	O_POLL,
+	O_MAX_DRAIN,
+	O_ON_MAX_DRAIN,
+	O_SHRINK,
+	O_KEEP_DRAINED,
+	O_KEEP_FAILED,
+	O_NO_WAIT,
+	O_OUTPUT,
+	O_LISTEN,
+	O_FORCE,
+	O_KEEP_COLOURS,
+	O_DURATION,
+	O_COUNT,
+	O_OUT,
+	O_BIN,
+	O_QUIET,
 };
 
 struct opt {
@@ -606,8 +632,9 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 {
 	struct platform p;
 	struct deploy_cfg cfg;
-	struct run_opts ro = { .state_dir = c->state_dir, .poll_s = c->poll, .out = stdout,
-			       .quiet = c->quiet };
+	struct run_opts ro = {
+		.state_dir = c->state_dir, .poll_s = c->poll, .out = stdout, .quiet = c->quiet
+	};
 	char target[PLATFORM_SHA_MAX], err[512];
 	int rc, lock;
 
@@ -715,13 +742,15 @@ static int cmd_status(struct cli *c)
 				json_object_set_new(meta, co->c.meta[k].key,
 						    json_string(co->c.meta[k].value));
 			for (size_t k = 0; k < co->n_rep; k++)
-				json_array_append_new(reps, json_pack("{s:s,s:b,s:I}", "name",
-					co->rep[k].name, "ready", co->rep[k].ready, "connections",
-					(json_int_t)co->rep[k].connections));
+				json_array_append_new(
+					reps, json_pack("{s:s,s:b,s:I}", "name", co->rep[k].name,
+							"ready", co->rep[k].ready, "connections",
+							(json_int_t)co->rep[k].connections));
 			json_object_set_new(o, "selected", json_boolean(st == DEPLOY_STATE_LIVE));
 			json_object_set_new(o, "draining_s",
 					    draining >= 0 && st == DEPLOY_STATE_DRAINING
-						    ? json_real(draining) : json_null());
+						    ? json_real(draining)
+						    : json_null());
 			json_object_set_new(o, "meta", meta);
 			json_object_set_new(o, "replica_list", reps);
 			json_array_append_new(arr, o);
@@ -737,9 +766,10 @@ static int cmd_status(struct cli *c)
 
 			fmt_dur(t, sizeof(t), draining);
 			if (f > 0 && conns >= 0 && conns <= f)
-				snprintf(d, sizeof(d), "draining for %s, %ld of %ld left "
-					 "(%.0f%% done)", t, conns, f,
-					 100.0 * (double)(f - conns) / (double)f);
+				snprintf(d, sizeof(d),
+					 "draining for %s, %ld of %ld left "
+					 "(%.0f%% done)",
+					 t, conns, f, 100.0 * (double)(f - conns) / (double)f);
 			else
 				snprintf(d, sizeof(d), "draining for %s, %ld left", t, conns);
 		} else if (st == DEPLOY_STATE_KEPT) {
@@ -935,7 +965,8 @@ static int cmd_local(struct cli *c, const char *argv0)
 		}
 		if (switch_status(c->state_dir, &st) == 0) {
 			printf("local platform %s: switch on %s (pid %" JSON_INTEGER_FORMAT
-			       ", state dir %s)\n", already ? "already up" : "up",
+			       ", state dir %s)\n",
+			       already ? "already up" : "up",
 			       json_string_value(json_object_get(st, "listen")),
 			       json_integer_value(json_object_get(st, "pid")), c->state_dir);
 			json_decref(st);
@@ -959,14 +990,15 @@ static int cmd_local(struct cli *c, const char *argv0)
 		} else {
 			const char *sel = json_string_value(json_object_get(st, "selected"));
 
-			printf("switch %s pid %" JSON_INTEGER_FORMAT " selected %s%s connections %"
-			       JSON_INTEGER_FORMAT " accepted %" JSON_INTEGER_FORMAT "\n",
+			printf("switch %s pid %" JSON_INTEGER_FORMAT
+			       " selected %s%s connections %" JSON_INTEGER_FORMAT
+			       " accepted %" JSON_INTEGER_FORMAT "\n",
 			       json_string_value(json_object_get(st, "listen")),
 			       json_integer_value(json_object_get(st, "pid")),
 			       sel && *sel ? "chat-" : "", sel && *sel ? sel : "(nothing)",
 			       json_integer_value(json_object_get(st, "connections")),
 			       json_integer_value(json_object_get(st, "accepted")));
-			json_array_foreach(json_object_get(st, "per_backend"), i, b)
+			json_array_foreach (json_object_get(st, "per_backend"), i, b)
 				printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
 				       " total %-8" JSON_INTEGER_FORMAT "%s\n",
 				       json_string_value(json_object_get(b, "sha")),
@@ -974,7 +1006,7 @@ static int cmd_local(struct cli *c, const char *argv0)
 				       json_integer_value(json_object_get(b, "active")),
 				       json_integer_value(json_object_get(b, "total")),
 				       json_is_true(json_object_get(b, "selected")) ? " selected"
-										     : "");
+										    : "");
 		}
 		json_decref(st);
 		return 0;
@@ -996,13 +1028,16 @@ static int cmd_local(struct cli *c, const char *argv0)
 			char ans[16] = "";
 
 			if (!isatty(0)) {
-				fprintf(stderr, "rainbow: %" JSON_INTEGER_FORMAT " connections are "
+				fprintf(stderr,
+					"rainbow: %" JSON_INTEGER_FORMAT " connections are "
 					"open through the switch; stopping it cuts them. "
-					"Use --force.\n", open_conns);
+					"Use --force.\n",
+					open_conns);
 				return 1;
 			}
 			printf("%" JSON_INTEGER_FORMAT " connections are open through the switch; "
-			       "stopping it cuts them. Stop anyway? [y/N] ", open_conns);
+			       "stopping it cuts them. Stop anyway? [y/N] ",
+			       open_conns);
 			fflush(stdout);
 			if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
 				fprintf(stderr, "rainbow: not stopped\n");

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 void deploy_mem_init(struct deploy_mem *m)
 {
 	memset(m, 0, sizeof(*m));
@@ -89,8 +88,8 @@ const char *deploy_state_name(enum deploy_state s)
 
 const char *deploy_phase_name(enum deploy_phase p)
 {
-	static const char *const names[] = { "create", "wait-ready", "switch", "drain",
-					      "done", "failed" };
+	static const char *const names[] = { "create", "wait-ready", "switch",
+					     "drain",  "done",	     "failed" };
 
 	return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
 }
@@ -119,8 +118,7 @@ static struct deploy_act *act(struct deploy_result *r, enum deploy_act_kind kind
 	return a;
 }
 
-static void meta_set(struct deploy_result *r, const char *sha, const char *key,
-		     const char *value)
+static void meta_set(struct deploy_result *r, const char *sha, const char *key, const char *value)
 {
 	struct deploy_act *a = act(r, DEPLOY_ACT_META, DEPLOY_WHY_NONE, sha);
 
@@ -141,8 +139,7 @@ static void meta_time(struct deploy_result *r, const char *sha, const char *key,
 	meta_set(r, sha, key, buf);
 }
 
-static void meta_clear(struct deploy_result *r, const struct deploy_colour_obs *c,
-		       const char *key)
+static void meta_clear(struct deploy_result *r, const struct deploy_colour_obs *c, const char *key)
 {
 	if (platform_meta_get(&c->c, key))
 		meta_set(r, c->c.sha, key, NULL);
@@ -169,8 +166,8 @@ static int64_t *zero_clock(struct deploy_mem *m, const char *sha, const char *na
 }
 
 /* True when count has read 0 for the settle period (starting the clock if needed). */
-static int settled(struct deploy_mem *m, const struct deploy_cfg *cfg, int64_t now,
-		   const char *sha, const char *name, long count, int64_t *zero_since)
+static int settled(struct deploy_mem *m, const struct deploy_cfg *cfg, int64_t now, const char *sha,
+		   const char *name, long count, int64_t *zero_since)
 {
 	int64_t *z = zero_clock(m, sha, name);
 
@@ -191,7 +188,7 @@ static void shrink_colour(const struct deploy_cfg *cfg, const struct deploy_obs 
 			  struct deploy_mem *m, const struct deploy_colour_obs *c,
 			  struct deploy_result *r)
 {
-	int keep = c->c.replicas;	/* replicas left after this step */
+	int keep = c->c.replicas; /* replicas left after this step */
 
 	for (size_t i = 0; i < c->n_rep; i++) {
 		const struct platform_replica *rep = &c->rep[i];
@@ -200,7 +197,7 @@ static void shrink_colour(const struct deploy_cfg *cfg, const struct deploy_obs 
 		if (!settled(m, cfg, o->now_ms, c->c.sha, rep->name, rep->connections, NULL))
 			continue;
 		if (keep <= 1)
-			continue;	/* the last replica goes with the colour */
+			continue; /* the last replica goes with the colour */
 		a = act(r, DEPLOY_ACT_REMOVE_REPLICA, DEPLOY_WHY_SHRINK, c->c.sha);
 		if (!a)
 			return;
@@ -217,12 +214,12 @@ static int cmp_kept(const void *a, const void *b)
 	int64_t ty = deploy_meta_time(&y->c, PLATFORM_META_DRAINED_AT);
 
 	if (tx != ty)
-		return tx > ty ? -1 : 1;	/* newest first */
+		return tx > ty ? -1 : 1; /* newest first */
 	return strcmp(x->c.sha, y->c.sha);
 }
 
-static void drained(const struct deploy_cfg *cfg, const struct deploy_colour_obs *c,
-		    int64_t now, int64_t drain_ms, struct deploy_result *r)
+static void drained(const struct deploy_cfg *cfg, const struct deploy_colour_obs *c, int64_t now,
+		    int64_t drain_ms, struct deploy_result *r)
 {
 	struct deploy_act *a;
 
@@ -276,7 +273,7 @@ static int drain_pass(const struct deploy_cfg *cfg, const struct deploy_obs *o,
 		if (cfg->no_wait)
 			continue;
 		if (platform_meta_get(&c->c, DEPLOY_META_MAX_DRAIN_AT))
-			continue;	/* passed --max-drain and kept: reported, not waited for */
+			continue; /* passed --max-drain and kept: reported, not waited for */
 		ds = deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE);
 		count = deploy_colour_connections(c);
 		if (settled(m, cfg, o->now_ms, c->c.sha, "", count, &zero_since)) {
@@ -351,9 +348,10 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	if (t && platform_meta_get(&t->c, PLATFORM_META_FAILED)) {
 		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
 			r->phase = DEPLOY_PHASE_FAILED;
-			snprintf(r->msg, sizeof(r->msg), "colour %s failed earlier (%s); "
-				 "not rolling back to it", cfg->sha,
-				 platform_meta_get(&t->c, PLATFORM_META_FAILED));
+			snprintf(r->msg, sizeof(r->msg),
+				 "colour %s failed earlier (%s); "
+				 "not rolling back to it",
+				 cfg->sha, platform_meta_get(&t->c, PLATFORM_META_FAILED));
 			return 1;
 		}
 		/* A kept failed colour is replaced by a fresh attempt. */
@@ -419,8 +417,9 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		r->phase = DEPLOY_PHASE_FAILED;
 		snprintf(r->msg, sizeof(r->msg),
 			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
-			 "traffic stays on %s", cfg->sha, o->now_ms - m->wait_since_ms,
-			 r->ready, wanted, o->selected[0] ? o->selected : "(nothing)");
+			 "traffic stays on %s",
+			 cfg->sha, o->now_ms - m->wait_since_ms, r->ready, wanted,
+			 o->selected[0] ? o->selected : "(nothing)");
 		m->wait_since_ms = 0;
 		/*
 		 * An old colour scaled back up may still hold connections: it stays
@@ -438,8 +437,8 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	return 1;
 }
 
-void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *o,
-		 struct deploy_mem *m, struct deploy_result *r)
+void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *o, struct deploy_mem *m,
+		 struct deploy_result *r)
 {
 	const struct deploy_colour_obs *t;
 
@@ -475,8 +474,8 @@ out:
 	forget_unseen(m);
 }
 
-int deploy_rollback_target(const struct deploy_obs *o, char out[PLATFORM_SHA_MAX],
-			   char *err, size_t errlen)
+int deploy_rollback_target(const struct deploy_obs *o, char out[PLATFORM_SHA_MAX], char *err,
+			   size_t errlen)
 {
 	const struct deploy_colour_obs *best = NULL;
 	int64_t best_t = 0;
@@ -496,7 +495,8 @@ int deploy_rollback_target(const struct deploy_obs *o, char out[PLATFORM_SHA_MAX
 		}
 	}
 	if (!best) {
-		snprintf(err, errlen, "nothing to roll back to: no earlier colour is still "
+		snprintf(err, errlen,
+			 "nothing to roll back to: no earlier colour is still "
 			 "running or kept (use --keep-drained K to keep drained colours)");
 		return -ENOENT;
 	}

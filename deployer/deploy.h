@@ -20,26 +20,26 @@
 #include "platform.h"
 
 enum deploy_mode {
-	DEPLOY_MODE_DEPLOY,	/* create sha unless it exists, then as below */
-	DEPLOY_MODE_ROLLBACK,	/* sha must exist (running or kept at 0 replicas) */
-	DEPLOY_MODE_PRUNE,	/* no target: settle and delete drained colours */
+	DEPLOY_MODE_DEPLOY,   /* create sha unless it exists, then as below */
+	DEPLOY_MODE_ROLLBACK, /* sha must exist (running or kept at 0 replicas) */
+	DEPLOY_MODE_PRUNE,    /* no target: settle and delete drained colours */
 };
 
 enum deploy_on_max { DEPLOY_ON_MAX_KEEP, DEPLOY_ON_MAX_SHUTDOWN };
 
 struct deploy_cfg {
 	enum deploy_mode mode;
-	char sha[PLATFORM_SHA_MAX];	/* target; "" in prune mode */
-	int replicas;		/* wanted replicas; 0 = from meta "replicas" or 1 */
+	char sha[PLATFORM_SHA_MAX]; /* target; "" in prune mode */
+	int replicas;		    /* wanted replicas; 0 = from meta "replicas" or 1 */
 	int64_t ready_timeout_ms;
-	int64_t settle_ms;	/* a count must read 0 this long to be drained */
-	int64_t max_drain_ms;	/* 0: no limit */
+	int64_t settle_ms;    /* a count must read 0 this long to be drained */
+	int64_t max_drain_ms; /* 0: no limit */
 	enum deploy_on_max on_max_drain;
-	int shrink;		/* give back replicas that settled at 0 */
-	int keep_drained;	/* -1: leave kept colours alone; K: keep the last K */
-	int keep_failed;	/* keep a colour that never became ready */
-	int no_wait;		/* done right after the switch */
-	int64_t prune_window_ms;	/* prune: give up waiting after this */
+	int shrink;		 /* give back replicas that settled at 0 */
+	int keep_drained;	 /* -1: leave kept colours alone; K: keep the last K */
+	int keep_failed;	 /* keep a colour that never became ready */
+	int no_wait;		 /* done right after the switch */
+	int64_t prune_window_ms; /* prune: give up waiting after this */
 };
 
 /* One colour as observed (replica array borrowed from the caller). */
@@ -50,8 +50,8 @@ struct deploy_colour_obs {
 };
 
 struct deploy_obs {
-	int64_t now_ms;		/* unix milliseconds */
-	char selected[PLATFORM_SHA_MAX];	/* "" when none */
+	int64_t now_ms;			 /* unix milliseconds */
+	char selected[PLATFORM_SHA_MAX]; /* "" when none */
 	size_t n;
 	const struct deploy_colour_obs *colours;
 };
@@ -63,36 +63,36 @@ struct deploy_obs {
 
 /* Volatile memory between steps; zero it (deploy_mem_init) before the first. */
 struct deploy_mem {
-	int64_t started_ms;	/* first step's time */
-	int64_t wait_since_ms;	/* waiting for readiness since (0: not waiting) */
+	int64_t started_ms;    /* first step's time */
+	int64_t wait_since_ms; /* waiting for readiness since (0: not waiting) */
 	size_t n_track;
 	struct {
 		char sha[PLATFORM_SHA_MAX];
-		char name[PLATFORM_NAME_MAX];	/* "" = the colour's sum */
-		int64_t zero_since_ms;	/* count first read 0 (0: not zero) */
-		int seen;		/* touched in this step (for garbage collection) */
+		char name[PLATFORM_NAME_MAX]; /* "" = the colour's sum */
+		int64_t zero_since_ms;	      /* count first read 0 (0: not zero) */
+		int seen;		      /* touched in this step (for garbage collection) */
 	} track[DEPLOY_TRACK_MAX];
 };
 
 enum deploy_act_kind {
-	DEPLOY_ACT_CREATE,		/* sha, replicas */
-	DEPLOY_ACT_SCALE,		/* sha, replicas */
-	DEPLOY_ACT_SELECT,		/* sha */
-	DEPLOY_ACT_META,		/* sha, key, value (has_value 0: remove key) */
-	DEPLOY_ACT_REMOVE,		/* sha */
-	DEPLOY_ACT_REMOVE_REPLICA,	/* sha, name */
+	DEPLOY_ACT_CREATE,	   /* sha, replicas */
+	DEPLOY_ACT_SCALE,	   /* sha, replicas */
+	DEPLOY_ACT_SELECT,	   /* sha */
+	DEPLOY_ACT_META,	   /* sha, key, value (has_value 0: remove key) */
+	DEPLOY_ACT_REMOVE,	   /* sha */
+	DEPLOY_ACT_REMOVE_REPLICA, /* sha, name */
 };
 
 /* Why an action is taken: what the driver reports to the operator. */
 enum deploy_why {
 	DEPLOY_WHY_NONE,
-	DEPLOY_WHY_DRAINED,	/* count read 0 for the settle period */
-	DEPLOY_WHY_MAX_DRAIN,	/* passed --max-drain, --on-max-drain shutdown */
-	DEPLOY_WHY_FAILED,	/* never became ready */
-	DEPLOY_WHY_EXCESS_KEPT,	/* more than --keep-drained kept colours */
-	DEPLOY_WHY_SHRINK,	/* one replica settled at 0 */
-	DEPLOY_WHY_PRUNE_FAILED,	/* prune: a kept failed colour */
-	DEPLOY_WHY_ROLLBACK,	/* scaling a kept colour back up */
+	DEPLOY_WHY_DRAINED,	 /* count read 0 for the settle period */
+	DEPLOY_WHY_MAX_DRAIN,	 /* passed --max-drain, --on-max-drain shutdown */
+	DEPLOY_WHY_FAILED,	 /* never became ready */
+	DEPLOY_WHY_EXCESS_KEPT,	 /* more than --keep-drained kept colours */
+	DEPLOY_WHY_SHRINK,	 /* one replica settled at 0 */
+	DEPLOY_WHY_PRUNE_FAILED, /* prune: a kept failed colour */
+	DEPLOY_WHY_ROLLBACK,	 /* scaling a kept colour back up */
 };
 
 struct deploy_act {
@@ -104,14 +104,14 @@ struct deploy_act {
 	char key[PLATFORM_META_KEY_MAX];
 	char value[PLATFORM_META_VAL_MAX];
 	int has_value;
-	int64_t drain_ms;	/* DRAINED / MAX_DRAIN: draining-since to now */
+	int64_t drain_ms; /* DRAINED / MAX_DRAIN: draining-since to now */
 };
 
 enum deploy_phase {
-	DEPLOY_PHASE_CREATE,	/* target missing or scaled down */
-	DEPLOY_PHASE_READY,	/* waiting until every replica is ready */
-	DEPLOY_PHASE_SWITCH,	/* ready, switching */
-	DEPLOY_PHASE_DRAIN,	/* selected; old colours draining */
+	DEPLOY_PHASE_CREATE, /* target missing or scaled down */
+	DEPLOY_PHASE_READY,  /* waiting until every replica is ready */
+	DEPLOY_PHASE_SWITCH, /* ready, switching */
+	DEPLOY_PHASE_DRAIN,  /* selected; old colours draining */
 	DEPLOY_PHASE_DONE,
 	DEPLOY_PHASE_FAILED,
 };
@@ -120,9 +120,9 @@ enum deploy_phase {
 
 struct deploy_result {
 	enum deploy_phase phase;
-	char msg[256];		/* FAILED: the reason; otherwise a short note */
-	int draining;		/* colours still draining (being waited for) */
-	int ready, wanted;	/* target readiness */
+	char msg[256];	   /* FAILED: the reason; otherwise a short note */
+	int draining;	   /* colours still draining (being waited for) */
+	int ready, wanted; /* target readiness */
 	size_t n_act;
 	struct deploy_act act[DEPLOY_ACT_MAX];
 };
@@ -130,24 +130,24 @@ struct deploy_result {
 void deploy_mem_init(struct deploy_mem *m);
 
 /* Decides the next actions. Never fails: problems are phase FAILED + msg. */
-void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *obs,
-		 struct deploy_mem *mem, struct deploy_result *res);
+void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *obs, struct deploy_mem *mem,
+		 struct deploy_result *res);
 
 /*
  * Picks the colour rollback goes to when no SHA is given: the non-selected,
  * non-failed colour deselected most recently (running or kept). 0, or
  * -ENOENT with a message in err.
  */
-int deploy_rollback_target(const struct deploy_obs *obs, char out[PLATFORM_SHA_MAX],
-			   char *err, size_t errlen);
+int deploy_rollback_target(const struct deploy_obs *obs, char out[PLATFORM_SHA_MAX], char *err,
+			   size_t errlen);
 
 /* How a colour looks to `rainbow status`. */
 enum deploy_state {
-	DEPLOY_STATE_LIVE,	/* selected */
-	DEPLOY_STATE_STARTING,	/* never selected, not failed */
-	DEPLOY_STATE_DRAINING,	/* deselected, still has replicas */
-	DEPLOY_STATE_KEPT,	/* drained and scaled to 0 for rollback */
-	DEPLOY_STATE_FAILED,	/* never became ready (kept with --keep-failed) */
+	DEPLOY_STATE_LIVE,     /* selected */
+	DEPLOY_STATE_STARTING, /* never selected, not failed */
+	DEPLOY_STATE_DRAINING, /* deselected, still has replicas */
+	DEPLOY_STATE_KEPT,     /* drained and scaled to 0 for rollback */
+	DEPLOY_STATE_FAILED,   /* never became ready (kept with --keep-failed) */
 };
 enum deploy_state deploy_colour_state(const struct deploy_colour_obs *c, const char *selected);
 const char *deploy_state_name(enum deploy_state s);

@@ -56,14 +56,14 @@ struct kube {
 	const char *service;
 	const char *app;
 	char *template_path;
-	json_t *template;	/* the pod template (spec.template), loaded on first create */
-	int metrics_port_opt;	/* -P metrics-port, 0 when not given */
-	int tpl_metrics_port;	/* from the template (http/metrics port) or 8080 */
-	int via_pod_ip;		/* read /metrics from pod IPs (in-cluster) */
+	json_t *template;     /* the pod template (spec.template), loaded on first create */
+	int metrics_port_opt; /* -P metrics-port, 0 when not given */
+	int tpl_metrics_port; /* from the template (http/metrics port) or 8080 */
+	int via_pod_ip;	      /* read /metrics from pod IPs (in-cluster) */
 	int preview;
 	int watch_s;
-	char last_rv[64];	/* resourceVersion of the last list; "" when unknown */
-	int last_unsettled;	/* the last list saw a rollout in progress */
+	char last_rv[64];   /* resourceVersion of the last list; "" when unknown */
+	int last_unsettled; /* the last list saw a rollout in progress */
 };
 
 /* The value of -P key; when given twice, the last one wins. */
@@ -105,13 +105,17 @@ static int check_service(struct platform *p, struct kube *k)
 				&(struct kubeclient_target){ "get", "namespaces", "", NULL, k->ns },
 				NULL, err, sizeof(err));
 	if (rc == -ENOENT)
-		return platform_error(p, -ENOENT, "namespace \"%s\" does not exist: create it "
-				      "(kubectl apply -k k8s/) or pass --namespace", k->ns);
+		return platform_error(p, -ENOENT,
+				      "namespace \"%s\" does not exist: create it "
+				      "(kubectl apply -k k8s/) or pass --namespace",
+				      k->ns);
 	if (rc == 0)
-		return platform_error(p, -ENOENT, "Service \"%s\" not found in namespace \"%s\": "
+		return platform_error(p, -ENOENT,
+				      "Service \"%s\" not found in namespace \"%s\": "
 				      "apply k8s/ (kubectl apply -k k8s/) or pass -P service=NAME",
 				      k->service, k->ns);
-	return platform_error(p, -ENOENT, "Service \"%s\" not found in namespace \"%s\" (the "
+	return platform_error(p, -ENOENT,
+			      "Service \"%s\" not found in namespace \"%s\" (the "
 			      "namespace may not exist either): apply k8s/ or pass --namespace",
 			      k->service, k->ns);
 }
@@ -146,8 +150,9 @@ static int kube_open(struct platform *p, const struct platform_opts *o)
 	rc = kubeconfig_auto(&cfg, o->kubeconfig, o->context, err, sizeof(err));
 	if (rc)
 		return platform_error(p, rc == -ENOENT ? -ENOENT : -EINVAL, "%s", err);
-	v = o->namespace && *o->namespace ? o->namespace : cfg.namespace ? cfg.namespace
-									  : "default";
+	v = o->namespace && *o->namespace ? o->namespace
+	    : cfg.namespace		  ? cfg.namespace
+					  : "default";
 	k->ns = strdup(v);
 	k->via_pod_ip = cfg.source && strcmp(cfg.source, "in-cluster") == 0;
 	copts.retries = opt_int(o, "retries", 4);
@@ -242,8 +247,7 @@ static int rollout_done(json_t *d)
 
 	return jint(d, "status.observedGeneration") >= jint(d, "metadata.generation") &&
 	       jint(d, "status.updatedReplicas") >= want &&
-	       jint(d, "status.availableReplicas") >= want &&
-	       jint(d, "status.replicas") == want;
+	       jint(d, "status.availableReplicas") >= want && jint(d, "status.replicas") == want;
 }
 
 /* A replica count from the API as an int: never negative, never wrapped. */
@@ -273,14 +277,15 @@ void kube_colour_from_deployment(struct platform_colour *c, json_t *d, const cha
 	c->ready = deployment_ready_count(d);
 	c->selected = selected && *selected && strcmp(selected, c->sha) == 0;
 	c->created = parse_time(jstr(d, "metadata.creationTimestamp"));
-	json_object_foreach(ann, key, val) {
+	json_object_foreach (ann, key, val) {
 		/* One that does not fit is not one rainbow wrote: truncated, two
 		 * long keys would become one key twice. */
 		if (strncmp(key, KUBE_ANNOT_PREFIX, strlen(KUBE_ANNOT_PREFIX)) == 0 &&
 		    json_is_string(val) &&
 		    strlen(key) - strlen(KUBE_ANNOT_PREFIX) < PLATFORM_META_KEY_MAX &&
 		    strlen(json_string_value(val)) < PLATFORM_META_VAL_MAX)
-			platform_meta_put(c, key + strlen(KUBE_ANNOT_PREFIX), json_string_value(val));
+			platform_meta_put(c, key + strlen(KUBE_ANNOT_PREFIX),
+					  json_string_value(val));
 	}
 }
 
@@ -331,7 +336,7 @@ static int on_deploy_event(const char *type, json_t *obj, void *arg)
 	if (strcmp(type, "BOOKMARK") == 0)
 		return 0;
 	w->changed = 1;
-	return 1;	/* something moved: stop and re-list */
+	return 1; /* something moved: stop and re-list */
 }
 
 static int kube_list(struct platform *p, struct platform_colour **out, size_t *n)
@@ -363,9 +368,9 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 	if (k->last_unsettled && k->last_rv[0] && k->watch_s > 0) {
 		struct list_watch w = { 0 };
 
-		rc = kubeclient_watch(k->kc, path, q, k->last_rv, k->watch_s, k->watch_s + 1,
-				      on_deploy_event, &w, KT("watch", "deployments", "apps", k, NULL),
-				      err, sizeof(err));
+		rc = kubeclient_watch(
+			k->kc, path, q, k->last_rv, k->watch_s, k->watch_s + 1, on_deploy_event, &w,
+			KT("watch", "deployments", "apps", k, NULL), err, sizeof(err));
 		if (rc < 0 && rc != -ESTALE)
 			log_warn("kube_watch", "path=%s error=\"%s\"", path, err);
 	}
@@ -384,9 +389,9 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 	if (rc)
 		goto out;
 	snprintf(k->last_rv, sizeof(k->last_rv), "%s",
-		 jstr(res.body, "metadata.resourceVersion") ? jstr(res.body,
-								   "metadata.resourceVersion")
-							    : "");
+		 jstr(res.body, "metadata.resourceVersion")
+			 ? jstr(res.body, "metadata.resourceVersion")
+			 : "");
 	k->last_unsettled = 0;
 	items = json_object_get(res.body, "items");
 	/* Anything but a list here (a proxy's error page with 200) must not read as "none". */
@@ -430,11 +435,11 @@ static int subst_sha(json_t *v, const char *sha)
 	size_t i;
 
 	if (json_is_object(v)) {
-		json_object_foreach(v, key, x)
+		json_object_foreach (v, key, x)
 			if (subst_sha(x, sha))
 				return -ENOMEM;
 	} else if (json_is_array(v)) {
-		json_array_foreach(v, i, x)
+		json_array_foreach (v, i, x)
 			if (subst_sha(x, sha))
 				return -ENOMEM;
 	} else if (json_is_string(v) && strstr(json_string_value(v), "{{SHA}}")) {
@@ -484,7 +489,7 @@ static int load_template(struct platform *p, struct kube *k)
 		json_t *ports = jget(json_array_get(jget(t, "spec.containers"), 0), "ports"), *pt;
 		size_t i;
 
-		json_array_foreach(ports, i, pt) {
+		json_array_foreach (ports, i, pt) {
 			const char *name = jstr(pt, "name");
 
 			if (name && (!strcmp(name, "http") || !strcmp(name, "metrics")))
@@ -521,8 +526,8 @@ static int create_preview(struct platform *p, struct kube *k, const char *sha)
 	if (!body)
 		return platform_error(p, -ENOMEM, "out of memory");
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services", k->ns);
-	rc = kubeclient_request(k->kc, "POST", path, NULL, body, KT("create", "services", "", k,
-								     name), NULL, err, sizeof(err));
+	rc = kubeclient_request(k->kc, "POST", path, NULL, body,
+				KT("create", "services", "", k, name), NULL, err, sizeof(err));
 	json_decref(body);
 	if (rc && rc != -EEXIST)
 		return fail(p, rc, err);
@@ -567,14 +572,14 @@ static int kube_create(struct platform *p, const char *sha, int replicas)
 			 "apiVersion", "apps/v1", "kind", "Deployment", "metadata", "name", name,
 			 "labels", labels_for(k, sha), "annotations",
 			 KUBE_ANNOT_PREFIX PLATFORM_META_REPLICAS, rep, KUBE_PORT_ANNOT, port,
-			 "spec", "replicas", replicas,
-			 "revisionHistoryLimit", 1, "selector", "matchLabels", labels_for(k, sha),
-			 "template", tpl);
+			 "spec", "replicas", replicas, "revisionHistoryLimit", 1, "selector",
+			 "matchLabels", labels_for(k, sha), "template", tpl);
 	if (!body)
 		goto oom;
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments", k->ns);
 	rc = kubeclient_request(k->kc, "POST", path, NULL, body,
-				KT("create", "deployments", "apps", k, name), NULL, err, sizeof(err));
+				KT("create", "deployments", "apps", k, name), NULL, err,
+				sizeof(err));
 	json_decref(body);
 	json_decref(tpl);
 	k->last_unsettled = 1;
@@ -619,8 +624,8 @@ static char *metrics_direct(const char *ip, int port)
 
 	if (!h)
 		return NULL;
-	snprintf(url, sizeof(url), strchr(ip, ':') ? "http://[%s]:%d/metrics" : "http://%s:%d/metrics",
-		 ip, port);
+	snprintf(url, sizeof(url),
+		 strchr(ip, ':') ? "http://[%s]:%d/metrics" : "http://%s:%d/metrics", ip, port);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
@@ -670,12 +675,12 @@ static long pod_connections(struct kube *k, json_t *pod, int port)
 		free(text);
 		return n;
 	}
-	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns,
-		 name, port);
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns, name,
+		 port);
 	/* An unreadable pod is reported as -1 at once: the caller polls again. */
 	retries = kubeclient_set_retries(k->kc, 0);
-	if (kubeclient_request(k->kc, "GET", path, NULL, NULL,
-			       KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err)) == 0 &&
+	if (kubeclient_request(k->kc, "GET", path, NULL, NULL, KT("get", "pods/proxy", "", k, name),
+			       &res, err, sizeof(err)) == 0 &&
 	    res.text)
 		n = promtext_count(res.text, "chatd_connections");
 	else
@@ -693,7 +698,7 @@ static int pod_ready(json_t *pod)
 	if (jget(pod, "metadata.deletionTimestamp") &&
 	    !json_is_null(jget(pod, "metadata.deletionTimestamp")))
 		return 0;
-	json_array_foreach(conds, i, c) {
+	json_array_foreach (conds, i, c) {
 		const char *t = jstr(c, "type"), *s = jstr(c, "status");
 
 		if (t && s && !strcmp(t, "Ready"))
@@ -743,8 +748,10 @@ static int get_deployment(struct platform *p, struct kube *k, const char *sha,
 	if (rc) {
 		kubeclient_result_free(res);
 		if (rc == -ENOENT)
-			return platform_error(p, -ENOENT, "colour %s does not exist (no Deployment "
-					      "%s in namespace %s)", sha, name, k->ns);
+			return platform_error(p, -ENOENT,
+					      "colour %s does not exist (no Deployment "
+					      "%s in namespace %s)",
+					      sha, name, k->ns);
 		return fail(p, rc, err);
 	}
 	return 0;
@@ -776,7 +783,7 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 		kubeclient_result_free(&pods);
 		return platform_error(p, -ENOMEM, "out of memory");
 	}
-	json_array_foreach(items, i, pod) {
+	json_array_foreach (items, i, pod) {
 		const char *name = jstr(pod, "metadata.name");
 		const char *phase = jstr(pod, "status.phase");
 
@@ -824,7 +831,7 @@ static int kube_select(struct platform *p, const char *sha)
 		 * the patch conditional on what we read: 409 Conflict -> re-read.
 		 */
 		sel = labels_for(k, want);
-		json_object_foreach(old, key, v)
+		json_object_foreach (old, key, v)
 			if (!json_object_get(sel, key))
 				json_object_set_new(sel, key, json_null());
 		body = json_pack("{s:{s:s}, s:{s:o}}", "metadata", "resourceVersion", rv ? rv : "",
@@ -850,8 +857,10 @@ static int kube_select(struct platform *p, const char *sha)
 		break;
 	}
 	if (rc == -ESTALE)
-		return platform_error(p, -EIO, "Service %s/%s kept changing under us: %d conflicts "
-				      "in a row", k->ns, k->service, KUBE_CONFLICT_RETRIES);
+		return platform_error(p, -EIO,
+				      "Service %s/%s kept changing under us: %d conflicts "
+				      "in a row",
+				      k->ns, k->service, KUBE_CONFLICT_RETRIES);
 	/* Read back: the switch is done only when the stored selector says so. */
 	{
 		struct kubeclient_result svc = { 0 };
@@ -868,9 +877,11 @@ static int kube_select(struct platform *p, const char *sha)
 		    strcmp(json_string_value(json_object_get(sel, "app")), k->app)) {
 			char *dump = json_dumps(sel, JSON_COMPACT | JSON_SORT_KEYS);
 
-			rc = platform_error(p, -EIO, "Service %s/%s selector reads back as %s, not "
-					    "app=%s,%s=%s", k->ns, k->service, dump ? dump : "?",
-					    k->app, KUBE_SHA_LABEL, want);
+			rc = platform_error(p, -EIO,
+					    "Service %s/%s selector reads back as %s, not "
+					    "app=%s,%s=%s",
+					    k->ns, k->service, dump ? dump : "?", k->app,
+					    KUBE_SHA_LABEL, want);
 			free(dump);
 		}
 		kubeclient_result_free(&svc);
@@ -1008,7 +1019,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 	if (rc)
 		return rc;
 	items = json_object_get(pods.body, "items");
-	json_array_foreach(items, i, pod) {
+	json_array_foreach (items, i, pod) {
 		const char *pn = jstr(pod, "metadata.name");
 
 		if (pn && !strcmp(pn, name)) {
@@ -1017,9 +1028,9 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 			found = 1;
 			rank = pod_delete_rank(pod);
 			if (c != 0) {
-				rc = platform_error(p, -EBUSY, "pod %s still holds %ld connection%s%s",
-						    name, c, c == 1 ? "" : "s",
-						    c < 0 ? " (metrics unreadable)" : "");
+				rc = platform_error(
+					p, -EBUSY, "pod %s still holds %ld connection%s%s", name, c,
+					c == 1 ? "" : "s", c < 0 ? " (metrics unreadable)" : "");
 				goto out;
 			}
 		}
@@ -1029,7 +1040,7 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		goto out;
 	}
 	/* A busy pod that would be deleted before the named one: not now. */
-	json_array_foreach(items, i, pod) {
+	json_array_foreach (items, i, pod) {
 		const char *pn = jstr(pod, "metadata.name");
 		long c;
 
@@ -1037,14 +1048,16 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 			continue;
 		c = pod_connections(k, pod, port);
 		if (c != 0) {
-			rc = platform_error(p, -EBUSY, "pod %s (not ready or not running) holds %ld "
+			rc = platform_error(p, -EBUSY,
+					    "pod %s (not ready or not running) holds %ld "
 					    "connection%s%s and the ReplicaSet controller would "
-					    "delete it before %s", pn, c, c == 1 ? "" : "s",
+					    "delete it before %s",
+					    pn, c, c == 1 ? "" : "s",
 					    c < 0 ? " (metrics unreadable)" : "", name);
 			goto out;
 		}
 	}
-	json_array_foreach(items, i, pod) {
+	json_array_foreach (items, i, pod) {
 		const char *pn = jstr(pod, "metadata.name");
 		long c;
 
@@ -1085,7 +1098,8 @@ static int kube_meta_set(struct platform *p, const char *sha, const char *key, c
 		return platform_error(p, -ENOMEM, "out of memory");
 	snprintf(path, sizeof(path), "/apis/apps/v1/namespaces/%s/deployments/%s", k->ns, name);
 	rc = kubeclient_request(k->kc, "PATCH", path, KUBECLIENT_MERGE_PATCH, body,
-				KT("patch", "deployments", "apps", k, name), NULL, err, sizeof(err));
+				KT("patch", "deployments", "apps", k, name), NULL, err,
+				sizeof(err));
 	json_decref(body);
 	if (rc == -ENOENT)
 		return platform_error(p, -ENOENT, "colour %s does not exist", sha);

@@ -18,11 +18,11 @@
 #define KUBECLIENT_BACKOFF_CAP_MS 5000
 
 struct kubeclient {
-	struct kubeconfig kc;		/* owned */
+	struct kubeconfig kc; /* owned */
 	struct kubeclient_opts opts;
-	CURL *curl;			/* reused so connections are kept alive */
-	char *base;			/* URL prefix requests go to (server, or tls-server-name) */
-	struct curl_slist *connect_to;	/* tls-server-name: "name:port:host:port", else NULL */
+	CURL *curl;		       /* reused so connections are kept alive */
+	char *base;		       /* URL prefix requests go to (server, or tls-server-name) */
+	struct curl_slist *connect_to; /* tls-server-name: "name:port:host:port", else NULL */
 	char curl_err[CURL_ERROR_SIZE];
 };
 
@@ -36,12 +36,12 @@ struct kc_buf {
 /* The state of a streaming watch: a line buffer and the callback. */
 struct kc_watch {
 	struct kc_buf line;
-	struct kc_buf head;	/* the first bytes, kept to decode a refused watch's Status */
+	struct kc_buf head; /* the first bytes, kept to decode a refused watch's Status */
 	kubeclient_watch_cb cb;
 	void *arg;
-	int stopped;	/* 1 when the callback asked to stop, <0 when it failed */
-	int gone;	/* an ERROR event with code 410 arrived */
-	long err_code;	/* code of another ERROR event */
+	int stopped;   /* 1 when the callback asked to stop, <0 when it failed */
+	int gone;      /* an ERROR event with code 410 arrived */
+	long err_code; /* code of another ERROR event */
 	char err_msg[256];
 };
 
@@ -88,7 +88,7 @@ static size_t write_body(char *p, size_t size, size_t nmemb, void *arg)
 	struct kc_buf *b = arg;
 
 	if (buf_append(b, p, size * nmemb) < 0)
-		return 0;	/* aborts the transfer with CURLE_WRITE_ERROR */
+		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
 	return size * nmemb;
 }
 
@@ -217,8 +217,8 @@ char *kubeclient_escape(const char *s)
 	for (; *s; s++) {
 		unsigned char ch = (unsigned char)*s;
 
-		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-		    ch == '-' || ch == '_' || ch == '.' || ch == '~') {
+		if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_' || ch == '.' || ch == '~') {
 			*o++ = (char)ch;
 		} else {
 			*o++ = '%';
@@ -363,13 +363,15 @@ static int map_status(struct kubeclient *c, const char *method, const char *path
 		return 0;
 	switch (r->status) {
 	case 401:
-		kc_err(err, errlen, "API server %s rejected the credentials from %s (401 "
+		kc_err(err, errlen,
+		       "API server %s rejected the credentials from %s (401 "
 		       "Unauthorized%s%s): the token or client certificate is missing, expired "
-		       "or not trusted", c->kc.server, c->kc.source ? c->kc.source : "?",
-		       *msg ? ": " : "", msg);
+		       "or not trusted",
+		       c->kc.server, c->kc.source ? c->kc.source : "?", *msg ? ": " : "", msg);
 		return -EACCES;
 	case 403:
-		kc_err(err, errlen, "RBAC: not allowed to %s %s%s%s%s%s%s; grant verb \"%s\" on "
+		kc_err(err, errlen,
+		       "RBAC: not allowed to %s %s%s%s%s%s%s; grant verb \"%s\" on "
 		       "resource \"%s\" in API group \"%s\" to rainbow's Role (k8s/rbac.yaml)%s%s",
 		       verb, res, t && t->name ? " \"" : "", t && t->name ? t->name : "",
 		       t && t->name ? "\"" : "", ns ? " in namespace " : "", ns ? ns : "", verb,
@@ -393,8 +395,8 @@ static int map_status(struct kubeclient *c, const char *method, const char *path
 			       ns ? ns : "");
 			return -EEXIST;
 		}
-		kc_err(err, errlen, "conflict on %s \"%s\": it changed since it was read (%s)",
-		       res, t && t->name ? t->name : "?", msg);
+		kc_err(err, errlen, "conflict on %s \"%s\": it changed since it was read (%s)", res,
+		       t && t->name ? t->name : "?", msg);
 		return -ESTALE;
 	case 410:
 		kc_err(err, errlen, "resource version expired (410 Gone): re-list %s", res);
@@ -403,7 +405,8 @@ static int map_status(struct kubeclient *c, const char *method, const char *path
 		break;
 	}
 	if (r->status >= 500) {
-		kc_err(err, errlen, "API server %s failed to %s %s: HTTP %ld%s%s (after %d attempts)",
+		kc_err(err, errlen,
+		       "API server %s failed to %s %s: HTTP %ld%s%s (after %d attempts)",
 		       c->kc.server, verb, res, r->status, *msg ? ": " : "", msg,
 		       c->opts.retries + 1);
 		return -EIO;
@@ -510,7 +513,8 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 			free(b.data);
 			rc = curl_code_errno(cc);
 			again = retryable_curl(cc);
-			kc_err(err, errlen, "API server %s unreachable: %s %s: %s (after %d attempt%s)",
+			kc_err(err, errlen,
+			       "API server %s unreachable: %s %s: %s (after %d attempt%s)",
 			       c->kc.server, method, path,
 			       c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc), attempt + 1,
 			       attempt ? "s" : "");
@@ -587,8 +591,8 @@ static size_t write_watch(char *p, size_t size, size_t nmemb, void *arg)
 	size_t n = size * nmemb, start = 0;
 
 	if (w->head.len < w->head.max - 1)
-		buf_append(&w->head, p, n < w->head.max - 1 - w->head.len ? n
-									 : w->head.max - 1 - w->head.len);
+		buf_append(&w->head, p,
+			   n < w->head.max - 1 - w->head.len ? n : w->head.max - 1 - w->head.len);
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] != '\n')
 			continue;
@@ -613,8 +617,10 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		     kubeclient_watch_cb cb, void *arg, const struct kubeclient_target *t,
 		     char *err, size_t errlen)
 {
-	struct kc_watch w = { .line = { .max = KUBECLIENT_MAX_EVENT }, .head = { .max = 65536 },
-			      .cb = cb, .arg = arg };
+	struct kc_watch w = { .line = { .max = KUBECLIENT_MAX_EVENT },
+			      .head = { .max = 65536 },
+			      .cb = cb,
+			      .arg = arg };
 	struct kubeclient_result r = { 0 };
 	struct curl_slist *hdrs = NULL;
 	char *url = NULL, *sel = NULL, *rv = NULL;

@@ -36,7 +36,7 @@
 
 struct kubeclient_opts {
 	int timeout_ms;		/* whole request, default 30000 */
-	int connect_timeout_ms;	/* default 5000 */
+	int connect_timeout_ms; /* default 5000 */
 	int retries;		/* extra attempts on 5xx/429/transport errors, default 4 */
 	int backoff_ms;		/* first backoff, doubled per attempt (cap 5 s), default 250 */
 	size_t max_response;	/* response body cap, default KUBECLIENT_MAX_RESPONSE */
@@ -44,19 +44,19 @@ struct kubeclient_opts {
 
 /* What a request acts on, so that errors can name it (RBAC terms). */
 struct kubeclient_target {
-	const char *verb;	/* get list watch create update patch delete */
-	const char *resource;	/* "deployments", "services", "pods/proxy", "deployments/scale" */
-	const char *group;	/* "" for the core group, "apps" */
-	const char *ns;		/* namespace or NULL */
-	const char *name;	/* object name or NULL (collections) */
+	const char *verb;     /* get list watch create update patch delete */
+	const char *resource; /* "deployments", "services", "pods/proxy", "deployments/scale" */
+	const char *group;    /* "" for the core group, "apps" */
+	const char *ns;	      /* namespace or NULL */
+	const char *name;     /* object name or NULL (collections) */
 };
 
 struct kubeclient_result {
-	long status;		/* HTTP status; 0 when no answer arrived */
-	json_t *body;		/* parsed JSON body (owned), or NULL when not JSON */
-	char *text;		/* raw body, NUL-terminated (owned), or NULL */
-	size_t len;		/* bytes in text */
-	char reason[48];	/* Status.reason of an error answer ("NotFound"...) or "" */
+	long status;	 /* HTTP status; 0 when no answer arrived */
+	json_t *body;	 /* parsed JSON body (owned), or NULL when not JSON */
+	char *text;	 /* raw body, NUL-terminated (owned), or NULL */
+	size_t len;	 /* bytes in text */
+	char reason[48]; /* Status.reason of an error answer ("NotFound"...) or "" */
 };
 
 struct kubeclient;

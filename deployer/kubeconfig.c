@@ -126,7 +126,8 @@ static yaml_node_t *map_get(yaml_document_t *doc, yaml_node_t *map, const char *
 	     p++) {
 		yaml_node_t *k = yaml_document_get_node(doc, p->key);
 
-		if (k && k->type == YAML_SCALAR_NODE && strcmp((char *)k->data.scalar.value, key) == 0)
+		if (k && k->type == YAML_SCALAR_NODE &&
+		    strcmp((char *)k->data.scalar.value, key) == 0)
 			return yaml_document_get_node(doc, p->value);
 	}
 	return NULL;
@@ -247,8 +248,8 @@ static void strip_trailing_slashes(char *s)
 }
 
 int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
-			   const char *base_dir, const char *context, const char *source,
-			   char *err, size_t errlen)
+			   const char *base_dir, const char *context, const char *source, char *err,
+			   size_t errlen)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -286,7 +287,8 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 	}
 	cluster_name = map_str(&doc, ctx, "cluster");
 	user_name = map_str(&doc, ctx, "user");
-	cluster = cluster_name ? named_entry(&doc, root, "clusters", "cluster", cluster_name) : NULL;
+	cluster =
+		cluster_name ? named_entry(&doc, root, "clusters", "cluster", cluster_name) : NULL;
 	if (!cluster) {
 		kc_err(err, errlen, "%s: context \"%s\" names cluster \"%s\", which is not defined",
 		       source, ctx_name, cluster_name ? cluster_name : "");
@@ -323,8 +325,10 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 		if (rc)
 			goto out;
 		if ((kc->cert.path || kc->cert.data) != (kc->key.path || kc->key.data)) {
-			kc_err(err, errlen, "%s: user \"%s\" has a client certificate without a key "
-			       "or a key without a certificate", source, user_name);
+			kc_err(err, errlen,
+			       "%s: user \"%s\" has a client certificate without a key "
+			       "or a key without a certificate",
+			       source, user_name);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -336,7 +340,8 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 			goto out;
 		if (map_get(&doc, user, "exec") || map_get(&doc, user, "auth-provider")) {
 			if (!kc->token && !kc->token_file && !kc->cert.path && !kc->cert.data) {
-				kc_err(err, errlen, "%s: user \"%s\" authenticates with an exec or "
+				kc_err(err, errlen,
+				       "%s: user \"%s\" authenticates with an exec or "
 				       "auth-provider plugin, which rainbow does not run; use a "
 				       "token, a client certificate or a service account",
 				       source, user_name);
@@ -359,8 +364,8 @@ out:
 	return rc;
 }
 
-int kubeconfig_load_file(struct kubeconfig *kc, const char *path, const char *context,
-			 char *err, size_t errlen)
+int kubeconfig_load_file(struct kubeconfig *kc, const char *path, const char *context, char *err,
+			 size_t errlen)
 {
 	char *text = NULL, *dir = NULL;
 	size_t len = 0;
@@ -387,8 +392,8 @@ static void chomp(char *s)
 {
 	size_t n = strlen(s);
 
-	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' ||
-			 s[n - 1] == '\t'))
+	while (n > 0 &&
+	       (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
 }
 
@@ -484,7 +489,8 @@ int kubeconfig_auto(struct kubeconfig *kc, const char *explicit_path, const char
 			return rc;
 	}
 	if (!home || !*home) {
-		kc_err(err, errlen, "no kubeconfig: --kubeconfig, $KUBECONFIG and $HOME are unset "
+		kc_err(err, errlen,
+		       "no kubeconfig: --kubeconfig, $KUBECONFIG and $HOME are unset "
 		       "and this is not a pod with a service account");
 		return -ENOENT;
 	}

@@ -34,25 +34,25 @@
 
 /* A PEM object kept either as a file path or as bytes (from *-data). */
 struct kubeconfig_pem {
-	char *path;	/* absolute or relative to the cwd; NULL when unset */
-	char *data;	/* decoded PEM bytes (NUL-terminated); NULL when unset */
-	size_t len;	/* bytes in data, without the terminating NUL */
+	char *path; /* absolute or relative to the cwd; NULL when unset */
+	char *data; /* decoded PEM bytes (NUL-terminated); NULL when unset */
+	size_t len; /* bytes in data, without the terminating NUL */
 };
 
 struct kubeconfig {
-	char *source;		/* file read, or "in-cluster" */
-	char *context;		/* context used (NULL in-cluster) */
-	char *server;		/* "https://host:port", no trailing slash */
-	char *namespace;	/* context namespace or the SA namespace; NULL if unset */
-	char *tls_server_name;	/* overrides SNI/verification name; NULL if unset */
+	char *source;	       /* file read, or "in-cluster" */
+	char *context;	       /* context used (NULL in-cluster) */
+	char *server;	       /* "https://host:port", no trailing slash */
+	char *namespace;       /* context namespace or the SA namespace; NULL if unset */
+	char *tls_server_name; /* overrides SNI/verification name; NULL if unset */
 	struct kubeconfig_pem ca;
 	struct kubeconfig_pem cert;
 	struct kubeconfig_pem key;
-	int insecure;		/* insecure-skip-tls-verify: true */
-	char *token;		/* static token, or the cached contents of token_file */
-	char *token_file;	/* re-read when it changes; NULL when the token is static */
+	int insecure;		  /* insecure-skip-tls-verify: true */
+	char *token;		  /* static token, or the cached contents of token_file */
+	char *token_file;	  /* re-read when it changes; NULL when the token is static */
 	long long token_mtime_ns; /* mtime of token_file at the last read, in ns */
-	time_t token_read_at;	/* wall time of the last read */
+	time_t token_read_at;	  /* wall time of the last read */
 };
 
 /*
@@ -60,13 +60,13 @@ struct kubeconfig {
  * current-context). Relative file paths in it are resolved against the
  * file's directory, as kubectl does.
  */
-int kubeconfig_load_file(struct kubeconfig *kc, const char *path, const char *context,
-			 char *err, size_t errlen);
+int kubeconfig_load_file(struct kubeconfig *kc, const char *path, const char *context, char *err,
+			 size_t errlen);
 
 /* Same as kubeconfig_load_file() from YAML text; base_dir resolves relative paths. */
 int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
-			   const char *base_dir, const char *context, const char *source,
-			   char *err, size_t errlen);
+			   const char *base_dir, const char *context, const char *source, char *err,
+			   size_t errlen);
 
 /*
  * In-cluster config: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT,

@@ -76,7 +76,8 @@ static json_t *convert(yaml_document_t *doc, yaml_node_t *n, int depth, char *er
 			json_t *v;
 
 			if (!k || k->type != YAML_SCALAR_NODE) {
-				snprintf(err, errlen, "YAML line %zu: a mapping key is not a scalar",
+				snprintf(err, errlen,
+					 "YAML line %zu: a mapping key is not a scalar",
 					 k ? k->start_mark.line + 1 : 0);
 				json_decref(out);
 				return NULL;

@@ -39,7 +39,7 @@ struct local_rep {
 	int pid;
 	char listen[64];
 	char http[64];
-	char cluster[64];	/* "" when chatd has no cluster flags */
+	char cluster[64]; /* "" when chatd has no cluster flags */
 	long long started;
 };
 
@@ -51,12 +51,12 @@ struct local_colour {
 };
 
 struct local {
-	char state[LOCAL_PATH_MAX / 2];	/* half: room for every file name below it */
+	char state[LOCAL_PATH_MAX / 2]; /* half: room for every file name below it */
 	char chatd[LOCAL_PATH_MAX];
 	int auth_any;
 	char chatd_args[1024];
-	int cluster;		/* chatd takes --cluster-listen/--peers-file */
-	int cluster_secret;	/* chatd takes --cluster-secret-file */
+	int cluster;	    /* chatd takes --cluster-listen/--peers-file */
+	int cluster_secret; /* chatd takes --cluster-secret-file */
 	CURL *curl;
 };
 
@@ -129,7 +129,7 @@ static int colour_load(struct platform *p, const char *sha, struct local_colour 
 	lc->c.replicas = (int)json_integer_value(json_object_get(o, "replicas_wanted"));
 	lc->next_index = (int)json_integer_value(json_object_get(o, "next_index"));
 	reps = json_object_get(o, "replicas");
-	json_array_foreach(reps, i, v) {
+	json_array_foreach (reps, i, v) {
 		struct local_rep *r;
 
 		if (lc->n_rep >= LOCAL_REPLICAS_MAX)
@@ -148,7 +148,7 @@ static int colour_load(struct platform *p, const char *sha, struct local_colour 
 		r->started = json_integer_value(json_object_get(v, "started"));
 	}
 	meta = json_object_get(o, "meta");
-	json_object_foreach(meta, k, v) {
+	json_object_foreach (meta, k, v) {
 		if (json_is_string(v))
 			platform_meta_put(&lc->c, k, json_string_value(v));
 	}
@@ -184,11 +184,11 @@ static int colour_save(struct platform *p, const struct local_colour *lc)
 	for (size_t i = 0; i < lc->n_rep; i++) {
 		const struct local_rep *r = &lc->rep[i];
 
-		json_array_append_new(reps, json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:I}",
-						      "name", r->name, "index", r->index,
-						      "pid", r->pid, "listen", r->listen,
-						      "http", r->http, "cluster", r->cluster,
-						      "started", (json_int_t)r->started));
+		json_array_append_new(reps,
+				      json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:I}", "name", r->name,
+						"index", r->index, "pid", r->pid, "listen",
+						r->listen, "http", r->http, "cluster", r->cluster,
+						"started", (json_int_t)r->started));
 	}
 	for (size_t i = 0; i < lc->c.n_meta; i++)
 		json_object_set_new(meta, lc->c.meta[i].key, json_string(lc->c.meta[i].value));
@@ -231,7 +231,7 @@ static int rep_alive(const struct local_rep *r)
 	if (!paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X')
 		return 0;
 	if (!r->name[0])
-		return 1;	/* any live process with that pid */
+		return 1; /* any live process with that pid */
 	snprintf(path, sizeof(path), "/proc/%d/cmdline", r->pid);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -347,8 +347,10 @@ static void rep_stop(const struct local_rep *r, int now)
 			kill(r->pid, SIGTERM);
 	}
 	if (rep_wait_exit(r, 5000) != 0)
-		log_warn("replica-still-running", "name=%s pid=%d (it exits by itself after "
-			 "its drain timeout)", r->name, r->pid);
+		log_warn("replica-still-running",
+			 "name=%s pid=%d (it exits by itself after "
+			 "its drain timeout)",
+			 r->name, r->pid);
 }
 
 static int rep_start(struct platform *p, struct local_colour *lc)
@@ -437,7 +439,7 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 
 	if (b->len + n > LOCAL_HTTP_MAX)
-		return 0;	/* capped: the transfer fails */
+		return 0; /* capped: the transfer fails */
 	char *d = realloc(b->data, b->len + n + 1);
 	if (!d)
 		return 0;
@@ -652,8 +654,8 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 	else
 		chatd_default(l->chatd, sizeof(l->chatd));
 	if (strchr(l->chatd, '/') && access(l->chatd, X_OK) != 0)
-		return platform_error(p, -ENOENT, "chatd not found at %s (--chatd or RAINBOW_CHATD)",
-				      l->chatd);
+		return platform_error(p, -ENOENT,
+				      "chatd not found at %s (--chatd or RAINBOW_CHATD)", l->chatd);
 	l->auth_any = o->auth_any;
 	snprintf(l->chatd_args, sizeof(l->chatd_args), "%s", o->chatd_args ? o->chatd_args : "");
 	if (o->n_extra)
@@ -664,9 +666,11 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 		return platform_error(p, -ENOMEM, "curl_easy_init failed");
 	rc = lswitch_call(l->state, "ping", reply, sizeof(reply));
 	if (rc != 0)
-		return platform_error(p, -ENOENT, "the local platform is not up (no switch "
+		return platform_error(p, -ENOENT,
+				      "the local platform is not up (no switch "
 				      "answers on %s/switch.sock): run `rainbow local up "
-				      "--state-dir %s` first", l->state, l->state);
+				      "--state-dir %s` first",
+				      l->state, l->state);
 	rc = local_state_init(l->state);
 	if (rc < 0)
 		return platform_error(p, rc, "state dir %s: %s", l->state, strerror(-rc));
@@ -698,8 +702,10 @@ static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
 	if (rc == -EIO || rc == -EPROTO || rc == -ENOMEM)
 		return platform_error(p, -EIO, "the local switch answered status badly");
 	if (rc != 0)
-		return platform_error(p, -ENOENT, "the local switch is not running "
-				      "(rainbow local up --state-dir %s)", L(p)->state);
+		return platform_error(p, -ENOENT,
+				      "the local switch is not running "
+				      "(rainbow local up --state-dir %s)",
+				      L(p)->state);
 	snprintf(out, PLATFORM_SHA_MAX, "%s",
 		 json_string_value(json_object_get(o, "selected")) ?: "");
 	json_decref(o);
@@ -1016,12 +1022,12 @@ const struct platform_ops *local_platform_ops(void)
 
 /* ---- up / down ---------------------------------------------------------- */
 
-int local_up(const char *exe, const char *state_dir, const char *listen, int *already,
-	     char *err, size_t errlen)
+int local_up(const char *exe, const char *state_dir, const char *listen, int *already, char *err,
+	     size_t errlen)
 {
 	char reply[256], log[LOCAL_PATH_MAX];
-	char *argv[] = { (char *)exe, "local", "serve", "--state-dir", (char *)state_dir,
-			 "--listen", (char *)listen, NULL };
+	char *argv[] = { (char *)exe,	    "local",	"serve",	"--state-dir",
+			 (char *)state_dir, "--listen", (char *)listen, NULL };
 	int rc, pid;
 
 	*already = 0;

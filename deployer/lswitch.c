@@ -28,17 +28,17 @@
 
 #define LSWITCH_READ_SIZE 65536
 #define LSWITCH_HIGH_WATER_DEFAULT (1024 * 1024)
-#define LSWITCH_CTL_QUEUE_MAX (4 * 1024 * 1024)	/* unread reply bytes per control client */
+#define LSWITCH_CTL_QUEUE_MAX (4 * 1024 * 1024) /* unread reply bytes per control client */
 
 struct backend {
 	struct backend *next;
 	char sha[48];
 	char addr[64];
 	struct sockaddr_storage sa;
-	long active;		/* proxies connected to it now */
-	long total;		/* proxies ever connected */
-	long failed;		/* connects that failed */
-	long refs;		/* proxies pointing at it, connecting or connected */
+	long active; /* proxies connected to it now */
+	long total;  /* proxies ever connected */
+	long failed; /* connects that failed */
+	long refs;   /* proxies pointing at it, connecting or connected */
 	int selected;
 };
 
@@ -48,7 +48,7 @@ struct side {
 	uv_tcp_t tcp;
 	struct proxy *px;
 	struct side *peer;
-	int eof;		/* read EOF from this side */
+	int eof; /* read EOF from this side */
 	int reading;
 	int open;
 };
@@ -60,15 +60,15 @@ struct proxy {
 	struct side up;
 	uv_connect_t connect;
 	uv_shutdown_t shut_cli, shut_up;
-	int counted;		/* counted in be->active */
-	int shut_done;		/* half-closes passed on (2: both directions done) */
+	int counted;   /* counted in be->active */
+	int shut_done; /* half-closes passed on (2: both directions done) */
 	int closing;
 	struct proxy *prev, *next;
 };
 
 struct wreq {
 	uv_write_t req;
-	struct side *src;	/* the side whose read produced the data */
+	struct side *src; /* the side whose read produced the data */
 	char *data;
 };
 
@@ -97,7 +97,7 @@ struct lsw {
 	long active, accepted, refused, failed;
 	struct proxy *proxies;
 	int stopping;
-	int ctl_bound;		/* sock_path is ours to unlink */
+	int ctl_bound; /* sock_path is ours to unlink */
 };
 
 static void side_close_cb(uv_handle_t *h)
@@ -182,8 +182,7 @@ static void write_cb(uv_write_t *req, int status)
 		proxy_close(px);
 		return;
 	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&src->peer->tcp) <
-	    px->sw->high_water / 4)
+	if (uv_stream_get_write_queue_size((uv_stream_t *)&src->peer->tcp) < px->sw->high_water / 4)
 		side_read_start(src);
 }
 
@@ -256,8 +255,8 @@ static void connect_cb(uv_connect_t *req, int status)
 	if (status < 0) {
 		px->be->failed++;
 		px->sw->failed++;
-		log_warn("upstream-failed", "backend=%s sha=%s err=%s", px->be->addr,
-			 px->be->sha, uv_strerror(status));
+		log_warn("upstream-failed", "backend=%s sha=%s err=%s", px->be->addr, px->be->sha,
+			 uv_strerror(status));
 		proxy_close(px);
 		return;
 	}
@@ -331,8 +330,8 @@ static void on_accept(uv_stream_t *server, int status)
 	px->up.open = 1;
 	uv_tcp_nodelay(&px->up.tcp, 1);
 	px->connect.data = px;
-	if (uv_tcp_connect(&px->connect, &px->up.tcp, (struct sockaddr *)&be->sa,
-			   connect_cb) != 0) {
+	if (uv_tcp_connect(&px->connect, &px->up.tcp, (struct sockaddr *)&be->sa, connect_cb) !=
+	    0) {
 		be->failed++;
 		sw->failed++;
 		proxy_close(px);
@@ -502,15 +501,15 @@ int lswitch_parse_command(char *line, struct lswitch_cmd *cmd, char *err, size_t
 	}
 	if (strcmp(name, "status") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_STATUS;
-	} else if (strcmp(name, "select") == 0 && a1 && !extra &&
-		   (a2 || strcmp(a1, "-") == 0)) {
+	} else if (strcmp(name, "select") == 0 && a1 && !extra && (a2 || strcmp(a1, "-") == 0)) {
 		return lswitch_parse_select(a1, a2 ? a2 : "", cmd, err, errlen);
 	} else if (strcmp(name, "stop") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_STOP;
 	} else if (strcmp(name, "ping") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_PING;
 	} else {
-		snprintf(err, errlen, "unknown or malformed request (select SHA ADDR:PORT,..., "
+		snprintf(err, errlen,
+			 "unknown or malformed request (select SHA ADDR:PORT,..., "
 			 "select -, status, stop)");
 		return -EINVAL;
 	}
@@ -568,15 +567,16 @@ static void resume_selection(struct lsw *sw)
 		return;
 	sha = json_string_value(json_object_get(o, "selected"));
 	arr = json_object_get(o, "backends");
-	json_array_foreach(arr, i, v) {
+	json_array_foreach (arr, i, v) {
 		const char *a = json_string_value(v);
 
 		if (a && off + strlen(a) + 2 < sizeof(list))
 			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
 						off ? "," : "", a);
 	}
-	if (sha && sha[0] && (lswitch_parse_select(sha, list, &cmd, err, sizeof(err)) != 0 ||
-			      apply_select(sw, &cmd, err, sizeof(err), 0) != 0))
+	if (sha && sha[0] &&
+	    (lswitch_parse_select(sha, list, &cmd, err, sizeof(err)) != 0 ||
+	     apply_select(sw, &cmd, err, sizeof(err), 0) != 0))
 		log_warn("resume-failed", "err=%s", err);
 	else if (sha && sha[0])
 		log_info("resumed", "sha=%s", sha);
@@ -633,7 +633,7 @@ static void ctl_client_close(struct ctl_client *c)
 
 struct ctl_write {
 	uv_write_t req;
-	struct lsw *stop;	/* the reply to `stop`: stop once it is written */
+	struct lsw *stop; /* the reply to `stop`: stop once it is written */
 	char data[];
 };
 

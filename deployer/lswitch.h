@@ -36,24 +36,24 @@
 #define LSWITCH_BACKENDS_MAX 64
 
 struct lswitch_opts {
-	const char *listen;	/* "127.0.0.1:5222" */
+	const char *listen; /* "127.0.0.1:5222" */
 	const char *state_dir;
-	size_t high_water;	/* bytes queued to one side before the other side's reads stop */
+	size_t high_water; /* bytes queued to one side before the other side's reads stop */
 };
 
 /* One control request, parsed and validated (lswitch_parse_command()). */
 enum lswitch_cmd_kind {
 	LSWITCH_CMD_STATUS = 1,
-	LSWITCH_CMD_SELECT,	/* sha "" and n 0: select nothing */
+	LSWITCH_CMD_SELECT, /* sha "" and n 0: select nothing */
 	LSWITCH_CMD_STOP,
 	LSWITCH_CMD_PING,
 };
 
 struct lswitch_cmd {
 	enum lswitch_cmd_kind kind;
-	char sha[48];		/* 7-40 lower-case hex, or "" */
-	size_t n;		/* backends */
-	char addrs[LSWITCH_BACKENDS_MAX][64];	/* as given: "IP:PORT" or "[v6]:PORT" */
+	char sha[48];			      /* 7-40 lower-case hex, or "" */
+	size_t n;			      /* backends */
+	char addrs[LSWITCH_BACKENDS_MAX][64]; /* as given: "IP:PORT" or "[v6]:PORT" */
 	struct sockaddr_storage sas[LSWITCH_BACKENDS_MAX];
 };
 

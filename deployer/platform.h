@@ -54,10 +54,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PLATFORM_SHA_MAX 41	/* 40 hex + NUL */
-#define PLATFORM_NAME_MAX 128	/* replica name: chat-<sha>-<n> / pod name */
+#define PLATFORM_SHA_MAX 41   /* 40 hex + NUL */
+#define PLATFORM_NAME_MAX 128 /* replica name: chat-<sha>-<n> / pod name */
 #define PLATFORM_ERR_MAX 512
-#define PLATFORM_META_MAX 16	/* key/value pairs per colour */
+#define PLATFORM_META_MAX 16 /* key/value pairs per colour */
 #define PLATFORM_META_KEY_MAX 48
 #define PLATFORM_META_VAL_MAX 128
 
@@ -66,15 +66,15 @@
  * "1796000000.250", unless noted). Values are opaque strings to platforms;
  * platforms store any key given; these are the ones with meaning.
  */
-#define PLATFORM_META_SELECTED_AT "selected-at"	/* last time it became selected */
+#define PLATFORM_META_SELECTED_AT "selected-at"	      /* last time it became selected */
 #define PLATFORM_META_DRAINING_SINCE "draining-since" /* deselected at (switch time) */
-#define PLATFORM_META_ZERO_SINCE "zero-since"	/* count first read 0 (settle) */
-#define PLATFORM_META_DRAINED_AT "drained-at"	/* settled at 0: drained */
-#define PLATFORM_META_FAILED "failed"		/* reason text: never became ready */
-#define PLATFORM_META_SHUTDOWN_AT "shutdown-at"	/* --on-max-drain shutdown sent */
-#define PLATFORM_META_KEPT "kept"		/* "1": scaled to 0, kept for rollback */
-#define PLATFORM_META_REPLICAS "replicas"	/* replicas wanted when live */
-#define PLATFORM_META_DRAIN_FROM "drain-from"	/* connections when deselected (count) */
+#define PLATFORM_META_ZERO_SINCE "zero-since"	      /* count first read 0 (settle) */
+#define PLATFORM_META_DRAINED_AT "drained-at"	      /* settled at 0: drained */
+#define PLATFORM_META_FAILED "failed"		      /* reason text: never became ready */
+#define PLATFORM_META_SHUTDOWN_AT "shutdown-at"	      /* --on-max-drain shutdown sent */
+#define PLATFORM_META_KEPT "kept"		      /* "1": scaled to 0, kept for rollback */
+#define PLATFORM_META_REPLICAS "replicas"	      /* replicas wanted when live */
+#define PLATFORM_META_DRAIN_FROM "drain-from"	      /* connections when deselected (count) */
 
 struct platform_kv {
 	char key[PLATFORM_META_KEY_MAX];
@@ -83,18 +83,18 @@ struct platform_kv {
 
 struct platform_colour {
 	char sha[PLATFORM_SHA_MAX];
-	int replicas;		/* desired replicas now (0 when scaled down) */
-	int ready;		/* replicas ready (chatd /readyz 200) */
-	int selected;		/* 1: the switch/Service sends new connections here */
-	int64_t created;	/* unix seconds */
+	int replicas;	 /* desired replicas now (0 when scaled down) */
+	int ready;	 /* replicas ready (chatd /readyz 200) */
+	int selected;	 /* 1: the switch/Service sends new connections here */
+	int64_t created; /* unix seconds */
 	size_t n_meta;
 	struct platform_kv meta[PLATFORM_META_MAX];
 };
 
 struct platform_replica {
 	char name[PLATFORM_NAME_MAX];
-	int ready;		/* 1 ready, 0 not (starting, draining, dead) */
-	long connections;	/* chatd_connections gauge; -1 when unreadable */
+	int ready;	  /* 1 ready, 0 not (starting, draining, dead) */
+	long connections; /* chatd_connections gauge; -1 when unreadable */
 };
 
 /*
@@ -102,13 +102,13 @@ struct platform_replica {
  * platform's lifetime; NULL means "not given, use the platform's default".
  */
 struct platform_opts {
-	const char *state_dir;	/* rainbow's own files (timeline, record) */
+	const char *state_dir; /* rainbow's own files (timeline, record) */
 	/* local */
 	const char *chatd;	/* chatd binary (--chatd / RAINBOW_CHATD) */
 	int auth_any;		/* start chatd with --auth-any (default 1) */
-	const char *chatd_args;	/* extra chatd flags, space separated */
+	const char *chatd_args; /* extra chatd flags, space separated */
 	/* kubernetes */
-	const char *kubeconfig;	/* --kubeconfig / KUBECONFIG */
+	const char *kubeconfig; /* --kubeconfig / KUBECONFIG */
 	const char *context;	/* --context */
 	const char *namespace;	/* --namespace */
 	/* anything else: -P KEY=VALUE, repeatable; platform documents its keys */
@@ -119,7 +119,7 @@ struct platform_opts {
 struct platform;
 
 struct platform_ops {
-	const char *name;	/* "local", "kubernetes" */
+	const char *name; /* "local", "kubernetes" */
 
 	/* Connects/opens; sets p->ctx. -ENOENT when the platform is not up. */
 	int (*open)(struct platform *p, const struct platform_opts *o);
@@ -142,8 +142,8 @@ struct platform_ops {
 	 * Per-replica readiness and live connection count of one colour, read
 	 * from each chatd's /readyz and /metrics now. -ENOENT: no such colour.
 	 */
-	int (*replicas)(struct platform *p, const char *sha,
-			struct platform_replica **out, size_t *n);
+	int (*replicas)(struct platform *p, const char *sha, struct platform_replica **out,
+			size_t *n);
 
 	/*
 	 * Sends new connections to colour sha only (atomically, read back to
@@ -178,14 +178,13 @@ struct platform_ops {
 	 * Sets meta key to value on colour sha; value NULL removes the key.
 	 * -ENOSPC when PLATFORM_META_MAX keys are already set.
 	 */
-	int (*meta_set)(struct platform *p, const char *sha, const char *key,
-			const char *value);
+	int (*meta_set)(struct platform *p, const char *sha, const char *key, const char *value);
 };
 
 struct platform {
 	const struct platform_ops *ops;
-	void *ctx;			/* the platform's own state */
-	char err[PLATFORM_ERR_MAX];	/* message of the last failed op */
+	void *ctx;		    /* the platform's own state */
+	char err[PLATFORM_ERR_MAX]; /* message of the last failed op */
 };
 
 /* The local platform (deployer/local.c). */

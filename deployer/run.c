@@ -158,8 +158,10 @@ void run_record(const char *state_dir, json_t *event)
 
 static const char *why_name(enum deploy_why w)
 {
-	static const char *const names[] = { "", "drained", "max-drain", "failed",
-					     "excess-kept", "shrink", "prune-failed", "rollback" };
+	static const char *const names[] = {
+		"",	  "drained",	  "max-drain", "failed", "excess-kept",
+		"shrink", "prune-failed", "rollback"
+	};
 
 	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
 }
@@ -234,9 +236,9 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		return rc;
 	}
 	if (event) {
-		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha,
-				      "why", why_name(a->why), "connections", (json_int_t)conns,
-				      "op_ms", (json_int_t)(mono_ms() - t0));
+		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha, "why",
+				      why_name(a->why), "connections", (json_int_t)conns, "op_ms",
+				      (json_int_t)(mono_ms() - t0));
 
 		if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
 			json_object_set_new(e, "replicas", json_integer(a->replicas));
@@ -262,7 +264,8 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		else
 			snprintf(s->what, sizeof(s->what),
 				 "passed --max-drain after %.1fs with %ld connections: shut down "
-				 "(system-shutdown)", a->drain_ms / 1000.0, conns);
+				 "(system-shutdown)",
+				 a->drain_ms / 1000.0, conns);
 		if (!o->quiet)
 			fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
 	}
@@ -271,8 +274,10 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		struct summary *s = &sum[(*n_sum)++];
 
 		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
-		snprintf(s->what, sizeof(s->what), "passed --max-drain with %ld connections: "
-			 "kept draining (rainbow prune deletes it once drained)", conns);
+		snprintf(s->what, sizeof(s->what),
+			 "passed --max-drain with %ld connections: "
+			 "kept draining (rainbow prune deletes it once drained)",
+			 conns);
 		fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
 	}
 	return 0;
@@ -319,7 +324,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 	struct deploy_result *res = malloc(sizeof(*res));
 	struct summary sum[64];
 	size_t n_sum = 0;
-	enum deploy_phase cur = (enum deploy_phase)-1;
+	enum deploy_phase cur = (enum deploy_phase) - 1;
 	int64_t started = mono_ms(), phase_start = started, last_print = 0;
 	int errors = 0, status = 1;
 
@@ -374,7 +379,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 				failed = 1;
 				if (run_error_is_fatal(prc, res->act[i].kind == DEPLOY_ACT_SELECT))
 					failed = 2;
-				break;	/* decide again from what is there now */
+				break; /* decide again from what is there now */
 			}
 		}
 		run_obs_free(&ro);
@@ -416,7 +421,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			goto out;
 		}
 		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE)
-			sleep_ms = 0;	/* the next step follows at once */
+			sleep_ms = 0; /* the next step follows at once */
 		else if (res->phase == DEPLOY_PHASE_READY && sleep_ms > RUN_READY_POLL_MS)
 			sleep_ms = RUN_READY_POLL_MS;
 		if (sleep_ms > 0)

@@ -22,8 +22,8 @@
 
 struct run_opts {
 	const char *state_dir;
-	double poll_s;		/* seconds between observations */
-	FILE *out;		/* progress lines */
+	double poll_s; /* seconds between observations */
+	FILE *out;     /* progress lines */
 	int quiet;
 };
 

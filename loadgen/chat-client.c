@@ -27,8 +27,8 @@ struct cc {
 	xmpp_conn_t *conn;
 	const char *domain;
 	char last_peer[512];
-	int connected;   /* 1 once the session is up */
-	int done;        /* 1 when the connection ended */
+	int connected; /* 1 once the session is up */
+	int done;      /* 1 when the connection ended */
 	int exit_code;
 };
 
@@ -45,7 +45,8 @@ static void cc_usage(FILE *f)
 	fputs("usage: chat-client --jid USER@DOMAIN [--password P] [--server HOST:PORT]\n"
 	      "                   [--no-tls] [--verbose]\n"
 	      "Interactive XMPP client. Commands: /msg USER TEXT, /version, /quit.\n"
-	      "The password is read from CHAT_PASSWORD when --password is not given.\n", f);
+	      "The password is read from CHAT_PASSWORD when --password is not given.\n",
+	      f);
 }
 
 static void cc_send_version_query(struct cc *cc)
@@ -148,12 +149,13 @@ static void cc_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 	}
 	if (serr && serr->type != XMPP_SE_UNDEFINED_CONDITION)
 		printf("* the server closed the stream: %s%s%s\n",
-		       serr->stanza && xmpp_stanza_get_children(serr->stanza) ?
-		       xmpp_stanza_get_name(xmpp_stanza_get_children(serr->stanza)) : "error",
+		       serr->stanza && xmpp_stanza_get_children(serr->stanza)
+			       ? xmpp_stanza_get_name(xmpp_stanza_get_children(serr->stanza))
+			       : "error",
 		       serr->text ? ": " : "", serr->text ? serr->text : "");
 	else if (!cc->connected)
-		printf("* could not log in: %s\n", error ? strerror(error)
-		       : "authentication failed (wrong user or password?)");
+		printf("* could not log in: %s\n",
+		       error ? strerror(error) : "authentication failed (wrong user or password?)");
 	else
 		printf("* disconnected%s%s\n", error ? ": " : "", error ? strerror(error) : "");
 	fflush(stdout);
@@ -238,12 +240,24 @@ int main(int argc, char **argv)
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lopts, NULL)) != -1) {
 		switch (c) {
-		case 'j': jid = optarg; break;
-		case 'p': password = optarg; break;
-		case 's': server = optarg; break;
-		case 'n': flags = XMPP_CONN_FLAG_DISABLE_TLS; break;
-		case 'v': verbose = 1; break;
-		case 'h': cc_usage(stdout); return 0;
+		case 'j':
+			jid = optarg;
+			break;
+		case 'p':
+			password = optarg;
+			break;
+		case 's':
+			server = optarg;
+			break;
+		case 'n':
+			flags = XMPP_CONN_FLAG_DISABLE_TLS;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			cc_usage(stdout);
+			return 0;
 		default:
 			fprintf(stderr, "chat-client: unknown option %s\n", argv[optind - 1]);
 			cc_usage(stderr);

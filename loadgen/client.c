@@ -39,33 +39,52 @@ static const struct xstream_limits client_limits = { 65536, 32 };
 
 /* RFC 6120 4.9.3 stream error conditions; index 0 means "none". */
 static const char *const client_conditions[] = {
-	"none", "bad-format", "bad-namespace-prefix", "conflict", "connection-timeout",
-	"host-gone", "host-unknown", "improper-addressing", "internal-server-error",
-	"invalid-from", "invalid-namespace", "invalid-xml", "not-authorized", "not-well-formed",
-	"policy-violation", "remote-connection-failed", "reset", "resource-constraint",
-	"restricted-xml", "see-other-host", "system-shutdown", "undefined-condition",
-	"unsupported-encoding", "unsupported-feature", "unsupported-stanza-type",
-	"unsupported-version", "other",
+	"none",
+	"bad-format",
+	"bad-namespace-prefix",
+	"conflict",
+	"connection-timeout",
+	"host-gone",
+	"host-unknown",
+	"improper-addressing",
+	"internal-server-error",
+	"invalid-from",
+	"invalid-namespace",
+	"invalid-xml",
+	"not-authorized",
+	"not-well-formed",
+	"policy-violation",
+	"remote-connection-failed",
+	"reset",
+	"resource-constraint",
+	"restricted-xml",
+	"see-other-host",
+	"system-shutdown",
+	"undefined-condition",
+	"unsupported-encoding",
+	"unsupported-feature",
+	"unsupported-stanza-type",
+	"unsupported-version",
+	"other",
 };
 #define CLIENT_NCONDITIONS (sizeof(client_conditions) / sizeof(client_conditions[0]))
 
 static const char *const client_state_names[] = {
-	"idle", "connecting", "stream", "starttls", "tls", "auth", "bind", "session",
-	"version", "established", "closing", "ended",
+	"idle", "connecting", "stream",	 "starttls",	"tls",	   "auth",
+	"bind", "session",    "version", "established", "closing", "ended",
 };
 
 struct client_wreq {
 	uv_write_t req;
-	void *heap;           /* TLS output buffer to free, or NULL */
-	bool close_after;     /* close the handle once written */
+	void *heap;	  /* TLS output buffer to free, or NULL */
+	bool close_after; /* close the handle once written */
 	char data[];
 };
 
 static void client_on_open(void *ud, const struct xnode *header, const char *default_ns);
 static void client_on_stanza(void *ud, struct xnode *stanza);
 static void client_on_close(void *ud);
-static const struct xstream_cbs client_cbs = { client_on_open, client_on_stanza,
-					       client_on_close };
+static const struct xstream_cbs client_cbs = { client_on_open, client_on_stanza, client_on_close };
 
 static void client_set_state(struct client *c, enum client_state s)
 {
@@ -175,7 +194,8 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 	/* Failures retry after a pause; ends of a session reconnect at once
 	 * (subject to the ramp), like real users. */
 	c->respawn_ms = now + ((fate == FATE_CONNECT_FAILURE || fate == FATE_LOGIN_FAILURE)
-			       ? CLIENT_RETRY_MS : 0);
+				       ? CLIENT_RETRY_MS
+				       : 0);
 }
 
 /* ------------------------------------------------------------------ output */
@@ -467,8 +487,9 @@ static void client_input(struct client *c, const char *data, size_t len)
 
 static void client_read_end(struct client *c, ssize_t nread)
 {
-	const char *reason = nread == UV_EOF ? "eof" : nread == UV_ECONNRESET ? "reset"
-						       : uv_err_name((int)nread);
+	const char *reason = nread == UV_EOF	      ? "eof"
+			     : nread == UV_ECONNRESET ? "reset"
+						      : uv_err_name((int)nread);
 
 	if (c->state == CLIENT_CLOSING) {
 		/* We asked for the end; the server closed without its stream close. */
@@ -523,8 +544,10 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 			log_info("tls_error", "slot=%u error=%s", c->slot,
 				 tlsbio_last_error(c->tls));
 			client_flush_tls(c, false);
-			client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
-				    : FATE_DROPPED, "tls");
+			client_fate(c,
+				    c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
+							       : FATE_DROPPED,
+				    "tls");
 			client_close_handle(c);
 			return;
 		}
@@ -630,13 +653,15 @@ static void client_features(struct client *c, const struct xnode *f)
 			return;
 		}
 		xbuf_init(&b);
-		xbuf_printf(&b, "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
-			    "r%u</resource></bind></iq>", c->gen);
+		xbuf_printf(&b,
+			    "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
+			    "r%u</resource></bind></iq>",
+			    c->gen);
 		client_send_buf(c, &b);
 		/* A mandatory legacy session (RFC 3921) is requested after bind. */
-		c->need_session = xnode_child(f, "session", NS_SESSION) &&
-				  !xnode_child(xnode_child(f, "session", NS_SESSION), "optional",
-					       NULL);
+		c->need_session =
+			xnode_child(f, "session", NS_SESSION) &&
+			!xnode_child(xnode_child(f, "session", NS_SESSION), "optional", NULL);
 		return;
 	}
 	if (c->state != CLIENT_STREAM) {
@@ -791,8 +816,8 @@ static void client_established(struct client *c, const char *version, const char
 	life = opts_lifetime_draw(&o->lifetime, fleet_rand01(fl));
 	c->end_ms = life < 0 ? UINT32_MAX : now + (uint32_t)(life * 1000);
 	if (o->message_rate > 0)
-		c->next_msg_ms = now + (uint32_t)(-log(1.0 - fleet_rand01(fl)) /
-						  o->message_rate * 1000);
+		c->next_msg_ms =
+			now + (uint32_t)(-log(1.0 - fleet_rand01(fl)) / o->message_rate * 1000);
 	if (o->ping_interval > 0)
 		c->next_ping_ms = now + (uint32_t)(o->ping_interval * 1000 * fleet_rand01(fl)) + 1;
 	log_debug("established", "slot=%u jid=%s version=%s instance=%s", c->slot,
@@ -838,7 +863,7 @@ static void client_iq_result(struct client *c, struct xnode *iq, const char *id,
 		if (c->need_session) {
 			client_set_state(c, CLIENT_SESSION);
 			client_send(c, "<iq type='set' id='sess'><session xmlns='" NS_SESSION
-				    "'/></iq>");
+				       "'/></iq>");
 			return;
 		}
 		client_send_version_query(c);
@@ -1036,8 +1061,8 @@ static void client_send_message(struct client *c)
 	xbuf_init(&b);
 	xbuf_puts(&b, "<message type='chat' to='");
 	xbuf_escape(&b, to, strlen(to));
-	xbuf_printf(&b, "' id='w%u-%" PRIu64 "'><body>sent=%lld.%06ld</body></message>",
-		    fl->worker, seq, (long long)ts.tv_sec, ts.tv_nsec / 1000);
+	xbuf_printf(&b, "' id='w%u-%" PRIu64 "'><body>sent=%lld.%06ld</body></message>", fl->worker,
+		    seq, (long long)ts.tv_sec, ts.tv_nsec / 1000);
 	client_send_buf(c, &b);
 }
 
@@ -1104,7 +1129,8 @@ void client_tick(struct client *c, uint32_t now)
 			if (c->state != CLIENT_ESTABLISHED)
 				return;
 			c->next_msg_ms += (uint32_t)(-log(1.0 - fleet_rand01(c->fl)) /
-						     o->message_rate * 1000) + 1;
+						     o->message_rate * 1000) +
+					  1;
 		}
 		if ((int32_t)(now - c->next_msg_ms) >= 0)
 			c->next_msg_ms = now + 1;

@@ -38,18 +38,18 @@ struct tlsbio;
 struct scram_client;
 
 enum client_state {
-	CLIENT_IDLE = 0,      /* no connection; may be (re)started */
-	CLIENT_CONNECTING,    /* TCP connect in progress */
-	CLIENT_STREAM,        /* header sent, waiting for features */
-	CLIENT_STARTTLS,      /* <starttls/> sent, waiting for <proceed/> */
-	CLIENT_TLS,           /* TLS handshake */
-	CLIENT_AUTH,          /* <auth/> sent */
-	CLIENT_BIND,          /* restarted after SASL, waiting for features / bind */
-	CLIENT_SESSION,       /* legacy session iq sent */
-	CLIENT_VERSION,       /* presence + version query sent */
+	CLIENT_IDLE = 0,   /* no connection; may be (re)started */
+	CLIENT_CONNECTING, /* TCP connect in progress */
+	CLIENT_STREAM,	   /* header sent, waiting for features */
+	CLIENT_STARTTLS,   /* <starttls/> sent, waiting for <proceed/> */
+	CLIENT_TLS,	   /* TLS handshake */
+	CLIENT_AUTH,	   /* <auth/> sent */
+	CLIENT_BIND,	   /* restarted after SASL, waiting for features / bind */
+	CLIENT_SESSION,	   /* legacy session iq sent */
+	CLIENT_VERSION,	   /* presence + version query sent */
 	CLIENT_ESTABLISHED,
-	CLIENT_CLOSING,       /* we sent </stream:stream>, waiting for the server's */
-	CLIENT_ENDED,         /* fate recorded; the handle is closing */
+	CLIENT_CLOSING, /* we sent </stream:stream>, waiting for the server's */
+	CLIENT_ENDED,	/* fate recorded; the handle is closing */
 };
 
 enum client_fate {
@@ -62,33 +62,33 @@ enum client_fate {
 };
 
 struct client {
-	uv_tcp_t tcp;               /* embedded handle; tcp.data = this */
+	uv_tcp_t tcp; /* embedded handle; tcp.data = this */
 	struct fleet *fl;
-	struct xstream *xs;         /* parser; NULL while idle */
-	struct tlsbio *tls;         /* NULL without TLS */
+	struct xstream *xs;	    /* parser; NULL while idle */
+	struct tlsbio *tls;	    /* NULL without TLS */
 	struct scram_client *scram; /* during SCRAM only */
-	char *jid;                  /* bound full JID, malloc'd */
-	uint64_t start_us;          /* connect start (monotonic), for login latency */
-	uint32_t slot;              /* index in fleet->clients */
-	uint32_t est_pos;           /* index in fleet->est while established */
-	uint32_t gen;               /* connections made by this slot (resource name) */
-	uint32_t respawn_ms;        /* idle: start again at this time (run ms) */
-	uint32_t deadline_ms;       /* login or close deadline (run ms) */
-	uint32_t end_ms;            /* lifetime end; UINT32_MAX = never */
-	uint32_t next_msg_ms;       /* next message due */
-	uint32_t next_ping_ms;      /* next ping due */
-	uint32_t ping_sent_ms;      /* outstanding ping sent at; 0 = none */
-	uint32_t last_rx_ms;        /* last input, to compact idle parsers */
-	uint16_t instance;          /* stats instance index */
-	uint8_t version;            /* stats version index */
-	uint8_t state;              /* enum client_state */
-	uint8_t server_cond;        /* index into the condition table; 0 = none */
+	char *jid;		    /* bound full JID, malloc'd */
+	uint64_t start_us;	    /* connect start (monotonic), for login latency */
+	uint32_t slot;		    /* index in fleet->clients */
+	uint32_t est_pos;	    /* index in fleet->est while established */
+	uint32_t gen;		    /* connections made by this slot (resource name) */
+	uint32_t respawn_ms;	    /* idle: start again at this time (run ms) */
+	uint32_t deadline_ms;	    /* login or close deadline (run ms) */
+	uint32_t end_ms;	    /* lifetime end; UINT32_MAX = never */
+	uint32_t next_msg_ms;	    /* next message due */
+	uint32_t next_ping_ms;	    /* next ping due */
+	uint32_t ping_sent_ms;	    /* outstanding ping sent at; 0 = none */
+	uint32_t last_rx_ms;	    /* last input, to compact idle parsers */
+	uint16_t instance;	    /* stats instance index */
+	uint8_t version;	    /* stats version index */
+	uint8_t state;		    /* enum client_state */
+	uint8_t server_cond;	    /* index into the condition table; 0 = none */
 	uint8_t handle_open : 1;    /* tcp initialised and not yet closed */
-	uint8_t sent_close : 1;     /* we wrote </stream:stream> */
-	uint8_t tls_done : 1;       /* STARTTLS finished */
-	uint8_t restart : 1;        /* reset the parser after this stanza (SASL) */
-	uint8_t starttls : 1;       /* switch to TLS after this stanza */
-	uint8_t compacted : 1;      /* the parser was compacted since the last input */
+	uint8_t sent_close : 1;	    /* we wrote </stream:stream> */
+	uint8_t tls_done : 1;	    /* STARTTLS finished */
+	uint8_t restart : 1;	    /* reset the parser after this stanza (SASL) */
+	uint8_t starttls : 1;	    /* switch to TLS after this stanza */
+	uint8_t compacted : 1;	    /* the parser was compacted since the last input */
 	uint8_t need_session : 1;   /* the server wants a legacy session iq */
 };
 
@@ -99,34 +99,34 @@ struct fleet {
 	const struct load_opts *o;
 	struct stats *st;
 	struct msgtrack mt;
-	struct client *clients;     /* nclients slots */
+	struct client *clients; /* nclients slots */
 	uint32_t nclients;
-	uint32_t *est;              /* slots of established clients (nest) */
+	uint32_t *est; /* slots of established clients (nest) */
 	uint32_t nest;
-	uint32_t open_handles;      /* handles not yet closed */
-	char *rbuf;                 /* the one read buffer */
-	char *pbuf;                 /* decrypted TLS input */
+	uint32_t open_handles; /* handles not yet closed */
+	char *rbuf;	       /* the one read buffer */
+	char *pbuf;	       /* decrypted TLS input */
 	SSL_CTX *tls_ctx;
 	uv_timer_t tick;
 	uv_signal_t sigint, sigterm;
-	uint64_t t0_us;             /* run start (uv_hrtime / 1000) */
-	double tokens;              /* ramp budget (connections) */
-	double ramp;                /* connections per second for this process */
+	uint64_t t0_us; /* run start (uv_hrtime / 1000) */
+	double tokens;	/* ramp budget (connections) */
+	double ramp;	/* connections per second for this process */
 	uint32_t last_tick_ms;
 	uint32_t phase_deadline_ms;
 	enum fleet_phase phase;
 	bool stop_requested;
-	bool abort_requested;       /* second SIGINT: skip waiting */
-	unsigned worker;            /* for message ids */
-	uint32_t *src_ips;          /* network order; nsrc entries */
+	bool abort_requested; /* second SIGINT: skip waiting */
+	unsigned worker;      /* for message ids */
+	uint32_t *src_ips;    /* network order; nsrc entries */
 	unsigned nsrc;
 	unsigned spawn_cursor;
-	size_t next_second;         /* next timeline sample */
+	size_t next_second; /* next timeline sample */
 	double next_progress;
 	bool tty;
-	int status_fd;              /* worker: status lines to the parent; -1 */
+	int status_fd; /* worker: status lines to the parent; -1 */
 	uint64_t rng;
-	uint64_t compactions;       /* parsers freed since the last malloc_trim() */
+	uint64_t compactions; /* parsers freed since the last malloc_trim() */
 	uint32_t last_trim_ms;
 };
 

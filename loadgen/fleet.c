@@ -153,9 +153,8 @@ static void fleet_on_tick(uv_timer_t *t)
 	if (fl->phase == FLEET_RUNNING &&
 	    (fl->stop_requested || (fl->o->duration > 0 && now >= fl->o->duration * 1000)))
 		fleet_enter(fl, FLEET_DRAINING, now);
-	if (fl->phase == FLEET_DRAINING &&
-	    (fl->mt.npending == 0 || fl->abort_requested ||
-	     (int32_t)(now - fl->phase_deadline_ms) >= 0))
+	if (fl->phase == FLEET_DRAINING && (fl->mt.npending == 0 || fl->abort_requested ||
+					    (int32_t)(now - fl->phase_deadline_ms) >= 0))
 		fleet_enter(fl, FLEET_CLOSING, now);
 	if (fl->phase == FLEET_CLOSING) {
 		if (fl->abort_requested || (int32_t)(now - fl->phase_deadline_ms) >= 0) {

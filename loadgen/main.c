@@ -47,9 +47,10 @@ static void main_check_files(const struct load_opts *o)
 	if (rl.rlim_cur != RLIM_INFINITY && per + 64 > rl.rlim_cur) {
 		/* 64 descriptors kept for the loop, logs and the report. */
 		rlim_t usable = rl.rlim_cur > 64 ? rl.rlim_cur - 64 : 1;
-		fprintf(stderr, "chatload: warning: %u clients per process but the open-files "
-			"limit is %llu; use --workers %llu or more\n", per,
-			(unsigned long long)rl.rlim_cur,
+		fprintf(stderr,
+			"chatload: warning: %u clients per process but the open-files "
+			"limit is %llu; use --workers %llu or more\n",
+			per, (unsigned long long)rl.rlim_cur,
 			(unsigned long long)(o->clients / usable + 1));
 	}
 }
@@ -96,13 +97,16 @@ int main(int argc, char **argv)
 	}
 	if (st->logins == 0 && st->connections > 0) {
 		if (st->connect_failures)
-			fprintf(stderr, "chatload: no client logged in: cannot connect to %s: %s "
-				"(%llu connect failures)\n", o.server_names[0],
-				main_top_reason(&st->connect_failure_reasons),
+			fprintf(stderr,
+				"chatload: no client logged in: cannot connect to %s: %s "
+				"(%llu connect failures)\n",
+				o.server_names[0], main_top_reason(&st->connect_failure_reasons),
 				(unsigned long long)st->connect_failures);
 		else if (st->login_failures)
-			fprintf(stderr, "chatload: no client logged in: login failed: %s (%llu "
-				"login failures)\n", main_top_reason(&st->login_failure_reasons),
+			fprintf(stderr,
+				"chatload: no client logged in: login failed: %s (%llu "
+				"login failures)\n",
+				main_top_reason(&st->login_failure_reasons),
 				(unsigned long long)st->login_failures);
 		else
 			fprintf(stderr, "chatload: no client logged in\n");

@@ -27,22 +27,22 @@ struct stats;
 
 struct msgtrack_pending {
 	uint64_t sent_us; /* monotonic send time */
-	uint32_t to;      /* global client number it is addressed to */
-	uint8_t sver;     /* sender's server version index */
-	uint8_t rver;     /* receiver's server version index, or MSGTRACK_NO_VERSION */
+	uint32_t to;	  /* global client number it is addressed to */
+	uint8_t sver;	  /* sender's server version index */
+	uint8_t rver;	  /* receiver's server version index, or MSGTRACK_NO_VERSION */
 };
 
 struct msgtrack {
-	struct stats *st;         /* counters updated here (not owned) */
-	uint64_t loss_us;         /* loss timeout */
-	uint64_t next_seq;        /* next id to hand out (from 1) */
-	uint8_t *state;           /* 2 bits per id ever sent */
-	uint64_t state_cap;       /* ids the state array holds */
+	struct stats *st;	       /* counters updated here (not owned) */
+	uint64_t loss_us;	       /* loss timeout */
+	uint64_t next_seq;	       /* next id to hand out (from 1) */
+	uint8_t *state;		       /* 2 bits per id ever sent */
+	uint64_t state_cap;	       /* ids the state array holds */
 	struct msgtrack_pending *pend; /* pend[i] is id base + i */
 	uint64_t base;
-	uint64_t off;             /* pend[0..off) are resolved and dropped */
+	uint64_t off; /* pend[0..off) are resolved and dropped */
 	uint64_t len, cap;
-	uint64_t npending;        /* ids still pending */
+	uint64_t npending; /* ids still pending */
 };
 
 int msgtrack_init(struct msgtrack *mt, struct stats *st, double loss_timeout_s);

@@ -12,12 +12,37 @@
 #include "version.h"
 
 enum {
-	OPT_SERVER = 256, OPT_DOMAIN, OPT_CLIENTS, OPT_RAMP, OPT_SOURCE_IPS, OPT_USER_PATTERN,
-	OPT_PASSWORD, OPT_TLS, OPT_AUTH, OPT_TARGET, OPT_MESSAGE_RATE, OPT_OFFLINE_SHARE,
-	OPT_PING_INTERVAL, OPT_PING_TIMEOUT, OPT_LOGIN_TIMEOUT, OPT_LOSS_TIMEOUT,
-	OPT_CLOSE_TIMEOUT, OPT_LIFETIME, OPT_DURATION, OPT_PROGRESS, OPT_REPORT, OPT_TIMELINE,
-	OPT_EXPECT_DROPS, OPT_EXPECT_LOSS, OPT_EXPECT_NO_SERVER_CLOSE, OPT_WORKERS, OPT_SEED,
-	OPT_QUIET, OPT_LOG_LEVEL, OPT_HELP, OPT_VERSION,
+	OPT_SERVER = 256,
+	OPT_DOMAIN,
+	OPT_CLIENTS,
+	OPT_RAMP,
+	OPT_SOURCE_IPS,
+	OPT_USER_PATTERN,
+	OPT_PASSWORD,
+	OPT_TLS,
+	OPT_AUTH,
+	OPT_TARGET,
+	OPT_MESSAGE_RATE,
+	OPT_OFFLINE_SHARE,
+	OPT_PING_INTERVAL,
+	OPT_PING_TIMEOUT,
+	OPT_LOGIN_TIMEOUT,
+	OPT_LOSS_TIMEOUT,
+	OPT_CLOSE_TIMEOUT,
+	OPT_LIFETIME,
+	OPT_DURATION,
+	OPT_PROGRESS,
+	OPT_REPORT,
+	OPT_TIMELINE,
+	OPT_EXPECT_DROPS,
+	OPT_EXPECT_LOSS,
+	OPT_EXPECT_NO_SERVER_CLOSE,
+	OPT_WORKERS,
+	OPT_SEED,
+	OPT_QUIET,
+	OPT_LOG_LEVEL,
+	OPT_HELP,
+	OPT_VERSION,
 };
 
 static const struct option opts_long[] = {
@@ -57,48 +82,51 @@ static const struct option opts_long[] = {
 
 void opts_usage(FILE *f)
 {
-	fputs(
-"usage: chatload [options]\n"
-"Keeps XMPP clients connected and talking; accounts for every connection and message.\n"
-"\n"
-"  --server ADDR:PORT        server to connect to (repeatable; clients spread\n"
-"                            round-robin); default 127.0.0.1:5222\n"
-"  --domain NAME             XMPP domain (default localhost)\n"
-"  --clients N               concurrent clients (default 10)\n"
-"  --ramp N/s                first logins per second (default 200/s); a client\n"
-"                            that logged out is replaced at once\n"
-"  --source-ips A-B          IPv4 source address range, e.g. 127.0.0.2-127.0.0.20\n"
-"  --user-pattern P          user names, one %d for the client number (default user%d)\n"
-"  --password S              password (default secret)\n"
-"  --auth M                  auto|plain|scram|anonymous (default auto: PLAIN when\n"
-"                            offered, else SCRAM-SHA-256)\n"
-"  --tls                     STARTTLS before authenticating (certificate not checked)\n"
-"  --message-rate R          messages per second per client (default 0)\n"
-"  --target full|bare        address messages to full JIDs (default) or bare JIDs\n"
-"  --offline-share F         share 0..1 of messages sent to users never online\n"
-"                            (they must bounce; default 0)\n"
-"  --ping-interval DUR       our XEP-0199 ping period, 0 = off (default 30s)\n"
-"  --ping-timeout DUR        pong deadline (default 15s)\n"
-"  --login-timeout DUR       connect to established deadline (default 30s)\n"
-"  --loss-timeout DUR        a message not delivered by then is lost (default 10s)\n"
-"  --close-timeout DUR       wait for the server's stream close (default 5s)\n"
-"  --lifetime SPEC           none | fixed:60s | exp:60s | uniform:30s-90s: a client\n"
-"                            logs out after it and a new one logs in (default none)\n"
-"  --duration DUR            run length, 0 = until SIGINT (default 0)\n"
-"  --progress-interval DUR   period of progress lines (default 1s)\n"
-"  --report FILE.json        write the JSON report there\n"
-"  --timeline FILE.csv       write the per-second timeline there\n"
-"  --expect-zero-drops       exit 1 if a connection dropped or timed out\n"
-"  --expect-zero-loss        exit 1 if a message was lost or misdelivered\n"
-"  --expect-no-server-close  exit 1 if the server closed a stream\n"
-"  --workers N               fork N worker processes (default 0: this process)\n"
-"  --seed N                  random seed (default: time)\n"
-"  --quiet                   no progress output\n"
-"  --log-level L             debug|info|warn|error|off (default warn)\n"
-"  --help, --version\n"
-"\n"
-"Exit status: 0; 1 when an --expect-* was violated or no client ever logged in;\n"
-"2 for bad usage.\n", f);
+	fputs("usage: chatload [options]\n"
+	      "Keeps XMPP clients connected and talking; accounts for every connection and "
+	      "message.\n"
+	      "\n"
+	      "  --server ADDR:PORT        server to connect to (repeatable; clients spread\n"
+	      "                            round-robin); default 127.0.0.1:5222\n"
+	      "  --domain NAME             XMPP domain (default localhost)\n"
+	      "  --clients N               concurrent clients (default 10)\n"
+	      "  --ramp N/s                first logins per second (default 200/s); a client\n"
+	      "                            that logged out is replaced at once\n"
+	      "  --source-ips A-B          IPv4 source address range, e.g. 127.0.0.2-127.0.0.20\n"
+	      "  --user-pattern P          user names, one %d for the client number (default "
+	      "user%d)\n"
+	      "  --password S              password (default secret)\n"
+	      "  --auth M                  auto|plain|scram|anonymous (default auto: PLAIN when\n"
+	      "                            offered, else SCRAM-SHA-256)\n"
+	      "  --tls                     STARTTLS before authenticating (certificate not "
+	      "checked)\n"
+	      "  --message-rate R          messages per second per client (default 0)\n"
+	      "  --target full|bare        address messages to full JIDs (default) or bare JIDs\n"
+	      "  --offline-share F         share 0..1 of messages sent to users never online\n"
+	      "                            (they must bounce; default 0)\n"
+	      "  --ping-interval DUR       our XEP-0199 ping period, 0 = off (default 30s)\n"
+	      "  --ping-timeout DUR        pong deadline (default 15s)\n"
+	      "  --login-timeout DUR       connect to established deadline (default 30s)\n"
+	      "  --loss-timeout DUR        a message not delivered by then is lost (default 10s)\n"
+	      "  --close-timeout DUR       wait for the server's stream close (default 5s)\n"
+	      "  --lifetime SPEC           none | fixed:60s | exp:60s | uniform:30s-90s: a client\n"
+	      "                            logs out after it and a new one logs in (default none)\n"
+	      "  --duration DUR            run length, 0 = until SIGINT (default 0)\n"
+	      "  --progress-interval DUR   period of progress lines (default 1s)\n"
+	      "  --report FILE.json        write the JSON report there\n"
+	      "  --timeline FILE.csv       write the per-second timeline there\n"
+	      "  --expect-zero-drops       exit 1 if a connection dropped or timed out\n"
+	      "  --expect-zero-loss        exit 1 if a message was lost or misdelivered\n"
+	      "  --expect-no-server-close  exit 1 if the server closed a stream\n"
+	      "  --workers N               fork N worker processes (default 0: this process)\n"
+	      "  --seed N                  random seed (default: time)\n"
+	      "  --quiet                   no progress output\n"
+	      "  --log-level L             debug|info|warn|error|off (default warn)\n"
+	      "  --help, --version\n"
+	      "\n"
+	      "Exit status: 0; 1 when an --expect-* was violated or no client ever logged in;\n"
+	      "2 for bad usage.\n",
+	      f);
 }
 
 int opts_parse_duration(const char *s, double *out)
@@ -338,11 +366,11 @@ static void opts_defaults(struct load_opts *o)
 	o->worker_index = -1;
 }
 
-#define BAD(...)                                                  \
-	do {                                                      \
-		fprintf(err, "chatload: " __VA_ARGS__);           \
-		fputc('\n', err);                                 \
-		goto bad;                                         \
+#define BAD(...)                                        \
+	do {                                            \
+		fprintf(err, "chatload: " __VA_ARGS__); \
+		fputc('\n', err);                       \
+		goto bad;                               \
 	} while (0)
 
 int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
@@ -381,12 +409,14 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 		case OPT_SOURCE_IPS:
 			if (opts_parse_ip_range(a, &o->src_first, &o->src_last) < 0)
 				BAD("--source-ips %s: expected an IPv4 range A-B, e.g. "
-				    "127.0.0.2-127.0.0.20", a);
+				    "127.0.0.2-127.0.0.20",
+				    a);
 			break;
 		case OPT_USER_PATTERN:
 			if (opts_check_pattern(a) < 0 || strlen(a) > 200)
 				BAD("--user-pattern %s: needs exactly one %%d (and %%%% for a "
-				    "literal %%)", a);
+				    "literal %%)",
+				    a);
 			o->user_pattern = a;
 			break;
 		case OPT_PASSWORD:
@@ -434,8 +464,8 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 				BAD("--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)",
 				    opts_long[c - OPT_SERVER].name, a);
 			if (d > OPTS_DURATION_MAX)
-				BAD("--%s %s: longer than 30 days",
-				    opts_long[c - OPT_SERVER].name, a);
+				BAD("--%s %s: longer than 30 days", opts_long[c - OPT_SERVER].name,
+				    a);
 			if (c == OPT_PING_INTERVAL)
 				o->ping_interval = d;
 			else if (c == OPT_DURATION)

@@ -31,38 +31,38 @@ struct load_opts {
 	char server_names[OPTS_MAX_SERVERS][64]; /* as given, for the report */
 	unsigned nservers;
 	const char *domain;
-	unsigned clients;          /* concurrent client slots (all workers) */
-	double ramp;               /* new connections per second (all workers) */
-	uint32_t src_first;        /* source IPv4 range, host order; 0 = none */
+	unsigned clients;   /* concurrent client slots (all workers) */
+	double ramp;	    /* new connections per second (all workers) */
+	uint32_t src_first; /* source IPv4 range, host order; 0 = none */
 	uint32_t src_last;
-	const char *user_pattern;  /* one %d: the client slot number */
+	const char *user_pattern; /* one %d: the client slot number */
 	const char *password;
 	bool tls;
 	enum opts_auth auth;
 	enum opts_target target;
-	double message_rate;       /* messages/s per established client */
-	double offline_share;      /* 0..1: share of messages to a user never online */
-	double ping_interval;      /* s; 0 = we never ping */
-	double ping_timeout;       /* s */
-	double login_timeout;      /* s, connect to established */
-	double loss_timeout;       /* s */
-	double close_timeout;      /* s to wait for the server's </stream:stream> */
+	double message_rate;  /* messages/s per established client */
+	double offline_share; /* 0..1: share of messages to a user never online */
+	double ping_interval; /* s; 0 = we never ping */
+	double ping_timeout;  /* s */
+	double login_timeout; /* s, connect to established */
+	double loss_timeout;  /* s */
+	double close_timeout; /* s to wait for the server's </stream:stream> */
 	struct lifetime lifetime;
-	double duration;           /* s; 0 = until SIGINT */
-	double progress_interval;  /* s between plain progress lines */
+	double duration;	  /* s; 0 = until SIGINT */
+	double progress_interval; /* s between plain progress lines */
 	const char *report;
 	const char *timeline;
 	bool expect_zero_drops;
 	bool expect_zero_loss;
 	bool expect_no_server_close;
-	unsigned workers;          /* 0 = run in this process */
+	unsigned workers; /* 0 = run in this process */
 	unsigned seed;
 	bool quiet;
 	const char *log_level;
 	/* Set by the parent for a forked worker. */
-	int worker_index;          /* -1 in the parent or a single process */
-	unsigned worker_first;     /* first client slot of this worker */
-	unsigned worker_clients;   /* slots of this worker */
+	int worker_index;	 /* -1 in the parent or a single process */
+	unsigned worker_first;	 /* first client slot of this worker */
+	unsigned worker_clients; /* slots of this worker */
 };
 
 /*

@@ -223,8 +223,8 @@ static json_t *stats_hist_raw(const struct hist *h)
 	json_object_set_new(o, "max", json_integer((json_int_t)h->max));
 	for (unsigned i = 0; i < HIST_BUCKETS; i++)
 		if (h->buckets[i])
-			json_array_append_new(b, json_pack("[II]", (json_int_t)i,
-							   (json_int_t)h->buckets[i]));
+			json_array_append_new(
+				b, json_pack("[II]", (json_int_t)i, (json_int_t)h->buckets[i]));
 	json_object_set_new(o, "buckets", b);
 	return o;
 }
@@ -274,8 +274,8 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 		json_object_set_new(r, "workers_failed", json_integer(s->workers_failed));
 	}
 	json_object_set_new(r, "duration_s", json_real(s->elapsed_s));
-	json_object_set_new(r, "ramp_s", s->ramp_s >= 0 && !s->ramp_never ? json_real(s->ramp_s)
-										 : json_null());
+	json_object_set_new(r, "ramp_s",
+			    s->ramp_s >= 0 && !s->ramp_never ? json_real(s->ramp_s) : json_null());
 	json_object_set_new(r, "connected_peak", json_integer(s->connected_peak));
 	json_object_set_new(r, "connected_end", json_integer(s->connected_end));
 	for (size_t i = 0; i < STATS_NCOUNTERS; i++)
@@ -319,8 +319,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 			json_t *e = json_pack("{ssss}", "from", s->versions[a].label, "to",
 					      s->versions[b].label);
 			json_object_set_new(e, "sent", json_integer((json_int_t)p->sent));
-			json_object_set_new(e, "delivered",
-					    json_integer((json_int_t)p->delivered));
+			json_object_set_new(e, "delivered", json_integer((json_int_t)p->delivered));
 			json_object_set_new(e, "lost", json_integer((json_int_t)p->lost));
 			json_object_set_new(e, "bounced", json_integer((json_int_t)p->bounced));
 			json_object_set_new(e, "duplicated",
@@ -349,9 +348,9 @@ json_t *stats_status_json(const struct stats *s)
 				    json_integer((json_int_t)stats_counter_get(s, i)));
 	json_object_set_new(r, "connected_end", json_integer(s->connected));
 	for (unsigned v = 0; v < s->nversions; v++)
-		json_object_set_new(pv, s->versions[v].label,
-				    json_pack("{sI}", "connected_end",
-					      (json_int_t)s->versions[v].connected));
+		json_object_set_new(
+			pv, s->versions[v].label,
+			json_pack("{sI}", "connected_end", (json_int_t)s->versions[v].connected));
 	json_object_set_new(r, "per_version", pv);
 	json_object_set_new(hists, "latency_us", stats_hist_raw(&s->latency_us));
 	json_object_set_new(r, "histograms", hists);
@@ -376,7 +375,7 @@ static void stats_merge_names(struct stats_names *n, const json_t *o)
 
 	if (!json_is_object(o))
 		return;
-	json_object_foreach((json_t *)o, k, v)
+	json_object_foreach ((json_t *)o, k, v)
 		if (json_is_integer(v))
 			stats_names_add(n, k, (uint64_t)json_integer_value(v));
 }
@@ -403,7 +402,7 @@ static int stats_merge_hist(struct hist *h, const json_t *o)
 	if (mx > h->max)
 		h->max = mx;
 	b = json_object_get(o, "buckets");
-	json_array_foreach(b, i, e) {
+	json_array_foreach (b, i, e) {
 		json_t *idx = json_array_get(e, 0), *cnt = json_array_get(e, 1);
 		if (!json_is_integer(idx) || !json_is_integer(cnt) || json_integer_value(idx) < 0)
 			return -1;
@@ -513,7 +512,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		s->ramp_never = true; /* that worker never had all its clients at once */
 
 	pv = json_object_get(r, "per_version");
-	json_object_foreach(pv, k, v) {
+	json_object_foreach (pv, k, v) {
 		unsigned vi = stats_version_index(s, k);
 		const char *ik;
 		json_t *iv;
@@ -523,7 +522,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		wpeak = (uint32_t)stats_json_u64(v, "connected_peak");
 		if (wpeak > s->versions[vi].peak)
 			s->versions[vi].peak = wpeak;
-		json_object_foreach(json_object_get(v, "instances"), ik, iv) {
+		json_object_foreach (json_object_get(v, "instances"), ik, iv) {
 			unsigned ii = stats_instance_index(s, vi, ik);
 			s->instances[ii].logins += stats_json_u64(iv, "logins");
 			s->instances[ii].connected += (uint32_t)stats_json_u64(iv, "connected_end");
@@ -532,7 +531,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		}
 	}
 	pairs = json_object_get(r, "message_pairs");
-	json_array_foreach(pairs, i, v) {
+	json_array_foreach (pairs, i, v) {
 		const char *from = json_string_value(json_object_get(v, "from"));
 		const char *to = json_string_value(json_object_get(v, "to"));
 		struct stats_pair *p;
@@ -620,18 +619,17 @@ int stats_write_timeline(const struct stats *s, const char *path)
 	return 0;
 }
 
-void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf,
-			 size_t size)
+void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf, size_t size)
 {
 	size_t n = 0;
 	int w;
 
-#define PUT(...)                                                           \
-	do {                                                               \
-		w = snprintf(buf + n, size - n, __VA_ARGS__);              \
-		if (w < 0 || (size_t)w >= size - n)                        \
-			return;                                            \
-		n += (size_t)w;                                            \
+#define PUT(...)                                              \
+	do {                                                  \
+		w = snprintf(buf + n, size - n, __VA_ARGS__); \
+		if (w < 0 || (size_t)w >= size - n)           \
+			return;                               \
+		n += (size_t)w;                               \
 	} while (0)
 	PUT("[%6.1fs] connected %u/%u", t, s->connected, clients);
 	if (s->nversions) {
@@ -665,22 +663,28 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 	if (o->expect_zero_drops && (s->dropped || s->ping_timeouts)) {
 		ok = false;
 		if (err)
-			fprintf(err, "chatload: expected zero drops: %llu dropped, %llu ping "
-				"timeouts\n", (unsigned long long)s->dropped,
+			fprintf(err,
+				"chatload: expected zero drops: %llu dropped, %llu ping "
+				"timeouts\n",
+				(unsigned long long)s->dropped,
 				(unsigned long long)s->ping_timeouts);
 	}
 	if (o->expect_zero_loss && (s->messages_lost || s->messages_misdelivered)) {
 		ok = false;
 		if (err)
-			fprintf(err, "chatload: expected zero loss: %llu messages lost, %llu "
-				"misdelivered\n", (unsigned long long)s->messages_lost,
+			fprintf(err,
+				"chatload: expected zero loss: %llu messages lost, %llu "
+				"misdelivered\n",
+				(unsigned long long)s->messages_lost,
 				(unsigned long long)s->messages_misdelivered);
 	}
 	if (o->expect_no_server_close && s->closed_by_server) {
 		ok = false;
 		if (err)
-			fprintf(err, "chatload: expected no server close: %llu streams closed "
-				"by the server\n", (unsigned long long)s->closed_by_server);
+			fprintf(err,
+				"chatload: expected no server close: %llu streams closed "
+				"by the server\n",
+				(unsigned long long)s->closed_by_server);
 	}
 	return ok;
 }

@@ -20,9 +20,9 @@
 
 struct load_opts;
 
-#define STATS_MAX_VERSIONS 32   /* distinct server version labels */
+#define STATS_MAX_VERSIONS 32	/* distinct server version labels */
 #define STATS_MAX_INSTANCES 256 /* distinct server instances */
-#define STATS_MAX_NAMES 32      /* distinct stream error conditions, reasons */
+#define STATS_MAX_NAMES 32	/* distinct stream error conditions, reasons */
 #define STATS_NAME_LEN 64
 
 struct stats_named {
@@ -37,17 +37,17 @@ struct stats_names {
 
 struct stats_version {
 	char label[STATS_NAME_LEN]; /* the server's XEP-0092 <version/> */
-	uint32_t connected;         /* established now */
-	uint32_t peak;              /* highest connected seen */
-	uint32_t connected_end;     /* connected when the run ended (stats_mark_end()) */
-	uint64_t logins;            /* established sessions, ever */
+	uint32_t connected;	    /* established now */
+	uint32_t peak;		    /* highest connected seen */
+	uint32_t connected_end;	    /* connected when the run ended (stats_mark_end()) */
+	uint64_t logins;	    /* established sessions, ever */
 };
 
 struct stats_instance {
 	char name[STATS_NAME_LEN]; /* from <os>instance=NAME</os> */
-	unsigned version;          /* index into versions */
+	unsigned version;	   /* index into versions */
 	uint32_t connected;
-	uint32_t connected_end;    /* connected when the run ended */
+	uint32_t connected_end; /* connected when the run ended */
 	uint64_t logins;
 };
 
@@ -65,12 +65,12 @@ struct stats_row {
 
 struct stats {
 	/* Connections: each attempt ends in exactly one fate. */
-	uint64_t connections;           /* TCP connects started */
-	uint64_t logins;                /* reached established */
-	uint64_t closed_by_client;      /* we asked for the end */
+	uint64_t connections;		/* TCP connects started */
+	uint64_t logins;		/* reached established */
+	uint64_t closed_by_client;	/* we asked for the end */
 	uint64_t closes_unacknowledged; /* ... and the server did not close its stream */
-	uint64_t closed_by_server;      /* stream closed by the server (by condition below) */
-	uint64_t dropped;               /* EOF/reset/error without a stream close */
+	uint64_t closed_by_server;	/* stream closed by the server (by condition below) */
+	uint64_t dropped;		/* EOF/reset/error without a stream close */
 	uint64_t connect_failures;
 	uint64_t login_failures;
 	uint64_t ping_timeouts;
@@ -78,23 +78,23 @@ struct stats {
 	struct stats_names drop_reasons;
 	struct stats_names login_failure_reasons;
 	struct stats_names connect_failure_reasons;
-	uint32_t connected;      /* established now */
+	uint32_t connected; /* established now */
 	uint32_t connected_peak;
-	uint32_t connected_end;  /* established when the run ended (before the logout) */
-	uint32_t connecting;     /* between connect and established */
+	uint32_t connected_end; /* established when the run ended (before the logout) */
+	uint32_t connecting;	/* between connect and established */
 	/* Messages. */
 	uint64_t messages_sent;
 	uint64_t messages_delivered;
 	uint64_t messages_lost;
 	uint64_t messages_duplicated;
 	uint64_t messages_bounced;
-	uint64_t messages_late;      /* arrived after being counted lost */
+	uint64_t messages_late;		/* arrived after being counted lost */
 	uint64_t messages_misdelivered; /* arrivals at a client it was not addressed to */
-	uint64_t messages_offline;   /* of sent: addressed to users never online */
-	uint64_t messages_foreign;   /* received but not sent by this run */
+	uint64_t messages_offline;	/* of sent: addressed to users never online */
+	uint64_t messages_foreign;	/* received but not sent by this run */
 	uint64_t pings_sent, pongs, server_pings;
-	struct hist latency_us;      /* message send to receive */
-	struct hist login_us;        /* connect start to established */
+	struct hist latency_us; /* message send to receive */
+	struct hist login_us;	/* connect start to established */
 	unsigned nversions;
 	struct stats_version versions[STATS_MAX_VERSIONS];
 	unsigned ninstances;
@@ -103,7 +103,7 @@ struct stats {
 	/* Timeline: row i is the state at i+1 seconds after the start. */
 	struct stats_row *rows;
 	size_t nrows, caprows;
-	double ramp_s;   /* seconds until all clients were first connected; <0 never */
+	double ramp_s;	 /* seconds until all clients were first connected; <0 never */
 	bool ramp_never; /* a merged worker never had all its clients connected */
 	double elapsed_s;
 	uint32_t workers_failed; /* parent: workers whose report is missing */
@@ -144,8 +144,7 @@ int stats_write_report(const struct stats *s, const struct load_opts *o, const c
 /* Writes the timeline CSV. 0 or -1. */
 int stats_write_timeline(const struct stats *s, const char *path);
 /* One progress line (no newline) into buf. */
-void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf,
-			 size_t size);
+void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf, size_t size);
 /*
  * The run's verdict (the report's "ok"): every --expect-* holds, some
  * client logged in when connections were made, and no worker failed. Prints

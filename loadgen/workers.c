@@ -17,11 +17,11 @@
 
 struct worker {
 	pid_t pid;
-	int fd;                 /* status pipe, -1 at EOF */
-	char *line;             /* partial status line */
+	int fd;	    /* status pipe, -1 at EOF */
+	char *line; /* partial status line */
 	size_t len;
-	json_t *status;         /* last complete status */
-	char report[4200];      /* report path */
+	json_t *status;	   /* last complete status */
+	char report[4200]; /* report path */
 };
 
 static volatile sig_atomic_t workers_signalled;

@@ -31,65 +31,65 @@
 
 enum link_state {
 	LINK_CONNECTING, /* dialed, waiting for connect */
-	LINK_HELLO,      /* our HELLO sent, waiting for the peer's */
-	LINK_AUTH,       /* our AUTH sent, waiting for the peer's */
-	LINK_UP,         /* authenticated both ways */
-	LINK_RETIRING,   /* the second link to a peer: no longer written, read until EOF */
+	LINK_HELLO,	 /* our HELLO sent, waiting for the peer's */
+	LINK_AUTH,	 /* our AUTH sent, waiting for the peer's */
+	LINK_UP,	 /* authenticated both ways */
+	LINK_RETIRING,	 /* the second link to a peer: no longer written, read until EOF */
 	LINK_CLOSING,
 };
 
-static const char *const link_state_names[] = { "connecting", "hello", "auth", "up",
-						"retiring", "closing" };
+static const char *const link_state_names[] = { "connecting", "hello",	  "auth",
+						"up",	      "retiring", "closing" };
 
 enum target_src { SRC_STATIC = 1, SRC_FILE = 2, SRC_DNS = 4 };
 
 struct target;
 
 struct link {
-	uv_tcp_t tcp;              /* embedded; the link is freed in its close callback */
+	uv_tcp_t tcp; /* embedded; the link is freed in its close callback */
 	uv_connect_t connect;
 	uv_shutdown_t shutdown;
 	struct cluster *cl;
-	struct link *next;         /* cl->links */
-	struct target *target;     /* the target we dialed; NULL when accepted or target gone */
-	int dialer;                /* 1 when we dialed */
+	struct link *next;     /* cl->links */
+	struct target *target; /* the target we dialed; NULL when accepted or target gone */
+	int dialer;	       /* 1 when we dialed */
 	enum link_state state;
-	uint64_t id;               /* for logs */
-	char addr[ADDR_MAX];       /* the peer's address, for logs */
-	char ip[64];               /* the peer's IP address (accepted links) */
-	uint16_t peer_port;        /* the link port the peer listens on (HELLO) */
-	char *peer_id;             /* instance id from its HELLO */
+	uint64_t id;	     /* for logs */
+	char addr[ADDR_MAX]; /* the peer's address, for logs */
+	char ip[64];	     /* the peer's IP address (accepted links) */
+	uint16_t peer_port;  /* the link port the peer listens on (HELLO) */
+	char *peer_id;	     /* instance id from its HELLO */
 	char *peer_version;
 	uint8_t nonce[CLUSTER_NONCE_LEN];      /* ours */
 	uint8_t peer_nonce[CLUSTER_NONCE_LEN]; /* theirs */
-	uint8_t *in;               /* received bytes not yet framed */
+	uint8_t *in;			       /* received bytes not yet framed */
 	size_t in_len;
-	size_t in_cap;             /* bounded by the frame cap of the state */
-	uint64_t last_rx;          /* loop ms of the last frame received */
-	uint64_t last_tx;          /* loop ms of the last frame sent */
-	uint64_t deadline;         /* handshake deadline */
-	int clean;                 /* closed on purpose: LEAVING or duplicate */
-	int duplicate;             /* closed as the second link to its peer: its
+	size_t in_cap;			/* bounded by the frame cap of the state */
+	uint64_t last_rx;		/* loop ms of the last frame received */
+	uint64_t last_tx;		/* loop ms of the last frame sent */
+	uint64_t deadline;		/* handshake deadline */
+	int clean;			/* closed on purpose: LEAVING or duplicate */
+	int duplicate;			/* closed as the second link to its peer: its
 				      sessions are still there, on the other link */
 	struct cluster_rt_owner routes; /* the peer's routes learned on this link */
 };
 
 struct target {
-	struct target *next;       /* cl->targets */
+	struct target *next; /* cl->targets */
 	struct cluster *cl;
-	char *key;                 /* "host:port" as discovered */
+	char *key; /* "host:port" as discovered */
 	char host[256];
 	int port;
-	unsigned sources;          /* enum target_src bits still listing it */
-	struct link *link;         /* our dialed link, while it exists */
-	uv_getaddrinfo_t gai;      /* resolving a host name before a dial */
+	unsigned sources;     /* enum target_src bits still listing it */
+	struct link *link;    /* our dialed link, while it exists */
+	uv_getaddrinfo_t gai; /* resolving a host name before a dial */
 	int resolving;
-	int removed;               /* no source lists it; freed when idle */
-	int self;                  /* it is ourselves: never dialed again */
-	int settled;               /* the first dial failed, or a link to it synced */
-	char *peer_id;             /* who answered last time */
+	int removed;   /* no source lists it; freed when idle */
+	int self;      /* it is ourselves: never dialed again */
+	int settled;   /* the first dial failed, or a link to it synced */
+	char *peer_id; /* who answered last time */
 	unsigned fails;
-	uint64_t next_dial;        /* loop ms */
+	uint64_t next_dial; /* loop ms */
 };
 
 struct cluster {
@@ -114,10 +114,10 @@ struct cluster {
 	uv_timer_t tick;
 	int listening;
 	int started;
-	uint64_t started_at;       /* loop ms of cluster_start() */
-	int dns_done;              /* the first resolution of dns_name answered */
+	uint64_t started_at; /* loop ms of cluster_start() */
+	int dns_done;	     /* the first resolution of dns_name answered */
 	int leaving;
-	int handles;               /* open uv handles (listener, timer, links) */
+	int handles; /* open uv handles (listener, timer, links) */
 
 	struct link *links;
 	struct target *targets;
@@ -126,7 +126,7 @@ struct cluster {
 	struct cluster_routes remote;
 	struct cluster_routes local;
 	struct cluster_rt_owner local_owner;
-	struct cluster_buf obuf;   /* scratch for encoding frames */
+	struct cluster_buf obuf; /* scratch for encoding frames */
 
 	/* peers file: re-read when its stat changes */
 	uint64_t pf_next;
@@ -317,8 +317,10 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		return -EINVAL;
 	}
 	if (!cfg->secret || cfg->secretlen < CLUSTER_SECRET_MIN) {
-		log_error("cluster_config", "error=\"cluster mode needs a shared secret of at least"
-			  " %d bytes (--cluster-secret-file)\"", CLUSTER_SECRET_MIN);
+		log_error("cluster_config",
+			  "error=\"cluster mode needs a shared secret of at least"
+			  " %d bytes (--cluster-secret-file)\"",
+			  CLUSTER_SECRET_MIN);
 		return -EINVAL;
 	}
 	cl = calloc(1, sizeof(*cl));
@@ -328,8 +330,9 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 	if (hooks)
 		cl->hooks = *hooks;
 	cl->ud = ud;
-	cl->keepalive_ms = (uint64_t)((cfg->keepalive > 0 ? cfg->keepalive
-							  : CLUSTER_KEEPALIVE_DEFAULT) * 1000.0);
+	cl->keepalive_ms =
+		(uint64_t)((cfg->keepalive > 0 ? cfg->keepalive : CLUSTER_KEEPALIVE_DEFAULT) *
+			   1000.0);
 	if (cl->keepalive_ms < 300)
 		cl->keepalive_ms = 300;
 	dns_s = cfg->dns_interval > 0 ? cfg->dns_interval : CLUSTER_DNS_INTERVAL_DEFAULT;
@@ -356,8 +359,8 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		cl->dns_name = malloc(256);
 		if (!cl->dns_name)
 			goto fail;
-		if (cluster_hostport_parse(cfg->peers_dns, port, cl->dns_name, 256,
-					   &cl->dns_port) < 0) {
+		if (cluster_hostport_parse(cfg->peers_dns, port, cl->dns_name, 256, &cl->dns_port) <
+		    0) {
 			log_error("cluster_config", "error=\"--peers-dns needs NAME[:PORT]\"");
 			rc = -EINVAL;
 			goto fail;
@@ -906,12 +909,12 @@ static void link_refuse(struct link *l, const char *why)
 	link_close(l, why);
 }
 
-static struct link *find_up_link(struct cluster *cl, const char *peer_id, const struct link *not)
+static struct link *find_up_link(struct cluster *cl, const char *peer_id, const struct link * not )
 {
 	struct link *l;
 
 	for (l = cl->links; l; l = l->next)
-		if (l != not && l->state == LINK_UP && strcmp(l->peer_id, peer_id) == 0)
+		if (l != not &&l->state == LINK_UP && strcmp(l->peer_id, peer_id) == 0)
 			return l;
 	return NULL;
 }
@@ -962,8 +965,8 @@ static void link_retire(struct link *l, struct link *kept)
 {
 	struct cluster *cl = l->cl;
 
-	log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu",
-		 (unsigned long long)l->id, l->peer_id, (unsigned long long)kept->id);
+	log_info("cluster_link_duplicate", "link=%llu peer=%s kept=%llu", (unsigned long long)l->id,
+		 l->peer_id, (unsigned long long)kept->id);
 	l->clean = 1;
 	l->duplicate = 1;
 	if (l->state == LINK_UP) {
@@ -1777,10 +1780,12 @@ int cluster_start(struct cluster *cl)
 	if (period > 500)
 		period = 500;
 	uv_timer_start(&cl->tick, on_tick, 0, period);
-	log_info("cluster_listen", "addr=%s instance=%s version=%s keepalive_ms=%llu peers=%zu"
-		 " peers_file=%s peers_dns=%s", cl->listen, cl->instance, cl->version,
-		 (unsigned long long)cl->keepalive_ms, cl->nstatic,
-		 cl->peers_file ? cl->peers_file : "-", cl->dns_name ? cl->dns_name : "-");
+	log_info("cluster_listen",
+		 "addr=%s instance=%s version=%s keepalive_ms=%llu peers=%zu"
+		 " peers_file=%s peers_dns=%s",
+		 cl->listen, cl->instance, cl->version, (unsigned long long)cl->keepalive_ms,
+		 cl->nstatic, cl->peers_file ? cl->peers_file : "-",
+		 cl->dns_name ? cl->dns_name : "-");
 	return 0;
 fail_listener:
 	cl->listening = 0;

@@ -23,22 +23,22 @@
 
 #include <uv.h>
 
-#define CLUSTER_KEEPALIVE_DEFAULT 10.0   /* seconds */
+#define CLUSTER_KEEPALIVE_DEFAULT 10.0	  /* seconds */
 #define CLUSTER_DNS_INTERVAL_DEFAULT 10.0 /* seconds */
-#define CLUSTER_SECRET_MIN 16            /* bytes */
+#define CLUSTER_SECRET_MIN 16		  /* bytes */
 #define CLUSTER_SECRET_MAX 4096
 
 struct cluster_config {
-	const char *listen;      /* "ADDR:PORT" (numeric address) for links; required */
-	const char *instance;    /* this instance's id, unique in the cluster; required */
-	const char *version;     /* version label, reported to peers; may be NULL */
-	const char *peers;       /* "HOST:PORT,HOST:PORT" or NULL */
-	const char *peers_file;  /* one HOST:PORT per line, re-read when it changes */
-	const char *peers_dns;   /* NAME[:PORT]; port defaults to the listen port */
-	const uint8_t *secret;   /* shared secret (cluster_secret_load); copied */
+	const char *listen;	/* "ADDR:PORT" (numeric address) for links; required */
+	const char *instance;	/* this instance's id, unique in the cluster; required */
+	const char *version;	/* version label, reported to peers; may be NULL */
+	const char *peers;	/* "HOST:PORT,HOST:PORT" or NULL */
+	const char *peers_file; /* one HOST:PORT per line, re-read when it changes */
+	const char *peers_dns;	/* NAME[:PORT]; port defaults to the listen port */
+	const uint8_t *secret;	/* shared secret (cluster_secret_load); copied */
 	size_t secretlen;
-	double keepalive;        /* seconds without a frame before a link is dead */
-	double dns_interval;     /* seconds between re-resolutions of peers_dns */
+	double keepalive;    /* seconds without a frame before a link is dead */
+	double dns_interval; /* seconds between re-resolutions of peers_dns */
 };
 
 struct cluster_hooks {
@@ -142,13 +142,13 @@ int cluster_has_bare(const struct cluster *cl, const char *bare);
 int cluster_route_available(const struct cluster *cl, const char *full);
 
 struct cluster_stats {
-	uint64_t peers;            /* established links */
-	uint64_t routes;           /* remote route entries */
-	uint64_t local_routes;     /* local sessions announced */
-	uint64_t forwarded;        /* stanzas (and presence copies) sent to peers */
-	uint64_t received;         /* stanzas and presence received from peers */
-	uint64_t link_failures;    /* links lost without a LEAVING notice */
-	uint64_t refused;          /* inbound connections refused (auth, protocol) */
+	uint64_t peers;		/* established links */
+	uint64_t routes;	/* remote route entries */
+	uint64_t local_routes;	/* local sessions announced */
+	uint64_t forwarded;	/* stanzas (and presence copies) sent to peers */
+	uint64_t received;	/* stanzas and presence received from peers */
+	uint64_t link_failures; /* links lost without a LEAVING notice */
+	uint64_t refused;	/* inbound connections refused (auth, protocol) */
 };
 
 void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out);

@@ -30,7 +30,7 @@ struct cluster_glue {
 	struct srv *srv;
 	struct cluster *cl;
 	struct xstream *xs;   /* parses what peers forwarded */
-	int opened;           /* GLUE_HEADER fed since the last reset */
+	int opened;	      /* GLUE_HEADER fed since the last reset */
 	struct xnode *parsed; /* the stanza on_stanza() handed over */
 	unsigned nparsed;     /* stanzas in the current frame: must be 1 */
 };
@@ -77,8 +77,7 @@ static struct xnode *glue_parse(struct cluster_glue *g, const char *xml, size_t 
 		goto bad;
 	return g->parsed;
 bad:
-	log_warn("cluster_bad_stanza", "error=\"%s\" stanzas=%u", xstream_strerror(rc),
-		 g->nparsed);
+	log_warn("cluster_bad_stanza", "error=\"%s\" stanzas=%u", xstream_strerror(rc), g->nparsed);
 	xnode_free(g->parsed);
 	g->parsed = NULL;
 	xstream_reset(g->xs);
@@ -132,8 +131,8 @@ static void glue_bounce(struct cluster_glue *g, struct xnode *st, const char *se
 	char *xml;
 	size_t len;
 
-	if (!(is_req || (is_msg && !attr_is(st, "type", "error") &&
-			 !attr_is(st, "type", "headline"))))
+	if (!(is_req ||
+	      (is_msg && !attr_is(st, "type", "error") && !attr_is(st, "type", "headline"))))
 		return;
 	if (!xnode_attr(st, "from") || !xnode_attr(st, "to") ||
 	    router_make_error(st, "cancel", "service-unavailable") != 0)
@@ -304,7 +303,8 @@ int cluster_glue_init(struct srv *srv)
 	if (!cfg->cluster_listen[0])
 		return 0;
 	if (!cfg->cluster_secret_file[0]) {
-		log_error("cluster_config", "error=\"cluster mode (--cluster-listen) needs"
+		log_error("cluster_config",
+			  "error=\"cluster mode (--cluster-listen) needs"
 			  " --cluster-secret-file or CHATD_CLUSTER_SECRET_FILE\"");
 		return -1;
 	}

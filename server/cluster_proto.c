@@ -232,11 +232,11 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 const char *cluster_msg_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		[CLUSTER_MSG_HELLO] = "hello",         [CLUSTER_MSG_AUTH] = "auth",
+		[CLUSTER_MSG_HELLO] = "hello",	       [CLUSTER_MSG_AUTH] = "auth",
 		[CLUSTER_MSG_ROUTE_ADD] = "route-add", [CLUSTER_MSG_ROUTE_DEL] = "route-del",
-		[CLUSTER_MSG_SYNC] = "sync",           [CLUSTER_MSG_STANZA] = "stanza",
+		[CLUSTER_MSG_SYNC] = "sync",	       [CLUSTER_MSG_STANZA] = "stanza",
 		[CLUSTER_MSG_PRESENCE] = "presence",   [CLUSTER_MSG_PING] = "ping",
-		[CLUSTER_MSG_PONG] = "pong",           [CLUSTER_MSG_LEAVING] = "leaving",
+		[CLUSTER_MSG_PONG] = "pong",	       [CLUSTER_MSG_LEAVING] = "leaving",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -414,8 +414,8 @@ static int enc_routed_xml(struct cluster_buf *b, uint8_t type, const char *to, c
 	return 0;
 }
 
-int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
-		       const char *xml, size_t xmllen)
+int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from, const char *xml,
+		       size_t xmllen)
 {
 	return enc_routed_xml(b, CLUSTER_MSG_STANZA, to, from, xml, xmllen);
 }

@@ -33,30 +33,30 @@
 #define CLUSTER_ROUTE_BATCH_BYTES 32768u
 #define CLUSTER_NONCE_LEN 32
 #define CLUSTER_MAC_LEN 32
-#define CLUSTER_ID_MAX 253 /* instance ids: pod names are DNS labels/subdomains */
+#define CLUSTER_ID_MAX 253   /* instance ids: pod names are DNS labels/subdomains */
 #define CLUSTER_JID_MAX 3071 /* three parts of 1023 bytes and two separators */
 
 enum cluster_proto_err {
 	CLUSTER_PROTO_OK = 0,
-	CLUSTER_PROTO_EAGAIN = -11,   /* more bytes needed */
+	CLUSTER_PROTO_EAGAIN = -11, /* more bytes needed */
 	CLUSTER_PROTO_ENOMEM = -12,
-	CLUSTER_PROTO_EINVAL = -22,   /* malformed payload */
-	CLUSTER_PROTO_E2BIG = -7,     /* frame over the cap */
-	CLUSTER_PROTO_ETYPE = -71,    /* unknown frame type (EPROTO) */
+	CLUSTER_PROTO_EINVAL = -22, /* malformed payload */
+	CLUSTER_PROTO_E2BIG = -7,   /* frame over the cap */
+	CLUSTER_PROTO_ETYPE = -71,  /* unknown frame type (EPROTO) */
 };
 
 enum cluster_msg_type {
-	CLUSTER_MSG_HELLO = 1,       /* u8 proto, str16 instance, str16 version, u16 listen port,
+	CLUSTER_MSG_HELLO = 1,	   /* u8 proto, str16 instance, str16 version, u16 listen port,
 					 nonce[32] */
-	CLUSTER_MSG_AUTH = 2,        /* mac[32] */
-	CLUSTER_MSG_ROUTE_ADD = 3,   /* u16 n, n x (str16 full jid, i8 priority, u8 flags) */
-	CLUSTER_MSG_ROUTE_DEL = 4,   /* u16 n, n x str16 full jid */
-	CLUSTER_MSG_SYNC = 5,        /* empty: the full dump that starts a link is complete */
-	CLUSTER_MSG_STANZA = 6,      /* str16 to, str16 from, str32 xml */
-	CLUSTER_MSG_PRESENCE = 7,    /* str16 from, str32 xml: broadcast presence */
-	CLUSTER_MSG_PING = 8,        /* u64 token */
-	CLUSTER_MSG_PONG = 9,        /* u64 token */
-	CLUSTER_MSG_LEAVING = 10,    /* empty: clean shutdown, drop my routes now */
+	CLUSTER_MSG_AUTH = 2,	   /* mac[32] */
+	CLUSTER_MSG_ROUTE_ADD = 3, /* u16 n, n x (str16 full jid, i8 priority, u8 flags) */
+	CLUSTER_MSG_ROUTE_DEL = 4, /* u16 n, n x str16 full jid */
+	CLUSTER_MSG_SYNC = 5,	   /* empty: the full dump that starts a link is complete */
+	CLUSTER_MSG_STANZA = 6,	   /* str16 to, str16 from, str32 xml */
+	CLUSTER_MSG_PRESENCE = 7,  /* str16 from, str32 xml: broadcast presence */
+	CLUSTER_MSG_PING = 8,	   /* u64 token */
+	CLUSTER_MSG_PONG = 9,	   /* u64 token */
+	CLUSTER_MSG_LEAVING = 10,  /* empty: clean shutdown, drop my routes now */
 };
 
 #define CLUSTER_ROUTE_AVAILABLE 0x01 /* the resource sent available presence */
@@ -75,7 +75,7 @@ struct cluster_msg {
 			uint8_t proto;
 			struct cluster_str instance;
 			struct cluster_str version;
-			uint16_t port;        /* the sender's link port (0 = unknown) */
+			uint16_t port;	      /* the sender's link port (0 = unknown) */
 			const uint8_t *nonce; /* CLUSTER_NONCE_LEN bytes */
 		} hello;
 		struct {
@@ -104,7 +104,7 @@ struct cluster_msg {
 /* One route record from a ROUTE_ADD or ROUTE_DEL batch. */
 struct cluster_route_rec {
 	struct cluster_str jid;
-	int priority;   /* -128..127; 0 in ROUTE_DEL */
+	int priority;	/* -128..127; 0 in ROUTE_DEL */
 	unsigned flags; /* CLUSTER_ROUTE_*; 0 in ROUTE_DEL */
 };
 
@@ -147,10 +147,9 @@ void cluster_buf_reset(struct cluster_buf *b);
 int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
 		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN]);
 int cluster_enc_auth(struct cluster_buf *b, const uint8_t mac[CLUSTER_MAC_LEN]);
-int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from,
-		       const char *xml, size_t xmllen);
-int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml,
-			 size_t xmllen);
+int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from, const char *xml,
+		       size_t xmllen);
+int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml, size_t xmllen);
 int cluster_enc_ping(struct cluster_buf *b, uint8_t type, uint64_t token);
 int cluster_enc_empty(struct cluster_buf *b, uint8_t type); /* SYNC, LEAVING */
 

@@ -55,8 +55,8 @@ void cluster_routes_free(struct cluster_routes *rt)
 	cluster_routes_init(rt);
 }
 
-static struct cluster_bare *bare_find(const struct cluster_routes *rt, const char *bare,
-				      size_t len, uint64_t h)
+static struct cluster_bare *bare_find(const struct cluster_routes *rt, const char *bare, size_t len,
+				      uint64_t h)
 {
 	struct cluster_bare *b;
 
@@ -101,8 +101,8 @@ static void bare_unlink(struct cluster_routes *rt, struct cluster_bare *b)
 	free(b);
 }
 
-int cluster_routes_set(struct cluster_routes *rt, struct cluster_rt_owner *owner,
-		       const char *full, int priority, int available)
+int cluster_routes_set(struct cluster_routes *rt, struct cluster_rt_owner *owner, const char *full,
+		       int priority, int available)
 {
 	const char *slash = strchr(full, '/');
 	size_t blen;
@@ -185,8 +185,7 @@ static void route_remove(struct cluster_routes *rt, struct cluster_route *r)
 	route_free(r);
 }
 
-int cluster_routes_del(struct cluster_routes *rt, struct cluster_rt_owner *owner,
-		       const char *full)
+int cluster_routes_del(struct cluster_routes *rt, struct cluster_rt_owner *owner, const char *full)
 {
 	const char *slash = strchr(full, '/');
 	struct cluster_bare *b;

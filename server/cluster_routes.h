@@ -33,15 +33,15 @@ struct cluster_rt_owner {
 };
 
 struct cluster_route {
-	struct cluster_bare *bare;     /* the bare JID's record */
-	char *full;                    /* "node@domain/resource", owned */
-	const char *resource;          /* points into full */
+	struct cluster_bare *bare; /* the bare JID's record */
+	char *full;		   /* "node@domain/resource", owned */
+	const char *resource;	   /* points into full */
 	struct cluster_rt_owner *owner;
-	int priority;                  /* RFC 6121 presence priority, -128..127 */
-	int available;                 /* 1 after available presence */
-	uint64_t seq;                  /* when last set: newest wins a full-JID lookup */
-	struct cluster_route *bnext;   /* next resource of the same bare JID */
-	struct cluster_route *onext;   /* owner chain */
+	int priority;		     /* RFC 6121 presence priority, -128..127 */
+	int available;		     /* 1 after available presence */
+	uint64_t seq;		     /* when last set: newest wins a full-JID lookup */
+	struct cluster_route *bnext; /* next resource of the same bare JID */
+	struct cluster_route *onext; /* owner chain */
 	struct cluster_route *oprev;
 };
 
@@ -49,14 +49,14 @@ struct cluster_bare {
 	struct cluster_bare *hnext; /* hash chain */
 	uint64_t hash;
 	struct cluster_route *routes;
-	char jid[];                 /* the bare JID */
+	char jid[]; /* the bare JID */
 };
 
 struct cluster_routes {
 	struct cluster_bare **buckets;
 	size_t nbuckets; /* power of two, or 0 before the first insert */
 	size_t nbare;
-	size_t count;    /* entries */
+	size_t count; /* entries */
 	uint64_t seq;
 };
 
@@ -70,11 +70,10 @@ void cluster_rt_owner_init(struct cluster_rt_owner *o, void *ud);
  * resource). Returns 1 when added, 0 when updated, -EINVAL for a JID
  * without resource, -ENOMEM.
  */
-int cluster_routes_set(struct cluster_routes *rt, struct cluster_rt_owner *owner,
-		       const char *full, int priority, int available);
+int cluster_routes_set(struct cluster_routes *rt, struct cluster_rt_owner *owner, const char *full,
+		       int priority, int available);
 /* Removes (full, owner): 1 when removed, 0 when there was none. */
-int cluster_routes_del(struct cluster_routes *rt, struct cluster_rt_owner *owner,
-		       const char *full);
+int cluster_routes_del(struct cluster_routes *rt, struct cluster_rt_owner *owner, const char *full);
 /* Removes all of owner's entries; returns how many. */
 size_t cluster_routes_drop_owner(struct cluster_routes *rt, struct cluster_rt_owner *owner);
 
@@ -83,7 +82,6 @@ size_t cluster_routes_drop_owner(struct cluster_routes *rt, struct cluster_rt_ow
 const struct cluster_route *cluster_routes_find(const struct cluster_routes *rt, const char *full,
 						const struct cluster_rt_owner *skip);
 /* The resources of a bare JID (walk ->bnext), or NULL. */
-const struct cluster_route *cluster_routes_bare(const struct cluster_routes *rt,
-						const char *bare);
+const struct cluster_route *cluster_routes_bare(const struct cluster_routes *rt, const char *bare);
 
 #endif

@@ -16,22 +16,30 @@
 
 #include "version.h"
 
-
 enum opt_kind { OPT_STR, OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LEVEL };
 
 struct opt {
-	const char *name;  /* long flag without "--" */
+	const char *name; /* long flag without "--" */
 	enum opt_kind kind;
-	size_t off;        /* offset into struct config */
-	size_t size;       /* for OPT_STR: buffer size */
-	const char *arg;   /* metavariable for --help */
+	size_t off;	 /* offset into struct config */
+	size_t size;	 /* for OPT_STR: buffer size */
+	const char *arg; /* metavariable for --help */
 	const char *help;
 };
 
 #define FIELD_SIZE(f) sizeof(((struct config *)0)->f)
-#define STR(f, a, h) { #f, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h }
-#define STRN(n, f, a, h) { n, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h }
-#define CFG(n, k, f, a, h) { n, k, offsetof(struct config, f), 0, a, h }
+#define STR(f, a, h)                                                         \
+	{                                                                    \
+#f, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h \
+	}
+#define STRN(n, f, a, h)                                                    \
+	{                                                                   \
+		n, OPT_STR, offsetof(struct config, f), FIELD_SIZE(f), a, h \
+	}
+#define CFG(n, k, f, a, h)                                \
+	{                                                 \
+		n, k, offsetof(struct config, f), 0, a, h \
+	}
 
 static const struct opt config_opts[] = {
 	STR(listen, "ADDR:PORT", "client listener (default 0.0.0.0:5222)"),
@@ -253,8 +261,8 @@ int config_load(struct config *cfg, int argc, char **argv)
 	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
 		lopts[i].name = config_opts[i].name;
 		/* A boolean flag takes an optional =VALUE (--auth-any=0). */
-		lopts[i].has_arg = config_opts[i].kind == OPT_BOOL ? optional_argument
-								     : required_argument;
+		lopts[i].has_arg =
+			config_opts[i].kind == OPT_BOOL ? optional_argument : required_argument;
 		lopts[i].flag = NULL;
 		lopts[i].val = 1000 + (int)i;
 	}
@@ -314,8 +322,10 @@ int config_load(struct config *cfg, int argc, char **argv)
 	}
 	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||
 	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX) {
-		fprintf(stderr, "chatd: a timeout is too large (ping-interval, ping-timeout, "
-				"auth-timeout and drain-timeout <= %u s)\n", CONFIG_TIMEOUT_MAX);
+		fprintf(stderr,
+			"chatd: a timeout is too large (ping-interval, ping-timeout, "
+			"auth-timeout and drain-timeout <= %u s)\n",
+			CONFIG_TIMEOUT_MAX);
 		return -1;
 	}
 	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||

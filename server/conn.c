@@ -17,7 +17,7 @@
 #include "tlsbio.h"
 #include "xstream.h"
 
-#define container_of(ptr, type, member) ((type *)((char *)(ptr) - offsetof(type, member)))
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* A queued write: the bytes follow the request, or are a buffer handed over
  * by tlsbio_steal_out(). */
@@ -30,8 +30,8 @@ struct wreq {
 };
 
 static const char *const state_names[] = {
-	[ST_HEADER] = "header", [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
-	[ST_RESTART] = "restart", [ST_BIND] = "bind", [ST_ESTABLISHED] = "established",
+	[ST_HEADER] = "header",	  [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
+	[ST_RESTART] = "restart", [ST_BIND] = "bind",		[ST_ESTABLISHED] = "established",
 	[ST_CLOSED] = "closed",
 };
 
@@ -152,12 +152,11 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		/* Orderly closes, refusals (counted by the rate-limited "refused"
 		 * line) and the shutdown of every connection (one "shutdown" line)
 		 * are routine. */
-		int routine = reason == CLOSE_CLIENT || reason == CLOSE_SYSTEM_SHUTDOWN ||
-			      c->refused;
+		int routine =
+			reason == CLOSE_CLIENT || reason == CLOSE_SYSTEM_SHUTDOWN || c->refused;
 
-		conn_log(c, routine ? LOG_DEBUG : LOG_INFO, "close",
-			 "reason=%s state=%s text=%s", close_reason_name(reason),
-			 conn_state_name((enum conn_state)c->state),
+		conn_log(c, routine ? LOG_DEBUG : LOG_INFO, "close", "reason=%s state=%s text=%s",
+			 close_reason_name(reason), conn_state_name((enum conn_state)c->state),
 			 log_quote(q, sizeof(q), text ? text : ""));
 	}
 	session_set_state(c, ST_CLOSED);
@@ -389,7 +388,7 @@ static void conn_tls_input(struct conn *c, const char *data, size_t len)
 			conn_log(c, LOG_INFO, "tls_error", "err=%s",
 				 tlsbio_last_error(c->tls)[0] ? tlsbio_last_error(c->tls) : "?");
 			conn_tls_flush(c); /* the alert */
-			c->eof = 1;        /* nothing more can be said over this TLS */
+			c->eof = 1;	   /* nothing more can be said over this TLS */
 			conn_close(c, CLOSE_TLS_ERROR, NULL, NULL);
 		}
 		return;
@@ -485,8 +484,7 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 		/* At most one line a second under a connect flood. */
 		if (srv->refused_total == 1 || srv_due(srv_now(srv), srv->refused_log_next)) {
 			conn_log(c, LOG_WARN, "refused", "max_connections=%u refused_total=%llu",
-				 srv->cfg->max_connections,
-				 (unsigned long long)srv->refused_total);
+				 srv->cfg->max_connections, (unsigned long long)srv->refused_total);
 			srv->refused_log_next = srv_now(srv) + 1000;
 		}
 		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint",

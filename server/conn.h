@@ -36,32 +36,32 @@ struct presence_dir;
 /* The stream state machine (session.c session_set_state() is the only
  * writer). */
 enum conn_state {
-	ST_HEADER = 0,  /* waiting for the client's stream header */
-	ST_NEGOTIATE,   /* features sent: STARTTLS or SASL <auth/> expected */
-	ST_SASL,        /* a SASL exchange is running */
-	ST_RESTART,     /* SASL succeeded: waiting for the restarted header */
-	ST_BIND,        /* authenticated stream: resource binding expected */
+	ST_HEADER = 0,	/* waiting for the client's stream header */
+	ST_NEGOTIATE,	/* features sent: STARTTLS or SASL <auth/> expected */
+	ST_SASL,	/* a SASL exchange is running */
+	ST_RESTART,	/* SASL succeeded: waiting for the restarted header */
+	ST_BIND,	/* authenticated stream: resource binding expected */
 	ST_ESTABLISHED, /* bound: stanzas flow */
-	ST_CLOSED,      /* conn_close() ran; nothing more is processed */
+	ST_CLOSED,	/* conn_close() ran; nothing more is processed */
 };
 
 const char *conn_state_name(enum conn_state s);
 
 struct conn {
-	uv_tcp_t tcp;            /* embedded handle (container_of); owner: this conn */
-	struct srv *srv;         /* the server; not owned */
-	struct conn *prev, *next; /* srv->conns list; owner: srv */
-	struct conn *pend_next;  /* srv->pending list of deferred closes, or NULL */
-	uint64_t id;             /* unique per process, for logs: conn=<id> */
-	struct xstream *xs;      /* stream parser; owned; compacted when idle */
-	struct tlsbio *tls;      /* TLS layer after STARTTLS, else NULL; owned */
-	struct sasl *sasl;       /* during SASL only, else NULL; owned */
-	char *user;              /* authenticated localpart (prepared) until bound,
+	uv_tcp_t tcp;		       /* embedded handle (container_of); owner: this conn */
+	struct srv *srv;	       /* the server; not owned */
+	struct conn *prev, *next;      /* srv->conns list; owner: srv */
+	struct conn *pend_next;	       /* srv->pending list of deferred closes, or NULL */
+	uint64_t id;		       /* unique per process, for logs: conn=<id> */
+	struct xstream *xs;	       /* stream parser; owned; compacted when idle */
+	struct tlsbio *tls;	       /* TLS layer after STARTTLS, else NULL; owned */
+	struct sasl *sasl;	       /* during SASL only, else NULL; owned */
+	char *user;		       /* authenticated localpart (prepared) until bound,
 				    then NULL (c->jid.node has it); owned */
-	struct jid jid;          /* bound full JID (parts owned); empty before bind */
-	struct route *route;     /* router entry of our bare JID while bound; owner: router */
-	struct conn *rnext;      /* next session of the same bare JID; owner: router */
-	struct xnode *presence;  /* last available presence with payload, or NULL
+	struct jid jid;		       /* bound full JID (parts owned); empty before bind */
+	struct route *route;	       /* router entry of our bare JID while bound; owner: router */
+	struct conn *rnext;	       /* next session of the same bare JID; owner: router */
+	struct xnode *presence;	       /* last available presence with payload, or NULL
 				    (a plain <presence/> needs no copy); owned */
 	struct presence_dir *directed; /* JIDs we sent directed presence to; owned;
 					  at most PRESENCE_DIRECTED_MAX entries */
@@ -69,28 +69,28 @@ struct conn {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
-	} peer;                  /* remote address, for logs */
-	uint32_t t_rx;           /* ms (srv clock): last byte received */
-	uint32_t t_deadline;     /* ms: auth deadline (before bind), ping deadline
+	} peer;			     /* remote address, for logs */
+	uint32_t t_rx;		     /* ms (srv clock): last byte received */
+	uint32_t t_deadline;	     /* ms: auth deadline (before bind), ping deadline
 				    (ping outstanding), flush/linger end (closing) */
-	uint32_t ping_seq;       /* id of our outstanding ping (0 = none) */
-	uint8_t state;           /* enum conn_state */
-	uint8_t close_reason;    /* enum close_reason, set by conn_close() */
-	uint8_t auth_failures;   /* SASL failures on this stream (limit 3) */
-	int8_t priority;         /* presence priority, -128..127 */
-	unsigned header_sent : 1;   /* our stream header went out on this stream */
-	unsigned available : 1;     /* sent available broadcast presence */
-	unsigned authenticated : 1; /* SASL succeeded */
-	unsigned restart_tls : 1;   /* <proceed/> sent: swap transport at the stop */
-	unsigned restart_sasl : 1;  /* <success/> sent: reset the parser at the stop */
-	unsigned closing : 1;       /* conn_close() ran */
-	unsigned handle_closed : 1; /* uv_close() was called */
-	unsigned eof : 1;           /* the peer half-closed (or reset) the socket */
-	unsigned write_dead : 1;    /* writes failed: drop output */
-	unsigned overflow : 1;      /* output passed --max-output: close pending */
-	unsigned refused : 1;       /* over --max-connections */
+	uint32_t ping_seq;	     /* id of our outstanding ping (0 = none) */
+	uint8_t state;		     /* enum conn_state */
+	uint8_t close_reason;	     /* enum close_reason, set by conn_close() */
+	uint8_t auth_failures;	     /* SASL failures on this stream (limit 3) */
+	int8_t priority;	     /* presence priority, -128..127 */
+	unsigned header_sent : 1;    /* our stream header went out on this stream */
+	unsigned available : 1;	     /* sent available broadcast presence */
+	unsigned authenticated : 1;  /* SASL succeeded */
+	unsigned restart_tls : 1;    /* <proceed/> sent: swap transport at the stop */
+	unsigned restart_sasl : 1;   /* <success/> sent: reset the parser at the stop */
+	unsigned closing : 1;	     /* conn_close() ran */
+	unsigned handle_closed : 1;  /* uv_close() was called */
+	unsigned eof : 1;	     /* the peer half-closed (or reset) the socket */
+	unsigned write_dead : 1;     /* writes failed: drop output */
+	unsigned overflow : 1;	     /* output passed --max-output: close pending */
+	unsigned refused : 1;	     /* over --max-connections */
 	unsigned refused_linger : 1; /* counted in srv->refused_lingering */
-	unsigned in_feed : 1;       /* inside xstream_feed() (callbacks running) */
+	unsigned in_feed : 1;	     /* inside xstream_feed() (callbacks running) */
 };
 
 /* Accepts a pending connection on the listener; 0 or a negative uv error. */

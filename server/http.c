@@ -19,11 +19,11 @@
 struct http {
 	struct srv *srv;
 	struct MHD_Daemon *d;
-	uv_poll_t poll;   /* MHD's epoll descriptor */
-	uv_timer_t timer; /* MHD's next timeout, or the end of a back-off */
-	int open_handles; /* handles not yet closed; free at 0 */
-	int starved;      /* MHD met EMFILE/ENFILE in this run: back off */
-	uint64_t log_next;      /* loop ms before which MHD messages are counted only */
+	uv_poll_t poll;		 /* MHD's epoll descriptor */
+	uv_timer_t timer;	 /* MHD's next timeout, or the end of a back-off */
+	int open_handles;	 /* handles not yet closed; free at 0 */
+	int starved;		 /* MHD met EMFILE/ENFILE in this run: back off */
+	uint64_t log_next;	 /* loop ms before which MHD messages are counted only */
 	uint64_t log_suppressed; /* MHD messages not logged since the last line */
 };
 
@@ -128,8 +128,7 @@ static void http_run(struct http *h)
 
 /* MHD's messages, at most one line a second (with how many were dropped):
  * under descriptor exhaustion it reports every failed accept. */
-__attribute__((format(printf, 2, 0))) static void http_log(void *cls, const char *fmt,
-								va_list ap)
+__attribute__((format(printf, 2, 0))) static void http_log(void *cls, const char *fmt, va_list ap)
 {
 	struct http *h = cls;
 	char msg[512], q[560];
@@ -163,13 +162,11 @@ struct http *http_start(struct srv *srv, const char *addr)
 	if (!h)
 		return NULL;
 	h->srv = srv;
-	h->d = MHD_start_daemon(MHD_USE_EPOLL | MHD_USE_ERROR_LOG |
-					(ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
-				0, NULL, NULL, http_handler, h,
-				MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
-				MHD_OPTION_SOCK_ADDR, &ss,
-				MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-				MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+	h->d = MHD_start_daemon(
+		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, NULL, NULL, http_handler, h, MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
+		MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
+		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
 	if (!h->d) {
 		log_error("http_error", "addr=%s msg=\"cannot listen\"", addr);
 		free(h);

@@ -186,8 +186,7 @@ static void bind_error(struct conn *c, struct xnode *iq, const char *type, const
 	xbuf_init(&b);
 	xbuf_puts(&b, "<iq type='error' id='");
 	xbuf_escape(&b, id ? id : "", id ? strlen(id) : 0);
-	xbuf_printf(&b, "'><error type='%s'><%s xmlns='" NS_STANZAS "'/></error></iq>", type,
-		    cond);
+	xbuf_printf(&b, "'><error type='%s'><%s xmlns='" NS_STANZAS "'/></error></iq>", type, cond);
 	if (b.data)
 		conn_send(c, b.data, b.len);
 	xbuf_free(&b);
@@ -218,8 +217,8 @@ void iq_bind(struct conn *c, struct xnode *iq)
 			bind_error(c, iq, "wait", "internal-server-error");
 			return;
 		}
-		snprintf(gen, sizeof(gen), "chatd-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1],
-			 rnd[2], rnd[3], rnd[4], rnd[5]);
+		snprintf(gen, sizeof(gen), "chatd-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+			 rnd[3], rnd[4], rnd[5]);
 	}
 	e = jid_set(&c->jid, c->user, c->srv->domain, want ? want : gen);
 	free(want);

@@ -19,9 +19,9 @@
 #define NS_ROSTER "jabber:iq:roster"
 
 enum iq_target {
-	IQ_TO_SERVER,    /* to the domain */
-	IQ_TO_SELF,      /* no 'to', or the sender's own bare JID */
-	IQ_TO_BARE,      /* another local user's bare JID (handled on their behalf) */
+	IQ_TO_SERVER, /* to the domain */
+	IQ_TO_SELF,   /* no 'to', or the sender's own bare JID */
+	IQ_TO_BARE,   /* another local user's bare JID (handled on their behalf) */
 };
 
 /* Answers an iq get/set addressed to the server or a bare JID. Takes

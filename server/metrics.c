@@ -82,8 +82,8 @@ static void put_metric(struct out *o, const char *name, const char *type, const 
 	    (unsigned long long)v);
 }
 
-long metrics_format(const struct metrics *m, const char *version, const char *instance,
-		    char *buf, size_t cap)
+long metrics_format(const struct metrics *m, const char *version, const char *instance, char *buf,
+		    size_t cap)
 {
 	struct out o = { buf, cap, 0, 0 };
 

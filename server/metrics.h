@@ -14,10 +14,10 @@
 /* Why a client connection ended: the label of chatd_connections_closed_total.
  * The stream error conditions are the ones chatd sends (RFC 6120 4.9.3). */
 enum close_reason {
-	CLOSE_CLIENT = 0,        /* the client closed: </stream:stream> or EOF */
-	CLOSE_RESET,             /* read/write error (ECONNRESET, EPIPE, ...) */
-	CLOSE_TLS_ERROR,         /* fatal TLS error (garbage, handshake failure) */
-	CLOSE_BAD_FORMAT,        /* stream errors sent by chatd, one each: */
+	CLOSE_CLIENT = 0, /* the client closed: </stream:stream> or EOF */
+	CLOSE_RESET,	  /* read/write error (ECONNRESET, EPIPE, ...) */
+	CLOSE_TLS_ERROR,  /* fatal TLS error (garbage, handshake failure) */
+	CLOSE_BAD_FORMAT, /* stream errors sent by chatd, one each: */
 	CLOSE_CONFLICT,
 	CLOSE_CONNECTION_TIMEOUT,
 	CLOSE_HOST_UNKNOWN,
@@ -43,20 +43,20 @@ const char *close_reason_name(enum close_reason r);
 enum close_reason close_reason_from_condition(const char *cond);
 
 struct metrics {
-	uint64_t connections;        /* gauge: +1 conn_accept(), -1 conn_close() */
-	uint64_t sessions;           /* gauge: +1 router_add(), -1 router_remove() */
-	uint64_t accepted_total;     /* srv.c accept callback */
+	uint64_t connections;			   /* gauge: +1 conn_accept(), -1 conn_close() */
+	uint64_t sessions;			   /* gauge: +1 router_add(), -1 router_remove() */
+	uint64_t accepted_total;		   /* srv.c accept callback */
 	uint64_t closed_total[CLOSE_REASON_COUNT]; /* conn_close() */
-	uint64_t stanzas_total;      /* message/presence/iq received from clients:
+	uint64_t stanzas_total;			   /* message/presence/iq received from clients:
 					session.c session_stanza() */
-	uint64_t logins_total;       /* successful SASL: session.c */
-	uint64_t auth_failures_total; /* SASL <failure/> sent: session.c */
-	uint64_t pings_sent_total;   /* server-to-client XEP-0199 pings: srv.c sweep */
+	uint64_t logins_total;			   /* successful SASL: session.c */
+	uint64_t auth_failures_total;		   /* SASL <failure/> sent: session.c */
+	uint64_t pings_sent_total;    /* server-to-client XEP-0199 pings: srv.c sweep */
 	uint64_t stanza_errors_total; /* stanza errors we generated: router.c router_error() */
-	uint64_t bytes_in_total;     /* bytes read from client sockets: conn.c read callback */
-	uint64_t bytes_out_total;    /* bytes handed to client sockets: conn.c conn_raw_write() */
-	int draining;                /* 0/1: srv.c srv_drain() */
-	int ready;                   /* 0/1: srv.c srv_start() / srv_drain() */
+	uint64_t bytes_in_total;      /* bytes read from client sockets: conn.c read callback */
+	uint64_t bytes_out_total;     /* bytes handed to client sockets: conn.c conn_raw_write() */
+	int draining;		      /* 0/1: srv.c srv_drain() */
+	int ready;		      /* 0/1: srv.c srv_start() / srv_drain() */
 };
 
 /*
@@ -64,7 +64,7 @@ struct metrics {
  * length, or -1 when it does not fit. version and instance go into
  * chatd_build_info (label values are escaped).
  */
-long metrics_format(const struct metrics *m, const char *version, const char *instance,
-		    char *buf, size_t cap);
+long metrics_format(const struct metrics *m, const char *version, const char *instance, char *buf,
+		    size_t cap);
 
 #endif

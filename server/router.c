@@ -439,10 +439,9 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 			else
 				xnode_free(st);
 		} else if (is_pres) {
-			if (type && (strcmp(type, "subscribe") == 0 ||
-				     strcmp(type, "subscribed") == 0 ||
-				     strcmp(type, "unsubscribe") == 0 ||
-				     strcmp(type, "unsubscribed") == 0))
+			if (type &&
+			    (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+			     strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0))
 				route_bare_presence(from, st, e);
 			else
 				xnode_free(st);

@@ -21,8 +21,8 @@ struct router;
 struct route {
 	struct route *next; /* hash chain */
 	struct conn *first; /* sessions, linked by c->rnext */
-	unsigned count;     /* number of sessions */
-	char bare[];        /* "node@domain" */
+	unsigned count;	    /* number of sessions */
+	char bare[];	    /* "node@domain" */
 };
 
 struct router *router_new(struct srv *srv);

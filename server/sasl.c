@@ -23,17 +23,20 @@
 enum sasl_mech { MECH_SCRAM_SHA256, MECH_SCRAM_SHA1, MECH_PLAIN, MECH_ANONYMOUS, MECH_COUNT };
 
 static const char *const mech_names[MECH_COUNT] = {
-	"SCRAM-SHA-256", "SCRAM-SHA-1", "PLAIN", "ANONYMOUS",
+	"SCRAM-SHA-256",
+	"SCRAM-SHA-1",
+	"PLAIN",
+	"ANONYMOUS",
 };
 
 struct sasl {
 	enum sasl_mech mech;
-	int started;                /* the first message was seen */
+	int started;		    /* the first message was seen */
 	struct scram_server *scram; /* SCRAM mechanisms */
 };
 
 struct cache_slot {
-	char *user;                 /* NULL when empty */
+	char *user; /* NULL when empty */
 	struct scram_cred cred;
 };
 

@@ -20,8 +20,8 @@ struct sasl_cache;
 
 enum sasl_result {
 	SASL_CONTINUE = 0, /* <challenge/> sent, waiting for <response/> */
-	SASL_SUCCESS,      /* <success/> sent; c->user is set */
-	SASL_FAILURE,      /* <failure/> sent; the exchange is over */
+	SASL_SUCCESS,	   /* <success/> sent; c->user is set */
+	SASL_FAILURE,	   /* <failure/> sent; the exchange is over */
 };
 
 /* Appends <mechanisms .../> for this connection (none when TLS is

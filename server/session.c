@@ -141,9 +141,9 @@ static void send_features(struct conn *c, struct xbuf *b)
 			     "<session xmlns='" NS_SESSION "'><optional/></session>");
 	} else {
 		if (c->srv->tls_ctx && !c->tls)
-			xbuf_puts(b, c->srv->cfg->require_tls
-					     ? "<starttls xmlns='" NS_TLS "'><required/></starttls>"
-					     : "<starttls xmlns='" NS_TLS "'/>");
+			xbuf_puts(b, c->srv->cfg->require_tls ? "<starttls xmlns='" NS_TLS
+								"'><required/></starttls>"
+							      : "<starttls xmlns='" NS_TLS "'/>");
 		sasl_features(c, b);
 	}
 	xbuf_puts(b, "</stream:features>");

@@ -349,8 +349,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->phase = SRV_RUNNING;
 	srv->metrics.ready = 1;
 	log_info("listen", "addr=%s domain=%s version=%s instance=%s max_connections=%u",
-		 cfg->listen, srv->domain, cfg->version_label, cfg->instance,
-		 cfg->max_connections);
+		 cfg->listen, srv->domain, cfg->version_label, cfg->instance, cfg->max_connections);
 	return 0;
 }
 

@@ -41,41 +41,41 @@ struct sasl_cache;
 
 enum srv_phase {
 	SRV_STARTING = 0, /* not yet listening: /readyz 503 */
-	SRV_RUNNING,      /* accepting: /readyz 200 */
-	SRV_DRAINING,     /* SIGTERM: listener closed, connections kept */
-	SRV_STOPPING,     /* all connections told system-shutdown; exit when gone */
+	SRV_RUNNING,	  /* accepting: /readyz 200 */
+	SRV_DRAINING,	  /* SIGTERM: listener closed, connections kept */
+	SRV_STOPPING,	  /* all connections told system-shutdown; exit when gone */
 };
 
 struct srv {
-	uv_loop_t *loop;          /* not owned */
+	uv_loop_t *loop;	  /* not owned */
 	const struct config *cfg; /* not owned */
-	char *domain;             /* cfg->domain, nameprep'ed; owned */
-	uv_tcp_t listener;        /* client listener */
+	char *domain;		  /* cfg->domain, nameprep'ed; owned */
+	uv_tcp_t listener;	  /* client listener */
 	uv_signal_t sigterm, sigint;
-	uv_timer_t sweep;         /* 1 s: auth/ping timeouts, lingering, drain deadline */
-	uv_idle_t pending_idle;   /* runs deferred closes (conn_fail) */
-	struct conn *conns;       /* every client connection (doubly linked) */
-	struct conn *pending;     /* connections marked by conn_fail() */
-	struct router *router;    /* local sessions; owned */
-	struct cluster_glue *cluster; /* cluster links (issue 4), or NULL; owned */
-	struct http *http;        /* HTTP endpoint, or NULL; owned */
-	struct users *users;      /* --users store, or NULL; owned */
+	uv_timer_t sweep;	       /* 1 s: auth/ping timeouts, lingering, drain deadline */
+	uv_idle_t pending_idle;	       /* runs deferred closes (conn_fail) */
+	struct conn *conns;	       /* every client connection (doubly linked) */
+	struct conn *pending;	       /* connections marked by conn_fail() */
+	struct router *router;	       /* local sessions; owned */
+	struct cluster_glue *cluster;  /* cluster links (issue 4), or NULL; owned */
+	struct http *http;	       /* HTTP endpoint, or NULL; owned */
+	struct users *users;	       /* --users store, or NULL; owned */
 	struct sasl_cache *sasl_cache; /* --auth-any SCRAM credentials; owned */
-	SSL_CTX *tls_ctx;         /* STARTTLS context, or NULL; owned */
-	struct metrics metrics;   /* counters; see metrics.h for who writes each */
-	uint64_t next_conn_id;    /* last connection id given out */
-	uint64_t t0_ms;           /* uv_now() at srv_init: the srv clock's origin */
-	uint32_t drain_deadline;  /* ms (srv clock) when draining ends */
-	uint32_t ping_seq;        /* last id given to a server ping */
-	unsigned refused_lingering; /* refused connections lingering now */
-	uint64_t refused_total;   /* connections refused for --max-connections */
-	uint32_t refused_log_next; /* ms: earliest next "refused" log line */
-	uint64_t accept_errors;   /* failed accepts (EMFILE, ENOMEM), for the log */
-	uint32_t accept_warn_next; /* ms: earliest next accept_error log line */
+	SSL_CTX *tls_ctx;	       /* STARTTLS context, or NULL; owned */
+	struct metrics metrics;	       /* counters; see metrics.h for who writes each */
+	uint64_t next_conn_id;	       /* last connection id given out */
+	uint64_t t0_ms;		       /* uv_now() at srv_init: the srv clock's origin */
+	uint32_t drain_deadline;       /* ms (srv clock) when draining ends */
+	uint32_t ping_seq;	       /* last id given to a server ping */
+	unsigned refused_lingering;    /* refused connections lingering now */
+	uint64_t refused_total;	       /* connections refused for --max-connections */
+	uint32_t refused_log_next;     /* ms: earliest next "refused" log line */
+	uint64_t accept_errors;	       /* failed accepts (EMFILE, ENOMEM), for the log */
+	uint32_t accept_warn_next;     /* ms: earliest next accept_error log line */
 	enum srv_phase phase;
-	int listening;            /* listener open */
-	int signals;              /* SIGTERM/SIGINT received */
-	int done;                 /* handles closed for exit */
+	int listening;		  /* listener open */
+	int signals;		  /* SIGTERM/SIGINT received */
+	int done;		  /* handles closed for exit */
 	char rbuf[SRV_READ_BUF];  /* the one read buffer of every connection */
 	char plain[SRV_READ_BUF]; /* decrypted TLS input, shared likewise */
 };

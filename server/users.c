@@ -26,7 +26,7 @@
 #define USERS_MAX_PASSWORD 1024
 
 struct users_entry {
-	char *name;                             /* nodeprep'ed */
+	char *name; /* nodeprep'ed */
 	int have[SCRAM_HASH_COUNT];
 	struct scram_cred cred[SCRAM_HASH_COUNT];
 };
@@ -76,8 +76,7 @@ static int users_cmp(const void *a, const void *b)
 
 /* Decodes base64 field f[0..len) into out (exactly want bytes, or 1..max
  * when want is 0); returns the byte count or -1. */
-static long users_b64_field(const char *f, size_t len, unsigned char *out, size_t max,
-			    size_t want)
+static long users_b64_field(const char *f, size_t len, unsigned char *out, size_t max, size_t want)
 {
 	unsigned char buf[B64_DECODED_MAX(4 * SCRAM_MAX_SALT)];
 	long n;
@@ -119,7 +118,8 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 		}
 	}
 	if (k != 5) {
-		users_errf(msg, msglen, "credentials need 5 ':' fields "
+		users_errf(msg, msglen,
+			   "credentials need 5 ':' fields "
 			   "(hash:iterations:salt:storedkey:serverkey)");
 		return -1;
 	}
@@ -330,8 +330,7 @@ out_fail:
 	return rc;
 }
 
-static const struct users_entry *users_find(const struct users *u, const char *username,
-					    int *rc)
+static const struct users_entry *users_find(const struct users *u, const char *username, int *rc)
 {
 	struct users_entry key;
 	const struct users_entry *e;
@@ -394,8 +393,8 @@ int users_verify_plain(const struct users *u, const char *username, const char *
 /* ------------------------------------------------------------ writing */
 
 /* "name sha1:... sha256:...\n" for fresh credentials, malloc'd. */
-static int users_make_line(const char *name, const char *password, unsigned iterations,
-			   char **line, char *err, size_t errlen)
+static int users_make_line(const char *name, const char *password, unsigned iterations, char **line,
+			   char *err, size_t errlen)
 {
 	char salt[B64_ENCODED_LEN(SCRAM_MAX_SALT) + 1], sk[B64_ENCODED_LEN(SCRAM_MAX_KEY) + 1];
 	char vk[B64_ENCODED_LEN(SCRAM_MAX_KEY) + 1], part[2][512];
@@ -435,8 +434,8 @@ static int users_line_is(const char *line, const char *name)
 
 /* Copies the lines of path (if it exists) to out, replacing name's line by
  * newline (or appending it). */
-static int users_copy_replacing(const char *path, FILE *out, const char *name,
-				const char *newline, char *err, size_t errlen)
+static int users_copy_replacing(const char *path, FILE *out, const char *name, const char *newline,
+				char *err, size_t errlen)
 {
 	FILE *in = fopen(path, "r");
 	char *line = NULL;
@@ -551,17 +550,18 @@ out_free:
 
 static void users_passwd_usage(FILE *f)
 {
-	fprintf(f, "usage: chatd passwd [--iterations N] --users FILE USER\n"
-		   "\n"
-		   "Adds USER to FILE, or replaces their password, with salted SCRAM-SHA-1 and\n"
-		   "SCRAM-SHA-256 credentials (never the password itself). The password is read\n"
-		   "from standard input: the first line, or asked twice without echo on a\n"
-		   "terminal. FILE is rewritten atomically with mode 0600; it is created when\n"
-		   "missing.\n"
-		   "\n"
-		   "  --users FILE      the users file (also CHATD_USERS)\n"
-		   "  --iterations N    PBKDF2 iterations, %u..%u (default %u)\n"
-		   "  -h, --help        this text\n",
+	fprintf(f,
+		"usage: chatd passwd [--iterations N] --users FILE USER\n"
+		"\n"
+		"Adds USER to FILE, or replaces their password, with salted SCRAM-SHA-1 and\n"
+		"SCRAM-SHA-256 credentials (never the password itself). The password is read\n"
+		"from standard input: the first line, or asked twice without echo on a\n"
+		"terminal. FILE is rewritten atomically with mode 0600; it is created when\n"
+		"missing.\n"
+		"\n"
+		"  --users FILE      the users file (also CHATD_USERS)\n"
+		"  --iterations N    PBKDF2 iterations, %u..%u (default %u)\n"
+		"  -h, --help        this text\n",
 		SCRAM_MIN_ITERATIONS, SCRAM_MAX_ITERATIONS, SCRAM_DEFAULT_ITERATIONS);
 }
 
@@ -610,8 +610,9 @@ static int users_read_password(char *pw, size_t size)
 
 	if (!isatty(STDIN_FILENO)) {
 		if (users_read_line(stdin, pw, size) < 0) {
-			fprintf(stderr, "chatd passwd: no password on stdin (or longer than %d "
-					"bytes)\n",
+			fprintf(stderr,
+				"chatd passwd: no password on stdin (or longer than %d "
+				"bytes)\n",
 				USERS_MAX_PASSWORD);
 			return -1;
 		}

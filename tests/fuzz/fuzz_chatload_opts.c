@@ -87,8 +87,7 @@ static void check_lifetime(const char *s)
 		abort();
 	}
 	check_draws(&l);
-	if (opts_parse_lifetime(buf, &m, &why) != 0 || m.kind != l.kind || m.a != l.a ||
-	    m.b != l.b)
+	if (opts_parse_lifetime(buf, &m, &why) != 0 || m.kind != l.kind || m.a != l.a || m.b != l.b)
 		abort();
 }
 
@@ -102,8 +101,8 @@ static void check_ip_range(const char *s)
 	if (first > last || last - first >= 65536)
 		abort();
 	snprintf(buf, sizeof(buf), "%u.%u.%u.%u-%u.%u.%u.%u", first >> 24, (first >> 16) & 255,
-		 (first >> 8) & 255, first & 255, last >> 24, (last >> 16) & 255,
-		 (last >> 8) & 255, last & 255);
+		 (first >> 8) & 255, first & 255, last >> 24, (last >> 16) & 255, (last >> 8) & 255,
+		 last & 255);
 	if (opts_parse_ip_range(buf, &f2, &l2) != 0 || f2 != first || l2 != last)
 		abort();
 }

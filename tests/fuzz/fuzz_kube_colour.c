@@ -28,8 +28,8 @@ static void check(json_t *d, const char *selected)
 {
 	struct platform_colour c;
 	json_t *md = json_object_get(d, "metadata"), *ann, *v;
-	const char *sha = json_string_value(json_object_get(json_object_get(md, "labels"),
-							    "rainbow.chat/sha"));
+	const char *sha = json_string_value(
+		json_object_get(json_object_get(md, "labels"), "rainbow.chat/sha"));
 	const char *key;
 	size_t fits = 0;
 
@@ -51,7 +51,7 @@ static void check(json_t *d, const char *selected)
 				abort();
 	}
 	ann = json_object_get(md, "annotations");
-	json_object_foreach(ann, key, v) {
+	json_object_foreach (ann, key, v) {
 		if (strncmp(key, PREFIX, strlen(PREFIX)) == 0 && json_is_string(v) &&
 		    strlen(key) - strlen(PREFIX) < PLATFORM_META_KEY_MAX &&
 		    strlen(json_string_value(v)) < PLATFORM_META_VAL_MAX)
@@ -59,7 +59,7 @@ static void check(json_t *d, const char *selected)
 	}
 	if (fits > PLATFORM_META_MAX)
 		return;
-	json_object_foreach(ann, key, v) {
+	json_object_foreach (ann, key, v) {
 		const char *got;
 
 		if (strncmp(key, PREFIX, strlen(PREFIX)) != 0 || !json_is_string(v) ||

@@ -40,8 +40,8 @@ static int same_str(const char *a, const char *b)
 
 static int same_pem(const struct kubeconfig_pem *a, const struct kubeconfig_pem *b)
 {
-	return same_str(a->path, b->path) && a->len == b->len &&
-	       (!a->data) == (!b->data) && (!a->data || memcmp(a->data, b->data, a->len) == 0);
+	return same_str(a->path, b->path) && a->len == b->len && (!a->data) == (!b->data) &&
+	       (!a->data || memcmp(a->data, b->data, a->len) == 0);
 }
 
 static void check_pem(const struct kubeconfig_pem *p)
@@ -78,8 +78,7 @@ static int put_pem(json_t *o, const char *field, const struct kubeconfig_pem *p)
 /* The credentials of kc as a kubeconfig document; NULL when not representable. */
 static char *write_back(const struct kubeconfig *kc)
 {
-	json_t *doc = json_object(), *cl = json_object(), *us = json_object(),
-	       *cx = json_object();
+	json_t *doc = json_object(), *cl = json_object(), *us = json_object(), *cx = json_object();
 	char *out = NULL;
 
 	if (!printable(kc->server) || !printable(kc->namespace) ||
@@ -91,8 +90,7 @@ static char *write_back(const struct kubeconfig *kc)
 	if (kc->insecure)
 		json_object_set_new(cl, "insecure-skip-tls-verify", json_true());
 	if (put_pem(cl, "certificate-authority", &kc->ca) ||
-	    put_pem(us, "client-certificate", &kc->cert) ||
-	    put_pem(us, "client-key", &kc->key))
+	    put_pem(us, "client-certificate", &kc->cert) || put_pem(us, "client-key", &kc->key))
 		goto out;
 	if (kc->token)
 		json_object_set_new(us, "token", json_string(kc->token));
@@ -101,11 +99,9 @@ static char *write_back(const struct kubeconfig *kc)
 	if (kc->namespace)
 		json_object_set_new(cx, "namespace", json_string(kc->namespace));
 	json_object_set_new(doc, "current-context", json_string("c"));
-	json_object_set_new(doc, "clusters",
-			    json_pack("[{s:s, s:O}]", "name", "k", "cluster", cl));
+	json_object_set_new(doc, "clusters", json_pack("[{s:s, s:O}]", "name", "k", "cluster", cl));
 	json_object_set_new(doc, "users", json_pack("[{s:s, s:O}]", "name", "u", "user", us));
-	json_object_set_new(doc, "contexts",
-			    json_pack("[{s:s, s:O}]", "name", "c", "context", cx));
+	json_object_set_new(doc, "contexts", json_pack("[{s:s, s:O}]", "name", "c", "context", cx));
 	out = json_dumps(doc, JSON_COMPACT);
 out:
 	json_decref(doc);
@@ -134,8 +130,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	if (!kc.server || !kc.context || !kc.source)
 		abort();
-	host = strncmp(kc.server, "https://", 8) == 0 ? kc.server + 8
-	       : strncmp(kc.server, "http://", 7) == 0 ? kc.server + 7 : NULL;
+	host = strncmp(kc.server, "https://", 8) == 0  ? kc.server + 8
+	       : strncmp(kc.server, "http://", 7) == 0 ? kc.server + 7
+						       : NULL;
 	if (!host || !*host || kc.server[strlen(kc.server) - 1] == '/')
 		abort();
 	check_pem(&kc.ca);

@@ -39,12 +39,12 @@ static int yaml_safe(json_t *v)
 	case JSON_STRING:
 		return yaml_safe_str(json_string_value(v), json_string_length(v));
 	case JSON_ARRAY:
-		json_array_foreach(v, i, x)
+		json_array_foreach (v, i, x)
 			if (!yaml_safe(x))
 				return 0;
 		return 1;
 	case JSON_OBJECT:
-		json_object_foreach(v, k, x)
+		json_object_foreach (v, k, x)
 			if (!yaml_safe_str(k, strlen(k)) || !yaml_safe(x))
 				return 0;
 		return 1;

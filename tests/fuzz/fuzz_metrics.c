@@ -18,8 +18,9 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define NAME "chatd_connections"
-#define PREFIX "# HELP " NAME " open connections\n# TYPE " NAME " gauge\n" \
-	       NAME "_total 9\n" NAME "x 8\nchatd_sessions 7\n"
+#define PREFIX                                                                             \
+	"# HELP " NAME " open connections\n# TYPE " NAME " gauge\n" NAME "_total 9\n" NAME \
+	"x 8\nchatd_sessions 7\n"
 #define SUFFIX "\n" NAME " 4242\n"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

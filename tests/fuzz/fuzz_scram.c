@@ -39,8 +39,7 @@ static int fuzz_lookup(void *ud, enum scram_hash hash, const char *username,
 	return 0;
 }
 
-static void fuzz_server(enum scram_hash hash, const char *m1, size_t l1, const char *m2,
-			size_t l2)
+static void fuzz_server(enum scram_hash hash, const char *m1, size_t l1, const char *m2, size_t l2)
 {
 	struct scram_server *s = scram_server_new(hash, fuzz_lookup, NULL);
 	char *out = NULL;
@@ -70,8 +69,7 @@ static void fuzz_server(enum scram_hash hash, const char *m1, size_t l1, const c
 	scram_server_free(s);
 }
 
-static void fuzz_client(enum scram_hash hash, const char *m1, size_t l1, const char *m2,
-			size_t l2)
+static void fuzz_client(enum scram_hash hash, const char *m1, size_t l1, const char *m2, size_t l2)
 {
 	struct scram_client *c = scram_client_new(hash, "user", "pencil", NULL, NULL);
 	char *out = NULL;

@@ -44,15 +44,14 @@ static void setup(void)
 static void check_cred(const struct scram_cred *c, enum scram_hash h)
 {
 	if (c->hash != h || c->iterations < SCRAM_MIN_ITERATIONS ||
-	    c->iterations > SCRAM_MAX_ITERATIONS || c->salt_len < 1 ||
-	    c->salt_len > SCRAM_MAX_SALT)
+	    c->iterations > SCRAM_MAX_ITERATIONS || c->salt_len < 1 || c->salt_len > SCRAM_MAX_SALT)
 		abort();
 }
 
 static int same_cred(const struct scram_cred *a, const struct scram_cred *b)
 {
-	return a->hash == b->hash && a->iterations == b->iterations &&
-	       a->salt_len == b->salt_len && !memcmp(a->salt, b->salt, a->salt_len) &&
+	return a->hash == b->hash && a->iterations == b->iterations && a->salt_len == b->salt_len &&
+	       !memcmp(a->salt, b->salt, a->salt_len) &&
 	       !memcmp(a->stored_key, b->stored_key, scram_hash_len(a->hash)) &&
 	       !memcmp(a->server_key, b->server_key, scram_hash_len(a->hash));
 }

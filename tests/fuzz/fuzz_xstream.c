@@ -117,8 +117,8 @@ static int feed_piece(struct run *r, const char *p, size_t n)
 	}
 }
 
-static int run_stream(struct run *r, const struct xstream_limits *lim, const char *p,
-		      size_t n, const size_t *cuts, int ncuts)
+static int run_stream(struct run *r, const struct xstream_limits *lim, const char *p, size_t n,
+		      const size_t *cuts, int ncuts)
 {
 	size_t off = 0;
 	int rc = XSTREAM_OK;

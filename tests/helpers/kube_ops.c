@@ -29,16 +29,26 @@
 static const char *errname(int rc)
 {
 	switch (-rc) {
-	case ENOENT: return "ENOENT";
-	case EEXIST: return "EEXIST";
-	case EACCES: return "EACCES";
-	case ETIMEDOUT: return "ETIMEDOUT";
-	case ECONNREFUSED: return "ECONNREFUSED";
-	case EIO: return "EIO";
-	case EINVAL: return "EINVAL";
-	case EBUSY: return "EBUSY";
-	case ENOSPC: return "ENOSPC";
-	default: return "E?";
+	case ENOENT:
+		return "ENOENT";
+	case EEXIST:
+		return "EEXIST";
+	case EACCES:
+		return "EACCES";
+	case ETIMEDOUT:
+		return "ETIMEDOUT";
+	case ECONNREFUSED:
+		return "ECONNREFUSED";
+	case EIO:
+		return "EIO";
+	case EINVAL:
+		return "EINVAL";
+	case EBUSY:
+		return "EBUSY";
+	case ENOSPC:
+		return "ENOSPC";
+	default:
+		return "E?";
 	}
 }
 
@@ -49,8 +59,8 @@ static json_t *colour_json(const struct platform_colour *c)
 	for (size_t i = 0; i < c->n_meta; i++)
 		json_object_set_new(meta, c->meta[i].key, json_string(c->meta[i].value));
 	return json_pack("{s:s, s:i, s:i, s:b, s:I, s:o}", "sha", c->sha, "replicas", c->replicas,
-			 "ready", c->ready, "selected", c->selected, "created", (json_int_t)c->created,
-			 "meta", meta);
+			 "ready", c->ready, "selected", c->selected, "created",
+			 (json_int_t)c->created, "meta", meta);
 }
 
 static int run(struct platform *p, int argc, char **argv, json_t **out)
@@ -93,10 +103,10 @@ static int run(struct platform *p, int argc, char **argv, json_t **out)
 		if (!rc) {
 			*out = json_array();
 			for (size_t i = 0; i < n; i++)
-				json_array_append_new(*out, json_pack("{s:s, s:b, s:I}", "name",
-								      rs[i].name, "ready", rs[i].ready,
-								      "connections",
-								      (json_int_t)rs[i].connections));
+				json_array_append_new(
+					*out, json_pack("{s:s, s:b, s:I}", "name", rs[i].name,
+							"ready", rs[i].ready, "connections",
+							(json_int_t)rs[i].connections));
 		}
 		free(rs);
 		return rc;
@@ -196,6 +206,6 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr, "usage: kube_ops [--kubeconfig F] [--context C] [--namespace NS] "
-		"[-P KEY=VALUE]... OP [ARGS]\n");
+			"[-P KEY=VALUE]... OP [ARGS]\n");
 	return 2;
 }

@@ -97,28 +97,28 @@ struct sc_act {
 struct sc {
 	xmpp_ctx_t *ctx;
 	xmpp_conn_t *conn;
-	const char *domain;   /* domainpart of --jid, owned by argv copy */
+	const char *domain;    /* domainpart of --jid, owned by argv copy */
 	const char *want_mech; /* --mech, or NULL */
-	char mech[64];        /* mechanism libstrophe reported as successful */
+	char mech[64];	       /* mechanism libstrophe reported as successful */
 	int verbose;
 	int no_pong;
 
 	struct sc_act *acts;
 	size_t nacts;
-	size_t next;          /* index of the action to start next */
-	int waiting;          /* the current action has started and not finished */
-	int iq_done;          /* the awaited iq has been answered (1 ok, -1 error) */
-	char iq_id[32];       /* id of the awaited iq */
-	double sleep_until;   /* monotonic seconds, for SC_SLEEP */
-	unsigned long msgs;   /* chat/normal messages received so far */
+	size_t next;		     /* index of the action to start next */
+	int waiting;		     /* the current action has started and not finished */
+	int iq_done;		     /* the awaited iq has been answered (1 ok, -1 error) */
+	char iq_id[32];		     /* id of the awaited iq */
+	double sleep_until;	     /* monotonic seconds, for SC_SLEEP */
+	unsigned long msgs;	     /* chat/normal messages received so far */
 	char presence_seen[16][256]; /* senders of available presence (ring) */
 	unsigned npresence;
 	unsigned iq_seq;
 
-	int connected;        /* session established (bound) */
-	int disconnected;     /* libstrophe reported disconnect or failure */
-	int failed;           /* some check failed: exit 1 */
-	int done;             /* all actions completed */
+	int connected;	  /* session established (bound) */
+	int disconnected; /* libstrophe reported disconnect or failure */
+	int failed;	  /* some check failed: exit 1 */
+	int done;	  /* all actions completed */
 };
 
 static double sc_now(void)
@@ -542,14 +542,13 @@ static void sc_step(struct sc *sc)
 
 static void sc_usage(void)
 {
-	fprintf(stderr,
-		"usage: strophe_client --jid JID --password P --host H --port N\n"
-		"       [--tls-mode require|disable|optional] [--cafile F | --trust]\n"
-		"       [--mech M] [--resource R] [--timeout S] [--no-pong] [--verbose]\n"
-		"       ACTION...\n"
-		"actions: send TO BODY | wait-messages N | presence | presence-to TO |\n"
-		"         wait-presence FROM | ping | ping-to JID | version | roster |\n"
-		"         disco | sleep MS | wait-disconnect\n");
+	fprintf(stderr, "usage: strophe_client --jid JID --password P --host H --port N\n"
+			"       [--tls-mode require|disable|optional] [--cafile F | --trust]\n"
+			"       [--mech M] [--resource R] [--timeout S] [--no-pong] [--verbose]\n"
+			"       ACTION...\n"
+			"actions: send TO BODY | wait-messages N | presence | presence-to TO |\n"
+			"         wait-presence FROM | ping | ping-to JID | version | roster |\n"
+			"         disco | sleep MS | wait-disconnect\n");
 }
 
 static int sc_parse_actions(struct sc *sc, int argc, char **argv)

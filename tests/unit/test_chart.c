@@ -55,11 +55,11 @@ static void test_hostile_timeline(void **state)
 	/* A quote in the output path must not end a gnuplot string either. */
 	snprintf(prefix, sizeof(prefix), "%s/it's", dir);
 	rc = chart_render(dir, prefix, 1.0, err, sizeof(err));
-	assert_true(rc == 0 || rc == -ENOENT);	/* -ENOENT: no gnuplot installed */
+	assert_true(rc == 0 || rc == -ENOENT); /* -ENOENT: no gnuplot installed */
 	snprintf(path, sizeof(path), "%s.gp", prefix);
 	gp = slurp(path);
 	assert_null(strstr(gp, "system"));
-	assert_null(strstr(gp, "bbbbbbb"));	/* its rows had no usable time */
+	assert_null(strstr(gp, "bbbbbbb")); /* its rows had no usable time */
 	assert_non_null(strstr(gp, "chat-aaaaaaa"));
 	assert_non_null(strstr(gp, "it''s.png"));
 	free(gp);

@@ -19,9 +19,11 @@
 #include "../../server/srv.h"
 
 static const char *const env_names[] = {
-	"CHATD_LISTEN", "CHATD_DOMAIN", "CHATD_AUTH_ANY", "CHATD_MAX_STANZA", "POD_NAME",
-	"CHATD_VERSION", "CHATD_INSTANCE", "CHATD_LOG_LEVEL", "CHATD_TLS_CERT", "CHATD_TLS_KEY",
-	"CHATD_REQUIRE_TLS", "CHATD_USERS", "CHATD_VERSION_LABEL",
+	"CHATD_LISTEN",	       "CHATD_DOMAIN",	    "CHATD_AUTH_ANY",
+	"CHATD_MAX_STANZA",    "POD_NAME",	    "CHATD_VERSION",
+	"CHATD_INSTANCE",      "CHATD_LOG_LEVEL",   "CHATD_TLS_CERT",
+	"CHATD_TLS_KEY",       "CHATD_REQUIRE_TLS", "CHATD_USERS",
+	"CHATD_VERSION_LABEL",
 };
 
 static int clear_env(void **state)
@@ -63,8 +65,8 @@ static void test_config_defaults(void **state)
 
 static void test_config_env_and_flags(void **state)
 {
-	const char *argv[] = { "chatd", "--domain", "flag.test", "--max-stanza", "4096",
-			       "--log-level", "debug" };
+	const char *argv[] = { "chatd", "--domain",    "flag.test", "--max-stanza",
+			       "4096",	"--log-level", "debug" };
 	struct config cfg;
 
 	(void)state;
@@ -174,8 +176,8 @@ static void test_metrics_format(void **state)
 	/* every reason is present, zero or not */
 	assert_non_null(
 		strstr(buf, "chatd_connections_closed_total{reason=\"system-shutdown\"} 0\n"));
-	assert_non_null(strstr(
-		buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
+	assert_non_null(
+		strstr(buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
 	assert_non_null(strstr(buf, "\nchatd_draining 1\n"));
 	/* too small a buffer is an error, not a truncated page */
 	assert_int_equal(metrics_format(&m, "v", "i", buf, 100), -1);

@@ -87,18 +87,18 @@ static void test_msgtrack_fates(void **state)
 	assert_int_equal(a, 1);
 	assert_int_equal(e, 5);
 	assert_int_equal(mt.npending, 5);
-	msgtrack_received(&mt, b, 2500, 0);            /* delivered, 500 us */
-	msgtrack_received(&mt, b, 2600, 0);            /* duplicate */
-	msgtrack_bounced(&mt, d);                   /* bounced */
-	msgtrack_bounced(&mt, b);                   /* bounce after delivery: nothing */
-	msgtrack_received(&mt, 999, 3000, 0);          /* never sent: foreign */
-	msgtrack_expire(&mt, 1000 + 999999);        /* nothing old enough */
+	msgtrack_received(&mt, b, 2500, 0);   /* delivered, 500 us */
+	msgtrack_received(&mt, b, 2600, 0);   /* duplicate */
+	msgtrack_bounced(&mt, d);	      /* bounced */
+	msgtrack_bounced(&mt, b);	      /* bounce after delivery: nothing */
+	msgtrack_received(&mt, 999, 3000, 0); /* never sent: foreign */
+	msgtrack_expire(&mt, 1000 + 999999);  /* nothing old enough */
 	assert_int_equal(st->messages_lost, 0);
-	msgtrack_expire(&mt, 1000 + 1000000);       /* a is a second old: lost */
+	msgtrack_expire(&mt, 1000 + 1000000); /* a is a second old: lost */
 	assert_int_equal(st->messages_lost, 1);
-	msgtrack_received(&mt, a, 1000 + 1000001, 0);  /* late */
-	msgtrack_received(&mt, c, 3000 + 20000, 0);    /* delivered, 20 ms */
-	msgtrack_expire_all(&mt);                   /* e: lost at the end */
+	msgtrack_received(&mt, a, 1000 + 1000001, 0); /* late */
+	msgtrack_received(&mt, c, 3000 + 20000, 0);   /* delivered, 20 ms */
+	msgtrack_expire_all(&mt);		      /* e: lost at the end */
 	assert_int_equal(st->messages_sent, 5);
 	assert_int_equal(st->messages_delivered, 2);
 	assert_int_equal(st->messages_duplicated, 1);
@@ -188,13 +188,13 @@ static void test_msgtrack_misdelivered(void **state)
 	msgtrack_init(&mt, st, 1.0);
 	a = msgtrack_send(&mt, 1000, 0, 0, 7);
 	b = msgtrack_send(&mt, 2000, 0, 0, 8);
-	msgtrack_received(&mt, a, 1500, 3);  /* client 3 got client 7's */
+	msgtrack_received(&mt, a, 1500, 3); /* client 3 got client 7's */
 	assert_int_equal(st->messages_misdelivered, 1);
 	assert_int_equal(st->messages_delivered, 0);
 	assert_int_equal(mt.npending, 2);
-	msgtrack_received(&mt, a, 1600, 7);  /* the addressee's copy */
-	msgtrack_received(&mt, a, 1700, 3);  /* wrong again, after delivery */
-	msgtrack_received(&mt, b, 2500, 9);  /* b only reaches client 9 */
+	msgtrack_received(&mt, a, 1600, 7); /* the addressee's copy */
+	msgtrack_received(&mt, a, 1700, 3); /* wrong again, after delivery */
+	msgtrack_received(&mt, b, 2500, 9); /* b only reaches client 9 */
 	msgtrack_expire_all(&mt);
 	assert_int_equal(st->messages_misdelivered, 3);
 	assert_int_equal(st->messages_delivered, 1);
@@ -236,9 +236,10 @@ static void test_opts_durations_lifetimes(void **state)
 	assert_true(opts_lifetime_draw(&l, 0.0) == 0);
 	assert_true(opts_lifetime_draw(&l, 0.6321205588) > 9.99);
 	assert_true(opts_lifetime_draw(&l, 0.6321205588) < 10.01);
-	for (const char *const *bad = (const char *const[]){ "fixed", "fixed:", "fixed:0s",
-			"exp:-3s", "uniform:5s", "uniform:9s-3s", "gauss:1s", "uniform:1s-x",
-			NULL }; *bad; bad++)
+	for (const char *const *bad =
+		     (const char *const[]){ "fixed", "fixed:", "fixed:0s", "exp:-3s", "uniform:5s",
+					    "uniform:9s-3s", "gauss:1s", "uniform:1s-x", NULL };
+	     *bad; bad++)
 		assert_int_equal(opts_parse_lifetime(*bad, &l, &why), -1);
 }
 
@@ -254,10 +255,26 @@ static void test_opts_parse(void **state)
 	FILE *err = tmpfile();
 
 	(void)state;
-	char *ok[] = { "chatload", "--server", "127.0.0.1:5222", "--server", "[::1]:5223",
-		       "--clients", "100", "--ramp", "50/s", "--source-ips",
-		       "127.0.0.2-127.0.0.20", "--user-pattern", "u%%%d", "--lifetime",
-		       "exp:30s", "--workers", "4", "--duration", "2m", NULL };
+	char *ok[] = { "chatload",
+		       "--server",
+		       "127.0.0.1:5222",
+		       "--server",
+		       "[::1]:5223",
+		       "--clients",
+		       "100",
+		       "--ramp",
+		       "50/s",
+		       "--source-ips",
+		       "127.0.0.2-127.0.0.20",
+		       "--user-pattern",
+		       "u%%%d",
+		       "--lifetime",
+		       "exp:30s",
+		       "--workers",
+		       "4",
+		       "--duration",
+		       "2m",
+		       NULL };
 	assert_int_equal(parse(&o, err, 19, ok), 0);
 	assert_int_equal(o.nservers, 2);
 	assert_int_equal(o.clients, 100);
@@ -332,14 +349,14 @@ static void test_stats_merge(void **state)
 	assert_int_equal(m->versions[0].connected, 5); /* v1: 4 + 1 */
 	assert_int_equal(m->versions[1].connected, 2); /* v2 */
 	assert_int_equal(m->connected, 7);
-	assert_int_equal(m->connected_peak, 7);        /* second 1: 4 + 3 */
+	assert_int_equal(m->connected_peak, 7); /* second 1: 4 + 3 */
 	assert_int_equal(m->pairs[0][0].sent, 5);
 	assert_int_equal(m->pairs[1][0].sent, 2);
 	assert_int_equal(m->latency_us.count, 2);
 	assert_int_equal(m->latency_us.max, 3000);
 	assert_int_equal(m->nrows, 2);
 	assert_int_equal(m->rows[0].logins, 15);
-	assert_int_equal(m->rows[1].logins, 17);       /* b's 5 carried forward */
+	assert_int_equal(m->rows[1].logins, 17); /* b's 5 carried forward */
 	json_decref(ja);
 	json_decref(jb);
 	stats_free(a);

@@ -118,12 +118,12 @@ static void test_frame_bytewise(void **state)
 	cluster_buf_init(&b);
 	assert_int_equal(cluster_enc_stanza(&b, "b@x/r", "a@x/r", "<message>hi</message>", 21), 0);
 	for (i = 0; i < b.len; i++)
-		assert_int_equal(cluster_frame_split(b.data, i, CLUSTER_FRAME_MAX, &type, &payload,
-						     &plen),
-				 CLUSTER_PROTO_EAGAIN);
-	assert_int_equal(cluster_frame_split(b.data, b.len, CLUSTER_FRAME_MAX, &type, &payload,
-					     &plen),
-			 (long)b.len);
+		assert_int_equal(
+			cluster_frame_split(b.data, i, CLUSTER_FRAME_MAX, &type, &payload, &plen),
+			CLUSTER_PROTO_EAGAIN);
+	assert_int_equal(
+		cluster_frame_split(b.data, b.len, CLUSTER_FRAME_MAX, &type, &payload, &plen),
+		(long)b.len);
 	assert_int_equal(type, CLUSTER_MSG_STANZA);
 	assert_int_equal(plen, b.len - CLUSTER_FRAME_HDR);
 	cluster_buf_free(&b);
@@ -149,12 +149,12 @@ static void test_frame_malformed(void **state)
 	size_t plen;
 	char big[CLUSTER_ID_MAX + 2];
 
-	assert_int_equal(cluster_frame_split(zero, sizeof(zero), CLUSTER_FRAME_MAX, &type, &payload,
-					     &plen),
-			 CLUSTER_PROTO_EINVAL);
-	assert_int_equal(cluster_frame_split(huge, sizeof(huge), CLUSTER_FRAME_MAX, &type, &payload,
-					     &plen),
-			 CLUSTER_PROTO_E2BIG);
+	assert_int_equal(
+		cluster_frame_split(zero, sizeof(zero), CLUSTER_FRAME_MAX, &type, &payload, &plen),
+		CLUSTER_PROTO_EINVAL);
+	assert_int_equal(
+		cluster_frame_split(huge, sizeof(huge), CLUSTER_FRAME_MAX, &type, &payload, &plen),
+		CLUSTER_PROTO_E2BIG);
 	/* an HTTP client on the link port: "GET " is a 1.2 GB frame */
 	assert_int_equal(cluster_frame_split(http, sizeof(http) - 1, CLUSTER_FRAME_MAX_PREAUTH,
 					     &type, &payload, &plen),
@@ -165,9 +165,9 @@ static void test_frame_malformed(void **state)
 			 CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_msg_decode(CLUSTER_MSG_STANZA, trailing, sizeof(trailing) - 1, &m),
 			 0);
-	assert_int_equal(cluster_msg_decode(CLUSTER_MSG_ROUTE_ADD, short_batch,
-					    sizeof(short_batch), &m),
-			 CLUSTER_PROTO_EINVAL);
+	assert_int_equal(
+		cluster_msg_decode(CLUSTER_MSG_ROUTE_ADD, short_batch, sizeof(short_batch), &m),
+		CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_msg_decode(CLUSTER_MSG_ROUTE_ADD, bad_flag, sizeof(bad_flag), &m),
 			 CLUSTER_PROTO_EINVAL);
 	assert_int_equal(cluster_msg_decode(200, NULL, 0, &m), CLUSTER_PROTO_ETYPE);
@@ -396,9 +396,8 @@ static void test_hostport(void **state)
 	assert_int_equal(cluster_hostport_parse("[::1]:7001", 0, host, sizeof(host), &port), 0);
 	assert_string_equal(host, "::1");
 	assert_int_equal(port, 7001);
-	assert_int_equal(cluster_hostport_parse("chat-peers.ns.svc", 7946, host, sizeof(host),
-						&port),
-			 0);
+	assert_int_equal(
+		cluster_hostport_parse("chat-peers.ns.svc", 7946, host, sizeof(host), &port), 0);
 	assert_string_equal(host, "chat-peers.ns.svc");
 	assert_int_equal(port, 7946);
 	assert_int_equal(cluster_hostport_parse("chat-peers", 0, host, sizeof(host), &port),
@@ -782,16 +781,11 @@ static void test_wrong_secret(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frame_roundtrip),
-		cmocka_unit_test(test_frame_bytewise),
-		cmocka_unit_test(test_frame_malformed),
-		cmocka_unit_test(test_route_batches),
-		cmocka_unit_test(test_auth_mac),
-		cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_secret_load),
-		cmocka_unit_test(test_links),
-		cmocka_unit_test(test_dump_on_join),
+		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_bytewise),
+		cmocka_unit_test(test_frame_malformed), cmocka_unit_test(test_route_batches),
+		cmocka_unit_test(test_auth_mac),	cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_hostport),	cmocka_unit_test(test_secret_load),
+		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
 		cmocka_unit_test(test_wrong_secret),
 	};
 

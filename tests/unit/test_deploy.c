@@ -38,7 +38,7 @@ struct sim {
 	/* obs buffers */
 	struct deploy_colour_obs obs_col[SIM_COLOURS];
 	/* invariants */
-	int removed_with_conns;	/* colours removed holding connections (not shutdown) */
+	int removed_with_conns; /* colours removed holding connections (not shutdown) */
 	int replica_removed_with_conns;
 	int selected_unready;
 	int n_removed;
@@ -208,8 +208,8 @@ static void sim_observe(struct sim *s, struct deploy_obs *o)
  * One step: observe, decide, apply the first `apply` actions (all when -1).
  * Returns the phase.
  */
-static enum deploy_phase sim_step(struct sim *s, const struct deploy_cfg *cfg,
-				  struct deploy_mem *m, struct deploy_result *r, int apply)
+static enum deploy_phase sim_step(struct sim *s, const struct deploy_cfg *cfg, struct deploy_mem *m,
+				  struct deploy_result *r, int apply)
 {
 	struct deploy_obs o;
 
@@ -221,8 +221,8 @@ static enum deploy_phase sim_step(struct sim *s, const struct deploy_cfg *cfg,
 }
 
 /* Runs until done/failed (bounded); ticks poll ms between steps. */
-static enum deploy_phase sim_run(struct sim *s, const struct deploy_cfg *cfg,
-				 struct deploy_mem *m, int max_steps)
+static enum deploy_phase sim_run(struct sim *s, const struct deploy_cfg *cfg, struct deploy_mem *m,
+				 int max_steps)
 {
 	struct deploy_result r;
 	enum deploy_phase ph = DEPLOY_PHASE_CREATE;
@@ -290,7 +290,7 @@ static void test_meta_put_get(void **state)
 		assert_int_equal(platform_meta_put(&c, key, "v"), 0);
 	}
 	assert_int_equal(platform_meta_put(&c, "one-too-many", "v"), -ENOSPC);
-	assert_int_equal(deploy_meta_time(&c, "k0"), 0);	/* "v" is no time */
+	assert_int_equal(deploy_meta_time(&c, "k0"), 0); /* "v" is no time */
 	assert_int_equal(platform_meta_put(&c, "k1", "1796000000.250"), 0);
 	assert_int_equal(deploy_meta_time(&c, "k1"), 1796000000250LL);
 }
@@ -332,7 +332,7 @@ static void test_redeploy_selected_is_noop(void **state)
 	sim_live(&s, SHA_A, 2, 5);
 	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
 	deploy_mem_init(&m);
-	sim_step(&s, &cfg, &m, &r, -1);	/* fills selected-at */
+	sim_step(&s, &cfg, &m, &r, -1); /* fills selected-at */
 	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_DONE);
 	assert_int_equal(r.n_act, 0);
 	assert_int_equal(s.n, 1);
@@ -350,12 +350,11 @@ static void test_drain_waits_for_zero_and_settle(void **state)
 	sim_live(&s, SHA_A, 2, 10);
 	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
 	deploy_mem_init(&m);
-	sim_step(&s, &cfg, &m, &r, -1);	/* create */
+	sim_step(&s, &cfg, &m, &r, -1); /* create */
 	sim_tick(&s, 100);
-	sim_step(&s, &cfg, &m, &r, -1);	/* switch */
+	sim_step(&s, &cfg, &m, &r, -1); /* switch */
 	assert_string_equal(s.selected, SHA_B);
-	assert_non_null(platform_meta_get(&sim_find(&s, SHA_A)->c,
-					  PLATFORM_META_DRAINING_SINCE));
+	assert_non_null(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_DRAINING_SINCE));
 	assert_string_equal(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_DRAIN_FROM),
 			    "20");
 	/* connections stay: never removed */
@@ -383,7 +382,7 @@ static void test_drain_waits_for_zero_and_settle(void **state)
 	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_DRAIN);
 	sim_tick(&s, 750);
 	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_DRAIN);
-	assert_non_null(sim_find(&s, SHA_A));	/* 750 ms < settle */
+	assert_non_null(sim_find(&s, SHA_A)); /* 750 ms < settle */
 	sim_tick(&s, 250);
 	sim_step(&s, &cfg, &m, &r, -1);
 	assert_null(sim_find(&s, SHA_A));
@@ -523,7 +522,7 @@ static void test_max_drain_keep(void **state)
 	cfg_init(&cfg, DEPLOY_MODE_PRUNE, NULL);
 	deploy_mem_init(&m);
 	assert_int_equal(sim_run(&s, &cfg, &m, 100), DEPLOY_PHASE_DONE);
-	assert_non_null(sim_find(&s, SHA_A));	/* max-drain-at: reported, not pruned */
+	assert_non_null(sim_find(&s, SHA_A)); /* max-drain-at: reported, not pruned */
 }
 
 static void test_shrink(void **state)
@@ -623,7 +622,9 @@ static void test_keep_drained_and_rollback(void **state)
 	assert_int_equal(sim_find(&s, SHA_A)->c.replicas, 0);
 	sim_observe(&s, &o);
 	assert_int_equal(deploy_colour_state(&o.colours[0], o.selected) == DEPLOY_STATE_KEPT ||
-			 deploy_colour_state(&o.colours[1], o.selected) == DEPLOY_STATE_KEPT, 1);
+				 deploy_colour_state(&o.colours[1], o.selected) ==
+					 DEPLOY_STATE_KEPT,
+			 1);
 	/* C: A is the oldest kept colour and goes (K = 1), B is kept */
 	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_C);
 	cfg.keep_drained = 1;
@@ -642,7 +643,7 @@ static void test_keep_drained_and_rollback(void **state)
 	assert_int_equal(sim_run(&s, &cfg, &m, 40), DEPLOY_PHASE_DONE);
 	assert_string_equal(s.selected, SHA_B);
 	assert_int_equal(sim_find(&s, SHA_B)->c.replicas, 2);
-	assert_int_equal(sim_find(&s, SHA_C)->c.replicas, 0);	/* C drained, kept */
+	assert_int_equal(sim_find(&s, SHA_C)->c.replicas, 0); /* C drained, kept */
 	assert_null(platform_meta_get(&sim_find(&s, SHA_B)->c, PLATFORM_META_KEPT));
 	assert_int_equal(s.selected_unready, 0);
 	/* and again back to C */
@@ -665,7 +666,7 @@ static void test_rollback_refusals(void **state)
 	assert_int_equal(deploy_rollback_target(&o, sha, err, sizeof(err)), -ENOENT);
 	assert_non_null(strstr(err, "nothing to roll back to"));
 	sim_live(&s, SHA_A, 1, 1);
-	sim_create(&s, SHA_B, 1);	/* starting, never selected */
+	sim_create(&s, SHA_B, 1); /* starting, never selected */
 	sim_create(&s, SHA_C, 1);
 	platform_meta_put(&sim_find(&s, SHA_C)->c, PLATFORM_META_FAILED, "x");
 	platform_meta_put(&sim_find(&s, SHA_C)->c, PLATFORM_META_DRAINING_SINCE, "1796000000");
@@ -785,8 +786,8 @@ static void test_prune(void **state)
 	platform_meta_put(&sim_find(&s, SHA_A)->c, PLATFORM_META_DRAINING_SINCE, "1795999990");
 	sim_live(&s, SHA_B, 1, 3);
 	platform_meta_put(&sim_find(&s, SHA_B)->c, PLATFORM_META_DRAINING_SINCE, "1795999990");
-	sim_live(&s, SHA_D, 1, 3);	/* selected */
-	sim_create(&s, SHA_C, 1);	/* starting: maybe another deploy's, not pruned */
+	sim_live(&s, SHA_D, 1, 3); /* selected */
+	sim_create(&s, SHA_C, 1);  /* starting: maybe another deploy's, not pruned */
 	cfg_init(&cfg, DEPLOY_MODE_PRUNE, NULL);
 	deploy_mem_init(&m);
 	assert_int_equal(sim_run(&s, &cfg, &m, 50), DEPLOY_PHASE_DONE);

@@ -73,13 +73,19 @@ static void test_case_folding(void **state)
 	expect_jid("juliet@example.com./r", "juliet", "example.com", "r");
 	/* Unicode: U+00C9 folds to U+00E9; U+00DF folds to "ss" */
 	expect_jid("\xc3\x89lise@example.com", "\xc3\xa9lise", "example.com", NULL);
-	expect_jid("Stra\xc3\x9f" "e@example.com", "strasse", "example.com", NULL);
+	expect_jid("Stra\xc3\x9f"
+		   "e@example.com",
+		   "strasse", "example.com", NULL);
 	/* Unicode domain, upper case folded by nameprep */
 	expect_jid("x@M\xc3\x9cNCHEN.de", "x", "m\xc3\xbcnchen.de", NULL);
 	/* ideographic full stop is a label separator */
-	expect_jid("x@example\xe3\x80\x82" "com", "x", "example.com", NULL);
+	expect_jid("x@example\xe3\x80\x82"
+		   "com",
+		   "x", "example.com", NULL);
 	expect_jid("x@example.com\xe3\x80\x82", "x", "example.com", NULL);
-	expect_jid("x@example\xef\xbc\x8e" "com", "x", "example.com", NULL);
+	expect_jid("x@example\xef\xbc\x8e"
+		   "com",
+		   "x", "example.com", NULL);
 	/* fullwidth resource characters are normalised (NFKC) */
 	expect_jid("x@example.com/\xef\xbc\xa1", "x", "example.com", "A");
 	/* soft hyphen maps to nothing in every profile */
@@ -90,7 +96,7 @@ static void test_invalid_chars(void **state)
 {
 	static const char *bad_nodes[] = {
 		"a\"b@example.com", "a b@example.com", "a&b@example.com", "a'b@example.com",
-		"a:b@example.com", "a<b@example.com", "a>b@example.com", "a\x01@example.com",
+		"a:b@example.com",  "a<b@example.com", "a>b@example.com", "a\x01@example.com",
 	};
 	size_t i;
 
@@ -253,12 +259,9 @@ static void test_prep_parts(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_valid),
-		cmocka_unit_test(test_case_folding),
-		cmocka_unit_test(test_invalid_chars),
-		cmocka_unit_test(test_empty_parts),
-		cmocka_unit_test(test_lengths),
-		cmocka_unit_test(test_format),
+		cmocka_unit_test(test_valid),	      cmocka_unit_test(test_case_folding),
+		cmocka_unit_test(test_invalid_chars), cmocka_unit_test(test_empty_parts),
+		cmocka_unit_test(test_lengths),	      cmocka_unit_test(test_format),
 		cmocka_unit_test(test_prep_parts),
 	};
 

@@ -32,7 +32,7 @@
 struct canned {
 	unsigned status;
 	const char *body;
-	size_t chunk;	/* >0: stream the body in pieces of this size */
+	size_t chunk; /* >0: stream the body in pieces of this size */
 };
 
 struct seen {
@@ -80,8 +80,8 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
 	struct seen *r = cls;
 	size_t l = strlen(r->url);
 
-	snprintf(r->url + l, sizeof(r->url) - l, "%c%s=%s", strchr(r->url, '?') ? '&' : '?',
-		 key, value ? value : "");
+	snprintf(r->url + l, sizeof(r->url) - l, "%c%s=%s", strchr(r->url, '?') ? '&' : '?', key,
+		 value ? value : "");
 	return MHD_YES;
 }
 
@@ -150,8 +150,8 @@ static int setup(void **state)
 
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	srv.n_replies = srv.next = srv.n_reqs = 0;
-	srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL,
-				 NULL, handler, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
+	srv.d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+				 handler, NULL, MHD_OPTION_SOCK_ADDR, &sa, MHD_OPTION_END);
 	assert_non_null(srv.d);
 	info = MHD_get_daemon_info(srv.d, MHD_DAEMON_INFO_BIND_PORT);
 	srv.port = info->port;
@@ -168,7 +168,9 @@ static struct kubeclient *client(int retries, size_t max_response)
 {
 	struct kubeconfig kc;
 	struct kubeclient *c = NULL;
-	struct kubeclient_opts o = { .retries = retries, .backoff_ms = 5, .timeout_ms = 3000,
+	struct kubeclient_opts o = { .retries = retries,
+				     .backoff_ms = 5,
+				     .timeout_ms = 3000,
 				     .max_response = max_response };
 	char yaml[512], err[256];
 
@@ -176,9 +178,11 @@ static struct kubeclient *client(int retries, size_t max_response)
 		 "current-context: x\n"
 		 "clusters: [{name: c, cluster: {server: 'http://127.0.0.1:%u'}}]\n"
 		 "contexts: [{name: x, context: {cluster: c, user: u, namespace: ns}}]\n"
-		 "users: [{name: u, user: {token: sekret}}]\n", srv.port);
-	assert_int_equal(kubeconfig_load_string(&kc, yaml, strlen(yaml), "/", NULL, "mem", err,
-						sizeof(err)), 0);
+		 "users: [{name: u, user: {token: sekret}}]\n",
+		 srv.port);
+	assert_int_equal(
+		kubeconfig_load_string(&kc, yaml, strlen(yaml), "/", NULL, "mem", err, sizeof(err)),
+		0);
 	assert_int_equal(kubeclient_new(&c, &kc, &o), 0);
 	return c;
 }
@@ -194,16 +198,21 @@ static void test_get_ok_and_request_shape(void **state)
 	char err[512] = "";
 
 	canned(200, "{\"kind\":\"Deployment\",\"spec\":{\"replicas\":3}}", 0);
-	assert_int_equal(kubeclient_request(c, "PATCH", "/apis/apps/v1/namespaces/ns/deployments/"
-					    "chat-abc?x=1", KUBECLIENT_MERGE_PATCH, body,
-					    &dep_patch, &r, err, sizeof(err)), 0);
+	assert_int_equal(kubeclient_request(c, "PATCH",
+					    "/apis/apps/v1/namespaces/ns/deployments/"
+					    "chat-abc?x=1",
+					    KUBECLIENT_MERGE_PATCH, body, &dep_patch, &r, err,
+					    sizeof(err)),
+			 0);
 	assert_int_equal(r.status, 200);
-	assert_int_equal(json_integer_value(json_object_get(json_object_get(r.body, "spec"),
-							    "replicas")), 3);
+	assert_int_equal(
+		json_integer_value(json_object_get(json_object_get(r.body, "spec"), "replicas")),
+		3);
 	kubeclient_result_free(&r);
 	assert_int_equal(srv.n_reqs, 1);
 	assert_string_equal(srv.reqs[0].method, "PATCH");
-	assert_string_equal(srv.reqs[0].url, "/apis/apps/v1/namespaces/ns/deployments/chat-abc?x=1");
+	assert_string_equal(srv.reqs[0].url,
+			    "/apis/apps/v1/namespaces/ns/deployments/chat-abc?x=1");
 	assert_string_equal(srv.reqs[0].auth, "Bearer sekret");
 	assert_string_equal(srv.reqs[0].ctype, "application/merge-patch+json");
 	assert_string_equal(srv.reqs[0].body, "{\"spec\":{\"replicas\":3}}");
@@ -231,24 +240,33 @@ static void expect(unsigned status, const char *reply, int code, const char *nee
 
 static void test_error_mapping(void **state)
 {
-	expect(401, "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"Unauthorized\","
-	       "\"reason\":\"Unauthorized\",\"code\":401}", -EACCES,
-	       "rejected the credentials from mem (401 Unauthorized: Unauthorized)");
-	expect(403, "{\"kind\":\"Status\",\"message\":\"deployments.apps \\\"chat-abc\\\" is "
+	expect(401,
+	       "{\"kind\":\"Status\",\"status\":\"Failure\",\"message\":\"Unauthorized\","
+	       "\"reason\":\"Unauthorized\",\"code\":401}",
+	       -EACCES, "rejected the credentials from mem (401 Unauthorized: Unauthorized)");
+	expect(403,
+	       "{\"kind\":\"Status\",\"message\":\"deployments.apps \\\"chat-abc\\\" is "
 	       "forbidden: User \\\"u\\\" cannot patch resource \\\"deployments\\\"\","
-	       "\"reason\":\"Forbidden\",\"code\":403}", -EPERM,
+	       "\"reason\":\"Forbidden\",\"code\":403}",
+	       -EPERM,
 	       "RBAC: not allowed to patch deployments.apps \"chat-abc\" in namespace ns; grant "
 	       "verb \"patch\" on resource \"deployments\" in API group \"apps\"");
-	expect(404, "{\"kind\":\"Status\",\"message\":\"deployments.apps \\\"chat-abc\\\" not "
-	       "found\",\"reason\":\"NotFound\",\"code\":404}", -ENOENT,
-	       "deployments.apps \"chat-abc\" not found in namespace ns");
-	expect(409, "{\"kind\":\"Status\",\"message\":\"exists\",\"reason\":\"AlreadyExists\","
-	       "\"code\":409}", -EEXIST, "already exists");
-	expect(409, "{\"kind\":\"Status\",\"message\":\"the object has been modified\","
-	       "\"reason\":\"Conflict\",\"code\":409}", -ESTALE, "conflict on deployments.apps");
-	expect(422, "{\"kind\":\"Status\",\"message\":\"spec.replicas: Invalid value\","
-	       "\"reason\":\"Invalid\",\"code\":422}", -EINVAL,
-	       "HTTP 422 Invalid: spec.replicas: Invalid value");
+	expect(404,
+	       "{\"kind\":\"Status\",\"message\":\"deployments.apps \\\"chat-abc\\\" not "
+	       "found\",\"reason\":\"NotFound\",\"code\":404}",
+	       -ENOENT, "deployments.apps \"chat-abc\" not found in namespace ns");
+	expect(409,
+	       "{\"kind\":\"Status\",\"message\":\"exists\",\"reason\":\"AlreadyExists\","
+	       "\"code\":409}",
+	       -EEXIST, "already exists");
+	expect(409,
+	       "{\"kind\":\"Status\",\"message\":\"the object has been modified\","
+	       "\"reason\":\"Conflict\",\"code\":409}",
+	       -ESTALE, "conflict on deployments.apps");
+	expect(422,
+	       "{\"kind\":\"Status\",\"message\":\"spec.replicas: Invalid value\","
+	       "\"reason\":\"Invalid\",\"code\":422}",
+	       -EINVAL, "HTTP 422 Invalid: spec.replicas: Invalid value");
 	expect(500, "not json at all", -EIO, "HTTP 500");
 }
 
@@ -260,22 +278,23 @@ static void test_bounded_retries(void **state)
 	canned(503, "{}", 0);
 	canned(500, "{}", 0);
 	canned(200, "{\"ok\":1}", 0);
-	assert_int_equal(kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err,
-					    sizeof(err)), 0);
+	assert_int_equal(
+		kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err, sizeof(err)), 0);
 	assert_int_equal(srv.n_reqs, 3);
 	canned(503, "{}", 0);
 	canned(503, "{}", 0);
 	canned(503, "{}", 0);
-	canned(200, "{}", 0);	/* never reached: 3 attempts in all */
-	assert_int_equal(kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err,
-					    sizeof(err)), -EIO);
+	canned(200, "{}", 0); /* never reached: 3 attempts in all */
+	assert_int_equal(
+		kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err, sizeof(err)), -EIO);
 	assert_non_null(strstr(err, "after 3 attempts"));
 	assert_int_equal(srv.n_reqs, 6);
 	/* 4xx other than 429 is never retried */
 	srv.n_replies = srv.next = 0;
 	canned(404, "{}", 0);
-	assert_int_equal(kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err,
-					    sizeof(err)), -ENOENT);
+	assert_int_equal(
+		kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err, sizeof(err)),
+		-ENOENT);
 	assert_int_equal(srv.n_reqs, 7);
 	kubeclient_free(c);
 }
@@ -285,10 +304,12 @@ static void test_response_cap(void **state)
 	struct kubeclient *c = client(0, 64);
 	char err[512] = "";
 
-	canned(200, "{\"items\":[\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]}",
+	canned(200,
+	       "{\"items\":[\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"]}",
 	       0);
-	assert_int_equal(kubeclient_request(c, "GET", "/big", NULL, NULL, NULL, NULL, err,
-					    sizeof(err)), -EFBIG);
+	assert_int_equal(
+		kubeclient_request(c, "GET", "/big", NULL, NULL, NULL, NULL, err, sizeof(err)),
+		-EFBIG);
 	assert_non_null(strstr(err, "larger than 64 bytes"));
 	kubeclient_free(c);
 }
@@ -298,10 +319,11 @@ static void test_unreachable(void **state)
 	struct kubeclient *c;
 	char err[512] = "";
 
-	MHD_stop_daemon(srv.d);	/* nothing listens on the port any more */
+	MHD_stop_daemon(srv.d); /* nothing listens on the port any more */
 	c = client(1, 0);
-	assert_int_equal(kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err,
-					    sizeof(err)), -ECONNREFUSED);
+	assert_int_equal(
+		kubeclient_request(c, "GET", "/x", NULL, NULL, NULL, NULL, err, sizeof(err)),
+		-ECONNREFUSED);
 	assert_non_null(strstr(err, "unreachable"));
 	assert_non_null(strstr(err, "after 2 attempts"));
 	kubeclient_free(c);
@@ -346,9 +368,11 @@ static void test_watch_stream(void **state)
 		/* the stream ended: 0, the caller re-lists */
 		assert_int_equal(kubeclient_watch(c, "/apis/apps/v1/namespaces/ns/deployments",
 						  "app=chat,x", "42", 5, 3, on_event, &s, &t, err,
-						  sizeof(err)), 0);
+						  sizeof(err)),
+				 0);
 		assert_string_equal(s.log, "ADDED:a;MODIFIED:b;BOOKMARK:c;DELETED:d;");
-		assert_string_equal(srv.reqs[0].url, "/apis/apps/v1/namespaces/ns/deployments?"
+		assert_string_equal(srv.reqs[0].url,
+				    "/apis/apps/v1/namespaces/ns/deployments?"
 				    "watch=true&allowWatchBookmarks=true&timeoutSeconds=5&"
 				    "labelSelector=app=chat,x&resourceVersion=42");
 		kubeclient_free(c);
@@ -363,26 +387,33 @@ static void test_watch_stop_error_gone_refused(void **state)
 	char err[512] = "";
 
 	canned(200, events, 5);
-	assert_int_equal(kubeclient_watch(c, "/w", NULL, NULL, 5, 3, on_event, &s, &t, err,
-					  sizeof(err)), 1);
+	assert_int_equal(
+		kubeclient_watch(c, "/w", NULL, NULL, 5, 3, on_event, &s, &t, err, sizeof(err)), 1);
 	assert_string_equal(s.log, "ADDED:a;MODIFIED:b;");
 
-	canned(200, "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,"
-	       "\"reason\":\"Expired\",\"message\":\"too old resource version: 1 (99)\"}}\n", 0);
+	canned(200,
+	       "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"code\":410,"
+	       "\"reason\":\"Expired\",\"message\":\"too old resource version: 1 (99)\"}}\n",
+	       0);
 	memset(&s, 0, sizeof(s));
-	assert_int_equal(kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err,
-					  sizeof(err)), -ESTALE);
+	assert_int_equal(
+		kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err, sizeof(err)),
+		-ESTALE);
 	assert_non_null(strstr(err, "too old resource version"));
 
-	canned(403, "{\"kind\":\"Status\",\"message\":\"no watch for you\",\"reason\":"
-	       "\"Forbidden\",\"code\":403}\n", 0);
-	assert_int_equal(kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err,
-					  sizeof(err)), -EPERM);
+	canned(403,
+	       "{\"kind\":\"Status\",\"message\":\"no watch for you\",\"reason\":"
+	       "\"Forbidden\",\"code\":403}\n",
+	       0);
+	assert_int_equal(
+		kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err, sizeof(err)),
+		-EPERM);
 	assert_non_null(strstr(err, "grant verb \"watch\" on resource \"deployments\""));
 
 	canned(200, "{not json\n", 0);
-	assert_int_equal(kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err,
-					  sizeof(err)), -EPROTO);
+	assert_int_equal(
+		kubeclient_watch(c, "/w", NULL, "1", 5, 3, on_event, &s, &t, err, sizeof(err)),
+		-EPROTO);
 	kubeclient_free(c);
 }
 

@@ -62,35 +62,34 @@ static int teardown(void **state)
 	return 0;
 }
 
-static const char two_contexts[] =
-	"apiVersion: v1\n"
-	"kind: Config\n"
-	"current-context: prod\n"
-	"clusters:\n"
-	"- name: c-prod\n"
-	"  cluster:\n"
-	"    server: https://10.0.0.1:6443/\n"
-	"    certificate-authority: certs/ca.pem\n"
-	"- name: c-kind\n"
-	"  cluster:\n"
-	"    server: https://127.0.0.1:40000\n"
-	"    insecure-skip-tls-verify: true\n"
-	"    tls-server-name: kubernetes\n"
-	"contexts:\n"
-	"- name: prod\n"
-	"  context: {cluster: c-prod, user: u-token, namespace: chat}\n"
-	"- name: kind\n"
-	"  context:\n"
-	"    cluster: c-kind\n"
-	"    user: u-cert\n"
-	"users:\n"
-	"- name: u-token\n"
-	"  user:\n"
-	"    token: \"abc.def\"\n"
-	"- name: u-cert\n"
-	"  user:\n"
-	"    client-certificate: /etc/k/cert.pem\n"
-	"    client-key: key.pem\n";
+static const char two_contexts[] = "apiVersion: v1\n"
+				   "kind: Config\n"
+				   "current-context: prod\n"
+				   "clusters:\n"
+				   "- name: c-prod\n"
+				   "  cluster:\n"
+				   "    server: https://10.0.0.1:6443/\n"
+				   "    certificate-authority: certs/ca.pem\n"
+				   "- name: c-kind\n"
+				   "  cluster:\n"
+				   "    server: https://127.0.0.1:40000\n"
+				   "    insecure-skip-tls-verify: true\n"
+				   "    tls-server-name: kubernetes\n"
+				   "contexts:\n"
+				   "- name: prod\n"
+				   "  context: {cluster: c-prod, user: u-token, namespace: chat}\n"
+				   "- name: kind\n"
+				   "  context:\n"
+				   "    cluster: c-kind\n"
+				   "    user: u-cert\n"
+				   "users:\n"
+				   "- name: u-token\n"
+				   "  user:\n"
+				   "    token: \"abc.def\"\n"
+				   "- name: u-cert\n"
+				   "  user:\n"
+				   "    client-certificate: /etc/k/cert.pem\n"
+				   "    client-key: key.pem\n";
 
 static void test_current_context_token(void **state)
 {
@@ -100,9 +99,9 @@ static void test_current_context_token(void **state)
 	write_file("config", two_contexts);
 	assert_int_equal(kubeconfig_load_file(&kc, path_of("config"), NULL, err, sizeof(err)), 0);
 	assert_string_equal(kc.context, "prod");
-	assert_string_equal(kc.server, "https://10.0.0.1:6443");	/* trailing / gone */
+	assert_string_equal(kc.server, "https://10.0.0.1:6443"); /* trailing / gone */
 	assert_string_equal(kc.namespace, "chat");
-	snprintf(want, sizeof(want), "%s/certs/ca.pem", tmpdir);	/* relative to the file */
+	snprintf(want, sizeof(want), "%s/certs/ca.pem", tmpdir); /* relative to the file */
 	assert_string_equal(kc.ca.path, want);
 	assert_null(kc.ca.data);
 	assert_string_equal(kubeconfig_token(&kc), "abc.def");
@@ -123,7 +122,7 @@ static void test_explicit_context_cert_files(void **state)
 	assert_true(kc.insecure);
 	assert_string_equal(kc.tls_server_name, "kubernetes");
 	assert_null(kc.namespace);
-	assert_string_equal(kc.cert.path, "/etc/k/cert.pem");	/* absolute stays */
+	assert_string_equal(kc.cert.path, "/etc/k/cert.pem"); /* absolute stays */
 	snprintf(want, sizeof(want), "%s/key.pem", tmpdir);
 	assert_string_equal(kc.key.path, want);
 	assert_null(kubeconfig_token(&kc));
@@ -135,26 +134,26 @@ static void test_data_fields(void **state)
 	struct kubeconfig kc;
 	char err[256] = "";
 	/* base64 of "-----CA-----\n", "CERT" and "KEY!", the CA split over lines */
-	static const char yaml[] =
-		"current-context: x\n"
-		"clusters:\n"
-		"- name: c\n"
-		"  cluster:\n"
-		"    server: https://h:1\n"
-		"    certificate-authority: /ignored/when/data/is/set\n"
-		"    certificate-authority-data: LS0tLS1D\n"
-		"      QS0tLS0tCg==\n"
-		"contexts:\n"
-		"- name: x\n"
-		"  context: {cluster: c, user: u}\n"
-		"users:\n"
-		"- name: u\n"
-		"  user:\n"
-		"    client-certificate-data: Q0VSVA==\n"
-		"    client-key-data: S0VZIQ==\n";
+	static const char yaml[] = "current-context: x\n"
+				   "clusters:\n"
+				   "- name: c\n"
+				   "  cluster:\n"
+				   "    server: https://h:1\n"
+				   "    certificate-authority: /ignored/when/data/is/set\n"
+				   "    certificate-authority-data: LS0tLS1D\n"
+				   "      QS0tLS0tCg==\n"
+				   "contexts:\n"
+				   "- name: x\n"
+				   "  context: {cluster: c, user: u}\n"
+				   "users:\n"
+				   "- name: u\n"
+				   "  user:\n"
+				   "    client-certificate-data: Q0VSVA==\n"
+				   "    client-key-data: S0VZIQ==\n";
 
 	assert_int_equal(kubeconfig_load_string(&kc, yaml, strlen(yaml), "/d", NULL, "mem", err,
-						sizeof(err)), 0);
+						sizeof(err)),
+			 0);
 	assert_null(kc.ca.path);
 	assert_int_equal(kc.ca.len, 13);
 	assert_memory_equal(kc.ca.data, "-----CA-----\n", 13);
@@ -177,7 +176,8 @@ static void test_token_file_rotates(void **state)
 		 "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
 		 "users: [{name: u, user: {tokenFile: tok}}]\n");
 	assert_int_equal(kubeconfig_load_string(&kc, yaml, strlen(yaml), tmpdir, NULL, "mem", err,
-						sizeof(err)), 0);
+						sizeof(err)),
+			 0);
 	assert_string_equal(kubeconfig_token(&kc), "first-token");
 	write_file("tok", "second-token\n");
 	/* make sure the mtime differs even on a coarse clock */
@@ -217,36 +217,37 @@ static void test_errors(void **state)
 	expect_error(base, "nope", -EINVAL, "context \"nope\" not found");
 	expect_error("current-context: x\ncontexts: [{name: x, context: {cluster: zz, user: u}}]\n",
 		     NULL, -EINVAL, "cluster \"zz\", which is not defined");
-	snprintf(buf, sizeof(buf), "current-context: x\n"
+	snprintf(buf, sizeof(buf),
+		 "current-context: x\n"
 		 "clusters: [{name: c, cluster: {server: 'https://h:1'}}]\n"
 		 "contexts: [{name: x, context: {cluster: c, user: ghost}}]\n");
 	expect_error(buf, NULL, -EINVAL, "user \"ghost\", which is not defined");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'h:1'}}]\n"
-		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
-		     "no http(s):// server");
+		     "contexts: [{name: x, context: {cluster: c}}]\n",
+		     NULL, -EINVAL, "no http(s):// server");
 	/* Found by fuzz_kubeconfig: "https:///" used to become the server "https:". */
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https:///'}}]\n"
-		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
-		     "no http(s):// server");
+		     "contexts: [{name: x, context: {cluster: c}}]\n",
+		     NULL, -EINVAL, "no http(s):// server");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'http://'}}]\n"
-		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
-		     "no http(s):// server");
+		     "contexts: [{name: x, context: {cluster: c}}]\n",
+		     NULL, -EINVAL, "no http(s):// server");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https://h', "
 		     "certificate-authority-data: '!!notbase64'}}]\n"
-		     "contexts: [{name: x, context: {cluster: c}}]\n", NULL, -EINVAL,
-		     "certificate-authority-data is not valid base64");
+		     "contexts: [{name: x, context: {cluster: c}}]\n",
+		     NULL, -EINVAL, "certificate-authority-data is not valid base64");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n"
 		     "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
-		     "users: [{name: u, user: {client-certificate: /c.pem}}]\n", NULL, -EINVAL,
-		     "without a key");
+		     "users: [{name: u, user: {client-certificate: /c.pem}}]\n",
+		     NULL, -EINVAL, "without a key");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n"
 		     "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
-		     "users: [{name: u, user: {exec: {command: aws}}}]\n", NULL, -ENOTSUP,
-		     "exec or auth-provider plugin");
+		     "users: [{name: u, user: {exec: {command: aws}}}]\n",
+		     NULL, -ENOTSUP, "exec or auth-provider plugin");
 	expect_error("current-context: x\nclusters: [{name: c, cluster: {server: 'https://h'}}]\n"
 		     "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
-		     "users: [{name: u, user: {tokenFile: /nonexistent/token}}]\n", NULL, -ENOENT,
-		     "cannot read tokenFile");
+		     "users: [{name: u, user: {tokenFile: /nonexistent/token}}]\n",
+		     NULL, -ENOENT, "cannot read tokenFile");
 	expect_error("a: [unclosed\n", NULL, -EINVAL, "YAML error at line");
 	expect_error("- just\n- a list\n", NULL, -EINVAL, "not a kubeconfig");
 }
@@ -256,8 +257,9 @@ static void test_missing_file(void **state)
 	struct kubeconfig kc;
 	char err[512] = "";
 
-	assert_int_equal(kubeconfig_load_file(&kc, "/nonexistent/kubeconfig", NULL, err,
-					      sizeof(err)), -ENOENT);
+	assert_int_equal(
+		kubeconfig_load_file(&kc, "/nonexistent/kubeconfig", NULL, err, sizeof(err)),
+		-ENOENT);
 	assert_non_null(strstr(err, "cannot read kubeconfig /nonexistent/kubeconfig"));
 }
 

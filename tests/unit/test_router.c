@@ -27,7 +27,7 @@
 
 struct peer {
 	struct conn *c;
-	int fd;         /* the test's end of the socketpair */
+	int fd;		/* the test's end of the socketpair */
 	char buf[8192]; /* what was read so far */
 	size_t len;
 };

@@ -49,8 +49,9 @@ static void test_b64_roundtrip(void **state)
 static void test_b64_strict(void **state)
 {
 	static const char *bad[] = {
-		"Zm9", "Zm9vY", "Zm9v Yg==", " Zm9v", "Zm9v\n", "Zm=v", "Z===", "Zm9vYg=A",
-		"Zm9vY===", "=Zm9", "Zm9-", "Zm9_", "Zm9vYg=", "Zm9vYh==", "Zm9vYmF=",
+		"Zm9",	"Zm9vY", "Zm9v Yg==", " Zm9v",	  "Zm9v\n",
+		"Zm=v", "Z===",	 "Zm9vYg=A",  "Zm9vY===", "=Zm9",
+		"Zm9-", "Zm9_",	 "Zm9vYg=",   "Zm9vYh==", "Zm9vYmF=",
 	};
 	unsigned char out[64];
 	size_t i, len;
@@ -76,7 +77,7 @@ static void test_b64_strict(void **state)
 struct fixture_user {
 	const char *name;
 	const char *password;
-	const char *salt_b64;  /* NULL: use made credentials */
+	const char *salt_b64; /* NULL: use made credentials */
 	unsigned iterations;
 };
 
@@ -190,9 +191,8 @@ static void run_vector_client(const struct vector *v)
 	assert_string_equal(out, v->client_first);
 	assert_int_equal(len, strlen(v->client_first));
 	free(out);
-	assert_int_equal(scram_client_final(c, v->server_first, strlen(v->server_first), &out,
-					    &len),
-			 0);
+	assert_int_equal(
+		scram_client_final(c, v->server_first, strlen(v->server_first), &out, &len), 0);
 	assert_string_equal(out, v->client_final);
 	free(out);
 	assert_int_equal(scram_client_verify(c, v->server_final, strlen(v->server_final)), 0);
@@ -211,9 +211,8 @@ static void run_vector_server(const struct vector *v)
 	free(out);
 	assert_string_equal(scram_server_username(s), "user");
 	assert_null(scram_server_authzid(s));
-	assert_int_equal(scram_server_final(s, v->client_final, strlen(v->client_final), &out,
-					    &len),
-			 0);
+	assert_int_equal(
+		scram_server_final(s, v->client_final, strlen(v->client_final), &out, &len), 0);
 	assert_string_equal(out, v->server_final);
 	assert_int_equal(len, strlen(v->server_final));
 	assert_int_equal(scram_server_done(s), 1);
@@ -266,7 +265,9 @@ static void test_plain_verify(void **state)
 	assert_int_equal(scram_plain_verify(&cred, "s3cret"), 0);
 	assert_int_equal(scram_plain_verify(&cred, "s3cre"), SCRAM_ERR_NOT_AUTHORIZED);
 	/* The control character U+0007 is prohibited by SASLprep. */
-	assert_int_equal(scram_plain_verify(&cred, "s3\x07" "cret"), SCRAM_ERR_BAD_PASSWORD);
+	assert_int_equal(scram_plain_verify(&cred, "s3\x07"
+						   "cret"),
+			 SCRAM_ERR_BAD_PASSWORD);
 }
 
 static void test_cred_make(void **state)
@@ -287,7 +288,11 @@ static void test_cred_make(void **state)
 	assert_int_equal(scram_cred_make(SCRAM_SHA256, "I\xc2\xadX", TEST_ITER, &a), 0);
 	assert_int_equal(scram_plain_verify(&a, "IX"), 0);
 	/* and non-ASCII space maps to space */
-	assert_int_equal(scram_cred_make(SCRAM_SHA256, "a\xc2\xa0" "b", TEST_ITER, &a), 0);
+	assert_int_equal(scram_cred_make(SCRAM_SHA256,
+					 "a\xc2\xa0"
+					 "b",
+					 TEST_ITER, &a),
+			 0);
 	assert_int_equal(scram_plain_verify(&a, "a b"), 0);
 	/* an unassigned code point (U+0221 in Unicode 3.2) is refused when
 	 * storing, accepted when querying */
@@ -371,9 +376,9 @@ static void test_exchange_ok(void **state)
 				 0);
 		assert_int_equal(v, 0);
 		/* SASLprep on both sides: U+00A0 in the password is a space */
-		assert_int_equal(exchange((enum scram_hash)h, "alice", "wonder\xc2\xa0land", &u,
-					  NULL, &v),
-				 0);
+		assert_int_equal(
+			exchange((enum scram_hash)h, "alice", "wonder\xc2\xa0land", &u, NULL, &v),
+			0);
 		assert_int_equal(v, 0);
 	}
 }
@@ -466,8 +471,8 @@ static void test_authzid_exposed(void **state)
 
 /* An independent client proof (plain OpenSSL calls), for messages the
  * client object does not produce (gs2 "y,,"). */
-static char *proof_for(enum scram_hash h, const char *password, const char *salt_b64,
-		       unsigned iter, const char *auth_message)
+static char *proof_for(enum scram_hash h, const char *password, const char *salt_b64, unsigned iter,
+		       const char *auth_message)
 {
 	const EVP_MD *md = h == SCRAM_SHA256 ? EVP_sha256() : EVP_sha1();
 	unsigned char salt[64], salted[32], ckey[32], stored[32], sig[32];
@@ -475,10 +480,10 @@ static char *proof_for(enum scram_hash h, const char *password, const char *salt
 	long sl = b64_decode(salt_b64, strlen(salt_b64), salt, sizeof(salt));
 
 	assert_true(sl > 0);
-	assert_true(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)sl, (int)iter,
-				      md, (int)hl, salted));
-	assert_non_null(HMAC(md, salted, (int)hl, (const unsigned char *)"Client Key", 10, ckey,
-			     &n));
+	assert_true(PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, (int)sl, (int)iter, md,
+				      (int)hl, salted));
+	assert_non_null(
+		HMAC(md, salted, (int)hl, (const unsigned char *)"Client Key", 10, ckey, &n));
 	assert_true(EVP_Digest(ckey, hl, stored, &n, md, NULL));
 	assert_non_null(HMAC(md, stored, (int)hl, (const unsigned char *)auth_message,
 			     strlen(auth_message), sig, &n));
@@ -606,15 +611,14 @@ static void expect_server_final_err(const char *final, int err)
 	out = (char *)1;
 	rc = scram_server_final(s, final, strlen(final), &out, &len);
 	if (rc != err)
-		fail_msg("client-final \"%s\": got %d (%s), want %d", final, rc,
-			 scram_strerror(rc), err);
+		fail_msg("client-final \"%s\": got %d (%s), want %d", final, rc, scram_strerror(rc),
+			 err);
 	if (rc)
 		assert_null(out);
 	free(rc ? NULL : out);
 	assert_int_equal(scram_server_done(s), rc == 0);
 	/* a second attempt is refused */
-	assert_int_equal(scram_server_final(s, final, strlen(final), &out, &len),
-			 SCRAM_ERR_STATE);
+	assert_int_equal(scram_server_final(s, final, strlen(final), &out, &len), SCRAM_ERR_STATE);
 	scram_server_free(s);
 }
 
@@ -675,12 +679,10 @@ static void test_state_errors(void **state)
 			 SCRAM_ERR_STATE);
 	assert_int_equal(scram_server_first(s, "n,,n=user,r=a", 13, &out, &len), 0);
 	free(out);
-	assert_int_equal(scram_server_first(s, "n,,n=user,r=a", 13, &out, &len),
-			 SCRAM_ERR_STATE);
+	assert_int_equal(scram_server_first(s, "n,,n=user,r=a", 13, &out, &len), SCRAM_ERR_STATE);
 	assert_int_equal(scram_server_set_nonce(s, "x"), SCRAM_ERR_STATE);
 	assert_int_equal(scram_client_verify(c, "v=AAAA", 6), SCRAM_ERR_STATE);
-	assert_int_equal(scram_client_final(c, "r=a,s=AAAA,i=1", 14, &out, &len),
-			 SCRAM_ERR_STATE);
+	assert_int_equal(scram_client_final(c, "r=a,s=AAAA,i=1", 14, &out, &len), SCRAM_ERR_STATE);
 	assert_int_equal(scram_client_set_nonce(c, "a,b"), SCRAM_ERR_MALFORMED);
 	assert_int_equal(scram_client_set_nonce(c, ""), SCRAM_ERR_MALFORMED);
 	scram_server_free(s);
@@ -739,8 +741,7 @@ static void test_client_checks_server_first(void **state)
 			 SCRAM_ERR_NONCE);
 	assert_int_equal(client_with_server_first("r=xbcdef,s=QSXCR+Q6sek8bf92,i=16"),
 			 SCRAM_ERR_NONCE);
-	assert_int_equal(client_with_server_first("r=ab,s=QSXCR+Q6sek8bf92,i=16"),
-			 SCRAM_ERR_NONCE);
+	assert_int_equal(client_with_server_first("r=ab,s=QSXCR+Q6sek8bf92,i=16"), SCRAM_ERR_NONCE);
 	/* iteration bounds */
 	assert_int_equal(client_with_server_first("r=abcdef,s=QSXCR+Q6sek8bf92,i=0"),
 			 SCRAM_ERR_ITERATIONS);
@@ -797,9 +798,9 @@ static void test_client_checks_server_final(void **state)
 		assert_int_equal(scram_client_set_nonce(c, v->cnonce), 0);
 		assert_int_equal(scram_client_first(c, &out, &len), 0);
 		free(out);
-		assert_int_equal(scram_client_final(c, v->server_first, strlen(v->server_first),
-						    &out, &len),
-				 0);
+		assert_int_equal(
+			scram_client_final(c, v->server_first, strlen(v->server_first), &out, &len),
+			0);
 		free(out);
 		assert_int_equal(scram_client_verify(c, cases[i].msg, strlen(cases[i].msg)),
 				 cases[i].err);

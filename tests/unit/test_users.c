@@ -314,10 +314,10 @@ static void test_scram_through_store(void **state)
 		const char *pws[] = { "secret", "wrong" };
 
 		for (int k = 0; k < 2; k++) {
-			struct scram_client *c = scram_client_new((enum scram_hash)h, "Alice",
-								  pws[k], NULL, NULL);
-			struct scram_server *s = scram_server_new((enum scram_hash)h,
-								  users_scram_lookup, u);
+			struct scram_client *c =
+				scram_client_new((enum scram_hash)h, "Alice", pws[k], NULL, NULL);
+			struct scram_server *s =
+				scram_server_new((enum scram_hash)h, users_scram_lookup, u);
 			char *m1, *m2, *m3, *m4;
 			size_t l1, l2, l3, l4;
 			int rc;
@@ -453,10 +453,8 @@ static void test_passwd_command(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_set_and_load),
-		cmocka_unit_test(test_replace_keeps_others),
-		cmocka_unit_test(test_load_errors),
-		cmocka_unit_test(test_scram_through_store),
+		cmocka_unit_test(test_set_and_load),   cmocka_unit_test(test_replace_keeps_others),
+		cmocka_unit_test(test_load_errors),    cmocka_unit_test(test_scram_through_store),
 		cmocka_unit_test(test_passwd_command),
 	};
 

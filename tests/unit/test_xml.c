@@ -235,9 +235,13 @@ static void rt_stanza(void *ud, struct xnode *st)
 static void test_parse_round_trip(void **state)
 {
 	static const char *const texts[] = {
-		"plain", "<&>\"'", "line1\nline2\ttab", "cr\rlf",
+		"plain",
+		"<&>\"'",
+		"line1\nline2\ttab",
+		"cr\rlf",
 		"unicode \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
-		"]]>", "  spaced  ",
+		"]]>",
+		"  spaced  ",
 	};
 	struct xstream_cbs cbs = { .on_stanza = rt_stanza };
 	struct rt r = { NULL };

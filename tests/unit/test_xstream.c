@@ -17,14 +17,15 @@
 #include "xml.h"
 #include "xstream.h"
 
-#define HDR "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'" \
-	    " to='example.com' version='1.0' xml:lang='en'>"
+#define HDR                                                                                    \
+	"<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'" \
+	" to='example.com' version='1.0' xml:lang='en'>"
 
 /* Records every event as one line of text. */
 struct rec {
 	struct xbuf log;
 	struct xstream *xs;
-	int stop_on_open;     /* call xstream_stop() in on_open */
+	int stop_on_open;      /* call xstream_stop() in on_open */
 	const char *stop_name; /* call xstream_stop() after a stanza of this name */
 	int stop_on_close;
 	unsigned nstanzas;
@@ -312,8 +313,10 @@ static void test_errors(void **state)
 		{ "surrogate utf-8", HDR "<message><body>\xed\xa0\x80</body></message>",
 		  XSTREAM_ERR_NOT_WELL_FORMED },
 		{ "0xff byte", HDR "<message a='\xff'/>", XSTREAM_ERR_NOT_WELL_FORMED },
-		{ "latin1 declared", "<?xml version='1.0' encoding='ISO-8859-1'?>" HDR
-		  "<message><body>\xe9</body></message>", XSTREAM_ERR_ENCODING },
+		{ "latin1 declared",
+		  "<?xml version='1.0' encoding='ISO-8859-1'?>" HDR
+		  "<message><body>\xe9</body></message>",
+		  XSTREAM_ERR_ENCODING },
 		{ "utf-16 declared", "<?xml version='1.0' encoding='UTF-16'?>" HDR,
 		  XSTREAM_ERR_ENCODING },
 		{ "control char ref", HDR "<message>&#1;</message>", XSTREAM_ERR_NOT_WELL_FORMED },
@@ -322,21 +325,23 @@ static void test_errors(void **state)
 		{ "wrong root ns", "<stream:stream xmlns:stream='urn:wrong'>",
 		  XSTREAM_ERR_INVALID_NS },
 		{ "root without ns", "<stream>", XSTREAM_ERR_INVALID_NS },
-		{ "wrong root name",
-		  "<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>",
+		{ "wrong root name", "<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>",
 		  XSTREAM_ERR_BAD_FORMAT },
 		{ "text at depth 1", HDR "<presence/>hello<presence/>", XSTREAM_ERR_BAD_FORMAT },
 		{ "data after close", HDR "</stream:stream><presence/>", XSTREAM_ERR_CLOSED },
 		{ "text after close", HDR "</stream:stream> x", XSTREAM_ERR_CLOSED },
-		{ "too many attrs", HDR "<message a0='' a1='' a2='' a3='' a4='' a5='' a6='' a7='' "
-		  "a8='' a9='' b0='' b1='' b2='' b3='' b4='' b5='' b6='' b7='' b8='' b9='' "
-		  "c0='' c1='' c2='' c3='' c4='' c5='' c6='' c7='' c8='' c9='' "
-		  "d0='' d1='' d2='' d3='' d4='' d5='' d6='' d7='' d8='' d9='' "
-		  "e0='' e1='' e2='' e3='' e4='' e5='' e6='' e7='' e8='' e9='' "
-		  "f0='' f1='' f2='' f3='' f4='' f5='' f6='' f7='' f8='' f9='' "
-		  "g0='' g1='' g2='' g3='' g4='' g5=''/>",
+		{ "too many attrs",
+		  HDR "<message a0='' a1='' a2='' a3='' a4='' a5='' a6='' a7='' "
+		      "a8='' a9='' b0='' b1='' b2='' b3='' b4='' b5='' b6='' b7='' b8='' b9='' "
+		      "c0='' c1='' c2='' c3='' c4='' c5='' c6='' c7='' c8='' c9='' "
+		      "d0='' d1='' d2='' d3='' d4='' d5='' d6='' d7='' d8='' d9='' "
+		      "e0='' e1='' e2='' e3='' e4='' e5='' e6='' e7='' e8='' e9='' "
+		      "f0='' f1='' f2='' f3='' f4='' f5='' f6='' f7='' f8='' f9='' "
+		      "g0='' g1='' g2='' g3='' g4='' g5=''/>",
 		  XSTREAM_ERR_POLICY },
-		{ "too many ns decls", HDR "<message xmlns:a0='u' xmlns:a1='u' xmlns:a2='u' "
+		{ "too many ns decls",
+		  HDR
+		  "<message xmlns:a0='u' xmlns:a1='u' xmlns:a2='u' "
 		  "xmlns:a3='u' xmlns:a4='u' xmlns:a5='u' xmlns:a6='u' xmlns:a7='u' xmlns:a8='u' "
 		  "xmlns:a9='u' xmlns:b0='u' xmlns:b1='u' xmlns:b2='u' xmlns:b3='u' xmlns:b4='u' "
 		  "xmlns:b5='u' xmlns:b6='u' xmlns:b7='u' xmlns:b8='u' xmlns:b9='u' xmlns:c0='u' "
@@ -623,11 +628,12 @@ static void test_deep_nesting(void **state)
 	struct xstream_limits lim = { .max_stanza = 65536, .max_depth = 3 };
 
 	rec_init(&r, &lim);
-	assert_int_equal(feed_split(r.xs, HDR "<a><b><c/></b></a>", strlen(HDR) + 18,
-				    SPLIT_WHOLE, 0, NULL), XSTREAM_OK);
+	assert_int_equal(
+		feed_split(r.xs, HDR "<a><b><c/></b></a>", strlen(HDR) + 18, SPLIT_WHOLE, 0, NULL),
+		XSTREAM_OK);
 	assert_int_equal(r.nstanzas, 1);
-	assert_int_equal(feed_split(r.xs, "<a><b><c><d/></c></b></a>", 25, SPLIT_WHOLE, 0,
-				    NULL), XSTREAM_ERR_POLICY);
+	assert_int_equal(feed_split(r.xs, "<a><b><c><d/></c></b></a>", 25, SPLIT_WHOLE, 0, NULL),
+			 XSTREAM_ERR_POLICY);
 	rec_free(&r);
 }
 
@@ -720,18 +726,24 @@ static void test_compact_random(void **state)
 	for (int i = 0; i < 300; i++) {
 		switch (rng() % 6) {
 		case 0:
-			xbuf_printf(&in, "<message to='u%d@example.com' id='m%d' type='chat'>"
+			xbuf_printf(&in,
+				    "<message to='u%d@example.com' id='m%d' type='chat'>"
 				    "<body>hello %d &amp; more</body><x:thread>t</x:thread>"
-				    "</message>", i, i, i);
+				    "</message>",
+				    i, i, i);
 			break;
 		case 1:
-			xbuf_printf(&in, "<iq type='result' id='i%d'>"
+			xbuf_printf(&in,
+				    "<iq type='result' id='i%d'>"
 				    "<query xmlns='jabber:iq:version'><name>n%d</name>"
-				    "<version>%d</version></query></iq>", i, i, i);
+				    "<version>%d</version></query></iq>",
+				    i, i, i);
 			break;
 		case 2:
-			xbuf_printf(&in, "<presence xml:lang='en' from='a%d'><status>s%d</status>"
-				    "<c xmlns='urn:c' v='%d'/></presence>", i, i, i);
+			xbuf_printf(&in,
+				    "<presence xml:lang='en' from='a%d'><status>s%d</status>"
+				    "<c xmlns='urn:c' v='%d'/></presence>",
+				    i, i, i);
 			break;
 		case 3:
 			xbuf_printf(&in, "<r xmlns='urn:xmpp:sm:3' h='%d'/>", i);
@@ -836,7 +848,8 @@ static void test_out_of_memory(void **state)
 				seen_nomem++;
 				assert_string_equal(xstream_condition(rc), "resource-constraint");
 				assert_int_equal(xstream_reset(r.xs), 0);
-				assert_int_equal(xstream_feed(r.xs, in, strlen(in), NULL), XSTREAM_OK);
+				assert_int_equal(xstream_feed(r.xs, in, strlen(in), NULL),
+						 XSTREAM_OK);
 			} else {
 				assert_int_equal(rc, XSTREAM_OK);
 				if (!compact)
