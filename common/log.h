@@ -22,7 +22,8 @@ int log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list ap);
+void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
 
 /*
  * Quotes s as a logfmt value into buf ("..." with \" and \\ escaped, control

@@ -785,7 +785,7 @@ static void test_compact_boundaries(void **state)
 	assert_int_equal(xstream_compact(r.xs), 1); /* nothing allocated yet */
 	assert_int_equal(xstream_feed(r.xs, HDR, 20, NULL), XSTREAM_OK);
 	assert_int_equal(xstream_compact(r.xs), 0); /* half a header */
-	assert_int_equal(xstream_feed(r.xs, HDR + 20, strlen(HDR) - 20, NULL), XSTREAM_OK);
+	assert_int_equal(xstream_feed(r.xs, &HDR[20], strlen(HDR) - 20, NULL), XSTREAM_OK);
 	assert_int_equal(xstream_compact(r.xs), 1);
 	assert_int_equal(xstream_feed(r.xs, "<message><bo", 12, NULL), XSTREAM_OK);
 	assert_int_equal(xstream_compact(r.xs), 0);
