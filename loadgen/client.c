@@ -34,6 +34,9 @@
 #define CLIENT_COMPACT_MS 200
 /* A slot whose connection failed tries again after this long. */
 #define CLIENT_RETRY_MS 1000
+/* Longest wait for the XEP-0092 answer (within the login deadline); past it
+ * the session counts as established with version "unknown". */
+#define CLIENT_VERSION_WAIT_MS 5000
 
 static const struct xstream_limits client_limits = { 65536, 32 };
 
@@ -775,9 +778,12 @@ out:
 
 static void client_send_version_query(struct client *c)
 {
+	uint32_t until = fleet_now_ms(c->fl) + CLIENT_VERSION_WAIT_MS;
 	struct xbuf b;
 
 	client_set_state(c, CLIENT_VERSION);
+	if ((int32_t)(until - c->deadline_ms) < 0)
+		c->deadline_ms = until;
 	xbuf_init(&b);
 	xbuf_puts(&b, "<presence/><iq type='get' id='ver' to='");
 	xbuf_escape(&b, c->fl->o->domain, strlen(c->fl->o->domain));
@@ -824,9 +830,11 @@ static void client_established(struct client *c, const char *version, const char
 		  c->jid ? c->jid : "-", version, instance);
 }
 
+/* The XEP-0092 answer ends the login. iq is NULL for an error or no answer by
+ * the deadline: a server without the feature still counts, as "unknown". */
 static void client_version_reply(struct client *c, const struct xnode *iq)
 {
-	const struct xnode *q = xnode_child(iq, "query", NS_VERSION);
+	const struct xnode *q = iq ? xnode_child(iq, "query", NS_VERSION) : NULL;
 	char *ver = NULL, *os = NULL;
 	const char *inst = "unknown";
 
@@ -849,8 +857,9 @@ static void client_version_reply(struct client *c, const struct xnode *iq)
 static void client_iq_result(struct client *c, struct xnode *iq, const char *id, bool error)
 {
 	if (strcmp(id, "bind") == 0 && c->state == CLIENT_BIND) {
-		const struct xnode *jn = xnode_child(xnode_child(iq, "bind", NS_BIND), "jid", NULL);
-		if (error || !jn) {
+		const struct xnode *bn = error ? NULL : xnode_child(iq, "bind", NS_BIND);
+		const struct xnode *jn = bn ? xnode_child(bn, "jid", NULL) : NULL;
+		if (!jn) {
 			client_finish(c, FATE_LOGIN_FAILURE, "bind");
 			return;
 		}
@@ -874,7 +883,6 @@ static void client_iq_result(struct client *c, struct xnode *iq, const char *id,
 		}
 		client_send_version_query(c);
 	} else if (strcmp(id, "ver") == 0 && c->state == CLIENT_VERSION) {
-		/* A server that does not answer XEP-0092 still counts, as "unknown". */
 		client_version_reply(c, error ? NULL : iq);
 	} else if (strcmp(id, "ping") == 0 && c->ping_sent_ms) {
 		c->ping_sent_ms = 0;
@@ -1095,6 +1103,13 @@ void client_tick(struct client *c, uint32_t now)
 			client_close_handle(c);
 		}
 		return;
+	case CLIENT_VERSION:
+		/* Logged in; only the version is missing. */
+		if ((int32_t)(now - c->deadline_ms) >= 0)
+			client_version_reply(c, NULL);
+		if (c->state != CLIENT_ESTABLISHED)
+			return;
+		break;
 	default:
 		if ((int32_t)(now - c->deadline_ms) >= 0)
 			client_finish(c, FATE_LOGIN_FAILURE, "timeout");

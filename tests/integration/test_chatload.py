@@ -15,6 +15,7 @@ import time
 import unittest
 
 import harness
+import xmppdouble
 
 
 def metrics(http_port):
@@ -555,6 +556,65 @@ class Workers(ChatloadCase):
         self.assertEqual(r["workers_failed"], 1)
         self.assertIs(r["ok"], False)  # half the run is missing from the report
         self.assertEqual(r["logins"], 2)  # worker 1's share only
+
+class OtherServers(ChatloadCase):
+    """chatload against a server double that is not chatd (tests/lib/xmppdouble.py):
+    its XEP-0092 version query is a nicety; an error, no answer or an empty
+    answer records the version "unknown", never a failure or a crash."""
+
+    def double(self, **kw):
+        d = xmppdouble.XmppDouble(**kw)
+        self.addCleanup(d.close)
+        return d
+
+    def run_against(self, d, *extra):
+        return self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "3",
+                                 "--duration", "1.5", "--expect-zero-drops", *extra)
+
+    def assert_logged_in_as_unknown(self, d, rc, r):
+        self.assertEqual(rc, 0)
+        self.assertEqual(r["logins"], 3)
+        self.assertEqual(r["login_failures"], 0)
+        self.assertEqual(r["closed_by_client"], 3)
+        self.assertEqual(list(r["per_version"]), ["unknown"])
+        self.assertEqual(r["per_version"]["unknown"]["logins"], 3)
+        self.assertEqual(d.iq_namespaces().count("jabber:iq:version"), 3)
+        self.assert_every_connection_has_one_fate(r)
+
+    def test_version_service_unavailable(self):
+        d = self.double(iq="error")
+        rc, r, _ = self.run_against(d)
+        self.assert_logged_in_as_unknown(d, rc, r)
+
+    def test_version_empty_result(self):
+        d = self.double(iq="empty")
+        rc, r, _ = self.run_against(d)
+        self.assert_logged_in_as_unknown(d, rc, r)
+
+    def test_version_never_answered(self):
+        # The wait for the answer ends with the login deadline: established
+        # as "unknown", not a login failure.
+        d = self.double(iq="silent")
+        rc, r, _ = self.run_against(d, "--login-timeout", "1s", "--duration", "2.5")
+        self.assert_logged_in_as_unknown(d, rc, r)
+
+    def test_session_then_version_error(self):
+        d = self.double(iq="error", session=True)
+        rc, r, _ = self.run_against(d)
+        self.assert_logged_in_as_unknown(d, rc, r)
+        self.assertEqual(d.iq_namespaces().count("urn:ietf:params:xml:ns:xmpp-session"), 3)
+
+    def test_bind_refused_is_login_failure(self):
+        d = self.double(bind="error")
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
+                                     "--duration", "1")
+        self.assertEqual(rc, 1)
+        self.assertIn("login failed: bind", p.stderr())
+        self.assertGreaterEqual(r["login_failures"], 2)
+        self.assertEqual(r["login_failures_by_reason"], {"bind": r["login_failures"]})
+        self.assertEqual(r["logins"], 0)
+        self.assert_every_connection_has_one_fate(r)
+
 
 if __name__ == "__main__":
     unittest.main()
