@@ -75,6 +75,12 @@ static const struct opt config_opts[] = {
 	    "output queued for one client before it is closed as too slow (default 262144)"),
 	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",
 	    "after SIGTERM, keep connections up to S seconds (default 300)"),
+	CFG("http-max-connections", OPT_UINT, http_max_connections, "N",
+	    "HTTP connections held at once; more are closed at accept (default 1024)"),
+	CFG("http-max-per-ip", OPT_UINT, http_max_per_ip, "N",
+	    "HTTP connections from one address (default 64; 0: no limit)"),
+	CFG("http-timeout", OPT_UINT, http_timeout, "S",
+	    "close an HTTP connection silent for S seconds (default 10)"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
 	/* cluster routing (issue 4, docs/cluster.md) */
 	STRN("cluster-listen", cluster_listen, "ADDR:PORT",
@@ -120,6 +126,9 @@ static void config_defaults(struct config *cfg)
 	cfg->max_depth = 32;
 	cfg->max_output = 262144;
 	cfg->drain_timeout = 300;
+	cfg->http_max_connections = 1024;
+	cfg->http_max_per_ip = 64;
+	cfg->http_timeout = 10;
 	cfg->cluster_keepalive = 10;
 	cfg->log_level = LOG_INFO;
 }
@@ -321,18 +330,20 @@ int config_load(struct config *cfg, int argc, char **argv)
 		return -1;
 	}
 	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||
-	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX) {
+	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX ||
+	    cfg->http_timeout > CONFIG_TIMEOUT_MAX) {
 		fprintf(stderr,
 			"chatd: a timeout is too large (ping-interval, ping-timeout, "
-			"auth-timeout and drain-timeout <= %u s)\n",
+			"auth-timeout, drain-timeout and http-timeout <= %u s)\n",
 			CONFIG_TIMEOUT_MAX);
 		return -1;
 	}
 	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||
-	    cfg->max_connections < 1 || cfg->ping_timeout < 1 || cfg->auth_timeout < 1) {
+	    cfg->max_connections < 1 || cfg->ping_timeout < 1 || cfg->auth_timeout < 1 ||
+	    cfg->http_max_connections < 1 || cfg->http_timeout < 1) {
 		fprintf(stderr, "chatd: a limit is too small (max-stanza >= 1024, max-depth >= 2, "
-				"max-output >= 4096, max-connections, ping-timeout and "
-				"auth-timeout >= 1)\n");
+				"max-output >= 4096, max-connections, ping-timeout, "
+				"auth-timeout, http-max-connections and http-timeout >= 1)\n");
 		return -1;
 	}
 	return 0;

@@ -12,26 +12,29 @@
 #include "log.h"
 
 struct config {
-	char listen[256];	  /* ADDR:PORT of the client listener */
-	char http[256];		  /* ADDR:PORT of the HTTP endpoint; "" = off */
-	char domain[256];	  /* the XMPP domain served (nameprep'ed) */
-	char version_label[128];  /* reported by XEP-0092 and chatd_build_info */
-	char instance[128];	  /* instance (pod) name, same places */
-	int auth_any;		  /* demo mode: any user name and password */
-	char users[1024];	  /* users file ("" = none) */
-	int allow_anonymous;	  /* offer SASL ANONYMOUS */
-	int allow_plaintext_auth; /* offer PLAIN without TLS */
-	char tls_cert[1024];	  /* PEM certificate chain ("" = no TLS) */
-	char tls_key[1024];	  /* PEM private key */
-	int require_tls;	  /* no SASL before STARTTLS */
-	unsigned ping_interval;	  /* s of client silence before we ping it */
-	unsigned ping_timeout;	  /* s to answer our ping */
-	unsigned auth_timeout;	  /* s from accept to a bound session */
-	unsigned max_connections; /* client connections held at once */
-	size_t max_stanza;	  /* bytes per stanza after authentication */
-	unsigned max_depth;	  /* element nesting inside a stanza */
-	size_t max_output;	  /* bytes queued for one slow reader */
-	unsigned drain_timeout;	  /* s established connections may stay after SIGTERM */
+	char listen[256];	       /* ADDR:PORT of the client listener */
+	char http[256];		       /* ADDR:PORT of the HTTP endpoint; "" = off */
+	char domain[256];	       /* the XMPP domain served (nameprep'ed) */
+	char version_label[128];       /* reported by XEP-0092 and chatd_build_info */
+	char instance[128];	       /* instance (pod) name, same places */
+	int auth_any;		       /* demo mode: any user name and password */
+	char users[1024];	       /* users file ("" = none) */
+	int allow_anonymous;	       /* offer SASL ANONYMOUS */
+	int allow_plaintext_auth;      /* offer PLAIN without TLS */
+	char tls_cert[1024];	       /* PEM certificate chain ("" = no TLS) */
+	char tls_key[1024];	       /* PEM private key */
+	int require_tls;	       /* no SASL before STARTTLS */
+	unsigned ping_interval;	       /* s of client silence before we ping it */
+	unsigned ping_timeout;	       /* s to answer our ping */
+	unsigned auth_timeout;	       /* s from accept to a bound session */
+	unsigned max_connections;      /* client connections held at once */
+	size_t max_stanza;	       /* bytes per stanza after authentication */
+	unsigned max_depth;	       /* element nesting inside a stanza */
+	size_t max_output;	       /* bytes queued for one slow reader */
+	unsigned drain_timeout;	       /* s established connections may stay after SIGTERM */
+	unsigned http_max_connections; /* HTTP connections held at once */
+	unsigned http_max_per_ip;      /* HTTP connections from one address (0: no limit) */
+	unsigned http_timeout;	       /* s an HTTP connection may stay silent */
 	/* cluster routing (issue 4, server/cluster*.c, docs/cluster.md) */
 	char cluster_listen[256];	/* ADDR:PORT for links to peers; "" = single instance */
 	char cluster_secret_file[1024]; /* shared secret of the cluster links */

@@ -1,11 +1,13 @@
 #include "http.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <microhttpd.h>
 #include <uv.h>
@@ -15,22 +17,43 @@
 #include "srv.h"
 
 #define HTTP_METRICS_MAX 16384
+/* Memory MHD reserves per connection for the request head and our reply's
+ * headers; our requests and headers are small. */
+#define HTTP_CONN_MEMORY 16384
+/* Out of descriptors with no HTTP connection open, MHD retries accept() in
+ * a busy loop on its thread; its message about it makes the thread pause
+ * this long instead of spinning a core. */
+#define HTTP_STARVED_PAUSE_MS 100
 
-struct http {
-	struct srv *srv;
-	struct MHD_Daemon *d;
-	uv_poll_t poll;		 /* MHD's epoll descriptor */
-	uv_timer_t timer;	 /* MHD's next timeout, or the end of a back-off */
-	int open_handles;	 /* handles not yet closed; free at 0 */
-	int starved;		 /* MHD met EMFILE/ENFILE in this run: back off */
-	uint64_t log_next;	 /* loop ms before which MHD messages are counted only */
-	uint64_t log_suppressed; /* MHD messages not logged since the last line */
+enum http_what { HTTP_METRICS, HTTP_HEALTHZ, HTTP_READYZ };
+
+/* One request waiting for (or holding) its answer from the loop. Owned by
+ * the MHD thread, except between being taken off the queue by the loop and
+ * MHD_resume_connection(), when only the loop touches it. */
+struct http_req {
+	struct MHD_Connection *mc;
+	struct http_req *next; /* h->queue */
+	enum http_what what;
+	int done; /* the loop filled status/ctype/body */
+	unsigned status;
+	const char *ctype;
+	char *body; /* malloc'd */
+	size_t len;
 };
 
-/* Out of descriptors, MHD's listen socket stays readable and every run
- * fails to accept again: stop watching it for this long instead of
- * spinning. */
-#define HTTP_STARVED_BACKOFF_MS 200
+struct http {
+	struct srv *srv; /* read on the loop thread only */
+	struct MHD_Daemon *d;
+	uv_async_t async;	/* wakes the loop for queued requests */
+	pthread_mutex_t lock;	/* guards queue and stopping */
+	struct http_req *queue; /* suspended requests not yet answered */
+	int stopping;		/* http_stop() ran: answer 503 at once */
+	/* MHD's messages (MHD thread only) */
+	uint64_t log_next;	 /* monotonic ms before which messages are counted only */
+	uint64_t log_suppressed; /* messages not logged since the last line */
+};
+
+static const char text_plain[] = "text/plain; charset=utf-8";
 
 static enum MHD_Result http_reply(struct MHD_Connection *mc, unsigned status, const char *ctype,
 				  const char *body, size_t len)
@@ -47,83 +70,144 @@ static enum MHD_Result http_reply(struct MHD_Connection *mc, unsigned status, co
 	return ret;
 }
 
+/* ------------------------------------------------------- the loop thread */
+
+static void http_set(struct http_req *r, unsigned status, const char *ctype, const char *body)
+{
+	r->status = status;
+	r->ctype = ctype;
+	r->len = strlen(body);
+	r->body = strdup(body);
+}
+
+/* Computes the answer from the loop's state. */
+static void http_answer(struct http *h, struct http_req *r)
+{
+	struct srv *srv = h->srv;
+	long n;
+
+	switch (r->what) {
+	case HTTP_METRICS:
+		r->body = malloc(HTTP_METRICS_MAX);
+		if (!r->body)
+			break;
+		n = metrics_format(&srv->metrics, srv->cfg->version_label, srv->cfg->instance,
+				   r->body, HTTP_METRICS_MAX);
+		if (n < 0) {
+			free(r->body);
+			http_set(r, MHD_HTTP_INTERNAL_SERVER_ERROR, text_plain, "overflow\n");
+			break;
+		}
+		/* cluster hook */
+		n += (long)cluster_glue_metrics(srv, r->body + n, HTTP_METRICS_MAX - (size_t)n);
+		r->status = MHD_HTTP_OK;
+		r->ctype = "text/plain; version=0.0.4; charset=utf-8";
+		r->len = (size_t)n;
+		break;
+	case HTTP_HEALTHZ:
+		http_set(r, MHD_HTTP_OK, text_plain, "ok\n");
+		break;
+	case HTTP_READYZ:
+		/* cluster hook: a new instance is ready once it reaches its peers */
+		if (srv->phase == SRV_RUNNING && cluster_glue_ready(srv))
+			http_set(r, MHD_HTTP_OK, text_plain, "ready\n");
+		else
+			http_set(r, MHD_HTTP_SERVICE_UNAVAILABLE, text_plain,
+				 srv->phase <= SRV_RUNNING ? "starting\n" : "draining\n");
+		break;
+	}
+	r->done = 1;
+}
+
+/* Answers every queued request and hands it back to MHD. */
+static void http_async_cb(uv_async_t *a)
+{
+	struct http *h = a->data;
+	struct http_req *r, *next;
+
+	pthread_mutex_lock(&h->lock);
+	r = h->queue;
+	h->queue = NULL;
+	pthread_mutex_unlock(&h->lock);
+	for (; r; r = next) {
+		next = r->next; /* r may be freed by MHD as soon as it is resumed */
+		http_answer(h, r);
+		MHD_resume_connection(r->mc);
+	}
+}
+
+/* -------------------------------------------------------- the MHD thread */
+
 static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const char *url,
 				    const char *method, const char *version,
 				    const char *upload_data, size_t *upload_data_size,
 				    void **con_cls)
 {
 	struct http *h = cls;
-	struct srv *srv = h->srv;
-	static const char text[] = "text/plain; charset=utf-8";
-	char buf[HTTP_METRICS_MAX];
-	long n;
+	struct http_req *r = *con_cls;
+	enum http_what what;
 
+	if (r) {
+		/* Resumed: the loop answered. A request body is read and ignored. */
+		if (*upload_data_size) {
+			*upload_data_size = 0;
+			return MHD_YES;
+		}
+		if (!r->done || !r->body)
+			return http_reply(mc, MHD_HTTP_INTERNAL_SERVER_ERROR, text_plain,
+					  "out of memory\n", 14);
+		return http_reply(mc, r->status, r->ctype, r->body, r->len);
+	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
-		return http_reply(mc, MHD_HTTP_METHOD_NOT_ALLOWED, text, "method not allowed\n",
-				  19);
-	if (strcmp(url, "/metrics") == 0) {
-		n = metrics_format(&srv->metrics, srv->cfg->version_label, srv->cfg->instance, buf,
-				   sizeof(buf));
-		if (n < 0)
-			return http_reply(mc, MHD_HTTP_INTERNAL_SERVER_ERROR, text, "overflow\n",
-					  9);
-		/* cluster hook */
-		n += (long)cluster_glue_metrics(srv, buf + n, sizeof(buf) - (size_t)n);
-		return http_reply(mc, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", buf,
-				  (size_t)n);
-	}
-	if (strcmp(url, "/healthz") == 0)
-		return http_reply(mc, MHD_HTTP_OK, text, "ok\n", 3);
-	if (strcmp(url, "/readyz") == 0) {
-		/* cluster hook: a new instance is ready once it reaches its peers */
-		if (srv->phase == SRV_RUNNING && cluster_glue_ready(srv))
-			return http_reply(mc, MHD_HTTP_OK, text, "ready\n", 6);
-		return http_reply(mc, MHD_HTTP_SERVICE_UNAVAILABLE, text,
-				  srv->phase <= SRV_RUNNING ? "starting\n" : "draining\n", 9);
-	}
-	return http_reply(mc, MHD_HTTP_NOT_FOUND, text, "not found\n", 10);
-}
-
-static void http_run(struct http *h);
-
-static void http_timer_cb(uv_timer_t *t)
-{
-	http_run(t->data);
-}
-
-static void http_poll_cb(uv_poll_t *p, int status, int events)
-{
-	http_run(p->data);
-}
-
-/* Lets MHD do its work, then re-arms the timer for its next deadline. */
-static void http_resume_cb(uv_timer_t *t)
-{
-	struct http *h = t->data;
-
-	if (!h->d)
-		return;
-	uv_poll_start(&h->poll, UV_READABLE, http_poll_cb);
-	http_run(h);
-}
-
-static void http_run(struct http *h)
-{
-	MHD_UNSIGNED_LONG_LONG ms;
-
-	if (!h->d)
-		return;
-	MHD_run(h->d);
-	if (h->starved) {
-		h->starved = 0;
-		uv_poll_stop(&h->poll);
-		uv_timer_start(&h->timer, http_resume_cb, HTTP_STARVED_BACKOFF_MS, 0);
-		return;
-	}
-	if (MHD_get_timeout(h->d, &ms) == MHD_YES)
-		uv_timer_start(&h->timer, http_timer_cb, ms, 0);
+		return http_reply(mc, MHD_HTTP_METHOD_NOT_ALLOWED, text_plain,
+				  "method not allowed\n", 19);
+	if (strcmp(url, "/metrics") == 0)
+		what = HTTP_METRICS;
+	else if (strcmp(url, "/healthz") == 0)
+		what = HTTP_HEALTHZ;
+	else if (strcmp(url, "/readyz") == 0)
+		what = HTTP_READYZ;
 	else
-		uv_timer_stop(&h->timer);
+		return http_reply(mc, MHD_HTTP_NOT_FOUND, text_plain, "not found\n", 10);
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return MHD_NO;
+	r->mc = mc;
+	r->what = what;
+	*con_cls = r;
+	pthread_mutex_lock(&h->lock);
+	if (h->stopping) {
+		pthread_mutex_unlock(&h->lock);
+		return http_reply(mc, MHD_HTTP_SERVICE_UNAVAILABLE, text_plain, "stopping\n", 9);
+	}
+	/* Suspended before it is visible to the loop, so that the loop's
+	 * resume always follows this suspend. */
+	MHD_suspend_connection(mc);
+	r->next = h->queue;
+	h->queue = r;
+	pthread_mutex_unlock(&h->lock);
+	uv_async_send(&h->async);
+	return MHD_YES;
+}
+
+static void http_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+			   enum MHD_RequestTerminationCode toe)
+{
+	struct http_req *r = *con_cls;
+
+	if (!r)
+		return;
+	free(r->body);
+	free(r);
+	*con_cls = NULL;
+}
+
+static uint64_t http_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* MHD's messages, at most one line a second (with how many were dropped):
@@ -132,12 +216,12 @@ __attribute__((format(printf, 2, 0))) static void http_log(void *cls, const char
 {
 	struct http *h = cls;
 	char msg[512], q[560];
-	uint64_t now = uv_now(h->srv->loop);
+	uint64_t now = http_mono_ms();
 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	msg[strcspn(msg, "\n")] = '\0';
-	if (strstr(msg, "Too many open files") || strstr(msg, "resource limit"))
-		h->starved = 1;
+	if (strstr(msg, "resource limit at FIRST"))
+		nanosleep(&(struct timespec){ 0, HTTP_STARVED_PAUSE_MS * 1000000L }, NULL);
 	if (now < h->log_next) {
 		h->log_suppressed++;
 		return;
@@ -148,10 +232,20 @@ __attribute__((format(printf, 2, 0))) static void http_log(void *cls, const char
 	h->log_next = now + 1000;
 }
 
+/* ------------------------------------------------------------ lifecycle */
+
+static void http_close_cb(uv_handle_t *hd)
+{
+	struct http *h = hd->data;
+
+	pthread_mutex_destroy(&h->lock);
+	free(h);
+}
+
 struct http *http_start(struct srv *srv, const char *addr)
 {
+	const struct config *cfg = srv->cfg;
 	struct sockaddr_storage ss;
-	const union MHD_DaemonInfo *info;
 	struct http *h;
 
 	if (srv_parse_addr(addr, &ss) != 0) {
@@ -162,47 +256,42 @@ struct http *http_start(struct srv *srv, const char *addr)
 	if (!h)
 		return NULL;
 	h->srv = srv;
+	pthread_mutex_init(&h->lock, NULL);
+	if (uv_async_init(srv->loop, &h->async, http_async_cb) != 0) {
+		pthread_mutex_destroy(&h->lock);
+		free(h);
+		return NULL;
+	}
+	h->async.data = h;
 	h->d = MHD_start_daemon(
-		MHD_USE_EPOLL | MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 		0, NULL, NULL, http_handler, h, MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
-		MHD_OPTION_SOCK_ADDR, &ss, MHD_OPTION_CONNECTION_LIMIT, (unsigned)64,
-		MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)10, MHD_OPTION_END);
+		MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_SOCK_ADDR, &ss,
+		MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections,
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->http_max_per_ip,
+		MHD_OPTION_CONNECTION_TIMEOUT, cfg->http_timeout,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HTTP_CONN_MEMORY, MHD_OPTION_END);
 	if (!h->d) {
 		log_error("http_error", "addr=%s msg=\"cannot listen\"", addr);
-		free(h);
+		uv_close((uv_handle_t *)&h->async, http_close_cb); /* frees h */
 		return NULL;
 	}
-	info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_EPOLL_FD);
-	if (!info || uv_poll_init(srv->loop, &h->poll, info->epoll_fd) != 0) {
-		MHD_stop_daemon(h->d);
-		free(h);
-		return NULL;
-	}
-	uv_timer_init(srv->loop, &h->timer);
-	h->poll.data = h;
-	h->timer.data = h;
-	h->open_handles = 2;
-	uv_poll_start(&h->poll, UV_READABLE, http_poll_cb);
-	http_run(h);
-	log_info("http_listen", "addr=%s", addr);
+	log_info("http_listen", "addr=%s max_connections=%u max_per_ip=%u timeout=%u", addr,
+		 cfg->http_max_connections, cfg->http_max_per_ip, cfg->http_timeout);
 	return h;
-}
-
-static void http_close_cb(uv_handle_t *hd)
-{
-	struct http *h = hd->data;
-
-	if (--h->open_handles == 0)
-		free(h);
 }
 
 void http_stop(struct http *h)
 {
 	if (!h)
 		return;
-	/* Stop watching the descriptor before MHD closes it. */
-	uv_close((uv_handle_t *)&h->poll, http_close_cb);
-	uv_close((uv_handle_t *)&h->timer, http_close_cb);
+	pthread_mutex_lock(&h->lock);
+	h->stopping = 1;
+	pthread_mutex_unlock(&h->lock);
+	/* MHD must not be stopped with suspended connections: answer them. */
+	http_async_cb(&h->async);
 	MHD_stop_daemon(h->d);
 	h->d = NULL;
+	uv_close((uv_handle_t *)&h->async, http_close_cb);
 }

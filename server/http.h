@@ -3,12 +3,16 @@
  * (Prometheus text), /healthz (200 while the loop runs), /readyz (200 while
  * accepting, 503 starting or draining).
  *
- * libmicrohttpd runs inside chatd's libuv loop (MHD_USE_EPOLL without an
- * internal thread; its epoll descriptor is watched with a uv_poll_t and its
- * timeouts with a uv_timer_t). Why not a thread: the metrics are then read
- * on the thread that writes them, with no atomics or locks, and /healthz
- * answering proves that the loop itself is alive, which is what a liveness
- * probe should check. A scrape costs the loop a few microseconds.
+ * Threads: libmicrohttpd owns its sockets on its own internal thread (epoll),
+ * so accepting, parsing, timeouts and connection limits never depend on the
+ * libuv loop re-arming anything: nothing can leave it stuck. The answer
+ * itself is computed on the loop thread: the MHD thread suspends the request,
+ * queues it under a mutex and wakes the loop (uv_async_t); the loop formats
+ * the answer from its own state (metrics, phase, cluster readiness) and
+ * resumes the request; MHD sends it. So the loop state is only ever read on
+ * the loop thread, with no locks on it, every answer is exact, and /healthz
+ * answering still proves that the loop itself is alive, which is what a
+ * liveness probe should check. See docs/chatd.md "HTTP endpoint".
  */
 #ifndef CHATD_HTTP_H
 #define CHATD_HTTP_H
@@ -16,10 +20,12 @@
 struct srv;
 struct http;
 
-/* Listens on addr ("ADDR:PORT"); NULL after logging why. */
+/* Listens on addr ("ADDR:PORT") with the limits of srv->cfg; NULL after
+ * logging why. */
 struct http *http_start(struct srv *srv, const char *addr);
-/* Stops serving and closes the handles; the struct is freed in their close
- * callbacks (run the loop afterwards). NULL is fine. */
+/* Answers what is pending, stops libmicrohttpd (joining its thread) and
+ * closes the loop handle; the struct is freed in its close callback (run
+ * the loop afterwards). NULL is fine. */
 void http_stop(struct http *h);
 
 #endif

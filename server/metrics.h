@@ -1,8 +1,8 @@
 /*
  * chatd's counters: one struct, owned by struct srv, written only by the
- * loop thread and read only by the /metrics handler, which also runs on the
- * loop thread (http.c drives libmicrohttpd from the libuv loop), so plain
- * integers suffice. Each field is changed in exactly one place; the comment
+ * loop thread and read only by the /metrics answer, which is also computed
+ * on the loop thread (http.c: libmicrohttpd's own thread only carries the
+ * request and the reply), so plain integers suffice. Each field is changed in exactly one place; the comment
  * names it.
  */
 #ifndef CHATD_METRICS_H
