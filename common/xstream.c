@@ -457,6 +457,16 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
 		return;
 	}
 	if (xs->depth == 1) {
+		struct xs_name n;
+
+		/* A stream header inside the open stream can never become a
+		 * stanza: say so at its start tag instead of waiting for an end
+		 * tag that a client restarting its stream will never send. */
+		xs_split(name, &n);
+		if (xs_name_is(&n, XSTREAM_NS, "stream")) {
+			xs_fail(xs, XSTREAM_ERR_NESTED_HEADER);
+			return;
+		}
 		xs->mark = (uint64_t)ev_start(xs);
 		xs->tree_mem = 0;
 	}
@@ -852,6 +862,8 @@ const char *xstream_condition(int err)
 		return "not-well-formed";
 	case XSTREAM_ERR_ENCODING:
 		return "unsupported-encoding";
+	case XSTREAM_ERR_NESTED_HEADER:
+		return "unsupported-stanza-type";
 	default:
 		return "undefined-condition";
 	}
@@ -880,6 +892,8 @@ const char *xstream_strerror(int err)
 		return "data after end of stream";
 	case XSTREAM_ERR_ENCODING:
 		return "encoding other than UTF-8 declared";
+	case XSTREAM_ERR_NESTED_HEADER:
+		return "stream header inside the open stream";
 	default:
 		return "unknown error";
 	}

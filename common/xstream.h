@@ -32,6 +32,8 @@
  *   - non-whitespace after </stream:stream>                -> XSTREAM_ERR_CLOSED
  *   - an XML declaration naming an encoding other than UTF-8
  *     (RFC 6120 11.6)                                      -> XSTREAM_ERR_ENCODING
+ *   - a stream header (<stream:stream>) as a first-level child, at its
+ *     start tag                                            -> XSTREAM_ERR_NESTED_HEADER
  * The input is always parsed as UTF-8.
  * Elements in no namespace get ns "" (not NULL). Attribute names are "to",
  * "xml:lang", or "{uri}local" for other namespaced attributes (see xml.h).
@@ -51,13 +53,14 @@ enum xstream_err {
 	XSTREAM_OK = 0,
 	XSTREAM_STOPPED = 1, /* a callback called xstream_stop() */
 	XSTREAM_ERR_NOT_WELL_FORMED = -1,
-	XSTREAM_ERR_RESTRICTED = -2, /* restricted-xml */
-	XSTREAM_ERR_POLICY = -3,     /* policy-violation: size or depth */
-	XSTREAM_ERR_INVALID_NS = -4, /* invalid-namespace */
-	XSTREAM_ERR_BAD_FORMAT = -5, /* bad-format */
-	XSTREAM_ERR_NOMEM = -6,	     /* resource-constraint */
-	XSTREAM_ERR_CLOSED = -7,     /* data after </stream:stream> */
-	XSTREAM_ERR_ENCODING = -8,   /* unsupported-encoding: declared other than UTF-8 */
+	XSTREAM_ERR_RESTRICTED = -2,	/* restricted-xml */
+	XSTREAM_ERR_POLICY = -3,	/* policy-violation: size or depth */
+	XSTREAM_ERR_INVALID_NS = -4,	/* invalid-namespace */
+	XSTREAM_ERR_BAD_FORMAT = -5,	/* bad-format */
+	XSTREAM_ERR_NOMEM = -6,		/* resource-constraint */
+	XSTREAM_ERR_CLOSED = -7,	/* data after </stream:stream> */
+	XSTREAM_ERR_ENCODING = -8,	/* unsupported-encoding: declared other than UTF-8 */
+	XSTREAM_ERR_NESTED_HEADER = -9, /* unsupported-stanza-type: <stream:stream> at depth 1 */
 };
 
 /* A limit of 0 (or limits == NULL) selects the default. */

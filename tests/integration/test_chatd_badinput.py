@@ -297,6 +297,17 @@ class BadInput(Base):
         c.send("<foo/>")
         self.assert_stream_error(c, "unsupported-stanza-type")
 
+    def test_24b_stream_header_inside_the_open_stream(self):
+        # A client that restarts its stream unasked: answered at the start
+        # tag, not after the ping or auth timeout (no end tag ever comes).
+        c = self.client()
+        c.open_stream()
+        c.send(xmpp.stream_header(decl=False))  # an XML declaration: not-well-formed
+        self.assert_stream_error(c, "unsupported-stanza-type", timeout=AUTH_TIMEOUT - 0.5)
+        c = self.login("alice", resource="restart")
+        c.send(xmpp.stream_header(decl=False))
+        self.assert_stream_error(c, "unsupported-stanza-type", timeout=5)
+
     def test_25_data_after_stream_close(self):
         c = self.login("alice", resource="after")
         c.send("</stream:stream><message to='bob@%s'><body>late</body></message>" % D)

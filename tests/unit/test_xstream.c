@@ -328,6 +328,14 @@ static void test_errors(void **state)
 		{ "wrong root name", "<stream:foo xmlns:stream='http://etherx.jabber.org/streams'>",
 		  XSTREAM_ERR_BAD_FORMAT },
 		{ "text at depth 1", HDR "<presence/>hello<presence/>", XSTREAM_ERR_BAD_FORMAT },
+		{ "header at depth 1, start tag only", HDR "<presence/>" HDR,
+		  XSTREAM_ERR_NESTED_HEADER },
+		{ "header at depth 1, other prefix",
+		  HDR "<s:stream xmlns:s='http://etherx.jabber.org/streams' version='1.0'>",
+		  XSTREAM_ERR_NESTED_HEADER },
+		{ "header at depth 1, default ns",
+		  HDR "<stream xmlns='http://etherx.jabber.org/streams'>",
+		  XSTREAM_ERR_NESTED_HEADER },
 		{ "data after close", HDR "</stream:stream><presence/>", XSTREAM_ERR_CLOSED },
 		{ "text after close", HDR "</stream:stream> x", XSTREAM_ERR_CLOSED },
 		{ "too many attrs",
@@ -897,7 +905,9 @@ static void test_conditions(void **state)
 	assert_string_equal(xstream_condition(XSTREAM_ERR_BAD_FORMAT), "bad-format");
 	assert_string_equal(xstream_condition(XSTREAM_ERR_NOMEM), "resource-constraint");
 	assert_string_equal(xstream_condition(XSTREAM_ERR_ENCODING), "unsupported-encoding");
-	for (int e = XSTREAM_ERR_ENCODING; e <= XSTREAM_STOPPED; e++)
+	assert_string_equal(xstream_condition(XSTREAM_ERR_NESTED_HEADER),
+			    "unsupported-stanza-type");
+	for (int e = XSTREAM_ERR_NESTED_HEADER; e <= XSTREAM_STOPPED; e++)
 		assert_non_null(xstream_strerror(e));
 }
 
