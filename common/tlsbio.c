@@ -225,6 +225,8 @@ SSL_CTX *tlsbio_server_ctx_new(const char *cert_file, const char *key_file, char
 
 	if (!ctx)
 		return NULL;
+	if (tlsbio_ctx_set_policy(ctx, NULL, NULL, err, errlen) != 0)
+		goto out_free_ctx;
 	/* Load clients do not resume sessions: no cache, no tickets. */
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
@@ -246,6 +248,31 @@ SSL_CTX *tlsbio_server_ctx_new(const char *cert_file, const char *key_file, char
 out_free_ctx:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+int tlsbio_ctx_set_policy(SSL_CTX *ctx, const char *ciphers, const char *min_version, char *err,
+			  size_t errlen)
+{
+	int v;
+
+	ERR_clear_error();
+	if (!min_version || strcmp(min_version, "1.2") == 0) {
+		v = TLS1_2_VERSION;
+	} else if (strcmp(min_version, "1.3") == 0) {
+		v = TLS1_3_VERSION;
+	} else {
+		snprintf(err, errlen, "TLS minimum version \"%s\": 1.2 or 1.3", min_version);
+		return -1;
+	}
+	if (!SSL_CTX_set_min_proto_version(ctx, v)) {
+		tlsbio_err_string(err, errlen, "TLS minimum version", "not supported");
+		return -1;
+	}
+	if (SSL_CTX_set_cipher_list(ctx, ciphers && *ciphers ? ciphers : TLSBIO_CIPHERS) != 1) {
+		tlsbio_err_string(err, errlen, "TLS 1.2 cipher string", "matches no cipher");
+		return -1;
+	}
+	return 0;
 }
 
 SSL_CTX *tlsbio_client_ctx_new(int verify, const char *ca_file, char *err, size_t errlen)

@@ -38,14 +38,32 @@ enum tlsbio_err {
 };
 
 /*
- * Server context: certificate chain (PEM) and private key files, TLS 1.2
- * minimum, no renegotiation, no session tickets or cache (load-test clients
+ * The server's TLS 1.2 ciphers by default: forward secrecy (ECDHE) and AEAD
+ * (GCM, ChaCha20-Poly1305) only; no RSA key exchange, no CBC, no SHA-1 MACs.
+ * TLS 1.3 suites are all ECDHE/DHE + AEAD and keep OpenSSL's defaults.
+ */
+#define TLSBIO_CIPHERS                                               \
+	"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:" \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:" \
+	"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+/*
+ * Server context: certificate chain (PEM) and private key files, the
+ * default policy of tlsbio_ctx_set_policy(), no renegotiation, no session tickets or cache (load-test clients
  * do not resume, and it keeps memory low), SSL_MODE_RELEASE_BUFFERS.
  * Returns NULL with a message in err (errlen bytes) on failure.
  * Free with SSL_CTX_free().
  */
 SSL_CTX *tlsbio_server_ctx_new(const char *cert_file, const char *key_file, char *err,
 			       size_t errlen);
+
+/*
+ * Sets the TLS 1.2 cipher string (OpenSSL syntax; NULL or "" for
+ * TLSBIO_CIPHERS) and the minimum version ("1.2" or "1.3"; NULL for 1.2).
+ * 0, or -1 with a message in err.
+ */
+int tlsbio_ctx_set_policy(SSL_CTX *ctx, const char *ciphers, const char *min_version, char *err,
+			  size_t errlen);
 
 /*
  * Client context: TLS 1.2 minimum, SSL_MODE_RELEASE_BUFFERS. verify=0 accepts

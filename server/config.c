@@ -59,6 +59,11 @@ static const struct opt config_opts[] = {
 	STRN("tls-cert", tls_cert, "FILE", "PEM certificate chain (enables STARTTLS)"),
 	STRN("tls-key", tls_key, "FILE", "PEM private key"),
 	CFG("require-tls", OPT_BOOL, require_tls, NULL, "refuse SASL before STARTTLS"),
+	STRN("tls-ciphers", tls_ciphers, "STR",
+	     "OpenSSL cipher string for TLS 1.2 (default: ECDHE with AES-GCM or "
+	     "ChaCha20-Poly1305 only)"),
+	STRN("tls-min-version", tls_min_version, "V",
+	     "lowest TLS version, 1.2 or 1.3 (default 1.2)"),
 	CFG("ping-interval", OPT_UINT, ping_interval, "S",
 	    "ping a client silent for S seconds (default 60; 0 disables)"),
 	CFG("ping-timeout", OPT_UINT, ping_timeout, "S",
@@ -122,6 +127,7 @@ static void config_defaults(struct config *cfg)
 		else
 			cfg->max_connections = (unsigned)(rl.rlim_cur / 2 + 1);
 	}
+	snprintf(cfg->tls_min_version, sizeof(cfg->tls_min_version), "1.2");
 	cfg->max_stanza = 65536;
 	cfg->max_depth = 32;
 	cfg->max_output = 262144;
@@ -304,6 +310,10 @@ int config_load(struct config *cfg, int argc, char **argv)
 	}
 	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
 		fprintf(stderr, "chatd: --tls-cert and --tls-key go together\n");
+		return -1;
+	}
+	if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0) {
+		fprintf(stderr, "chatd: --tls-min-version must be 1.2 or 1.3\n");
 		return -1;
 	}
 	if (cfg->require_tls && !cfg->tls_cert[0]) {

@@ -24,6 +24,8 @@ struct config {
 	char tls_cert[1024];	       /* PEM certificate chain ("" = no TLS) */
 	char tls_key[1024];	       /* PEM private key */
 	int require_tls;	       /* no SASL before STARTTLS */
+	char tls_ciphers[1024];	       /* TLS 1.2 cipher string ("" = TLSBIO_CIPHERS) */
+	char tls_min_version[8];       /* "1.2" or "1.3" */
 	unsigned ping_interval;	       /* s of client silence before we ping it */
 	unsigned ping_timeout;	       /* s to answer our ping */
 	unsigned auth_timeout;	       /* s from accept to a bound session */

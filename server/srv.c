@@ -300,6 +300,12 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	}
 	if (cfg->tls_cert[0]) {
 		srv->tls_ctx = tlsbio_server_ctx_new(cfg->tls_cert, cfg->tls_key, err, sizeof(err));
+		if (srv->tls_ctx &&
+		    tlsbio_ctx_set_policy(srv->tls_ctx, cfg->tls_ciphers, cfg->tls_min_version, err,
+					  sizeof(err)) != 0) {
+			SSL_CTX_free(srv->tls_ctx);
+			srv->tls_ctx = NULL;
+		}
 		if (!srv->tls_ctx) {
 			char q[600];
 			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
