@@ -125,6 +125,7 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 	 * is what the deployer watches, and a lingering socket is done. */
 	c->srv->metrics.closed_total[reason]++;
 	c->srv->metrics.connections--;
+	connlife_close(&c->srv->metrics.life, &c->life, uv_now(c->srv->loop));
 	if (c->xs && c->in_feed)
 		xstream_stop(c->xs);
 	if (cond && !c->write_dead) {
@@ -471,6 +472,7 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	c->t_deadline = c->t_rx + srv->cfg->auth_timeout * 1000u;
 	srv->metrics.accepted_total++;
 	srv->metrics.connections++;
+	connlife_open(&srv->metrics.life, &c->life, uv_now(srv->loop));
 	srv_conn_added(srv, c);
 	conn_log(c, LOG_DEBUG, "accept", "connections=%llu",
 		 (unsigned long long)srv->metrics.connections);

@@ -21,6 +21,7 @@
 
 #include <uv.h>
 
+#include "connlife.h"
 #include "jid.h"
 #include "log.h"
 #include "metrics.h"
@@ -70,6 +71,7 @@ struct conn {
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
 	} peer;			     /* remote address, for logs */
+	struct connlife_node life;   /* srv->metrics.life while counted in chatd_connections */
 	uint32_t t_rx;		     /* ms (srv clock): last byte received */
 	uint32_t t_deadline;	     /* ms: auth deadline (before bind), ping deadline
 				    (ping outstanding), flush/linger end (closing) */

@@ -91,8 +91,8 @@ static void http_answer(struct http *h, struct http_req *r)
 		r->body = malloc(HTTP_METRICS_MAX);
 		if (!r->body)
 			break;
-		n = metrics_format(&srv->metrics, srv->cfg->version_label, srv->cfg->instance,
-				   r->body, HTTP_METRICS_MAX);
+		n = metrics_format(&srv->metrics, uv_now(srv->loop), srv->cfg->version_label,
+				   srv->cfg->instance, r->body, HTTP_METRICS_MAX);
 		if (n < 0) {
 			free(r->body);
 			http_set(r, MHD_HTTP_INTERNAL_SERVER_ERROR, text_plain, "overflow\n");

@@ -82,10 +82,11 @@ static void put_metric(struct out *o, const char *name, const char *type, const 
 	    (unsigned long long)v);
 }
 
-long metrics_format(const struct metrics *m, const char *version, const char *instance, char *buf,
-		    size_t cap)
+long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, const char *instance,
+		    char *buf, size_t cap)
 {
 	struct out o = { buf, cap, 0, 0 };
+	long n;
 
 	put_metric(&o, "chatd_connections", "gauge", "Open client TCP connections.",
 		   m->connections);
@@ -122,5 +123,8 @@ long metrics_format(const struct metrics *m, const char *version, const char *in
 		   (uint64_t)m->draining);
 	put_metric(&o, "chatd_ready", "gauge", "1 while accepting new connections.",
 		   (uint64_t)m->ready);
-	return o.overflow ? -1 : (long)o.len;
+	if (o.overflow)
+		return -1;
+	n = connlife_format(&m->life, now_ms, o.buf + o.len, o.cap - o.len);
+	return n < 0 ? -1 : (long)o.len + n;
 }

@@ -11,6 +11,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "connlife.h"
+
 /* Why a client connection ended: the label of chatd_connections_closed_total.
  * The stream error conditions are the ones chatd sends (RFC 6120 4.9.3). */
 enum close_reason {
@@ -57,14 +59,17 @@ struct metrics {
 	uint64_t bytes_out_total;     /* bytes handed to client sockets: conn.c conn_raw_write() */
 	int draining;		      /* 0/1: srv.c srv_drain() */
 	int ready;		      /* 0/1: srv.c srv_start() / srv_drain() */
+	struct connlife life;	      /* lifetimes and ages: conn_accept(), conn_close() */
 };
 
 /*
  * Writes the Prometheus text exposition into buf (cap bytes); returns the
  * length, or -1 when it does not fit. version and instance go into
- * chatd_build_info (label values are escaped).
+ * chatd_build_info (label values are escaped). now_ms (the clock of
+ * conn_accept() and conn_close(): uv_now()) dates the connection ages; the
+ * age index in m->life moves forward to it.
  */
-long metrics_format(const struct metrics *m, const char *version, const char *instance, char *buf,
-		    size_t cap);
+long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, const char *instance,
+		    char *buf, size_t cap);
 
 #endif

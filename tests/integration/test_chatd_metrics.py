@@ -77,6 +77,75 @@ class Counting(unittest.TestCase):
         sess[4].expect_message("still here")
         self.assertGreater(d.metric("chatd_stanzas_total"), 0)
 
+    def test_lifetimes_and_ages(self):
+        """Open N, close M: the duration histogram counts exactly M more, the
+        age buckets count the N - M open ones, and every age lies between
+        what the test's own clock allows."""
+        d = self.d
+
+        def hist(m, name):
+            out = {}
+            for k, v in m.items():
+                n, labels = xmpp.parse_labels(k)
+                if n == name:
+                    le = labels["le"]
+                    out[float("inf") if le == "+Inf" else float(le)] = v
+            return out
+
+        m0 = d.metrics()
+        dur0 = hist(m0, "chatd_connection_duration_seconds_bucket")
+        count0 = m0["chatd_connection_duration_seconds_count"]
+        self.assertEqual(hist(m0, "chatd_connection_age_seconds_bucket")[float("inf")], 0)
+        bounds = sorted(dur0)
+        self.assertEqual(bounds, sorted(hist(m0, "chatd_connection_age_seconds_bucket")))
+        self.assertEqual(len(bounds), 62)
+        self.assertEqual((bounds[0], bounds[-2]), (1.0, 1e6))
+        t_old = time.monotonic()
+        old = [d.client() for _ in range(6)]
+        self.clients += old
+        self.assertEqual(d.wait_metric("chatd_connections", 6), 6)
+        time.sleep(1.3)  # the six are now older than 1.25 s, whatever comes next
+        t_new = time.monotonic()
+        new = [d.client() for _ in range(4)]
+        self.clients += new
+        self.assertEqual(d.wait_metric("chatd_connections", 10), 10)
+        for c in old[:3] + new[:2]:
+            c.close(send_close=False)
+        self.assertEqual(d.wait_metric("chatd_connections", 5), 5)
+        m = d.metrics()
+        t_read = time.monotonic()
+        ages = hist(m, "chatd_connection_age_seconds_bucket")
+        dur = hist(m, "chatd_connection_duration_seconds_bucket")
+        self.assertEqual(ages[float("inf")], 5)
+        self.assertEqual(m["chatd_connection_duration_seconds_count"] - count0, 5)
+        self.assertEqual(dur[float("inf")], m["chatd_connection_duration_seconds_count"])
+        self.assertGreater(m["chatd_connection_duration_seconds_sum"],
+                           m0["chatd_connection_duration_seconds_sum"])
+        prev = 0
+        for b in bounds:  # cumulative: never decreasing
+            self.assertGreaterEqual(ages[b], prev)
+            prev = ages[b]
+        # No open connection is younger than 0 or older than the test's
+        # clock allows: the 3 old ones are older than 1.25 s, and every one
+        # is younger than the time since the first connect.
+        for b in bounds[:-1]:
+            if b <= 1.25:
+                self.assertLessEqual(ages[b], 2, b)  # only the 2 new ones may be this young
+            if b >= t_read - t_old:
+                self.assertEqual(ages[b], 5, b)
+            if b >= t_read - t_new and b < 1.25:
+                self.assertEqual(ages[b], 2, b)
+        # Lifetimes: the 3 old ones lived over 1.25 s, the 2 new ones less
+        # than their time since connect; none lived longer than the test.
+        for b in bounds[:-1]:
+            delta = dur[b] - dur0[b]
+            if b < 1.25:
+                self.assertLessEqual(delta, 2, b)
+            if b >= t_read - t_new and b < 1.25:
+                self.assertEqual(delta, 2, b)
+            if b >= t_read - t_old:
+                self.assertEqual(delta, 5, b)
+
     def test_exposition_format(self):
         st, body = self.d.http("/metrics")
         self.assertEqual(st, 200)

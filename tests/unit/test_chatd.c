@@ -164,7 +164,7 @@ static void test_metrics_format(void **state)
 	m.closed_total[CLOSE_CLIENT] = 5;
 	m.closed_total[CLOSE_POLICY_VIOLATION] = 2;
 	m.draining = 1;
-	n = metrics_format(&m, "v\"1", "pod\\a\nb", buf, sizeof(buf));
+	n = metrics_format(&m, 0, "v\"1", "pod\\a\nb", buf, sizeof(buf));
 	assert_true(n > 0 && (size_t)n < sizeof(buf));
 	assert_int_equal(strlen(buf), (size_t)n);
 	assert_non_null(strstr(buf, "# TYPE chatd_connections gauge\nchatd_connections 3\n"));
@@ -179,8 +179,19 @@ static void test_metrics_format(void **state)
 	assert_non_null(
 		strstr(buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
 	assert_non_null(strstr(buf, "\nchatd_draining 1\n"));
+	/* the lifetime histogram and the age buckets follow */
+	assert_non_null(strstr(buf, "\nchatd_connection_duration_seconds_count 0\n"));
+	assert_non_null(strstr(buf, "\nchatd_connection_age_seconds_bucket{le=\"+Inf\"} 0\n"));
 	/* too small a buffer is an error, not a truncated page */
-	assert_int_equal(metrics_format(&m, "v", "i", buf, 100), -1);
+	assert_int_equal(metrics_format(&m, 0, "v", "i", buf, 100), -1);
+	assert_int_equal(metrics_format(&m, 0, "v", "i", buf, (size_t)n - 40), -1);
+	/* every counter at its widest still fits the HTTP handler's 16 KiB with
+	 * room for the cluster's metrics */
+	memset(&m, 0xff, sizeof(m));
+	m.life.oldest = m.life.newest = NULL;
+	memset(m.life.cursor, 0, sizeof(m.life.cursor));
+	n = metrics_format(&m, 0, "v", "i", buf, sizeof(buf));
+	assert_true(n > 0 && n < 14336);
 }
 
 static void test_close_reasons(void **state)
