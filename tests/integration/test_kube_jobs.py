@@ -26,6 +26,8 @@ import subprocess
 import sys
 import tempfile
 
+import yaml
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import harness  # noqa: E402
@@ -59,7 +61,8 @@ def image_config(dockerfile):
 
 def config_map_files(name):
     """The files of ConfigMap `name` as k8s/kustomization.yaml generates it."""
-    kust = yaml_file(os.path.join(ROOT, "k8s", "kustomization.yaml"))
+    with open(os.path.join(ROOT, "k8s", "kustomization.yaml")) as f:
+        kust = yaml.safe_load(f)
     for g in kust.get("configMapGenerator") or []:
         if g["name"] == name:
             return {os.path.basename(f): os.path.join(ROOT, "k8s", f) for f in g["files"]}

@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""The rainbow image run as the in-cluster Job runs it, without a cluster.
+
+Builds docker/rainbow.Dockerfile with docker or podman, then runs the image
+the way k8s/jobs/rainbow-deploy-job.yaml has the kubelet run it: the Job's
+args and env, its user (runAsUser/runAsGroup), a read-only root filesystem,
+an empty writable dir at the emptyDir's mount path, the pod template
+ConfigMap at its mount path, and a service account token, CA and namespace
+at /var/run/secrets/kubernetes.io/serviceaccount. The API server is the
+test double (tests/lib/kubedouble.py, on 127.0.0.1; the container shares
+the host's network), whose pods are chatd processes of build/chatd. Passes
+when the deploy succeeds and `rainbow history` reads the Job's state dir.
+
+    make && scripts/image-check.py
+
+CONTAINER_ENGINE=docker|podman picks the engine (default: docker, else
+podman); ENGINE_FLAGS are given before every engine command and RUN_FLAGS to
+build and run (where containers cannot raise ulimits, e.g. a VM without
+CAP_SYS_RESOURCE: RUN_FLAGS="--ulimit nofile=1024:1024 --ulimit
+nproc=4096:4096"; with crun on a hybrid cgroup host: ENGINE_FLAGS="--runtime
+runc --cgroup-manager cgroupfs"). IMAGE=NAME skips the build and uses NAME.
+"""
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "tests", "lib"), os.path.join(ROOT, "tests", "integration")]
+os.environ.setdefault("RAINBOW_BUILD", os.path.join(ROOT, "build"))
+os.environ.setdefault("RAINBOW_ROOT", ROOT)
+
+import yaml  # noqa: E402
+
+import kubedouble  # noqa: E402
+from test_kube_jobs import config_map_files  # noqa: E402
+
+NS = "rainbow"
+SHA = "1a2b3c4"
+SA_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def say(msg):
+    print("image-check: " + msg, flush=True)
+
+
+def main():
+    engine = os.environ.get("CONTAINER_ENGINE") or shutil.which("docker") and "docker" or \
+        shutil.which("podman") and "podman"
+    if not engine:
+        say("needs docker or podman")
+        return 2
+    eng = [engine] + shlex.split(os.environ.get("ENGINE_FLAGS", ""))
+    run_flags = shlex.split(os.environ.get("RUN_FLAGS", ""))
+    chatd = os.path.join(os.environ["RAINBOW_BUILD"], "chatd")
+    rainbow = os.path.join(os.environ["RAINBOW_BUILD"], "rainbow")
+    if not os.access(chatd, os.X_OK) or not os.access(rainbow, os.X_OK):
+        say("build chatd and rainbow first (make)")
+        return 2
+    image = os.environ.get("IMAGE")
+    if not image:
+        sha = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], cwd=ROOT,
+                             capture_output=True, text=True).stdout.strip() or "unknown"
+        image = "rainbow/rainbow:image-check"
+        say("building %s with %s" % (image, engine))
+        net = ["--network", "host"] if engine == "podman" else []
+        subprocess.run(eng + ["build"] + net + run_flags +
+                       ["-f", "docker/rainbow.Dockerfile", "--build-arg", "GIT_SHA=" + sha,
+                        "-t", image, "."], cwd=ROOT, check=True)
+
+    with open(os.path.join(ROOT, "k8s", "jobs", "rainbow-deploy-job.yaml")) as f:
+        job = yaml.safe_load(f.read().replace("SHA_TO_DEPLOY", SHA))
+    spec = job["spec"]["template"]["spec"]
+    c = spec["containers"][0]
+    sc = dict(spec.get("securityContext") or {})
+    sc.update(c.get("securityContext") or {})
+
+    tmp = tempfile.mkdtemp(prefix="rb-image-check-")
+    os.chmod(tmp, 0o755)
+    d = kubedouble.KubeDouble(chatd=chatd, namespace=NS, tls=True)
+    try:
+        for f in ("configmap.yaml", "service.yaml", "peers-service.yaml"):
+            with open(os.path.join(ROOT, "k8s", f)) as fh:
+                obj = yaml.safe_load(fh)
+            d.create(NS, "configmaps" if obj["kind"] == "ConfigMap" else "services", obj)
+        argv = eng + ["run", "--rm", "--network", "host"] + run_flags
+        if sc.get("readOnlyRootFilesystem"):
+            argv.append("--read-only")
+        if "runAsUser" in sc:
+            argv += ["--user", "%s:%s" % (sc["runAsUser"], sc.get("runAsGroup",
+                                                                  sc["runAsUser"]))]
+        vols = {v["name"]: v for v in spec.get("volumes") or []}
+        state_host = None
+        for m in c.get("volumeMounts") or []:
+            host = os.path.join(tmp, m["name"])
+            os.makedirs(host)
+            v = vols[m["name"]]
+            if "configMap" in v:
+                for name, src in config_map_files(v["configMap"]["name"]).items():
+                    shutil.copy(src, os.path.join(host, name))
+                os.chmod(host, 0o755)
+            elif "emptyDir" in v:
+                os.chmod(host, 0o777)  # as the kubelet makes an emptyDir
+                state_host = host
+            argv += ["-v", "%s:%s%s" % (host, m["mountPath"], ":ro" if m.get("readOnly")
+                                        else "")]
+        if spec.get("automountServiceAccountToken", True):
+            sa = os.path.join(tmp, "serviceaccount")
+            os.makedirs(sa)
+            with open(os.path.join(sa, "token"), "w") as fh:
+                fh.write("rainbow-token\n")
+            with open(os.path.join(sa, "namespace"), "w") as fh:
+                fh.write(NS)
+            shutil.copy(d.cert, os.path.join(sa, "ca.crt"))
+            for n in os.listdir(sa):
+                os.chmod(os.path.join(sa, n), 0o644)
+            os.chmod(sa, 0o755)
+            argv += ["-v", "%s:%s:ro" % (sa, SA_PATH)]
+        port = d.url.rsplit(":", 1)[1]
+        argv += ["-e", "KUBERNETES_SERVICE_HOST=127.0.0.1", "-e",
+                 "KUBERNETES_SERVICE_PORT=" + port]
+        for e in c.get("env") or []:
+            argv += ["-e", "%s=%s" % (e["name"], e.get("value", ""))]
+        # the double's pods share 127.0.0.1: counts through the pod proxy
+        argv += [image] + list(c.get("args") or []) + ["-P", "metrics-via=proxy"]
+        say("running the Job's pod: " + " ".join(shlex.quote(a) for a in argv))
+        t0 = time.monotonic()
+        p = subprocess.run(argv, timeout=300)
+        say("rainbow in the image exited %d after %.1fs" % (p.returncode,
+                                                            time.monotonic() - t0))
+        if p.returncode != 0:
+            return 1
+        sel = d.get(NS, "services", "chat")["spec"]["selector"]
+        if sel.get("rainbow.chat/sha") != SHA:
+            say("the Service does not select %s: %s" % (SHA, sel))
+            return 1
+        h = subprocess.run([rainbow, "--state-dir", state_host, "history"],
+                           capture_output=True, text=True)
+        print(h.stdout, end="")
+        if h.returncode != 0 or "done" not in h.stdout:
+            say("no history in the Job's state dir")
+            return 1
+        say("PASS: the image ran the Job as uid %s with a read-only root; state in %s" %
+            (sc.get("runAsUser", "?"), c["volumeMounts"][-1]["mountPath"]))
+        return 0
+    finally:
+        d.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
