@@ -659,35 +659,43 @@ static int metrics_port(struct platform *p, struct kube *k, json_t *dep)
 	return k->tpl_metrics_port;
 }
 
-static long pod_connections(struct kube *k, json_t *pod, int port)
+/*
+ * chatd_connections of one pod into *out (-1 when unreadable: not running
+ * yet, not answering; the caller polls again). A refusal by the API server
+ * (401, or 403: the Role lacks get on pods/proxy) is no such passing state:
+ * it is returned as -EACCES with the message naming what is missing, never
+ * read as an unknown count.
+ */
+static int pod_connections(struct platform *p, struct kube *k, json_t *pod, int port, long *out)
 {
 	const char *name = jstr(pod, "metadata.name"), *ip = jstr(pod, "status.podIP");
 	char path[512], err[PLATFORM_ERR_MAX];
 	struct kubeclient_result res = { 0 };
-	long n = -1;
-	int retries;
+	int retries, rc;
 
+	*out = -1;
 	if (k->via_pod_ip) {
 		char *text = ip ? metrics_direct(ip, port) : NULL;
 
 		if (text)
-			n = promtext_count(text, "chatd_connections");
+			*out = promtext_count(text, "chatd_connections");
 		free(text);
-		return n;
+		return 0;
 	}
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s:%d/proxy/metrics", k->ns, name,
 		 port);
-	/* An unreadable pod is reported as -1 at once: the caller polls again. */
 	retries = kubeclient_set_retries(k->kc, 0);
-	if (kubeclient_request(k->kc, "GET", path, NULL, NULL, KT("get", "pods/proxy", "", k, name),
-			       &res, err, sizeof(err)) == 0 &&
-	    res.text)
-		n = promtext_count(res.text, "chatd_connections");
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err));
+	kubeclient_set_retries(k->kc, retries);
+	if (rc == 0 && res.text)
+		*out = promtext_count(res.text, "chatd_connections");
+	else if (rc == -EPERM || rc == -EACCES)
+		rc = platform_error(p, -EACCES, "reading pod %s's connection count: %s", name, err);
 	else
 		log_debug("kube_metrics", "pod=%s error=\"%s\"", name, err);
-	kubeclient_set_retries(k->kc, retries);
 	kubeclient_result_free(&res);
-	return n;
+	return rc == -EACCES ? rc : 0;
 }
 
 static int pod_ready(json_t *pod)
@@ -792,7 +800,12 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 			continue;
 		snprintf(rs[cnt].name, sizeof(rs[cnt].name), "%s", name);
 		rs[cnt].ready = pod_ready(pod);
-		rs[cnt].connections = pod_connections(k, pod, port);
+		rc = pod_connections(p, k, pod, port, &rs[cnt].connections);
+		if (rc) {
+			free(rs);
+			kubeclient_result_free(&pods);
+			return rc;
+		}
 		cnt++;
 	}
 	kubeclient_result_free(&pods);
@@ -1023,8 +1036,11 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		const char *pn = jstr(pod, "metadata.name");
 
 		if (pn && !strcmp(pn, name)) {
-			long c = pod_connections(k, pod, port);
+			long c;
 
+			rc = pod_connections(p, k, pod, port, &c);
+			if (rc)
+				goto out;
 			found = 1;
 			rank = pod_delete_rank(pod);
 			if (c != 0) {
@@ -1046,7 +1062,9 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 
 		if (!pn || !strcmp(pn, name) || pod_inactive(pod) || pod_delete_rank(pod) >= rank)
 			continue;
-		c = pod_connections(k, pod, port);
+		rc = pod_connections(p, k, pod, port, &c);
+		if (rc)
+			goto out;
 		if (c != 0) {
 			rc = platform_error(p, -EBUSY,
 					    "pod %s (not ready or not running) holds %ld "
@@ -1066,8 +1084,9 @@ static int kube_remove_replica(struct platform *p, const char *sha, const char *
 		if (!strcmp(pn, name)) {
 			rc = set_deletion_cost(p, k, pn, -2147483647L);
 		} else {
-			c = pod_connections(k, pod, port);
-			rc = set_deletion_cost(p, k, pn, c < 0 ? 2147483647L : c);
+			rc = pod_connections(p, k, pod, port, &c);
+			if (rc == 0)
+				rc = set_deletion_cost(p, k, pn, c < 0 ? 2147483647L : c);
 		}
 		if (rc)
 			goto out;

@@ -652,6 +652,45 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(err.count("cannot patch resource"), 1, err)
         self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
 
+    def test_forbidden_metrics_read_is_an_error(self):
+        # The Role without pods/proxy: from outside, no count can be read. That is
+        # an RBAC error naming verb and resource, not a count of -1 and exit 0.
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        self.d.deny("get", "", "pods/proxy")
+        rc, out, err = self.rainbow("status")
+        self.assertEqual(rc, 1, out)
+        self.assertIn('grant verb "get" on resource "pods/proxy"', err)
+        self.assertNotIn(" -1 ", out)
+        # deploy stops at once and deletes nothing
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--settle", "1s")
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn('grant verb "get" on resource "pods/proxy"', err)
+        self.assertIsNotNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        # a count that cannot be read for other reasons (the pod does not answer)
+        # keeps the colour: it is deleted only once it reads 0
+        self.d.allow_all()
+        fault = self.d.inject("GET", r"/pods/chat-%s-[^/]*/proxy/metrics" % SHA_A, status=503,
+                              times=10 ** 6)
+        p = harness.Proc([harness.binary("rainbow"), "--platform", "kubernetes",
+                          "--kubeconfig", self.kubeconfig, "--state-dir",
+                          os.path.join(self.tmp, "state"), "-P", "template=" + TEMPLATE,
+                          "deploy", SHA_B, "--replicas", 1, "--settle", "200ms", "--poll",
+                          "100ms"], name="rainbow")
+        self.addCleanup(p.stop, signal.SIGKILL, 5)
+        harness.wait_for(lambda: self.selector()["rainbow.chat/sha"] == SHA_B, timeout=60,
+                         what="switch to B")
+        hits = fault["hits"]
+        harness.wait_for(lambda: fault["hits"] >= hits + 10, timeout=30,
+                         what="ten unreadable counts of A")
+        self.assertIsNotNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        self.assertTrue(p.alive(), p.stderr()[-2000:])
+        fault["times"] = 0
+        self.assertEqual(p.wait(60), 0, p.stderr()[-3000:])
+        self.assertIsNone(p.sanitizer_report())
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+
     def test_deploy_under_load_drops_nothing(self):
         if not have("chatload"):
             self.skipTest("chatload not built")
