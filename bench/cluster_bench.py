@@ -202,6 +202,7 @@ def main():
     secret = os.path.join(tmp, "secret")
     with open(secret, "w") as f:
         f.write(os.urandom(24).hex())
+    os.chmod(secret, 0o600)  # chatd refuses a secret others can read
     cports = [harness.free_port(), harness.free_port()]
     procs = []
     try:

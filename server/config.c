@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "version.h"
@@ -86,6 +87,8 @@ static const struct opt config_opts[] = {
 	    "HTTP connections from one address (default 64; 0: no limit)"),
 	CFG("http-timeout", OPT_UINT, http_timeout, "S",
 	    "close an HTTP connection silent for S seconds (default 10)"),
+	CFG("insecure-permissions", OPT_BOOL, insecure_permissions, NULL,
+	    "accept a --users or --cluster-secret-file that others can read"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
 	/* cluster routing (issue 4, docs/cluster.md) */
 	STRN("cluster-listen", cluster_listen, "ADDR:PORT",
@@ -240,6 +243,28 @@ static int config_env(struct config *cfg)
 			return -1;
 	}
 	return 0;
+}
+
+int config_check_private(const char *path, const char *flag, char *err, size_t errlen)
+{
+	struct stat st;
+	mode_t bad = S_IRWXO | S_IWGRP;
+
+	if (stat(path, &st) != 0) {
+		snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
+		return -1;
+	}
+	if (st.st_uid != 0)
+		bad |= S_IRGRP;
+	if (!(st.st_mode & bad))
+		return 0;
+	snprintf(err, errlen,
+		 "%s %s is %s by %s (mode %04o, owner uid %u): chmod 600 it (0440 is fine when "
+		 "root owns it), or start with --insecure-permissions",
+		 flag, path, st.st_mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable",
+		 st.st_mode & S_IRWXO ? "others" : "its group", (unsigned)(st.st_mode & 07777),
+		 (unsigned)st.st_uid);
+	return -1;
 }
 
 void config_usage(const char *prog)

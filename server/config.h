@@ -44,6 +44,7 @@ struct config {
 	char peers_file[1024];		/* file of HOST:PORT lines, re-read on change */
 	char peers_dns[256];		/* NAME[:PORT] whose A/AAAA records are the peers */
 	unsigned cluster_keepalive;	/* s without a frame before a link is dead */
+	int insecure_permissions;	/* accept --users / secret files others can read */
 	enum log_level log_level;
 };
 
@@ -61,6 +62,16 @@ struct config {
  * stderr; exit 2).
  */
 int config_load(struct config *cfg, int argc, char **argv);
+
+/*
+ * Checks that a file of secrets (--users, --cluster-secret-file) is private:
+ * not readable or writable by others, not writable by its group, and
+ * readable by its group only when root owns it (the shape of a Kubernetes
+ * Secret volume with defaultMode 0440 and an fsGroup). 0, or -1 with a
+ * message naming the file, its mode and the fix in err. flag names the
+ * option, for the message.
+ */
+int config_check_private(const char *path, const char *flag, char *err, size_t errlen);
 
 /* Prints the usage text to stdout. */
 void config_usage(const char *prog);

@@ -289,6 +289,20 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->sasl_cache = cfg->auth_any ? sasl_cache_new() : NULL;
 	if (!srv->router || (cfg->auth_any && !srv->sasl_cache))
 		return -1;
+	if (!cfg->insecure_permissions) {
+		const char *files[2][2] = { { cfg->users, "--users" },
+					    { cfg->cluster_secret_file, "--cluster-secret-file" } };
+
+		for (int i = 0; i < 2; i++) {
+			char q[600];
+
+			if (!files[i][0][0] ||
+			    config_check_private(files[i][0], files[i][1], err, sizeof(err)) == 0)
+				continue;
+			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
+			return -1;
+		}
+	}
 	if (cfg->users[0]) {
 		r = users_load(cfg->users, &srv->users, err, sizeof(err));
 		if (r != 0) {

@@ -149,6 +149,7 @@ class ClusterTest(unittest.TestCase):
         cls.secret = os.urandom(24).hex().encode()
         with open(cls.secret_file, "wb") as f:
             f.write(cls.secret + b"\n")
+        os.chmod(cls.secret_file, 0o600)  # chatd refuses a secret others can read
         cls.procs = []
         cls.clients = []
         cls.cport = [harness.free_port() for _ in range(3)]
@@ -546,6 +547,7 @@ class AnonymousAcrossInstancesTest(unittest.TestCase):
         secret = os.path.join(self.tmp, "secret")
         with open(secret, "w") as f:
             f.write(os.urandom(24).hex())
+        os.chmod(secret, 0o600)  # chatd refuses a secret others can read
         cport = [harness.free_port() for _ in range(2)]
         peers = ",".join("127.0.0.1:%d" % p for p in cport)
         self.nodes = []
@@ -601,6 +603,7 @@ class ImpostorTest(unittest.TestCase):
         secret = os.path.join(tmp, "secret")
         with open(secret, "w") as f:
             f.write(os.urandom(24).hex())
+        os.chmod(secret, 0o600)  # chatd refuses a secret others can read
         lsock = socket.socket()
         lsock.bind(("127.0.0.1", 0))
         lsock.listen(8)
@@ -640,6 +643,7 @@ class StartupTest(unittest.TestCase):
         short = os.path.join(d, "short")
         with open(short, "w") as f:
             f.write("tooshort\n")
+        os.chmod(short, 0o600)  # chatd refuses a secret others can read
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),
                           "--http", "", "--auth-any",
                           "--cluster-listen", "127.0.0.1:%d" % harness.free_port(),
@@ -653,6 +657,7 @@ class StartupTest(unittest.TestCase):
         secret = os.path.join(d, "secret")
         with open(secret, "w") as f:
             f.write(os.urandom(24).hex())
+        os.chmod(secret, 0o600)  # chatd refuses a secret others can read
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
         busy.listen()

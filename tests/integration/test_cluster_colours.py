@@ -20,6 +20,7 @@ class TwoColoursTest(unittest.TestCase):
         secret = os.path.join(self.tmp, "secret")
         with open(secret, "w") as f:
             f.write(os.urandom(24).hex())
+        os.chmod(secret, 0o600)  # chatd refuses a secret others can read
         cport = [harness.free_port(), harness.free_port()]
         self.colours = []
         for i, label in enumerate(("v-aaa", "v-bbb")):

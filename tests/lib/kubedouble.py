@@ -623,6 +623,7 @@ class KubeDouble:
         self.secret_file = os.path.join(self.dir, "cluster-secret")
         with open(self.secret_file, "w") as f:
             f.write(base64.b64encode(os.urandom(32)).decode() + "\n")
+        os.chmod(self.secret_file, 0o600)  # chatd refuses a secret others can read
         self.add_namespace(namespace)
         self.forwarder = Forwarder(self._pick_endpoint)
         self.tls = tls
