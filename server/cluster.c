@@ -33,12 +33,13 @@ enum link_state {
 	LINK_CONNECTING, /* dialed, waiting for connect */
 	LINK_HELLO,	 /* our HELLO sent, waiting for the peer's */
 	LINK_AUTH,	 /* our AUTH sent, waiting for the peer's */
+	LINK_IDENT,	 /* the peer proved the secret, our IDENT sent, waiting for its */
 	LINK_UP,	 /* authenticated both ways */
 	LINK_RETIRING,	 /* the second link to a peer: no longer written, read until EOF */
 	LINK_CLOSING,
 };
 
-static const char *const link_state_names[] = { "connecting", "hello",	  "auth",
+static const char *const link_state_names[] = { "connecting", "hello",	  "auth",   "ident",
 						"up",	      "retiring", "closing" };
 
 enum target_src { SRC_STATIC = 1, SRC_FILE = 2, SRC_DNS = 4 };
@@ -58,7 +59,9 @@ struct link {
 	char addr[ADDR_MAX]; /* the peer's address, for logs */
 	char ip[64];	     /* the peer's IP address (accepted links) */
 	uint16_t peer_port;  /* the link port the peer listens on (HELLO) */
-	char *peer_id;	     /* instance id from its HELLO */
+	char *hello_id;	     /* the instance field of its HELLO (a pseudonym, or an older
+				peer's instance id): the id its AUTH proof covers */
+	char *peer_id;	     /* its instance id: from HELLO (older peers) or IDENT */
 	char *peer_version;
 	uint8_t nonce[CLUSTER_NONCE_LEN];      /* ours */
 	uint8_t peer_nonce[CLUSTER_NONCE_LEN]; /* theirs */
@@ -99,6 +102,7 @@ struct cluster {
 	char *listen;
 	char *instance;
 	char *version;
+	char pseudonym[CLUSTER_PSEUDONYM_LEN + 1]; /* our HELLO's instance field */
 	char *peers_file;
 	char *dns_name;
 	int dns_port;
@@ -346,6 +350,8 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		goto fail;
 	memcpy(cl->secret, cfg->secret, cfg->secretlen);
 	cl->secretlen = cfg->secretlen;
+	if (cluster_pseudonym(cl->secret, cl->secretlen, cl->instance, cl->pseudonym) < 0)
+		goto fail;
 	if (strlen(cl->version) > 255)
 		cl->version[255] = '\0';
 	if (cfg->peers && split_list(cfg->peers, &cl->static_peers, &cl->nstatic) < 0)
@@ -801,6 +807,7 @@ static void on_link_closed(uv_handle_t *h)
 		leave_done(cl);
 	cl->handles--;
 	free(l->in);
+	free(l->hello_id);
 	free(l->peer_id);
 	free(l->peer_version);
 	free(l);
@@ -922,11 +929,15 @@ static struct link *find_up_link(struct cluster *cl, const char *peer_id, const 
 /* Of two links between the same pair both sides keep the same one: the
  * one dialed by the lower instance id; if one side dialed both (two
  * addresses of the same instance), the one with the lower dialer nonce. */
+static int link_pseudonymous(const struct link *l);
+
 static int link_preferred(const struct link *a, const struct link *b)
 {
 	const struct cluster *cl = a->cl;
-	const char *da = a->dialer ? cl->instance : a->peer_id;
-	const char *db = b->dialer ? cl->instance : b->peer_id;
+	/* An older peer knows us by our pseudonym: compare what it compares. */
+	const char *me = link_pseudonymous(a) ? cl->instance : cl->pseudonym;
+	const char *da = a->dialer ? me : a->peer_id;
+	const char *db = b->dialer ? me : b->peer_id;
 	int c = strcmp(da, db);
 
 	if (c)
@@ -1009,37 +1020,58 @@ static void link_up(struct link *l)
 	link_send_dump(l);
 }
 
+/* A peer whose HELLO hides its name (a pseudonym) sends IDENT after AUTH. */
+static int link_pseudonymous(const struct link *l)
+{
+	return l->hello_id && l->hello_id[0] == CLUSTER_PSEUDONYM_PREFIX;
+}
+
+/* Learns who the peer is (its HELLO for an older peer, its IDENT else). */
+static int link_set_peer(struct link *l, const struct cluster_str *id, const struct cluster_str *v,
+			 uint16_t port)
+{
+	free(l->peer_id);
+	free(l->peer_version);
+	l->peer_id = strndup(id->p, id->len);
+	l->peer_version = strndup(v->p, v->len);
+	if (!l->peer_id || !l->peer_version)
+		return -ENOMEM;
+	l->peer_port = port;
+	if (l->target) {
+		free(l->target->peer_id);
+		l->target->peer_id = strdup(l->peer_id);
+	}
+	return 0;
+}
+
 static void on_hello(struct link *l, const struct cluster_msg *m)
 {
 	struct cluster *cl = l->cl;
 	uint8_t mac[CLUSTER_MAC_LEN];
 	const char *did, *aid;
 	const uint8_t *dn, *an;
+	struct link *o;
 	int rc;
 
 	if (m->u.hello.proto != CLUSTER_PROTO_VERSION) {
 		link_refuse(l, "protocol-version");
 		return;
 	}
-	l->peer_id = strndup(m->u.hello.instance.p, m->u.hello.instance.len);
-	l->peer_version = strndup(m->u.hello.version.p, m->u.hello.version.len);
-	if (!l->peer_id || !l->peer_version) {
+	l->hello_id = strndup(m->u.hello.instance.p, m->u.hello.instance.len);
+	if (!l->hello_id) {
 		link_close(l, "out-of-memory");
 		return;
 	}
 	memcpy(l->peer_nonce, m->u.hello.nonce, CLUSTER_NONCE_LEN);
-	l->peer_port = m->u.hello.port;
-	if (strcmp(l->peer_id, cl->instance) == 0) {
-		/* HELLO is not authenticated: the address is ours (never dialed
-		 * again) only when the nonce is one of our other links', i.e.
-		 * we are talking to ourselves; anyone else claiming our id is
-		 * just refused. */
-		struct link *o;
-
-		for (o = cl->links; o; o = o->next)
-			if (o != l &&
-			    CRYPTO_memcmp(o->nonce, l->peer_nonce, CLUSTER_NONCE_LEN) == 0)
-				break;
+	/* HELLO is not authenticated: the address is ours (never dialed again)
+	 * only when the nonce is one of our other links', i.e. we are talking
+	 * to ourselves; anyone else claiming our name or pseudonym is just
+	 * refused. */
+	for (o = cl->links; o; o = o->next)
+		if (o != l && CRYPTO_memcmp(o->nonce, l->peer_nonce, CLUSTER_NONCE_LEN) == 0)
+			break;
+	if (o || strcmp(l->hello_id, cl->instance) == 0 ||
+	    strcmp(l->hello_id, cl->pseudonym) == 0) {
 		if (o && l->target) {
 			l->target->self = 1;
 			log_info("cluster_peer_self", "addr=%s", l->target->key);
@@ -1047,12 +1079,13 @@ static void on_hello(struct link *l, const struct cluster_msg *m)
 		link_close(l, "self");
 		return;
 	}
-	if (l->target) {
-		free(l->target->peer_id);
-		l->target->peer_id = strdup(l->peer_id);
+	if (!link_pseudonymous(l) &&
+	    link_set_peer(l, &m->u.hello.instance, &m->u.hello.version, m->u.hello.port) < 0) {
+		link_close(l, "out-of-memory");
+		return;
 	}
-	did = l->dialer ? cl->instance : l->peer_id;
-	aid = l->dialer ? l->peer_id : cl->instance;
+	did = l->dialer ? cl->pseudonym : l->hello_id;
+	aid = l->dialer ? l->hello_id : cl->pseudonym;
 	dn = l->dialer ? l->nonce : l->peer_nonce;
 	an = l->dialer ? l->peer_nonce : l->nonce;
 	rc = cluster_auth_mac(cl->secret, cl->secretlen,
@@ -1074,8 +1107,8 @@ static void on_hello(struct link *l, const struct cluster_msg *m)
 static void on_auth(struct link *l, const struct cluster_msg *m)
 {
 	struct cluster *cl = l->cl;
-	const char *did = l->dialer ? cl->instance : l->peer_id;
-	const char *aid = l->dialer ? l->peer_id : cl->instance;
+	const char *did = l->dialer ? cl->pseudonym : l->hello_id;
+	const char *aid = l->dialer ? l->hello_id : cl->pseudonym;
 	const uint8_t *dn = l->dialer ? l->nonce : l->peer_nonce;
 	const uint8_t *an = l->dialer ? l->peer_nonce : l->nonce;
 	enum cluster_role prover = l->dialer ? CLUSTER_ROLE_ACCEPTOR : CLUSTER_ROLE_DIALER;
@@ -1083,6 +1116,34 @@ static void on_auth(struct link *l, const struct cluster_msg *m)
 	if (!cluster_auth_verify(cl->secret, cl->secretlen, prover, dn, an, did, aid,
 				 m->u.auth.mac)) {
 		link_refuse(l, "bad-secret");
+		return;
+	}
+	if (!link_pseudonymous(l)) {
+		link_up(l); /* an older peer: it named itself in HELLO */
+		return;
+	}
+	/* The peer knows the secret: now say who we are. */
+	cluster_buf_reset(&cl->obuf);
+	if (cluster_enc_ident(&cl->obuf, cl->instance, cl->version, cl->listen_port) < 0) {
+		cluster_buf_reset(&cl->obuf);
+		link_close(l, "ident-encode");
+		return;
+	}
+	l->state = LINK_IDENT;
+	link_flush_obuf(l);
+}
+
+static void on_ident(struct link *l, const struct cluster_msg *m)
+{
+	if (link_set_peer(l, &m->u.ident.instance, &m->u.ident.version, m->u.ident.port) < 0) {
+		link_close(l, "out-of-memory");
+		return;
+	}
+	if (strcmp(l->peer_id, l->cl->instance) == 0) {
+		/* another instance with our name, and the secret */
+		log_warn("cluster_same_instance_id", "link=%llu addr=%s instance=%s",
+			 (unsigned long long)l->id, l->addr, l->peer_id);
+		link_close(l, "same-instance-id");
 		return;
 	}
 	link_up(l);
@@ -1182,6 +1243,13 @@ static void link_dispatch(struct link *l, const struct cluster_msg *m)
 			link_refuse(l, "expected-auth");
 		else
 			on_auth(l, m);
+		return;
+	}
+	if (l->state == LINK_IDENT) {
+		if (m->type != CLUSTER_MSG_IDENT)
+			link_refuse(l, "expected-ident");
+		else
+			on_ident(l, m);
 		return;
 	}
 	if (l->state == LINK_RETIRING) {
@@ -1295,7 +1363,9 @@ static void link_start(struct link *l)
 		return;
 	}
 	cluster_buf_reset(&cl->obuf);
-	rc = cluster_enc_hello(&cl->obuf, cl->instance, cl->version, cl->listen_port, l->nonce);
+	/* Nothing identifying before the peer proved the secret: a pseudonym,
+	 * no version, no port (IDENT carries them after AUTH). */
+	rc = cluster_enc_hello(&cl->obuf, cl->pseudonym, "", 0, l->nonce);
 	if (rc < 0) {
 		cluster_buf_reset(&cl->obuf);
 		link_close(l, "hello-encode");

@@ -1,5 +1,6 @@
 #include "cluster_proto.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,6 +198,11 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 	case CLUSTER_MSG_AUTH:
 		out->u.auth.mac = rd_bytes(&r, CLUSTER_MAC_LEN);
 		break;
+	case CLUSTER_MSG_IDENT:
+		out->u.ident.instance = rd_label16(&r, 1, CLUSTER_ID_MAX);
+		out->u.ident.version = rd_label16(&r, 0, 255);
+		out->u.ident.port = (uint16_t)rd_u16(&r);
+		break;
 	case CLUSTER_MSG_ROUTE_ADD:
 	case CLUSTER_MSG_ROUTE_DEL:
 		out->u.routes.count = (uint16_t)rd_u16(&r);
@@ -237,6 +243,7 @@ const char *cluster_msg_type_name(uint8_t type)
 		[CLUSTER_MSG_SYNC] = "sync",	       [CLUSTER_MSG_STANZA] = "stanza",
 		[CLUSTER_MSG_PRESENCE] = "presence",   [CLUSTER_MSG_PING] = "ping",
 		[CLUSTER_MSG_PONG] = "pong",	       [CLUSTER_MSG_LEAVING] = "leaving",
+		[CLUSTER_MSG_IDENT] = "ident",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -376,6 +383,26 @@ int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *v
 	put_bytes(b, version, vl);
 	put_u16(b, port);
 	put_bytes(b, nonce, CLUSTER_NONCE_LEN);
+	return 0;
+}
+
+int cluster_enc_ident(struct cluster_buf *b, const char *instance, const char *version,
+		      uint16_t port)
+{
+	size_t il = strlen(instance), vl = strlen(version);
+	int rc;
+
+	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255) ||
+	    !label_ok(instance, il) || !label_ok(version, vl))
+		return CLUSTER_PROTO_EINVAL;
+	rc = frame_begin(b, CLUSTER_MSG_IDENT, 2 + il + 2 + vl + 2);
+	if (rc < 0)
+		return rc;
+	put_u16(b, (unsigned)il);
+	put_bytes(b, instance, il);
+	put_u16(b, (unsigned)vl);
+	put_bytes(b, version, vl);
+	put_u16(b, port);
 	return 0;
 }
 
@@ -542,6 +569,30 @@ int cluster_auth_mac(const uint8_t *secret, size_t secretlen, enum cluster_role 
 	if (!HMAC(EVP_sha256(), secret, (int)secretlen, msg, n, out, &maclen) ||
 	    maclen != CLUSTER_MAC_LEN)
 		return CLUSTER_PROTO_ENOMEM;
+	return 0;
+}
+
+#define PSEUDONYM_LABEL "rainbow-cluster-pseudonym-v1"
+
+int cluster_pseudonym(const uint8_t *secret, size_t secretlen, const char *instance,
+		      char out[CLUSTER_PSEUDONYM_LEN + 1])
+{
+	uint8_t msg[sizeof(PSEUDONYM_LABEL) + CLUSTER_ID_MAX], mac[EVP_MAX_MD_SIZE];
+	size_t il = strlen(instance);
+	unsigned int maclen = 0;
+
+	if (il > CLUSTER_ID_MAX || secretlen > INT32_MAX)
+		return CLUSTER_PROTO_EINVAL;
+	memcpy(msg, PSEUDONYM_LABEL, sizeof(PSEUDONYM_LABEL));
+	memcpy(msg + sizeof(PSEUDONYM_LABEL), instance, il);
+	if (!HMAC(EVP_sha256(), secret, (int)secretlen, msg, sizeof(PSEUDONYM_LABEL) + il, mac,
+		  &maclen) ||
+	    maclen < 8)
+		return CLUSTER_PROTO_ENOMEM;
+	out[0] = CLUSTER_PSEUDONYM_PREFIX;
+	for (int i = 0; i < 8; i++)
+		snprintf(out + 1 + 2 * i, 3, "%02x", mac[i]);
+	OPENSSL_cleanse(mac, sizeof(mac));
 	return 0;
 }
 

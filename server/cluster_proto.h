@@ -57,7 +57,17 @@ enum cluster_msg_type {
 	CLUSTER_MSG_PING = 8,	   /* u64 token */
 	CLUSTER_MSG_PONG = 9,	   /* u64 token */
 	CLUSTER_MSG_LEAVING = 10,  /* empty: clean shutdown, drop my routes now */
+	CLUSTER_MSG_IDENT = 11,	   /* str16 instance, str16 version, u16 listen port: who the
+					 sender is, sent only once the peer's AUTH checked */
 };
+
+/* The instance field of our HELLO is a pseudonym, "~" and 16 hex digits
+ * derived from the secret and the instance id: nothing identifying goes out
+ * before the peer proved the secret. A peer whose HELLO carries one sends
+ * IDENT after AUTH; one that sends its name in HELLO (an older chatd) does
+ * not, and is told nothing more than the pseudonym. */
+#define CLUSTER_PSEUDONYM_PREFIX '~'
+#define CLUSTER_PSEUDONYM_LEN 17
 
 #define CLUSTER_ROUTE_AVAILABLE 0x01 /* the resource sent available presence */
 
@@ -81,6 +91,11 @@ struct cluster_msg {
 		struct {
 			const uint8_t *mac; /* CLUSTER_MAC_LEN bytes */
 		} auth;
+		struct {
+			struct cluster_str instance;
+			struct cluster_str version;
+			uint16_t port;
+		} ident;
 		struct {
 			uint16_t count;
 			const uint8_t *entries; /* validated; walk with cluster_route_next() */
@@ -147,6 +162,8 @@ void cluster_buf_reset(struct cluster_buf *b);
 int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
 		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN]);
 int cluster_enc_auth(struct cluster_buf *b, const uint8_t mac[CLUSTER_MAC_LEN]);
+int cluster_enc_ident(struct cluster_buf *b, const char *instance, const char *version,
+		      uint16_t port);
 int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from, const char *xml,
 		       size_t xmllen);
 int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml, size_t xmllen);
@@ -183,6 +200,9 @@ int cluster_auth_mac(const uint8_t *secret, size_t secretlen, enum cluster_role 
 		     const uint8_t dialer_nonce[CLUSTER_NONCE_LEN],
 		     const uint8_t acceptor_nonce[CLUSTER_NONCE_LEN], const char *dialer_id,
 		     const char *acceptor_id, uint8_t out[CLUSTER_MAC_LEN]);
+/* Our pseudonym (CLUSTER_PSEUDONYM_LEN chars and a NUL) for instance. */
+int cluster_pseudonym(const uint8_t *secret, size_t secretlen, const char *instance,
+		      char out[CLUSTER_PSEUDONYM_LEN + 1]);
 /* 1 when mac is the proof expected from prover, else 0; constant time. */
 int cluster_auth_verify(const uint8_t *secret, size_t secretlen, enum cluster_role prover,
 			const uint8_t dialer_nonce[CLUSTER_NONCE_LEN],

@@ -36,6 +36,11 @@ static void reencode(const struct cluster_msg *m, const uint8_t *frame, size_t f
 	case CLUSTER_MSG_AUTH:
 		rc = cluster_enc_auth(&b, m->u.auth.mac);
 		break;
+	case CLUSTER_MSG_IDENT:
+		s1 = strndup(m->u.ident.instance.p, m->u.ident.instance.len);
+		s2 = strndup(m->u.ident.version.p, m->u.ident.version.len);
+		rc = cluster_enc_ident(&b, s1, s2, m->u.ident.port);
+		break;
 	case CLUSTER_MSG_ROUTE_ADD:
 	case CLUSTER_MSG_ROUTE_DEL:
 		/* an empty batch is valid on the wire but never encoded */

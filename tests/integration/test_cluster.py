@@ -45,7 +45,8 @@ def msg_body(body):
 
 # ---- the link protocol, written from docs/cluster.md --------------------------
 
-HELLO, AUTH, ROUTE_ADD, ROUTE_DEL, SYNC, STANZA, PRESENCE, PING, PONG, LEAVING = range(1, 11)
+HELLO, AUTH, ROUTE_ADD, ROUTE_DEL, SYNC, STANZA, PRESENCE, PING, PONG, LEAVING, IDENT = \
+    range(1, 12)
 
 
 def frame(ftype, payload=b""):
@@ -126,6 +127,27 @@ def parse_hello(payload):
     vl = struct.unpack(">H", payload[o:o + 2])[0]
     o += 2 + vl + 2
     return iid, payload[o:o + 32]
+
+
+def parse_hello_fields(payload):
+    """(instance, version, port) of a HELLO."""
+    il = struct.unpack(">H", payload[1:3])[0]
+    o = 3 + il
+    vl = struct.unpack(">H", payload[o:o + 2])[0]
+    return (payload[3:3 + il], payload[o + 2:o + 2 + vl],
+            struct.unpack(">H", payload[o + 2 + vl:o + 4 + vl])[0])
+
+
+def ident(iid, version=b"v-fake", port=0):
+    return frame(IDENT, s16(iid) + s16(version) + struct.pack(">H", port))
+
+
+def parse_ident(payload):
+    il = struct.unpack(">H", payload[:2])[0]
+    o = 2 + il
+    vl = struct.unpack(">H", payload[o:o + 2])[0]
+    return (payload[2:2 + il], payload[o + 2:o + 2 + vl],
+            struct.unpack(">H", payload[o + 2 + vl:o + 4 + vl])[0])
 
 
 def parse_routes(payload):
@@ -323,15 +345,28 @@ class ClusterTest(unittest.TestCase):
         self.assertTrue(p.closed(), "HTTP on the link port was not refused")
         p.close()
         # a wrong secret
-        p = FakePeer(port, b"intruder")
+        # (and before the secret is proved, chatd tells nothing identifying:
+        # a pseudonym, no version, no port; no IDENT follows)
+        p = FakePeer(port, b"~0123456789abcdef")
         p.hello()
         t, payload = p.read_frame()
         self.assertEqual(t, HELLO)
         iid, anonce = parse_hello(payload)
-        self.assertEqual(iid, b"inst-a")
+        self.assertTrue(iid.startswith(b"~") and len(iid) == 17, iid)
+        self.assertEqual(parse_hello_fields(payload)[1:], (b"", 0))
+        t, _ = p.read_frame()
+        self.assertEqual(t, AUTH)
         p.send(frame(AUTH, auth_mac(b"not the secret at all", b"D", p.nonce, anonce,
                                     p.iid, iid)))
-        self.assertTrue(p.closed(), "a wrong secret was accepted")
+        rest = b""
+        while True:
+            f = p.read_frame()
+            if f is None:
+                break
+            rest += bytes([f[0]]) + f[1]
+        self.assertNotIn(b"inst-a", payload + rest)
+        self.assertNotIn(b"v-test", payload + rest)
+        self.assertEqual(rest, b"", "frames after a wrong proof")
         p.close()
         # a proof reflected back: chatd's own (acceptor) MAC does not pass as ours
         p = FakePeer(port, b"reflector")
@@ -349,8 +384,29 @@ class ClusterTest(unittest.TestCase):
         p.send(frame(STANZA, s16(b"x@y/z") + s16(b"a@b/c") + struct.pack(">I", 4) + b"<a/>"))
         self.assertTrue(p.closed(), "a frame before AUTH was accepted")
         p.close()
-        # the right secret: the handshake works as documented, the route dump
-        # holds the watcher; then garbage frames: refused, routes dropped
+        # the right secret from a peer that hides its name too: each side
+        # names itself (IDENT) only after the other's AUTH checked
+        p = FakePeer(port, b"~fedcba9876543210")
+        p.hello()
+        t, payload = p.read_frame()
+        iid, anonce = parse_hello(payload)
+        t, theirs = p.read_frame()
+        self.assertEqual(theirs, auth_mac(self.secret, b"A", p.nonce, anonce, p.iid, iid))
+        p.send(frame(AUTH, auth_mac(self.secret, b"D", p.nonce, anonce, p.iid, iid)))
+        t, payload = p.read_frame()
+        self.assertEqual(t, IDENT)
+        self.assertEqual(parse_ident(payload), (b"inst-a", b"v-test", self.a.cport))
+        p.send(ident(b"ident-peer"))
+        t, _ = p.read_frame()
+        self.assertIn(t, (ROUTE_ADD, SYNC))
+        harness.wait_for(lambda: self.peers(self.a) == 3, timeout=5, what="ident peer up")
+        self.assertIn("peer=ident-peer version=v-fake", self.a.proc.stderr())
+        p.close()
+        harness.wait_for(lambda: self.peers(self.a) == 2, timeout=5, what="ident peer gone")
+        # the right secret from an older peer that names itself in HELLO (and
+        # gets no IDENT, only the pseudonym): the handshake works as
+        # documented, the route dump holds the watcher; then garbage frames:
+        # refused, routes dropped
         p = FakePeer(port, b"docs-peer")
         p.hello()
         t, payload = p.read_frame()
@@ -619,7 +675,7 @@ class ImpostorTest(unittest.TestCase):
             p.sock, p.buf, p.iid, p.nonce = s, b"", b"imp-victim", os.urandom(32)
             t, payload = p.read_frame()
             self.assertEqual(t, HELLO)
-            self.assertEqual(parse_hello(payload)[0], b"imp-victim")
+            self.assertNotEqual(parse_hello(payload)[0], b"imp-victim")  # a pseudonym
             p.hello()
             self.assertTrue(p.closed(), "chatd kept a link that claims its own id")
             p.close()

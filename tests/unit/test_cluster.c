@@ -37,6 +37,43 @@ static void split_one(const struct cluster_buf *b, size_t off, struct cluster_ms
 	assert_int_equal(cluster_msg_decode(type, payload, plen, m), 0);
 }
 
+static void test_ident_and_pseudonym(void **state)
+{
+	static const uint8_t sa[] = "0123456789abcdef0123", sb[] = "0123456789abcdef0124";
+	char p1[CLUSTER_PSEUDONYM_LEN + 1], p2[CLUSTER_PSEUDONYM_LEN + 1];
+	struct cluster_buf b;
+	struct cluster_msg m;
+	long n;
+
+	cluster_buf_init(&b);
+	assert_int_equal(cluster_enc_ident(&b, "chat-aaa-1", "v1.2", 7946), 0);
+	split_one(&b, 0, &m, &n);
+	assert_int_equal(m.type, CLUSTER_MSG_IDENT);
+	assert_int_equal(m.u.ident.instance.len, 10);
+	assert_memory_equal(m.u.ident.instance.p, "chat-aaa-1", 10);
+	assert_int_equal(m.u.ident.version.len, 4);
+	assert_int_equal(m.u.ident.port, 7946);
+	assert_string_equal(cluster_msg_type_name(CLUSTER_MSG_IDENT), "ident");
+	cluster_buf_free(&b);
+	cluster_buf_init(&b);
+	assert_int_equal(cluster_enc_ident(&b, "", "v", 1), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_ident(&b, "a\nb", "v", 1), CLUSTER_PROTO_EINVAL);
+	cluster_buf_free(&b);
+
+	/* stable, "~" + 16 hex digits, different per instance and per secret */
+	assert_int_equal(cluster_pseudonym(sa, 20, "chat-aaa-1", p1), 0);
+	assert_int_equal(strlen(p1), CLUSTER_PSEUDONYM_LEN);
+	assert_int_equal(p1[0], CLUSTER_PSEUDONYM_PREFIX);
+	assert_int_equal(strspn(p1 + 1, "0123456789abcdef"), 16);
+	assert_null(strstr(p1, "chat"));
+	assert_int_equal(cluster_pseudonym(sa, 20, "chat-aaa-1", p2), 0);
+	assert_string_equal(p1, p2);
+	assert_int_equal(cluster_pseudonym(sa, 20, "chat-aaa-2", p2), 0);
+	assert_string_not_equal(p1, p2);
+	assert_int_equal(cluster_pseudonym(sb, 20, "chat-aaa-1", p2), 0);
+	assert_string_not_equal(p1, p2);
+}
+
 static void test_frame_roundtrip(void **state)
 {
 	struct cluster_buf b;
@@ -781,12 +818,12 @@ static void test_wrong_secret(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_frame_bytewise),
-		cmocka_unit_test(test_frame_malformed), cmocka_unit_test(test_route_batches),
-		cmocka_unit_test(test_auth_mac),	cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_hostport),	cmocka_unit_test(test_secret_load),
-		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
-		cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_ident_and_pseudonym),
+		cmocka_unit_test(test_frame_bytewise),	cmocka_unit_test(test_frame_malformed),
+		cmocka_unit_test(test_route_batches),	cmocka_unit_test(test_auth_mac),
+		cmocka_unit_test(test_routes),		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_secret_load),	cmocka_unit_test(test_links),
+		cmocka_unit_test(test_dump_on_join),	cmocka_unit_test(test_wrong_secret),
 	};
 
 	log_init("test_cluster", getenv("TEST_LOG") ? LOG_DEBUG : LOG_WARN);
