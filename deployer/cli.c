@@ -184,7 +184,7 @@ struct cli {
 	struct platform_opts popts;
 	struct platform_kv extra[16];
 	const char *log_level;
-	int replicas;
+	int replicas, replicas_given;
 	double ready_timeout, settle, poll, max_drain;
 	enum deploy_on_max on_max;
 	int on_max_given;
@@ -370,6 +370,7 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		if (parse_int(v, 1, 32, &n) != 0)
 			return usage_error(c, "bad --replicas %s (1..32)", v);
 		c->replicas = (int)n;
+		c->replicas_given = 1;
 		break;
 	case O_READY_TIMEOUT:
 		if (cli_parse_duration(v, &c->ready_timeout) != 0 || c->ready_timeout <= 0)
@@ -616,7 +617,9 @@ static void fill_cfg(const struct cli *c, struct deploy_cfg *cfg, enum deploy_mo
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->mode = mode;
 	snprintf(cfg->sha, sizeof(cfg->sha), "%s", sha ? sha : "");
-	cfg->replicas = mode == DEPLOY_MODE_DEPLOY ? c->replicas : 0;
+	/* Without -r an existing colour keeps its count (meta), a new one gets 2. */
+	cfg->replicas = mode == DEPLOY_MODE_DEPLOY && c->replicas_given ? c->replicas : 0;
+	cfg->default_replicas = mode == DEPLOY_MODE_DEPLOY ? c->replicas : 1;
 	cfg->ready_timeout_ms = (int64_t)(c->ready_timeout * 1000);
 	cfg->settle_ms = (int64_t)(c->settle * 1000);
 	cfg->max_drain_ms = (int64_t)(c->max_drain * 1000);

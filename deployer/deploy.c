@@ -88,8 +88,8 @@ const char *deploy_state_name(enum deploy_state s)
 
 const char *deploy_phase_name(enum deploy_phase p)
 {
-	static const char *const names[] = { "create", "wait-ready", "switch",
-					     "drain",  "done",	     "failed" };
+	static const char *const names[] = { "create", "wait-ready", "switch", "drain",
+					     "done",   "failed",     "scale" };
 
 	return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
 }
@@ -330,7 +330,69 @@ static int wanted_replicas(const struct deploy_cfg *cfg, const struct deploy_col
 	v = t ? platform_meta_get(&t->c, PLATFORM_META_REPLICAS) : NULL;
 	if (v && atoi(v) > 0)
 		return atoi(v);
-	return 1;
+	return cfg->default_replicas > 0 ? cfg->default_replicas : 1;
+}
+
+static void meta_replicas(struct deploy_result *r, const struct deploy_colour_obs *t,
+			  const char *sha, int wanted)
+{
+	char buf[16];
+	const char *v = t ? platform_meta_get(&t->c, PLATFORM_META_REPLICAS) : NULL;
+
+	snprintf(buf, sizeof(buf), "%d", wanted);
+	if (!v || strcmp(v, buf) != 0)
+		meta_set(r, sha, PLATFORM_META_REPLICAS, buf);
+}
+
+/*
+ * The target is selected already (a re-run after a kill, a deploy of the live
+ * SHA, the platform restarted under it): reconcile it like a first deploy
+ * would leave it: the wanted replicas, every one ready, and the switch
+ * sending new connections to exactly its ready replicas. Returns 1 while
+ * something is being done (no drain pass yet), 0 when it is in line.
+ */
+static int reconcile_live(const struct deploy_cfg *cfg, const struct deploy_obs *o,
+			  struct deploy_mem *m, const struct deploy_colour_obs *t, int wanted,
+			  struct deploy_result *r)
+{
+	struct deploy_act *a;
+
+	if (t->c.replicas != wanted && (cfg->replicas > 0 || t->c.replicas < wanted)) {
+		a = act(r, DEPLOY_ACT_SCALE, DEPLOY_WHY_NONE, cfg->sha);
+		if (a)
+			a->replicas = wanted;
+		meta_replicas(r, t, cfg->sha, wanted);
+		r->phase = DEPLOY_PHASE_SCALE;
+		m->wait_since_ms = o->now_ms;
+		return 1;
+	}
+	r->ready = colour_ready(t);
+	if (r->ready < wanted) {
+		if (!m->wait_since_ms)
+			m->wait_since_ms = o->now_ms;
+		if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms) {
+			/* Live: never marked failed or removed, it keeps what it serves. */
+			r->phase = DEPLOY_PHASE_FAILED;
+			snprintf(r->msg, sizeof(r->msg),
+				 "live colour %s has %d of %d replicas ready after %" PRId64
+				 " ms; it stays selected",
+				 cfg->sha, r->ready, wanted, o->now_ms - m->wait_since_ms);
+			m->wait_since_ms = 0;
+			return 1;
+		}
+		r->phase = DEPLOY_PHASE_READY;
+		return 1;
+	}
+	m->wait_since_ms = 0;
+	if (t->c.route_drift != 0) {
+		/* The switch points elsewhere than the ready replicas: select again. */
+		act(r, DEPLOY_ACT_SELECT, DEPLOY_WHY_NONE, cfg->sha);
+		if (!platform_meta_get(&t->c, PLATFORM_META_SELECTED_AT))
+			meta_time(r, cfg->sha, PLATFORM_META_SELECTED_AT, o->now_ms);
+		r->phase = DEPLOY_PHASE_SWITCH;
+		return 1;
+	}
+	return 0;
 }
 
 /* Before the switch. Returns 1 when the step is complete (no drain pass). */
@@ -340,11 +402,10 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	const struct deploy_colour_obs *t = find(o, cfg->sha);
 	int wanted = wanted_replicas(cfg, t);
 	struct deploy_act *a;
-	char buf[16];
 
 	r->wanted = wanted;
 	if (t && strcmp(o->selected, cfg->sha) == 0)
-		return 0;
+		return reconcile_live(cfg, o, m, t, wanted, r);
 	if (t && platform_meta_get(&t->c, PLATFORM_META_FAILED)) {
 		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
 			r->phase = DEPLOY_PHASE_FAILED;
@@ -370,8 +431,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		a = act(r, DEPLOY_ACT_CREATE, DEPLOY_WHY_NONE, cfg->sha);
 		if (a)
 			a->replicas = wanted;
-		snprintf(buf, sizeof(buf), "%d", wanted);
-		meta_set(r, cfg->sha, PLATFORM_META_REPLICAS, buf);
+		meta_replicas(r, NULL, cfg->sha, wanted);
 		r->phase = DEPLOY_PHASE_CREATE;
 		m->wait_since_ms = o->now_ms;
 		return 1;
@@ -382,6 +442,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		if (a)
 			a->replicas = wanted;
 		meta_clear(r, t, PLATFORM_META_KEPT);
+		meta_replicas(r, t, cfg->sha, wanted);
 		r->phase = DEPLOY_PHASE_CREATE;
 		m->wait_since_ms = o->now_ms;
 		return 1;

@@ -30,7 +30,8 @@ enum deploy_on_max { DEPLOY_ON_MAX_KEEP, DEPLOY_ON_MAX_SHUTDOWN };
 struct deploy_cfg {
 	enum deploy_mode mode;
 	char sha[PLATFORM_SHA_MAX]; /* target; "" in prune mode */
-	int replicas;		    /* wanted replicas; 0 = from meta "replicas" or 1 */
+	int replicas;		    /* wanted replicas; 0 = from meta "replicas" */
+	int default_replicas;	    /* when neither given nor in meta (0: 1) */
 	int64_t ready_timeout_ms;
 	int64_t settle_ms;    /* a count must read 0 this long to be drained */
 	int64_t max_drain_ms; /* 0: no limit */
@@ -114,6 +115,7 @@ enum deploy_phase {
 	DEPLOY_PHASE_DRAIN,  /* selected; old colours draining */
 	DEPLOY_PHASE_DONE,
 	DEPLOY_PHASE_FAILED,
+	DEPLOY_PHASE_SCALE, /* the selected target scaled to the wanted replicas */
 };
 
 #define DEPLOY_ACT_MAX 64

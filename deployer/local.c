@@ -692,13 +692,11 @@ static void local_close(struct platform *p)
 	p->ctx = NULL;
 }
 
-static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
+/* The switch's status (*st: a new reference), or the platform error. */
+static int switch_status_get(struct platform *p, json_t **st)
 {
-	json_t *o;
-	int rc;
+	int rc = lswitch_status(L(p)->state, st);
 
-	out[0] = '\0';
-	rc = lswitch_status(L(p)->state, &o);
 	if (rc == -EIO || rc == -EPROTO || rc == -ENOMEM)
 		return platform_error(p, -EIO, "the local switch answered status badly");
 	if (rc != 0)
@@ -706,10 +704,54 @@ static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
 				      "the local switch is not running "
 				      "(rainbow local up --state-dir %s)",
 				      L(p)->state);
+	return 0;
+}
+
+static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
+{
+	json_t *o;
+	int rc;
+
+	out[0] = '\0';
+	rc = switch_status_get(p, &o);
+	if (rc < 0)
+		return rc;
 	snprintf(out, PLATFORM_SHA_MAX, "%s",
 		 json_string_value(json_object_get(o, "selected")) ?: "");
 	json_decref(o);
 	return 0;
+}
+
+static int rep_ready(struct local *l, const struct local_rep *r)
+{
+	return rep_alive(r) && http_get(l, r->http, "/readyz", NULL) == 200;
+}
+
+/* Backends of the switch that are not ready replicas, plus ready replicas that are not backends. */
+static int route_drift(const struct local_colour *lc, const int *ready, json_t *backends)
+{
+	int drift = 0;
+	size_t i;
+	json_t *v;
+
+	json_array_foreach (backends, i, v) {
+		const char *a = json_string_value(v);
+		size_t k;
+
+		for (k = 0; k < lc->n_rep; k++)
+			if (ready[k] && a && strcmp(a, lc->rep[k].listen) == 0)
+				break;
+		drift += k == lc->n_rep;
+	}
+	for (size_t k = 0; k < lc->n_rep; k++) {
+		int found = 0;
+
+		json_array_foreach (backends, i, v)
+			found |= json_string_value(v) &&
+				 strcmp(json_string_value(v), lc->rep[k].listen) == 0;
+		drift += ready[k] && !found;
+	}
+	return drift;
 }
 
 static int local_list(struct platform *p, struct platform_colour **out, size_t *n)
@@ -719,6 +761,7 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 	struct local_colour *lc = malloc(sizeof(*lc));
 	size_t cnt = 0, cap = 0;
 	struct dirent *de;
+	json_t *st = NULL;
 	DIR *d;
 	int rc;
 
@@ -726,9 +769,10 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 	*n = 0;
 	if (!lc)
 		return platform_error(p, -ENOMEM, "out of memory");
-	rc = local_selected(p, sel);
+	rc = switch_status_get(p, &st);
 	if (rc < 0)
 		goto out;
+	snprintf(sel, sizeof(sel), "%s", json_string_value(json_object_get(st, "selected")) ?: "");
 	snprintf(dir, sizeof(dir), "%s/colours", L(p)->state);
 	d = opendir(dir);
 	if (!d) {
@@ -736,6 +780,8 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 		goto out;
 	}
 	while ((de = readdir(d))) {
+		int ready[LOCAL_REPLICAS_MAX];
+
 		if (!sha_file(de->d_name, sha) || colour_load(p, sha, lc) != 0)
 			continue;
 		if (cnt == cap) {
@@ -752,10 +798,13 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 		}
 		lc->c.selected = strcmp(sel, sha) == 0;
 		lc->c.ready = 0;
-		for (size_t i = 0; i < lc->n_rep; i++)
-			if (rep_alive(&lc->rep[i]) &&
-			    http_get(L(p), lc->rep[i].http, "/readyz", NULL) == 200)
-				lc->c.ready++;
+		for (size_t i = 0; i < lc->n_rep; i++) {
+			ready[i] = rep_ready(L(p), &lc->rep[i]);
+			lc->c.ready += ready[i];
+		}
+		lc->c.route_drift =
+			lc->c.selected ? route_drift(lc, ready, json_object_get(st, "backends"))
+				       : 0;
 		arr[cnt++] = lc->c;
 	}
 	closedir(d);
@@ -764,6 +813,7 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 	arr = NULL;
 	rc = 0;
 out:
+	json_decref(st);
 	free(arr);
 	free(lc);
 	return rc;
@@ -846,9 +896,10 @@ static int local_select(struct platform *p, const char *sha)
 	rc = colour_load(p, sha, lc);
 	if (rc < 0)
 		goto out;
+	/* The ready replicas: the switch's backends must be exactly those. */
 	off = (size_t)snprintf(req, sizeof(req), "select %s ", sha);
 	for (size_t i = 0; i < lc->n_rep; i++) {
-		if (!rep_alive(&lc->rep[i]))
+		if (!rep_ready(L(p), &lc->rep[i]))
 			continue;
 		off += (size_t)snprintf(req + off, sizeof(req) - off, "%s%s",
 					req[off - 1] == ' ' ? "" : ",", lc->rep[i].listen);
@@ -858,7 +909,7 @@ static int local_select(struct platform *p, const char *sha)
 		}
 	}
 	if (req[off - 1] == ' ') {
-		rc = platform_error(p, -EIO, "colour %s has no running replica", sha);
+		rc = platform_error(p, -EIO, "colour %s has no ready replica", sha);
 		goto out;
 	}
 	rc = lswitch_call(L(p)->state, req, reply, sizeof(reply));

@@ -47,6 +47,8 @@
  *   - rainbow also writes the meta keys "max-drain-at" (deploy.h
  *     DEPLOY_META_MAX_DRAIN_AT) and "drain-from" (PLATFORM_META_DRAIN_FROM,
  *     the count when deselected): up to 10 keys per colour in all.
+ *   - struct platform_colour has route_drift (0 unless the platform's switch
+ *     can point elsewhere than the selected colour's ready replicas).
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -83,9 +85,16 @@ struct platform_kv {
 
 struct platform_colour {
 	char sha[PLATFORM_SHA_MAX];
-	int replicas;	 /* desired replicas now (0 when scaled down) */
-	int ready;	 /* replicas ready (chatd /readyz 200) */
-	int selected;	 /* 1: the switch/Service sends new connections here */
+	int replicas; /* desired replicas now (0 when scaled down) */
+	int ready;    /* replicas ready (chatd /readyz 200) */
+	int selected; /* 1: the switch/Service sends new connections here */
+	/*
+	 * Selected colour only: how far the switch's backends are from its
+	 * ready replicas (backends that are not one, plus ready replicas that
+	 * are not backends). 0 when in line, and on platforms whose Service
+	 * follows readiness by itself (kubernetes).
+	 */
+	int route_drift;
 	int64_t created; /* unix seconds */
 	size_t n_meta;
 	struct platform_kv meta[PLATFORM_META_MAX];

@@ -293,6 +293,10 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 		fprintf(o->out, "start chat-%s (%d replicas) ... %.2fs\n", sha, r->wanted,
 			dur_ms / 1000.0);
 		break;
+	case DEPLOY_PHASE_SCALE:
+		fprintf(o->out, "scale chat-%s to %d replicas ... %.2fs\n", sha, r->wanted,
+			dur_ms / 1000.0);
+		break;
 	case DEPLOY_PHASE_READY:
 		fprintf(o->out, "wait until ready ... %.2fs\n", dur_ms / 1000.0);
 		break;
@@ -420,7 +424,8 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			status = 0;
 			goto out;
 		}
-		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE)
+		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE ||
+		    res->phase == DEPLOY_PHASE_SCALE)
 			sleep_ms = 0; /* the next step follows at once */
 		else if (res->phase == DEPLOY_PHASE_READY && sleep_ms > RUN_READY_POLL_MS)
 			sleep_ms = RUN_READY_POLL_MS;

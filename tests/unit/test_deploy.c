@@ -42,6 +42,7 @@ struct sim {
 	int replica_removed_with_conns;
 	int selected_unready;
 	int n_removed;
+	int n_select;
 	char removed[SIM_COLOURS * 4][PLATFORM_SHA_MAX];
 	int64_t last_drain_ms;
 };
@@ -143,6 +144,8 @@ static void sim_apply(struct sim *s, const struct deploy_act *a)
 		if (ready < c->n_rep || c->n_rep == 0)
 			s->selected_unready++;
 		snprintf(s->selected, sizeof(s->selected), "%s", a->sha);
+		c->c.route_drift = 0;
+		s->n_select++;
 		break;
 	}
 	case DEPLOY_ACT_META:
@@ -336,6 +339,98 @@ static void test_redeploy_selected_is_noop(void **state)
 	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_DONE);
 	assert_int_equal(r.n_act, 0);
 	assert_int_equal(s.n, 1);
+}
+
+/*
+ * The live SHA deployed again after the platform lost its replicas (local
+ * down/up): the replicas come back, readiness is awaited and the switch is
+ * pointed at them again before `done`.
+ */
+static void test_redeploy_live_reconciles(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	struct sim_colour *c;
+
+	sim_init(&s);
+	c = sim_live(&s, SHA_A, 2, 0);
+	platform_meta_put(&c->c, PLATFORM_META_REPLICAS, "2");
+	/* Both replicas gone and recreated unready; the switch points at old ones. */
+	c->n_rep = 0;
+	c->c.replicas = 0;
+	c->c.route_drift = 2;
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
+	cfg.replicas = 0; /* no -r: the colour's own count */
+	cfg.default_replicas = 2;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_SCALE);
+	assert_int_equal(r.act[0].kind, DEPLOY_ACT_SCALE);
+	assert_int_equal(r.act[0].replicas, 2);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_READY);
+	sim_tick(&s, 100);
+	/* Ready, but the switch still points elsewhere: selected again. */
+	c = sim_find(&s, SHA_A);
+	c->c.route_drift = 2;
+	s.n_select = 0;
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_SWITCH);
+	assert_int_equal(s.n_select, 1);
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DONE);
+	assert_int_equal(sim_find(&s, SHA_A)->c.route_drift, 0);
+	assert_int_equal(s.selected_unready, 0);
+}
+
+/* deploy <live SHA> -r 3 scales it (it was silently ignored), -r 1 back down. */
+static void test_redeploy_live_with_replicas_scales(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 2, 5);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
+	cfg.replicas = 3;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_SCALE);
+	assert_int_equal(sim_find(&s, SHA_A)->c.replicas, 3);
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DONE);
+	assert_int_equal(sim_find(&s, SHA_A)->n_rep, 3);
+	assert_string_equal(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_REPLICAS),
+			    "3");
+	cfg.replicas = 1;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DONE);
+	assert_int_equal(sim_find(&s, SHA_A)->n_rep, 1);
+	assert_string_equal(s.selected, SHA_A);
+	/* Without -r the colour keeps its own count. */
+	cfg.replicas = 0;
+	cfg.default_replicas = 2;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 10), DEPLOY_PHASE_DONE);
+	assert_int_equal(sim_find(&s, SHA_A)->n_rep, 1);
+}
+
+/* A live colour whose replicas never get ready again: fails, but stays live. */
+static void test_redeploy_live_not_ready_stays_live(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct sim_colour *c;
+
+	sim_init(&s);
+	c = sim_live(&s, SHA_A, 2, 0);
+	c->rep[1].ready = 0;
+	snprintf(s.never_ready, sizeof(s.never_ready), "%s", SHA_A);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
+	deploy_mem_init(&m);
+	assert_int_equal(sim_run(&s, &cfg, &m, 100), DEPLOY_PHASE_FAILED);
+	assert_string_equal(s.selected, SHA_A);
+	assert_int_equal(s.n_removed, 0);
+	assert_null(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_FAILED));
 }
 
 static void test_drain_waits_for_zero_and_settle(void **state)
@@ -882,6 +977,9 @@ int main(void)
 		cmocka_unit_test(test_meta_put_get),
 		cmocka_unit_test(test_first_deploy),
 		cmocka_unit_test(test_redeploy_selected_is_noop),
+		cmocka_unit_test(test_redeploy_live_reconciles),
+		cmocka_unit_test(test_redeploy_live_with_replicas_scales),
+		cmocka_unit_test(test_redeploy_live_not_ready_stays_live),
 		cmocka_unit_test(test_drain_waits_for_zero_and_settle),
 		cmocka_unit_test(test_unknown_count_never_drains),
 		cmocka_unit_test(test_ready_timeout_aborts),
