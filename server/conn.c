@@ -108,8 +108,10 @@ static void conn_shutdown_cb(uv_shutdown_t *req, int status)
 	struct conn *c = container_of(req->handle, struct conn, tcp);
 
 	/* Our output and FIN are out: the client has a little while to close. */
-	if (status == 0 && !c->handle_closed)
+	if (status == 0 && !c->handle_closed) {
 		c->t_deadline = conn_now(c) + SRV_LINGER_MS;
+		srv_conn_schedule(c->srv, c);
+	}
 	free(req);
 }
 
@@ -185,6 +187,7 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		return;
 	}
 	c->t_deadline = conn_now(c) + SRV_FLUSH_MS;
+	srv_conn_schedule(c->srv, c);
 }
 
 void conn_fail(struct conn *c, enum close_reason reason)
@@ -474,6 +477,7 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	srv->metrics.connections++;
 	connlife_open(&srv->metrics.life, &c->life, uv_now(srv->loop));
 	srv_conn_added(srv, c);
+	srv_conn_schedule(srv, c);
 	conn_log(c, LOG_DEBUG, "accept", "connections=%llu",
 		 (unsigned long long)srv->metrics.connections);
 	if (session_init(c) != 0) {

@@ -22,6 +22,7 @@
 #include <uv.h>
 
 #include "connlife.h"
+#include "dlheap.h"
 #include "jid.h"
 #include "log.h"
 #include "metrics.h"
@@ -76,6 +77,7 @@ struct conn {
 	uint32_t t_deadline;	     /* ms: auth deadline (before bind), ping deadline
 				    (ping outstanding), flush/linger end (closing) */
 	uint32_t ping_seq;	     /* id of our outstanding ping (0 = none) */
+	struct dlentry dl;	     /* place in srv->deadlines; srv_conn_schedule() */
 	uint8_t state;		     /* enum conn_state */
 	uint8_t close_reason;	     /* enum close_reason, set by conn_close() */
 	uint8_t auth_failures;	     /* SASL failures on this stream (limit 3) */

@@ -257,6 +257,7 @@ void iq_bind(struct conn *c, struct xnode *iq)
 	xnode_free(iq);
 	session_set_state(c, ST_ESTABLISHED);
 	c->t_deadline = 0;
+	srv_conn_schedule(c->srv, c); /* no auth deadline any more */
 	/* The JID holds the user name now; idle sessions keep nothing twice. */
 	free(c->user);
 	c->user = NULL;

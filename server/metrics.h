@@ -53,7 +53,7 @@ struct metrics {
 					session.c session_stanza() */
 	uint64_t logins_total;			   /* successful SASL: session.c */
 	uint64_t auth_failures_total;		   /* SASL <failure/> sent: session.c */
-	uint64_t pings_sent_total;    /* server-to-client XEP-0199 pings: srv.c sweep */
+	uint64_t pings_sent_total;    /* server-to-client XEP-0199 pings: srv.c deadlines */
 	uint64_t stanza_errors_total; /* stanza errors we generated: router.c router_error() */
 	uint64_t bytes_in_total;      /* bytes read from client sockets: conn.c read callback */
 	uint64_t bytes_out_total;     /* bytes handed to client sockets: conn.c conn_raw_write() */

@@ -81,6 +81,7 @@ void srv_conn_removed(struct srv *srv, struct conn *c)
 		srv->conns = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	dlheap_remove(&srv->deadlines, &c->dl);
 	/* A pending close for a connection that is gone is void. */
 	for (struct conn **pp = &srv->pending; *pp; pp = &(*pp)->pend_next) {
 		if (*pp == c) {
@@ -127,7 +128,7 @@ static void srv_accept_cb(uv_stream_t *listener, int status)
 	}
 }
 
-/* --------------------------------------------------------------- sweep */
+/* ----------------------------------------------------------- deadlines */
 
 /* Sends a XEP-0199 ping to an established client that has been silent. */
 static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
@@ -152,53 +153,138 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 	xbuf_free(&b);
 }
 
-static void srv_sweep_cb(uv_timer_t *t)
+/* What is due for c at now, if anything: the old sweep's work for one
+ * connection. */
+static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
+{
+	if (c->handle_closed)
+		return;
+	if (c->closing) {
+		if (srv_due(now, c->t_deadline))
+			conn_destroy(c);
+		return;
+	}
+	if (c->state != ST_ESTABLISHED) {
+		if (srv_due(now, c->t_deadline)) {
+			conn_log(c, LOG_INFO, "auth_timeout", "state=%s",
+				 conn_state_name((enum conn_state)c->state));
+			conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
+				   "no session established in time");
+		}
+		return;
+	}
+	if (c->ping_seq) {
+		if (srv_due(now, c->t_deadline)) {
+			conn_log(c, LOG_INFO, "ping_timeout", "%s", "");
+			conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
+				   "no answer to ping");
+		}
+	} else if (srv->cfg->ping_interval && now - c->t_rx >= srv->cfg->ping_interval * 1000u) {
+		srv_ping(srv, c, now);
+	}
+}
+
+/* The next time something is due for c; 0 when nothing ever is. */
+static int srv_conn_next(const struct srv *srv, const struct conn *c, uint32_t *due)
+{
+	if (c->handle_closed)
+		return 0;
+	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq) {
+		*due = c->t_deadline;
+		return 1;
+	}
+	if (!srv->cfg->ping_interval)
+		return 0;
+	*due = c->t_rx + srv->cfg->ping_interval * 1000u;
+	return 1;
+}
+
+static void srv_deadline_cb(uv_timer_t *t);
+
+/* Arms the timer for the first deadline, or stops it. */
+static void srv_arm(struct srv *srv)
+{
+	struct dlentry *top = dlheap_top(&srv->deadlines);
+	uint32_t now;
+
+	if (!srv->deadline_timer.data)
+		return; /* no loop timer (a srv built by hand in unit tests) */
+	if (!top) {
+		if (srv->armed)
+			uv_timer_stop(&srv->deadline_timer);
+		srv->armed = 0;
+		return;
+	}
+	if (srv->armed && srv->armed_due == top->due)
+		return;
+	now = srv_now(srv);
+	uv_timer_start(&srv->deadline_timer, srv_deadline_cb,
+		       srv_due(now, top->due) ? 0 : top->due - now, 0);
+	srv->armed = 1;
+	srv->armed_due = top->due;
+}
+
+static void srv_schedule_at(struct srv *srv, struct conn *c, uint32_t now)
+{
+	uint32_t due;
+
+	if (!srv_conn_next(srv, c, &due)) {
+		dlheap_remove(&srv->deadlines, &c->dl);
+		return;
+	}
+	/* Never in the past: what is due now runs at the next grain. */
+	if (srv_due(now, due))
+		due = now + 1;
+	due = (due + SRV_TIMER_GRAIN_MS - 1) / SRV_TIMER_GRAIN_MS * SRV_TIMER_GRAIN_MS;
+	if (c->dl.pos && c->dl.due == due)
+		return;
+	if (dlheap_set(&srv->deadlines, &c->dl, due) != 0) {
+		/* Without a deadline it could stay forever: the OOM policy. */
+		if (c->closing)
+			conn_destroy(c);
+		else
+			conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
+	}
+}
+
+void srv_conn_schedule(struct srv *srv, struct conn *c)
+{
+	srv_schedule_at(srv, c, srv_now(srv));
+	srv_arm(srv);
+}
+
+static void srv_deadline_cb(uv_timer_t *t)
 {
 	struct srv *srv = t->data;
 	uint32_t now = srv_now(srv);
-	struct conn *c, *next;
+	struct dlentry *e;
 
-	for (c = srv->conns; c; c = next) {
-		next = c->next;
-		if (c->handle_closed)
-			continue;
-		if (c->closing) {
-			if (srv_due(now, c->t_deadline))
-				conn_destroy(c);
-			continue;
-		}
-		if (c->state != ST_ESTABLISHED) {
-			if (srv_due(now, c->t_deadline)) {
-				conn_log(c, LOG_INFO, "auth_timeout", "state=%s",
-					 conn_state_name((enum conn_state)c->state));
-				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
-					   "no session established in time");
-			}
-			continue;
-		}
-		if (c->ping_seq) {
-			if (srv_due(now, c->t_deadline)) {
-				conn_log(c, LOG_INFO, "ping_timeout", "%s", "");
-				conn_close(c, CLOSE_CONNECTION_TIMEOUT, "connection-timeout",
-					   "no answer to ping");
-			}
-		} else if (srv->cfg->ping_interval &&
-			   now - c->t_rx >= srv->cfg->ping_interval * 1000u) {
-			srv_ping(srv, c, now);
-		}
+	srv->armed = 0;
+	while ((e = dlheap_top(&srv->deadlines)) && srv_due(now, e->due)) {
+		/* Memory is freed only in the close callback: c stays valid. */
+		struct conn *c = (struct conn *)((char *)e - offsetof(struct conn, dl));
+
+		dlheap_remove(&srv->deadlines, e);
+		srv_conn_deadline(srv, c, now);
+		srv_schedule_at(srv, c, now);
 	}
-	if (srv->phase == SRV_DRAINING && srv_due(now, srv->drain_deadline)) {
-		log_info("drain_timeout", "connections=%llu",
-			 (unsigned long long)srv->metrics.connections);
-		srv_shutdown(srv);
-	}
+	srv_arm(srv);
+}
+
+static void srv_drain_timeout_cb(uv_timer_t *t)
+{
+	struct srv *srv = t->data;
+
+	log_info("drain_timeout", "connections=%llu", (unsigned long long)srv->metrics.connections);
+	srv_shutdown(srv);
 }
 
 /* ---------------------------------------------------------------- drain */
 
 static void srv_close_handles(struct srv *srv)
 {
-	uv_close((uv_handle_t *)&srv->sweep, NULL);
+	uv_close((uv_handle_t *)&srv->deadline_timer, NULL);
+	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 	uv_close((uv_handle_t *)&srv->pending_idle, NULL);
 	uv_close((uv_handle_t *)&srv->sigterm, NULL);
 	uv_close((uv_handle_t *)&srv->sigint, NULL);
@@ -234,6 +320,7 @@ void srv_drain(struct srv *srv)
 	srv->metrics.ready = 0;
 	srv->metrics.draining = 1;
 	srv->drain_deadline = srv_now(srv) + srv->cfg->drain_timeout * 1000u;
+	uv_timer_start(&srv->drain_timer, srv_drain_timeout_cb, srv->cfg->drain_timeout * 1000u, 0);
 	log_info("drain", "connections=%llu sessions=%llu drain_timeout=%u",
 		 (unsigned long long)srv->metrics.connections,
 		 (unsigned long long)srv->metrics.sessions, srv->cfg->drain_timeout);
@@ -354,9 +441,10 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	}
 	if (cluster_glue_init(srv) != 0) /* cluster hook (issue 4) */
 		return -1;
-	uv_timer_init(loop, &srv->sweep);
-	srv->sweep.data = srv;
-	uv_timer_start(&srv->sweep, srv_sweep_cb, SRV_SWEEP_MS, SRV_SWEEP_MS);
+	uv_timer_init(loop, &srv->deadline_timer);
+	srv->deadline_timer.data = srv;
+	uv_timer_init(loop, &srv->drain_timer);
+	srv->drain_timer.data = srv;
 	uv_idle_init(loop, &srv->pending_idle);
 	srv->pending_idle.data = srv;
 	uv_signal_init(loop, &srv->sigterm);
@@ -386,6 +474,7 @@ void srv_free(struct srv *srv)
 	router_free(srv->router);
 	users_free(srv->users);
 	sasl_cache_free(srv->sasl_cache);
+	dlheap_free(&srv->deadlines);
 	if (srv->tls_ctx)
 		SSL_CTX_free(srv->tls_ctx);
 	free(srv->domain);

@@ -1,7 +1,8 @@
 /*
  * The chatd server context: the loop, the configuration, the listener, the
  * set of connections, the limits that apply to all of them (max
- * connections, timeouts swept once a second) and the drain on SIGTERM.
+ * connections, the deadline of every connection in one heap under one
+ * timer) and the drain on SIGTERM.
  * Everything is reached through one struct srv passed explicitly; there are
  * no globals.
  */
@@ -14,6 +15,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "dlheap.h"
 #include "metrics.h"
 
 struct conn;
@@ -34,8 +36,10 @@ struct sasl_cache;
  * once: under a connect flood the rest are closed at once, so refused
  * sockets cannot eat the descriptors kept in reserve. */
 #define SRV_REFUSED_LINGER_MAX 32
-/* How often timeouts are checked. */
-#define SRV_SWEEP_MS 500
+/* Deadlines are rounded up to this grain, so that the deadlines of many
+ * connections (e.g. their pings) run together: at most one wakeup per grain,
+ * none while nothing is due. */
+#define SRV_TIMER_GRAIN_MS 250
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
 #define SRV_READ_BUF 65536
 
@@ -52,7 +56,11 @@ struct srv {
 	char *domain;		  /* cfg->domain, nameprep'ed; owned */
 	uv_tcp_t listener;	  /* client listener */
 	uv_signal_t sigterm, sigint;
-	uv_timer_t sweep;	       /* 1 s: auth/ping timeouts, lingering, drain deadline */
+	uv_timer_t deadline_timer;     /* armed for deadlines' top; .data NULL until srv_init */
+	uv_timer_t drain_timer;	       /* the drain deadline, while draining */
+	struct dlheap deadlines;       /* every connection with something due (conn->dl) */
+	uint32_t armed_due;	       /* ms: when deadline_timer fires, if armed */
+	int armed;		       /* deadline_timer is running */
 	uv_idle_t pending_idle;	       /* runs deferred closes (conn_fail) */
 	struct conn *conns;	       /* every client connection (doubly linked) */
 	struct conn *pending;	       /* connections marked by conn_fail() */
@@ -104,6 +112,12 @@ void srv_shutdown(struct srv *srv);
 void srv_conn_added(struct srv *srv, struct conn *c);
 void srv_conn_removed(struct srv *srv, struct conn *c);
 void srv_mark_pending(struct srv *srv, struct conn *c);
+/* Puts c at its next deadline (auth timeout before the session, flush or
+ * linger end while closing, ping answer, next ping), or out of the heap when
+ * nothing is due; call after changing any of these. A later t_rx needs no
+ * call: the deadline then runs early, finds nothing due and moves. Out of
+ * memory closes the connection. */
+void srv_conn_schedule(struct srv *srv, struct conn *c);
 
 /* Parses "ADDR:PORT" / "[V6]:PORT" into ss; 0 or -1. */
 int srv_parse_addr(const char *s, struct sockaddr_storage *ss);
