@@ -1,5 +1,6 @@
 #include "cluster.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -211,6 +212,22 @@ int cluster_hostport_parse(const char *s, int default_port, char *host, size_t h
 	return 0;
 }
 
+/* The listen address may name port 0 (the kernel picks one); peers may not. */
+static int listen_addr_parse(const char *s, char *host, size_t hostsz, int *port)
+{
+	size_t n = s ? strlen(s) : 0;
+	char tmp[300];
+	int unused;
+
+	if (n > 2 && n - 2 < sizeof(tmp) && strcmp(s + n - 2, ":0") == 0) {
+		memcpy(tmp, s, n - 2);
+		tmp[n - 2] = '\0';
+		*port = 0;
+		return cluster_hostport_parse(tmp, 1, host, hostsz, &unused);
+	}
+	return cluster_hostport_parse(s, 0, host, hostsz, port);
+}
+
 int cluster_secret_load(const char *path, uint8_t **out, size_t *len)
 {
 	uint8_t *buf = NULL;
@@ -311,7 +328,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 	int port, rc = -ENOMEM;
 	double dns_s;
 
-	if (!cfg->listen || cluster_hostport_parse(cfg->listen, 0, host, sizeof(host), &port) < 0) {
+	if (!cfg->listen || listen_addr_parse(cfg->listen, host, sizeof(host), &port) < 0) {
 		log_error("cluster_config", "error=\"--cluster-listen needs ADDR:PORT\"");
 		return -EINVAL;
 	}
@@ -1808,6 +1825,11 @@ static void on_handle_closed(uv_handle_t *h)
 	cl->handles--;
 }
 
+const char *cluster_listen_addr(const struct cluster *cl)
+{
+	return cl->listen;
+}
+
 int cluster_start(struct cluster *cl)
 {
 	struct sockaddr_storage ss;
@@ -1817,7 +1839,7 @@ int cluster_start(struct cluster *cl)
 
 	if (cl->started)
 		return -EALREADY;
-	cluster_hostport_parse(cl->listen, 0, host, sizeof(host), &port);
+	listen_addr_parse(cl->listen, host, sizeof(host), &port);
 	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) < 0 &&
 	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) < 0) {
 		log_error("cluster_listen", "addr=%s error=\"not a numeric address\"", cl->listen);
@@ -1835,6 +1857,26 @@ int cluster_start(struct cluster *cl)
 	if (rc < 0) {
 		log_error("cluster_listen", "addr=%s error=%s", cl->listen, uv_err_name(rc));
 		goto fail_listener;
+	}
+	if (port == 0) {
+		/* The kernel picked the port: peers must learn the real one. */
+		char *bound;
+		size_t n = strlen(host) + 16;
+		int len = (int)sizeof(ss);
+
+		rc = uv_tcp_getsockname(&cl->listener, (struct sockaddr *)&ss, &len);
+		bound = malloc(n);
+		if (rc < 0 || !bound) {
+			free(bound);
+			rc = rc < 0 ? rc : -ENOMEM;
+			goto fail_listener;
+		}
+		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+						      : ((struct sockaddr_in *)&ss)->sin_port);
+		snprintf(bound, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
+		free(cl->listen);
+		cl->listen = bound;
+		cl->listen_port = (uint16_t)port;
 	}
 	rc = uv_timer_init(cl->loop, &cl->tick);
 	if (rc < 0)

@@ -101,6 +101,9 @@ void cluster_leave(struct cluster *cl);
  * that a new colour takes clients only once it can reach the old ones.
  */
 int cluster_ready(const struct cluster *cl);
+/* The address links are accepted on, "HOST:PORT" as bound (a port 0 given in
+ * the configuration is the kernel's pick here, once started). */
+const char *cluster_listen_addr(const struct cluster *cl);
 /* Frees everything; the cluster must not be started or must have left and
  * the loop must have run its close callbacks. */
 void cluster_free(struct cluster *cl);

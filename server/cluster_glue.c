@@ -497,3 +497,8 @@ size_t cluster_glue_metrics(struct srv *srv, char *buf, size_t cap)
 	}
 	return (size_t)n;
 }
+
+const char *cluster_glue_listen_addr(struct srv *srv)
+{
+	return srv->cluster && srv->cluster->cl ? cluster_listen_addr(srv->cluster->cl) : NULL;
+}

@@ -55,6 +55,8 @@ int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 /* 1 when /readyz may say ready as far as the cluster goes (always when
  * cluster mode is off; see cluster_ready()). */
 int cluster_glue_ready(struct srv *srv);
+/* The cluster listener's bound "HOST:PORT", or NULL without cluster routing. */
+const char *cluster_glue_listen_addr(struct srv *srv);
 
 /* Appends the cluster metrics to /metrics; returns the bytes written (0
  * when off, or when they do not fit). */

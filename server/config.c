@@ -90,6 +90,9 @@ static const struct opt config_opts[] = {
 	CFG("insecure-permissions", OPT_BOOL, insecure_permissions, NULL,
 	    "accept a --users or --cluster-secret-file that others can read"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
+	STRN("ports-file", ports_file, "FILE",
+	     "once listening, write the bound addresses there (listen=, http=, cluster= lines, "
+	     "atomically): with port 0 the kernel picks free ports, with no race"),
 	/* cluster routing (issue 4, docs/cluster.md) */
 	STRN("cluster-listen", cluster_listen, "ADDR:PORT",
 	     "listen for cluster links from other chatd instances (enables cluster mode)"),

@@ -45,6 +45,7 @@ struct config {
 	char peers_dns[256];		/* NAME[:PORT] whose A/AAAA records are the peers */
 	unsigned cluster_keepalive;	/* s without a frame before a link is dead */
 	int insecure_permissions;	/* accept --users / secret files others can read */
+	char ports_file[1024];		/* "" or where to write the bound addresses */
 	enum log_level log_level;
 };
 

@@ -295,3 +295,10 @@ void http_stop(struct http *h)
 	h->d = NULL;
 	uv_close((uv_handle_t *)&h->async, http_close_cb);
 }
+
+int http_bound_port(const struct http *h)
+{
+	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+
+	return i && i->port ? (int)i->port : -1;
+}

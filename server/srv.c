@@ -1,10 +1,13 @@
 #include "srv.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cluster_glue.h"
 #include "conn.h"
@@ -357,6 +360,59 @@ static void srv_signal_cb(uv_signal_t *s, int signum)
 
 /* ----------------------------------------------------------------- setup */
 
+/*
+ * --ports-file: the bound addresses, one "role=HOST:PORT" line each, written
+ * to a temp file renamed into place, so a reader never sees half of it.
+ * Written once every listener is bound and before chatd reports ready.
+ */
+static int srv_write_ports(struct srv *srv)
+{
+	const struct config *cfg = srv->cfg;
+	struct sockaddr_storage ss;
+	char host[INET6_ADDRSTRLEN], tmp[1100], buf[1024];
+	const char *cl = cluster_glue_listen_addr(srv);
+	int len = (int)sizeof(ss), n, fd, port;
+
+	if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) != 0)
+		return -1;
+	if (ss.ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+		n = snprintf(buf, sizeof(buf), "listen=[%s]:%d\n", host, port);
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
+		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+		n = snprintf(buf, sizeof(buf), "listen=%s:%d\n", host, port);
+	}
+	if (srv->http) {
+		const char *colon = strrchr(cfg->http, ':');
+
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "http=%.*s:%d\n",
+			      colon ? (int)(colon - cfg->http) : 0, cfg->http,
+			      http_bound_port(srv->http));
+	}
+	if (cl)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "cluster=%s\n", cl);
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", cfg->ports_file, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		goto fail;
+	if (write(fd, buf, (size_t)n) != n || close(fd) != 0) {
+		if (errno == 0)
+			errno = EIO;
+		unlink(tmp);
+		goto fail;
+	}
+	if (rename(tmp, cfg->ports_file) != 0) {
+		unlink(tmp);
+		goto fail;
+	}
+	return 0;
+fail:
+	log_error("ports_file", "path=%s err=\"%s\"", cfg->ports_file, strerror(errno));
+	return -1;
+}
+
 int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 {
 	struct sockaddr_storage ss;
@@ -440,6 +496,8 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 			return -1;
 	}
 	if (cluster_glue_init(srv) != 0) /* cluster hook (issue 4) */
+		return -1;
+	if (cfg->ports_file[0] && srv_write_ports(srv) != 0)
 		return -1;
 	uv_timer_init(loop, &srv->deadline_timer);
 	srv->deadline_timer.data = srv;
