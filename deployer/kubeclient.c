@@ -372,7 +372,8 @@ static int map_status(struct kubeclient *c, const char *method, const char *path
 	case 403:
 		kc_err(err, errlen,
 		       "RBAC: not allowed to %s %s%s%s%s%s%s; grant verb \"%s\" on "
-		       "resource \"%s\" in API group \"%s\" to rainbow's Role (k8s/rbac.yaml)%s%s",
+		       "resource \"%s\" in API group \"%s\" to rainbow's Role "
+		       "(k8s/base/rbac.yaml)%s%s",
 		       verb, res, t && t->name ? " \"" : "", t && t->name ? t->name : "",
 		       t && t->name ? "\"" : "", ns ? " in namespace " : "", ns ? ns : "", verb,
 		       t && t->resource ? t->resource : "?", t && t->group ? t->group : "",

@@ -36,6 +36,7 @@ os.environ.setdefault("RAINBOW_ROOT", ROOT)
 import yaml  # noqa: E402
 
 import kubedouble  # noqa: E402
+import kustomize  # noqa: E402
 from test_kube_jobs import config_map_files  # noqa: E402
 
 NS = "rainbow"
@@ -82,10 +83,9 @@ def main():
     os.chmod(tmp, 0o755)
     d = kubedouble.KubeDouble(chatd=chatd, namespace=NS, tls=True)
     try:
-        for f in ("configmap.yaml", "service.yaml", "peers-service.yaml"):
-            with open(os.path.join(ROOT, "k8s", f)) as fh:
-                obj = yaml.safe_load(fh)
-            d.create(NS, "configmaps" if obj["kind"] == "ConfigMap" else "services", obj)
+        for obj in kustomize.build(os.path.join(ROOT, "k8s")):
+            if obj["kind"] in ("ConfigMap", "Service"):
+                d.create(NS, obj["kind"].lower() + "s", obj)
         argv = eng + ["run", "--rm", "--network", "host"] + run_flags
         if sc.get("readOnlyRootFilesystem"):
             argv.append("--read-only")
@@ -99,8 +99,9 @@ def main():
             os.makedirs(host)
             v = vols[m["name"]]
             if "configMap" in v:
-                for name, src in config_map_files(v["configMap"]["name"]).items():
-                    shutil.copy(src, os.path.join(host, name))
+                for name, text in config_map_files(v["configMap"]["name"]).items():
+                    with open(os.path.join(host, name), "w") as fh:
+                        fh.write(text)
                 os.chmod(host, 0o755)
             elif "emptyDir" in v:
                 os.chmod(host, 0o777)  # as the kubelet makes an emptyDir

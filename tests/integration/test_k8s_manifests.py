@@ -203,6 +203,25 @@ class TestKubectlLines(unittest.TestCase):
                     "  cluster: {server: 'https://127.0.0.1:1'}\ncontexts:\n- name: x\n"
                     "  context: {cluster: x, user: x}\nusers:\n- name: x\n  user: {token: t}\n")
         env = dict(os.environ, KUBECONFIG=kc, HOME=tmp)
+        # The commands run in a copy of the tree's top level, where the files a
+        # reader makes first (a users file, a key pair) exist too.
+        work = os.path.join(tmp, "work")
+        os.makedirs(work)
+        for n in os.listdir(ROOT):
+            os.symlink(os.path.join(ROOT, n), os.path.join(work, n))
+
+        def user_files(args):
+            cert = option(args, "--cert")
+            key = option(args, "--key")
+            if cert and key and not os.path.exists(os.path.join(work, cert)):
+                subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                                "-keyout", os.path.join(work, key), "-out",
+                                os.path.join(work, cert), "-days", "1", "-subj",
+                                "/CN=chat.example"], check=True, capture_output=True)
+            for f in (option(args, "--from-file"),):
+                if f and not os.path.exists(os.path.join(work, f.split("=")[-1])):
+                    with open(os.path.join(work, f.split("=")[-1]), "w") as fh:
+                        fh.write("x\n")
         reached = re.compile(r"refused|dial tcp|unable to connect|Unable to connect")
         bad = []
         for where, args, stdin_file in all_commands():
@@ -211,8 +230,9 @@ class TestKubectlLines(unittest.TestCase):
             if stdin_file:
                 with open(os.path.join(ROOT, stdin_file)) as f:
                     data = f.read().replace("SHA_TO_DEPLOY", "abc1234")
+            user_files(args)
             p = subprocess.run([kubectl] + args, input=data, capture_output=True, text=True,
-                               cwd=ROOT, env=env, timeout=60)
+                               cwd=work, env=env, timeout=60)
             sub, _ = subcommand(args)
             if sub in NO_CLUSTER and p.returncode == 0:
                 continue
@@ -225,3 +245,167 @@ class TestKubectlLines(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- the variants (k8s/ demo, k8s/production/) and the NetworkPolicy ----
+
+import kustomize  # noqa: E402
+
+
+def _matches(selector, labels):
+    labels = labels or {}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        k, op, vals = e["key"], e["operator"], e.get("values") or []
+        if op == "In" and labels.get(k) not in vals:
+            return False
+        if op == "NotIn" and k in labels and labels[k] in vals:
+            return False
+        if op == "Exists" and k not in labels:
+            return False
+        if op == "DoesNotExist" and k in labels:
+            return False
+    return True
+
+
+def ingress_allowed(objs, src, dst, port_name):
+    """NetworkPolicy semantics (networking.k8s.io/v1) for pod src -> pod dst:port_name.
+    A pod is {"ns", "labels", "ports": {name: number}}."""
+    ns_labels = {src["ns"]: {"kubernetes.io/metadata.name": src["ns"]}}
+    pols = [p for p in objs if p["kind"] == "NetworkPolicy" and
+            p["metadata"].get("namespace") == dst["ns"] and
+            "Ingress" in (p["spec"].get("policyTypes") or ["Ingress"]) and
+            _matches(p["spec"].get("podSelector") or {}, dst["labels"])]
+    if not pols:
+        return True
+    for p in pols:
+        for rule in p["spec"].get("ingress") or []:
+            ports = rule.get("ports")
+            if ports and not any(
+                    x.get("protocol", "TCP") == "TCP" and
+                    (x.get("port") == port_name or x.get("port") == dst["ports"][port_name])
+                    for x in ports):
+                continue
+            peers = rule.get("from")
+            if not peers:
+                return True
+            for peer in peers:
+                if "ipBlock" in peer:
+                    continue
+                if "namespaceSelector" in peer:
+                    ns_ok = _matches(peer["namespaceSelector"], ns_labels.get(src["ns"]))
+                else:
+                    ns_ok = src["ns"] == dst["ns"]
+                if ns_ok and _matches(peer.get("podSelector") or {}, src["labels"]):
+                    return True
+    return False
+
+
+def job_pod(path):
+    with open(os.path.join(ROOT, path)) as f:
+        job = yaml.safe_load(f)
+    return {"ns": job["metadata"].get("namespace", "default"),
+            "labels": job["spec"]["template"]["metadata"]["labels"], "ports": {}}
+
+
+def chat_pod(template):
+    with open(os.path.join(ROOT, template)) as f:
+        t = yaml.safe_load(f)
+    labels = dict(t["metadata"]["labels"], app="chat")
+    labels["rainbow.chat/sha"] = "1a2b3c4"
+    ports = {p["name"]: p["containerPort"] for p in t["spec"]["containers"][0]["ports"]}
+    return {"ns": NS, "labels": labels, "ports": ports}
+
+
+class TestVariants(unittest.TestCase):
+    def build(self, d):
+        return kustomize.build(os.path.join(ROOT, d))
+
+    def test_python_kustomize_matches_kubectl(self):
+        kubectl = shutil.which("kubectl")
+        if not kubectl:
+            self.skipTest("kubectl is not installed: tests/lib/kustomize.py is not compared")
+        for d in ("k8s", "k8s/production", "k8s/jobs"):
+            p = subprocess.run([kubectl, "kustomize", os.path.join(ROOT, d)],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            real = [o for o in yaml.safe_load_all(p.stdout) if o]
+            if d == "k8s/jobs":
+                continue  # rendering is what is checked there
+            ours = self.build(d)
+            key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+            self.assertEqual(sorted(map(key, real)), sorted(map(key, ours)), d)
+            for o in real:
+                mine = kustomize.find(ours, o["kind"], o["metadata"]["name"])
+                self.assertEqual(o["metadata"].get("namespace"),
+                                 mine["metadata"].get("namespace"), key(o))
+                if o["kind"] == "ConfigMap":
+                    self.assertEqual(o["data"], mine["data"], (d, key(o)))
+
+    def test_network_policy_admits_only_what_must_reach_each_port(self):
+        objs = self.build("k8s")
+        chat = chat_pod("k8s/pod-template.yaml")
+        rainbow = job_pod("k8s/jobs/rainbow-deploy-job.yaml")
+        chatload = job_pod("k8s/jobs/chatload-job.yaml")
+        stranger = {"ns": NS, "labels": {"run": "debug"}, "ports": {}}
+        elsewhere = {"ns": "other", "labels": {"app": "chat"}, "ports": {}}
+        want = {
+            "xmpp": {"chat": True, "rainbow": True, "chatload": True, "stranger": True,
+                     "elsewhere": True},
+            "cluster": {"chat": True, "rainbow": False, "chatload": False, "stranger": False,
+                        "elsewhere": False},
+            "http": {"chat": False, "rainbow": True, "chatload": False, "stranger": False,
+                     "elsewhere": False},
+        }
+        srcs = {"chat": chat, "rainbow": rainbow, "chatload": chatload, "stranger": stranger,
+                "elsewhere": elsewhere}
+        got = {port: {n: ingress_allowed(objs, s, chat, port) for n, s in srcs.items()}
+               for port in want}
+        self.assertEqual(got, want)
+        # the same policy in the production variant
+        self.assertEqual(kustomize.find(self.build("k8s/production"), "NetworkPolicy", "chat"),
+                         kustomize.find(objs, "NetworkPolicy", "chat"))
+
+    def test_demo_credentials_mode_is_named_and_production_has_none(self):
+        demo = self.build("k8s")
+        creds = kustomize.find(demo, "ConfigMap", "chatd-demo-credentials")
+        self.assertEqual(creds["data"].get("CHATD_AUTH_ANY"), "1")
+        with open(os.path.join(ROOT, "k8s", "demo-credentials.yaml")) as f:
+            self.assertIn("DEMO CREDENTIALS MODE", f.read())
+        with open(os.path.join(ROOT, "k8s", "kustomization.yaml")) as f:
+            self.assertIn("DEMO CREDENTIALS MODE", f.read())
+        self.assertNotIn("CHATD_AUTH_ANY", kustomize.find(demo, "ConfigMap",
+                                                          "chatd-config")["data"])
+        prod = self.build("k8s/production")
+        for o in prod:
+            text = yaml.safe_dump(o)
+            self.assertNotIn("CHATD_AUTH_ANY", text, o["metadata"]["name"])
+            self.assertNotIn("CHATD_ALLOW_PLAINTEXT_AUTH", text, o["metadata"]["name"])
+            self.assertNotIn("chatd-demo-credentials", text, o["metadata"]["name"])
+        cfg = kustomize.find(prod, "ConfigMap", "chatd-config")["data"]
+        self.assertEqual(cfg["CHATD_REQUIRE_TLS"], "1")
+        tpl = yaml.safe_load(kustomize.find(prod, "ConfigMap",
+                                            "rainbow-pod-template")["data"]["pod-template.yaml"])
+        mounts = {m["name"]: m["mountPath"]
+                  for m in tpl["spec"]["containers"][0]["volumeMounts"]}
+        secrets = {v["name"]: v["secret"]["secretName"] for v in tpl["spec"]["volumes"]}
+        for var, vol, secret in (("CHATD_USERS", "users", "chat-users"),
+                                 ("CHATD_TLS_CERT", "tls", "chat-tls"),
+                                 ("CHATD_TLS_KEY", "tls", "chat-tls")):
+            self.assertEqual(os.path.dirname(cfg[var]), mounts[vol], var)
+            self.assertEqual(secrets[vol], secret)
+
+    def test_production_template_differs_from_the_demo_one_only_in_credentials(self):
+        with open(os.path.join(ROOT, "k8s", "pod-template.yaml")) as f:
+            demo = yaml.safe_load(f)
+        with open(os.path.join(ROOT, "k8s", "production", "pod-template.yaml")) as f:
+            prod = yaml.safe_load(f)
+        dc, pc = demo["spec"]["containers"][0], prod["spec"]["containers"][0]
+        dc["envFrom"] = [e for e in dc["envFrom"]
+                         if e["configMapRef"]["name"] != "chatd-demo-credentials"]
+        pc["volumeMounts"] = [m for m in pc["volumeMounts"] if m["name"] not in ("users", "tls")]
+        prod["spec"]["volumes"] = [v for v in prod["spec"]["volumes"]
+                                   if v["name"] not in ("users", "tls")]
+        self.assertEqual(demo, prod)

@@ -23,6 +23,7 @@ import unittest
 
 import harness
 import kubedouble
+import kustomize
 
 NS = "rainbow"
 SHA_A = "aaaaaaa"
@@ -58,11 +59,10 @@ class KubeBase(unittest.TestCase):
         self.d = kubedouble.KubeDouble(chatd=harness.binary("chatd"), namespace=NS,
                                        tls=self.tls)
         self.addCleanup(self._stop_double)
-        self.d.create(NS, "configmaps", yaml_file(os.path.join(harness.ROOT, "k8s",
-                                                               "configmap.yaml")))
-        # The base's Services as they are in k8s/ (the namespace is set by kustomize).
-        for f in ("service.yaml", "peers-service.yaml"):
-            self.d.create(NS, "services", yaml_file(os.path.join(harness.ROOT, "k8s", f)))
+        # The ConfigMaps and Services of `kubectl apply -k k8s/` (demo credentials).
+        for o in kustomize.build(os.path.join(harness.ROOT, "k8s")):
+            if o["kind"] in ("ConfigMap", "Service"):
+                self.d.create(NS, o["kind"].lower() + "s", o)
         self.kubeconfig = kubedouble.write_kubeconfig(
             os.path.join(self.tmp, "kubeconfig"), self.d.url, token="rainbow-token",
             ca=self.d.cert, namespace=NS)
@@ -328,7 +328,8 @@ class TestKubeOps(KubeBase):
         d = kubedouble.KubeDouble(chatd=None, namespace=NS, token=None, tls=True,
                                   client_ca=os.path.join(tmp, "ca.crt"))
         self.addCleanup(d.stop)
-        d.create(NS, "services", yaml_file(os.path.join(harness.ROOT, "k8s", "service.yaml")))
+        d.create(NS, "services", yaml_file(os.path.join(harness.ROOT, "k8s", "base",
+                                                        "service.yaml")))
 
         def b64(name):
             with open(os.path.join(tmp, name), "rb") as f:
@@ -850,6 +851,7 @@ class TestManifests(unittest.TestCase):
                 objs[(kind, name)] = doc
         for want in (("Namespace", "rainbow"), ("Service", "chat"), ("Service", "chat-peers"),
                      ("ConfigMap", "chatd-config"), ("ConfigMap", "rainbow-pod-template"),
+                     ("ConfigMap", "chatd-demo-credentials"), ("NetworkPolicy", "chat"),
                      ("ServiceAccount", "rainbow"), ("Role", "rainbow"),
                      ("RoleBinding", "rainbow"), ("Job", "chatload"),
                      ("Job", "rainbow-deploy-SHA_TO_DEPLOY")):
@@ -867,7 +869,7 @@ class TestManifests(unittest.TestCase):
         self.assertIn({"name": "POD_NAME", "valueFrom": {"fieldRef": {
             "fieldPath": "metadata.name"}}}, c["env"])
         self.assertGreater(t["spec"]["terminationGracePeriodSeconds"], 600)
-        cm = yaml_file(os.path.join(harness.ROOT, "k8s", "configmap.yaml"))
+        cm = yaml_file(os.path.join(harness.ROOT, "k8s", "base", "configmap.yaml"))
         # keepalive well under IPVS's 900 s idle timeout
         self.assertLess(int(cm["data"]["CHATD_PING_INTERVAL"]), 900)
         # the grace period outlasts chatd's own drain
