@@ -2,12 +2,17 @@
  * The L4 switch. Every proxied connection lives in this process, so the
  * rules are: never exit on bad control input, never touch an established
  * proxy when the selection changes, and bound memory per proxy with
- * back-pressure (a side's reads stop while the other side's write queue is
- * above the high-water mark, and resume below a quarter of it).
+ * back-pressure (a side's reads stop while the other side's output queue
+ * holds the high-water mark of allocated bytes, and resume at a quarter of
+ * it).
  *
- * Memory: a proxy is freed only in the close callback of its last handle;
- * read buffers are malloc'd per read and owned by the write request that
- * forwards them.
+ * Memory: one loop-wide read buffer; what a read brings is written to the
+ * other side at once (uv_try_write), and only what that side's kernel
+ * buffer does not take is copied into its output queue (common/outq.h),
+ * which counts allocated bytes. A read never asks for more than the room
+ * left under the mark, so a proxy holds at most about 2 x the mark whatever
+ * its peers do. A proxy is freed only in the close callback of its last
+ * handle.
  */
 #include "lswitch.h"
 
@@ -25,9 +30,11 @@
 #include <uv.h>
 
 #include "log.h"
+#include "outq.h"
 
 #define LSWITCH_READ_SIZE 65536
-#define LSWITCH_HIGH_WATER_DEFAULT (1024 * 1024)
+#define LSWITCH_HIGH_WATER_DEFAULT (128 * 1024)
+#define LSWITCH_READ_MIN 4096			/* reads stop when less room than this is left */
 #define LSWITCH_CTL_QUEUE_MAX (4 * 1024 * 1024) /* unread reply bytes per control client */
 
 struct backend {
@@ -46,6 +53,7 @@ struct proxy;
 
 struct side {
 	uv_tcp_t tcp;
+	struct outq q; /* bytes to write to this side */
 	struct proxy *px;
 	struct side *peer;
 	int eof; /* read EOF from this side */
@@ -59,17 +67,10 @@ struct proxy {
 	struct side cli;
 	struct side up;
 	uv_connect_t connect;
-	uv_shutdown_t shut_cli, shut_up;
 	int counted;   /* counted in be->active */
 	int shut_done; /* half-closes passed on (2: both directions done) */
 	int closing;
 	struct proxy *prev, *next;
-};
-
-struct wreq {
-	uv_write_t req;
-	struct side *src; /* the side whose read produced the data */
-	char *data;
 };
 
 struct ctl_client {
@@ -96,6 +97,7 @@ struct lsw {
 	size_t rr;
 	long active, accepted, refused, failed;
 	struct proxy *proxies;
+	char rbuf[LSWITCH_READ_SIZE]; /* every proxy reads here; forwarded before the next read */
 	int stopping;
 	int ctl_bound; /* sock_path is ours to unlink */
 };
@@ -105,6 +107,7 @@ static void side_close_cb(uv_handle_t *h)
 	struct side *s = h->data;
 	struct proxy *px = s->px;
 
+	outq_free(&s->q);
 	s->open = 0;
 	if (px->cli.open || px->up.open)
 		return;
@@ -142,17 +145,28 @@ static void proxy_close(struct proxy *px)
 	side_close(&px->up);
 }
 
+/* Room under the high-water mark in the queue this side's reads go to. */
+static size_t side_room(const struct side *s)
+{
+	size_t used = outq_allocated(&s->peer->q), hw = s->px->sw->high_water;
+
+	return used < hw ? hw - used : 0;
+}
+
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	buf->base = malloc(LSWITCH_READ_SIZE);
-	buf->len = buf->base ? LSWITCH_READ_SIZE : 0;
+	struct side *s = h->data;
+	size_t room = side_room(s);
+
+	buf->base = s->px->sw->rbuf;
+	buf->len = room < LSWITCH_READ_SIZE ? room : LSWITCH_READ_SIZE;
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 
 static void side_read_start(struct side *s)
 {
-	if (s->reading || s->eof || s->px->closing)
+	if (s->reading || s->eof || s->px->closing || side_room(s) < LSWITCH_READ_MIN)
 		return;
 	if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0)
 		s->reading = 1;
@@ -168,33 +182,29 @@ static void side_read_stop(struct side *s)
 	s->reading = 0;
 }
 
-static void write_cb(uv_write_t *req, int status)
+/* Events of the output queue towards side s (q->data). */
+static void outq_event(struct outq *q, enum outq_event ev, int status)
 {
-	struct wreq *w = (struct wreq *)req;
-	struct side *src = w->src;
-	struct proxy *px = src->px;
-
-	free(w->data);
-	free(w);
-	if (px->closing)
-		return;
-	if (status < 0) {
-		proxy_close(px);
-		return;
-	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&src->peer->tcp) < px->sw->high_water / 4)
-		side_read_start(src);
-}
-
-static void shutdown_cb(uv_shutdown_t *req, int status)
-{
-	struct side *s = req->data;
+	struct side *s = q->data;
 	struct proxy *px = s->px;
 
-	/* Both directions finished (or one failed): the proxy is done. */
-	px->shut_done++;
-	if (!px->closing && (status < 0 || px->shut_done == 2))
+	if (px->closing)
+		return;
+	switch (ev) {
+	case OUTQ_DRAINED:
+		/* Room again: the other side may read. */
+		side_read_start(s->peer);
+		break;
+	case OUTQ_ERROR:
 		proxy_close(px);
+		break;
+	case OUTQ_SHUTDOWN:
+		/* Both directions finished (or one failed): the proxy is done. */
+		px->shut_done++;
+		if (status < 0 || px->shut_done == 2)
+			proxy_close(px);
+		break;
+	}
 }
 
 static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
@@ -202,15 +212,13 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	struct side *s = stream->data;
 	struct proxy *px = s->px;
 	struct side *dst = s->peer;
-	struct wreq *w;
-	uv_buf_t out;
 
-	if (nread == 0) {
-		free(buf->base);
+	if (nread == 0 || nread == UV_ENOBUFS) {
+		if (nread == UV_ENOBUFS)
+			side_read_stop(s);
 		return;
 	}
 	if (nread < 0) {
-		free(buf->base);
 		if (nread != UV_EOF) {
 			proxy_close(px);
 			return;
@@ -218,31 +226,15 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 		/* Half-close: pass the FIN on once queued data is written. */
 		s->eof = 1;
 		side_read_stop(s);
-		{
-			uv_shutdown_t *sh = dst == &px->up ? &px->shut_up : &px->shut_cli;
-
-			sh->data = dst;
-			if (uv_shutdown(sh, (uv_stream_t *)&dst->tcp, shutdown_cb) != 0)
-				proxy_close(px);
-		}
+		if (outq_shutdown(&dst->q) != 0)
+			proxy_close(px);
 		return;
 	}
-	w = malloc(sizeof(*w));
-	if (!w) {
-		free(buf->base);
+	if (outq_write(&dst->q, buf->base, (size_t)nread) != 0) {
 		proxy_close(px);
 		return;
 	}
-	w->src = s;
-	w->data = buf->base;
-	out = uv_buf_init(buf->base, (unsigned)nread);
-	if (uv_write(&w->req, (uv_stream_t *)&dst->tcp, &out, 1, write_cb) != 0) {
-		free(w->data);
-		free(w);
-		proxy_close(px);
-		return;
-	}
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&dst->tcp) > px->sw->high_water)
+	if (side_room(s) < LSWITCH_READ_MIN)
 		side_read_stop(s);
 }
 
@@ -284,6 +276,7 @@ static void side_init(struct proxy *px, struct side *s, struct side *peer)
 	s->px = px;
 	s->peer = peer;
 	s->tcp.data = s;
+	outq_init(&s->q, (uv_stream_t *)&s->tcp, 0, px->sw->high_water / 4, outq_event, s);
 }
 
 static void on_accept(uv_stream_t *server, int status)

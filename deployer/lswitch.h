@@ -38,7 +38,7 @@
 struct lswitch_opts {
 	const char *listen; /* "127.0.0.1:5222" */
 	const char *state_dir;
-	size_t high_water; /* bytes queued to one side before the other side's reads stop */
+	size_t high_water; /* bytes allocated for one side's output before the other side's reads stop */
 };
 
 /* One control request, parsed and validated (lswitch_parse_command()). */
