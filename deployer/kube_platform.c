@@ -660,25 +660,26 @@ static int metrics_port(struct platform *p, struct kube *k, json_t *dep)
 }
 
 /*
- * chatd_connections of one pod into *out (-1 when unreadable: not running
- * yet, not answering; the caller polls again). A refusal by the API server
- * (401, or 403: the Role lacks get on pods/proxy) is no such passing state:
- * it is returned as -EACCES with the message naming what is missing, never
- * read as an unknown count.
+ * chatd_connections of one pod, with its lifetime histogram and age
+ * buckets, into *r (connections -1 when unreadable: not running yet, not
+ * answering; the caller polls again). A refusal by the API server (401, or
+ * 403: the Role lacks get on pods/proxy) is no such passing state: it is
+ * returned as -EACCES with the message naming what is missing, never read
+ * as an unknown count.
  */
-static int pod_connections(struct platform *p, struct kube *k, json_t *pod, int port, long *out)
+static int pod_metrics(struct platform *p, struct kube *k, json_t *pod, int port,
+		       struct platform_replica *r)
 {
 	const char *name = jstr(pod, "metadata.name"), *ip = jstr(pod, "status.podIP");
 	char path[512], err[PLATFORM_ERR_MAX];
 	struct kubeclient_result res = { 0 };
 	int retries, rc;
 
-	*out = -1;
+	platform_replica_metrics(r, NULL);
 	if (k->via_pod_ip) {
 		char *text = ip ? metrics_direct(ip, port) : NULL;
 
-		if (text)
-			*out = promtext_count(text, "chatd_connections");
+		platform_replica_metrics(r, text);
 		free(text);
 		return 0;
 	}
@@ -689,13 +690,23 @@ static int pod_connections(struct platform *p, struct kube *k, json_t *pod, int 
 				KT("get", "pods/proxy", "", k, name), &res, err, sizeof(err));
 	kubeclient_set_retries(k->kc, retries);
 	if (rc == 0 && res.text)
-		*out = promtext_count(res.text, "chatd_connections");
+		platform_replica_metrics(r, res.text);
 	else if (rc == -EPERM || rc == -EACCES)
 		rc = platform_error(p, -EACCES, "reading pod %s's connection count: %s", name, err);
 	else
 		log_debug("kube_metrics", "pod=%s error=\"%s\"", name, err);
 	kubeclient_result_free(&res);
 	return rc == -EACCES ? rc : 0;
+}
+
+/* chatd_connections of one pod into *out, as pod_metrics(). */
+static int pod_connections(struct platform *p, struct kube *k, json_t *pod, int port, long *out)
+{
+	struct platform_replica r;
+	int rc = pod_metrics(p, k, pod, port, &r);
+
+	*out = r.connections;
+	return rc;
 }
 
 static int pod_ready(json_t *pod)
@@ -800,7 +811,7 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 			continue;
 		snprintf(rs[cnt].name, sizeof(rs[cnt].name), "%s", name);
 		rs[cnt].ready = pod_ready(pod);
-		rc = pod_connections(p, k, pod, port, &rs[cnt].connections);
+		rc = pod_metrics(p, k, pod, port, &rs[cnt]);
 		if (rc) {
 			free(rs);
 			kubeclient_result_free(&pods);

@@ -483,14 +483,13 @@ static void rep_probe(struct local *l, const struct local_rep *r, struct platfor
 	snprintf(out->name, sizeof(out->name), "%s", r->name);
 	if (!rep_alive(r)) {
 		/* A dead replica holds no connection. */
+		platform_replica_metrics(out, NULL);
 		out->ready = 0;
 		out->connections = 0;
 		return;
 	}
 	out->ready = http_get(l, r->http, "/readyz", NULL) == 200;
-	out->connections = -1;
-	if (http_get(l, r->http, "/metrics", &body) == 200 && body)
-		out->connections = promtext_count(body, "chatd_connections");
+	platform_replica_metrics(out, http_get(l, r->http, "/metrics", &body) == 200 ? body : NULL);
 	free(body);
 }
 

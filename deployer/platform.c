@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "promtext.h"
+
 int platform_error(struct platform *p, int code, const char *fmt, ...)
 {
 	va_list ap;
@@ -45,6 +47,18 @@ int platform_meta_put(struct platform_colour *c, const char *key, const char *va
 	snprintf(c->meta[i].key, sizeof(c->meta[i].key), "%s", key);
 	snprintf(c->meta[i].value, sizeof(c->meta[i].value), "%s", value);
 	return 0;
+}
+
+static void read_hist(struct platform_hist *h, const char *text, const char *name)
+{
+	h->n = text ? promtext_hist(text, name, h->le, h->cum, PLATFORM_HIST_MAX) : -1;
+}
+
+void platform_replica_metrics(struct platform_replica *r, const char *text)
+{
+	r->connections = text ? promtext_count(text, "chatd_connections") : -1;
+	read_hist(&r->lifetimes, text, "chatd_connection_duration_seconds_bucket");
+	read_hist(&r->ages, text, "chatd_connection_age_seconds_bucket");
 }
 
 int platform_sha_valid(const char *sha)

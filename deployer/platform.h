@@ -49,6 +49,10 @@
  *     the count when deselected): up to 10 keys per colour in all.
  *   - struct platform_colour has route_drift (0 unless the platform's switch
  *     can point elsewhere than the selected colour's ready replicas).
+ *   - replicas also carries each chatd's lifetime histogram and age buckets
+ *     (struct platform_replica lifetimes, ages) for the drain forecast:
+ *     platforms fill the replica from the /metrics body they read with
+ *     platform_replica_metrics().
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -100,10 +104,22 @@ struct platform_colour {
 	struct platform_kv meta[PLATFORM_META_MAX];
 };
 
+/* Largest number of finite histogram bounds read from a chatd (it exports 61). */
+#define PLATFORM_HIST_MAX 64
+
+/* A cumulative histogram as chatd exports it (Prometheus _bucket samples). */
+struct platform_hist {
+	int n;			      /* finite bounds; <= 0: none (not exported, unreadable) */
+	double le[PLATFORM_HIST_MAX]; /* upper bounds, seconds, increasing */
+	double cum[PLATFORM_HIST_MAX + 1]; /* counts with value <= le[i]; cum[n] = all */
+};
+
 struct platform_replica {
 	char name[PLATFORM_NAME_MAX];
-	int ready;	  /* 1 ready, 0 not (starting, draining, dead) */
-	long connections; /* chatd_connections gauge; -1 when unreadable */
+	int ready;			/* 1 ready, 0 not (starting, draining, dead) */
+	long connections;		/* chatd_connections gauge; -1 when unreadable */
+	struct platform_hist lifetimes; /* chatd_connection_duration_seconds: ended ones */
+	struct platform_hist ages;	/* chatd_connection_age_seconds_bucket: open ones */
 };
 
 /*
@@ -207,6 +223,12 @@ int platform_error(struct platform *p, int code, const char *fmt, ...)
 const char *platform_meta_get(const struct platform_colour *c, const char *key);
 /* Sets key in c's meta in memory (for platforms building a colour): 0 or -ENOSPC. */
 int platform_meta_put(struct platform_colour *c, const char *key, const char *value);
+
+/*
+ * Fills r's connections, lifetimes and ages from a chatd /metrics body
+ * (text NULL: nothing was read: -1 and n = -1 everywhere).
+ */
+void platform_replica_metrics(struct platform_replica *r, const char *text);
 
 /* 1 when sha is 7-40 lower-case hex digits. */
 int platform_sha_valid(const char *sha);

@@ -104,9 +104,17 @@ static int run(struct platform *p, int argc, char **argv, json_t **out)
 			*out = json_array();
 			for (size_t i = 0; i < n; i++)
 				json_array_append_new(
-					*out, json_pack("{s:s, s:b, s:I}", "name", rs[i].name,
-							"ready", rs[i].ready, "connections",
-							(json_int_t)rs[i].connections));
+					*out,
+					json_pack("{s:s, s:b, s:I, s:i, s:f, s:i, s:f}", "name",
+						  rs[i].name, "ready", rs[i].ready, "connections",
+						  (json_int_t)rs[i].connections, "lifetimes_n",
+						  rs[i].lifetimes.n, "lifetimes_count",
+						  rs[i].lifetimes.n >= 0
+							  ? rs[i].lifetimes.cum[rs[i].lifetimes.n]
+							  : -1.0,
+						  "ages_n", rs[i].ages.n, "ages_count",
+						  rs[i].ages.n >= 0 ? rs[i].ages.cum[rs[i].ages.n]
+								    : -1.0));
 		}
 		free(rs);
 		return rc;

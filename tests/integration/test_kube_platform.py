@@ -151,8 +151,15 @@ class TestKubeOps(KubeBase):
         try:
             harness.wait_for(lambda: sum(r["connections"] for r in self.ok("replicas", SHA_A))
                              == 1, timeout=10, interval=0.2, what="1 connection counted")
+            # the lifetime data comes the same way: its age, then its lifetime
+            reps = self.ok("replicas", SHA_A)
+            self.assertEqual([(r["lifetimes_n"], r["ages_n"]) for r in reps], [(61, 61)] * 2)
+            self.assertEqual(sum(r["ages_count"] for r in reps), 1)
+            ended0 = sum(r["lifetimes_count"] for r in reps)
         finally:
             s.close()
+        harness.wait_for(lambda: sum(r["lifetimes_count"] for r in self.ok("replicas", SHA_A))
+                         == ended0 + 1, timeout=10, interval=0.2, what="1 lifetime counted")
 
         self.ok("meta", SHA_A, "draining-since", "1796000000.250")
         colour = self.ok("list")[0]
@@ -304,6 +311,7 @@ class TestKubeOps(KubeBase):
         reps = self.ok("replicas", SHA_A, kubeconfig=False, env=env,
                        extra=["-P", "metrics-port=%d" % hp])
         self.assertEqual([(r["name"], r["connections"]) for r in reps], [(pod, 0)])
+        self.assertEqual([(r["lifetimes_n"], r["ages_n"]) for r in reps], [(61, 61)])
         self.assertEqual(len(self.d.requests_matching("GET", "/proxy/metrics")), n_proxy)
         # the token rotates: the file is re-read
         self.d.set_token("rotated-token")

@@ -59,12 +59,81 @@ static void test_promtext_range(void **state)
 	assert_int_equal(promtext_count(N " 1.000001e15\n", N), -1);
 }
 
+#define H "chatd_connection_duration_seconds_bucket"
+
+static void test_promtext_hist(void **state)
+{
+	double le[8], cum[9];
+	const char *body = "# TYPE chatd_connection_duration_seconds histogram\n" H
+			   "{le=\"1\"} 2\n" H "{le=\"1.25\"} 3\n" H "{le=\"+Inf\"} 7\n"
+			   "chatd_connection_duration_seconds_sum 9.5\n"
+			   "chatd_connection_duration_seconds_count 7\n"
+			   "chatd_connection_age_seconds_bucket{le=\"1\"} 4\n"
+			   "chatd_connection_age_seconds_bucket{le=\"+Inf\"} 5\n";
+
+	(void)state;
+	assert_int_equal(promtext_hist(body, H, le, cum, 8), 2);
+	assert_true(le[0] == 1.0 && le[1] == 1.25);
+	assert_true(cum[0] == 2 && cum[1] == 3 && cum[2] == 7);
+	assert_int_equal(promtext_hist(body, "chatd_connection_age_seconds_bucket", le, cum, 8), 1);
+	assert_true(le[0] == 1.0 && cum[0] == 4 && cum[1] == 5);
+	/* any order, other labels around le, escapes in them */
+	assert_int_equal(promtext_hist(H "{le=\"+Inf\"} 3\n" H "{a=\"x\\\"}\",le=\"2\"} 2\n" H
+					 "{ le = \"0.5\" ,b=\"y\"} 1\n",
+				       H, le, cum, 8),
+			 2);
+	assert_true(le[0] == 0.5 && le[1] == 2 && cum[0] == 1 && cum[1] == 2 && cum[2] == 3);
+	/* only +Inf: a histogram without finite bounds */
+	assert_int_equal(promtext_hist(H "{le=\"+Inf\"} 0\n", H, le, cum, 8), 0);
+	assert_true(cum[0] == 0);
+}
+
+static void test_promtext_hist_bad(void **state)
+{
+	double le[2], cum[3];
+
+	(void)state;
+	assert_int_equal(promtext_hist("", H, le, cum, 2), -1);
+	/* no +Inf, two +Inf, decreasing counts, +Inf below a finite one */
+	assert_int_equal(promtext_hist(H "{le=\"1\"} 2\n", H, le, cum, 2), -1);
+	assert_int_equal(promtext_hist(H "{le=\"+Inf\"} 2\n" H "{le=\"+Inf\"} 2\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"1\"} 3\n" H "{le=\"2\"} 2\n" H "{le=\"+Inf\"} 3\n",
+				       H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"1\"} 3\n" H "{le=\"+Inf\"} 2\n", H, le, cum, 2),
+			 -1);
+	/* repeated, zero, negative, NaN or junk bounds; no le at all */
+	assert_int_equal(promtext_hist(H "{le=\"1\"} 1\n" H "{le=\"1.0\"} 1\n" H
+					 "{le=\"+Inf\"} 1\n",
+				       H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"0\"} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"-1\"} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"NaN\"} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"1x\"} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{x=\"1\"} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2), -1);
+	/* a bad value, an unterminated label block */
+	assert_int_equal(promtext_hist(H "{le=\"1\"} -1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2),
+			 -1);
+	assert_int_equal(promtext_hist(H "{le=\"1} 1\n" H "{le=\"+Inf\"} 1\n", H, le, cum, 2), -1);
+	/* more finite bounds than room */
+	assert_int_equal(promtext_hist(H "{le=\"1\"} 1\n" H "{le=\"2\"} 1\n" H "{le=\"3\"} 1\n" H
+					 "{le=\"+Inf\"} 1\n",
+				       H, le, cum, 2),
+			 -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_promtext_chatd_body),
-		cmocka_unit_test(test_promtext_forms),
-		cmocka_unit_test(test_promtext_range),
+		cmocka_unit_test(test_promtext_chatd_body), cmocka_unit_test(test_promtext_forms),
+		cmocka_unit_test(test_promtext_range),	    cmocka_unit_test(test_promtext_hist),
+		cmocka_unit_test(test_promtext_hist_bad),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
