@@ -23,6 +23,7 @@
 #include "chart.h"
 #include "deploy.h"
 #include "duration.h"
+#include "forecast.h"
 #include "kube.h"
 #include "local.h"
 #include "log.h"
@@ -706,6 +707,7 @@ static int need_sha(struct cli *c, int optional)
 
 static int cmd_status(struct cli *c)
 {
+	struct forecast_model model;
 	struct platform p;
 	struct run_obs obs;
 	json_t *arr;
@@ -719,12 +721,15 @@ static int cmd_status(struct cli *c)
 		return 1;
 	}
 	arr = json_array();
+	/* The lifetimes every replica has seen: the drain forecast's model. */
+	forecast_model_from_obs(&model, &obs.obs);
 	if (!c->json)
 		printf("%-20s %-9s %-7s %-7s %-8s %s\n", "COLOUR", "STATE", "READY", "CONNS", "AGE",
 		       "DRAIN");
 	for (size_t i = 0; i < obs.n; i++) {
 		const struct deploy_colour_obs *co = &obs.colours[i];
 		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
+		struct forecast fc = { 0 };
 		int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
 		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
 		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
@@ -734,6 +739,8 @@ static int cmd_status(struct cli *c)
 
 		for (size_t k = 0; k < co->n_rep; k++)
 			ready += co->rep[k].ready;
+		if (st == DEPLOY_STATE_DRAINING)
+			forecast_colour(&model, co, &fc);
 		if (c->json) {
 			json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:I,s:f}", "sha", co->c.sha,
 					      "state", deploy_state_name(st), "replicas",
@@ -754,6 +761,18 @@ static int cmd_status(struct cli *c)
 					    draining >= 0 && st == DEPLOY_STATE_DRAINING
 						    ? json_real(draining)
 						    : json_null());
+			if (st == DEPLOY_STATE_DRAINING) {
+				json_t *f = run_forecast_json(&fc, 0);
+
+				json_object_set_new(o, "eta_s",
+						    json_incref(json_object_get(f, "eta_s")));
+				json_object_set_new(o, "eta_p90_s",
+						    json_incref(json_object_get(f, "eta_p90_s")));
+				json_object_set_new(o, "forecast", f);
+			} else {
+				json_object_set_new(o, "eta_s", json_null());
+				json_object_set_new(o, "eta_p90_s", json_null());
+			}
 			json_object_set_new(o, "meta", meta);
 			json_object_set_new(o, "replica_list", reps);
 			json_array_append_new(arr, o);
@@ -762,19 +781,21 @@ static int cmd_status(struct cli *c)
 		fmt_dur(a, sizeof(a), age);
 		d[0] = '\0';
 		if (st == DEPLOY_STATE_DRAINING) {
-			char t[32];
+			char t[32], eta[48];
 
 			const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
 			long f = from ? atol(from) : 0;
 
 			fmt_dur(t, sizeof(t), draining);
+			run_forecast_text(&fc, eta, sizeof(eta));
 			if (f > 0 && conns >= 0 && conns <= f)
 				snprintf(d, sizeof(d),
 					 "draining for %s, %ld of %ld left "
-					 "(%.0f%% done)",
-					 t, conns, f, 100.0 * (double)(f - conns) / (double)f);
+					 "(%.0f%% done), %s",
+					 t, conns, f, 100.0 * (double)(f - conns) / (double)f, eta);
 			else
-				snprintf(d, sizeof(d), "draining for %s, %ld left", t, conns);
+				snprintf(d, sizeof(d), "draining for %s, %ld left, %s", t, conns,
+					 eta);
 		} else if (st == DEPLOY_STATE_KEPT) {
 			snprintf(d, sizeof(d), "drained, kept for rollback");
 		} else if (st == DEPLOY_STATE_FAILED) {
@@ -788,6 +809,12 @@ static int cmd_status(struct cli *c)
 	if (c->json) {
 		json_t *top = json_pack("{s:s,s:s,s:o}", "platform", p.ops->name, "selected",
 					obs.obs.selected, "colours", arr);
+
+		/* What the forecasts rest on: lifetimes seen by every replica. */
+		json_object_set_new(top, "lifetimes",
+				    json_pack("{s:f,s:f,s:i,s:i}", "ended", model.ended_total,
+					      "open", model.open_total, "replicas", model.replicas,
+					      "skipped", model.skipped));
 		char *s = json_dumps(top, JSON_INDENT(2));
 
 		printf("%s\n", s ? s : "{}");

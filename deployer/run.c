@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -15,6 +16,7 @@
 
 #include <jansson.h>
 
+#include "forecast.h"
 #include "log.h"
 
 #define RUN_MAX_ERRORS 20
@@ -156,6 +158,48 @@ void run_record(const char *state_dir, json_t *event)
 	free(s);
 }
 
+/* Milliseconds are plenty: a forecast is no more precise than a poll. */
+static json_t *num_or_null(double v)
+{
+	return v >= 0 ? json_real(round(v * 1000) / 1000) : json_null();
+}
+
+json_t *run_forecast_json(const struct forecast *f, int with_curve)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "eta_s", num_or_null(f->ok ? f->eta_s : -1));
+	json_object_set_new(o, "eta_p90_s", num_or_null(f->eta_p90_s));
+	json_object_set_new(o, "t50_s", num_or_null(f->t50_s));
+	json_object_set_new(o, "t90_s", num_or_null(f->t90_s));
+	json_object_set_new(o, "t99_s", num_or_null(f->t99_s));
+	json_object_set_new(o, "note", f->note[0] ? json_string(f->note) : json_null());
+	if (with_curve && f->n_curve) {
+		json_t *c = json_array();
+
+		for (size_t i = 0; i < f->n_curve; i++)
+			json_array_append_new(c,
+					      json_pack("[f,f]", f->curve_t[i], f->curve_frac[i]));
+		json_object_set_new(o, "curve", c);
+	}
+	return o;
+}
+
+const char *run_forecast_text(const struct forecast *f, char *buf, size_t len)
+{
+	double s = f->eta_s;
+
+	if (!f->ok)
+		snprintf(buf, len, "? left");
+	else if (s < 60)
+		snprintf(buf, len, "~%.0fs left", s);
+	else if (s < 3600)
+		snprintf(buf, len, "~%.0fm%02.0fs left", floor(s / 60), floor(fmod(s, 60)));
+	else
+		snprintf(buf, len, "~%.0fh%02.0fm left", floor(s / 3600), floor(fmod(s / 60, 60)));
+	return buf;
+}
+
 static const char *why_name(enum deploy_why w)
 {
 	static const char *const names[] = {
@@ -244,6 +288,18 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 			json_object_set_new(e, "replicas", json_integer(a->replicas));
 		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA)
 			json_object_set_new(e, "replica", json_string(a->name));
+		if (a->kind == DEPLOY_ACT_SELECT && ro->obs.selected[0] &&
+		    strcmp(ro->obs.selected, a->sha) != 0) {
+			/* What the drain of the colour it replaces starts from (the report's). */
+			const struct deploy_colour_obs *old = obs_find(ro, ro->obs.selected);
+
+			json_object_set_new(e, "deselected", json_string(ro->obs.selected));
+			json_object_set_new(e, "deselected_at",
+					    json_real((double)ro->obs.now_ms / 1000.0));
+			json_object_set_new(
+				e, "deselected_connections",
+				json_integer(old ? deploy_colour_connections(old) : -1));
+		}
 		/* From the observation that decided it to the platform's confirmation. */
 		json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
 		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
@@ -281,6 +337,63 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
 	}
 	return 0;
+}
+
+/* Which draining colours have had a forecast recorded (run_deploy's memory). */
+#define RUN_FORECAST_TRACK 32
+#define RUN_FORECAST_EVERY_MS 60000
+
+struct forecast_track {
+	char sha[PLATFORM_SHA_MAX];
+	int64_t last_ms; /* when the last forecast record was written */
+	int had_ok;	 /* one with an eta was recorded */
+};
+
+/*
+ * Forecasts every draining colour of ro into fc (by colour index) and
+ * records them: at a colour's first observation, when its forecast first
+ * exists, then every RUN_FORECAST_EVERY_MS.
+ */
+static void forecast_all(const struct run_obs *ro, struct forecast *fc, struct forecast_track *tr,
+			 const struct run_opts *o)
+{
+	struct forecast_model *m = malloc(sizeof(*m));
+
+	if (!m)
+		return;
+	forecast_model_from_obs(m, &ro->obs);
+	for (size_t i = 0; i < ro->n; i++) {
+		const struct deploy_colour_obs *c = &ro->colours[i];
+		int64_t ds = deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE);
+		struct forecast_track *t = NULL;
+		json_t *e;
+
+		if (deploy_colour_state(c, ro->obs.selected) != DEPLOY_STATE_DRAINING)
+			continue;
+		forecast_colour(m, c, &fc[i]);
+		for (size_t k = 0; k < RUN_FORECAST_TRACK && !t; k++)
+			if (!tr[k].sha[0] || strcmp(tr[k].sha, c->c.sha) == 0)
+				t = &tr[k];
+		if (!t)
+			continue;
+		if (t->sha[0] && !(fc[i].ok && !t->had_ok) &&
+		    ro->obs.now_ms - t->last_ms < RUN_FORECAST_EVERY_MS)
+			continue;
+		snprintf(t->sha, sizeof(t->sha), "%s", c->c.sha);
+		t->last_ms = ro->obs.now_ms;
+		t->had_ok |= fc[i].ok;
+		e = run_forecast_json(&fc[i], 1);
+		json_object_set_new(e, "event", json_string("forecast"));
+		json_object_set_new(e, "sha", json_string(c->c.sha));
+		json_object_set_new(e, "t", json_real((double)ro->obs.now_ms / 1000.0));
+		json_object_set_new(e, "since_deselect_s",
+				    ds ? json_real((double)(ro->obs.now_ms - ds) / 1000.0)
+				       : json_null());
+		json_object_set_new(e, "connections", json_integer(deploy_colour_connections(c)));
+		json_object_set_new(e, "ended", json_real(m->ended_total));
+		run_record(o->state_dir, e);
+	}
+	free(m);
 }
 
 static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, const char *sha,
@@ -327,18 +440,20 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 	struct deploy_mem *mem = malloc(sizeof(*mem));
 	struct deploy_result *res = malloc(sizeof(*res));
 	struct summary sum[64];
+	struct forecast_track *track = calloc(RUN_FORECAST_TRACK, sizeof(*track));
 	size_t n_sum = 0;
 	enum deploy_phase cur = (enum deploy_phase) - 1;
 	int64_t started = mono_ms(), phase_start = started, last_print = 0;
 	int errors = 0, status = 1;
 
-	if (!mem || !res) {
+	if (!mem || !res || !track) {
 		fprintf(stderr, "rainbow: out of memory\n");
 		goto out;
 	}
 	deploy_mem_init(mem);
 	for (;;) {
 		struct run_obs ro;
+		struct forecast *fc = NULL;
 		int failed = 0;
 		int64_t sleep_ms = (int64_t)(o->poll_s * 1000.0);
 		int64_t obs_mono;
@@ -354,6 +469,9 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		obs_mono = mono_ms();
 		run_timeline(o->state_dir, &ro);
 		deploy_step(cfg, &ro.obs, mem, res);
+		fc = calloc(ro.n ? ro.n : 1, sizeof(*fc));
+		if (fc)
+			forecast_all(&ro, fc, track, o);
 		if (res->phase != cur) {
 			int64_t now = mono_ms();
 
@@ -368,11 +486,18 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			/* A heartbeat while draining: what is left per colour. */
 			last_print = mono_ms();
 			fprintf(o->out, "  draining:");
-			for (size_t i = 0; i < ro.n; i++)
-				if (deploy_colour_state(&ro.colours[i], ro.obs.selected) ==
+			for (size_t i = 0; i < ro.n; i++) {
+				char eta[48];
+
+				if (deploy_colour_state(&ro.colours[i], ro.obs.selected) !=
 				    DEPLOY_STATE_DRAINING)
-					fprintf(o->out, " chat-%s=%ld", ro.colours[i].c.sha,
-						deploy_colour_connections(&ro.colours[i]));
+					continue;
+				fprintf(o->out, " chat-%s=%ld", ro.colours[i].c.sha,
+					deploy_colour_connections(&ro.colours[i]));
+				if (fc)
+					fprintf(o->out, " (%s)",
+						run_forecast_text(&fc[i], eta, sizeof(eta)));
+			}
 			fprintf(o->out, " (%.0fs)\n", (mono_ms() - phase_start) / 1000.0);
 			fflush(o->out);
 		}
@@ -387,6 +512,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			}
 		}
 		run_obs_free(&ro);
+		free(fc);
 		if (failed == 2) {
 			fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
 			goto out;
@@ -435,5 +561,6 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 out:
 	free(mem);
 	free(res);
+	free(track);
 	return status;
 }

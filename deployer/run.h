@@ -9,6 +9,16 @@
  *                  remove-replica|failed|done","sha":..,"why":..,
  *                  "connections":count observed when decided,
  *                  "zero_for_ms":how long it had read 0,"drain_ms":..}
+ *                 a select that deselects a colour also has "deselected"
+ *                 (its sha), "deselected_at" (unix time of the observation
+ *                 that decided it: the colour's draining-since) and
+ *                 "deselected_connections";
+ *                 {"event":"forecast","sha":..,"since_deselect_s":..,
+ *                  "connections":..,"eta_s":..,"eta_p90_s":..,"t50_s":..,
+ *                  "t90_s":..,"t99_s":.. (null when unknown),"note":..,
+ *                  "curve":[[s,fraction],..]} for a draining colour: at its
+ *                  first observation, when a forecast first exists, then
+ *                  once a minute.
  */
 #ifndef RAINBOW_RUN_H
 #define RAINBOW_RUN_H
@@ -48,6 +58,14 @@ void run_record(const char *state_dir, json_t *event);
  * printed to stderr).
  */
 int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o);
+
+/* The forecast as JSON: eta_s, eta_p90_s, t50_s, t90_s, t99_s (null when
+ * unknown), note (null when none), curve when with_curve. */
+struct forecast;
+json_t *run_forecast_json(const struct forecast *f, int with_curve);
+
+/* "~2m10s left" or "? left" (the forecast's eta_s) into buf. */
+const char *run_forecast_text(const struct forecast *f, char *buf, size_t len);
 
 /* Unix time in milliseconds. */
 int64_t run_now_ms(void);

@@ -293,6 +293,65 @@ class RainbowE2E(unittest.TestCase):
         self.assertEqual([c["sha"] for c in p.status()["colours"]], ["bbbbbbb"])
         self.assert_removed_only_at_zero()
 
+    def test_drain_forecast_fields(self):
+        """The drain forecast is there and sane wherever it is shown: `status
+        -o json` (eta_s, eta_p90_s), the table, the deploy's heartbeat and
+        its record. Fields and their consistency only, never a timing."""
+        p = self.plat
+        p.deploy("aaaaaaa")
+        load, report = self.chatload("150", "--lifetime", "uniform:3s-8s")
+        self.wait_connected(140)
+        # Before the switch nothing drains: no forecast.
+        st = p.status()
+        self.assertEqual([(c["eta_s"], c["eta_p90_s"]) for c in st["colours"]], [(None, None)])
+
+        # 120 lifetimes ended (the model over every replica's metrics)
+        harness.wait_for(lambda: p.status()["lifetimes"]["ended"] >= 120, timeout=60,
+                         interval=0.5, what="120 lifetimes ended")
+        st = p.status()
+        self.assertEqual(st["lifetimes"]["replicas"], 2)
+        self.assertEqual(st["lifetimes"]["open"], sum(c["connections"] for c in st["colours"]))
+        d = p.rb("deploy", "bbbbbbb", "--replicas", "2", "--ready-timeout", "20s",
+                 *DRAIN_FLAGS, "--no-wait")
+        self.assertEqual(d.returncode, 0, d.stdout + d.stderr)
+        st = p.status()
+        old = [c for c in st["colours"] if c["sha"] == "aaaaaaa"][0]
+        new = [c for c in st["colours"] if c["sha"] == "bbbbbbb"][0]
+        self.assertEqual((new["eta_s"], new["eta_p90_s"]), (None, None))
+        self.assertEqual(old["state"], "draining")
+        f = old["forecast"]
+        if old["connections"] > 0:
+            self.assertIsNotNone(old["eta_s"], f)  # 120 lifetimes of at most 8 s were seen
+            self.assertGreaterEqual(old["eta_s"], 0)
+            self.assertLessEqual(old["eta_s"], old["eta_p90_s"])
+            self.assertLessEqual(old["eta_p90_s"], 8.0 * 1.26)  # no lifetime beyond its bucket
+            self.assertLessEqual(f["t50_s"], f["t90_s"])
+            self.assertLessEqual(f["t90_s"], f["t99_s"])
+            self.assertLessEqual(f["t99_s"], old["eta_p90_s"])
+        table = p.rb("status").stdout
+        self.assertRegex(table, r"chat-aaaaaaa +draining .*(~\d+s|\?) left")
+        # The same deploy, waiting for the drain this time: its heartbeat says it too.
+        r = p.deploy("bbbbbbb")
+        self.assertIn("chat-aaaaaaa: drained in", r.stdout)
+        self.assertRegex(r.stdout, r"draining: chat-aaaaaaa=\d+ \((~\d+s|\?) left\)")
+        fc = [e for e in p.record() if e["event"] == "forecast" and e["sha"] == "aaaaaaa"]
+        self.assertTrue(fc, p.record())
+        for e in fc:
+            self.assertIn("eta_s", e)
+            self.assertIn("eta_p90_s", e)
+            self.assertGreaterEqual(e["since_deselect_s"], 0)
+            if e["eta_s"] is not None:
+                self.assertLessEqual(e["eta_s"], e["eta_p90_s"])
+                self.assertEqual(e["curve"][0], [0.0, 1.0])
+                fr = [x[1] for x in e["curve"]]
+                self.assertEqual(fr, sorted(fr, reverse=True))
+        sel = [e for e in p.record() if e["event"] == "select" and e["sha"] == "bbbbbbb"][0]
+        self.assertEqual(sel["deselected"], "aaaaaaa")
+        self.assertGreaterEqual(sel["deselected_connections"], 0)
+        self.assertLessEqual(sel["deselected_at"], sel["t"])
+        load.signal(signal.SIGINT)
+        load.wait(60)
+
     def test_bad_usage(self):
         p = self.plat
         r = p.rb("deploy", "xyz")
