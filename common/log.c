@@ -1,5 +1,7 @@
 #include "log.h"
 
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -8,6 +10,45 @@
 static const char *log_prog = "rainbow";
 static enum log_level log_level_cur = LOG_INFO;
 static const char *const log_names[] = { "debug", "info", "warn", "error", "off" };
+
+/*
+ * Rate limit: per event name, at most LOG_RATE_BURST lines in one second of
+ * the monotonic clock; the rest are counted, and the count is printed as
+ * one event=log_suppressed line when that second is over (at the event's
+ * next line, or at log_flush()). Events share LOG_RATE_SLOTS slots by a
+ * hash of their name; a slot taken over by another event first prints what
+ * it had suppressed. Debug lines are not limited: an operator who asks for
+ * them wants them all. The slots are guarded by a mutex (libmicrohttpd logs
+ * from its own thread).
+ */
+struct log_slot {
+	char event[32];		       /* "" = free */
+	enum log_level level;	       /* of the last line of the event */
+	uint64_t second;	       /* the second the counts are for */
+	unsigned printed;	       /* lines printed in that second */
+	unsigned long long suppressed; /* lines not printed in that second */
+};
+
+static struct log_slot log_slots[LOG_RATE_SLOTS];
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t log_mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec;
+}
+
+static uint64_t (*log_clock)(void) = log_mono_s;
+
+void log_set_clock(uint64_t (*now_s)(void))
+{
+	pthread_mutex_lock(&log_mu);
+	log_clock = now_s ? now_s : log_mono_s;
+	memset(log_slots, 0, sizeof(log_slots));
+	pthread_mutex_unlock(&log_mu);
+}
 
 void log_init(const char *prog, enum log_level level)
 {
@@ -57,7 +98,98 @@ const char *log_quote(char *buf, size_t bufsize, const char *s)
 	return buf;
 }
 
+static void log_write(enum log_level level, const char *event, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
+__attribute__((format(printf, 3, 4))) static void
+log_write_f(enum log_level level, const char *event, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_write(level, event, fmt, ap);
+	va_end(ap);
+}
+
+/* Prints what slot s suppressed (caller holds log_mu). */
+static void log_slot_report(struct log_slot *s)
+{
+	if (!s->suppressed)
+		return;
+	log_write_f(s->level, "log_suppressed", "of=%s count=%llu", s->event, s->suppressed);
+	s->suppressed = 0;
+}
+
+static unsigned log_hash(const char *event)
+{
+	unsigned h = 2166136261u;
+
+	for (; *event; event++)
+		h = (h ^ (unsigned char)*event) * 16777619u;
+	return h % LOG_RATE_SLOTS;
+}
+
+/* 1 when a line of event may be printed now. */
+static int log_admit(enum log_level level, const char *event)
+{
+	struct log_slot *s = &log_slots[log_hash(event)];
+	uint64_t now;
+	int ok;
+
+	pthread_mutex_lock(&log_mu);
+	now = log_clock();
+	if (strncmp(s->event, event, sizeof(s->event) - 1) != 0) {
+		log_slot_report(s);
+		snprintf(s->event, sizeof(s->event), "%s", event);
+		s->second = now;
+		s->printed = 0;
+	} else if (s->second != now) {
+		log_slot_report(s);
+		s->second = now;
+		s->printed = 0;
+	}
+	s->level = level;
+	ok = s->printed < LOG_RATE_BURST;
+	if (ok)
+		s->printed++;
+	else
+		s->suppressed++;
+	pthread_mutex_unlock(&log_mu);
+	return ok;
+}
+
+static void log_flush_if(int all)
+{
+	uint64_t now;
+
+	pthread_mutex_lock(&log_mu);
+	now = log_clock();
+	for (int i = 0; i < LOG_RATE_SLOTS; i++)
+		if (all || log_slots[i].second != now)
+			log_slot_report(&log_slots[i]);
+	pthread_mutex_unlock(&log_mu);
+}
+
+void log_flush(void)
+{
+	log_flush_if(0);
+}
+
+void log_flush_all(void)
+{
+	log_flush_if(1);
+}
+
 void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list ap)
+{
+	if (level < log_level_cur || level >= LOG_OFF)
+		return;
+	if (level > LOG_DEBUG && !log_admit(level, event))
+		return;
+	log_write(level, event, fmt, ap);
+}
+
+static void log_write(enum log_level level, const char *event, const char *fmt, va_list ap)
 {
 	char line[2048];
 	struct timeval tv;
@@ -65,8 +197,6 @@ void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list 
 	size_t n;
 	int r;
 
-	if (level < log_level_cur || level >= LOG_OFF)
-		return;
 	gettimeofday(&tv, NULL);
 	gmtime_r(&tv.tv_sec, &tm);
 	n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);

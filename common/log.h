@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 
@@ -24,6 +25,22 @@ void log_msg(enum log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
+
+/*
+ * Repeated lines are rate-limited: per event name at most LOG_RATE_BURST
+ * lines a second (debug lines excepted); the rest are counted and reported
+ * as one line `event=log_suppressed of=EVENT count=N` once that second is
+ * over: at the event's next line, or at log_flush(), which a long-running
+ * program calls about once a second (and before exit).
+ */
+#define LOG_RATE_BURST 20
+#define LOG_RATE_SLOTS 64
+void log_flush(void);
+/* Reports every count now, the current second's too (before exit). */
+void log_flush_all(void);
+/* For tests: the clock in whole seconds (NULL: the monotonic clock); also
+ * forgets every count. */
+void log_set_clock(uint64_t (*now_s)(void));
 
 /*
  * Quotes s as a logfmt value into buf ("..." with \" and \\ escaped, control

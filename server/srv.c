@@ -522,6 +522,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 int srv_run(struct srv *srv)
 {
 	uv_run(srv->loop, UV_RUN_DEFAULT);
+	log_flush_all();
 	log_info("exit", "status=0");
 	return 0;
 }
