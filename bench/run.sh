@@ -5,8 +5,8 @@
 #
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
-# PIECE: chatd http chatload compare cluster rainbow (the default: all, in
-# this order).
+# PIECE: chatd http fairness chatload compare cluster rainbow (the default:
+# all, in this order).
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
-ORDER="chatd http chatload compare cluster rainbow"
+ORDER="chatd http fairness chatload compare cluster rainbow"
 ALL="$ORDER"
 
 usage() {
@@ -57,6 +57,7 @@ command_of() {
 	case $1 in
 	chatd) echo "python3 bench/chatd_idle.py --build $BUILD --no-write${extra:+ $extra}" ;;
 	http) echo "python3 bench/http_probe.py --build $BUILD${extra:+ $extra}" ;;
+	fairness) echo "python3 bench/fairness.py --build $BUILD${extra:+ $extra}" ;;
 	chatload) echo "python3 bench/chatload_bench.py --build $BUILD${extra:+ $extra}" ;;
 	compare) echo "BUILD=$BUILD bench/compare_servers.sh${extra:+ $extra}" ;;
 	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
@@ -67,6 +68,7 @@ title_of() {
 	case $1 in
 	chatd) echo "chatd (issue 2)" ;;
 	http) echo "chatd HTTP probe latency under held connections (issue 9)" ;;
+	fairness) echo "chatd: a quiet client's ping while another client floods (issue 9)" ;;
 	chatload) echo "chatload (issue 3)" ;;
 	compare) echo "chatd, Prosody and ejabberd under the same chatload (issue 3)" ;;
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
@@ -77,6 +79,7 @@ script_of() {
 	case $1 in
 	chatd) echo bench/chatd_idle.py ;;
 	http) echo bench/http_probe.py ;;
+	fairness) echo bench/fairness.py ;;
 	chatload) echo bench/chatload_bench.py ;;
 	compare) echo bench/compare_servers.sh ;;
 	cluster) echo bench/cluster_bench.py ;;

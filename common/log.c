@@ -30,6 +30,7 @@ struct log_slot {
 };
 
 static struct log_slot log_slots[LOG_RATE_SLOTS];
+static int log_any_suppressed; /* some slot has a count (atomic access) */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t log_mono_s(void)
@@ -150,10 +151,12 @@ static int log_admit(enum log_level level, const char *event)
 	}
 	s->level = level;
 	ok = s->printed < LOG_RATE_BURST;
-	if (ok)
+	if (ok) {
 		s->printed++;
-	else
+	} else {
 		s->suppressed++;
+		__atomic_store_n(&log_any_suppressed, 1, __ATOMIC_RELAXED);
+	}
 	pthread_mutex_unlock(&log_mu);
 	return ok;
 }
@@ -162,17 +165,27 @@ static void log_flush_if(int all)
 {
 	uint64_t now;
 
+	int left = 0;
+
 	pthread_mutex_lock(&log_mu);
 	now = log_clock();
-	for (int i = 0; i < LOG_RATE_SLOTS; i++)
+	for (int i = 0; i < LOG_RATE_SLOTS; i++) {
 		if (all || log_slots[i].second != now)
 			log_slot_report(&log_slots[i]);
+		left |= log_slots[i].suppressed != 0;
+	}
+	__atomic_store_n(&log_any_suppressed, left, __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&log_mu);
 }
 
 void log_flush(void)
 {
 	log_flush_if(0);
+}
+
+int log_pending(void)
+{
+	return __atomic_load_n(&log_any_suppressed, __ATOMIC_RELAXED);
 }
 
 void log_flush_all(void)

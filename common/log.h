@@ -36,6 +36,9 @@ void log_vmsg(enum log_level level, const char *event, const char *fmt, va_list 
 #define LOG_RATE_BURST 20
 #define LOG_RATE_SLOTS 64
 void log_flush(void);
+/* 1 when some count waits to be reported (cheap, any thread): a program
+ * that sleeps long calls log_flush() about a second later. */
+int log_pending(void);
 /* Reports every count now, the current second's too (before exit). */
 void log_flush_all(void);
 /* For tests: the clock in whole seconds (NULL: the monotonic clock); also

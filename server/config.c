@@ -81,6 +81,21 @@ static const struct opt config_opts[] = {
 	    "output queued for one client before it is closed as too slow (default 262144)"),
 	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",
 	    "after SIGTERM, keep connections up to S seconds (default 300)"),
+	CFG("rate-limit", OPT_UINT, rate_limit, "BYTES",
+	    "input bytes/s per authenticated connection; reads pause above it (default 65536; "
+	    "0: no limit)"),
+	CFG("rate-burst", OPT_UINT, rate_burst, "BYTES",
+	    "input an authenticated connection may send at once (default 262144)"),
+	CFG("preauth-rate-limit", OPT_UINT, preauth_rate_limit, "BYTES",
+	    "input bytes/s per connection before authentication (default 8192; 0: no limit)"),
+	CFG("preauth-rate-burst", OPT_UINT, preauth_rate_burst, "BYTES",
+	    "input a connection may send at once before authentication (default 32768)"),
+	CFG("auth-fail-ip-max", OPT_UINT, auth_fail_ip_max, "N",
+	    "failed logins from one address (halving each minute) after which its logins are "
+	    "refused (default 100; 0: no limit)"),
+	CFG("auth-fail-user-max", OPT_UINT, auth_fail_user_max, "N",
+	    "failed logins for one user name after which its logins are refused (default 5; "
+	    "0: no limit)"),
 	CFG("http-max-connections", OPT_UINT, http_max_connections, "N",
 	    "HTTP connections held at once; more are closed at accept (default 1024)"),
 	CFG("http-max-per-ip", OPT_UINT, http_max_per_ip, "N",
@@ -138,6 +153,12 @@ static void config_defaults(struct config *cfg)
 	cfg->max_depth = 32;
 	cfg->max_output = 262144;
 	cfg->drain_timeout = 300;
+	cfg->rate_limit = 65536;
+	cfg->rate_burst = 262144;
+	cfg->preauth_rate_limit = 8192;
+	cfg->preauth_rate_burst = 32768;
+	cfg->auth_fail_ip_max = 100;
+	cfg->auth_fail_user_max = 5;
 	cfg->http_max_connections = 1024;
 	cfg->http_max_per_ip = 64;
 	cfg->http_timeout = 10;
@@ -365,6 +386,12 @@ int config_load(struct config *cfg, int argc, char **argv)
 	}
 	if (cfg->cluster_listen[0] && cfg->cluster_keepalive < 1) {
 		fprintf(stderr, "chatd: --cluster-keepalive must be >= 1\n");
+		return -1;
+	}
+	if ((cfg->rate_limit && cfg->rate_burst < 4096) ||
+	    (cfg->preauth_rate_limit && cfg->preauth_rate_burst < 4096)) {
+		fprintf(stderr, "chatd: --rate-burst and --preauth-rate-burst must be >= 4096 "
+				"when their rate limit is on\n");
 		return -1;
 	}
 	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||

@@ -34,6 +34,12 @@ struct config {
 	unsigned max_depth;	       /* element nesting inside a stanza */
 	size_t max_output;	       /* bytes queued for one slow reader */
 	unsigned drain_timeout;	       /* s established connections may stay after SIGTERM */
+	unsigned rate_limit;	       /* bytes/s of input after authentication (0: none) */
+	unsigned rate_burst;	       /* bytes the authenticated bucket holds */
+	unsigned preauth_rate_limit;   /* bytes/s before authentication (0: none) */
+	unsigned preauth_rate_burst;   /* bytes the pre-auth bucket holds */
+	unsigned auth_fail_ip_max;     /* failed logins from one address that block it */
+	unsigned auth_fail_user_max;   /* failed logins for one user name that block it */
 	unsigned http_max_connections; /* HTTP connections held at once */
 	unsigned http_max_per_ip;      /* HTTP connections from one address (0: no limit) */
 	unsigned http_timeout;	       /* s an HTTP connection may stay silent */

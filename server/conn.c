@@ -75,6 +75,156 @@ void conn_log(const struct conn *c, enum log_level level, const char *event, con
 		conn_peer(c, peer, sizeof(peer)), rest[0] ? " " : "", rest);
 }
 
+/* ------------------------------------------------------ input shaping */
+
+static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+
+/* The bucket that applies now: (bytes/s, bytes); rate 0 = no limit. */
+static void conn_bucket(const struct conn *c, unsigned *rate, unsigned *burst)
+{
+	const struct config *cfg = c->srv->cfg;
+
+	*rate = c->authenticated ? cfg->rate_limit : cfg->preauth_rate_limit;
+	*burst = c->authenticated ? cfg->rate_burst : cfg->preauth_rate_burst;
+}
+
+static void conn_refill(struct conn *c)
+{
+	uint32_t now = conn_now(c), dt = now - c->t_fill;
+	unsigned rate, burst;
+
+	conn_bucket(c, &rate, &burst);
+	c->t_fill = now;
+	if (dt > 1000000)
+		dt = 1000000;		 /* any bucket is full long before; no overflow */
+	c->tokens += (int64_t)rate * dt; /* bytes/s x ms = milli-bytes */
+	if (c->tokens > (int64_t)burst * 1000)
+		c->tokens = (int64_t)burst * 1000;
+}
+
+static void conn_unlink_paused(struct conn *c)
+{
+	if (c->paused_prev)
+		c->paused_prev->paused_next = c->paused_next;
+	else
+		c->srv->paused = c->paused_next;
+	if (c->paused_next)
+		c->paused_next->paused_prev = c->paused_prev;
+	c->paused_next = c->paused_prev = NULL;
+	c->paused = 0;
+	c->yielded = 0;
+	c->held = 0;
+}
+
+enum pause_why { PAUSE_SHAPER, PAUSE_YIELD, PAUSE_HOLD };
+
+static void conn_pause(struct conn *c, enum pause_why why)
+{
+	struct srv *srv = c->srv;
+	int yield = why == PAUSE_YIELD;
+
+	if (c->paused)
+		return;
+	uv_read_stop((uv_stream_t *)&c->tcp);
+	c->paused = 1;
+	c->yielded = (unsigned)yield;
+	c->held = why == PAUSE_HOLD;
+	c->paused_prev = NULL;
+	c->paused_next = srv->paused;
+	if (srv->paused)
+		srv->paused->paused_prev = c;
+	srv->paused = c;
+	if (why == PAUSE_SHAPER)
+		srv->metrics.input_paused_total++;
+	srv_paused(srv, yield);
+}
+
+static void conn_unpause(struct conn *c)
+{
+	int r;
+
+	conn_unlink_paused(c);
+	if (c->eof || c->handle_closed)
+		return;
+	r = uv_read_start((uv_stream_t *)&c->tcp, conn_alloc_cb, conn_read_cb);
+	if (r && !c->closing) {
+		c->eof = 1;
+		conn_close(c, CLOSE_RESET, NULL, NULL);
+	}
+}
+
+/* Bytes were read and processed: charge them, pause if due. */
+static void conn_account(struct conn *c, size_t n)
+{
+	struct srv *srv = c->srv;
+	unsigned rate, burst;
+
+	if (c->held)
+		return; /* t_fill is its deadline now */
+	conn_bucket(c, &rate, &burst);
+	if (rate) {
+		conn_refill(c);
+		c->tokens -= (int64_t)n * 1000;
+		if (c->tokens < 0) {
+			conn_pause(c, PAUSE_SHAPER);
+			return;
+		}
+	}
+	if (c->iter != srv->iter) {
+		c->iter = srv->iter;
+		c->iter_bytes = 0;
+	}
+	c->iter_bytes += (uint32_t)n;
+	if (c->iter_bytes >= SRV_FAIR_BYTES)
+		conn_pause(c, PAUSE_YIELD);
+}
+
+unsigned conn_resume_shaped(struct srv *srv)
+{
+	struct conn *c, *next;
+	unsigned left = 0;
+
+	for (c = srv->paused; c; c = next) {
+		next = c->paused_next;
+		if (c->yielded)
+			continue;
+		if (c->held) {
+			if (srv_due(conn_now(c), c->t_fill))
+				conn_close(c, CLOSE_POLICY_VIOLATION, "policy-violation",
+					   "too many failed logins; try again later");
+			else
+				left++;
+			continue;
+		}
+		conn_refill(c);
+		if (c->tokens >= 0)
+			conn_unpause(c);
+		else
+			left++;
+	}
+	return left;
+}
+
+void conn_hold(struct conn *c, uint32_t ms)
+{
+	if (c->paused)
+		conn_unlink_paused(c);
+	c->t_fill = conn_now(c) + ms;
+	conn_pause(c, PAUSE_HOLD);
+}
+
+void conn_resume_yielded(struct srv *srv)
+{
+	struct conn *c, *next;
+
+	for (c = srv->paused; c; c = next) {
+		next = c->paused_next;
+		if (c->yielded)
+			conn_unpause(c);
+	}
+}
+
 /* ------------------------------------------------------------- closing */
 
 static void conn_close_cb(uv_handle_t *h)
@@ -82,6 +232,8 @@ static void conn_close_cb(uv_handle_t *h)
 	struct conn *c = container_of(h, struct conn, tcp);
 	struct srv *srv = c->srv;
 
+	if (c->paused)
+		conn_unlink_paused(c);
 	if (c->refused_linger)
 		srv->refused_lingering--;
 	srv_conn_removed(srv, c);
@@ -177,6 +329,9 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		tlsbio_shutdown(c->tls);
 		conn_send(c, NULL, 0); /* flush the close_notify */
 	}
+	/* Lingering reads (and discards) input: no shaping any more. */
+	if (c->paused)
+		conn_unpause(c);
 	/* Half-close after the queued output; keep reading (and discarding) so
 	 * unread input does not turn our close into a reset that would make the
 	 * client lose the stream error. */
@@ -363,9 +518,18 @@ static void conn_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	struct conn *c = container_of(h, struct conn, tcp);
 
+	unsigned rate, burst;
+
 	/* libuv calls read_cb right after alloc_cb, so one buffer serves all. */
 	buf->base = c->srv->rbuf;
 	buf->len = sizeof(c->srv->rbuf);
+	/* At most SRV_FAIR_BYTES a read (the fairness bound of a loop
+	 * iteration); a shaped connection no more than its bucket holds (at
+	 * least 1 KiB), so that its debt stays small. */
+	buf->len = SRV_FAIR_BYTES;
+	conn_bucket(c, &rate, &burst);
+	if (rate && !c->closing && c->tokens / 1000 < (int64_t)buf->len)
+		buf->len = c->tokens < 1024000 ? 1024 : (size_t)(c->tokens / 1000);
 }
 
 /* Ciphertext in: decrypt and hand the plaintext on. */
@@ -434,6 +598,8 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		conn_tls_input(c, buf->base, (size_t)nread);
 	else
 		session_input(c, buf->base, (size_t)nread);
+	if (!c->closing && !c->handle_closed)
+		conn_account(c, (size_t)nread);
 }
 
 int conn_start_tls(struct conn *c)
@@ -473,6 +639,8 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	uv_tcp_nodelay(&c->tcp, 1);
 	c->t_rx = srv_now(srv);
 	c->t_deadline = c->t_rx + srv->cfg->auth_timeout * 1000u;
+	c->t_fill = c->t_rx;
+	c->tokens = (int64_t)srv->cfg->preauth_rate_burst * 1000;
 	srv->metrics.accepted_total++;
 	srv->metrics.connections++;
 	connlife_open(&srv->metrics.life, &c->life, uv_now(srv->loop));

@@ -71,13 +71,21 @@ struct conn {
 		struct sockaddr sa;
 		struct sockaddr_in in;
 		struct sockaddr_in6 in6;
-	} peer;			     /* remote address, for logs */
-	struct connlife_node life;   /* srv->metrics.life while counted in chatd_connections */
-	uint32_t t_rx;		     /* ms (srv clock): last byte received */
-	uint32_t t_deadline;	     /* ms: auth deadline (before bind), ping deadline
+	} peer;			   /* remote address, for logs */
+	struct connlife_node life; /* srv->metrics.life while counted in chatd_connections */
+	uint32_t t_rx;		   /* ms (srv clock): last byte received */
+	uint32_t t_deadline;	   /* ms: auth deadline (before bind), ping deadline
 				    (ping outstanding), flush/linger end (closing) */
-	uint32_t ping_seq;	     /* id of our outstanding ping (0 = none) */
-	struct dlentry dl;	     /* place in srv->deadlines; srv_conn_schedule() */
+	uint32_t ping_seq;	   /* id of our outstanding ping (0 = none) */
+	struct dlentry dl;	   /* place in srv->deadlines; srv_conn_schedule() */
+	int64_t tokens;		   /* input shaper: milli-bytes the connection may still
+				    send now (negative: in debt, reads paused) */
+	uint32_t t_fill;	   /* ms: when tokens were last refilled; while held:
+				    when to close */
+	uint32_t iter_bytes;	   /* bytes read in loop iteration `iter` (fairness) */
+	uint64_t iter;		   /* srv->iter when iter_bytes was last reset */
+	struct conn *paused_next;  /* srv->paused list while reads are paused */
+	struct conn *paused_prev;
 	uint8_t state;		     /* enum conn_state */
 	uint8_t close_reason;	     /* enum close_reason, set by conn_close() */
 	uint8_t auth_failures;	     /* SASL failures on this stream (limit 3) */
@@ -95,6 +103,9 @@ struct conn {
 	unsigned refused : 1;	     /* over --max-connections */
 	unsigned refused_linger : 1; /* counted in srv->refused_lingering */
 	unsigned in_feed : 1;	     /* inside xstream_feed() (callbacks running) */
+	unsigned paused : 1;	     /* reads stopped by the shaper or for fairness */
+	unsigned yielded : 1;	     /* paused for fairness only: resumed next iteration */
+	unsigned held : 1;	     /* paused after a blocked login: closed at t_fill */
 };
 
 /* Accepts a pending connection on the listener; 0 or a negative uv error. */
@@ -141,6 +152,25 @@ const char *conn_peer(const struct conn *c, char *buf, size_t size);
 /* A log record with conn=<id> peer=<addr> in front of fmt's pairs. */
 void conn_log(const struct conn *c, enum log_level level, const char *event, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/*
+ * Input shaping. Each connection has a token bucket (--rate-limit and
+ * --rate-burst once authenticated, --preauth-rate-limit and
+ * --preauth-rate-burst before): bytes read take tokens, and a connection in
+ * debt has its reads paused (never dropped: its bytes wait in the kernel,
+ * TCP pushes back on the sender) until the bucket has refilled. And for
+ * fairness, a connection that read SRV_FAIR_BYTES in one loop iteration
+ * pauses until the next, so one flooder cannot hold the loop for the 2 MB
+ * libuv would read from it at once. srv.c drives both resumes.
+ */
+/* Resumes the shaped connections whose bucket has refilled; returns how
+ * many are still paused by the shaper. */
+unsigned conn_resume_shaped(struct srv *srv);
+/* Holds a connection whose login was refused unevaluated: reads stop, and
+ * after ms it is closed with policy-violation. */
+void conn_hold(struct conn *c, uint32_t ms);
+/* Resumes the connections that yielded for fairness. */
+void conn_resume_yielded(struct srv *srv);
 
 /* Runs the deferred closes; srv.c calls it from its idle handle. */
 void conn_run_pending(struct srv *srv);

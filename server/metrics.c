@@ -113,6 +113,12 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 		   m->bytes_in_total);
 	put_metric(&o, "chatd_bytes_out_total", "counter", "Bytes written to client sockets.",
 		   m->bytes_out_total);
+	put_metric(&o, "chatd_auth_blocked_total", "counter",
+		   "Logins refused unevaluated after too many failures (address or user name).",
+		   m->auth_blocked_total);
+	put_metric(&o, "chatd_input_paused_total", "counter",
+		   "Times a client's reads were paused by the input rate limit.",
+		   m->input_paused_total);
 	put(&o, "# HELP chatd_build_info Build and instance.\n# TYPE chatd_build_info gauge\n"
 		"chatd_build_info{version=\"");
 	put_label(&o, version);

@@ -57,6 +57,8 @@ struct metrics {
 	uint64_t stanza_errors_total; /* stanza errors we generated: router.c router_error() */
 	uint64_t bytes_in_total;      /* bytes read from client sockets: conn.c read callback */
 	uint64_t bytes_out_total;     /* bytes handed to client sockets: conn.c conn_raw_write() */
+	uint64_t auth_blocked_total;  /* logins refused by failed-login throttling: sasl.c */
+	uint64_t input_paused_total;  /* reads paused by the input shaper: conn.c conn_pause() */
 	int draining;		      /* 0/1: srv.c srv_drain() */
 	int ready;		      /* 0/1: srv.c srv_start() / srv_drain() */
 	struct connlife life;	      /* lifetimes and ages: conn_accept(), conn_close() */

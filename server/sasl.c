@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authlimit.h"
 #include "b64.h"
 #include "conn.h"
 #include "jid.h"
@@ -32,7 +33,9 @@ static const char *const mech_names[MECH_COUNT] = {
 struct sasl {
 	enum sasl_mech mech;
 	int started;		    /* the first message was seen */
+	int blocked;		    /* the SCRAM lookup found the name blocked */
 	struct scram_server *scram; /* SCRAM mechanisms */
+	char *tried;		    /* the user name tried, once known (for throttling) */
 };
 
 struct cache_slot {
@@ -65,6 +68,7 @@ void sasl_free(struct sasl *s)
 	if (!s)
 		return;
 	scram_server_free(s->scram);
+	free(s->tried);
 	free(s);
 }
 
@@ -105,10 +109,21 @@ void sasl_features(struct conn *c, struct xbuf *out)
 
 /* ------------------------------------------------------------- replies */
 
+/* Whether a failure counts against the address and name: guesses and
+ * garbage do, a client's own abort or our lack of memory do not. */
+static int sasl_fail_counts(const char *cond)
+{
+	return strcmp(cond, "aborted") != 0 && strcmp(cond, "temporary-auth-failure") != 0 &&
+	       strcmp(cond, "invalid-mechanism") != 0 && strcmp(cond, "encryption-required") != 0;
+}
+
 static enum sasl_result sasl_fail(struct conn *c, const char *cond, const char *why)
 {
 	char q[256];
 
+	if (sasl_fail_counts(cond))
+		authlimit_failed(c->srv->authlimit, &c->peer.sa, c->sasl ? c->sasl->tried : NULL,
+				 conn_now(c));
 	c->srv->metrics.auth_failures_total++;
 	conn_log(c, LOG_INFO, "auth_failed", "mech=%s condition=%s why=%s",
 		 c->sasl ? mech_names[c->sasl->mech] : "-", cond, log_quote(q, sizeof(q), why));
@@ -142,6 +157,29 @@ static int sasl_send(struct conn *c, const char *elem, const char *data, size_t 
 	return 0;
 }
 
+/* Too many failures from this address or for this name: nothing is
+ * evaluated or answered; the session holds the stream, then closes it. */
+static enum sasl_result sasl_block(struct conn *c)
+{
+	const char *user = c->sasl ? c->sasl->tried : NULL;
+	char q[160];
+
+	authlimit_failed(c->srv->authlimit, &c->peer.sa, user, conn_now(c));
+	c->srv->metrics.auth_blocked_total++;
+	conn_log(c, LOG_INFO, "auth_blocked", "user=%s", log_quote(q, sizeof(q), user ? user : ""));
+	sasl_free(c->sasl);
+	c->sasl = NULL;
+	return SASL_BLOCKED;
+}
+
+/* Remembers the name tried; 1 when it is blocked. */
+static int sasl_tried(struct conn *c, const char *user)
+{
+	if (!c->sasl->tried)
+		c->sasl->tried = strndup(user, 1024);
+	return authlimit_blocked(c->srv->authlimit, &c->peer.sa, user, conn_now(c));
+}
+
 static enum sasl_result sasl_succeed(struct conn *c, char *user, const char *data, size_t len)
 {
 	free(c->user);
@@ -152,6 +190,7 @@ static enum sasl_result sasl_succeed(struct conn *c, char *user, const char *dat
 		return sasl_fail(c, "temporary-auth-failure", "out of memory");
 	}
 	c->srv->metrics.logins_total++;
+	authlimit_succeeded(c->srv->authlimit, user);
 	conn_log(c, LOG_DEBUG, "auth", "mech=%s user=%s", mech_names[c->sasl->mech], user);
 	sasl_free(c->sasl);
 	c->sasl = NULL;
@@ -199,6 +238,10 @@ static enum sasl_result sasl_plain(struct conn *c, const unsigned char *msg, siz
 	if (clen == 0)
 		return sasl_fail(c, "not-authorized", "empty user name");
 	r = jid_prep_node(authcid, &node);
+	if (sasl_tried(c, r == 0 ? node : authcid)) {
+		free(node);
+		return sasl_block(c);
+	}
 	if (r != 0)
 		return sasl_fail(c, "not-authorized", "user name is not a valid localpart");
 	if (!authzid_ok(c, authzid, node)) {
@@ -268,6 +311,8 @@ static enum sasl_result sasl_scram_step(struct conn *c, const unsigned char *msg
 	if (!s->started) {
 		s->started = 1;
 		r = scram_server_first(s->scram, (const char *)msg, len, &out, &outlen);
+		if (r != 0 && s->blocked)
+			return sasl_block(c);
 		if (r != 0)
 			return sasl_fail(c, scram_sasl_condition(r), scram_strerror(r));
 		r = sasl_send(c, "challenge", out, outlen);
@@ -291,6 +336,22 @@ static enum sasl_result sasl_scram_step(struct conn *c, const unsigned char *msg
 	enum sasl_result res = sasl_succeed(c, node, out, outlen);
 	free(out);
 	return res;
+}
+
+/* The SCRAM lookup: a blocked name costs nothing (not even the PBKDF2 of
+ * an --auth-any name); others go to --users or the --auth-any cache. */
+static int sasl_lookup(void *ud, enum scram_hash hash, const char *username,
+		       struct scram_cred *cred)
+{
+	struct conn *c = ud;
+
+	if (sasl_tried(c, username)) {
+		c->sasl->blocked = 1;
+		return SCRAM_ERR_NOT_AUTHORIZED;
+	}
+	if (c->srv->cfg->auth_any)
+		return auth_any_lookup(c->srv->sasl_cache, hash, username, cred);
+	return users_scram_lookup(c->srv->users, hash, username, cred);
 }
 
 /* ----------------------------------------------------------- exchange */
@@ -353,6 +414,8 @@ enum sasl_result sasl_auth(struct conn *c, const struct xnode *auth)
 
 	sasl_free(c->sasl);
 	c->sasl = NULL;
+	if (authlimit_blocked(c->srv->authlimit, &c->peer.sa, NULL, conn_now(c)))
+		return sasl_block(c);
 	if (c->srv->cfg->require_tls && !c->tls)
 		return sasl_fail(c, "encryption-required", "TLS is required first");
 	for (int i = 0; mech && i < MECH_COUNT; i++)
@@ -370,9 +433,7 @@ enum sasl_result sasl_auth(struct conn *c, const struct xnode *auth)
 	c->sasl->mech = m;
 	if (m == MECH_SCRAM_SHA256 || m == MECH_SCRAM_SHA1) {
 		enum scram_hash h = m == MECH_SCRAM_SHA256 ? SCRAM_SHA256 : SCRAM_SHA1;
-		c->sasl->scram = c->srv->cfg->auth_any
-					 ? scram_server_new(h, auth_any_lookup, c->srv->sasl_cache)
-					 : scram_server_new(h, users_scram_lookup, c->srv->users);
+		c->sasl->scram = scram_server_new(h, sasl_lookup, c);
 		if (!c->sasl->scram)
 			return sasl_fail(c, "temporary-auth-failure", "out of memory");
 	}

@@ -22,6 +22,8 @@ enum sasl_result {
 	SASL_CONTINUE = 0, /* <challenge/> sent, waiting for <response/> */
 	SASL_SUCCESS,	   /* <success/> sent; c->user is set */
 	SASL_FAILURE,	   /* <failure/> sent; the exchange is over */
+	SASL_BLOCKED,	   /* too many failures (address or name): nothing sent, not
+			      evaluated; the caller holds then closes the stream */
 };
 
 /* Appends <mechanisms .../> for this connection (none when TLS is

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "authlimit.h"
 #include "iq.h"
 #include "log.h"
 #include "presence.h"
@@ -75,7 +76,7 @@ void session_input(struct conn *c, const char *data, size_t len)
 	size_t used;
 	int r;
 
-	while (len > 0 && !c->closing) {
+	while (len > 0 && !c->closing && !c->held) {
 		used = 0;
 		c->in_feed = 1;
 		r = xstream_feed(c->xs, data, len, &used);
@@ -259,6 +260,13 @@ static void after_sasl(struct conn *c, enum sasl_result r)
 		c->header_sent = 0;
 		session_set_state(c, ST_RESTART);
 		xstream_stop(c->xs);
+		break;
+	case SASL_BLOCKED:
+		/* Unanswered for a while (a guesser learns nothing, and slowly),
+		 * then policy-violation. */
+		session_set_state(c, ST_NEGOTIATE);
+		conn_hold(c, AUTHLIMIT_HOLD_MS);
+		xstream_stop(c->xs); /* nothing pipelined behind it is evaluated */
 		break;
 	case SASL_FAILURE:
 		session_set_state(c, ST_NEGOTIATE);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "authlimit.h"
 #include "cluster_glue.h"
 #include "conn.h"
 #include "http.h"
@@ -110,6 +111,41 @@ void srv_mark_pending(struct srv *srv, struct conn *c)
 	srv->pending = c;
 	/* An idle handle keeps the loop from blocking until it has run. */
 	uv_idle_start(&srv->pending_idle, srv_pending_cb);
+}
+
+static void srv_shaper_cb(uv_timer_t *t)
+{
+	if (conn_resume_shaped(t->data) == 0)
+		uv_timer_stop(t);
+}
+
+static void srv_fair_cb(uv_idle_t *idle)
+{
+	uv_idle_stop(idle);
+	conn_resume_yielded(idle->data);
+}
+
+static void srv_log_cb(uv_timer_t *t)
+{
+	log_flush();
+}
+
+static void srv_iter_cb(uv_prepare_t *p)
+{
+	struct srv *srv = p->data;
+
+	srv->iter++;
+	/* No wakeup while nothing was held back by the log's rate limit. */
+	if (log_pending() && !uv_is_active((uv_handle_t *)&srv->log_timer))
+		uv_timer_start(&srv->log_timer, srv_log_cb, 1000, 0);
+}
+
+void srv_paused(struct srv *srv, int yield)
+{
+	if (yield)
+		uv_idle_start(&srv->fair_idle, srv_fair_cb);
+	else if (!uv_is_active((uv_handle_t *)&srv->shaper))
+		uv_timer_start(&srv->shaper, srv_shaper_cb, SRV_SHAPER_TICK_MS, SRV_SHAPER_TICK_MS);
 }
 
 static void srv_accept_cb(uv_stream_t *listener, int status)
@@ -289,6 +325,10 @@ static void srv_close_handles(struct srv *srv)
 	uv_close((uv_handle_t *)&srv->deadline_timer, NULL);
 	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
 	uv_close((uv_handle_t *)&srv->pending_idle, NULL);
+	uv_close((uv_handle_t *)&srv->shaper, NULL);
+	uv_close((uv_handle_t *)&srv->fair_idle, NULL);
+	uv_close((uv_handle_t *)&srv->iter_prepare, NULL);
+	uv_close((uv_handle_t *)&srv->log_timer, NULL);
 	uv_close((uv_handle_t *)&srv->sigterm, NULL);
 	uv_close((uv_handle_t *)&srv->sigint, NULL);
 	http_stop(srv->http);
@@ -430,7 +470,9 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	}
 	srv->router = router_new(srv);
 	srv->sasl_cache = cfg->auth_any ? sasl_cache_new() : NULL;
-	if (!srv->router || (cfg->auth_any && !srv->sasl_cache))
+	srv->authlimit = authlimit_new(cfg->auth_fail_ip_max, cfg->auth_fail_user_max);
+	if (!srv->router || (cfg->auth_any && !srv->sasl_cache) ||
+	    (!srv->authlimit && (cfg->auth_fail_ip_max || cfg->auth_fail_user_max)))
 		return -1;
 	if (!cfg->insecure_permissions) {
 		const char *files[2][2] = { { cfg->users, "--users" },
@@ -505,6 +547,14 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->drain_timer.data = srv;
 	uv_idle_init(loop, &srv->pending_idle);
 	srv->pending_idle.data = srv;
+	uv_timer_init(loop, &srv->shaper);
+	srv->shaper.data = srv;
+	uv_idle_init(loop, &srv->fair_idle);
+	srv->fair_idle.data = srv;
+	uv_timer_init(loop, &srv->log_timer);
+	uv_prepare_init(loop, &srv->iter_prepare);
+	srv->iter_prepare.data = srv;
+	uv_prepare_start(&srv->iter_prepare, srv_iter_cb);
 	uv_signal_init(loop, &srv->sigterm);
 	uv_signal_init(loop, &srv->sigint);
 	srv->sigterm.data = srv;
@@ -534,6 +584,7 @@ void srv_free(struct srv *srv)
 	users_free(srv->users);
 	sasl_cache_free(srv->sasl_cache);
 	dlheap_free(&srv->deadlines);
+	authlimit_free(srv->authlimit);
 	if (srv->tls_ctx)
 		SSL_CTX_free(srv->tls_ctx);
 	free(srv->domain);

@@ -24,6 +24,7 @@ struct cluster_glue;
 struct http;
 struct users;
 struct sasl_cache;
+struct authlimit;
 
 /* A closing connection first gets up to SRV_FLUSH_MS to take its last
  * output (a slow reader still receives its stream error), then, once our
@@ -40,6 +41,10 @@ struct sasl_cache;
  * connections (e.g. their pings) run together: at most one wakeup per grain,
  * none while nothing is due. */
 #define SRV_TIMER_GRAIN_MS 250
+/* Fairness: input one connection may read in one loop iteration. */
+#define SRV_FAIR_BYTES 16384
+/* How often paused (shaped) connections are checked for refilled buckets. */
+#define SRV_SHAPER_TICK_MS 10
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
 #define SRV_READ_BUF 65536
 
@@ -62,6 +67,12 @@ struct srv {
 	uint32_t armed_due;	       /* ms: when deadline_timer fires, if armed */
 	int armed;		       /* deadline_timer is running */
 	uv_idle_t pending_idle;	       /* runs deferred closes (conn_fail) */
+	uv_timer_t shaper;	       /* resumes shaped connections (SRV_SHAPER_TICK_MS) */
+	uv_idle_t fair_idle;	       /* resumes connections that yielded for fairness */
+	uv_prepare_t iter_prepare;     /* counts loop iterations (iter), arms log_timer */
+	uv_timer_t log_timer;	       /* reports rate-limited log lines, while any wait */
+	uint64_t iter;		       /* loop iterations so far */
+	struct conn *paused;	       /* connections whose reads are paused (conn.c) */
 	struct conn *conns;	       /* every client connection (doubly linked) */
 	struct conn *pending;	       /* connections marked by conn_fail() */
 	struct router *router;	       /* local sessions; owned */
@@ -69,6 +80,7 @@ struct srv {
 	struct http *http;	       /* HTTP endpoint, or NULL; owned */
 	struct users *users;	       /* --users store, or NULL; owned */
 	struct sasl_cache *sasl_cache; /* --auth-any SCRAM credentials; owned */
+	struct authlimit *authlimit;   /* failed-login counts, or NULL (no limits); owned */
 	SSL_CTX *tls_ctx;	       /* STARTTLS context, or NULL; owned */
 	struct metrics metrics;	       /* counters; see metrics.h for who writes each */
 	uint64_t next_conn_id;	       /* last connection id given out */
@@ -118,6 +130,8 @@ void srv_mark_pending(struct srv *srv, struct conn *c);
  * call: the deadline then runs early, finds nothing due and moves. Out of
  * memory closes the connection. */
 void srv_conn_schedule(struct srv *srv, struct conn *c);
+/* A connection was paused by the shaper (yield = 0) or for fairness. */
+void srv_paused(struct srv *srv, int yield);
 
 /* Parses "ADDR:PORT" / "[V6]:PORT" into ss; 0 or -1. */
 int srv_parse_addr(const char *s, struct sockaddr_storage *ss);

@@ -68,6 +68,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 		abort();
 	uv_idle_init(&loop, &srv.pending_idle);
 	srv.pending_idle.data = &srv;
+	uv_timer_init(&loop, &srv.shaper);
+	srv.shaper.data = &srv;
+	uv_idle_init(&loop, &srv.fair_idle);
+	srv.fair_idle.data = &srv;
 	srv.phase = SRV_RUNNING;
 	return 0;
 }

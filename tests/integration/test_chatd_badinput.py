@@ -33,7 +33,10 @@ def setUpModule():
     SRV = Chatd(users=USERS, instance="bad-0",
                 args=["--auth-timeout", str(AUTH_TIMEOUT), "--max-connections", str(MAX_CONN),
                       "--max-output", str(MAX_OUTPUT), "--ping-interval", "600",
-                      "--max-stanza", "65536", "--max-depth", "32"])
+                      "--max-stanza", "65536", "--max-depth", "32",
+                      # the input shaper has its own tests (test_chatd_hostile); here
+                      # clients must be able to fill output queues fast
+                      "--rate-limit", "0"])
     SRV.start()
     W1 = SRV.login("w1", resource="witness", presence=True)
     W2 = SRV.login("w2", resource="witness", presence=True)
@@ -966,7 +969,7 @@ class SmallOutputBound(unittest.TestCase):
         # part of a stanza, the rest must still go out before the stream
         # error (a cut stanza makes the error unreadable)
         d = Chatd(users={"alice": "alice-pw", "bob": "bob-pw"},
-                  args=["--max-output", "8192", "--ping-interval", "600"])
+                  args=["--max-output", "8192", "--ping-interval", "600", "--rate-limit", "0"])
         d.start()
         clients = []
         try:
