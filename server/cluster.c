@@ -18,8 +18,6 @@
 
 /* A peer that does not finish the handshake in this time is dropped. */
 #define HANDSHAKE_TIMEOUT_MS 5000
-#define BACKOFF_MIN_MS 200
-#define BACKOFF_MAX_MS 5000
 /* Output a peer has not read yet; beyond it the link is declared dead
  * rather than letting one stuck peer eat the instance's memory. */
 #define OUTQ_MAX (64u << 20)
@@ -88,11 +86,12 @@ struct target {
 	struct link *link;    /* our dialed link, while it exists */
 	uv_getaddrinfo_t gai; /* resolving a host name before a dial */
 	int resolving;
-	int removed;   /* no source lists it; freed when idle */
-	int self;      /* it is ourselves: never dialed again */
-	int settled;   /* the first dial failed, or a link to it synced */
-	char *peer_id; /* who answered last time */
-	unsigned fails;
+	int removed;	    /* no source lists it; freed when idle */
+	int self;	    /* it is ourselves: never dialed again */
+	int settled;	    /* the first dial failed, or a link to it synced */
+	char *peer_id;	    /* who answered last time */
+	unsigned fails;	    /* failed dials since the last link that came up */
+	int ever_up;	    /* a link to it came up once: it is a peer that restarts */
 	uint64_t next_dial; /* loop ms */
 };
 
@@ -855,19 +854,29 @@ static void link_close(struct link *l, const char *reason)
 		log_info("cluster_link_down", "link=%llu peer=%s addr=%s reason=%s",
 			 (unsigned long long)l->id, peer_name(l), l->addr, reason);
 		link_drop_routes(l);
-	} else {
-		log_info("cluster_link_closed", "link=%llu peer=%s addr=%s state=%s reason=%s",
-			 (unsigned long long)l->id, peer_name(l), l->addr, link_state_names[was],
-			 reason);
 	}
 	if (l->target) {
-		l->target->link = NULL;
-		target_schedule(l->target, was != LINK_UP || !l->clean);
+		struct target *t = l->target;
+
+		t->link = NULL;
+		target_schedule(t, was != LINK_UP || !l->clean);
+		/* A peer that never comes up (a pod that is never ready) fails
+		 * again and again: its 1st, 2nd, 4th, 8th... failure is logged. */
+		if (was != LINK_UP)
+			log_msg(cluster_dial_log_level(t->fails), "cluster_link_closed",
+				"link=%llu peer=%s addr=%s state=%s reason=%s fails=%u "
+				"next_dial_ms=%llu",
+				(unsigned long long)l->id, peer_name(l), l->addr,
+				link_state_names[was], reason, t->fails,
+				(unsigned long long)(t->next_dial - now_ms(cl)));
 		l->target = NULL;
 		/* the peer set may have changed (a pod replaced): look again */
 		if (cl->dns_name && !cl->leaving && now_ms(cl) - cl->dns_last >= 1000)
 			cl->dns_next = now_ms(cl);
-	}
+	} else if (was != LINK_UP)
+		log_info("cluster_link_closed", "link=%llu peer=%s addr=%s state=%s reason=%s",
+			 (unsigned long long)l->id, peer_name(l), l->addr, link_state_names[was],
+			 reason);
 	link_unlist(l);
 	uv_close((uv_handle_t *)&l->tcp, on_link_closed);
 }
@@ -1029,8 +1038,10 @@ static void link_up(struct link *l)
 	cl->st.peers++;
 	if (!l->dialer)
 		link_match_target(l);
-	if (l->target)
+	if (l->target) {
 		l->target->fails = 0;
+		l->target->ever_up = 1;
+	}
 	log_info("cluster_link_up", "link=%llu peer=%s version=%s addr=%s dir=%s",
 		 (unsigned long long)l->id, l->peer_id, l->peer_version, l->addr,
 		 l->dialer ? "out" : "in");
@@ -1459,6 +1470,19 @@ static void on_connect(uv_connect_t *req, int status)
 
 /* ---- targets: discovered addresses and dialing ---- */
 
+uint64_t cluster_backoff_ms(unsigned fails, int ever_up)
+{
+	uint64_t cap = ever_up ? CLUSTER_BACKOFF_MAX_MS : CLUSTER_BACKOFF_NEVER_UP_MAX_MS;
+	uint64_t delay = (uint64_t)CLUSTER_BACKOFF_MIN_MS << (fails < 16 ? fails : 16);
+
+	return delay < cap ? delay : cap;
+}
+
+enum log_level cluster_dial_log_level(unsigned fails)
+{
+	return fails && (fails & (fails - 1)) == 0 ? LOG_INFO : LOG_DEBUG;
+}
+
 static void target_schedule(struct target *t, int failed)
 {
 	struct cluster *cl = t->cl;
@@ -1466,12 +1490,10 @@ static void target_schedule(struct target *t, int failed)
 
 	if (failed) {
 		t->settled = 1; /* a failed first attempt does not hold readiness */
-		if (t->fails < 16)
+		if (t->fails < 1000000000u)
 			t->fails++;
 	}
-	delay = BACKOFF_MIN_MS << (t->fails < 6 ? t->fails : 6);
-	if (delay > BACKOFF_MAX_MS)
-		delay = BACKOFF_MAX_MS;
+	delay = cluster_backoff_ms(t->fails, t->ever_up);
 	/* jitter in [-25%, +25%) so that instances do not dial in lockstep */
 	delay = delay * 3 / 4 + rng_next(cl) % (delay / 2 + 1);
 	t->next_dial = now_ms(cl) + delay;

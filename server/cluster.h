@@ -23,6 +23,8 @@
 
 #include <uv.h>
 
+#include "log.h"
+
 #define CLUSTER_KEEPALIVE_DEFAULT 10.0	  /* seconds */
 #define CLUSTER_DNS_INTERVAL_DEFAULT 10.0 /* seconds */
 #define CLUSTER_SECRET_MIN 16		  /* bytes */
@@ -80,6 +82,22 @@ struct cluster;
  * CLUSTER_SECRET_MIN..CLUSTER_SECRET_MAX bytes. *out is malloc'd. Returns
  * 0, -errno from opening/reading, or -EINVAL when too short/long. */
 int cluster_secret_load(const char *path, uint8_t **out, size_t *len);
+
+/*
+ * Dialing a target that fails backs off per target: CLUSTER_BACKOFF_MIN_MS
+ * doubled per failure, up to CLUSTER_BACKOFF_MAX_MS for a peer that was
+ * linked before (a restarting pod: relink fast) and up to
+ * CLUSTER_BACKOFF_NEVER_UP_MAX_MS for one never reached (a pod that never
+ * becomes ready stays in the peer list: no point in knocking every 5 s,
+ * and it dials us itself once it is up); +-25% jitter on top.
+ */
+#define CLUSTER_BACKOFF_MIN_MS 200
+#define CLUSTER_BACKOFF_MAX_MS 5000
+#define CLUSTER_BACKOFF_NEVER_UP_MAX_MS 60000
+uint64_t cluster_backoff_ms(unsigned fails, int ever_up);
+/* The level of the line for a target's fails-th failed dial: info for the
+ * 1st, 2nd, 4th, 8th..., debug otherwise. */
+enum log_level cluster_dial_log_level(unsigned fails);
 
 /* Validates cfg and creates the cluster (not started). */
 int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,

@@ -688,6 +688,37 @@ class ImpostorTest(unittest.TestCase):
         self.assertIsNone(d.sanitizer_report())
 
 
+class NeverReadyPeersTest(unittest.TestCase):
+    def test_peers_that_never_come_up_back_off_and_log_little(self):
+        # Kubernetes publishes not-ready pods in chat-peers: addresses where
+        # nothing answers, for good. chatd retries each with its own growing
+        # backoff and logs its 1st, 2nd, 4th, 8th... failure, not each one.
+        tmp = tempfile.mkdtemp(prefix="rb-cluster-nr-")
+        secret = os.path.join(tmp, "secret")
+        with open(secret, "w") as f:
+            f.write(os.urandom(24).hex())
+        os.chmod(secret, 0o600)  # chatd refuses a secret others can read
+        dead = [harness.free_port() for _ in range(3)]
+        d = xmpp.Chatd(auth_any=True, tls=False, instance="nr-0", name="nr-0",
+                       args=["--cluster-listen", "127.0.0.1:%d" % harness.free_port(),
+                             "--cluster-secret-file", secret,
+                             "--peers", ",".join("127.0.0.1:%d" % p for p in dead)])
+        d.start()
+        try:
+            time.sleep(4)  # about 5 dials to each at 200, 400, 800, 1600 ms
+            err = d.proc.stderr()
+            for p in dead:
+                lines = [ln for ln in err.splitlines()
+                         if "event=cluster_link_closed" in ln and ":%d " % p in ln]
+                self.assertGreaterEqual(len(lines), 1, "never dialed 127.0.0.1:%d" % p)
+                self.assertLessEqual(len(lines), 3, "\n".join(lines))
+                self.assertIn("fails=1 ", lines[0])
+            self.assertEqual(d.http("/readyz")[0], 200)  # dead peers do not hold readiness
+        finally:
+            d.stop()
+        self.assertIsNone(d.sanitizer_report())
+
+
 class StartupTest(unittest.TestCase):
     def test_cluster_mode_needs_a_secret(self):
         p = harness.Proc([harness.binary("chatd"), "--listen", "127.0.0.1:%d" % harness.free_port(),

@@ -74,6 +74,28 @@ static void test_ident_and_pseudonym(void **state)
 	assert_string_not_equal(p1, p2);
 }
 
+static void test_dial_backoff(void **state)
+{
+	/* doubling from 200 ms; a peer seen before is retried within 5 s, one
+	 * never reached backs off to a minute */
+	assert_int_equal(cluster_backoff_ms(0, 0), 200);
+	assert_int_equal(cluster_backoff_ms(1, 0), 400);
+	assert_int_equal(cluster_backoff_ms(4, 1), 3200);
+	assert_int_equal(cluster_backoff_ms(5, 1), CLUSTER_BACKOFF_MAX_MS);
+	assert_int_equal(cluster_backoff_ms(1000, 1), CLUSTER_BACKOFF_MAX_MS);
+	assert_int_equal(cluster_backoff_ms(5, 0), 6400);
+	assert_int_equal(cluster_backoff_ms(8, 0), 51200);
+	assert_int_equal(cluster_backoff_ms(9, 0), CLUSTER_BACKOFF_NEVER_UP_MAX_MS);
+	assert_int_equal(cluster_backoff_ms(4000000000u, 0), CLUSTER_BACKOFF_NEVER_UP_MAX_MS);
+	/* failures logged at info: 1, 2, 4, 8, ...; the rest at debug */
+	assert_int_equal(cluster_dial_log_level(1), LOG_INFO);
+	assert_int_equal(cluster_dial_log_level(2), LOG_INFO);
+	assert_int_equal(cluster_dial_log_level(3), LOG_DEBUG);
+	assert_int_equal(cluster_dial_log_level(64), LOG_INFO);
+	assert_int_equal(cluster_dial_log_level(65), LOG_DEBUG);
+	assert_int_equal(cluster_dial_log_level(0), LOG_DEBUG);
+}
+
 static void test_frame_roundtrip(void **state)
 {
 	struct cluster_buf b;
@@ -819,11 +841,12 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_ident_and_pseudonym),
-		cmocka_unit_test(test_frame_bytewise),	cmocka_unit_test(test_frame_malformed),
-		cmocka_unit_test(test_route_batches),	cmocka_unit_test(test_auth_mac),
-		cmocka_unit_test(test_routes),		cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_secret_load),	cmocka_unit_test(test_links),
-		cmocka_unit_test(test_dump_on_join),	cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_dial_backoff),	cmocka_unit_test(test_frame_bytewise),
+		cmocka_unit_test(test_frame_malformed), cmocka_unit_test(test_route_batches),
+		cmocka_unit_test(test_auth_mac),	cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_hostport),	cmocka_unit_test(test_secret_load),
+		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
+		cmocka_unit_test(test_wrong_secret),
 	};
 
 	log_init("test_cluster", getenv("TEST_LOG") ? LOG_DEBUG : LOG_WARN);
