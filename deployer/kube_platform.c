@@ -23,6 +23,9 @@
  * metrics-via (proxy | pod-ip; default pod-ip in-cluster, proxy outside),
  * preview (0|1), watch-s (how long list() may wait on a watch for a rollout
  * to move, default 2), retries, backoff-ms, timeout-ms (API requests).
+ *
+ * Events: every decision rainbow applies becomes an events.k8s.io/v1 Event
+ * regarding the colour's Deployment (deployer/kubeevent.c builds it).
  */
 #include "kube.h"
 
@@ -38,6 +41,7 @@
 
 #include "kubeclient.h"
 #include "kubeconfig.h"
+#include "kubeevent.h"
 #include "kubeyaml.h"
 #include "log.h"
 #include "promtext.h"
@@ -62,8 +66,11 @@ struct kube {
 	int via_pod_ip;	      /* read /metrics from pod IPs (in-cluster) */
 	int preview;
 	int watch_s;
-	char last_rv[64];   /* resourceVersion of the last list; "" when unknown */
-	int last_unsettled; /* the last list saw a rollout in progress */
+	char last_rv[64];	    /* resourceVersion of the last list; "" when unknown */
+	int last_unsettled;	    /* the last list saw a rollout in progress */
+	struct kubeevent_uids uids; /* Deployments' uids, for Events */
+	char instance[KUBEEVENT_INSTANCE_MAX]; /* Events' reportingInstance */
+	int64_t last_event_us;		       /* keeps Event names unique */
 };
 
 /* The value of -P key; when given twice, the last one wins. */
@@ -411,6 +418,7 @@ static int kube_list(struct platform *p, struct platform_colour **out, size_t *n
 		if (!sha || !platform_sha_valid(sha))
 			continue;
 		kube_colour_from_deployment(&cs[cnt++], d, sel);
+		kubeevent_uid_put(&k->uids, sha, jstr(d, "metadata.uid"));
 		if (!rollout_done(d))
 			k->last_unsettled = 1;
 	}
@@ -1136,6 +1144,47 @@ static int kube_meta_set(struct platform *p, const char *sha, const char *key, c
 	return rc ? fail(p, rc, err) : 0;
 }
 
+/* ---- events ---- */
+
+static int kube_event(struct platform *p, const char *sha, const struct platform_event *ev)
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result dep = { 0 };
+	char path[512], name[PLATFORM_NAME_MAX], err[PLATFORM_ERR_MAX];
+	const char *uid = kubeevent_uid_get(&k->uids, sha);
+	struct timespec ts;
+	int64_t us;
+	json_t *body;
+	int rc, retries;
+
+	/* A colour created a moment ago is not in the last list yet. */
+	if (!uid && get_deployment(p, k, sha, &dep) == 0) {
+		kubeevent_uid_put(&k->uids, sha, jstr(dep.body, "metadata.uid"));
+		uid = kubeevent_uid_get(&k->uids, sha);
+	}
+	kubeclient_result_free(&dep);
+	if (!k->instance[0])
+		kubeevent_instance(k->instance);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+	if (us <= k->last_event_us)
+		us = k->last_event_us + 1;
+	k->last_event_us = us;
+	snprintf(name, sizeof(name), "chat-%s", sha);
+	body = kubeevent_body(k->ns, name, uid, ev, k->instance, us);
+	if (!body)
+		return platform_error(p, -ENOMEM, "out of memory");
+	snprintf(path, sizeof(path), "/apis/events.k8s.io/v1/namespaces/%s/events", k->ns);
+	/* Best effort: one retry, so that a sick API server does not slow the deploy. */
+	retries = kubeclient_set_retries(k->kc, 1);
+	rc = kubeclient_request(k->kc, "POST", path, NULL, body,
+				KT("create", "events", "events.k8s.io", k, NULL), NULL, err,
+				sizeof(err));
+	kubeclient_set_retries(k->kc, retries);
+	json_decref(body);
+	return rc ? fail(p, rc, err) : 0;
+}
+
 static const struct platform_ops kube_ops = {
 	.name = "kubernetes",
 	.open = kube_open,
@@ -1149,6 +1198,7 @@ static const struct platform_ops kube_ops = {
 	.scale = kube_scale,
 	.remove_replica = kube_remove_replica,
 	.meta_set = kube_meta_set,
+	.event = kube_event,
 };
 
 const struct platform_ops *kube_platform_ops(void)

@@ -53,6 +53,9 @@
  *     (struct platform_replica lifetimes, ages) for the drain forecast:
  *     platforms fill the replica from the /metrics body they read with
  *     platform_replica_metrics().
+ *   - an optional op, event (NULL when the platform has none): rainbow
+ *     reports every decision it applied on a colour (kube: an
+ *     events.k8s.io/v1 Event regarding the colour's Deployment).
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -141,6 +144,22 @@ struct platform_opts {
 	const struct platform_kv *extra;
 };
 
+/*
+ * One decision rainbow applied on a colour, told the way Kubernetes tells
+ * its own (an Event): type "Normal" or "Warning", a CamelCase reason
+ * ("Switched", "Drained"), a CamelCase action (what was done: "Switch",
+ * "Delete"), and a sentence with the numbers.
+ */
+#define PLATFORM_EVENT_FIELD_MAX 128 /* reason, action: Kubernetes' limit */
+#define PLATFORM_EVENT_NOTE_MAX 1024 /* note, NUL included: under Kubernetes' 1 kB */
+
+struct platform_event {
+	const char *type;
+	const char *reason;
+	const char *action;
+	char note[PLATFORM_EVENT_NOTE_MAX];
+};
+
 struct platform;
 
 struct platform_ops {
@@ -204,6 +223,15 @@ struct platform_ops {
 	 * -ENOSPC when PLATFORM_META_MAX keys are already set.
 	 */
 	int (*meta_set)(struct platform *p, const char *sha, const char *key, const char *value);
+
+	/*
+	 * Optional (NULL: the platform records none). Records ev as having
+	 * happened now on colour sha, which may already be deleted (an Event
+	 * about a deleted colour is still recorded). Best effort: rainbow logs
+	 * a failure and goes on; a failed event is never retried. Bounded like
+	 * every op, but with fewer retries: it must not slow a deploy.
+	 */
+	int (*event)(struct platform *p, const char *sha, const struct platform_event *ev);
 };
 
 struct platform {

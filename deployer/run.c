@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -218,26 +219,222 @@ static const struct deploy_colour_obs *obs_find(const struct run_obs *ro, const 
 	return NULL;
 }
 
+/* ---- decisions as events ---- */
+
+static const struct deploy_colour_obs *dobs_find(const struct deploy_obs *o, const char *sha)
+{
+	for (size_t i = 0; i < o->n; i++)
+		if (strcmp(o->colours[i].c.sha, sha) == 0)
+			return &o->colours[i];
+	return NULL;
+}
+
+static void ev_put(struct platform_event *ev, size_t *n, const char *type, const char *reason,
+		   const char *action, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+/* Appends one event to ev (the caller keeps *n under RUN_EVENTS_MAX). */
+static void ev_put(struct platform_event *ev, size_t *n, const char *type, const char *reason,
+		   const char *action, const char *fmt, ...)
+{
+	struct platform_event *e = &ev[(*n)++];
+	va_list ap;
+
+	e->type = type;
+	e->reason = reason;
+	e->action = action;
+	va_start(ap, fmt);
+	vsnprintf(e->note, sizeof(e->note), fmt, ap);
+	va_end(ap);
+}
+
+/* "57 connections", "1 connection", "an unreadable number of connections". */
+static const char *conns_text(char *buf, size_t len, long n)
+{
+	if (n < 0)
+		snprintf(buf, len, "an unreadable number of connections");
+	else
+		snprintf(buf, len, "%ld connection%s", n, n == 1 ? "" : "s");
+	return buf;
+}
+
+static void drained_event(const struct deploy_cfg *cfg, const struct deploy_colour_obs *c,
+			  const struct deploy_act *a, struct platform_event *ev, size_t *n)
+{
+	const char *from = c ? platform_meta_get(&c->c, PLATFORM_META_DRAIN_FROM) : NULL;
+	char fb[48];
+
+	ev_put(ev, n, "Normal", "Drained", "Drain",
+	       "drained in %.1fs (%s at the switch): 0 connections for the settle period "
+	       "(%.1fs)",
+	       a->drain_ms / 1000.0,
+	       from ? conns_text(fb, sizeof(fb), atol(from)) : "count unknown",
+	       cfg->settle_ms / 1000.0);
+}
+
+size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *obs,
+			 const struct deploy_act *a, int64_t waited_ms,
+			 struct platform_event ev[RUN_EVENTS_MAX])
+{
+	const struct deploy_colour_obs *c = dobs_find(obs, a->sha), *old;
+	long conns = c ? deploy_colour_connections(c) : -1;
+	char cb[48], fb[48];
+	size_t n = 0;
+	int64_t ds;
+
+	switch (a->kind) {
+	case DEPLOY_ACT_CREATE:
+		ev_put(ev, &n, "Normal", "Created", "Create", "created chat-%s with %d replica%s",
+		       a->sha, a->replicas, a->replicas == 1 ? "" : "s");
+		break;
+	case DEPLOY_ACT_SCALE:
+		if (a->why == DEPLOY_WHY_DRAINED) {
+			drained_event(cfg, c, a, ev, &n);
+			ev_put(ev, &n, "Normal", "Kept", "Scale",
+			       "scaled from %d to 0 replicas and kept for rollback "
+			       "(--keep-drained %d)",
+			       c ? c->c.replicas : -1, cfg->keep_drained);
+		} else {
+			ev_put(ev, &n, "Normal", "ScaledUp", "Scale",
+			       "%sscaled from %d to %d replica%s",
+			       a->why == DEPLOY_WHY_ROLLBACK ? "rollback: kept colour " : "",
+			       c ? c->c.replicas : 0, a->replicas, a->replicas == 1 ? "" : "s");
+		}
+		break;
+	case DEPLOY_ACT_SELECT:
+		old = obs->selected[0] ? dobs_find(obs, obs->selected) : NULL;
+		if (waited_ms >= 0 && c)
+			ev_put(ev, &n, "Normal", "Ready", "Wait",
+			       "%d of %d replicas ready after %.1fs", c->c.ready, c->c.replicas,
+			       waited_ms / 1000.0);
+		if (!obs->selected[0])
+			snprintf(fb, sizeof(fb), "nothing");
+		else
+			snprintf(fb, sizeof(fb), "chat-%s", obs->selected);
+		ev_put(ev, &n, "Normal",
+		       cfg->mode == DEPLOY_MODE_ROLLBACK ? "RolledBack" : "Switched", "Switch",
+		       "%snew connections switched from %s%s%s%s to chat-%s",
+		       cfg->mode == DEPLOY_MODE_ROLLBACK ? "rollback: " : "", fb, old ? " (" : "",
+		       old ? conns_text(cb, sizeof(cb), deploy_colour_connections(old)) : "",
+		       old ? ")" : "", a->sha);
+		break;
+	case DEPLOY_ACT_META:
+		if (!a->has_value)
+			break;
+		if (strcmp(a->key, PLATFORM_META_DRAINING_SINCE) == 0) {
+			ev_put(ev, &n, "Normal", "Draining", "Drain",
+			       "no longer selected, %s left to drain (new connections go to "
+			       "chat-%s)",
+			       conns_text(cb, sizeof(cb), conns), cfg->sha[0] ? cfg->sha : "none");
+		} else if (strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0) {
+			ds = c ? deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE) : 0;
+			ev_put(ev, &n, "Warning", "MaxDrainReached", "Drain",
+			       "still %s after %.1fs of draining (--max-drain %.0fs): left "
+			       "running, rainbow prune deletes it once drained",
+			       conns_text(cb, sizeof(cb), conns),
+			       ds ? (obs->now_ms - ds) / 1000.0 : 0.0, cfg->max_drain_ms / 1000.0);
+		}
+		break;
+	case DEPLOY_ACT_REMOVE:
+		switch (a->why) {
+		case DEPLOY_WHY_DRAINED:
+			drained_event(cfg, c, a, ev, &n);
+			ev_put(ev, &n, "Normal", "Deleted", "Delete", "deleted: drained");
+			break;
+		case DEPLOY_WHY_MAX_DRAIN:
+			ev_put(ev, &n, "Warning", "MaxDrainReached", "Drain",
+			       "still %s after %.1fs of draining (--max-drain %.0fs): shut down, "
+			       "chatd ends them with a system-shutdown stream error",
+			       conns_text(cb, sizeof(cb), conns), a->drain_ms / 1000.0,
+			       cfg->max_drain_ms / 1000.0);
+			ev_put(ev, &n, "Warning", "Deleted", "Delete",
+			       "deleted with %s (--on-max-drain shutdown)",
+			       conns_text(cb, sizeof(cb), conns));
+			break;
+		case DEPLOY_WHY_FAILED:
+			ev_put(ev, &n, "Warning", "Deleted", "Delete",
+			       "deleted: it never became ready%s",
+			       cfg->mode == DEPLOY_MODE_DEPLOY && c &&
+					       platform_meta_get(&c->c, PLATFORM_META_FAILED)
+				       ? " in an earlier attempt; a fresh attempt follows"
+				       : "");
+			break;
+		case DEPLOY_WHY_EXCESS_KEPT:
+			ev_put(ev, &n, "Normal", "Deleted", "Delete",
+			       "deleted: more kept colours than --keep-drained %d",
+			       cfg->keep_drained);
+			break;
+		case DEPLOY_WHY_PRUNE_FAILED:
+			ev_put(ev, &n, "Normal", "Deleted", "Delete",
+			       "deleted by prune: a failed colour kept with --keep-failed");
+			break;
+		default:
+			ev_put(ev, &n, "Normal", "Deleted", "Delete", "deleted");
+			break;
+		}
+		break;
+	case DEPLOY_ACT_REMOVE_REPLICA:
+		ev_put(ev, &n, "Normal", "Shrunk", "Shrink",
+		       "removed replica %s: 0 connections for the settle period (%.1fs); the "
+		       "colour holds %s on its other replicas",
+		       a->name, cfg->settle_ms / 1000.0, conns_text(cb, sizeof(cb), conns));
+		break;
+	}
+	return n;
+}
+
 struct summary {
 	char sha[PLATFORM_SHA_MAX];
 	char what[160];
 };
 
+/* Events the platform could not record, for the rate-limited warning. */
+struct run_tell {
+	unsigned failed;
+};
+
+/* 1, 10, 100, ...: the failure counts worth a warning line. */
+static int power_of_ten(unsigned n)
+{
+	while (n >= 10 && n % 10 == 0)
+		n /= 10;
+	return n == 1;
+}
+
+/* Hands one event to the platform; a failure is reported, never returned. */
+static void tell(struct platform *p, struct run_tell *t, const char *sha,
+		 const struct platform_event *e)
+{
+	if (!p->ops->event || p->ops->event(p, sha, e) == 0)
+		return;
+	t->failed++;
+	if (power_of_ten(t->failed))
+		fprintf(stderr,
+			"rainbow: warning: event %s on chat-%s not recorded, the deploy goes on "
+			"(%u event%s not recorded so far; this warning repeats at 10, 100, "
+			"1000...): %s\n",
+			e->reason, sha, t->failed, t->failed == 1 ? "" : "s", p->err);
+}
+
 /* Performs one action; 0 or the platform's error (already in p->err). */
-static int perform(struct platform *p, const struct deploy_act *a, const struct run_obs *ro,
-		   int64_t obs_mono, const struct run_opts *o, struct summary *sum, size_t *n_sum)
+static int perform(struct platform *p, const struct deploy_cfg *cfg, const struct deploy_act *a,
+		   const struct run_obs *ro, int64_t obs_mono, int64_t waited_ms,
+		   struct run_tell *t, const struct run_opts *o, struct summary *sum, size_t *n_sum)
 {
 	const struct deploy_colour_obs *c = obs_find(ro, a->sha);
 	long conns = c ? deploy_colour_connections(c) : -1;
 	const char *event = NULL;
-	int rc = 0;
+	struct platform_event ev[RUN_EVENTS_MAX];
+	size_t n_ev;
+	int rc = 0, untold = 0;
 	int64_t t0 = mono_ms();
 
 	switch (a->kind) {
 	case DEPLOY_ACT_CREATE:
 		rc = p->ops->create(p, a->sha, a->replicas);
-		if (rc == -EEXIST)
+		if (rc == -EEXIST) {
 			rc = 0;
+			untold = 1; /* created by an earlier run, which told it */
+		}
 		event = "create";
 		break;
 	case DEPLOY_ACT_SCALE:
@@ -250,13 +447,17 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 		break;
 	case DEPLOY_ACT_META:
 		rc = p->ops->meta_set(p, a->sha, a->key, a->has_value ? a->value : NULL);
-		if (rc == -ENOENT)
+		if (rc == -ENOENT) {
 			rc = 0;
+			untold = 1; /* the colour is gone: nothing happened to it */
+		}
 		break;
 	case DEPLOY_ACT_REMOVE:
 		rc = p->ops->remove(p, a->sha);
-		if (rc == -ENOENT)
+		if (rc == -ENOENT) {
 			rc = 0;
+			untold = 1;
+		}
 		event = "remove";
 		break;
 	case DEPLOY_ACT_REMOVE_REPLICA:
@@ -279,6 +480,9 @@ static int perform(struct platform *p, const struct deploy_act *a, const struct 
 			p->err);
 		return rc;
 	}
+	n_ev = untold ? 0 : run_action_events(cfg, &ro->obs, a, waited_ms, ev);
+	for (size_t i = 0; i < n_ev; i++)
+		tell(p, t, a->sha, &ev[i]);
 	if (event) {
 		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha, "why",
 				      why_name(a->why), "connections", (json_int_t)conns, "op_ms",
@@ -444,7 +648,9 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 	size_t n_sum = 0;
 	enum deploy_phase cur = (enum deploy_phase) - 1;
 	int64_t started = mono_ms(), phase_start = started, last_print = 0;
-	int errors = 0, status = 1;
+	int64_t wait_start = 0; /* began waiting for the target to be ready (0: not) */
+	struct run_tell tell_state = { 0 };
+	int errors = 0, status = 1, target_seen = 0;
 
 	if (!mem || !res || !track) {
 		fprintf(stderr, "rainbow: out of memory\n");
@@ -501,8 +707,18 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			fprintf(o->out, " (%.0fs)\n", (mono_ms() - phase_start) / 1000.0);
 			fflush(o->out);
 		}
+		if (!wait_start &&
+		    (res->phase == DEPLOY_PHASE_CREATE || res->phase == DEPLOY_PHASE_READY))
+			wait_start = obs_mono;
+		target_seen = cfg->sha[0] && obs_find(&ro, cfg->sha) != NULL;
 		for (size_t i = 0; i < res->n_act; i++) {
-			int prc = perform(p, &res->act[i], &ro, obs_mono, o, sum, &n_sum);
+			const struct deploy_act *a = &res->act[i];
+			int prc = perform(p, cfg, a, &ro, obs_mono,
+					  wait_start ? obs_mono - wait_start : -1, &tell_state, o,
+					  sum, &n_sum);
+
+			if (prc == 0 && a->kind == DEPLOY_ACT_SELECT)
+				wait_start = 0;
 
 			if (prc < 0) {
 				failed = 1;
@@ -531,6 +747,12 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 					      "reason", res->msg);
 
 			run_record(o->state_dir, e);
+			if (target_seen) {
+				struct platform_event fe = { "Warning", "Failed", "Deploy", "" };
+
+				snprintf(fe.note, sizeof(fe.note), "%s", res->msg);
+				tell(p, &tell_state, cfg->sha, &fe);
+			}
 			fprintf(stderr, "rainbow: deploy failed: %s\n", res->msg);
 			goto out;
 		}

@@ -19,6 +19,12 @@
  *                  "curve":[[s,fraction],..]} for a draining colour: at its
  *                  first observation, when a forecast first exists, then
  *                  once a minute.
+ *
+ * Every decision applied on a colour is also told to the platform as an
+ * event (platform.h, the optional op event; kube: a Kubernetes Event on the
+ * colour's Deployment). A platform that cannot record one never fails the
+ * deploy: the first failure is printed as one warning line on stderr, later
+ * ones only at the 10th, 100th, 1000th... failure.
  */
 #ifndef RAINBOW_RUN_H
 #define RAINBOW_RUN_H
@@ -66,6 +72,21 @@ json_t *run_forecast_json(const struct forecast *f, int with_curve);
 
 /* "~2m10s left" or "? left" (the forecast's eta_s) into buf. */
 const char *run_forecast_text(const struct forecast *f, char *buf, size_t len);
+
+/* At most this many events tell one action. */
+#define RUN_EVENTS_MAX 2
+
+/*
+ * The events telling that action a was applied (pure: what
+ * run_deploy() hands to the platform's event op). obs is the observation
+ * the action was decided from; waited_ms is how long this run waited for the
+ * target to become ready (-1: it did not wait, then a switch has no Ready
+ * event). Returns how many of ev were filled (0: the action tells nothing
+ * by itself, e.g. clearing a meta key).
+ */
+size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *obs,
+			 const struct deploy_act *a, int64_t waited_ms,
+			 struct platform_event ev[RUN_EVENTS_MAX]);
 
 /* Unix time in milliseconds. */
 int64_t run_now_ms(void);

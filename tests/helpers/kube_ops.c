@@ -8,7 +8,8 @@
  *   OP: list | lists N (list N times in one process, prints the last) |
  *       create SHA N | replicas SHA | select SHA|- | selected |
  *       remove SHA | scale SHA N | remove-replica SHA POD |
- *       meta SHA KEY [VALUE] | yaml2json FILE (no API call: kubeyaml only)
+ *       meta SHA KEY [VALUE] | event SHA TYPE REASON ACTION NOTE |
+ *       yaml2json FILE (no API call: kubeyaml only)
  *
  * Prints the result as one JSON line on stdout; on failure prints
  * "error <code> <ERRNO NAME>: <message>" on stderr and exits 1 (2: usage).
@@ -45,6 +46,8 @@ static const char *errname(int rc)
 		return "EINVAL";
 	case EBUSY:
 		return "EBUSY";
+	case ENOMEM:
+		return "ENOMEM";
 	case ENOSPC:
 		return "ENOSPC";
 	default:
@@ -137,6 +140,12 @@ static int run(struct platform *p, int argc, char **argv, json_t **out)
 		return p->ops->remove_replica(p, argv[1], argv[2]);
 	if (!strcmp(op, "meta") && (argc == 3 || argc == 4))
 		return p->ops->meta_set(p, argv[1], argv[2], argc == 4 ? argv[3] : NULL);
+	if (!strcmp(op, "event") && argc == 6) {
+		struct platform_event ev = { argv[2], argv[3], argv[4], "" };
+
+		snprintf(ev.note, sizeof(ev.note), "%s", argv[5]);
+		return p->ops->event(p, argv[1], &ev);
+	}
 	return 1;
 }
 

@@ -16,6 +16,8 @@ objects, status codes and Status error bodies of the real API server
   POST   /apis/apps/v1/namespaces/NS/deployments
   GET|PUT|PATCH|DELETE /apis/apps/v1/namespaces/NS/deployments/NAME
   GET|PUT|PATCH /apis/apps/v1/namespaces/NS/deployments/NAME/scale
+  GET|POST /apis/events.k8s.io/v1/namespaces/NS/events[/NAME]  (?fieldSelector=)
+  GET    /api/v1/namespaces/NS/events[/NAME]   the same Events, core/v1 view
 
 What it does like the real server:
 - Bearer-token (or verified client-certificate) authentication: 401 with
@@ -44,6 +46,16 @@ What it does like the real server:
   timeoutSeconds; a resourceVersion older than the compacted history gets
   an ERROR event with a 410 Expired Status.
 - DELETE with propagationPolicy Background (the default here) or Orphan.
+- Events: one store seen through both APIs, as the real server keeps them
+  (events.k8s.io/v1 regarding/note/reportingController are core/v1
+  involvedObject/message/reportingComponent). A create through
+  events.k8s.io/v1 gets the API server's strict validation (422 Invalid
+  naming every bad field: eventTime, reportingController as a qualified
+  name, reportingInstance, action, reason, type, note length, deprecated*
+  fields unset, series); field selectors with each API's own labels
+  (regarding.name there, involvedObject.name here; any other label is 400
+  "field label not supported"), as kubectl get events and kubectl describe
+  use them.
 
 Pods are REAL chatd processes on loopback: the controller starts one per
 wanted replica from the pod template (image and command ignored; args and
@@ -200,6 +212,143 @@ def map_matches(selector, labels):
         return False
     labels = labels or {}
     return all(labels.get(k) == v for k, v in selector.items())
+
+
+# ---------- events (events.k8s.io/v1 and its core/v1 view) ----------
+
+EVENTS_GROUP = "events.k8s.io"
+# Field selector labels each API accepts, mapped to the stored
+# (events.k8s.io/v1) field: pkg/apis/core/v1/conversion.go and
+# pkg/apis/events/v1/conversion.go (AddFieldLabelConversionsForEvent).
+_REF_FIELDS = ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion",
+               "fieldPath")
+EVENT_FIELDS_CORE = dict([("involvedObject." + f, ("regarding", f)) for f in _REF_FIELDS] + [
+    ("reason", ("reason",)), ("reportingComponent", ("reportingController",)),
+    ("source", None), ("type", ("type",)), ("metadata.namespace", ("metadata", "namespace")),
+    ("metadata.name", ("metadata", "name"))])
+EVENT_FIELDS_V1 = dict([("regarding." + f, ("regarding", f)) for f in _REF_FIELDS] + [
+    ("reason", ("reason",)), ("reportingController", ("reportingController",)),
+    ("source", None), ("type", ("type",)), ("metadata.namespace", ("metadata", "namespace")),
+    ("metadata.name", ("metadata", "name"))])
+QUALIFIED_NAME_RE = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+                               r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+MICROTIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)$")
+
+
+def parse_field_selector(text, fields):
+    """fieldSelector query -> [(stored path or None for source, op, value)].
+    Raises ValueError with the API server's message."""
+    reqs = []
+    for part in (text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.match(r"^([^=!]+?)\s*(==|!=|=)\s*(.*)$", part)
+        if not m:
+            raise ValueError("invalid selector: '%s'; can't understand '%s'" % (text, part))
+        label, op, value = m.group(1), m.group(2), m.group(3)
+        if label not in fields:
+            raise ValueError("field label not supported: %s" % label)
+        reqs.append((label, fields[label], "!=" if op == "!=" else "=", value))
+    return reqs
+
+
+def event_field(ev, path, label):
+    if path is None:  # "source": deprecatedSource.component, else reportingController
+        return (ev.get("deprecatedSource") or {}).get("component") or \
+            ev.get("reportingController", "")
+    v = ev
+    for k in path:
+        v = (v or {}).get(k) if isinstance(v, dict) else None
+    return "" if v is None else str(v)
+
+
+def event_matches(ev, reqs):
+    for label, path, op, value in reqs:
+        got = event_field(ev, path, label)
+        if (op == "=") != (got == value):
+            return False
+    return True
+
+
+def event_to_core(ev):
+    """The core/v1 view of a stored events.k8s.io/v1 Event."""
+    c = {"kind": "Event", "apiVersion": "v1", "metadata": copy.deepcopy(ev["metadata"]),
+         "involvedObject": copy.deepcopy(ev.get("regarding") or {}),
+         "reason": ev.get("reason", ""), "message": ev.get("note", ""),
+         "source": copy.deepcopy(ev.get("deprecatedSource") or {}),
+         "firstTimestamp": ev.get("deprecatedFirstTimestamp"),
+         "lastTimestamp": ev.get("deprecatedLastTimestamp"),
+         "type": ev.get("type", ""), "eventTime": ev.get("eventTime"),
+         "reportingComponent": ev.get("reportingController", ""),
+         "reportingInstance": ev.get("reportingInstance", "")}
+    for k_v1, k_core in (("deprecatedCount", "count"), ("series", "series"),
+                         ("action", "action"), ("related", "related")):
+        if ev.get(k_v1):
+            c[k_core] = copy.deepcopy(ev[k_v1])
+    return c
+
+
+def validate_event_v1(ev, ns):
+    """The API server's checks on an events.k8s.io/v1 create (ValidateEventCreate
+    in pkg/apis/core/validation/events.go, strict for v1): the list of
+    field errors, in its words."""
+    errs = []
+    md = ev.get("metadata") or {}
+    name = md.get("name", "")
+    if not name:
+        errs.append("metadata.name: Required value: name or generateName is required")
+    elif len(name) > 253 or not DNS_SUBDOMAIN_RE.match(name):
+        errs.append("metadata.name: Invalid value: %s: a lowercase RFC 1123 subdomain must "
+                    "consist of lower case alphanumeric characters, '-' or '.'"
+                    % json.dumps(name))
+    series = ev.get("series")
+    if series is not None:
+        if not isinstance(series.get("count"), int) or series["count"] < 2:
+            errs.append('series.count: Invalid value: "": should be at least 2')
+        if not series.get("lastObservedTime"):
+            errs.append("series.lastObservedTime: Required value")
+    et = ev.get("eventTime")
+    if not et:
+        errs.append("eventTime: Required value")
+    elif not isinstance(et, str) or not MICROTIME_RE.match(et):
+        raise ValueError('parsing time %s as "2006-01-02T15:04:05.000000Z07:00": cannot '
+                         'parse' % json.dumps(et))
+    if ev.get("type") not in ("Normal", "Warning"):
+        errs.append('type: Invalid value: "": has invalid value: %s' % (ev.get("type") or ""))
+    for f, path in (("deprecatedFirstTimestamp", "firstTimestamp"),
+                    ("deprecatedLastTimestamp", "lastTimestamp"),
+                    ("deprecatedCount", "count")):
+        if ev.get(f):
+            errs.append('%s: Invalid value: "": needs to be unset' % path)
+    src = ev.get("deprecatedSource") or {}
+    if src.get("component") or src.get("host"):
+        errs.append('source: Invalid value: "": needs to be unset')
+    reg_ns = (ev.get("regarding") or {}).get("namespace", "")
+    if not reg_ns and ns not in ("default", "kube-system"):
+        errs.append('involvedObject.namespace: Invalid value: "": does not match '
+                    'event.namespace')
+    rc = ev.get("reportingController") or ""
+    if not rc:
+        errs.append("reportingController: Required value")
+    elif not QUALIFIED_NAME_RE.match(rc) or len(rc.split("/")[-1]) > 63:
+        errs.append("reportingController: Invalid value: %s: must be a qualified name"
+                    % json.dumps(rc))
+    ri = ev.get("reportingInstance") or ""
+    if not ri:
+        errs.append("reportingInstance: Required value")
+    elif len(ri) > 128:
+        errs.append('reportingInstance: Invalid value: "": can have at most 128 characters')
+    for f in ("action", "reason"):
+        v = ev.get(f) or ""
+        if not v:
+            errs.append("%s: Required value" % f)
+        elif len(v) > 128:
+            errs.append('%s: Invalid value: "": can have at most 128 characters' % f)
+    if len((ev.get("note") or "").encode()) > 1024:
+        errs.append('message: Invalid value: "": can have at most 1024 characters')
+    return errs
 
 
 # ---------- patches ----------
@@ -611,6 +760,7 @@ class KubeDouble:
         self.store = {}            # (group, resource) -> {ns: {name: obj}}
         self.namespaces = {}
         self.events = []           # (rv, (group, resource), ns, type, obj)
+        self.k8s_events = {}       # ns -> {name: events.k8s.io/v1 Event}
         self.history = history
         self.compacted_rv = 0      # watches from below this get 410
         self.runtime = {}          # (ns, pod) -> PodRuntime
@@ -733,7 +883,8 @@ class KubeDouble:
                 self.rbac = {(v, g, r) for v in ALL_VERBS
                              for g, r in (("apps", "deployments"), ("apps", "deployments/scale"),
                                           ("", "services"), ("", "pods"), ("", "pods/proxy"),
-                                          ("", "namespaces"), ("", "configmaps"))}
+                                          ("", "namespaces"), ("", "configmaps"),
+                                          (EVENTS_GROUP, "events"), ("", "events"))}
             self.rbac.discard((verb, group, resource))
 
     def inject(self, method=None, path=".*", status=None, reason=None, message=None,
@@ -775,6 +926,11 @@ class KubeDouble:
 
     def pod_runtime(self, ns, name):
         return self.runtime.get((ns, name))
+
+    def k8s_events_list(self, ns):
+        """Every Event stored in ns (events.k8s.io/v1 form), by name."""
+        with self.lock:
+            return [copy.deepcopy(e) for _, e in sorted(self.k8s_events.get(ns, {}).items())]
 
     def requests_matching(self, method, path_re):
         r = re.compile(path_re)
@@ -1450,6 +1606,11 @@ def _make_handler(double):
             if m:
                 return self._proxy(method, m.group(1), m.group(2), m.group(3),
                                    m.group(4) or "/", user)
+            m = re.match(r"^/(api/v1|apis/events\.k8s\.io/v1)/namespaces/([^/]+)/events"
+                         r"(?:/([^/]+))?$", path)
+            if m:
+                return self._events(method, m.group(1) == "api/v1", m.group(2), m.group(3),
+                                    q, raw, user)
             m = re.match(r"^/(api/v1|apis/apps/v1)/namespaces/([^/]+)/([a-z]+)(?:/([^/]+))?"
                          r"(?:/(scale|status))?$", path)
             if not m:
@@ -1571,6 +1732,94 @@ def _make_handler(double):
                     return self._send(code, self._scale_obj(ns, out) if code == 200 else out)
                 code, out = double._replace(resource, ns, name, new, cur)
                 return self._send(code, out)
+
+        def _events(self, method, core, ns, name, q, raw, user):
+            """Events: events.k8s.io/v1 (create, get, list) and the core/v1 view
+            of the same store (get, list)."""
+            group = "" if core else EVENTS_GROUP
+            if name is None:
+                verb = {"GET": "watch" if q.get("watch") in ("true", "1") else "list",
+                        "POST": "create"}.get(method)
+            else:
+                verb = {"GET": "get"}.get(method)
+            if verb is None or verb == "watch" or (core and verb == "create"):
+                return self._status(405, "MethodNotAllowed",
+                                    "the double serves no %s on events" % method)
+            if not self._allowed(user, verb, group, "events", name, ns):
+                return
+            view = event_to_core if core else copy.deepcopy
+            av = "v1" if core else "events.k8s.io/v1"
+            what = qualified("events", group)
+            if verb == "list":
+                try:
+                    reqs = parse_field_selector(
+                        q.get("fieldSelector", ""),
+                        EVENT_FIELDS_CORE if core else EVENT_FIELDS_V1)
+                    lreqs = parse_selector(q.get("labelSelector", ""))
+                except ValueError as e:
+                    return self._status(400, "BadRequest", str(e))
+                with double.lock:
+                    items = [view(e) for _, e in sorted(double.k8s_events.get(ns, {}).items())
+                             if event_matches(e, reqs) and
+                             selector_matches(lreqs, e["metadata"].get("labels"))]
+                    rv = str(double.rv)
+                return self._send(200, {"kind": "EventList", "apiVersion": av,
+                                        "metadata": {"resourceVersion": rv}, "items": items})
+            if verb == "get":
+                with double.lock:
+                    e = double.k8s_events.get(ns, {}).get(name)
+                    e = view(e) if e else None
+                if e is None:
+                    return self._status(404, "NotFound", '%s "%s" not found' % (what, name),
+                                        name=name, group=group, kind="events")
+                return self._send(200, e)
+            # create (events.k8s.io/v1)
+            try:
+                ev = json.loads(raw or b"null")
+            except ValueError as e:
+                return self._status(400, "BadRequest", "json: %s" % e)
+            if not isinstance(ev, dict):
+                return self._status(400, "BadRequest", "Object 'Kind' is missing")
+            if ev.get("apiVersion", av) != av:
+                return self._status(400, "BadRequest", "the API version in the data (%s) does "
+                                    "not match the expected API version (%s)"
+                                    % (ev["apiVersion"], av))
+            if ev.get("kind", "Event") != "Event":
+                return self._status(400, "BadRequest", "the kind in the data (%s) does not "
+                                    "match the expected kind (Event)" % ev["kind"])
+            md = ev.setdefault("metadata", {})
+            if md.get("namespace", ns) != ns:
+                return self._status(400, "BadRequest", "the namespace of the provided object "
+                                    "does not match the namespace sent on the request")
+            if not md.get("name") and md.get("generateName"):
+                md["name"] = md["generateName"] + "".join(
+                    random.choice("bcdfghjklmnpqrstvwxz2456789") for _ in range(5))
+            try:
+                errs = validate_event_v1(ev, ns)
+            except ValueError as e:
+                return self._status(400, "BadRequest", str(e))
+            ename = md.get("name", "")
+            if errs:
+                msg = errs[0] if len(errs) == 1 else "[%s]" % ", ".join(errs)
+                return self._status(422, "Invalid", 'Event.events.k8s.io "%s" is invalid: %s'
+                                    % (ename, msg), name=ename, group=group, kind="Event")
+            with double.lock:
+                if ns not in double.namespaces:
+                    return self._status(404, "NotFound", 'namespaces "%s" not found' % ns,
+                                        name=ns, kind="namespaces")
+                store = double.k8s_events.setdefault(ns, {})
+                if ename in store:
+                    return self._status(409, "AlreadyExists", '%s "%s" already exists'
+                                        % (what, ename), name=ename, group=group,
+                                        kind="events")
+                ev["apiVersion"], ev["kind"] = av, "Event"
+                md["namespace"] = ns
+                md["uid"] = str(uuid.uuid4())
+                md["resourceVersion"] = str(double._next_rv())
+                md["creationTimestamp"] = now_iso()
+                store[ename] = ev
+                out = copy.deepcopy(ev)
+            return self._send(201, out)
 
         def _scale_obj(self, ns, d):
             sel = (d["spec"].get("selector") or {}).get("matchLabels") or {}
