@@ -29,6 +29,7 @@
 #include "log.h"
 #include "lswitch.h"
 #include "platform.h"
+#include "report.h"
 #include "run.h"
 #include "version.h"
 
@@ -42,7 +43,8 @@ enum cmd {
 	CMD_PRUNE = 1 << 5,
 	CMD_CHART = 1 << 6,
 	CMD_LOCAL = 1 << 7,
-	CMD_ALL = 0xff,
+	CMD_REPORT = 1 << 8,
+	CMD_ALL = 0xffff,
 };
 
 enum opt_id {
@@ -131,8 +133,8 @@ static const struct opt cli_opts[] = {
 	  "keep a colour that never became ready (for inspection)" },
 	{ "no-wait", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_NO_WAIT, NULL,
 	  "return after the switch; `rainbow prune` deletes drained colours later" },
-	{ "output", 'o', 1, CMD_STATUS | CMD_HISTORY | CMD_LOCAL, O_OUTPUT, "FORMAT",
-	  "table (default) or json" },
+	{ "output", 'o', 1, CMD_STATUS | CMD_HISTORY | CMD_LOCAL | CMD_REPORT, O_OUTPUT, "FORMAT",
+	  "table (default) or json; report: also md (Markdown)" },
 	{ "listen", 0, 1, CMD_LOCAL, O_LISTEN, "ADDR:PORT",
 	  "local up: the switch's public address (default 127.0.0.1:5222)" },
 	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
@@ -166,6 +168,9 @@ static const struct cmd_info cli_cmds[] = {
 	{ "watch", CMD_WATCH, "watch [--poll S] [--duration S] [--count N]",
 	  "live per-colour connection counts (also recorded to the timeline)" },
 	{ "history", CMD_HISTORY, "history [-o json]", "what rainbow did, from its record" },
+	{ "report", CMD_REPORT, "report [-o json|md]",
+	  "drain times (t50..t100) against the forecast made at the switch, and deploy "
+	  "overheads, from the state dir's history" },
 	{ "prune", CMD_PRUNE, "prune [--settle S]",
 	  "delete draining colours whose count settled at 0, and failed colours" },
 	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S]",
@@ -417,8 +422,11 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			c->json = 1;
 		else if (strcmp(v, "table") == 0)
 			c->json = 0;
+		else if (strcmp(v, "md") == 0 && c->cmd && c->cmd->cmd == CMD_REPORT)
+			c->json = 2;
 		else
-			return usage_error(c, "bad --output %s (table or json)", v);
+			return usage_error(c, "bad --output %s (table or json%s)", v,
+					   c->cmd && c->cmd->cmd == CMD_REPORT ? " or md" : "");
 		break;
 	case O_LISTEN:
 		c->listen = v;
@@ -815,7 +823,7 @@ static int cmd_status(struct cli *c)
 				    json_pack("{s:f,s:f,s:i,s:i}", "ended", model.ended_total,
 					      "open", model.open_total, "replicas", model.replicas,
 					      "skipped", model.skipped));
-		char *s = json_dumps(top, JSON_INDENT(2));
+		char *s = json_dumps(top, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
 
 		printf("%s\n", s ? s : "{}");
 		free(s);
@@ -937,6 +945,30 @@ static int cmd_history(struct cli *c)
 		json_decref(o);
 	}
 	fclose(f);
+	return 0;
+}
+
+static int cmd_report(struct cli *c)
+{
+	char err[512];
+	json_t *rep;
+	int rc = report_build(c->state_dir, &rep, err, sizeof(err));
+
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: report: %s\n", err);
+		return 1;
+	}
+	if (c->json == 1) {
+		char *s = json_dumps(rep, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
+
+		printf("%s\n", s ? s : "{}");
+		free(s);
+	} else if (c->json == 2) {
+		report_print_md(stdout, rep);
+	} else {
+		report_print_table(stdout, rep);
+	}
+	json_decref(rep);
 	return 0;
 }
 
@@ -1131,6 +1163,10 @@ int cli_main(int argc, char **argv)
 	case CMD_CHART:
 		rc = c.n_pos ? usage_error(&c, "chart takes no argument (%s)", c.pos[0])
 			     : cmd_chart(&c);
+		break;
+	case CMD_REPORT:
+		rc = c.n_pos ? usage_error(&c, "report takes no argument (%s)", c.pos[0])
+			     : cmd_report(&c);
 		break;
 	case CMD_LOCAL:
 		rc = cmd_local(&c, argv[0]);

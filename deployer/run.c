@@ -140,7 +140,7 @@ void run_record(const char *state_dir, json_t *event)
 
 	if (!json_object_get(event, "t"))
 		json_object_set_new(event, "t", json_real((double)run_now_ms() / 1000.0));
-	s = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS);
+	s = json_dumps(event, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
 	json_decref(event);
 	if (!s)
 		return;

@@ -309,8 +309,10 @@ class RainbowE2E(unittest.TestCase):
         harness.wait_for(lambda: p.status()["lifetimes"]["ended"] >= 120, timeout=60,
                          interval=0.5, what="120 lifetimes ended")
         st = p.status()
-        self.assertEqual(st["lifetimes"]["replicas"], 2)
-        self.assertEqual(st["lifetimes"]["open"], sum(c["connections"] for c in st["colours"]))
+        lt = st["lifetimes"]
+        self.assertEqual(lt["replicas"] + lt["skipped"], 2, lt)  # skipped: metrics unreadable
+        if lt["replicas"] == 2:
+            self.assertEqual(lt["open"], sum(c["connections"] for c in st["colours"]))
         d = p.rb("deploy", "bbbbbbb", "--replicas", "2", "--ready-timeout", "20s",
                  *DRAIN_FLAGS, "--no-wait")
         self.assertEqual(d.returncode, 0, d.stdout + d.stderr)
@@ -320,20 +322,21 @@ class RainbowE2E(unittest.TestCase):
         self.assertEqual((new["eta_s"], new["eta_p90_s"]), (None, None))
         self.assertEqual(old["state"], "draining")
         f = old["forecast"]
-        if old["connections"] > 0:
-            self.assertIsNotNone(old["eta_s"], f)  # 120 lifetimes of at most 8 s were seen
+        if old["connections"] > 0:  # (-1: a replica's metrics could not be read)
+            self.assertIsNotNone(old["eta_s"], f)  # 120 lifetimes of a few seconds were seen
             self.assertGreaterEqual(old["eta_s"], 0)
             self.assertLessEqual(old["eta_s"], old["eta_p90_s"])
-            self.assertLessEqual(old["eta_p90_s"], 8.0 * 1.26)  # no lifetime beyond its bucket
+            self.assertLess(old["eta_p90_s"], 60)
             self.assertLessEqual(f["t50_s"], f["t90_s"])
             self.assertLessEqual(f["t90_s"], f["t99_s"])
-            self.assertLessEqual(f["t99_s"], old["eta_p90_s"])
+            if old["connections"] >= 11:  # then 1 % left comes before all gone at 90 %
+                self.assertLessEqual(f["t99_s"], old["eta_p90_s"])
         table = p.rb("status").stdout
-        self.assertRegex(table, r"chat-aaaaaaa +draining .*(~\d+s|\?) left")
+        self.assertRegex(table, r"chat-aaaaaaa +draining .*(~\w+|\?) left")
         # The same deploy, waiting for the drain this time: its heartbeat says it too.
         r = p.deploy("bbbbbbb")
         self.assertIn("chat-aaaaaaa: drained in", r.stdout)
-        self.assertRegex(r.stdout, r"draining: chat-aaaaaaa=\d+ \((~\d+s|\?) left\)")
+        self.assertRegex(r.stdout, r"draining: chat-aaaaaaa=-?\d+ \((~\w+|\?) left\)")
         fc = [e for e in p.record() if e["event"] == "forecast" and e["sha"] == "aaaaaaa"]
         self.assertTrue(fc, p.record())
         for e in fc:
@@ -349,6 +352,29 @@ class RainbowE2E(unittest.TestCase):
         self.assertEqual(sel["deselected"], "aaaaaaa")
         self.assertGreaterEqual(sel["deselected_connections"], 0)
         self.assertLessEqual(sel["deselected_at"], sel["t"])
+        # The report: drain times in order, the forecast made at the switch.
+        r = p.rb("report", "-o", "json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        d = [x for x in rep["drains"] if x["sha"] == "aaaaaaa"][0]
+        self.assertEqual((d["replaced_by"], d["outcome"]), ("bbbbbbb", "drained"))
+        self.assertEqual(d["drain_from"], sel["deselected_connections"])
+        ts = [d["drain_t50_s"], d["drain_t90_s"], d["drain_t99_s"], d["drain_t100_s"]]
+        self.assertTrue(all(t is not None and t >= 0 for t in ts), d)
+        self.assertEqual(ts, sorted(ts))
+        if d["forecast_at_switch_s"] is not None:
+            self.assertLessEqual(d["forecast_made_s"], 10)
+            self.assertLessEqual(d["forecast_at_switch_s"], d["forecast_p90_at_switch_s"])
+            self.assertAlmostEqual(d["forecast_error_s"],
+                                   d["forecast_at_switch_s"] - d["drain_t100_s"], places=2)
+        else:
+            self.assertTrue(d["forecast_note"], d)
+        sw = [x for x in rep["switches"] if x["sha"] == "bbbbbbb"]
+        self.assertGreaterEqual(sw[0]["create_to_ready_s"], 0)
+        self.assertGreaterEqual(sw[0]["ready_to_switch_s"], 0)
+        r = p.rb("report", "-o", "md")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("| chat-aaaaaaa | chat-bbbbbbb | %d |" % d["drain_from"], r.stdout)
         load.signal(signal.SIGINT)
         load.wait(60)
 
@@ -371,6 +397,15 @@ class RainbowE2E(unittest.TestCase):
         r = p.rb("status", "--shrink")
         self.assertEqual(r.returncode, 2)
         self.assertIn("does not apply", r.stderr)
+        r = p.rb("status", "-o", "md")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("table or json)", r.stderr)
+        r = p.rb("report", "-o", "yaml")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("table or json or md", r.stderr)
+        r = p.rb("report")
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("no history", r.stderr)
         r = p.rb("deploy", "abcdef0", "--on-max-drain", "explode")
         self.assertEqual(r.returncode, 2)
         r = p.rb("rollback")
