@@ -59,7 +59,7 @@ LDFLAGS ?=
 ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 
 COMMON_SRC := $(wildcard common/*.c)
-SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c))
+SERVER_SRC := $(filter-out server/main.c,$(wildcard server/*.c server/cluster/*.c))
 LOAD_SRC := $(filter-out loadgen/main.c loadgen/chat-client.c,$(wildcard loadgen/*.c))
 RAINBOW_SRC := $(filter-out deployer/main.c,$(wildcard deployer/*.c))
 UNIT_SRC := $(wildcard tests/unit/test_*.c)

@@ -13,7 +13,7 @@
 
 #include <openssl/crypto.h>
 
-#include "cluster_proto.h"
+#include "cluster/cluster_proto.h"
 #include "conn.h"
 #include "log.h"
 #include "router.h"
@@ -458,9 +458,14 @@ int cluster_glue_has_bare(struct srv *srv, const char *bare)
 	return srv->cluster && cluster_has_bare(srv->cluster->cl, bare);
 }
 
-int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
-			      enum cluster_bare_mode mode, int prio)
+int cluster_glue_forward_bare(struct conn *from, const struct xnode *st, enum router_bare mode,
+			      int prio)
 {
+	static const enum cluster_bare_mode modes[] = {
+		[ROUTER_BARE_PRIO] = CLUSTER_BARE_PRIO,
+		[ROUTER_BARE_NONNEG] = CLUSTER_BARE_NONNEG,
+		[ROUTER_BARE_ALL] = CLUSTER_BARE_ALL,
+	};
 	struct cluster_glue *g = from->srv->cluster;
 	char bare[GLUE_JID_MAX];
 	const char *sender = xnode_attr(st, "from");
@@ -474,7 +479,7 @@ int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
 	xml = glue_serialize(st, &len);
 	if (!xml)
 		return 0;
-	n = cluster_forward_bare(g->cl, bare, mode, prio, sender, xml, len);
+	n = cluster_forward_bare(g->cl, bare, modes[mode], prio, sender, xml, len);
 	free(xml);
 	return n;
 }

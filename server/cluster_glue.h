@@ -14,8 +14,9 @@
 
 #include <stddef.h>
 
-#include "cluster.h"
+#include "cluster/cluster.h"
 #include "jid.h"
+#include "router.h"
 #include "xml.h"
 
 struct srv;
@@ -49,8 +50,8 @@ int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_
  * account that exists only while bound, such as an anonymous one, exists
  * cluster-wide). */
 int cluster_glue_has_bare(struct srv *srv, const char *bare);
-int cluster_glue_forward_bare(struct conn *from, const struct xnode *st,
-			      enum cluster_bare_mode mode, int prio);
+int cluster_glue_forward_bare(struct conn *from, const struct xnode *st, enum router_bare mode,
+			      int prio);
 
 /* 1 when /readyz may say ready as far as the cluster goes (always when
  * cluster mode is off; see cluster_ready()). */

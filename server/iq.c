@@ -52,7 +52,7 @@ static int add_feature(struct xnode *q, const char *var)
 	return f && xnode_set_attr(f, "var", var) == 0 ? 0 : -1;
 }
 
-static struct xnode *disco_info(struct conn *c, struct xnode *iq, enum iq_target target)
+static struct xnode *disco_info(struct conn *c, struct xnode *iq, enum router_to target)
 {
 	static const char *const server_features[] = {
 		NS_DISCO_INFO, NS_DISCO_ITEMS, NS_PING, NS_VERSION, NS_ROSTER, NS_SESSION,
@@ -63,7 +63,7 @@ static struct xnode *disco_info(struct conn *c, struct xnode *iq, enum iq_target
 	q = r ? xnode_add_child(r, "query", NS_DISCO_INFO) : NULL;
 	id = q ? xnode_add_child(q, "identity", NULL) : NULL;
 	bad |= !id;
-	if (!bad && target == IQ_TO_SERVER) {
+	if (!bad && target == ROUTER_TO_SERVER) {
 		bad |= xnode_set_attr(id, "category", "server") ||
 		       xnode_set_attr(id, "type", "im") || xnode_set_attr(id, "name", "chatd");
 		for (size_t i = 0; i < sizeof(server_features) / sizeof(*server_features); i++)
@@ -110,7 +110,7 @@ static struct xnode *empty_query(struct xnode *iq, const char *ns)
 	return r;
 }
 
-void iq_handle(struct conn *c, struct xnode *iq, enum iq_target target)
+void iq_handle(struct conn *c, struct xnode *iq, enum router_to target)
 {
 	const char *type = xnode_attr(iq, "type");
 	int get = type && strcmp(type, "get") == 0;
@@ -139,23 +139,23 @@ void iq_handle(struct conn *c, struct xnode *iq, enum iq_target target)
 		else
 			iq_reply(c, iq, empty_query(iq, NS_DISCO_ITEMS));
 	} else if (strcmp(ns, NS_VERSION) == 0 && strcmp(q->name, "query") == 0 &&
-		   target == IQ_TO_SERVER) {
+		   target == ROUTER_TO_SERVER) {
 		if (!get)
 			router_error(c, iq, "modify", "bad-request");
 		else
 			iq_reply(c, iq, version_reply(c, iq));
 	} else if (strcmp(ns, NS_ROSTER) == 0 && strcmp(q->name, "query") == 0 &&
-		   target != IQ_TO_SERVER) {
+		   target != ROUTER_TO_SERVER) {
 		/* No rosters are stored: the roster is always empty, and a roster
 		 * set is refused rather than pretended. */
-		if (target == IQ_TO_BARE)
+		if (target == ROUTER_TO_BARE)
 			router_error(c, iq, "auth", "forbidden");
 		else if (!get)
 			router_error(c, iq, "cancel", "feature-not-implemented");
 		else
 			iq_reply(c, iq, empty_query(iq, NS_ROSTER));
 	} else if (strcmp(ns, NS_SESSION) == 0 && strcmp(q->name, "session") == 0 &&
-		   target != IQ_TO_BARE) {
+		   target != ROUTER_TO_BARE) {
 		/* RFC 3921 3: a no-op kept for old clients. */
 		if (get)
 			router_error(c, iq, "modify", "bad-request");

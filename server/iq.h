@@ -10,6 +10,7 @@
 #define CHATD_IQ_H
 
 #include "conn.h"
+#include "router.h"
 #include "xml.h"
 
 #define NS_PING "urn:xmpp:ping"
@@ -18,15 +19,9 @@
 #define NS_VERSION "jabber:iq:version"
 #define NS_ROSTER "jabber:iq:roster"
 
-enum iq_target {
-	IQ_TO_SERVER, /* to the domain */
-	IQ_TO_SELF,   /* no 'to', or the sender's own bare JID */
-	IQ_TO_BARE,   /* another local user's bare JID (handled on their behalf) */
-};
-
-/* Answers an iq get/set addressed to the server or a bare JID. Takes
- * ownership of iq. */
-void iq_handle(struct conn *c, struct xnode *iq, enum iq_target target);
+/* Answers an iq get/set addressed to the server or a bare JID (the
+ * router's hook, struct router_hooks). Takes ownership of iq. */
+void iq_handle(struct conn *c, struct xnode *iq, enum router_to target);
 
 /* <iq type='set'><bind/></iq> in ST_BIND; binds and moves to established,
  * or answers an error. Takes ownership of iq. */

@@ -8,10 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster_glue.h"
-#include "iq.h"
 #include "log.h"
-#include "presence.h"
 #include "session.h"
 #include "srv.h"
 #include "users.h"
@@ -20,6 +17,7 @@
 
 struct router {
 	struct srv *srv;
+	struct router_hooks up; /* handlers and cluster above the router */
 	struct route **buckets;
 	size_t nbuckets; /* power of two */
 	unsigned long nroutes;
@@ -64,6 +62,33 @@ void router_free(struct router *r)
 	}
 	free(r->buckets);
 	free(r);
+}
+
+void router_set_hooks(struct router *r, const struct router_hooks *h)
+{
+	r->up = *h;
+}
+
+/* An iq the server answers, through the handler above; without one,
+ * service-unavailable. */
+static void up_iq(struct conn *from, struct xnode *st, enum router_to to)
+{
+	const struct router_hooks *up = &from->srv->router->up;
+
+	if (up->iq)
+		up->iq(from, st, to);
+	else
+		router_error(from, st, "cancel", "service-unavailable");
+}
+
+static void up_iq_result(struct conn *from, struct xnode *st)
+{
+	const struct router_hooks *up = &from->srv->router->up;
+
+	if (up->iq_result)
+		up->iq_result(from, st);
+	else
+		xnode_free(st);
 }
 
 unsigned long router_users(const struct router *r)
@@ -154,7 +179,8 @@ int router_add(struct router *r, struct conn *c, struct conn **old)
 	e->count++;
 	c->route = e;
 	r->srv->metrics.sessions++;
-	cluster_glue_bound(c); /* cluster hook: announce the session to peers */
+	if (r->up.bound)
+		r->up.bound(c); /* announce the session to the cluster */
 	return 0;
 }
 
@@ -165,7 +191,8 @@ void router_remove(struct router *r, struct conn *c)
 
 	if (!e)
 		return;
-	cluster_glue_unbound(c); /* cluster hook */
+	if (r->up.unbound)
+		r->up.unbound(c);
 	for (pp = &e->first; *pp; pp = &(*pp)->rnext) {
 		if (*pp == c) {
 			*pp = c->rnext;
@@ -246,7 +273,8 @@ static int account_exists(struct srv *srv, const char *node, const char *bare,
 {
 	struct scram_cred cred;
 
-	if (e || srv->cfg->auth_any || cluster_glue_has_bare(srv, bare))
+	if (e || srv->cfg->auth_any ||
+	    (srv->router->up.has_bare && srv->router->up.has_bare(srv, bare)))
 		return 1;
 	if (!srv->users)
 		return 0;
@@ -269,6 +297,7 @@ static int available(const struct conn *c)
  */
 static void route_bare_message(struct conn *from, struct xnode *st, struct route *e)
 {
+	const struct router_hooks *up = &from->srv->router->up;
 	const char *type = xnode_attr(st, "type");
 	int best = -129, n = 0;
 	int headline = type && strcmp(type, "headline") == 0;
@@ -282,15 +311,17 @@ static void route_bare_message(struct conn *from, struct xnode *st, struct route
 	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
 		if (available(c) && c->priority >= 0 && c->priority > best)
 			best = c->priority;
-	best = cluster_glue_bare_best(from, st, best); /* cluster hook: remote resources */
+	if (up->bare_best)
+		best = up->bare_best(from, st, best); /* remote resources */
 	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext) {
 		if (available(c) && c->priority >= 0 && (headline || c->priority == best)) {
 			router_deliver(c, st);
 			n++;
 		}
 	}
-	n += cluster_glue_forward_bare(from, st, headline ? CLUSTER_BARE_NONNEG : CLUSTER_BARE_PRIO,
-				       best); /* cluster hook */
+	if (up->forward_bare)
+		n += up->forward_bare(from, st, headline ? ROUTER_BARE_NONNEG : ROUTER_BARE_PRIO,
+				      best);
 	if (n == 0 && !headline) {
 		router_error(from, st, "cancel", "service-unavailable");
 		return;
@@ -307,7 +338,8 @@ static void route_bare_presence(struct conn *from, struct xnode *st, struct rout
 		for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
 			if (available(c))
 				router_deliver(c, st);
-		cluster_glue_forward_bare(from, st, CLUSTER_BARE_ALL, 0); /* cluster hook */
+		if (from->srv->router->up.forward_bare)
+			from->srv->router->up.forward_bare(from, st, ROUTER_BARE_ALL, 0);
 	}
 	xnode_free(st);
 }
@@ -316,19 +348,20 @@ static void route_bare_presence(struct conn *from, struct xnode *st, struct rout
  * (RFC 6120 10.3). */
 static void route_no_to(struct conn *from, struct xnode *st)
 {
+	const struct router_hooks *up = &from->srv->router->up;
 	const char *type = xnode_attr(st, "type");
 
 	if (strcmp(st->name, "message") == 0) {
 		route_bare_message(from, st, from->route);
 	} else if (strcmp(st->name, "presence") == 0) {
-		if (!type || strcmp(type, "unavailable") == 0)
-			presence_broadcast(from, st);
+		if ((!type || strcmp(type, "unavailable") == 0) && up->presence_broadcast)
+			up->presence_broadcast(from, st);
 		else
 			xnode_free(st);
 	} else if (type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
-		iq_handle(from, st, IQ_TO_SELF);
+		up_iq(from, st, ROUTER_TO_SELF);
 	} else {
-		iq_result_to_server(from, st);
+		up_iq_result(from, st);
 	}
 }
 
@@ -398,9 +431,9 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 			else
 				xnode_free(st);
 		} else if (is_req) {
-			iq_handle(from, st, IQ_TO_SERVER);
+			up_iq(from, st, ROUTER_TO_SERVER);
 		} else if (!is_msg && !is_pres) {
-			iq_result_to_server(from, st);
+			up_iq_result(from, st);
 		} else if (is_msg) {
 			router_error(from, st, "cancel", "service-unavailable");
 		} else {
@@ -419,15 +452,16 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		char key[3 * 1024 + 4];
 
 		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource) &&
-		    jid_format_full(&j, key, sizeof(key)) >= 0)
-			presence_directed(from, key, !type);
+		    jid_format_full(&j, key, sizeof(key)) >= 0 && srv->router->up.presence_directed)
+			srv->router->up.presence_directed(from, key, !type);
 	}
 	if (j.resource) {
 		t = router_find_full(srv->router, &j);
 		if (t) {
 			router_deliver(t, st);
 			xnode_free(st);
-		} else if (cluster_glue_forward_full(srv, &j, st)) { /* cluster hook */
+		} else if (srv->router->up.forward_full &&
+			   srv->router->up.forward_full(srv, &j, st)) { /* another instance */
 			xnode_free(st);
 		} else if (is_msg) {
 			/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
@@ -466,7 +500,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		route_bare_presence(from, st, e);
 	} else if (is_req) {
 		int self = from->route && strcmp(from->route->bare, bare) == 0;
-		iq_handle(from, st, self ? IQ_TO_SELF : IQ_TO_BARE);
+		up_iq(from, st, self ? ROUTER_TO_SELF : ROUTER_TO_BARE);
 	} else {
 		xnode_free(st);
 	}

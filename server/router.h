@@ -4,8 +4,14 @@
  *
  * The table maps a bare JID to its sessions (struct conn, linked through
  * c->rnext). router_route() is the single entry point for a stanza from an
- * established session; the cluster work (issue 4) hooks in where a local
- * lookup finds nothing, without touching session.c.
+ * established session.
+ *
+ * The router is below the stanza handlers (iq.c, presence.c) and the cluster
+ * (cluster_glue.c): they call it to deliver, it reaches them only through
+ * the table of struct router_hooks that srv.c fills (srv_router_hooks), so
+ * router.c includes none of them. A NULL entry means "not there": an iq
+ * with no handler is answered service-unavailable, no cluster means a
+ * single instance.
  */
 #ifndef CHATD_ROUTER_H
 #define CHATD_ROUTER_H
@@ -25,8 +31,42 @@ struct route {
 	char bare[];	    /* "node@domain" */
 };
 
+/* Who an iq get/set that the server answers is addressed to. */
+enum router_to {
+	ROUTER_TO_SERVER, /* to the domain */
+	ROUTER_TO_SELF,	  /* no 'to', or the sender's own bare JID */
+	ROUTER_TO_BARE,	  /* another local user's bare JID (handled on their behalf) */
+};
+
+/* Which remote resources of a bare JID get a copy (RFC 6121 8.5.2). */
+enum router_bare {
+	ROUTER_BARE_PRIO,   /* those of the highest non-negative priority (chat, normal) */
+	ROUTER_BARE_NONNEG, /* every one with a non-negative priority (headline) */
+	ROUTER_BARE_ALL,    /* every available one (presence) */
+};
+
+struct router_hooks {
+	/* stanza handlers; each takes ownership of st */
+	void (*iq)(struct conn *from, struct xnode *st, enum router_to to);
+	void (*iq_result)(struct conn *from, struct xnode *st); /* result/error to us */
+	void (*presence_broadcast)(struct conn *from, struct xnode *st);
+	/* available (or unavailable) directed presence went to full JID `to` */
+	void (*presence_directed)(struct conn *from, const char *to, int available);
+	/* the cluster: sessions bound and unbound here, and what other
+	 * instances hold (st is not taken) */
+	void (*bound)(struct conn *c);
+	void (*unbound)(struct conn *c);
+	int (*has_bare)(struct srv *srv, const char *bare);
+	int (*bare_best)(struct conn *from, const struct xnode *st, int local_best);
+	int (*forward_bare)(struct conn *from, const struct xnode *st, enum router_bare mode,
+			    int best);
+	int (*forward_full)(struct srv *srv, const struct jid *j, const struct xnode *st);
+};
+
 struct router *router_new(struct srv *srv);
 void router_free(struct router *r);
+/* Sets the table (copied); until then every entry is NULL. */
+void router_set_hooks(struct router *r, const struct router_hooks *h);
 
 /* Adds c (c->jid bound, full). A session already bound to the same full JID
  * is returned in *old; the caller closes it with <conflict/>, which removes

@@ -13,12 +13,27 @@
 #include "cluster_glue.h"
 #include "conn.h"
 #include "http.h"
+#include "iq.h"
 #include "jid.h"
 #include "log.h"
+#include "presence.h"
 #include "router.h"
 #include "sasl.h"
 #include "tlsbio.h"
 #include "users.h"
+
+const struct router_hooks srv_router_hooks = {
+	.iq = iq_handle,
+	.iq_result = iq_result_to_server,
+	.presence_broadcast = presence_broadcast,
+	.presence_directed = presence_directed,
+	.bound = cluster_glue_bound,
+	.unbound = cluster_glue_unbound,
+	.has_bare = cluster_glue_has_bare,
+	.bare_best = cluster_glue_bare_best,
+	.forward_bare = cluster_glue_forward_bare,
+	.forward_full = cluster_glue_forward_full,
+};
 
 uint32_t srv_now(const struct srv *srv)
 {
@@ -469,6 +484,8 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		return -1;
 	}
 	srv->router = router_new(srv);
+	if (srv->router)
+		router_set_hooks(srv->router, &srv_router_hooks);
 	srv->sasl_cache = cfg->auth_any ? sasl_cache_new() : NULL;
 	srv->authlimit = authlimit_new(cfg->auth_fail_ip_max, cfg->auth_fail_user_max);
 	if (!srv->router || (cfg->auth_any && !srv->sasl_cache) ||

@@ -120,6 +120,9 @@ static inline int srv_due(uint32_t now, uint32_t deadline)
 void srv_drain(struct srv *srv);
 void srv_shutdown(struct srv *srv);
 
+/* What the router reaches above it: iq.c, presence.c, cluster_glue.c. */
+extern const struct router_hooks srv_router_hooks;
+
 /* Connection bookkeeping for conn.c. */
 void srv_conn_added(struct srv *srv, struct conn *c);
 void srv_conn_removed(struct srv *srv, struct conn *c);

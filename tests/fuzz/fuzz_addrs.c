@@ -19,7 +19,7 @@
 #include <uv.h>
 
 #include "../../deployer/cli.h"
-#include "../../server/cluster.h"
+#include "../../server/cluster/cluster.h"
 #include "../../server/srv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -63,6 +63,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	srv.t0_ms = uv_now(&loop);
 	srv.domain = strdup(D);
 	srv.router = router_new(&srv);
+	if (srv.router)
+		router_set_hooks(srv.router, &srv_router_hooks);
 	srv.sasl_cache = sasl_cache_new();
 	if (!srv.domain || !srv.router || !srv.sasl_cache)
 		abort();

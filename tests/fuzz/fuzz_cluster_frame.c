@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for the cluster link frame decoder (server/cluster_proto.c).
+ * libFuzzer target for the cluster link frame decoder (server/cluster/cluster_proto.c).
  *
  * The input is read as a stream of frames, as a link reads it: split, then
  * decode each payload. The first input byte picks the frame cap (before or
@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../server/cluster_proto.h"
+#include "../../server/cluster/cluster_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -18,9 +18,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "../../server/cluster.h"
-#include "../../server/cluster_proto.h"
-#include "../../server/cluster_routes.h"
+#include "../../server/cluster/cluster.h"
+#include "../../server/cluster/cluster_proto.h"
+#include "../../server/cluster/cluster_routes.h"
 #include "log.h"
 
 /* ---- frames ---- */

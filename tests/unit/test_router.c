@@ -48,6 +48,8 @@ static int setup(void **state)
 	srv.cfg = &cfg;
 	srv.domain = strdup(D);
 	srv.router = router_new(&srv);
+	if (srv.router)
+		router_set_hooks(srv.router, &srv_router_hooks);
 	assert_non_null(srv.router);
 	assert_int_equal(uv_idle_init(&loop, &srv.pending_idle), 0);
 	srv.pending_idle.data = &srv;
