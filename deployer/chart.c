@@ -13,10 +13,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "platform.h"
+#include "report.h"
 
 #define CHART_COLOURS_MAX 32
 #define CHART_BINS_MAX 100000
+#define CHART_MARKS_MAX 64
 
 struct chart {
 	size_t n_sha;
@@ -25,6 +29,9 @@ struct chart {
 	size_t n_bins;
 	long *val;	    /* n_bins * CHART_COLOURS_MAX, -1 = no row */
 	unsigned char *has; /* bin has any row */
+	size_t n_marks;	    /* switches: seconds from t0 and the colour selected */
+	double mark_x[CHART_MARKS_MAX];
+	char mark_sha[CHART_MARKS_MAX][PLATFORM_SHA_MAX];
 };
 
 static const char *const chart_palette[] = {
@@ -155,6 +162,29 @@ static void gp_string(FILE *f, const char *s)
 	fputc('\'', f);
 }
 
+/* Every switch in the record within the timeline's span (SHAs checked: they go into the script). */
+static void load_marks(struct chart *c, const char *state_dir, double bin_s)
+{
+	json_t *rep = NULL, *s;
+	char err[256];
+	size_t i;
+
+	if (report_build(state_dir, &rep, err, sizeof(err)) < 0)
+		return;
+	json_array_foreach (json_object_get(rep, "switches"), i, s) {
+		const char *sha = json_string_value(json_object_get(s, "sha"));
+		double x = json_number_value(json_object_get(s, "selected_at")) - c->t0;
+
+		if (c->n_marks >= CHART_MARKS_MAX || !platform_sha_valid(sha) || !(x >= 0) ||
+		    x > (double)c->n_bins * bin_s)
+			continue;
+		c->mark_x[c->n_marks] = x;
+		snprintf(c->mark_sha[c->n_marks], sizeof(c->mark_sha[0]), "%s", sha);
+		c->n_marks++;
+	}
+	json_decref(rep);
+}
+
 static int write_gp(const struct chart *c, const char *gp, const char *dat, const char *prefix)
 {
 	FILE *f = fopen(gp, "w");
@@ -175,6 +205,14 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 		fprintf(f, "set xlabel 'seconds'\nset ylabel 'connections'\n");
 		fprintf(f, "set key outside right top\nset grid\nset yrange [0:*]\n");
 		fprintf(f, "set style fill solid 0.85 noborder\n");
+		/* Each switch: a dashed line and the SHA it selected. */
+		for (size_t m = 0; m < c->n_marks; m++)
+			fprintf(f,
+				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead front "
+				"lc rgb '#222222' dt 2\n"
+				"set label 'chat-%s' at %.3f, graph 0.02 rotate by 90 left front "
+				"offset -0.8,0 font ',9' tc rgb '#222222'\n",
+				c->mark_x[m], c->mark_x[m], c->mark_sha[m], c->mark_x[m]);
 		fprintf(f, "plot ");
 		/* Topmost cumulative band first; each lower one paints over it. */
 		for (size_t k = c->n_sha; k-- > 0;) {
@@ -233,6 +271,7 @@ int chart_render(const char *state_dir, const char *prefix, double bin_s, char *
 	rc = load(&c, csv, bin_s, err, errlen);
 	if (rc < 0)
 		goto out;
+	load_marks(&c, state_dir, bin_s);
 	rc = write_dat(&c, dat, bin_s);
 	if (rc == 0)
 		rc = write_gp(&c, gp, dat, pre);
@@ -244,5 +283,170 @@ int chart_render(const char *state_dir, const char *prefix, double bin_s, char *
 out:
 	free(c.val);
 	free(c.has);
+	return rc;
+}
+
+/* ---- one colour's drain curve ------------------------------------------- */
+
+/* The last drain of sha in the report, or NULL. */
+static const json_t *find_drain(const json_t *rep, const char *sha)
+{
+	const json_t *d, *found = NULL;
+	size_t i;
+
+	json_array_foreach (json_object_get(rep, "drains"), i, d)
+		if (strcmp(json_string_value(json_object_get(d, "sha")), sha) == 0)
+			found = d;
+	return found;
+}
+
+/* Block 0: the count as a fraction of drain_from since deselection; block 1: the forecast. */
+static int write_drain_dat(const char *path, const char *csv, const json_t *d, const char *sha)
+{
+	double t0 = json_number_value(json_object_get(d, "deselected_at"));
+	double from = (double)json_integer_value(json_object_get(d, "drain_from"));
+	const json_t *t100 = json_object_get(d, "drain_t100_s"), *pt;
+	FILE *f = fopen(path, "w"), *in = fopen(csv, "r");
+	char line[512], rsha[64];
+	size_t i;
+
+	if (!f) {
+		if (in)
+			fclose(in);
+		return -errno;
+	}
+	fprintf(f, "# seconds since deselection, remaining fraction of %.0f (chat-%s)\n", from,
+		sha);
+	while (in && fgets(line, sizeof(line), in)) {
+		double t;
+		long conns;
+
+		if (!parse_row(line, &t, rsha, &conns) || strcmp(rsha, sha) != 0 || t < t0 ||
+		    conns < 0)
+			continue;
+		/* Up to the first 0 (and a little of it): the rest is the settle period. */
+		if (json_is_number(t100) && t - t0 > json_number_value(t100) + 1)
+			continue;
+		fprintf(f, "%.3f %.5f\n", t - t0, (double)conns / from);
+	}
+	if (in)
+		fclose(in);
+	fprintf(f, "\n\n# forecast made at the switch\n");
+	json_array_foreach (json_object_get(d, "forecast_curve"), i, pt)
+		fprintf(f, "%.3f %.5f\n", json_number_value(json_array_get(pt, 0)),
+			json_number_value(json_array_get(pt, 1)));
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+static int write_drain_gp(const char *gp, const char *dat, const char *prefix, const json_t *d,
+			  const char *sha)
+{
+	const char *terms[][2] = { { "pngcairo size 900,500", "png" },
+				   { "svg size 900,500 dynamic", "svg" } };
+	const json_t *eta = json_object_get(d, "forecast_at_switch_s");
+	const json_t *p90 = json_object_get(d, "forecast_p90_at_switch_s");
+	const json_t *t100 = json_object_get(d, "drain_t100_s");
+	int has_fc = json_array_size(json_object_get(d, "forecast_curve")) > 0;
+	FILE *f = fopen(gp, "w");
+
+	if (!f)
+		return -errno;
+	for (size_t t = 0; t < 2; t++) {
+		char out[4200];
+
+		fprintf(f, "%sset terminal %s\n", t == 0 ? "# PNG\n" : "# SVG\n", terms[t][0]);
+		snprintf(out, sizeof(out), "%s.%s", prefix, terms[t][1]);
+		fprintf(f, "set output ");
+		gp_string(f, out);
+		fprintf(f,
+			"\nset title 'chat-%s drain: %" JSON_INTEGER_FORMAT
+			" connections at deselection'\n",
+			sha, json_integer_value(json_object_get(d, "drain_from")));
+		fprintf(f,
+			"set xlabel 'seconds since deselection'\nset ylabel 'remaining fraction'\n"
+			"set key outside right top\nset grid\nset yrange [0:1.05]\n"
+			"set xrange [0:*]\n");
+		if (json_is_number(eta))
+			fprintf(f,
+				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
+				"'#4363d8' dt 2\nset label 'forecast %.1fs' at %.3f, graph 0.95 "
+				"left offset 0.5,0 tc rgb '#4363d8'\n",
+				json_number_value(eta), json_number_value(eta),
+				json_number_value(eta), json_number_value(eta));
+		if (json_is_number(p90))
+			fprintf(f,
+				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
+				"'#4363d8' dt 3\nset label 'p90 %.1fs' at %.3f, graph 0.88 "
+				"left offset 0.5,0 tc rgb '#4363d8'\n",
+				json_number_value(p90), json_number_value(p90),
+				json_number_value(p90), json_number_value(p90));
+		if (json_is_number(t100))
+			fprintf(f,
+				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
+				"'#e6194b' dt 1\nset label 'drained %.1fs' at %.3f, graph 0.81 "
+				"left offset 0.5,0 tc rgb '#e6194b'\n",
+				json_number_value(t100), json_number_value(t100),
+				json_number_value(t100), json_number_value(t100));
+		fprintf(f, "plot ");
+		gp_string(f, dat);
+		fprintf(f, " index 0 using 1:2 with steps lw 2 lc rgb '#e6194b' title 'chat-%s'",
+			sha);
+		if (has_fc) {
+			fprintf(f, ", \\\n     ");
+			gp_string(f, dat);
+			fprintf(f, " index 1 using 1:2 with lines lw 2 dt 2 lc rgb '#4363d8' "
+				   "title 'forecast at the switch'");
+		}
+		fprintf(f, "\nunset arrow\nunset label\nunset output\n");
+	}
+	return fclose(f) == 0 ? 0 : -EIO;
+}
+
+int chart_render_drain(const char *state_dir, const char *prefix, const char *sha, char *err,
+		       size_t errlen)
+{
+	char csv[4096], pre[4096], dat[4200], gp[4200];
+	const json_t *d;
+	json_t *rep = NULL;
+	int rc;
+
+	if (!platform_sha_valid(sha)) {
+		snprintf(err, errlen, "invalid SHA '%s'", sha);
+		return -EINVAL;
+	}
+	rc = report_build(state_dir, &rep, err, errlen);
+	if (rc < 0)
+		return rc;
+	d = find_drain(rep, sha);
+	if (!d) {
+		snprintf(err, errlen, "no drain of chat-%s in the history of %s", sha, state_dir);
+		rc = -ENOENT;
+		goto out;
+	}
+	if (!(json_integer_value(json_object_get(d, "drain_from")) > 0)) {
+		snprintf(err, errlen,
+			 "chat-%s held no connection when deselected (or its count "
+			 "is unknown): no drain curve",
+			 sha);
+		rc = -ENODATA;
+		goto out;
+	}
+	snprintf(csv, sizeof(csv), "%s/timeline.csv", state_dir);
+	if (prefix)
+		snprintf(pre, sizeof(pre), "%s", prefix);
+	else
+		snprintf(pre, sizeof(pre), "%s/drain-%s", state_dir, sha);
+	snprintf(dat, sizeof(dat), "%s.dat", pre);
+	snprintf(gp, sizeof(gp), "%s.gp", pre);
+	rc = write_drain_dat(dat, csv, d, sha);
+	if (rc == 0)
+		rc = write_drain_gp(gp, dat, pre, d, sha);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot write %s: %s", gp, strerror(-rc));
+		goto out;
+	}
+	rc = run_gnuplot(gp, err, errlen);
+out:
+	json_decref(rep);
 	return rc;
 }

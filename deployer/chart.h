@@ -1,6 +1,8 @@
 /*
  * The rainbow chart: live connections per colour over time, stacked, one
- * colour per SHA, drawn by gnuplot from STATE/timeline.csv.
+ * colour per SHA, drawn by gnuplot from STATE/timeline.csv, with a dashed
+ * line and the SHA at every switch (STATE/record.jsonl). And one colour's
+ * drain curve beside the forecast made at its switch.
  *
  * Rows of the timeline are binned (bin_s seconds, the last value of each
  * colour in a bin wins) so that rows written by several rainbow processes
@@ -17,5 +19,17 @@
  * 0, or -errno with a message in err.
  */
 int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err, size_t errlen);
+
+/*
+ * The drain of colour sha (its last one in the history): remaining fraction
+ * of its count at deselection against seconds since deselection, from the
+ * timeline, with the forecast curve recorded at the switch and vertical
+ * lines at the forecast (median, 90th percentile) and the real drain.
+ * PREFIX.dat (block 0 real, block 1 forecast), PREFIX.gp, .png, .svg;
+ * prefix NULL = STATE/drain-SHA. 0, or -errno with a message in err
+ * (-ENOENT: no drain of sha in the history).
+ */
+int chart_render_drain(const char *state_dir, const char *prefix, const char *sha, char *err,
+		       size_t errlen);
 
 #endif

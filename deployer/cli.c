@@ -78,6 +78,7 @@ enum opt_id {
 	O_COUNT,
 	O_OUT,
 	O_BIN,
+	O_DRAIN,
 	O_QUIET,
 };
 
@@ -146,6 +147,9 @@ static const struct opt cli_opts[] = {
 	{ "out", 0, 1, CMD_CHART, O_OUT, "PREFIX",
 	  "chart: write PREFIX.png/.svg (default STATE/chart)" },
 	{ "bin", 0, 1, CMD_CHART, O_BIN, "S", "chart: time bin (default 1s)" },
+	{ "drain", 0, 1, CMD_CHART, O_DRAIN, "SHA",
+	  "chart: colour SHA's drain curve and the forecast made at its switch instead "
+	  "(default PREFIX STATE/drain-SHA)" },
 	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH, O_QUIET, NULL, "print only errors" },
 };
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
@@ -173,8 +177,9 @@ static const struct cmd_info cli_cmds[] = {
 	  "overheads, from the state dir's history" },
 	{ "prune", CMD_PRUNE, "prune [--settle S]",
 	  "delete draining colours whose count settled at 0, and failed colours" },
-	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S]",
-	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot" },
+	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA]",
+	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot, switches "
+	  "marked; or one colour's drain curve beside the forecast" },
 	{ "local", CMD_LOCAL, "local up|down|status [options]",
 	  "start, stop or show the local platform's switch" },
 };
@@ -202,6 +207,7 @@ struct cli {
 	long count;
 	const char *out;
 	double bin;
+	const char *drain;
 };
 
 int cli_parse_duration(const char *s, double *out)
@@ -454,6 +460,14 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		break;
 	case O_QUIET:
 		c->quiet = 1;
+		break;
+	case O_DRAIN:
+		if (!platform_sha_valid(v))
+			return usage_error(c,
+					   "invalid SHA '%s' for --drain (want 7-40 lower-case hex "
+					   "digits)",
+					   v);
+		c->drain = v;
 		break;
 	}
 	return -1;
@@ -975,7 +989,8 @@ static int cmd_report(struct cli *c)
 static int cmd_chart(struct cli *c)
 {
 	char err[512], pre[4200];
-	int rc = chart_render(c->state_dir, c->out, c->bin, err, sizeof(err));
+	int rc = c->drain ? chart_render_drain(c->state_dir, c->out, c->drain, err, sizeof(err))
+			  : chart_render(c->state_dir, c->out, c->bin, err, sizeof(err));
 
 	if (rc < 0) {
 		fprintf(stderr, "rainbow: chart: %s\n", err);
@@ -983,7 +998,8 @@ static int cmd_chart(struct cli *c)
 	}
 	snprintf(pre, sizeof(pre), "%s", c->out ? c->out : "");
 	if (!c->out)
-		snprintf(pre, sizeof(pre), "%s/chart", c->state_dir);
+		snprintf(pre, sizeof(pre), c->drain ? "%s/drain-%s" : "%s/chart", c->state_dir,
+			 c->drain);
 	printf("%s.png\n%s.svg\n", pre, pre);
 	return 0;
 }

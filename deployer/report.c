@@ -219,6 +219,29 @@ static const json_t *forecast_at_switch(const struct history *h, const char *sha
 	return NULL;
 }
 
+/* The forecast's curve from the deselection on, as a fraction of drain_from. */
+static json_t *forecast_curve(const json_t *fe, double since, long from)
+{
+	json_t *out = json_array(), *pt;
+	double conns = num(fe, "connections", -1);
+	size_t i;
+
+	if (from <= 0 || conns < 0)
+		return out;
+	json_array_foreach (json_object_get(fe, "curve"), i, pt) {
+		double t = json_number_value(json_array_get(pt, 0));
+		double f = json_number_value(json_array_get(pt, 1));
+
+		if (!json_is_number(json_array_get(pt, 0)) ||
+		    !json_is_number(json_array_get(pt, 1)) || !isfinite(t) || !isfinite(f) ||
+		    t < 0 || f < 0 || f > 1)
+			break;
+		json_array_append_new(out, json_pack("[f,f]", round((since + t) * 1000) / 1000,
+						     round(f * conns / (double)from * 1e5) / 1e5));
+	}
+	return out;
+}
+
 static void forecast_fields(const json_t *fe, double t0, json_t *d)
 {
 	double since, eta, p90, t99, t100 = num(d, "drain_t100_s", -1),
@@ -235,6 +258,7 @@ static void forecast_fields(const json_t *fe, double t0, json_t *d)
 		json_object_set_new(d, "forecast_error_s", json_null());
 		json_object_set_new(d, "forecast_error_pct", json_null());
 		json_object_set_new(d, "forecast_t99_error_pct", json_null());
+		json_object_set_new(d, "forecast_curve", json_array());
 		return;
 	}
 	since = num(fe, "since_deselect_s", num(fe, "t", t0) - t0);
@@ -264,6 +288,8 @@ static void forecast_fields(const json_t *fe, double t0, json_t *d)
 			    t99 >= 0 && a99 > 0
 				    ? json_real(round((since + t99 - a99) / a99 * 1000) / 10)
 				    : json_null());
+	json_object_set_new(d, "forecast_curve",
+			    forecast_curve(fe, since, (long)num(d, "drain_from", -1)));
 }
 
 static json_t *drains(const struct history *h)

@@ -12,7 +12,9 @@
  *                         the deselection: when it said the count would read
  *                         0, from the deselection (since_deselect_s + eta_s);
  *                         also its p90 and t99; forecast_error_s/_pct
- *                         against drain_t100_s
+ *                         against drain_t100_s; forecast_curve: its
+ *                         expected drain curve, [seconds since deselection,
+ *                         fraction of drain_from] pairs
  *   outcome               drained, draining (not 0 yet when last observed),
  *                         rolled-back (selected again before 0)
  * Per switch: create_to_ready_s (create or scale-up started -> the

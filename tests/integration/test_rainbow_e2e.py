@@ -375,6 +375,17 @@ class RainbowE2E(unittest.TestCase):
         r = p.rb("report", "-o", "md")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("| chat-aaaaaaa | chat-bbbbbbb | %d |" % d["drain_from"], r.stdout)
+        # The chart marks both switches; the drain curve of aaaaaaa beside its forecast.
+        r = p.rb("chart")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(p.state, "chart.gp")) as fh:
+            gp = fh.read()
+        self.assertIn("set label 'chat-aaaaaaa'", gp)
+        self.assertIn("set label 'chat-bbbbbbb'", gp)
+        r = p.rb("chart", "--drain", "aaaaaaa")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(os.path.join(p.state, "drain-aaaaaaa.png"), r.stdout)
+        self.assertTrue(os.path.getsize(os.path.join(p.state, "drain-aaaaaaa.png")) > 1000)
         load.signal(signal.SIGINT)
         load.wait(60)
 
