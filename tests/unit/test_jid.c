@@ -3,10 +3,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
+#include <stringprep.h>
 
 #include "jid.h"
 
@@ -256,13 +258,64 @@ static void test_prep_parts(void **state)
 	assert_string_not_equal(jid_strerror(JID_ERR_NODE), jid_strerror(JID_ERR_DOMAIN));
 }
 
+/* jid.c prepares ASCII without libidn: the result must be libidn's, byte for
+ * byte, ok or refused alike. */
+static void expect_as_libidn(const char *in, const Stringprep_profile *profile,
+			     int (*prep)(const char *, char **))
+{
+	char ref[JID_PART_MAX + 1], *out = NULL;
+	int want, got;
+
+	snprintf(ref, sizeof(ref), "%s", in);
+	want = stringprep(ref, sizeof(ref), 0, profile) == STRINGPREP_OK && ref[0];
+	if (profile == stringprep_nameprep && strlen(ref) > 1 && ref[strlen(ref) - 1] == '.')
+		ref[strlen(ref) - 1] = '\0'; /* RFC 7622 3.2: jid.c strips it */
+	got = prep(in, &out);
+	if (want != (got == 0))
+		fail_msg("'%s' (first byte 0x%02x): libidn %s, jid.c %s", in, (unsigned char)in[0],
+			 want ? "accepts" : "refuses", got == 0 ? "accepts" : "refuses");
+	if (want)
+		assert_string_equal(out, ref);
+	free(out);
+}
+
+static void test_ascii_as_libidn(void **state)
+{
+	static const char host[] = "aZ09.-_Q";
+	char s[8];
+	unsigned a, b, i;
+
+	(void)state;
+	for (a = 1; a < 128; a++) {
+		for (b = 0; b < 128; b += (b < 8 ? 1 : 13)) {
+			s[0] = (char)a;
+			s[1] = (char)(b ? b : 'x');
+			s[2] = (char)a;
+			s[3] = '\0';
+			expect_as_libidn(s, stringprep_xmpp_nodeprep, jid_prep_node);
+			expect_as_libidn(s, stringprep_xmpp_resourceprep, jid_prep_resource);
+		}
+	}
+	/* Domains also pass host name rules after nameprep: letters, digits,
+	 * '.', '-', '_' and upper case, in every combination of 3. */
+	for (i = 0; i < 8 * 8 * 8; i++) {
+		s[0] = host[i % 8];
+		s[1] = host[i / 8 % 8];
+		s[2] = host[i / 64];
+		s[3] = '\0';
+		if (strstr(s, "..") || s[0] == '.')
+			continue;
+		expect_as_libidn(s, stringprep_nameprep, jid_prep_domain);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_valid),	      cmocka_unit_test(test_case_folding),
 		cmocka_unit_test(test_invalid_chars), cmocka_unit_test(test_empty_parts),
 		cmocka_unit_test(test_lengths),	      cmocka_unit_test(test_format),
-		cmocka_unit_test(test_prep_parts),
+		cmocka_unit_test(test_prep_parts),    cmocka_unit_test(test_ascii_as_libidn),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
