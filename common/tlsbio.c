@@ -17,6 +17,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#define TLSBIO_ERR_LEN 256
+
 /* A byte queue: data[off..len) is pending; freed when emptied. */
 struct tlsbio_buf {
 	char *data;
@@ -35,7 +37,8 @@ struct tlsbio {
 	int shutdown_sent;
 	int peer_closed;
 	int nomem; /* the BIO could not grow a buffer */
-	char err[256];
+	char *err; /* TLSBIO_ERR_LEN bytes, allocated at the first error: not
+		      every idle connection needs room for a message */
 };
 
 static size_t tlsbio_buf_pending(const struct tlsbio_buf *b)
@@ -371,6 +374,7 @@ void tlsbio_free(struct tlsbio *t)
 	if (t->early.data)
 		OPENSSL_cleanse(t->early.data, t->early.cap);
 	tlsbio_buf_free(&t->early);
+	free(t->err);
 	free(t);
 }
 
@@ -386,23 +390,25 @@ static int tlsbio_fail(struct tlsbio *t, int e)
 	long vr;
 
 	t->failed = 1;
-	if (t->nomem) {
-		snprintf(t->err, sizeof(t->err), "out of memory");
+	if (!t->err)
+		t->err = malloc(TLSBIO_ERR_LEN);
+	if (t->nomem || !t->err) {
+		t->nomem = 1;
 		ERR_clear_error();
 		return TLSBIO_ERR_NOMEM;
 	}
 	if (code) {
-		ERR_error_string_n(code, t->err, sizeof(t->err));
+		ERR_error_string_n(code, t->err, TLSBIO_ERR_LEN);
 	} else if (e == SSL_ERROR_SYSCALL) {
-		snprintf(t->err, sizeof(t->err), "unexpected end of TLS data");
+		snprintf(t->err, TLSBIO_ERR_LEN, "unexpected end of TLS data");
 	} else {
-		snprintf(t->err, sizeof(t->err), "TLS error %d", e);
+		snprintf(t->err, TLSBIO_ERR_LEN, "TLS error %d", e);
 	}
 	vr = SSL_get_verify_result(t->ssl);
 	if (vr != X509_V_OK) {
 		size_t n = strlen(t->err);
 
-		snprintf(t->err + n, sizeof(t->err) - n, " (certificate: %s)",
+		snprintf(t->err + n, TLSBIO_ERR_LEN - n, " (certificate: %s)",
 			 X509_verify_cert_error_string(vr));
 	}
 	ERR_clear_error();
@@ -568,7 +574,9 @@ int tlsbio_peer_closed(const struct tlsbio *t)
 
 const char *tlsbio_last_error(const struct tlsbio *t)
 {
-	return t->err;
+	if (t->nomem)
+		return "out of memory";
+	return t->err ? t->err : "";
 }
 
 const char *tlsbio_version(const struct tlsbio *t)
