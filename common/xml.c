@@ -80,19 +80,28 @@ int xbuf_puts(struct xbuf *b, const char *s)
 
 int xbuf_printf(struct xbuf *b, const char *fmt, ...)
 {
+	size_t room;
 	va_list ap;
 	int n;
 
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return xbuf_fail(b);
-	if (xbuf_reserve(b, (size_t)n) < 0)
+	/* One pass when it fits in what is allocated, a second one when not. */
+	if (xbuf_reserve(b, 0) < 0)
 		return -1;
+	room = b->cap - b->len;
 	va_start(ap, fmt);
-	vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+	n = vsnprintf(b->data + b->len, room, fmt, ap);
 	va_end(ap);
+	if (n < 0) {
+		b->data[b->len] = '\0';
+		return xbuf_fail(b);
+	}
+	if ((size_t)n >= room) {
+		if (xbuf_reserve(b, (size_t)n) < 0)
+			return -1;
+		va_start(ap, fmt);
+		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+		va_end(ap);
+	}
 	b->len += (size_t)n;
 	return 0;
 }
@@ -453,7 +462,8 @@ static int serialize_attr(const struct xattr *a, unsigned *nprefix, struct xbuf 
 		    xbuf_printf(out, "' a%u:%s='", *nprefix, end + 1) < 0)
 			return -1;
 		(*nprefix)++;
-	} else if (xbuf_printf(out, " %s='", name) < 0) {
+	} else if (xbuf_append(out, " ", 1) < 0 || xbuf_puts(out, name) < 0 ||
+		   xbuf_append(out, "='", 2) < 0) {
 		return -1;
 	}
 	if (xbuf_escape_mode(out, a->value, strlen(a->value), 1) < 0)
@@ -469,7 +479,7 @@ int xnode_serialize(const struct xnode *n, const char *parent_ns, struct xbuf *o
 
 	if (!n->name)
 		return xbuf_escape(out, n->text, n->textlen);
-	if (xbuf_printf(out, "<%s", n->name) < 0)
+	if (xbuf_append(out, "<", 1) < 0 || xbuf_puts(out, n->name) < 0)
 		return -1;
 	if (n->ns && !ns_equal(n->ns, parent_ns)) {
 		if (xbuf_puts(out, " xmlns='") < 0 ||
@@ -487,5 +497,7 @@ int xnode_serialize(const struct xnode *n, const char *parent_ns, struct xbuf *o
 	for (i = 0; i < n->nchildren; i++)
 		if (xnode_serialize(n->children[i], ns, out) < 0)
 			return -1;
-	return xbuf_printf(out, "</%s>", n->name);
+	if (xbuf_append(out, "</", 2) < 0 || xbuf_puts(out, n->name) < 0)
+		return -1;
+	return xbuf_append(out, ">", 1);
 }

@@ -561,8 +561,14 @@ static void conn_tls_input(struct conn *c, const char *data, size_t len)
 		}
 		return;
 	}
-	if (c->tls)
+	if (c->tls) {
+		if (!c->tls_up && tlsbio_handshake_done(c->tls)) {
+			/* The handshake's transient memory (tens of KiB) was freed. */
+			c->tls_up = 1;
+			srv_trim_soon(srv);
+		}
 		conn_tls_flush(c);
+	}
 }
 
 static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)

@@ -106,6 +106,7 @@ struct conn {
 	unsigned paused : 1;	     /* reads stopped by the shaper or for fairness */
 	unsigned yielded : 1;	     /* paused for fairness only: resumed next iteration */
 	unsigned held : 1;	     /* paused after a blocked login: closed at t_fill */
+	unsigned tls_up : 1;	     /* the TLS handshake completed (counted for a trim) */
 };
 
 /* Accepts a pending connection on the listener; 0 or a negative uv error. */

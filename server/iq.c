@@ -1,6 +1,5 @@
 #include "iq.h"
 
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,16 +208,13 @@ void iq_bind(struct conn *c, struct xnode *iq)
 		return;
 	}
 	if (!want || !want[0]) {
-		unsigned char rnd[6];
-
 		free(want);
 		want = NULL;
-		if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+		memcpy(gen, "chatd-", 6);
+		if (srv_random_hex(c->srv, gen + 6, 6) != 0) {
 			bind_error(c, iq, "wait", "internal-server-error");
 			return;
 		}
-		snprintf(gen, sizeof(gen), "chatd-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
-			 rnd[3], rnd[4], rnd[5]);
 	}
 	e = jid_set(&c->jid, c->user, c->srv->domain, want ? want : gen);
 	free(want);

@@ -101,7 +101,9 @@ void sasl_features(struct conn *c, struct xbuf *out)
 			continue;
 		if (!any++)
 			xbuf_puts(out, "<mechanisms xmlns='" SASL_NS "'>");
-		xbuf_printf(out, "<mechanism>%s</mechanism>", mech_names[m]);
+		xbuf_puts(out, "<mechanism>");
+		xbuf_puts(out, mech_names[m]);
+		xbuf_puts(out, "</mechanism>");
 	}
 	if (any)
 		xbuf_puts(out, "</mechanisms>");
@@ -148,7 +150,13 @@ static int sasl_send(struct conn *c, const char *elem, const char *data, size_t 
 			return -1;
 	}
 	xbuf_init(&b);
-	xbuf_printf(&b, "<%s xmlns='" SASL_NS "'>%s</%s>", elem, b64 ? b64 : "", elem);
+	xbuf_puts(&b, "<");
+	xbuf_puts(&b, elem);
+	xbuf_puts(&b, " xmlns='" SASL_NS "'>");
+	xbuf_puts(&b, b64 ? b64 : "");
+	xbuf_puts(&b, "</");
+	xbuf_puts(&b, elem);
+	xbuf_puts(&b, ">");
 	free(b64);
 	if (!b.data)
 		return -1;

@@ -3,6 +3,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
+#include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include "sasl.h"
 #include "tlsbio.h"
 #include "users.h"
+#include "xstream.h"
 
 const struct router_hooks srv_router_hooks = {
 	.iq = iq_handle,
@@ -77,6 +80,36 @@ int srv_parse_addr(const char *s, struct sockaddr_storage *ss)
 	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
 		return 0;
 	return -1;
+}
+
+int srv_random(struct srv *srv, void *buf, size_t n)
+{
+	if (n > 64)
+		return -1;
+	if (srv->rnd_left < n) {
+		if (RAND_bytes(srv->rnd, sizeof(srv->rnd)) != 1)
+			return -1;
+		srv->rnd_left = sizeof(srv->rnd);
+	}
+	srv->rnd_left -= (unsigned)n;
+	memcpy(buf, srv->rnd + srv->rnd_left, n);
+	return 0;
+}
+
+int srv_random_hex(struct srv *srv, char *hex, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char r[64];
+	size_t i;
+
+	if (srv_random(srv, r, n) != 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		hex[2 * i] = digits[r[i] >> 4];
+		hex[2 * i + 1] = digits[r[i] & 15];
+	}
+	hex[2 * n] = '\0';
+	return 0;
 }
 
 /* --------------------------------------------------------- connections */
@@ -213,6 +246,10 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 {
 	if (c->handle_closed)
 		return;
+	if (!c->closing && c->xs && xstream_compactable(c->xs) && now - c->t_rx >= SRV_COMPACT_MS) {
+		xstream_compact(c->xs);
+		srv_trim_soon(srv);
+	}
 	if (c->closing) {
 		if (srv_due(now, c->t_deadline))
 			conn_destroy(c);
@@ -241,16 +278,25 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 /* The next time something is due for c; 0 when nothing ever is. */
 static int srv_conn_next(const struct srv *srv, const struct conn *c, uint32_t *due)
 {
+	int any = 0;
+
 	if (c->handle_closed)
 		return 0;
 	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq) {
 		*due = c->t_deadline;
-		return 1;
+		any = 1;
+	} else if (srv->cfg->ping_interval) {
+		*due = c->t_rx + srv->cfg->ping_interval * 1000u;
+		any = 1;
 	}
-	if (!srv->cfg->ping_interval)
-		return 0;
-	*due = c->t_rx + srv->cfg->ping_interval * 1000u;
-	return 1;
+	if (!c->closing && c->xs && xstream_compactable(c->xs)) {
+		uint32_t at = c->t_rx + SRV_COMPACT_MS;
+
+		if (!any || (int32_t)(at - *due) < 0)
+			*due = at;
+		any = 1;
+	}
+	return any;
 }
 
 static void srv_deadline_cb(uv_timer_t *t);
@@ -307,6 +353,30 @@ void srv_conn_schedule(struct srv *srv, struct conn *c)
 	srv_arm(srv);
 }
 
+void srv_conn_idle(struct srv *srv, struct conn *c)
+{
+	uint32_t at = c->t_rx + SRV_COMPACT_MS;
+
+	/* Queued for no later than the compaction: nothing to do (the common
+	 * case of a chatty connection, which then costs one heap move per
+	 * SRV_COMPACT_MS at most). */
+	if (c->dl.pos && !srv_due(c->dl.due, at + SRV_TIMER_GRAIN_MS))
+		return;
+	srv_conn_schedule(srv, c);
+}
+
+/* Gives back the heap pages a burst freed (see SRV_TRIM_MS). */
+static void srv_trim_cb(uv_timer_t *t)
+{
+	malloc_trim(0);
+}
+
+void srv_trim_soon(struct srv *srv)
+{
+	if (srv->trim_timer.data && !uv_is_active((uv_handle_t *)&srv->trim_timer))
+		uv_timer_start(&srv->trim_timer, srv_trim_cb, SRV_TRIM_MS, 0);
+}
+
 static void srv_deadline_cb(uv_timer_t *t)
 {
 	struct srv *srv = t->data;
@@ -339,6 +409,7 @@ static void srv_close_handles(struct srv *srv)
 {
 	uv_close((uv_handle_t *)&srv->deadline_timer, NULL);
 	uv_close((uv_handle_t *)&srv->drain_timer, NULL);
+	uv_close((uv_handle_t *)&srv->trim_timer, NULL);
 	uv_close((uv_handle_t *)&srv->pending_idle, NULL);
 	uv_close((uv_handle_t *)&srv->shaper, NULL);
 	uv_close((uv_handle_t *)&srv->fair_idle, NULL);
@@ -562,6 +633,8 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->deadline_timer.data = srv;
 	uv_timer_init(loop, &srv->drain_timer);
 	srv->drain_timer.data = srv;
+	uv_timer_init(loop, &srv->trim_timer);
+	srv->trim_timer.data = srv;
 	uv_idle_init(loop, &srv->pending_idle);
 	srv->pending_idle.data = srv;
 	uv_timer_init(loop, &srv->shaper);

@@ -45,6 +45,15 @@ struct authlimit;
 #define SRV_FAIR_BYTES 16384
 /* How often paused (shaped) connections are checked for refilled buckets. */
 #define SRV_SHAPER_TICK_MS 10
+/* A connection's parser is freed this long after its last input, when the
+ * stream sits between stanzas (xstream_compact()); not after every read,
+ * which made and freed a parser for every stanza. */
+#define SRV_COMPACT_MS 250
+/* malloc_trim() gives freed heap pages back to the system this long after
+ * parsers or TLS handshakes were freed (so at most once per period while
+ * they keep coming, and never while nothing is freed): otherwise a burst of
+ * logins leaves its transient memory in the process for good. */
+#define SRV_TRIM_MS 1000
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
 #define SRV_READ_BUF 65536
 
@@ -66,6 +75,7 @@ struct srv {
 	struct dlheap deadlines;       /* every connection with something due (conn->dl) */
 	uint32_t armed_due;	       /* ms: when deadline_timer fires, if armed */
 	int armed;		       /* deadline_timer is running */
+	uv_timer_t trim_timer;	       /* runs malloc_trim() SRV_TRIM_MS after a free */
 	uv_idle_t pending_idle;	       /* runs deferred closes (conn_fail) */
 	uv_timer_t shaper;	       /* resumes shaped connections (SRV_SHAPER_TICK_MS) */
 	uv_idle_t fair_idle;	       /* resumes connections that yielded for fairness */
@@ -96,6 +106,8 @@ struct srv {
 	int listening;		  /* listener open */
 	int signals;		  /* SIGTERM/SIGINT received */
 	int done;		  /* handles closed for exit */
+	unsigned char rnd[512];	  /* RAND_bytes() drawn ahead for ids (srv_random) */
+	unsigned rnd_left;	  /* bytes of rnd not given out yet (at its end) */
 	char rbuf[SRV_READ_BUF];  /* the one read buffer of every connection */
 	char plain[SRV_READ_BUF]; /* decrypted TLS input, shared likewise */
 };
@@ -135,6 +147,18 @@ void srv_mark_pending(struct srv *srv, struct conn *c);
 void srv_conn_schedule(struct srv *srv, struct conn *c);
 /* A connection was paused by the shaper (yield = 0) or for fairness. */
 void srv_paused(struct srv *srv, int yield);
+/* After input that left c's stream between stanzas: its parser is freed
+ * SRV_COMPACT_MS after its last input (cheap when already due earlier). */
+void srv_conn_idle(struct srv *srv, struct conn *c);
+/* Memory was freed in bulk (a parser, a TLS handshake): a trim follows. */
+void srv_trim_soon(struct srv *srv);
+
+/* n (at most 64) bytes from OpenSSL's RAND_bytes(), drawn 512 at a time:
+ * one call per login cost as much as the rest of the stream header. 0 or
+ * -1 (the generator failed). */
+int srv_random(struct srv *srv, void *buf, size_t n);
+/* Writes n random bytes as 2n lower-case hex digits and a NUL into hex. */
+int srv_random_hex(struct srv *srv, char *hex, size_t n);
 
 /* Parses "ADDR:PORT" / "[V6]:PORT" into ss; 0 or -1. */
 int srv_parse_addr(const char *s, struct sockaddr_storage *ss);
