@@ -109,8 +109,10 @@ void opts_usage(FILE *f)
 	      "  --login-timeout DUR       connect to established deadline (default 30s)\n"
 	      "  --loss-timeout DUR        a message not delivered by then is lost (default 10s)\n"
 	      "  --close-timeout DUR       wait for the server's stream close (default 5s)\n"
-	      "  --lifetime SPEC           none | fixed:60s | exp:60s | uniform:30s-90s: a client\n"
-	      "                            logs out after it and a new one logs in (default none)\n"
+	      "  --lifetime SPEC           none | fixed:60s | exp:60s | uniform:30s-90s |\n"
+	      "                            lognormal:MEDIAN,SIGMA (heavy tail, e.g. 10s,1.5): a\n"
+	      "                            client logs out after it and a new one logs in\n"
+	      "                            (default none)\n"
 	      "  --duration DUR            run length, 0 = until SIGINT (default 0)\n"
 	      "  --progress-interval DUR   period of progress lines (default 1s)\n"
 	      "  --report FILE.json        write the JSON report there\n"
@@ -134,6 +136,83 @@ int opts_parse_duration(const char *s, double *out)
 	return duration_parse(s, HUGE_VAL, out);
 }
 
+/* "MEDIAN,SIGMA" after "lognormal:". */
+static int parse_lognormal(const char *arg, struct lifetime *out, const char **why)
+{
+	char buf[64], *comma, *end;
+
+	out->kind = LIFETIME_LOGNORMAL;
+	snprintf(buf, sizeof(buf), "%s", arg);
+	comma = strchr(buf, ',');
+	if (!comma) {
+		*why = "lognormal needs MEDIAN,SIGMA, e.g. lognormal:10s,1.5";
+		return -1;
+	}
+	*comma = '\0';
+	if (opts_parse_duration(buf, &out->a) < 0) {
+		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
+		return -1;
+	}
+	if (out->a <= 0) {
+		*why = "the median must be positive";
+		return -1;
+	}
+	if (out->a > OPTS_DURATION_MAX) {
+		*why = "longer than 30 days";
+		return -1;
+	}
+	errno = 0;
+	out->b = strtod(comma + 1, &end);
+	if (errno || end == comma + 1 || *end || !(out->b > 0) ||
+	    out->b > OPTS_LOGNORMAL_SIGMA_MAX) {
+		*why = "lognormal SIGMA must be a number above 0, at most 10";
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The standard normal quantile: Acklam's rational approximation (relative
+ * error 1.2e-9), then one Halley step on erfc, good to a few ulps.
+ */
+static double normal_quantile(double p)
+{
+	static const double a[] = { -3.969683028665376e+01, 2.209460984245205e+02,
+				    -2.759285104469687e+02, 1.383577518672690e+02,
+				    -3.066479806614716e+01, 2.506628277459239e+00 };
+	static const double b[] = { -5.447609879822406e+01, 1.615858368580409e+02,
+				    -1.556989798598866e+02, 6.680131188771972e+01,
+				    -1.328068155288572e+01 };
+	static const double c[] = { -7.784894002430293e-03, -3.223964580411365e-01,
+				    -2.400758277161838e+00, -2.549732539343734e+00,
+				    4.374664141464968e+00,  2.938163982698783e+00 };
+	static const double d[] = { 7.784695709041462e-03, 3.224671290700398e-01,
+				    2.445134137142996e+00, 3.754408661907416e+00 };
+	double q, r, x, e, u;
+
+	if (p <= 0)
+		return -INFINITY;
+	if (p >= 1)
+		return INFINITY;
+	if (p < 0.02425) {
+		q = sqrt(-2 * log(p));
+		x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+		    ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+	} else if (p > 1 - 0.02425) {
+		q = sqrt(-2 * log(1 - p));
+		x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+		    ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+	} else {
+		q = p - 0.5;
+		r = q * q;
+		x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+		    (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+	}
+	e = 0.5 * erfc(-x / sqrt(2)) - p;
+	u = e * sqrt(2 * M_PI) * exp(x * x / 2);
+	return x - u / (1 + x * u / 2);
+}
+
 int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 {
 	const char *arg;
@@ -141,13 +220,15 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 	char *dash;
 
 	memset(out, 0, sizeof(*out));
-	*why = "expected none, fixed:DUR, exp:DUR or uniform:DUR-DUR";
+	*why = "expected none, fixed:DUR, exp:DUR, uniform:DUR-DUR or lognormal:DUR,SIGMA";
 	if (strcmp(s, "none") == 0)
 		return 0;
 	arg = strchr(s, ':');
 	if (!arg || strlen(arg + 1) >= sizeof(buf))
 		return -1;
 	arg++;
+	if (strncmp(s, "lognormal:", 10) == 0)
+		return parse_lognormal(arg, out, why);
 	if (strncmp(s, "fixed:", 6) == 0 || strncmp(s, "exp:", 4) == 0) {
 		out->kind = s[0] == 'f' ? LIFETIME_FIXED : LIFETIME_EXP;
 		if (opts_parse_duration(arg, &out->a) < 0) {
@@ -205,6 +286,13 @@ double opts_lifetime_draw(const struct lifetime *l, double r01)
 	}
 	case LIFETIME_UNIFORM:
 		return l->a + (l->b - l->a) * r01;
+	case LIFETIME_LOGNORMAL: {
+		/* median * e^(sigma z): the tail is cut at the 30-day bound */
+		double z = normal_quantile(r01);
+		double v = isfinite(z) ? l->a * exp(l->b * z) : z > 0 ? INFINITY : 0;
+
+		return v < OPTS_DURATION_MAX ? v : OPTS_DURATION_MAX;
+	}
 	case LIFETIME_NONE:
 		break;
 	}

@@ -2,7 +2,8 @@
  * chatload's command line: every flag, its validation and its defaults.
  * Durations accept "500ms", "60s", "2m", "1h" or a bare number of seconds.
  * Lifetime specs: "none", "fixed:60s", "exp:60s" (exponential with that
- * mean), "uniform:30s-90s".
+ * mean), "uniform:30s-90s", "lognormal:10s,1.5" (lognormal with that
+ * median and that standard deviation of the log: heavy-tailed).
  */
 #ifndef RAINBOW_LOADGEN_OPTS_H
 #define RAINBOW_LOADGEN_OPTS_H
@@ -15,12 +16,21 @@
 
 #define OPTS_MAX_SERVERS 16
 
-enum lifetime_kind { LIFETIME_NONE = 0, LIFETIME_FIXED, LIFETIME_EXP, LIFETIME_UNIFORM };
+enum lifetime_kind {
+	LIFETIME_NONE = 0,
+	LIFETIME_FIXED,
+	LIFETIME_EXP,
+	LIFETIME_UNIFORM,
+	LIFETIME_LOGNORMAL
+};
+
+/* Largest sigma a lognormal lifetime takes (e^(6 sigma) spans 26 decades). */
+#define OPTS_LOGNORMAL_SIGMA_MAX 10.0
 
 struct lifetime {
 	enum lifetime_kind kind;
-	double a; /* seconds: fixed value, exponential mean, uniform low bound */
-	double b; /* seconds: uniform high bound */
+	double a; /* seconds: fixed value, exponential mean, uniform low bound, lognormal median */
+	double b; /* seconds: uniform high bound; lognormal: sigma (of the log, no unit) */
 };
 
 enum opts_auth { OPTS_AUTH_AUTO = 0, OPTS_AUTH_PLAIN, OPTS_AUTH_SCRAM, OPTS_AUTH_ANONYMOUS };

@@ -83,6 +83,12 @@ static void check_lifetime(const char *s)
 			abort();
 		snprintf(buf, sizeof(buf), "uniform:%.17gs-%.17gs", l.a, l.b);
 		break;
+	case LIFETIME_LOGNORMAL:
+		if (!(l.a > 0) || !(l.a <= OPTS_DURATION_MAX) || !(l.b > 0) ||
+		    !(l.b <= OPTS_LOGNORMAL_SIGMA_MAX))
+			abort();
+		snprintf(buf, sizeof(buf), "lognormal:%.17gs,%.17g", l.a, l.b);
+		break;
 	default:
 		abort();
 	}

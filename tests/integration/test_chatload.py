@@ -100,7 +100,8 @@ class Usage(ChatloadCase):
 
     def test_bad_lifetime(self):
         for spec, why in (("fixed:abc", "bad duration"), ("gauss:5s", "expected none"),
-                          ("uniform:9s-3s", "LOW <= HIGH"), ("exp:0s", "positive")):
+                          ("uniform:9s-3s", "LOW <= HIGH"), ("exp:0s", "positive"),
+                          ("lognormal:5s", "MEDIAN,SIGMA"), ("lognormal:5s,0", "SIGMA")):
             p = self.usage("--lifetime", spec)
             self.assertEqual(p.returncode, 2, spec)
             self.assertIn("--lifetime %s" % spec, p.stderr)
@@ -154,6 +155,22 @@ class Usage(ChatloadCase):
 
 
 class Fates(ChatloadCase):
+    def test_lognormal_lifetimes(self):
+        """Heavy-tailed lifetimes end sessions like the others: every
+        connection closed by its client, and chatd's lifetime histogram
+        counted every one of them."""
+        d = self.chatd("--auth-any")
+        rc, r, _ = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "6",
+                                     "--lifetime", "lognormal:300ms,0.5", "--duration", "3",
+                                     "--seed", "7", "--expect-zero-drops",
+                                     "--expect-no-server-close")
+        self.assertEqual(rc, 0)
+        self.assert_every_connection_has_one_fate(r)
+        harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
+        self.assertEqual(r["closed_by_client"], r["connections"])
+        self.assertGreaterEqual(r["logins"], 12)  # every slot logged in again
+        self.assertEqual(d.metric("chatd_connection_duration_seconds_count"), r["connections"])
+
     def test_lifetimes_closed_by_client(self):
         d = self.chatd("--auth-any")
         timeline = os.path.join(self.tmp, "t.csv")

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <string.h>
 
 #include "../../loadgen/opts.h"
 
@@ -52,6 +53,54 @@ static void test_opts_lifetime_bounds(void **state)
 	assert_int_equal(opts_parse_lifetime("uniform:-1s-90s", &l, &why), -1);
 }
 
+/* lognormal:MEDIAN,SIGMA: its quantiles, its mean, its bounds, its errors. */
+static void test_opts_lifetime_lognormal(void **state)
+{
+	struct lifetime l;
+	const char *why;
+	double sum = 0, prev = 0;
+	const int n = 200000;
+
+	(void)state;
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,1.5", &l, &why), 0);
+	assert_true(l.kind == LIFETIME_LOGNORMAL && l.a == 10 && l.b == 1.5);
+	/* the median, and median * e^(sigma z) at the normal's quantiles */
+	assert_true(fabs(opts_lifetime_draw(&l, 0.5) - 10) < 1e-9);
+	assert_true(fabs(opts_lifetime_draw(&l, 0.8413447460685429) / (10 * exp(1.5)) - 1) < 1e-9);
+	assert_true(fabs(opts_lifetime_draw(&l, 0.022750131948179195) / (10 * exp(-3.0)) - 1) <
+		    1e-9);
+	assert_true(fabs(opts_lifetime_draw(&l, 0.9986501019683699) / (10 * exp(4.5)) - 1) < 1e-9);
+	assert_true(fabs(opts_lifetime_draw(&l, 1e-10) / (10 * exp(1.5 * -6.361340902404056)) - 1) <
+		    1e-9);
+	/* its mean is median * e^(sigma^2 / 2) = 30.8 s: a heavy tail */
+	for (int i = 0; i < n; i++) {
+		double v = opts_lifetime_draw(&l, (i + 0.5) / n);
+
+		assert_true(v >= prev);
+		prev = v;
+		sum += v;
+	}
+	assert_true(fabs(sum / n / (10 * exp(1.125)) - 1) < 0.01);
+	/* cut at 30 days, never negative */
+	assert_int_equal(opts_parse_lifetime("lognormal:720h,10", &l, &why), 0);
+	assert_true(opts_lifetime_draw(&l, 1 - 0x1p-53) == OPTS_DURATION_MAX);
+	assert_true(opts_lifetime_draw(&l, 0) == 0);
+	assert_true(opts_lifetime_draw(&l, 0x1p-53) >= 0);
+	/* errors */
+	assert_int_equal(opts_parse_lifetime("lognormal:10s", &l, &why), -1);
+	assert_non_null(strstr(why, "MEDIAN,SIGMA"));
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,0", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,-1", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,10.5", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,nan", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,1x", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:0s,1", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:721h,1", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:x,1", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("gauss:5s", &l, &why), -1);
+	assert_non_null(strstr(why, "lognormal:DUR,SIGMA"));
+}
+
 static void test_opts_ip_range_rate(void **state)
 {
 	uint32_t a, b;
@@ -80,6 +129,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_opts_duration_finite),
 		cmocka_unit_test(test_opts_lifetime_bounds),
+		cmocka_unit_test(test_opts_lifetime_lognormal),
 		cmocka_unit_test(test_opts_ip_range_rate),
 	};
 
