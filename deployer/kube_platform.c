@@ -171,6 +171,8 @@ static int kube_open(struct platform *p, const struct platform_opts *o)
 		kubeconfig_free(&cfg);
 		return platform_error(p, rc, "cannot create the Kubernetes client");
 	}
+	if (p->dry_run)
+		kubeclient_set_dry_run(k->kc, p->dry_run);
 	k->service = (v = opt(o, "service")) && *v ? v : "chat";
 	k->app = (v = opt(o, "app")) && *v ? v : "chat";
 	v = opt(o, "template");
@@ -893,6 +895,8 @@ static int kube_select(struct platform *p, const char *sha)
 				      "Service %s/%s kept changing under us: %d conflicts "
 				      "in a row",
 				      k->ns, k->service, KUBE_CONFLICT_RETRIES);
+	if (kubeclient_dry_run(k->kc))
+		return 0; /* nothing was sent: nothing to read back */
 	/* Read back: the switch is done only when the stored selector says so. */
 	{
 		struct kubeclient_result svc = { 0 };
@@ -1187,6 +1191,7 @@ static int kube_event(struct platform *p, const char *sha, const struct platform
 
 static const struct platform_ops kube_ops = {
 	.name = "kubernetes",
+	.can_dry_run = 1,
 	.open = kube_open,
 	.close = kube_close,
 	.list = kube_list,

@@ -24,6 +24,7 @@ struct kubeclient {
 	char *base;		       /* URL prefix requests go to (server, or tls-server-name) */
 	struct curl_slist *connect_to; /* tls-server-name: "name:port:host:port", else NULL */
 	char curl_err[CURL_ERROR_SIZE];
+	json_t *dry_log; /* borrowed; set: requests other than GET are logged, not sent */
 };
 
 /* A growing response buffer with a hard cap. */
@@ -188,6 +189,16 @@ void kubeclient_free(struct kubeclient *c)
 const struct kubeconfig *kubeclient_config(const struct kubeclient *c)
 {
 	return &c->kc;
+}
+
+void kubeclient_set_dry_run(struct kubeclient *c, json_t *log)
+{
+	c->dry_log = log;
+}
+
+int kubeclient_dry_run(const struct kubeclient *c)
+{
+	return c->dry_log != NULL;
 }
 
 int kubeclient_set_retries(struct kubeclient *c, int retries)
@@ -480,6 +491,21 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 	if (!res)
 		res = &local;
 	memset(res, 0, sizeof(*res));
+	if (c->dry_log && strcmp(method, "GET") != 0) {
+		/* Dry run: what would be sent, as it would be sent; "answered" with the body. */
+		json_t *r = json_pack(
+			"{s:s,s:s,s:s,s:O?}", "method", method, "path", path, "content_type",
+			body ? (content_type ? content_type : "application/json") : "", "body",
+			body);
+
+		if (!r || json_array_append_new(c->dry_log, r))
+			return -ENOMEM;
+		res->status = 200;
+		res->body = body ? json_deep_copy(body) : json_object();
+		if (res == &local)
+			kubeclient_result_free(res);
+		return 0;
+	}
 	if (asprintf(&url, "%s%s", c->base, path) < 0)
 		return -ENOMEM;
 	if (body && !(payload = json_dumps(body, JSON_COMPACT))) {

@@ -104,6 +104,14 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		     kubeclient_watch_cb cb, void *arg, const struct kubeclient_target *t,
 		     char *err, size_t errlen);
 
+/*
+ * Dry run: with log set (a JSON array, borrowed), every request but GET is
+ * not sent but appended to log as {"method", "path", "content_type",
+ * "body"}, and answered as a 200 echoing the body. NULL ends it.
+ */
+void kubeclient_set_dry_run(struct kubeclient *c, json_t *log);
+int kubeclient_dry_run(const struct kubeclient *c);
+
 /* Sets the extra attempts of later requests; returns the previous value. */
 int kubeclient_set_retries(struct kubeclient *c, int retries);
 

@@ -164,6 +164,11 @@ struct platform;
 
 struct platform_ops {
 	const char *name; /* "local", "kubernetes" */
+	/*
+	 * 1: the platform honours struct platform's dry_run (describes, does
+	 * not make, every change). 0: a dry run must not call a changing op.
+	 */
+	int can_dry_run;
 
 	/* Connects/opens; sets p->ctx. -ENOENT when the platform is not up. */
 	int (*open)(struct platform *p, const struct platform_opts *o);
@@ -234,10 +239,18 @@ struct platform_ops {
 	int (*event)(struct platform *p, const char *sha, const struct platform_event *ev);
 };
 
+struct json_t;
+
 struct platform {
 	const struct platform_ops *ops;
 	void *ctx;		    /* the platform's own state */
 	char err[PLATFORM_ERR_MAX]; /* message of the last failed op */
+	/*
+	 * Set before open (ops->can_dry_run only): a JSON array. Ops then change
+	 * nothing and append what they would send instead (kube: each request,
+	 * {"method", "path", "content_type", "body"}); reads still happen.
+	 */
+	struct json_t *dry_run;
 };
 
 /* The local platform (deployer/local.c). */
