@@ -44,6 +44,7 @@ enum cmd {
 	CMD_CHART = 1 << 6,
 	CMD_LOCAL = 1 << 7,
 	CMD_REPORT = 1 << 8,
+	CMD_WAIT = 1 << 9,
 	CMD_ALL = 0xffff,
 };
 
@@ -80,6 +81,9 @@ enum opt_id {
 	O_BIN,
 	O_DRAIN,
 	O_QUIET,
+	O_FOR,
+	O_TIMEOUT,
+	O_DRY_RUN,
 };
 
 struct opt {
@@ -118,9 +122,9 @@ static const struct opt cli_opts[] = {
 	  "replicas of the new colour (default 2)" },
 	{ "ready-timeout", 0, 1, CMD_DEPLOY | CMD_ROLLBACK, O_READY_TIMEOUT, "S",
 	  "abort when not every replica is ready after S (default 60s)" },
-	{ "settle", 0, 1, DRAIN_CMDS, O_SETTLE, "S",
+	{ "settle", 0, 1, DRAIN_CMDS | CMD_WAIT, O_SETTLE, "S",
 	  "a colour is drained once its count read 0 for S (default 5s)" },
-	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH, O_POLL, "S",
+	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH | CMD_WAIT, O_POLL, "S",
 	  "seconds between observations (default 1s)" },
 	{ "max-drain", 0, 1, DRAIN_CMDS, O_MAX_DRAIN, "S",
 	  "longest drain before --on-max-drain applies (default: none)" },
@@ -132,10 +136,15 @@ static const struct opt cli_opts[] = {
 	  "keep the last K drained colours scaled to 0 for rollback" },
 	{ "keep-failed", 0, 0, CMD_DEPLOY, O_KEEP_FAILED, NULL,
 	  "keep a colour that never became ready (for inspection)" },
+	{ "dry-run", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_DRY_RUN, NULL,
+	  "print the changes it would send (kubernetes: each request), send nothing" },
 	{ "no-wait", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_NO_WAIT, NULL,
 	  "return after the switch; `rainbow prune` deletes drained colours later" },
-	{ "output", 'o', 1, CMD_STATUS | CMD_HISTORY | CMD_LOCAL | CMD_REPORT, O_OUTPUT, "FORMAT",
-	  "table (default) or json; report: also md (Markdown)" },
+	{ "output", 'o', 1,
+	  CMD_STATUS | CMD_HISTORY | CMD_LOCAL | CMD_REPORT | DRAIN_CMDS | CMD_WAIT, O_OUTPUT,
+	  "FORMAT",
+	  "table (default) or json (deploy, rollback, prune, wait: the outcome as one object); "
+	  "report: also md (Markdown)" },
 	{ "listen", 0, 1, CMD_LOCAL, O_LISTEN, "ADDR:PORT",
 	  "local up: the switch's public address (default 127.0.0.1:5222)" },
 	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
@@ -150,7 +159,11 @@ static const struct opt cli_opts[] = {
 	{ "drain", 0, 1, CMD_CHART, O_DRAIN, "SHA",
 	  "chart: colour SHA's drain curve and the forecast made at its switch instead "
 	  "(default PREFIX STATE/drain-SHA)" },
-	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH, O_QUIET, NULL, "print only errors" },
+	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH | CMD_WAIT, O_QUIET, NULL, "print only errors" },
+	{ "for", 0, 1, CMD_WAIT, O_FOR, "drained|live",
+	  "wait: until the draining colours (or SHA) drained (default), or SHA is live" },
+	{ "timeout", 0, 1, CMD_WAIT, O_TIMEOUT, "D",
+	  "wait: give up after D, exit 8 (default: no limit)" },
 };
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
 
@@ -180,6 +193,10 @@ static const struct cmd_info cli_cmds[] = {
 	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA]",
 	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot, switches "
 	  "marked; or one colour's drain curve beside the forecast" },
+	{ "wait", CMD_WAIT, "wait [SHA] [--for drained|live] [--timeout D]",
+	  "wait until the draining colours (or SHA) have drained, or until SHA (default: the "
+	  "selected colour) is live with every replica ready; reads only (deploy --no-wait's "
+	  "companion)" },
 	{ "local", CMD_LOCAL, "local up|down|status [options]",
 	  "start, stop or show the local platform's switch" },
 };
@@ -201,6 +218,9 @@ struct cli {
 	int on_max_given;
 	int shrink, keep_drained, keep_failed, no_wait, quiet;
 	int json;
+	int dry_run;	/* deploy/rollback --dry-run */
+	int wait_live;	/* wait --for live */
+	double timeout; /* wait --timeout; 0: none */
 	const char *listen;
 	int force, keep_colours;
 	double duration;
@@ -469,6 +489,21 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 					   v);
 		c->drain = v;
 		break;
+	case O_DRY_RUN:
+		c->dry_run = 1;
+		break;
+	case O_FOR:
+		if (strcmp(v, "drained") == 0)
+			c->wait_live = 0;
+		else if (strcmp(v, "live") == 0)
+			c->wait_live = 1;
+		else
+			return usage_error(c, "bad --for %s (drained or live)", v);
+		break;
+	case O_TIMEOUT:
+		if (cli_parse_duration(v, &c->timeout) != 0 || c->timeout <= 0)
+			return usage_error(c, "bad --timeout %s (a duration like 10m)", v);
+		break;
 	}
 	return -1;
 }
@@ -580,6 +615,13 @@ static const struct platform_ops *pick_platform(const char *name)
 	return NULL;
 }
 
+static void close_platform(struct platform *p)
+{
+	p->ops->close(p);
+	json_decref(p->dry_run);
+	p->dry_run = NULL;
+}
+
 static int open_platform(struct cli *c, struct platform *p)
 {
 	int rc;
@@ -593,14 +635,18 @@ static int open_platform(struct cli *c, struct platform *p)
 	}
 	rc = local_state_init(c->state_dir);
 	if (rc < 0) {
-		fprintf(stderr, "rainbow: state dir %s: %s\n", c->state_dir, strerror(-rc));
-		return 1;
+		snprintf(p->err, sizeof(p->err), "state dir %s: %s", c->state_dir, strerror(-rc));
+		fprintf(stderr, "rainbow: %s\n", p->err);
+		return RUN_EXIT_FAILED;
 	}
+	/* --dry-run: the platform logs the changes it would make instead of making them. */
+	if (c->dry_run && p->ops->can_dry_run)
+		p->dry_run = json_array();
 	rc = p->ops->open(p, &c->popts);
 	if (rc < 0) {
 		fprintf(stderr, "rainbow: %s platform: %s\n", p->ops->name, p->err);
-		p->ops->close(p);
-		return 1;
+		close_platform(p);
+		return run_exit_for_error(rc);
 	}
 	return 0;
 }
@@ -654,29 +700,180 @@ static void fill_cfg(const struct cli *c, struct deploy_cfg *cfg, enum deploy_mo
 	cfg->prune_window_ms = (int64_t)((c->settle + 2 * c->poll) * 1000);
 }
 
+/* The requests of one dry-run step, as text. */
+static void print_requests(json_t *reqs)
+{
+	size_t i;
+	json_t *r;
+
+	json_array_foreach (reqs, i, r) {
+		const char *ct = json_string_value(json_object_get(r, "content_type"));
+		json_t *body = json_object_get(r, "body");
+
+		printf("   %s %s%s%s%s\n", json_string_value(json_object_get(r, "method")),
+		       json_string_value(json_object_get(r, "path")), ct && *ct ? " (" : "",
+		       ct && *ct ? ct : "", ct && *ct ? ")" : "");
+		if (body && !json_is_null(body)) {
+			char *txt = json_dumps(body, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+			const char *l = txt;
+
+			while (l && *l) {
+				const char *nl = strchr(l, '\n');
+				int len = nl ? (int)(nl - l) : (int)strlen(l);
+
+				printf("     %.*s\n", len, l);
+				l = nl ? nl + 1 : NULL;
+			}
+			free(txt);
+		}
+	}
+}
+
+static int json_outcome(const struct cli *c, json_t *report, int rc, const char *reason);
+
+/*
+ * deploy/rollback --dry-run: what the deploy would change, up to the drain,
+ * with nothing changed (no lock taken, nothing recorded).
+ */
+static int dry_run(struct cli *c, struct platform *p, enum deploy_mode mode, const char *sha,
+		   json_t *report)
+{
+	struct deploy_cfg cfg;
+	json_t *r = report ? report : json_object(), *st, *col;
+	char target[PLATFORM_SHA_MAX], err[512];
+	size_t i;
+	int rc;
+
+	json_object_set_new(r, "dry_run", json_true());
+	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
+		struct run_obs obs;
+
+		rc = run_observe(p, &obs);
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: %s\n", p->err);
+			close_platform(p);
+			return json_outcome(c, report, run_exit_for_error(rc), p->err);
+		}
+		rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
+		run_obs_free(&obs);
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: rollback: %s\n", err);
+			close_platform(p);
+			return json_outcome(c, report, RUN_EXIT_NO_TARGET, err);
+		}
+		sha = target;
+		json_object_set_new(r, "sha", json_string(sha));
+	}
+	fill_cfg(c, &cfg, mode, sha);
+	rc = run_dry_run(p, &cfg, r);
+	close_platform(p);
+	if (report)
+		return json_outcome(c, report, rc,
+				    json_string_value(json_object_get(json_object_get(r, "failure"),
+								      "reason")));
+	printf("dry run: %s chat-%s on %s; nothing is sent%s\n",
+	       mode == DEPLOY_MODE_ROLLBACK ? "rollback to" : "deploy", sha, p->ops->name,
+	       p->ops->can_dry_run ? "" : " (this platform names its actions only)");
+	printf("now: %s%s\n",
+	       *json_string_value(json_object_get(r, "selected_before")) ? "chat-" : "",
+	       *json_string_value(json_object_get(r, "selected_before"))
+		       ? json_string_value(json_object_get(r, "selected_before"))
+		       : "no colour selected");
+	json_array_foreach (json_object_get(r, "colours"), i, col)
+		printf("  chat-%s %s %" JSON_INTEGER_FORMAT "/%" JSON_INTEGER_FORMAT
+		       " ready, %" JSON_INTEGER_FORMAT " connections\n",
+		       json_string_value(json_object_get(col, "sha")),
+		       json_string_value(json_object_get(col, "state")),
+		       json_integer_value(json_object_get(col, "ready")),
+		       json_integer_value(json_object_get(col, "replicas")),
+		       json_integer_value(json_object_get(col, "connections")));
+	json_array_foreach (json_object_get(r, "steps"), i, st) {
+		const char *act = json_string_value(json_object_get(st, "action"));
+		json_t *v = json_object_get(st, "value");
+
+		printf("%zu. [%s] %s chat-%s", i + 1,
+		       json_string_value(json_object_get(st, "phase")), act,
+		       json_string_value(json_object_get(st, "sha")));
+		if (json_object_get(st, "replicas"))
+			printf(" replicas=%" JSON_INTEGER_FORMAT,
+			       json_integer_value(json_object_get(st, "replicas")));
+		if (json_object_get(st, "key"))
+			printf(" %s=%s", json_string_value(json_object_get(st, "key")),
+			       json_is_null(v) ? "(removed)" : json_string_value(v));
+		if (json_object_get(st, "why"))
+			printf(" (%s)", json_string_value(json_object_get(st, "why")));
+		printf("\n");
+		print_requests(json_object_get(st, "requests"));
+	}
+	json_array_foreach (json_object_get(r, "then_drain"), i, col)
+		printf("then: wait until chat-%s (%" JSON_INTEGER_FORMAT
+		       " connections now) reads 0 for %gs, then %s it\n",
+		       json_string_value(json_object_get(col, "sha")),
+		       json_integer_value(json_object_get(col, "connections")), c->settle,
+		       c->keep_drained > 0 ? "scale to 0 and keep" : "delete");
+	if (rc != RUN_EXIT_OK)
+		fprintf(stderr, "rainbow: dry run: %s\n",
+			json_string_value(
+				json_object_get(json_object_get(r, "failure"), "reason")));
+	json_decref(r);
+	return rc;
+}
+
+/* -o json: prints the outcome of a command as one JSON object; returns rc. */
+static int json_outcome(const struct cli *c, json_t *report, int rc, const char *reason)
+{
+	char *s;
+
+	if (!report)
+		return rc;
+	if (rc != RUN_EXIT_OK)
+		run_report_failure(report, rc, reason);
+	json_object_set_new(report, "ok", json_boolean(rc == RUN_EXIT_OK));
+	json_object_set_new(report, "exit_code", json_integer(rc));
+	if (!json_object_get(report, "failure"))
+		json_object_set_new(report, "failure", json_null());
+	s = json_dumps(report, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	printf("%s\n", s ? s : "{}");
+	free(s);
+	json_decref(report);
+	return rc;
+}
+
 static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 {
+	static const char *const mode_names[] = { "deploy", "rollback", "prune" };
 	struct platform p;
 	struct deploy_cfg cfg;
-	struct run_opts ro = {
-		.state_dir = c->state_dir, .poll_s = c->poll, .out = stdout, .quiet = c->quiet
-	};
+	/* With -o json, stdout holds only the outcome: progress goes to stderr. */
+	struct run_opts ro = { .state_dir = c->state_dir,
+			       .poll_s = c->poll,
+			       .out = c->json ? stderr : stdout,
+			       .quiet = c->quiet };
 	char target[PLATFORM_SHA_MAX], err[512];
+	json_t *report = NULL;
 	int rc, lock;
 
+	if (c->json) {
+		report = json_pack("{s:s,s:s,s:s*}", "command", mode_names[mode], "platform",
+				   c->platform, "sha", sha);
+		ro.report = report;
+	}
 	if (c->on_max_given && c->max_drain <= 0) {
 		fprintf(stderr, "rainbow: --on-max-drain needs --max-drain\n");
-		return 2;
+		return json_outcome(c, report, RUN_EXIT_USAGE, "--on-max-drain needs --max-drain");
 	}
 	rc = open_platform(c, &p);
 	if (rc)
-		return rc;
+		return json_outcome(c, report, rc, p.err);
+	if (c->dry_run)
+		return dry_run(c, &p, mode, sha, report);
 	lock = take_lock(c->state_dir);
 	if (lock < 0) {
-		fprintf(stderr, "rainbow: another rainbow is deploying with state dir %s\n",
-			c->state_dir);
-		p.ops->close(&p);
-		return 1;
+		snprintf(err, sizeof(err), "another rainbow is deploying with state dir %s",
+			 c->state_dir);
+		fprintf(stderr, "rainbow: %s\n", err);
+		close_platform(&p);
+		return json_outcome(c, report, RUN_EXIT_LOCKED, err);
 	}
 	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
 		struct run_obs obs;
@@ -684,32 +881,35 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 		rc = run_observe(&p, &obs);
 		if (rc < 0) {
 			fprintf(stderr, "rainbow: %s\n", p.err);
-			rc = 1;
+			rc = json_outcome(c, report, run_exit_for_error(rc), p.err);
 			goto out;
 		}
 		rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
 		run_obs_free(&obs);
 		if (rc < 0) {
 			fprintf(stderr, "rainbow: rollback: %s\n", err);
-			rc = 1;
+			rc = json_outcome(c, report, RUN_EXIT_NO_TARGET, err);
 			goto out;
 		}
 		sha = target;
+		if (report)
+			json_object_set_new(report, "sha", json_string(sha));
 	}
 	fill_cfg(c, &cfg, mode, sha);
 	if (!c->quiet) {
 		if (mode == DEPLOY_MODE_DEPLOY)
-			printf("deploy chat-%s on %s\n", sha, p.ops->name);
+			fprintf(ro.out, "deploy chat-%s on %s\n", sha, p.ops->name);
 		else if (mode == DEPLOY_MODE_ROLLBACK)
-			printf("rollback to chat-%s on %s\n", sha, p.ops->name);
+			fprintf(ro.out, "rollback to chat-%s on %s\n", sha, p.ops->name);
 		else
-			printf("prune on %s\n", p.ops->name);
-		fflush(stdout);
+			fprintf(ro.out, "prune on %s\n", p.ops->name);
+		fflush(ro.out);
 	}
 	rc = run_deploy(&p, &cfg, &ro);
+	rc = json_outcome(c, report, rc, p.err);
 out:
 	close(lock);
-	p.ops->close(&p);
+	close_platform(&p);
 	return rc;
 }
 
@@ -737,10 +937,11 @@ static int cmd_status(struct cli *c)
 
 	if (rc)
 		return rc;
-	if (run_observe(&p, &obs) < 0) {
+	rc = run_observe(&p, &obs);
+	if (rc < 0) {
 		fprintf(stderr, "rainbow: %s\n", p.err);
-		p.ops->close(&p);
-		return 1;
+		close_platform(&p);
+		return run_exit_for_error(rc);
 	}
 	arr = json_array();
 	/* The lifetimes every replica has seen: the drain forecast's model. */
@@ -848,7 +1049,7 @@ static int cmd_status(struct cli *c)
 			printf("(no colours)\n");
 	}
 	run_obs_free(&obs);
-	p.ops->close(&p);
+	close_platform(&p);
 	return 0;
 }
 
@@ -880,9 +1081,10 @@ static int cmd_watch(struct cli *c)
 		struct tm tm;
 		char ts[16];
 
-		if (run_observe(&p, &obs) < 0) {
+		rc = run_observe(&p, &obs);
+		if (rc < 0) {
 			fprintf(stderr, "rainbow: %s\n", p.err);
-			rc = 1;
+			rc = run_exit_for_error(rc);
 			break;
 		}
 		run_timeline(c->state_dir, &obs);
@@ -907,8 +1109,161 @@ static int cmd_watch(struct cli *c)
 			break;
 		usleep((useconds_t)(c->poll * 1e6));
 	}
-	p.ops->close(&p);
+	close_platform(&p);
 	return rc;
+}
+
+/* wait --for drained: when each colour waited for first read 0 connections. */
+struct wait_zero {
+	char sha[PLATFORM_SHA_MAX];
+	int64_t since_ms;
+};
+
+/*
+ * One look at obs for `rainbow wait`: 1 when the condition holds; what is
+ * still awaited goes to left.
+ */
+static int wait_check(const struct cli *c, const char *sha, const struct run_obs *ro,
+		      struct wait_zero *zeros, size_t *n_zero, char *left, size_t len)
+{
+	int64_t now = ro->obs.now_ms, settle_ms = (int64_t)(c->settle * 1000);
+	size_t off = 0;
+	int ok = 1;
+
+	left[0] = '\0';
+	if (c->wait_live) {
+		const char *want = sha ? sha : ro->obs.selected;
+
+		for (size_t i = 0; *want && i < ro->n; i++) {
+			const struct deploy_colour_obs *co = &ro->colours[i];
+			int ready = 0;
+
+			if (strcmp(co->c.sha, want) != 0)
+				continue;
+			for (size_t k = 0; k < co->n_rep; k++)
+				ready += co->rep[k].ready != 0;
+			if (strcmp(ro->obs.selected, want) == 0 && co->c.replicas > 0 &&
+			    ready >= co->c.replicas)
+				return 1;
+			snprintf(left, len, "chat-%s %s, %d/%d ready", want,
+				 strcmp(ro->obs.selected, want) ? "not selected" : "selected",
+				 ready, co->c.replicas);
+			return 0;
+		}
+		snprintf(left, len, *want ? "chat-%s does not exist" : "no colour is selected",
+			 want);
+		return 0;
+	}
+	for (size_t i = 0; i < ro->n; i++) {
+		const struct deploy_colour_obs *co = &ro->colours[i];
+		enum deploy_state st = deploy_colour_state(co, ro->obs.selected);
+		long conns = deploy_colour_connections(co);
+		struct wait_zero *z = NULL;
+
+		if (sha ? strcmp(co->c.sha, sha) != 0 : st != DEPLOY_STATE_DRAINING)
+			continue;
+		if (st == DEPLOY_STATE_KEPT)
+			continue; /* scaled to 0: nothing left on it */
+		for (size_t k = 0; k < *n_zero; k++)
+			if (strcmp(zeros[k].sha, co->c.sha) == 0)
+				z = &zeros[k];
+		if (!z && *n_zero < 64) {
+			z = &zeros[(*n_zero)++];
+			snprintf(z->sha, sizeof(z->sha), "%s", co->c.sha);
+			z->since_ms = 0;
+		}
+		if (conns != 0 || !z) {
+			if (z)
+				z->since_ms = 0;
+		} else if (!z->since_ms) {
+			z->since_ms = now;
+		}
+		if (z && z->since_ms && now - z->since_ms >= settle_ms)
+			continue;
+		ok = 0;
+		if (off < len)
+			off += (size_t)snprintf(left + off, len - off, "%schat-%s %s=%ld",
+						off ? ", " : "", co->c.sha, deploy_state_name(st),
+						conns);
+	}
+	return ok;
+}
+
+/*
+ * rainbow wait: reads only (no lock, no timeline), so it can run beside a
+ * deploy (or an in-cluster Job) that does the work.
+ */
+static int cmd_wait(struct cli *c)
+{
+	const char *sha = c->n_pos ? c->pos[0] : NULL;
+	struct platform p;
+	struct wait_zero zeros[64];
+	size_t n_zero = 0;
+	json_t *report = NULL, *colours = NULL;
+	FILE *out = c->json ? stderr : stdout;
+	char left[1024], shown[1024] = "";
+	int64_t start = run_now_ms();
+	int rc, errors = 0;
+
+	if (c->json)
+		report = json_pack("{s:s,s:s,s:s,s:s*}", "command", "wait", "platform", c->platform,
+				   "for", c->wait_live ? "live" : "drained", "sha", sha);
+	rc = open_platform(c, &p);
+	if (rc)
+		return json_outcome(c, report, rc, p.err);
+	for (;;) {
+		struct run_obs ro;
+		int done;
+
+		rc = run_observe(&p, &ro);
+		if (rc < 0) {
+			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p.err);
+			if (rc == -EACCES || ++errors >= 20) {
+				rc = rc == -EACCES ? RUN_EXIT_DENIED : RUN_EXIT_GAVE_UP;
+				snprintf(left, sizeof(left), "%s", p.err);
+				break;
+			}
+		} else {
+			errors = 0;
+			done = wait_check(c, sha, &ro, zeros, &n_zero, left, sizeof(left));
+			json_decref(colours);
+			colours = run_colours_json(&ro);
+			run_obs_free(&ro);
+			if (done) {
+				if (!c->quiet)
+					fprintf(out, "%s after %.1fs\n",
+						c->wait_live ? "live" : "drained",
+						(double)(run_now_ms() - start) / 1000.0);
+				rc = RUN_EXIT_OK;
+				break;
+			}
+			if (!c->quiet && strcmp(left, shown) != 0) {
+				fprintf(out, "waiting: %s\n", left);
+				fflush(out);
+				snprintf(shown, sizeof(shown), "%s", left);
+			}
+		}
+		if (c->timeout > 0 && run_now_ms() - start >= (int64_t)(c->timeout * 1000)) {
+			char what[sizeof(left)];
+
+			snprintf(what, sizeof(what), "%s", left);
+			snprintf(left, sizeof(left), "not %s after %.0fs: %.900s",
+				 c->wait_live ? "live" : "drained", c->timeout, what);
+			fprintf(stderr, "rainbow: wait: %s\n", left);
+			rc = RUN_EXIT_TIMEOUT;
+			break;
+		}
+		usleep((useconds_t)(c->poll * 1e6));
+	}
+	close_platform(&p);
+	if (report) {
+		json_object_set_new(report, "waited_s",
+				    json_real((double)(run_now_ms() - start) / 1000.0));
+		json_object_set_new(report, "colours", colours ? colours : json_array());
+		colours = NULL;
+	}
+	json_decref(colours);
+	return json_outcome(c, report, rc, left);
 }
 
 static int cmd_history(struct cli *c)
@@ -1186,6 +1541,11 @@ int cli_main(int argc, char **argv)
 		break;
 	case CMD_LOCAL:
 		rc = cmd_local(&c, argv[0]);
+		break;
+	case CMD_WAIT:
+		rc = need_sha(&c, 1);
+		if (rc < 0)
+			rc = cmd_wait(&c);
 		break;
 	default:
 		rc = 2;

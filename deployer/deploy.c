@@ -373,6 +373,7 @@ static int reconcile_live(const struct deploy_cfg *cfg, const struct deploy_obs 
 		if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms) {
 			/* Live: never marked failed or removed, it keeps what it serves. */
 			r->phase = DEPLOY_PHASE_FAILED;
+			r->failure = DEPLOY_FAIL_NOT_READY;
 			snprintf(r->msg, sizeof(r->msg),
 				 "live colour %s has %d of %d replicas ready after %" PRId64
 				 " ms; it stays selected",
@@ -409,6 +410,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	if (t && platform_meta_get(&t->c, PLATFORM_META_FAILED)) {
 		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
 			r->phase = DEPLOY_PHASE_FAILED;
+			r->failure = DEPLOY_FAIL_NO_TARGET;
 			snprintf(r->msg, sizeof(r->msg),
 				 "colour %s failed earlier (%s); "
 				 "not rolling back to it",
@@ -424,6 +426,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	if (!t) {
 		if (cfg->mode == DEPLOY_MODE_ROLLBACK) {
 			r->phase = DEPLOY_PHASE_FAILED;
+			r->failure = DEPLOY_FAIL_NO_TARGET;
 			snprintf(r->msg, sizeof(r->msg),
 				 "colour %s does not exist: nothing to roll back to", cfg->sha);
 			return 1;
@@ -476,6 +479,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	}
 	if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms) {
 		r->phase = DEPLOY_PHASE_FAILED;
+		r->failure = DEPLOY_FAIL_NOT_READY;
 		snprintf(r->msg, sizeof(r->msg),
 			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
 			 "traffic stays on %s",

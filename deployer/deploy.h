@@ -120,11 +120,19 @@ enum deploy_phase {
 
 #define DEPLOY_ACT_MAX 64
 
+/* Why a step ended in DEPLOY_PHASE_FAILED. */
+enum deploy_failure {
+	DEPLOY_FAIL_NONE,
+	DEPLOY_FAIL_NOT_READY, /* the target's replicas were not ready by the ready timeout */
+	DEPLOY_FAIL_NO_TARGET, /* rollback: the colour is missing or failed earlier */
+};
+
 struct deploy_result {
 	enum deploy_phase phase;
-	char msg[256];	   /* FAILED: the reason; otherwise a short note */
-	int draining;	   /* colours still draining (being waited for) */
-	int ready, wanted; /* target readiness */
+	enum deploy_failure failure; /* FAILED: which kind */
+	char msg[256];		     /* FAILED: the reason; otherwise a short note */
+	int draining;		     /* colours still draining (being waited for) */
+	int ready, wanted;	     /* target readiness */
 	size_t n_act;
 	struct deploy_act act[DEPLOY_ACT_MAX];
 };

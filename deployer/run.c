@@ -201,6 +201,49 @@ const char *run_forecast_text(const struct forecast *f, char *buf, size_t len)
 	return buf;
 }
 
+const char *run_exit_class(int code)
+{
+	static const char *const names[] = { "",	"failed",    "usage",	"platform",
+					     "denied",	"not-ready", "gave-up", "locked",
+					     "timeout", "no-target" };
+
+	return code >= 0 && (size_t)code < sizeof(names) / sizeof(names[0]) ? names[code]
+									    : "failed";
+}
+
+int run_exit_for_error(int rc)
+{
+	return rc == -EACCES || rc == -EPERM ? RUN_EXIT_DENIED : RUN_EXIT_PLATFORM;
+}
+
+void run_report_failure(json_t *report, int code, const char *reason)
+{
+	if (!report || json_object_get(report, "failure"))
+		return;
+	json_object_set_new(report, "failure",
+			    json_pack("{s:s,s:s}", "class", run_exit_class(code), "reason",
+				      reason ? reason : ""));
+}
+
+json_t *run_colours_json(const struct run_obs *ro)
+{
+	json_t *arr = json_array();
+
+	for (size_t i = 0; i < ro->n; i++) {
+		const struct deploy_colour_obs *c = &ro->colours[i];
+		int ready = 0;
+
+		for (size_t k = 0; k < c->n_rep; k++)
+			ready += c->rep[k].ready != 0;
+		json_array_append_new(
+			arr, json_pack("{s:s,s:s,s:i,s:i,s:I}", "sha", c->c.sha, "state",
+				       deploy_state_name(deploy_colour_state(c, ro->obs.selected)),
+				       "replicas", c->c.replicas, "ready", ready, "connections",
+				       (json_int_t)deploy_colour_connections(c)));
+	}
+	return arr;
+}
+
 static const char *why_name(enum deploy_why w)
 {
 	static const char *const names[] = {
@@ -508,6 +551,13 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
 		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
 			json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
+		if (o->report) {
+			json_t *acts = json_object_get(o->report, "actions");
+
+			if (!acts)
+				json_object_set_new(o->report, "actions", acts = json_array());
+			json_array_append_new(acts, json_deep_copy(e));
+		}
 		run_record(o->state_dir, e);
 	}
 	if (!o->quiet && a->kind == DEPLOY_ACT_REMOVE_REPLICA)
@@ -600,6 +650,22 @@ static void forecast_all(const struct run_obs *ro, struct forecast *fc, struct f
 	free(m);
 }
 
+/* Adds ms to report.phases[name of ph] (seconds). */
+static void report_phase(json_t *report, enum deploy_phase ph, int64_t ms)
+{
+	json_t *phases;
+	const char *name = deploy_phase_name(ph);
+
+	if (!report || ph == DEPLOY_PHASE_DONE || ph == DEPLOY_PHASE_FAILED)
+		return;
+	phases = json_object_get(report, "phases");
+	if (!phases)
+		json_object_set_new(report, "phases", phases = json_object());
+	json_object_set_new(
+		phases, name,
+		json_real(json_number_value(json_object_get(phases, name)) + (double)ms / 1000.0));
+}
+
 static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, const char *sha,
 			    int64_t dur_ms, const struct deploy_result *r)
 {
@@ -639,6 +705,224 @@ static int run_error_is_fatal(int rc, int selecting)
 	return rc == -EACCES || (selecting && rc == -ENOENT);
 }
 
+/* ---- dry run ---- */
+
+#define SIM_COLOURS 64
+#define SIM_REPLICAS 32
+
+struct sim {
+	struct deploy_colour_obs col[SIM_COLOURS];
+	struct platform_replica rep[SIM_COLOURS][SIM_REPLICAS];
+	size_t n;
+	struct deploy_obs obs;
+};
+
+static void sim_ready(struct sim *s, size_t i, int replicas)
+{
+	struct deploy_colour_obs *c = &s->col[i];
+	size_t have = c->n_rep;
+
+	c->c.replicas = replicas;
+	for (size_t k = 0; k < (size_t)replicas && k < SIM_REPLICAS; k++) {
+		if (k >= have) {
+			snprintf(s->rep[i][k].name, sizeof(s->rep[i][k].name), "chat-%s-new-%zu",
+				 c->c.sha, k);
+			s->rep[i][k].connections = 0;
+		}
+		s->rep[i][k].ready = 1;
+	}
+	c->n_rep = replicas < SIM_REPLICAS ? (size_t)replicas : SIM_REPLICAS;
+	c->rep = s->rep[i];
+}
+
+static long sim_find(const struct sim *s, const char *sha)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (strcmp(s->col[i].c.sha, sha) == 0)
+			return (long)i;
+	return -1;
+}
+
+/* What the platform would look like once a's change is made (replicas ready at once). */
+static void sim_apply(struct sim *s, const struct deploy_act *a)
+{
+	long i = sim_find(s, a->sha);
+
+	switch (a->kind) {
+	case DEPLOY_ACT_CREATE:
+		if (i >= 0 || s->n >= SIM_COLOURS)
+			return;
+		i = (long)s->n++;
+		memset(&s->col[i], 0, sizeof(s->col[i]));
+		snprintf(s->col[i].c.sha, sizeof(s->col[i].c.sha), "%s", a->sha);
+		s->col[i].c.created = s->obs.now_ms / 1000;
+		sim_ready(s, (size_t)i, a->replicas);
+		break;
+	case DEPLOY_ACT_SCALE:
+		if (i >= 0)
+			sim_ready(s, (size_t)i, a->replicas);
+		break;
+	case DEPLOY_ACT_SELECT:
+		snprintf(s->obs.selected, sizeof(s->obs.selected), "%s", a->sha);
+		for (size_t k = 0; k < s->n; k++)
+			s->col[k].c.selected = strcmp(s->col[k].c.sha, a->sha) == 0;
+		break;
+	case DEPLOY_ACT_META:
+		if (i < 0)
+			return;
+		if (a->has_value) {
+			platform_meta_put(&s->col[i].c, a->key, a->value);
+		} else {
+			struct platform_colour *c = &s->col[i].c;
+
+			for (size_t k = 0; k < c->n_meta; k++)
+				if (strcmp(c->meta[k].key, a->key) == 0) {
+					c->meta[k] = c->meta[--c->n_meta];
+					break;
+				}
+		}
+		break;
+	case DEPLOY_ACT_REMOVE:
+		if (i < 0)
+			return;
+		s->col[i] = s->col[s->n - 1];
+		memcpy(s->rep[i], s->rep[s->n - 1], sizeof(s->rep[i]));
+		s->col[i].rep = s->rep[i];
+		s->n--;
+		break;
+	case DEPLOY_ACT_REMOVE_REPLICA:
+		break;
+	}
+}
+
+static const char *act_name(enum deploy_act_kind k)
+{
+	static const char *const names[] = { "create", "scale",	 "select",
+					     "meta",   "remove", "remove-replica" };
+
+	return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
+}
+
+/* The change a's op makes, done for real only when the platform describes it. */
+static int dry_perform(struct platform *p, const struct deploy_act *a)
+{
+	if (!p->dry_run || !p->ops->can_dry_run)
+		return 0;
+	switch (a->kind) {
+	case DEPLOY_ACT_CREATE:
+		return p->ops->create(p, a->sha, a->replicas);
+	case DEPLOY_ACT_SCALE:
+		return p->ops->scale(p, a->sha, a->replicas);
+	case DEPLOY_ACT_SELECT:
+		return p->ops->select(p, a->sha);
+	case DEPLOY_ACT_META:
+		return p->ops->meta_set(p, a->sha, a->key, a->has_value ? a->value : NULL);
+	case DEPLOY_ACT_REMOVE:
+		return p->ops->remove(p, a->sha);
+	case DEPLOY_ACT_REMOVE_REPLICA:
+		return p->ops->remove_replica(p, a->sha, a->name);
+	}
+	return 0;
+}
+
+int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report)
+{
+	struct sim *s = calloc(1, sizeof(*s));
+	struct deploy_mem *mem = malloc(sizeof(*mem));
+	struct deploy_result *res = malloc(sizeof(*res));
+	json_t *steps = json_array(), *drain = json_array();
+	struct run_obs ro;
+	int rc, status = RUN_EXIT_OK;
+
+	if (!s || !mem || !res || !steps || !drain) {
+		run_report_failure(report, RUN_EXIT_FAILED, "out of memory");
+		status = RUN_EXIT_FAILED;
+		goto out;
+	}
+	rc = run_observe(p, &ro);
+	if (rc < 0) {
+		fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
+		status = run_exit_for_error(rc);
+		run_report_failure(report, status, p->err);
+		goto out;
+	}
+	json_object_set_new(report, "selected_before", json_string(ro.obs.selected));
+	json_object_set_new(report, "colours", run_colours_json(&ro));
+	s->obs = ro.obs;
+	for (size_t i = 0; i < ro.n && i < SIM_COLOURS; i++) {
+		s->col[i] = ro.colours[i];
+		s->col[i].n_rep =
+			ro.colours[i].n_rep < SIM_REPLICAS ? ro.colours[i].n_rep : SIM_REPLICAS;
+		memcpy(s->rep[i], ro.colours[i].rep, s->col[i].n_rep * sizeof(s->rep[i][0]));
+		s->col[i].rep = s->rep[i];
+		s->n++;
+	}
+	run_obs_free(&ro);
+	deploy_mem_init(mem);
+	for (int step = 0; step < 8; step++) {
+		s->obs.colours = s->col;
+		s->obs.n = s->n;
+		deploy_step(cfg, &s->obs, mem, res);
+		if (res->phase == DEPLOY_PHASE_FAILED) {
+			status = res->failure == DEPLOY_FAIL_NO_TARGET ? RUN_EXIT_NO_TARGET
+								       : RUN_EXIT_NOT_READY;
+			run_report_failure(report, status, res->msg);
+			break;
+		}
+		for (size_t i = 0; i < res->n_act; i++) {
+			const struct deploy_act *a = &res->act[i];
+			size_t before = p->dry_run ? json_array_size(p->dry_run) : 0;
+			json_t *e = json_pack("{s:s,s:s,s:s}", "phase",
+					      deploy_phase_name(res->phase), "action",
+					      act_name(a->kind), "sha", a->sha),
+			       *reqs = json_array();
+
+			if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
+				json_object_set_new(e, "replicas", json_integer(a->replicas));
+			if (a->kind == DEPLOY_ACT_META) {
+				json_object_set_new(e, "key", json_string(a->key));
+				json_object_set_new(e, "value",
+						    a->has_value ? json_string(a->value)
+								 : json_null());
+			}
+			if (a->why != DEPLOY_WHY_NONE)
+				json_object_set_new(e, "why", json_string(why_name(a->why)));
+			rc = dry_perform(p, a);
+			if (rc < 0 && rc != -EEXIST && rc != -ENOENT) {
+				json_decref(e);
+				json_decref(reqs);
+				fprintf(stderr, "rainbow: %s chat-%s: %s\n", act_name(a->kind),
+					a->sha, p->err);
+				status = run_exit_for_error(rc);
+				run_report_failure(report, status, p->err);
+				goto out;
+			}
+			for (size_t k = before; p->dry_run && k < json_array_size(p->dry_run); k++)
+				json_array_append(reqs, json_array_get(p->dry_run, k));
+			json_object_set_new(e, "requests", reqs);
+			json_array_append_new(steps, e);
+			sim_apply(s, a);
+		}
+		if (res->phase == DEPLOY_PHASE_DRAIN || res->phase == DEPLOY_PHASE_DONE)
+			break;
+		s->obs.now_ms += 1;
+	}
+	/* What the deploy would then wait for: the colours draining after the switch. */
+	for (size_t i = 0; status == RUN_EXIT_OK && !cfg->no_wait && i < s->n; i++)
+		if (deploy_colour_state(&s->col[i], s->obs.selected) == DEPLOY_STATE_DRAINING)
+			json_array_append_new(
+				drain,
+				json_pack("{s:s,s:I}", "sha", s->col[i].c.sha, "connections",
+					  (json_int_t)deploy_colour_connections(&s->col[i])));
+out:
+	json_object_set_new(report, "steps", steps);
+	json_object_set_new(report, "then_drain", drain);
+	free(s);
+	free(mem);
+	free(res);
+	return status;
+}
+
 int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o)
 {
 	struct deploy_mem *mem = malloc(sizeof(*mem));
@@ -650,10 +934,11 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 	int64_t started = mono_ms(), phase_start = started, last_print = 0;
 	int64_t wait_start = 0; /* began waiting for the target to be ready (0: not) */
 	struct run_tell tell_state = { 0 };
-	int errors = 0, status = 1, target_seen = 0;
+	int errors = 0, status = RUN_EXIT_FAILED, last_rc = 0, target_seen = 0;
 
 	if (!mem || !res || !track) {
 		fprintf(stderr, "rainbow: out of memory\n");
+		run_report_failure(o->report, status, "out of memory");
 		goto out;
 	}
 	deploy_mem_init(mem);
@@ -667,13 +952,31 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 
 		if (orc < 0) {
 			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
-			if (run_error_is_fatal(orc, 1) || ++errors >= RUN_MAX_ERRORS)
+			if (run_error_is_fatal(orc, 1)) {
+				fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
+				status = run_exit_for_error(orc);
+				run_report_failure(o->report, status, p->err);
 				goto out;
+			}
+			if (++errors >= RUN_MAX_ERRORS) {
+				fprintf(stderr, "rainbow: giving up after %d failed steps\n",
+					errors);
+				status = RUN_EXIT_GAVE_UP;
+				run_report_failure(o->report, status, p->err);
+				goto out;
+			}
 			usleep((useconds_t)sleep_ms * 1000);
 			continue;
 		}
 		obs_mono = mono_ms();
 		run_timeline(o->state_dir, &ro);
+		if (o->report) {
+			if (!json_object_get(o->report, "selected_before"))
+				json_object_set_new(o->report, "selected_before",
+						    json_string(ro.obs.selected));
+			json_object_set_new(o->report, "selected", json_string(ro.obs.selected));
+			json_object_set_new(o->report, "colours", run_colours_json(&ro));
+		}
 		deploy_step(cfg, &ro.obs, mem, res);
 		fc = calloc(ro.n ? ro.n : 1, sizeof(*fc));
 		if (fc)
@@ -681,8 +984,10 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		if (res->phase != cur) {
 			int64_t now = mono_ms();
 
-			if ((int)cur >= 0)
+			if ((int)cur >= 0) {
 				print_phase_end(o, cur, cfg->sha, now - phase_start, res);
+				report_phase(o->report, cur, now - phase_start);
+			}
 			cur = res->phase;
 			phase_start = now;
 			if (!o->quiet && cur == DEPLOY_PHASE_DRAIN && res->draining)
@@ -722,6 +1027,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 
 			if (prc < 0) {
 				failed = 1;
+				last_rc = prc;
 				if (run_error_is_fatal(prc, res->act[i].kind == DEPLOY_ACT_SELECT))
 					failed = 2;
 				break; /* decide again from what is there now */
@@ -731,12 +1037,16 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		free(fc);
 		if (failed == 2) {
 			fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
+			status = run_exit_for_error(last_rc);
+			run_report_failure(o->report, status, p->err);
 			goto out;
 		}
 		if (failed) {
 			if (++errors >= RUN_MAX_ERRORS) {
 				fprintf(stderr, "rainbow: giving up after %d failed steps\n",
 					errors);
+				status = RUN_EXIT_GAVE_UP;
+				run_report_failure(o->report, status, p->err);
 				goto out;
 			}
 		} else {
@@ -754,6 +1064,9 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 				tell(p, &tell_state, cfg->sha, &fe);
 			}
 			fprintf(stderr, "rainbow: deploy failed: %s\n", res->msg);
+			status = res->failure == DEPLOY_FAIL_NO_TARGET ? RUN_EXIT_NO_TARGET
+								       : RUN_EXIT_NOT_READY;
+			run_report_failure(o->report, status, res->msg);
 			goto out;
 		}
 		if (res->phase == DEPLOY_PHASE_DONE) {
@@ -769,7 +1082,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 					fprintf(o->out, "  chat-%s: %s\n", sum[i].sha, sum[i].what);
 				fflush(o->out);
 			}
-			status = 0;
+			status = RUN_EXIT_OK;
 			goto out;
 		}
 		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE ||
@@ -781,6 +1094,11 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			usleep((useconds_t)sleep_ms * 1000);
 	}
 out:
+	if (o->report && (int)cur >= 0)
+		report_phase(o->report, cur, mono_ms() - phase_start);
+	if (o->report)
+		json_object_set_new(o->report, "seconds",
+				    json_real((double)(mono_ms() - started) / 1000.0));
 	free(mem);
 	free(res);
 	free(track);

@@ -36,11 +36,41 @@
 #include "deploy.h"
 #include "platform.h"
 
+/*
+ * Exit statuses of rainbow's commands, one per failure class, so that a
+ * pipeline can branch on them (docs/rainbow.md, "Exit status").
+ */
+enum run_exit {
+	RUN_EXIT_OK = 0,
+	RUN_EXIT_FAILED = 1,	/* anything not below (state dir unusable, out of memory) */
+	RUN_EXIT_USAGE = 2,	/* bad command line */
+	RUN_EXIT_PLATFORM = 3,	/* platform unreachable or not there: API server, kubeconfig,
+				 * namespace, Service; local switch not up */
+	RUN_EXIT_DENIED = 4,	/* credentials rejected (401) or RBAC (403) */
+	RUN_EXIT_NOT_READY = 5, /* the colour's replicas were not ready by --ready-timeout */
+	RUN_EXIT_GAVE_UP = 6,	/* platform errors went on: gave up after repeated failed steps */
+	RUN_EXIT_LOCKED = 7,	/* another rainbow is deploying with this state dir */
+	RUN_EXIT_TIMEOUT = 8,	/* wait: --timeout passed first */
+	RUN_EXIT_NO_TARGET = 9, /* rollback: no colour to go back to, or it failed earlier */
+};
+
+/* The class name of an exit status ("platform", "denied"...), as -o json prints it. */
+const char *run_exit_class(int code);
+/* The exit status for a platform error code (-EACCES: denied; others: platform). */
+int run_exit_for_error(int rc);
+
 struct run_opts {
 	const char *state_dir;
 	double poll_s; /* seconds between observations */
 	FILE *out;     /* progress lines */
 	int quiet;
+	/*
+	 * NULL, or an object run_deploy() fills for `-o json`: "actions" (each
+	 * thing done, as in the record), "phases" (seconds per phase),
+	 * "selected_before", "selected", "colours" (the last observation),
+	 * "seconds", and "failure" ({"class", "reason"}) when it fails.
+	 */
+	json_t *report;
 };
 
 /* One observation of every colour; free with run_obs_free(). 0 or -errno (p->err). */
@@ -56,12 +86,18 @@ void run_obs_free(struct run_obs *ro);
 /* Appends one timeline row per colour of ro. */
 void run_timeline(const char *state_dir, const struct run_obs *ro);
 
+/* Sets report's "failure" to {"class", "reason"} (report may be NULL). */
+void run_report_failure(json_t *report, int code, const char *reason);
+
+/* The colours of ro as JSON: sha, state, replicas, ready, connections. */
+json_t *run_colours_json(const struct run_obs *ro);
+
 /* Appends one JSON object line to STATE/record.jsonl (takes ownership). */
 void run_record(const char *state_dir, json_t *event);
 
 /*
- * Runs cfg to the end. Returns the exit status: 0 done, 1 failed (the reason
- * printed to stderr).
+ * Runs cfg to the end. Returns the exit status (enum run_exit): 0 done,
+ * otherwise the class of the failure (the reason printed to stderr).
  */
 int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o);
 
@@ -87,6 +123,17 @@ const char *run_forecast_text(const struct forecast *f, char *buf, size_t len);
 size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *obs,
 			 const struct deploy_act *a, int64_t waited_ms,
 			 struct platform_event ev[RUN_EVENTS_MAX]);
+
+/*
+ * deploy/rollback --dry-run: observes for real, then plays cfg's steps on a
+ * simulated platform (every new replica ready at once, connections as they
+ * are now) up to the drain, performing nothing. Each step's actions go to
+ * report "steps" ({"phase", "action", "sha", ... "requests"}); where the
+ * platform can describe its changes (ops->can_dry_run, p->dry_run set) the
+ * requests it would send are in "requests", else only the action. Colours
+ * the deploy would then wait for go to "then_drain". Returns an exit status.
+ */
+int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report);
 
 /* Unix time in milliseconds. */
 int64_t run_now_ms(void);

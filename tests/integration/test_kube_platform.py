@@ -645,7 +645,7 @@ class TestRainbowOnKube(KubeBase):
                          name="rainbow")
         p.wait(60)
         self.assertIsNone(p.sanitizer_report())
-        self.assertNotEqual(p.p.returncode, 0)
+        self.assertEqual(p.p.returncode, 5)  # not-ready
         self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
         harness.wait_for(lambda: self.d.get(NS, "deployments", "chat-" + SHA_B) is None,
                          timeout=10, what="failed colour removed")
@@ -656,10 +656,171 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(rc, 0, err + out)
         self.d.deny("patch", "", "services")
         rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--settle", "1s")
-        self.assertNotEqual(rc, 0, out)
+        self.assertEqual(rc, 4, out)  # denied
         self.assertIn("giving up: retrying cannot fix this", err)
         self.assertEqual(err.count("cannot patch resource"), 1, err)
         self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+
+    def test_deploy_json_outcome_and_exit_codes(self):
+        # -o json: stdout is exactly one JSON object, progress goes to stderr
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s",
+                                    "-o", "json")
+        self.assertEqual(rc, 0, err)
+        o = json.loads(out)
+        self.assertEqual((o["command"], o["sha"], o["ok"], o["exit_code"], o["failure"]),
+                         ("deploy", SHA_A, True, 0, None))
+        self.assertIn("deploy chat-" + SHA_A, err)
+        client = socket.create_connection(self.d.service_address(NS, "chat"), timeout=5)
+        p = harness.Proc([harness.binary("rainbow"), "--platform", "kubernetes",
+                          "--kubeconfig", self.kubeconfig, "--state-dir",
+                          os.path.join(self.tmp, "state"), "-P", "template=" + TEMPLATE,
+                          "deploy", SHA_B, "--replicas", 1, "--settle", "1s", "-o", "json"],
+                         name="rainbow")
+        self.addCleanup(p.stop, signal.SIGKILL, 5)
+        harness.wait_for(lambda: self.selector()["rainbow.chat/sha"] == SHA_B, timeout=60,
+                         what="switch to B")
+        # a second rainbow on the same state dir: locked (7), still one JSON object
+        rc, out, err = self.rainbow("deploy", SHA_B, "-o", "json")
+        self.assertEqual(rc, 7, err)
+        self.assertEqual(json.loads(out)["failure"]["class"], "locked")
+        client.close()
+        self.assertEqual(p.wait(60), 0, p.stderr()[-3000:])
+        o = json.loads(p.stdout())
+        self.assertTrue(o["ok"])
+        self.assertEqual((o["selected_before"], o["selected"]), (SHA_A, SHA_B))
+        acts = [(a["event"], a["sha"], a["why"]) for a in o["actions"]]
+        self.assertEqual(acts, [("create", SHA_B, ""), ("select", SHA_B, ""),
+                                ("remove", SHA_A, "drained")], o)
+        self.assertGreater(o["actions"][-1]["drain_ms"], 0)
+        self.assertEqual([(c["sha"], c["state"]) for c in o["colours"]], [(SHA_B, "live")])
+        self.assertLessEqual({"create", "switch", "drain"}, set(o["phases"]), o)
+        self.assertLessEqual(set(o["phases"]), {"create", "wait-ready", "switch", "drain"}, o)
+        # not ready: 5, the reason in the object; a rollback to nothing: 9
+        rc, out, err = self.rainbow("deploy", SHA_C, "--replicas", 1, "--ready-timeout",
+                                    "2s", "-P", "template=" + self.bad_template(), "-o", "json")
+        self.assertEqual(rc, 5, err)
+        o = json.loads(out)
+        self.assertEqual(o["failure"]["class"], "not-ready")
+        self.assertIn("not ready", o["failure"]["reason"])
+        rc, out, err = self.rainbow("rollback", "-o", "json")
+        self.assertEqual((rc, json.loads(out)["failure"]["class"]), (9, "no-target"))
+        # the API server unreachable: 3; the credentials refused: 4
+        self.d.set_token("other-token")
+        rc, out, err = self.rainbow("deploy", SHA_C, "-o", "json")
+        self.assertEqual((rc, json.loads(out)["failure"]["class"]), (4, "denied"), err)
+        self.assertIn("401", json.loads(out)["failure"]["reason"])
+        self.d.stop()
+        rc, out, err = self.rainbow("deploy", SHA_C, "-o", "json", "-P", "retries=0")
+        self.assertEqual((rc, json.loads(out)["failure"]["class"]), (3, "platform"), err)
+
+    def test_wait_for_drained_and_live(self):
+        # deploy --no-wait, then `rainbow wait`: it reads only, it deletes nothing
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        rc, out, err = self.rainbow("wait", "--for", "live", "--timeout", "10s")
+        self.assertEqual(rc, 0, err + out)
+        client = socket.create_connection(self.d.service_address(NS, "chat"), timeout=5)
+        self.addCleanup(client.close)
+        harness.wait_for(lambda: sum(max(r["connections"], 0)
+                                     for r in self.ok("replicas", SHA_A)) == 1,
+                         timeout=10, interval=0.2, what="client counted on A")
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 1, "--no-wait")
+        self.assertEqual(rc, 0, err + out)
+        rc, out, err = self.rainbow("wait", SHA_B, "--for", "live", "-o", "json")
+        self.assertEqual(rc, 0, err + out)
+        self.assertTrue(json.loads(out)["ok"])
+        # A holds the client: not drained in time (8, what is left named)
+        rc, out, err = self.rainbow("wait", "--timeout", "2s", "--settle", "200ms",
+                                    "--poll", "200ms", "-o", "json")
+        self.assertEqual(rc, 8, err + out)
+        o = json.loads(out)
+        self.assertEqual(o["failure"]["class"], "timeout")
+        self.assertIn("chat-%s draining=1" % SHA_A, o["failure"]["reason"])
+        # a colour that never comes: timeout too
+        rc, out, err = self.rainbow("wait", SHA_C, "--for", "live", "--timeout", "1s")
+        self.assertEqual(rc, 8, err + out)
+        self.assertIn("does not exist", err)
+        p = harness.Proc([harness.binary("rainbow"), "--platform", "kubernetes",
+                          "--kubeconfig", self.kubeconfig, "--state-dir",
+                          os.path.join(self.tmp, "state"), "wait", "--settle", "500ms",
+                          "--poll", "200ms"], name="rainbow-wait")
+        self.addCleanup(p.stop, signal.SIGKILL, 5)
+        harness.wait_for(lambda: "waiting: chat-%s draining=1" % SHA_A in p.stdout(),
+                         timeout=20, what="wait says what it waits for")
+        self.assertTrue(p.alive())
+        client.close()
+        self.assertEqual(p.wait(30), 0, p.stderr())
+        self.assertIn("drained after", p.stdout())
+        # waiting deleted nothing: prune does
+        self.assertIsNotNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        rc, out, err = self.rainbow("prune", "--settle", "500ms")
+        self.assertEqual(rc, 0, err + out)
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_A))
+        # nothing draining: done at once
+        rc, out, err = self.rainbow("wait", "--timeout", "5s")
+        self.assertEqual(rc, 0, err + out)
+
+    def test_deploy_dry_run_sends_nothing(self):
+        rc, out, err = self.rainbow("deploy", SHA_A, "--replicas", 1, "--settle", "1s")
+        self.assertEqual(rc, 0, err + out)
+        client = socket.create_connection(self.d.service_address(NS, "chat"), timeout=5)
+        self.addCleanup(client.close)
+        harness.wait_for(lambda: sum(max(r["connections"], 0)
+                                     for r in self.ok("replicas", SHA_A)) == 1,
+                         timeout=10, interval=0.2, what="client counted on A")
+
+        def changes():
+            return [r for r in self.d.requests if r[0] in ("POST", "PUT", "PATCH", "DELETE")]
+        before = len(changes())
+        svc_rv = self.d.get(NS, "services", "chat")["metadata"]["resourceVersion"]
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 2, "--dry-run", "-o", "json")
+        self.assertEqual(rc, 0, err + out)
+        self.assertEqual(len(changes()), before, changes()[before:])
+        self.assertIsNone(self.d.get(NS, "deployments", "chat-" + SHA_B))
+        self.assertEqual(self.selector()["rainbow.chat/sha"], SHA_A)
+        o = json.loads(out)
+        self.assertTrue(o["dry_run"] and o["ok"])
+        reqs = [r for st in o["steps"] for r in st["requests"]]
+        dep = [r for r in reqs if r["method"] == "POST"]
+        self.assertEqual([r["path"] for r in dep], ["/apis/apps/v1/namespaces/%s/deployments"
+                                                    % NS])
+        body = dep[0]["body"]
+        labels = {"app": "chat", "rainbow.chat/sha": SHA_B}
+        self.assertEqual((body["kind"], body["metadata"]["name"], body["spec"]["replicas"]),
+                         ("Deployment", "chat-" + SHA_B, 2))
+        self.assertEqual(body["spec"]["selector"]["matchLabels"], labels)
+        self.assertEqual(body["spec"]["template"]["spec"]["containers"][0]["image"],
+                         "rainbow/chatd:" + SHA_B)
+        svc = [r for r in reqs if r["path"] == "/api/v1/namespaces/%s/services/chat" % NS]
+        self.assertEqual(len(svc), 1, reqs)
+        self.assertEqual(svc[0]["content_type"], "application/merge-patch+json")
+        self.assertEqual(svc[0]["body"], {"metadata": {"resourceVersion": svc_rv},
+                                          "spec": {"selector": labels}})
+        ann = {(r["path"].rsplit("/", 1)[1], k): v for r in reqs if r["method"] == "PATCH"
+               and "/deployments/" in r["path"]
+               for k, v in r["body"]["metadata"]["annotations"].items()}
+        self.assertIn(("chat-" + SHA_A, "rainbow.chat/draining-since"), ann)
+        self.assertEqual(ann[("chat-" + SHA_A, "rainbow.chat/drain-from")], "1")
+        self.assertIn(("chat-" + SHA_B, "rainbow.chat/selected-at"), ann)
+        self.assertEqual(o["then_drain"], [{"sha": SHA_A, "connections": 1}])
+        # the same as text
+        rc, out, err = self.rainbow("deploy", SHA_B, "--replicas", 2, "--dry-run")
+        self.assertEqual(rc, 0, err + out)
+        self.assertIn("POST /apis/apps/v1/namespaces/%s/deployments (application/json)" % NS,
+                      out)
+        self.assertIn("PATCH /api/v1/namespaces/%s/services/chat "
+                      "(application/merge-patch+json)" % NS, out)
+        self.assertIn("then: wait until chat-%s (1 connections now)" % SHA_A, out)
+        self.assertEqual(len(changes()), before)
+
+    def bad_template(self):
+        bad = os.path.join(self.tmp, "bad-template.yaml")
+        with open(TEMPLATE) as f:
+            text = f.read()
+        with open(bad, "w") as f:
+            f.write(text.replace("      envFrom:", "      args: [\"--no-such-flag\"]\n"
+                                 "      envFrom:"))
+        return bad
 
     def test_forbidden_metrics_read_is_an_error(self):
         # The Role without pods/proxy: from outside, no count can be read. That is
@@ -668,7 +829,7 @@ class TestRainbowOnKube(KubeBase):
         self.assertEqual(rc, 0, err + out)
         self.d.deny("get", "", "pods/proxy")
         rc, out, err = self.rainbow("status")
-        self.assertEqual(rc, 1, out)
+        self.assertEqual(rc, 4, out)  # denied
         self.assertIn('grant verb "get" on resource "pods/proxy"', err)
         self.assertNotIn(" -1 ", out)
         # deploy stops at once and deletes nothing

@@ -166,7 +166,7 @@ class RainbowE2E(unittest.TestCase):
         # A colour that never gets ready: chatd refuses a bad flag and exits.
         r = p.rb("deploy", "ddddddd", "--ready-timeout", "3s", "--chatd-args",
                  "--no-such-flag", *DRAIN_FLAGS)
-        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)  # not-ready
         self.assertIn("not ready", r.stderr)
         self.assertIn("traffic stays on bbbbbbb", r.stderr)
         st = p.status()
@@ -420,10 +420,10 @@ class RainbowE2E(unittest.TestCase):
         r = p.rb("deploy", "abcdef0", "--on-max-drain", "explode")
         self.assertEqual(r.returncode, 2)
         r = p.rb("rollback")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 9)  # no-target
         self.assertIn("nothing to roll back to", r.stderr)
         r = p.rb("rollback", "abcdef0")
-        self.assertEqual(r.returncode, 1)
+        self.assertEqual(r.returncode, 9)
         self.assertIn("does not exist", r.stderr)
         r = p.rb("--platform", "mars", "status")
         self.assertEqual(r.returncode, 2)
@@ -434,7 +434,7 @@ class RainbowE2E(unittest.TestCase):
         other = tempfile.mkdtemp(prefix="rb-e2e-down-")
         try:
             r = p.rb("--state-dir", other, "deploy", "abcdef0")
-            self.assertEqual(r.returncode, 1)
+            self.assertEqual(r.returncode, 3)  # platform: the local switch is not up
             self.assertIn("not up", r.stderr)
             self.assertIn("rainbow local up", r.stderr)
         finally:
