@@ -129,6 +129,15 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 		   (uint64_t)m->draining);
 	put_metric(&o, "chatd_ready", "gauge", "1 while accepting new connections.",
 		   (uint64_t)m->ready);
+	{
+		uint64_t up = now_ms > m->start_ms ? now_ms - m->start_ms : 0;
+
+		/* How long lifetimes could have been observed for (the drain forecast's window). */
+		put(&o,
+		    "# HELP chatd_uptime_seconds Seconds since this chatd started.\n"
+		    "# TYPE chatd_uptime_seconds gauge\nchatd_uptime_seconds %llu.%03u\n",
+		    (unsigned long long)(up / 1000), (unsigned)(up % 1000));
+	}
 	if (o.overflow)
 		return -1;
 	n = connlife_format(&m->life, now_ms, o.buf + o.len, o.cap - o.len);

@@ -62,6 +62,7 @@ struct metrics {
 	int draining;		      /* 0/1: srv.c srv_drain() */
 	int ready;		      /* 0/1: srv.c srv_start() / srv_drain() */
 	struct connlife life;	      /* lifetimes and ages: conn_accept(), conn_close() */
+	uint64_t start_ms;	      /* uv_now() when the server started: srv.c srv_init() */
 };
 
 /*

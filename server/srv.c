@@ -549,6 +549,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->loop = loop;
 	srv->cfg = cfg;
 	srv->t0_ms = uv_now(loop);
+	srv->metrics.start_ms = srv->t0_ms;
 	if (jid_prep_domain(cfg->domain, &srv->domain) != 0) {
 		log_error("config_error", "msg=\"--domain is not a valid domain\" domain=%s",
 			  cfg->domain);

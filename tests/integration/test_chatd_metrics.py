@@ -117,6 +117,9 @@ class Counting(unittest.TestCase):
         ages = hist(m, "chatd_connection_age_seconds_bucket")
         dur = hist(m, "chatd_connection_duration_seconds_bucket")
         self.assertEqual(ages[float("inf")], 5)
+        # chatd ran before the first connect and runs on
+        self.assertGreaterEqual(m["chatd_uptime_seconds"], t_read - t_old - 0.01)
+        self.assertGreaterEqual(d.metric("chatd_uptime_seconds"), m["chatd_uptime_seconds"])
         self.assertEqual(m["chatd_connection_duration_seconds_count"] - count0, 5)
         self.assertEqual(dur[float("inf")], m["chatd_connection_duration_seconds_count"])
         self.assertGreater(m["chatd_connection_duration_seconds_sum"],

@@ -179,6 +179,11 @@ static void test_metrics_format(void **state)
 	assert_non_null(
 		strstr(buf, "chatd_build_info{version=\"v\\\"1\",instance=\"pod\\\\a\\nb\"} 1\n"));
 	assert_non_null(strstr(buf, "\nchatd_draining 1\n"));
+	/* uptime from start_ms to now, in seconds */
+	m.start_ms = 1000;
+	n = metrics_format(&m, 62500, "v", "i", buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_non_null(strstr(buf, "\nchatd_uptime_seconds 61.500\n"));
 	/* the lifetime histogram and the age buckets follow */
 	assert_non_null(strstr(buf, "\nchatd_connection_duration_seconds_count 0\n"));
 	assert_non_null(strstr(buf, "\nchatd_connection_age_seconds_bucket{le=\"+Inf\"} 0\n"));
