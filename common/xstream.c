@@ -822,16 +822,11 @@ out_die:
 	return rc;
 }
 
-int xstream_compactable(const struct xstream *xs)
-{
-	return xs->p && xs->state == XS_OPEN && xs->depth == 1 && !xs->cur && xs->fed == xs->mark;
-}
-
 int xstream_compact(struct xstream *xs)
 {
 	if (!xs->p)
 		return 1;
-	if (!xstream_compactable(xs))
+	if (xs->state != XS_OPEN || xs->depth != 1 || xs->cur || xs->fed != xs->mark)
 		return 0;
 	xs_parser_free(xs);
 	return 1;

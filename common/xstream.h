@@ -121,11 +121,6 @@ int xstream_reset(struct xstream *xs);
  * leaves the stream idle.
  */
 int xstream_compact(struct xstream *xs);
-/* 1 when xstream_compact() would free a parser now (one is held and the
- * stream is at a boundary), else 0. A server can compact a while after the
- * last input rather than after every read: a parser made and freed per
- * stanza cost a third of a login's CPU. */
-int xstream_compactable(const struct xstream *xs);
 
 /* Heap bytes held by this xstream now (struct, expat, stanza being built). */
 size_t xstream_mem(const struct xstream *xs);

@@ -246,10 +246,6 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 {
 	if (c->handle_closed)
 		return;
-	if (!c->closing && c->xs && xstream_compactable(c->xs) && now - c->t_rx >= SRV_COMPACT_MS) {
-		xstream_compact(c->xs);
-		srv_trim_soon(srv);
-	}
 	if (c->closing) {
 		if (srv_due(now, c->t_deadline))
 			conn_destroy(c);
@@ -278,25 +274,16 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 /* The next time something is due for c; 0 when nothing ever is. */
 static int srv_conn_next(const struct srv *srv, const struct conn *c, uint32_t *due)
 {
-	int any = 0;
-
 	if (c->handle_closed)
 		return 0;
 	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq) {
 		*due = c->t_deadline;
-		any = 1;
-	} else if (srv->cfg->ping_interval) {
-		*due = c->t_rx + srv->cfg->ping_interval * 1000u;
-		any = 1;
+		return 1;
 	}
-	if (!c->closing && c->xs && xstream_compactable(c->xs)) {
-		uint32_t at = c->t_rx + SRV_COMPACT_MS;
-
-		if (!any || (int32_t)(at - *due) < 0)
-			*due = at;
-		any = 1;
-	}
-	return any;
+	if (!srv->cfg->ping_interval)
+		return 0;
+	*due = c->t_rx + srv->cfg->ping_interval * 1000u;
+	return 1;
 }
 
 static void srv_deadline_cb(uv_timer_t *t);
@@ -351,18 +338,6 @@ void srv_conn_schedule(struct srv *srv, struct conn *c)
 {
 	srv_schedule_at(srv, c, srv_now(srv));
 	srv_arm(srv);
-}
-
-void srv_conn_idle(struct srv *srv, struct conn *c)
-{
-	uint32_t at = c->t_rx + SRV_COMPACT_MS;
-
-	/* Queued for no later than the compaction: nothing to do (the common
-	 * case of a chatty connection, which then costs one heap move per
-	 * SRV_COMPACT_MS at most). */
-	if (c->dl.pos && !srv_due(c->dl.due, at + SRV_TIMER_GRAIN_MS))
-		return;
-	srv_conn_schedule(srv, c);
 }
 
 /* Gives back the heap pages a burst freed (see SRV_TRIM_MS). */

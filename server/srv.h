@@ -45,14 +45,10 @@ struct authlimit;
 #define SRV_FAIR_BYTES 16384
 /* How often paused (shaped) connections are checked for refilled buckets. */
 #define SRV_SHAPER_TICK_MS 10
-/* A connection's parser is freed this long after its last input, when the
- * stream sits between stanzas (xstream_compact()); not after every read,
- * which made and freed a parser for every stanza. */
-#define SRV_COMPACT_MS 250
 /* malloc_trim() gives freed heap pages back to the system this long after
- * parsers or TLS handshakes were freed (so at most once per period while
- * they keep coming, and never while nothing is freed): otherwise a burst of
- * logins leaves its transient memory in the process for good. */
+ * TLS handshakes finished (so at most once per period while they keep
+ * coming, and never while none do): otherwise a burst of handshakes leaves
+ * its transient memory (tens of KiB each) in the process for good. */
 #define SRV_TRIM_MS 1000
 /* Size of the loop-wide read buffer and of the TLS plaintext buffer. */
 #define SRV_READ_BUF 65536
@@ -147,10 +143,7 @@ void srv_mark_pending(struct srv *srv, struct conn *c);
 void srv_conn_schedule(struct srv *srv, struct conn *c);
 /* A connection was paused by the shaper (yield = 0) or for fairness. */
 void srv_paused(struct srv *srv, int yield);
-/* After input that left c's stream between stanzas: its parser is freed
- * SRV_COMPACT_MS after its last input (cheap when already due earlier). */
-void srv_conn_idle(struct srv *srv, struct conn *c);
-/* Memory was freed in bulk (a parser, a TLS handshake): a trim follows. */
+/* Memory was freed in bulk (a TLS handshake): a trim follows. */
 void srv_trim_soon(struct srv *srv);
 
 /* n (at most 64) bytes from OpenSSL's RAND_bytes(), drawn 512 at a time:
