@@ -126,7 +126,7 @@ struct fleet {
 	bool tty;
 	int status_fd; /* worker: status lines to the parent; -1 */
 	uint64_t rng;
-	uint64_t compactions; /* parsers freed since the last malloc_trim() */
+	uint64_t compactions; /* parsers (TLS handshakes: 8) freed since the last malloc_trim() */
 	uint32_t last_trim_ms;
 };
 
