@@ -30,6 +30,29 @@ tools() {
 	return 0
 }
 
+# promtool, for `promtool check rules` and `promtool test rules` on
+# k8s/monitoring/ in make check. Debian ships it only inside the package
+# prometheus, which would also install and start the Prometheus server as a
+# service (on :9090) with its web UI: 96 MB and 11 JavaScript packages. Only
+# /usr/bin/promtool (a static Go binary: libc only) is taken from Debian's
+# package, fetched with apt-get download, into /usr/local/bin.
+promtool_install() {
+	dl=$(mktemp -d)
+	bin=$(mktemp)
+	# apt downloads as its unprivileged user _apt where that user may write.
+	$SUDO chown _apt "$dl" 2>/dev/null || true
+	if (cd "$dl" && $SUDO apt-get download -qq prometheus >/dev/null) &&
+		dpkg-deb --fsys-tarfile "$dl"/prometheus_*.deb | tar -xO ./usr/bin/promtool >"$bin" &&
+		$SUDO install -m 755 "$bin" /usr/local/bin/promtool; then
+		ok=0
+	else
+		echo "deps: promtool from Debian's prometheus package: failed" >&2
+		ok=1
+	fi
+	$SUDO rm -rf "$dl" "$bin"
+	return $ok
+}
+
 if [ "${1:-}" = tools ]; then
 	tools
 	exit 0
@@ -51,18 +74,20 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
-if [ -z "$missing" ]; then
+no_promtool=""
+[ "${1:-}" = bench ] || command -v promtool >/dev/null 2>&1 || no_promtool=" promtool"
+if [ -z "$missing$no_promtool" ]; then
 	[ "${1:-}" = bench ] || tools
 	exit 0
 fi
 
-echo "deps: installing:$missing" >&2
+echo "deps: installing:$missing$no_promtool" >&2
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
 	if command -v sudo >/dev/null 2>&1; then
 		SUDO=sudo
 	else
-		echo "deps: missing packages:$missing; run as root or install sudo" >&2
+		echo "deps: missing packages:$missing$no_promtool; run as root or install sudo" >&2
 		exit 1
 	fi
 fi
@@ -80,7 +105,9 @@ fi
 rc=0
 $SUDO apt-get update -qq || rc=$?
 # shellcheck disable=SC2086
-[ $rc -ne 0 ] || $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+[ $rc -ne 0 ] || [ -z "$missing" ] ||
+	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
 [ -z "$own_policy" ] || $SUDO rm -f "$POLICY"
+[ $rc -ne 0 ] || [ -z "$no_promtool" ] || promtool_install || rc=$?
 [ $rc -ne 0 ] || [ "${1:-}" = bench ] || tools
 exit $rc
