@@ -15,7 +15,7 @@ Prints a Markdown section on stdout: the quiet client's p50 and p99 with
 and without the flood (min / median / max over the runs), and the rate the
 flooder got through.
 
-Usage: bench/fairness.py [--build build] [--pings 1000] [--runs 3]
+Usage: bench/fairness.py [--build build] [--pings 1000] [--runs 3] [--interval-ms 5]
 """
 import argparse
 import multiprocessing
@@ -47,11 +47,13 @@ def flooder(port, stop, ready):
     c.sock.close()
 
 
-def pings(c, n, secs=0.0):
-    """At least n round trips, and for at least secs seconds."""
+def pings(c, n, interval, secs=0.0):
+    """At least n round trips, one every interval seconds (a quiet client,
+    well under the shaper's rate), and for at least secs seconds."""
     out = []
     end = time.monotonic() + secs
     while len(out) < n or time.monotonic() < end:
+        time.sleep(interval)
         t0 = time.perf_counter()
         r = c.iq("<ping xmlns='urn:xmpp:ping'/>", to=xmpp.DOMAIN, timeout=30)
         out.append(time.perf_counter() - t0)
@@ -65,7 +67,7 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
 
 
-def one_run(build, args, n):
+def one_run(build, args, n, interval):
     d = xmpp.Chatd(auth_any=True, tls=False, args=["--log-level", "warn"] + args)
     harness.BUILD = build
     d.start()
@@ -74,13 +76,13 @@ def one_run(build, args, n):
     try:
         q = d.client(timeout=30)
         q.login("quiet", "quiet", mech="PLAIN")
-        base = pings(q, n)
+        base = pings(q, n, interval)
         p = multiprocessing.Process(target=flooder, args=(d.port, stop, ready))
         p.start()
         ready.wait(20)
         time.sleep(0.5)
         b0, t0 = d.metric("chatd_bytes_in_total"), time.monotonic()
-        under = pings(q, n, 3.0)
+        under = pings(q, n, interval, 3.0)
         rate = (d.metric("chatd_bytes_in_total") - b0) / (time.monotonic() - t0)
         q.close()
         return base, under, rate
@@ -96,6 +98,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--pings", type=int, default=1000)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--interval-ms", type=float, default=5.0,
+                    help="pause between the quiet client's pings")
     a = ap.parse_args()
     build = a.build if os.path.isabs(a.build) else os.path.join(ROOT, a.build)
     configs = [("defaults (shaper on: 64 KiB/s after login)", []),
@@ -104,7 +108,7 @@ def main():
     for label, args in configs:
         res = []
         for r in range(a.runs):
-            base, under, rate = one_run(build, args, a.pings)
+            base, under, rate = one_run(build, args, a.pings, a.interval_ms / 1000.0)
             res.append((statistics.median(base) * 1e3, pct(base, 99) * 1e3,
                         statistics.median(under) * 1e3, pct(under, 99) * 1e3, rate / 1024))
             print("fairness: %s run %d: p50 %.3f ms alone, %.3f ms under flood (%.0f KiB/s)"
@@ -116,18 +120,20 @@ def main():
         return " / ".join(fmt % v for v in (min(xs), statistics.median(xs), max(xs)))
 
     print("## chatd: a quiet client's ping while another client floods\n")
-    print("XEP-0199 ping round trips of a quiet client, %d one at a time, alone and then "
+    print("XEP-0199 ping round trips of a quiet client, %d one at a time with %.0f ms "
+          "between them, alone and then "
           "while a second client (another process) writes headline messages to an offline "
           "full JID as fast as TCP takes them; %d fresh chatd processes per configuration. "
-          "Figures are min / median / max over the runs; times in ms.\n" % (a.pings, a.runs))
+          "Figures are min / median / max over the runs; times in ms.\n" % (a.pings, a.interval_ms,
+                                                                    a.runs))
     print("| chatd | p50 alone | p99 alone | p50 under flood | p99 under flood | "
           "flooder's input (KiB/s) |")
     print("|---|---|---|---|---|---|")
     for label, res in rows:
         print("| %s | %s | %s | %s | %s | %s |" % (label, mmm(res, 0), mmm(res, 1), mmm(res, 2),
                                                 mmm(res, 3), mmm(res, 4, "%.0f")))
-    print("\nCommand: `python3 bench/fairness.py --build %s --pings %d --runs %d`"
-          % (shlex.quote(a.build), a.pings, a.runs))
+    print("\nCommand: `python3 bench/fairness.py --build %s --pings %d --runs %d "
+          "--interval-ms %g`" % (shlex.quote(a.build), a.pings, a.runs, a.interval_ms))
 
 
 if __name__ == "__main__":
