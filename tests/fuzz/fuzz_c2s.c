@@ -15,7 +15,9 @@
  *
  * Demo-mode credentials (--auth-any, --allow-anonymous) make every login
  * path reachable: PLAIN with any password, SCRAM with the user name as
- * password, ANONYMOUS.
+ * password, ANONYMOUS; failed-login throttling is on with tiny limits (3
+ * failures per address, 1 per name), so blocked logins and held streams are
+ * reached too.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,6 +27,7 @@
 
 #include <uv.h>
 
+#include "../../server/authlimit.h"
 #include "../../server/config.h"
 #include "../../server/conn.h"
 #include "../../server/router.h"
@@ -135,6 +138,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (jid_set(&w->jid, "witness", D, "w") != 0 || router_add(srv.router, w, &old) != 0 || old)
 		abort();
 
+	/* Failed-login throttling with tiny limits, fresh for every input so
+	 * that a run does not depend on the ones before it. */
+	srv.authlimit = authlimit_new(3, 1);
+	if (!srv.authlimit)
+		abort();
 	c = new_conn(&fd);
 	if (session_init(c) != 0)
 		abort();
@@ -153,6 +161,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conn_close(w, CLOSE_CLIENT, NULL, NULL);
 	conn_destroy(c);
 	conn_destroy(w);
+	authlimit_free(srv.authlimit);
+	srv.authlimit = NULL;
+	if (!srv.paused)
+		uv_timer_stop(&srv.shaper); /* a held stream started it */
 	close(fd);
 	close(wfd);
 	while (srv.conns || uv_run(&loop, UV_RUN_NOWAIT))
