@@ -947,8 +947,8 @@ static int cmd_status(struct cli *c)
 	/* The lifetimes every replica has seen: the drain forecast's model. */
 	forecast_model_from_obs(&model, &obs.obs);
 	if (!c->json)
-		printf("%-20s %-9s %-7s %-7s %-8s %s\n", "COLOUR", "STATE", "READY", "CONNS", "AGE",
-		       "DRAIN");
+		printf("%-20s %-9s %-7s %-8s %-7s %-8s %s\n", "COLOUR", "STATE", "READY",
+		       "RESTARTS", "CONNS", "AGE", "DRAIN");
 	for (size_t i = 0; i < obs.n; i++) {
 		const struct deploy_colour_obs *co = &obs.colours[i];
 		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
@@ -957,11 +957,15 @@ static int cmd_status(struct cli *c)
 		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
 		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
 		long conns = deploy_colour_connections(co);
-		int ready = 0;
+		int ready = 0, restarts = 0;
+		long lost = 0;
 		char a[32], d[512], name[64];
 
-		for (size_t k = 0; k < co->n_rep; k++)
+		for (size_t k = 0; k < co->n_rep; k++) {
 			ready += co->rep[k].ready;
+			restarts += co->rep[k].restarts;
+			lost += co->rep[k].lost > 0 ? co->rep[k].lost : 0;
+		}
 		if (st == DEPLOY_STATE_DRAINING)
 			forecast_colour(&model, co, &fc);
 		if (c->json) {
@@ -976,9 +980,15 @@ static int cmd_status(struct cli *c)
 						    json_string(co->c.meta[k].value));
 			for (size_t k = 0; k < co->n_rep; k++)
 				json_array_append_new(
-					reps, json_pack("{s:s,s:b,s:I}", "name", co->rep[k].name,
-							"ready", co->rep[k].ready, "connections",
-							(json_int_t)co->rep[k].connections));
+					reps,
+					json_pack("{s:s,s:b,s:I,s:i,s:I,s:b,s:s}", "name",
+						  co->rep[k].name, "ready", co->rep[k].ready,
+						  "connections", (json_int_t)co->rep[k].connections,
+						  "restarts", co->rep[k].restarts, "lost",
+						  (json_int_t)co->rep[k].lost, "failed",
+						  co->rep[k].failed, "fault", co->rep[k].fault));
+			json_object_set_new(o, "restarts", json_integer(restarts));
+			json_object_set_new(o, "lost", json_integer(lost));
 			json_object_set_new(o, "selected", json_boolean(st == DEPLOY_STATE_LIVE));
 			json_object_set_new(o, "draining_s",
 					    draining >= 0 && st == DEPLOY_STATE_DRAINING
@@ -1011,14 +1021,21 @@ static int cmd_status(struct cli *c)
 
 			fmt_dur(t, sizeof(t), draining);
 			run_forecast_text(&fc, eta, sizeof(eta));
-			if (f > 0 && conns >= 0 && conns <= f)
+			/* Connections lost in crashes are not drained: progress leaves them out. */
+			if (f > 0 && conns >= 0 && conns + lost <= f)
 				snprintf(d, sizeof(d),
 					 "draining for %s, %ld of %ld left "
-					 "(%.0f%% done), %s",
-					 t, conns, f, 100.0 * (double)(f - conns) / (double)f, eta);
+					 "(%.0f%% drained), %s",
+					 t, conns, f,
+					 100.0 * (double)(f - conns - lost) / (double)f, eta);
 			else
 				snprintf(d, sizeof(d), "draining for %s, %ld left, %s", t, conns,
 					 eta);
+			if (lost > 0) {
+				size_t dl = strlen(d);
+
+				snprintf(d + dl, sizeof(d) - dl, ", %ld lost in crashes", lost);
+			}
 		} else if (st == DEPLOY_STATE_KEPT) {
 			snprintf(d, sizeof(d), "drained, kept for rollback");
 		} else if (st == DEPLOY_STATE_FAILED) {
@@ -1026,8 +1043,12 @@ static int cmd_status(struct cli *c)
 				 platform_meta_get(&co->c, PLATFORM_META_FAILED));
 		}
 		snprintf(name, sizeof(name), "chat-%s", co->c.sha);
-		printf("%-20s %-9s %d/%-5d %-7ld %-8s %s\n", name, deploy_state_name(st), ready,
-		       co->c.replicas, conns, a, d);
+		for (size_t k = 0; k < co->n_rep && !d[0]; k++)
+			if (co->rep[k].failed)
+				snprintf(d, sizeof(d), "%.60s failed: %.400s", co->rep[k].name,
+					 co->rep[k].fault);
+		printf("%-20s %-9s %d/%-5d %-8d %-7ld %-8s %s\n", name, deploy_state_name(st),
+		       ready, co->c.replicas, restarts, conns, a, d);
 	}
 	if (c->json) {
 		json_t *top = json_pack("{s:s,s:s,s:o}", "platform", p.ops->name, "selected",
@@ -1308,6 +1329,16 @@ static int cmd_history(struct cli *c)
 		if (json_object_get(o, "drain_ms"))
 			printf(" drain=%.1fs",
 			       json_integer_value(json_object_get(o, "drain_ms")) / 1000.0);
+		if (json_object_get(o, "replica"))
+			printf(" replica=%s", json_string_value(json_object_get(o, "replica")));
+		if (json_object_get(o, "restarts"))
+			printf(" restarts=%" JSON_INTEGER_FORMAT,
+			       json_integer_value(json_object_get(o, "restarts")));
+		if (json_object_get(o, "lost"))
+			printf(" lost=%" JSON_INTEGER_FORMAT,
+			       json_integer_value(json_object_get(o, "lost")));
+		if (json_object_get(o, "exit"))
+			printf(" exit=\"%s\"", json_string_value(json_object_get(o, "exit")));
 		if (json_object_get(o, "reason"))
 			printf(" reason=\"%s\"", json_string_value(json_object_get(o, "reason")));
 		printf("\n");
@@ -1375,7 +1406,13 @@ static int cmd_local(struct cli *c, const char *argv0)
 		return usage_error(c, "local needs up, down or status%s", "");
 	if (strcmp(sub, "serve") == 0) {
 		struct lswitch_opts so = { .listen = c->listen, .state_dir = c->state_dir };
+		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
+		if (n <= 0)
+			snprintf(exe, sizeof(exe), "%s", argv0);
+		else
+			exe[n] = '\0';
+		so.exe = exe;
 		log_init("rainbow-switch", LOG_INFO);
 		rc = local_state_init(c->state_dir);
 		if (rc == 0)
@@ -1423,23 +1460,45 @@ static int cmd_local(struct cli *c, const char *argv0)
 		} else {
 			const char *sel = json_string_value(json_object_get(st, "selected"));
 
+			json_t *col, *r;
+			size_t k;
+
 			printf("switch %s pid %" JSON_INTEGER_FORMAT
 			       " selected %s%s connections %" JSON_INTEGER_FORMAT
-			       " accepted %" JSON_INTEGER_FORMAT "\n",
+			       " (max %" JSON_INTEGER_FORMAT ") accepted %" JSON_INTEGER_FORMAT
+			       " refused %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT
+			       " at the descriptor limit)\n",
 			       json_string_value(json_object_get(st, "listen")),
 			       json_integer_value(json_object_get(st, "pid")),
 			       sel && *sel ? "chat-" : "", sel && *sel ? sel : "(nothing)",
 			       json_integer_value(json_object_get(st, "connections")),
-			       json_integer_value(json_object_get(st, "accepted")));
+			       json_integer_value(json_object_get(st, "max_connections")),
+			       json_integer_value(json_object_get(st, "accepted")),
+			       json_integer_value(json_object_get(st, "refused")) +
+				       json_integer_value(json_object_get(st, "refused_limit")),
+			       json_integer_value(json_object_get(st, "refused_limit")));
 			json_array_foreach (json_object_get(st, "per_backend"), i, b)
 				printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
-				       " total %-8" JSON_INTEGER_FORMAT "%s\n",
+				       " total %-8" JSON_INTEGER_FORMAT "%s%s\n",
 				       json_string_value(json_object_get(b, "sha")),
 				       json_string_value(json_object_get(b, "addr")),
 				       json_integer_value(json_object_get(b, "active")),
 				       json_integer_value(json_object_get(b, "total")),
 				       json_is_true(json_object_get(b, "selected")) ? " selected"
-										    : "");
+										    : "",
+				       json_is_true(json_object_get(b, "routed")) ? " routed" : "");
+			json_array_foreach (json_object_get(st, "colours"), i, col)
+				json_array_foreach (json_object_get(col, "replicas"), k, r)
+					printf("  %-22s %-11s pid %-7" JSON_INTEGER_FORMAT
+					       " restarts %" JSON_INTEGER_FORMAT "%s%s\n",
+					       json_string_value(json_object_get(r, "name")),
+					       json_string_value(json_object_get(r, "state")),
+					       json_integer_value(json_object_get(r, "pid")),
+					       json_integer_value(json_object_get(r, "restarts")),
+					       *json_string_value(json_object_get(r, "fault"))
+						       ? "  "
+						       : "",
+					       json_string_value(json_object_get(r, "fault")));
 		}
 		json_decref(st);
 		return 0;

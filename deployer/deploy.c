@@ -57,6 +57,15 @@ long deploy_colour_connections(const struct deploy_colour_obs *c)
 	return sum;
 }
 
+/* A replica that exited before it was ever ready (not restarted), or NULL. */
+static const struct platform_replica *failed_replica(const struct deploy_colour_obs *c)
+{
+	for (size_t i = 0; i < c->n_rep; i++)
+		if (c->rep[i].failed)
+			return &c->rep[i];
+	return NULL;
+}
+
 static int colour_ready(const struct deploy_colour_obs *c)
 {
 	int n = 0;
@@ -367,6 +376,18 @@ static int reconcile_live(const struct deploy_cfg *cfg, const struct deploy_obs 
 		return 1;
 	}
 	r->ready = colour_ready(t);
+	if (failed_replica(t)) {
+		const struct platform_replica *f = failed_replica(t);
+
+		r->phase = DEPLOY_PHASE_FAILED;
+		r->failure = DEPLOY_FAIL_NOT_READY;
+		snprintf(r->msg, sizeof(r->msg),
+			 "live colour %s: replica %.128s exited before it was ready (%.700s); "
+			 "it stays selected",
+			 cfg->sha, f->name, f->fault[0] ? f->fault : "no details");
+		m->wait_since_ms = 0;
+		return 1;
+	}
 	if (r->ready < wanted) {
 		if (!m->wait_since_ms)
 			m->wait_since_ms = o->now_ms;
@@ -394,6 +415,42 @@ static int reconcile_live(const struct deploy_cfg *cfg, const struct deploy_obs 
 		return 1;
 	}
 	return 0;
+}
+
+/*
+ * The target will not get ready: past the ready timeout, or a replica
+ * exited before it was ever ready (f; the platform does not restart it).
+ * Traffic is not touched; the target is marked failed and removed (kept
+ * with --keep-failed), unless it is an older colour scaled back up that
+ * may still hold connections: that one stays draining.
+ */
+static int not_ready(const struct deploy_cfg *cfg, const struct deploy_obs *o, struct deploy_mem *m,
+		     const struct deploy_colour_obs *t, int wanted, struct deploy_result *r,
+		     const struct platform_replica *f)
+{
+	r->phase = DEPLOY_PHASE_FAILED;
+	r->failure = DEPLOY_FAIL_NOT_READY;
+	if (f)
+		snprintf(r->msg, sizeof(r->msg),
+			 "colour %s: replica %.128s exited before it was ready (%.700s); "
+			 "traffic stays on %s",
+			 cfg->sha, f->name, f->fault[0] ? f->fault : "no details",
+			 o->selected[0] ? o->selected : "(nothing)");
+	else
+		snprintf(r->msg, sizeof(r->msg),
+			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
+			 "traffic stays on %s",
+			 cfg->sha, o->now_ms - m->wait_since_ms, r->ready, wanted,
+			 o->selected[0] ? o->selected : "(nothing)");
+	m->wait_since_ms = 0;
+	if (deploy_meta_time(&t->c, PLATFORM_META_DRAINING_SINCE) &&
+	    deploy_colour_connections(t) != 0)
+		return 1;
+	meta_set(r, cfg->sha, PLATFORM_META_FAILED,
+		 f ? "a replica exited before it was ready" : "not ready before --ready-timeout");
+	if (!cfg->keep_failed)
+		act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_FAILED, cfg->sha);
+	return 1;
 }
 
 /* Before the switch. Returns 1 when the step is complete (no drain pass). */
@@ -453,6 +510,8 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 	if (!m->wait_since_ms)
 		m->wait_since_ms = o->now_ms;
 	r->ready = colour_ready(t);
+	if (failed_replica(t))
+		return not_ready(cfg, o, m, t, wanted, r, failed_replica(t));
 	if (r->ready >= wanted) {
 		act(r, DEPLOY_ACT_SELECT, DEPLOY_WHY_NONE, cfg->sha);
 		meta_time(r, cfg->sha, PLATFORM_META_SELECTED_AT, o->now_ms);
@@ -477,27 +536,8 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		m->wait_since_ms = 0;
 		return 1;
 	}
-	if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms) {
-		r->phase = DEPLOY_PHASE_FAILED;
-		r->failure = DEPLOY_FAIL_NOT_READY;
-		snprintf(r->msg, sizeof(r->msg),
-			 "colour %s not ready after %" PRId64 " ms (%d of %d replicas ready); "
-			 "traffic stays on %s",
-			 cfg->sha, o->now_ms - m->wait_since_ms, r->ready, wanted,
-			 o->selected[0] ? o->selected : "(nothing)");
-		m->wait_since_ms = 0;
-		/*
-		 * An old colour scaled back up may still hold connections: it stays
-		 * draining (the drain pass removes it at 0), never failed or removed.
-		 */
-		if (deploy_meta_time(&t->c, PLATFORM_META_DRAINING_SINCE) &&
-		    deploy_colour_connections(t) != 0)
-			return 1;
-		meta_set(r, cfg->sha, PLATFORM_META_FAILED, "not ready before --ready-timeout");
-		if (!cfg->keep_failed)
-			act(r, DEPLOY_ACT_REMOVE, DEPLOY_WHY_FAILED, cfg->sha);
-		return 1;
-	}
+	if (o->now_ms - m->wait_since_ms >= cfg->ready_timeout_ms)
+		return not_ready(cfg, o, m, t, wanted, r, NULL);
 	r->phase = DEPLOY_PHASE_READY;
 	return 1;
 }

@@ -130,7 +130,7 @@ enum deploy_failure {
 struct deploy_result {
 	enum deploy_phase phase;
 	enum deploy_failure failure; /* FAILED: which kind */
-	char msg[256];		     /* FAILED: the reason; otherwise a short note */
+	char msg[1024];		     /* FAILED: the reason; otherwise a short note */
 	int draining;		     /* colours still draining (being waited for) */
 	int ready, wanted;	     /* target readiness */
 	size_t n_act;

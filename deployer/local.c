@@ -1,8 +1,12 @@
 /*
- * The local platform's operations (platform.h) over chatd processes and the
- * switch. Every change is written to the colour's JSON file (atomically:
- * temp file + rename) right after the process change it describes, so a
- * kill leaves at worst one replica unrecorded for a few microseconds.
+ * The local platform's operations (platform.h). The switch daemon
+ * (lswitch.h) owns the replicas: it starts, watches, probes and restarts
+ * them, and keeps their records; rainbow asks it through the control
+ * socket and reads its status. What is rainbow's own lives in one JSON
+ * file per colour (STATE/colours/SHA.json: created, the replicas wanted,
+ * meta), written atomically (temp file + rename). Connection counts are
+ * read from each replica's /metrics by rainbow itself, exact at each
+ * observation.
  */
 #include "local.h"
 
@@ -14,11 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,32 +33,21 @@
 #define LOCAL_HTTP_MAX (256 * 1024)
 #define LOCAL_REPLICAS_MAX 32
 #define LOCAL_PATH_MAX 4096
-
-struct local_rep {
-	char name[PLATFORM_NAME_MAX];
-	int index;
-	int pid;
-	char listen[64];
-	char http[64];
-	char cluster[64]; /* "" when chatd has no cluster flags */
-	long long started;
-};
-
-struct local_colour {
-	struct platform_colour c;
-	int next_index;
-	size_t n_rep;
-	struct local_rep rep[LOCAL_REPLICAS_MAX];
-};
+#define LOCAL_REMOVE_WAIT_MS 6000
 
 struct local {
 	char state[LOCAL_PATH_MAX / 2]; /* half: room for every file name below it */
-	char chatd[LOCAL_PATH_MAX];
+	char chatd[2048];
 	int auth_any;
 	char chatd_args[1024];
 	int cluster;	    /* chatd takes --cluster-listen/--peers-file */
 	int cluster_secret; /* chatd takes --cluster-secret-file */
 	CURL *curl;
+};
+
+/* rainbow's own record of a colour. */
+struct local_colour {
+	struct platform_colour c;
 };
 
 static struct local *L(struct platform *p)
@@ -103,21 +93,20 @@ int local_state_init(const char *state_dir)
 
 /* ---- colour files ------------------------------------------------------- */
 
-static void colour_path(struct local *l, const char *sha, char *buf, size_t len)
+static void colour_path(const char *state, const char *sha, char *buf, size_t len)
 {
-	snprintf(buf, len, "%s/colours/%s.json", l->state, sha);
+	snprintf(buf, len, "%s/colours/%s.json", state, sha);
 }
 
 static int colour_load(struct platform *p, const char *sha, struct local_colour *lc)
 {
 	char path[LOCAL_PATH_MAX];
 	json_error_t jerr;
-	json_t *o, *reps, *meta, *v;
+	json_t *o, *meta, *v;
 	const char *k;
-	size_t i;
 
 	memset(lc, 0, sizeof(*lc));
-	colour_path(L(p), sha, path, sizeof(path));
+	colour_path(L(p)->state, sha, path, sizeof(path));
 	o = json_load_file(path, 0, &jerr);
 	if (!o) {
 		if (access(path, F_OK) != 0)
@@ -127,26 +116,6 @@ static int colour_load(struct platform *p, const char *sha, struct local_colour 
 	snprintf(lc->c.sha, sizeof(lc->c.sha), "%s", sha);
 	lc->c.created = json_integer_value(json_object_get(o, "created"));
 	lc->c.replicas = (int)json_integer_value(json_object_get(o, "replicas_wanted"));
-	lc->next_index = (int)json_integer_value(json_object_get(o, "next_index"));
-	reps = json_object_get(o, "replicas");
-	json_array_foreach (reps, i, v) {
-		struct local_rep *r;
-
-		if (lc->n_rep >= LOCAL_REPLICAS_MAX)
-			break;
-		r = &lc->rep[lc->n_rep++];
-		snprintf(r->name, sizeof(r->name), "%s",
-			 json_string_value(json_object_get(v, "name")) ?: "");
-		r->index = (int)json_integer_value(json_object_get(v, "index"));
-		r->pid = (int)json_integer_value(json_object_get(v, "pid"));
-		snprintf(r->listen, sizeof(r->listen), "%s",
-			 json_string_value(json_object_get(v, "listen")) ?: "");
-		snprintf(r->http, sizeof(r->http), "%s",
-			 json_string_value(json_object_get(v, "http")) ?: "");
-		snprintf(r->cluster, sizeof(r->cluster), "%s",
-			 json_string_value(json_object_get(v, "cluster")) ?: "");
-		r->started = json_integer_value(json_object_get(v, "started"));
-	}
 	meta = json_object_get(o, "meta");
 	json_object_foreach (meta, k, v) {
 		if (json_is_string(v))
@@ -156,277 +125,132 @@ static int colour_load(struct platform *p, const char *sha, struct local_colour 
 	return 0;
 }
 
-static int write_json_atomic(json_t *o, const char *path)
+/*
+ * Writes o to path through a temp file renamed into place. 0, or the real
+ * -errno (ENOSPC, EROFS, ...): the caller's message names it.
+ */
+int local_write_json(json_t *o, const char *path)
 {
 	char tmp[LOCAL_PATH_MAX + 32];
-	int rc;
+	char *s = json_dumps(o, JSON_INDENT(1) | JSON_SORT_KEYS);
+	size_t len;
+	ssize_t n;
+	int fd, rc = 0;
 
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
 	/* The pid keeps two writers from sharing (and mixing) one temp file. */
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-	if (json_dump_file(o, tmp, JSON_INDENT(1) | JSON_SORT_KEYS) != 0) {
-		unlink(tmp);
-		return -EIO;
-	}
-	if (rename(tmp, path) != 0) {
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
 		rc = -errno;
-		unlink(tmp);
-		return rc;
+		goto out;
 	}
-	return 0;
+	n = write(fd, s, len);
+	if (n < 0 || (size_t)n != len)
+		rc = n < 0 ? -errno : -ENOSPC;
+	if (close(fd) != 0 && rc == 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, path) != 0)
+		rc = -errno;
+	if (rc < 0)
+		unlink(tmp);
+out:
+	free(s);
+	return rc;
 }
 
 static int colour_save(struct platform *p, const struct local_colour *lc)
 {
 	char path[LOCAL_PATH_MAX];
-	json_t *o = json_object(), *reps = json_array(), *meta = json_object();
+	json_t *o = json_object(), *meta = json_object();
 	int rc;
 
-	for (size_t i = 0; i < lc->n_rep; i++) {
-		const struct local_rep *r = &lc->rep[i];
-
-		json_array_append_new(reps,
-				      json_pack("{s:s,s:i,s:i,s:s,s:s,s:s,s:I}", "name", r->name,
-						"index", r->index, "pid", r->pid, "listen",
-						r->listen, "http", r->http, "cluster", r->cluster,
-						"started", (json_int_t)r->started));
-	}
 	for (size_t i = 0; i < lc->c.n_meta; i++)
 		json_object_set_new(meta, lc->c.meta[i].key, json_string(lc->c.meta[i].value));
 	json_object_set_new(o, "sha", json_string(lc->c.sha));
 	json_object_set_new(o, "created", json_integer(lc->c.created));
 	json_object_set_new(o, "replicas_wanted", json_integer(lc->c.replicas));
-	json_object_set_new(o, "next_index", json_integer(lc->next_index));
-	json_object_set_new(o, "replicas", reps);
 	json_object_set_new(o, "meta", meta);
-	colour_path(L(p), lc->c.sha, path, sizeof(path));
-	rc = write_json_atomic(o, path);
+	colour_path(L(p)->state, lc->c.sha, path, sizeof(path));
+	rc = local_write_json(o, path);
 	json_decref(o);
 	if (rc < 0)
 		return platform_error(p, rc, "cannot write %s: %s", path, strerror(-rc));
 	return 0;
 }
 
-/* ---- processes ---------------------------------------------------------- */
-
-/* 1 when pid is alive (not a zombie) and still runs replica `name` (if named). */
-static int rep_alive(const struct local_rep *r)
+static int sha_file(const char *name, char *sha)
 {
-	char path[64], buf[4096], st[512];
-	ssize_t n;
-	int fd;
-	char *paren;
+	size_t n = strlen(name);
 
-	if (r->pid <= 0 || kill(r->pid, 0) != 0)
+	if (n < 6 || strcmp(name + n - 5, ".json") != 0 || n - 5 >= PLATFORM_SHA_MAX)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", r->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, st, sizeof(st) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	st[n] = '\0';
-	paren = strrchr(st, ')');
-	if (!paren || paren[1] != ' ' || paren[2] == 'Z' || paren[2] == 'X')
-		return 0;
-	if (!r->name[0])
-		return 1; /* any live process with that pid */
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", r->pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	for (ssize_t i = 0; i < n; i++)
-		if (buf[i] == '\0')
-			buf[i] = ' ';
-	buf[n] = '\0';
-	return strstr(buf, r->name) != NULL;
+	memcpy(sha, name, n - 5);
+	sha[n - 5] = '\0';
+	return platform_sha_valid(sha);
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port = -1;
+/* ---- the switch ------------------------------------------------------------ */
 
-	if (fd < 0)
-		return -1;
-	memset(&a, 0, sizeof(a));
-	a.sin_family = AF_INET;
-	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	close(fd);
-	return port;
+/* The switch's status (*st: a new reference), or the platform error. */
+static int switch_status_get(struct platform *p, json_t **st)
+{
+	int rc = lswitch_status(L(p)->state, st);
+
+	if (rc == 0)
+		return 0;
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT,
+				      "the local switch is not running "
+				      "(rainbow local up --state-dir %s)",
+				      L(p)->state);
+	if (rc == -EAGAIN)
+		return platform_error(p, -EAGAIN,
+				      "the local switch did not answer in time (busy, or this "
+				      "process is out of descriptors)");
+	return platform_error(p, -EIO, "the local switch answered status badly");
 }
 
-/*
- * Starts argv detached: double fork so the process is re-parented (never
- * our zombie), setsid so it is in no terminal's process group, output to
- * log. Returns the pid or -errno.
- */
-static int spawn_detached(char *const argv[], const char *log)
+/* A request to the switch; its error reply (or the failure) in p->err. */
+static int switch_call(struct platform *p, const char *req, int timeout_ms)
 {
-	int pfd[2], status;
-	pid_t child;
-	int pid = -1;
+	char reply[1024];
+	int rc = lswitch_call_timeout(L(p)->state, req, reply, sizeof(reply), timeout_ms);
 
-	if (pipe2(pfd, O_CLOEXEC) != 0)
-		return -errno;
-	child = fork();
-	if (child < 0) {
-		close(pfd[0]);
-		close(pfd[1]);
-		return -errno;
-	}
-	if (child == 0) {
-		pid_t gc;
-		int fd;
-
-		setsid();
-		gc = fork();
-		if (gc != 0) {
-			int v = gc > 0 ? (int)gc : -1;
-
-			if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
-				_exit(1);
-			_exit(0);
-		}
-		fd = open("/dev/null", O_RDONLY);
-		if (fd >= 0) {
-			dup2(fd, 0);
-			close(fd);
-		}
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		signal(SIGPIPE, SIG_DFL);
-		execvp(argv[0], argv);
-		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
-		_exit(127);
-	}
-	close(pfd[1]);
-	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
-		pid = -1;
-	close(pfd[0]);
-	waitpid(child, &status, 0);
-	return pid > 0 ? pid : -ECHILD;
+	if (rc == 0)
+		return 0;
+	if (rc == -EPROTO)
+		return platform_error(p, strstr(reply, "selected") ? -EBUSY : -EIO, "switch: %s",
+				      reply + (strncmp(reply, "error ", 6) == 0 ? 6 : 0));
+	if (rc == -ENOENT)
+		return platform_error(p, -ENOENT, "the local switch is not running");
+	return platform_error(p, -EAGAIN, "the local switch did not answer in time");
 }
 
-static int rep_wait_exit(const struct local_rep *r, int ms)
+static json_t *status_colour(json_t *st, const char *sha)
 {
-	for (int waited = 0; waited < ms; waited += 20) {
-		if (!rep_alive(r))
-			return 0;
-		usleep(20 * 1000);
+	size_t i;
+	json_t *c;
+
+	json_array_foreach (json_object_get(st, "colours"), i, c) {
+		const char *s = json_string_value(json_object_get(c, "sha"));
+
+		if (s && strcmp(s, sha) == 0)
+			return c;
 	}
-	return -ETIMEDOUT;
+	return NULL;
 }
 
-/*
- * SIGTERM: chatd stops accepting and keeps what it holds until it closes or
- * --drain-timeout. `now` adds the second SIGTERM (close everything at once
- * with system-shutdown). Never SIGKILL: that would drop connections.
- */
-static void rep_stop(const struct local_rep *r, int now)
+static int rep_is(json_t *r, const char *state)
 {
-	if (!rep_alive(r))
-		return;
-	kill(r->pid, SIGTERM);
-	if (now) {
-		usleep(100 * 1000);
-		if (rep_alive(r))
-			kill(r->pid, SIGTERM);
-	}
-	if (rep_wait_exit(r, 5000) != 0)
-		log_warn("replica-still-running",
-			 "name=%s pid=%d (it exits by itself after "
-			 "its drain timeout)",
-			 r->name, r->pid);
+	const char *s = json_string_value(json_object_get(r, "state"));
+
+	return s && strcmp(s, state) == 0;
 }
 
-static int rep_start(struct platform *p, struct local_colour *lc)
-{
-	struct local *l = L(p);
-	struct local_rep *r;
-	char *argv[64], log[LOCAL_PATH_MAX], peers[LOCAL_PATH_MAX], secret[LOCAL_PATH_MAX];
-	char args[sizeof(l->chatd_args)], *save = NULL, *tok;
-	size_t n = 0;
-	int hp, lp, cp = 0, pid;
-
-	if (lc->n_rep >= LOCAL_REPLICAS_MAX)
-		return platform_error(p, -EINVAL, "at most %d replicas per colour",
-				      LOCAL_REPLICAS_MAX);
-	r = &lc->rep[lc->n_rep];
-	memset(r, 0, sizeof(*r));
-	r->index = lc->next_index;
-	{
-		char sha[PLATFORM_SHA_MAX];
-
-		memcpy(sha, lc->c.sha, sizeof(sha));
-		snprintf(r->name, sizeof(r->name), "chat-%s-%d", sha, r->index);
-	}
-	lp = free_port();
-	hp = free_port();
-	if (l->cluster)
-		cp = free_port();
-	if (lp < 0 || hp < 0 || cp < 0)
-		return platform_error(p, -EADDRNOTAVAIL, "no free loopback port");
-	snprintf(r->listen, sizeof(r->listen), "127.0.0.1:%d", lp);
-	snprintf(r->http, sizeof(r->http), "127.0.0.1:%d", hp);
-	if (l->cluster)
-		snprintf(r->cluster, sizeof(r->cluster), "127.0.0.1:%d", cp);
-	snprintf(log, sizeof(log), "%s/logs/%s.log", l->state, r->name);
-	snprintf(peers, sizeof(peers), "%s/peers", l->state);
-	snprintf(secret, sizeof(secret), "%s/cluster.secret", l->state);
-
-	argv[n++] = l->chatd;
-	argv[n++] = "--listen";
-	argv[n++] = r->listen;
-	argv[n++] = "--http";
-	argv[n++] = r->http;
-	argv[n++] = "--version-label";
-	argv[n++] = lc->c.sha;
-	argv[n++] = "--instance";
-	argv[n++] = r->name;
-	if (l->auth_any)
-		argv[n++] = "--auth-any";
-	if (l->cluster) {
-		argv[n++] = "--cluster-listen";
-		argv[n++] = r->cluster;
-		argv[n++] = "--peers-file";
-		argv[n++] = peers;
-		if (l->cluster_secret) {
-			argv[n++] = "--cluster-secret-file";
-			argv[n++] = secret;
-		}
-	}
-	snprintf(args, sizeof(args), "%s", l->chatd_args);
-	for (tok = strtok_r(args, " \t", &save); tok && n < 62; tok = strtok_r(NULL, " \t", &save))
-		argv[n++] = tok;
-	argv[n] = NULL;
-
-	pid = spawn_detached(argv, log);
-	if (pid < 0)
-		return platform_error(p, pid, "cannot start %s: %s", l->chatd, strerror(-pid));
-	r->pid = pid;
-	r->started = (long long)time(NULL);
-	lc->n_rep++;
-	lc->next_index++;
-	log_info("replica-started", "name=%s pid=%d listen=%s http=%s", r->name, pid, r->listen,
-		 r->http);
-	return 0;
-}
-
-/* ---- HTTP probes -------------------------------------------------------- */
+/* ---- HTTP: the replicas' counts ----------------------------------------------- */
 
 struct http_buf {
 	char *data;
@@ -437,10 +261,11 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct http_buf *b = ud;
 	size_t n = size * nmemb;
+	char *d;
 
 	if (b->len + n > LOCAL_HTTP_MAX)
 		return 0; /* capped: the transfer fails */
-	char *d = realloc(b->data, b->len + n + 1);
+	d = realloc(b->data, b->len + n + 1);
 	if (!d)
 		return 0;
 	memcpy(d + b->len, ptr, n);
@@ -475,85 +300,50 @@ static long http_get(struct local *l, const char *hostport, const char *path, ch
 	return code;
 }
 
-static void rep_probe(struct local *l, const struct local_rep *r, struct platform_replica *out)
+/*
+ * A replica's count and histograms from its /metrics: connections 0 when it
+ * runs no process (or is not listening yet), -1 when unreadable.
+ */
+static void rep_metrics(struct local *l, json_t *r, struct platform_replica *out)
 {
+	const char *http = json_string_value(json_object_get(r, "http"));
 	char *body = NULL;
 
-	memset(out, 0, sizeof(*out));
-	snprintf(out->name, sizeof(out->name), "%s", r->name);
-	if (!rep_alive(r)) {
-		/* A dead replica holds no connection. */
+	if (json_integer_value(json_object_get(r, "pid")) <= 0 || rep_is(r, "spawned") || !http ||
+	    !*http) {
 		platform_replica_metrics(out, NULL);
-		out->ready = 0;
-		out->connections = 0;
+		/* Not running, or not listening yet: it holds nothing. */
+		if (json_integer_value(json_object_get(r, "pid")) <= 0 || rep_is(r, "spawned"))
+			out->connections = 0;
 		return;
 	}
-	out->ready = http_get(l, r->http, "/readyz", NULL) == 200;
-	platform_replica_metrics(out, http_get(l, r->http, "/metrics", &body) == 200 ? body : NULL);
+	platform_replica_metrics(out, http_get(l, http, "/metrics", &body) == 200 ? body : NULL);
 	free(body);
 }
 
-/* ---- peers file --------------------------------------------------------- */
-
-static int sha_file(const char *name, char *sha)
+static void rep_fill(struct local *l, json_t *r, struct platform_replica *out, int count)
 {
-	size_t n = strlen(name);
-
-	if (n < 6 || strcmp(name + n - 5, ".json") != 0 || n - 5 >= PLATFORM_SHA_MAX)
-		return 0;
-	memcpy(sha, name, n - 5);
-	sha[n - 5] = '\0';
-	return platform_sha_valid(sha);
+	memset(out, 0, sizeof(*out));
+	snprintf(out->name, sizeof(out->name), "%s",
+		 json_string_value(json_object_get(r, "name")) ?: "");
+	out->ready = json_is_true(json_object_get(r, "ready"));
+	if (count)
+		rep_metrics(l, r, out);
+	else
+		platform_replica_metrics(out, NULL);
+	out->restarts = (int)json_integer_value(json_object_get(r, "restarts"));
+	out->lost = (long)json_integer_value(json_object_get(r, "lost"));
+	out->failed = rep_is(r, "failed");
+	if (out->failed || rep_is(r, "crashed") || rep_is(r, "backoff"))
+		snprintf(out->fault, sizeof(out->fault), "%s",
+			 json_string_value(json_object_get(r, "fault")) ?: "");
 }
 
-/* Rewrites STATE/peers with every recorded replica's cluster address. */
-static void peers_update(struct platform *p)
-{
-	struct local *l = L(p);
-	char dir[LOCAL_PATH_MAX], path[LOCAL_PATH_MAX], tmp[LOCAL_PATH_MAX + 32];
-	char sha[PLATFORM_SHA_MAX];
-	struct local_colour *lc;
-	struct dirent *de;
-	DIR *d;
-	FILE *f;
-
-	if (!l->cluster)
-		return;
-	lc = malloc(sizeof(*lc));
-	snprintf(dir, sizeof(dir), "%s/colours", l->state);
-	snprintf(path, sizeof(path), "%s/peers", l->state);
-	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", path, (long)getpid());
-	d = opendir(dir);
-	f = fopen(tmp, "w");
-	if (!lc || !d || !f)
-		goto out;
-	while ((de = readdir(d))) {
-		if (!sha_file(de->d_name, sha) || colour_load(p, sha, lc) != 0)
-			continue;
-		for (size_t i = 0; i < lc->n_rep; i++)
-			if (lc->rep[i].cluster[0])
-				fprintf(f, "%s\n", lc->rep[i].cluster);
-	}
-	if (fclose(f) != 0 || rename(tmp, path) != 0) {
-		log_warn("peers-file", "err=\"%s\"", strerror(errno));
-		unlink(tmp);
-	}
-	f = NULL;
-out:
-	if (f) {
-		fclose(f);
-		unlink(tmp);
-	}
-	if (d)
-		closedir(d);
-	free(lc);
-}
-
-/* ---- ops ---------------------------------------------------------------- */
+/* ---- ops ------------------------------------------------------------------------ */
 
 static void chatd_default(char *buf, size_t len)
 {
-	char exe[LOCAL_PATH_MAX / 2];
+	char exe[1024];
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 	char *slash;
 
@@ -631,13 +421,13 @@ static int ensure_secret(struct local *l)
 	for (size_t i = 0; i < sizeof(raw); i++)
 		fprintf(f, "%02x", raw[i]);
 	fprintf(f, "\n");
-	return fclose(f) == 0 ? 0 : -EIO;
+	return fclose(f) == 0 ? 0 : -errno;
 }
 
 static int local_open(struct platform *p, const struct platform_opts *o)
 {
 	struct local *l = calloc(1, sizeof(*l));
-	char reply[256];
+	char reply[256], down[1024];
 	const char *env;
 	int rc;
 
@@ -652,9 +442,18 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 		snprintf(l->chatd, sizeof(l->chatd), "%s", env);
 	else
 		chatd_default(l->chatd, sizeof(l->chatd));
-	if (strchr(l->chatd, '/') && access(l->chatd, X_OK) != 0)
-		return platform_error(p, -ENOENT,
-				      "chatd not found at %s (--chatd or RAINBOW_CHATD)", l->chatd);
+	if (strchr(l->chatd, '/')) {
+		char abs[PATH_MAX];
+
+		if (access(l->chatd, X_OK) != 0 || !realpath(l->chatd, abs))
+			return platform_error(p, -ENOENT,
+					      "chatd not found at %s (--chatd or RAINBOW_CHATD)",
+					      l->chatd);
+		/* The switch starts it from its own directory: an absolute path. */
+		if (strlen(abs) >= sizeof(l->chatd))
+			return platform_error(p, -ENAMETOOLONG, "chatd path too long: %s", abs);
+		memcpy(l->chatd, abs, strlen(abs) + 1);
+	}
 	l->auth_any = o->auth_any;
 	snprintf(l->chatd_args, sizeof(l->chatd_args), "%s", o->chatd_args ? o->chatd_args : "");
 	if (o->n_extra)
@@ -664,18 +463,26 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 	if (!l->curl)
 		return platform_error(p, -ENOMEM, "curl_easy_init failed");
 	rc = lswitch_call(l->state, "ping", reply, sizeof(reply));
-	if (rc != 0)
+	if (rc == -EAGAIN)
+		return platform_error(p, -EAGAIN,
+				      "the local switch (%s/switch.sock) did not answer in time",
+				      l->state);
+	if (rc != 0) {
+		if (local_switch_died(l->state, down, sizeof(down)) > 0)
+			return platform_error(p, -ENOENT, "%s", down);
 		return platform_error(p, -ENOENT,
 				      "the local platform is not up (no switch "
 				      "answers on %s/switch.sock): run `rainbow local up "
 				      "--state-dir %s` first",
 				      l->state, l->state);
+	}
 	rc = local_state_init(l->state);
 	if (rc < 0)
 		return platform_error(p, rc, "state dir %s: %s", l->state, strerror(-rc));
 	chatd_features(l);
-	if (l->cluster && l->cluster_secret && ensure_secret(l) != 0)
-		return platform_error(p, -EIO, "cannot create %s/cluster.secret", l->state);
+	if (l->cluster && l->cluster_secret && (rc = ensure_secret(l)) != 0)
+		return platform_error(p, rc < 0 ? rc : -EIO, "cannot create %s/cluster.secret: %s",
+				      l->state, strerror(rc < 0 ? -rc : EIO));
 	return 0;
 }
 
@@ -689,21 +496,6 @@ static void local_close(struct platform *p)
 		curl_easy_cleanup(l->curl);
 	free(l);
 	p->ctx = NULL;
-}
-
-/* The switch's status (*st: a new reference), or the platform error. */
-static int switch_status_get(struct platform *p, json_t **st)
-{
-	int rc = lswitch_status(L(p)->state, st);
-
-	if (rc == -EIO || rc == -EPROTO || rc == -ENOMEM)
-		return platform_error(p, -EIO, "the local switch answered status badly");
-	if (rc != 0)
-		return platform_error(p, -ENOENT,
-				      "the local switch is not running "
-				      "(rainbow local up --state-dir %s)",
-				      L(p)->state);
-	return 0;
 }
 
 static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
@@ -721,36 +513,59 @@ static int local_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
 	return 0;
 }
 
-static int rep_ready(struct local *l, const struct local_rep *r)
-{
-	return rep_alive(r) && http_get(l, r->http, "/readyz", NULL) == 200;
-}
-
-/* Backends of the switch that are not ready replicas, plus ready replicas that are not backends. */
-static int route_drift(const struct local_colour *lc, const int *ready, json_t *backends)
+/* Routed backends that are not this colour's ready replicas, plus ready replicas not routed. */
+static int route_drift(json_t *col, json_t *routed)
 {
 	int drift = 0;
-	size_t i;
-	json_t *v;
+	size_t i, k;
+	json_t *v, *r;
 
-	json_array_foreach (backends, i, v) {
-		const char *a = json_string_value(v);
-		size_t k;
-
-		for (k = 0; k < lc->n_rep; k++)
-			if (ready[k] && a && strcmp(a, lc->rep[k].listen) == 0)
-				break;
-		drift += k == lc->n_rep;
-	}
-	for (size_t k = 0; k < lc->n_rep; k++) {
+	json_array_foreach (routed, i, v) {
 		int found = 0;
 
-		json_array_foreach (backends, i, v)
-			found |= json_string_value(v) &&
-				 strcmp(json_string_value(v), lc->rep[k].listen) == 0;
-		drift += ready[k] && !found;
+		json_array_foreach (json_object_get(col, "replicas"), k, r)
+			found |= json_is_true(json_object_get(r, "ready")) &&
+				 json_equal(json_object_get(r, "listen"), v);
+		drift += !found;
+	}
+	json_array_foreach (json_object_get(col, "replicas"), k, r) {
+		int found = 0;
+
+		if (!json_is_true(json_object_get(r, "ready")))
+			continue;
+		json_array_foreach (routed, i, v)
+			found |= json_equal(json_object_get(r, "listen"), v);
+		drift += !found;
 	}
 	return drift;
+}
+
+static int list_add(struct platform *p, struct platform_colour **arr, size_t *cnt, size_t *cap,
+		    const struct platform_colour *c)
+{
+	if (*cnt == *cap) {
+		struct platform_colour *na;
+
+		*cap = *cap ? *cap * 2 : 8;
+		na = realloc(*arr, *cap * sizeof(**arr));
+		if (!na)
+			return platform_error(p, -ENOMEM, "out of memory");
+		*arr = na;
+	}
+	(*arr)[(*cnt)++] = *c;
+	return 0;
+}
+
+static void fill_from_switch(struct platform_colour *c, json_t *col, json_t *st, const char *sel)
+{
+	size_t k;
+	json_t *r;
+
+	c->selected = strcmp(sel, c->sha) == 0;
+	c->ready = 0;
+	json_array_foreach (json_object_get(col, "replicas"), k, r)
+		c->ready += json_is_true(json_object_get(r, "ready"));
+	c->route_drift = c->selected && col ? route_drift(col, json_object_get(st, "backends")) : 0;
 }
 
 static int local_list(struct platform *p, struct platform_colour **out, size_t *n)
@@ -758,9 +573,9 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 	char dir[LOCAL_PATH_MAX], sha[PLATFORM_SHA_MAX], sel[PLATFORM_SHA_MAX];
 	struct platform_colour *arr = NULL;
 	struct local_colour *lc = malloc(sizeof(*lc));
-	size_t cnt = 0, cap = 0;
+	size_t cnt = 0, cap = 0, i;
 	struct dirent *de;
-	json_t *st = NULL;
+	json_t *st = NULL, *col;
 	DIR *d;
 	int rc;
 
@@ -779,34 +594,39 @@ static int local_list(struct platform *p, struct platform_colour **out, size_t *
 		goto out;
 	}
 	while ((de = readdir(d))) {
-		int ready[LOCAL_REPLICAS_MAX];
-
 		if (!sha_file(de->d_name, sha) || colour_load(p, sha, lc) != 0)
 			continue;
-		if (cnt == cap) {
-			struct platform_colour *na;
-
-			cap = cap ? cap * 2 : 8;
-			na = realloc(arr, cap * sizeof(*arr));
-			if (!na) {
-				closedir(d);
-				rc = platform_error(p, -ENOMEM, "out of memory");
-				goto out;
-			}
-			arr = na;
+		col = status_colour(st, sha);
+		/* Being removed (its replicas are stopping): gone already for rainbow. */
+		if (json_is_true(json_object_get(col, "removing")))
+			continue;
+		fill_from_switch(&lc->c, col, st, sel);
+		rc = list_add(p, &arr, &cnt, &cap, &lc->c);
+		if (rc < 0) {
+			closedir(d);
+			goto out;
 		}
-		lc->c.selected = strcmp(sel, sha) == 0;
-		lc->c.ready = 0;
-		for (size_t i = 0; i < lc->n_rep; i++) {
-			ready[i] = rep_ready(L(p), &lc->rep[i]);
-			lc->c.ready += ready[i];
-		}
-		lc->c.route_drift =
-			lc->c.selected ? route_drift(lc, ready, json_object_get(st, "backends"))
-				       : 0;
-		arr[cnt++] = lc->c;
 	}
 	closedir(d);
+	/* Replicas the switch runs for a colour rainbow has no file of: listed, so they drain. */
+	json_array_foreach (json_object_get(st, "colours"), i, col) {
+		const char *s = json_string_value(json_object_get(col, "sha"));
+		int known = 0;
+
+		if (!s || !platform_sha_valid(s) || json_is_true(json_object_get(col, "removing")))
+			continue;
+		for (size_t k = 0; k < cnt; k++)
+			known |= strcmp(arr[k].sha, s) == 0;
+		if (known)
+			continue;
+		memset(&lc->c, 0, sizeof(lc->c));
+		snprintf(lc->c.sha, sizeof(lc->c.sha), "%s", s);
+		lc->c.replicas = (int)json_integer_value(json_object_get(col, "wanted"));
+		fill_from_switch(&lc->c, col, st, sel);
+		rc = list_add(p, &arr, &cnt, &cap, &lc->c);
+		if (rc < 0)
+			goto out;
+	}
 	*out = arr;
 	*n = cnt;
 	arr = NULL;
@@ -815,6 +635,69 @@ out:
 	json_decref(st);
 	free(arr);
 	free(lc);
+	return rc;
+}
+
+static int local_replicas(struct platform *p, const char *sha, struct platform_replica **out,
+			  size_t *n)
+{
+	struct platform_replica *arr;
+	json_t *st = NULL, *col, *reps, *r;
+	char path[LOCAL_PATH_MAX];
+	size_t i, cnt;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	rc = switch_status_get(p, &st);
+	if (rc < 0)
+		return rc;
+	col = status_colour(st, sha);
+	colour_path(L(p)->state, sha, path, sizeof(path));
+	if (!col && access(path, F_OK) != 0) {
+		json_decref(st);
+		return platform_error(p, -ENOENT, "colour %s does not exist", sha);
+	}
+	reps = json_object_get(col, "replicas");
+	cnt = json_array_size(reps);
+	arr = calloc(cnt ? cnt : 1, sizeof(*arr));
+	if (!arr) {
+		json_decref(st);
+		return platform_error(p, -ENOMEM, "out of memory");
+	}
+	json_array_foreach (reps, i, r)
+		rep_fill(L(p), r, &arr[i], 1);
+	json_decref(st);
+	*out = arr;
+	*n = cnt;
+	return 0;
+}
+
+static char *spec_json(struct local *l)
+{
+	json_t *o = json_pack("{s:s,s:s,s:b,s:b,s:b}", "chatd", l->chatd, "args", l->chatd_args,
+			      "auth_any", l->auth_any, "cluster", l->cluster, "cluster_secret",
+			      l->cluster_secret);
+	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	return s;
+}
+
+/* Asks the switch for n replicas of sha. */
+static int switch_scale(struct platform *p, const char *sha, int n)
+{
+	char *spec = spec_json(L(p)), req[LSWITCH_LINE_MAX];
+	int rc;
+
+	if (!spec)
+		return platform_error(p, -ENOMEM, "out of memory");
+	if (snprintf(req, sizeof(req), "scale %s %d %s", sha, n, spec) >= (int)sizeof(req)) {
+		free(spec);
+		return platform_error(p, -E2BIG, "chatd path and arguments too long");
+	}
+	free(spec);
+	rc = switch_call(p, req, 10000);
 	return rc;
 }
 
@@ -835,124 +718,70 @@ static int local_create(struct platform *p, const char *sha, int replicas)
 		free(lc);
 		return platform_error(p, -EEXIST, "colour %s exists", sha);
 	}
+	/* rainbow's record first: a kill in between leaves a colour to converge from. */
 	memset(lc, 0, sizeof(*lc));
 	snprintf(lc->c.sha, sizeof(lc->c.sha), "%s", sha);
 	lc->c.created = (int64_t)time(NULL);
 	lc->c.replicas = replicas;
 	rc = colour_save(p, lc);
-	for (int i = 0; rc == 0 && i < replicas; i++) {
-		rc = rep_start(p, lc);
-		if (rc == 0)
-			rc = colour_save(p, lc);
-	}
-	peers_update(p);
-	free(lc);
-	return rc;
-}
-
-static int local_replicas(struct platform *p, const char *sha, struct platform_replica **out,
-			  size_t *n)
-{
-	struct local_colour *lc = malloc(sizeof(*lc));
-	struct platform_replica *arr;
-	int rc;
-
-	*out = NULL;
-	*n = 0;
-	if (!lc)
-		return platform_error(p, -ENOMEM, "out of memory");
-	rc = colour_load(p, sha, lc);
-	if (rc < 0)
-		goto out;
-	arr = calloc(lc->n_rep ? lc->n_rep : 1, sizeof(*arr));
-	if (!arr) {
-		rc = platform_error(p, -ENOMEM, "out of memory");
-		goto out;
-	}
-	for (size_t i = 0; i < lc->n_rep; i++)
-		rep_probe(L(p), &lc->rep[i], &arr[i]);
-	*out = arr;
-	*n = lc->n_rep;
-out:
+	if (rc == 0)
+		rc = switch_scale(p, sha, replicas);
 	free(lc);
 	return rc;
 }
 
 static int local_select(struct platform *p, const char *sha)
 {
-	char req[LSWITCH_LINE_MAX], reply[LSWITCH_LINE_MAX], now[PLATFORM_SHA_MAX];
-	struct local_colour *lc;
-	size_t off;
+	char req[128], now[PLATFORM_SHA_MAX];
 	int rc;
 
-	if (!sha || !*sha) {
-		rc = lswitch_call(L(p)->state, "select -", reply, sizeof(reply));
-		return rc ? platform_error(p, -EIO, "switch: %s", reply) : 0;
-	}
-	lc = malloc(sizeof(*lc));
-	if (!lc)
-		return platform_error(p, -ENOMEM, "out of memory");
-	rc = colour_load(p, sha, lc);
+	snprintf(req, sizeof(req), "select %s", sha && *sha ? sha : "-");
+	rc = switch_call(p, req, 5000);
 	if (rc < 0)
-		goto out;
-	/* The ready replicas: the switch's backends must be exactly those. */
-	off = (size_t)snprintf(req, sizeof(req), "select %s ", sha);
-	for (size_t i = 0; i < lc->n_rep; i++) {
-		if (!rep_ready(L(p), &lc->rep[i]))
-			continue;
-		off += (size_t)snprintf(req + off, sizeof(req) - off, "%s%s",
-					req[off - 1] == ' ' ? "" : ",", lc->rep[i].listen);
-		if (off >= sizeof(req)) {
-			rc = platform_error(p, -E2BIG, "too many replicas to select");
-			goto out;
-		}
-	}
-	if (req[off - 1] == ' ') {
-		rc = platform_error(p, -EIO, "colour %s has no ready replica", sha);
-		goto out;
-	}
-	rc = lswitch_call(L(p)->state, req, reply, sizeof(reply));
-	if (rc != 0) {
-		rc = platform_error(p, -EIO, "switch refused the selection: %s",
-				    rc == -EPROTO ? reply : strerror(-rc));
-		goto out;
-	}
+		return platform_error(p, rc == -EBUSY ? -EIO : rc,
+				      "switch refused the selection: %s", p->err);
 	rc = local_selected(p, now);
-	if (rc == 0 && strcmp(now, sha) != 0)
-		rc = platform_error(p, -EIO, "switch reads back %s after selecting %s", now, sha);
-out:
-	free(lc);
+	if (rc == 0 && strcmp(now, sha ? sha : "") != 0)
+		rc = platform_error(p, -EIO, "switch reads back %s after selecting %s", now,
+				    sha ? sha : "-");
 	return rc;
+}
+
+/* Waits (bounded) until the switch has no record of sha: its replicas exited. */
+static void wait_colour_gone(struct platform *p, const char *sha)
+{
+	for (int waited = 0; waited < LOCAL_REMOVE_WAIT_MS; waited += 50) {
+		json_t *st = NULL;
+
+		if (lswitch_status(L(p)->state, &st) != 0)
+			return;
+		if (!status_colour(st, sha)) {
+			json_decref(st);
+			return;
+		}
+		json_decref(st);
+		usleep(50 * 1000);
+	}
+	log_warn("replicas-still-running",
+		 "sha=%s (they exit by themselves after their drain "
+		 "timeout)",
+		 sha);
 }
 
 static int local_remove(struct platform *p, const char *sha)
 {
-	struct local_colour *lc = malloc(sizeof(*lc));
-	char path[LOCAL_PATH_MAX], sel[PLATFORM_SHA_MAX];
+	char req[128], path[LOCAL_PATH_MAX];
 	int rc;
 
-	if (!lc)
-		return platform_error(p, -ENOMEM, "out of memory");
-	rc = colour_load(p, sha, lc);
+	snprintf(req, sizeof(req), "remove %s", sha);
+	rc = switch_call(p, req, 5000);
 	if (rc < 0)
-		goto out;
-	if (local_selected(p, sel) == 0 && strcmp(sel, sha) == 0) {
-		rc = platform_error(p, -EBUSY, "colour %s is selected; select another first", sha);
-		goto out;
-	}
-	/* Stop every replica at once, then wait: parallel drains. */
-	for (size_t i = 0; i < lc->n_rep; i++)
-		if (rep_alive(&lc->rep[i]))
-			kill(lc->rep[i].pid, SIGTERM);
-	for (size_t i = 0; i < lc->n_rep; i++)
-		rep_stop(&lc->rep[i], 1);
-	colour_path(L(p), sha, path, sizeof(path));
+		return rc;
+	wait_colour_gone(p, sha);
+	colour_path(L(p)->state, sha, path, sizeof(path));
 	if (unlink(path) != 0 && errno != ENOENT)
-		rc = platform_error(p, -errno, "cannot remove %s: %s", path, strerror(errno));
-	peers_update(p);
-out:
-	free(lc);
-	return rc;
+		return platform_error(p, -errno, "cannot remove %s: %s", path, strerror(errno));
+	return 0;
 }
 
 static int local_scale(struct platform *p, const char *sha, int replicas)
@@ -967,33 +796,12 @@ static int local_scale(struct platform *p, const char *sha, int replicas)
 		return platform_error(p, -EINVAL, "replicas must be 0..%d", LOCAL_REPLICAS_MAX);
 	}
 	rc = colour_load(p, sha, lc);
-	if (rc < 0)
-		goto out;
-	/* Dead replicas are forgotten first: scaling up replaces them. */
-	for (size_t i = 0; i < lc->n_rep;) {
-		if (!rep_alive(&lc->rep[i]))
-			lc->rep[i] = lc->rep[--lc->n_rep];
-		else
-			i++;
-	}
-	lc->c.replicas = replicas;
-	while ((int)lc->n_rep > replicas) {
-		struct local_rep r = lc->rep[lc->n_rep - 1];
-
-		rep_stop(&r, 0);
-		lc->n_rep--;
+	if (rc == 0) {
+		lc->c.replicas = replicas;
 		rc = colour_save(p, lc);
-		if (rc < 0)
-			goto out;
 	}
-	rc = colour_save(p, lc);
-	while (rc == 0 && (int)lc->n_rep < replicas) {
-		rc = rep_start(p, lc);
-		if (rc == 0)
-			rc = colour_save(p, lc);
-	}
-	peers_update(p);
-out:
+	if (rc == 0)
+		rc = switch_scale(p, sha, replicas);
 	free(lc);
 	return rc;
 }
@@ -1002,34 +810,46 @@ static int local_remove_replica(struct platform *p, const char *sha, const char 
 {
 	struct local_colour *lc = malloc(sizeof(*lc));
 	struct platform_replica pr;
+	json_t *st = NULL, *col, *r, *found = NULL;
+	char req[320];
 	size_t i;
 	int rc;
 
 	if (!lc)
 		return platform_error(p, -ENOMEM, "out of memory");
-	rc = colour_load(p, sha, lc);
+	rc = switch_status_get(p, &st);
 	if (rc < 0)
 		goto out;
-	for (i = 0; i < lc->n_rep; i++)
-		if (strcmp(lc->rep[i].name, name) == 0)
-			break;
-	if (i == lc->n_rep) {
+	col = status_colour(st, sha);
+	json_array_foreach (json_object_get(col, "replicas"), i, r)
+		if (json_string_value(json_object_get(r, "name")) &&
+		    strcmp(json_string_value(json_object_get(r, "name")), name) == 0)
+			found = r;
+	if (!found) {
 		rc = platform_error(p, -ENOENT, "colour %s has no replica %s", sha, name);
 		goto out;
 	}
-	rep_probe(L(p), &lc->rep[i], &pr);
+	if (rep_is(found, "terminating")) {
+		rc = 0; /* asked before: it is on its way out */
+		goto out;
+	}
+	rep_fill(L(p), found, &pr, 1);
 	if (pr.connections != 0) {
 		rc = platform_error(p, -EBUSY, "replica %s holds %ld connections", name,
 				    pr.connections);
 		goto out;
 	}
-	rep_stop(&lc->rep[i], 0);
-	lc->rep[i] = lc->rep[--lc->n_rep];
-	if (lc->c.replicas > 0)
-		lc->c.replicas--;
-	rc = colour_save(p, lc);
-	peers_update(p);
+	snprintf(req, sizeof(req), "remove-replica %s %s", sha, name);
+	rc = switch_call(p, req, 5000);
+	if (rc < 0)
+		goto out;
+	if (colour_load(p, sha, lc) == 0) {
+		if (lc->c.replicas > 0)
+			lc->c.replicas--;
+		rc = colour_save(p, lc);
+	}
 out:
+	json_decref(st);
 	free(lc);
 	return rc;
 }
@@ -1072,6 +892,70 @@ const struct platform_ops *local_platform_ops(void)
 
 /* ---- up / down ---------------------------------------------------------- */
 
+/*
+ * Starts argv detached: double fork so the process is re-parented (never
+ * our zombie), setsid so it is in no terminal's process group, output to
+ * log. Returns the pid or -errno.
+ */
+static int spawn_detached(char *const argv[], const char *log)
+{
+	int pfd[2], status;
+	pid_t child;
+	int pid = -1;
+
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return -errno;
+	child = fork();
+	if (child < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -errno;
+	}
+	if (child == 0) {
+		pid_t gc;
+		int fd;
+
+		setsid();
+		gc = fork();
+		if (gc != 0) {
+			int v = gc > 0 ? (int)gc : -1;
+
+			if (write(pfd[1], &v, sizeof(v)) != sizeof(v))
+				_exit(1);
+			_exit(0);
+		}
+		fd = open("/dev/null", O_RDONLY);
+		if (fd >= 0) {
+			dup2(fd, 0);
+			close(fd);
+		}
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		signal(SIGPIPE, SIG_DFL);
+		execvp(argv[0], argv);
+		dprintf(2, "exec %s: %s\n", argv[0], strerror(errno));
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &pid, sizeof(pid)) != sizeof(pid))
+		pid = -1;
+	close(pfd[0]);
+	waitpid(child, &status, 0);
+	return pid > 0 ? pid : -ECHILD;
+}
+
+int local_switch_died(const char *state_dir, char *msg, size_t len)
+{
+	(void)state_dir;
+	if (len)
+		msg[0] = '\0';
+	return 0;
+}
+
 int local_up(const char *exe, const char *state_dir, const char *listen, int *already, char *err,
 	     size_t errlen)
 {
@@ -1096,12 +980,10 @@ int local_up(const char *exe, const char *state_dir, const char *listen, int *al
 		snprintf(err, errlen, "cannot start the switch: %s", strerror(-pid));
 		return pid;
 	}
-	for (int i = 0; i < 250; i++) {
-		struct local_rep r = { .pid = pid };
-
+	for (int i = 0; i < 500; i++) {
 		if (lswitch_call(state_dir, "ping", reply, sizeof(reply)) == 0)
 			return 0;
-		if (!rep_alive(&r))
+		if (!lswitch_pid_runs(pid, NULL))
 			break;
 		usleep(20 * 1000);
 	}
@@ -1109,51 +991,86 @@ int local_up(const char *exe, const char *state_dir, const char *listen, int *al
 	return -EIO;
 }
 
-int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen)
+/* Without a switch: stops the replicas its saved state names (SIGTERM twice, waits). */
+static void down_without_switch(const char *state_dir)
 {
-	struct platform p = { .ops = &local_ops };
-	char dir[LOCAL_PATH_MAX], sha[PLATFORM_SHA_MAX], reply[256];
-	struct local l;
-	struct local_colour *lc = malloc(sizeof(*lc));
+	char path[LOCAL_PATH_MAX];
+	json_t *o, *c, *r;
+	size_t i, k;
+	int pids[256], n = 0;
+
+	snprintf(path, sizeof(path), "%s/switch.json", state_dir);
+	o = json_load_file(path, 0, NULL);
+	json_array_foreach (json_object_get(o, "colours"), i, c)
+		json_array_foreach (json_object_get(c, "replicas"), k, r) {
+			int pid = (int)json_integer_value(json_object_get(r, "pid"));
+			const char *name = json_string_value(json_object_get(r, "name"));
+
+			if (n < 256 && lswitch_pid_runs(pid, name)) {
+				kill(pid, SIGTERM);
+				pids[n++] = pid;
+			}
+		}
+	json_decref(o);
+	usleep(100 * 1000);
+	for (int j = 0; j < n; j++)
+		kill(pids[j], SIGTERM);
+	for (int waited = 0; waited < 5000; waited += 50) {
+		int alive = 0;
+
+		for (int j = 0; j < n; j++)
+			alive += lswitch_pid_runs(pids[j], NULL);
+		if (!alive)
+			break;
+		usleep(50 * 1000);
+	}
+}
+
+static void remove_colour_files(const char *state_dir)
+{
+	char dir[LOCAL_PATH_MAX], path[LOCAL_PATH_MAX], sha[PLATFORM_SHA_MAX];
 	struct dirent *de;
-	int pid = 0, rc;
 	DIR *d;
 
-	if (!lc)
-		return -ENOMEM;
-	memset(&l, 0, sizeof(l));
-	snprintf(l.state, sizeof(l.state), "%s", state_dir);
-	p.ctx = &l;
 	snprintf(dir, sizeof(dir), "%s/colours", state_dir);
-	d = keep_colours ? NULL : opendir(dir);
+	d = opendir(dir);
 	while (d && (de = readdir(d))) {
-		if (!sha_file(de->d_name, sha) || colour_load(&p, sha, lc) != 0)
+		if (!sha_file(de->d_name, sha))
 			continue;
-		for (size_t i = 0; i < lc->n_rep; i++)
-			if (rep_alive(&lc->rep[i]))
-				kill(lc->rep[i].pid, SIGTERM);
-		for (size_t i = 0; i < lc->n_rep; i++)
-			rep_stop(&lc->rep[i], 1);
-		colour_path(&l, sha, dir, sizeof(dir));
-		unlink(dir);
-		snprintf(dir, sizeof(dir), "%s/colours", state_dir);
+		colour_path(state_dir, sha, path, sizeof(path));
+		unlink(path);
 	}
 	if (d)
 		closedir(d);
-	free(lc);
-	{
-		json_t *o;
+}
 
-		if (lswitch_status(state_dir, &o) == 0)
-			pid = (int)json_integer_value(json_object_get(o, "pid"));
-		json_decref(o);
-	}
-	rc = lswitch_call(state_dir, "stop", reply, sizeof(reply));
-	if (rc != 0) {
+int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen)
+{
+	char reply[256];
+	json_t *o;
+	int pid = 0, rc;
+
+	if (lswitch_status(state_dir, &o) == 0)
+		pid = (int)json_integer_value(json_object_get(o, "pid"));
+	json_decref(o);
+	if (!pid) {
+		if (!keep_colours) {
+			down_without_switch(state_dir);
+			remove_colour_files(state_dir);
+		}
 		snprintf(err, errlen, "no switch answers in %s", state_dir);
 		return -ENOENT;
 	}
-	for (int i = 0; pid > 0 && i < 250 && kill(pid, 0) == 0; i++)
+	rc = lswitch_call_timeout(state_dir, keep_colours ? "stop" : "down", reply, sizeof(reply),
+				  15000);
+	if (rc != 0) {
+		snprintf(err, errlen, "the switch did not stop: %s",
+			 rc == -EPROTO ? reply : strerror(-rc));
+		return rc;
+	}
+	if (!keep_colours)
+		remove_colour_files(state_dir);
+	for (int i = 0; pid > 0 && i < 250 && lswitch_pid_runs(pid, NULL); i++)
 		usleep(20 * 1000);
 	return 0;
 }

@@ -1,22 +1,24 @@
 /*
- * The local platform: colours are groups of chatd processes on this host,
- * the switch (lswitch.h) plays the Service. Everything lives in the state
- * directory, so rainbow may be killed at any point:
+ * The local platform: colours are groups of chatd processes on this host;
+ * the switch daemon (lswitch.h) plays the Service and the ReplicaSet: it
+ * starts, watches, probes and restarts the replicas. Everything lives in
+ * the state directory, so rainbow may be killed at any point:
  *
- *   STATE/switch.sock, switch.json, switch.pid, switch.log   the switch
- *   STATE/colours/SHA.json    one colour: replicas (pid, ports), meta
+ *   STATE/switch.sock, switch.json, switch.log   the switch (its state:
+ *                             selection, every replica's pid and ports)
+ *   STATE/colours/SHA.json    rainbow's record of a colour: created, the
+ *                             replicas wanted, meta
  *   STATE/logs/chat-SHA-N.log each replica's stderr/stdout
+ *   STATE/run/chat-SHA-N.ports the ports a replica bound (chatd --ports-file)
  *   STATE/peers               every replica's cluster address, one a line
  *   STATE/cluster.secret      shared cluster secret (created once)
- *
- * Replicas are started detached (double fork + setsid) so they outlive
- * rainbow and are never its zombies; a pid counts as the replica only while
- * /proc/PID/cmdline still names the replica's instance.
  */
 #ifndef RAINBOW_LOCAL_H
 #define RAINBOW_LOCAL_H
 
 #include <stddef.h>
+
+#include <jansson.h>
 
 #include "platform.h"
 
@@ -38,5 +40,14 @@ int local_up(const char *exe, const char *state_dir, const char *listen, int *al
  * Callers ask for confirmation before when connections are open.
  */
 int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen);
+
+/* Writes o to path atomically (temp file + rename): 0 or the real -errno. */
+int local_write_json(json_t *o, const char *path);
+
+/*
+ * When the switch of state_dir died without `local down` (its heartbeat
+ * says so), a message saying what that did into msg and 1; else 0.
+ */
+int local_switch_died(const char *state_dir, char *msg, size_t len);
 
 #endif

@@ -1,22 +1,15 @@
 /*
- * The L4 switch. Every proxied connection lives in this process, so the
- * rules are: never exit on bad control input, never touch an established
- * proxy when the selection changes, and bound memory per proxy with
- * back-pressure (a side's reads stop while the other side's output queue
- * holds the high-water mark of allocated bytes, and resume at a quarter of
- * it).
- *
- * Memory: one loop-wide read buffer; what a read brings is written to the
- * other side at once (uv_try_write), and only what that side's kernel
- * buffer does not take is copied into its output queue (common/outq.h),
- * which counts allocated bytes. A read never asks for more than the room
- * left under the mark, so a proxy holds at most about 2 x the mark whatever
- * its peers do. A proxy is freed only in the close callback of its last
- * handle.
+ * The switch process: control socket, selection and route, saved state,
+ * status; the data path is lsw_proxy.c, the replicas lsw_sup.c. Rules:
+ * never exit on bad control input, never touch an established proxy when
+ * the selection changes, save every change before acknowledging it, and
+ * keep descriptors in reserve so that the control socket and the probes
+ * work when the proxies have used up their budget.
  */
 #include "lswitch.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -30,50 +23,17 @@
 #include <uv.h>
 
 #include "log.h"
-#include "outq.h"
+#include "lsw_int.h"
+#include "run.h"
 
-#define LSWITCH_READ_SIZE 65536
-#define LSWITCH_HIGH_WATER_DEFAULT (128 * 1024)
-#define LSWITCH_READ_MIN 4096			/* reads stop when less room than this is left */
 #define LSWITCH_CTL_QUEUE_MAX (4 * 1024 * 1024) /* unread reply bytes per control client */
+#define LSWITCH_CTL_CLIENTS_MAX 64
+#define LSWITCH_TICK_MS 50
+#define LSWITCH_DOWN_WAIT_MS 6000
+/* Descriptors kept out of the proxies' budget: control clients, probes, pidfds, state files. */
+#define LSWITCH_FD_RESERVE 512
 
-struct backend {
-	struct backend *next;
-	char sha[48];
-	char addr[64];
-	struct sockaddr_storage sa;
-	long active; /* proxies connected to it now */
-	long total;  /* proxies ever connected */
-	long failed; /* connects that failed */
-	long refs;   /* proxies pointing at it, connecting or connected */
-	int selected;
-};
-
-struct proxy;
-
-struct side {
-	uv_tcp_t tcp;
-	struct outq q; /* bytes to write to this side */
-	struct proxy *px;
-	struct side *peer;
-	int eof; /* read EOF from this side */
-	int reading;
-	int open;
-};
-
-struct proxy {
-	struct lsw *sw;
-	struct backend *be;
-	struct side cli;
-	struct side up;
-	uv_connect_t connect;
-	int counted;   /* counted in be->active */
-	int shut_done; /* half-closes passed on (2: both directions done) */
-	int closing;
-	struct proxy *prev, *next;
-};
-
-struct ctl_client {
+struct lsw_ctl {
 	uv_pipe_t pipe;
 	struct lsw *sw;
 	size_t len;
@@ -81,257 +41,17 @@ struct ctl_client {
 	int closing;
 };
 
-struct lsw {
-	uv_loop_t *loop;
-	uv_tcp_t listener;
-	uv_pipe_t ctl;
-	uv_signal_t sig_term, sig_int;
-	char listen[64];
-	char sock_path[108];
-	char json_path[4096];
-	size_t high_water;
-	char selected[48];
-	struct backend *backends;
-	struct backend *sel[LSWITCH_BACKENDS_MAX];
-	size_t n_sel;
-	size_t rr;
-	long active, accepted, refused, failed;
-	struct proxy *proxies;
-	char rbuf[LSWITCH_READ_SIZE]; /* every proxy reads here; forwarded before the next read */
-	int stopping;
-	int ctl_bound; /* sock_path is ours to unlink */
+/* A connect to a static backend that a failed connect took out of the route. */
+struct static_probe {
+	uv_tcp_t tcp;
+	uv_connect_t req;
+	struct lsw *sw;
+	unsigned id;
+	uint64_t start;
+	int done;
 };
 
-static void side_close_cb(uv_handle_t *h)
-{
-	struct side *s = h->data;
-	struct proxy *px = s->px;
-
-	outq_free(&s->q);
-	s->open = 0;
-	if (px->cli.open || px->up.open)
-		return;
-	if (px->prev)
-		px->prev->next = px->next;
-	else
-		px->sw->proxies = px->next;
-	if (px->next)
-		px->next->prev = px->prev;
-	free(px);
-}
-
-static void side_close(struct side *s)
-{
-	if (s->open && !uv_is_closing((uv_handle_t *)&s->tcp))
-		uv_close((uv_handle_t *)&s->tcp, side_close_cb);
-}
-
-/* The one close path of a proxy: both sides closed, counters dropped once. */
-static void proxy_close(struct proxy *px)
-{
-	if (px->closing)
-		return;
-	px->closing = 1;
-	if (px->counted) {
-		px->be->active--;
-		px->sw->active--;
-		px->counted = 0;
-	}
-	if (px->be) {
-		px->be->refs--;
-		px->be = NULL;
-	}
-	side_close(&px->cli);
-	side_close(&px->up);
-}
-
-/* Room under the high-water mark in the queue this side's reads go to. */
-static size_t side_room(const struct side *s)
-{
-	size_t used = outq_allocated(&s->peer->q), hw = s->px->sw->high_water;
-
-	return used < hw ? hw - used : 0;
-}
-
-static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
-{
-	struct side *s = h->data;
-	size_t room = side_room(s);
-
-	buf->base = s->px->sw->rbuf;
-	buf->len = room < LSWITCH_READ_SIZE ? room : LSWITCH_READ_SIZE;
-}
-
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
-
-static void side_read_start(struct side *s)
-{
-	if (s->reading || s->eof || s->px->closing || side_room(s) < LSWITCH_READ_MIN)
-		return;
-	if (uv_read_start((uv_stream_t *)&s->tcp, alloc_cb, read_cb) == 0)
-		s->reading = 1;
-	else
-		proxy_close(s->px);
-}
-
-static void side_read_stop(struct side *s)
-{
-	if (!s->reading)
-		return;
-	uv_read_stop((uv_stream_t *)&s->tcp);
-	s->reading = 0;
-}
-
-/* Events of the output queue towards side s (q->data). */
-static void outq_event(struct outq *q, enum outq_event ev, int status)
-{
-	struct side *s = q->data;
-	struct proxy *px = s->px;
-
-	if (px->closing)
-		return;
-	switch (ev) {
-	case OUTQ_DRAINED:
-		/* Room again: the other side may read. */
-		side_read_start(s->peer);
-		break;
-	case OUTQ_ERROR:
-		proxy_close(px);
-		break;
-	case OUTQ_SHUTDOWN:
-		/* Both directions finished (or one failed): the proxy is done. */
-		px->shut_done++;
-		if (status < 0 || px->shut_done == 2)
-			proxy_close(px);
-		break;
-	}
-}
-
-static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-	struct side *s = stream->data;
-	struct proxy *px = s->px;
-	struct side *dst = s->peer;
-
-	if (nread == 0 || nread == UV_ENOBUFS) {
-		if (nread == UV_ENOBUFS)
-			side_read_stop(s);
-		return;
-	}
-	if (nread < 0) {
-		if (nread != UV_EOF) {
-			proxy_close(px);
-			return;
-		}
-		/* Half-close: pass the FIN on once queued data is written. */
-		s->eof = 1;
-		side_read_stop(s);
-		if (outq_shutdown(&dst->q) != 0)
-			proxy_close(px);
-		return;
-	}
-	if (outq_write(&dst->q, buf->base, (size_t)nread) != 0) {
-		proxy_close(px);
-		return;
-	}
-	if (side_room(s) < LSWITCH_READ_MIN)
-		side_read_stop(s);
-}
-
-static void connect_cb(uv_connect_t *req, int status)
-{
-	struct proxy *px = req->data;
-
-	if (status == UV_ECANCELED || px->closing)
-		return;
-	if (status < 0) {
-		px->be->failed++;
-		px->sw->failed++;
-		log_warn("upstream-failed", "backend=%s sha=%s err=%s", px->be->addr, px->be->sha,
-			 uv_strerror(status));
-		proxy_close(px);
-		return;
-	}
-	px->counted = 1;
-	px->be->active++;
-	px->be->total++;
-	px->sw->active++;
-	side_read_start(&px->cli);
-	side_read_start(&px->up);
-}
-
-static struct backend *pick_backend(struct lsw *sw)
-{
-	struct backend *be;
-
-	if (sw->n_sel == 0)
-		return NULL;
-	be = sw->sel[sw->rr % sw->n_sel];
-	sw->rr++;
-	return be;
-}
-
-static void side_init(struct proxy *px, struct side *s, struct side *peer)
-{
-	s->px = px;
-	s->peer = peer;
-	s->tcp.data = s;
-	outq_init(&s->q, (uv_stream_t *)&s->tcp, 0, px->sw->high_water / 4, outq_event, s);
-}
-
-static void on_accept(uv_stream_t *server, int status)
-{
-	struct lsw *sw = server->data;
-	struct proxy *px;
-	struct backend *be;
-
-	if (status < 0) {
-		log_warn("accept-failed", "err=%s", uv_strerror(status));
-		return;
-	}
-	px = calloc(1, sizeof(*px));
-	if (!px) {
-		log_error("oom", "what=proxy");
-		return;
-	}
-	px->sw = sw;
-	side_init(px, &px->cli, &px->up);
-	side_init(px, &px->up, &px->cli);
-	px->next = sw->proxies;
-	if (sw->proxies)
-		sw->proxies->prev = px;
-	sw->proxies = px;
-	uv_tcp_init(sw->loop, &px->cli.tcp);
-	px->cli.open = 1;
-	if (uv_accept(server, (uv_stream_t *)&px->cli.tcp) != 0) {
-		proxy_close(px);
-		return;
-	}
-	sw->accepted++;
-	uv_tcp_nodelay(&px->cli.tcp, 1);
-	be = pick_backend(sw);
-	if (!be) {
-		/* Nothing selected: refuse (close) rather than hold the client. */
-		sw->refused++;
-		proxy_close(px);
-		return;
-	}
-	/* Held until proxy_close: a selection change must not free it under a connect. */
-	px->be = be;
-	be->refs++;
-	uv_tcp_init(sw->loop, &px->up.tcp);
-	px->up.open = 1;
-	uv_tcp_nodelay(&px->up.tcp, 1);
-	px->connect.data = px;
-	if (uv_tcp_connect(&px->connect, &px->up.tcp, (struct sockaddr *)&be->sa, connect_cb) !=
-	    0) {
-		be->failed++;
-		sw->failed++;
-		proxy_close(px);
-	}
-}
-
-/* ---- selection ---------------------------------------------------------- */
+/* ---- parsing ------------------------------------------------------------- */
 
 static int sha_ok(const char *s)
 {
@@ -340,92 +60,6 @@ static int sha_ok(const char *s)
 	if (n < 7 || n > 40)
 		return 0;
 	return strspn(s, "0123456789abcdef") == n;
-}
-
-/* "ADDR:PORT" with a numeric IPv4 address or "[v6]:PORT". */
-static int parse_addr(const char *s, struct sockaddr_storage *sa)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-	size_t hl;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[' && hl > 2 && s[hl - 1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535 || end == colon + 1)
-		return -EINVAL;
-	memset(sa, 0, sizeof(*sa));
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)sa) == 0)
-		return 0;
-	return -EINVAL;
-}
-
-static struct backend *backend_get(struct lsw *sw, const char *sha, const char *addr,
-				   const struct sockaddr_storage *sa)
-{
-	struct backend *be;
-
-	for (be = sw->backends; be; be = be->next)
-		if (strcmp(be->sha, sha) == 0 && strcmp(be->addr, addr) == 0)
-			return be;
-	be = calloc(1, sizeof(*be));
-	if (!be)
-		return NULL;
-	snprintf(be->sha, sizeof(be->sha), "%s", sha);
-	snprintf(be->addr, sizeof(be->addr), "%s", addr);
-	be->sa = *sa;
-	be->next = sw->backends;
-	sw->backends = be;
-	return be;
-}
-
-/* Drops backends that are neither selected nor referenced by a proxy (bounded memory). */
-static void backends_gc(struct lsw *sw)
-{
-	struct backend **pp = &sw->backends;
-
-	while (*pp) {
-		struct backend *be = *pp;
-
-		if (!be->selected && be->refs == 0) {
-			*pp = be->next;
-			free(be);
-		} else {
-			pp = &be->next;
-		}
-	}
-}
-
-static int persist(struct lsw *sw)
-{
-	char tmp[4200];
-	json_t *o = json_object(), *arr = json_array();
-	int rc;
-
-	for (size_t i = 0; i < sw->n_sel; i++)
-		json_array_append_new(arr, json_string(sw->sel[i]->addr));
-	json_object_set_new(o, "listen", json_string(sw->listen));
-	json_object_set_new(o, "selected", json_string(sw->selected));
-	json_object_set_new(o, "backends", arr);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", sw->json_path);
-	rc = json_dump_file(o, tmp, JSON_INDENT(1)) == 0 ? 0 : -EIO;
-	json_decref(o);
-	if (rc == 0 && rename(tmp, sw->json_path) != 0)
-		rc = -errno;
-	return rc;
 }
 
 int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *cmd, char *err,
@@ -437,10 +71,13 @@ int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *
 	memset(cmd, 0, sizeof(*cmd));
 	cmd->kind = LSWITCH_CMD_SELECT;
 	if (strcmp(sha, "-") == 0) {
-		sha = "";
-		list = "";
-		p = list;
-	} else if (!sha_ok(sha)) {
+		if (*list) {
+			snprintf(err, errlen, "select - takes no backend");
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!sha_ok(sha)) {
 		snprintf(err, errlen, "bad sha (want 7-40 lower-case hex)");
 		return -EINVAL;
 	}
@@ -458,7 +95,7 @@ int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *
 		}
 		memcpy(cmd->addrs[n], p, len);
 		cmd->addrs[n][len] = '\0';
-		if (parse_addr(cmd->addrs[n], &cmd->sas[n]) != 0) {
+		if (lsw_parse_addr(cmd->addrs[n], &cmd->sas[n]) != 0) {
 			snprintf(err, errlen, "bad backend address %.64s (want IP:PORT)",
 				 cmd->addrs[n]);
 			return -EINVAL;
@@ -470,94 +107,254 @@ int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *
 			return -EINVAL;
 		}
 	}
-	if (sha[0] && n == 0) {
-		snprintf(err, errlen, "select needs at least one backend");
-		return -EINVAL;
-	}
 	snprintf(cmd->sha, sizeof(cmd->sha), "%s", sha);
 	cmd->n = n;
 	return 0;
 }
 
+static int parse_replicas(const char *s, int *out)
+{
+	char *end;
+	long v;
+
+	if (!s || !*s)
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end || v < 0 || v > LSW_REPLICAS_MAX || end - s > 2)
+		return -1;
+	*out = (int)v;
+	return 0;
+}
+
 int lswitch_parse_command(char *line, struct lswitch_cmd *cmd, char *err, size_t errlen)
 {
-	char *name, *a1, *a2, *extra, *save = NULL;
+	char *name, *a1, *a2, *a3, *extra, *save = NULL;
 
 	memset(cmd, 0, sizeof(*cmd));
 	name = strtok_r(line, " \t\r", &save);
-	a1 = strtok_r(NULL, " \t\r", &save);
-	a2 = strtok_r(NULL, " \t\r", &save);
-	extra = strtok_r(NULL, " \t\r", &save);
 	if (!name) {
 		snprintf(err, errlen, "empty request");
 		return -EINVAL;
 	}
+	if (strcmp(name, "scale") == 0) {
+		/* scale SHA N JSON: the JSON is the rest of the line (it has spaces). */
+		a1 = strtok_r(NULL, " \t\r", &save);
+		a2 = strtok_r(NULL, " \t\r", &save);
+		a3 = save;
+		while (a3 && (*a3 == ' ' || *a3 == '\t'))
+			a3++;
+		if (!a1 || !sha_ok(a1) || parse_replicas(a2, &cmd->replicas) != 0 || !a3 ||
+		    *a3 != '{') {
+			snprintf(err, errlen, "usage: scale SHA N(0-%d) {spec}", LSW_REPLICAS_MAX);
+			return -EINVAL;
+		}
+		cmd->kind = LSWITCH_CMD_SCALE;
+		snprintf(cmd->sha, sizeof(cmd->sha), "%s", a1);
+		cmd->spec = a3;
+		return 0;
+	}
+	a1 = strtok_r(NULL, " \t\r", &save);
+	a2 = strtok_r(NULL, " \t\r", &save);
+	extra = strtok_r(NULL, " \t\r", &save);
 	if (strcmp(name, "status") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_STATUS;
-	} else if (strcmp(name, "select") == 0 && a1 && !extra && (a2 || strcmp(a1, "-") == 0)) {
+	} else if (strcmp(name, "select") == 0 && a1 && !extra) {
 		return lswitch_parse_select(a1, a2 ? a2 : "", cmd, err, errlen);
 	} else if (strcmp(name, "stop") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_STOP;
+	} else if (strcmp(name, "down") == 0 && !a1) {
+		cmd->kind = LSWITCH_CMD_DOWN;
 	} else if (strcmp(name, "ping") == 0 && !a1) {
 		cmd->kind = LSWITCH_CMD_PING;
+	} else if (strcmp(name, "remove") == 0 && a1 && sha_ok(a1) && !a2) {
+		cmd->kind = LSWITCH_CMD_REMOVE;
+		snprintf(cmd->sha, sizeof(cmd->sha), "%s", a1);
+	} else if (strcmp(name, "remove-replica") == 0 && a1 && sha_ok(a1) && a2 && !extra &&
+		   strlen(a2) < sizeof(cmd->name)) {
+		cmd->kind = LSWITCH_CMD_REMOVE_REPLICA;
+		snprintf(cmd->sha, sizeof(cmd->sha), "%s", a1);
+		snprintf(cmd->name, sizeof(cmd->name), "%s", a2);
 	} else {
 		snprintf(err, errlen,
-			 "unknown or malformed request (select SHA ADDR:PORT,..., "
-			 "select -, status, stop)");
+			 "unknown or malformed request (select SHA [ADDR:PORT,...], select -, "
+			 "scale, remove, remove-replica, status, stop, down)");
 		return -EINVAL;
 	}
 	return 0;
+}
+
+/* ---- state ------------------------------------------------------------------ */
+
+unsigned lsw_new_id(struct lsw *sw)
+{
+	return ++sw->next_id;
+}
+
+int lsw_save(struct lsw *sw)
+{
+	char tmp[2300];
+	json_t *o = json_object(), *arr = json_array();
+	char *s;
+	size_t len;
+	int fd, rc = 0;
+
+	for (size_t i = 0; sw->static_sel && i < sw->n_static; i++)
+		json_array_append_new(arr, json_string(sw->statics[i]->addr));
+	json_object_set_new(o, "listen", json_string(sw->listen));
+	json_object_set_new(o, "selected", json_string(sw->selected));
+	json_object_set_new(o, "static", json_boolean(sw->static_sel));
+	json_object_set_new(o, "backends", arr);
+	json_object_set_new(o, "colours", lsw_sup_json(sw, 0));
+	s = json_dumps(o, JSON_INDENT(1));
+	json_decref(o);
+	if (!s)
+		return -ENOMEM;
+	len = strlen(s);
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", sw->json_path, (long)getpid());
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		rc = -errno;
+	} else {
+		ssize_t n = write(fd, s, len);
+
+		if (n < 0 || (size_t)n != len)
+			rc = n < 0 ? -errno : -ENOSPC;
+		if (close(fd) != 0 && rc == 0)
+			rc = -errno;
+		if (rc == 0 && rename(tmp, sw->json_path) != 0)
+			rc = -errno;
+		if (rc < 0)
+			unlink(tmp);
+	}
+	free(s);
+	if (rc < 0) {
+		uint64_t now = lsw_now_ms();
+
+		sw->dirty = 1;
+		if (now >= sw->save_fail_log) {
+			log_error("save-failed", "path=%s err=\"%s\"", sw->json_path,
+				  strerror(-rc));
+			sw->save_fail_log = now + 1000;
+		}
+	} else {
+		sw->dirty = 0;
+	}
+	return rc;
+}
+
+void lsw_record(struct lsw *sw, json_t *event)
+{
+	run_record(sw->state_dir, event);
+}
+
+/* ---- route ------------------------------------------------------------------ */
+
+void lsw_route_update(struct lsw *sw)
+{
+	struct lsw_backend *route[LSW_ROUTE_MAX] = { 0 };
+	char sig[sizeof(sw->route_sig)];
+	uint64_t h = 1469598103934665603ULL;
+	size_t n = 0;
+
+	if (sw->static_sel) {
+		for (size_t i = 0; i < sw->n_static; i++)
+			if (sw->statics[i]->ready)
+				route[n++] = sw->statics[i];
+	} else if (sw->selected[0]) {
+		struct lsw_colour *c = lsw_colour_find(sw, sw->selected);
+
+		for (size_t i = 0; c && i < c->n_rep && n < LSW_ROUTE_MAX; i++)
+			if (c->rep[i]->state == LSW_REP_READY && c->rep[i]->be)
+				route[n++] = c->rep[i]->be;
+	}
+	lsw_dp_set_route(&sw->dp, route, n);
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ route[i]->id) * 1099511628211ULL;
+	snprintf(sig, sizeof(sig), "%s/%zu/%016" PRIx64, sw->selected, n, h);
+	if (strcmp(sig, sw->route_sig) != 0) {
+		snprintf(sw->route_sig, sizeof(sw->route_sig), "%s", sig);
+		log_info("route", "sha=%s backends=%zu", sw->selected[0] ? sw->selected : "-", n);
+	}
+	lsw_dp_gc(&sw->dp);
+}
+
+static void on_backend_down(struct lsw_dp *dp, struct lsw_backend *be, const char *why)
+{
+	struct lsw *sw = dp->data;
+
+	if (sw->static_sel) {
+		for (size_t i = 0; i < sw->n_static; i++)
+			if (sw->statics[i] == be) {
+				be->ready = 0;
+				lsw_route_update(sw);
+				return;
+			}
+		return;
+	}
+	lsw_sup_backend_down(sw, be, why);
 }
 
 /* Swaps the selection to a parsed select (a bad request never gets here). */
 static int apply_select(struct lsw *sw, const struct lswitch_cmd *cmd, char *err, size_t errlen,
 			int save)
 {
-	struct backend *picked[LSWITCH_BACKENDS_MAX];
-	struct backend *be;
-	size_t n = cmd->n;
+	struct lsw_backend *picked[LSWITCH_BACKENDS_MAX];
+	struct lsw_colour *c = NULL;
 
-	for (size_t i = 0; i < n; i++) {
-		picked[i] = backend_get(sw, cmd->sha, cmd->addrs[i], &cmd->sas[i]);
+	if (cmd->sha[0] && cmd->n == 0) {
+		c = lsw_colour_find(sw, cmd->sha);
+		if (save && (!c || c->removing)) {
+			snprintf(err, errlen, "no colour %s here (scale it first)", cmd->sha);
+			return -ENOENT;
+		}
+	}
+	for (size_t i = 0; i < cmd->n; i++) {
+		picked[i] = lsw_dp_backend(&sw->dp, lsw_new_id(sw), cmd->sha, cmd->addrs[i],
+					   &cmd->sas[i]);
 		if (!picked[i]) {
 			snprintf(err, errlen, "out of memory");
 			return -ENOMEM;
 		}
 	}
-	for (be = sw->backends; be; be = be->next)
-		be->selected = 0;
-	for (size_t i = 0; i < n; i++) {
-		picked[i]->selected = 1;
-		sw->sel[i] = picked[i];
+	for (size_t i = 0; i < sw->n_static; i++)
+		sw->statics[i]->keep = 0;
+	for (size_t i = 0; i < cmd->n; i++) {
+		picked[i]->keep = 1;
+		sw->statics[i] = picked[i];
 	}
-	sw->n_sel = n;
-	sw->rr = 0;
+	sw->n_static = cmd->n;
+	sw->static_sel = cmd->n > 0;
 	snprintf(sw->selected, sizeof(sw->selected), "%s", cmd->sha);
-	backends_gc(sw);
+	if (c)
+		c->ever_selected = 1;
+	lsw_route_update(sw);
+	log_info("select", "sha=%s backends=%s", cmd->sha[0] ? cmd->sha : "-",
+		 cmd->n ? "fixed" : "its ready replicas");
 	if (save) {
-		int rc = persist(sw);
+		int rc = lsw_save(sw);
 
 		if (rc < 0) {
 			snprintf(err, errlen, "selection applied but not saved: %s", strerror(-rc));
 			return rc;
 		}
 	}
-	log_info("select", "sha=%s backends=%zu", cmd->sha[0] ? cmd->sha : "-", n);
 	return 0;
 }
 
-static void resume_selection(struct lsw *sw)
+static void resume(struct lsw *sw)
 {
-	json_error_t jerr;
-	json_t *o = json_load_file(sw->json_path, 0, &jerr), *arr;
+	json_t *o = json_load_file(sw->json_path, 0, NULL), *arr, *v;
 	char list[LSWITCH_LINE_MAX] = "", err[256];
-	struct lswitch_cmd cmd;
-	size_t i, off = 0;
-	json_t *v;
+	struct lswitch_cmd *cmd = malloc(sizeof(*cmd));
 	const char *sha;
+	size_t i, off = 0;
 
-	if (!o)
+	if (!o || !cmd) {
+		free(cmd);
+		json_decref(o);
 		return;
+	}
+	/* The selection first: a replica found dead while resuming is judged by it. */
 	sha = json_string_value(json_object_get(o, "selected"));
 	arr = json_object_get(o, "backends");
 	json_array_foreach (arr, i, v) {
@@ -567,45 +364,131 @@ static void resume_selection(struct lsw *sw)
 			off += (size_t)snprintf(list + off, sizeof(list) - off, "%s%s",
 						off ? "," : "", a);
 	}
-	if (sha && sha[0] &&
-	    (lswitch_parse_select(sha, list, &cmd, err, sizeof(err)) != 0 ||
-	     apply_select(sw, &cmd, err, sizeof(err), 0) != 0))
-		log_warn("resume-failed", "err=%s", err);
-	else if (sha && sha[0])
-		log_info("resumed", "sha=%s", sha);
+	if (sha && sha[0]) {
+		if (lswitch_parse_select(sha, list, cmd, err, sizeof(err)) != 0 ||
+		    apply_select(sw, cmd, err, sizeof(err), 0) != 0)
+			log_warn("resume-failed", "err=\"%s\"", err);
+		else
+			log_info("resumed", "sha=%s", sha);
+	}
+	lsw_sup_resume(sw, json_object_get(o, "colours"));
+	lsw_route_update(sw);
+	lsw_save(sw);
+	free(cmd);
 	json_decref(o);
 }
 
-/* ---- control ------------------------------------------------------------ */
+/* ---- static backends: a connect brings one back ------------------------------ */
+
+static void static_probe_closed(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+static void static_probe_cb(uv_connect_t *req, int status)
+{
+	struct static_probe *sp = req->data;
+	struct lsw_backend *be;
+
+	sp->done = 1;
+	if (status == 0 && (be = lsw_dp_backend_find(&sp->sw->dp, sp->id)) && !be->ready) {
+		be->ready = 1;
+		log_info("backend-up", "addr=%s", be->addr);
+		lsw_route_update(sp->sw);
+	}
+	/* Closed by the next tick, which also forgets it. */
+}
+
+static struct static_probe *static_probes[LSWITCH_BACKENDS_MAX];
+
+static void static_probe_tick(struct lsw *sw)
+{
+	uint64_t now = lsw_now_ms();
+
+	for (size_t i = 0; i < LSWITCH_BACKENDS_MAX; i++) {
+		struct static_probe *sp = static_probes[i];
+
+		if (sp && (sp->done || now - sp->start >= 1000)) {
+			if (!uv_is_closing((uv_handle_t *)&sp->tcp))
+				uv_close((uv_handle_t *)&sp->tcp, static_probe_closed);
+			static_probes[i] = NULL;
+		}
+	}
+	for (size_t i = 0; sw->static_sel && i < sw->n_static; i++) {
+		struct lsw_backend *be = sw->statics[i];
+		struct static_probe *sp;
+
+		if (be->ready || static_probes[i] || sw->stopping)
+			continue;
+		sp = calloc(1, sizeof(*sp));
+		if (!sp)
+			return;
+		sp->sw = sw;
+		sp->id = be->id;
+		sp->start = now;
+		uv_tcp_init(sw->loop, &sp->tcp);
+		sp->tcp.data = sp;
+		sp->req.data = sp;
+		if (uv_tcp_connect(&sp->req, &sp->tcp, (struct sockaddr *)&be->sa,
+				   static_probe_cb) != 0) {
+			uv_close((uv_handle_t *)&sp->tcp, static_probe_closed);
+			continue;
+		}
+		static_probes[i] = sp;
+	}
+}
+
+/* ---- control ---------------------------------------------------------------- */
+
+static json_t *dp_json(const struct lsw_dp *dp, int pid)
+{
+	return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "pid", pid, "connections",
+			 (json_int_t)dp->active, "accepted", (json_int_t)dp->accepted, "refused",
+			 (json_int_t)dp->refused, "refused_limit", (json_int_t)dp->refused_limit,
+			 "failed", (json_int_t)dp->failed, "max_connections",
+			 (json_int_t)dp->max_proxies, "fd_limit", (json_int_t)dp->fd_limit,
+			 "queued_bytes", (json_int_t)dp->queued_bytes);
+}
 
 static char *status_json(struct lsw *sw)
 {
-	json_t *o = json_object(), *per = json_array(), *sel = json_array();
-	struct backend *be;
+	json_t *o = json_object(), *per = json_array(), *sel = json_array(), *sws = json_array();
+	const struct lsw_dp *dp = &sw->dp;
+	struct lsw_backend *be;
 	char *s;
 
-	for (size_t i = 0; i < sw->n_sel; i++)
-		json_array_append_new(sel, json_string(sw->sel[i]->addr));
-	for (be = sw->backends; be; be = be->next) {
-		json_t *b = json_object();
+	for (size_t i = 0; i < dp->n_route; i++)
+		json_array_append_new(sel, json_string(dp->route[i]->addr));
+	for (be = dp->backends; be; be = be->next) {
+		int in_sel = sw->static_sel ? be->keep && strcmp(be->sha, sw->selected) == 0
+					    : strcmp(be->sha, sw->selected) == 0;
+		json_t *b = json_pack("{s:i,s:s,s:s,s:I,s:I,s:I,s:b,s:b,s:b}", "id", (int)be->id,
+				      "sha", be->sha, "addr", be->addr, "active",
+				      (json_int_t)(be->active + be->f_active), "total",
+				      (json_int_t)(be->total + be->f_total), "failed",
+				      (json_int_t)(be->failed + be->f_failed), "selected", in_sel,
+				      "ready", be->ready, "routed", be->routed);
 
-		json_object_set_new(b, "sha", json_string(be->sha));
-		json_object_set_new(b, "addr", json_string(be->addr));
-		json_object_set_new(b, "active", json_integer(be->active));
-		json_object_set_new(b, "total", json_integer(be->total));
-		json_object_set_new(b, "failed", json_integer(be->failed));
-		json_object_set_new(b, "selected", json_boolean(be->selected));
 		json_array_append_new(per, b);
 	}
+	json_array_append_new(sws, dp_json(dp, getpid()));
 	json_object_set_new(o, "listen", json_string(sw->listen));
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "selected", json_string(sw->selected));
 	json_object_set_new(o, "backends", sel);
-	json_object_set_new(o, "connections", json_integer(sw->active));
-	json_object_set_new(o, "accepted", json_integer(sw->accepted));
-	json_object_set_new(o, "refused", json_integer(sw->refused));
-	json_object_set_new(o, "failed", json_integer(sw->failed));
+	json_object_set_new(o, "connections", json_integer(dp->active));
+	json_object_set_new(o, "accepted", json_integer(dp->accepted));
+	json_object_set_new(o, "refused", json_integer(dp->refused));
+	json_object_set_new(o, "refused_limit", json_integer(dp->refused_limit));
+	json_object_set_new(o, "failed", json_integer(dp->failed));
+	json_object_set_new(o, "retried", json_integer(dp->retried));
+	json_object_set_new(o, "max_connections", json_integer(dp->max_proxies));
+	json_object_set_new(o, "fd_limit", json_integer(dp->fd_limit));
+	json_object_set_new(o, "queued_bytes", json_integer((json_int_t)dp->queued_bytes));
+	json_object_set_new(o, "saved", json_boolean(!sw->dirty));
+	json_object_set_new(o, "switches", sws);
 	json_object_set_new(o, "per_backend", per);
+	json_object_set_new(o, "colours", lsw_sup_json(sw, 1));
 	s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	return s;
@@ -613,14 +496,19 @@ static char *status_json(struct lsw *sw)
 
 static void ctl_close_cb(uv_handle_t *h)
 {
-	free(h->data);
+	struct lsw_ctl *c = h->data;
+
+	c->sw->n_ctl--;
+	free(c);
 }
 
-static void ctl_client_close(struct ctl_client *c)
+static void ctl_client_close(struct lsw_ctl *c)
 {
 	if (c->closing)
 		return;
 	c->closing = 1;
+	if (c->sw->down_waiter == c)
+		c->sw->down_waiter = NULL;
 	uv_close((uv_handle_t *)&c->pipe, ctl_close_cb);
 }
 
@@ -643,7 +531,7 @@ static void ctl_write_cb(uv_write_t *req, int status)
 }
 
 /* Writes "WORD TEXT\n" (or "WORD\n" when text is NULL). */
-static struct ctl_write *ctl_reply(struct ctl_client *c, const char *word, const char *text)
+static struct ctl_write *ctl_reply(struct lsw_ctl *c, const char *word, const char *text)
 {
 	size_t len = strlen(word) + (text ? strlen(text) + 1 : 0) + 2;
 	struct ctl_write *w = malloc(sizeof(*w) + len);
@@ -666,11 +554,27 @@ static struct ctl_write *ctl_reply(struct ctl_client *c, const char *word, const
 	return w;
 }
 
-static void ctl_line(struct ctl_client *c, char *line)
+static void ctl_scale(struct lsw_ctl *c, const struct lswitch_cmd *cmd)
+{
+	struct lsw_spec *spec = calloc(1, sizeof(*spec));
+	json_t *o = json_loads(cmd->spec, 0, NULL);
+	char err[512];
+
+	if (!spec || !o || lsw_spec_parse(o, spec) != 0)
+		ctl_reply(c, "error", "bad spec (want {\"chatd\":PATH,\"args\":STR,...})");
+	else if (lsw_sup_scale(c->sw, cmd->sha, cmd->replicas, spec, err, sizeof(err)) != 0)
+		ctl_reply(c, "error", err);
+	else
+		ctl_reply(c, "ok", NULL);
+	json_decref(o);
+	free(spec);
+}
+
+static void ctl_line(struct lsw_ctl *c, char *line)
 {
 	struct lsw *sw = c->sw;
 	struct lswitch_cmd *cmd;
-	char err[256];
+	char err[512];
 
 	/* ~12 KiB: on the heap rather than on the loop's stack. */
 	cmd = malloc(sizeof(*cmd));
@@ -690,6 +594,18 @@ static void ctl_line(struct ctl_client *c, char *line)
 			ctl_reply(c, "ok", NULL);
 		else
 			ctl_reply(c, "error", err);
+	} else if (cmd->kind == LSWITCH_CMD_SCALE) {
+		ctl_scale(c, cmd);
+	} else if (cmd->kind == LSWITCH_CMD_REMOVE) {
+		if (lsw_sup_remove(sw, cmd->sha, 0, err, sizeof(err)) == 0)
+			ctl_reply(c, "ok", NULL);
+		else
+			ctl_reply(c, "error", err);
+	} else if (cmd->kind == LSWITCH_CMD_REMOVE_REPLICA) {
+		if (lsw_sup_remove_replica(sw, cmd->sha, cmd->name, err, sizeof(err)) == 0)
+			ctl_reply(c, "ok", NULL);
+		else
+			ctl_reply(c, "error", err);
 	} else if (cmd->kind == LSWITCH_CMD_STOP) {
 		struct ctl_write *w = ctl_reply(c, "ok", NULL);
 
@@ -697,6 +613,12 @@ static void ctl_line(struct ctl_client *c, char *line)
 			w->stop = sw;
 		else
 			lsw_stop(sw);
+	} else if (cmd->kind == LSWITCH_CMD_DOWN) {
+		/* Every replica gets SIGTERM twice; the reply waits until they exited. The
+		 * selection stays: `local up` resumes it (a deploy reconciles it). */
+		lsw_sup_down(sw);
+		sw->down_waiter = c;
+		sw->down_deadline = lsw_now_ms() + LSWITCH_DOWN_WAIT_MS;
 	} else {
 		ctl_reply(c, "ok", "pong");
 	}
@@ -705,7 +627,7 @@ static void ctl_line(struct ctl_client *c, char *line)
 
 static void ctl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
-	struct ctl_client *c = h->data;
+	struct lsw_ctl *c = h->data;
 
 	buf->base = c->buf + c->len;
 	buf->len = LSWITCH_LINE_MAX - c->len;
@@ -713,7 +635,7 @@ static void ctl_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
-	struct ctl_client *c = stream->data;
+	struct lsw_ctl *c = stream->data;
 	char *nl;
 
 	if (nread < 0) {
@@ -747,17 +669,35 @@ static void ctl_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 }
 
+static void reject_ctl_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
 static void on_ctl(uv_stream_t *server, int status)
 {
 	struct lsw *sw = server->data;
-	struct ctl_client *c;
+	struct lsw_ctl *c;
 
 	if (status < 0)
 		return;
+	if (sw->n_ctl >= LSWITCH_CTL_CLIENTS_MAX) {
+		/* Too many at once: the newest goes (the reserve stays for the others). */
+		uv_pipe_t *p = malloc(sizeof(*p));
+
+		if (p) {
+			uv_pipe_init(sw->loop, p, 0);
+			if (uv_accept(server, (uv_stream_t *)p) == 0)
+				log_warn("control", "err=\"too many control clients: one closed\"");
+			uv_close((uv_handle_t *)p, reject_ctl_closed);
+		}
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c)
 		return;
 	c->sw = sw;
+	sw->n_ctl++;
 	uv_pipe_init(sw->loop, &c->pipe, 0);
 	c->pipe.data = c;
 	if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0 ||
@@ -765,7 +705,41 @@ static void on_ctl(uv_stream_t *server, int status)
 		ctl_client_close(c);
 }
 
-/* ---- lifetime ----------------------------------------------------------- */
+/* ---- lifetime --------------------------------------------------------------- */
+
+static void on_tick(uv_timer_t *t)
+{
+	struct lsw *sw = t->data;
+
+	if (sw->stopping)
+		return;
+	lsw_sup_tick(sw);
+	static_probe_tick(sw);
+	if (sw->dirty)
+		lsw_save(sw);
+	if (sw->down_deadline && (lsw_sup_running(sw) == 0 || lsw_now_ms() >= sw->down_deadline)) {
+		struct lsw_ctl *c = sw->down_waiter;
+		int left = lsw_sup_running(sw);
+		char msg[128];
+
+		sw->down_deadline = 0;
+		if (left)
+			log_warn("down",
+				 "replicas_still_running=%d (they exit after their drain "
+				 "timeout)",
+				 left);
+		snprintf(msg, sizeof(msg), "%d replicas still running", left);
+		if (c) {
+			struct ctl_write *w = ctl_reply(c, "ok", left ? msg : NULL);
+
+			if (w) {
+				w->stop = sw;
+				return;
+			}
+		}
+		lsw_stop(sw);
+	}
+}
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
@@ -773,18 +747,11 @@ static void close_walk(uv_handle_t *h, void *arg)
 
 	if (uv_is_closing(h))
 		return;
-	if (h == (uv_handle_t *)&sw->listener || h == (uv_handle_t *)&sw->ctl ||
-	    h->type == UV_SIGNAL) {
+	if (h == (uv_handle_t *)&sw->ctl || h->type == UV_SIGNAL || h == (uv_handle_t *)&sw->tick) {
 		uv_close(h, NULL);
 		return;
 	}
-	if (h->type == UV_TCP) {
-		struct side *s = h->data;
-
-		proxy_close(s->px);
-		return;
-	}
-	if (h->type == UV_NAMED_PIPE)
+	if (h->type == UV_NAMED_PIPE && h->data && ((struct lsw_ctl *)h->data)->sw == sw)
 		ctl_client_close(h->data);
 }
 
@@ -793,9 +760,18 @@ static void lsw_stop(struct lsw *sw)
 	if (sw->stopping)
 		return;
 	sw->stopping = 1;
-	log_info("stop", "connections=%ld", sw->active);
+	log_info("stop", "connections=%ld", sw->dp.active);
 	if (sw->ctl_bound)
 		unlink(sw->sock_path);
+	lsw_dp_close(&sw->dp);
+	lsw_sup_free(sw);
+	for (size_t i = 0; i < LSWITCH_BACKENDS_MAX; i++) {
+		struct static_probe *sp = static_probes[i];
+
+		if (sp && !uv_is_closing((uv_handle_t *)&sp->tcp))
+			uv_close((uv_handle_t *)&sp->tcp, static_probe_closed);
+		static_probes[i] = NULL;
+	}
 	uv_walk(sw->loop, close_walk, sw);
 }
 
@@ -816,77 +792,85 @@ int lswitch_sock_path(const char *state_dir, char *buf, size_t len)
 
 int lswitch_run(const struct lswitch_opts *o)
 {
-	struct lsw sw;
-	struct sockaddr_storage sa;
-	struct backend *be;
+	struct lsw *sw = calloc(1, sizeof(*sw));
 	char reply[64];
 	int rc;
 
-	memset(&sw, 0, sizeof(sw));
-	sw.loop = uv_default_loop();
-	sw.high_water = o->high_water ? o->high_water : LSWITCH_HIGH_WATER_DEFAULT;
-	snprintf(sw.listen, sizeof(sw.listen), "%s", o->listen);
-	snprintf(sw.json_path, sizeof(sw.json_path), "%s/switch.json", o->state_dir);
-	rc = lswitch_sock_path(o->state_dir, sw.sock_path, sizeof(sw.sock_path));
+	if (!sw)
+		return -ENOMEM;
+	sw->loop = uv_default_loop();
+	sw->loop->data = sw;
+	sw->started_ms = lsw_now_ms();
+	snprintf(sw->listen, sizeof(sw->listen), "%s", o->listen);
+	snprintf(sw->state_dir, sizeof(sw->state_dir), "%s", o->state_dir);
+	snprintf(sw->json_path, sizeof(sw->json_path), "%s/switch.json", o->state_dir);
+	rc = lswitch_sock_path(o->state_dir, sw->sock_path, sizeof(sw->sock_path));
 	if (rc < 0) {
 		log_error("state-dir", "err=\"state dir path too long for a unix socket\"");
+		free(sw);
 		return rc;
 	}
-	rc = parse_addr(o->listen, &sa);
+	rc = lsw_parse_addr(o->listen, &sw->listen_sa);
 	if (rc < 0) {
 		log_error("listen", "addr=%s err=\"want IP:PORT\"", o->listen);
+		free(sw);
 		return rc;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	resume_selection(&sw);
-
-	uv_tcp_init(sw.loop, &sw.listener);
-	sw.listener.data = &sw;
-	rc = uv_tcp_bind(&sw.listener, (struct sockaddr *)&sa, 0);
-	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&sw.listener, 1024, on_accept);
+	/* The socket is a live switch's (refuse) or a stale one of a dead switch. */
+	if (lswitch_call(o->state_dir, "ping", reply, sizeof(reply)) == 0) {
+		log_error("control", "path=%s err=\"another switch answers there\"", sw->sock_path);
+		free(sw);
+		return -EADDRINUSE;
+	}
+	lsw_dp_init(&sw->dp, sw->loop, o->high_water, LSWITCH_FD_RESERVE, on_backend_down, sw);
+	rc = lsw_sup_init(sw);
+	if (rc < 0) {
+		log_error("state-dir", "err=\"%s\"", strerror(-rc));
+		goto out_close;
+	}
+	resume(sw);
+	rc = lsw_dp_listen(&sw->dp, (struct sockaddr *)&sw->listen_sa, -1, 0);
 	if (rc < 0) {
 		log_error("listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rc));
 		goto out_close;
 	}
-	/* The socket is a live switch's (refuse) or a stale one of a dead switch. */
-	if (lswitch_call(o->state_dir, "ping", reply, sizeof(reply)) == 0) {
-		log_error("control", "path=%s err=\"another switch answers there\"", sw.sock_path);
-		rc = -EADDRINUSE;
-		goto out_close;
-	}
-	unlink(sw.sock_path);
-	uv_pipe_init(sw.loop, &sw.ctl, 0);
-	sw.ctl.data = &sw;
-	rc = uv_pipe_bind(&sw.ctl, sw.sock_path);
-	sw.ctl_bound = rc == 0;
+	unlink(sw->sock_path);
+	uv_pipe_init(sw->loop, &sw->ctl, 0);
+	sw->ctl.data = sw;
+	rc = uv_pipe_bind(&sw->ctl, sw->sock_path);
+	sw->ctl_bound = rc == 0;
 	if (rc == 0)
-		rc = uv_listen((uv_stream_t *)&sw.ctl, 16, on_ctl);
+		rc = uv_listen((uv_stream_t *)&sw->ctl, 64, on_ctl);
 	if (rc < 0) {
-		log_error("control", "path=%s err=\"%s\"", sw.sock_path, uv_strerror(rc));
+		log_error("control", "path=%s err=\"%s\"", sw->sock_path, uv_strerror(rc));
 		goto out_close;
 	}
-	uv_signal_init(sw.loop, &sw.sig_term);
-	uv_signal_init(sw.loop, &sw.sig_int);
-	sw.sig_term.data = sw.sig_int.data = &sw;
-	uv_signal_start(&sw.sig_term, on_signal, SIGTERM);
-	uv_signal_start(&sw.sig_int, on_signal, SIGINT);
-	log_info("listen", "addr=%s control=%s selected=%s", sw.listen, sw.sock_path,
-		 sw.selected[0] ? sw.selected : "-");
-	uv_run(sw.loop, UV_RUN_DEFAULT);
+	uv_signal_init(sw->loop, &sw->sig_term);
+	uv_signal_init(sw->loop, &sw->sig_int);
+	sw->sig_term.data = sw->sig_int.data = sw;
+	uv_signal_start(&sw->sig_term, on_signal, SIGTERM);
+	uv_signal_start(&sw->sig_int, on_signal, SIGINT);
+	uv_timer_init(sw->loop, &sw->tick);
+	sw->tick.data = sw;
+	uv_timer_start(&sw->tick, on_tick, LSWITCH_TICK_MS, LSWITCH_TICK_MS);
+	log_info("listen", "addr=%s control=%s selected=%s max_connections=%ld fd_limit=%ld",
+		 sw->listen, sw->sock_path, sw->selected[0] ? sw->selected : "-",
+		 sw->dp.max_proxies, sw->dp.fd_limit);
+	uv_run(sw->loop, UV_RUN_DEFAULT);
 	rc = 0;
 	goto out_free;
 out_close:
-	lsw_stop(&sw);
-	uv_run(sw.loop, UV_RUN_DEFAULT);
+	lsw_stop(sw);
+	uv_run(sw->loop, UV_RUN_DEFAULT);
 out_free:
-	while ((be = sw.backends)) {
-		sw.backends = be->next;
-		free(be);
-	}
-	uv_loop_close(sw.loop);
+	lsw_dp_free(&sw->dp);
+	uv_loop_close(sw->loop);
+	free(sw);
 	return rc;
 }
+
+/* ---- the client side ---------------------------------------------------------- */
 
 int lswitch_status(const char *state_dir, json_t **out)
 {
@@ -908,8 +892,14 @@ int lswitch_status(const char *state_dir, json_t **out)
 
 int lswitch_call(const char *state_dir, const char *request, char *reply, size_t len)
 {
+	return lswitch_call_timeout(state_dir, request, reply, len, 5000);
+}
+
+int lswitch_call_timeout(const char *state_dir, const char *request, char *reply, size_t len,
+			 int timeout_ms)
+{
 	struct sockaddr_un un;
-	struct timeval tv = { .tv_sec = 5 };
+	struct timeval tv = { .tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000 };
 	size_t off = 0;
 	int fd, rc;
 
@@ -922,27 +912,28 @@ int lswitch_call(const char *state_dir, const char *request, char *reply, size_t
 		return rc;
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return -errno;
+		return -EAGAIN; /* out of descriptors here: not the switch's fault */
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	if (connect(fd, (struct sockaddr *)&un, sizeof(un)) != 0) {
-		rc = -errno;
+		/* No socket, or nobody listens on it: no switch. Anything else may pass. */
+		rc = errno == ENOENT || errno == ECONNREFUSED ? -ENOENT : -EAGAIN;
 		goto out;
 	}
 	if (dprintf(fd, "%s\n", request) < 0) {
-		rc = -EIO;
+		rc = -EAGAIN;
 		goto out;
 	}
 	while (off + 1 < len) {
 		ssize_t n = read(fd, reply + off, len - 1 - off);
 
 		if (n <= 0) {
-			rc = n == 0 ? -EPIPE : -errno;
+			rc = -EAGAIN;
 			goto out;
 		}
 		off += (size_t)n;
 		reply[off] = '\0';
-		if (memchr(reply, '\n', off))
+		if (memchr(reply + off - (size_t)n, '\n', (size_t)n))
 			break;
 	}
 	reply[strcspn(reply, "\n")] = '\0';

@@ -56,6 +56,8 @@
  *   - an optional op, event (NULL when the platform has none): rainbow
  *     reports every decision it applied on a colour (kube: an
  *     events.k8s.io/v1 Event regarding the colour's Deployment).
+ *   - struct platform_replica has restarts, lost, failed and fault (0/"" on
+ *     platforms that cannot tell): a failed replica fails its deploy at once.
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -110,6 +112,8 @@ struct platform_colour {
 /* Largest number of finite histogram bounds read from a chatd (it exports 61). */
 #define PLATFORM_HIST_MAX 64
 
+#define PLATFORM_FAULT_MAX 768
+
 /* A cumulative histogram as chatd exports it (Prometheus _bucket samples). */
 struct platform_hist {
 	int n;			      /* finite bounds; <= 0: none (not exported, unreadable) */
@@ -123,6 +127,10 @@ struct platform_replica {
 	long connections;		/* chatd_connections gauge; -1 when unreadable */
 	struct platform_hist lifetimes; /* chatd_connection_duration_seconds: ended ones */
 	struct platform_hist ages;	/* chatd_connection_age_seconds_bucket: open ones */
+	int restarts; /* times the platform restarted it (0 when it cannot tell) */
+	long lost;    /* connections it held when it crashed, all crashes (0: none known) */
+	int failed;   /* 1: it exited before it was ever ready; it is not restarted */
+	char fault[PLATFORM_FAULT_MAX]; /* failed or crashed: how it exited, its last log lines */
 };
 
 /*

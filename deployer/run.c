@@ -427,7 +427,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 
 struct summary {
 	char sha[PLATFORM_SHA_MAX];
-	char what[160];
+	char what[240];
 };
 
 /* Events the platform could not record, for the rate-limited warning. */
@@ -458,6 +458,71 @@ static void tell(struct platform *p, struct run_tell *t, const char *sha,
 			e->reason, sha, t->failed, t->failed == 1 ? "" : "s", p->err);
 }
 
+/* Connections a colour's replicas lost in crashes (all of them, as the platform counted). */
+static long colour_lost(const struct deploy_colour_obs *c)
+{
+	long n = 0;
+
+	for (size_t i = 0; c && i < c->n_rep; i++)
+		n += c->rep[i].lost > 0 ? c->rep[i].lost : 0;
+	return n;
+}
+
+/* What the run saw of each replica, to report crashes and restarts as they happen. */
+struct seen {
+	char name[PLATFORM_NAME_MAX];
+	int restarts;
+	long lost;
+};
+
+#define RUN_SEEN_MAX 256
+
+static void report_replicas(const struct run_opts *o, const struct run_obs *ro, struct seen *seen,
+			    size_t *n_seen)
+{
+	for (size_t i = 0; i < ro->n; i++) {
+		const struct deploy_colour_obs *c = &ro->colours[i];
+		enum deploy_state st = deploy_colour_state(c, ro->obs.selected);
+
+		for (size_t k = 0; k < c->n_rep; k++) {
+			const struct platform_replica *r = &c->rep[k];
+			struct seen *s = NULL;
+
+			for (size_t j = 0; j < *n_seen; j++)
+				if (strcmp(seen[j].name, r->name) == 0)
+					s = &seen[j];
+			if (!s) {
+				if (*n_seen >= RUN_SEEN_MAX)
+					continue;
+				s = &seen[(*n_seen)++];
+				snprintf(s->name, sizeof(s->name), "%s", r->name);
+				s->restarts = r->restarts;
+				s->lost = r->lost;
+				continue;
+			}
+			if (!o->quiet && r->restarts > s->restarts)
+				fprintf(o->out,
+					"  chat-%s: replica %s crashed and was restarted "
+					"(restart %d)%s%ld%s\n",
+					c->c.sha, r->name, r->restarts,
+					r->lost > s->lost ? ", " : "",
+					r->lost > s->lost ? r->lost - s->lost : 0L,
+					r->lost > s->lost ? " connections lost" : "");
+			else if (!o->quiet && r->lost > s->lost)
+				fprintf(o->out,
+					"  chat-%s: replica %s crashed: %ld connections lost (not "
+					"drained%s)\n",
+					c->c.sha, r->name, r->lost - s->lost,
+					st == DEPLOY_STATE_DRAINING
+						? "; not restarted while its colour drains"
+						: "");
+			s->restarts = r->restarts;
+			s->lost = r->lost;
+		}
+	}
+	fflush(o->out);
+}
+
 /* Performs one action; 0 or the platform's error (already in p->err). */
 static int perform(struct platform *p, const struct deploy_cfg *cfg, const struct deploy_act *a,
 		   const struct run_obs *ro, int64_t obs_mono, int64_t waited_ms,
@@ -465,6 +530,7 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 {
 	const struct deploy_colour_obs *c = obs_find(ro, a->sha);
 	long conns = c ? deploy_colour_connections(c) : -1;
+	long lost = colour_lost(c);
 	const char *event = NULL;
 	struct platform_event ev[RUN_EVENTS_MAX];
 	size_t n_ev;
@@ -551,6 +617,8 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
 		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
 			json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
+		if (lost > 0)
+			json_object_set_new(e, "lost", json_integer(lost));
 		if (o->report) {
 			json_t *acts = json_object_get(o->report, "actions");
 
@@ -567,10 +635,16 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		struct summary *s = &sum[(*n_sum)++];
 
 		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
+		char lost_note[96] = "";
+
+		if (lost > 0)
+			snprintf(lost_note, sizeof(lost_note),
+				 "; %ld connections lost in crashes (not drained)", lost);
 		if (a->why == DEPLOY_WHY_DRAINED)
-			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s",
+			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s%s",
 				 a->drain_ms / 1000.0,
-				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted");
+				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted",
+				 lost_note);
 		else
 			snprintf(s->what, sizeof(s->what),
 				 "passed --max-drain after %.1fs with %ld connections: shut down "
@@ -929,14 +1003,15 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 	struct deploy_result *res = malloc(sizeof(*res));
 	struct summary sum[64];
 	struct forecast_track *track = calloc(RUN_FORECAST_TRACK, sizeof(*track));
-	size_t n_sum = 0;
+	size_t n_sum = 0, n_seen = 0;
+	struct seen *seen = calloc(RUN_SEEN_MAX, sizeof(*seen));
 	enum deploy_phase cur = (enum deploy_phase) - 1;
 	int64_t started = mono_ms(), phase_start = started, last_print = 0;
 	int64_t wait_start = 0; /* began waiting for the target to be ready (0: not) */
 	struct run_tell tell_state = { 0 };
 	int errors = 0, status = RUN_EXIT_FAILED, last_rc = 0, target_seen = 0;
 
-	if (!mem || !res || !track) {
+	if (!mem || !res || !track || !seen) {
 		fprintf(stderr, "rainbow: out of memory\n");
 		run_report_failure(o->report, status, "out of memory");
 		goto out;
@@ -977,6 +1052,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 			json_object_set_new(o->report, "selected", json_string(ro.obs.selected));
 			json_object_set_new(o->report, "colours", run_colours_json(&ro));
 		}
+		report_replicas(o, &ro, seen, &n_seen);
 		deploy_step(cfg, &ro.obs, mem, res);
 		fc = calloc(ro.n ? ro.n : 1, sizeof(*fc));
 		if (fc)
@@ -1099,6 +1175,7 @@ out:
 	if (o->report)
 		json_object_set_new(o->report, "seconds",
 				    json_real((double)(mono_ms() - started) / 1000.0));
+	free(seen);
 	free(mem);
 	free(res);
 	free(track);

@@ -31,8 +31,8 @@ static void check_select(const struct lswitch_cmd *c)
 	}
 	if (shalen < 7 || shalen > 40 || strspn(c->sha, "0123456789abcdef") != shalen)
 		abort();
-	if (c->n < 1 || c->n > LSWITCH_BACKENDS_MAX)
-		abort();
+	if (c->n > LSWITCH_BACKENDS_MAX)
+		abort(); /* 0: the colour's own replicas */
 	for (size_t i = 0; i < c->n; i++) {
 		const struct sockaddr_storage *sa = &c->sas[i];
 
@@ -65,6 +65,18 @@ static void format_cmd(const struct lswitch_cmd *c, char *buf, size_t len)
 	case LSWITCH_CMD_PING:
 		snprintf(buf, len, "ping");
 		return;
+	case LSWITCH_CMD_DOWN:
+		snprintf(buf, len, "down");
+		return;
+	case LSWITCH_CMD_REMOVE:
+		snprintf(buf, len, "remove %s", c->sha);
+		return;
+	case LSWITCH_CMD_REMOVE_REPLICA:
+		snprintf(buf, len, "remove-replica %s %s", c->sha, c->name);
+		return;
+	case LSWITCH_CMD_SCALE:
+		snprintf(buf, len, "scale %s %d %s", c->sha, c->replicas, c->spec);
+		return;
 	case LSWITCH_CMD_SELECT:
 		break;
 	default:
@@ -74,7 +86,7 @@ static void format_cmd(const struct lswitch_cmd *c, char *buf, size_t len)
 		snprintf(buf, len, "select -");
 		return;
 	}
-	off = (size_t)snprintf(buf, len, "select %s ", c->sha);
+	off = (size_t)snprintf(buf, len, "select %s%s", c->sha, c->n ? " " : "");
 	for (size_t i = 0; i < c->n; i++)
 		off += (size_t)snprintf(buf + off, len - off, "%s%s", i ? "," : "", c->addrs[i]);
 	if (off >= len)
@@ -102,7 +114,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	format_cmd(&a, again, sizeof(again));
 	if (lswitch_parse_command(again, &b, err, sizeof(err)) != 0)
 		abort();
-	if (a.kind != b.kind || strcmp(a.sha, b.sha) != 0 || a.n != b.n)
+	if (a.kind != b.kind || strcmp(a.sha, b.sha) != 0 || a.n != b.n ||
+	    a.replicas != b.replicas || strcmp(a.name, b.name) != 0 ||
+	    (a.kind == LSWITCH_CMD_SCALE && strcmp(a.spec, b.spec) != 0))
+		abort();
+	if (a.kind == LSWITCH_CMD_SCALE && (a.replicas < 0 || a.replicas > 32 || a.spec[0] != '{'))
 		abort();
 	for (size_t i = 0; i < a.n; i++)
 		if (strcmp(a.addrs[i], b.addrs[i]) != 0 ||

@@ -1,7 +1,17 @@
-"""The local platform keeps its promise: a deploy of the live SHA reconciles
-it (replicas, readiness, the switch's backends), whatever happened to the
-platform under it.
+"""The local platform keeps its promise under faults, as the Kubernetes it
+stands in for would: a deploy of the live SHA reconciles it (replicas,
+readiness, the switch's backends); the switch supervises the replicas
+(restarts those of a live colour, reports a draining colour's crash with
+the connections it held); it sends new connections only to ready replicas
+(a SIGSTOPped one gets none) and refuses cleanly when none is ready; a
+replica that exits before it is ready fails the deploy at once, with the
+last lines of its log.
 """
+import os
+import re
+import signal
+import socket
+import time
 import unittest
 
 import harness
@@ -49,6 +59,129 @@ class LocalPlatform(unittest.TestCase):
         # Without -r the colour keeps its count.
         p.deploy("8c8c8c8")
         self.assertEqual(p.colour("8c8c8c8")["replicas"], 3)
+
+    def one_replica(self, sha, **want):
+        reps = self.plat.replicas(sha)
+        for r in reps.values():
+            if all(r.get(k) == v for k, v in want.items()):
+                return r
+        return None
+
+    def test_crashed_replica_of_live_colour_is_restarted(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "2")
+        victim = sorted(p.replicas("aaaaaaa").values(), key=lambda r: r["name"])[0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        # Restarted under the same name, with a new process, and ready again.
+        harness.wait_for(lambda: (p.replicas("aaaaaaa")[victim["name"]]["restarts"] == 1 and
+                                  p.replicas("aaaaaaa")[victim["name"]]["ready"]),
+                         timeout=30, interval=0.2, what="restarted and ready")
+        again = p.replicas("aaaaaaa")[victim["name"]]
+        self.assertNotEqual(again["pid"], victim["pid"])
+        self.assertIn("killed by signal 9", again["fault"])
+        # (A young sibling may be unready a moment: chatd waits for its new peer.)
+        harness.wait_for(lambda: re.search(r"chat-aaaaaaa\s+live\s+2/2\s+1\s",
+                                           p.rb("status").stdout),
+                         timeout=20, interval=0.2, what="status: live 2/2, 1 restart")
+        c = p.colour("aaaaaaa")
+        self.assertEqual(c["restarts"], 1, c)
+        hist = p.rb("history").stdout
+        self.assertIn("restart", hist)
+        self.assertIn("replica=%s" % victim["name"], hist)
+        self.assertEqual(len(self.login_all(6, "r")), 6)
+
+    def test_draining_colour_crash_is_reported_not_drained(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "2")
+        clients = self.login_all(6, "d")
+        # The switch's own count of each replica (from its /metrics) has them all.
+        harness.wait_for(lambda: sum(max(r["count"], 0) for r in
+                                     p.replicas("aaaaaaa").values()) == 6,
+                         timeout=20, interval=0.2, what="counts read by the switch")
+        victim = max(p.replicas("aaaaaaa").values(), key=lambda r: r["count"])
+        held = victim["count"]
+        self.assertGreater(held, 0)
+        proc = harness.Proc([p.rainbow, "deploy", "bbbbbbb", "-r", "1", "--settle", "1s",
+                             "--poll", "0.2s"], env=p.env, name="rainbow-deploy")
+        self.addCleanup(proc.stop)
+        harness.wait_for(lambda: any(e["event"] == "select" and e["sha"] == "bbbbbbb"
+                                     for e in p.record()), timeout=30, interval=0.1,
+                         what="switched to bbbbbbb")
+        os.kill(victim["pid"], signal.SIGKILL)
+        harness.wait_for(lambda: p.replicas("aaaaaaa").get(victim["name"], {}).get("state")
+                         == "crashed", timeout=20, interval=0.1, what="crash seen")
+        # Not restarted while its colour drains; the others end normally.
+        time.sleep(0.5)
+        self.assertEqual(p.replicas("aaaaaaa")[victim["name"]]["restarts"], 0)
+        for c in clients:
+            c.close()
+        self.clients = []
+        self.assertEqual(proc.wait(60), 0, proc.stdout() + proc.stderr())
+        out = proc.stdout()
+        self.assertIn("replica %s crashed: %d connections lost" % (victim["name"], held), out)
+        self.assertIn("%d connections lost in crashes (not drained)" % held, out)
+        crash = [e for e in p.record() if e["event"] == "crash"]
+        self.assertEqual([(e["replica"], e["connections"]) for e in crash],
+                         [(victim["name"], held)])
+        removed = [e for e in p.record() if e["event"] == "remove" and e["sha"] == "aaaaaaa"]
+        self.assertEqual(removed[0].get("lost"), held, removed)
+
+    def test_stopped_replica_gets_no_new_connections(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "2")
+        reps = sorted(p.replicas("aaaaaaa").values(), key=lambda r: r["name"])
+        os.kill(reps[0]["pid"], signal.SIGSTOP)
+        self.addCleanup(os.kill, reps[0]["pid"], signal.SIGCONT)
+        # (In its first 5 s the other may be unready too: chatd waits for its peers.)
+        harness.wait_for(lambda: p.switch()["backends"] == [reps[1]["listen"]],
+                         timeout=20, interval=0.1, what="stopped replica taken out")
+        self.assertFalse(p.replicas("aaaaaaa")[reps[0]["name"]]["ready"])
+        # Every new client logs in (half of them timed out at login before).
+        self.assertEqual(len(self.login_all(10, "s")), 10)
+        # No ready replica at all: a new connection is refused at once (reset),
+        # never left hanging.
+        os.kill(reps[1]["pid"], signal.SIGSTOP)
+        self.addCleanup(os.kill, reps[1]["pid"], signal.SIGCONT)
+        harness.wait_for(lambda: p.switch()["backends"] == [], timeout=20, interval=0.1,
+                         what="no ready replica")
+        # (On loopback the reset may even beat connect() itself.)
+        try:
+            s = socket.create_connection(("127.0.0.1", p.port), timeout=5)
+            try:
+                s.sendall(b"<?xml version='1.0'?>")
+                self.assertEqual(s.recv(100), b"")
+            finally:
+                s.close()
+        except ConnectionResetError:
+            pass
+        self.assertGreaterEqual(p.switch()["refused"], 1)
+        os.kill(reps[0]["pid"], signal.SIGCONT)
+        os.kill(reps[1]["pid"], signal.SIGCONT)
+        harness.wait_for(lambda: len(p.switch()["backends"]) == 2, timeout=20, interval=0.1,
+                         what="both back")
+        self.assertEqual(len(self.login_all(4, "t")), 4)
+
+    def test_replica_exiting_before_ready_fails_deploy_at_once(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "1")
+        # Ports are the kernel's pick (port 0), reported by chatd: never chosen here.
+        r = list(p.replicas("aaaaaaa").values())[0]
+        with open("/proc/%d/cmdline" % r["pid"], "rb") as f:
+            argv = f.read().split(b"\0")
+        self.assertIn(b"--ports-file", argv)
+        self.assertEqual(argv[argv.index(b"--listen") + 1], b"127.0.0.1:0")
+        self.assertEqual(argv[argv.index(b"--http") + 1], b"127.0.0.1:0")
+        # A chatd that refuses its flags: the deploy fails at once, not after 60 s.
+        r = p.rb("deploy", "bbbbbbb", "--ready-timeout", "60s", "--settle", "1s",
+                 "--chatd-args", "--no-such-flag", timeout=30)
+        self.assertEqual(r.returncode, 5, r.stdout + r.stderr)
+        self.assertIn("exited before it was ready", r.stderr)
+        self.assertIn("no-such-flag", r.stderr)  # from the replica's own log
+        self.assertIn("traffic stays on aaaaaaa", r.stderr)
+        st = p.status()
+        self.assertEqual([c["sha"] for c in st["colours"]], ["aaaaaaa"])
+        self.assertEqual(st["selected"], "aaaaaaa")
+        self.assertEqual(p.replicas("bbbbbbb"), {})
 
 
 if __name__ == "__main__":

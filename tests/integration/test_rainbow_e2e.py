@@ -167,7 +167,8 @@ class RainbowE2E(unittest.TestCase):
         r = p.rb("deploy", "ddddddd", "--ready-timeout", "3s", "--chatd-args",
                  "--no-such-flag", *DRAIN_FLAGS)
         self.assertEqual(r.returncode, 5, r.stdout + r.stderr)  # not-ready
-        self.assertIn("not ready", r.stderr)
+        self.assertIn("exited before it was ready", r.stderr)
+        self.assertIn("no-such-flag", r.stderr)
         self.assertIn("traffic stays on bbbbbbb", r.stderr)
         st = p.status()
         self.assertEqual(st["selected"], "bbbbbbb")

@@ -63,6 +63,14 @@ class Platform:
         self.test.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         return json.loads(r.stdout)
 
+    def replicas(self, sha):
+        """The switch's own view of a colour's replicas (pid, state, ready, ports,
+        restarts, lost, count, fault), by name."""
+        for c in self.switch().get("colours", []):
+            if c["sha"] == sha:
+                return {r["name"]: r for r in c["replicas"]}
+        return {}
+
     def record(self):
         path = os.path.join(self.state, "record.jsonl")
         if not os.path.exists(path):

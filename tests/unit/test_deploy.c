@@ -433,6 +433,46 @@ static void test_redeploy_live_not_ready_stays_live(void **state)
 	assert_null(platform_meta_get(&sim_find(&s, SHA_A)->c, PLATFORM_META_FAILED));
 }
 
+/* A replica that exits before it is ever ready fails the deploy at once, with why. */
+static void test_replica_failed_before_ready_fails_at_once(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	struct sim_colour *c;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 2, 5);
+	snprintf(s.never_ready, sizeof(s.never_ready), "%s", SHA_B);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.ready_timeout_ms = 3600 * 1000;
+	deploy_mem_init(&m);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_CREATE);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_READY);
+	c = sim_find(&s, SHA_B);
+	c->rep[1].failed = 1;
+	snprintf(c->rep[1].fault, sizeof(c->rep[1].fault),
+		 "exited with status 2; last lines: unknown option --bogus");
+	sim_tick(&s, 50);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_FAILED);
+	assert_non_null(strstr(r.msg, "exited before it was ready"));
+	assert_non_null(strstr(r.msg, "unknown option --bogus"));
+	assert_non_null(strstr(r.msg, "traffic stays on " SHA_A));
+	assert_string_equal(s.selected, SHA_A);
+	assert_int_equal(s.n_removed, 1);
+	assert_string_equal(s.removed[0], SHA_B);
+	/* On the live colour (scaled up): fails, stays selected, nothing removed. */
+	sim_init(&s);
+	c = sim_live(&s, SHA_A, 2, 5);
+	c->rep[0].failed = 1;
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_A);
+	deploy_mem_init(&m);
+	assert_int_equal(sim_step(&s, &cfg, &m, &r, -1), DEPLOY_PHASE_FAILED);
+	assert_string_equal(s.selected, SHA_A);
+	assert_int_equal(s.n_removed, 0);
+}
+
 static void test_drain_waits_for_zero_and_settle(void **state)
 {
 	struct sim s;
@@ -980,6 +1020,7 @@ int main(void)
 		cmocka_unit_test(test_redeploy_live_reconciles),
 		cmocka_unit_test(test_redeploy_live_with_replicas_scales),
 		cmocka_unit_test(test_redeploy_live_not_ready_stays_live),
+		cmocka_unit_test(test_replica_failed_before_ready_fails_at_once),
 		cmocka_unit_test(test_drain_waits_for_zero_and_settle),
 		cmocka_unit_test(test_unknown_count_never_drains),
 		cmocka_unit_test(test_ready_timeout_aborts),
