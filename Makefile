@@ -79,7 +79,7 @@ UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
-.PHONY: all check check-build demo fuzz bench install uninstall format format-check lint clean deps tests
+.PHONY: all check check-build deps-check demo fuzz bench install uninstall format format-check lint clean deps tests
 all: $(PROGS)
 
 tests: $(PROGS) $(UNITS) $(HELPERS) $(BENCHES)
@@ -98,6 +98,10 @@ $(BUILD)/obj/common/version.o: common/version.c $(BUILD)/version.stamp
 	@mkdir -p $(dir $@)
 	$(call quiet,CC,$<)
 	$(Q)$(CC) $(ALL_CFLAGS) -DRAINBOW_VERSION='"$(VERSION)"' -c -o $@ $<
+
+# The dashboard's pages are embedded (.incbin) in this object.
+WEB_ASSETS := $(wildcard deployer/web/*.html)
+$(BUILD)/obj/deployer/webassets.o: $(WEB_ASSETS)
 
 $(LIBCOMMON): $(call obj,$(COMMON_SRC))
 $(LIBSERVER): $(call obj,$(SERVER_SRC))
@@ -144,8 +148,11 @@ $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
 deps:
 	@scripts/deps.sh
 
+deps-check:
+	@scripts/deps.sh check
+
 # The whole suite runs against the sanitized build.
-check: deps format-check lint
+check: deps-check format-check lint
 	$(MAKE) -j2 SAN=1 tests
 	$(MAKE) -j2 SAN=1 fuzz-build
 	python3 tests/run.py --build build-san
@@ -158,6 +165,7 @@ demo: deps
 # project's code is built once with fuzzer instrumentation into one archive;
 # each target links only what it uses from it.
 FUZZ_BUILD := build-fuzz
+$(FUZZ_BUILD)/obj/deployer/webassets.o: $(WEB_ASSETS)
 FUZZ_TIME ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
 FUZZ_CFLAGS = -std=c11 -D_GNU_SOURCE -Icommon -g -O1 $(FUZZ_SAN) \

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "chart.h"
+#include "dashboard.h"
 #include "deploy.h"
 #include "duration.h"
 #include "forecast.h"
@@ -31,6 +32,7 @@
 #include "platform.h"
 #include "report.h"
 #include "run.h"
+#include "status.h"
 #include "version.h"
 
 enum cmd {
@@ -45,6 +47,7 @@ enum cmd {
 	CMD_LOCAL = 1 << 7,
 	CMD_REPORT = 1 << 8,
 	CMD_WAIT = 1 << 9,
+	CMD_DASHBOARD = 1 << 10,
 	CMD_ALL = 0xffff,
 };
 
@@ -84,6 +87,8 @@ enum opt_id {
 	O_FOR,
 	O_TIMEOUT,
 	O_DRY_RUN,
+	O_REPORT,
+	O_MAX_VIEWERS,
 };
 
 struct opt {
@@ -124,7 +129,7 @@ static const struct opt cli_opts[] = {
 	  "abort when not every replica is ready after S (default 60s)" },
 	{ "settle", 0, 1, DRAIN_CMDS | CMD_WAIT, O_SETTLE, "S",
 	  "a colour is drained once its count read 0 for S (default 5s)" },
-	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH | CMD_WAIT, O_POLL, "S",
+	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH | CMD_WAIT | CMD_DASHBOARD, O_POLL, "S",
 	  "seconds between observations (default 1s)" },
 	{ "max-drain", 0, 1, DRAIN_CMDS, O_MAX_DRAIN, "S",
 	  "longest drain before --on-max-drain applies (default: none)" },
@@ -145,13 +150,15 @@ static const struct opt cli_opts[] = {
 	  "FORMAT",
 	  "table (default) or json (deploy, rollback, prune, wait: the outcome as one object); "
 	  "report: also md (Markdown)" },
-	{ "listen", 0, 1, CMD_LOCAL, O_LISTEN, "ADDR:PORT",
-	  "local up: the switch's public address (default 127.0.0.1:5222)" },
+	{ "listen", 0, 1, CMD_LOCAL | CMD_DASHBOARD, O_LISTEN, "ADDR:PORT",
+	  "local up: the switch's public address (default 127.0.0.1:5222); dashboard: its "
+	  "HTTP address (default 127.0.0.1:8080)" },
 	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
 	  "local down: do not ask, even with connections open" },
 	{ "keep-colours", 0, 0, CMD_LOCAL, O_KEEP_COLOURS, NULL,
 	  "local down: stop only the switch, leave the chatd processes" },
-	{ "duration", 0, 1, CMD_WATCH, O_DURATION, "S", "watch: stop after S (default: Ctrl-C)" },
+	{ "duration", 0, 1, CMD_WATCH | CMD_DASHBOARD, O_DURATION, "S",
+	  "watch, dashboard: stop after S (default: Ctrl-C)" },
 	{ "count", 0, 1, CMD_WATCH, O_COUNT, "N", "watch: stop after N observations" },
 	{ "out", 0, 1, CMD_CHART, O_OUT, "PREFIX",
 	  "chart: write PREFIX.png/.svg (default STATE/chart)" },
@@ -164,6 +171,11 @@ static const struct opt cli_opts[] = {
 	  "wait: until the draining colours (or SHA) drained (default), or SHA is live" },
 	{ "timeout", 0, 1, CMD_WAIT, O_TIMEOUT, "D",
 	  "wait: give up after D, exit 8 (default: no limit)" },
+	{ "report", 0, 1, CMD_DASHBOARD, O_REPORT, "FILE",
+	  "dashboard: show dropped connections and lost messages from this chatload report "
+	  "(JSON) or timeline (CSV)" },
+	{ "max-viewers", 0, 1, CMD_DASHBOARD, O_MAX_VIEWERS, "N",
+	  "dashboard: simultaneous HTTP connections (default 256)" },
 };
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
 
@@ -197,6 +209,9 @@ static const struct cmd_info cli_cmds[] = {
 	  "wait until the draining colours (or SHA) have drained, or until SHA (default: the "
 	  "selected colour) is live with every replica ready; reads only (deploy --no-wait's "
 	  "companion)" },
+	{ "dashboard", CMD_DASHBOARD, "dashboard [--listen ADDR:PORT] [--report FILE]",
+	  "serve a live, read-only web page of the colours (rainbow chart, states, drain "
+	  "progress, deploy timeline), updated every poll" },
 	{ "local", CMD_LOCAL, "local up|down|status [options]",
 	  "start, stop or show the local platform's switch" },
 };
@@ -228,6 +243,9 @@ struct cli {
 	const char *out;
 	double bin;
 	const char *drain;
+	const char *report;
+	long max_viewers;
+	int listen_given;
 };
 
 int cli_parse_duration(const char *s, double *out)
@@ -456,6 +474,7 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		break;
 	case O_LISTEN:
 		c->listen = v;
+		c->listen_given = 1;
 		break;
 	case O_FORCE:
 		c->force = 1;
@@ -480,6 +499,13 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		break;
 	case O_QUIET:
 		c->quiet = 1;
+		break;
+	case O_REPORT:
+		c->report = v;
+		break;
+	case O_MAX_VIEWERS:
+		if (parse_int(v, 1, 10000, &c->max_viewers) != 0)
+			return usage_error(c, "bad --max-viewers %s (1..10000)", v);
 		break;
 	case O_DRAIN:
 		if (!platform_sha_valid(v))
@@ -523,6 +549,7 @@ static int parse(struct cli *c, int argc, char **argv)
 	c->keep_drained = -1;
 	c->bin = 1;
 	c->listen = LOCAL_LISTEN_DEFAULT;
+	c->max_viewers = 256;
 
 	/* The command first (options may precede it), so option errors can name it. */
 	for (int i = 1; i < argc; i++) {
@@ -932,27 +959,33 @@ static int cmd_status(struct cli *c)
 	struct forecast_model model;
 	struct platform p;
 	struct run_obs obs;
-	json_t *arr;
 	int rc = open_platform(c, &p);
 
 	if (rc)
 		return rc;
-	rc = run_observe(&p, &obs);
-	if (rc < 0) {
+	if (run_observe(&p, &obs) < 0) {
 		fprintf(stderr, "rainbow: %s\n", p.err);
-		close_platform(&p);
-		return run_exit_for_error(rc);
+		p.ops->close(&p);
+		return 1;
 	}
-	arr = json_array();
+	if (c->json) {
+		json_t *top = status_json(p.ops->name, &obs);
+		char *s = top ? json_dumps(top, JSON_INDENT(2) | JSON_REAL_PRECISION(15)) : NULL;
+
+		printf("%s\n", s ? s : "{}");
+		free(s);
+		json_decref(top);
+		run_obs_free(&obs);
+		p.ops->close(&p);
+		return 0;
+	}
 	/* The lifetimes every replica has seen: the drain forecast's model. */
 	forecast_model_from_obs(&model, &obs.obs);
-	if (!c->json)
-		printf("%-20s %-9s %-7s %-8s %-7s %-8s %s\n", "COLOUR", "STATE", "READY",
-		       "RESTARTS", "CONNS", "AGE", "DRAIN");
+	printf("%-20s %-9s %-7s %-8s %-7s %-8s %s\n", "COLOUR", "STATE", "READY", "RESTARTS",
+	       "CONNS", "AGE", "DRAIN");
 	for (size_t i = 0; i < obs.n; i++) {
 		const struct deploy_colour_obs *co = &obs.colours[i];
 		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
-		struct forecast fc = { 0 };
 		int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
 		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
 		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
@@ -966,68 +999,23 @@ static int cmd_status(struct cli *c)
 			restarts += co->rep[k].restarts;
 			lost += co->rep[k].lost > 0 ? co->rep[k].lost : 0;
 		}
-		if (st == DEPLOY_STATE_DRAINING)
-			forecast_colour(&model, co, &fc);
-		if (c->json) {
-			json_t *o = json_pack("{s:s,s:s,s:i,s:i,s:I,s:f}", "sha", co->c.sha,
-					      "state", deploy_state_name(st), "replicas",
-					      co->c.replicas, "ready", ready, "connections",
-					      (json_int_t)conns, "age_s", age);
-			json_t *meta = json_object(), *reps = json_array();
-
-			for (size_t k = 0; k < co->c.n_meta; k++)
-				json_object_set_new(meta, co->c.meta[k].key,
-						    json_string(co->c.meta[k].value));
-			for (size_t k = 0; k < co->n_rep; k++)
-				json_array_append_new(
-					reps,
-					json_pack("{s:s,s:b,s:I,s:i,s:I,s:b,s:s}", "name",
-						  co->rep[k].name, "ready", co->rep[k].ready,
-						  "connections", (json_int_t)co->rep[k].connections,
-						  "restarts", co->rep[k].restarts, "lost",
-						  (json_int_t)co->rep[k].lost, "failed",
-						  co->rep[k].failed, "fault", co->rep[k].fault));
-			json_object_set_new(o, "restarts", json_integer(restarts));
-			json_object_set_new(o, "lost", json_integer(lost));
-			json_object_set_new(o, "selected", json_boolean(st == DEPLOY_STATE_LIVE));
-			json_object_set_new(o, "draining_s",
-					    draining >= 0 && st == DEPLOY_STATE_DRAINING
-						    ? json_real(draining)
-						    : json_null());
-			if (st == DEPLOY_STATE_DRAINING) {
-				json_t *f = run_forecast_json(&fc, 0);
-
-				json_object_set_new(o, "eta_s",
-						    json_incref(json_object_get(f, "eta_s")));
-				json_object_set_new(o, "eta_p90_s",
-						    json_incref(json_object_get(f, "eta_p90_s")));
-				json_object_set_new(o, "forecast", f);
-			} else {
-				json_object_set_new(o, "eta_s", json_null());
-				json_object_set_new(o, "eta_p90_s", json_null());
-			}
-			json_object_set_new(o, "meta", meta);
-			json_object_set_new(o, "replica_list", reps);
-			json_array_append_new(arr, o);
-			continue;
-		}
 		fmt_dur(a, sizeof(a), age);
 		d[0] = '\0';
 		if (st == DEPLOY_STATE_DRAINING) {
+			struct forecast fc = { 0 };
 			char t[32], eta[48];
-
 			const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
 			long f = from ? atol(from) : 0;
+			/* Connections lost in crashes are not drained: progress leaves them out. */
+			int pct = status_drained_pct(f, conns, lost);
 
+			forecast_colour(&model, co, &fc);
 			fmt_dur(t, sizeof(t), draining);
 			run_forecast_text(&fc, eta, sizeof(eta));
-			/* Connections lost in crashes are not drained: progress leaves them out. */
-			if (f > 0 && conns >= 0 && conns + lost <= f)
+			if (pct >= 0)
 				snprintf(d, sizeof(d),
-					 "draining for %s, %ld of %ld left "
-					 "(%.0f%% drained), %s",
-					 t, conns, f,
-					 100.0 * (double)(f - conns - lost) / (double)f, eta);
+					 "draining for %s, %ld of %ld left (%d%% drained), %s", t,
+					 conns, f, pct, eta);
 			else
 				snprintf(d, sizeof(d), "draining for %s, %ld left, %s", t, conns,
 					 eta);
@@ -1050,27 +1038,10 @@ static int cmd_status(struct cli *c)
 		printf("%-20s %-9s %d/%-5d %-8d %-7ld %-8s %s\n", name, deploy_state_name(st),
 		       ready, co->c.replicas, restarts, conns, a, d);
 	}
-	if (c->json) {
-		json_t *top = json_pack("{s:s,s:s,s:o}", "platform", p.ops->name, "selected",
-					obs.obs.selected, "colours", arr);
-
-		/* What the forecasts rest on: lifetimes seen by every replica. */
-		json_object_set_new(top, "lifetimes",
-				    json_pack("{s:f,s:f,s:i,s:i}", "ended", model.ended_total,
-					      "open", model.open_total, "replicas", model.replicas,
-					      "skipped", model.skipped));
-		char *s = json_dumps(top, JSON_INDENT(2) | JSON_REAL_PRECISION(15));
-
-		printf("%s\n", s ? s : "{}");
-		free(s);
-		json_decref(top);
-	} else {
-		json_decref(arr);
-		if (obs.n == 0)
-			printf("(no colours)\n");
-	}
+	if (obs.n == 0)
+		printf("(no colours)\n");
 	run_obs_free(&obs);
-	close_platform(&p);
+	p.ops->close(&p);
 	return 0;
 }
 
@@ -1390,6 +1361,30 @@ static int cmd_chart(struct cli *c)
 	return 0;
 }
 
+static int cmd_dashboard(struct cli *c)
+{
+	struct dashboard_opts o = {
+		.listen = c->listen_given ? c->listen : "127.0.0.1:8080",
+		.state_dir = c->state_dir,
+		.report = c->report,
+		.poll_s = c->poll,
+		.max_viewers = (unsigned)c->max_viewers,
+		.history = 3600,
+		.duration = c->duration,
+	};
+	struct platform p;
+	int rc;
+
+	if (!dashboard_listen_valid(o.listen))
+		return usage_error(c, "bad --listen %s (want IPV4:PORT, port 0 for any)", o.listen);
+	rc = open_platform(c, &p);
+	if (rc)
+		return rc;
+	rc = dashboard_run(&p, &o);
+	p.ops->close(&p);
+	return rc;
+}
+
 static int switch_status(const char *state_dir, json_t **out)
 {
 	return lswitch_status(state_dir, out);
@@ -1597,6 +1592,10 @@ int cli_main(int argc, char **argv)
 	case CMD_REPORT:
 		rc = c.n_pos ? usage_error(&c, "report takes no argument (%s)", c.pos[0])
 			     : cmd_report(&c);
+		break;
+	case CMD_DASHBOARD:
+		rc = c.n_pos ? usage_error(&c, "dashboard takes no argument (%s)", c.pos[0])
+			     : cmd_dashboard(&c);
 		break;
 	case CMD_LOCAL:
 		rc = cmd_local(&c, argv[0]);

