@@ -2,7 +2,9 @@
  * chatd_idle_clients: the client side of bench/chatd_idle.py.
  *
  * Login mode (default): opens --count XMPP sessions against chatd (stream,
- * optional STARTTLS, SASL PLAIN, bind), at most --concurrency logins in
+ * optional STARTTLS, SASL PLAIN, bind, session, initial presence: a login is
+ * done when the server echoed our presence back, RFC 6121 4.2.2), at most
+ * --concurrency logins in
  * flight, spread over the --source loopback addresses, and prints one JSON
  * line with the number of sessions and the login rate. With --hold the
  * sessions then stay open, idle, until stdin reaches EOF.
@@ -37,6 +39,7 @@
 #define IC_NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
 #define IC_NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
 #define IC_NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
+#define IC_NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define IC_MAX_SOURCES 16
 
 enum ic_state {
@@ -48,6 +51,8 @@ enum ic_state {
 	IC_AUTH,
 	IC_FEATURES_AUTH, /* features after the SASL restart */
 	IC_BIND,
+	IC_SESSION,  /* session request sent */
+	IC_PRESENCE, /* initial presence sent: waiting for its echo */
 	IC_IDLE,
 	IC_DEAD,
 };
@@ -268,6 +273,22 @@ static void ic_on_stanza(void *ud, struct xnode *st)
 		}
 		snprintf(c->jid, sizeof(c->jid), "%s", text);
 		free(text);
+		c->state = IC_SESSION;
+		ic_send(c, "<iq type='set' id='s1'><session xmlns='" IC_NS_SESSION "'/></iq>");
+		break;
+	case IC_SESSION:
+		if (!st->name || strcmp(st->name, "iq") != 0 || !xnode_attr(st, "type") ||
+		    strcmp(xnode_attr(st, "type"), "result")) {
+			ic_fail(c, "session failed");
+			break;
+		}
+		c->state = IC_PRESENCE;
+		ic_send(c, "<presence/>");
+		break;
+	case IC_PRESENCE:
+		if (!st->name || strcmp(st->name, "presence") != 0 || !xnode_attr(st, "from") ||
+		    strcmp(xnode_attr(st, "from"), c->jid) != 0)
+			break; /* not yet our own presence */
 		c->state = IC_IDLE;
 		ic->inflight--;
 		ic->done++;

@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""chatload benchmarks (issue 3), against chatd on loopback:
+"""chatload benchmarks, against chatd on loopback:
 
-  rss     one chatload process holding N idle bound clients (default 15,000):
-          its RSS per client, read from /proc once every client is connected
-          and idle. The server side is split over several chatd processes so
-          that none passes the open-files limit.
-  logins  logins per second one chatload drives against one chatd: N clients
-          with no ramp limit, logins/s = N / (time until all were connected).
+  rss      one chatload process holding N idle bound clients (default
+           15,000): RSS per client = (its VmRSS with the N clients idle -
+           VmRSS of a fresh chatload holding 1 client) / (N - 1). The server
+           side is split over chatd processes of at most 7,000 sessions.
+  rss-tls  the same over STARTTLS (--tls; default 3,000 clients).
+  logins   logins per second one chatload drives against one chatd with no
+           ramp limit (default 5,000 clients): N / chatload's ramp_s, with
+           the CPU shares of chatload and chatd over that span.
 
-Prints a Markdown section (figures measured here, nothing typed in) to stdout
-and, with --out FILE, writes it there too.
+Every figure is run --runs times (default 3) with a fresh chatload and fresh
+chatd processes; min / median / max with the machine's load
+(bench/lib/benchlib.py). Prints the Markdown section on stdout.
 
-usage: bench/chatload_bench.py [--build DIR] [--clients N] [--login-clients N]
-                               [--out FILE] [rss] [logins]
+usage: bench/chatload_bench.py [--build DIR] [--runs 3] [--clients N]
+                               [--tls-clients N] [--login-clients N] [--quick]
+                               [rss] [rss-tls] [logins]
 """
 import argparse
 import json
@@ -20,177 +24,212 @@ import os
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+import benchlib  # noqa: E402
+import harness  # noqa: E402
+import xmpp  # noqa: E402
+
+PER_CHATD = 7000  # sessions per chatd, well under the open-files limit
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-def metric(http_port, name):
-    try:
-        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % http_port, timeout=5) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+def log(*a):
+    print("chatload_bench:", *a, file=sys.stderr, flush=True)
 
 
 class Chatd:
-    def __init__(self, build, tmp, i, max_conn):
-        self.port, self.http = free_port(), free_port()
-        self.log = open(os.path.join(tmp, "chatd-%d.log" % i), "wb")
-        self.p = subprocess.Popen(
-            [os.path.join(build, "chatd"), "--listen", "127.0.0.1:%d" % self.port,
-             "--http", "127.0.0.1:%d" % self.http, "--auth-any", "--log-level", "warn",
-             "--ping-interval", "0", "--max-connections", str(max_conn),
-             "--version-label", "bench", "--instance", "bench-%d" % i],
-            stdout=self.log, stderr=self.log)
-        deadline = time.monotonic() + 15
-        while metric(self.http, "chatd_sessions") is None:
-            if time.monotonic() > deadline or self.p.poll() is not None:
-                raise RuntimeError("chatd did not start")
-            time.sleep(0.1)
+    def __init__(self, a, i, max_conn, tls):
+        self.port, self.http = harness.free_port(), harness.free_port()
+        argv = [os.path.join(a.build, "chatd"), "--listen", "127.0.0.1:%d" % self.port,
+                "--http", "127.0.0.1:%d" % self.http, "--auth-any", "--log-level", "warn",
+                "--ping-interval", "0", "--max-connections", str(max_conn),
+                "--version-label", "bench", "--instance", "bench-%d" % i]
+        if tls:
+            argv += ["--tls-cert", a.cert, "--tls-key", a.key]
+        self.proc = harness.Proc(argv, name="chatd-bench-%d" % i)
+        self.pid = self.proc.pid
+        harness.wait_for(lambda: self.sessions() is not None, 20, what="chatd metrics")
+
+    def sessions(self):
+        st, body = harness.http_get("http://127.0.0.1:%d/metrics" % self.http)
+        return harness.parse_metrics(body).get("chatd_sessions") if st == 200 else None
 
     def stop(self):
-        self.p.send_signal(signal.SIGINT)
-        try:
-            self.p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.p.kill()
-            self.p.wait()
-        self.log.close()
+        self.proc.stop(signal.SIGINT, 30)
+        shutil.rmtree(self.proc.dir, ignore_errors=True)
 
 
-def start_chatload(build, tmp, servers, args, name):
-    report = os.path.join(tmp, name + ".json")
-    argv = [os.path.join(build, "chatload"), "--quiet", "--ping-interval", "0",
+def chatload(a, servers, args, name):
+    report = os.path.join(a.tmp, name + ".json")
+    argv = [os.path.join(a.build, "chatload"), "--quiet", "--ping-interval", "0",
             "--report", report]
     for s in servers:
         argv += ["--server", "127.0.0.1:%d" % s.port]
-    log = open(os.path.join(tmp, name + ".log"), "wb")
-    return subprocess.Popen(argv + args, stdout=log, stderr=log), report, log
+    log_f = open(os.path.join(a.tmp, name + ".log"), "wb")
+    p = subprocess.Popen(argv + [str(x) for x in args], stdout=log_f, stderr=log_f)
+    return p, report, log_f
 
 
 def wait_sessions(servers, n, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        total = sum(metric(s.http, "chatd_sessions") or 0 for s in servers)
-        if total >= n:
+        if sum(s.sessions() or 0 for s in servers) >= n:
             return True
-        time.sleep(0.5)
+        time.sleep(0.2)
     return False
 
 
-def bench_rss(build, tmp, clients):
-    per = 7000  # sessions per chatd, well under the open-files limit
-    nsrv = max(1, (clients + per - 1) // per)
-    servers = [Chatd(build, tmp, i, per + 100) for i in range(nsrv)]
+def hold(a, clients, tls, run):
+    """A fresh chatload holding `clients` idle; its RSS once they are idle."""
+    nsrv = max(1, (clients + PER_CHATD - 1) // PER_CHATD)
+    servers = [Chatd(a, i, PER_CHATD + 100, tls) for i in range(nsrv)]
     try:
-        p, report, log = start_chatload(
-            build, tmp, servers,
-            ["--clients", str(clients), "--ramp", "2000/s", "--duration", "600",
-             "--source-ips", "127.0.0.2-127.0.0.9"], "rss")
-        ok = wait_sessions(servers, clients, timeout=clients / 500 + 60)
-        time.sleep(8)  # idle: parsers compacted, heap trimmed
-        rss = rss_kib(p.pid)
+        args = ["--clients", clients, "--ramp", "2000/s", "--duration", "600",
+                "--source-ips", "127.0.0.2-127.0.0.9"] + (["--tls"] if tls else [])
+        p, report, log_f = chatload(a, servers, args, "hold-%d-%d-%d" % (clients, tls, run))
+        ok = wait_sessions(servers, clients, timeout=clients / 200 + 60)
+        time.sleep(8)  # idle: parsers compacted, heap trimmed (every 5 s at most)
+        load = benchlib.MachineLoad([p.pid] + [s.pid for s in servers]).start()
+        rss = benchlib.rss_kib(p.pid)
+        time.sleep(1)
+        ld = load.stop()
         p.send_signal(signal.SIGINT)
         p.wait(timeout=120)
-        log.close()
+        log_f.close()
         with open(report) as f:
             r = json.load(f)
     finally:
         for s in servers:
             s.stop()
     return {"clients": clients, "connected": r["connected_peak"], "all_connected": ok,
-            "rss_kib": rss, "kib_per_client": rss / clients, "servers": nsrv,
-            "dropped": r["dropped"], "closed_by_client": r["closed_by_client"]}
+            "rss_kib": rss, "servers": nsrv, "dropped": r["dropped"], "load": ld}
 
 
-def bench_logins(build, tmp, clients):
-    srv = Chatd(build, tmp, 99, clients + 100)
+def bench_rss(a, clients, tls, run):
+    one = hold(a, 1, tls, run)
+    many = hold(a, clients, tls, run)
+    many["rss1_kib"] = one["rss_kib"]
+    many["kib_per_client"] = (many["rss_kib"] - one["rss_kib"]) / (clients - 1)
+    log("rss%s run %d: %s" % ("-tls" if tls else "", run, json.dumps(many)))
+    return many
+
+
+def bench_logins(a, clients, run):
+    srv = Chatd(a, 99, clients + 100, False)
     try:
-        p, report, log = start_chatload(
-            build, tmp, [srv],
-            ["--clients", str(clients), "--ramp", "1000000/s", "--duration", "600"], "logins")
+        p, report, log_f = chatload(a, [srv], ["--clients", clients, "--ramp", "1000000/s",
+                                               "--duration", "600"], "logins-%d" % run)
+        load = benchlib.MachineLoad([p.pid, srv.pid]).start()
+        c0, s0 = benchlib.cpu_s(p.pid), benchlib.cpu_s(srv.pid)
         ok = wait_sessions([srv], clients, timeout=120)
-        time.sleep(1)
+        c1, s1 = benchlib.cpu_s(p.pid), benchlib.cpu_s(srv.pid)
+        ld = load.stop()
         p.send_signal(signal.SIGINT)
         p.wait(timeout=120)
-        log.close()
+        log_f.close()
         with open(report) as f:
             r = json.load(f)
     finally:
         srv.stop()
     ramp = r["ramp_s"] or 0
-    return {"clients": clients, "all_connected": ok, "ramp_s": ramp,
-            "logins_per_s": clients / ramp if ramp else 0,
-            "login_ms": r["login_ms"], "login_failures": r["login_failures"],
-            "dropped": r["dropped"]}
+    out = {"clients": clients, "all_connected": ok, "ramp_s": ramp,
+           "logins_per_s": clients / ramp if ramp else None,
+           "login_p50_ms": r["login_ms"]["p50"], "login_p99_ms": r["login_ms"]["p99"],
+           "failures": r["login_failures"] + r["connect_failures"] + r["dropped"],
+           "chatload_share": (c1 - c0) / ld["wall_s"], "chatd_share": (s1 - s0) / ld["wall_s"],
+           "chatload_ms_per_login": (c1 - c0) * 1000 / clients, "load": ld}
+    log("logins run %d: %s" % (run, json.dumps(out)))
+    return out
+
+
+def col(rows, key):
+    return [r[key] for r in rows if r.get(key) is not None]
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--clients", type=int, default=15000)
+    ap.add_argument("--tls-clients", type=int, default=3000)
     ap.add_argument("--login-clients", type=int, default=5000)
-    ap.add_argument("--out")
-    ap.add_argument("which", nargs="*", default=["rss", "logins"])
+    ap.add_argument("--quick", action="store_true", help="3000 / 500 / 2000 clients")
+    ap.add_argument("which", nargs="*", default=["rss", "rss-tls", "logins"])
     a = ap.parse_args()
+    if a.quick:
+        a.clients, a.tls_clients, a.login_clients = 3000, 500, 2000
+    for w in a.which:
+        if w not in ("rss", "rss-tls", "logins"):
+            sys.exit("chatload_bench: unknown figure %s" % w)
+    a.build_arg = a.build
+    a.build = os.path.join(ROOT, a.build)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    tmp = tempfile.mkdtemp(prefix="chatload-bench-")
-    lines = ["## chatload", "",
-             "Measured by `bench/chatload_bench.py` on %s (%d CPUs), loopback, "
-             "chatd `--auth-any`, build `%s`." % (socket.gethostname(), os.cpu_count(),
-                                                   a.build), ""]
+    a.tmp = tempfile.mkdtemp(prefix="rainbow-chatload-bench-")
+    R = {}
     try:
-        if "rss" in a.which:
-            r = bench_rss(a.build, tmp, a.clients)
-            print("rss:", json.dumps(r), file=sys.stderr)
-            lines += ["| idle bound clients in one chatload | chatd processes | chatload RSS "
-                      "| RSS per client | dropped |", "|---|---|---|---|---|",
-                      "| %d (peak connected %d) | %d | %.1f MiB | %.2f KiB | %d |" % (
-                          r["clients"], r["connected"], r["servers"], r["rss_kib"] / 1024.0,
-                          r["kib_per_client"], r["dropped"]), ""]
-        if "logins" in a.which:
-            r = bench_logins(a.build, tmp, a.login_clients)
-            print("logins:", json.dumps(r), file=sys.stderr)
-            lm = r["login_ms"]
-            lines += ["| clients (no ramp limit) | time to all connected | logins/s "
-                      "| login p50 | login p99 | failures |", "|---|---|---|---|---|---|",
-                      "| %d | %.2f s | %.0f | %.1f ms | %.1f ms | %d |" % (
-                          r["clients"], r["ramp_s"], r["logins_per_s"], lm["p50"], lm["p99"],
-                          r["login_failures"]), ""]
+        a.cert, a.key = xmpp.make_cert(a.tmp)
+        for run in range(a.runs):
+            if "rss" in a.which:
+                R.setdefault("rss", []).append(bench_rss(a, a.clients, False, run))
+            if "rss-tls" in a.which:
+                R.setdefault("rss-tls", []).append(bench_rss(a, a.tls_clients, True, run))
+            if "logins" in a.which:
+                R.setdefault("logins", []).append(bench_logins(a, a.login_clients, run))
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    text = "\n".join(lines) + "\n"
-    sys.stdout.write(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text)
+        shutil.rmtree(a.tmp, ignore_errors=True)
+    cmd = "python3 bench/chatload_bench.py --build %s" % a.build_arg
+    L = ["chatload against chatd (`--auth-any --ping-interval 0`, non-sanitized build) on "
+         "loopback, a fresh chatload and fresh chatd processes for every run; %d runs per "
+         "figure, min / **median** / max. **RSS per client** = (chatload's VmRSS with N "
+         "clients bound and idle − VmRSS of a fresh chatload holding 1 client) / (N − 1); "
+         "the server side is split over chatd processes of at most %d sessions. "
+         "**logins/s** = N / chatload's `ramp_s` with no ramp limit, wall clock, with the "
+         "CPU shares of chatload and chatd over that span (of one core each)." % (
+             a.runs, PER_CHATD), "", benchlib.LOAD_NOTE, "",
+         "| figure | min / **median** / max | machine load | command |", "|---|---|---|---|"]
+    for key, tls, n in (("rss", False, a.clients), ("rss-tls", True, a.tls_clients)):
+        rs = R.get(key)
+        if not rs:
+            continue
+        L.append("| %s clients connected of %d (dropped: %d) | %s | %s | `%s %s` |" % (
+            "STARTTLS" if tls else "idle bound", n, sum(r["dropped"] for r in rs),
+            benchlib.fmt3(col(rs, "connected"), "%.0f"), "-", cmd, key))
+        L.append("| **chatload RSS per idle %s client** | %s | %s | `%s %s` |" % (
+            "STARTTLS" if tls else "plaintext", benchlib.fmt3(col(rs, "kib_per_client"),
+                                                            "%.2f", "KiB"),
+            benchlib.fmt_load(col(rs, "load")), cmd, key))
+    rs = R.get("logins")
+    if rs:
+        L.append("| logins/s, %d clients, no ramp limit (login p50 %.0f ms, p99 %.0f ms; "
+                 "failures %d) | %s | %s | `%s logins` |" % (
+                     a.login_clients, benchlib.summary(col(rs, "login_p50_ms"))["median"],
+                     benchlib.summary(col(rs, "login_p99_ms"))["median"],
+                     sum(r["failures"] for r in rs), benchlib.fmt3(col(rs, "logins_per_s"),
+                                                                   "%.0f", "/s"),
+                     benchlib.fmt_load(col(rs, "load")), cmd))
+        L.append("| chatload CPU per login | %s | %s | `%s logins` |" % (
+            benchlib.fmt3(col(rs, "chatload_ms_per_login"), "%.3f", "ms"),
+            benchlib.fmt_load(col(rs, "load")), cmd))
+        L.append("| CPU shares of that span: chatload / chatd | %s / %s | | |" % (
+            benchlib.fmt3([100 * x for x in col(rs, "chatload_share")], "%.0f", "%"),
+            benchlib.fmt3([100 * x for x in col(rs, "chatd_share")], "%.0f", "%")))
+    rt = R.get("rss-tls")
+    if rt:
+        med = benchlib.summary(col(rt, "kib_per_client"))["median"]
+        L += ["", "| target (issue 12) | result (median) | command |", "|---|---|---|",
+              "| chatload ≤ 10 KiB per TLS client | **%s** (median %.2f) | `%s rss-tls` |" % (
+                  "met" if med <= 10 else "not met", med, cmd)]
+    sys.stdout.write("\n".join(L) + "\n\n")
+    bad = any(not r["all_connected"] for k in ("rss", "rss-tls") for r in R.get(k, []))
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -45,6 +45,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import harness  # noqa: E402
 import xmpp  # noqa: E402
 
+sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+import benchlib  # noqa: E402
+
 BODY_RE = re.compile(rb"<body>(\d+) (\d+)</body>")
 MARK_BEGIN = "<!-- BENCH:BEGIN (bench/cluster_bench.py --write) -->"
 MARK_END = "<!-- BENCH:END -->"
@@ -52,7 +55,10 @@ MARK_END = "<!-- BENCH:END -->"
 
 def start_chatd(build, name, cport, peers, secret):
     argv = [os.path.join(build, "chatd"), "--auth-any", "--domain", xmpp.DOMAIN,
-            "--instance", name, "--log-level", "warn", "--ping-interval", "0"]
+            "--instance", name, "--log-level", "warn", "--ping-interval", "0",
+            # the input shaper (64 KiB/s per session) would bound the
+            # throughput measure instead of routing
+            "--rate-limit", "0"]
     port, http = harness.free_port(), harness.free_port()
     argv += ["--listen", "127.0.0.1:%d" % port, "--http", "127.0.0.1:%d" % http]
     if cport:
@@ -121,7 +127,7 @@ def send_all(sock, data):
             time.sleep(0.0005)
 
 
-def run_layout(pairs, send_port, recv_port, args, tag):
+def run_layout(pairs, send_port, recv_port, args, tag, pids):
     senders = [login(send_port, "s%s%d" % (tag, i)) for i in range(pairs)]
     receivers = [Receiver(login(recv_port, "r%s%d" % (tag, i))) for i in range(pairs)]
     sel = selectors.DefaultSelector()
@@ -165,6 +171,8 @@ def run_layout(pairs, send_port, recv_port, args, tag):
         r.got = 0
         r.lat = []
     sent_pp = [0] * pairs
+    load = benchlib.MachineLoad(pids + [os.getpid()]).start()
+    cpu0 = [benchlib.cpu_s(x) for x in pids + [os.getpid()]]
     t0 = time.monotonic()
     while time.monotonic() - t0 < args.seconds:
         for i, (s, r) in enumerate(zip(senders, receivers)):
@@ -176,28 +184,25 @@ def run_layout(pairs, send_port, recv_port, args, tag):
             key.data.on_readable(False)
     elapsed = time.monotonic() - t0
     delivered = sum(r.got for r in receivers)
+    cpu = [benchlib.cpu_s(x) - c for x, c in zip(pids + [os.getpid()], cpu0)]
+    ld = load.stop()
     for c in senders + [r.c for r in receivers]:
         c.sock.setblocking(True)
         c.close()
 
     def pct(p):
         return lat[min(len(lat) - 1, int(len(lat) * p))] if lat else float("nan")
+    # CPU shares of the throughput window, of one core: each chatd, and the
+    # Python clients (this process); the one near 100 % bounded the rate.
+    shares = [c / elapsed for c in cpu]
     return {"messages": len(lat), "lost": lost, "p50": pct(0.50), "p99": pct(0.99),
-            "max": lat[-1] if lat else float("nan"), "throughput": delivered / elapsed}
+            "max": lat[-1] if lat else float("nan"), "throughput": delivered / elapsed,
+            "server_us_per_msg": sum(cpu[:-1]) * 1e6 / delivered if delivered else None,
+            "server_shares": shares[:-1], "client_share": shares[-1], "load": ld}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
-    ap.add_argument("--pairs", type=int, default=20)
-    ap.add_argument("--rate", type=float, default=50, help="messages/s per sender (latency)")
-    ap.add_argument("--seconds", type=float, default=5)
-    ap.add_argument("--window", type=int, default=32)
-    ap.add_argument("--write", action="store_true", help="update docs/cluster.md")
-    args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    os.environ["RAINBOW_BUILD"] = build
-
+def one_run(build, args):
+    """Fresh chatd A and B, linked; both layouts measured."""
     tmp = tempfile.mkdtemp(prefix="rb-cluster-bench-")
     secret = os.path.join(tmp, "secret")
     with open(secret, "w") as f:
@@ -212,39 +217,85 @@ def main():
         procs.append(b)
         harness.wait_for(lambda: metric(a, "chatd_cluster_peers") == 1 and
                          metric(b, "chatd_cluster_peers") == 1, timeout=10, what="linked")
-        local = run_layout(args.pairs, a.port, a.port, args, "l")
+        local = run_layout(args.pairs, a.port, a.port, args, "l", [a.pid])
         fwd0 = metric(a, "chatd_cluster_stanzas_forwarded_total")
-        cluster = run_layout(args.pairs, a.port, b.port, args, "c")
+        cluster = run_layout(args.pairs, a.port, b.port, args, "c", [a.pid, b.pid])
         fwd = metric(a, "chatd_cluster_stanzas_forwarded_total") - fwd0
     finally:
         for p in procs:
             p.stop(signal.SIGTERM, timeout=10)
+            rep = p.sanitizer_report()
+            if rep:
+                print(rep, file=sys.stderr)
+            shutil.rmtree(p.dir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
-    for p in procs:
-        rep = p.sanitizer_report()
-        if rep:
-            print(rep)
+    return local, cluster, fwd
 
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--rate", type=float, default=50, help="messages/s per sender (latency)")
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--window", type=int, default=32)
+    ap.add_argument("--runs", type=int, default=3, help="fresh chatd pairs, one after another")
+    ap.add_argument("--quick", action="store_true", help="10 pairs, 3 s per measure")
+    ap.add_argument("--write", action="store_true", help="update docs/cluster.md")
+    args = ap.parse_args()
+    if args.quick:
+        args.pairs, args.seconds = 10, 3
+    build = os.path.abspath(args.build)
+    os.environ["RAINBOW_BUILD"] = build
+
+    results = {"local": [], "cluster": []}
+    fwd_total = 0
+    for run in range(args.runs):
+        local, cluster, fwd = one_run(build, args)
+        results["local"].append(local)
+        results["cluster"].append(cluster)
+        fwd_total += fwd
+        print("cluster_bench: run %d: local %s; cluster %s" % (run + 1, local, cluster),
+              file=sys.stderr, flush=True)
     cmd = "bench/cluster_bench.py " + " ".join(shlex.quote(x) for x in sys.argv[1:])
-    rows = [("within one instance", local), ("between two instances (forwarded)", cluster)]
+    rows = [("within one instance", results["local"]),
+            ("between two instances (forwarded)", results["cluster"])]
+
+    def f3(rs, key, fmt, unit=""):
+        return benchlib.fmt3([r[key] for r in rs if r.get(key) is not None], fmt, unit)
     lines = [
         "Measured %s on %s (%d CPUs), %s, by `%s`: %d sender/receiver pairs, "
         "latency at %g msg/s per sender for %gs, throughput with %d messages in flight "
-        "per pair for %gs; non-sanitized build. %d messages crossed the link in the "
-        "cluster run."
+        "per pair for %gs; non-sanitized build, `--rate-limit 0` (chatd's input shaper, "
+        "64 KiB/s per session by default, would bound the throughput instead of the "
+        "routing); %d runs, each on a fresh pair of chatd "
+        "processes, min / **median** / max. %d messages crossed the link in the cluster "
+        "runs."
         % (datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC"), platform.node(),
            os.cpu_count(), platform.platform(terse=True), cmd.strip(), args.pairs, args.rate,
-           args.seconds, args.window, args.seconds, fwd),
+           args.seconds, args.window, args.seconds, args.runs, fwd_total),
         "",
-        "| layout | latency p50 | p99 | max | lost | throughput |",
-        "|---|---|---|---|---|---|",
+        "| layout | latency p50 | p99 | max | lost | throughput (wall clock) | chatd CPU per "
+        "message | machine load |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for name, r in rows:
-        lines.append("| %s | %.2f ms | %.2f ms | %.2f ms | %d of %d | %.0f msg/s |" % (
-            name, r["p50"], r["p99"], r["max"], r["lost"], r["messages"] + r["lost"],
-            r["throughput"]))
-    lines += ["", "Senders and receivers are Python clients in the benchmark process; "
-              "the throughput ceiling is partly theirs, equal in both rows."]
+    for name, rs in rows:
+        lines.append("| %s | %s | %s | %s | %d of %d | %s | %s | %s |" % (
+            name, f3(rs, "p50", "%.2f", "ms"), f3(rs, "p99", "%.2f", "ms"),
+            f3(rs, "max", "%.2f", "ms"), sum(r["lost"] for r in rs),
+            sum(r["messages"] + r["lost"] for r in rs), f3(rs, "throughput", "%.0f", "msg/s"),
+            f3(rs, "server_us_per_msg", "%.1f", "µs"),
+            benchlib.fmt_load([r["load"] for r in rs])))
+    shares = "; ".join("%s: chatd %s, clients %.0f %%" % (
+        name, " + ".join("%.0f %%" % (100 * benchlib.summary([r["server_shares"][k] for r in rs])[
+            "median"]) for k in range(len(rs[0]["server_shares"]))),
+        100 * benchlib.summary([r["client_share"] for r in rs])["median"]) for name, rs in rows)
+    lines += ["", "chatd CPU per message = the CPU time of the chatd processes (all of them, "
+              "schedstat) over the throughput window / messages delivered. What bounds the "
+              "throughput: the CPU shares of that window, of one core each (median): %s. "
+              "Senders and receivers are Python clients in the benchmark process, one "
+              "thread: at close to 100 %% it is what bounds the rate, equally in both rows." %
+              shares, "", benchlib.LOAD_NOTE]
     text = "\n".join(lines)
     print(text)
     if args.write:
@@ -257,7 +308,7 @@ def main():
         doc = doc[:i + len(MARK_BEGIN)] + "\n" + text + "\n" + doc[j:]
         with open(path, "w") as f:
             f.write(doc)
-    return 0 if local["lost"] == 0 and cluster["lost"] == 0 else 1
+    return 0 if all(r["lost"] == 0 for rs in results.values() for r in rs) else 1
 
 
 if __name__ == "__main__":

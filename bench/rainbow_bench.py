@@ -28,6 +28,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+import benchlib  # noqa: E402
 
 
 def free_port():
@@ -69,12 +71,12 @@ def note(*a):
 
 def summary(xs):
     xs = sorted(xs)
-    return "median %.1f ms, min %.1f, max %.1f (n=%d)" % (statistics.median(xs), xs[0],
-                                                          xs[-1], len(xs))
+    return "%.1f / **%.1f** / %.1f ms (n=%d)" % (xs[0], statistics.median(xs), xs[-1], len(xs))
 
 
 def bench_switch(build, rows, n=8):
     loc = Local(build)
+    load = benchlib.MachineLoad().start()
     try:
         for i in range(n):
             loc.rb("deploy", "%07x" % (0xa000000 + i), "--replicas", "2", "--settle", "0",
@@ -84,8 +86,9 @@ def bench_switch(build, rows, n=8):
         op = [e["op_ms"] for e in sel]
         note("switch: ready observed -> switch confirmed: " + summary(since))
         note("switch: select operation (control socket + read-back): " + summary(op))
-        rows.append(("ready observed -> switch confirmed (local)", summary(since)))
-        rows.append(("select operation alone", summary(op)))
+        ld = benchlib.fmt_load([load.stop()])
+        rows.append(("ready observed -> switch confirmed (local)", summary(since), ld))
+        rows.append(("select operation alone", summary(op), ld))
     finally:
         loc.close()
 
@@ -93,6 +96,7 @@ def bench_switch(build, rows, n=8):
 def bench_drain(build, rows, reps=3, settle=1.0, poll=0.2):
     loc = Local(build)
     lat = []
+    load = benchlib.MachineLoad().start()
     try:
         for i in range(reps):
             old = "%07x" % (0xb000000 + 2 * i)
@@ -117,7 +121,7 @@ def bench_drain(build, rows, reps=3, settle=1.0, poll=0.2):
         note("drain: last close -> colour deleted (settle %gs, poll %gs): %s"
               % (settle, poll, summary(lat)))
         rows.append(("drain detection + delete (settle %gs, poll %gs)" % (settle, poll),
-                     summary(lat)))
+                     summary(lat), benchlib.fmt_load([load.stop()])))
     finally:
         loc.close()
 
@@ -193,37 +197,51 @@ def bulk(port, total=512 << 20):
     dt = time.perf_counter() - t
     c.close()
     assert got == total, (got, total)
-    return total / dt / (1 << 20)
+    return total / dt / (1 << 20), dt
 
 
-def bench_proxy(build, rows):
-    loc = Local(build)
-    echo = Echo()
-    try:
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(os.path.join(loc.state, "switch.sock"))
-        s.sendall(b"select abcdef0 127.0.0.1:%d\n" % echo.port)
-        assert s.recv(100).startswith(b"ok")
-        s.close()
-        d50, d99 = rtt(echo.port)
-        s50, s99 = rtt(loc.port)
-        note("proxy: echo round trip direct p50 %.0f us p99 %.0f us; through the switch "
-              "p50 %.0f us p99 %.0f us (added p50 %.0f us)" % (d50, d99, s50, s99, s50 - d50))
-        dt = bulk(echo.port)
-        st = bulk(loc.port)
-        note("proxy: bulk one connection direct %.0f MiB/s, through the switch %.0f MiB/s"
-              % (dt, st))
-        rows.append(("echo round trip p50/p99, direct", "%.0f / %.0f us" % (d50, d99)))
-        rows.append(("echo round trip p50/p99, via switch", "%.0f / %.0f us" % (s50, s99)))
-        rows.append(("bulk throughput, one connection, direct", "%.0f MiB/s" % dt))
-        rows.append(("bulk throughput, one connection, via switch", "%.0f MiB/s" % st))
-    finally:
-        loc.close()
+def bench_proxy(build, rows, runs):
+    """Echo round trips and bulk, direct and through the switch, each run
+    on a fresh local platform; this process (client and echo backend, one
+    Python interpreter) and the switch share the machine."""
+    res = []
+    for run in range(runs):
+        loc = Local(build)
+        echo = Echo()
+        try:
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(os.path.join(loc.state, "switch.sock"))
+            s.sendall(b"select abcdef0 127.0.0.1:%d\n" % echo.port)
+            assert s.recv(100).startswith(b"ok")
+            s.close()
+            load = benchlib.MachineLoad([os.getpid()]).start()
+            r = {}
+            r["d50"], r["d99"] = rtt(echo.port)
+            r["s50"], r["s99"] = rtt(loc.port)
+            r["dt"], _ = bulk(echo.port)
+            r["st"], _ = bulk(loc.port)
+            r["load"] = load.stop()
+            note("proxy run %d: %s" % (run + 1, json.dumps(r)))
+            res.append(r)
+        finally:
+            loc.close()
+    ld = benchlib.fmt_load([r["load"] for r in res])
+
+    def f(key, fmt, unit):
+        return benchlib.fmt3([r[key] for r in res], fmt, unit)
+    rows.append(("echo round trip p50 / p99, direct", "%s / %s" % (f("d50", "%.0f", "µs"),
+                                                                   f("d99", "%.0f", "µs")), ld))
+    rows.append(("echo round trip p50 / p99, via switch", "%s / %s" % (
+        f("s50", "%.0f", "µs"), f("s99", "%.0f", "µs")), ld))
+    rows.append(("bulk throughput, one connection, direct", f("dt", "%.0f", "MiB/s"), ld))
+    rows.append(("bulk throughput, one connection, via switch", f("st", "%.0f", "MiB/s"), ld))
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--runs", type=int, default=3, help="proxy runs (switch: 8 deploys, drain: 3)")
+    ap.add_argument("--quick", action="store_true", help="(accepted: the figures are small)")
     ap.add_argument("what", nargs="?", default="all", choices=["switch", "drain", "proxy", "all"])
     a = ap.parse_args()
     build = os.path.abspath(a.build)
@@ -236,14 +254,19 @@ def main():
     if a.what in ("drain", "all"):
         bench_drain(build, rows)
     if a.what in ("proxy", "all"):
-        bench_proxy(build, rows)
+        bench_proxy(build, rows, a.runs)
     print("Local platform, real chatd (%s): figures from rainbow's own record "
           "(`since_obs_ms`, `op_ms`, remove times) and from a Python client timing "
-          "round trips and bulk transfers directly and through the switch.\n"
-          % os.path.relpath(build, ROOT))
-    print("| rainbow (local platform) | figure |\n|---|---|")
-    for k, v in rows:
-        print("| %s | %s |" % (k, v))
+          "round trips and bulk transfers directly and through the switch; min / **median** "
+          "/ max over the samples (switch: 8 deploys; drain: 3; proxy: %d runs, each on a "
+          "fresh local platform). Client and echo backend are one Python process, the same "
+          "for both rows: the direct row is its ceiling, the switch row adds one copy "
+          "through the switch process.\n"
+          % (os.path.relpath(build, ROOT), a.runs))
+    print("| rainbow (local platform) | min / **median** / max | machine load |\n|---|---|---|")
+    for k, v, ld in rows:
+        print("| %s | %s | %s |" % (k, v, ld))
+    print("\n" + benchlib.LOAD_NOTE)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,12 @@
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
-# BENCH_ARGS_<piece>="...", e.g. BENCH_ARGS_chatd="--sessions 2000" (for
+# BENCH_ARGS_<piece>="...", e.g. BENCH_ARGS_chatd="--only plain" (for
 # trying things out; BENCH_DOC=/tmp/b.md writes elsewhere than docs/).
+# BENCH_QUICK=1: the pieces that have one take --quick (smaller sizes and
+# windows, still 3 runs): the whole run in about 10 minutes instead of 30.
+# The method every piece follows is in bench/method.md (copied into the
+# document's head).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,6 +24,9 @@ BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
 ORDER="chatd http fairness chatload compare cluster rainbow"
 ALL="$ORDER"
+# Pieces whose command takes --quick (BENCH_QUICK=1).
+QUICK_PIECES="chatd chatload compare cluster"
+QUICK=${BENCH_QUICK:-0}
 
 usage() {
 	sed -n '2,/^set -uo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
@@ -66,11 +73,11 @@ command_of() {
 }
 title_of() {
 	case $1 in
-	chatd) echo "chatd (issue 2)" ;;
+	chatd) echo "chatd: memory per session, CPU per login, idle CPU, round trip" ;;
 	http) echo "chatd HTTP probe latency under held connections (issue 9)" ;;
 	fairness) echo "chatd: a quiet client's ping while another client floods (issue 9)" ;;
-	chatload) echo "chatload (issue 3)" ;;
-	compare) echo "chatd, Prosody and ejabberd under the same chatload (issue 3)" ;;
+	chatload) echo "chatload: memory per client, logins/s" ;;
+	compare) echo "chatd, Prosody and ejabberd under the same chatload, plaintext and STARTTLS" ;;
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
 	rainbow) echo "rainbow on the local platform (issue 6)" ;;
 	esac
@@ -96,13 +103,31 @@ json_str() {
 	python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$1"
 }
 
+# "busy idle" jiffies of all CPUs so far (/proc/stat; iowait counts as idle).
+cpu_jiffies() {
+	awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6; exit }' /proc/stat
+}
+# The machine's load between two cpu_jiffies samples: "busy N % of M cores".
+machine_busy() {
+	local b0 i0 b1 i1
+	read -r b0 i0 <<<"$1"
+	read -r b1 i1 <<<"$2"
+	awk -v b="$((b1 - b0))" -v i="$((i1 - i0))" -v n="$(nproc)" \
+		'BEGIN { t = b + i; printf "busy %.0f %% of %d cores", t ? 100 * b / t : 0, n }'
+}
+
 ran=()
 failed=0
 start_all=$(date +%s)
 for p in "${pieces[@]}"; do
 	script=$(script_of "$p")
 	cmd=$(command_of "$p")
+	if [ "$QUICK" = 1 ]; then
+		case " $QUICK_PIECES " in *" $p "*) cmd="$cmd --quick" ;; esac
+	fi
 	date=$(date -u '+%Y-%m-%d %H:%M UTC')
+	j0=$(cpu_jiffies)
+	l0=$(cut -d' ' -f1 /proc/loadavg)
 	echo "bench/run.sh: [$p] $cmd" >&2
 	t0=$(date +%s)
 	if [ -f "$script" ]; then
@@ -117,12 +142,13 @@ for p in "${pieces[@]}"; do
 		rc=127
 	fi
 	secs=$(($(date +%s) - t0))
+	load="$(machine_busy "$j0" "$(cpu_jiffies)"), load average $l0 → $(cut -d' ' -f1 /proc/loadavg)"
 	[ "$rc" = 0 ] || failed=$((failed + 1))
 	echo "bench/run.sh: [$p] exit $rc after ${secs}s" >&2
 	cat >"$OUT/$p.meta" <<EOF
 {"title": $(json_str "$(title_of "$p")"), "command": $(json_str "$cmd"),
  "reproduce": $(json_str "BUILD=$BUILD bench/run.sh $p"), "rc": $rc, "seconds": $secs,
- "date": $(json_str "$date"), "sha": $(json_str "$SHA"),
+ "date": $(json_str "$date"), "sha": $(json_str "$SHA"), "load": $(json_str "$load"),
  "stderr_tail": $(json_str "$(tail -n 15 "$OUT/$p.err")")}
 EOF
 	ran+=("$p")
@@ -139,7 +165,8 @@ from Debian (\`scripts/deps.sh bench\`) and runs every piece below, in this
 order: ${ORDER// /, }.
 Every figure is printed by the script named in its section, never typed in;
 each section gives the command that reproduces it (\`bench/run.sh PIECE\`
-reruns one piece and keeps the other sections).
+reruns one piece and keeps the other sections; \`BENCH_QUICK=1 make bench\`
+is the smaller, faster run).
 
 | machine | |
 |---|---|
@@ -149,10 +176,9 @@ reruns one piece and keeps the other sections).
 | open-files limit | $(ulimit -n) per process |
 | last run | $(date -u '+%Y-%m-%d %H:%M UTC'), commit \`$SHA\`, build \`$BUILD\`, pieces: ${ran[*]} (${total} s) |
 | load average at the end | $(cut -d' ' -f1-3 /proc/loadavg) |
+$([ "$QUICK" = 1 ] && printf '| mode | quick (BENCH_QUICK=1): smaller sizes and windows |\n')
 
-The machine is shared with other people's builds and tests while these run:
-memory and CPU-time figures are per process and hardly affected; rates and
-latencies are what was reached under that sharing.
+$(cat bench/method.md)
 EOF
 
 mkdir -p "$(dirname "$DOC")"

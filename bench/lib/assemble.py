@@ -39,8 +39,10 @@ def section(piece, body, meta):
     status = "" if meta["rc"] == 0 else (
         " **The command exited with status %d: the figures below may be incomplete.**"
         % meta["rc"])
-    info = ("Measured %s at commit `%s` in %d s by `%s`, which runs `%s`.%s" % (
-        meta["date"], meta["sha"], meta["seconds"], meta["reproduce"], meta["command"], status))
+    load = (" Machine while it ran: %s." % meta["load"]) if meta.get("load") else ""
+    info = ("Measured %s at commit `%s` in %d s by `%s`, which runs `%s`.%s%s" % (
+        meta["date"], meta["sha"], meta["seconds"], meta["reproduce"], meta["command"], load,
+        status))
     parts = [heading, "", info, ""]
     if lines:
         parts += lines
