@@ -498,3 +498,41 @@ class TestVariants(unittest.TestCase):
         prod["spec"]["volumes"] = [v for v in prod["spec"]["volumes"]
                                    if v["name"] not in ("users", "tls")]
         self.assertEqual(demo, prod)
+
+
+class TestRainbowLines(unittest.TestCase):
+    """Every rainbow command docs/kubernetes.md gives is one rainbow accepts:
+    run with --help appended, each option before it is parsed and checked
+    (an unknown option, a misplaced one or a bad value exits 2)."""
+
+    def test_every_rainbow_line_parses(self):
+        try:
+            rainbow = harness.binary("rainbow")
+        except FileNotFoundError:
+            self.skipTest("rainbow not built")
+        with open(os.path.join(ROOT, "docs", "kubernetes.md")) as f:
+            text = re.sub(r"\\\n\s*", " ", f.read())
+        found = []
+        for line in text.splitlines():
+            cands = [line.strip()] if line.startswith("    ") else []
+            cands += re.findall(r"`(rainbow [^`]*)`", line)
+            for c in cands:
+                c = re.sub(r'"\$SHA"|\$SHA|SHA_TO_DEPLOY', "1a2b3c4", c)
+                for part in re.split(r"&&|\|\||;|\|", c):
+                    try:
+                        words = without_redirections(shlex.split(part.strip(),
+                                                                 comments=True))
+                    except ValueError:
+                        continue
+                    if len(words) > 1 and words[0] == "rainbow" and \
+                            not any("..." in w or "…" in w or "/" in w.split("=")[0]
+                                    for w in words[1:2]):
+                        found.append(words)
+        self.assertGreater(len(found), 8)
+        bad = []
+        for words in found:
+            p = subprocess.run([rainbow] + words[1:] + ["--help"], capture_output=True,
+                               text=True, timeout=30)
+            if p.returncode != 0:
+                bad.append("%s: %s" % (" ".join(words), p.stderr.strip()))
+        self.assertEqual(bad, [], "\n".join(bad))
