@@ -71,21 +71,31 @@ def sources():
 
 
 def snippets(path, kind):
-    """Pieces of text that may be commands: code in markdown, whole lines elsewhere."""
+    """Pieces of text that may be commands: code in markdown, whole lines elsewhere,
+    with the number of the line each starts on."""
     with open(path, errors="replace") as f:
-        text = f.read()
-    text = re.sub(r"\\\n\s*", " ", text)  # shell continuations
-    text = re.sub(r"\|\n\s*", "| ", text)  # a pipe at the end of a line goes on
+        lines = f.read().splitlines()
     out = []
-    for n, line in enumerate(text.splitlines(), 1):
+    i = 0
+    while i < len(lines):
+        start, line = i, lines[i]
+        # shell continuations, and a pipe at the end of a line, go on
+        while (line.endswith("\\") or line.rstrip().endswith("|")) and i + 1 < len(lines):
+            i += 1
+            nxt = lines[i].strip()
+            if kind != "md":
+                nxt = re.sub(r"^#\s*", "", nxt)  # a comment's continuation
+            line = (line[:-1] if line.endswith("\\") else line) + " " + nxt
+        i += 1
         if "kubectl" not in line:
             continue
+        n = start + 1
         if kind == "md":
             if line.startswith("    ") or line.startswith("\t"):
                 out.append((n, line.strip()))
             out += [(n, m) for m in re.findall(r"`([^`]*kubectl[^`]*)`", line)]
         else:
-            out.append((n, line.lstrip("#").strip()))
+            out.append((n, re.sub(r"^\s*#\s*", "", line).strip()))
     return out
 
 
