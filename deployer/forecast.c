@@ -4,11 +4,16 @@
  * Between knots S has a constant hazard (seg_survival()).
  *
  * Where the data ends, S must end somehow. When the last bucket that holds
- * any connection (ended or open) holds an ended one, the connections still
- * open there are taken to end within it too (S reaches 0 at its bound: the
- * longest lifetime seen bounds the others, Efron's convention for
- * Kaplan-Meier). When it holds only open ones, S is unknown past it and so
- * is any forecast that needs it.
+ * any connection (ended or open) holds an ended one and the replicas ran
+ * long enough for longer lifetimes to have shown up (FORECAST_CLOSE_ROOM
+ * times that bucket's bound), the connections still open there are taken
+ * to end within it too (S reaches 0 at its bound: the longest lifetime seen
+ * bounds the others, Efron's convention for Kaplan-Meier). When the data
+ * may have been cut short by the replicas' age, S goes on past it with the
+ * hazard of its last stretch (an exponential tail, as Brown, Hollander and
+ * Korwar complete Kaplan-Meier). When that hazard is 0 (only open
+ * connections at the end), S is unknown past it and so is any forecast
+ * that needs it.
  */
 #include "forecast.h"
 
@@ -56,6 +61,8 @@ int forecast_model_add(struct forecast_model *m, const struct platform_replica *
 	}
 	add_buckets(m->ended, life);
 	add_buckets(m->open, ages);
+	if (r->uptime_s > 0 && r->uptime_s > m->window)
+		m->window = r->uptime_s;
 	m->ended_total += life->cum[life->n];
 	m->open_total += ages->cum[ages->n];
 	m->replicas++;
@@ -160,6 +167,7 @@ void forecast_model_fit(struct forecast_model *m)
 	m->fitted = 0;
 	m->closed = 0;
 	m->end = 0;
+	m->tail_h = 0;
 	if (m->n <= 0)
 		return;
 	for (int k = 0; k <= m->n; k++)
@@ -191,8 +199,11 @@ void forecast_model_fit(struct forecast_model *m)
 			if (q > 1)
 				q = 1;
 		}
-		if (k == last && m->ended[k] > 0)
+		if (k == last && m->ended[k] > 0 &&
+		    !(m->window > 0 && m->window < FORECAST_CLOSE_ROOM * knot(m, k + 1)))
 			q = 1; /* the end of the data: see the top of this file */
+		if (k == last && q < 1)
+			m->tail_h = k >= tail ? h : -log1p(-q) / (knot(m, k + 1) - knot(m, k));
 		m->s[k + 1] = m->s[k] * (1 - q);
 		m->g[k] = seg_integral(m, k, knot(m, k), knot(m, k + 1));
 		at_risk -= m->ended[k] + m->open[k];
@@ -220,6 +231,16 @@ static int segment(const struct forecast_model *m, double x)
 	return lo;
 }
 
+/* S past the data (x > the last knot): 0, the exponential tail, or NaN. */
+static double past_end(const struct forecast_model *m, double x)
+{
+	if (m->closed)
+		return 0;
+	if (!(m->tail_h > 0))
+		return NAN;
+	return m->s[m->end] * exp(-m->tail_h * (x - knot(m, m->end)));
+}
+
 double forecast_survival(const struct forecast_model *m, double x)
 {
 	int i;
@@ -230,7 +251,7 @@ double forecast_survival(const struct forecast_model *m, double x)
 		return 1;
 	i = segment(m, x);
 	if (i < 0)
-		return m->closed ? 0 : NAN;
+		return past_end(m, x);
 	return seg_survival(m, i, x);
 }
 
@@ -243,9 +264,15 @@ static double integral(const struct forecast_model *m, double a, double b)
 	if (a < 0)
 		a = 0;
 	if (b > end) {
-		if (!m->closed)
+		double h = m->tail_h, lo = a > end ? a : end;
+
+		if (m->closed)
+			return a < end ? integral(m, a, end) : 0;
+		if (!(h > 0))
 			return NAN;
-		b = end;
+		/* the exponential tail from lo to b, written to keep precision far out */
+		sum = past_end(m, lo) * -expm1(-h * (b - lo)) / h;
+		return a < end ? integral(m, a, end) + sum : sum;
 	}
 	if (!(b > a))
 		return 0;
@@ -396,6 +423,8 @@ static void forecast_per(const struct forecast_model *m, const struct colour_age
 	/* How far ahead S is known for every connection of this colour. */
 	if (m->closed && oldest < m->end)
 		hi = knot(m, m->end);
+	else if (m->tail_h > 0 && oldest < m->n)
+		hi = fmin(knot(m, m->end) + 50 / m->tail_h, 1e8); /* e^-50: nothing is left */
 	else
 		hi = oldest < m->n ? knot(m, m->end) - knot(m, oldest + 1) : -1;
 	if (hi <= 0) {

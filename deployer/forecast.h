@@ -10,7 +10,10 @@
  *      chatd_connection_duration_seconds histogram), open ones are
  *      right-censored at their age (chatd_connection_age_seconds_bucket).
  *      Between bucket bounds the hazard is constant; the sparse tail (where
- *      fewer than FORECAST_TAIL_EVENTS ended) shares one hazard.
+ *      fewer than FORECAST_TAIL_EVENTS ended) shares one hazard. Past the
+ *      data S is 0 when the replicas ran long enough for longer lifetimes
+ *      to show (FORECAST_CLOSE_ROOM), else it goes on with the last hazard
+ *      (an exponential tail).
  *   2. A connection of age a lives on for more than t with probability
  *      S(a + t) / S(a). Its age is only known to a bucket (L, U]; within it
  *      ages are taken as distributed like S (arrivals at a steady rate), so
@@ -34,6 +37,11 @@
 /* The sparse tail: buckets after which fewer connections than this ended
  * share one hazard. */
 #define FORECAST_TAIL_EVENTS 30
+/* S closes (reaches 0 where the data ends) only when the oldest replica ran
+ * this many times longer than the longest lifetime seen: longer ones had
+ * the time to show up and none did. Otherwise the data is cut short by
+ * the window, and S goes on with the last hazard seen. */
+#define FORECAST_CLOSE_ROOM 1.5
 /* Points of the forecast drain curve. */
 #define FORECAST_CURVE_MAX 32
 
@@ -50,6 +58,8 @@ struct forecast_model {
 	double g[PLATFORM_HIST_MAX + 1];     /* integral of S from 0 to each knot */
 	int end;			     /* last knot where S is estimated */
 	int closed;			     /* S is 0 from knot `end` on */
+	double window;			     /* longest uptime of a replica; <= 0 unknown */
+	double tail_h;			     /* hazard beyond knot `end` (not closed) */
 };
 
 struct forecast {

@@ -59,6 +59,7 @@ void platform_replica_metrics(struct platform_replica *r, const char *text)
 	r->connections = text ? promtext_count(text, "chatd_connections") : -1;
 	read_hist(&r->lifetimes, text, "chatd_connection_duration_seconds_bucket");
 	read_hist(&r->ages, text, "chatd_connection_age_seconds_bucket");
+	r->uptime_s = text ? (double)promtext_count(text, "chatd_uptime_seconds") : -1;
 }
 
 int platform_sha_valid(const char *sha)

@@ -131,6 +131,7 @@ struct platform_replica {
 	long lost;    /* connections it held when it crashed, all crashes (0: none known) */
 	int failed;   /* 1: it exited before it was ever ready; it is not restarted */
 	char fault[PLATFORM_FAULT_MAX]; /* failed or crashed: how it exited, its last log lines */
+	double uptime_s;		/* chatd_uptime_seconds; <= 0: unknown */
 };
 
 /*

@@ -94,8 +94,8 @@ json_t *status_json(const char *platform, const struct run_obs *obs)
 		return NULL;
 	/* What the forecasts rest on: lifetimes seen by every replica. */
 	json_object_set_new(top, "lifetimes",
-			    json_pack("{s:f,s:f,s:i,s:i}", "ended", model.ended_total, "open",
+			    json_pack("{s:f,s:f,s:i,s:i,s:f}", "ended", model.ended_total, "open",
 				      model.open_total, "replicas", model.replicas, "skipped",
-				      model.skipped));
+				      model.skipped, "window_s", model.window));
 	return top;
 }

@@ -312,6 +312,8 @@ class RainbowE2E(unittest.TestCase):
         st = p.status()
         lt = st["lifetimes"]
         self.assertEqual(lt["replicas"] + lt["skipped"], 2, lt)  # skipped: metrics unreadable
+        if lt["replicas"]:
+            self.assertGreater(lt["window_s"], 0)
         if lt["replicas"] == 2:
             self.assertEqual(lt["open"], sum(c["connections"] for c in st["colours"]))
         d = p.rb("deploy", "bbbbbbb", "--replicas", "2", "--ready-timeout", "20s",
