@@ -1058,6 +1058,7 @@ static int cmd_watch(struct cli *c)
 	struct sigaction sa;
 	double start;
 	long n = 0;
+	int errors = 0;
 	int rc = open_platform(c, &p);
 
 	if (rc)
@@ -1075,10 +1076,23 @@ static int cmd_watch(struct cli *c)
 
 		rc = run_observe(&p, &obs);
 		if (rc < 0) {
-			fprintf(stderr, "rainbow: %s\n", p.err);
-			rc = run_exit_for_error(rc);
-			break;
+			/* Gone for good (the switch is not there): say so and stop. */
+			if (rc == -ENOENT || rc == -EACCES || rc == -EPERM) {
+				fprintf(stderr, "rainbow: %s\n", p.err);
+				rc = run_exit_for_error(rc);
+				break;
+			}
+			/* Anything else may pass (a busy switch, no descriptor here): retry. */
+			errors++;
+			fprintf(stderr, "rainbow: watch: observing failed (%s); retrying\n", p.err);
+			if (c->duration > 0 && (double)run_now_ms() / 1000.0 - start >= c->duration)
+				break;
+			usleep((useconds_t)run_backoff_ms(errors, (int64_t)(c->poll * 1000)) *
+			       1000);
+			rc = 0;
+			continue;
 		}
+		errors = 0;
 		run_timeline(c->state_dir, &obs);
 		if (!c->quiet) {
 			localtime_r(&t, &tm);
@@ -1423,11 +1437,32 @@ static int cmd_local(struct cli *c, const char *argv0)
 			snprintf(exe, sizeof(exe), "%s", argv0);
 		else
 			exe[n] = '\0';
+		char died[1024];
+		json_t *beat = NULL;
+		int was_dead = local_switch_died(c->state_dir, died, sizeof(died), &beat);
+
 		rc = local_up(exe, c->state_dir, c->listen, &already, err, sizeof(err));
 		if (rc < 0) {
+			json_decref(beat);
 			fprintf(stderr, "rainbow: local up: %s\n", err);
 			return 1;
 		}
+		if (was_dead && !already) {
+			json_int_t conns = json_integer_value(json_object_get(beat, "connections"));
+
+			/* Say what the crash cost, once, and keep it in the history. */
+			printf("the previous switch (pid %" JSON_INTEGER_FORMAT
+			       ") had died without `local down`: the %" JSON_INTEGER_FORMAT
+			       " connections it carried (at its last heartbeat) were dropped; "
+			       "the new one adopts the replicas that still run\n",
+			       json_integer_value(json_object_get(beat, "pid")), conns);
+			run_record(c->state_dir,
+				   json_pack("{s:s,s:I,s:I,s:f}", "event", "switch-died", "pid",
+					     json_integer_value(json_object_get(beat, "pid")),
+					     "connections", conns, "last_seen",
+					     json_number_value(json_object_get(beat, "t"))));
+		}
+		json_decref(beat);
 		if (switch_status(c->state_dir, &st) == 0) {
 			printf("local platform %s: switch on %s (pid %" JSON_INTEGER_FORMAT
 			       ", state dir %s)\n",
@@ -1443,8 +1478,14 @@ static int cmd_local(struct cli *c, const char *argv0)
 		json_t *b;
 
 		if (switch_status(c->state_dir, &st) != 0) {
-			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
-				c->state_dir);
+			char died[1024];
+
+			if (local_switch_died(c->state_dir, died, sizeof(died), NULL))
+				fprintf(stderr, "rainbow: %s\n", died);
+			else
+				fprintf(stderr,
+					"rainbow: the local platform is not up (state dir %s)\n",
+					c->state_dir);
 			return 1;
 		}
 		if (c->json) {

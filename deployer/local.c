@@ -468,7 +468,7 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 				      "the local switch (%s/switch.sock) did not answer in time",
 				      l->state);
 	if (rc != 0) {
-		if (local_switch_died(l->state, down, sizeof(down)) > 0)
+		if (local_switch_died(l->state, down, sizeof(down), NULL) > 0)
 			return platform_error(p, -ENOENT, "%s", down);
 		return platform_error(p, -ENOENT,
 				      "the local platform is not up (no switch "
@@ -948,12 +948,47 @@ static int spawn_detached(char *const argv[], const char *log)
 	return pid > 0 ? pid : -ECHILD;
 }
 
-int local_switch_died(const char *state_dir, char *msg, size_t len)
+int local_switch_died(const char *state_dir, char *msg, size_t len, json_t **beat)
 {
-	(void)state_dir;
+	char path[LOCAL_PATH_MAX];
+	json_t *o;
+	int pid;
+	double t, ago;
+	long conns, reps;
+	const char *sel;
+
 	if (len)
 		msg[0] = '\0';
-	return 0;
+	if (beat)
+		*beat = NULL;
+	snprintf(path, sizeof(path), "%s/switch.beat", state_dir);
+	o = json_load_file(path, 0, NULL);
+	if (!o)
+		return 0;
+	pid = (int)json_integer_value(json_object_get(o, "pid"));
+	/* Still running (and still the switch, not a reused pid): not dead. */
+	if (pid > 0 && lswitch_pid_runs(pid, "serve")) {
+		json_decref(o);
+		return 0;
+	}
+	t = json_number_value(json_object_get(o, "t"));
+	ago = (double)time(NULL) - t;
+	conns = (long)json_integer_value(json_object_get(o, "connections"));
+	reps = (long)json_integer_value(json_object_get(o, "replicas"));
+	sel = json_string_value(json_object_get(o, "selected"));
+	snprintf(msg, len,
+		 "THE LOCAL SWITCH IS DOWN: it died (pid %d, last heard from %.0fs ago) without "
+		 "`rainbow local down`. Every connection through it was dropped (%ld at its last "
+		 "heartbeat). Its %ld replica(s) keep running, but nothing routes to them and "
+		 "nobody restarts them. `rainbow local up --state-dir %s` starts a new switch: it "
+		 "adopts them and resumes the selection (%s%s).",
+		 pid, ago > 0 ? ago : 0, conns, reps, state_dir, sel && *sel ? "chat-" : "",
+		 sel && *sel ? sel : "nothing");
+	if (beat)
+		*beat = o;
+	else
+		json_decref(o);
+	return 1;
 }
 
 int local_up(const char *exe, const char *state_dir, const char *listen, int *already, char *err,

@@ -45,9 +45,11 @@ int local_down(const char *state_dir, int keep_colours, char *err, size_t errlen
 int local_write_json(json_t *o, const char *path);
 
 /*
- * When the switch of state_dir died without `local down` (its heartbeat
- * says so), a message saying what that did into msg and 1; else 0.
+ * When the switch of state_dir died without `local down` (its heartbeat,
+ * STATE/switch.beat, names a pid that is gone), a message saying what that
+ * did into msg and 1 (*beat, when asked: the heartbeat, a new reference);
+ * else 0.
  */
-int local_switch_died(const char *state_dir, char *msg, size_t len);
+int local_switch_died(const char *state_dir, char *msg, size_t len, json_t **beat);
 
 #endif

@@ -139,6 +139,8 @@ struct lsw {
 	struct lsw_ctl *down_waiter; /* `down`: replied once every replica exited */
 	uint64_t down_deadline;
 	uint64_t beat_next;
+	int beat_written;     /* this process wrote STATE/switch.beat */
+	int64_t started_unix; /* unix seconds */
 	uint64_t save_fail_log;
 	int dirty; /* state changed since the last successful save */
 	char route_sig[96];

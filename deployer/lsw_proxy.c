@@ -496,6 +496,10 @@ void lsw_dp_init(struct lsw_dp *dp, uv_loop_t *loop, size_t high_water, long res
 	} else {
 		dp->fd_limit = 1024;
 	}
+	/* Small limits (tests, a low ulimit -Hn) keep a quarter in reserve, at least 32. */
+	if (reserve > dp->fd_limit / 4)
+		reserve = dp->fd_limit / 4 > 32 ? dp->fd_limit / 4 : 32;
+	dp->reserve = reserve;
 	dp->max_proxies = (dp->fd_limit - reserve) / 2;
 	if (dp->max_proxies < 1)
 		dp->max_proxies = 1;

@@ -69,6 +69,7 @@ struct lsw_dp {
 	void *data;
 	/* descriptors: two per proxy, the rest of the limit is reserved */
 	long fd_limit;		/* RLIMIT_NOFILE (raised to the hard limit) */
+	long reserve;		/* descriptors kept for control, probes, state files */
 	long max_proxies;	/* (fd_limit - reserve) / 2 */
 	long active;		/* proxies connected */
 	long open;		/* proxies holding descriptors (connecting or connected) */
@@ -83,7 +84,10 @@ struct lsw_dp {
 	char rbuf[LSW_READ_SIZE]; /* one read buffer for every proxy */
 };
 
-/* reserve: descriptors kept out of the proxies' budget (control, probes, ...). */
+/*
+ * reserve: descriptors kept out of the proxies' budget (control, probes,
+ * ...); at most a quarter of the limit (at least 32) when the limit is small.
+ */
 void lsw_dp_init(struct lsw_dp *dp, uv_loop_t *loop, size_t high_water, long reserve,
 		 lsw_backend_down_cb down_cb, void *data);
 

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -245,6 +246,37 @@ int lsw_save(struct lsw *sw)
 void lsw_record(struct lsw *sw, json_t *event)
 {
 	run_record(sw->state_dir, event);
+}
+
+/*
+ * STATE/switch.beat, every second while it runs, gone after a clean stop:
+ * when it is there and its pid is gone, the switch died, and it says how
+ * many connections went with it (local_switch_died()).
+ */
+static void beat(struct lsw *sw, int force)
+{
+	char tmp[2300];
+	uint64_t now = lsw_now_ms();
+	json_t *o;
+	int rc;
+
+	if (!force && now < sw->beat_next)
+		return;
+	sw->beat_next = now + 1000;
+	o = json_pack("{s:i,s:f,s:I,s:I,s:s,s:s,s:i}", "pid", (int)getpid(), "t",
+		      (double)run_now_ms() / 1000.0, "started", (json_int_t)sw->started_unix,
+		      "connections", (json_int_t)sw->dp.active, "listen", sw->listen, "selected",
+		      sw->selected, "replicas", lsw_sup_running(sw));
+	if (!o)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", sw->beat_path, (long)getpid());
+	rc = json_dump_file(o, tmp, JSON_COMPACT);
+	json_decref(o);
+	if (rc != 0 || rename(tmp, sw->beat_path) != 0) {
+		unlink(tmp);
+		return;
+	}
+	sw->beat_written = 1;
 }
 
 /* ---- route ------------------------------------------------------------------ */
@@ -681,7 +713,8 @@ static void on_ctl(uv_stream_t *server, int status)
 
 	if (status < 0)
 		return;
-	if (sw->n_ctl >= LSWITCH_CTL_CLIENTS_MAX) {
+	/* At most half the descriptors kept in reserve go to control clients. */
+	if (sw->n_ctl >= LSWITCH_CTL_CLIENTS_MAX || sw->n_ctl >= sw->dp.reserve / 2) {
 		/* Too many at once: the newest goes (the reserve stays for the others). */
 		uv_pipe_t *p = malloc(sizeof(*p));
 
@@ -715,6 +748,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	lsw_sup_tick(sw);
 	static_probe_tick(sw);
+	beat(sw, 0);
 	if (sw->dirty)
 		lsw_save(sw);
 	if (sw->down_deadline && (lsw_sup_running(sw) == 0 || lsw_now_ms() >= sw->down_deadline)) {
@@ -763,6 +797,9 @@ static void lsw_stop(struct lsw *sw)
 	log_info("stop", "connections=%ld", sw->dp.active);
 	if (sw->ctl_bound)
 		unlink(sw->sock_path);
+	/* A clean stop: no heartbeat left behind to say it died. */
+	if (sw->beat_written)
+		unlink(sw->beat_path);
 	lsw_dp_close(&sw->dp);
 	lsw_sup_free(sw);
 	for (size_t i = 0; i < LSWITCH_BACKENDS_MAX; i++) {
@@ -804,6 +841,8 @@ int lswitch_run(const struct lswitch_opts *o)
 	snprintf(sw->listen, sizeof(sw->listen), "%s", o->listen);
 	snprintf(sw->state_dir, sizeof(sw->state_dir), "%s", o->state_dir);
 	snprintf(sw->json_path, sizeof(sw->json_path), "%s/switch.json", o->state_dir);
+	snprintf(sw->beat_path, sizeof(sw->beat_path), "%s/switch.beat", o->state_dir);
+	sw->started_unix = (int64_t)time(NULL);
 	rc = lswitch_sock_path(o->state_dir, sw->sock_path, sizeof(sw->sock_path));
 	if (rc < 0) {
 		log_error("state-dir", "err=\"state dir path too long for a unix socket\"");
@@ -854,6 +893,7 @@ int lswitch_run(const struct lswitch_opts *o)
 	uv_timer_init(sw->loop, &sw->tick);
 	sw->tick.data = sw;
 	uv_timer_start(&sw->tick, on_tick, LSWITCH_TICK_MS, LSWITCH_TICK_MS);
+	beat(sw, 1);
 	log_info("listen", "addr=%s control=%s selected=%s max_connections=%ld fd_limit=%ld",
 		 sw->listen, sw->sock_path, sw->selected[0] ? sw->selected : "-",
 		 sw->dp.max_proxies, sw->dp.fd_limit);

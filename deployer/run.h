@@ -138,4 +138,10 @@ int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report
 /* Unix time in milliseconds. */
 int64_t run_now_ms(void);
 
+/*
+ * How long to wait before retrying after `errors` failures in a row: 100 ms
+ * doubled each time, at most 5 s, and never less than planned_ms.
+ */
+int64_t run_backoff_ms(int errors, int64_t planned_ms);
+
 #endif

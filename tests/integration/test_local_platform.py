@@ -7,6 +7,7 @@ the connections it held); it sends new connections only to ready replicas
 replica that exits before it is ready fails the deploy at once, with the
 last lines of its log.
 """
+import json
 import os
 import re
 import signal
@@ -182,6 +183,83 @@ class LocalPlatform(unittest.TestCase):
         self.assertEqual([c["sha"] for c in st["colours"]], ["aaaaaaa"])
         self.assertEqual(st["selected"], "aaaaaaa")
         self.assertEqual(p.replicas("bbbbbbb"), {})
+
+    def test_switch_that_does_not_answer_for_a_while(self):
+        # A switch that does not answer (stopped for longer than rainbow's 5 s
+        # request timeout: as a switch busy at its limits would be) is not a
+        # switch that is gone: the deploy and a watch retry, with backoff.
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "1")
+        clients = self.login_all(2, "w")
+        watch = harness.Proc([p.rainbow, "watch", "--poll", "0.2s"], env=p.env, name="watch")
+        self.addCleanup(watch.stop)
+        proc = harness.Proc([p.rainbow, "deploy", "bbbbbbb", "-r", "1", "--settle", "1s",
+                             "--poll", "0.2s"], env=p.env, name="deploy")
+        self.addCleanup(proc.stop)
+        harness.wait_for(lambda: any(e["event"] == "select" and e["sha"] == "bbbbbbb"
+                                     for e in p.record()), timeout=30, interval=0.1,
+                         what="switched to bbbbbbb")
+        pid = p.switch()["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(6.5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        for c in clients:
+            c.close()
+        self.clients = []
+        self.assertEqual(proc.wait(60), 0, proc.stdout() + proc.stderr())
+        self.assertIn("did not answer in time", proc.stderr())
+        self.assertTrue(watch.alive(), watch.stderr())
+        self.assertIn("retrying", watch.stderr())
+        watch.signal(signal.SIGINT)
+        self.assertEqual(watch.wait(10), 0, watch.stderr())
+
+    def test_switch_death_is_loud_and_local_up_says_what_was_lost(self):
+        p = self.plat
+        p.deploy("aaaaaaa", "-r", "1")
+        clients = self.login_all(3, "k")
+        beat = os.path.join(p.state, "switch.beat")
+
+        def beat_conns():
+            try:
+                with open(beat) as f:
+                    return json.load(f)["connections"]
+            except (OSError, ValueError):
+                return -1
+        harness.wait_for(lambda: beat_conns() == 3, timeout=10, interval=0.2,
+                         what="heartbeat with 3 connections")
+        pid = p.switch()["pid"]
+        os.kill(pid, signal.SIGKILL)
+        # The switch carried them: they are gone.
+        for c in clients:
+            c.sock.settimeout(5)
+            try:
+                self.assertEqual(c.sock.recv(100), b"")
+            except ConnectionResetError:
+                pass
+            c.sock.close()
+        self.clients = []
+        r = p.rb("status")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("THE LOCAL SWITCH IS DOWN", r.stderr)
+        self.assertIn("pid %d" % pid, r.stderr)
+        self.assertIn("3 at its last heartbeat", r.stderr)
+        r = p.rb("local", "status")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("THE LOCAL SWITCH IS DOWN", r.stderr)
+        r = p.up()
+        self.assertIn("had died", r.stdout)
+        self.assertIn("the 3 connections it carried", r.stdout)
+        # The replica ran on: adopted, routed again.
+        harness.wait_for(lambda: p.colour("aaaaaaa")["ready"] == 1, timeout=20, interval=0.2,
+                         what="adopted and ready")
+        self.assertEqual(len(self.login_all(3, "l")), 3)
+        died = [e for e in p.record() if e["event"] == "switch-died"]
+        self.assertEqual([(e["pid"], e["connections"]) for e in died], [(pid, 3)])
+        self.assertIn("switch-died", p.rb("history").stdout)
+        # Told once: a later local up (the switch runs) says nothing of it.
+        self.assertNotIn("died", p.up().stdout)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ so a test can tell which backend a connection reached.
 """
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -412,6 +413,81 @@ class SwitchTest(unittest.TestCase):
         r = self.rb("local", "up", "--listen", self.listen)
         self.assertEqual(r.returncode, 0)
         self.assertIn("already up", r.stdout)
+
+
+class LimitTest(unittest.TestCase):
+    """The switch at its open-files limit (a hard limit of 128 here: 32 kept in
+    reserve, 48 proxies): refusals are counted and logged, the control socket
+    keeps answering, and connections are taken again once some closed."""
+
+    LIMIT = 128
+    cleanup, rb, echo = SwitchTest.cleanup, SwitchTest.rb, SwitchTest.echo
+
+    def ctl(self, line):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(os.path.join(self.state, "switch.sock"))
+        try:
+            return ask(s, line)
+        finally:
+            s.close()
+
+    def status(self):
+        reply = self.ctl("status")
+        self.assertTrue(reply.startswith("ok "), reply)
+        return json.loads(reply[3:])
+
+    def setUp(self):
+        self.state = tempfile.mkdtemp(prefix="rb-switch-limit-")
+        self.port = harness.free_port()
+        self.listen = "127.0.0.1:%d" % self.port
+        self.rainbow = harness.binary("rainbow")
+        self.backends = [Backend("b0")]
+        self.clients = []
+        self.addCleanup(self.cleanup)
+        lim = self.LIMIT
+
+        def low_limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lim, lim))
+
+        r = subprocess.run([self.rainbow, "--state-dir", self.state, "local", "up", "--listen",
+                            self.listen], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL, preexec_fn=low_limit)
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def attempt(self):
+        """A client through the switch: it answers (kept open), or the switch
+        refused it (a reset; on loopback it may even beat connect())."""
+        try:
+            c = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+        except ConnectionResetError:
+            return False
+        self.clients.append(c)
+        try:
+            return self.echo(c, "x") == "b0:x"
+        except (ConnectionError, OSError):
+            return False
+
+    def test_refusals_counted_and_control_keeps_working(self):
+        self.assertEqual(self.ctl("select aaaaaaa " + self.backends[0].addr).strip(), "ok")
+        st = self.status()
+        cap = st["max_connections"]
+        self.assertEqual((st["fd_limit"], cap), (self.LIMIT, (self.LIMIT - 32) // 2))
+        served = sum(self.attempt() for _ in range(cap + 20))
+        self.assertEqual(served, cap)
+        st = self.status()    # the control socket answers at the limit
+        self.assertEqual(st["connections"], cap)
+        self.assertEqual(st["refused_limit"], 20)
+        harness.wait_for(lambda: "accept-refused" in open(
+            os.path.join(self.state, "switch.log")).read(), timeout=5, what="log line")
+        with open(os.path.join(self.state, "switch.log")) as f:
+            self.assertEqual(f.read().count("accept-refused"), 1)  # rate-limited
+        # Room again once some close.
+        for c in [c for c in self.clients if c.fileno() >= 0][:5]:
+            c.close()
+        harness.wait_for(lambda: self.status()["connections"] <= cap - 5, timeout=10,
+                         what="closed")
+        self.assertTrue(self.attempt())
 
 
 if __name__ == "__main__":
