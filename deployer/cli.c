@@ -896,11 +896,17 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 		return dry_run(c, &p, mode, sha, report);
 	lock = take_lock(c->state_dir);
 	if (lock < 0) {
-		snprintf(err, sizeof(err), "another rainbow is deploying with state dir %s",
-			 c->state_dir);
+		/* Only a lock held by another rainbow is "another rainbow". */
+		if (lock == -EBUSY)
+			snprintf(err, sizeof(err), "another rainbow is deploying with state dir %s",
+				 c->state_dir);
+		else
+			snprintf(err, sizeof(err), "cannot create %s/lock: %s", c->state_dir,
+				 strerror(-lock));
 		fprintf(stderr, "rainbow: %s\n", err);
 		close_platform(&p);
-		return json_outcome(c, report, RUN_EXIT_LOCKED, err);
+		return json_outcome(c, report, lock == -EBUSY ? RUN_EXIT_LOCKED : RUN_EXIT_FAILED,
+				    err);
 	}
 	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
 		struct run_obs obs;

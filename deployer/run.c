@@ -101,16 +101,24 @@ static void append_line(const char *state_dir, const char *file, const char *lin
 	int fd;
 	off_t end;
 
+	static int warned; /* once per process: a full disk would say it every poll */
+	ssize_t n;
+
 	snprintf(path, sizeof(path), "%s/%s", state_dir, file);
 	fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	if (fd < 0)
+	if (fd < 0) {
+		if (!warned++)
+			log_warn("write-failed", "file=%s err=\"%s\"", path, strerror(errno));
 		return;
+	}
 	end = lseek(fd, 0, SEEK_END);
-	if (end == 0 && header && write(fd, header, strlen(header)) < 0)
-		log_warn("write-failed", "file=%s", path);
+	if (end == 0 && header && write(fd, header, strlen(header)) < 0 && !warned++)
+		log_warn("write-failed", "file=%s err=\"%s\"", path, strerror(errno));
 	/* One write per line: O_APPEND keeps concurrent writers' lines whole. */
-	if (write(fd, line, strlen(line)) < 0)
-		log_warn("write-failed", "file=%s", path);
+	n = write(fd, line, strlen(line));
+	if (n != (ssize_t)strlen(line) && !warned++)
+		log_warn("write-failed", "file=%s err=\"%s\"", path,
+			 strerror(n < 0 ? errno : ENOSPC));
 	close(fd);
 }
 
@@ -771,12 +779,14 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 
 /*
  * Errors that another attempt cannot cure: missing permissions (kube RBAC),
+ * a read-only state directory,
  * and the switch target itself missing (namespace/Service gone, local switch
  * down). Retrying them would only print the same message again.
  */
 static int run_error_is_fatal(int rc, int selecting)
 {
-	return rc == -EACCES || (selecting && rc == -ENOENT);
+	/* A read-only state dir stays read-only; a full one may get space back. */
+	return rc == -EACCES || rc == -EROFS || (selecting && rc == -ENOENT);
 }
 
 /*
