@@ -39,6 +39,9 @@ PKG_CONFIG ?= pkg-config
 VERSION ?= $(shell git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
 
 PKGS_CHATD := libuv expat openssl libidn libmicrohttpd
+# XMPP over WebSocket: wslay (frames) and http-parser (the upgrade) ship no
+# pkg-config file in Debian.
+LIBS_CHATD := -lwslay -lhttp_parser
 PKGS_LOAD := libuv expat openssl libidn jansson
 PKGS_RAINBOW := libuv libcurl jansson yaml-0.1 openssl
 PKGS_CLIENT := libstrophe
@@ -115,7 +118,7 @@ $(BUILD)/%.a:
 
 $(BUILD)/chatd: $(call obj,server/main.c) $(LIBSERVER) $(LIBCOMMON)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CHATD)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CHATD)) $(LIBS_CHATD) -lm
 
 $(BUILD)/chatload: $(call obj,loadgen/main.c) $(LIBLOAD) $(LIBCOMMON)
 	$(call quiet,LD,$@)
@@ -123,11 +126,11 @@ $(BUILD)/chatload: $(call obj,loadgen/main.c) $(LIBLOAD) $(LIBCOMMON)
 
 $(BUILD)/chat-client: $(call obj,loadgen/chat-client.c) $(LIBCOMMON)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CLIENT) $(PKGS_CHATD)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_CLIENT) $(PKGS_CHATD)) $(LIBS_CHATD) -lm
 
 $(BUILD)/rainbow: $(call obj,deployer/main.c) $(LIBRAINBOW) $(LIBCOMMON)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_RAINBOW) $(PKGS_CHATD)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_RAINBOW) $(PKGS_CHATD)) $(LIBS_CHATD) -lm
 
 # Unit tests, test helpers and benchmarks link every module archive; the
 # linker takes only the objects each one uses.
@@ -135,15 +138,15 @@ TEST_LIBS = $(LIBSERVER) $(LIBLOAD) $(LIBRAINBOW) $(LIBCOMMON)
 $(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) $(LIBS_CHATD) -lm
 $(BUILD)/tests/%: $(BUILD)/obj/tests/helpers/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) $(LIBS_CHATD) -lm
 $(BUILD)/bench/%: $(BUILD)/obj/bench/%.o $(TEST_LIBS)
 	@mkdir -p $(dir $@)
 	$(call quiet,LD,$@)
-	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(Q)$(CC) $(ALL_LDFLAGS) -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) $(LIBS_CHATD) -lm
 
 deps:
 	@scripts/deps.sh
@@ -189,7 +192,7 @@ $(FUZZ_BUILD)/libfuzz.a: $(FUZZ_LIB_OBJ)
 	$(Q)ar rcs $@ $^
 $(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_BUILD)/libfuzz.a
 	$(call quiet,LD,$@)
-	$(Q)clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) -lm
+	$(Q)clang $(FUZZ_SAN) -fsanitize=fuzzer -o $@ $^ $(call pkg_libs,$(PKGS_ALL)) $(LIBS_CHATD) -lm
 fuzz: deps fuzz-build
 	@for f in $(FUZZERS); do \
 		n=$$(basename $$f); mkdir -p $(FUZZ_BUILD)/corpus-$$n; \

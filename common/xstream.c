@@ -903,3 +903,11 @@ unsigned xstream_depth(const struct xstream *xs)
 {
 	return xs->depth;
 }
+
+int xstream_at_boundary(const struct xstream *xs)
+{
+	if (xs->state != XS_OPEN || xs->depth != 1)
+		return 0;
+	/* Without a parser the stream was compacted, which happens only at a boundary. */
+	return !xs->p || (!xs->cur && xs->fed == xs->mark);
+}

@@ -138,4 +138,12 @@ const char *xstream_strerror(int err);
 /* The depth the parser is at (0 before the header, 1 between stanzas). */
 unsigned xstream_depth(const struct xstream *xs);
 
+/*
+ * 1 when the stream is open and between stanzas with no partial input
+ * buffered (a stanza, or a start tag, begun and not finished): what a
+ * framed transport (XMPP over WebSocket, one element per message) checks
+ * after each message.
+ */
+int xstream_at_boundary(const struct xstream *xs);
+
 #endif

@@ -44,6 +44,9 @@ struct opt {
 
 static const struct opt config_opts[] = {
 	STR(listen, "ADDR:PORT", "client listener (default 0.0.0.0:5222)"),
+	STR(websocket, "ADDR:PORT",
+	    "XMPP over WebSocket (RFC 7395) listener, path /xmpp-websocket, subprotocol xmpp "
+	    "(default: none)"),
 	STR(http, "ADDR:PORT",
 	    "HTTP /metrics /healthz /readyz (default 0.0.0.0:5280; \"\" disables)"),
 	STR(domain, "NAME", "XMPP domain served (default localhost)"),
@@ -106,7 +109,8 @@ static const struct opt config_opts[] = {
 	    "accept a --users or --cluster-secret-file that others can read"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
 	STRN("ports-file", ports_file, "FILE",
-	     "once listening, write the bound addresses there (listen=, http=, cluster= lines, "
+	     "once listening, write the bound addresses there (listen=, websocket=, http=, "
+	     "cluster= lines, "
 	     "atomically): with port 0 the kernel picks free ports, with no race"),
 	/* cluster routing (issue 4, docs/cluster.md) */
 	STRN("cluster-listen", cluster_listen, "ADDR:PORT",

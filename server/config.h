@@ -13,6 +13,7 @@
 
 struct config {
 	char listen[256];	       /* ADDR:PORT of the client listener */
+	char websocket[256];	       /* ADDR:PORT of the WebSocket listener, or "" */
 	char http[256];		       /* ADDR:PORT of the HTTP endpoint; "" = off */
 	char domain[256];	       /* the XMPP domain served (nameprep'ed) */
 	char version_label[128];       /* reported by XEP-0092 and chatd_build_info */

@@ -15,6 +15,7 @@
 #include "session.h"
 #include "srv.h"
 #include "tlsbio.h"
+#include "ws.h"
 #include "xstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -239,6 +240,7 @@ static void conn_close_cb(uv_handle_t *h)
 	srv_conn_removed(srv, c);
 	xstream_free(c->xs);
 	tlsbio_free(c->tls);
+	ws_free(c->ws);
 	session_free(c);
 	free(c);
 }
@@ -279,6 +281,8 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 	 * is what the deployer watches, and a lingering socket is done. */
 	c->srv->metrics.closed_total[reason]++;
 	c->srv->metrics.connections--;
+	if (c->ws)
+		c->srv->metrics.ws_connections--;
 	connlife_close(&c->srv->metrics.life, &c->life, uv_now(c->srv->loop));
 	if (c->xs && c->in_feed)
 		xstream_stop(c->xs);
@@ -464,6 +468,11 @@ static void conn_raw_write(struct conn *c, const char *data, size_t len, char *o
 	}
 }
 
+void conn_write_raw(struct conn *c, const char *data, size_t len)
+{
+	conn_raw_write(c, data, len, NULL);
+}
+
 /* Sends what TLS produced (handshake records, alerts, application data). */
 static void conn_tls_flush(struct conn *c)
 {
@@ -484,6 +493,10 @@ void conn_send(struct conn *c, const char *data, size_t len)
 		return;
 	if (c->overflow && !c->closing)
 		return; /* over --max-output: whole stanzas are dropped until the close */
+	if (c->ws) {
+		ws_send(c, data, len);
+		return;
+	}
 	if (!c->tls) {
 		conn_raw_write(c, data, len, NULL);
 		return;
@@ -600,7 +613,9 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->ping_seq = 0;
 		c->t_deadline = 0;
 	}
-	if (c->tls)
+	if (c->ws)
+		ws_input(c, buf->base, (size_t)nread);
+	else if (c->tls)
 		conn_tls_input(c, buf->base, (size_t)nread);
 	else
 		session_input(c, buf->base, (size_t)nread);
@@ -619,7 +634,7 @@ static void conn_free_uncounted(uv_handle_t *h)
 	free(container_of(h, struct conn, tcp));
 }
 
-int conn_accept(struct srv *srv, uv_stream_t *listener)
+int conn_accept(struct srv *srv, uv_stream_t *listener, int websocket)
 {
 	struct conn *c;
 	int len, r;
@@ -649,12 +664,17 @@ int conn_accept(struct srv *srv, uv_stream_t *listener)
 	c->tokens = (int64_t)srv->cfg->preauth_rate_burst * 1000;
 	srv->metrics.accepted_total++;
 	srv->metrics.connections++;
+	if (websocket) {
+		srv->metrics.ws_accepted_total++;
+		srv->metrics.ws_connections++;
+		c->ws = ws_new(c);
+	}
 	connlife_open(&srv->metrics.life, &c->life, uv_now(srv->loop));
 	srv_conn_added(srv, c);
 	srv_conn_schedule(srv, c);
 	conn_log(c, LOG_DEBUG, "accept", "connections=%llu",
 		 (unsigned long long)srv->metrics.connections);
-	if (session_init(c) != 0) {
+	if (session_init(c) != 0 || (websocket && !c->ws)) {
 		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
 		return 0;
 	}

@@ -32,6 +32,7 @@ struct srv;
 struct sasl;
 struct xstream;
 struct tlsbio;
+struct ws;
 struct route;
 struct presence_dir;
 
@@ -57,6 +58,7 @@ struct conn {
 	uint64_t id;		       /* unique per process, for logs: conn=<id> */
 	struct xstream *xs;	       /* stream parser; owned; compacted when idle */
 	struct tlsbio *tls;	       /* TLS layer after STARTTLS, else NULL; owned */
+	struct ws *ws;		       /* XMPP over WebSocket (ws.c), else NULL; owned */
 	struct sasl *sasl;	       /* during SASL only, else NULL; owned */
 	char *user;		       /* authenticated localpart (prepared) until bound,
 				    then NULL (c->jid.node has it); owned */
@@ -109,8 +111,13 @@ struct conn {
 	unsigned tls_up : 1;	     /* the TLS handshake completed (counted for a trim) */
 };
 
-/* Accepts a pending connection on the listener; 0 or a negative uv error. */
-int conn_accept(struct srv *srv, uv_stream_t *listener);
+/* Accepts a pending connection on the listener; 0 or a negative uv error.
+ * websocket: the listener is --websocket's (the connection starts in HTTP). */
+int conn_accept(struct srv *srv, uv_stream_t *listener, int websocket);
+
+/* Writes bytes to the socket as they are (no TLS, no framing): the
+ * WebSocket layer's way out. Bounded by --max-output like conn_send(). */
+void conn_write_raw(struct conn *c, const char *data, size_t len);
 
 /*
  * Sends bytes (through TLS when active). Never closes synchronously: when

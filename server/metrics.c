@@ -88,12 +88,27 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 	struct out o = { buf, cap, 0, 0 };
 	long n;
 
-	put_metric(&o, "chatd_connections", "gauge", "Open client TCP connections.",
+	put_metric(&o, "chatd_connections", "gauge", "Open client connections (TCP and WebSocket).",
 		   m->connections);
+	put(&o,
+	    "# HELP chatd_connections_by_transport Open client connections, by transport.\n"
+	    "# TYPE chatd_connections_by_transport gauge\n"
+	    "chatd_connections_by_transport{transport=\"tcp\"} %llu\n"
+	    "chatd_connections_by_transport{transport=\"websocket\"} %llu\n",
+	    (unsigned long long)(m->connections - m->ws_connections),
+	    (unsigned long long)m->ws_connections);
 	put_metric(&o, "chatd_sessions", "gauge", "Authenticated and bound client sessions.",
 		   m->sessions);
 	put_metric(&o, "chatd_connections_accepted_total", "counter",
 		   "Client connections accepted.", m->accepted_total);
+	put(&o,
+	    "# HELP chatd_connections_accepted_by_transport_total Client connections "
+	    "accepted, by transport.\n"
+	    "# TYPE chatd_connections_accepted_by_transport_total counter\n"
+	    "chatd_connections_accepted_by_transport_total{transport=\"tcp\"} %llu\n"
+	    "chatd_connections_accepted_by_transport_total{transport=\"websocket\"} %llu\n",
+	    (unsigned long long)(m->accepted_total - m->ws_accepted_total),
+	    (unsigned long long)m->ws_accepted_total);
 	put(&o, "# HELP chatd_connections_closed_total Client connections closed, by reason.\n"
 		"# TYPE chatd_connections_closed_total counter\n");
 	for (int i = 0; i < CLOSE_REASON_COUNT; i++)

@@ -45,9 +45,11 @@ const char *close_reason_name(enum close_reason r);
 enum close_reason close_reason_from_condition(const char *cond);
 
 struct metrics {
-	uint64_t connections;			   /* gauge: +1 conn_accept(), -1 conn_close() */
-	uint64_t sessions;			   /* gauge: +1 router_add(), -1 router_remove() */
-	uint64_t accepted_total;		   /* srv.c accept callback */
+	uint64_t connections;	    /* gauge: +1 conn_accept(), -1 conn_close() */
+	uint64_t sessions;	    /* gauge: +1 router_add(), -1 router_remove() */
+	uint64_t accepted_total;    /* srv.c accept callback */
+	uint64_t ws_connections;    /* gauge, of connections: WebSocket ones: conn.c accept/close */
+	uint64_t ws_accepted_total; /* of accepted_total: WebSocket ones: conn.c conn_accept() */
 	uint64_t closed_total[CLOSE_REASON_COUNT]; /* conn_close() */
 	uint64_t stanzas_total;			   /* message/presence/iq received from clients:
 					session.c session_stanza() */

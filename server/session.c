@@ -11,6 +11,7 @@
 #include "router.h"
 #include "sasl.h"
 #include "srv.h"
+#include "ws.h"
 #include "xstream.h"
 
 /* SASL failures allowed on one stream (RFC 6120 6.4.5: 2 to 5). */
@@ -59,6 +60,12 @@ void session_header(struct conn *c, struct xbuf *b)
 	/* Unique and unpredictable (RFC 6120 4.7.3), not secret. */
 	if (srv_random_hex(c->srv, id, 8) != 0)
 		snprintf(id, sizeof(id), "%016llx", (unsigned long long)c->id);
+	if (c->ws) {
+		/* RFC 7395 3.3.2: the header is an <open/> element of its own. */
+		ws_open_header(b, id, c->srv->domain);
+		c->header_sent = 1;
+		return;
+	}
 	xbuf_puts(b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
 		     "xmlns:stream='http://etherx.jabber.org/streams' id='");
 	xbuf_puts(b, id);
@@ -143,7 +150,8 @@ static void send_features(struct conn *c, struct xbuf *b)
 		xbuf_puts(b, "<bind xmlns='" NS_BIND "'/>"
 			     "<session xmlns='" NS_SESSION "'><optional/></session>");
 	} else {
-		if (c->srv->tls_ctx && !c->tls)
+		/* No STARTTLS over WebSocket: TLS is the WebSocket's (RFC 7395 3.6). */
+		if (c->srv->tls_ctx && !c->tls && !c->ws)
 			xbuf_puts(b, c->srv->cfg->require_tls ? "<starttls xmlns='" NS_TLS
 								"'><required/></starttls>"
 							      : "<starttls xmlns='" NS_TLS "'/>");
@@ -237,7 +245,7 @@ static void preauth_violation(struct conn *c, const struct xnode *n)
 
 static void handle_starttls(struct conn *c)
 {
-	if (!c->srv->tls_ctx || c->tls) {
+	if (!c->srv->tls_ctx || c->tls || c->ws) {
 		conn_send_str(c, "<failure xmlns='" NS_TLS "'/></stream:stream>");
 		c->header_sent = 0; /* the stream is over: no second header */
 		conn_close(c, CLOSE_TLS_ERROR, NULL, NULL);

@@ -23,6 +23,7 @@
 #include "sasl.h"
 #include "tlsbio.h"
 #include "users.h"
+#include "ws.h"
 #include "xstream.h"
 
 const struct router_hooks srv_router_hooks = {
@@ -202,7 +203,7 @@ static void srv_accept_cb(uv_stream_t *listener, int status)
 	int r = status;
 
 	if (r >= 0)
-		r = conn_accept(srv, listener);
+		r = conn_accept(srv, listener, listener == (uv_stream_t *)&srv->ws_listener);
 	if (r >= 0 || r == UV_EAGAIN)
 		return;
 	/* Out of descriptors under a connect flood (libuv sheds the excess):
@@ -412,7 +413,7 @@ static void srv_listener_closed(uv_handle_t *h)
 {
 	struct srv *srv = h->data;
 
-	srv->listening = 0;
+	srv->listening--;
 	srv_maybe_done(srv);
 }
 
@@ -429,6 +430,8 @@ void srv_drain(struct srv *srv)
 		 (unsigned long long)srv->metrics.connections,
 		 (unsigned long long)srv->metrics.sessions, srv->cfg->drain_timeout);
 	uv_close((uv_handle_t *)&srv->listener, srv_listener_closed);
+	if (srv->cfg->websocket[0])
+		uv_close((uv_handle_t *)&srv->ws_listener, srv_listener_closed);
 }
 
 void srv_shutdown(struct srv *srv)
@@ -484,6 +487,24 @@ static int srv_write_ports(struct srv *srv)
 		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
 		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
 		n = snprintf(buf, sizeof(buf), "listen=%s:%d\n", host, port);
+	}
+	if (cfg->websocket[0]) {
+		len = (int)sizeof(ss);
+		if (uv_tcp_getsockname(&srv->ws_listener, (struct sockaddr *)&ss, &len) != 0)
+			return -1;
+		if (ss.ss_family == AF_INET6) {
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
+				  sizeof(host));
+			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+			n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=[%s]:%d\n", host,
+				      port);
+		} else {
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
+				  sizeof(host));
+			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+			n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=%s:%d\n", host,
+				      port);
+		}
 	}
 	if (srv->http) {
 		const char *colon = strrchr(cfg->http, ':');
@@ -595,6 +616,24 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	if (r != 0) {
 		log_error("listen_error", "addr=%s err=%s", cfg->listen, uv_strerror(r));
 		return -1;
+	}
+	if (cfg->websocket[0]) {
+		if (srv_parse_addr(cfg->websocket, &ss) != 0) {
+			log_error("config_error", "msg=\"bad --websocket address\" websocket=%s",
+				  cfg->websocket);
+			return -1;
+		}
+		uv_tcp_init(loop, &srv->ws_listener);
+		srv->ws_listener.data = srv;
+		srv->listening++;
+		r = uv_tcp_bind(&srv->ws_listener, (struct sockaddr *)&ss, 0);
+		if (r == 0)
+			r = uv_listen((uv_stream_t *)&srv->ws_listener, 4096, srv_accept_cb);
+		if (r != 0) {
+			log_error("listen_error", "addr=%s err=%s", cfg->websocket, uv_strerror(r));
+			return -1;
+		}
+		log_info("listen_websocket", "addr=%s path=" WS_PATH, cfg->websocket);
 	}
 	if (cfg->http[0]) {
 		srv->http = http_start(srv, cfg->http);

@@ -65,6 +65,7 @@ struct srv {
 	const struct config *cfg; /* not owned */
 	char *domain;		  /* cfg->domain, nameprep'ed; owned */
 	uv_tcp_t listener;	  /* client listener */
+	uv_tcp_t ws_listener;	  /* --websocket: XMPP over WebSocket clients (ws.c) */
 	uv_signal_t sigterm, sigint;
 	uv_timer_t deadline_timer;     /* armed for deadlines' top; .data NULL until srv_init */
 	uv_timer_t drain_timer;	       /* the drain deadline, while draining */
@@ -99,7 +100,7 @@ struct srv {
 	uint64_t accept_errors;	       /* failed accepts (EMFILE, ENOMEM), for the log */
 	uint32_t accept_warn_next;     /* ms: earliest next accept_error log line */
 	enum srv_phase phase;
-	int listening;		  /* listener open */
+	int listening;		  /* listeners open (client, WebSocket) */
 	int signals;		  /* SIGTERM/SIGINT received */
 	int done;		  /* handles closed for exit */
 	unsigned char rnd[512];	  /* RAND_bytes() drawn ahead for ids (srv_random) */
