@@ -991,13 +991,19 @@ int local_switch_died(const char *state_dir, char *msg, size_t len, json_t **bea
 	return 1;
 }
 
-int local_up(const char *exe, const char *state_dir, const char *listen, int *already, char *err,
-	     size_t errlen)
+int local_up(const char *exe, const char *state_dir, const char *listen, int switches, int *already,
+	     char *err, size_t errlen)
 {
-	char reply[256], log[LOCAL_PATH_MAX];
-	char *argv[] = { (char *)exe,	    "local",	"serve",	"--state-dir",
-			 (char *)state_dir, "--listen", (char *)listen, NULL };
+	char reply[256], log[LOCAL_PATH_MAX], n[16];
+	char *argv[] = { (char *)exe, "local",	      "serve", "--state-dir", (char *)state_dir,
+			 "--listen",  (char *)listen, NULL,    NULL,	      NULL };
 	int rc, pid;
+
+	if (switches > 0) {
+		snprintf(n, sizeof(n), "%d", switches);
+		argv[7] = "--switches";
+		argv[8] = n;
+	}
 
 	*already = 0;
 	rc = local_state_init(state_dir);

@@ -95,6 +95,7 @@ struct lsw_colour {
 };
 
 struct lsw_follower {
+	struct lsw *sw;
 	int slot;
 	int pid;
 	uv_process_t proc;
@@ -146,6 +147,21 @@ struct lsw {
 	char route_sig[96];
 	uint64_t started_ms;
 };
+
+/* Counters summed over the leader and its followers (status). */
+struct lsw_totals {
+	long connections, accepted, refused, refused_limit, failed, retried, max_connections;
+	long queued_bytes;
+};
+
+/* lsw_follow.c: follower switch processes (SO_REUSEPORT) */
+int lsw_followers_start(struct lsw *sw, int n);
+void lsw_followers_route(struct lsw *sw);
+void lsw_followers_tick(struct lsw *sw);
+void lsw_followers_stop(struct lsw *sw);
+/* Adds the followers' last reports to t, and one object each to switches (may be NULL). */
+void lsw_followers_totals(struct lsw *sw, struct lsw_totals *t, json_t *switches);
+int lsw_follower_run(const struct lswitch_opts *o);
 
 /* lsw_sup.c: the replicas */
 int lsw_sup_init(struct lsw *sw);

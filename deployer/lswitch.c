@@ -202,6 +202,7 @@ int lsw_save(struct lsw *sw)
 	for (size_t i = 0; sw->static_sel && i < sw->n_static; i++)
 		json_array_append_new(arr, json_string(sw->statics[i]->addr));
 	json_object_set_new(o, "listen", json_string(sw->listen));
+	json_object_set_new(o, "switches", json_integer(sw->n_switches));
 	json_object_set_new(o, "selected", json_string(sw->selected));
 	json_object_set_new(o, "static", json_boolean(sw->static_sel));
 	json_object_set_new(o, "backends", arr);
@@ -253,19 +254,23 @@ void lsw_record(struct lsw *sw, json_t *event)
  * when it is there and its pid is gone, the switch died, and it says how
  * many connections went with it (local_switch_died()).
  */
+static void totals(struct lsw *sw, struct lsw_totals *t, json_t *switches);
+
 static void beat(struct lsw *sw, int force)
 {
 	char tmp[2300];
 	uint64_t now = lsw_now_ms();
+	struct lsw_totals t;
 	json_t *o;
 	int rc;
 
 	if (!force && now < sw->beat_next)
 		return;
 	sw->beat_next = now + 1000;
+	totals(sw, &t, NULL);
 	o = json_pack("{s:i,s:f,s:I,s:I,s:s,s:s,s:i}", "pid", (int)getpid(), "t",
 		      (double)run_now_ms() / 1000.0, "started", (json_int_t)sw->started_unix,
-		      "connections", (json_int_t)sw->dp.active, "listen", sw->listen, "selected",
+		      "connections", (json_int_t)t.connections, "listen", sw->listen, "selected",
 		      sw->selected, "replicas", lsw_sup_running(sw));
 	if (!o)
 		return;
@@ -306,6 +311,7 @@ void lsw_route_update(struct lsw *sw)
 	if (strcmp(sig, sw->route_sig) != 0) {
 		snprintf(sw->route_sig, sizeof(sw->route_sig), "%s", sig);
 		log_info("route", "sha=%s backends=%zu", sw->selected[0] ? sw->selected : "-", n);
+		lsw_followers_route(sw);
 	}
 	lsw_dp_gc(&sw->dp);
 }
@@ -386,6 +392,8 @@ static void resume(struct lsw *sw)
 		json_decref(o);
 		return;
 	}
+	if (!sw->n_switches)
+		sw->n_switches = (int)json_integer_value(json_object_get(o, "switches"));
 	/* The selection first: a replica found dead while resuming is judged by it. */
 	sha = json_string_value(json_object_get(o, "selected"));
 	arr = json_object_get(o, "backends");
@@ -472,6 +480,22 @@ static void static_probe_tick(struct lsw *sw)
 
 /* ---- control ---------------------------------------------------------------- */
 
+static void totals(struct lsw *sw, struct lsw_totals *t, json_t *switches)
+{
+	const struct lsw_dp *dp = &sw->dp;
+
+	memset(t, 0, sizeof(*t));
+	t->connections = dp->active;
+	t->accepted = dp->accepted;
+	t->refused = dp->refused;
+	t->refused_limit = dp->refused_limit;
+	t->failed = dp->failed;
+	t->retried = dp->retried;
+	t->max_connections = dp->max_proxies;
+	t->queued_bytes = (long)dp->queued_bytes;
+	lsw_followers_totals(sw, t, switches);
+}
+
 static json_t *dp_json(const struct lsw_dp *dp, int pid)
 {
 	return json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "pid", pid, "connections",
@@ -487,6 +511,7 @@ static char *status_json(struct lsw *sw)
 	json_t *o = json_object(), *per = json_array(), *sel = json_array(), *sws = json_array();
 	const struct lsw_dp *dp = &sw->dp;
 	struct lsw_backend *be;
+	struct lsw_totals t;
 	char *s;
 
 	for (size_t i = 0; i < dp->n_route; i++)
@@ -504,19 +529,21 @@ static char *status_json(struct lsw *sw)
 		json_array_append_new(per, b);
 	}
 	json_array_append_new(sws, dp_json(dp, getpid()));
+	totals(sw, &t, sws);
 	json_object_set_new(o, "listen", json_string(sw->listen));
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "selected", json_string(sw->selected));
 	json_object_set_new(o, "backends", sel);
-	json_object_set_new(o, "connections", json_integer(dp->active));
-	json_object_set_new(o, "accepted", json_integer(dp->accepted));
-	json_object_set_new(o, "refused", json_integer(dp->refused));
-	json_object_set_new(o, "refused_limit", json_integer(dp->refused_limit));
-	json_object_set_new(o, "failed", json_integer(dp->failed));
-	json_object_set_new(o, "retried", json_integer(dp->retried));
-	json_object_set_new(o, "max_connections", json_integer(dp->max_proxies));
+	json_object_set_new(o, "connections", json_integer(t.connections));
+	json_object_set_new(o, "accepted", json_integer(t.accepted));
+	json_object_set_new(o, "refused", json_integer(t.refused));
+	json_object_set_new(o, "refused_limit", json_integer(t.refused_limit));
+	json_object_set_new(o, "failed", json_integer(t.failed));
+	json_object_set_new(o, "retried", json_integer(t.retried));
+	json_object_set_new(o, "max_connections", json_integer(t.max_connections));
 	json_object_set_new(o, "fd_limit", json_integer(dp->fd_limit));
-	json_object_set_new(o, "queued_bytes", json_integer((json_int_t)dp->queued_bytes));
+	json_object_set_new(o, "queued_bytes", json_integer(t.queued_bytes));
+	json_object_set_new(o, "switch_processes", json_integer(1 + (json_int_t)sw->n_followers));
 	json_object_set_new(o, "saved", json_boolean(!sw->dirty));
 	json_object_set_new(o, "switches", sws);
 	json_object_set_new(o, "per_backend", per);
@@ -748,6 +775,7 @@ static void on_tick(uv_timer_t *t)
 		return;
 	lsw_sup_tick(sw);
 	static_probe_tick(sw);
+	lsw_followers_tick(sw);
 	beat(sw, 0);
 	if (sw->dirty)
 		lsw_save(sw);
@@ -800,6 +828,7 @@ static void lsw_stop(struct lsw *sw)
 	/* A clean stop: no heartbeat left behind to say it died. */
 	if (sw->beat_written)
 		unlink(sw->beat_path);
+	lsw_followers_stop(sw);
 	lsw_dp_close(&sw->dp);
 	lsw_sup_free(sw);
 	for (size_t i = 0; i < LSWITCH_BACKENDS_MAX; i++) {
@@ -835,8 +864,14 @@ int lswitch_run(const struct lswitch_opts *o)
 
 	if (!sw)
 		return -ENOMEM;
+	if (o->follower) {
+		free(sw);
+		return lsw_follower_run(o);
+	}
 	sw->loop = uv_default_loop();
 	sw->loop->data = sw;
+	sw->n_switches = o->switches;
+	snprintf(sw->exe, sizeof(sw->exe), "%s", o->exe ? o->exe : "rainbow");
 	sw->started_ms = lsw_now_ms();
 	snprintf(sw->listen, sizeof(sw->listen), "%s", o->listen);
 	snprintf(sw->state_dir, sizeof(sw->state_dir), "%s", o->state_dir);
@@ -869,7 +904,10 @@ int lswitch_run(const struct lswitch_opts *o)
 		goto out_close;
 	}
 	resume(sw);
-	rc = lsw_dp_listen(&sw->dp, (struct sockaddr *)&sw->listen_sa, -1, 0);
+	if (sw->n_switches < 1 || sw->n_switches > LSWITCH_SWITCHES_MAX)
+		sw->n_switches = 1;
+	/* Several processes share the port only when asked: one alone owns it. */
+	rc = lsw_dp_listen(&sw->dp, (struct sockaddr *)&sw->listen_sa, -1, sw->n_switches > 1);
 	if (rc < 0) {
 		log_error("listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rc));
 		goto out_close;
@@ -893,10 +931,15 @@ int lswitch_run(const struct lswitch_opts *o)
 	uv_timer_init(sw->loop, &sw->tick);
 	sw->tick.data = sw;
 	uv_timer_start(&sw->tick, on_tick, LSWITCH_TICK_MS, LSWITCH_TICK_MS);
+	lsw_save(sw);
+	if (sw->n_switches > 1 && lsw_followers_start(sw, sw->n_switches) < 0)
+		goto out_close;
 	beat(sw, 1);
-	log_info("listen", "addr=%s control=%s selected=%s max_connections=%ld fd_limit=%ld",
+	log_info("listen",
+		 "addr=%s control=%s selected=%s max_connections=%ld fd_limit=%ld "
+		 "switch_processes=%d",
 		 sw->listen, sw->sock_path, sw->selected[0] ? sw->selected : "-",
-		 sw->dp.max_proxies, sw->dp.fd_limit);
+		 sw->dp.max_proxies, sw->dp.fd_limit, sw->n_switches);
 	uv_run(sw->loop, UV_RUN_DEFAULT);
 	rc = 0;
 	goto out_free;

@@ -261,6 +261,58 @@ class LocalPlatform(unittest.TestCase):
         # Told once: a later local up (the switch runs) says nothing of it.
         self.assertNotIn("died", p.up().stdout)
 
+    def test_several_switch_processes_steered_as_one(self):
+        p = self.plat
+        r = p.rb("local", "down", "--force")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p.up("--switches", "2")
+        p.deploy("aaaaaaa", "-r", "2")
+        sw = p.switch()
+        self.assertEqual(sw["switch_processes"], 2)
+        self.assertEqual(len(sw["backends"]), 2)
+        clients = self.login_all(40, "m")
+        sw = p.switch()
+        procs = sw["switches"]
+        self.assertEqual(len(procs), 2)
+        # The kernel spreads them over both processes; status adds them up.
+        harness.wait_for(lambda: p.switch()["connections"] == 40, timeout=10, interval=0.2,
+                         what="both processes reporting")
+        self.assertTrue(all(w["accepted"] > 0 for w in p.switch()["switches"]),
+                        p.switch()["switches"])
+        # A follower that dies drops its share only; the leader starts another.
+        follower = [w for w in procs if w["pid"] != sw["pid"]][0]
+        os.kill(follower["pid"], signal.SIGKILL)
+        harness.wait_for(lambda: any(e["event"] == "switch-process-died" for e in p.record()),
+                         timeout=10, interval=0.1, what="death recorded")
+        harness.wait_for(lambda: all(w["pid"] > 0 and w["pid"] != follower["pid"]
+                                     for w in p.switch()["switches"]),
+                         timeout=10, interval=0.2, what="another follower")
+        alive = 0
+        for c in clients:
+            try:
+                c.sock.settimeout(0.2)
+                alive += c.sock.recv(1) != b""
+            except socket.timeout:
+                alive += 1  # still open (nothing to read): it survived
+            except OSError:
+                pass
+        self.assertGreater(alive, 0)
+        self.assertLess(alive, 40)
+        self.assertEqual(len(self.login_all(10, "n")), 10)
+        # The leader dies: the followers go with it (the switch is one unit).
+        pids = [w["pid"] for w in p.switch()["switches"]]
+        os.kill(p.switch()["pid"], signal.SIGKILL)
+        def running(pid):
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+            except OSError:
+                return False
+        harness.wait_for(lambda: not any(running(q) for q in pids), timeout=10, interval=0.1,
+                         what="followers gone")
+        p.up()
+        self.assertEqual(p.switch()["switch_processes"], 2)
+
 
 if __name__ == "__main__":
     unittest.main()
