@@ -91,6 +91,7 @@ enum opt_id {
 	O_DRY_RUN,
 	O_REPORT,
 	O_MAX_VIEWERS,
+	O_WEBSOCKET,
 };
 
 struct opt {
@@ -155,6 +156,9 @@ static const struct opt cli_opts[] = {
 	{ "listen", 0, 1, CMD_LOCAL | CMD_DASHBOARD, O_LISTEN, "ADDR:PORT",
 	  "local up: the switch's public address (default 127.0.0.1:5222); dashboard: its "
 	  "HTTP address (default 127.0.0.1:8080)" },
+	{ "websocket", 0, 1, CMD_LOCAL, O_WEBSOCKET, "ADDR:PORT",
+	  "local up: also carry XMPP over WebSocket here, to the selected colour's replicas "
+	  "(default: none)" },
 	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
 	  "local down: do not ask, even with connections open" },
 	{ "switches", 0, 1, CMD_LOCAL, O_SWITCHES, "N",
@@ -252,6 +256,7 @@ struct cli {
 	const char *drain;
 	const char *report;
 	long max_viewers;
+	const char *websocket;
 	int listen_given;
 };
 
@@ -517,6 +522,9 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		break;
 	case O_REPORT:
 		c->report = v;
+		break;
+	case O_WEBSOCKET:
+		c->websocket = v;
 		break;
 	case O_MAX_VIEWERS:
 		if (parse_int(v, 1, 10000, &c->max_viewers) != 0)
@@ -1435,7 +1443,9 @@ static int cmd_local(struct cli *c, const char *argv0)
 	if (!sub)
 		return usage_error(c, "local needs up, down or status%s", "");
 	if (strcmp(sub, "serve") == 0) {
-		struct lswitch_opts so = { .listen = c->listen, .state_dir = c->state_dir };
+		struct lswitch_opts so = { .listen = c->listen,
+					   .websocket = c->websocket,
+					   .state_dir = c->state_dir };
 		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 		if (n <= 0)
@@ -1464,8 +1474,8 @@ static int cmd_local(struct cli *c, const char *argv0)
 		json_t *beat = NULL;
 		int was_dead = local_switch_died(c->state_dir, died, sizeof(died), &beat);
 
-		rc = local_up(exe, c->state_dir, c->listen, c->switches, &already, err,
-			      sizeof(err));
+		rc = local_up(exe, c->state_dir, c->listen, c->websocket, c->switches, &already,
+			      err, sizeof(err));
 		if (rc < 0) {
 			json_decref(beat);
 			fprintf(stderr, "rainbow: local up: %s\n", err);
@@ -1488,10 +1498,13 @@ static int cmd_local(struct cli *c, const char *argv0)
 		}
 		json_decref(beat);
 		if (switch_status(c->state_dir, &st) == 0) {
-			printf("local platform %s: switch on %s (pid %" JSON_INTEGER_FORMAT
+			const char *ws = json_string_value(json_object_get(st, "websocket"));
+
+			printf("local platform %s: switch on %s%s%s (pid %" JSON_INTEGER_FORMAT
 			       ", state dir %s)\n",
 			       already ? "already up" : "up",
 			       json_string_value(json_object_get(st, "listen")),
+			       ws ? ", WebSocket on " : "", ws ? ws : "",
 			       json_integer_value(json_object_get(st, "pid")), c->state_dir);
 			json_decref(st);
 		}

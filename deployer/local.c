@@ -991,18 +991,32 @@ int local_switch_died(const char *state_dir, char *msg, size_t len, json_t **bea
 	return 1;
 }
 
-int local_up(const char *exe, const char *state_dir, const char *listen, int switches, int *already,
-	     char *err, size_t errlen)
+int local_up(const char *exe, const char *state_dir, const char *listen, const char *websocket,
+	     int switches, int *already, char *err, size_t errlen)
 {
 	char reply[256], log[LOCAL_PATH_MAX], n[16];
-	char *argv[] = { (char *)exe, "local",	      "serve", "--state-dir", (char *)state_dir,
-			 "--listen",  (char *)listen, NULL,    NULL,	      NULL };
-	int rc, pid;
+	char *argv[] = { (char *)exe,
+			 "local",
+			 "serve",
+			 "--state-dir",
+			 (char *)state_dir,
+			 "--listen",
+			 (char *)listen,
+			 NULL,
+			 NULL,
+			 NULL,
+			 NULL,
+			 NULL };
+	int k = 7, rc, pid;
 
 	if (switches > 0) {
 		snprintf(n, sizeof(n), "%d", switches);
-		argv[7] = "--switches";
-		argv[8] = n;
+		argv[k++] = "--switches";
+		argv[k++] = n;
+	}
+	if (websocket) {
+		argv[k++] = "--websocket";
+		argv[k++] = (char *)websocket;
 	}
 
 	*already = 0;

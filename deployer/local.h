@@ -30,11 +30,12 @@ int local_state_init(const char *state_dir);
 /*
  * Starts the switch daemon (`exe local serve ...`, detached, log in
  * STATE/switch.log; switches > 0: that many processes sharing the port,
- * 0: as saved, else 1) unless one answers; waits until it answers. 0, or
- * -errno with a message in err. *already is set when it was running.
+ * 0: as saved, else 1; websocket, or NULL: its XMPP over WebSocket address)
+ * unless one answers; waits until it answers. 0, or -errno with a message
+ * in err. *already is set when it was running.
  */
-int local_up(const char *exe, const char *state_dir, const char *listen, int switches, int *already,
-	     char *err, size_t errlen);
+int local_up(const char *exe, const char *state_dir, const char *listen, const char *websocket,
+	     int switches, int *already, char *err, size_t errlen);
 
 /*
  * Stops every colour's replicas (unless keep_colours) and the switch.

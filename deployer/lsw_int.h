@@ -53,6 +53,7 @@ struct lsw_rep {
 	struct lsw_watch *watch;
 	enum lsw_rep_state state;
 	char listen[64], http[64], cluster[64]; /* from its ports file; "" until then */
+	char websocket[64];			/* its XMPP over WebSocket port, likewise */
 	struct lsw_backend *be;			/* its listener, once known */
 	int ever_ready;				/* this incarnation was ready once */
 	int was_ready;				/* any incarnation was ready once */
@@ -113,6 +114,8 @@ struct lsw_ctl;
 struct lsw {
 	uv_loop_t *loop;
 	struct lsw_dp dp;
+	struct lsw_dp ws_dp; /* --websocket: the same route to the replicas' WebSocket ports */
+	char ws_listen[64];  /* "" without */
 	uv_pipe_t ctl;
 	uv_signal_t sig_term, sig_int;
 	uv_timer_t tick;

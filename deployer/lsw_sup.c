@@ -400,6 +400,8 @@ static int rep_spawn(struct lsw *sw, struct lsw_rep *r, char *err, size_t errlen
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--http";
 	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--websocket";
+	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--version-label";
 	argv[n++] = r->col->sha;
 	argv[n++] = "--instance";
@@ -641,6 +643,8 @@ static void rep_ports(struct lsw *sw, struct lsw_rep *r)
 			snprintf(r->http, sizeof(r->http), "%s", v);
 		else if (strcmp(line, "cluster") == 0)
 			snprintf(r->cluster, sizeof(r->cluster), "%s", v);
+		else if (strcmp(line, "websocket") == 0)
+			snprintf(r->websocket, sizeof(r->websocket), "%s", v);
 	}
 	fclose(f);
 	if (!r->listen[0] || lsw_parse_addr(r->listen, &sa) != 0) {

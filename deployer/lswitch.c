@@ -286,6 +286,46 @@ static void beat(struct lsw *sw, int force)
 
 /* ---- route ------------------------------------------------------------------ */
 
+/*
+ * The WebSocket listener's route: the WebSocket ports of the replicas the
+ * TCP route holds (their backends share the TCP backend's id), so both
+ * ports send new connections to the same colour at once.
+ */
+static void ws_route_update(struct lsw *sw, struct lsw_backend *const *route, size_t n)
+{
+	struct lsw_backend *ws_route[LSW_ROUTE_MAX], *be;
+	struct lsw_colour *c = lsw_colour_find(sw, sw->selected);
+	size_t m = 0;
+
+	for (be = sw->ws_dp.backends; be; be = be->next)
+		be->keep = 0;
+	for (size_t i = 0; c && i < c->n_rep; i++) {
+		struct lsw_rep *r = c->rep[i];
+		struct sockaddr_storage sa;
+		int routed = 0;
+
+		for (size_t k = 0; k < n; k++)
+			routed |= route[k] == r->be;
+		if (!routed || !r->websocket[0] || lsw_parse_addr(r->websocket, &sa) != 0)
+			continue;
+		be = lsw_dp_backend(&sw->ws_dp, r->be->id, c->sha, r->websocket, &sa);
+		if (!be)
+			continue;
+		be->keep = 1;
+		be->ready = 1;
+		ws_route[m++] = be;
+	}
+	lsw_dp_set_route(&sw->ws_dp, ws_route, m);
+	lsw_dp_gc(&sw->ws_dp);
+}
+
+/* A replica's WebSocket port refused: out of the WebSocket route until the
+ * next route update (its TCP readiness decides the rest). */
+static void on_ws_backend_down(struct lsw_dp *dp, struct lsw_backend *be, const char *why)
+{
+	be->ready = 0;
+}
+
 void lsw_route_update(struct lsw *sw)
 {
 	struct lsw_backend *route[LSW_ROUTE_MAX] = { 0 };
@@ -305,6 +345,8 @@ void lsw_route_update(struct lsw *sw)
 				route[n++] = c->rep[i]->be;
 	}
 	lsw_dp_set_route(&sw->dp, route, n);
+	if (sw->ws_listen[0])
+		ws_route_update(sw, route, n);
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ route[i]->id) * 1099511628211ULL;
 	snprintf(sig, sizeof(sig), "%s/%zu/%016" PRIx64, sw->selected, n, h);
@@ -531,6 +573,9 @@ static char *status_json(struct lsw *sw)
 	json_array_append_new(sws, dp_json(dp, getpid()));
 	totals(sw, &t, sws);
 	json_object_set_new(o, "listen", json_string(sw->listen));
+	json_object_set_new(o, "websocket",
+			    sw->ws_listen[0] ? json_string(sw->ws_listen) : json_null());
+	json_object_set_new(o, "websocket_connections", json_integer(sw->ws_dp.active));
 	json_object_set_new(o, "pid", json_integer(getpid()));
 	json_object_set_new(o, "selected", json_string(sw->selected));
 	json_object_set_new(o, "backends", sel);
@@ -830,6 +875,8 @@ static void lsw_stop(struct lsw *sw)
 		unlink(sw->beat_path);
 	lsw_followers_stop(sw);
 	lsw_dp_close(&sw->dp);
+	if (sw->ws_listen[0])
+		lsw_dp_close(&sw->ws_dp);
 	lsw_sup_free(sw);
 	for (size_t i = 0; i < LSWITCH_BACKENDS_MAX; i++) {
 		struct static_probe *sp = static_probes[i];
@@ -859,6 +906,7 @@ int lswitch_sock_path(const char *state_dir, char *buf, size_t len)
 int lswitch_run(const struct lswitch_opts *o)
 {
 	struct lsw *sw = calloc(1, sizeof(*sw));
+	struct sockaddr_storage ws_sa;
 	char reply[64];
 	int rc;
 
@@ -890,6 +938,14 @@ int lswitch_run(const struct lswitch_opts *o)
 		free(sw);
 		return rc;
 	}
+	if (o->websocket && *o->websocket) {
+		if (lsw_parse_addr(o->websocket, &ws_sa) < 0) {
+			log_error("listen", "websocket=%s err=\"want IP:PORT\"", o->websocket);
+			free(sw);
+			return -EINVAL;
+		}
+		snprintf(sw->ws_listen, sizeof(sw->ws_listen), "%s", o->websocket);
+	}
 	signal(SIGPIPE, SIG_IGN);
 	/* The socket is a live switch's (refuse) or a stale one of a dead switch. */
 	if (lswitch_call(o->state_dir, "ping", reply, sizeof(reply)) == 0) {
@@ -898,6 +954,9 @@ int lswitch_run(const struct lswitch_opts *o)
 		return -EADDRINUSE;
 	}
 	lsw_dp_init(&sw->dp, sw->loop, o->high_water, LSWITCH_FD_RESERVE, on_backend_down, sw);
+	if (sw->ws_listen[0])
+		lsw_dp_init(&sw->ws_dp, sw->loop, o->high_water, LSWITCH_FD_RESERVE,
+			    on_ws_backend_down, sw);
 	rc = lsw_sup_init(sw);
 	if (rc < 0) {
 		log_error("state-dir", "err=\"%s\"", strerror(-rc));
@@ -911,6 +970,15 @@ int lswitch_run(const struct lswitch_opts *o)
 	if (rc < 0) {
 		log_error("listen", "addr=%s err=\"%s\"", o->listen, uv_strerror(rc));
 		goto out_close;
+	}
+	if (sw->ws_listen[0]) {
+		rc = lsw_dp_listen(&sw->ws_dp, (struct sockaddr *)&ws_sa, -1, 0);
+		if (rc < 0) {
+			log_error("listen", "websocket=%s err=\"%s\"", sw->ws_listen,
+				  uv_strerror(rc));
+			goto out_close;
+		}
+		lsw_route_update(sw);
 	}
 	unlink(sw->sock_path);
 	uv_pipe_init(sw->loop, &sw->ctl, 0);
@@ -948,6 +1016,8 @@ out_close:
 	uv_run(sw->loop, UV_RUN_DEFAULT);
 out_free:
 	lsw_dp_free(&sw->dp);
+	if (sw->ws_listen[0])
+		lsw_dp_free(&sw->ws_dp);
 	uv_loop_close(sw->loop);
 	free(sw);
 	return rc;

@@ -5,7 +5,9 @@
  * with SO_REUSEPORT) that
  *  - proxies every new TCP connection to a READY replica of the selected
  *    colour (round robin); established connections keep flowing to the
- *    replica they started on, whatever the selection becomes later;
+ *    replica they started on, whatever the selection becomes later; with
+ *    a WebSocket address, a second listener does the same for the
+ *    replicas' XMPP over WebSocket ports (leader process only);
  *  - supervises the replicas: starts them, checks their readiness
  *    continuously, restarts those of live and starting colours that exit
  *    (with backoff), reports the others (deployer/lsw_sup.c).
@@ -44,7 +46,8 @@
 #define LSWITCH_SWITCHES_MAX 16
 
 struct lswitch_opts {
-	const char *listen; /* "127.0.0.1:5222" */
+	const char *listen;    /* "127.0.0.1:5222" */
+	const char *websocket; /* XMPP over WebSocket public address, or NULL: none */
 	const char *state_dir;
 	size_t high_water; /* bytes allocated for one side's output before the other side's reads stop */
 	int switches;	   /* processes sharing the public port (1: no SO_REUSEPORT) */
