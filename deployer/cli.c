@@ -992,10 +992,11 @@ static int cmd_status(struct cli *c)
 
 	if (rc)
 		return rc;
-	if (run_observe(&p, &obs) < 0) {
+	rc = run_observe(&p, &obs);
+	if (rc < 0) {
 		fprintf(stderr, "rainbow: %s\n", p.err);
 		p.ops->close(&p);
-		return 1;
+		return run_exit_for_error(rc); /* 3 platform, 4 denied (docs/rainbow.md) */
 	}
 	if (c->json) {
 		json_t *top = status_json(p.ops->name, &obs);
