@@ -38,8 +38,8 @@ static const char *const lf_replies[] = {
 	LF_HEADER "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/>"
 		  "<session xmlns='urn:ietf:params:xml:ns:xmpp-session'><optional/></session>"
 		  "</stream:features>",
-	"<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
-	"<jid>floor@example.test/floor</jid></bind></iq>",
+	("<iq type='result' id='b1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'>"
+	 "<jid>floor@example.test/floor</jid></bind></iq>"),
 	"<iq type='result' id='s1' to='floor@example.test/floor'/>",
 	"<presence from='floor@example.test/floor' to='floor@example.test/floor'/>",
 };
