@@ -71,8 +71,7 @@ static int link_send(uv_stream_t *s, const char *text)
 }
 
 /* Splits what arrived into lines; calls line() for each. 0, or -1 when a line is too long. */
-static int link_lines(char *buf, size_t *len, ssize_t nread, void (*line)(void *, char *),
-		      void *ud)
+static int link_lines(char *buf, size_t *len, ssize_t nread, void (*line)(void *, char *), void *ud)
 {
 	char *nl;
 
@@ -101,8 +100,8 @@ static char *route_line(struct lsw *sw)
 	for (size_t i = 0; i < sw->dp.n_route && off < cap; i++) {
 		const struct lsw_backend *be = sw->dp.route[i];
 
-		off += (size_t)snprintf(s + off, cap - off, " %u %s %s", be->id, be->sha[0] ? be->sha : "-",
-					be->addr);
+		off += (size_t)snprintf(s + off, cap - off, " %u %s %s", be->id,
+					be->sha[0] ? be->sha : "-", be->addr);
 	}
 	return s;
 }
@@ -134,8 +133,8 @@ static void followers_sum(struct lsw *sw)
 		size_t k;
 
 		json_array_foreach (per, k, row) {
-			be = lsw_dp_backend_find(&sw->dp,
-						 (unsigned)json_integer_value(json_array_get(row, 0)));
+			be = lsw_dp_backend_find(
+				&sw->dp, (unsigned)json_integer_value(json_array_get(row, 0)));
 			if (!be)
 				continue;
 			be->f_active += (long)json_integer_value(json_array_get(row, 1));
@@ -215,8 +214,8 @@ static void follower_exit(uv_process_t *p, int64_t status, int sig)
 		log_error("switch-process-died",
 			  "slot=%d pid=%d how=\"%s %d\" connections_dropped=%ld (its share; "
 			  "another starts in %d ms)",
-			  f->slot, f->pid, sig ? "signal" : "status", sig ? sig : (int)status, conns,
-			  LSW_FOLLOWER_RESTART_MS);
+			  f->slot, f->pid, sig ? "signal" : "status", sig ? sig : (int)status,
+			  conns, LSW_FOLLOWER_RESTART_MS);
 		run_record(sw->state_dir,
 			   json_pack("{s:s,s:i,s:i,s:I}", "event", "switch-process-died", "slot",
 				     f->slot, "pid", f->pid, "connections", (json_int_t)conns));
@@ -253,7 +252,7 @@ static int reuseport_socket(const struct sockaddr_storage *sa)
 
 static int follower_spawn(struct lsw *sw, struct lsw_follower *f)
 {
-	char *argv[] = { sw->exe,	  "local",    "serve",	  "--follower", "--state-dir",
+	char *argv[] = { sw->exe,	"local",    "serve",	"--follower", "--state-dir",
 			 sw->state_dir, "--listen", sw->listen, NULL };
 	uv_stdio_container_t stdio[5];
 	uv_process_options_t o;
@@ -364,8 +363,8 @@ void lsw_followers_stop(struct lsw *sw)
 
 void lsw_followers_totals(struct lsw *sw, struct lsw_totals *t, json_t *switches)
 {
-	static const char *const keys[] = { "connections", "accepted", "refused",
-					    "refused_limit", "failed", "retried",
+	static const char *const keys[] = { "connections",     "accepted",    "refused",
+					    "refused_limit",   "failed",      "retried",
 					    "max_connections", "queued_bytes" };
 
 	for (size_t i = 0; i < sw->n_followers; i++) {
@@ -389,9 +388,9 @@ void lsw_followers_totals(struct lsw *sw, struct lsw_totals *t, json_t *switches
 					  f->slot, "pid", f->pid, "alive", f->pid > 0, "restarts",
 					  f->restarts, "connections", (json_int_t)v[0], "accepted",
 					  (json_int_t)v[1], "refused", (json_int_t)v[2],
-					  "refused_limit", (json_int_t)v[3], "failed", (json_int_t)v[4],
-					  "max_connections", (json_int_t)v[6], "queued_bytes",
-					  (json_int_t)v[7]));
+					  "refused_limit", (json_int_t)v[3], "failed",
+					  (json_int_t)v[4], "max_connections", (json_int_t)v[6],
+					  "queued_bytes", (json_int_t)v[7]));
 	}
 }
 
@@ -494,9 +493,9 @@ static void fol_stats(uv_timer_t *t)
 	char *s, *line;
 
 	for (be = f->dp.backends; be; be = be->next)
-		json_array_append_new(per, json_pack("[i,I,I,I]", (int)be->id,
-						     (json_int_t)be->active, (json_int_t)be->total,
-						     (json_int_t)be->failed));
+		json_array_append_new(per,
+				      json_pack("[i,I,I,I]", (int)be->id, (json_int_t)be->active,
+						(json_int_t)be->total, (json_int_t)be->failed));
 	o = json_pack("{s:i,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:o}", "pid", (int)getpid(),
 		      "connections", (json_int_t)f->dp.active, "accepted",
 		      (json_int_t)f->dp.accepted, "refused", (json_int_t)f->dp.refused,
@@ -550,7 +549,8 @@ int lsw_follower_run(const struct lswitch_opts *o)
 	if (rc == 0)
 		rc = lsw_dp_listen(&f->dp, NULL, LSW_FOLLOWER_LISTEN_FD, 1);
 	if (rc < 0) {
-		log_error("follower", "err=\"%s\" (started by a leader switch only)", uv_strerror(rc));
+		log_error("follower", "err=\"%s\" (started by a leader switch only)",
+			  uv_strerror(rc));
 		fol_stop(f);
 		uv_run(f->loop, UV_RUN_DEFAULT);
 		lsw_dp_free(&f->dp);
