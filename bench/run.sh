@@ -5,8 +5,8 @@
 #
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
-# PIECE: chatd http fairness chatload compare cluster rainbow (the default:
-# all, in this order).
+# PIECE: chatd http fairness chatload compare cluster rainbow drain (the
+# default: all, in this order).
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
@@ -22,7 +22,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
-ORDER="chatd http fairness chatload compare cluster rainbow"
+ORDER="chatd http fairness chatload compare cluster rainbow drain"
 ALL="$ORDER"
 # Pieces whose command takes --quick (BENCH_QUICK=1).
 QUICK_PIECES="chatd chatload compare cluster"
@@ -69,6 +69,7 @@ command_of() {
 	compare) echo "BUILD=$BUILD bench/compare_servers.sh${extra:+ $extra}" ;;
 	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
 	rainbow) echo "python3 bench/rainbow_bench.py --build $BUILD${extra:+ $extra}" ;;
+	drain) echo "python3 bench/drain_bench.py --build $BUILD${extra:+ $extra}" ;;
 	esac
 }
 title_of() {
@@ -80,6 +81,7 @@ title_of() {
 	compare) echo "chatd, Prosody and ejabberd under the same chatload, plaintext and STARTTLS" ;;
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
 	rainbow) echo "rainbow on the local platform (issue 6)" ;;
+	drain) echo "Drain forecast accuracy (issue 14)" ;;
 	esac
 }
 script_of() {
@@ -91,6 +93,7 @@ script_of() {
 	compare) echo bench/compare_servers.sh ;;
 	cluster) echo bench/cluster_bench.py ;;
 	rainbow) echo bench/rainbow_bench.py ;;
+	drain) echo bench/drain_bench.py ;;
 	esac
 }
 
