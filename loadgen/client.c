@@ -148,6 +148,8 @@ static void client_unestablish(struct client *c)
 	st->connected--;
 	st->versions[c->version].connected--;
 	st->instances[c->instance].connected--;
+	if (fl->link)
+		wire_printf(fl->link, "X %u\n", fl->o->worker_first + c->slot);
 }
 
 /* The one place where a connection's fate is counted. */
@@ -820,6 +822,16 @@ static void client_established(struct client *c, const char *version, const char
 	c->est_pos = fl->nest;
 	fl->est[fl->nest++] = c->slot;
 	client_set_state(c, CLIENT_ESTABLISHED);
+	if (fl->link) {
+		/* The accountant learns labels before the records that use them. */
+		for (; fl->versions_sent < st->nversions; fl->versions_sent++)
+			wire_printf(fl->link, "V %u %s\n", fl->versions_sent,
+				    st->versions[fl->versions_sent].label);
+		/* A JID that cannot be one record field is no target for others. */
+		if (c->jid && *c->jid && !c->jid[strcspn(c->jid, " \t\r\n")])
+			wire_printf(fl->link, "E %u %u %s\n", o->worker_first + c->slot, c->version,
+				    c->jid);
+	}
 
 	life = opts_lifetime_draw(&o->lifetime, fleet_rand01(fl));
 	c->end_ms = life < 0 ? UINT32_MAX : now + (uint32_t)(life * 1000);
@@ -922,17 +934,16 @@ static void client_iq(struct client *c, struct xnode *iq)
 	client_send_buf(c, &b);
 }
 
-/* "w<worker>-<seq>" of this process: seq, else 0. */
-static uint64_t client_msg_seq(const struct client *c, const char *id)
+/* "w<worker>-<seq>": seq and *worker, else 0. */
+static uint64_t client_msg_seq(const char *id, unsigned long *worker)
 {
 	char *end;
-	unsigned long w;
 	unsigned long long seq;
 
-	if (!id || id[0] != 'w')
+	if (!id || id[0] != 'w' || id[1] < '0' || id[1] > '9')
 		return 0;
-	w = strtoul(id + 1, &end, 10);
-	if (*end != '-' || w != c->fl->worker)
+	*worker = strtoul(id + 1, &end, 10);
+	if (*end != '-' || end[1] < '0' || end[1] > '9')
 		return 0;
 	seq = strtoull(end + 1, &end, 10);
 	return *end ? 0 : seq;
@@ -940,17 +951,33 @@ static uint64_t client_msg_seq(const struct client *c, const char *id)
 
 static void client_message(struct client *c, struct xnode *m)
 {
+	struct fleet *fl = c->fl;
 	const char *type = xnode_attr(m, "type");
-	uint64_t seq = client_msg_seq(c, xnode_attr(m, "id"));
+	unsigned long w = 0;
+	uint64_t seq = client_msg_seq(xnode_attr(m, "id"), &w);
+	uint32_t by = fl->o->worker_first + c->slot;
 
 	if (type && strcmp(type, "error") == 0) {
-		if (seq)
-			msgtrack_bounced(&c->fl->mt, seq);
+		if (!seq || w != fl->worker)
+			return;
+		if (fl->link)
+			wire_printf(fl->link, "B %" PRIu64 "\n", seq);
+		else
+			msgtrack_bounced(&fl->mt, seq);
 		return;
 	}
 	if (!xnode_child(m, "body", NULL))
 		return; /* chat states, receipts: not ours */
-	msgtrack_received(&c->fl->mt, seq, fleet_now_us(c->fl), c->fl->o->worker_first + c->slot);
+	if (!fl->link) {
+		msgtrack_received(&fl->mt, w == fl->worker ? seq : 0, fleet_now_us(fl), by);
+		return;
+	}
+	/* Whoever sent it, the accountant settles it. */
+	if (seq && w < opts_total_workers(fl->o))
+		wire_printf(fl->link, "R %lu %" PRIu64 " %" PRIu32 " %" PRIu64 "\n", w, seq, by,
+			    fleet_wall_us());
+	else
+		fl->st->messages_foreign++;
 }
 
 static void client_stream_error(struct client *c, const struct xnode *e)
@@ -1041,6 +1068,15 @@ static void client_send_message(struct client *c)
 		opts_user_name(o, to_client, user, sizeof(user));
 		snprintf(to, sizeof(to), "%s@%s", user, o->domain);
 		rver = MSGTRACK_NO_VERSION;
+	} else if (fl->link && fl->nsample &&
+		   fleet_rand01(fl) * ((double)fl->nest - 1 + fl->remote_est) >= fl->nest - 1) {
+		/* A client of another process, from the accountant's sample. */
+		const struct fleet_target *t =
+			&fl->sample[(unsigned)(fleet_rand01(fl) * fl->nsample) % fl->nsample];
+		size_t len = o->target == OPTS_TARGET_FULL ? strlen(t->jid) : strcspn(t->jid, "/");
+		snprintf(to, sizeof(to), "%.*s", (int)len, t->jid);
+		rver = MSGTRACK_NO_VERSION; /* the accountant knows it */
+		to_client = t->client;
 	} else {
 		struct client *t;
 		uint32_t pick;
@@ -1064,10 +1100,20 @@ static void client_send_message(struct client *c)
 		rver = t->version;
 		to_client = o->worker_first + t->slot;
 	}
-	seq = msgtrack_send(&fl->mt, fleet_now_us(fl), c->version, rver, to_client);
-	if (!seq)
-		return;
 	clock_gettime(CLOCK_REALTIME, &ts);
+	if (fl->link) {
+		/* The send record goes out before the message can arrive. */
+		seq = ++fl->next_seq;
+		wire_printf(fl->link, "S %" PRIu64 " %" PRIu32 " %u %" PRIu64 "\n", seq, to_client,
+			    c->version,
+			    (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000);
+		if (wire_flush(fl->link, true) < 0)
+			return;
+	} else {
+		seq = msgtrack_send(&fl->mt, fleet_now_us(fl), c->version, rver, to_client);
+		if (!seq)
+			return;
+	}
 	xbuf_init(&b);
 	xbuf_puts(&b, "<message type='chat' to='");
 	xbuf_escape(&b, to, strlen(to));

@@ -32,6 +32,7 @@
 #include "msgtrack.h"
 #include "opts.h"
 #include "stats.h"
+#include "wire.h"
 
 struct xstream;
 struct tlsbio;
@@ -94,6 +95,12 @@ struct client {
 
 enum fleet_phase { FLEET_RUNNING, FLEET_DRAINING, FLEET_CLOSING, FLEET_DONE };
 
+/* A message target established in another process (from the accountant). */
+struct fleet_target {
+	uint32_t client; /* global slot number */
+	char *jid;	 /* its bound JID */
+};
+
 struct fleet {
 	uv_loop_t *loop;
 	const struct load_opts *o;
@@ -124,7 +131,17 @@ struct fleet {
 	size_t next_second; /* next timeline sample */
 	double next_progress;
 	bool tty;
-	int status_fd; /* worker: status lines to the parent; -1 */
+	/* Worker of a split run: records to the accountant (account.h) over
+	 * link, and the targets it hands out in other processes. */
+	struct wire *link;	     /* NULL in a single process */
+	uv_poll_t link_poll;	     /* readable: samples, Q, K */
+	unsigned versions_sent;	     /* version labels announced (V records) */
+	uint64_t next_seq;	     /* last message id number handed out */
+	struct fleet_target *sample; /* targets in other processes */
+	unsigned nsample, sample_fill, sample_want;
+	uint32_t remote_est; /* clients of other processes established */
+	bool settled;	     /* the accountant says nothing is pending */
+	int go;		     /* the accountant's start: 1, or -1 refused */
 	uint64_t rng;
 	uint64_t compactions; /* parsers (TLS handshakes: 8) freed since the last malloc_trim() */
 	uint32_t last_trim_ms;
@@ -132,6 +149,8 @@ struct fleet {
 
 uint32_t fleet_now_ms(const struct fleet *fl);
 uint64_t fleet_now_us(const struct fleet *fl);
+/* Wall-clock time in microseconds (CLOCK_REALTIME): the records' clock. */
+uint64_t fleet_wall_us(void);
 double fleet_rand01(struct fleet *fl);
 
 /* Starts a connection in slot c (state must be IDLE). */

@@ -2,12 +2,15 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <malloc.h>
+#include <poll.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -17,6 +20,14 @@
 uint64_t fleet_now_us(const struct fleet *fl)
 {
 	return uv_hrtime() / 1000 - fl->t0_us;
+}
+
+uint64_t fleet_wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 uint32_t fleet_now_ms(const struct fleet *fl)
@@ -42,21 +53,113 @@ void fleet_print_progress(const char *line, bool tty, bool final)
 	fflush(stderr);
 }
 
+/* The worker's live numbers for the accountant's progress line (P record). */
 static void fleet_status(struct fleet *fl)
 {
 	json_t *j = stats_status_json(fl->st);
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	if (s) {
-		size_t len = strlen(s);
-		s[len] = '\n';
-		/* One short line per write: atomic on a pipe (below PIPE_BUF is
-		 * not guaranteed, so the parent reassembles lines anyway). */
-		if (write(fl->status_fd, s, len + 1) < 0 && errno != EAGAIN)
-			log_warn("status_write", "error=%s", strerror(errno));
+		wire_put(fl->link, "P ", 2);
+		wire_put(fl->link, s, strlen(s));
+		wire_put(fl->link, "\n", 1);
 	}
 	free(s);
 	json_decref(j);
+}
+
+static void fleet_link_line(void *ud, char *line)
+{
+	struct fleet *fl = ud;
+	char *end;
+
+	switch (line[0]) {
+	case 'A': {
+		/* "A count n": a new sample of n targets follows. */
+		unsigned long count = strtoul(line + 1, &end, 10);
+		unsigned long n = strtoul(end, &end, 10);
+		struct fleet_target *t;
+		for (unsigned i = 0; i < fl->sample_fill; i++)
+			free(fl->sample[i].jid);
+		fl->nsample = fl->sample_fill = fl->sample_want = 0;
+		if (n > 4096)
+			return;
+		t = realloc(fl->sample, (n ? n : 1) * sizeof(*t));
+		if (!t)
+			return;
+		fl->sample = t;
+		fl->sample_want = (unsigned)n;
+		fl->remote_est = (uint32_t)count;
+		return;
+	}
+	case 'a': {
+		unsigned long c = strtoul(line + 1, &end, 10);
+		if (fl->sample_fill >= fl->sample_want || *end != ' ' || !end[1])
+			return;
+		fl->sample[fl->sample_fill].client = (uint32_t)c;
+		fl->sample[fl->sample_fill].jid = strdup(end + 1);
+		if (!fl->sample[fl->sample_fill].jid)
+			return;
+		/* Targets are used once the whole sample is in. */
+		if (++fl->sample_fill == fl->sample_want)
+			fl->nsample = fl->sample_fill;
+		return;
+	}
+	case 'Q':
+		fl->settled = true;
+		return;
+	case 'K':
+		/* The run is stopped ("K 1") or aborted ("K 2"): a signal to the
+		 * accountant, passed on like ours. */
+		fl->stop_requested = true;
+		if (line[1] == ' ' && line[2] == '2')
+			fl->abort_requested = true;
+		return;
+	default:
+		return;
+	}
+}
+
+static void fleet_on_link(uv_poll_t *h, int status, int events)
+{
+	struct fleet *fl = h->data;
+
+	(void)events;
+	if (status < 0 || wire_read(fl->link, fleet_link_line, fl) <= 0) {
+		/* The accountant is gone: nobody settles messages any more. */
+		log_warn("accountant_gone", "worker=%u", fl->worker);
+		fl->link->failed = true;
+		fl->stop_requested = fl->abort_requested = true;
+		uv_poll_stop(h);
+	}
+}
+
+static void fleet_go_line(void *ud, char *line)
+{
+	struct fleet *fl = ud;
+
+	if (line[0] == 'G')
+		fl->go = 1;
+	else if (line[0] == 'X') {
+		fprintf(stderr, "chatload: worker %u refused by the coordinator: %s\n", fl->worker,
+			line[1] ? line + 2 : "");
+		fl->go = -1;
+	} else
+		fleet_link_line(fl, line);
+}
+
+/* Blocks until the accountant's "G" (the run starts: every worker at once).
+ * 0, or -1 when it refused us or went away. */
+static int fleet_wait_go(struct fleet *fl)
+{
+	while (fl->go == 0) {
+		struct pollfd p = { .fd = fl->link->fd, .events = POLLIN };
+		if (poll(&p, 1, -1) < 0 && errno != EINTR)
+			return -1;
+		if (wire_read(fl->link, fleet_go_line, fl) <= 0 && fl->go == 0)
+			return -1;
+	}
+	return fl->go > 0 ? 0 : -1;
 }
 
 static void fleet_second(struct fleet *fl, uint32_t now)
@@ -68,8 +171,11 @@ static void fleet_second(struct fleet *fl, uint32_t now)
 		stats_sample(fl->st, fl->next_second);
 		fl->next_second++;
 	}
-	if (fl->status_fd >= 0) {
-		fleet_status(fl);
+	if (fl->link) {
+		if (t >= fl->next_progress) {
+			fl->next_progress = t + 0.5;
+			fleet_status(fl);
+		}
 		return;
 	}
 	if (fl->o->quiet || t < fl->next_progress)
@@ -85,6 +191,8 @@ static void fleet_close_all_handles(struct fleet *fl)
 	uv_close((uv_handle_t *)&fl->tick, NULL);
 	uv_close((uv_handle_t *)&fl->sigint, NULL);
 	uv_close((uv_handle_t *)&fl->sigterm, NULL);
+	if (fl->link)
+		uv_close((uv_handle_t *)&fl->link_poll, NULL);
 }
 
 static void fleet_enter(struct fleet *fl, enum fleet_phase p, uint32_t now)
@@ -97,6 +205,14 @@ static void fleet_enter(struct fleet *fl, enum fleet_phase p, uint32_t now)
 		 * connected_end (the final logout takes the gauges to 0). */
 		stats_mark_end(fl->st);
 		fl->phase_deadline_ms = now + (uint32_t)(fl->o->loss_timeout * 1000);
+		if (fl->link) {
+			/* The accountant settles; the deadline only guards against
+			 * one that never says so (other workers' last messages to
+			 * our clients may be sent a little after our own end). */
+			wire_put(fl->link, "D\n", 2);
+			wire_flush(fl->link, true);
+			fl->phase_deadline_ms += FLEET_LINK_GRACE_MS;
+		}
 	} else if (p == FLEET_CLOSING) {
 		for (uint32_t i = 0; i < fl->nclients; i++)
 			client_stop(&fl->clients[i]);
@@ -149,12 +265,19 @@ static void fleet_on_tick(uv_timer_t *t)
 	}
 	fl->st->elapsed_s = now / 1000.0;
 	fleet_second(fl, now);
+	if (fl->link && !fl->link->failed) {
+		/* Every record up to now is written: the accountant may judge
+		 * messages sent a loss timeout before. */
+		wire_printf(fl->link, "T %" PRIu64 "\n", fleet_wall_us());
+		wire_flush(fl->link, true);
+	}
 
 	if (fl->phase == FLEET_RUNNING &&
 	    (fl->stop_requested || (fl->o->duration > 0 && now >= fl->o->duration * 1000)))
 		fleet_enter(fl, FLEET_DRAINING, now);
-	if (fl->phase == FLEET_DRAINING && (fl->mt.npending == 0 || fl->abort_requested ||
-					    (int32_t)(now - fl->phase_deadline_ms) >= 0))
+	if (fl->phase == FLEET_DRAINING &&
+	    ((fl->link ? fl->settled : fl->mt.npending == 0) || fl->abort_requested ||
+	     (int32_t)(now - fl->phase_deadline_ms) >= 0))
 		fleet_enter(fl, FLEET_CLOSING, now);
 	if (fl->phase == FLEET_CLOSING) {
 		if (fl->abort_requested || (int32_t)(now - fl->phase_deadline_ms) >= 0) {
@@ -194,7 +317,7 @@ static void fleet_on_signal(uv_signal_t *s, int signum)
 static int fleet_setup_sources(struct fleet *fl, const struct load_opts *o, unsigned worker)
 {
 	uint32_t count, first, per;
-	unsigned nworkers = o->workers ? o->workers : 1;
+	unsigned nworkers = opts_total_workers(o);
 
 	if (!o->src_first)
 		return 0;
@@ -216,7 +339,7 @@ static int fleet_setup_sources(struct fleet *fl, const struct load_opts *o, unsi
 	return 0;
 }
 
-int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsigned worker)
+int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, unsigned worker)
 {
 	struct fleet *fl = calloc(1, sizeof(*fl));
 	char err[256];
@@ -228,12 +351,12 @@ int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsign
 	fl->o = o;
 	fl->st = st;
 	fl->worker = worker;
-	fl->status_fd = status_fd;
+	fl->link = link;
 	fl->nclients = o->worker_clients;
-	fl->ramp = o->ramp / (o->workers ? o->workers : 1);
+	fl->ramp = o->ramp / opts_total_workers(o);
 	fl->tokens = 1;
 	fl->next_second = 1;
-	fl->tty = status_fd < 0 && isatty(STDERR_FILENO);
+	fl->tty = !link && isatty(STDERR_FILENO);
 	fl->rng = ((uint64_t)o->seed << 16) ^ (0x9E3779B97F4A7C15ULL * (worker + 1));
 	if (!fl->rng)
 		fl->rng = 1;
@@ -258,6 +381,13 @@ int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsign
 		fl->clients[i].fl = fl;
 		fl->clients[i].slot = i;
 	}
+	if (link) {
+		if (fleet_wait_go(fl) < 0)
+			goto out;
+		uv_poll_init(fl->loop, &fl->link_poll, link->fd);
+		fl->link_poll.data = fl;
+		uv_poll_start(&fl->link_poll, UV_READABLE, fleet_on_link);
+	}
 	fl->t0_us = uv_hrtime() / 1000;
 	uv_timer_init(fl->loop, &fl->tick);
 	fl->tick.data = fl;
@@ -268,7 +398,7 @@ int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsign
 	uv_signal_start(&fl->sigterm, fleet_on_signal, SIGTERM);
 	uv_timer_start(&fl->tick, fleet_on_tick, 0, FLEET_TICK_MS);
 	uv_run(fl->loop, UV_RUN_DEFAULT);
-	if (!o->quiet && status_fd < 0) {
+	if (!o->quiet && !link) {
 		char line[512];
 		stats_progress_line(st, st->elapsed_s, fl->nclients, line, sizeof(line));
 		fleet_print_progress(line, fl->tty, true);
@@ -279,6 +409,9 @@ out:
 	if (fl->tls_ctx)
 		SSL_CTX_free(fl->tls_ctx);
 	msgtrack_free(&fl->mt);
+	for (unsigned i = 0; i < fl->sample_fill; i++)
+		free(fl->sample[i].jid);
+	free(fl->sample);
 	free(fl->clients);
 	free(fl->est);
 	free(fl->rbuf);

@@ -14,17 +14,23 @@
 
 #include "opts.h"
 #include "stats.h"
+#include "wire.h"
 
 #define FLEET_TICK_MS 100
 
 /*
  * Runs the clients of this process (slots o->worker_first ..
- * + o->worker_clients) until the end of the run, filling st. status_fd >= 0
- * (a worker) gets one JSON status line per second instead of progress
- * output. worker numbers message ids. 0, or -1 when the run could not start
- * (message printed).
+ * + o->worker_clients) until the end of the run, filling st. worker numbers
+ * message ids ("w<worker>-<n>"). link != NULL: a worker of a split run,
+ * which waits for the accountant's start, reports records and status there
+ * instead of keeping message books and printing progress (account.h). 0,
+ * or -1 when the run could not start (message printed).
  */
-int fleet_run(const struct load_opts *o, struct stats *st, int status_fd, unsigned worker);
+int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, unsigned worker);
+
+/* The longest a worker waits past --loss-timeout, after its own end, for the
+ * accountant to settle the last messages. */
+#define FLEET_LINK_GRACE_MS 5000
 
 /* Prints a live progress line: \r-updated on a terminal, else a plain line. */
 void fleet_print_progress(const char *line, bool tty, bool final);

@@ -36,7 +36,8 @@ static const char *main_top_reason(const struct stats_names *n)
 static void main_check_files(const struct load_opts *o)
 {
 	struct rlimit rl;
-	unsigned per = o->workers ? (o->clients + o->workers - 1) / o->workers : o->clients;
+	unsigned n = opts_total_workers(o);
+	unsigned per = (o->clients + n - 1) / n;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return;
@@ -51,7 +52,7 @@ static void main_check_files(const struct load_opts *o)
 			"chatload: warning: %u clients per process but the open-files "
 			"limit is %llu; use --workers %llu or more\n",
 			per, (unsigned long long)rl.rlim_cur,
-			(unsigned long long)(o->clients / usable + 1));
+			(unsigned long long)(o->clients / usable + 1) / (o->pods ? o->pods : 1));
 	}
 }
 
@@ -81,10 +82,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "chatload: out of memory\n");
 		return 1;
 	}
+	if (o.coordinator) {
+		/* A pod of a split run: the coordinator writes the report. */
+		r = workers_run(&o, st);
+		stats_free(st);
+		return r < 0 ? 1 : 0;
+	}
 	if (o.workers > 0)
 		r = workers_run(&o, st);
 	else
-		r = fleet_run(&o, st, -1, 0);
+		r = fleet_run(&o, st, NULL, 0);
 	if (r < 0)
 		rc = 1;
 	if (o.report && stats_write_report(st, &o, o.report) < 0) {

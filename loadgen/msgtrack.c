@@ -48,6 +48,13 @@ static struct msgtrack_pending *mt_pending(struct msgtrack *mt, uint64_t seq)
 uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
 		       uint32_t to)
 {
+	return msgtrack_send_ex(mt, now_us, sver, rver, to,
+				rver == MSGTRACK_NO_VERSION ? MSGTRACK_OFFLINE : 0);
+}
+
+uint64_t msgtrack_send_ex(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
+			  uint32_t to, unsigned flags)
+{
 	uint64_t seq = mt->next_seq;
 	struct msgtrack_pending *p;
 
@@ -80,13 +87,16 @@ uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsi
 	p->to = to;
 	p->sver = (uint8_t)sver;
 	p->rver = (uint8_t)rver;
+	p->flags = (uint8_t)flags;
 	mt_set(mt, seq, MT_PENDING);
 	mt->next_seq++;
 	mt->npending++;
 	mt->st->messages_sent++;
-	if (rver == MSGTRACK_NO_VERSION)
+	if (flags & MSGTRACK_OFFLINE)
 		mt->st->messages_offline++;
-	else
+	if (flags & MSGTRACK_CROSS)
+		mt->st->cross.sent++;
+	if (rver != MSGTRACK_NO_VERSION)
 		mt->st->pairs[sver][rver].sent++;
 	return seq;
 }
@@ -96,6 +106,20 @@ static struct stats_pair *mt_pair(struct msgtrack *mt, const struct msgtrack_pen
 	if (!p || p->rver == MSGTRACK_NO_VERSION)
 		return NULL;
 	return &mt->st->pairs[p->sver][p->rver];
+}
+
+static void mt_lose(struct msgtrack *mt, uint64_t seq)
+{
+	struct msgtrack_pending *p = mt_pending(mt, seq);
+	struct stats_pair *pair = mt_pair(mt, p);
+
+	mt_set(mt, seq, MT_RESOLVED);
+	mt->npending--;
+	mt->st->messages_lost++;
+	if (p && (p->flags & MSGTRACK_CROSS))
+		mt->st->cross.lost++;
+	if (pair)
+		pair->lost++;
 }
 
 void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint32_t by)
@@ -109,12 +133,19 @@ void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint3
 		mt->st->messages_misdelivered++;
 		return;
 	}
+	if (state == MT_PENDING && p && now_us >= p->sent_us + mt->loss_us) {
+		/* Past its loss timeout even if not expired yet: lost, and late. */
+		mt_lose(mt, seq);
+		state = MT_RESOLVED;
+	}
 	switch (state) {
 	case MT_PENDING:
 		pair = mt_pair(mt, p);
 		mt_set(mt, seq, MT_DELIVERED);
 		mt->npending--;
 		mt->st->messages_delivered++;
+		if (p && (p->flags & MSGTRACK_CROSS))
+			mt->st->cross.delivered++;
 		if (pair)
 			pair->delivered++;
 		if (p)
@@ -150,24 +181,13 @@ void msgtrack_bounced(struct msgtrack *mt, uint64_t seq)
 		pair->bounced++;
 }
 
-static void mt_lose(struct msgtrack *mt, uint64_t seq)
-{
-	struct stats_pair *pair = mt_pair(mt, mt_pending(mt, seq));
-
-	mt_set(mt, seq, MT_RESOLVED);
-	mt->npending--;
-	mt->st->messages_lost++;
-	if (pair)
-		pair->lost++;
-}
-
 void msgtrack_expire(struct msgtrack *mt, uint64_t now_us)
 {
 	/* Resolved records stay for the loss timeout too, so that a duplicate
 	 * finds its version pair: the window is one loss timeout of sends. */
 	while (mt->off < mt->len) {
 		uint64_t seq = mt->base + mt->off;
-		if (now_us - mt->pend[mt->off].sent_us < mt->loss_us)
+		if (now_us < mt->pend[mt->off].sent_us + mt->loss_us)
 			break;
 		if (mt_get(mt, seq) == MT_PENDING)
 			mt_lose(mt, seq);

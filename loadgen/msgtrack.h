@@ -30,7 +30,12 @@ struct msgtrack_pending {
 	uint32_t to;	  /* global client number it is addressed to */
 	uint8_t sver;	  /* sender's server version index */
 	uint8_t rver;	  /* receiver's server version index, or MSGTRACK_NO_VERSION */
+	uint8_t flags;	  /* MSGTRACK_CROSS */
 };
+
+/* msgtrack_send_ex() flags */
+#define MSGTRACK_OFFLINE 1u /* addressed to a user never online: messages_offline */
+#define MSGTRACK_CROSS 2u   /* sender and addressee in different processes */
 
 struct msgtrack {
 	struct stats *st;	       /* counters updated here (not owned) */
@@ -49,14 +54,21 @@ int msgtrack_init(struct msgtrack *mt, struct stats *st, double loss_timeout_s);
 void msgtrack_free(struct msgtrack *mt);
 
 /* Records a send to global client number `to`; returns its id number, or 0
- * when out of memory. */
+ * when out of memory. rver MSGTRACK_NO_VERSION counts it in messages_offline. */
 uint64_t msgtrack_send(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
 		       uint32_t to);
+/* The same with explicit flags: rver MSGTRACK_NO_VERSION only leaves the
+ * message out of the version pairs (the addressee was not online when it
+ * was sent); MSGTRACK_OFFLINE counts it in messages_offline; MSGTRACK_CROSS
+ * in messages_cross_worker. */
+uint64_t msgtrack_send_ex(struct msgtrack *mt, uint64_t now_us, unsigned sver, unsigned rver,
+			  uint32_t to, unsigned flags);
 /* A message with id seq arrived at global client number `by`. */
 void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint32_t by);
 /* An error bounce for id seq came back. */
 void msgtrack_bounced(struct msgtrack *mt, uint64_t seq);
-/* Counts as lost every message pending for longer than the loss timeout. */
+/* Counts as lost every message pending for longer than the loss timeout
+ * (sent at or before now_us - loss timeout; now_us may be below send times). */
 void msgtrack_expire(struct msgtrack *mt, uint64_t now_us);
 /* Counts every pending message as lost now (end of run). */
 void msgtrack_expire_all(struct msgtrack *mt);

@@ -38,6 +38,10 @@ enum {
 	OPT_EXPECT_LOSS,
 	OPT_EXPECT_NO_SERVER_CLOSE,
 	OPT_WORKERS,
+	OPT_PODS,
+	OPT_POD_INDEX,
+	OPT_COORDINATOR,
+	OPT_COORDINATOR_LISTEN,
 	OPT_SEED,
 	OPT_QUIET,
 	OPT_LOG_LEVEL,
@@ -72,6 +76,10 @@ static const struct option opts_long[] = {
 	{ "expect-zero-loss", no_argument, NULL, OPT_EXPECT_LOSS },
 	{ "expect-no-server-close", no_argument, NULL, OPT_EXPECT_NO_SERVER_CLOSE },
 	{ "workers", required_argument, NULL, OPT_WORKERS },
+	{ "pods", required_argument, NULL, OPT_PODS },
+	{ "pod-index", required_argument, NULL, OPT_POD_INDEX },
+	{ "coordinator", required_argument, NULL, OPT_COORDINATOR },
+	{ "coordinator-listen", required_argument, NULL, OPT_COORDINATOR_LISTEN },
 	{ "seed", required_argument, NULL, OPT_SEED },
 	{ "quiet", no_argument, NULL, OPT_QUIET },
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
@@ -120,7 +128,11 @@ void opts_usage(FILE *f)
 	      "  --expect-zero-drops       exit 1 if a connection dropped or timed out\n"
 	      "  --expect-zero-loss        exit 1 if a message was lost or misdelivered\n"
 	      "  --expect-no-server-close  exit 1 if the server closed a stream\n"
-	      "  --workers N               fork N worker processes (default 0: this process)\n"
+	      "  --workers N               fork N worker processes (default 0: this process);\n"
+	      "                            their clients message each other\n"
+	      "  --pods K --pod-index I    run share I of a run split over K processes\n"
+	      "                            (pods): one --coordinator-listen ADDR:PORT, the\n"
+	      "                            others --coordinator HOST:PORT (docs/chatload.md)\n"
 	      "  --seed N                  random seed (default: time)\n"
 	      "  --quiet                   no progress output\n"
 	      "  --log-level L             debug|info|warn|error|off (default warn)\n"
@@ -299,6 +311,22 @@ double opts_lifetime_draw(const struct lifetime *l, double r01)
 	return -1;
 }
 
+unsigned opts_total_workers(const struct load_opts *o)
+{
+	unsigned w = o->workers ? o->workers : 1;
+
+	return w * (o->pods ? o->pods : 1);
+}
+
+void opts_share(const struct load_opts *o, unsigned gw, unsigned *first, unsigned *count)
+{
+	unsigned n = opts_total_workers(o);
+	unsigned per = o->clients / n, extra = o->clients % n;
+
+	*first = gw * per + (gw < extra ? gw : extra);
+	*count = per + (gw < extra ? 1 : 0);
+}
+
 void opts_user_name(const struct load_opts *o, unsigned n, char *buf, size_t size)
 {
 	size_t len = 0;
@@ -337,7 +365,7 @@ static int opts_check_pattern(const char *p)
 	return conversions == 1 ? 0 : -1;
 }
 
-static int opts_parse_server(const char *s, struct sockaddr_storage *ss)
+int opts_parse_server(const char *s, struct sockaddr_storage *ss)
 {
 	char host[256];
 	const char *colon, *port;
@@ -594,6 +622,24 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			if (opts_parse_uint(a, 64, &o->workers) < 0)
 				BAD("--workers %s: expected 0..64", a);
 			break;
+		case OPT_PODS:
+			if (opts_parse_uint(a, OPTS_MAX_PODS, &o->pods) < 0 || o->pods == 0)
+				BAD("--pods %s: expected 1..%d", a, OPTS_MAX_PODS);
+			break;
+		case OPT_POD_INDEX:
+			if (opts_parse_uint(a, OPTS_MAX_PODS - 1, &o->pod_index) < 0)
+				BAD("--pod-index %s: expected 0..%d", a, OPTS_MAX_PODS - 1);
+			break;
+		case OPT_COORDINATOR:
+		case OPT_COORDINATOR_LISTEN:
+			if (!strchr(a, ':') || strlen(a) > 255)
+				BAD("--%s %s: expected HOST:PORT", opts_long[c - OPT_SERVER].name,
+				    a);
+			if (c == OPT_COORDINATOR)
+				o->coordinator = a;
+			else
+				o->coordinator_listen = a;
+			break;
 		case OPT_SEED:
 			if (opts_parse_uint(a, 0xffffffffUL, &o->seed) < 0)
 				BAD("--seed %s: expected a number", a);
@@ -626,8 +672,23 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 		strcpy(o->server_names[0], "127.0.0.1:5222");
 		o->nservers = 1;
 	}
-	if (o->workers > o->clients)
-		BAD("--workers %u is more than --clients %u", o->workers, o->clients);
+	if (o->pods > 1 || o->coordinator || o->coordinator_listen) {
+		if (o->pods < 2)
+			BAD("--coordinator and --coordinator-listen need --pods 2 or more");
+		if (o->workers == 0)
+			BAD("--pods needs --workers 1 or more (worker processes per pod)");
+		if (!o->coordinator == !o->coordinator_listen)
+			BAD("--pods needs exactly one of --coordinator (report to it) and "
+			    "--coordinator-listen (be it)");
+		if (o->coordinator && (o->report || o->timeline))
+			BAD("--report and --timeline belong to the --coordinator-listen process");
+	}
+	if (o->pod_index >= (o->pods ? o->pods : 1))
+		BAD("--pod-index %u: expected below --pods %u", o->pod_index,
+		    o->pods ? o->pods : 1);
+	if (opts_total_workers(o) > o->clients)
+		BAD("%u worker processes is more than --clients %u", opts_total_workers(o),
+		    o->clients);
 	if (o->ping_interval > 0 && o->ping_timeout >= o->ping_interval)
 		o->ping_timeout = o->ping_interval * 0.9;
 	o->worker_first = 0;

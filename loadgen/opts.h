@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 
 #define OPTS_MAX_SERVERS 16
+#define OPTS_MAX_PODS 1024
 
 enum lifetime_kind {
 	LIFETIME_NONE = 0,
@@ -65,7 +66,11 @@ struct load_opts {
 	bool expect_zero_drops;
 	bool expect_zero_loss;
 	bool expect_no_server_close;
-	unsigned workers; /* 0 = run in this process */
+	unsigned workers;	 /* 0 = run in this process; with --pods: per pod */
+	unsigned pods;		 /* --pods K: the run is split over K processes (pods); 0 = 1 */
+	unsigned pod_index;	 /* --pod-index: this one's share, 0..pods-1 */
+	const char *coordinator; /* --coordinator HOST:PORT: report there */
+	const char *coordinator_listen; /* --coordinator-listen ADDR:PORT: be the accountant */
 	unsigned seed;
 	bool quiet;
 	const char *log_level;
@@ -98,8 +103,14 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why);
 double opts_lifetime_draw(const struct lifetime *l, double r01);
 /* --source-ips "A" or "A-B" (IPv4, at most 65536 addresses), host order; 0 or -1. */
 int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last);
+/* "HOST:PORT" or "[V6]:PORT", host names resolved now; 0 or -1. */
+int opts_parse_server(const char *s, struct sockaddr_storage *ss);
 /* --ramp "N" or "N/s", a positive rate; 0 or -1. */
 int opts_parse_rate(const char *s, double *out);
+/* Worker processes of the whole run: pods x workers (1 for a single process). */
+unsigned opts_total_workers(const struct load_opts *o);
+/* The client slots of worker gw (0..opts_total_workers()-1): first, count. */
+void opts_share(const struct load_opts *o, unsigned gw, unsigned *first, unsigned *count);
 /* Formats the user name of slot n per the pattern into buf. */
 void opts_user_name(const struct load_opts *o, unsigned n, char *buf, size_t size);
 

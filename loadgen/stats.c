@@ -255,6 +255,25 @@ static json_t *stats_timeline_json(const struct stats *s)
 	return o;
 }
 
+static const char *const stats_expect_names[] = { "zero-drops", "zero-loss", "no-server-close" };
+
+unsigned stats_expect_flags(const struct load_opts *o)
+{
+	return (o->expect_zero_drops ? STATS_EXPECT_ZERO_DROPS : 0) |
+	       (o->expect_zero_loss ? STATS_EXPECT_ZERO_LOSS : 0) |
+	       (o->expect_no_server_close ? STATS_EXPECT_NO_SERVER_CLOSE : 0);
+}
+
+static json_t *stats_expectations_json(unsigned flags)
+{
+	json_t *a = json_array();
+
+	for (unsigned i = 0; i < 3; i++)
+		if (flags & (1u << i))
+			json_array_append_new(a, json_string(stats_expect_names[i]));
+	return a;
+}
+
 json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 {
 	json_t *r = json_object();
@@ -267,11 +286,17 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 			json_array_append_new(srv, json_string(o->server_names[i]));
 		json_object_set_new(r, "servers", srv);
 		json_object_set_new(r, "domain", json_string(o->domain));
-		json_object_set_new(r, "workers", json_integer(o->workers));
+		json_object_set_new(r, "pods", json_integer(o->pods ? o->pods : 1));
+		json_object_set_new(r, "workers",
+				    json_integer(o->workers * (o->pods ? o->pods : 1)));
 		json_object_set_new(r, "clients", json_integer(o->clients));
 		json_object_set_new(r, "message_rate", json_real(o->message_rate));
 		json_object_set_new(r, "loss_timeout_s", json_real(o->loss_timeout));
 		json_object_set_new(r, "workers_failed", json_integer(s->workers_failed));
+		json_object_set_new(r, "workers_failed_clients",
+				    json_integer((json_int_t)s->workers_failed_clients));
+		json_object_set_new(r, "expectations",
+				    stats_expectations_json(stats_expect_flags(o) | s->expect));
 	}
 	json_object_set_new(r, "duration_s", json_real(s->elapsed_s));
 	json_object_set_new(r, "ramp_s",
@@ -288,6 +313,10 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 			    stats_names_json(&s->login_failure_reasons));
 	json_object_set_new(r, "connect_failures_by_reason",
 			    stats_names_json(&s->connect_failure_reasons));
+	json_object_set_new(r, "messages_cross_worker",
+			    json_pack("{sIsIsI}", "sent", (json_int_t)s->cross.sent, "delivered",
+				      (json_int_t)s->cross.delivered, "lost",
+				      (json_int_t)s->cross.lost));
 	json_object_set_new(r, "latency_ms", stats_hist_summary(&s->latency_us));
 	json_object_set_new(r, "login_ms", stats_hist_summary(&s->login_us));
 
@@ -489,6 +518,17 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		return -1;
 	for (i = 0; i < STATS_NCOUNTERS; i++)
 		*stats_counter(s, i) += stats_json_u64(r, stats_counters[i].name);
+	v = json_object_get(r, "messages_cross_worker");
+	s->cross.sent += stats_json_u64(v, "sent");
+	s->cross.delivered += stats_json_u64(v, "delivered");
+	s->cross.lost += stats_json_u64(v, "lost");
+	s->workers_failed += (uint32_t)stats_json_u64(r, "workers_failed");
+	s->workers_failed_clients += stats_json_u64(r, "workers_failed_clients");
+	json_array_foreach (json_object_get(r, "expectations"), i, v)
+		for (unsigned e = 0; e < 3; e++)
+			if (json_is_string(v) &&
+			    strcmp(json_string_value(v), stats_expect_names[e]) == 0)
+				s->expect |= 1u << e;
 	/* A report's connected_end is its end snapshot; a status line's is the
 	 * live gauge the progress line shows: both are sums over workers. */
 	s->connected += (uint32_t)stats_json_u64(r, "connected_end");
@@ -564,20 +604,26 @@ int stats_merge_json(struct stats *s, const json_t *r)
 
 /* ------------------------------------------------------------------ output */
 
-int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path)
+int stats_write_json(const json_t *r, const char *path)
 {
 	char tmp[4096];
-	json_t *r = stats_report_json(s, o);
-	int rc = -1;
 
-	if (!r)
-		return -1;
 	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
 	if (json_dump_file(r, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) == 0 &&
 	    rename(tmp, path) == 0)
-		rc = 0;
-	else
-		unlink(tmp);
+		return 0;
+	unlink(tmp);
+	return -1;
+}
+
+int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path)
+{
+	json_t *r = stats_report_json(s, o);
+	int rc;
+
+	if (!r)
+		return -1;
+	rc = stats_write_json(r, path);
 	json_decref(r);
 	return rc;
 }
@@ -660,7 +706,8 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 	/* A failed worker's share of the run is missing from the numbers. */
 	if (s->workers_failed)
 		ok = false;
-	if (o->expect_zero_drops && (s->dropped || s->ping_timeouts)) {
+	if ((o->expect_zero_drops || (s->expect & STATS_EXPECT_ZERO_DROPS)) &&
+	    (s->dropped || s->ping_timeouts)) {
 		ok = false;
 		if (err)
 			fprintf(err,
@@ -669,7 +716,8 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 				(unsigned long long)s->dropped,
 				(unsigned long long)s->ping_timeouts);
 	}
-	if (o->expect_zero_loss && (s->messages_lost || s->messages_misdelivered)) {
+	if ((o->expect_zero_loss || (s->expect & STATS_EXPECT_ZERO_LOSS)) &&
+	    (s->messages_lost || s->messages_misdelivered)) {
 		ok = false;
 		if (err)
 			fprintf(err,
@@ -678,7 +726,8 @@ bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FIL
 				(unsigned long long)s->messages_lost,
 				(unsigned long long)s->messages_misdelivered);
 	}
-	if (o->expect_no_server_close && s->closed_by_server) {
+	if ((o->expect_no_server_close || (s->expect & STATS_EXPECT_NO_SERVER_CLOSE)) &&
+	    s->closed_by_server) {
 		ok = false;
 		if (err)
 			fprintf(err,

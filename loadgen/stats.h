@@ -92,6 +92,11 @@ struct stats {
 	uint64_t messages_misdelivered; /* arrivals at a client it was not addressed to */
 	uint64_t messages_offline;	/* of sent: addressed to users never online */
 	uint64_t messages_foreign;	/* received but not sent by this run */
+	/* Of the messages above, those whose sender and addressee were clients
+	 * of different processes (--workers, --pods): the exchange happened. */
+	struct {
+		uint64_t sent, delivered, lost;
+	} cross;
 	uint64_t pings_sent, pongs, server_pings;
 	struct hist latency_us; /* message send to receive */
 	struct hist login_us;	/* connect start to established */
@@ -106,8 +111,16 @@ struct stats {
 	double ramp_s;	 /* seconds until all clients were first connected; <0 never */
 	bool ramp_never; /* a merged worker never had all its clients connected */
 	double elapsed_s;
-	uint32_t workers_failed; /* parent: workers whose report is missing */
+	uint32_t workers_failed;	 /* parent: workers whose report is missing */
+	uint64_t workers_failed_clients; /* ... and the client slots they had */
+	uint32_t parts;			 /* chatload merge: reports merged */
+	unsigned expect;		 /* merged reports' STATS_EXPECT_* */
 };
+
+/* The --expect-* a report was made with (its "expectations"). */
+#define STATS_EXPECT_ZERO_DROPS 1u
+#define STATS_EXPECT_ZERO_LOSS 2u
+#define STATS_EXPECT_NO_SERVER_CLOSE 4u
 
 struct stats *stats_new(void);
 void stats_free(struct stats *s);
@@ -139,6 +152,8 @@ json_t *stats_status_json(const struct stats *s);
 /* Adds a report made by stats_report_json() into s. 0 or -1 when malformed. */
 int stats_merge_json(struct stats *s, const json_t *report);
 
+/* Writes a JSON document to path (atomically: temp file and rename). 0 or -1. */
+int stats_write_json(const json_t *r, const char *path);
 /* Writes the report to path (atomically: temp file and rename). 0 or -1. */
 int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path);
 /* Writes the timeline CSV. 0 or -1. */
@@ -151,5 +166,7 @@ void stats_progress_line(const struct stats *s, double t, unsigned clients, char
  * each --expect-* violation to err (the caller explains the other two).
  */
 bool stats_expectations_ok(const struct stats *s, const struct load_opts *o, FILE *err);
+/* o's --expect-* as STATS_EXPECT_* flags. */
+unsigned stats_expect_flags(const struct load_opts *o);
 
 #endif

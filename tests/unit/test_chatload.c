@@ -1,5 +1,6 @@
 /* Unit tests for chatload's pure parts: loadgen/hist.c, loadgen/msgtrack.c,
- * loadgen/opts.c and the report merge of loadgen/stats.c. */
+ * loadgen/opts.c, the report merge of loadgen/stats.c and the accountant of
+ * split runs (loadgen/account.c). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,9 +8,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "../../loadgen/account.h"
 #include "../../loadgen/hist.h"
 #include "../../loadgen/msgtrack.h"
 #include "../../loadgen/opts.h"
@@ -459,6 +463,131 @@ static void test_stats_connected_end(void **state)
 	stats_free(m);
 }
 
+static int acct_rec(struct account *a, unsigned gw, const char *rec)
+{
+	char line[256];
+
+	snprintf(line, sizeof(line), "%s", rec);
+	return account_record(a, gw, line);
+}
+
+/* Two workers, two clients each (0-1 on worker 0, 2-3 on worker 1); loss
+ * timeout 1 s; times in microseconds. */
+static void test_account_exact(void **state)
+{
+	char *argv[] = { "chatload", "--clients", "4", "--workers", "2", "--loss-timeout", "1" };
+	struct load_opts o;
+	struct account *a;
+	struct stats *st;
+	struct wire w;
+	int sp[2];
+
+	(void)state;
+	assert_int_equal(opts_parse(&o, 7, argv, stderr), 0);
+	a = account_new(&o);
+	assert_non_null(a);
+	st = account_stats(a);
+	assert_int_equal(acct_rec(a, 0, "V 0 v1"), 0);
+	assert_int_equal(acct_rec(a, 1, "V 0 v2"), 0);
+	assert_int_equal(acct_rec(a, 0, "E 0 0 user0@x/r0"), 0);
+	assert_int_equal(acct_rec(a, 1, "E 2 0 user2@x/r0"), 0);
+	/* Worker 1's client got message 1 of worker 0 before worker 0's send
+	 * record was read: it waits for it, then is delivered in 2 ms. */
+	assert_int_equal(acct_rec(a, 1, "R 0 1 2 1002000"), 0);
+	assert_int_equal(acct_rec(a, 0, "S 1 2 0 1000000"), 0);
+	assert_int_equal(st->messages_delivered, 1);
+	assert_int_equal(st->cross.sent, 1);
+	assert_int_equal(st->cross.delivered, 1);
+	assert_int_equal(st->pairs[0][1].delivered, 1); /* v1 -> v2 */
+	/* Message 2 to client 1 (same worker, not established: no pair). */
+	assert_int_equal(acct_rec(a, 0, "S 2 1 0 1100000"), 0);
+	/* Message 3 to client 2, lost; message 4 bounced; 5 to a user never
+	 * online (offline). */
+	assert_int_equal(acct_rec(a, 0, "S 3 2 0 1200000"), 0);
+	assert_int_equal(acct_rec(a, 0, "S 4 2 0 1300000"), 0);
+	assert_int_equal(acct_rec(a, 0, "B 4"), 0);
+	assert_int_equal(acct_rec(a, 0, "S 5 9 0 1400000"), 0);
+	assert_int_equal(st->messages_offline, 1);
+	assert_int_equal(st->messages_bounced, 1);
+	/* Worker 0's clock is past 3 s, worker 1's only at 2.15 s: message 2
+	 * (sent at 1.1 s) is judged, message 3 not yet (worker 1 may still
+	 * report its arrival). */
+	assert_int_equal(acct_rec(a, 0, "T 3000000"), 0);
+	assert_int_equal(acct_rec(a, 1, "T 2150000"), 0);
+	account_expire(a);
+	assert_int_equal(st->messages_lost, 1);
+	assert_false(account_settled(a));
+	/* Arrived in time (2.19 s < 1.2 s + 1 s): delivered, however late told. */
+	assert_int_equal(acct_rec(a, 1, "R 0 3 2 2190000"), 0);
+	assert_int_equal(st->messages_delivered, 2);
+	/* Its copy later: a duplicate; message 2 arrives late: stays lost. */
+	assert_int_equal(acct_rec(a, 1, "R 0 3 2 2300000"), 0);
+	assert_int_equal(acct_rec(a, 0, "R 0 2 1 2400000"), 0);
+	assert_int_equal(st->messages_duplicated, 1);
+	assert_int_equal(st->messages_late, 1);
+	/* Arrived at the wrong client, and a foreign id. */
+	assert_int_equal(acct_rec(a, 0, "S 6 3 0 2500000"), 0);
+	assert_int_equal(acct_rec(a, 1, "R 0 6 2 2501000"), 0);
+	assert_int_equal(st->messages_misdelivered, 1);
+	assert_int_equal(acct_rec(a, 1, "R 7 1 2 2501000"), 0);
+	assert_int_equal(st->messages_foreign, 1);
+	/* A target sample for worker 0 names worker 1's clients only. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sp), 0);
+	wire_init(&w, sp[0], 4096);
+	account_sample(a, 0, &w);
+	wire_put(&w, "", 1);
+	assert_true(w.outlen > 1);
+	assert_non_null(strstr(w.out, "A 1 "));
+	assert_non_null(strstr(w.out, "a 2 user2@x/r0\n"));
+	assert_null(strstr(w.out, "user0"));
+	wire_close(&w);
+	close(sp[1]);
+	/* Both stopped sending; worker 1 finished: messages 5 (offline, never
+	 * bounced) and 6 (misdelivered, never at its addressee) are lost. */
+	assert_int_equal(acct_rec(a, 0, "D"), 0);
+	account_worker_gone(a, 1);
+	assert_false(account_settled(a));
+	assert_int_equal(acct_rec(a, 0, "T 4000000"), 0);
+	account_expire(a);
+	assert_true(account_settled(a));
+	account_finish(a);
+	assert_int_equal(st->messages_sent, 6);
+	assert_int_equal(st->messages_lost, 3);
+	assert_int_equal(st->messages_delivered + st->messages_lost + st->messages_bounced,
+			 st->messages_sent);
+	assert_int_equal(st->cross.sent, 4); /* 1, 3, 4, 6 */
+	assert_int_equal(st->cross.delivered, 2);
+	assert_int_equal(st->cross.lost, 1);
+	account_free(a);
+}
+
+static void test_account_bad_records(void **state)
+{
+	char *argv[] = { "chatload", "--clients", "4", "--workers", "2" };
+	const char *bad[] = {
+		"S 2 1 0 5",	  /* ids start at 1 */
+		"S 1 1 7 5",	  /* version never announced */
+		"E 2 0 u@x/r",	  /* not a client of worker 0 */
+		"X 3",		  /* neither */
+		"V 1 v",	  /* labels are announced in order */
+		"T x",		  /* not a number */
+		"R 0 1 2",	  /* a field missing */
+		"Z",		  /* unknown record */
+		"S 1 1 0 5 junk", /* trailing junk */
+		"S 1 -1 0 5",	  /* not unsigned */
+	};
+	struct load_opts o;
+	struct account *a;
+
+	(void)state;
+	assert_int_equal(opts_parse(&o, 5, argv, stderr), 0);
+	a = account_new(&o);
+	assert_non_null(a);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(acct_rec(a, 0, bad[i]), -1);
+	account_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -474,6 +603,8 @@ int main(void)
 		cmocka_unit_test(test_stats_ok_needs_a_login),
 		cmocka_unit_test(test_stats_merge_ramp_never),
 		cmocka_unit_test(test_stats_connected_end),
+		cmocka_unit_test(test_account_exact),
+		cmocka_unit_test(test_account_bad_records),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
