@@ -12,6 +12,7 @@
 
 #include "fleet.h"
 #include "log.h"
+#include "merge.h"
 #include "opts.h"
 #include "stats.h"
 #include "workers.h"
@@ -63,6 +64,8 @@ int main(int argc, char **argv)
 	enum log_level lvl = LOG_WARN;
 	int r, rc = 0;
 
+	if (argc > 1 && strcmp(argv[1], "merge") == 0)
+		return merge_main(argc - 1, argv + 1);
 	r = opts_parse(&o, argc, argv, stderr);
 	if (r == 1)
 		return 0;

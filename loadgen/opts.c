@@ -91,6 +91,7 @@ static const struct option opts_long[] = {
 void opts_usage(FILE *f)
 {
 	fputs("usage: chatload [options]\n"
+	      "       chatload merge [--report FILE] PART.json...   (chatload merge --help)\n"
 	      "Keeps XMPP clients connected and talking; accounts for every connection and "
 	      "message.\n"
 	      "\n"

@@ -674,6 +674,109 @@ class Workers(ChatloadCase):
             self.assertEqual(p.wait(timeout=10), 2, args)
             self.assertIn(msg, p.stderr(), args)
 
+class Merge(ChatloadCase):
+    def merge(self, *args):
+        out = os.path.join(self.tmp, "merged-%d.json" % len(self.procs))
+        p = harness.Proc([harness.binary("chatload"), "merge", "--report", out] +
+                         [str(a) for a in args], name="chatload-merge")
+        self.procs.append(p)
+        rc = p.wait(timeout=30)
+        r = None
+        if os.path.exists(out):
+            with open(out) as f:
+                r = json.load(f)
+        return rc, r, p
+
+    def test_merge_overlapping_versions_and_pairs(self):
+        # Part a talks to two servers (versions v1 and v2), part b to v2 only:
+        # v2 and its pair v2->v2 are in both parts.
+        d1 = self.chatd("--auth-any", label="v1", instance="i1")
+        d2 = self.chatd("--auth-any", label="v2", instance="i2")
+        rca, a, _ = self.run_chatload("--server", "127.0.0.1:%d" % d1.port, "--server",
+                                      "127.0.0.1:%d" % d2.port, "--clients", "6",
+                                      "--message-rate", "4", "--duration", "1.5",
+                                      "--loss-timeout", "1", "--expect-zero-drops")
+        rcb, b, _ = self.run_chatload("--server", "127.0.0.1:%d" % d2.port, "--clients", "4",
+                                      "--user-pattern", "other%d", "--message-rate", "4",
+                                      "--duration", "1.5", "--expect-zero-loss")
+        self.assertEqual((rca, rcb), (0, 0))
+        pa, pb = (os.path.join(self.tmp, "report-%d.json" % i) for i in (2, 3))
+        rc, m, _ = self.merge(pa, pb)
+        self.assertEqual(rc, 0)
+        self.assertIs(m["ok"], True)
+        self.assertEqual(m["parts"], 2)
+        self.assertEqual(m["clients"], 10)
+        self.assertEqual(sorted(m["expectations"]), ["zero-drops", "zero-loss"])
+        self.assertEqual(m["servers"], a["servers"])  # b's server is one of a's
+        for k in ("connections", "logins", "closed_by_client", "messages_sent",
+                  "messages_delivered", "messages_bounced", "messages_lost", "pings_sent"):
+            self.assertEqual(m[k], a[k] + b[k], k)
+        self.assertEqual(sorted(m["per_version"]), ["v1", "v2"])
+        self.assertEqual(m["per_version"]["v2"]["logins"],
+                         a["per_version"]["v2"]["logins"] + b["per_version"]["v2"]["logins"])
+        self.assertEqual(m["per_version"]["v2"]["instances"]["i2"]["logins"],
+                         m["per_version"]["v2"]["logins"])
+        self.assertEqual(m["per_version"]["v1"], a["per_version"]["v1"])
+
+        def pairs(r):
+            return {(p["from"], p["to"]): p for p in r["message_pairs"]}
+        pm, pa_, pb_ = pairs(m), pairs(a), pairs(b)
+        self.assertIn(("v2", "v2"), pa_)
+        self.assertEqual(set(pm), set(pa_) | set(pb_))
+        for key, p in pm.items():
+            for f in ("sent", "delivered", "lost", "bounced", "duplicated"):
+                self.assertEqual(p[f], pa_.get(key, {}).get(f, 0) + pb_.get(key, {}).get(f, 0))
+        # Histograms merge bucket by bucket: counts, sums and every bucket add up.
+        for h in ("latency_us", "login_us"):
+            hm, ha, hb = (r["histograms"][h] for r in (m, a, b))
+            self.assertEqual(hm["count"], ha["count"] + hb["count"])
+            self.assertEqual(hm["sum"], ha["sum"] + hb["sum"])
+            self.assertEqual(hm["max"], max(ha["max"], hb["max"]))
+            buckets = {}
+            for i, c in ha["buckets"] + hb["buckets"]:
+                buckets[i] = buckets.get(i, 0) + c
+            self.assertEqual(dict((i, c) for i, c in hm["buckets"]), buckets)
+        self.assertEqual(m["latency_ms"]["count"], m["messages_delivered"])
+        lat = m["latency_ms"]
+        self.assertTrue(lat["min"] <= lat["p50"] <= lat["p99"] <= lat["max"])
+
+        # ok: false when a part is not ok, or when the merged numbers break an
+        # expectation (a part's, or one given to merge).
+        with open(pb) as f:
+            bad = json.load(f)
+        bad["ok"] = False
+        pbad = os.path.join(self.tmp, "bad.json")
+        with open(pbad, "w") as f:
+            json.dump(bad, f)
+        rc, m2, p = self.merge(pa, pbad)
+        self.assertEqual(rc, 1)
+        self.assertIs(m2["ok"], False)
+        self.assertIn("a part's report is not ok", p.stderr())
+        bad["ok"] = True
+        bad["messages_lost"] = 1  # part a expected zero loss of the whole
+        with open(pbad, "w") as f:
+            json.dump(bad, f)
+        rc, m3, p = self.merge(pa, pbad)
+        self.assertEqual(rc, 1)
+        self.assertIs(m3["ok"], False)
+        self.assertIn("expected zero loss: 1 messages lost", p.stderr())
+        rc, m4, _ = self.merge("--expect-no-server-close", pa, pb)
+        self.assertEqual(rc, 0)
+        self.assertIn("no-server-close", m4["expectations"])
+
+    def test_merge_usage(self):
+        junk = os.path.join(self.tmp, "junk.json")
+        with open(junk, "w") as f:
+            f.write('{"hello": 1}')
+        for args, msg in (([], "no report to merge"),
+                          (["--bogus", junk], "unknown option --bogus"),
+                          ([junk], "not a chatload report"),
+                          ([os.path.join(self.tmp, "missing.json")], "missing.json")):
+            rc, _, p = self.merge(*args)
+            self.assertEqual(rc, 2, args)
+            self.assertIn(msg, p.stderr(), args)
+
+
 class OtherServers(ChatloadCase):
     """chatload against a server double that is not chatd (tests/lib/xmppdouble.py):
     its XEP-0092 version query is a nicety; an error, no answer or an empty
