@@ -5,10 +5,12 @@
  *    the kernel picks free ports, chatd says which), detached, so replicas
  *    outlive the switch, and watches it until it exits (its child, or a
  *    pidfd for one started by an earlier switch);
- *  - it keeps readiness: GET /readyz every LSW_PROBE_MS (LSW_PROBE_FAILS
- *    failures in a row, or one refused connect, take a ready replica out
- *    of the route), and /metrics every fourth time for the count a crash
- *    loses;
+ *  - it keeps readiness: GET /readyz every LSW_PROBE_MS; a ready replica
+ *    leaves the route at once when it answers "not ready" (503: draining)
+ *    or refuses a connect, and after LSW_PROBE_SILENT probes in a row with
+ *    no answer (a hung or stopped replica; one that is merely slow under
+ *    load answers within LSW_PROBE_TIMEOUT_MS and stays); /metrics every
+ *    fourth time gives the count a crash loses;
  *  - a replica that exits is restarted with backoff when its colour is
  *    live or starting; when the colour drains it is not (its connections
  *    are gone) and the crash is recorded with the connections it held; a
@@ -33,8 +35,8 @@
 #include "promtext.h"
 
 #define LSW_PROBE_MS 250
-#define LSW_PROBE_TIMEOUT_MS 1000
-#define LSW_PROBE_FAILS 2
+#define LSW_PROBE_TIMEOUT_MS 2000
+#define LSW_PROBE_SILENT 3	 /* probes with no answer before a ready replica leaves */
 #define LSW_STABLE_MS 10000	 /* up this long: the crash streak is forgiven */
 #define LSW_BACKOFF_FIRST_MS 200 /* then doubled per crash in a row */
 #define LSW_BACKOFF_MAX_MS 10000
@@ -578,8 +580,9 @@ static void readyz_done(struct lsw_probe_req *q, long code, const char *body, si
 		}
 		return;
 	}
-	r->fails++;
-	if (r->state == LSW_REP_READY && r->fails >= LSW_PROBE_FAILS) {
+	/* An answer that says no counts at once; silence only when it lasts. */
+	r->fails = code ? LSW_PROBE_SILENT : r->fails + 1;
+	if (r->state == LSW_REP_READY && r->fails >= LSW_PROBE_SILENT) {
 		r->state = LSW_REP_UNREADY;
 		if (r->be)
 			r->be->ready = 0;
@@ -607,7 +610,7 @@ void lsw_sup_backend_down(struct lsw *sw, struct lsw_backend *be, const char *wh
 			if (r->be != be)
 				continue;
 			be->ready = 0;
-			r->fails = LSW_PROBE_FAILS;
+			r->fails = LSW_PROBE_SILENT;
 			if (r->state == LSW_REP_READY) {
 				r->state = LSW_REP_UNREADY;
 				log_warn("replica-unready", "name=%s why=\"connect: %s\"", r->name,
