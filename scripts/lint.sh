@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-SHELL_SCRIPTS=".ci/run scripts/deps.sh scripts/lint.sh scripts/kind-e2e.sh"
+SHELL_SCRIPTS=".ci/run scripts/deps.sh scripts/lint.sh scripts/kind-e2e.sh scripts/chatload-job.sh"
 if command -v shellcheck >/dev/null 2>&1; then
 	# shellcheck disable=SC2086
 	shellcheck $SHELL_SCRIPTS

@@ -131,6 +131,9 @@ def commands(snippet):
             elif words[0] in ("sed", "cat", "envsubst"):
                 files = [w for w in words[1:] if os.path.isfile(os.path.join(ROOT, w))]
                 stdin_file = files[-1] if files else None
+            elif words[0] == "scripts/chatload-job.sh":
+                # prints the chatload Job, sized (TestChatloadJobSize checks how)
+                stdin_file = "k8s/jobs/chatload-job.yaml"
     return out
 
 
@@ -335,9 +338,14 @@ def ingress_allowed(objs, src, dst, port_name):
     return False
 
 
+def load_job(path):
+    """The Job of a manifest file (chatload's has its headless Service too)."""
+    with open(path) as f:
+        return [d for d in yaml.safe_load_all(f) if d and d["kind"] == "Job"][0]
+
+
 def job_pod(path):
-    with open(os.path.join(ROOT, path)) as f:
-        job = yaml.safe_load(f)
+    job = load_job(os.path.join(ROOT, path))
     return {"ns": job["metadata"].get("namespace", "default"),
             "labels": job["spec"]["template"]["metadata"]["labels"], "ports": {}}
 
@@ -371,16 +379,18 @@ class TestKindRender(unittest.TestCase):
         # CLIENTS=300 used to give 240 clients: two seds rewrote the same line
         for clients, duration in (("300", "240"), ("500", "300"), ("240", "300")):
             d = self.render(CLIENTS=clients, DURATION=duration, LIFETIME="exp:20s")
-            job = self.load(os.path.join(d, "chatload-job.yaml"))
+            job = load_job(os.path.join(d, "chatload-job.yaml"))
             env = {e["name"]: e["value"]
                    for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
-            self.assertEqual(env, {"CLIENTS": clients, "DURATION": duration,
-                                   "LIFETIME": "exp:20s"})
+            self.assertEqual(env, {"CLIENTS": clients, "PODS": "1", "DURATION": duration,
+                                   "LIFETIME": "exp:20s", "MESSAGE_RATE": "0.2"})
 
     def test_everything_lands_in_the_namespace_asked_for(self):
         d = self.render(NAMESPACE="ci-1", NODE_CIDR="172.18.0.0/16")
         for f in ("chatload-job.yaml", "rainbow-job.yaml"):
-            self.assertEqual(self.load(os.path.join(d, f))["metadata"]["namespace"], "ci-1")
+            with open(os.path.join(d, f)) as fh:
+                for doc in yaml.safe_load_all(fh):
+                    self.assertEqual(doc["metadata"]["namespace"], "ci-1", (f, doc["kind"]))
         job = self.load(os.path.join(d, "rainbow-job.yaml"))
         self.assertEqual(job["metadata"]["name"], "rainbow-deploy-1234567")
         self.assertIn("1234567", job["spec"]["template"]["spec"]["containers"][0]["args"])
@@ -416,6 +426,104 @@ class TestKindRender(unittest.TestCase):
             if re.search(r'kubeconfig.*>\s*"?\$OUT|--kubeconfig[ =]"?\$OUT|KUBECONFIG=.*\$OUT',
                          line, re.I):
                 self.fail("the kubeconfig written under $OUT: " + line)
+
+
+class TestChatloadJobSize(unittest.TestCase):
+    """The chatload Job at any size: scripts/chatload-job.sh derives the pods of
+    the Indexed Job from CLIENTS, and each pod's shell (run here with sh, as
+    the container runs it, with a stand-in chatload that prints its
+    arguments) its workers and its part of the run."""
+
+    def render(self, clients):
+        p = subprocess.run([os.path.join(ROOT, "scripts", "chatload-job.sh")],
+                           env=dict(os.environ, CLIENTS=str(clients), NAMESPACE="ci-2"),
+                           capture_output=True, text=True, timeout=30)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        docs = [d for d in yaml.safe_load_all(p.stdout) if d]
+        self.assertEqual([d["kind"] for d in docs], ["Service", "Job"])
+        return docs
+
+    def run_pod(self, job, index, **env_over):
+        c = job["spec"]["template"]["spec"]["containers"][0]
+        stub = tempfile.mkdtemp(prefix="rb-chatload-stub-")
+        self.addCleanup(shutil.rmtree, stub, True)
+        with open(os.path.join(stub, "chatload"), "w") as f:
+            f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done >"$ARGS_OUT"\n'
+                    'echo \'{"ok": true}\' >/tmp/report.json 2>/dev/null || true\n')
+        os.chmod(os.path.join(stub, "chatload"), 0o755)
+        env = {e["name"]: e["value"] for e in c["env"]}
+        env.update(env_over)
+        env.update(PATH=stub + ":/usr/bin:/bin", JOB_COMPLETION_INDEX=str(index),
+                   CHAT_SERVICE_HOST="10.96.0.10", CHAT_SERVICE_PORT_XMPP="5222",
+                   ARGS_OUT=os.path.join(stub, "args"))
+        p = subprocess.run(c["command"] + c["args"], env=env, capture_output=True, text=True,
+                           timeout=30)
+        args = None
+        if os.path.exists(env["ARGS_OUT"]):
+            with open(env["ARGS_OUT"]) as f:
+                args = f.read().split("\n")[:-1]
+        return p, args
+
+    @staticmethod
+    def flag(args, name):
+        return args[args.index(name) + 1] if name in args else None
+
+    def test_pods_and_workers_follow_clients(self):
+        # (CLIENTS, pods, workers per pod): 20,000 clients per pod at most
+        # (28,232 ports toward one ClusterIP:port), 10,000 per process
+        for clients, pods, workers in ((300, 1, 1), (10000, 1, 1), (10001, 1, 2),
+                                       (20000, 1, 2), (20001, 2, 2), (50000, 3, 2),
+                                       (500000, 25, 2)):
+            svc, job = self.render(clients)
+            self.assertEqual(svc["spec"]["clusterIP"], "None")
+            self.assertEqual(svc["spec"]["selector"], {"job-name": "chatload"})
+            self.assertEqual(job["metadata"]["namespace"], "ci-2")
+            spec = job["spec"]
+            self.assertEqual(spec["completionMode"], "Indexed")
+            self.assertEqual((spec["completions"], spec["parallelism"]), (pods, pods), clients)
+            self.assertEqual(spec["template"]["spec"]["subdomain"], svc["metadata"]["name"])
+            env = {e["name"]: e["value"] for e in spec["template"]["spec"]["containers"][0]["env"]}
+            self.assertEqual((env["CLIENTS"], env["PODS"]), (str(clients), str(pods)))
+            for index in sorted({0, pods - 1}):
+                p, args = self.run_pod(job, index)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                self.assertEqual(self.flag(args, "--clients"), str(clients))
+                self.assertEqual(self.flag(args, "--workers"), str(workers), clients)
+                self.assertEqual(self.flag(args, "--server"), "10.96.0.10:5222")
+                self.assertIn("--expect-zero-loss", args)
+                if pods == 1:
+                    self.assertNotIn("--pods", args)
+                    self.assertEqual(self.flag(args, "--report"), "/tmp/report.json")
+                    continue
+                self.assertEqual(self.flag(args, "--pods"), str(pods))
+                self.assertEqual(self.flag(args, "--pod-index"), str(index))
+                if index == 0:
+                    self.assertEqual(self.flag(args, "--coordinator-listen"), "0.0.0.0:7400")
+                    self.assertEqual(self.flag(args, "--report"), "/tmp/report.json")
+                else:
+                    self.assertEqual(self.flag(args, "--coordinator"), "chatload-0.chatload:7400")
+                    self.assertIsNone(self.flag(args, "--report"))
+                # each process's share stays within its limits
+                per_process = -(-clients // (pods * workers))
+                self.assertLessEqual(per_process, 10000)
+                self.assertLessEqual(-(-clients // pods), 20000)
+
+    def test_too_few_pods_for_the_clients_stops_at_once(self):
+        # the file applied as it is (PODS 1) with CLIENTS raised by hand
+        job = load_job(os.path.join(ROOT, "k8s", "jobs", "chatload-job.yaml"))
+        p, args = self.run_pod(job, 0, CLIENTS="50000")
+        self.assertEqual(p.returncode, 2)
+        self.assertIsNone(args)
+        self.assertIn("CLIENTS=50000 needs 3 pods", p.stderr)
+        self.assertIn("scripts/chatload-job.sh", p.stderr)
+
+    def test_bad_clients(self):
+        for bad in ("0", "abc", "-5", "20000000"):
+            p = subprocess.run([os.path.join(ROOT, "scripts", "chatload-job.sh")],
+                               env=dict(os.environ, CLIENTS=bad), capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, bad)
+            self.assertIn("CLIENTS=%s" % bad, p.stderr)
 
 
 class TestVariants(unittest.TestCase):
