@@ -62,12 +62,6 @@ retry() {
 	done
 }
 
-# Sets the value of env var $1 in a Job read on stdin: the line after
-# "- name: $1", and only that one.
-set_env() {
-	sed "/- name: $1\$/{n;s/value: .*/value: \"$2\"/;}"
-}
-
 in_ns() {
 	sed "s/^  namespace: rainbow\$/  namespace: $NS/"
 }
@@ -77,8 +71,9 @@ render() {
 	dir=$1
 	sha=$2
 	mkdir -p "$dir/base"
-	set_env CLIENTS "$CLIENTS" <k8s/jobs/chatload-job.yaml | set_env DURATION "$DURATION" |
-		set_env LIFETIME "$LIFETIME" | in_ns >"$dir/chatload-job.yaml"
+	# sized for CLIENTS: pods of the Indexed Job and workers per pod
+	CLIENTS=$CLIENTS DURATION=$DURATION LIFETIME=$LIFETIME NAMESPACE=$NS \
+		scripts/chatload-job.sh >"$dir/chatload-job.yaml"
 	sed "s/SHA_TO_DEPLOY/$sha/g" k8s/jobs/rainbow-deploy-job.yaml | in_ns >"$dir/rainbow-job.yaml"
 	rel=$(realpath --relative-to="$dir/base" k8s)
 	cat >"$dir/base/kustomization.yaml" <<-EOF
@@ -222,6 +217,8 @@ until [ -n "$(kubectl -n "$NS" get pod -l job-name=chatload -o name 2>/dev/null)
 	sleep 2
 done
 retry kubectl -n "$NS" wait --for=condition=ready pod -l job-name=chatload --timeout=180s
+# the Indexed Job's pods (CLIENTS over 20,000 takes more than one)
+LOAD_PODS=$(sed -n 's/^  completions: \([0-9]*\) # PODS$/\1/p' "$OUT/manifests/chatload-job.yaml")
 sleep 20 # let the clients log in before the first switch
 
 for s in $SHA1 $SHA2; do
@@ -257,14 +254,16 @@ while :; do
 	load_ok=$(kubectl -n "$NS" get job chatload -o 'jsonpath={.status.succeeded}' 2>/dev/null || true)
 	load_bad=$(kubectl -n "$NS" get job chatload -o 'jsonpath={.status.failed}' 2>/dev/null || true)
 	[ "${load_bad:-0}" -ge 1 ] && break
-	[ "${job_ok:-0}" -ge 1 ] && [ "${load_ok:-0}" -ge 1 ] && break
+	[ "${job_ok:-0}" -ge 1 ] && [ "${load_ok:-0}" -ge "$LOAD_PODS" ] && break
 	[ "$(date +%s)" -lt "$end" ] || break
 	sleep 5
 done
-retry kubectl -n "$NS" logs job/chatload >"$OUT/chatload.log"
+# the report is in the log of pod 0, the coordinator
+retry kubectl -n "$NS" logs --tail=-1 \
+	-l job-name=chatload,batch.kubernetes.io/job-completion-index=0 >"$OUT/chatload.log"
 tail -n 60 "$OUT/chatload.log"
 rb status
-[ "${load_ok:-0}" -ge 1 ] || fail "chatload's expectations failed or it did not finish (see $OUT/chatload.log)"
+[ "${load_ok:-0}" -ge "$LOAD_PODS" ] || fail "chatload's expectations failed or it did not finish (see $OUT/chatload.log)"
 [ "${job_ok:-0}" -ge 1 ] || fail "the rainbow Job did not complete after its pod was deleted"
 PODS=$(kubectl -n "$NS" get pod -l job-name="$JOB" -o name)
 echo "$PODS" | grep -qvx "$FIRST" || fail "the Job completed without a retry pod ($PODS)"
