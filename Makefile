@@ -82,6 +82,10 @@ UNITS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 HELPERS := $(patsubst tests/helpers/%.c,$(BUILD)/tests/%,$(HELPER_SRC))
 BENCHES := $(patsubst bench/%.c,$(BUILD)/bench/%,$(BENCH_SRC))
 
+# Objects are kept: test, helper and bench objects are intermediate files
+# of pattern rules and make would delete them, rebuilding them every time.
+.SECONDARY:
+
 .PHONY: all check check-build deps-check demo fuzz bench install uninstall format format-check lint clean deps tests
 all: $(PROGS)
 
