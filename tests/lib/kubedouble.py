@@ -1289,9 +1289,10 @@ class KubeDouble:
                     v = (cms.get(r.get("name")) or {}).get("data", {}).get(r.get("key"))
                     if v is not None:
                         env[e["name"]] = v
-        ports = {"listen": None, "http": None, "cluster-listen": None}
+        ports = {"listen": None, "http": None, "cluster-listen": None, "websocket": None}
         for name, key in (("xmpp", "listen"), ("client", "listen"), ("http", "http"),
-                          ("metrics", "http"), ("cluster", "cluster-listen")):
+                          ("metrics", "http"), ("cluster", "cluster-listen"),
+                          ("xmpp-ws", "websocket")):
             if name in rt.named:
                 ports[key] = rt.ports[rt.named[name]]
 
@@ -1305,7 +1306,10 @@ class KubeDouble:
             return "127.0.0.1:%d" % hp
 
         for key, var in (("listen", "CHATD_LISTEN"), ("http", "CHATD_HTTP"),
-                         ("cluster-listen", "CHATD_CLUSTER_LISTEN")):
+                         ("cluster-listen", "CHATD_CLUSTER_LISTEN"),
+                         ("websocket", "CHATD_WEBSOCKET")):
+            if var in env and key == "websocket" and not env[var]:
+                continue  # "" turns the listener off
             if var in env:
                 env[var] = mapped(env[var], key)
             elif ports[key]:
@@ -1314,7 +1318,7 @@ class KubeDouble:
         i = 0
         while i < len(args):
             a = args[i]
-            for key in ("listen", "http", "cluster-listen"):
+            for key in ("listen", "http", "cluster-listen", "websocket"):
                 if a == "--" + key and i + 1 < len(args):
                     args[i + 1] = mapped(args[i + 1], key)
                 elif a.startswith("--%s=" % key):
