@@ -91,6 +91,8 @@ enum opt_id {
 	O_DRY_RUN,
 	O_REPORT,
 	O_MAX_VIEWERS,
+	O_CHAT_WS,
+	O_CHAT_DOMAIN,
 	O_WEBSOCKET,
 };
 
@@ -185,6 +187,11 @@ static const struct opt cli_opts[] = {
 	{ "report", 0, 1, CMD_DASHBOARD, O_REPORT, "FILE",
 	  "dashboard: show dropped connections and lost messages from this chatload report "
 	  "(JSON) or timeline (CSV)" },
+	{ "chat-ws", 0, 1, CMD_DASHBOARD, O_CHAT_WS, "URL",
+	  "dashboard: the XMPP WebSocket URL of the chat page (default, local platform: the "
+	  "switch's --websocket port on the page's host)" },
+	{ "chat-domain", 0, 1, CMD_DASHBOARD, O_CHAT_DOMAIN, "NAME",
+	  "dashboard: the XMPP domain of the chat page (default localhost)" },
 	{ "max-viewers", 0, 1, CMD_DASHBOARD, O_MAX_VIEWERS, "N",
 	  "dashboard: simultaneous HTTP connections (default 256)" },
 };
@@ -222,7 +229,7 @@ static const struct cmd_info cli_cmds[] = {
 	  "companion)" },
 	{ "dashboard", CMD_DASHBOARD, "dashboard [--listen ADDR:PORT] [--report FILE]",
 	  "serve a live, read-only web page of the colours (rainbow chart, states, drain "
-	  "progress, deploy timeline), updated every poll" },
+	  "progress, deploy timeline), updated every poll, and a web chat page (/chat)" },
 	{ "local", CMD_LOCAL, "local up|down|status [options]",
 	  "start, stop or show the local platform's switch" },
 };
@@ -256,6 +263,7 @@ struct cli {
 	const char *drain;
 	const char *report;
 	long max_viewers;
+	const char *chat_ws, *chat_domain;
 	const char *websocket;
 	int listen_given;
 };
@@ -525,6 +533,17 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 		break;
 	case O_WEBSOCKET:
 		c->websocket = v;
+		break;
+	case O_CHAT_WS:
+		if (strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
+			return usage_error(
+				c, "bad --chat-ws %s (want ws://HOST:PORT/xmpp-websocket)", v);
+		c->chat_ws = v;
+		break;
+	case O_CHAT_DOMAIN:
+		if (!*v || strlen(v) > 255 || strpbrk(v, "@/ \"'<>&"))
+			return usage_error(c, "bad --chat-domain %s", v);
+		c->chat_domain = v;
 		break;
 	case O_MAX_VIEWERS:
 		if (parse_int(v, 1, 10000, &c->max_viewers) != 0)
@@ -1405,12 +1424,18 @@ static int cmd_chart(struct cli *c)
 	return 0;
 }
 
+/* Where Debian's libjs-strophe puts Strophe.js (scripts/deps.sh installs it). */
+#define STROPHE_JS "/usr/share/javascript/strophe/strophe.min.js"
+
 static int cmd_dashboard(struct cli *c)
 {
 	struct dashboard_opts o = {
 		.listen = c->listen_given ? c->listen : "127.0.0.1:8080",
 		.state_dir = c->state_dir,
 		.report = c->report,
+		.chat_ws = c->chat_ws,
+		.chat_domain = c->chat_domain ? c->chat_domain : "localhost",
+		.strophe = getenv("RAINBOW_STROPHE_JS") ? getenv("RAINBOW_STROPHE_JS") : STROPHE_JS,
 		.poll_s = c->poll,
 		.max_viewers = (unsigned)c->max_viewers,
 		.history = 3600,

@@ -17,6 +17,7 @@
 
 #include "evring.h"
 #include "log.h"
+#include "lswitch.h"
 #include "run.h"
 #include "status.h"
 #include "webassets.h"
@@ -44,6 +45,8 @@ struct dash {
 	char *latest;	    /* the newest state as JSON (for /api/state) */
 	unsigned viewers;   /* open /events streams (guarded by mu) */
 	off_t rec_off;	    /* bytes of record.jsonl read so far */
+	char *strophe;	    /* the Strophe.js file, or NULL when missing */
+	size_t strophe_len;
 	char selected[DASH_SELECTED_MAX][PLATFORM_SHA_MAX];
 	size_t n_selected;
 };
@@ -235,6 +238,31 @@ static void read_record(struct dash *d)
 	fclose(f);
 }
 
+/* ---- the chat page's settings ------------------------------------------ */
+
+/*
+ * {ws, ws_port, domain}: --chat-ws when given; else, on the local platform,
+ * the switch's WebSocket port (the page connects to it on the host it was
+ * loaded from).
+ */
+static json_t *chat_json(struct dash *d)
+{
+	json_t *c = json_pack("{s:s}", "domain", d->o->chat_domain);
+
+	if (d->o->chat_ws) {
+		json_object_set_new(c, "ws", json_string(d->o->chat_ws));
+	} else if (strcmp(d->p->ops->name, "local") == 0) {
+		json_t *st = NULL;
+		const char *ws;
+
+		if (lswitch_status(d->o->state_dir, &st) == 0 &&
+		    (ws = json_string_value(json_object_get(st, "websocket"))) && strrchr(ws, ':'))
+			json_object_set_new(c, "ws_port", json_integer(atoi(strrchr(ws, ':') + 1)));
+		json_decref(st);
+	}
+	return c;
+}
+
 /* ---- one poll ---------------------------------------------------------- */
 
 static void poll_once(struct dash *d, uint64_t seq)
@@ -271,6 +299,7 @@ static void poll_once(struct dash *d, uint64_t seq)
 	json_object_set_new(st, "t", json_real((double)now / 1000.0));
 	json_object_set_new(st, "report",
 			    d->o->report ? dashboard_report(d->o->report) : json_null());
+	json_object_set_new(st, "chat", chat_json(d));
 	pthread_mutex_lock(&d->mu);
 	if (sample) {
 		json_array_append(d->samples, sample);
@@ -437,6 +466,16 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
 				 "read-only: GET only\n");
 	if (strcmp(url, "/") == 0)
 		return reply_str(mc, MHD_HTTP_OK, "text/html; charset=utf-8", web_dashboard_html);
+	if (strcmp(url, "/chat") == 0)
+		return reply_str(mc, MHD_HTTP_OK, "text/html; charset=utf-8", web_chat_html);
+	if (strcmp(url, "/strophe.js") == 0) {
+		if (!d->strophe)
+			return reply_str(mc, MHD_HTTP_NOT_FOUND, "text/plain",
+					 "Strophe.js is not installed (Debian package "
+					 "libjs-strophe; scripts/deps.sh installs it)\n");
+		return reply(mc, MHD_HTTP_OK, "text/javascript", d->strophe, d->strophe_len,
+			     MHD_RESPMEM_PERSISTENT);
+	}
 	if (strcmp(url, "/events") == 0)
 		return serve_events(d, mc);
 	if (strcmp(url, "/api/state") == 0)
@@ -499,6 +538,12 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 	pthread_mutex_init(&d.mu, NULL);
 	d.samples = json_array();
 	d.markers = json_array();
+	d.strophe = read_file(o->strophe, 4u << 20, &d.strophe_len);
+	if (!d.strophe)
+		fprintf(stderr,
+			"rainbow: dashboard: %s: %s; the chat page will not work (Debian package "
+			"libjs-strophe)\n",
+			o->strophe, strerror(errno));
 	memset(&act, 0, sizeof(act));
 	act.sa_handler = on_signal;
 	sigaction(SIGINT, &act, NULL);
@@ -519,8 +564,8 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 		char ip[INET_ADDRSTRLEN];
 
 		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
-		printf("dashboard on http://%s:%u/, %s platform; Ctrl-C stops it\n", ip,
-		       info ? info->port : ntohs(sa.sin_port), p->ops->name);
+		printf("dashboard on http://%s:%u/ (chat: /chat), %s platform; Ctrl-C stops it\n",
+		       ip, info ? info->port : ntohs(sa.sin_port), p->ops->name);
 		fflush(stdout);
 	}
 	while (!dash_stop) {
@@ -540,5 +585,6 @@ out:
 	json_decref(d.samples);
 	json_decref(d.markers);
 	free(d.latest);
+	free(d.strophe);
 	return rc;
 }

@@ -21,10 +21,13 @@ struct dashboard_opts {
 	const char *listen;    /* ADDR:PORT (port 0: any; the URL is printed) */
 	const char *state_dir; /* record.jsonl for the deploy timeline */
 	const char *report;    /* chatload report (JSON) or timeline (CSV), or NULL */
-	double poll_s;	       /* seconds between observations */
-	unsigned max_viewers;  /* simultaneous HTTP connections */
-	unsigned history;      /* samples kept for the chart */
-	double duration;       /* stop after this many seconds (0: at SIGINT/SIGTERM) */
+	const char *chat_ws;   /* WebSocket URL for the chat page, or NULL (local: the switch's) */
+	const char *chat_domain; /* XMPP domain the chat page logs in to */
+	const char *strophe;	 /* Strophe.js file served as /strophe.js */
+	double poll_s;		 /* seconds between observations */
+	unsigned max_viewers;	 /* simultaneous HTTP connections */
+	unsigned history;	 /* samples kept for the chart */
+	double duration;	 /* stop after this many seconds (0: at SIGINT/SIGTERM) */
 };
 
 /* 1 when s is an IPv4 address (or localhost) and a port: what --listen takes. */

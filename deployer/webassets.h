@@ -7,5 +7,6 @@
 #define RAINBOW_WEBASSETS_H
 
 extern const char web_dashboard_html[];
+extern const char web_chat_html[];
 
 #endif

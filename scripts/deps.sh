@@ -63,7 +63,7 @@ fi
 
 PKGS="build-essential pkg-config git ca-certificates
 libuv1-dev libexpat1-dev libssl-dev libcurl4-openssl-dev libstrophe-dev
-libjansson-dev libyaml-dev libidn-dev libmicrohttpd-dev libcmocka-dev libwslay-dev
+libjansson-dev libyaml-dev libidn-dev libmicrohttpd-dev libcmocka-dev libwslay-dev libjs-strophe
 libhttp-parser-dev
 clang clang-format libclang-rt-14-dev gnuplot-nox openssl procps iproute2 python3 python3-yaml
 shellcheck"

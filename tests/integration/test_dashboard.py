@@ -191,6 +191,8 @@ class DashboardBrowserTest(unittest.TestCase):
         self.b = browser.Browser()
         page = self.b.page("http://127.0.0.1:%d/" % port)
         page.wait("!!document.querySelector('tr[data-sha=\"1111111\"]')", what="the first colour")
+        page.wait("document.querySelector('tr[data-sha=\"1111111\"] .ready').textContent === '2/2'",
+                  what="2 of 2 replicas ready")
         self.assertEqual(self.row(page, "1111111"), {"state": "live", "conns": "0", "ready": "2/2"})
         self.clients += self.plat.login(3)
         page.wait("document.querySelector('tr[data-sha=\"1111111\"] .conns').textContent === '3'",
@@ -219,3 +221,82 @@ class DashboardBrowserTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ChatBrowserTest(unittest.TestCase):
+    """The web chat (/chat: Strophe.js over the switch's WebSocket port) in
+    headless Chromium: two sessions talk across a deploy, nothing dropped,
+    and a newcomer on the new colour talks with them."""
+
+    def setUp(self):
+        why = browser.available() or strophe_missing()
+        if why:
+            self.skipTest(why)
+        self.wsport = harness.free_port()
+        self.plat = localplat.Platform(self, prefix="rb-chat-",
+                                       up_args=["--websocket", "127.0.0.1:%d" % self.wsport])
+        self.dash = None
+        self.b = None
+
+    def tearDown(self):
+        if self.b:
+            self.b.close()
+        if self.dash:
+            self.dash.stop()
+            self.assertIsNone(self.dash.sanitizer_report())
+        self.assertEqual(self.plat.down(), [])
+
+    def join(self, port, nick):
+        page = self.b.page("http://127.0.0.1:%d/chat" % port)
+        page.eval("chat.join(%s)" % json.dumps(nick))
+        page.wait("chat.status === 'connected' && !!chat.colour", what=nick + " connected")
+        return page
+
+    def exchange(self, pages, rounds, tag):
+        """Every page says `rounds` lines; every page must receive every line."""
+        said = []
+        for r in range(rounds):
+            for name, p in pages.items():
+                text = "%s %s %d" % (tag, name, r)
+                p.eval("chat.say(%s)" % json.dumps(text))
+                said.append(text)
+        for name, p in pages.items():
+            p.wait("(() => { const got = new Set(chat.received.map(m => m.text)); "
+                   "return %s.every(t => got.has(t)); })()" % json.dumps(said),
+                   what="%s received every line of %s" % (name, tag))
+        return said
+
+    def test_two_sessions_talk_across_a_deploy(self):
+        self.plat.up()
+        self.plat.deploy("1111111")
+        self.dash, port = start_dashboard(self.plat)
+        self.b = browser.Browser()
+        alice, bob = self.join(port, "alice"), self.join(port, "bob")
+        self.assertEqual(alice.eval("chat.colour"), "1111111")
+        self.assertTrue(alice.eval("chat.instance").startswith("chat-1111111-"))
+        alice.wait("chat.members.has('bob')", what="alice sees bob")
+        self.exchange({"alice": alice, "bob": bob}, 3, "before")
+        self.plat.deploy("2222222", "--no-wait")
+        self.exchange({"alice": alice, "bob": bob}, 3, "during")
+        # Neither moved nor dropped: still on the old colour, never disconnected.
+        for p in (alice, bob):
+            self.assertEqual(p.eval("chat.colour"), "1111111")
+            self.assertEqual(p.eval("chat.disconnects"), 0)
+            self.assertEqual(p.eval("chat.status"), "connected")
+        # A newcomer lands on the new colour and the three talk across colours.
+        carol = self.join(port, "carol")
+        self.assertEqual(carol.eval("chat.colour"), "2222222")
+        self.exchange({"alice": alice, "bob": bob, "carol": carol}, 2, "across")
+        self.assertEqual(self.plat.colour("1111111")["connections"], 2)
+        # The page shows who is where.
+        self.assertEqual(carol.eval("document.getElementById('colour').textContent"),
+                         "chat-2222222")
+        for p in (alice, bob, carol):
+            self.assertEqual(p.errors, [])
+            self.assertEqual(p.eval("chat.disconnects"), 0)
+
+
+def strophe_missing():
+    import os
+    path = "/usr/share/javascript/strophe/strophe.min.js"
+    return None if os.path.exists(path) else "Strophe.js is not installed (libjs-strophe)"
