@@ -423,32 +423,12 @@ int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct
 	return rc == 0;
 }
 
-/* The bare JID the bare-JID rules apply to: the stanza's 'to', or the
- * sender's own account when there is none. */
-static int glue_target_bare(struct conn *from, const struct xnode *st, char *bare, size_t size)
+int cluster_glue_bare_best(struct srv *srv, const char *bare, int local_best)
 {
-	const char *to = xnode_attr(st, "to");
-	struct jid j = { 0 };
-	long n;
-
-	if (!to)
-		return jid_format_bare(&from->jid, bare, size) < 0 ? -1 : 0;
-	if (jid_parse(to, &j) != 0)
-		return -1;
-	n = jid_format_bare(&j, bare, size);
-	jid_clear(&j);
-	return n < 0 ? -1 : 0;
-}
-
-int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_best)
-{
-	struct cluster_glue *g = from->srv->cluster;
-	char bare[GLUE_JID_MAX];
+	struct cluster_glue *g = srv->cluster;
 	int best;
 
-	if (!g || glue_target_bare(from, st, bare, sizeof(bare)) < 0)
-		return local_best;
-	if (cluster_bare_best(g->cl, bare, &best) > 0 && best > local_best)
+	if (g && cluster_bare_best(g->cl, bare, &best) > 0 && best > local_best)
 		return best;
 	return local_best;
 }
@@ -458,23 +438,21 @@ int cluster_glue_has_bare(struct srv *srv, const char *bare)
 	return srv->cluster && cluster_has_bare(srv->cluster->cl, bare);
 }
 
-int cluster_glue_forward_bare(struct conn *from, const struct xnode *st, enum router_bare mode,
-			      int prio)
+int cluster_glue_forward_bare(struct srv *srv, const char *bare, const struct xnode *st,
+			      enum router_bare mode, int prio)
 {
 	static const enum cluster_bare_mode modes[] = {
 		[ROUTER_BARE_PRIO] = CLUSTER_BARE_PRIO,
 		[ROUTER_BARE_NONNEG] = CLUSTER_BARE_NONNEG,
 		[ROUTER_BARE_ALL] = CLUSTER_BARE_ALL,
 	};
-	struct cluster_glue *g = from->srv->cluster;
-	char bare[GLUE_JID_MAX];
+	struct cluster_glue *g = srv->cluster;
 	const char *sender = xnode_attr(st, "from");
 	char *xml;
 	size_t len;
 	int n;
 
-	if (!g || !sender || glue_target_bare(from, st, bare, sizeof(bare)) < 0 ||
-	    !cluster_has_bare(g->cl, bare))
+	if (!g || !sender || !cluster_has_bare(g->cl, bare))
 		return 0;
 	xml = glue_serialize(st, &len);
 	if (!xml)

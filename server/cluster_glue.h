@@ -41,17 +41,17 @@ void cluster_glue_presence(struct conn *c, const struct xnode *p, int available)
 /* A stanza to the full JID j that has no local session: 1 when it was
  * forwarded to the instance holding j, else 0. */
 int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct xnode *st);
-/* Bare-JID rules across the cluster. The bare JID is the stanza's 'to'
- * (or the sender's own when 'to' is absent). cluster_glue_bare_best()
- * returns the larger of local_best and the best remote priority;
- * cluster_glue_forward_bare() returns the copies forwarded. */
-int cluster_glue_bare_best(struct conn *from, const struct xnode *st, int local_best);
+/* Bare-JID rules across the cluster, for the bare JID `bare`:
+ * cluster_glue_bare_best() returns the larger of local_best and the best
+ * remote priority; cluster_glue_forward_bare() returns the copies
+ * forwarded. */
+int cluster_glue_bare_best(struct srv *srv, const char *bare, int local_best);
 /* 1 when some session of the bare JID is bound on another instance (an
  * account that exists only while bound, such as an anonymous one, exists
  * cluster-wide). */
 int cluster_glue_has_bare(struct srv *srv, const char *bare);
-int cluster_glue_forward_bare(struct conn *from, const struct xnode *st, enum router_bare mode,
-			      int prio);
+int cluster_glue_forward_bare(struct srv *srv, const char *bare, const struct xnode *st,
+			      enum router_bare mode, int prio);
 
 /* 1 when /readyz may say ready as far as the cluster goes (always when
  * cluster mode is off; see cluster_ready()). */

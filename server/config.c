@@ -105,6 +105,11 @@ static const struct opt config_opts[] = {
 	    "HTTP connections from one address (default 64; 0: no limit)"),
 	CFG("http-timeout", OPT_UINT, http_timeout, "S",
 	    "close an HTTP connection silent for S seconds (default 10)"),
+	CFG("resume-timeout", OPT_UINT, resume_timeout, "S",
+	    "keep a stream-managed session (XEP-0198) whose connection broke for S seconds, "
+	    "for resumption (default 300; 0: no resumption)"),
+	CFG("sm-max-queue", OPT_SIZE, sm_max_queue, "BYTES",
+	    "unacknowledged stanzas held per stream-managed session (default 262144)"),
 	CFG("insecure-permissions", OPT_BOOL, insecure_permissions, NULL,
 	    "accept a --users or --cluster-secret-file that others can read"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),
@@ -166,6 +171,8 @@ static void config_defaults(struct config *cfg)
 	cfg->http_max_connections = 1024;
 	cfg->http_max_per_ip = 64;
 	cfg->http_timeout = 10;
+	cfg->resume_timeout = 300;
+	cfg->sm_max_queue = 262144;
 	cfg->cluster_keepalive = 10;
 	cfg->log_level = LOG_INFO;
 }
@@ -400,10 +407,10 @@ int config_load(struct config *cfg, int argc, char **argv)
 	}
 	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||
 	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX ||
-	    cfg->http_timeout > CONFIG_TIMEOUT_MAX) {
+	    cfg->http_timeout > CONFIG_TIMEOUT_MAX || cfg->resume_timeout > CONFIG_TIMEOUT_MAX) {
 		fprintf(stderr,
 			"chatd: a timeout is too large (ping-interval, ping-timeout, "
-			"auth-timeout, drain-timeout and http-timeout <= %u s)\n",
+			"auth-timeout, drain-timeout, http-timeout and resume-timeout <= %u s)\n",
 			CONFIG_TIMEOUT_MAX);
 		return -1;
 	}
@@ -413,6 +420,11 @@ int config_load(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "chatd: a limit is too small (max-stanza >= 1024, max-depth >= 2, "
 				"max-output >= 4096, max-connections, ping-timeout, "
 				"auth-timeout, http-max-connections and http-timeout >= 1)\n");
+		return -1;
+	}
+	if (cfg->sm_max_queue < cfg->max_stanza + 8192) {
+		fprintf(stderr, "chatd: --sm-max-queue must hold one stanza of --max-stanza and "
+				"its stamps (>= max-stanza + 8192)\n");
 		return -1;
 	}
 	return 0;

@@ -44,6 +44,9 @@ struct config {
 	unsigned http_max_connections; /* HTTP connections held at once */
 	unsigned http_max_per_ip;      /* HTTP connections from one address (0: no limit) */
 	unsigned http_timeout;	       /* s an HTTP connection may stay silent */
+	unsigned resume_timeout;       /* s a detached XEP-0198 session is kept (0: no
+					  resumption) */
+	size_t sm_max_queue;	       /* bytes of unacknowledged stanzas per session */
 	/* cluster routing (issue 4, server/cluster*.c, docs/cluster.md) */
 	char cluster_listen[256];	/* ADDR:PORT for links to peers; "" = single instance */
 	char cluster_secret_file[1024]; /* shared secret of the cluster links */

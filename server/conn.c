@@ -13,6 +13,7 @@
 #include "log.h"
 #include "presence.h"
 #include "session.h"
+#include "sm.h"
 #include "srv.h"
 #include "tlsbio.h"
 #include "ws.h"
@@ -271,8 +272,18 @@ static void conn_shutdown_cb(uv_shutdown_t *req, int status)
 
 void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text)
 {
+	conn_close_with(c, reason, cond, NULL, text, NULL);
+}
+
+void conn_close_with(struct conn *c, enum close_reason reason, const char *cond,
+		     const char *cond_text, const char *text, const char *app)
+{
 	struct xbuf b;
 
+	if (c->detached) {
+		sm_end_detached(c, reason); /* a session without a connection */
+		return;
+	}
 	if (c->closing)
 		return;
 	c->closing = 1;
@@ -290,13 +301,26 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 		xbuf_init(&b);
 		if (!c->header_sent)
 			session_header(c, &b);
-		xbuf_printf(&b, "<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
-			    cond);
+		if (cond_text) {
+			xbuf_printf(
+				&b,
+				"<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'>",
+				cond);
+			xbuf_escape(&b, cond_text, strlen(cond_text));
+			xbuf_printf(&b, "</%s>", cond);
+		} else {
+			xbuf_printf(
+				&b,
+				"<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
+				cond);
+		}
 		if (text) {
 			xbuf_puts(&b, "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>");
 			xbuf_escape(&b, text, strlen(text));
 			xbuf_puts(&b, "</text>");
 		}
+		if (app)
+			xbuf_puts(&b, app);
 		xbuf_puts(&b, "</stream:error></stream:stream>");
 		if (b.data)
 			conn_send(c, b.data, b.len);
@@ -319,7 +343,7 @@ void conn_close(struct conn *c, enum close_reason reason, const char *cond, cons
 			 log_quote(q, sizeof(q), text ? text : ""));
 	}
 	session_set_state(c, ST_CLOSED);
-	session_end(c);
+	sm_close(c, reason); /* detaches a resumable session, or ends it */
 	if (c->eof || c->write_dead ||
 	    (c->refused && c->srv->refused_lingering >= SRV_REFUSED_LINGER_MAX)) {
 		conn_destroy(c);
@@ -370,7 +394,9 @@ void conn_run_pending(struct srv *srv)
 			continue;
 		enum close_reason r = (enum close_reason)c->close_reason;
 		if (r == CLOSE_POLICY_VIOLATION)
-			conn_close(c, r, "policy-violation", "output queue limit exceeded");
+			conn_close(c, r, "policy-violation",
+				   c->sm_overflow ? "unacknowledged stanza queue limit exceeded"
+						  : "output queue limit exceeded");
 		else if (r == CLOSE_RESOURCE_CONSTRAINT)
 			conn_close(c, r, "resource-constraint", NULL);
 		else
@@ -513,16 +539,26 @@ void conn_send_str(struct conn *c, const char *s)
 	conn_send(c, s, strlen(s));
 }
 
-void conn_send_node(struct conn *c, const struct xnode *n)
+int conn_send_stanza(struct conn *c, const char *data, size_t len)
+{
+	if (c->sm)
+		return sm_outbound(c, data, len);
+	conn_send(c, data, len);
+	return 0;
+}
+
+int conn_send_node(struct conn *c, const struct xnode *n)
 {
 	struct xbuf b;
+	int rc = -1;
 
 	xbuf_init(&b);
 	if (xnode_serialize(n, "jabber:client", &b) == 0)
-		conn_send(c, b.data, b.len);
-	else
+		rc = conn_send_stanza(c, b.data, b.len);
+	else if (!c->detached)
 		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
 	xbuf_free(&b);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- input */

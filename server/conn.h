@@ -35,6 +35,7 @@ struct tlsbio;
 struct ws;
 struct route;
 struct presence_dir;
+struct smq;
 
 /* The stream state machine (session.c session_set_state() is the only
  * writer). */
@@ -69,6 +70,8 @@ struct conn {
 				    (a plain <presence/> needs no copy); owned */
 	struct presence_dir *directed; /* JIDs we sent directed presence to; owned;
 					  at most PRESENCE_DIRECTED_MAX entries */
+	struct smq *sm;		       /* XEP-0198 counters and unacknowledged stanzas once
+					  <enable/> was answered, else NULL; owned (sm.c) */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;
@@ -109,6 +112,10 @@ struct conn {
 	unsigned yielded : 1;	     /* paused for fairness only: resumed next iteration */
 	unsigned held : 1;	     /* paused after a blocked login: closed at t_fill */
 	unsigned tls_up : 1;	     /* the TLS handshake completed (counted for a trim) */
+	unsigned detached : 1;	     /* a detached session: no socket, held for
+				      resumption (sm.c); prev/next link srv->detached */
+	unsigned stream_closed : 1;  /* the client sent </stream:stream> */
+	unsigned sm_overflow : 1;    /* the unacknowledged queue passed --sm-max-queue */
 };
 
 /* Accepts a pending connection on the listener; 0 or a negative uv error.
@@ -128,8 +135,15 @@ void conn_write_raw(struct conn *c, const char *data, size_t len);
  */
 void conn_send(struct conn *c, const char *data, size_t len);
 void conn_send_str(struct conn *c, const char *s);
-/* Serializes n (as a child of a jabber:client stream) and sends it. */
-void conn_send_node(struct conn *c, const struct xnode *n);
+/*
+ * Sends one stanza (serialized): with stream management on it is counted
+ * and queued until acknowledged (sm.c). Returns 0, or -1 when it could not
+ * be held (see sm_outbound()): the caller answers for it.
+ */
+int conn_send_stanza(struct conn *c, const char *data, size_t len);
+/* Serializes the stanza n (as a child of a jabber:client stream) and sends
+ * it with conn_send_stanza(); its result (-1 also out of memory). */
+int conn_send_node(struct conn *c, const struct xnode *n);
 
 /*
  * Closes the connection, once (later calls do nothing): when cond is not
@@ -141,6 +155,11 @@ void conn_send_node(struct conn *c, const struct xnode *n);
  * connection's own callbacks.
  */
 void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text);
+/* conn_close() with more in the stream error: cond_text the condition
+ * element's content (see-other-host's address), app an application-specific
+ * condition element (serialized XML, RFC 6120 4.9.4); both may be NULL. */
+void conn_close_with(struct conn *c, enum close_reason reason, const char *cond,
+		     const char *cond_text, const char *text, const char *app);
 /* The deferred form used from write paths (see conn_send): the connection
  * is closed right after the current callback, with the stream error that
  * fits the reason (policy-violation for CLOSE_POLICY_VIOLATION,

@@ -16,7 +16,7 @@
 #include "log.h"
 #include "srv.h"
 
-#define HTTP_METRICS_MAX 16384
+#define HTTP_METRICS_MAX 32768
 /* Memory MHD reserves per connection for the request head and our reply's
  * headers; our requests and headers are small. */
 #define HTTP_CONN_MEMORY 16384

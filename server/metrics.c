@@ -24,7 +24,22 @@ static const char *const close_names[CLOSE_REASON_COUNT] = {
 	[CLOSE_UNSUPPORTED_STANZA_TYPE] = "unsupported-stanza-type",
 	[CLOSE_UNSUPPORTED_VERSION] = "unsupported-version",
 	[CLOSE_INTERNAL_SERVER_ERROR] = "internal-server-error",
+	[CLOSE_SEE_OTHER_HOST] = "see-other-host",
+	[CLOSE_UNDEFINED_CONDITION] = "undefined-condition",
 };
+
+static const char *const resume_fail_names[RESUME_FAIL_COUNT] = {
+	[RESUME_FAIL_NOT_FOUND] = "not-found",
+	[RESUME_FAIL_OTHER_USER] = "other-user",
+	[RESUME_FAIL_BAD_REQUEST] = "bad-request",
+	[RESUME_FAIL_HANDLED_COUNT] = "handled-count-too-high",
+	[RESUME_FAIL_PEER] = "peer-unreachable",
+};
+
+const char *resume_fail_name(enum resume_fail r)
+{
+	return (unsigned)r < RESUME_FAIL_COUNT ? resume_fail_names[r] : "unknown";
+}
 
 const char *close_reason_name(enum close_reason r)
 {
@@ -134,6 +149,26 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 	put_metric(&o, "chatd_input_paused_total", "counter",
 		   "Times a client's reads were paused by the input rate limit.",
 		   m->input_paused_total);
+	put_metric(
+		&o, "chatd_sessions_detached", "gauge",
+		"Stream-managed sessions whose connection ended, held for resumption (XEP-0198).",
+		m->sessions_detached);
+	put(&o,
+	    "# HELP chatd_sessions_resumed_total Sessions resumed (XEP-0198), by where the "
+	    "session was: on this instance or on a peer.\n"
+	    "# TYPE chatd_sessions_resumed_total counter\n"
+	    "chatd_sessions_resumed_total{from=\"local\"} %llu\n"
+	    "chatd_sessions_resumed_total{from=\"peer\"} %llu\n",
+	    (unsigned long long)m->sessions_resumed_total[0],
+	    (unsigned long long)m->sessions_resumed_total[1]);
+	put(&o, "# HELP chatd_resume_failed_total Resumptions refused with <failed/>, by reason.\n"
+		"# TYPE chatd_resume_failed_total counter\n");
+	for (int i = 0; i < RESUME_FAIL_COUNT; i++)
+		put(&o, "chatd_resume_failed_total{reason=\"%s\"} %llu\n", resume_fail_names[i],
+		    (unsigned long long)m->resume_failed_total[i]);
+	put_metric(&o, "chatd_sessions_moved_total", "counter",
+		   "Sessions asked to reconnect elsewhere (see-other-host).",
+		   m->sessions_moved_total);
 	put(&o, "# HELP chatd_build_info Build and instance.\n# TYPE chatd_build_info gauge\n"
 		"chatd_build_info{version=\"");
 	put_label(&o, version);

@@ -35,8 +35,21 @@ enum close_reason {
 	CLOSE_UNSUPPORTED_STANZA_TYPE,
 	CLOSE_UNSUPPORTED_VERSION,
 	CLOSE_INTERNAL_SERVER_ERROR,
+	CLOSE_SEE_OTHER_HOST,	   /* moved: the client reconnects to the service (sm.c) */
+	CLOSE_UNDEFINED_CONDITION, /* XEP-0198 handled-count-too-high */
 	CLOSE_REASON_COUNT
 };
+
+/* Why a XEP-0198 resumption failed: the label of chatd_resume_failed_total. */
+enum resume_fail {
+	RESUME_FAIL_NOT_FOUND = 0, /* no such session (never, or its window passed) */
+	RESUME_FAIL_OTHER_USER,	   /* the id belongs to another user's session */
+	RESUME_FAIL_BAD_REQUEST,   /* malformed, or not allowed in this state */
+	RESUME_FAIL_HANDLED_COUNT, /* the client acknowledged more than was sent */
+	RESUME_FAIL_PEER,	   /* the instance holding it did not answer in time */
+	RESUME_FAIL_COUNT
+};
+const char *resume_fail_name(enum resume_fail r);
 
 /* The label value ("client", "reset", or the stream error condition). */
 const char *close_reason_name(enum close_reason r);
@@ -61,10 +74,14 @@ struct metrics {
 	uint64_t bytes_out_total;     /* bytes handed to client sockets: conn.c conn_raw_write() */
 	uint64_t auth_blocked_total;  /* logins refused by failed-login throttling: sasl.c */
 	uint64_t input_paused_total;  /* reads paused by the input shaper: conn.c conn_pause() */
-	int draining;		      /* 0/1: srv.c srv_drain() */
-	int ready;		      /* 0/1: srv.c srv_start() / srv_drain() */
-	struct connlife life;	      /* lifetimes and ages: conn_accept(), conn_close() */
-	uint64_t start_ms;	      /* uv_now() when the server started: srv.c srv_init() */
+	uint64_t sessions_detached;   /* gauge: detached sessions waiting to be resumed: sm.c */
+	uint64_t sessions_resumed_total[2];		 /* [0] local, [1] from a peer: sm.c */
+	uint64_t resume_failed_total[RESUME_FAIL_COUNT]; /* <failed/> to a <resume/>: sm.c */
+	uint64_t sessions_moved_total;			 /* sessions sent see-other-host: sm.c */
+	int draining;					 /* 0/1: srv.c srv_drain() */
+	int ready;					 /* 0/1: srv.c srv_start() / srv_drain() */
+	struct connlife life; /* lifetimes and ages: conn_accept(), conn_close() */
+	uint64_t start_ms;    /* uv_now() when the server started: srv.c srv_init() */
 };
 
 /*

@@ -184,6 +184,25 @@ int router_add(struct router *r, struct conn *c, struct conn **old)
 	return 0;
 }
 
+void router_replace(struct router *r, struct conn *from, struct conn *to)
+{
+	struct route *e = from->route;
+	struct conn **pp;
+
+	if (!e)
+		return;
+	for (pp = &e->first; *pp; pp = &(*pp)->rnext) {
+		if (*pp == from) {
+			*pp = to;
+			break;
+		}
+	}
+	to->rnext = from->rnext;
+	to->route = e;
+	from->rnext = NULL;
+	from->route = NULL;
+}
+
 void router_remove(struct router *r, struct conn *c)
 {
 	struct route *e = c->route;
@@ -219,9 +238,16 @@ void router_remove(struct router *r, struct conn *c)
 
 void router_deliver(struct conn *to, const struct xnode *st)
 {
+	struct xnode *copy;
+
 	if (to->closing)
 		return;
-	conn_send_node(to, st);
+	if (conn_send_node(to, st) == 0)
+		return;
+	/* Not held (a detached session's queue is full): never silently. */
+	copy = xnode_copy(st);
+	if (copy)
+		router_bounce(to->srv, copy, "service-unavailable");
 }
 
 int router_make_error(struct xnode *st, const char *type, const char *cond)
@@ -295,11 +321,35 @@ static int available(const struct conn *c)
  * offline storage) and headline is dropped; groupchat bounces; errors are
  * dropped.
  */
-static void route_bare_message(struct conn *from, struct xnode *st, struct route *e)
+/* Delivers a message to the resources of bare JID `bare` (local ones in e)
+ * that the rules pick; returns how many copies went out. */
+static int deliver_bare_message(struct srv *srv, const char *bare, const struct xnode *st,
+				struct route *e, int headline)
 {
-	const struct router_hooks *up = &from->srv->router->up;
-	const char *type = xnode_attr(st, "type");
+	const struct router_hooks *up = &srv->router->up;
 	int best = -129, n = 0;
+
+	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
+		if (available(c) && c->priority >= 0 && c->priority > best)
+			best = c->priority;
+	if (up->bare_best)
+		best = up->bare_best(srv, bare, best); /* remote resources */
+	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext) {
+		if (available(c) && c->priority >= 0 && (headline || c->priority == best)) {
+			router_deliver(c, st);
+			n++;
+		}
+	}
+	if (up->forward_bare)
+		n += up->forward_bare(srv, bare, st,
+				      headline ? ROUTER_BARE_NONNEG : ROUTER_BARE_PRIO, best);
+	return n;
+}
+
+static void route_bare_message(struct conn *from, struct xnode *st, struct route *e,
+			       const char *bare)
+{
+	const char *type = xnode_attr(st, "type");
 	int headline = type && strcmp(type, "headline") == 0;
 
 	if (type && strcmp(type, "error") == 0)
@@ -308,21 +358,7 @@ static void route_bare_message(struct conn *from, struct xnode *st, struct route
 		router_error(from, st, "cancel", "service-unavailable");
 		return;
 	}
-	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
-		if (available(c) && c->priority >= 0 && c->priority > best)
-			best = c->priority;
-	if (up->bare_best)
-		best = up->bare_best(from, st, best); /* remote resources */
-	for (struct conn *c = e ? e->first : NULL; c; c = c->rnext) {
-		if (available(c) && c->priority >= 0 && (headline || c->priority == best)) {
-			router_deliver(c, st);
-			n++;
-		}
-	}
-	if (up->forward_bare)
-		n += up->forward_bare(from, st, headline ? ROUTER_BARE_NONNEG : ROUTER_BARE_PRIO,
-				      best);
-	if (n == 0 && !headline) {
+	if (deliver_bare_message(from->srv, bare, st, e, headline) == 0 && !headline) {
 		router_error(from, st, "cancel", "service-unavailable");
 		return;
 	}
@@ -332,14 +368,15 @@ drop:
 
 /* Presence to a bare JID: every available resource gets it (RFC 6121
  * 8.5.2.1.2); probes are not answered, as nobody is subscribed. */
-static void route_bare_presence(struct conn *from, struct xnode *st, struct route *e)
+static void route_bare_presence(struct conn *from, struct xnode *st, struct route *e,
+				const char *bare)
 {
 	if (!attr_is(st, "type", "probe")) {
 		for (struct conn *c = e ? e->first : NULL; c; c = c->rnext)
 			if (available(c))
 				router_deliver(c, st);
 		if (from->srv->router->up.forward_bare)
-			from->srv->router->up.forward_bare(from, st, ROUTER_BARE_ALL, 0);
+			from->srv->router->up.forward_bare(from->srv, bare, st, ROUTER_BARE_ALL, 0);
 	}
 	xnode_free(st);
 }
@@ -352,7 +389,7 @@ static void route_no_to(struct conn *from, struct xnode *st)
 	const char *type = xnode_attr(st, "type");
 
 	if (strcmp(st->name, "message") == 0) {
-		route_bare_message(from, st, from->route);
+		route_bare_message(from, st, from->route, from->route->bare);
 	} else if (strcmp(st->name, "presence") == 0) {
 		if ((!type || strcmp(type, "unavailable") == 0) && up->presence_broadcast)
 			up->presence_broadcast(from, st);
@@ -467,7 +504,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 			/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
 			 * JID, groupchat bounces, headline and error are dropped. */
 			if (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0)
-				route_bare_message(from, st, e);
+				route_bare_message(from, st, e, bare);
 			else if (strcmp(type, "groupchat") == 0)
 				router_error(from, st, "cancel", "service-unavailable");
 			else
@@ -476,7 +513,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 			if (type &&
 			    (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
 			     strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0))
-				route_bare_presence(from, st, e);
+				route_bare_presence(from, st, e, bare);
 			else
 				xnode_free(st);
 		} else if (is_req) {
@@ -495,9 +532,9 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		goto out;
 	}
 	if (is_msg) {
-		route_bare_message(from, st, e);
+		route_bare_message(from, st, e, bare);
 	} else if (is_pres) {
-		route_bare_presence(from, st, e);
+		route_bare_presence(from, st, e, bare);
 	} else if (is_req) {
 		int self = from->route && strcmp(from->route->bare, bare) == 0;
 		up_iq(from, st, self ? ROUTER_TO_SELF : ROUTER_TO_BARE);
@@ -505,5 +542,68 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		xnode_free(st);
 	}
 out:
+	jid_clear(&j);
+}
+
+/* ------------------------------------------- stanzas with no session at hand */
+
+/* Delivers st to the session its 'to' names, here or on another instance;
+ * with none, it is dropped (what it answers, an error, is never answered).
+ * Takes ownership of st. */
+static void deliver_to_jid(struct srv *srv, struct xnode *st)
+{
+	const char *to = xnode_attr(st, "to");
+	struct jid j = { 0 };
+	struct conn *c;
+
+	if (to && jid_parse(to, &j) == 0 && j.resource && strcmp(j.domain, srv->domain) == 0) {
+		c = router_find_full(srv->router, &j);
+		if (c)
+			router_deliver(c, st);
+		else if (srv->router->up.forward_full)
+			srv->router->up.forward_full(srv, &j, st);
+	}
+	jid_clear(&j);
+	xnode_free(st);
+}
+
+void router_bounce(struct srv *srv, struct xnode *st, const char *cond)
+{
+	const char *t = xnode_attr(st, "type");
+
+	if ((t && strcmp(t, "error") == 0) || !xnode_attr(st, "from") ||
+	    router_make_error(st, "cancel", cond) != 0) {
+		xnode_free(st);
+		return;
+	}
+	srv->metrics.stanza_errors_total++;
+	deliver_to_jid(srv, st);
+}
+
+void router_undeliverable(struct srv *srv, struct xnode *st)
+{
+	const char *type = xnode_attr(st, "type"), *to = xnode_attr(st, "to");
+	char bare[2 * 1024 + 2];
+	struct jid j = { 0 };
+
+	if (strcmp(st->name, "message") == 0) {
+		if (type && (strcmp(type, "error") == 0 || strcmp(type, "headline") == 0)) {
+			xnode_free(st);
+		} else if (type && strcmp(type, "chat") != 0 && strcmp(type, "normal") != 0) {
+			router_bounce(srv, st, "service-unavailable"); /* groupchat */
+		} else if (to && jid_parse(to, &j) == 0 && j.node && j.resource &&
+			   jid_format_bare(&j, bare, sizeof(bare)) >= 0 &&
+			   deliver_bare_message(srv, bare, st, router_lookup(srv->router, bare),
+						0) > 0) {
+			xnode_free(st); /* RFC 6121 8.5.3.2.1: another resource took it */
+		} else {
+			router_bounce(srv, st, "service-unavailable");
+		}
+	} else if (strcmp(st->name, "iq") == 0 && type &&
+		   (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+		router_bounce(srv, st, "service-unavailable");
+	} else {
+		xnode_free(st);
+	}
 	jid_clear(&j);
 }

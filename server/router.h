@@ -57,9 +57,11 @@ struct router_hooks {
 	void (*bound)(struct conn *c);
 	void (*unbound)(struct conn *c);
 	int (*has_bare)(struct srv *srv, const char *bare);
-	int (*bare_best)(struct conn *from, const struct xnode *st, int local_best);
-	int (*forward_bare)(struct conn *from, const struct xnode *st, enum router_bare mode,
-			    int best);
+	/* the larger of local_best and the best remote priority of bare */
+	int (*bare_best)(struct srv *srv, const char *bare, int local_best);
+	/* copies of st to the remote resources of bare that mode picks */
+	int (*forward_bare)(struct srv *srv, const char *bare, const struct xnode *st,
+			    enum router_bare mode, int best);
 	int (*forward_full)(struct srv *srv, const struct jid *j, const struct xnode *st);
 };
 
@@ -90,8 +92,32 @@ unsigned long router_users(const struct router *r);
  */
 void router_route(struct srv *srv, struct conn *from, struct xnode *st);
 
-/* Delivers st to one session (serializes it). */
+/* Puts `to` where `from` is in the table (a session moving from one
+ * connection to another: stream resumption, server/sm.c); from leaves it.
+ * No hook runs: for the cluster nothing changed. */
+void router_replace(struct router *r, struct conn *from, struct conn *to);
+
+/* Delivers st to one session (serializes it). When the session cannot take
+ * it (a detached session whose resumption queue is full), the sender gets
+ * service-unavailable (router_bounce()). */
 void router_deliver(struct conn *to, const struct xnode *st);
+
+/*
+ * Stanzas that a session will never receive, with no sending session at
+ * hand: those still unacknowledged when a stream-managed session ends for
+ * good (XEP-0198; its resumption window passed, or it was replaced). The
+ * session must be out of the table already. RFC 6121 8.5.3.2 as for a full
+ * JID with no session: a chat or normal message addressed to the full JID
+ * goes to the user's other resources under the bare-JID rules; a message
+ * addressed to the bare JID (it had its bare-JID delivery already) and an
+ * iq get/set bounce with service-unavailable; presence, headline, error and
+ * iq results are dropped. Takes ownership of st.
+ */
+void router_undeliverable(struct srv *srv, struct xnode *st);
+/* Answers st with a stanza error (cancel/cond) to its sender, wherever
+ * that is (a local session, or another instance); never an error to an
+ * error. Takes ownership of st. */
+void router_bounce(struct srv *srv, struct xnode *st, const char *cond);
 
 /*
  * Answers st (from `sender`) with a stanza error: swaps to/from, sets

@@ -10,6 +10,7 @@
 #include "presence.h"
 #include "router.h"
 #include "sasl.h"
+#include "sm.h"
 #include "srv.h"
 #include "ws.h"
 #include "xstream.h"
@@ -149,6 +150,7 @@ static void send_features(struct conn *c, struct xbuf *b)
 	if (c->authenticated) {
 		xbuf_puts(b, "<bind xmlns='" NS_BIND "'/>"
 			     "<session xmlns='" NS_SESSION "'><optional/></session>");
+		sm_features(c, b);
 	} else {
 		/* No STARTTLS over WebSocket: TLS is the WebSocket's (RFC 7395 3.6). */
 		if (c->srv->tls_ctx && !c->tls && !c->ws)
@@ -216,6 +218,7 @@ static void on_close(void *ud)
 {
 	struct conn *c = ud;
 
+	c->stream_closed = 1; /* a clean end: the session ends, never detaches */
 	conn_close(c, CLOSE_CLIENT, NULL, NULL);
 }
 
@@ -307,6 +310,12 @@ static void dispatch_preauth(struct conn *c, struct xnode *n)
 static void dispatch_bind(struct conn *c, struct xnode *n)
 {
 	const char *type = xnode_attr(n, "type");
+	const char *ns = xnode_ns(n);
+
+	if (ns && strcmp(ns, NS_SM) == 0) {
+		sm_element(c, n); /* <resume/> (and a premature <enable/>) */
+		return;
+	}
 
 	if (is(n, "iq", NS_CLIENT) && type && strcmp(type, "set") == 0 &&
 	    xnode_child(n, "bind", NS_BIND)) {
@@ -326,11 +335,18 @@ static void session_stanza(struct conn *c, struct xnode *n)
 	const char *from;
 
 	if (!is_stanza(n)) {
+		const char *ns = xnode_ns(n);
+
+		if (ns && strcmp(ns, NS_SM) == 0) {
+			sm_element(c, n); /* XEP-0198: enable, r, a */
+			return;
+		}
 		stream_error(c, "unsupported-stanza-type", "not a stanza");
 		xnode_free(n);
 		return;
 	}
 	c->srv->metrics.stanzas_total++;
+	sm_inbound(c);
 	from = xnode_attr(n, "from");
 	if (from) {
 		/* RFC 6120 8.1.2.1: a client may only name itself. */
@@ -394,6 +410,7 @@ void session_end(struct conn *c)
 
 void session_free(struct conn *c)
 {
+	sm_free(c);
 	sasl_free(c->sasl);
 	c->sasl = NULL;
 	presence_free(c);

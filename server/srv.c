@@ -21,6 +21,7 @@
 #include "presence.h"
 #include "router.h"
 #include "sasl.h"
+#include "sm.h"
 #include "tlsbio.h"
 #include "users.h"
 #include "ws.h"
@@ -150,8 +151,16 @@ static void srv_pending_cb(uv_idle_t *idle)
 	struct srv *srv = idle->data;
 
 	conn_run_pending(srv);
+	sm_reap(srv);
 	if (!srv->pending)
 		uv_idle_stop(idle);
+	srv_maybe_done(srv); /* the last detached session may have gone */
+}
+
+void srv_reap_soon(struct srv *srv)
+{
+	if (srv->pending_idle.data)
+		uv_idle_start(&srv->pending_idle, srv_pending_cb);
 }
 
 void srv_mark_pending(struct srv *srv, struct conn *c)
@@ -236,7 +245,7 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 	xbuf_escape(&b, full, strlen(full));
 	if (xbuf_puts(&b, "'><ping xmlns='urn:xmpp:ping'/></iq>") == 0 && b.data) {
 		srv->metrics.pings_sent_total++;
-		conn_send(c, b.data, b.len);
+		conn_send_stanza(c, b.data, b.len); /* a stanza: counted by XEP-0198 */
 	}
 	xbuf_free(&b);
 }
@@ -245,6 +254,12 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
  * connection. */
 static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 {
+	if (c->detached) {
+		/* Its resumption window passed. */
+		if (!c->closing && srv_due(now, c->t_deadline))
+			sm_end_detached(c, CLOSE_CONNECTION_TIMEOUT);
+		return;
+	}
 	if (c->handle_closed)
 		return;
 	if (c->closing) {
@@ -275,6 +290,10 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 /* The next time something is due for c; 0 when nothing ever is. */
 static int srv_conn_next(const struct srv *srv, const struct conn *c, uint32_t *due)
 {
+	if (c->detached) {
+		*due = c->t_deadline;
+		return !c->closing;
+	}
 	if (c->handle_closed)
 		return 0;
 	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq) {
@@ -402,7 +421,7 @@ static void srv_close_handles(struct srv *srv)
  * so uv_run() returns. */
 static void srv_maybe_done(struct srv *srv)
 {
-	if (srv->phase < SRV_DRAINING || srv->conns || srv->listening || srv->done)
+	if (srv->phase < SRV_DRAINING || srv->conns || srv->detached || srv->listening || srv->done)
 		return;
 	srv->done = 1;
 	log_info("drained", "accepted=%llu", (unsigned long long)srv->metrics.accepted_total);
@@ -447,6 +466,9 @@ void srv_shutdown(struct srv *srv)
 		next = c->next;
 		conn_close(c, CLOSE_SYSTEM_SHUTDOWN, "system-shutdown", "server shutting down");
 	}
+	/* Detached sessions end too: their queued stanzas are answered for. */
+	while (srv->detached)
+		sm_end_detached(srv->detached, CLOSE_SYSTEM_SHUTDOWN);
 	srv_maybe_done(srv);
 }
 
@@ -684,6 +706,8 @@ int srv_run(struct srv *srv)
 
 void srv_free(struct srv *srv)
 {
+	sm_reap(srv);
+	smq_table_free(&srv->sm_ids);
 	cluster_glue_free(srv); /* cluster hook */
 	router_free(srv->router);
 	users_free(srv->users);

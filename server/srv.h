@@ -17,6 +17,7 @@
 #include "config.h"
 #include "dlheap.h"
 #include "metrics.h"
+#include "smq.h"
 
 struct conn;
 struct router;
@@ -82,6 +83,9 @@ struct srv {
 	struct conn *paused;	       /* connections whose reads are paused (conn.c) */
 	struct conn *conns;	       /* every client connection (doubly linked) */
 	struct conn *pending;	       /* connections marked by conn_fail() */
+	struct conn *detached;	       /* detached sessions waiting to be resumed (sm.c) */
+	struct conn *dead;	       /* ended detached sessions, freed from pending_idle */
+	struct smq_table sm_ids;       /* resumable sessions by id (sm.c) */
 	struct router *router;	       /* local sessions; owned */
 	struct cluster_glue *cluster;  /* cluster links (issue 4), or NULL; owned */
 	struct http *http;	       /* HTTP endpoint, or NULL; owned */
@@ -136,6 +140,8 @@ extern const struct router_hooks srv_router_hooks;
 void srv_conn_added(struct srv *srv, struct conn *c);
 void srv_conn_removed(struct srv *srv, struct conn *c);
 void srv_mark_pending(struct srv *srv, struct conn *c);
+/* srv->dead has entries: free them from the idle handle (sm_reap()). */
+void srv_reap_soon(struct srv *srv);
 /* Puts c at its next deadline (auth timeout before the session, flush or
  * linger end while closing, ping answer, next ping), or out of the heap when
  * nothing is due; call after changing any of these. A later t_rx needs no

@@ -45,6 +45,7 @@ NS_PING = "urn:xmpp:ping"
 NS_VERSION = "jabber:iq:version"
 NS_ROSTER = "jabber:iq:roster"
 NS_DISCO = "http://jabber.org/protocol/disco#info"
+NS_SM = "urn:xmpp:sm:3"
 
 
 def q(ns, name):
@@ -231,6 +232,13 @@ class Client:
         self.raw = bytearray()      # everything received (for messages)
         self.auto_pong = True
         self._seq = 0
+        # XEP-0198: sm_h counts the stanzas received once counting is on
+        # (sm_enable/sm_resume turn it on); the server's <r/> requests are
+        # counted in sm_requests and answered at once when sm_auto_ack.
+        self.sm_counting = False
+        self.sm_h = 0
+        self.sm_requests = 0
+        self.sm_auto_ack = False
 
     # ---- transport -------------------------------------------------------
 
@@ -289,6 +297,15 @@ class Client:
                 self.closed_tag = True
             else:
                 st = ev[1]
+                if self.sm_counting and st.tag in (q(NS_CLIENT, "message"),
+                                                   q(NS_CLIENT, "presence"),
+                                                   q(NS_CLIENT, "iq")):
+                    self.sm_h = (self.sm_h + 1) % (1 << 32)
+                if st.tag == q(NS_SM, "r"):
+                    self.sm_requests += 1
+                    if self.sm_auto_ack:
+                        self.send("<a xmlns='%s' h='%d'/>" % (NS_SM, self.sm_h))
+                    continue
                 if st.tag == q(NS_STREAM, "error"):
                     self.stream_error = condition(st, NS_STREAM_ERR)
                     t = st.find(q(NS_STREAM_ERR, "text"))
@@ -545,6 +562,51 @@ class Client:
         if presence:
             self.send("<presence/>")
         return jid
+
+    def authenticate(self, user, password, mech="SCRAM-SHA-256"):
+        """Stream, SASL and the restarted stream, without binding (for a
+        XEP-0198 resumption). Returns the features after SASL."""
+        if self.open_stream() is None:
+            raise ProtocolError("no features (stream error %s)" % self.stream_error)
+        res = self.auth_plain(user, password) if mech == "PLAIN" else \
+            self.auth_scram(user, password, mech)
+        if res[0] != "success":
+            raise ProtocolError("auth failed: %s" % (res,))
+        return self.open_stream()
+
+    def sm_enable(self, resume=True, max_=None, timeout=None):
+        """XEP-0198 <enable/>; returns the <enabled/> or <failed/> element
+        and starts counting received stanzas."""
+        self.send("<enable xmlns='%s'%s%s/>" % (
+            NS_SM, " resume='true'" if resume else "",
+            (" max='%s'" % max_) if max_ is not None else ""))
+        st = self.expect(lambda s: s.tag in (q(NS_SM, "enabled"), q(NS_SM, "failed")),
+                         timeout=timeout, what="enabled or failed")
+        if st.tag == q(NS_SM, "enabled"):
+            self.sm_counting = True
+            self.sm_h = 0
+        return st
+
+    def sm_resume(self, previd, h, timeout=None):
+        """XEP-0198 <resume/> (after authenticate()); returns <resumed/> or
+        <failed/>. Counting goes on from h."""
+        self.send("<resume xmlns='%s' previd='%s' h='%d'/>" % (NS_SM, xml_escape(previd), h))
+        st = self.expect(lambda s: s.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")),
+                         timeout=timeout, what="resumed or failed")
+        if st.tag == q(NS_SM, "resumed"):
+            self.sm_counting = True
+            self.sm_h = h
+        return st
+
+    def sm_ack(self):
+        """Sends <a h/> with what was received so far."""
+        self.send("<a xmlns='%s' h='%d'/>" % (NS_SM, self.sm_h))
+
+    def sm_request(self, timeout=None):
+        """Sends <r/>; returns the h of the server's <a/>."""
+        self.send("<r xmlns='%s'/>" % NS_SM)
+        st = self.expect(lambda s: s.tag == q(NS_SM, "a"), timeout=timeout, what="<a/>")
+        return int(st.get("h"))
 
     def message(self, to, body, type_="chat", id_=None):
         self.send("<message to='%s' type='%s'%s><body>%s</body></message>" % (
