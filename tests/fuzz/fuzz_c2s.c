@@ -13,6 +13,9 @@
  * completions happen as they would in chatd. Every allocation is freed by
  * the end of the run (LeakSanitizer checks).
  *
+ * Stream management (XEP-0198) is on with resumption: a session that ends
+ * without </stream:stream> detaches and is ended at the end of the run.
+ *
  * Demo-mode credentials (--auth-any, --allow-anonymous) make every login
  * path reachable: PLAIN with any password, SCRAM with the user name as
  * password, ANONYMOUS; failed-login throttling is on with tiny limits (3
@@ -33,6 +36,7 @@
 #include "../../server/router.h"
 #include "../../server/sasl.h"
 #include "../../server/session.h"
+#include "../../server/sm.h"
 #include "../../server/srv.h"
 #include "log.h"
 
@@ -56,6 +60,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	cfg.max_connections = 100;
 	cfg.auth_timeout = 30;
 	cfg.ping_timeout = 30;
+	cfg.resume_timeout = 300; /* XEP-0198: sessions detach and resume */
+	cfg.sm_max_queue = 1 << 20;
 	snprintf(cfg.domain, sizeof(cfg.domain), D);
 	snprintf(cfg.version_label, sizeof(cfg.version_label), "fuzz");
 	snprintf(cfg.instance, sizeof(cfg.instance), "fuzz-0");
@@ -161,6 +167,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		conn_close(w, CLOSE_CLIENT, NULL, NULL);
 	conn_destroy(c);
 	conn_destroy(w);
+	/* A stream-managed session may have detached: it ends with the run. */
+	while (srv.detached)
+		sm_end_detached(srv.detached, CLOSE_SYSTEM_SHUTDOWN);
 	authlimit_free(srv.authlimit);
 	srv.authlimit = NULL;
 	if (!srv.paused)
@@ -169,5 +178,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	close(wfd);
 	while (srv.conns || uv_run(&loop, UV_RUN_NOWAIT))
 		uv_run(&loop, UV_RUN_NOWAIT);
+	sm_reap(&srv);
 	return 0;
 }
