@@ -30,6 +30,9 @@ struct cc {
 	int connected; /* 1 once the session is up */
 	int done;      /* 1 when the connection ended */
 	int exit_code;
+	int password_defaulted; /* no --password nor CHAT_PASSWORD: the user name */
+	int tcp_up;		/* the TCP connection was established once */
+	char target[300];	/* HOST:PORT tried, for messages */
 };
 
 static volatile sig_atomic_t cc_interrupted;
@@ -45,7 +48,8 @@ static void cc_usage(FILE *f)
 	fputs("usage: chat-client --jid USER@DOMAIN [--password P] [--server HOST:PORT]\n"
 	      "                   [--no-tls] [--verbose]\n"
 	      "Interactive XMPP client. Commands: /msg USER TEXT, /version, /quit.\n"
-	      "The password is read from CHAT_PASSWORD when --password is not given.\n",
+	      "The password is read from CHAT_PASSWORD when --password is not given;\n"
+	      "without either it is the user name (the demo convention of chatd --auth-any).\n",
 	      f);
 }
 
@@ -153,9 +157,19 @@ static void cc_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 			       ? xmpp_stanza_get_name(xmpp_stanza_get_children(serr->stanza))
 			       : "error",
 		       serr->text ? ": " : "", serr->text ? serr->text : "");
+	else if (ev == XMPP_CONN_FAIL || !cc->tcp_up)
+		/* The TCP connection itself failed: nothing was asked of the
+		 * server, so no word about passwords. */
+		printf("* could not connect to %s: %s\n", cc->target,
+		       error ? strerror(error) : "connection refused");
+	else if (!cc->connected && error)
+		printf("* could not log in: %s\n", strerror(error));
 	else if (!cc->connected)
-		printf("* could not log in: %s\n",
-		       error ? strerror(error) : "authentication failed (wrong user or password?)");
+		printf("* could not log in: authentication failed (wrong user or password?%s)\n",
+		       cc->password_defaulted
+			       ? " without --password the password is the user name, "
+				 "as chatd --auth-any expects"
+			       : "");
 	else
 		printf("* disconnected%s%s\n", error ? ": " : "", error ? strerror(error) : "");
 	fflush(stdout);
@@ -229,6 +243,7 @@ int main(int argc, char **argv)
 	};
 	struct cc cc;
 	const char *jid = NULL, *password = getenv("CHAT_PASSWORD"), *server = NULL;
+	char user[256];
 	char host[256] = "";
 	unsigned short port = 0;
 	long flags = XMPP_CONN_FLAG_TRUST_TLS;
@@ -292,7 +307,16 @@ int main(int argc, char **argv)
 	cc.conn = xmpp_conn_new(cc.ctx);
 	xmpp_conn_set_flags(cc.conn, flags);
 	xmpp_conn_set_jid(cc.conn, jid);
-	xmpp_conn_set_pass(cc.conn, password ? password : "");
+	if (!password) {
+		/* The demo convention (chatd --auth-any): a SCRAM login's
+		 * password is the user name. */
+		snprintf(user, sizeof(user), "%.*s", (int)(at - jid), jid);
+		password = user;
+		cc.password_defaulted = 1;
+	}
+	xmpp_conn_set_pass(cc.conn, password);
+	snprintf(cc.target, sizeof(cc.target), "%s:%u", host[0] ? host : cc.domain,
+		 port ? port : 5222);
 	if (xmpp_connect_client(cc.conn, host[0] ? host : NULL, port, cc_on_conn, &cc) !=
 	    XMPP_EOK) {
 		fprintf(stderr, "chat-client: cannot start connecting\n");
@@ -308,6 +332,10 @@ int main(int argc, char **argv)
 			xmpp_disconnect(cc.conn);
 		}
 		xmpp_run_once(cc.ctx, 50);
+		/* libstrophe tells a refused connection apart from a refused
+		 * login by nothing but this state, seen between two steps. */
+		if (!cc.done && xmpp_conn_is_connected(cc.conn))
+			cc.tcp_up = 1;
 		if (!stdin_open || !cc.connected)
 			continue;
 		if (poll(&p, 1, 0) > 0) {

@@ -15,15 +15,18 @@ class ChatClient:
     """chat-client with a pipe for what the user types."""
 
     def __init__(self, port, user, password, *extra):
+        """password None: neither --password nor CHAT_PASSWORD."""
         self.dir = tempfile.mkdtemp(prefix="rb-chat-client-")
         self.out_path = os.path.join(self.dir, "stdout")
         self.err_path = os.path.join(self.dir, "stderr")
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
+        env = {k: v for k, v in os.environ.items() if k != "CHAT_PASSWORD"}
         self.p = subprocess.Popen(
-            [harness.binary("chat-client"), "--jid", "%s@localhost" % user, "--password",
-             password, "--server", "127.0.0.1:%d" % port, "--no-tls"] + list(extra),
-            stdin=subprocess.PIPE, stdout=self._out, stderr=self._err)
+            [harness.binary("chat-client"), "--jid", "%s@localhost" % user] +
+            (["--password", password] if password is not None else []) +
+            ["--server", "127.0.0.1:%d" % port, "--no-tls"] + list(extra),
+            stdin=subprocess.PIPE, stdout=self._out, stderr=self._err, env=env)
 
     def out(self):
         with open(self.out_path, "rb") as f:
@@ -100,6 +103,27 @@ class ChatClientTest(unittest.TestCase):
             rc, san = c.finish()
             self.assertEqual(rc, 0, c.out())
             self.assertIsNone(san)
+
+    def test_tutorial_command_without_password(self):
+        # docs/tutorial.md's `chat-client --jid alice@localhost --no-tls`: no
+        # password means the user name, what chatd --auth-any takes for SCRAM
+        # (it failed with "could not log in" before).
+        c = ChatClient(self.port, "alice", None)
+        c.wait_out("* logged in as alice@localhost/")
+        c.type("/quit")
+        rc, san = c.finish()
+        self.assertEqual(rc, 0, c.out())
+        self.assertIsNone(san)
+
+    def test_connection_refused(self):
+        # Nothing listens: say so, not "authentication failed".
+        c = ChatClient(harness.free_port(), "alice", "alice")
+        rc, san = c.finish()
+        self.assertEqual(rc, 1)
+        self.assertIsNone(san)
+        self.assertIn("could not connect to 127.0.0.1:", c.out())
+        self.assertIn("connection refused", c.out())
+        self.assertNotIn("authentication", c.out())
 
     def test_wrong_password(self):
         c = ChatClient(self.port, "carol", "not-carol")
