@@ -15,9 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "duration.h"
 #include "version.h"
 
-enum opt_kind { OPT_STR, OPT_BOOL, OPT_UINT, OPT_SIZE, OPT_LEVEL };
+/* OPT_SECS: whole seconds, as a duration ("90", "90s", "2m", "1h"), like
+ * rainbow's and chatload's flags. */
+enum opt_kind { OPT_STR, OPT_BOOL, OPT_UINT, OPT_SECS, OPT_SIZE, OPT_LEVEL };
 
 struct opt {
 	const char *name; /* long flag without "--" */
@@ -68,11 +71,11 @@ static const struct opt config_opts[] = {
 	     "ChaCha20-Poly1305 only)"),
 	STRN("tls-min-version", tls_min_version, "V",
 	     "lowest TLS version, 1.2 or 1.3 (default 1.2)"),
-	CFG("ping-interval", OPT_UINT, ping_interval, "S",
+	CFG("ping-interval", OPT_SECS, ping_interval, "S",
 	    "ping a client silent for S seconds (default 60; 0 disables)"),
-	CFG("ping-timeout", OPT_UINT, ping_timeout, "S",
+	CFG("ping-timeout", OPT_SECS, ping_timeout, "S",
 	    "close a client that does not answer a ping within S seconds (default 30)"),
-	CFG("auth-timeout", OPT_UINT, auth_timeout, "S",
+	CFG("auth-timeout", OPT_SECS, auth_timeout, "S",
 	    "close a connection not bound to a session within S seconds (default 30)"),
 	CFG("max-connections", OPT_UINT, max_connections, "N",
 	    "client connections held at once (default: open-files limit - 100)"),
@@ -82,7 +85,7 @@ static const struct opt config_opts[] = {
 	    "deepest element nesting in a stanza (default 32)"),
 	CFG("max-output", OPT_SIZE, max_output, "BYTES",
 	    "output queued for one client before it is closed as too slow (default 262144)"),
-	CFG("drain-timeout", OPT_UINT, drain_timeout, "S",
+	CFG("drain-timeout", OPT_SECS, drain_timeout, "S",
 	    "after SIGTERM, keep connections up to S seconds (default 300)"),
 	CFG("rate-limit", OPT_UINT, rate_limit, "BYTES",
 	    "input bytes/s per authenticated connection; reads pause above it (default 65536; "
@@ -103,7 +106,7 @@ static const struct opt config_opts[] = {
 	    "HTTP connections held at once; more are closed at accept (default 1024)"),
 	CFG("http-max-per-ip", OPT_UINT, http_max_per_ip, "N",
 	    "HTTP connections from one address (default 64; 0: no limit)"),
-	CFG("http-timeout", OPT_UINT, http_timeout, "S",
+	CFG("http-timeout", OPT_SECS, http_timeout, "S",
 	    "close an HTTP connection silent for S seconds (default 10)"),
 	CFG("resume-timeout", OPT_UINT, resume_timeout, "S",
 	    "keep a stream-managed session (XEP-0198) whose connection broke for S seconds, "
@@ -127,7 +130,7 @@ static const struct opt config_opts[] = {
 	     "cluster peers, one HOST:PORT per line; re-read when it changes"),
 	STRN("peers-dns", peers_dns, "NAME[:PORT]",
 	     "cluster peers from a name's A/AAAA records (re-resolved every 10 s)"),
-	CFG("cluster-keepalive", OPT_UINT, cluster_keepalive, "S",
+	CFG("cluster-keepalive", OPT_SECS, cluster_keepalive, "S",
 	    "a silent cluster link is dead after S seconds (default 10)"),
 };
 #define CONFIG_NOPTS (sizeof(config_opts) / sizeof(config_opts[0]))
@@ -227,6 +230,16 @@ static int opt_set(struct config *cfg, const struct opt *o, const char *v, const
 			goto bad;
 		*(unsigned *)field = (unsigned)n;
 		return 0;
+	case OPT_SECS: {
+		double d;
+
+		/* A bare number is seconds; a fraction of a second is refused
+		 * rather than silently rounded. */
+		if (duration_parse(v, (double)UINT_MAX, &d) != 0 || d != (double)(unsigned)d)
+			goto bad;
+		*(unsigned *)field = (unsigned)d;
+		return 0;
+	}
 	case OPT_SIZE:
 		if (parse_ull(v, (unsigned long long)1 << 40, &n) != 0)
 			goto bad;

@@ -19,11 +19,20 @@
 #include "../../server/srv.h"
 
 static const char *const env_names[] = {
-	"CHATD_LISTEN",	       "CHATD_DOMAIN",	    "CHATD_AUTH_ANY",
-	"CHATD_MAX_STANZA",    "POD_NAME",	    "CHATD_VERSION",
-	"CHATD_INSTANCE",      "CHATD_LOG_LEVEL",   "CHATD_TLS_CERT",
-	"CHATD_TLS_KEY",       "CHATD_REQUIRE_TLS", "CHATD_USERS",
+	"CHATD_LISTEN",
+	"CHATD_DOMAIN",
+	"CHATD_AUTH_ANY",
+	"CHATD_MAX_STANZA",
+	"POD_NAME",
+	"CHATD_VERSION",
+	"CHATD_INSTANCE",
+	"CHATD_LOG_LEVEL",
+	"CHATD_TLS_CERT",
+	"CHATD_TLS_KEY",
+	"CHATD_REQUIRE_TLS",
+	"CHATD_USERS",
 	"CHATD_VERSION_LABEL",
+	"CHATD_DRAIN_TIMEOUT",
 };
 
 static int clear_env(void **state)
@@ -104,6 +113,34 @@ static void test_config_bool_forms(void **state)
 	setenv("CHATD_AUTH_ANY", "maybe", 1);
 	assert_int_equal(load(&cfg, 1, on), -1);
 	clear_env(NULL);
+}
+
+/* Durations like rainbow's and chatload's: "10s" was "bad value". */
+static void test_config_durations(void **state)
+{
+	const char *argv[] = { "chatd", "--ping-interval", "10s", "--auth-timeout",
+			       "2m",	"--drain-timeout", "1h",  "--ping-timeout",
+			       "45",	"--http-timeout",  "5s" };
+	const char *frac[] = { "chatd", "--ping-interval", "1.5s" };
+	const char *ms[] = { "chatd", "--drain-timeout", "500ms" };
+	const char *junk[] = { "chatd", "--auth-timeout", "10 s" };
+	struct config cfg;
+
+	(void)state;
+	assert_int_equal(load(&cfg, 11, argv), 0);
+	assert_int_equal(cfg.ping_interval, 10);
+	assert_int_equal(cfg.auth_timeout, 120);
+	assert_int_equal(cfg.drain_timeout, 3600);
+	assert_int_equal(cfg.ping_timeout, 45);
+	assert_int_equal(cfg.http_timeout, 5);
+	setenv("CHATD_DRAIN_TIMEOUT", "10m", 1);
+	assert_int_equal(load(&cfg, 1, argv), 0);
+	assert_int_equal(cfg.drain_timeout, 600);
+	clear_env(NULL);
+	/* Whole seconds only: a fraction is refused, not rounded. */
+	assert_int_equal(load(&cfg, 3, frac), -1);
+	assert_int_equal(load(&cfg, 3, ms), -1);
+	assert_int_equal(load(&cfg, 3, junk), -1);
 }
 
 static void test_config_errors(void **state)
@@ -313,6 +350,7 @@ int main(void)
 		cmocka_unit_test_setup(test_config_defaults, clear_env),
 		cmocka_unit_test_setup(test_config_env_and_flags, clear_env),
 		cmocka_unit_test_setup(test_config_bool_forms, clear_env),
+		cmocka_unit_test_setup(test_config_durations, clear_env),
 		cmocka_unit_test_setup(test_config_errors, clear_env),
 		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_metrics_format),
