@@ -1,3 +1,6 @@
+/*
+ * Command-line durations ("500ms", "2m", "1h") for chatload and rainbow.
+ */
 #include "duration.h"
 
 #include <errno.h>

@@ -1,3 +1,7 @@
+/*
+ * Structured one-line log records (logfmt) to stderr, with per-event rate
+ * limiting and the log_suppressed reports of what it held back.
+ */
 #include "log.h"
 
 #include <pthread.h>

@@ -1,3 +1,6 @@
+/*
+ * The build's version string: the one object compiled with the git SHA.
+ */
 #include "version.h"
 
 #ifndef RAINBOW_VERSION

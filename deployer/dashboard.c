@@ -1,3 +1,7 @@
+/*
+ * `rainbow dashboard`: the HTTP server (libmicrohttpd) of the live view and
+ * the poll loop that publishes each observation to its viewers.
+ */
 #include "dashboard.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,7 @@
+/*
+ * The dashboard's bounded ring of reference-counted events, shared by many
+ * reader threads (evring.h).
+ */
 #include "evring.h"
 
 #include <errno.h>

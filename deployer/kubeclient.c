@@ -1,3 +1,7 @@
+/*
+ * The Kubernetes REST client: libcurl easy requests with retries, a size
+ * cap, and API errors turned into errno codes and sentences.
+ */
 #include "kubeclient.h"
 
 #include <errno.h>

@@ -1,3 +1,7 @@
+/*
+ * Kubernetes credentials: kubeconfig files (libyaml) and the in-cluster
+ * service account, in kubectl's order of sources.
+ */
 #include "kubeconfig.h"
 
 #include <errno.h>

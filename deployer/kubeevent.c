@@ -1,3 +1,6 @@
+/*
+ * The events.k8s.io/v1 Event body for one of rainbow's decisions (pure).
+ */
 #include "kubeevent.h"
 
 #include <stdio.h>

@@ -1,3 +1,6 @@
+/*
+ * YAML manifests to jansson values (libyaml events, YAML 1.2 core schema).
+ */
 #include "kubeyaml.h"
 
 #include <errno.h>

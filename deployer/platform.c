@@ -1,3 +1,7 @@
+/*
+ * What every platform shares: the error message, per-colour meta, a
+ * replica's numbers from its /metrics text, SHA validation.
+ */
 #include "platform.h"
 
 #include <errno.h>

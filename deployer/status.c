@@ -1,3 +1,7 @@
+/*
+ * `rainbow status -o json` and the dashboard's state: one observation
+ * turned into per-colour JSON, with drain progress and forecast.
+ */
 #include "status.h"
 
 #include <stdlib.h>

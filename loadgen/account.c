@@ -1,3 +1,7 @@
+/*
+ * The run's accountant: settles every message from the records the
+ * workers (and other pods) send over their wires.
+ */
 #include "account.h"
 
 #include <inttypes.h>

@@ -1,3 +1,7 @@
+/*
+ * One simulated XMPP client: the connection, its login state machine,
+ * messages, pings and its one fate.
+ */
 #include "client.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,7 @@
+/*
+ * The fleet: every client of this process on one libuv loop, driven by one
+ * timer (ramp, lifetimes, messages, pings, deadlines, progress, end of run).
+ */
 #include "fleet.h"
 
 #include <arpa/inet.h>

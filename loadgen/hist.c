@@ -1,3 +1,7 @@
+/*
+ * Log-linear latency histograms (exact below 128, 64 sub-buckets per power
+ * of two above).
+ */
 #include "hist.h"
 
 #include <string.h>

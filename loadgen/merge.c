@@ -1,3 +1,6 @@
+/*
+ * `chatload merge PART.json...`: one report from partial reports.
+ */
 #include "merge.h"
 
 #include <getopt.h>

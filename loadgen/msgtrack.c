@@ -1,3 +1,7 @@
+/*
+ * The fate of every message this process sends (delivered, duplicated,
+ * bounced, lost, late), from its send record to its first arrival.
+ */
 #include "msgtrack.h"
 
 #include <stdlib.h>

@@ -1,3 +1,6 @@
+/*
+ * chatload's command line: option table, validation, defaults, --help.
+ */
 #include "opts.h"
 
 #include <arpa/inet.h>

@@ -1,3 +1,7 @@
+/*
+ * chatload's counters, histograms and timeline: the JSON report, its merge
+ * from workers' reports and the CSV timeline.
+ */
 #include "stats.h"
 
 #include <errno.h>

@@ -1,3 +1,7 @@
+/*
+ * The line channel between a worker and the accountant: buffered
+ * non-blocking writes, reads cut into lines.
+ */
 #include "wire.h"
 
 #include <errno.h>

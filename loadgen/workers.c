@@ -1,3 +1,7 @@
+/*
+ * --workers and --pods: forking workers, the coordinator's listener, and
+ * the accountant's loop over every worker's wire.
+ */
 #include "workers.h"
 
 #include <errno.h>

@@ -1,3 +1,6 @@
+/*
+ * Failed-login throttling: decaying counts per address and per user name.
+ */
 #include "authlimit.h"
 
 #include <netinet/in.h>

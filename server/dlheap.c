@@ -1,3 +1,6 @@
+/*
+ * Deadlines: a binary min-heap of entries embedded in their owners.
+ */
 #include "dlheap.h"
 
 #include <stdlib.h>

@@ -1,3 +1,7 @@
+/*
+ * chatd's HTTP endpoint: libmicrohttpd on its own thread, answers computed
+ * on the loop (/metrics, /healthz, /readyz).
+ */
 #include "http.h"
 
 #include <pthread.h>

@@ -1,3 +1,7 @@
+/*
+ * The IQs chatd answers itself: ping, disco, version, roster, session and
+ * resource binding.
+ */
 #include "iq.h"
 
 #include <stdio.h>

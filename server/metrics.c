@@ -1,3 +1,7 @@
+/*
+ * chatd's /metrics text: the counters of struct metrics in Prometheus
+ * exposition format.
+ */
 #include "metrics.h"
 
 #include <stdarg.h>

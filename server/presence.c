@@ -1,3 +1,7 @@
+/*
+ * Presence without rosters: broadcast to the user's own resources, directed
+ * presence remembered for the unavailable it owes (RFC 6121 4).
+ */
 #include "presence.h"
 
 #include <stdlib.h>

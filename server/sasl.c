@@ -1,3 +1,7 @@
+/*
+ * SASL for client streams: the mechanisms feature and the SCRAM, PLAIN and
+ * ANONYMOUS exchanges.
+ */
 #include "sasl.h"
 
 #include <openssl/evp.h>

@@ -1,3 +1,7 @@
+/*
+ * The client stream state machine: stream header, STARTTLS, SASL, restarts
+ * and binding, then stanzas of the established session to the router.
+ */
 #include "session.h"
 
 #include <stdio.h>

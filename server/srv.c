@@ -1,3 +1,7 @@
+/*
+ * The chatd server context: listeners, accept, the deadline heap and its
+ * timer, deferred closes, the drain on SIGTERM, the ports file.
+ */
 #include "srv.h"
 
 #include <arpa/inet.h>

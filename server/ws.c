@@ -1,3 +1,7 @@
+/*
+ * XMPP over WebSocket (RFC 7395): the HTTP upgrade (http-parser), frames
+ * (wslay), <open/>/<close/> mapped to the stream header and its end.
+ */
 #include "ws.h"
 
 #include <ctype.h>

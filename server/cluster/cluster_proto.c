@@ -1,3 +1,7 @@
+/*
+ * The cluster link protocol: frame encoding and decoding, the handshake's
+ * MACs (pure, no I/O).
+ */
 #include "cluster_proto.h"
 
 #include <stdio.h>

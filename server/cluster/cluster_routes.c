@@ -1,3 +1,7 @@
+/*
+ * The cluster route table: (full JID, owner) entries indexed by bare JID
+ * and chained per owner.
+ */
 #include "cluster_routes.h"
 
 #include <errno.h>
