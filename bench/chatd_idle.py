@@ -333,7 +333,7 @@ def markdown(a, R):
         row("rtt", "message round trip, p99", col(t, "p99_us"), "%.0f", "µs", t)
     L.append("")
 
-    # The targets of issue 12, against the medians above.
+    # The targets set for idle memory and login cost, against the medians above.
     tg = []
 
     def target(text, runs, key, limit, fmt, only):

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cluster benchmark (issue 4): message latency and throughput between two
+"""Cluster benchmark: message latency and throughput between two
 chatd instances (forwarded over a cluster link) next to the same figures
 within one instance.
 

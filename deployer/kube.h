@@ -1,6 +1,6 @@
 /*
- * The Kubernetes platform's entry point, implemented in deployer/kube*.c by
- * the Kubernetes platform (issue 5). rainbow's main.c picks it for
+ * The Kubernetes platform's entry point, implemented in deployer/kube*.c.
+ * rainbow's main.c picks it for
  * --platform kubernetes / RAINBOW_PLATFORM=kubernetes and drives it only
  * through the table declared in deployer/platform.h.
  */

@@ -1,5 +1,5 @@
 /*
- * The Kubernetes platform (issue 5): colours are apps/v1 Deployments, the
+ * The Kubernetes platform: colours are apps/v1 Deployments, the
  * switch is the client Service's spec.selector, connection counts come from
  * each pod's /metrics. Every piece of state lives in the cluster (labels,
  * annotations, the selector), so a killed rainbow re-run converges.

@@ -120,7 +120,7 @@ static const struct opt config_opts[] = {
 	     "once listening, write the bound addresses there (listen=, websocket=, http=, "
 	     "cluster= lines, "
 	     "atomically): with port 0 the kernel picks free ports, with no race"),
-	/* cluster routing (issue 4, docs/cluster.md) */
+	/* cluster routing (docs/cluster.md) */
 	STRN("cluster-listen", cluster_listen, "ADDR:PORT",
 	     "listen for cluster links from other chatd instances (enables cluster mode)"),
 	STRN("cluster-secret-file", cluster_secret_file, "FILE",
@@ -397,7 +397,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "chatd: --auth-any and --users exclude each other\n");
 		return -1;
 	}
-	/* cluster hook (issue 4): no cluster without a secret */
+	/* cluster routing: no cluster without a secret */
 	if (cfg->cluster_listen[0] && !cfg->cluster_secret_file[0]) {
 		fprintf(stderr, "chatd: --cluster-listen needs --cluster-secret-file "
 				"(or CHATD_CLUSTER_SECRET_FILE)\n");

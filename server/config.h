@@ -47,7 +47,7 @@ struct config {
 	unsigned resume_timeout;       /* s a detached XEP-0198 session is kept (0: no
 					  resumption) */
 	size_t sm_max_queue;	       /* bytes of unacknowledged stanzas per session */
-	/* cluster routing (issue 4, server/cluster*.c, docs/cluster.md) */
+	/* cluster routing (server/cluster/, docs/cluster.md) */
 	char cluster_listen[256];	/* ADDR:PORT for links to peers; "" = single instance */
 	char cluster_secret_file[1024]; /* shared secret of the cluster links */
 	char peers[4096];		/* HOST:PORT,... of peers */

@@ -666,7 +666,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		if (!srv->http)
 			return -1;
 	}
-	if (cluster_glue_init(srv) != 0) /* cluster hook (issue 4) */
+	if (cluster_glue_init(srv) != 0) /* cluster routing */
 		return -1;
 	if (cfg->ports_file[0] && srv_write_ports(srv) != 0)
 		return -1;

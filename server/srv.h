@@ -87,7 +87,7 @@ struct srv {
 	struct conn *dead;	       /* ended detached sessions, freed from pending_idle */
 	struct smq_table sm_ids;       /* resumable sessions by id (sm.c) */
 	struct router *router;	       /* local sessions; owned */
-	struct cluster_glue *cluster;  /* cluster links (issue 4), or NULL; owned */
+	struct cluster_glue *cluster;  /* cluster links, or NULL; owned */
 	struct http *http;	       /* HTTP endpoint, or NULL; owned */
 	struct users *users;	       /* --users store, or NULL; owned */
 	struct sasl_cache *sasl_cache; /* --auth-any SCRAM credentials; owned */

@@ -1,5 +1,5 @@
 /*
- * chatd cluster routing (issue 4, docs/cluster.md): links to the other
+ * chatd cluster routing (docs/cluster.md): links to the other
  * chatd instances, peer discovery, and the remote route table, so that
  * every instance of every colour is one chat service.
  *

@@ -1,4 +1,4 @@
-"""chatd cluster routing (issue 4, docs/cluster.md): several chatd processes
+"""chatd cluster routing (docs/cluster.md): several chatd processes
 on loopback linked with --cluster-listen, with raw XMPP clients on each.
 
 - messages (full and bare JID) and directed presence between every pair of

@@ -2,7 +2,7 @@
 one cluster, as during a rainbow switch): chatload clients spread over both
 exchange messages with zero loss, and chatload's report shows deliveries for
 every (sender colour, receiver colour) pair, so cross-colour traffic is
-counted, not assumed (issue 4).
+counted, not assumed.
 """
 import json
 import os
