@@ -79,7 +79,6 @@
  */
 #define PLATFORM_META_SELECTED_AT "selected-at"	      /* last time it became selected */
 #define PLATFORM_META_DRAINING_SINCE "draining-since" /* deselected at (switch time) */
-#define PLATFORM_META_ZERO_SINCE "zero-since"	      /* count first read 0 (settle) */
 #define PLATFORM_META_DRAINED_AT "drained-at"	      /* settled at 0: drained */
 #define PLATFORM_META_FAILED "failed"		      /* reason text: never became ready */
 #define PLATFORM_META_SHUTDOWN_AT "shutdown-at"	      /* --on-max-drain shutdown sent */

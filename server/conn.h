@@ -127,11 +127,12 @@ int conn_accept(struct srv *srv, uv_stream_t *listener, int websocket);
 void conn_write_raw(struct conn *c, const char *data, size_t len);
 
 /*
- * Sends bytes (through TLS when active). Never closes synchronously: when
- * the output bound is passed or the socket fails, the connection is marked
- * and closed from the loop right after the current callback (so a caller
- * iterating the router stays safe). Output to a closing connection is
- * dropped unless `force` (the final stream error).
+ * Sends bytes (through TLS or WebSocket framing when active). Never closes
+ * synchronously: when the output bound is passed or the socket fails, the
+ * connection is marked and closed from the loop right after the current
+ * callback (so a caller iterating the router stays safe). Once the bound
+ * was passed, whole sends are dropped until that close, which still sends
+ * its stream error; output after a write failed is dropped.
  */
 void conn_send(struct conn *c, const char *data, size_t len);
 void conn_send_str(struct conn *c, const char *s);

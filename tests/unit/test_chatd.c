@@ -1,7 +1,7 @@
 /* Unit tests for chatd's parts that need no sockets: server/config.c
  * (defaults, environment, flags), server/metrics.c (the exposition),
  * srv_parse_addr() and the routing table of server/router.c. The delivery
- * rules themselves are exercised end to end by tests/integration. */
+ * rules are tested in test_router.c. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
