@@ -5,8 +5,8 @@
  * canonical base64, and EVP_DecodeBlock alone accepts surrounding
  * whitespace and reports padding as decoded zero bytes.
  */
-#ifndef RAINBOW_B64_H
-#define RAINBOW_B64_H
+#ifndef COMMON_B64_H
+#define COMMON_B64_H
 
 #include <stddef.h>
 

@@ -3,8 +3,8 @@
  * optional unit, "500ms", "30", "30s", "2m", "1h" (no unit = seconds), as
  * chatload and rainbow take them.
  */
-#ifndef RAINBOW_DURATION_H
-#define RAINBOW_DURATION_H
+#ifndef COMMON_DURATION_H
+#define COMMON_DURATION_H
 
 /*
  * Parses s into seconds. Returns 0, or -1 when s is not a duration or is

@@ -18,8 +18,8 @@
  * XMPP terms every error is jid-malformed (stanza error) or, for a resource
  * asked in <bind/>, bad-request; JID_ERR_NOMEM is resource-constraint.
  */
-#ifndef RAINBOW_JID_H
-#define RAINBOW_JID_H
+#ifndef COMMON_JID_H
+#define COMMON_JID_H
 
 #include <stddef.h>
 

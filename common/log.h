@@ -6,8 +6,8 @@
  * `event` is a short fixed word; the format string adds key=value pairs.
  * Values that may hold spaces or quotes go through log_quote().
  */
-#ifndef RAINBOW_LOG_H
-#define RAINBOW_LOG_H
+#ifndef COMMON_LOG_H
+#define COMMON_LOG_H
 
 #include <stdarg.h>
 #include <stddef.h>

@@ -22,8 +22,8 @@
  * (cancelled) before the close callback; the owner calls outq_free() in its
  * close callback. Callbacks never run after outq_free().
  */
-#ifndef RAINBOW_OUTQ_H
-#define RAINBOW_OUTQ_H
+#ifndef COMMON_OUTQ_H
+#define COMMON_OUTQ_H
 
 #include <stddef.h>
 

@@ -22,8 +22,8 @@
  * Error convention: 0 for success, a negative enum scram_err otherwise.
  * scram_sasl_condition() maps each to the RFC 6120 6.5 failure condition.
  */
-#ifndef RAINBOW_SCRAM_H
-#define RAINBOW_SCRAM_H
+#ifndef COMMON_SCRAM_H
+#define COMMON_SCRAM_H
 
 #include <stddef.h>
 

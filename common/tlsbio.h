@@ -21,8 +21,8 @@
  * tlsbio_err otherwise. After TLSBIO_ERR_PROTOCOL the connection is dead;
  * send what tlsbio_pending_out() still holds (a TLS alert) and close.
  */
-#ifndef RAINBOW_TLSBIO_H
-#define RAINBOW_TLSBIO_H
+#ifndef COMMON_TLSBIO_H
+#define COMMON_TLSBIO_H
 
 #include <stddef.h>
 

@@ -4,8 +4,8 @@
  * and the Makefile rebuilds that one object when the SHA changes, so no
  * other object can keep a stale version.
  */
-#ifndef RAINBOW_VERSION_H
-#define RAINBOW_VERSION_H
+#ifndef COMMON_VERSION_H
+#define COMMON_VERSION_H
 
 extern const char rainbow_version[];
 

@@ -11,8 +11,8 @@
  * NUL-terminated UTF-8 owned by its node. All functions that allocate return
  * NULL / -1 on out-of-memory and leave the tree valid.
  */
-#ifndef RAINBOW_XML_H
-#define RAINBOW_XML_H
+#ifndef COMMON_XML_H
+#define COMMON_XML_H
 
 #include <stddef.h>
 

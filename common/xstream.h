@@ -40,8 +40,8 @@
  * The stream header and stanzas carry no parent: the header node is only
  * valid during on_open.
  */
-#ifndef RAINBOW_XSTREAM_H
-#define RAINBOW_XSTREAM_H
+#ifndef COMMON_XSTREAM_H
+#define COMMON_XSTREAM_H
 
 #include <stddef.h>
 

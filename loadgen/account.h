@@ -30,8 +30,8 @@
  * separately), and one entry per client slot (the established ones with
  * their bound JID, to hand out message targets).
  */
-#ifndef RAINBOW_LOADGEN_ACCOUNT_H
-#define RAINBOW_LOADGEN_ACCOUNT_H
+#ifndef CHATLOAD_ACCOUNT_H
+#define CHATLOAD_ACCOUNT_H
 
 #include <stdbool.h>
 #include <stdint.h>

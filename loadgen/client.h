@@ -21,8 +21,8 @@
  * buffer, and an idle client's parser is compacted (xstream_compact()).
  * Memory a client owns is freed only in its close callback.
  */
-#ifndef RAINBOW_LOADGEN_CLIENT_H
-#define RAINBOW_LOADGEN_CLIENT_H
+#ifndef CHATLOAD_CLIENT_H
+#define CHATLOAD_CLIENT_H
 
 #include <openssl/ssl.h>
 #include <stdbool.h>

@@ -9,8 +9,8 @@
  * client out and wait up to --close-timeout for the server's stream close.
  * A second signal (a second later or more) skips the waiting.
  */
-#ifndef RAINBOW_LOADGEN_FLEET_H
-#define RAINBOW_LOADGEN_FLEET_H
+#ifndef CHATLOAD_FLEET_H
+#define CHATLOAD_FLEET_H
 
 #include "opts.h"
 #include "stats.h"

@@ -5,8 +5,8 @@
  * anything at or above 2^41 lands in the last bucket. Histograms of several
  * processes merge by adding their buckets.
  */
-#ifndef RAINBOW_LOADGEN_HIST_H
-#define RAINBOW_LOADGEN_HIST_H
+#ifndef CHATLOAD_HIST_H
+#define CHATLOAD_HIST_H
 
 #include <stdint.h>
 

@@ -7,8 +7,8 @@
  * ok only when every part was ok and the merged numbers meet every part's
  * expectations and the ones given here (docs/chatload.md).
  */
-#ifndef RAINBOW_LOADGEN_MERGE_H
-#define RAINBOW_LOADGEN_MERGE_H
+#ifndef CHATLOAD_MERGE_H
+#define CHATLOAD_MERGE_H
 
 /* argv[0] is "merge". The exit status: 0, 1 (not ok), 2 (bad usage). */
 int merge_main(int argc, char **argv);

@@ -16,8 +16,8 @@
  * pair); every id ever sent keeps a 2-bit state, so duplicates are
  * recognised for the whole run.
  */
-#ifndef RAINBOW_LOADGEN_MSGTRACK_H
-#define RAINBOW_LOADGEN_MSGTRACK_H
+#ifndef CHATLOAD_MSGTRACK_H
+#define CHATLOAD_MSGTRACK_H
 
 #include <stdint.h>
 

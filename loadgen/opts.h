@@ -5,8 +5,8 @@
  * mean), "uniform:30s-90s", "lognormal:10s,1.5" (lognormal with that
  * median and that standard deviation of the log: heavy-tailed).
  */
-#ifndef RAINBOW_LOADGEN_OPTS_H
-#define RAINBOW_LOADGEN_OPTS_H
+#ifndef CHATLOAD_OPTS_H
+#define CHATLOAD_OPTS_H
 
 #include <netinet/in.h>
 #include <stdbool.h>

@@ -8,8 +8,8 @@
  * their numbers to the parent: stats_merge_json() adds a report into a
  * struct stats, so the parent's final report is the merge of its workers'.
  */
-#ifndef RAINBOW_LOADGEN_STATS_H
-#define RAINBOW_LOADGEN_STATS_H
+#ifndef CHATLOAD_STATS_H
+#define CHATLOAD_STATS_H
 
 #include <jansson.h>
 #include <stdbool.h>

@@ -6,8 +6,8 @@
  * with wire_flush(); input is read without blocking and cut into lines.
  * The fd is non-blocking; a wire owns it.
  */
-#ifndef RAINBOW_LOADGEN_WIRE_H
-#define RAINBOW_LOADGEN_WIRE_H
+#ifndef CHATLOAD_WIRE_H
+#define CHATLOAD_WIRE_H
 
 #include <stdbool.h>
 #include <stddef.h>

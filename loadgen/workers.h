@@ -19,8 +19,8 @@
  * ("worker-failed"), its client slots in workers_failed_clients, and ok is
  * false.
  */
-#ifndef RAINBOW_LOADGEN_WORKERS_H
-#define RAINBOW_LOADGEN_WORKERS_H
+#ifndef CHATLOAD_WORKERS_H
+#define CHATLOAD_WORKERS_H
 
 #include "opts.h"
 #include "stats.h"

@@ -16,8 +16,8 @@
  * -ENOMEM, ...); functions that can fail for reasons a person must fix also
  * write a message into err (errlen bytes) naming the file and line.
  */
-#ifndef RAINBOW_USERS_H
-#define RAINBOW_USERS_H
+#ifndef CHATD_USERS_H
+#define CHATD_USERS_H
 
 #include <stddef.h>
 

@@ -15,8 +15,8 @@
  * Functions never call the hooks synchronously; the hooks are called from
  * the loop (a link's read callback) and may call any cluster_* function.
  */
-#ifndef RAINBOW_CLUSTER_H
-#define RAINBOW_CLUSTER_H
+#ifndef CHATD_CLUSTER_H
+#define CHATD_CLUSTER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,8 +16,8 @@
  * Error convention: 0 or a positive count for success, a negative
  * CLUSTER_PROTO_E* (errno-style) otherwise.
  */
-#ifndef RAINBOW_CLUSTER_PROTO_H
-#define RAINBOW_CLUSTER_PROTO_H
+#ifndef CHATD_CLUSTER_PROTO_H
+#define CHATD_CLUSTER_PROTO_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,8 +16,8 @@
  * JIDs are prepared (common/jid.h) by whoever produced them: comparison is
  * bytewise. Errors: negative errno values.
  */
-#ifndef RAINBOW_CLUSTER_ROUTES_H
-#define RAINBOW_CLUSTER_ROUTES_H
+#ifndef CHATD_CLUSTER_ROUTES_H
+#define CHATD_CLUSTER_ROUTES_H
 
 #include <stddef.h>
 #include <stdint.h>
