@@ -1,3 +1,7 @@
+/*
+ * XEP-0198 bookkeeping: the stanza counters, the queue of unacknowledged
+ * stanzas and the table of resumable sessions (pure, no I/O).
+ */
 #include "smq.h"
 
 #include <errno.h>
