@@ -97,6 +97,14 @@ int main(int argc, char **argv)
 		r = fleet_run(&o, st, NULL, 0);
 	if (r < 0)
 		rc = 1;
+	if (st->connections > 0) {
+		char verdict[512];
+
+		/* At --duration's end and after Ctrl-C alike: the one line to read. */
+		stats_verdict(st, verdict, sizeof(verdict));
+		printf("%s\n", verdict);
+		fflush(stdout);
+	}
 	if (o.report && stats_write_report(st, &o, o.report) < 0) {
 		fprintf(stderr, "chatload: cannot write report %s\n", o.report);
 		rc = 1;

@@ -632,6 +632,19 @@ int stats_write_report(const struct stats *s, const struct load_opts *o, const c
 	return rc;
 }
 
+void stats_verdict(const struct stats *s, char *buf, size_t len)
+{
+	unsigned long long drops = (unsigned long long)(s->dropped + s->ping_timeouts);
+	unsigned long long lost = (unsigned long long)s->messages_lost;
+
+	snprintf(buf, len,
+		 "%llu dropped connection%s, %llu lost message%s (%llu connections, %llu "
+		 "messages delivered, %llu bounced, %llu closed by the server)",
+		 drops, drops == 1 ? "" : "s", lost, lost == 1 ? "" : "s",
+		 (unsigned long long)s->connections, (unsigned long long)s->messages_delivered,
+		 (unsigned long long)s->messages_bounced, (unsigned long long)s->closed_by_server);
+}
+
 int stats_write_timeline(const struct stats *s, const char *path)
 {
 	FILE *f = fopen(path, "w");

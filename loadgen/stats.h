@@ -158,6 +158,14 @@ int stats_write_json(const json_t *r, const char *path);
 int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path);
 /* Writes the timeline CSV. 0 or -1. */
 int stats_write_timeline(const struct stats *s, const char *path);
+
+/*
+ * The run's verdict as one human line, what `make demo` prints:
+ * "0 dropped connections, 0 lost messages (500 connections, 1234 messages
+ * delivered, 12 bounced, 0 closed by the server)". Dropped counts ping
+ * timeouts too (as --expect-zero-drops does).
+ */
+void stats_verdict(const struct stats *s, char *buf, size_t len);
 /* One progress line (no newline) into buf. */
 void stats_progress_line(const struct stats *s, double t, unsigned clients, char *buf, size_t size);
 /*

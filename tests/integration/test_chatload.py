@@ -221,6 +221,8 @@ class Fates(ChatloadCase):
         self.assertGreater(r["connect_failures"], 0)  # reconnects found nobody
         self.assert_every_connection_has_one_fate(r)
         self.assertIn("expected zero drops: 7 dropped", p.stderr())
+        # The verdict line at --duration's end says it too.
+        self.assertRegex(p.stdout(), r"^7 dropped connections, 0 lost messages \(\d+ connections")
 
     def test_sigterm_short_drain_is_system_shutdown(self):
         d = self.chatd("--auth-any", "--drain-timeout", "1")
@@ -266,6 +268,10 @@ class Fates(ChatloadCase):
         self.assertIs(r["ok"], True)
         self.assertEqual(r["messages_lost"], 0)
         self.assertEqual(r["messages_delivered"], r["messages_sent"])
+        # Ctrl-C ends with one human verdict line (as make demo prints it).
+        self.assertEqual(p.stdout(), "0 dropped connections, 0 lost messages (5 connections, "
+                         "%d messages delivered, %d bounced, 0 closed by the server)\n"
+                         % (r["messages_delivered"], r["messages_bounced"]))
         harness.wait_for(lambda: d.metric("chatd_connections") == 0, what="chatd empty")
 
     def test_connect_that_never_completes_is_connect_failure(self):
