@@ -32,6 +32,8 @@ struct chart {
 	size_t n_marks;	    /* switches: seconds from t0 and the colour selected */
 	double mark_x[CHART_MARKS_MAX];
 	char mark_sha[CHART_MARKS_MAX][PLATFORM_SHA_MAX];
+	unsigned char mark_back[CHART_MARKS_MAX]; /* 1: a rollback (selected before) */
+	const char *verdict;			  /* drawn on the image, or NULL */
 };
 
 static const char *const chart_palette[] = {
@@ -180,9 +182,36 @@ static void load_marks(struct chart *c, const char *state_dir, double bin_s)
 			continue;
 		c->mark_x[c->n_marks] = x;
 		snprintf(c->mark_sha[c->n_marks], sizeof(c->mark_sha[0]), "%s", sha);
+		/* Switching to a colour that was selected before is a rollback. */
+		for (size_t k = 0; k < c->n_marks; k++)
+			if (strcmp(c->mark_sha[k], sha) == 0)
+				c->mark_back[c->n_marks] = 1;
 		c->n_marks++;
 	}
 	json_decref(rep);
+}
+
+/* The highest total of any bin, and whether colour k ever held a connection. */
+static long chart_top(const struct chart *c, unsigned char held[CHART_COLOURS_MAX])
+{
+	long top = 0;
+
+	memset(held, 0, CHART_COLOURS_MAX);
+	for (size_t b = 0; b < c->n_bins; b++) {
+		long sum = 0;
+
+		for (size_t k = 0; k < c->n_sha; k++) {
+			long v = c->val[b * CHART_COLOURS_MAX + k];
+
+			if (v > 0) {
+				sum += v;
+				held[k] = 1;
+			}
+		}
+		if (sum > top)
+			top = sum;
+	}
+	return top;
 }
 
 static int write_gp(const struct chart *c, const char *gp, const char *dat, const char *prefix)
@@ -190,6 +219,8 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 	FILE *f = fopen(gp, "w");
 	const char *terms[][2] = { { "pngcairo size 1200,600", "png" },
 				   { "svg size 1200,600 dynamic", "svg" } };
+	unsigned char held[CHART_COLOURS_MAX];
+	long top = chart_top(c, held);
 
 	if (!f)
 		return -errno;
@@ -203,27 +234,40 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 		fprintf(f, "\n");
 		fprintf(f, "set title 'rainbow deploy: live connections per colour'\n");
 		fprintf(f, "set xlabel 'seconds'\nset ylabel 'connections'\n");
-		fprintf(f, "set key outside right top\nset grid\nset yrange [0:*]\n");
+		/* Headroom above the total, so its top edge is not the frame. */
+		fprintf(f, "set key outside right top\nset grid\nset yrange [0:%ld]\n",
+			top > 0 ? top + top / 6 + 1 : 1);
 		fprintf(f, "set style fill solid 0.85 noborder\n");
-		/* Each switch: a dashed line and the SHA it selected. */
+		/* Each switch: a dashed line and the SHA it selected; a rollback in red. */
 		for (size_t m = 0; m < c->n_marks; m++)
 			fprintf(f,
 				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead front "
-				"lc rgb '#222222' dt 2\n"
-				"set label 'chat-%s' at %.3f, graph 0.02 rotate by 90 left front "
-				"offset -0.8,0 font ',9' tc rgb '#222222'\n",
-				c->mark_x[m], c->mark_x[m], c->mark_sha[m], c->mark_x[m]);
+				"lc rgb '%s' dt 2\n"
+				"set label '%schat-%s' at %.3f, graph 0.02 rotate by 90 left front "
+				"offset -0.8,0 font ',9' tc rgb '%s'\n",
+				c->mark_x[m], c->mark_x[m], c->mark_back[m] ? "#c00000" : "#222222",
+				c->mark_back[m] ? "rollback to " : "", c->mark_sha[m], c->mark_x[m],
+				c->mark_back[m] ? "#c00000" : "#222222");
+		if (c->verdict) {
+			fprintf(f, "set label ");
+			gp_string(f, c->verdict);
+			fprintf(f, " at graph 0.01, graph 0.95 left front font ',14' "
+				   "tc rgb '#111111'\n");
+		}
 		fprintf(f, "plot ");
 		/* Topmost cumulative band first; each lower one paints over it. */
 		for (size_t k = c->n_sha; k-- > 0;) {
 			gp_string(f, dat);
-			fprintf(f,
-				" using 1:%zu with filledcurves x1 lc rgb '%s' "
-				"title 'chat-%s'%s",
-				k + 2, chart_palette[k % CHART_PALETTE_N], c->sha[k],
-				k ? ", \\\n     " : "\n");
+			/* No legend entry for a colour that never held a connection. */
+			fprintf(f, " using 1:%zu with filledcurves x1 lc rgb '%s' ", k + 2,
+				chart_palette[k % CHART_PALETTE_N]);
+			if (held[k])
+				fprintf(f, "title 'chat-%s'", c->sha[k]);
+			else
+				fprintf(f, "notitle");
+			fprintf(f, "%s", k ? ", \\\n     " : "\n");
 		}
-		fprintf(f, "unset output\n");
+		fprintf(f, "unset arrow\nunset label\nunset output\n");
 	}
 	return fclose(f) == 0 ? 0 : -EIO;
 }
@@ -253,7 +297,8 @@ static int run_gnuplot(const char *gp, char *err, size_t errlen)
 	return 0;
 }
 
-int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err, size_t errlen)
+int chart_render(const char *state_dir, const char *prefix, double bin_s, const char *verdict,
+		 char *err, size_t errlen)
 {
 	struct chart c;
 	char csv[4096], pre[4096], dat[4200], gp[4200];
@@ -271,6 +316,7 @@ int chart_render(const char *state_dir, const char *prefix, double bin_s, char *
 	rc = load(&c, csv, bin_s, err, errlen);
 	if (rc < 0)
 		goto out;
+	c.verdict = verdict;
 	load_marks(&c, state_dir, bin_s);
 	rc = write_dat(&c, dat, bin_s);
 	if (rc == 0)

@@ -16,9 +16,14 @@
 /*
  * Writes PREFIX.dat (wide table), PREFIX.gp (gnuplot script) and runs
  * gnuplot to draw PREFIX.png and PREFIX.svg. prefix NULL = STATE/chart.
- * 0, or -errno with a message in err.
+ * Every switch in the record is marked (a rollback: "rollback to", in
+ * red); the y axis leaves headroom above the highest total; colours that
+ * never held a connection get no legend entry; verdict (or NULL) is
+ * written in large type in the top left corner. 0, or -errno with a
+ * message in err.
  */
-int chart_render(const char *state_dir, const char *prefix, double bin_s, char *err, size_t errlen);
+int chart_render(const char *state_dir, const char *prefix, double bin_s, const char *verdict,
+		 char *err, size_t errlen);
 
 /*
  * The drain of colour sha (its last one in the history): remaining fraction

@@ -184,9 +184,9 @@ static const struct opt cli_opts[] = {
 	  "wait: until the draining colours (or SHA) drained (default), or SHA is live" },
 	{ "timeout", 0, 1, CMD_WAIT, O_TIMEOUT, "D",
 	  "wait: give up after D, exit 8 (default: no limit)" },
-	{ "report", 0, 1, CMD_DASHBOARD, O_REPORT, "FILE",
-	  "dashboard: show dropped connections and lost messages from this chatload report "
-	  "(JSON) or timeline (CSV)" },
+	{ "report", 0, 1, CMD_DASHBOARD | CMD_CHART, O_REPORT, "FILE",
+	  "dashboard, chart: show dropped connections and lost messages from this chatload "
+	  "report (JSON) or timeline (CSV)" },
 	{ "chat-ws", 0, 1, CMD_DASHBOARD, O_CHAT_WS, "URL",
 	  "dashboard: the XMPP WebSocket URL of the chat page (default, local platform: the "
 	  "switch's --websocket port on the page's host)" },
@@ -220,7 +220,7 @@ static const struct cmd_info cli_cmds[] = {
 	  "overheads, from the state dir's history" },
 	{ "prune", CMD_PRUNE, "prune [--settle S]",
 	  "delete draining colours whose count settled at 0, and failed colours" },
-	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA]",
+	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA] [--report FILE]",
 	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot, switches "
 	  "marked; or one colour's drain curve beside the forecast" },
 	{ "wait", CMD_WAIT, "wait [SHA] [--for drained|live] [--timeout D]",
@@ -1409,8 +1409,29 @@ static int cmd_report(struct cli *c)
 static int cmd_chart(struct cli *c)
 {
 	char err[512], pre[4200];
-	int rc = c->drain ? chart_render_drain(c->state_dir, c->out, c->drain, err, sizeof(err))
-			  : chart_render(c->state_dir, c->out, c->bin, err, sizeof(err));
+	char verdict[160] = "";
+	int rc;
+
+	if (c->report) {
+		/* The witness's verdict, drawn on the chart. */
+		json_t *r = dashboard_report(c->report);
+
+		if (!json_is_integer(json_object_get(r, "dropped"))) {
+			fprintf(stderr, "rainbow: chart: --report %s: %s\n", c->report,
+				json_string_value(json_object_get(r, "note")));
+			json_decref(r);
+			return 1;
+		}
+		snprintf(verdict, sizeof(verdict),
+			 "%" JSON_INTEGER_FORMAT " dropped connections, %" JSON_INTEGER_FORMAT
+			 " lost messages",
+			 json_integer_value(json_object_get(r, "dropped")),
+			 json_integer_value(json_object_get(r, "lost")));
+		json_decref(r);
+	}
+	rc = c->drain ? chart_render_drain(c->state_dir, c->out, c->drain, err, sizeof(err))
+		      : chart_render(c->state_dir, c->out, c->bin, verdict[0] ? verdict : NULL, err,
+				     sizeof(err));
 
 	if (rc < 0) {
 		fprintf(stderr, "rainbow: chart: %s\n", err);

@@ -54,7 +54,7 @@ static void test_hostile_timeline(void **state)
 			 "102.0,aaaaaaa,2,live\n");
 	/* A quote in the output path must not end a gnuplot string either. */
 	snprintf(prefix, sizeof(prefix), "%s/it's", dir);
-	rc = chart_render(dir, prefix, 1.0, err, sizeof(err));
+	rc = chart_render(dir, prefix, 1.0, NULL, err, sizeof(err));
 	assert_true(rc == 0 || rc == -ENOENT); /* -ENOENT: no gnuplot installed */
 	snprintf(path, sizeof(path), "%s.gp", prefix);
 	gp = slurp(path);
@@ -95,7 +95,7 @@ static void test_switch_markers(void **state)
 		   "\"t\":105}\n"
 		   "{\"event\":\"select\",\"sha\":\"bbbbbbb\",\"t\":110.25}\n"
 		   "{\"event\":\"select\",\"sha\":\"ccccccc\",\"t\":5000}\n");
-	rc = chart_render(dir, NULL, 1.0, err, sizeof(err));
+	rc = chart_render(dir, NULL, 1.0, NULL, err, sizeof(err));
 	assert_true(rc == 0 || rc == -ENOENT);
 	snprintf(path, sizeof(path), "%s/chart.gp", dir);
 	gp = slurp(path);
@@ -108,6 +108,45 @@ static void test_switch_markers(void **state)
 	assert_null(strstr(gp, "ccccccc")); /* a switch outside the timeline's span */
 	free(gp);
 	assert_int_equal(access("/tmp/rb-chart-pwned", F_OK), -1);
+	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
+	assert_int_equal(system(path), 0);
+}
+
+/* What a room reads off the chart: a rollback marked as one, headroom
+ * above the total, no legend entry for a colour that never held a
+ * connection, the witness's verdict drawn on it. */
+static void test_rollback_headroom_legend_verdict(void **state)
+{
+	char dir[] = "/tmp/rb-chart-XXXXXX", path[320], err[256];
+	char *gp;
+	int rc;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/timeline.csv", dir);
+	write_text(path, "time,sha,connections,state\n"
+			 "100.0,aaaaaaa,60,live\n"
+			 "110.0,aaaaaaa,40,draining\n"
+			 "110.0,bbbbbbb,0,live\n"
+			 "120.0,aaaaaaa,50,live\n"
+			 "120.0,bbbbbbb,0,draining\n");
+	snprintf(path, sizeof(path), "%s/record.jsonl", dir);
+	write_text(path, "{\"event\":\"select\",\"sha\":\"aaaaaaa\",\"t\":100.5}\n"
+			 "{\"event\":\"select\",\"sha\":\"bbbbbbb\",\"t\":110.25}\n"
+			 "{\"event\":\"select\",\"sha\":\"aaaaaaa\",\"t\":115}\n");
+	rc = chart_render(dir, NULL, 1.0, "0 dropped connections, 0 lost messages", err,
+			  sizeof(err));
+	assert_true(rc == 0 || rc == -ENOENT);
+	snprintf(path, sizeof(path), "%s/chart.gp", dir);
+	gp = slurp(path);
+	assert_non_null(strstr(gp, "set label 'rollback to chat-aaaaaaa' at 15.000"));
+	assert_non_null(strstr(gp, "set label 'chat-aaaaaaa' at 0.500"));
+	assert_non_null(strstr(gp, "set yrange [0:71]")); /* 60 + a sixth + 1 */
+	assert_non_null(strstr(gp, "title 'chat-aaaaaaa'"));
+	assert_null(strstr(gp, "title 'chat-bbbbbbb'"));
+	assert_non_null(strstr(gp, "notitle"));
+	assert_non_null(strstr(gp, "set label '0 dropped connections, 0 lost messages' at graph"));
+	free(gp);
 	snprintf(path, sizeof(path), "rm -rf '%s'", dir);
 	assert_int_equal(system(path), 0);
 }
@@ -176,6 +215,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_hostile_timeline),
 		cmocka_unit_test(test_switch_markers),
+		cmocka_unit_test(test_rollback_headroom_legend_verdict),
 		cmocka_unit_test(test_drain_curve),
 	};
 
