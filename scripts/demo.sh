@@ -106,12 +106,17 @@ wait "$WATCH_PID" 2>/dev/null || true
 WATCH_PID=""
 
 step "rainbow chart"
-$RAINBOW chart
+$RAINBOW chart --report "$OUT/chatload.json"
+$RAINBOW status -o json >"$OUT/status.json"
 
 step "verdict"
-python3 - "$OUT/chatload.json" "$STATE/record.jsonl" <<'EOF'
+python3 - "$OUT/chatload.json" "$STATE/record.jsonl" "$OUT/status.json" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+# What finally became of each colour: its state now, or deleted.
+final = {c["sha"]: c["state"] for c in json.load(open(sys.argv[3]))["colours"]}
+fates = {"live": "live again (rolled back to)", "kept": "kept at 0 replicas",
+         "draining": "still draining", "starting": "starting", "failed": "failed"}
 print("%d dropped connections, %d lost messages" % (r["dropped"], r["messages_lost"]))
 print("  (%d connections, %d messages delivered, %d bounced at logout, server closes %d)" %
       (r["connections"], r["messages_delivered"], r["messages_bounced"],
@@ -120,8 +125,8 @@ print("drain time per colour:")
 for line in open(sys.argv[2]):
     e = json.loads(line)
     if e.get("why") == "drained":
-        print("  chat-%s  %5.1fs  (%s)" % (e["sha"], e["drain_ms"] / 1000.0,
-              "deleted" if e["event"] == "remove" else "kept at 0 replicas"))
+        print("  chat-%s  %5.1fs  (then %s)" % (e["sha"], e["drain_ms"] / 1000.0,
+              fates.get(final.get(e["sha"]), "deleted")))
 sys.exit(0 if r["dropped"] == 0 and r["messages_lost"] == 0 else 1)
 EOF
 VERDICT=$?
