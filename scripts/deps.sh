@@ -110,10 +110,14 @@ if [ "${1:-}" = bench ] && [ ! -e "$POLICY" ]; then
 	own_policy=1
 fi
 rc=0
-$SUDO apt-get update -qq || rc=$?
+# apt's own progress (what it fetches, unpacks and sets up), one line per
+# step and without progress bars, so a first `make demo` is not minutes of
+# silence; to stderr, like the rest of what deps says.
+echo "deps: apt-get update" >&2
+$SUDO apt-get update -q >&2 || rc=$?
 # shellcheck disable=SC2086
 [ $rc -ne 0 ] || [ -z "$missing" ] ||
-	$SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null || rc=$?
+	$SUDO apt-get install -y -q --no-install-recommends $missing >&2 || rc=$?
 [ -z "$own_policy" ] || $SUDO rm -f "$POLICY"
 [ $rc -ne 0 ] || [ -z "$no_promtool" ] || promtool_install || rc=$?
 [ $rc -ne 0 ] || [ "${1:-}" = bench ] || tools
