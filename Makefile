@@ -171,7 +171,7 @@ demo: deps
 # Fuzzing: clang's libFuzzer with ASan+UBSan, separate build directory. The
 # project's code is built once with fuzzer instrumentation into one archive;
 # each target links only what it uses from it.
-FUZZ_BUILD := build-fuzz
+FUZZ_BUILD ?= build-fuzz
 $(FUZZ_BUILD)/obj/deployer/webassets.o: $(WEB_ASSETS)
 FUZZ_TIME ?= 60
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
