@@ -76,6 +76,15 @@ static const char *const client_conditions[] = {
 };
 #define CLIENT_NCONDITIONS (sizeof(client_conditions) / sizeof(client_conditions[0]))
 
+static const char *const client_fate_names[] = {
+	[FATE_CLOSED_BY_CLIENT] = "closed_by_client",
+	[FATE_CLOSED_BY_SERVER] = "closed_by_server",
+	[FATE_DROPPED] = "dropped",
+	[FATE_CONNECT_FAILURE] = "connect_failure",
+	[FATE_LOGIN_FAILURE] = "login_failure",
+	[FATE_PING_TIMEOUT] = "ping_timeout",
+};
+
 static const char *const client_state_names[] = {
 	"idle", "connecting", "stream",	 "starttls",	"tls",	   "auth",
 	"bind", "session",    "version", "established", "closing", "ended",
@@ -193,8 +202,8 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 		st->ping_timeouts++;
 		break;
 	}
-	log_info("client_end", "slot=%u gen=%u fate=%d detail=%s state=%s", c->slot, c->gen,
-		 (int)fate, detail ? detail : "-", client_state_names[c->state]);
+	log_info("client_end", "slot=%u gen=%u fate=%s detail=%s state=%s", c->slot, c->gen,
+		 client_fate_names[fate], detail ? detail : "-", client_state_names[c->state]);
 	/* A socket left open after its fate (closing once </stream:stream> is
 	 * written) would stay forever with a peer that never reads: client_tick
 	 * closes it at this deadline. */

@@ -199,10 +199,17 @@ static void fleet_close_all_handles(struct fleet *fl)
 		uv_close((uv_handle_t *)&fl->link_poll, NULL);
 }
 
+static const char *const fleet_phase_names[] = {
+	[FLEET_RUNNING] = "running",
+	[FLEET_DRAINING] = "draining",
+	[FLEET_CLOSING] = "closing",
+	[FLEET_DONE] = "done",
+};
+
 static void fleet_enter(struct fleet *fl, enum fleet_phase p, uint32_t now)
 {
-	log_info("phase", "from=%d to=%d t_ms=%u pending=%llu", (int)fl->phase, (int)p, now,
-		 (unsigned long long)fl->mt.npending);
+	log_info("phase", "from=%s to=%s t_ms=%u pending=%llu", fleet_phase_names[fl->phase],
+		 fleet_phase_names[p], now, (unsigned long long)fl->mt.npending);
 	fl->phase = p;
 	if (p == FLEET_DRAINING) {
 		/* The run ends now: what is established is the report's

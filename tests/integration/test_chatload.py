@@ -203,6 +203,17 @@ class Fates(ChatloadCase):
         self.assertEqual([x.split(",")[1] for x in rows[1:]],
                          [x.split(",")[2] for x in rows[1:]])
 
+    def test_log_names_fates_and_phases(self):
+        d = self.chatd("--auth-any")
+        rc, r, p = self.run_chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "2",
+                                     "--duration", "1", "--log-level", "info")
+        self.assertEqual(rc, 0)
+        err = p.stderr()
+        ends = re.findall(r"event=client_end .*?fate=(\S+)", err)
+        self.assertEqual(ends, ["closed_by_client"] * r["connections"], err)
+        phases = re.findall(r"event=phase from=(\S+) to=(\S+)", err)
+        self.assertEqual(phases, [("running", "draining"), ("draining", "closing")], err)
+
     def test_sigkill_counts_drops(self):
         d = self.chatd("--auth-any")
         p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "7",
