@@ -103,7 +103,23 @@ const char *deploy_phase_name(enum deploy_phase p)
 	return (unsigned)p < sizeof(names) / sizeof(names[0]) ? names[p] : "?";
 }
 
-static const struct deploy_colour_obs *find(const struct deploy_obs *o, const char *sha)
+const char *deploy_why_name(enum deploy_why w)
+{
+	static const char *const names[] = {
+		[DEPLOY_WHY_NONE] = "",
+		[DEPLOY_WHY_DRAINED] = "drained",
+		[DEPLOY_WHY_MAX_DRAIN] = "max-drain",
+		[DEPLOY_WHY_FAILED] = "failed",
+		[DEPLOY_WHY_EXCESS_KEPT] = "excess-kept",
+		[DEPLOY_WHY_SHRINK] = "shrink",
+		[DEPLOY_WHY_PRUNE_FAILED] = "prune-failed",
+		[DEPLOY_WHY_ROLLBACK] = "rollback",
+	};
+
+	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
+}
+
+const struct deploy_colour_obs *deploy_obs_find(const struct deploy_obs *o, const char *sha)
 {
 	for (size_t i = 0; i < o->n; i++)
 		if (strcmp(o->colours[i].c.sha, sha) == 0)
@@ -457,7 +473,7 @@ static int not_ready(const struct deploy_cfg *cfg, const struct deploy_obs *o, s
 static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs *o,
 			  struct deploy_mem *m, struct deploy_result *r)
 {
-	const struct deploy_colour_obs *t = find(o, cfg->sha);
+	const struct deploy_colour_obs *t = deploy_obs_find(o, cfg->sha);
 	int wanted = wanted_replicas(cfg, t);
 	struct deploy_act *a;
 
@@ -522,7 +538,7 @@ static int towards_switch(const struct deploy_cfg *cfg, const struct deploy_obs 
 		meta_clear(r, t, DEPLOY_META_MAX_DRAIN_AT);
 		meta_clear(r, t, PLATFORM_META_DRAIN_FROM);
 		if (o->selected[0] && strcmp(o->selected, cfg->sha) != 0) {
-			const struct deploy_colour_obs *old = find(o, o->selected);
+			const struct deploy_colour_obs *old = deploy_obs_find(o, o->selected);
 			char from[24];
 
 			meta_time(r, o->selected, PLATFORM_META_DRAINING_SINCE, o->now_ms);
@@ -553,7 +569,7 @@ void deploy_step(const struct deploy_cfg *cfg, const struct deploy_obs *o, struc
 	if (cfg->mode != DEPLOY_MODE_PRUNE && towards_switch(cfg, o, m, r))
 		goto out;
 
-	t = cfg->mode != DEPLOY_MODE_PRUNE ? find(o, cfg->sha) : NULL;
+	t = cfg->mode != DEPLOY_MODE_PRUNE ? deploy_obs_find(o, cfg->sha) : NULL;
 	if (t) {
 		/* Selected already (e.g. killed right after the switch): tidy its meta. */
 		meta_clear(r, t, PLATFORM_META_DRAINING_SINCE);

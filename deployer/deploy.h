@@ -162,6 +162,10 @@ enum deploy_state {
 enum deploy_state deploy_colour_state(const struct deploy_colour_obs *c, const char *selected);
 const char *deploy_state_name(enum deploy_state s);
 const char *deploy_phase_name(enum deploy_phase p);
+/* "drained", "max-drain"...: the words the record and the events use. */
+const char *deploy_why_name(enum deploy_why w);
+/* The colour of sha in o, or NULL. */
+const struct deploy_colour_obs *deploy_obs_find(const struct deploy_obs *o, const char *sha);
 
 /* Sum of the replicas' counts; -1 when one is unreadable. */
 long deploy_colour_connections(const struct deploy_colour_obs *c);

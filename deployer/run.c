@@ -252,33 +252,7 @@ json_t *run_colours_json(const struct run_obs *ro)
 	return arr;
 }
 
-static const char *why_name(enum deploy_why w)
-{
-	static const char *const names[] = {
-		"",	  "drained",	  "max-drain", "failed", "excess-kept",
-		"shrink", "prune-failed", "rollback"
-	};
-
-	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
-}
-
-static const struct deploy_colour_obs *obs_find(const struct run_obs *ro, const char *sha)
-{
-	for (size_t i = 0; i < ro->n; i++)
-		if (strcmp(ro->colours[i].c.sha, sha) == 0)
-			return &ro->colours[i];
-	return NULL;
-}
-
 /* ---- decisions as events ---- */
-
-static const struct deploy_colour_obs *dobs_find(const struct deploy_obs *o, const char *sha)
-{
-	for (size_t i = 0; i < o->n; i++)
-		if (strcmp(o->colours[i].c.sha, sha) == 0)
-			return &o->colours[i];
-	return NULL;
-}
 
 static void ev_put(struct platform_event *ev, size_t *n, const char *type, const char *reason,
 		   const char *action, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
@@ -326,7 +300,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			 const struct deploy_act *a, int64_t waited_ms,
 			 struct platform_event ev[RUN_EVENTS_MAX])
 {
-	const struct deploy_colour_obs *c = dobs_find(obs, a->sha), *old;
+	const struct deploy_colour_obs *c = deploy_obs_find(obs, a->sha), *old;
 	long conns = c ? deploy_colour_connections(c) : -1;
 	char cb[48], fb[48];
 	size_t n = 0;
@@ -352,7 +326,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 		}
 		break;
 	case DEPLOY_ACT_SELECT:
-		old = obs->selected[0] ? dobs_find(obs, obs->selected) : NULL;
+		old = obs->selected[0] ? deploy_obs_find(obs, obs->selected) : NULL;
 		if (waited_ms >= 0 && c)
 			ev_put(ev, &n, "Normal", "Ready", "Wait",
 			       "%d of %d replicas ready after %.1fs", c->c.ready, c->c.replicas,
@@ -536,7 +510,7 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		   const struct run_obs *ro, int64_t obs_mono, int64_t waited_ms,
 		   struct run_tell *t, const struct run_opts *o, struct summary *sum, size_t *n_sum)
 {
-	const struct deploy_colour_obs *c = obs_find(ro, a->sha);
+	const struct deploy_colour_obs *c = deploy_obs_find(&ro->obs, a->sha);
 	long conns = c ? deploy_colour_connections(c) : -1;
 	long lost = colour_lost(c);
 	const char *event = NULL;
@@ -602,8 +576,8 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		tell(p, t, a->sha, &ev[i]);
 	if (event) {
 		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha, "why",
-				      why_name(a->why), "connections", (json_int_t)conns, "op_ms",
-				      (json_int_t)(mono_ms() - t0));
+				      deploy_why_name(a->why), "connections", (json_int_t)conns,
+				      "op_ms", (json_int_t)(mono_ms() - t0));
 
 		if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
 			json_object_set_new(e, "replicas", json_integer(a->replicas));
@@ -612,7 +586,8 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		if (a->kind == DEPLOY_ACT_SELECT && ro->obs.selected[0] &&
 		    strcmp(ro->obs.selected, a->sha) != 0) {
 			/* What the drain of the colour it replaces starts from (the report's). */
-			const struct deploy_colour_obs *old = obs_find(ro, ro->obs.selected);
+			const struct deploy_colour_obs *old =
+				deploy_obs_find(&ro->obs, ro->obs.selected);
 
 			json_object_set_new(e, "deselected", json_string(ro->obs.selected));
 			json_object_set_new(e, "deselected_at",
@@ -986,7 +961,7 @@ int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report
 								 : json_null());
 			}
 			if (a->why != DEPLOY_WHY_NONE)
-				json_object_set_new(e, "why", json_string(why_name(a->why)));
+				json_object_set_new(e, "why", json_string(deploy_why_name(a->why)));
 			rc = dry_perform(p, a);
 			if (rc < 0 && rc != -EEXIST && rc != -ENOENT) {
 				json_decref(e);
@@ -1117,7 +1092,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		if (!wait_start &&
 		    (res->phase == DEPLOY_PHASE_CREATE || res->phase == DEPLOY_PHASE_READY))
 			wait_start = obs_mono;
-		target_seen = cfg->sha[0] && obs_find(&ro, cfg->sha) != NULL;
+		target_seen = cfg->sha[0] && deploy_obs_find(&ro.obs, cfg->sha) != NULL;
 		for (size_t i = 0; i < res->n_act; i++) {
 			const struct deploy_act *a = &res->act[i];
 			int prc = perform(p, cfg, a, &ro, obs_mono,

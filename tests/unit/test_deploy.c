@@ -1008,6 +1008,15 @@ static void test_states_and_names(void **state)
 	assert_string_equal(deploy_state_name(DEPLOY_STATE_DRAINING), "draining");
 	assert_string_equal(deploy_phase_name(DEPLOY_PHASE_READY), "wait-ready");
 	assert_int_equal(deploy_colour_connections(&c), 0);
+	assert_string_equal(deploy_why_name(DEPLOY_WHY_EXCESS_KEPT), "excess-kept");
+	assert_string_equal(deploy_why_name(DEPLOY_WHY_ROLLBACK), "rollback");
+	assert_string_equal(deploy_why_name((enum deploy_why)99), "?");
+	{
+		struct deploy_obs o = { .colours = &c, .n = 1 };
+
+		assert_ptr_equal(deploy_obs_find(&o, SHA_A), &c);
+		assert_null(deploy_obs_find(&o, SHA_B));
+	}
 }
 
 int main(void)
