@@ -5,8 +5,8 @@
 #
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
-# PIECE: chatd http fairness chatload compare cluster rainbow drain (the
-# default: all, in this order).
+# PIECE: chatd http fairness chatload workers compare cluster rainbow drain
+# (the default: all, in this order).
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
@@ -22,10 +22,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
-ORDER="chatd http fairness chatload compare cluster rainbow drain"
+ORDER="chatd http fairness chatload workers compare cluster rainbow drain"
 ALL="$ORDER"
 # Pieces whose command takes --quick (BENCH_QUICK=1).
-QUICK_PIECES="chatd chatload compare cluster"
+QUICK_PIECES="chatd chatload workers compare cluster"
 QUICK=${BENCH_QUICK:-0}
 
 usage() {
@@ -66,6 +66,7 @@ command_of() {
 	http) echo "python3 bench/http_probe.py --build $BUILD${extra:+ $extra}" ;;
 	fairness) echo "python3 bench/fairness.py --build $BUILD${extra:+ $extra}" ;;
 	chatload) echo "python3 bench/chatload_bench.py --build $BUILD${extra:+ $extra}" ;;
+	workers) echo "python3 bench/workers_bench.py --build $BUILD${extra:+ $extra}" ;;
 	compare) echo "BUILD=$BUILD bench/compare_servers.sh${extra:+ $extra}" ;;
 	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
 	rainbow) echo "python3 bench/rainbow_bench.py --build $BUILD${extra:+ $extra}" ;;
@@ -78,6 +79,7 @@ title_of() {
 	http) echo "chatd HTTP probe latency under held connections (issue 9)" ;;
 	fairness) echo "chatd: a quiet client's ping while another client floods (issue 9)" ;;
 	chatload) echo "chatload: memory per client, logins/s" ;;
+	workers) echo "chatload split over worker processes: 40,000 clients messaging across 4 workers (issue 16)" ;;
 	compare) echo "chatd, Prosody and ejabberd under the same chatload, plaintext and STARTTLS" ;;
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
 	rainbow) echo "rainbow on the local platform (issue 6)" ;;
@@ -90,6 +92,7 @@ script_of() {
 	http) echo bench/http_probe.py ;;
 	fairness) echo bench/fairness.py ;;
 	chatload) echo bench/chatload_bench.py ;;
+	workers) echo bench/workers_bench.py ;;
 	compare) echo bench/compare_servers.sh ;;
 	cluster) echo bench/cluster_bench.py ;;
 	rainbow) echo bench/rainbow_bench.py ;;
