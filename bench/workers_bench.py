@@ -18,10 +18,10 @@ worker, against chatd on loopback, next to a single process of 10,000.
           (same rate, same chatd mesh), and a fresh one holding 1.
 
 RSS per client, single process = (VmRSS with 10,000 - VmRSS of a fresh
-chatload holding 1) / 9,999; per worker the same with each worker's VmRSS
-and its 10,000 clients; the accountant's growth per client of the run =
-(its VmRSS - VmRSS of the parent of a fresh --workers 1 run holding 1) /
-39,999. Every figure is run --runs times (default 3) with fresh chatload and
+chatload holding 1) / 9,999; per worker = (its VmRSS with its 10,000 -
+VmRSS of the worker of a fresh --workers 1 run holding 1) / 9,999; the
+accountant's growth per client of the run = (its VmRSS - VmRSS of the
+parent of that --workers 1 run) / 39,999. Every figure is run --runs times (default 3) with fresh chatload and
 chatd processes; min / median / max with the machine's load
 (bench/lib/benchlib.py). Prints the Markdown section on stdout.
 
@@ -202,13 +202,13 @@ def main():
             single.append(s)
             base = hold(a, 1, 1, "base-%d" % run)
             w = hold(a, a.clients, a.workers, "split-%d" % run)
-            w["kib_per_client"] = [(x - one["rss"]["parent"]) / (per - 1)
+            w["kib_per_client"] = [(x - base["rss"]["workers"][0]) / (per - 1)
                                    for x in w["rss"]["workers"]]
             w["acct_kib_per_client"] = (w["rss"]["parent"] - base["rss"]["parent"]) / (
                 a.clients - 1)
             w["total_kib_per_client"] = (
                 sum(w["rss"]["workers"]) + w["rss"]["parent"] -
-                a.workers * one["rss"]["parent"] - base["rss"]["parent"]) / a.clients
+                a.workers * base["rss"]["workers"][0] - base["rss"]["parent"]) / a.clients
             split.append(w)
     finally:
         shutil.rmtree(a.tmp, ignore_errors=True)
@@ -225,10 +225,11 @@ def main():
          "loopback, next to a single chatload process holding %d clients the same way; "
          "fresh chatload and chatd processes for every run; %d runs, min / **median** / "
          "max. **RSS per client** = (the process's VmRSS with its clients connected and "
-         "idle between messages − VmRSS of a fresh single chatload holding 1 client) / "
-         "(its clients − 1); the **accountant** (the parent, which settles every message "
-         "and hands out targets) = (its VmRSS − that of the parent of a fresh `--workers 1` "
-         "run holding 1 client) / (all clients − 1). **Exact** = the merged report's "
+         "idle between messages − VmRSS of the same kind of process, fresh, holding 1 "
+         "client: a single chatload, or the worker of a `--workers 1` run) / (its clients "
+         "− 1); the **accountant** (the parent, which settles every message and hands out "
+         "targets) = (its VmRSS − that of the parent of the `--workers 1` run) / (all "
+         "clients − 1). **Exact** = the merged report's "
          "connections equal the chatd processes' accepted connections and the sum of the "
          "fates, every message sent is delivered, bounced or lost, none lost or "
          "misdelivered, no worker failed, ok." % (
@@ -240,13 +241,12 @@ def main():
     L.append("| clients connected at once, split run | %s | %s | `%s` |" % (
         benchlib.fmt3(col(split, lambda r: r["connected"]), "%.0f"),
         benchlib.fmt_load(col(split, lambda r: r["load"])), cmd))
-    L.append("| messages sent / of them across workers, split run | %s / %s | | |" % (
-        benchlib.fmt3(col(split, lambda r: r["report"]["messages_sent"]), "%.0f"),
-        benchlib.fmt3(col(split, lambda r: x(r)["sent"]), "%.0f")))
-    L.append("| messages delivered / bounced / lost, split run | %s / %s / %s | | |" % (
-        benchlib.fmt3(col(split, lambda r: r["report"]["messages_delivered"]), "%.0f"),
-        benchlib.fmt3(col(split, lambda r: r["report"]["messages_bounced"]), "%.0f"),
-        benchlib.fmt3(col(split, lambda r: r["report"]["messages_lost"]), "%.0f")))
+    for label, f in (("messages sent", lambda r: r["report"]["messages_sent"]),
+                     ("… of them across workers", lambda r: x(r)["sent"]),
+                     ("… delivered", lambda r: r["report"]["messages_delivered"]),
+                     ("… bounced", lambda r: r["report"]["messages_bounced"]),
+                     ("… lost", lambda r: r["report"]["messages_lost"])):
+        L.append("| %s, split run | %s | | |" % (label, benchlib.fmt3(col(split, f), "%.0f")))
     L.append("| message latency p99, split run | %s | | |" % benchlib.fmt3(
         col(split, lambda r: r["report"]["latency_ms"]["p99"]), "%.1f", "ms"))
     L.append("| **chatload RSS per client, single process (%d)** | %s | %s | `%s` |" % (
@@ -260,12 +260,12 @@ def main():
         col(split, lambda r: r["acct_kib_per_client"]), "%.3f", "KiB"))
     L.append("| chatload RSS per client, all processes of the split run | %s | | |" % (
         benchlib.fmt3(col(split, lambda r: r["total_kib_per_client"]), "%.2f", "KiB")))
-    L.append("| chatload CPU share (of one core) holding the clients: single / split "
-             "(all processes) | %s / %s | | |" % (
-                 benchlib.fmt3(col(single, lambda r: 100 * r["chatload_cpu_share"]), "%.0f",
-                               "%"),
-                 benchlib.fmt3(col(split, lambda r: 100 * r["chatload_cpu_share"]), "%.0f",
-                               "%")))
+    L.append("| chatload CPU share (of one core) holding %d clients, single process | %s | "
+             "| |" % (per, benchlib.fmt3(col(single, lambda r: 100 * r["chatload_cpu_share"]),
+                                         "%.0f", "%")))
+    L.append("| chatload CPU share (of one core) holding %d clients, all processes of the "
+             "split run | %s | | |" % (a.clients, benchlib.fmt3(
+                 col(split, lambda r: 100 * r["chatload_cpu_share"]), "%.0f", "%")))
     sys.stdout.write("\n".join(L) + "\n\n")
     return 0 if all(exact(r) for r in split) else 1
 

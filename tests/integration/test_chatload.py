@@ -617,11 +617,15 @@ class Workers(ChatloadCase):
 
     def test_failed_worker_is_counted_failed(self):
         d = self.chatd("--auth-any")
-        p, path = self.chatload("--server", "127.0.0.1:%d" % d.port, "--clients", "4",
-                                "--workers", "2", "--duration", "4", "--message-rate", "5",
-                                "--loss-timeout", "1")
-        d.wait_sessions(4)
-        time.sleep(1.2)  # a status line of each worker since (every 0.5 s)
+        path = os.path.join(self.tmp, "killed.json")
+        p = harness.Proc([harness.binary("chatload"), "--ping-interval", "0", "--server",
+                          "127.0.0.1:%d" % d.port, "--clients", "4", "--workers", "2",
+                          "--duration", "4", "--message-rate", "5", "--loss-timeout", "1",
+                          "--progress-interval", "100ms", "--report", path], name="chatload")
+        self.procs.append(p)
+        # The parent's progress shows both workers' statuses with their logins.
+        harness.wait_for(lambda: "connected 4/4" in p.stderr(), timeout=20,
+                         what="both workers' status")
         kids_file = "/proc/%d/task/%d/children" % (p.pid, p.pid)
         with open(kids_file) as f:
             kids = [int(x) for x in f.read().split()]
@@ -636,7 +640,8 @@ class Workers(ChatloadCase):
         self.assertEqual(r["workers_failed_clients"], 2)
         self.assertIs(r["ok"], False)  # half the run is missing from the report
         # Its share is in the report as failed, not silently missing: its two
-        # sessions (from its last status) ended dropped, "worker-failed".
+        # sessions (from its last status, sent every 0.5 s) ended dropped,
+        # "worker-failed".
         self.assertEqual(r["logins"], 4)
         self.assertEqual(r["dropped_by_reason"], {"worker-failed": 2})
         self.assert_every_connection_has_one_fate(r)
