@@ -18,6 +18,7 @@
 #include "log.h"
 #include "router.h"
 #include "session.h"
+#include "sm.h"
 #include "srv.h"
 #include "xstream.h"
 
@@ -254,15 +255,17 @@ out:
 
 static void glue_route_gone(void *ud, const char *full)
 {
+	struct cluster_glue *g = ud;
 	struct jid j = { 0 };
 
-	if (jid_parse(full, &j) == 0)
-		glue_presence_to_user(ud, &j, full, "unavailable", 0);
+	/* Bound here (it moved here from that instance): nothing changed. */
+	if (jid_parse(full, &j) == 0 && !router_find_full(g->srv->router, &j))
+		glue_presence_to_user(g, &j, full, "unavailable", 0);
 	jid_clear(&j);
 }
 
 /* A session announced by a peer for the first time on its link. */
-static void glue_route_added(void *ud, const char *full, int priority, int available)
+static void glue_route_added(void *ud, const char *full, int priority, int available, int moved)
 {
 	struct cluster_glue *g = ud;
 	struct jid j = { 0 };
@@ -278,11 +281,61 @@ static void glue_route_added(void *ud, const char *full, int priority, int avail
 		conn_close(c, CLOSE_CONFLICT, "conflict", "replaced by a new session");
 	}
 	/* Available at once: a route table sent at link start. A bind is
-	 * announced unavailable, and its initial presence arrives as such. */
-	if (available)
+	 * announced unavailable, and its initial presence arrives as such. A
+	 * session that moved from another instance was available already. */
+	if (available && !moved)
 		glue_presence_to_user(g, &j, full, NULL, priority);
 out:
 	jid_clear(&j);
+}
+
+/* ---- session moves: the answers come to sm.c ---- */
+
+static void glue_session_req(void *ud, const char *peer, uint64_t req, const char *previd,
+			     const char *bare, uint32_t h)
+{
+	struct cluster_glue *g = ud;
+
+	sm_peer_request(g->srv, peer, req, previd, bare, h);
+}
+
+static void glue_session_nak(void *ud, const char *peer, uint64_t req, unsigned reason)
+{
+	struct cluster_glue *g = ud;
+
+	sm_peer_nak(g->srv, req, reason);
+}
+
+static void glue_session_state(void *ud, const char *peer, uint64_t req, const char *full,
+			       const uint8_t *state, size_t len)
+{
+	struct cluster_glue *g = ud;
+
+	sm_peer_state(g->srv, peer, req, full, state, len);
+}
+
+int cluster_glue_session_request(struct srv *srv, uint64_t req, const char *previd,
+				 const char *bare, uint32_t h)
+{
+	return srv->cluster ? cluster_session_request(srv->cluster->cl, req, previd, bare, h) : 0;
+}
+
+int cluster_glue_session_nak(struct srv *srv, const char *peer, uint64_t req, unsigned reason)
+{
+	return srv->cluster ? cluster_session_nak(srv->cluster->cl, peer, req, reason) : -ENOTCONN;
+}
+
+int cluster_glue_session_give(struct srv *srv, const char *peer, uint64_t req, const char *full,
+			      const uint8_t *state, size_t len)
+{
+	return srv->cluster ? cluster_session_give(srv->cluster->cl, peer, req, full, state, len)
+			    : -ENOTCONN;
+}
+
+void cluster_glue_session_taken(struct srv *srv, const char *full, const char *peer)
+{
+	if (srv->cluster)
+		cluster_session_taken(srv->cluster->cl, full, peer);
 }
 
 /* ---- lifetime ---- */
@@ -291,8 +344,9 @@ int cluster_glue_init(struct srv *srv)
 {
 	const struct config *cfg = srv->cfg;
 	struct xstream_limits lim = { CLUSTER_FRAME_MAX, cfg->max_depth + 2 };
-	struct cluster_hooks hooks = { glue_deliver, glue_presence, glue_route_gone,
-				       glue_route_added };
+	struct cluster_hooks hooks = { glue_deliver,	  glue_presence,    glue_route_gone,
+				       glue_route_added,  glue_session_req, glue_session_nak,
+				       glue_session_state };
 	struct cluster_config cc = { 0 };
 	struct cluster_glue *g;
 	uint8_t *secret = NULL;

@@ -13,6 +13,7 @@
 #define CHATD_CLUSTER_GLUE_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "cluster/cluster.h"
 #include "jid.h"
@@ -52,6 +53,15 @@ int cluster_glue_bare_best(struct srv *srv, const char *bare, int local_best);
 int cluster_glue_has_bare(struct srv *srv, const char *bare);
 int cluster_glue_forward_bare(struct srv *srv, const char *bare, const struct xnode *st,
 			      enum router_bare mode, int prio);
+
+/* Session moves between instances (sm.c; cluster.h cluster_session_*):
+ * request returns the peers asked (0 without cluster mode). */
+int cluster_glue_session_request(struct srv *srv, uint64_t req, const char *previd,
+				 const char *bare, uint32_t h);
+int cluster_glue_session_nak(struct srv *srv, const char *peer, uint64_t req, unsigned reason);
+int cluster_glue_session_give(struct srv *srv, const char *peer, uint64_t req, const char *full,
+			      const uint8_t *state, size_t len);
+void cluster_glue_session_taken(struct srv *srv, const char *full, const char *peer);
 
 /* 1 when /readyz may say ready as far as the cluster goes (always when
  * cluster mode is off; see cluster_ready()). */

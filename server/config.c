@@ -435,9 +435,11 @@ int config_load(struct config *cfg, int argc, char **argv)
 				"auth-timeout, http-max-connections and http-timeout >= 1)\n");
 		return -1;
 	}
-	if (cfg->sm_max_queue < cfg->max_stanza + 8192) {
-		fprintf(stderr, "chatd: --sm-max-queue must hold one stanza of --max-stanza and "
-				"its stamps (>= max-stanza + 8192)\n");
+	if (cfg->sm_max_queue < cfg->max_stanza + 8192 || cfg->sm_max_queue > 524288) {
+		fprintf(stderr,
+			"chatd: --sm-max-queue must hold one stanza of --max-stanza and "
+			"its stamps (>= max-stanza + 8192) and fit a cluster frame when the "
+			"session moves (<= 524288)\n");
 		return -1;
 	}
 	return 0;

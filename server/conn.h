@@ -36,6 +36,7 @@ struct ws;
 struct route;
 struct presence_dir;
 struct smq;
+struct sm_wait;
 
 /* The stream state machine (session.c session_set_state() is the only
  * writer). */
@@ -72,6 +73,7 @@ struct conn {
 					  at most PRESENCE_DIRECTED_MAX entries */
 	struct smq *sm;		       /* XEP-0198 counters and unacknowledged stanzas once
 					  <enable/> was answered, else NULL; owned (sm.c) */
+	struct sm_wait *sm_wait;       /* a <resume/> asked of peers, waiting; owned (sm.c) */
 	union {
 		struct sockaddr sa;
 		struct sockaddr_in in;

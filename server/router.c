@@ -203,15 +203,28 @@ void router_replace(struct router *r, struct conn *from, struct conn *to)
 	from->route = NULL;
 }
 
+static void route_unlink(struct router *r, struct conn *c);
+
 void router_remove(struct router *r, struct conn *c)
+{
+	if (!c->route)
+		return;
+	if (r->up.unbound)
+		r->up.unbound(c);
+	route_unlink(r, c);
+}
+
+void router_forget(struct router *r, struct conn *c)
+{
+	if (c->route)
+		route_unlink(r, c);
+}
+
+static void route_unlink(struct router *r, struct conn *c)
 {
 	struct route *e = c->route;
 	struct conn **pp;
 
-	if (!e)
-		return;
-	if (r->up.unbound)
-		r->up.unbound(c);
 	for (pp = &e->first; *pp; pp = &(*pp)->rnext) {
 		if (*pp == c) {
 			*pp = c->rnext;

@@ -76,6 +76,9 @@ void router_set_hooks(struct router *r, const struct router_hooks *h);
 int router_add(struct router *r, struct conn *c, struct conn **old);
 /* Removes c if it is bound. */
 void router_remove(struct router *r, struct conn *c);
+/* Removes c without telling the cluster (the unbound hook does not run):
+ * its session moved to another instance, which announces it (sm.c). */
+void router_forget(struct router *r, struct conn *c);
 
 /* The sessions of a bare JID ("node@domain"), or NULL. */
 struct route *router_lookup(struct router *r, const char *bare);

@@ -14,15 +14,24 @@
 #include "presence.h"
 #include "router.h"
 #include "session.h"
+#include "cluster/cluster_proto.h"
+#include "cluster_glue.h"
+#include "sm_state.h"
 #include "smq.h"
 #include "srv.h"
 #include "xstream.h"
 
 #define SM_JID_MAX (3 * 1024 + 4)
 
-static const char SM_PARSE_HEADER[] = "<stream:stream xmlns='jabber:client' "
-				      "xmlns:stream='http://etherx.jabber.org/streams' "
-				      "version='1.0'>";
+/* A <resume/> asked of peers (the id is not held here). */
+struct sm_wait {
+	struct sm_wait *next; /* srv->sm_waits */
+	uint64_t req;	      /* the request's id on the links */
+	struct conn *c;	      /* the connection that resumes */
+	unsigned pending;     /* peers that have not answered */
+	enum resume_fail why; /* the most telling refusal so far */
+	char previd[SMQ_ID_LEN + 1];
+};
 
 /* ---- small helpers ---- */
 
@@ -85,62 +94,28 @@ void sm_inbound(struct conn *c)
 		c->sm->h_in++;
 }
 
-/* ---- parsing queued stanzas back (to answer for them) ---- */
-
-struct sm_parse {
-	struct xnode *st;
-	unsigned n;
-};
-
-static void parse_open(void *ud, const struct xnode *header, const char *default_ns)
-{
-}
-
-static void parse_stanza(void *ud, struct xnode *st)
-{
-	struct sm_parse *p = ud;
-
-	if (p->n++ == 0)
-		p->st = st;
-	else
-		xnode_free(st);
-}
-
-static void parse_close(void *ud)
-{
-}
-
-static const struct xstream_cbs parse_cbs = { parse_open, parse_stanza, parse_close };
-
 /* Hands every queued stanza of q to router_undeliverable() and empties q.
- * The bytes are chatd's own serialization: parsed with the same stream
- * layer as client input, all in one stream. */
+ * The bytes are chatd's own serialization, parsed back with the same
+ * stream layer as client input. */
 static void answer_queue(struct srv *srv, struct smq *q)
 {
 	struct xstream_limits lim = { srv->cfg->max_stanza + 4096, srv->cfg->max_depth + 2 };
-	struct sm_parse p = { 0 };
-	struct xstream *xs;
+	struct sm_parser *sp;
 	struct smq_item *it;
+	struct xnode *st;
 
 	if (!q->count)
 		return;
-	xs = xstream_new(&lim, &parse_cbs, &p);
-	if (xs &&
-	    xstream_feed(xs, SM_PARSE_HEADER, sizeof(SM_PARSE_HEADER) - 1, NULL) != XSTREAM_OK) {
-		xstream_free(xs);
-		xs = NULL;
-	}
+	sp = sm_parser_new(&lim);
 	for (it = q->head; it; it = it->next) {
-		p.st = NULL;
-		p.n = 0;
-		if (!xs || xstream_feed(xs, it->data, it->len, NULL) != XSTREAM_OK || p.n != 1) {
+		st = sp ? sm_parse(sp, it->data, it->len) : NULL;
+		if (!st) {
 			log_warn("sm_unparsable", "bytes=%u", it->len);
-			xnode_free(p.st);
 			continue;
 		}
-		router_undeliverable(srv, p.st);
+		router_undeliverable(srv, st);
 	}
-	xstream_free(xs);
+	sm_parser_free(sp);
 	smq_clear(q);
 }
 
@@ -278,8 +253,12 @@ static void end_session(struct conn *c)
 	}
 }
 
+static void wait_end(struct conn *c);
+
 void sm_close(struct conn *c, enum close_reason reason)
 {
+	/* A state a peer sends after this becomes a detached session. */
+	wait_end(c);
 	if (resumable(c, reason) && detach(c) == 0)
 		return;
 	end_session(c);
@@ -318,6 +297,7 @@ void sm_reap(struct srv *srv)
 
 void sm_free(struct conn *c)
 {
+	wait_end(c);
 	if (!c->sm)
 		return;
 	smq_table_del(&c->srv->sm_ids, c->sm);
@@ -453,6 +433,287 @@ static void resume_failed(struct conn *c, enum resume_fail why, const char *cond
 	send_failed(c, cond, NULL);
 }
 
+/* ---- resumption at another instance ---- */
+
+static struct sm_wait *wait_find(struct srv *srv, uint64_t req)
+{
+	struct sm_wait *w;
+
+	for (w = srv->sm_waits; w; w = w->next)
+		if (w->req == req)
+			return w;
+	return NULL;
+}
+
+static void wait_end(struct conn *c)
+{
+	struct sm_wait **pp, *w = c->sm_wait;
+
+	if (!w)
+		return;
+	for (pp = &c->srv->sm_waits; *pp && *pp != w; pp = &(*pp)->next)
+		;
+	if (*pp)
+		*pp = w->next;
+	free(w);
+	c->sm_wait = NULL;
+}
+
+/* Asks the peers that hold a resource of the user for the session. 0 when
+ * asked (the stream waits for their answer), -1 when no peer can have it. */
+static int ask_peers(struct conn *c, const char *previd, uint32_t h)
+{
+	struct srv *srv = c->srv;
+	char bare[SM_JID_MAX];
+	struct sm_wait *w;
+	int n;
+
+	if (!srv->cluster || !smq_id_valid(previd) ||
+	    snprintf(bare, sizeof(bare), "%s@%s", c->user, srv->domain) >= (int)sizeof(bare))
+		return -1;
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return -1;
+	w->req = ++srv->sm_req_seq;
+	n = cluster_glue_session_request(srv, w->req, previd, bare, h);
+	if (n <= 0) {
+		free(w);
+		return -1;
+	}
+	w->c = c;
+	w->pending = (unsigned)n;
+	w->why = RESUME_FAIL_NOT_FOUND;
+	memcpy(w->previd, previd, sizeof(w->previd));
+	w->next = srv->sm_waits;
+	srv->sm_waits = w;
+	c->sm_wait = w;
+	/* bounded: an instance that never answers fails the resumption */
+	if (srv_due(c->t_deadline, srv_now(srv) + SM_PEER_TIMEOUT_MS)) {
+		c->t_deadline = srv_now(srv) + SM_PEER_TIMEOUT_MS;
+		srv_conn_schedule(srv, c);
+	}
+	conn_log(c, LOG_DEBUG, "resume_asked", "peers=%d", n);
+	return 0;
+}
+
+static const char *fail_condition(enum resume_fail why)
+{
+	return why == RESUME_FAIL_HANDLED_COUNT ? "undefined-condition" : "item-not-found";
+}
+
+void sm_peer_nak(struct srv *srv, uint64_t req, unsigned reason)
+{
+	static const enum resume_fail map[] = {
+		[CLUSTER_NAK_NOT_FOUND] = RESUME_FAIL_NOT_FOUND,
+		[CLUSTER_NAK_OTHER_USER] = RESUME_FAIL_OTHER_USER,
+		[CLUSTER_NAK_BAD_H] = RESUME_FAIL_HANDLED_COUNT,
+		[CLUSTER_NAK_FAILED] = RESUME_FAIL_PEER,
+	};
+	struct sm_wait *w = wait_find(srv, req);
+	enum resume_fail why;
+	struct conn *c;
+	char previd[SMQ_ID_LEN + 1];
+
+	if (!w)
+		return;
+	why = reason < sizeof(map) / sizeof(map[0]) ? map[reason] : RESUME_FAIL_NOT_FOUND;
+	if (why != RESUME_FAIL_NOT_FOUND)
+		w->why = why; /* one instance had it: its answer is the one */
+	if (--w->pending > 0)
+		return;
+	c = w->c;
+	why = w->why;
+	memcpy(previd, w->previd, sizeof(previd));
+	wait_end(c);
+	resume_failed(c, why, fail_condition(why), previd);
+	if (why == RESUME_FAIL_HANDLED_COUNT)
+		c->t_deadline = srv_now(srv) + srv->cfg->auth_timeout * 1000u;
+}
+
+void sm_wait_expired(struct conn *c)
+{
+	struct srv *srv = c->srv;
+	char previd[SMQ_ID_LEN + 1];
+
+	memcpy(previd, c->sm_wait->previd, sizeof(previd));
+	wait_end(c);
+	resume_failed(c, RESUME_FAIL_PEER, "item-not-found", previd);
+	/* a new window to bind a fresh session */
+	c->t_deadline = srv_now(srv) + srv->cfg->auth_timeout * 1000u;
+}
+
+/* A peer asks for one of our sessions: it goes there, with its route. */
+void sm_peer_request(struct srv *srv, const char *peer, uint64_t req, const char *previd,
+		     const char *bare, uint32_t h)
+{
+	struct smq *q = smq_table_find(&srv->sm_ids, previd);
+	struct conn *o = q ? q->owner : NULL;
+	char ob[SM_JID_MAX], full[SM_JID_MAX];
+	struct xbuf b;
+	int rc;
+
+	if (!o || o->closing || o->sm_wait) {
+		cluster_glue_session_nak(srv, peer, req, CLUSTER_NAK_NOT_FOUND);
+		return;
+	}
+	if (jid_format_bare(&o->jid, ob, sizeof(ob)) < 0 || strcmp(ob, bare) != 0) {
+		char qp[80];
+
+		log_warn("resume_refused", "peer=%s reason=other-user previd=%s", peer,
+			 log_quote(qp, sizeof(qp), previd));
+		cluster_glue_session_nak(srv, peer, req, CLUSTER_NAK_OTHER_USER);
+		return;
+	}
+	if (h - smq_acked(q) > q->count) {
+		cluster_glue_session_nak(srv, peer, req, CLUSTER_NAK_BAD_H);
+		if (o->detached)
+			sm_end_detached(o, CLOSE_UNDEFINED_CONDITION);
+		else
+			conn_close(o, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+		return;
+	}
+	smq_ack(q, h);
+	jid_format_full(&o->jid, full, sizeof(full));
+	xbuf_init(&b);
+	rc = sm_state_encode(o, &b);
+	if (rc == 0)
+		rc = cluster_glue_session_give(srv, peer, req, full, (const uint8_t *)b.data,
+					       b.len);
+	xbuf_free(&b);
+	if (rc != 0) {
+		/* Not handed over: it stays here, the client may try again. */
+		conn_log(o, LOG_WARN, "move_failed", "jid=%s peer=%s err=%d", full, peer, rc);
+		cluster_glue_session_nak(srv, peer, req, CLUSTER_NAK_FAILED);
+		return;
+	}
+	/* It lives on there: out of here without a word to anyone (the new
+	 * instance announces it; presence goes on unchanged). */
+	router_forget(srv->router, o);
+	smq_table_del(&srv->sm_ids, o->sm);
+	smq_clear(o->sm);
+	free(o->sm);
+	o->sm = NULL;
+	presence_free(o);
+	o->available = 0;
+	conn_log(o, LOG_INFO, "moved_out", "jid=%s to=%s", full, peer);
+	if (o->detached) {
+		detached_unlink(srv, o);
+		o->closing = 1;
+		o->pend_next = srv->dead;
+		srv->dead = o;
+		srv_reap_soon(srv);
+	} else {
+		conn_close(o, CLOSE_CONFLICT, "conflict", "the session was resumed elsewhere");
+	}
+}
+
+/* Puts a session that came from a peer on c (a waiting connection, or a
+ * fresh detached one) and announces it. 0, or -1 (c holds nothing). */
+static int install(struct srv *srv, struct conn *c, const char *full, struct sm_state *st)
+{
+	struct conn *old = NULL;
+	struct smq *q;
+
+	if (jid_parse(full, &c->jid) != 0 || !c->jid.node || !c->jid.resource)
+		return -1;
+	old = router_find_full(srv->router, &c->jid);
+	if (old) /* bound here meanwhile: the resumed session wins */
+		conn_close(old, CLOSE_CONFLICT, "conflict", "replaced by a resumed session");
+	q = malloc(sizeof(*q));
+	if (!q)
+		return -1;
+	*q = st->q;
+	smq_init(&st->q);
+	q->hnext = NULL;
+	q->owner = c;
+	if (smq_table_add(&srv->sm_ids, q) != 0)
+		q->id[0] = '\0'; /* resumed, but not resumable again */
+	c->sm = q;
+	c->presence = st->presence;
+	st->presence = NULL;
+	c->directed = st->directed;
+	st->directed = NULL;
+	c->priority = (int8_t)st->priority;
+	c->available = (unsigned)st->available;
+	c->authenticated = 1;
+	if (router_add(srv->router, c, &old) != 0)
+		return -1;
+	return 0;
+}
+
+void sm_peer_state(struct srv *srv, const char *peer, uint64_t req, const char *full,
+		   const uint8_t *state, size_t len)
+{
+	struct xstream_limits lim = { srv->cfg->max_stanza + 4096, srv->cfg->max_depth + 2 };
+	struct sm_wait *w = wait_find(srv, req);
+	struct conn *c = w ? w->c : NULL;
+	struct sm_state st;
+	int rc;
+
+	rc = sm_state_decode(state, len, &lim, &st);
+	if (rc != 0) {
+		log_error("move_refused", "peer=%s jid=%s err=%d bytes=%zu", peer, full, rc, len);
+		if (c) {
+			char previd[SMQ_ID_LEN + 1];
+
+			memcpy(previd, w->previd, sizeof(previd));
+			wait_end(c);
+			resume_failed(c, RESUME_FAIL_PEER, "item-not-found", previd);
+		}
+		return;
+	}
+	if (c) {
+		wait_end(c);
+		if (c->closing || c->state != ST_BIND || c->sm || !c->user)
+			c = NULL;
+	}
+	if (!c) {
+		/* The connection that asked is gone: the session waits here. */
+		struct conn *h = calloc(1, sizeof(*h));
+
+		if (!h) {
+			log_error("move_lost", "peer=%s jid=%s", peer, full);
+			sm_state_free(&st);
+			return;
+		}
+		h->srv = srv;
+		h->id = ++srv->next_conn_id;
+		h->state = ST_ESTABLISHED;
+		h->detached = 1;
+		h->handle_closed = 1;
+		h->header_sent = 1;
+		if (install(srv, h, full, &st) != 0) {
+			log_error("move_lost", "peer=%s jid=%s", peer, full);
+			sm_state_free(&st);
+			smq_table_del(&srv->sm_ids, h->sm);
+			router_forget(srv->router, h);
+			sm_free(h);
+			session_free(h);
+			free(h);
+			return;
+		}
+		h->t_deadline = srv_now(srv) + h->sm->window_s * 1000u;
+		h->next = srv->detached;
+		if (srv->detached)
+			srv->detached->prev = h;
+		srv->detached = h;
+		srv->metrics.sessions_detached++;
+		srv_conn_schedule(srv, h);
+		cluster_glue_session_taken(srv, full, peer);
+		conn_log(h, LOG_INFO, "moved_in", "jid=%s from=%s attached=0", full, peer);
+		return;
+	}
+	if (install(srv, c, full, &st) != 0) {
+		sm_state_free(&st);
+		conn_log(c, LOG_ERROR, "move_lost", "peer=%s jid=%s", peer, full);
+		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, "resource-constraint", NULL);
+		return;
+	}
+	sm_state_free(&st);
+	cluster_glue_session_taken(srv, full, peer);
+	resumed(c, 1);
+}
+
 static void handle_resume(struct conn *c, struct xnode *n)
 {
 	const char *previd = xnode_attr(n, "previd");
@@ -470,6 +731,8 @@ static void handle_resume(struct conn *c, struct xnode *n)
 	}
 	q = smq_table_find(&c->srv->sm_ids, previd);
 	o = q ? q->owner : NULL;
+	if ((!o || o->closing) && ask_peers(c, previd, h) == 0)
+		return; /* the answer comes from a peer */
 	if (!o || o->closing) {
 		resume_failed(c, RESUME_FAIL_NOT_FOUND, "item-not-found", previd);
 		return;

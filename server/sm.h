@@ -19,6 +19,7 @@
 #define CHATD_SM_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "conn.h"
 #include "xml.h"
@@ -58,6 +59,22 @@ void sm_close(struct conn *c, enum close_reason reason);
 /* Ends a detached session for good (its window passed, a new session took
  * its full JID, the server shuts down). Idempotent. */
 void sm_end_detached(struct conn *c, enum close_reason reason);
+
+/*
+ * Resumption at another instance (docs/cluster.md "Moving sessions"): a
+ * <resume/> whose id is not held here is asked of the peers that hold a
+ * resource of the user; the cluster hooks (cluster_glue.c) bring their
+ * answers here. sm_peer_request(): a peer asks for one of our sessions;
+ * sm_peer_nak() / sm_peer_state(): a peer answered our request.
+ */
+#define SM_PEER_TIMEOUT_MS 5000
+void sm_peer_request(struct srv *srv, const char *peer, uint64_t req, const char *previd,
+		     const char *bare, uint32_t h);
+void sm_peer_nak(struct srv *srv, uint64_t req, unsigned reason);
+void sm_peer_state(struct srv *srv, const char *peer, uint64_t req, const char *full,
+		   const uint8_t *state, size_t len);
+/* c's request to peers went unanswered for SM_PEER_TIMEOUT_MS (srv.c). */
+void sm_wait_expired(struct conn *c);
 
 /* Frees what c's stream management holds (from session_free()). */
 void sm_free(struct conn *c);

@@ -272,6 +272,10 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 		return;
 	}
 	if (c->state != ST_ESTABLISHED) {
+		if (c->sm_wait && srv_due(now, c->t_deadline)) {
+			sm_wait_expired(c); /* peers did not answer a <resume/> */
+			return;
+		}
 		if (srv_due(now, c->t_deadline)) {
 			conn_log(c, LOG_INFO, "auth_timeout", "state=%s",
 				 conn_state_name((enum conn_state)c->state));

@@ -86,6 +86,8 @@ struct srv {
 	struct conn *detached;	       /* detached sessions waiting to be resumed (sm.c) */
 	struct conn *dead;	       /* ended detached sessions, freed from pending_idle */
 	struct smq_table sm_ids;       /* resumable sessions by id (sm.c) */
+	struct sm_wait *sm_waits;      /* resumptions waiting for peers (sm.c) */
+	uint64_t sm_req_seq;	       /* last id of a request to peers */
 	struct router *router;	       /* local sessions; owned */
 	struct cluster_glue *cluster;  /* cluster links, or NULL; owned */
 	struct http *http;	       /* HTTP endpoint, or NULL; owned */

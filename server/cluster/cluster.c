@@ -122,6 +122,7 @@ void cluster_free(struct cluster *cl)
 		free(t->peer_id);
 		free(t);
 	}
+	cluster__moves_free(cl);
 	cluster_routes_free(&cl->remote);
 	cluster_routes_free(&cl->local);
 	cluster_buf_free(&cl->obuf);
@@ -180,6 +181,7 @@ static void on_tick(uv_timer_t *timer)
 	for (t = cl->targets; t; t = t->next)
 		if (cluster__target_wants_dial(cl, t, now))
 			cluster__target_dial(t);
+	cluster__moves_tick(cl, now);
 }
 
 void cluster__on_handle_closed(uv_handle_t *h)
@@ -372,30 +374,41 @@ int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size)
 	struct cluster_stats s;
 
 	cluster_get_stats(cl, &s);
-	return snprintf(buf, size,
-			"# HELP chatd_cluster_peers Established links to other chatd instances.\n"
-			"# TYPE chatd_cluster_peers gauge\n"
-			"chatd_cluster_peers %llu\n"
-			"# HELP chatd_cluster_routes Sessions bound on other instances.\n"
-			"# TYPE chatd_cluster_routes gauge\n"
-			"chatd_cluster_routes %llu\n"
-			"# HELP chatd_cluster_local_routes Local sessions announced to peers.\n"
-			"# TYPE chatd_cluster_local_routes gauge\n"
-			"chatd_cluster_local_routes %llu\n"
-			"# HELP chatd_cluster_stanzas_forwarded_total Stanzas sent to peers.\n"
-			"# TYPE chatd_cluster_stanzas_forwarded_total counter\n"
-			"chatd_cluster_stanzas_forwarded_total %llu\n"
-			"# HELP chatd_cluster_stanzas_received_total Stanzas received from peers.\n"
-			"# TYPE chatd_cluster_stanzas_received_total counter\n"
-			"chatd_cluster_stanzas_received_total %llu\n"
-			"# HELP chatd_cluster_link_failures_total Links lost without notice.\n"
-			"# TYPE chatd_cluster_link_failures_total counter\n"
-			"chatd_cluster_link_failures_total %llu\n"
-			"# HELP chatd_cluster_refused_total Link connections refused.\n"
-			"# TYPE chatd_cluster_refused_total counter\n"
-			"chatd_cluster_refused_total %llu\n",
-			(unsigned long long)s.peers, (unsigned long long)s.routes,
-			(unsigned long long)s.local_routes, (unsigned long long)s.forwarded,
-			(unsigned long long)s.received, (unsigned long long)s.link_failures,
-			(unsigned long long)s.refused);
+	return snprintf(
+		buf, size,
+		"# HELP chatd_cluster_peers Established links to other chatd instances.\n"
+		"# TYPE chatd_cluster_peers gauge\n"
+		"chatd_cluster_peers %llu\n"
+		"# HELP chatd_cluster_routes Sessions bound on other instances.\n"
+		"# TYPE chatd_cluster_routes gauge\n"
+		"chatd_cluster_routes %llu\n"
+		"# HELP chatd_cluster_local_routes Local sessions announced to peers.\n"
+		"# TYPE chatd_cluster_local_routes gauge\n"
+		"chatd_cluster_local_routes %llu\n"
+		"# HELP chatd_cluster_stanzas_forwarded_total Stanzas sent to peers.\n"
+		"# TYPE chatd_cluster_stanzas_forwarded_total counter\n"
+		"chatd_cluster_stanzas_forwarded_total %llu\n"
+		"# HELP chatd_cluster_stanzas_received_total Stanzas received from peers.\n"
+		"# TYPE chatd_cluster_stanzas_received_total counter\n"
+		"chatd_cluster_stanzas_received_total %llu\n"
+		"# HELP chatd_cluster_link_failures_total Links lost without notice.\n"
+		"# TYPE chatd_cluster_link_failures_total counter\n"
+		"chatd_cluster_link_failures_total %llu\n"
+		"# HELP chatd_cluster_refused_total Link connections refused.\n"
+		"# TYPE chatd_cluster_refused_total counter\n"
+		"chatd_cluster_refused_total %llu\n"
+		"# HELP chatd_cluster_sessions_moved_total Sessions moved between instances "
+		"(XEP-0198 resumption at another instance), by direction.\n"
+		"# TYPE chatd_cluster_sessions_moved_total counter\n"
+		"chatd_cluster_sessions_moved_total{direction=\"in\"} %llu\n"
+		"chatd_cluster_sessions_moved_total{direction=\"out\"} %llu\n"
+		"# HELP chatd_cluster_stanzas_relayed_total Stanzas passed on to the instance "
+		"a session moved to.\n"
+		"# TYPE chatd_cluster_stanzas_relayed_total counter\n"
+		"chatd_cluster_stanzas_relayed_total %llu\n",
+		(unsigned long long)s.peers, (unsigned long long)s.routes,
+		(unsigned long long)s.local_routes, (unsigned long long)s.forwarded,
+		(unsigned long long)s.received, (unsigned long long)s.link_failures,
+		(unsigned long long)s.refused, (unsigned long long)s.moved_in,
+		(unsigned long long)s.moved_out, (unsigned long long)s.relayed);
 }

@@ -65,8 +65,25 @@ struct cluster_hooks {
 	 * session with the same full JID (RFC 6120 7.7.2.2: <conflict/>), and
 	 * when the route is already available (a table at link start, e.g.
 	 * after an outage that told the user's resources it was gone) tells
-	 * the user's local resources it is available. May be NULL. */
-	void (*route_added)(void *ud, const char *full, int priority, int available);
+	 * the user's local resources it is available; `moved` when another
+	 * instance already held that full JID (a session that moved: nothing
+	 * changed for the user's other resources). May be NULL. */
+	void (*route_added)(void *ud, const char *full, int priority, int available, int moved);
+	/*
+	 * Session moves (all may be NULL). session_req: the peer `peer` asks
+	 * for the resumable session `previd` of the user `bare` (a client
+	 * resumes there); chatd answers with cluster_session_give() or
+	 * cluster_session_nak(). session_nak: a peer refused our request
+	 * (CLUSTER_NAK_*). session_state: a peer gave us the session our
+	 * request `req` asked for (the bytes are chatd's own serialization);
+	 * chatd installs it, announces it (cluster_local_set) and calls
+	 * cluster_session_taken().
+	 */
+	void (*session_req)(void *ud, const char *peer, uint64_t req, const char *previd,
+			    const char *bare, uint32_t h);
+	void (*session_nak)(void *ud, const char *peer, uint64_t req, unsigned reason);
+	void (*session_state)(void *ud, const char *peer, uint64_t req, const char *full,
+			      const uint8_t *state, size_t len);
 };
 
 /* Which remote resources of a bare JID get a copy (RFC 6121 8.5.2). */
@@ -154,7 +171,27 @@ int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare
  * peers it went to. */
 int cluster_broadcast_presence(struct cluster *cl, const char *from, const char *xml, size_t len);
 
-/* 1 when full is bound on some peer. */
+/*
+ * Session moves between instances (cluster_move.c, docs/cluster.md
+ * "Moving sessions"). cluster_session_request() asks every peer that holds
+ * a resource of `bare` (and can move sessions) for the session `previd`;
+ * returns how many were asked (0: nobody can have it). The answers come
+ * through the hooks session_nak and session_state.
+ * cluster_session_give() sends the session to `peer` and hands the route
+ * over: full leaves our table without a ROUTE_DEL, and what still reaches
+ * us for it goes on to peer until peer reports SESSION_DONE (then
+ * ROUTE_DEL). 0, or a negative errno (nothing changed: the session stays).
+ * cluster_session_taken(): the session from `from_peer` is ours and
+ * announced; once every link has read that, from_peer is told.
+ */
+int cluster_session_request(struct cluster *cl, uint64_t req, const char *previd, const char *bare,
+			    uint32_t h);
+int cluster_session_nak(struct cluster *cl, const char *peer, uint64_t req, unsigned reason);
+int cluster_session_give(struct cluster *cl, const char *peer, uint64_t req, const char *full,
+			 const uint8_t *state, size_t len);
+int cluster_session_taken(struct cluster *cl, const char *full, const char *from_peer);
+
+/* 1 when full is bound on some peer (or was just given to one). */
 int cluster_has_route(const struct cluster *cl, const char *full);
 /* 1 when some session of bare is bound on a peer. */
 int cluster_has_bare(const struct cluster *cl, const char *bare);
@@ -170,6 +207,9 @@ struct cluster_stats {
 	uint64_t received;	/* stanzas and presence received from peers */
 	uint64_t link_failures; /* links lost without a LEAVING notice */
 	uint64_t refused;	/* inbound connections refused (auth, protocol) */
+	uint64_t moved_in;	/* sessions taken from peers */
+	uint64_t moved_out;	/* sessions given to peers */
+	uint64_t relayed;	/* stanzas passed on to where a session moved */
 };
 
 void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out);

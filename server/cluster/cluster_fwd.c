@@ -41,8 +41,8 @@ static void on_write(uv_write_t *req, int status)
 }
 
 /* Sends bytes on a link: written at once when the socket takes them,
- * queued otherwise. */
-static int link_write(struct link *l, const uint8_t *p, size_t len)
+ * queued otherwise. May close the link. */
+int cluster__link_write(struct link *l, const uint8_t *p, size_t len)
 {
 	uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
 	struct wreq *w;
@@ -87,7 +87,7 @@ sent:
 int cluster__link_flush_obuf(struct link *l)
 {
 	struct cluster *cl = l->cl;
-	int rc = cl->obuf.len ? link_write(l, cl->obuf.data, cl->obuf.len) : 0;
+	int rc = cl->obuf.len ? cluster__link_write(l, cl->obuf.data, cl->obuf.len) : 0;
 
 	cluster_buf_reset(&cl->obuf);
 	return rc;
@@ -174,7 +174,7 @@ static int broadcast_obuf(struct cluster *cl)
 
 	for (l = cl->links; l; l = ln) {
 		ln = l->next; /* a failed write closes and unlists l */
-		if (l->state == LINK_UP && link_write(l, cl->obuf.data, cl->obuf.len) == 0)
+		if (l->state == LINK_UP && cluster__link_write(l, cl->obuf.data, cl->obuf.len) == 0)
 			n++;
 	}
 	cluster_buf_reset(&cl->obuf);
@@ -219,7 +219,8 @@ void cluster_local_del(struct cluster *cl, const char *full)
 
 int cluster_has_route(const struct cluster *cl, const char *full)
 {
-	return cluster_routes_find(&cl->remote, full, NULL) != NULL;
+	return cluster_routes_find(&cl->remote, full, NULL) != NULL ||
+	       cluster__tomb_link((struct cluster *)cl, full) != NULL;
 }
 
 int cluster_has_bare(const struct cluster *cl, const char *bare)
@@ -255,10 +256,13 @@ int cluster_forward(struct cluster *cl, const char *to, const char *from, const 
 		    size_t len)
 {
 	const struct cluster_route *r = cluster_routes_find(&cl->remote, to, NULL);
+	struct link *l;
 
-	if (!r)
-		return -ENOENT;
-	return send_stanza(cl, r->owner->ud, to, from, xml, len);
+	if (r)
+		return send_stanza(cl, r->owner->ud, to, from, xml, len);
+	/* Given to another instance a moment ago, its route not here yet. */
+	l = cluster__tomb_link(cl, to);
+	return l ? send_stanza(cl, l, to, from, xml, len) : -ENOENT;
 }
 
 int cluster_bare_best(const struct cluster *cl, const char *bare, int *best)
@@ -372,7 +376,7 @@ int cluster_broadcast_presence(struct cluster *cl, const char *from, const char 
 	cluster_buf_reset(&cl->obuf);
 	rc = cluster_enc_presence(&cl->obuf, from, xml, len);
 	for (i = 0; rc == 0 && i < cnt; i++)
-		if (link_write(links[i], cl->obuf.data, cl->obuf.len) == 0)
+		if (cluster__link_write(links[i], cl->obuf.data, cl->obuf.len) == 0)
 			n++;
 	cluster_buf_reset(&cl->obuf);
 	free(links);

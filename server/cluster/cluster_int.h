@@ -27,6 +27,14 @@
 #define LEAVE_GRACE_MS 2000
 /* cluster_ready() waits at most this long for the first links. */
 #define READY_MAX_MS 5000
+/* Session moves (cluster_move.c): what we can do, announced in the probe;
+ * how long a tombstone relays at most (SESSION_DONE normally ends it after
+ * one round trip); how long a fence waits for its PONGs; how many
+ * instances one resumption asks. */
+#define CLUSTER_CAPS_MINE CLUSTER_CAP_SESSIONS
+#define CLUSTER_TOMB_MS 30000
+#define CLUSTER_FENCE_MS 10000
+#define CLUSTER_REQ_FANOUT 64
 
 enum link_state {
 	LINK_CONNECTING, /* dialed, waiting for connect */
@@ -73,6 +81,30 @@ struct link {
 	int duplicate;			/* closed as the second link to its peer: its
 				      sessions are still there, on the other link */
 	struct cluster_rt_owner routes; /* the peer's routes learned on this link */
+	unsigned peer_caps;		/* CLUSTER_CAP_* the peer announced (0: none, or
+				   an older chatd) */
+};
+
+/* A session given to another instance: stanzas for its JID that still
+ * reach us go on there, until it says every peer has its route. */
+struct cluster_tomb {
+	struct cluster_tomb *next;
+	char *full;	  /* the session's full JID */
+	char *peer_id;	  /* the instance that has it now */
+	uint64_t expires; /* loop ms */
+};
+
+/* A session taken from another instance: our ROUTE_ADD went out, a PING
+ * went after it on every link; when each PONG is back, SESSION_DONE. */
+struct cluster_fence {
+	struct cluster_fence *next;
+	uint32_t seq;	   /* in the PING token */
+	char *full;	   /* the session's full JID */
+	char *from_peer;   /* the instance it came from */
+	uint64_t *links;   /* ids of the links whose PONG is awaited */
+	size_t nlinks;	   /* how many */
+	int armed;	   /* every PING is out: the last PONG completes it */
+	uint64_t deadline; /* loop ms */
 };
 
 struct target {
@@ -129,7 +161,10 @@ struct cluster {
 	struct cluster_routes remote;
 	struct cluster_routes local;
 	struct cluster_rt_owner local_owner;
-	struct cluster_buf obuf; /* scratch for encoding frames */
+	struct cluster_buf obuf;      /* scratch for encoding frames */
+	struct cluster_tomb *tombs;   /* sessions given away, still relayed (cluster_move.c) */
+	struct cluster_fence *fences; /* sessions taken, their fences */
+	uint32_t fence_seq;
 
 	/* peers file: re-read when its stat changes */
 	uint64_t pf_next;
@@ -173,10 +208,21 @@ static inline const char *peer_name(const struct link *l)
  *                   on_link_closed, on_connection, on_connect, addr_string
  *   cluster_auth.c  on_hello, on_auth, on_ident, link_pseudonymous
  *   cluster_disc.c  target_*, targets_sync, peers_file_poll, dns_resolve
+ *   cluster_move.c  caps_probe, fence_pong, moves_*, on_session_frame, relay, tomb_link
  * A function that may close the link says so at its definition; none frees
  * memory outside a close callback.
  */
 void cluster__addr_string(const struct sockaddr *sa, char *buf, size_t size);
+void cluster__caps_probe(struct link *l);
+int cluster__fence_pong(struct link *l, uint64_t token);
+int cluster__link_write(struct link *l, const uint8_t *p, size_t len);
+void cluster__moves_free(struct cluster *cl);
+void cluster__moves_link_closed(struct link *l);
+void cluster__moves_tick(struct cluster *cl, uint64_t now);
+void cluster__on_session_frame(struct link *l, const struct cluster_msg *m);
+int cluster__relay(struct cluster *cl, const char *to, const char *from, const char *xml,
+		   size_t len);
+struct link *cluster__tomb_link(struct cluster *cl, const char *full);
 void cluster__dns_resolve(struct cluster *cl);
 struct link *cluster__find_up_link(struct cluster *cl, const char *peer_id,
 				   const struct link *skip);

@@ -91,6 +91,7 @@ void cluster__link_close(struct link *l, const char *reason)
 			 (unsigned long long)l->id, peer_name(l), l->addr, reason);
 		cluster__link_drop_routes(l);
 	}
+	cluster__moves_link_closed(l);
 	if (l->target) {
 		struct target *t = l->target;
 
@@ -282,7 +283,8 @@ void cluster__link_up(struct link *l)
 	log_info("cluster_link_up", "link=%llu peer=%s version=%s addr=%s dir=%s",
 		 (unsigned long long)l->id, l->peer_id, l->peer_version, l->addr,
 		 l->dialer ? "out" : "in");
-	cluster__link_send_dump(l);
+	if (cluster__link_send_dump(l) == 0)
+		cluster__caps_probe(l);
 }
 
 static void on_routes(struct link *l, const struct cluster_msg *m)
@@ -290,7 +292,7 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 	struct cluster_route_rec rec;
 	char jid[CLUSTER_JID_MAX + 1];
 	size_t off = 0;
-	int rc;
+	int rc, moved;
 
 	while (cluster_route_next(m, &off, &rec)) {
 		memcpy(jid, rec.jid.p, rec.jid.len);
@@ -306,6 +308,13 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 				cluster__route_gone(l->cl, jid);
 			continue;
 		}
+		{
+			const struct cluster_route *prev =
+				cluster_routes_find(&l->cl->remote, jid, NULL);
+
+			/* Another owner holds it: a session moving here from there. */
+			moved = prev && prev->owner != &l->routes;
+		}
 		rc = cluster_routes_set(&l->cl->remote, &l->routes, jid, rec.priority,
 					(rec.flags & CLUSTER_ROUTE_AVAILABLE) != 0);
 		if (rc == -ENOMEM) {
@@ -317,7 +326,7 @@ static void on_routes(struct link *l, const struct cluster_msg *m)
 				 (unsigned long long)l->id, peer_name(l));
 		if (rc == 1 && l->cl->hooks.route_added) {
 			l->cl->hooks.route_added(l->cl->ud, jid, rec.priority,
-						 (rec.flags & CLUSTER_ROUTE_AVAILABLE) != 0);
+						 (rec.flags & CLUSTER_ROUTE_AVAILABLE) != 0, moved);
 			/* the replaced session's ROUTE_DEL may have failed on l */
 			if (l->state == LINK_CLOSING)
 				return;
@@ -337,6 +346,11 @@ static void on_stanza(struct link *l, const struct cluster_msg *m)
 		goto out;
 	}
 	cl->st.received++;
+	/* A session that moved away from here: on to its new instance (a
+	 * RELAY, which goes no further). */
+	if (m->type == CLUSTER_MSG_STANZA &&
+	    cluster__relay(cl, to, from, m->u.stanza.xml.p, m->u.stanza.xml.len))
+		goto out;
 	if (cl->hooks.deliver)
 		rc = cl->hooks.deliver(cl->ud, to, from, m->u.stanza.xml.p, m->u.stanza.xml.len);
 	if (rc < 0)
@@ -389,7 +403,7 @@ static void link_dispatch(struct link *l, const struct cluster_msg *m)
 		return;
 	}
 	if (l->state == LINK_RETIRING) {
-		if (m->type == CLUSTER_MSG_STANZA)
+		if (m->type == CLUSTER_MSG_STANZA || m->type == CLUSTER_MSG_RELAY)
 			on_stanza(l, m);
 		else if (m->type == CLUSTER_MSG_PRESENCE)
 			on_presence(l, m);
@@ -406,17 +420,43 @@ static void link_dispatch(struct link *l, const struct cluster_msg *m)
 		targets_settle(cl, l->peer_id);
 		break;
 	case CLUSTER_MSG_STANZA:
+	case CLUSTER_MSG_RELAY:
 		on_stanza(l, m);
 		break;
 	case CLUSTER_MSG_PRESENCE:
 		on_presence(l, m);
 		break;
-	case CLUSTER_MSG_PING:
+	case CLUSTER_MSG_PING: {
+		uint64_t token = m->u.ping.token;
+
+		if ((token & CLUSTER_CAPS_TAG_MASK) == CLUSTER_CAPS_PROBE) {
+			/* The peer's capabilities; ours in the answer. */
+			l->peer_caps = (unsigned)(token & 0xffff);
+			token = CLUSTER_CAPS_ACK | CLUSTER_CAPS_MINE;
+		}
 		cluster_buf_reset(&cl->obuf);
-		if (cluster_enc_ping(&cl->obuf, CLUSTER_MSG_PONG, m->u.ping.token) == 0)
+		if (cluster_enc_ping(&cl->obuf, CLUSTER_MSG_PONG, token) == 0)
 			cluster__link_flush_obuf(l);
 		break;
+	}
 	case CLUSTER_MSG_PONG:
+		if ((m->u.ping.token & CLUSTER_CAPS_TAG_MASK) == CLUSTER_CAPS_ACK ||
+		    (m->u.ping.token & CLUSTER_CAPS_TAG_MASK) == CLUSTER_CAPS_PROBE) {
+			/* an older chatd echoes the probe: no capabilities */
+			l->peer_caps = (m->u.ping.token & CLUSTER_CAPS_TAG_MASK) == CLUSTER_CAPS_ACK
+					       ? (unsigned)(m->u.ping.token & 0xffff)
+					       : 0;
+			log_debug("cluster_caps", "link=%llu peer=%s caps=%u",
+				  (unsigned long long)l->id, peer_name(l), l->peer_caps);
+		} else {
+			cluster__fence_pong(l, m->u.ping.token);
+		}
+		break;
+	case CLUSTER_MSG_SESSION_REQ:
+	case CLUSTER_MSG_SESSION_NAK:
+	case CLUSTER_MSG_SESSION_STATE:
+	case CLUSTER_MSG_SESSION_DONE:
+		cluster__on_session_frame(l, m);
 		break;
 	case CLUSTER_MSG_LEAVING:
 		l->clean = 1;

@@ -137,6 +137,25 @@ static struct cluster_str rd_str32(struct rd *r, size_t min, size_t max)
 	return rd_str(r, len, min, max);
 }
 
+/* u32 length and that many bytes, NUL allowed. */
+static struct cluster_str rd_bytes32(struct rd *r, size_t min, size_t max)
+{
+	struct cluster_str s = { NULL, 0 };
+	size_t len = rd_u32(r);
+	const uint8_t *p;
+
+	if (len < min || len > max) {
+		r->bad = 1;
+		return s;
+	}
+	p = rd_bytes(r, len);
+	if (p) {
+		s.p = (const char *)p;
+		s.len = len;
+	}
+	return s;
+}
+
 long cluster_frame_split(const uint8_t *buf, size_t len, size_t max, uint8_t *type,
 			 const uint8_t **payload, size_t *plen)
 {
@@ -219,6 +238,7 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 	case CLUSTER_MSG_LEAVING:
 		break;
 	case CLUSTER_MSG_STANZA:
+	case CLUSTER_MSG_RELAY:
 		out->u.stanza.to = rd_str16(&r, 1, CLUSTER_JID_MAX);
 		out->u.stanza.from = rd_str16(&r, 1, CLUSTER_JID_MAX);
 		out->u.stanza.xml = rd_str32(&r, 1, CLUSTER_FRAME_MAX);
@@ -231,6 +251,27 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 	case CLUSTER_MSG_PONG:
 		out->u.ping.token = rd_u64(&r);
 		break;
+	case CLUSTER_MSG_SESSION_REQ:
+		out->u.sreq.req = rd_u64(&r);
+		out->u.sreq.previd = rd_label16(&r, 1, CLUSTER_PREVID_MAX);
+		out->u.sreq.bare = rd_str16(&r, 1, CLUSTER_JID_MAX);
+		out->u.sreq.h = rd_u32(&r);
+		break;
+	case CLUSTER_MSG_SESSION_NAK:
+		out->u.snak.req = rd_u64(&r);
+		out->u.snak.reason = (uint8_t)rd_u8(&r);
+		if (out->u.snak.reason < CLUSTER_NAK_NOT_FOUND ||
+		    out->u.snak.reason > CLUSTER_NAK_FAILED)
+			r.bad = 1;
+		break;
+	case CLUSTER_MSG_SESSION_STATE:
+		out->u.sstate.req = rd_u64(&r);
+		out->u.sstate.full = rd_str16(&r, 1, CLUSTER_JID_MAX);
+		out->u.sstate.state = rd_bytes32(&r, 1, CLUSTER_FRAME_MAX);
+		break;
+	case CLUSTER_MSG_SESSION_DONE:
+		out->u.sdone.full = rd_str16(&r, 1, CLUSTER_JID_MAX);
+		break;
 	default:
 		return CLUSTER_PROTO_ETYPE;
 	}
@@ -242,12 +283,22 @@ int cluster_msg_decode(uint8_t type, const uint8_t *payload, size_t plen, struct
 const char *cluster_msg_type_name(uint8_t type)
 {
 	static const char *const names[] = {
-		[CLUSTER_MSG_HELLO] = "hello",	       [CLUSTER_MSG_AUTH] = "auth",
-		[CLUSTER_MSG_ROUTE_ADD] = "route-add", [CLUSTER_MSG_ROUTE_DEL] = "route-del",
-		[CLUSTER_MSG_SYNC] = "sync",	       [CLUSTER_MSG_STANZA] = "stanza",
-		[CLUSTER_MSG_PRESENCE] = "presence",   [CLUSTER_MSG_PING] = "ping",
-		[CLUSTER_MSG_PONG] = "pong",	       [CLUSTER_MSG_LEAVING] = "leaving",
+		[CLUSTER_MSG_HELLO] = "hello",
+		[CLUSTER_MSG_AUTH] = "auth",
+		[CLUSTER_MSG_ROUTE_ADD] = "route-add",
+		[CLUSTER_MSG_ROUTE_DEL] = "route-del",
+		[CLUSTER_MSG_SYNC] = "sync",
+		[CLUSTER_MSG_STANZA] = "stanza",
+		[CLUSTER_MSG_PRESENCE] = "presence",
+		[CLUSTER_MSG_PING] = "ping",
+		[CLUSTER_MSG_PONG] = "pong",
+		[CLUSTER_MSG_LEAVING] = "leaving",
 		[CLUSTER_MSG_IDENT] = "ident",
+		[CLUSTER_MSG_SESSION_REQ] = "session-req",
+		[CLUSTER_MSG_SESSION_NAK] = "session-nak",
+		[CLUSTER_MSG_SESSION_STATE] = "session-state",
+		[CLUSTER_MSG_SESSION_DONE] = "session-done",
+		[CLUSTER_MSG_RELAY] = "relay",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])
@@ -454,6 +505,87 @@ int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from, 
 int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml, size_t xmllen)
 {
 	return enc_routed_xml(b, CLUSTER_MSG_PRESENCE, NULL, from, xml, xmllen);
+}
+
+int cluster_enc_relay(struct cluster_buf *b, const char *to, const char *from, const char *xml,
+		      size_t xmllen)
+{
+	return enc_routed_xml(b, CLUSTER_MSG_RELAY, to, from, xml, xmllen);
+}
+
+static void put_u64(struct cluster_buf *b, uint64_t v)
+{
+	put_u32(b, (uint32_t)(v >> 32));
+	put_u32(b, (uint32_t)v);
+}
+
+int cluster_enc_session_req(struct cluster_buf *b, uint64_t req, const char *previd,
+			    const char *bare, uint32_t h)
+{
+	size_t pl = strlen(previd), bl = strlen(bare);
+	int rc;
+
+	if (!str_ok(previd, pl, 1, CLUSTER_PREVID_MAX) || !label_ok(previd, pl) ||
+	    !str_ok(bare, bl, 1, CLUSTER_JID_MAX))
+		return CLUSTER_PROTO_EINVAL;
+	rc = frame_begin(b, CLUSTER_MSG_SESSION_REQ, 8 + 2 + pl + 2 + bl + 4);
+	if (rc < 0)
+		return rc;
+	put_u64(b, req);
+	put_u16(b, (unsigned)pl);
+	put_bytes(b, previd, pl);
+	put_u16(b, (unsigned)bl);
+	put_bytes(b, bare, bl);
+	put_u32(b, h);
+	return 0;
+}
+
+int cluster_enc_session_nak(struct cluster_buf *b, uint64_t req, unsigned reason)
+{
+	int rc;
+
+	if (reason < CLUSTER_NAK_NOT_FOUND || reason > CLUSTER_NAK_FAILED)
+		return CLUSTER_PROTO_EINVAL;
+	rc = frame_begin(b, CLUSTER_MSG_SESSION_NAK, 8 + 1);
+	if (rc < 0)
+		return rc;
+	put_u64(b, req);
+	put_u8(b, reason);
+	return 0;
+}
+
+int cluster_enc_session_state(struct cluster_buf *b, uint64_t req, const char *full,
+			      const uint8_t *state, size_t len)
+{
+	size_t fl = strlen(full);
+	int rc;
+
+	if (!str_ok(full, fl, 1, CLUSTER_JID_MAX) || len < 1 || len > CLUSTER_FRAME_MAX)
+		return CLUSTER_PROTO_EINVAL;
+	rc = frame_begin(b, CLUSTER_MSG_SESSION_STATE, 8 + 2 + fl + 4 + len);
+	if (rc < 0)
+		return rc;
+	put_u64(b, req);
+	put_u16(b, (unsigned)fl);
+	put_bytes(b, full, fl);
+	put_u32(b, (uint32_t)len);
+	put_bytes(b, state, len);
+	return 0;
+}
+
+int cluster_enc_session_done(struct cluster_buf *b, const char *full)
+{
+	size_t fl = strlen(full);
+	int rc;
+
+	if (!str_ok(full, fl, 1, CLUSTER_JID_MAX))
+		return CLUSTER_PROTO_EINVAL;
+	rc = frame_begin(b, CLUSTER_MSG_SESSION_DONE, 2 + fl);
+	if (rc < 0)
+		return rc;
+	put_u16(b, (unsigned)fl);
+	put_bytes(b, full, fl);
+	return 0;
 }
 
 int cluster_enc_ping(struct cluster_buf *b, uint8_t type, uint64_t token)

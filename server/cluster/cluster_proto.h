@@ -59,7 +59,40 @@ enum cluster_msg_type {
 	CLUSTER_MSG_LEAVING = 10,  /* empty: clean shutdown, drop my routes now */
 	CLUSTER_MSG_IDENT = 11,	   /* str16 instance, str16 version, u16 listen port: who the
 					 sender is, sent only once the peer's AUTH checked */
+	/* Session moves (XEP-0198 resumption at another instance), sent only
+	 * to a peer that announced CLUSTER_CAP_SESSIONS: */
+	CLUSTER_MSG_SESSION_REQ = 12,	/* u64 req, str16 previd, str16 bare JID, u32 h */
+	CLUSTER_MSG_SESSION_NAK = 13,	/* u64 req, u8 reason (CLUSTER_NAK_*) */
+	CLUSTER_MSG_SESSION_STATE = 14, /* u64 req, str16 full JID, bytes32 state */
+	CLUSTER_MSG_SESSION_DONE = 15,	/* str16 full JID: every peer has the new route */
+	CLUSTER_MSG_RELAY = 16,		/* str16 to, str16 from, str32 xml: a stanza the
+					   instance a session left passes on; never again */
 };
+
+/* Why a SESSION_REQ is refused. */
+enum cluster_nak {
+	CLUSTER_NAK_NOT_FOUND = 1,  /* no such session here */
+	CLUSTER_NAK_OTHER_USER = 2, /* it belongs to another user */
+	CLUSTER_NAK_BAD_H = 3,	    /* h acknowledges stanzas never sent: the session ended */
+	CLUSTER_NAK_FAILED = 4,	    /* it could not be handed over (too large, out of memory) */
+};
+
+/*
+ * Capabilities travel in PING tokens, which every chatd, however old,
+ * echoes in its PONG: a PING whose token carries CLUSTER_CAPS_PROBE in its
+ * upper 48 bits announces the sender's capability bits (the low 16); a
+ * peer that knows them answers a PONG with CLUSTER_CAPS_ACK and its own
+ * bits, an older one echoes the probe (no capabilities). Fences (a PONG
+ * proves that everything sent before the PING was read) use
+ * CLUSTER_FENCE_TAG in the upper 32 bits.
+ */
+#define CLUSTER_CAPS_PROBE 0x5242434150500000ull /* "RBCAPP" */
+#define CLUSTER_CAPS_ACK 0x5242434150410000ull	 /* "RBCAPA" */
+#define CLUSTER_CAPS_TAG_MASK 0xffffffffffff0000ull
+#define CLUSTER_FENCE_TAG 0x5242464e00000000ull /* "RBFN" */
+#define CLUSTER_FENCE_TAG_MASK 0xffffffff00000000ull
+#define CLUSTER_CAP_SESSIONS 0x0001 /* session moves: SESSION_*, RELAY */
+#define CLUSTER_PREVID_MAX 64
 
 /* The instance field of our HELLO is a pseudonym, "~" and 16 hex digits
  * derived from the secret and the instance id: nothing identifying goes out
@@ -113,7 +146,25 @@ struct cluster_msg {
 		struct {
 			uint64_t token;
 		} ping; /* PING and PONG */
-	} u;
+		struct {
+			uint64_t req;
+			struct cluster_str previd;
+			struct cluster_str bare;
+			uint32_t h;
+		} sreq;
+		struct {
+			uint64_t req;
+			uint8_t reason;
+		} snak;
+		struct {
+			uint64_t req;
+			struct cluster_str full;
+			struct cluster_str state; /* opaque bytes (may hold NUL) */
+		} sstate;
+		struct {
+			struct cluster_str full;
+		} sdone;
+	} u; /* RELAY uses stanza */
 };
 
 /* One route record from a ROUTE_ADD or ROUTE_DEL batch. */
@@ -169,6 +220,14 @@ int cluster_enc_stanza(struct cluster_buf *b, const char *to, const char *from, 
 int cluster_enc_presence(struct cluster_buf *b, const char *from, const char *xml, size_t xmllen);
 int cluster_enc_ping(struct cluster_buf *b, uint8_t type, uint64_t token);
 int cluster_enc_empty(struct cluster_buf *b, uint8_t type); /* SYNC, LEAVING */
+int cluster_enc_relay(struct cluster_buf *b, const char *to, const char *from, const char *xml,
+		      size_t xmllen);
+int cluster_enc_session_req(struct cluster_buf *b, uint64_t req, const char *previd,
+			    const char *bare, uint32_t h);
+int cluster_enc_session_nak(struct cluster_buf *b, uint64_t req, unsigned reason);
+int cluster_enc_session_state(struct cluster_buf *b, uint64_t req, const char *full,
+			      const uint8_t *state, size_t len);
+int cluster_enc_session_done(struct cluster_buf *b, const char *full);
 
 /*
  * Route batches: begin, then add records (ROUTE_ADD: priority and flags

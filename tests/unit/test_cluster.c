@@ -96,6 +96,70 @@ static void test_dial_backoff(void **state)
 	assert_int_equal(cluster_dial_log_level(0), LOG_DEBUG);
 }
 
+/* The session-move frames: encoded, split, decoded back; a state may hold
+ * NUL bytes; an unknown refusal reason is malformed. */
+static void test_session_frames(void **state)
+{
+	static const uint8_t blob[] = { 1, 0, 2, 'x', 0 };
+	struct cluster_buf b;
+	struct cluster_msg m;
+	size_t off = 0;
+	long n;
+
+	cluster_buf_init(&b);
+	assert_int_equal(cluster_enc_session_req(&b, 0x1122334455667788ull, "0a1b", "x@d", 7), 0);
+	assert_int_equal(cluster_enc_session_nak(&b, 5, CLUSTER_NAK_BAD_H), 0);
+	assert_int_equal(cluster_enc_session_state(&b, 6, "x@d/r", blob, sizeof(blob)), 0);
+	assert_int_equal(cluster_enc_session_done(&b, "x@d/r"), 0);
+	assert_int_equal(cluster_enc_relay(&b, "x@d/r", "y@d/s", "<message/>", 10), 0);
+	split_one(&b, off, &m, &n);
+	off += (size_t)n;
+	assert_int_equal(m.type, CLUSTER_MSG_SESSION_REQ);
+	assert_true(m.u.sreq.req == 0x1122334455667788ull);
+	assert_memory_equal(m.u.sreq.previd.p, "0a1b", 4);
+	assert_memory_equal(m.u.sreq.bare.p, "x@d", 3);
+	assert_int_equal(m.u.sreq.h, 7);
+	split_one(&b, off, &m, &n);
+	off += (size_t)n;
+	assert_int_equal(m.type, CLUSTER_MSG_SESSION_NAK);
+	assert_int_equal(m.u.snak.reason, CLUSTER_NAK_BAD_H);
+	split_one(&b, off, &m, &n);
+	off += (size_t)n;
+	assert_int_equal(m.type, CLUSTER_MSG_SESSION_STATE);
+	assert_int_equal(m.u.sstate.req, 6);
+	assert_int_equal(m.u.sstate.state.len, sizeof(blob));
+	assert_memory_equal(m.u.sstate.state.p, blob, sizeof(blob));
+	split_one(&b, off, &m, &n);
+	off += (size_t)n;
+	assert_int_equal(m.type, CLUSTER_MSG_SESSION_DONE);
+	assert_memory_equal(m.u.sdone.full.p, "x@d/r", 5);
+	split_one(&b, off, &m, &n);
+	off += (size_t)n;
+	assert_int_equal(m.type, CLUSTER_MSG_RELAY);
+	assert_memory_equal(m.u.stanza.from.p, "y@d/s", 5);
+	assert_int_equal(off, b.len);
+	/* bad arguments are refused at encoding */
+	assert_int_equal(cluster_enc_session_nak(&b, 1, 0), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_session_nak(&b, 1, 9), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_session_req(&b, 1, "", "x@d", 0), CLUSTER_PROTO_EINVAL);
+	assert_int_equal(cluster_enc_session_state(&b, 1, "x@d/r", blob, 0), CLUSTER_PROTO_EINVAL);
+	/* and at decoding: a reason out of range, a control character in the id */
+	{
+		uint8_t nak[9] = { 0, 0, 0, 0, 0, 0, 0, 1, 7 };
+		uint8_t req[] = { 0,	0, 0, 0,   0,	0,   0, 1, 0, 2, 'a',
+				  '\n', 0, 3, 'x', '@', 'd', 0, 0, 0, 0 };
+
+		assert_int_equal(cluster_msg_decode(CLUSTER_MSG_SESSION_NAK, nak, sizeof(nak), &m),
+				 CLUSTER_PROTO_EINVAL);
+		assert_int_equal(cluster_msg_decode(CLUSTER_MSG_SESSION_REQ, req, sizeof(req), &m),
+				 CLUSTER_PROTO_EINVAL);
+		req[11] = 'b';
+		assert_int_equal(cluster_msg_decode(CLUSTER_MSG_SESSION_REQ, req, sizeof(req), &m),
+				 0);
+	}
+	cluster_buf_free(&b);
+}
+
 static void test_frame_roundtrip(void **state)
 {
 	struct cluster_buf b;
@@ -503,6 +567,16 @@ struct node {
 	int gone;
 	char last_to[128];
 	char last_xml[256];
+	/* session moves */
+	int reqs, naks, states;
+	uint64_t last_req;
+	unsigned last_nak;
+	uint32_t last_h;
+	char last_peer[32];
+	char last_previd[80];
+	char last_bare[128];
+	char last_full[128];
+	char last_state[64];
 };
 
 static const uint8_t SECRET[] = "unit-test-cluster-secret-0123456789";
@@ -530,6 +604,40 @@ static void gone_cb(void *ud, const char *full)
 
 	if (n)
 		n->gone++;
+}
+
+static void sreq_cb(void *ud, const char *peer, uint64_t req, const char *previd, const char *bare,
+		    uint32_t h)
+{
+	struct node *n = ud;
+
+	n->reqs++;
+	n->last_req = req;
+	n->last_h = h;
+	snprintf(n->last_peer, sizeof(n->last_peer), "%s", peer);
+	snprintf(n->last_previd, sizeof(n->last_previd), "%s", previd);
+	snprintf(n->last_bare, sizeof(n->last_bare), "%s", bare);
+}
+
+static void snak_cb(void *ud, const char *peer, uint64_t req, unsigned reason)
+{
+	struct node *n = ud;
+
+	n->naks++;
+	n->last_req = req;
+	n->last_nak = reason;
+}
+
+static void sstate_cb(void *ud, const char *peer, uint64_t req, const char *full,
+		      const uint8_t *state, size_t len)
+{
+	struct node *n = ud;
+
+	n->states++;
+	n->last_req = req;
+	snprintf(n->last_peer, sizeof(n->last_peer), "%s", peer);
+	snprintf(n->last_full, sizeof(n->last_full), "%s", full);
+	snprintf(n->last_state, sizeof(n->last_state), "%.*s", (int)len, (const char *)state);
 }
 
 static int free_port(void)
@@ -616,7 +724,12 @@ static int delivered_is(void *arg)
 
 static void start_nodes(uv_loop_t *loop, int n, const uint8_t *secret, size_t secretlen)
 {
-	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb, NULL };
+	struct cluster_hooks hooks = { .deliver = deliver_cb,
+				       .presence = presence_cb,
+				       .route_gone = gone_cb,
+				       .session_req = sreq_cb,
+				       .session_nak = snak_cb,
+				       .session_state = sstate_cb };
 	char peers[256];
 	int i;
 
@@ -796,7 +909,9 @@ static void test_dump_on_join(void **state)
 static void test_wrong_secret(void **state)
 {
 	static const uint8_t other[] = "another-secret-of-enough-length";
-	struct cluster_hooks hooks = { deliver_cb, presence_cb, gone_cb, NULL };
+	struct cluster_hooks hooks = { .deliver = deliver_cb,
+				       .presence = presence_cb,
+				       .route_gone = gone_cb };
 	struct cluster_config cfg = { 0 };
 	struct cluster_stats s0, s1;
 	struct cluster *bad;
@@ -837,16 +952,119 @@ static void test_wrong_secret(void **state)
 	assert_int_equal(cluster_new(&loop, &cfg, &hooks, NULL, &bad), -EINVAL);
 }
 
+static int field_is(void *arg)
+{
+	int **p = arg;
+
+	return *p[0] == *p[1];
+}
+
+static int wait_field(uv_loop_t *loop, int *field, int want)
+{
+	int *p[2] = { field, &want };
+
+	return run_until(loop, field_is, p, 3000);
+}
+
+static int request_reaches(void *arg)
+{
+	/* the capability probe may still be on its way */
+	return cluster_session_request(nodes[1].cl, 7, "0123456789abcdef0123456789abcdef", "x@d",
+				       3) == 1;
+}
+
+/* A session moves from a to b: the request goes only to the instance that
+ * holds a resource of the user; after the give, what reaches a for the
+ * JID (from c by a's old route, or from a local sender) goes on to b; once
+ * b announced it and its fence is through, a withdraws its route and c
+ * routes to b, without a route_gone for the session. */
+static void test_session_move(void **state)
+{
+	uv_loop_t loop;
+	int want = NODES - 1;
+	struct route_wait w;
+	struct cluster_stats s;
+
+	uv_loop_init(&loop);
+	start_nodes(&loop, NODES, SECRET, sizeof(SECRET) - 1);
+	assert_true(run_until(&loop, all_linked, &want, 5000));
+	assert_int_equal(cluster_local_set(nodes[0].cl, "x@d/r", 0, 1), 0);
+	w = (struct route_wait){ 2, "x@d/r", 1 };
+	assert_true(run_until(&loop, route_is, &w, 3000));
+	w = (struct route_wait){ 1, "x@d/r", 1 };
+	assert_true(run_until(&loop, route_is, &w, 3000));
+
+	/* b asks; only a holds a resource of x@d */
+	assert_true(run_until(&loop, request_reaches, NULL, 3000));
+	assert_true(wait_field(&loop, &nodes[0].reqs, 1));
+	assert_string_equal(nodes[0].last_peer, "node-b");
+	assert_string_equal(nodes[0].last_previd, "0123456789abcdef0123456789abcdef");
+	assert_string_equal(nodes[0].last_bare, "x@d");
+	assert_int_equal(nodes[0].last_h, 3);
+	assert_int_equal(nodes[2].reqs, 0);
+	/* nobody holds y@d: nobody is asked */
+	assert_int_equal(cluster_session_request(nodes[1].cl, 8, "ab", "y@d", 0), 0);
+	/* a refusal reaches b */
+	assert_int_equal(cluster_session_nak(nodes[0].cl, "node-b", 9, CLUSTER_NAK_OTHER_USER), 0);
+	assert_true(wait_field(&loop, &nodes[1].naks, 1));
+	assert_int_equal(nodes[1].last_nak, CLUSTER_NAK_OTHER_USER);
+	assert_int_equal(nodes[1].last_req, 9);
+
+	/* a gives it: the state reaches b with the request's id */
+	assert_int_equal(cluster_session_give(nodes[0].cl, "node-b", 7, "x@d/r",
+					      (const uint8_t *)"STATE", 5),
+			 0);
+	assert_true(wait_field(&loop, &nodes[1].states, 1));
+	assert_int_equal(nodes[1].last_req, 7);
+	assert_string_equal(nodes[1].last_full, "x@d/r");
+	assert_string_equal(nodes[1].last_state, "STATE");
+	assert_true(cluster_has_route(nodes[0].cl, "x@d/r")); /* a tombstone */
+
+	/* b has not announced it: c still routes to a, which relays to b */
+	assert_int_equal(cluster_forward(nodes[2].cl, "x@d/r", "y@d/r", "<message/>", 10), 0);
+	assert_true(wait_field(&loop, &nodes[1].delivered, 1));
+	assert_int_equal(nodes[0].delivered, 0);
+	/* a local sender on a: straight to b */
+	assert_int_equal(cluster_forward(nodes[0].cl, "x@d/r", "z@d/r", "<message/>", 10), 0);
+	assert_true(wait_field(&loop, &nodes[1].delivered, 2));
+	cluster_get_stats(nodes[0].cl, &s);
+	assert_int_equal(s.relayed, 1);
+	assert_int_equal(s.moved_out, 1);
+
+	/* b announces it and fences: a withdraws its route, c routes to b */
+	assert_int_equal(cluster_local_set(nodes[1].cl, "x@d/r", 0, 1), 0);
+	assert_int_equal(cluster_session_taken(nodes[1].cl, "x@d/r", "node-a"), 0);
+	w = (struct route_wait){ 0, "x@d/r", 1 }; /* b's route on a */
+	assert_true(run_until(&loop, route_is, &w, 3000));
+	for (int k = 0; k < 200; k++) {
+		cluster_get_stats(nodes[2].cl, &s);
+		if (s.routes == 1)
+			break;
+		uv_run(&loop, UV_RUN_ONCE);
+	}
+	assert_int_equal(s.routes, 1); /* c: only b's entry is left */
+	assert_int_equal(cluster_forward(nodes[2].cl, "x@d/r", "y@d/r", "<message/>", 10), 0);
+	assert_true(wait_field(&loop, &nodes[1].delivered, 3));
+	cluster_get_stats(nodes[0].cl, &s);
+	assert_int_equal(s.relayed, 1);
+	assert_int_equal(nodes[2].gone, 0); /* no unavailable for a session that moved */
+	cluster_get_stats(nodes[1].cl, &s);
+	assert_int_equal(s.moved_in, 1);
+	stop_all(&loop);
+	uv_loop_close(&loop);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_ident_and_pseudonym),
-		cmocka_unit_test(test_dial_backoff),	cmocka_unit_test(test_frame_bytewise),
-		cmocka_unit_test(test_frame_malformed), cmocka_unit_test(test_route_batches),
-		cmocka_unit_test(test_auth_mac),	cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_hostport),	cmocka_unit_test(test_secret_load),
-		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
-		cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_session_frames),	cmocka_unit_test(test_dial_backoff),
+		cmocka_unit_test(test_frame_bytewise),	cmocka_unit_test(test_frame_malformed),
+		cmocka_unit_test(test_route_batches),	cmocka_unit_test(test_auth_mac),
+		cmocka_unit_test(test_routes),		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_secret_load),	cmocka_unit_test(test_links),
+		cmocka_unit_test(test_dump_on_join),	cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_session_move),
 	};
 
 	log_init("test_cluster", getenv("TEST_LOG") ? LOG_DEBUG : LOG_WARN);
