@@ -125,7 +125,9 @@ static int frame_element(const char *el, size_t len, ws_emit_fn emit, void *ud)
 
 int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn emit, void *ud)
 {
-	static const char close_msg[] = "<close xmlns='" WS_NS_FRAMING "'/>";
+	/* Written the way Strophe.js (1.2) compares it, character for
+	 * character, to know the stream ended. */
+	static const char close_msg[] = "<close xmlns=\"" WS_NS_FRAMING "\" />";
 
 	for (size_t i = 0; i < len; i++) {
 		char ch = data[i];

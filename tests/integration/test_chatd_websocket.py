@@ -67,7 +67,7 @@ class WebSocketTest(unittest.TestCase):
         # <close/> is answered with <close/>, then the WebSocket closes (1000).
         c.send(wsxmpp.CLOSE)
         code, msgs = c.closed()
-        self.assertEqual(msgs, ["<close xmlns='%s'/>" % wsxmpp.FRAMING])
+        self.assertEqual(msgs, ['<close xmlns="%s" />' % wsxmpp.FRAMING])
         self.assertEqual(code, 1000)
         self.assertEqual(self.d.wait_metric('chatd_connections_closed_total{reason="client"}',
                                             1), 1)
@@ -151,7 +151,7 @@ class WebSocketTest(unittest.TestCase):
     def stream_error(self, c):
         code, msgs = c.closed()
         errs = [m for m in msgs if "stream:error" in m]
-        self.assertEqual(msgs[-1], "<close xmlns='%s'/>" % wsxmpp.FRAMING)
+        self.assertEqual(msgs[-1], '<close xmlns="%s" />' % wsxmpp.FRAMING)
         self.assertEqual(code, 1000)
         el = wsxmpp.ET.fromstring(errs[0])
         return [ch.tag.split("}")[1] for ch in el if ch.tag.startswith("{%s}" % STREAMS)][0]

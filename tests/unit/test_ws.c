@@ -55,7 +55,7 @@ static const char *const want[] = {
 	"<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'></success>",
 	"<stream:error xmlns:stream='http://etherx.jabber.org/streams'><conflict "
 	"xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error>",
-	"<close xmlns='urn:ietf:params:xml:ns:xmpp-framing'/>",
+	"<close xmlns=\"urn:ietf:params:xml:ns:xmpp-framing\" />",
 };
 
 static void check(const struct got *g)
