@@ -24,6 +24,10 @@
 #include <stddef.h>
 
 #define JID_PART_MAX 1023
+/* The longest JID as text, node@domain/resource, and a buffer that holds
+ * it with its NUL: what jid_format_full() never exceeds. */
+#define JID_FULL_MAX (3 * JID_PART_MAX + 2)
+#define JID_BUF_SIZE (JID_FULL_MAX + 1)
 
 enum jid_err {
 	JID_OK = 0,

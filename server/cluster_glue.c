@@ -22,8 +22,6 @@
 #include "srv.h"
 #include "xstream.h"
 
-#define GLUE_JID_MAX (3 * 1024 + 4)
-
 static const char GLUE_HEADER[] = "<stream:stream xmlns='jabber:client' "
 				  "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
 
@@ -110,7 +108,7 @@ static int attr_is(const struct xnode *n, const char *name, const char *value)
 
 static void glue_send_to(struct conn *o, struct xnode *st)
 {
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 
 	if (o->closing || jid_format_full(&o->jid, full, sizeof(full)) < 0 ||
 	    xnode_set_attr(st, "to", full) != 0)
@@ -172,7 +170,7 @@ static int glue_deliver(void *ud, const char *to, const char *from, const char *
  * same user that just became available (what presence.c does locally). */
 static void glue_presence_to_new(struct cluster_glue *g, struct route *e, const char *newcomer)
 {
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 	struct xnode *p;
 	char *xml;
 	size_t len;
@@ -197,7 +195,7 @@ static void glue_presence(void *ud, const char *from, const char *xml, size_t le
 {
 	struct cluster_glue *g = ud;
 	struct xnode *st = glue_parse(g, xml, len);
-	char bare[GLUE_JID_MAX];
+	char bare[JID_BUF_SIZE];
 	struct jid j = { 0 };
 	struct route *e;
 	int initial;
@@ -227,7 +225,7 @@ out:
 static void glue_presence_to_user(struct cluster_glue *g, const struct jid *j, const char *full,
 				  const char *type, int priority)
 {
-	char bare[GLUE_JID_MAX], prio[8];
+	char bare[JID_BUF_SIZE], prio[8];
 	struct xnode *p, *pr;
 	struct route *e;
 
@@ -424,7 +422,7 @@ void cluster_glue_free(struct srv *srv)
 
 void cluster_glue_bound(struct conn *c)
 {
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 
 	if (c->srv->cluster && jid_format_full(&c->jid, full, sizeof(full)) >= 0)
 		cluster_local_set(c->srv->cluster->cl, full, c->priority, c->available);
@@ -432,7 +430,7 @@ void cluster_glue_bound(struct conn *c)
 
 void cluster_glue_unbound(struct conn *c)
 {
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 
 	if (c->srv->cluster && jid_format_full(&c->jid, full, sizeof(full)) >= 0)
 		cluster_local_del(c->srv->cluster->cl, full);
@@ -441,7 +439,7 @@ void cluster_glue_unbound(struct conn *c)
 void cluster_glue_presence(struct conn *c, const struct xnode *p, int available)
 {
 	struct cluster_glue *g = c->srv->cluster;
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 	char *xml;
 	size_t len;
 
@@ -460,7 +458,7 @@ void cluster_glue_presence(struct conn *c, const struct xnode *p, int available)
 int cluster_glue_forward_full(struct srv *srv, const struct jid *j, const struct xnode *st)
 {
 	struct cluster_glue *g = srv->cluster;
-	char full[GLUE_JID_MAX];
+	char full[JID_BUF_SIZE];
 	const char *from = xnode_attr(st, "from");
 	char *xml;
 	size_t len;

@@ -201,7 +201,7 @@ void iq_bind(struct conn *c, struct xnode *iq)
 	struct xnode *bind = xnode_child(iq, "bind", NS_BIND);
 	struct xnode *res = bind ? xnode_child(bind, "resource", NS_BIND) : NULL;
 	char *want = res ? xnode_text(res) : NULL;
-	char gen[32], full[3 * 1024 + 4];
+	char gen[32], full[JID_BUF_SIZE];
 	struct conn *old = NULL;
 	struct xnode *r, *b, *jn;
 	int e;

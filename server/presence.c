@@ -35,7 +35,7 @@ static int presence_priority(const struct xnode *p)
 /* Sends p to `to` with 'to' set to its full JID. */
 static void presence_send(struct conn *to, struct xnode *p)
 {
-	char full[3 * 1024 + 4];
+	char full[JID_BUF_SIZE];
 
 	if (to->closing || jid_format_full(&to->jid, full, sizeof(full)) < 0 ||
 	    xnode_set_attr(p, "to", full) != 0)
@@ -47,7 +47,7 @@ static void presence_send(struct conn *to, struct xnode *p)
  * plain <presence/>, from its full JID. */
 static struct xnode *presence_of(const struct conn *c)
 {
-	char full[3 * 1024 + 4];
+	char full[JID_BUF_SIZE];
 	struct xnode *p;
 
 	p = c->presence ? xnode_copy(c->presence) : xnode_new("presence", NS_CLIENT);
@@ -143,7 +143,7 @@ void presence_directed(struct conn *c, const char *jid, int avail)
 void presence_gone(struct conn *c)
 {
 	struct presence_dir *list = c->directed, *d;
-	char full[3 * 1024 + 4];
+	char full[JID_BUF_SIZE];
 	struct xnode *p;
 
 	if (!c->route || jid_format_full(&c->jid, full, sizeof(full)) < 0)

@@ -499,7 +499,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 	if (is_pres && (!type || strcmp(type, "unavailable") == 0)) {
 		/* Directed presence: remember where it went (RFC 6121 4.6.3),
 		 * by the prepared JID, so that "Bob" and "bob" are one target. */
-		char key[3 * 1024 + 4];
+		char key[JID_BUF_SIZE];
 
 		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource) &&
 		    jid_format_full(&j, key, sizeof(key)) >= 0 && srv->router->up.presence_directed)

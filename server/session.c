@@ -365,7 +365,7 @@ static void session_stanza(struct conn *c, struct xnode *n)
 			return;
 		}
 	}
-	char full[3 * 1024 + 4];
+	char full[JID_BUF_SIZE];
 	if (jid_format_full(&c->jid, full, sizeof(full)) < 0 ||
 	    xnode_set_attr(n, "from", full) != 0) {
 		stream_error(c, "resource-constraint", NULL);

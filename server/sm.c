@@ -21,8 +21,6 @@
 #include "srv.h"
 #include "xstream.h"
 
-#define SM_JID_MAX (3 * 1024 + 4)
-
 /* A <resume/> asked of peers (the id is not held here). */
 struct sm_wait {
 	struct sm_wait *next; /* srv->sm_waits */
@@ -190,7 +188,7 @@ static int detach(struct conn *c)
 {
 	struct srv *srv = c->srv;
 	struct conn *h = calloc(1, sizeof(*h));
-	char full[SM_JID_MAX];
+	char full[JID_BUF_SIZE];
 
 	if (!h)
 		return -1;
@@ -267,7 +265,7 @@ void sm_close(struct conn *c, enum close_reason reason)
 void sm_end_detached(struct conn *h, enum close_reason reason)
 {
 	struct srv *srv = h->srv;
-	char full[SM_JID_MAX];
+	char full[JID_BUF_SIZE];
 
 	if (h->closing)
 		return;
@@ -402,7 +400,7 @@ static void handle_r(struct conn *c)
 static void resumed(struct conn *c, int from_peer)
 {
 	struct smq *q = c->sm;
-	char full[SM_JID_MAX], b[128];
+	char full[JID_BUF_SIZE], b[128];
 
 	snprintf(b, sizeof(b), "<resumed xmlns='" NS_SM "' h='%u' previd='%s'/>", q->h_in, q->id);
 	conn_send_str(c, b);
@@ -464,7 +462,7 @@ static void wait_end(struct conn *c)
 static int ask_peers(struct conn *c, const char *previd, uint32_t h)
 {
 	struct srv *srv = c->srv;
-	char bare[SM_JID_MAX];
+	char bare[JID_BUF_SIZE];
 	struct sm_wait *w;
 	int n;
 
@@ -548,7 +546,7 @@ void sm_peer_request(struct srv *srv, const char *peer, uint64_t req, const char
 {
 	struct smq *q = smq_table_find(&srv->sm_ids, previd);
 	struct conn *o = q ? q->owner : NULL;
-	char ob[SM_JID_MAX], full[SM_JID_MAX];
+	char ob[JID_BUF_SIZE], full[JID_BUF_SIZE];
 	struct xbuf b;
 	int rc;
 

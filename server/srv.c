@@ -234,7 +234,7 @@ static void srv_accept_cb(uv_stream_t *listener, int status)
 /* Sends a XEP-0199 ping to an established client that has been silent. */
 static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 {
-	char full[3 * 1024 + 4];
+	char full[JID_BUF_SIZE];
 	struct xbuf b;
 
 	if (jid_format_full(&c->jid, full, sizeof(full)) < 0)
