@@ -269,44 +269,6 @@ int jid_set(struct jid *out, const char *node, const char *domain, const char *r
 	return 0;
 }
 
-static int jid_dup(const char *s, char **out)
-{
-	*out = NULL;
-	if (!s)
-		return 0;
-	*out = strdup(s);
-	return *out ? 0 : JID_ERR_NOMEM;
-}
-
-int jid_copy(struct jid *dst, const struct jid *src)
-{
-	struct jid j = { NULL, NULL, NULL };
-
-	if (jid_dup(src->node, &j.node) || jid_dup(src->domain, &j.domain) ||
-	    jid_dup(src->resource, &j.resource)) {
-		jid_clear(&j);
-		memset(dst, 0, sizeof(*dst));
-		return JID_ERR_NOMEM;
-	}
-	*dst = j;
-	return 0;
-}
-
-int jid_set_resource(struct jid *j, const char *resource)
-{
-	char *r = NULL;
-	int rc;
-
-	if (resource) {
-		rc = jid_prep_resource(resource, &r);
-		if (rc)
-			return rc;
-	}
-	free(j->resource);
-	j->resource = r;
-	return 0;
-}
-
 /* Appends s[0..len) at *pos when it fits before end (one byte kept for
  * the NUL); 0 or -1. */
 static int jid_put(char *buf, size_t size, size_t *pos, const char *s, size_t len)
@@ -346,29 +308,6 @@ long jid_format_bare(const struct jid *j, char *buf, size_t size)
 long jid_format_full(const struct jid *j, char *buf, size_t size)
 {
 	return jid_format(j, 1, buf, size);
-}
-
-static char *jid_alloc_format(const struct jid *j, int full)
-{
-	size_t size = (j->node ? strlen(j->node) + 1 : 0) + (j->domain ? strlen(j->domain) : 0) +
-		      (full && j->resource ? strlen(j->resource) + 1 : 0) + 1;
-	char *s = malloc(size);
-
-	if (s && jid_format(j, full, s, size) < 0) {
-		free(s);
-		s = NULL;
-	}
-	return s;
-}
-
-char *jid_bare(const struct jid *j)
-{
-	return jid_alloc_format(j, 0);
-}
-
-char *jid_full(const struct jid *j)
-{
-	return jid_alloc_format(j, 1);
 }
 
 static int jid_str_equal(const char *a, const char *b)

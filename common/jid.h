@@ -63,10 +63,6 @@ int jid_parse(const char *s, struct jid *out);
 int jid_set(struct jid *out, const char *node, const char *domain, const char *resource);
 /* Frees the parts and empties the struct; NULL is fine. */
 void jid_clear(struct jid *j);
-/* Deep copy; dst is overwritten (not freed first). 0 or JID_ERR_NOMEM. */
-int jid_copy(struct jid *dst, const struct jid *src);
-/* Replaces j's resource by a prepared copy of resource (NULL removes it). */
-int jid_set_resource(struct jid *j, const char *resource);
 
 /*
  * Prepares one part on its own: 0 and a malloc'd result in *out, or the
@@ -77,10 +73,6 @@ int jid_prep_node(const char *in, char **out);
 int jid_prep_domain(const char *in, char **out);
 int jid_prep_resource(const char *in, char **out);
 
-/* "node@domain" or "domain", malloc'd; NULL when out of memory. */
-char *jid_bare(const struct jid *j);
-/* "node@domain/resource" (parts that are absent left out), malloc'd. */
-char *jid_full(const struct jid *j);
 /* Writes the bare / full form into buf; returns its length, or -1 when it
  * does not fit in size (including the NUL). */
 long jid_format_bare(const struct jid *j, char *buf, size_t size);

@@ -80,17 +80,6 @@ const char *scram_mech_name(enum scram_hash hash)
 	return hash == SCRAM_SHA256 ? "SCRAM-SHA-256" : "SCRAM-SHA-1";
 }
 
-int scram_mech_parse(const char *name, enum scram_hash *out)
-{
-	if (strcmp(name, "SCRAM-SHA-1") == 0)
-		*out = SCRAM_SHA1;
-	else if (strcmp(name, "SCRAM-SHA-256") == 0)
-		*out = SCRAM_SHA256;
-	else
-		return -1;
-	return 0;
-}
-
 size_t scram_hash_len(enum scram_hash hash)
 {
 	return hash == SCRAM_SHA256 ? 32 : 20;
@@ -508,11 +497,6 @@ const char *scram_server_username(const struct scram_server *s)
 const char *scram_server_authzid(const struct scram_server *s)
 {
 	return s->authzid;
-}
-
-int scram_server_done(const struct scram_server *s)
-{
-	return s->state == SS_DONE;
 }
 
 /*

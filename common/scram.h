@@ -87,9 +87,6 @@ const char *scram_sasl_condition(int err);
 
 /* "SCRAM-SHA-1" / "SCRAM-SHA-256". */
 const char *scram_mech_name(enum scram_hash hash);
-/* Parses a mechanism name (exact, upper case): 0, or -1 when not SCRAM-SHA-1
- * or SCRAM-SHA-256 (the -PLUS variants are not supported). */
-int scram_mech_parse(const char *name, enum scram_hash *out);
 /* Digest length in bytes: 20 or 32. */
 size_t scram_hash_len(enum scram_hash hash);
 /* "sha1" / "sha256": the tag used in the users file. */
@@ -192,8 +189,6 @@ int scram_server_final(struct scram_server *s, const char *in, size_t inlen, cha
 const char *scram_server_username(const struct scram_server *s);
 /* The authzid from the gs2 header, unescaped (not prepared), or NULL. */
 const char *scram_server_authzid(const struct scram_server *s);
-/* 1 once scram_server_final() succeeded, else 0. */
-int scram_server_done(const struct scram_server *s);
 
 /* ---------------------------------------------------------------- client */
 

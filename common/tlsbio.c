@@ -567,11 +567,6 @@ int tlsbio_shutdown(struct tlsbio *t)
 	return tlsbio_fail(t, e);
 }
 
-int tlsbio_peer_closed(const struct tlsbio *t)
-{
-	return t->peer_closed;
-}
-
 const char *tlsbio_last_error(const struct tlsbio *t)
 {
 	if (t->nomem)

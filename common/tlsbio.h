@@ -133,8 +133,6 @@ void *tlsbio_steal_out(struct tlsbio *t, size_t *len);
  * the peer's close_notify.
  */
 int tlsbio_shutdown(struct tlsbio *t);
-/* 1 once the peer's close_notify was read. */
-int tlsbio_peer_closed(const struct tlsbio *t);
 
 /* The last error, e.g. "error:0A00010B:SSL routines::wrong version number";
  * "" when none. Valid until the next call on t. */

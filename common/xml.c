@@ -406,19 +406,6 @@ struct xnode *xnode_child(const struct xnode *n, const char *name, const char *n
 	return NULL;
 }
 
-struct xnode *xnode_child_ns(const struct xnode *n, const char *ns)
-{
-	size_t i;
-
-	for (i = 0; i < n->nchildren; i++) {
-		struct xnode *c = n->children[i];
-
-		if (c->name && ns_equal(xnode_ns(c), ns))
-			return c;
-	}
-	return NULL;
-}
-
 char *xnode_text(const struct xnode *n)
 {
 	struct xbuf b;

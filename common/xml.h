@@ -74,8 +74,6 @@ const char *xnode_attr(const struct xnode *n, const char *name);
 int xnode_set_attr(struct xnode *n, const char *name, const char *value);
 /* First child element with that name (and namespace, when ns != NULL). */
 struct xnode *xnode_child(const struct xnode *n, const char *name, const char *ns);
-/* First child element of any name in namespace ns. */
-struct xnode *xnode_child_ns(const struct xnode *n, const char *ns);
 /* Concatenated text of the direct text children, or "" (malloc'ed: free it). */
 char *xnode_text(const struct xnode *n);
 /* Effective namespace: the node's own or the nearest ancestor's. */

@@ -190,11 +190,6 @@ void kubeclient_free(struct kubeclient *c)
 	free(c);
 }
 
-const struct kubeconfig *kubeclient_config(const struct kubeclient *c)
-{
-	return &c->kc;
-}
-
 void kubeclient_set_dry_run(struct kubeclient *c, json_t *log)
 {
 	c->dry_log = log;

@@ -69,9 +69,6 @@ int kubeclient_new(struct kubeclient **out, struct kubeconfig *kc,
 		   const struct kubeclient_opts *opts);
 void kubeclient_free(struct kubeclient *c);
 
-/* The config in use (namespace, server). */
-const struct kubeconfig *kubeclient_config(const struct kubeclient *c);
-
 /*
  * One request. path starts with "/" (API path plus query). body may be NULL;
  * content_type defaults to application/json when a body is given. res may

@@ -638,7 +638,8 @@ static void client_auth_scram(struct client *c, const char *user)
 		return;
 	}
 	xbuf_init(&b);
-	xbuf_printf(&b, "<auth xmlns='" NS_SASL "' mechanism='SCRAM-SHA-256'>%s</auth>", enc);
+	xbuf_printf(&b, "<auth xmlns='" NS_SASL "' mechanism='%s'>%s</auth>",
+		    scram_mech_name(SCRAM_SHA256), enc);
 	free(enc);
 	client_send_buf(c, &b);
 }
@@ -707,7 +708,7 @@ static void client_features(struct client *c, const struct xnode *f)
 		client_send(c, "<auth xmlns='" NS_SASL "' mechanism='ANONYMOUS'/>");
 		return;
 	case OPTS_AUTH_SCRAM:
-		if (!client_has_mech(mechs, "SCRAM-SHA-256"))
+		if (!client_has_mech(mechs, scram_mech_name(SCRAM_SHA256)))
 			break;
 		client_auth_scram(c, user);
 		return;
@@ -720,7 +721,7 @@ static void client_features(struct client *c, const struct xnode *f)
 		/* PLAIN first: a login costs no PBKDF2 on our side. */
 		if (client_has_mech(mechs, "PLAIN"))
 			client_auth_plain(c, user);
-		else if (client_has_mech(mechs, "SCRAM-SHA-256"))
+		else if (client_has_mech(mechs, scram_mech_name(SCRAM_SHA256)))
 			client_auth_scram(c, user);
 		else
 			break;

@@ -56,18 +56,6 @@ void hist_add_bucket(struct hist *h, unsigned idx, uint64_t count)
 		h->buckets[idx] += count;
 }
 
-void hist_merge(struct hist *dst, const struct hist *src)
-{
-	for (unsigned i = 0; i < HIST_BUCKETS; i++)
-		dst->buckets[i] += src->buckets[i];
-	dst->count += src->count;
-	dst->sum += src->sum;
-	if (src->min < dst->min)
-		dst->min = src->min;
-	if (src->max > dst->max)
-		dst->max = src->max;
-}
-
 uint64_t hist_quantile(const struct hist *h, double q)
 {
 	uint64_t rank, seen = 0, v;

@@ -22,7 +22,6 @@ struct hist {
 
 void hist_init(struct hist *h);
 void hist_record(struct hist *h, uint64_t v);
-void hist_merge(struct hist *dst, const struct hist *src);
 /* Adds count values in bucket idx (used when merging serialized buckets). */
 void hist_add_bucket(struct hist *h, unsigned idx, uint64_t count);
 /* The value at quantile q (0..1): the highest value of its bucket, clamped

@@ -96,15 +96,6 @@ void stats_names_add(struct stats_names *n, const char *name, uint64_t count)
 	n->e[n->n++].count = count;
 }
 
-uint64_t stats_names_total(const struct stats_names *n)
-{
-	uint64_t t = 0;
-
-	for (unsigned i = 0; i < n->n; i++)
-		t += n->e[i].count;
-	return t;
-}
-
 unsigned stats_version_index(struct stats *s, const char *label)
 {
 	unsigned i;

@@ -127,7 +127,6 @@ void stats_free(struct stats *s);
 
 /* Counts one more under name (the last slot collects overflow as "other"). */
 void stats_names_add(struct stats_names *n, const char *name, uint64_t count);
-uint64_t stats_names_total(const struct stats_names *n);
 
 /* Index of a version label / instance, adding it; the last slot is shared
  * when the table is full. */

@@ -36,11 +36,6 @@ static size_t bucket_of(uint64_t ms)
 	return lo;
 }
 
-void connlife_init(struct connlife *l)
-{
-	memset(l, 0, sizeof(*l));
-}
-
 void connlife_open(struct connlife *l, struct connlife_node *n, uint64_t now_ms)
 {
 	n->start_ms = now_ms;

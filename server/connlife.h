@@ -51,8 +51,7 @@ struct connlife {
 	struct connlife_node *cursor[CONNLIFE_BOUNDS];
 	uint64_t young[CONNLIFE_BOUNDS];
 };
-
-void connlife_init(struct connlife *l);
+/* A zeroed struct connlife is empty (struct srv's metrics are zeroed). */
 
 /* A connection starts at now_ms (not earlier than the last call's now_ms). */
 void connlife_open(struct connlife *l, struct connlife_node *n, uint64_t now_ms);

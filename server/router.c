@@ -91,11 +91,6 @@ static void up_iq_result(struct conn *from, struct xnode *st)
 		xnode_free(st);
 }
 
-unsigned long router_users(const struct router *r)
-{
-	return r->nroutes;
-}
-
 /* Doubles the table when it is fuller than one entry per bucket. */
 static void router_grow(struct router *r)
 {

@@ -84,8 +84,6 @@ void router_forget(struct router *r, struct conn *c);
 struct route *router_lookup(struct router *r, const char *bare);
 /* The session bound to a full JID, or NULL. */
 struct conn *router_find_full(struct router *r, const struct jid *j);
-/* Number of bare JIDs in the table. */
-unsigned long router_users(const struct router *r);
 
 /*
  * Routes a stanza (message, presence or iq) from an established session.

@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct jid j, k;
-	char *s, *full, *bare;
+	char *s, full[JID_BUF_SIZE], bare[JID_BUF_SIZE];
 
 	if (size > 4000)
 		return 0;
@@ -30,9 +30,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (!j.domain || (j.node && !*j.node) || (j.resource && !*j.resource) ||
 		    strlen(j.domain) > JID_PART_MAX)
 			abort();
-		full = jid_full(&j);
-		bare = jid_bare(&j);
-		if (!full || !bare)
+		if (jid_format_full(&j, full, sizeof(full)) < 0 ||
+		    jid_format_bare(&j, bare, sizeof(bare)) < 0)
 			abort();
 		if (jid_parse(full, &k) != 0 || !jid_equal(&j, &k))
 			abort();
@@ -40,8 +39,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		if (jid_parse(bare, &k) != 0 || !jid_bare_equal(&j, &k) || k.resource)
 			abort();
 		jid_clear(&k);
-		free(full);
-		free(bare);
 		jid_clear(&j);
 	}
 	free(s);

@@ -36,7 +36,7 @@ static void test_durations(void **state)
 	long len;
 
 	(void)state;
-	connlife_init(&l);
+	memset(&l, 0, sizeof(l));
 	for (int i = 0; i < 5; i++)
 		connlife_open(&l, &n[i], 100);
 	connlife_close(&l, &n[0], 100);	 /* 0 s: le="1" */
@@ -93,7 +93,7 @@ static void test_ages_by_hand(void **state)
 	uint64_t ages[CONNLIFE_BOUNDS + 1];
 
 	(void)state;
-	connlife_init(&l);
+	memset(&l, 0, sizeof(l));
 	connlife_open(&l, &a, 0);
 	connlife_open(&l, &b, 1500);
 	connlife_open(&l, &c, 3000);
@@ -152,7 +152,7 @@ static void test_ages_random(void **state)
 	assert_non_null(start);
 	assert_non_null(open);
 	srand(1234);
-	connlife_init(&l);
+	memset(&l, 0, sizeof(l));
 	for (int step = 0; step < 20000; step++) {
 		int r = rand() % 100;
 

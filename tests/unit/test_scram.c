@@ -124,7 +124,6 @@ static void expect_server_first_err(enum scram_hash h, const char *msg, size_t l
 		assert_null(out);
 		assert_int_equal(outlen, 0);
 	}
-	assert_int_equal(scram_server_done(s), 0);
 	scram_server_free(s);
 }
 
@@ -215,7 +214,6 @@ static void run_vector_server(const struct vector *v)
 		scram_server_final(s, v->client_final, strlen(v->client_final), &out, &len), 0);
 	assert_string_equal(out, v->server_final);
 	assert_int_equal(len, strlen(v->server_final));
-	assert_int_equal(scram_server_done(s), 1);
 	free(out);
 	scram_server_free(s);
 }
@@ -307,12 +305,6 @@ static void test_names(void **state)
 	(void)state;
 	assert_string_equal(scram_mech_name(SCRAM_SHA1), "SCRAM-SHA-1");
 	assert_string_equal(scram_mech_name(SCRAM_SHA256), "SCRAM-SHA-256");
-	assert_int_equal(scram_mech_parse("SCRAM-SHA-256", &h), 0);
-	assert_int_equal(h, SCRAM_SHA256);
-	assert_int_equal(scram_mech_parse("SCRAM-SHA-1", &h), 0);
-	assert_int_equal(h, SCRAM_SHA1);
-	assert_int_equal(scram_mech_parse("SCRAM-SHA-1-PLUS", &h), -1);
-	assert_int_equal(scram_mech_parse("scram-sha-1", &h), -1);
 	assert_int_equal(scram_hash_len(SCRAM_SHA1), 20);
 	assert_int_equal(scram_hash_len(SCRAM_SHA256), 32);
 	assert_int_equal(scram_hash_tag_parse("sha256", 6, &h), 0);
@@ -351,10 +343,8 @@ static int exchange(enum scram_hash h, const char *login, const char *password,
 	if (rc == 0) {
 		assert_non_null(m4);
 		*client_verify = scram_client_verify(c, m4, l4);
-		assert_int_equal(scram_server_done(s), 1);
 	} else {
 		assert_null(m4);
-		assert_int_equal(scram_server_done(s), 0);
 	}
 	free(m1);
 	free(m2);
@@ -616,7 +606,6 @@ static void expect_server_final_err(const char *final, int err)
 	if (rc)
 		assert_null(out);
 	free(rc ? NULL : out);
-	assert_int_equal(scram_server_done(s), rc == 0);
 	/* a second attempt is refused */
 	assert_int_equal(scram_server_final(s, final, strlen(final), &out, &len), SCRAM_ERR_STATE);
 	scram_server_free(s);
