@@ -299,8 +299,8 @@ void cluster__on_session_frame(struct link *l, const struct cluster_msg *m)
 
 /* ---- the API ---- */
 
-int cluster_session_request(struct cluster *cl, uint64_t req, const char *previd,
-			    const char *bare, uint32_t h)
+int cluster_session_request(struct cluster *cl, uint64_t req, const char *previd, const char *bare,
+			    uint32_t h)
 {
 	const struct cluster_route *r, *o;
 	uint64_t ids[CLUSTER_REQ_FANOUT];
@@ -329,7 +329,8 @@ int cluster_session_request(struct cluster *cl, uint64_t req, const char *previd
 	for (l = cl->links; l; l = ln) {
 		ln = l->next;
 		for (i = 0; i < nids; i++)
-			if (ids[i] == l->id && capable(l) && cluster__link_write(l, b.data, b.len) == 0)
+			if (ids[i] == l->id && capable(l) &&
+			    cluster__link_write(l, b.data, b.len) == 0)
 				n++;
 	}
 	cluster_buf_free(&b);
@@ -434,7 +435,8 @@ int cluster_session_taken(struct cluster *cl, const char *full, const char *from
 		if (cluster_enc_ping(&b, CLUSTER_MSG_PING, CLUSTER_FENCE_TAG | f->seq) == 0) {
 			for (l = cl->links; l && f->nlinks < n; l = ln) {
 				ln = l->next;
-				if (l->state == LINK_UP && cluster__link_write(l, b.data, b.len) == 0)
+				if (l->state == LINK_UP &&
+				    cluster__link_write(l, b.data, b.len) == 0)
 					f->links[f->nlinks++] = l->id;
 			}
 		}
