@@ -113,6 +113,12 @@ static const struct opt config_opts[] = {
 	    "for resumption (default 300; 0: no resumption)"),
 	CFG("sm-max-queue", OPT_SIZE, sm_max_queue, "BYTES",
 	    "unacknowledged stanzas held per stream-managed session (default 262144)"),
+	STRN("service-address", service_address, "HOST[:PORT]",
+	     "where moved clients reconnect (see-other-host): the service's address, never the "
+	     "instance's (default: the domain)"),
+	STRN("control-token-file", control_token_file, "FILE",
+	     "token (16..4096 bytes) that POST /control/move on the HTTP endpoint must carry in "
+	     "X-Chatd-Control-Token; without it the endpoint is off"),
 	CFG("insecure-permissions", OPT_BOOL, insecure_permissions, NULL,
 	    "accept a --users or --cluster-secret-file that others can read"),
 	CFG("log-level", OPT_LEVEL, log_level, "L", "debug, info, warn, error, off (default info)"),

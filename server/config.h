@@ -47,6 +47,8 @@ struct config {
 	unsigned resume_timeout;       /* s a detached XEP-0198 session is kept (0: no
 					  resumption) */
 	size_t sm_max_queue;	       /* bytes of unacknowledged stanzas per session */
+	char service_address[256];     /* HOST[:PORT] clients are moved to ("" = domain) */
+	char control_token_file[1024]; /* token of POST /control/move ("" = no control) */
 	/* cluster routing (server/cluster/, docs/cluster.md) */
 	char cluster_listen[256];	/* ADDR:PORT for links to peers; "" = single instance */
 	char cluster_secret_file[1024]; /* shared secret of the cluster links */

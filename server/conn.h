@@ -118,6 +118,8 @@ struct conn {
 				      resumption (sm.c); prev/next link srv->detached */
 	unsigned stream_closed : 1;  /* the client sent </stream:stream> */
 	unsigned sm_overflow : 1;    /* the unacknowledged queue passed --sm-max-queue */
+	unsigned moving : 1;	     /* asked to move: waits for the <a/> to our <r/>
+				      (move.c), then see-other-host at t_deadline */
 };
 
 /* Accepts a pending connection on the listener; 0 or a negative uv error.

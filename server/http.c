@@ -14,10 +14,12 @@
 #include <time.h>
 
 #include <microhttpd.h>
+#include <openssl/crypto.h>
 #include <uv.h>
 
 #include "cluster_glue.h"
 #include "log.h"
+#include "move.h"
 #include "srv.h"
 
 #define HTTP_METRICS_MAX 32768
@@ -29,7 +31,11 @@
  * this long instead of spinning a core. */
 #define HTTP_STARVED_PAUSE_MS 100
 
-enum http_what { HTTP_METRICS, HTTP_HEALTHZ, HTTP_READYZ };
+enum http_what { HTTP_METRICS, HTTP_HEALTHZ, HTTP_READYZ, HTTP_MOVE };
+
+/* The control endpoint's header, and the largest token it may carry. */
+#define HTTP_TOKEN_HEADER "X-Chatd-Control-Token"
+#define HTTP_TOKEN_MAX 4096
 
 /* One request waiting for (or holding) its answer from the loop. Owned by
  * the MHD thread, except between being taken off the queue by the loop and
@@ -43,11 +49,14 @@ struct http_req {
 	const char *ctype;
 	char *body; /* malloc'd */
 	size_t len;
+	unsigned count; /* HTTP_MOVE: sessions to move */
 };
 
 struct http {
 	struct srv *srv; /* read on the loop thread only */
 	struct MHD_Daemon *d;
+	uint8_t *token; /* --control-token-file's token (a copy for MHD's thread), or NULL */
+	size_t token_len;
 	uv_async_t async;	/* wakes the loop for queued requests */
 	pthread_mutex_t lock;	/* guards queue and stopping */
 	struct http_req *queue; /* suspended requests not yet answered */
@@ -111,6 +120,17 @@ static void http_answer(struct http *h, struct http_req *r)
 	case HTTP_HEALTHZ:
 		http_set(r, MHD_HTTP_OK, text_plain, "ok\n");
 		break;
+	case HTTP_MOVE: {
+		char body[160];
+		unsigned moved = move_sessions(srv, r->count);
+
+		snprintf(body, sizeof(body),
+			 "{\"requested\":%u,\"moved\":%u,\"sessions\":%llu,\"connections\":%llu}\n",
+			 r->count, moved, (unsigned long long)srv->metrics.sessions,
+			 (unsigned long long)srv->metrics.connections);
+		http_set(r, MHD_HTTP_OK, "application/json", body);
+		break;
+	}
 	case HTTP_READYZ:
 		/* cluster hook: a new instance is ready once it reaches its peers */
 		if (srv->phase == SRV_RUNNING && cluster_glue_ready(srv))
@@ -142,6 +162,51 @@ static void http_async_cb(uv_async_t *a)
 
 /* -------------------------------------------------------- the MHD thread */
 
+/*
+ * POST /control/move?count=N: only with --control-token-file, and only with
+ * that token in X-Chatd-Control-Token (compared in constant time). Checked
+ * here on MHD's thread (the token never changes after the start). The
+ * status: 200 to go on, else the refusal (404 without a token file, 405,
+ * 403, 400).
+ */
+static unsigned http_control_check(struct http *h, struct MHD_Connection *mc, const char *method,
+				   unsigned *count)
+{
+	const char *tok, *n;
+	unsigned long v;
+	size_t len;
+	char *end;
+
+	if (!h->token)
+		return MHD_HTTP_NOT_FOUND;
+	if (strcmp(method, "POST") != 0)
+		return MHD_HTTP_METHOD_NOT_ALLOWED;
+	tok = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, HTTP_TOKEN_HEADER);
+	len = tok ? strnlen(tok, HTTP_TOKEN_MAX + 1) : 0;
+	if (!tok || len != h->token_len || CRYPTO_memcmp(tok, h->token, len) != 0)
+		return MHD_HTTP_FORBIDDEN;
+	n = MHD_lookup_connection_value(mc, MHD_GET_ARGUMENT_KIND, "count");
+	if (!n || !*n || *n == '-' || *n == '+')
+		return MHD_HTTP_BAD_REQUEST;
+	v = strtoul(n, &end, 10);
+	if (*end || v < 1 || v > MOVE_MAX_PER_REQUEST)
+		return MHD_HTTP_BAD_REQUEST;
+	*count = (unsigned)v;
+	return MHD_HTTP_OK;
+}
+
+static enum MHD_Result http_control_refuse(struct MHD_Connection *mc, unsigned status)
+{
+	static const char *const why[] = { "not found\n", "method not allowed: POST\n",
+					   "forbidden\n", "count must be 1..100000\n" };
+	const char *msg = status == MHD_HTTP_NOT_FOUND		  ? why[0]
+			  : status == MHD_HTTP_METHOD_NOT_ALLOWED ? why[1]
+			  : status == MHD_HTTP_FORBIDDEN	  ? why[2]
+								  : why[3];
+
+	return http_reply(mc, status, text_plain, msg, strlen(msg));
+}
+
 static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const char *url,
 				    const char *method, const char *version,
 				    const char *upload_data, size_t *upload_data_size,
@@ -150,6 +215,7 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 	struct http *h = cls;
 	struct http_req *r = *con_cls;
 	enum http_what what;
+	unsigned count = 0;
 
 	if (r) {
 		/* Resumed: the loop answered. A request body is read and ignored. */
@@ -162,6 +228,14 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 					  "out of memory\n", 14);
 		return http_reply(mc, r->status, r->ctype, r->body, r->len);
 	}
+	if (strcmp(url, "/control/move") == 0) {
+		unsigned status = http_control_check(h, mc, method, &count);
+
+		if (status != MHD_HTTP_OK)
+			return http_control_refuse(mc, status);
+		what = HTTP_MOVE;
+		goto queue;
+	}
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return http_reply(mc, MHD_HTTP_METHOD_NOT_ALLOWED, text_plain,
 				  "method not allowed\n", 19);
@@ -173,11 +247,13 @@ static enum MHD_Result http_handler(void *cls, struct MHD_Connection *mc, const 
 		what = HTTP_READYZ;
 	else
 		return http_reply(mc, MHD_HTTP_NOT_FOUND, text_plain, "not found\n", 10);
+queue:
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return MHD_NO;
 	r->mc = mc;
 	r->what = what;
+	r->count = count;
 	*con_cls = r;
 	pthread_mutex_lock(&h->lock);
 	if (h->stopping) {
@@ -242,6 +318,9 @@ static void http_close_cb(uv_handle_t *hd)
 {
 	struct http *h = hd->data;
 
+	if (h->token)
+		OPENSSL_cleanse(h->token, h->token_len);
+	free(h->token);
 	pthread_mutex_destroy(&h->lock);
 	free(h);
 }
@@ -260,9 +339,19 @@ struct http *http_start(struct srv *srv, const char *addr)
 	if (!h)
 		return NULL;
 	h->srv = srv;
+	if (srv->control_token) {
+		h->token = malloc(srv->control_token_len);
+		if (!h->token) {
+			free(h);
+			return NULL;
+		}
+		memcpy(h->token, srv->control_token, srv->control_token_len);
+		h->token_len = srv->control_token_len;
+	}
 	pthread_mutex_init(&h->lock, NULL);
 	if (uv_async_init(srv->loop, &h->async, http_async_cb) != 0) {
 		pthread_mutex_destroy(&h->lock);
+		free(h->token);
 		free(h);
 		return NULL;
 	}

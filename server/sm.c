@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "move.h"
 #include "presence.h"
 #include "router.h"
 #include "session.h"
@@ -378,6 +379,10 @@ static void handle_ack(struct conn *c, struct xnode *n)
 		return;
 	}
 	c->sm->r_pending = 0;
+	if (c->moving) {
+		move_acked(c); /* what it received is known: now it may go */
+		return;
+	}
 	if (c->sm->count >= SM_ACK_EVERY)
 		request_ack(c);
 }

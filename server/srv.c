@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <signal.h>
 #include <stdio.h>
@@ -22,6 +23,7 @@
 #include "iq.h"
 #include "jid.h"
 #include "log.h"
+#include "move.h"
 #include "presence.h"
 #include "router.h"
 #include "sasl.h"
@@ -284,6 +286,11 @@ static void srv_conn_deadline(struct srv *srv, struct conn *c, uint32_t now)
 		}
 		return;
 	}
+	if (c->moving) {
+		if (srv_due(now, c->t_deadline))
+			move_acked(c); /* no <a/> in time: it goes all the same */
+		return;
+	}
 	if (c->ping_seq) {
 		if (srv_due(now, c->t_deadline)) {
 			conn_log(c, LOG_INFO, "ping_timeout", "%s", "");
@@ -304,7 +311,7 @@ static int srv_conn_next(const struct srv *srv, const struct conn *c, uint32_t *
 	}
 	if (c->handle_closed)
 		return 0;
-	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq) {
+	if (c->closing || c->state != ST_ESTABLISHED || c->ping_seq || c->moving) {
 		*due = c->t_deadline;
 		return 1;
 	}
@@ -590,10 +597,11 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	    (!srv->authlimit && (cfg->auth_fail_ip_max || cfg->auth_fail_user_max)))
 		return -1;
 	if (!cfg->insecure_permissions) {
-		const char *files[2][2] = { { cfg->users, "--users" },
-					    { cfg->cluster_secret_file, "--cluster-secret-file" } };
+		const char *files[3][2] = { { cfg->users, "--users" },
+					    { cfg->cluster_secret_file, "--cluster-secret-file" },
+					    { cfg->control_token_file, "--control-token-file" } };
 
-		for (int i = 0; i < 2; i++) {
+		for (int i = 0; i < 3; i++) {
 			char q[600];
 
 			if (!files[i][0][0] ||
@@ -665,6 +673,18 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		}
 		log_info("listen_websocket", "addr=%s path=" WS_PATH, cfg->websocket);
 	}
+	if (cfg->control_token_file[0]) {
+		/* Same shape as the cluster secret: the file's bytes, trailing
+		 * whitespace dropped, 16..4096 of them. */
+		r = cluster_secret_load(cfg->control_token_file, &srv->control_token,
+					&srv->control_token_len);
+		if (r < 0) {
+			log_error("config_error", "path=%s msg=\"%s\"", cfg->control_token_file,
+				  r == -EINVAL ? "the control token must be 16..4096 bytes"
+					       : strerror(-r));
+			return -1;
+		}
+	}
 	if (cfg->http[0]) {
 		srv->http = http_start(srv, cfg->http);
 		if (!srv->http)
@@ -714,6 +734,9 @@ int srv_run(struct srv *srv)
 
 void srv_free(struct srv *srv)
 {
+	if (srv->control_token)
+		OPENSSL_cleanse(srv->control_token, srv->control_token_len);
+	free(srv->control_token);
 	sm_reap(srv);
 	smq_table_free(&srv->sm_ids);
 	cluster_glue_free(srv); /* cluster hook */

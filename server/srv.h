@@ -68,25 +68,27 @@ struct srv {
 	uv_tcp_t listener;	  /* client listener */
 	uv_tcp_t ws_listener;	  /* --websocket: XMPP over WebSocket clients (ws.c) */
 	uv_signal_t sigterm, sigint;
-	uv_timer_t deadline_timer;     /* armed for deadlines' top; .data NULL until srv_init */
-	uv_timer_t drain_timer;	       /* the drain deadline, while draining */
-	struct dlheap deadlines;       /* every connection with something due (conn->dl) */
-	uint32_t armed_due;	       /* ms: when deadline_timer fires, if armed */
-	int armed;		       /* deadline_timer is running */
-	uv_timer_t trim_timer;	       /* runs malloc_trim() SRV_TRIM_MS after a free */
-	uv_idle_t pending_idle;	       /* runs deferred closes (conn_fail) */
-	uv_timer_t shaper;	       /* resumes shaped connections (SRV_SHAPER_TICK_MS) */
-	uv_idle_t fair_idle;	       /* resumes connections that yielded for fairness */
-	uv_prepare_t iter_prepare;     /* counts loop iterations (iter), arms log_timer */
-	uv_timer_t log_timer;	       /* reports rate-limited log lines, while any wait */
-	uint64_t iter;		       /* loop iterations so far */
-	struct conn *paused;	       /* connections whose reads are paused (conn.c) */
-	struct conn *conns;	       /* every client connection (doubly linked) */
-	struct conn *pending;	       /* connections marked by conn_fail() */
-	struct conn *detached;	       /* detached sessions waiting to be resumed (sm.c) */
-	struct conn *dead;	       /* ended detached sessions, freed from pending_idle */
-	struct smq_table sm_ids;       /* resumable sessions by id (sm.c) */
-	struct sm_wait *sm_waits;      /* resumptions waiting for peers (sm.c) */
+	uv_timer_t deadline_timer; /* armed for deadlines' top; .data NULL until srv_init */
+	uv_timer_t drain_timer;	   /* the drain deadline, while draining */
+	struct dlheap deadlines;   /* every connection with something due (conn->dl) */
+	uint32_t armed_due;	   /* ms: when deadline_timer fires, if armed */
+	int armed;		   /* deadline_timer is running */
+	uv_timer_t trim_timer;	   /* runs malloc_trim() SRV_TRIM_MS after a free */
+	uv_idle_t pending_idle;	   /* runs deferred closes (conn_fail) */
+	uv_timer_t shaper;	   /* resumes shaped connections (SRV_SHAPER_TICK_MS) */
+	uv_idle_t fair_idle;	   /* resumes connections that yielded for fairness */
+	uv_prepare_t iter_prepare; /* counts loop iterations (iter), arms log_timer */
+	uv_timer_t log_timer;	   /* reports rate-limited log lines, while any wait */
+	uint64_t iter;		   /* loop iterations so far */
+	struct conn *paused;	   /* connections whose reads are paused (conn.c) */
+	struct conn *conns;	   /* every client connection (doubly linked) */
+	struct conn *pending;	   /* connections marked by conn_fail() */
+	struct conn *detached;	   /* detached sessions waiting to be resumed (sm.c) */
+	struct conn *dead;	   /* ended detached sessions, freed from pending_idle */
+	struct smq_table sm_ids;   /* resumable sessions by id (sm.c) */
+	struct sm_wait *sm_waits;  /* resumptions waiting for peers (sm.c) */
+	uint8_t *control_token;	   /* --control-token-file's token, or NULL; owned */
+	size_t control_token_len;
 	uint64_t sm_req_seq;	       /* last id of a request to peers */
 	struct router *router;	       /* local sessions; owned */
 	struct cluster_glue *cluster;  /* cluster links, or NULL; owned */
