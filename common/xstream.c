@@ -21,6 +21,7 @@
  * after XSTREAM_STOPPED without a reset, because every callback runs at such
  * a boundary.
  */
+#include "xmppns.h"
 #include "xstream.h"
 
 #include <expat.h>
@@ -36,7 +37,6 @@
 
 #define XS_SEP '\xff'
 #define XS_SEP_STR "\xff"
-#define XS_XML_NS "http://www.w3.org/XML/1998/namespace"
 /* Input is handed to expat in slices this large, so that bytes buffered for
  * an unfinished token can exceed max_stanza by at most this much. */
 #define XS_CHUNK 4096
@@ -266,7 +266,7 @@ static char *xs_attr_name(const char *raw)
 	if (!n.uri)
 		return strdup(raw);
 	xbuf_init(&b);
-	if (n.urilen == strlen(XS_XML_NS) && memcmp(n.uri, XS_XML_NS, n.urilen) == 0) {
+	if (n.urilen == strlen(NS_XML) && memcmp(n.uri, NS_XML, n.urilen) == 0) {
 		if (xbuf_puts(&b, "xml:") < 0)
 			goto out_free;
 	} else if (xbuf_puts(&b, "{") < 0 || xbuf_append(&b, n.uri, n.urilen) < 0 ||
@@ -403,11 +403,11 @@ static void xs_open_header(struct xstream *xs, const char *raw, const char **att
 	struct xbuf synth;
 
 	xs_split(raw, &n);
-	if (!n.uri || n.urilen != strlen(XSTREAM_NS) || memcmp(n.uri, XSTREAM_NS, n.urilen)) {
+	if (!n.uri || n.urilen != strlen(NS_STREAM) || memcmp(n.uri, NS_STREAM, n.urilen)) {
 		xs_fail(xs, XSTREAM_ERR_INVALID_NS);
 		return;
 	}
-	if (!xs_name_is(&n, XSTREAM_NS, "stream")) {
+	if (!xs_name_is(&n, NS_STREAM, "stream")) {
 		xs_fail(xs, XSTREAM_ERR_BAD_FORMAT);
 		return;
 	}
@@ -463,7 +463,7 @@ static void XMLCALL on_start(void *ud, const char *name, const char **atts)
 		 * stanza: say so at its start tag instead of waiting for an end
 		 * tag that a client restarting its stream will never send. */
 		xs_split(name, &n);
-		if (xs_name_is(&n, XSTREAM_NS, "stream")) {
+		if (xs_name_is(&n, NS_STREAM, "stream")) {
 			xs_fail(xs, XSTREAM_ERR_NESTED_HEADER);
 			return;
 		}

@@ -47,8 +47,6 @@
 
 #include "xml.h"
 
-#define XSTREAM_NS "http://etherx.jabber.org/streams"
-
 enum xstream_err {
 	XSTREAM_OK = 0,
 	XSTREAM_STOPPED = 1, /* a callback called xstream_stop() */
@@ -80,7 +78,7 @@ struct xstream_limits {
 
 struct xstream_cbs {
 	/* The stream header; attributes such as to, from, version, id, xml:lang
-	 * are on the node, its ns is XSTREAM_NS, and default_ns is the default
+	 * are on the node, its ns is NS_STREAM, and default_ns is the default
 	 * namespace declared on it ("jabber:client"), or NULL. */
 	void (*on_open)(void *ud, const struct xnode *header, const char *default_ns);
 	/* A complete stanza; ownership passes to the callee (xnode_free it). */

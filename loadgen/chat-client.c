@@ -20,7 +20,7 @@
 #include <strophe.h>
 #include <unistd.h>
 
-#define CC_NS_VERSION "jabber:iq:version"
+#include "xmppns.h"
 
 struct cc {
 	xmpp_ctx_t *ctx;
@@ -60,7 +60,7 @@ static void cc_send_version_query(struct cc *cc)
 
 	xmpp_stanza_set_to(iq, cc->domain);
 	xmpp_stanza_set_name(q, "query");
-	xmpp_stanza_set_ns(q, CC_NS_VERSION);
+	xmpp_stanza_set_ns(q, NS_VERSION);
 	xmpp_stanza_add_child(iq, q);
 	xmpp_stanza_release(q);
 	xmpp_send(cc->conn, iq);
@@ -77,7 +77,7 @@ static char *cc_child_text(xmpp_stanza_t *parent, const char *name)
 static int cc_on_version(xmpp_conn_t *conn, xmpp_stanza_t *st, void *ud)
 {
 	struct cc *cc = ud;
-	xmpp_stanza_t *q = xmpp_stanza_get_child_by_ns(st, CC_NS_VERSION);
+	xmpp_stanza_t *q = xmpp_stanza_get_child_by_ns(st, NS_VERSION);
 	char *name = cc_child_text(q, "name"), *ver = cc_child_text(q, "version");
 	char *os = cc_child_text(q, "os");
 	const char *inst = os ? strstr(os, "instance=") : NULL;
@@ -143,7 +143,7 @@ static void cc_on_conn(xmpp_conn_t *conn, xmpp_conn_event_t ev, int error,
 		printf("* logged in as %s%s\n", xmpp_conn_get_bound_jid(conn),
 		       xmpp_conn_is_secured(conn) ? " (TLS)" : "");
 		xmpp_handler_add(conn, cc_on_message, NULL, "message", NULL, cc);
-		xmpp_handler_add(conn, cc_on_ping, "urn:xmpp:ping", "iq", "get", cc);
+		xmpp_handler_add(conn, cc_on_ping, NS_PING, "iq", "get", cc);
 		xmpp_id_handler_add(conn, cc_on_version, "cc-version", cc);
 		xmpp_send(conn, pres);
 		xmpp_stanza_release(pres);

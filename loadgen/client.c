@@ -20,16 +20,8 @@
 #include "scram.h"
 #include "tlsbio.h"
 #include "xml.h"
+#include "xmppns.h"
 #include "xstream.h"
-
-#define NS_CLIENT "jabber:client"
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
-#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
-#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
-#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
-#define NS_VERSION "jabber:iq:version"
-#define NS_PING "urn:xmpp:ping"
 
 /* Output we let pile up towards a server that does not read (bytes). */
 #define CLIENT_MAX_OUTPUT (256 * 1024)
@@ -323,8 +315,7 @@ static void client_send_header(struct client *c)
 	struct xbuf b;
 
 	xbuf_init(&b);
-	xbuf_puts(&b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-		      "xmlns:stream='http://etherx.jabber.org/streams' version='1.0' to='");
+	xbuf_puts(&b, "<?xml version='1.0'?>" XMPP_STREAM_OPEN " version='1.0' to='");
 	xbuf_escape(&b, c->fl->o->domain, strlen(c->fl->o->domain));
 	xbuf_puts(&b, "'>");
 	client_send_buf(c, &b);
@@ -943,7 +934,7 @@ static void client_iq(struct client *c, struct xnode *iq)
 		xbuf_puts(&b, "' type='result'/>");
 	} else {
 		xbuf_puts(&b, "' type='error'><error type='cancel'><service-unavailable "
-			      "xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>");
+			      "xmlns='" NS_STANZAS "'/></error></iq>");
 	}
 	client_send_buf(c, &b);
 }
@@ -1018,7 +1009,7 @@ static void client_on_stanza(void *ud, struct xnode *st)
 
 	if (!client_is_live(c) || !st->name)
 		goto out;
-	if (ns && strcmp(ns, XSTREAM_NS) == 0) {
+	if (ns && strcmp(ns, NS_STREAM) == 0) {
 		if (strcmp(st->name, "features") == 0)
 			client_features(c, st);
 		else if (strcmp(st->name, "error") == 0)

@@ -20,10 +20,10 @@
 #include "session.h"
 #include "sm.h"
 #include "srv.h"
+#include "xmppns.h"
 #include "xstream.h"
 
-static const char GLUE_HEADER[] = "<stream:stream xmlns='jabber:client' "
-				  "xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>";
+static const char GLUE_HEADER[] = XMPP_STREAM_OPEN " version='1.0'>";
 
 struct cluster_glue {
 	struct srv *srv;

@@ -17,6 +17,7 @@
 #include "srv.h"
 #include "tlsbio.h"
 #include "ws.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
@@ -302,20 +303,14 @@ void conn_close_with(struct conn *c, enum close_reason reason, const char *cond,
 		if (!c->header_sent)
 			session_header(c, &b);
 		if (cond_text) {
-			xbuf_printf(
-				&b,
-				"<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'>",
-				cond);
+			xbuf_printf(&b, "<stream:error><%s xmlns='" NS_STREAMS "'>", cond);
 			xbuf_escape(&b, cond_text, strlen(cond_text));
 			xbuf_printf(&b, "</%s>", cond);
 		} else {
-			xbuf_printf(
-				&b,
-				"<stream:error><%s xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>",
-				cond);
+			xbuf_printf(&b, "<stream:error><%s xmlns='" NS_STREAMS "'/>", cond);
 		}
 		if (text) {
-			xbuf_puts(&b, "<text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>");
+			xbuf_puts(&b, "<text xmlns='" NS_STREAMS "'>");
 			xbuf_escape(&b, text, strlen(text));
 			xbuf_puts(&b, "</text>");
 		}
@@ -553,7 +548,7 @@ int conn_send_node(struct conn *c, const struct xnode *n)
 	int rc = -1;
 
 	xbuf_init(&b);
-	if (xnode_serialize(n, "jabber:client", &b) == 0)
+	if (xnode_serialize(n, NS_CLIENT, &b) == 0)
 		rc = conn_send_stanza(c, b.data, b.len);
 	else if (!c->detached)
 		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);

@@ -12,6 +12,7 @@
 #include "router.h"
 #include "session.h"
 #include "srv.h"
+#include "xmppns.h"
 
 struct xnode *iq_result(const struct xnode *iq)
 {

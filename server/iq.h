@@ -12,12 +12,7 @@
 #include "conn.h"
 #include "router.h"
 #include "xml.h"
-
-#define NS_PING "urn:xmpp:ping"
-#define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
-#define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
-#define NS_VERSION "jabber:iq:version"
-#define NS_ROSTER "jabber:iq:roster"
+#include "xmppns.h"
 
 /* Answers an iq get/set addressed to the server or a bare JID (the
  * router's hook, struct router_hooks). Takes ownership of iq. */

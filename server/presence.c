@@ -11,6 +11,7 @@
 #include "router.h"
 #include "session.h"
 #include "srv.h"
+#include "xmppns.h"
 
 /* <priority/> of an available presence, clamped to -128..127 (RFC 6121
  * 4.7.2.3); 0 when absent or not a number. */

@@ -12,6 +12,7 @@
 #include "session.h"
 #include "srv.h"
 #include "users.h"
+#include "xmppns.h"
 
 #define ROUTER_MIN_BUCKETS 1024
 

@@ -19,8 +19,8 @@
 #include "scram.h"
 #include "srv.h"
 #include "users.h"
+#include "xmppns.h"
 
-#define SASL_NS "urn:ietf:params:xml:ns:xmpp-sasl"
 /* Entries per hash in the --auth-any credential cache (direct-mapped). */
 #define SASL_CACHE_SLOTS 1024
 #define SASL_AUTH_ANY_SALT "chatd auth-any salt v1:"
@@ -104,7 +104,7 @@ void sasl_features(struct conn *c, struct xbuf *out)
 		if (!mech_offered(c, (enum sasl_mech)m))
 			continue;
 		if (!any++)
-			xbuf_puts(out, "<mechanisms xmlns='" SASL_NS "'>");
+			xbuf_puts(out, "<mechanisms xmlns='" NS_SASL "'>");
 		xbuf_puts(out, "<mechanism>");
 		xbuf_puts(out, mech_names[m]);
 		xbuf_puts(out, "</mechanism>");
@@ -135,7 +135,7 @@ static enum sasl_result sasl_fail(struct conn *c, const char *cond, const char *
 		 c->sasl ? mech_names[c->sasl->mech] : "-", cond, log_quote(q, sizeof(q), why));
 	sasl_free(c->sasl);
 	c->sasl = NULL;
-	conn_send_str(c, "<failure xmlns='" SASL_NS "'><");
+	conn_send_str(c, "<failure xmlns='" NS_SASL "'><");
 	conn_send_str(c, cond);
 	conn_send_str(c, "/></failure>");
 	return SASL_FAILURE;
@@ -156,7 +156,7 @@ static int sasl_send(struct conn *c, const char *elem, const char *data, size_t 
 	xbuf_init(&b);
 	xbuf_puts(&b, "<");
 	xbuf_puts(&b, elem);
-	xbuf_puts(&b, " xmlns='" SASL_NS "'>");
+	xbuf_puts(&b, " xmlns='" NS_SASL "'>");
 	xbuf_puts(&b, b64 ? b64 : "");
 	xbuf_puts(&b, "</");
 	xbuf_puts(&b, elem);

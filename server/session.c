@@ -17,6 +17,7 @@
 #include "sm.h"
 #include "srv.h"
 #include "ws.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 /* SASL failures allowed on one stream (RFC 6120 6.4.5: 2 to 5). */
@@ -71,8 +72,7 @@ void session_header(struct conn *c, struct xbuf *b)
 		c->header_sent = 1;
 		return;
 	}
-	xbuf_puts(b, "<?xml version='1.0'?><stream:stream xmlns='jabber:client' "
-		     "xmlns:stream='http://etherx.jabber.org/streams' id='");
+	xbuf_puts(b, "<?xml version='1.0'?>" XMPP_STREAM_OPEN " id='");
 	xbuf_puts(b, id);
 	xbuf_puts(b, "' from='");
 	xbuf_escape(b, c->srv->domain, strlen(c->srv->domain));
@@ -188,7 +188,7 @@ static void on_open(void *ud, const struct xnode *header, const char *default_ns
 	if (c->closing)
 		return;
 	if (!default_ns || strcmp(default_ns, NS_CLIENT) != 0) {
-		stream_error(c, "invalid-namespace", "the default namespace must be jabber:client");
+		stream_error(c, "invalid-namespace", "the default namespace must be " NS_CLIENT);
 		return;
 	}
 	if (to) {

@@ -13,14 +13,7 @@
 
 #include "conn.h"
 #include "xml.h"
-
-#define NS_CLIENT "jabber:client"
-#define NS_STREAMS "urn:ietf:params:xml:ns:xmpp-streams"
-#define NS_STANZAS "urn:ietf:params:xml:ns:xmpp-stanzas"
-#define NS_TLS "urn:ietf:params:xml:ns:xmpp-tls"
-#define NS_SASL "urn:ietf:params:xml:ns:xmpp-sasl"
-#define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
-#define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
+#include "xmppns.h"
 
 /* Creates the parser (pre-authentication limits). 0 or -1 (out of memory). */
 int session_init(struct conn *c);

@@ -20,6 +20,7 @@
 #include "sm_state.h"
 #include "smq.h"
 #include "srv.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 /* A <resume/> asked of peers (the id is not held here). */

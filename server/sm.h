@@ -23,8 +23,8 @@
 
 #include "conn.h"
 #include "xml.h"
+#include "xmppns.h"
 
-#define NS_SM "urn:xmpp:sm:3"
 /* The server asks for an ack (<r/>) once this many stanzas wait for one. */
 #define SM_ACK_EVERY 5
 

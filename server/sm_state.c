@@ -7,10 +7,9 @@
 #include "conn.h"
 #include "presence.h"
 #include "session.h"
+#include "xmppns.h"
 
-static const char SM_PARSE_HEADER[] = "<stream:stream xmlns='jabber:client' "
-				      "xmlns:stream='http://etherx.jabber.org/streams' "
-				      "version='1.0'>";
+static const char SM_PARSE_HEADER[] = XMPP_STREAM_OPEN " version='1.0'>";
 
 /* ---- parsing pieces back ---- */
 

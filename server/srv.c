@@ -31,6 +31,7 @@
 #include "tlsbio.h"
 #include "users.h"
 #include "ws.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 const struct router_hooks srv_router_hooks = {
@@ -249,7 +250,7 @@ static void srv_ping(struct srv *srv, struct conn *c, uint32_t now)
 	xbuf_escape(&b, srv->domain, strlen(srv->domain));
 	xbuf_puts(&b, "' to='");
 	xbuf_escape(&b, full, strlen(full));
-	if (xbuf_puts(&b, "'><ping xmlns='urn:xmpp:ping'/></iq>") == 0 && b.data) {
+	if (xbuf_puts(&b, "'><ping xmlns='" NS_PING "'/></iq>") == 0 && b.data) {
 		srv->metrics.pings_sent_total++;
 		conn_send_stanza(c, b.data, b.len); /* a stanza: counted by XEP-0198 */
 	}

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "session.h"
 #include "srv.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 /* RFC 6455 4.2.2: the accept key is SHA-1(key + this GUID), base64. */
@@ -103,14 +104,14 @@ static int frame_element(const char *el, size_t len, ws_emit_fn emit, void *ud)
 
 	if (len > 8 && strncmp(el, "<stream:", 8) == 0) {
 		xbuf_init(&out);
-		r = insert_after_name(&out, el, len, " xmlns:stream='" XSTREAM_NS "'");
+		r = insert_after_name(&out, el, len, " xmlns:stream='" NS_STREAM "'");
 	} else if (!has_default_ns(el, len) &&
 		   ((len > 8 && strncmp(el, "<message", 8) == 0) ||
 		    (len > 9 && strncmp(el, "<presence", 9) == 0) ||
 		    (len > 3 && strncmp(el, "<iq", 3) == 0 &&
 		     (isspace((unsigned char)el[3]) || el[3] == '>' || el[3] == '/')))) {
 		xbuf_init(&out);
-		r = insert_after_name(&out, el, len, " xmlns='jabber:client'");
+		r = insert_after_name(&out, el, len, " xmlns='" NS_CLIENT "'");
 	} else {
 		emit(ud, el, len, 0);
 		return 0;
@@ -127,7 +128,7 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 {
 	/* Written the way Strophe.js (1.2) compares it, character for
 	 * character, to know the stream ended. */
-	static const char close_msg[] = "<close xmlns=\"" WS_NS_FRAMING "\" />";
+	static const char close_msg[] = "<close xmlns=\"" NS_FRAMING "\" />";
 
 	for (size_t i = 0; i < len; i++) {
 		char ch = data[i];
@@ -217,7 +218,7 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 
 void ws_open_header(struct xbuf *b, const char *id, const char *domain)
 {
-	xbuf_puts(b, "<open xmlns='" WS_NS_FRAMING "' id='");
+	xbuf_puts(b, "<open xmlns='" NS_FRAMING "' id='");
 	xbuf_puts(b, id);
 	xbuf_puts(b, "' from='");
 	xbuf_escape(b, domain, strlen(domain));
@@ -319,8 +320,8 @@ static void fr_start(void *ud, const XML_Char *name, const XML_Char **attrs)
 		e->bad = 1; /* children: not a framing element */
 		return;
 	}
-	e->is_open = strcmp(name, WS_NS_FRAMING "|open") == 0;
-	e->is_close = strcmp(name, WS_NS_FRAMING "|close") == 0;
+	e->is_open = strcmp(name, NS_FRAMING "|open") == 0;
+	e->is_close = strcmp(name, NS_FRAMING "|close") == 0;
 	for (size_t i = 0; attrs[i]; i += 2) {
 		const char *v = attrs[i + 1];
 
@@ -394,7 +395,7 @@ static void ws_message(struct ws *ws, const char *msg, size_t len)
 			return;
 		}
 		xbuf_init(&h);
-		xbuf_puts(&h, "<stream:stream xmlns='jabber:client' xmlns:stream='" XSTREAM_NS "'");
+		xbuf_puts(&h, XMPP_STREAM_OPEN);
 		if (e.to[0]) {
 			xbuf_puts(&h, " to='");
 			xbuf_escape(&h, e.to, strlen(e.to));

@@ -28,7 +28,6 @@ struct ws;
 
 #define WS_PATH "/xmpp-websocket"
 #define WS_PROTOCOL "xmpp"
-#define WS_NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing"
 /* Largest upgrade request (request line and headers). */
 #define WS_MAX_REQUEST 8192
 

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "xml.h"
+#include "xmppns.h"
 #include "xstream.h"
 
 #define HDR                                                                                    \
@@ -36,7 +37,7 @@ static void rec_open(void *ud, const struct xnode *h, const char *default_ns)
 	struct rec *r = ud;
 
 	assert_string_equal(h->name, "stream");
-	assert_string_equal(h->ns, XSTREAM_NS);
+	assert_string_equal(h->ns, NS_STREAM);
 	xbuf_printf(&r->log, "open ns=%s", default_ns ? default_ns : "(none)");
 	for (size_t i = 0; i < h->nattrs; i++)
 		xbuf_printf(&r->log, " %s=%s", h->attrs[i].name, h->attrs[i].value);
