@@ -16,7 +16,7 @@
 #define NS_BIND "urn:ietf:params:xml:ns:xmpp-bind"
 #define NS_SESSION "urn:ietf:params:xml:ns:xmpp-session"
 #define NS_FRAMING "urn:ietf:params:xml:ns:xmpp-framing" /* RFC 7395 */
-#define NS_PING "urn:xmpp:ping"				  /* XEP-0199 */
+#define NS_PING "urn:xmpp:ping"				 /* XEP-0199 */
 #define NS_DISCO_INFO "http://jabber.org/protocol/disco#info"
 #define NS_DISCO_ITEMS "http://jabber.org/protocol/disco#items"
 #define NS_VERSION "jabber:iq:version" /* XEP-0092 */
