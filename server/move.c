@@ -27,7 +27,10 @@ void move_session(struct conn *c)
 	if (c->closing || c->detached || c->moving || c->state != ST_ESTABLISHED)
 		return;
 	c->srv->metrics.sessions_moved_total++;
-	conn_log(c, LOG_DEBUG, "move", "sm=%s", !c->sm ? "off" : c->sm->window_s ? "resume" : "acks");
+	conn_log(c, LOG_DEBUG, "move", "sm=%s",
+		 !c->sm		   ? "off"
+		 : c->sm->window_s ? "resume"
+				   : "acks");
 	if (c->sm && !c->sm->window_s && c->sm->count) {
 		/* Acks without resumption: learn what arrived before the end. */
 		c->moving = 1;
