@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "log.h"
 #include "presence.h"
 #include "session.h"
@@ -50,17 +51,8 @@ uint32_t conn_now(const struct conn *c)
 
 const char *conn_peer(const struct conn *c, char *buf, size_t size)
 {
-	char ip[INET6_ADDRSTRLEN] = "?";
-
-	if (c->peer.sa.sa_family == AF_INET) {
-		uv_ip4_name(&c->peer.in, ip, sizeof(ip));
-		snprintf(buf, size, "%s:%u", ip, ntohs(c->peer.in.sin_port));
-	} else if (c->peer.sa.sa_family == AF_INET6) {
-		uv_ip6_name(&c->peer.in6, ip, sizeof(ip));
-		snprintf(buf, size, "[%s]:%u", ip, ntohs(c->peer.in6.sin6_port));
-	} else {
+	if (addr_format(&c->peer.sa, buf, size) < 0)
 		snprintf(buf, size, "?");
-	}
 	return buf;
 }
 

@@ -17,6 +17,7 @@
 #include <openssl/crypto.h>
 #include <uv.h>
 
+#include "addr.h"
 #include "cluster_glue.h"
 #include "log.h"
 #include "move.h"
@@ -328,10 +329,10 @@ static void http_close_cb(uv_handle_t *hd)
 struct http *http_start(struct srv *srv, const char *addr)
 {
 	const struct config *cfg = srv->cfg;
-	struct sockaddr_storage ss;
+	struct addr a;
 	struct http *h;
 
-	if (srv_parse_addr(addr, &ss) != 0) {
+	if (addr_parse(addr, ADDR_PORT_ZERO, 0, &a) != 0) {
 		log_error("http_error", "addr=%s msg=\"bad address\"", addr);
 		return NULL;
 	}
@@ -358,9 +359,9 @@ struct http *http_start(struct srv *srv, const char *addr)
 	h->async.data = h;
 	h->d = MHD_start_daemon(
 		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-			MHD_USE_ERROR_LOG | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+			MHD_USE_ERROR_LOG | (a.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
 		0, NULL, NULL, http_handler, h, MHD_OPTION_EXTERNAL_LOGGER, http_log, h,
-		MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_SOCK_ADDR, &ss,
+		MHD_OPTION_NOTIFY_COMPLETED, http_completed, h, MHD_OPTION_SOCK_ADDR, &a.sa,
 		MHD_OPTION_CONNECTION_LIMIT, cfg->http_max_connections,
 		MHD_OPTION_PER_IP_CONNECTION_LIMIT, cfg->http_max_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, cfg->http_timeout,

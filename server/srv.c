@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "authlimit.h"
 #include "cluster_glue.h"
 #include "conn.h"
@@ -50,45 +51,6 @@ const struct router_hooks srv_router_hooks = {
 uint32_t srv_now(const struct srv *srv)
 {
 	return (uint32_t)(uv_now(srv->loop) - srv->t0_ms);
-}
-
-int srv_parse_addr(const char *s, struct sockaddr_storage *ss)
-{
-	char host[256];
-	const char *colon;
-	char *end;
-	long port;
-	size_t hl;
-
-	memset(ss, 0, sizeof(*ss));
-	if (s[0] == '[') {
-		const char *rb = strchr(s, ']');
-		if (!rb || rb[1] != ':')
-			return -1;
-		hl = (size_t)(rb - s - 1);
-		if (hl >= sizeof(host))
-			return -1;
-		memcpy(host, s + 1, hl);
-		host[hl] = '\0';
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		hl = (size_t)(colon - s);
-		if (hl >= sizeof(host))
-			return -1;
-		memcpy(host, s, hl);
-		host[hl] = '\0';
-	}
-	port = strtol(colon + 1, &end, 10);
-	if (!colon[1] || *end || port < 0 || port > 65535)
-		return -1;
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	return -1;
 }
 
 int srv_random(struct srv *srv, void *buf, size_t n)
@@ -502,6 +464,15 @@ static void srv_signal_cb(uv_signal_t *s, int signum)
 
 /* ----------------------------------------------------------------- setup */
 
+/* "HOST:PORT" a listener is bound to; the length or a negative errno. */
+static int srv_bound(uv_tcp_t *t, char *buf, size_t size)
+{
+	struct sockaddr_storage ss;
+	int len = (int)sizeof(ss), r = uv_tcp_getsockname(t, (struct sockaddr *)&ss, &len);
+
+	return r < 0 ? r : addr_format((struct sockaddr *)&ss, buf, size);
+}
+
 /*
  * --ports-file: the bound addresses, one "role=HOST:PORT" line each, written
  * to a temp file renamed into place, so a reader never sees half of it.
@@ -510,47 +481,22 @@ static void srv_signal_cb(uv_signal_t *s, int signum)
 static int srv_write_ports(struct srv *srv)
 {
 	const struct config *cfg = srv->cfg;
-	struct sockaddr_storage ss;
-	char host[INET6_ADDRSTRLEN], tmp[1100], buf[1024];
+	char tmp[1100], buf[1024], a[ADDR_STR_MAX];
 	const char *cl = cluster_glue_listen_addr(srv);
-	int len = (int)sizeof(ss), n, fd, port;
+	struct addr http;
+	int n, fd;
 
-	if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &len) != 0)
+	if (srv_bound(&srv->listener, a, sizeof(a)) < 0)
 		return -1;
-	if (ss.ss_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host, sizeof(host));
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		n = snprintf(buf, sizeof(buf), "listen=[%s]:%d\n", host, port);
-	} else {
-		inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host, sizeof(host));
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		n = snprintf(buf, sizeof(buf), "listen=%s:%d\n", host, port);
-	}
+	n = snprintf(buf, sizeof(buf), "listen=%s\n", a);
 	if (cfg->websocket[0]) {
-		len = (int)sizeof(ss);
-		if (uv_tcp_getsockname(&srv->ws_listener, (struct sockaddr *)&ss, &len) != 0)
+		if (srv_bound(&srv->ws_listener, a, sizeof(a)) < 0)
 			return -1;
-		if (ss.ss_family == AF_INET6) {
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, host,
-				  sizeof(host));
-			port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-			n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=[%s]:%d\n", host,
-				      port);
-		} else {
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, host,
-				  sizeof(host));
-			port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-			n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=%s:%d\n", host,
-				      port);
-		}
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=%s\n", a);
 	}
-	if (srv->http) {
-		const char *colon = strrchr(cfg->http, ':');
-
-		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "http=%.*s:%d\n",
-			      colon ? (int)(colon - cfg->http) : 0, cfg->http,
-			      http_bound_port(srv->http));
-	}
+	if (srv->http && addr_parse(cfg->http, ADDR_PORT_ZERO, 0, &http) == 0 &&
+	    addr_join(http.host, http_bound_port(srv->http), a, sizeof(a)) >= 0)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "http=%s\n", a);
 	if (cl)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "cluster=%s\n", cl);
 	snprintf(tmp, sizeof(tmp), "%s.%ld.tmp", cfg->ports_file, (long)getpid());
@@ -575,7 +521,7 @@ fail:
 
 int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 {
-	struct sockaddr_storage ss;
+	struct addr a;
 	char err[512];
 	int r;
 
@@ -642,14 +588,14 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	if (!cfg->auth_any && !srv->users && !cfg->allow_anonymous)
 		log_warn("no_accounts", "msg=\"no --users, --auth-any or --allow-anonymous: "
 					"nobody can log in\"");
-	if (srv_parse_addr(cfg->listen, &ss) != 0) {
+	if (addr_parse(cfg->listen, ADDR_PORT_ZERO, 0, &a) != 0) {
 		log_error("config_error", "msg=\"bad --listen address\" listen=%s", cfg->listen);
 		return -1;
 	}
 	uv_tcp_init(loop, &srv->listener);
 	srv->listener.data = srv;
 	srv->listening = 1;
-	r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&ss, 0);
+	r = uv_tcp_bind(&srv->listener, (struct sockaddr *)&a.sa, 0);
 	if (r == 0)
 		r = uv_listen((uv_stream_t *)&srv->listener, 4096, srv_accept_cb);
 	if (r != 0) {
@@ -657,7 +603,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		return -1;
 	}
 	if (cfg->websocket[0]) {
-		if (srv_parse_addr(cfg->websocket, &ss) != 0) {
+		if (addr_parse(cfg->websocket, ADDR_PORT_ZERO, 0, &a) != 0) {
 			log_error("config_error", "msg=\"bad --websocket address\" websocket=%s",
 				  cfg->websocket);
 			return -1;
@@ -665,7 +611,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		uv_tcp_init(loop, &srv->ws_listener);
 		srv->ws_listener.data = srv;
 		srv->listening++;
-		r = uv_tcp_bind(&srv->ws_listener, (struct sockaddr *)&ss, 0);
+		r = uv_tcp_bind(&srv->ws_listener, (struct sockaddr *)&a.sa, 0);
 		if (r == 0)
 			r = uv_listen((uv_stream_t *)&srv->ws_listener, 4096, srv_accept_cb);
 		if (r != 0) {

@@ -164,7 +164,4 @@ int srv_random(struct srv *srv, void *buf, size_t n);
 /* Writes n random bytes as 2n lower-case hex digits and a NUL into hex. */
 int srv_random_hex(struct srv *srv, char *hex, size_t n);
 
-/* Parses "ADDR:PORT" / "[V6]:PORT" into ss; 0 or -1. */
-int srv_parse_addr(const char *s, struct sockaddr_storage *ss);
-
 #endif

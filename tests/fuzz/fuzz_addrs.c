@@ -1,12 +1,14 @@
 /*
- * libFuzzer target for the small address and duration parsers of the
- * command lines and peer lists: chatd's --listen/--http (srv_parse_addr),
- * the cluster's --peers entries (cluster_hostport_parse) and rainbow's
- * durations (cli_parse_duration).
+ * libFuzzer target for the small parsers of the command lines and peer
+ * lists: ADDR:PORT (common/addr.c, with the flags chatd's listeners, the
+ * cluster's peers and any mix of them use; never ADDR_RESOLVE: no network
+ * here) and rainbow's durations (cli_parse_duration).
  *
- * Input: one byte choosing the parser, then the value. Besides not
- * crashing, an accepted value is in range and stable: formatted canonically
- * it parses to the same value.
+ * Input: one byte choosing the parser (low two bits: 0 listener,
+ * 1 peer, 2 peer with a default port, 3 duration; bits 2-4 add flags, bit 6
+ * makes the default port 0), then the value. Besides not crashing, an
+ * accepted value is in range and stable: written back (addr_join, and
+ * addr_format for a numeric address) it parses to the same value.
  */
 #include <math.h>
 #include <stddef.h>
@@ -16,63 +18,42 @@
 #include <string.h>
 #include <netinet/in.h>
 
-#include <uv.h>
-
+#include "../../common/addr.h"
 #include "../../deployer/cli.h"
-#include "../../server/cluster/cluster.h"
-#include "../../server/srv.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static void check_srv_addr(const char *s)
+static void check_addr(const char *s, unsigned flags, int default_port)
 {
-	struct sockaddr_storage a, b;
-	char host[64], buf[96];
-	int port;
+	struct addr a, b;
+	char buf[ADDR_STR_MAX];
 
-	if (srv_parse_addr(s, &a) != 0)
+	if (addr_parse(s, flags, default_port, &a) != 0)
 		return;
-	if (a.ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)&a;
-
-		port = ntohs(in->sin_port);
-		if (uv_ip4_name(in, host, sizeof(host)) != 0)
+	if (!a.host[0] || strlen(a.host) > ADDR_NAME_MAX || a.port < 0 || a.port > 65535)
+		abort();
+	if (a.port == 0 && !(flags & ADDR_PORT_ZERO))
+		abort();
+	if (!strchr(s, ':') && !(flags & ADDR_PORT_OPTIONAL) && s[0] != '[')
+		abort();
+	if (a.sa.ss_family == AF_UNSPEC) {
+		if (!(flags & ADDR_NAME))
 			abort();
-		snprintf(buf, sizeof(buf), "%s:%d", host, port);
-	} else if (a.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a;
-
-		/* The canonical form below has no zone: nothing to compare. */
-		if (in6->sin6_scope_id)
-			return;
-		port = ntohs(in6->sin6_port);
-		if (uv_ip6_name(in6, host, sizeof(host)) != 0)
-			abort();
-		snprintf(buf, sizeof(buf), "[%s]:%d", host, port);
-	} else {
+	} else if (addr_port((const struct sockaddr *)&a.sa) != a.port) {
 		abort();
 	}
-	if (srv_parse_addr(buf, &b) != 0 || memcmp(&a, &b, sizeof(a)) != 0)
+	if (addr_join(a.host, a.port, buf, sizeof(buf)) < 0)
 		abort();
-}
-
-static void check_hostport(const char *s, int default_port)
-{
-	char host[256], again[256], buf[300];
-	int port = -1, port2 = -1;
-
-	if (cluster_hostport_parse(s, default_port, host, sizeof(host), &port) != 0)
-		return;
-	if (!host[0] || port < 1 || port > 65535 || (!default_port && !strchr(s, ':')))
+	if (addr_parse(buf, flags & ~ADDR_PORT_OPTIONAL, 0, &b) != 0 || strcmp(a.host, b.host) ||
+	    a.port != b.port || memcmp(&a.sa, &b.sa, sizeof(a.sa)) != 0)
 		abort();
-	/* Brackets when the host has a ':' or starts like a bracketed one. */
-	if (strchr(host, ':') || host[0] == '[')
-		snprintf(buf, sizeof(buf), "[%s]:%d", host, port);
-	else
-		snprintf(buf, sizeof(buf), "%s:%d", host, port);
-	if (cluster_hostport_parse(buf, 0, again, sizeof(again), &port2) != 0 ||
-	    strcmp(host, again) != 0 || port != port2)
-		abort();
+	if (a.sa.ss_family != AF_UNSPEC) {
+		if (addr_format((const struct sockaddr *)&a.sa, buf, sizeof(buf)) < 0)
+			abort();
+		if (addr_parse(buf, flags & ~ADDR_PORT_OPTIONAL, 0, &b) != 0 ||
+		    memcmp(&a.sa, &b.sa, sizeof(a.sa)) != 0)
+			abort();
+	}
 }
 
 static void check_cli_duration(const char *s)
@@ -97,19 +78,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	memcpy(s, data + 1, size - 1);
 	s[size - 1] = '\0';
-	switch (data[0] & 3) {
-	case 0:
-		check_srv_addr(s);
-		break;
-	case 1:
-		check_hostport(s, 0);
-		break;
-	case 2:
-		check_hostport(s, 7000);
-		break;
-	default:
+	static const unsigned base[3] = { ADDR_PORT_ZERO, ADDR_NAME,
+					  ADDR_NAME | ADDR_PORT_OPTIONAL };
+	unsigned extra = (data[0] >> 2) & (ADDR_PORT_ZERO | ADDR_NAME | ADDR_PORT_OPTIONAL);
+
+	if ((data[0] & 3) == 3)
 		check_cli_duration(s);
-		break;
-	}
+	else
+		check_addr(s, base[data[0] & 3] | extra, data[0] & 0x40 ? 0 : 7000);
 	return 0;
 }

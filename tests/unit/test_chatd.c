@@ -1,6 +1,6 @@
 /* Unit tests for chatd's parts that need no sockets: server/config.c
- * (defaults, environment, flags), server/metrics.c (the exposition),
- * srv_parse_addr() and the routing table of server/router.c. The delivery
+ * (defaults, environment, flags), server/metrics.c (the exposition) and
+ * the routing table of server/router.c (addresses: test_addr.c). The delivery
  * rules are tested in test_router.c. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -168,25 +168,6 @@ static void test_config_errors(void **state)
 	assert_int_equal(load(&cfg, 3, level), -1);
 }
 
-static void test_parse_addr(void **state)
-{
-	struct sockaddr_storage ss;
-
-	(void)state;
-	assert_int_equal(srv_parse_addr("127.0.0.1:5222", &ss), 0);
-	assert_int_equal(ss.ss_family, AF_INET);
-	assert_int_equal(ntohs(((struct sockaddr_in *)&ss)->sin_port), 5222);
-	assert_int_equal(srv_parse_addr("[::1]:80", &ss), 0);
-	assert_int_equal(ss.ss_family, AF_INET6);
-	assert_int_equal(srv_parse_addr("0.0.0.0:0", &ss), 0);
-	assert_int_equal(srv_parse_addr("127.0.0.1", &ss), -1);
-	assert_int_equal(srv_parse_addr("127.0.0.1:", &ss), -1);
-	assert_int_equal(srv_parse_addr("127.0.0.1:70000", &ss), -1);
-	assert_int_equal(srv_parse_addr("host.example:80", &ss), -1);
-	assert_int_equal(srv_parse_addr("[::1]80", &ss), -1);
-	assert_int_equal(srv_parse_addr("1.2.3.4:5x", &ss), -1);
-}
-
 static void test_metrics_format(void **state)
 {
 	struct metrics m;
@@ -350,7 +331,6 @@ int main(void)
 		cmocka_unit_test_setup(test_config_bool_forms, clear_env),
 		cmocka_unit_test_setup(test_config_durations, clear_env),
 		cmocka_unit_test_setup(test_config_errors, clear_env),
-		cmocka_unit_test(test_parse_addr),
 		cmocka_unit_test(test_metrics_format),
 		cmocka_unit_test(test_close_reasons),
 		cmocka_unit_test(test_router_table),
