@@ -110,7 +110,8 @@ class MachineLoad:
         own = self._own() - self.own0
         self.result = {
             "busy_pct": 100.0 * busy / total,
-            "others_pct": max(0.0, 100.0 * (busy - own) / total),
+            # unknown when the benchmark's own processes were not given
+            "others_pct": max(0.0, 100.0 * (busy - own) / total) if self.pids else None,
             "loadavg": loadavg1(),
             "wall_s": wall,
         }
@@ -143,17 +144,22 @@ def fmt_load(loads):
         return "-"
 
     def rng(k, fmt):
-        v = [x[k] for x in loads]
+        v = [x[k] for x in loads if x.get(k) is not None]
+        if not v:
+            return None
         lo, hi = min(v), max(v)
         return fmt % lo if fmt % lo == fmt % hi else (fmt % lo) + "–" + (fmt % hi)
-    return "busy %s %% (others %s %%), load %s" % (
-        rng("busy_pct", "%.0f"), rng("others_pct", "%.0f"), rng("loadavg", "%.1f"))
+    others = rng("others_pct", "%.0f")
+    return "busy %s %%%s, load %s" % (rng("busy_pct", "%.0f"),
+                                      " (others %s %%)" % others if others else "",
+                                      rng("loadavg", "%.1f"))
 
 
 LOAD_NOTE = ("**Machine load** is that of the whole machine while the figure was measured: "
              "the share of all %d cores busy (/proc/stat), in brackets the part of it not "
              "spent by the benchmark's own processes (other people's builds and tests on this "
-             "shared machine), then the 1-minute load average; each a range over the runs. "
+             "shared machine; left out where those processes are short-lived), then the "
+             "1-minute load average; each a range over the runs. "
              "Server CPU per operation is the server's own (scheduler accounting, hardly "
              "affected by others); wall-clock rates and latencies are what was reached "
              "under that load." % NCPU)
