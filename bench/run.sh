@@ -101,7 +101,8 @@ script_of() {
 }
 
 SHA=$(git rev-parse --short=7 HEAD 2>/dev/null || echo unknown)
-if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+# The document this run writes is not a change to what is measured.
+if [ -n "$(git status --porcelain --untracked-files=no -- . ":(exclude)$DOC" 2>/dev/null)" ]; then
 	SHA="$SHA + uncommitted changes"
 fi
 
