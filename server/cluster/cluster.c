@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "addr.h"
 #include "cluster_int.h"
 #include "cluster_proto.h"
 #include "cluster_routes.h"
@@ -31,13 +32,15 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		const struct cluster_hooks *hooks, void *ud, struct cluster **out)
 {
 	struct cluster *cl;
-	char host[256];
-	int port, rc = -ENOMEM;
+	struct addr la, dns;
+	int rc = -ENOMEM;
 	double dns_s;
 
-	if (!cfg->listen ||
-	    cluster__listen_addr_parse(cfg->listen, host, sizeof(host), &port) < 0) {
-		log_error("cluster_config", "error=\"--cluster-listen needs ADDR:PORT\"");
+	/* A numeric address: links are accepted on it and peers compare it
+	 * with theirs; port 0 lets the kernel pick (cluster_listen_addr()). */
+	if (!cfg->listen || addr_parse(cfg->listen, ADDR_PORT_ZERO, 0, &la) < 0) {
+		log_error("cluster_config",
+			  "error=\"--cluster-listen needs ADDR:PORT, a numeric address\"");
 		return -EINVAL;
 	}
 	if (!cfg->instance || !*cfg->instance || strlen(cfg->instance) > CLUSTER_ID_MAX) {
@@ -66,7 +69,8 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 		cl->keepalive_ms = 300;
 	dns_s = cfg->dns_interval > 0 ? cfg->dns_interval : CLUSTER_DNS_INTERVAL_DEFAULT;
 	cl->dns_interval_ms = (uint64_t)(dns_s * 1000.0);
-	cl->listen_port = (uint16_t)port;
+	cl->listen_sa = la.sa;
+	cl->listen_port = (uint16_t)la.port;
 	cl->listen = strdup(cfg->listen);
 	cl->instance = strdup(cfg->instance);
 	cl->version = strdup(cfg->version ? cfg->version : "");
@@ -87,15 +91,15 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 			goto fail;
 	}
 	if (cfg->peers_dns && *cfg->peers_dns) {
-		cl->dns_name = malloc(256);
-		if (!cl->dns_name)
-			goto fail;
-		if (cluster_hostport_parse(cfg->peers_dns, port, cl->dns_name, 256, &cl->dns_port) <
-		    0) {
+		if (addr_parse(cfg->peers_dns, ADDR_NAME | ADDR_PORT_OPTIONAL, la.port, &dns) < 0) {
 			log_error("cluster_config", "error=\"--peers-dns needs NAME[:PORT]\"");
 			rc = -EINVAL;
 			goto fail;
 		}
+		cl->dns_name = strdup(dns.host);
+		if (!cl->dns_name)
+			goto fail;
+		cl->dns_port = dns.port;
 	}
 	cluster_routes_init(&cl->remote);
 	cluster_routes_init(&cl->local);
@@ -199,50 +203,40 @@ const char *cluster_listen_addr(const struct cluster *cl)
 int cluster_start(struct cluster *cl)
 {
 	struct sockaddr_storage ss;
-	char host[256];
 	uint64_t period;
-	int port, rc;
+	int rc;
 
 	if (cl->started)
 		return -EALREADY;
-	cluster__listen_addr_parse(cl->listen, host, sizeof(host), &port);
-	if (uv_ip4_addr(host, port, (struct sockaddr_in *)&ss) < 0 &&
-	    uv_ip6_addr(host, port, (struct sockaddr_in6 *)&ss) < 0) {
-		log_error("cluster_listen", "addr=%s error=\"not a numeric address\"", cl->listen);
-		return -EINVAL;
-	}
 	rc = uv_tcp_init(cl->loop, &cl->listener);
 	if (rc < 0)
 		return rc;
 	cl->handles++;
 	cl->listener.data = cl;
 	cl->listening = 1;
-	rc = uv_tcp_bind(&cl->listener, (struct sockaddr *)&ss, 0);
+	rc = uv_tcp_bind(&cl->listener, (struct sockaddr *)&cl->listen_sa, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&cl->listener, 128, cluster__on_connection);
 	if (rc < 0) {
 		log_error("cluster_listen", "addr=%s error=%s", cl->listen, uv_err_name(rc));
 		goto fail_listener;
 	}
-	if (port == 0) {
+	if (cl->listen_port == 0) {
 		/* The kernel picked the port: peers must learn the real one. */
-		char *bound;
-		size_t n = strlen(host) + 16;
+		char bound[ADDR_STR_MAX];
 		int len = (int)sizeof(ss);
 
 		rc = uv_tcp_getsockname(&cl->listener, (struct sockaddr *)&ss, &len);
-		bound = malloc(n);
-		if (rc < 0 || !bound) {
-			free(bound);
-			rc = rc < 0 ? rc : -ENOMEM;
-			goto fail_listener;
+		if (rc == 0)
+			rc = addr_format((struct sockaddr *)&ss, bound, sizeof(bound));
+		if (rc >= 0) {
+			free(cl->listen);
+			cl->listen = strdup(bound);
+			rc = cl->listen ? 0 : -ENOMEM;
 		}
-		port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-						      : ((struct sockaddr_in *)&ss)->sin_port);
-		snprintf(bound, n, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-		free(cl->listen);
-		cl->listen = bound;
-		cl->listen_port = (uint16_t)port;
+		if (rc < 0)
+			goto fail_listener;
+		cl->listen_port = (uint16_t)addr_port((struct sockaddr *)&ss);
 	}
 	rc = uv_timer_init(cl->loop, &cl->tick);
 	if (rc < 0)

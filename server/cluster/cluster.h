@@ -217,8 +217,4 @@ void cluster_get_stats(const struct cluster *cl, struct cluster_stats *out);
  * the length as snprintf does (>= size when truncated). */
 int cluster_metrics_print(const struct cluster *cl, char *buf, size_t size);
 
-/* Splits "HOST:PORT", "[V6]:PORT" or "HOST" (default_port, 0 = required)
- * into host and port. 0 or -EINVAL. */
-int cluster_hostport_parse(const char *s, int default_port, char *host, size_t hostsz, int *port);
-
 #endif

@@ -1,5 +1,5 @@
 /*
- * Cluster settings: HOST:PORT parsing, the secret file, peer lists.
+ * Cluster settings: the secret file, peer lists.
  */
 #include "cluster.h"
 
@@ -21,62 +21,6 @@
 #include "log.h"
 
 /* ---- configuration helpers ---- */
-
-int cluster_hostport_parse(const char *s, int default_port, char *host, size_t hostsz, int *port)
-{
-	const char *colon, *hend, *hstart = s;
-	char *end;
-	long p;
-
-	if (!s || !*s)
-		return -EINVAL;
-	if (*s == '[') {
-		hstart = s + 1;
-		hend = strchr(s, ']');
-		if (!hend)
-			return -EINVAL;
-		colon = hend[1] == ':' ? hend + 1 : NULL;
-		if (hend[1] != '\0' && !colon)
-			return -EINVAL;
-	} else {
-		colon = strrchr(s, ':');
-		if (colon && strchr(s, ':') != colon)
-			return -EINVAL; /* a bare IPv6 address needs brackets */
-		hend = colon ? colon : s + strlen(s);
-	}
-	if (hend == hstart || (size_t)(hend - hstart) >= hostsz)
-		return -EINVAL;
-	memcpy(host, hstart, (size_t)(hend - hstart));
-	host[hend - hstart] = '\0';
-	if (!colon) {
-		if (default_port <= 0)
-			return -EINVAL;
-		*port = default_port;
-		return 0;
-	}
-	errno = 0;
-	p = strtol(colon + 1, &end, 10);
-	if (errno || end == colon + 1 || *end || p < 1 || p > 65535)
-		return -EINVAL;
-	*port = (int)p;
-	return 0;
-}
-
-/* The listen address may name port 0 (the kernel picks one); peers may not. */
-int cluster__listen_addr_parse(const char *s, char *host, size_t hostsz, int *port)
-{
-	size_t n = s ? strlen(s) : 0;
-	char tmp[300];
-	int unused;
-
-	if (n > 2 && n - 2 < sizeof(tmp) && strcmp(s + n - 2, ":0") == 0) {
-		memcpy(tmp, s, n - 2);
-		tmp[n - 2] = '\0';
-		*port = 0;
-		return cluster_hostport_parse(tmp, 1, host, hostsz, &unused);
-	}
-	return cluster_hostport_parse(s, 0, host, hostsz, port);
-}
 
 int cluster_secret_load(const char *path, uint8_t **out, size_t *len)
 {

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "addr.h"
 #include "cluster_int.h"
 #include "cluster_proto.h"
 #include "cluster_routes.h"
@@ -154,11 +155,9 @@ int cluster__target_wants_dial(struct cluster *cl, struct target *t, uint64_t no
 void cluster__targets_sync(struct cluster *cl, unsigned src, char **keys, size_t n)
 {
 	struct target *t, *tn;
-	char host[256];
+	struct addr a;
 	size_t i;
-	int port, listen_port = 0;
 
-	cluster_hostport_parse(cl->listen, 0, host, sizeof(host), &listen_port);
 	for (t = cl->targets; t; t = t->next)
 		t->sources &= ~src;
 	for (i = 0; i < n; i++) {
@@ -175,7 +174,7 @@ void cluster__targets_sync(struct cluster *cl, unsigned src, char **keys, size_t
 			}
 			continue;
 		}
-		if (cluster_hostport_parse(keys[i], listen_port, host, sizeof(host), &port) < 0) {
+		if (addr_parse(keys[i], ADDR_NAME | ADDR_PORT_OPTIONAL, cl->listen_port, &a) < 0) {
 			log_warn("cluster_peer_invalid", "addr=%s", keys[i]);
 			continue;
 		}
@@ -187,8 +186,8 @@ void cluster__targets_sync(struct cluster *cl, unsigned src, char **keys, size_t
 			continue;
 		}
 		t->cl = cl;
-		strcpy(t->host, host);
-		t->port = port;
+		snprintf(t->host, sizeof(t->host), "%s", a.host);
+		t->port = a.port;
 		t->sources = src;
 		t->next_dial = now_ms(cl);
 		t->next = cl->targets;

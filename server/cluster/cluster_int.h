@@ -140,7 +140,8 @@ struct cluster {
 	uint8_t *secret;
 	size_t secretlen;
 	uint64_t keepalive_ms;
-	uint16_t listen_port;
+	uint16_t listen_port;		   /* the bound one, once started */
+	struct sockaddr_storage listen_sa; /* what --cluster-listen said */
 	uint64_t dns_interval_ms;
 	char **static_peers;
 	size_t nstatic;
@@ -202,7 +203,7 @@ static inline const char *peer_name(const struct link *l)
 /*
  * What one file of the folder offers the others. Defined in:
  *   cluster.c       on_handle_closed
- *   cluster_conf.c  listen_addr_parse, split_list, free_list
+ *   cluster_conf.c  split_list, free_list
  *   cluster_fwd.c   route_gone, link_drop_routes, link_send_dump, link_flush_obuf
  *   cluster_link.c  link_new, link_close, link_refuse, link_up, find_up_link, leave_done,
  *                   on_link_closed, on_connection, on_connect, addr_string
@@ -236,7 +237,6 @@ int cluster__link_pseudonymous(const struct link *l);
 void cluster__link_refuse(struct link *l, const char *why);
 int cluster__link_send_dump(struct link *l);
 void cluster__link_up(struct link *l);
-int cluster__listen_addr_parse(const char *s, char *host, size_t hostsz, int *port);
 void cluster__on_auth(struct link *l, const struct cluster_msg *m);
 void cluster__on_connect(uv_connect_t *req, int status);
 void cluster__on_connection(uv_stream_t *server, int status);

@@ -16,6 +16,7 @@
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
 
+#include "addr.h"
 #include "cluster_int.h"
 #include "cluster_proto.h"
 #include "cluster_routes.h"
@@ -554,20 +555,8 @@ static void link_start(struct link *l)
 
 void cluster__addr_string(const struct sockaddr *sa, char *buf, size_t size)
 {
-	char host[INET6_ADDRSTRLEN] = "?";
-	int port = 0;
-
-	if (sa->sa_family == AF_INET) {
-		uv_ip4_name((const struct sockaddr_in *)sa, host, sizeof(host));
-		port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
-		snprintf(buf, size, "%s:%d", host, port);
-	} else if (sa->sa_family == AF_INET6) {
-		uv_ip6_name((const struct sockaddr_in6 *)sa, host, sizeof(host));
-		port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
-		snprintf(buf, size, "[%s]:%d", host, port);
-	} else {
+	if (addr_format(sa, buf, size) < 0)
 		snprintf(buf, size, "?");
-	}
 }
 
 void cluster__on_connection(uv_stream_t *server, int status)

@@ -508,31 +508,6 @@ static void test_routes(void **state)
 	cluster_routes_free(&rt);
 }
 
-static void test_hostport(void **state)
-{
-	char host[64];
-	int port = 0;
-
-	assert_int_equal(cluster_hostport_parse("127.0.0.1:7000", 0, host, sizeof(host), &port), 0);
-	assert_string_equal(host, "127.0.0.1");
-	assert_int_equal(port, 7000);
-	assert_int_equal(cluster_hostport_parse("[::1]:7001", 0, host, sizeof(host), &port), 0);
-	assert_string_equal(host, "::1");
-	assert_int_equal(port, 7001);
-	assert_int_equal(
-		cluster_hostport_parse("chat-peers.ns.svc", 7946, host, sizeof(host), &port), 0);
-	assert_string_equal(host, "chat-peers.ns.svc");
-	assert_int_equal(port, 7946);
-	assert_int_equal(cluster_hostport_parse("chat-peers", 0, host, sizeof(host), &port),
-			 -EINVAL);
-	assert_int_equal(cluster_hostport_parse("::1:7000", 0, host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(cluster_hostport_parse("h:0", 0, host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(cluster_hostport_parse("h:65536", 0, host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(cluster_hostport_parse("h:12x", 0, host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(cluster_hostport_parse(":12", 0, host, sizeof(host), &port), -EINVAL);
-	assert_int_equal(cluster_hostport_parse("[::1]x", 0, host, sizeof(host), &port), -EINVAL);
-}
-
 static void test_secret_load(void **state)
 {
 	char path[] = "/tmp/test_cluster_secretXXXXXX";
@@ -1061,10 +1036,9 @@ int main(void)
 		cmocka_unit_test(test_session_frames),	cmocka_unit_test(test_dial_backoff),
 		cmocka_unit_test(test_frame_bytewise),	cmocka_unit_test(test_frame_malformed),
 		cmocka_unit_test(test_route_batches),	cmocka_unit_test(test_auth_mac),
-		cmocka_unit_test(test_routes),		cmocka_unit_test(test_hostport),
-		cmocka_unit_test(test_secret_load),	cmocka_unit_test(test_links),
-		cmocka_unit_test(test_dump_on_join),	cmocka_unit_test(test_wrong_secret),
-		cmocka_unit_test(test_session_move),
+		cmocka_unit_test(test_routes),		cmocka_unit_test(test_secret_load),
+		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
+		cmocka_unit_test(test_wrong_secret),	cmocka_unit_test(test_session_move),
 	};
 
 	log_init("test_cluster", getenv("TEST_LOG") ? LOG_DEBUG : LOG_WARN);
