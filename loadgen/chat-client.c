@@ -20,6 +20,7 @@
 #include <strophe.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "xmppns.h"
 
 struct cc {
@@ -284,16 +285,14 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (server) {
-		const char *colon = strrchr(server, ':');
-		long p = colon ? strtol(colon + 1, NULL, 10) : 0;
-		if (!colon || colon == server || p <= 0 || p > 65535 ||
-		    (size_t)(colon - server) >= sizeof(host)) {
+		struct addr a;
+
+		if (addr_parse(server, ADDR_NAME, 0, &a) < 0 || strlen(a.host) >= sizeof(host)) {
 			fprintf(stderr, "chat-client: --server %s: expected HOST:PORT\n", server);
 			return 2;
 		}
-		memcpy(host, server, (size_t)(colon - server));
-		host[colon - server] = '\0';
-		port = (unsigned short)p;
+		snprintf(host, sizeof(host), "%s", a.host);
+		port = (unsigned short)a.port;
 	}
 	cc.domain = at + 1;
 	signal(SIGINT, cc_on_sigint);

@@ -7,10 +7,10 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
-#include <netdb.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "addr.h"
 #include "duration.h"
 #include "version.h"
 
@@ -369,41 +369,6 @@ static int opts_check_pattern(const char *p)
 	return conversions == 1 ? 0 : -1;
 }
 
-int opts_parse_server(const char *s, struct sockaddr_storage *ss)
-{
-	char host[256];
-	const char *colon, *port;
-	size_t hlen;
-	struct addrinfo hints, *res = NULL;
-
-	if (s[0] == '[') {
-		colon = strchr(s, ']');
-		if (!colon || colon[1] != ':')
-			return -1;
-		hlen = (size_t)(colon - s - 1);
-		memcpy(host, s + 1, hlen < sizeof(host) ? hlen : 0);
-		port = colon + 2;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon)
-			return -1;
-		hlen = (size_t)(colon - s);
-		memcpy(host, s, hlen < sizeof(host) ? hlen : 0);
-		port = colon + 1;
-	}
-	if (hlen == 0 || hlen >= sizeof(host) || *port == '\0')
-		return -1;
-	host[hlen] = '\0';
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_NUMERICSERV;
-	if (getaddrinfo(host, port, &hints, &res) != 0 || !res)
-		return -1;
-	memcpy(ss, res->ai_addr, res->ai_addrlen);
-	freeaddrinfo(res);
-	return 0;
-}
-
 int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
 {
 	char buf[64];
@@ -495,6 +460,7 @@ static void opts_defaults(struct load_opts *o)
 
 int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 {
+	struct addr addr;
 	int c;
 	const char *why;
 	double d;
@@ -508,8 +474,9 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 		case OPT_SERVER:
 			if (o->nservers == OPTS_MAX_SERVERS)
 				BAD("at most %d --server", OPTS_MAX_SERVERS);
-			if (opts_parse_server(a, &o->servers[o->nservers]) < 0)
+			if (addr_parse(a, ADDR_RESOLVE, 0, &addr) < 0)
 				BAD("--server %s: expected ADDR:PORT (e.g. 127.0.0.1:5222)", a);
+			o->servers[o->nservers] = addr.sa;
 			snprintf(o->server_names[o->nservers], sizeof(o->server_names[0]), "%s", a);
 			o->nservers++;
 			break;
@@ -636,7 +603,8 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			break;
 		case OPT_COORDINATOR:
 		case OPT_COORDINATOR_LISTEN:
-			if (!strchr(a, ':') || strlen(a) > 255)
+			/* Not resolved here: the coordinator pod may not exist yet. */
+			if (addr_parse(a, ADDR_NAME, 0, &addr) < 0)
 				BAD("--%s %s: expected HOST:PORT", opts_long[c - OPT_SERVER].name,
 				    a);
 			if (c == OPT_COORDINATOR)
@@ -672,7 +640,8 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 	if (optind < argc)
 		BAD("unexpected argument %s", argv[optind]);
 	if (o->nservers == 0) {
-		opts_parse_server("127.0.0.1:5222", &o->servers[0]);
+		addr_parse("127.0.0.1:5222", 0, 0, &addr);
+		o->servers[0] = addr.sa;
 		strcpy(o->server_names[0], "127.0.0.1:5222");
 		o->nservers = 1;
 	}

@@ -103,8 +103,6 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why);
 double opts_lifetime_draw(const struct lifetime *l, double r01);
 /* --source-ips "A" or "A-B" (IPv4, at most 65536 addresses), host order; 0 or -1. */
 int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last);
-/* "HOST:PORT" or "[V6]:PORT", host names resolved now; 0 or -1. */
-int opts_parse_server(const char *s, struct sockaddr_storage *ss);
 /* --ramp "N" or "N/s", a positive rate; 0 or -1. */
 int opts_parse_rate(const char *s, double *out);
 /* Worker processes of the whole run: pods x workers (1 for a single process). */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "account.h"
+#include "addr.h"
 #include "fleet.h"
 #include "log.h"
 
@@ -120,22 +121,18 @@ static void workers_child(struct load_opts *o, unsigned gw, int fd)
  * yet (its name may not even resolve). The fd, or -1 after the wait. */
 static int workers_connect(const char *hostport, unsigned gw)
 {
-	char host[256], *colon;
 	double until = workers_now() + WORKERS_REMOTE_WAIT_S;
 	bool told = false;
+	struct addr a;
+	char port[8];
 
-	snprintf(host, sizeof(host), "%s", hostport);
-	colon = strrchr(host, ':');
-	if (!colon)
+	/* Resolved at every try: the name may not exist before its pod. */
+	if (addr_parse(hostport, ADDR_NAME, 0, &a) < 0)
 		return -1;
-	*colon = '\0';
-	if (host[0] == '[' && colon[-1] == ']') {
-		colon[-1] = '\0';
-		memmove(host, host + 1, strlen(host));
-	}
+	snprintf(port, sizeof(port), "%d", a.port);
 	while (workers_now() < until) {
 		struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL, *ai;
-		int e = getaddrinfo(host, colon + 1, &hints, &res);
+		int e = getaddrinfo(a.host, port, &hints, &res);
 		for (ai = e == 0 ? res : NULL; ai; ai = ai->ai_next) {
 			int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
 			if (fd < 0)
@@ -399,13 +396,15 @@ static void workers_drop_conns(struct workers *W, bool all)
 static int workers_listen(const char *addr)
 {
 	struct sockaddr_storage ss;
+	struct addr a;
 	socklen_t len;
 	int fd, one = 1;
 
-	if (opts_parse_server(addr, &ss) < 0) {
+	if (addr_parse(addr, ADDR_RESOLVE, 0, &a) < 0) {
 		fprintf(stderr, "chatload: --coordinator-listen %s: expected ADDR:PORT\n", addr);
 		return -1;
 	}
+	ss = a.sa;
 	len = ss.ss_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in);
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
