@@ -435,7 +435,7 @@ static void fol_route(struct lsw_fol *f, char *args)
 		char *addr = strtok_r(NULL, " ", &save);
 		struct sockaddr_storage sa;
 
-		if (!id || !sha || !addr || lsw_parse_addr(addr, &sa) != 0)
+		if (!id || !sha || !addr || lsw_addr(addr, &sa) != 0)
 			break;
 		be = lsw_dp_backend(&f->dp, (unsigned)strtoul(id, NULL, 10),
 				    strcmp(sha, "-") ? sha : "", addr, &sa);

@@ -56,36 +56,6 @@ uint64_t lsw_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-int lsw_parse_addr(const char *s, struct sockaddr_storage *sa)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-	size_t hl;
-
-	if (!colon || colon == s)
-		return -EINVAL;
-	hl = (size_t)(colon - s);
-	if (s[0] == '[' && hl > 2 && s[hl - 1] == ']') {
-		s++;
-		hl -= 2;
-	}
-	if (hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, s, hl);
-	host[hl] = '\0';
-	port = strtol(colon + 1, &end, 10);
-	if (*end || port < 1 || port > 65535 || end == colon + 1)
-		return -EINVAL;
-	memset(sa, 0, sizeof(*sa));
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)sa) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)sa) == 0)
-		return 0;
-	return -EINVAL;
-}
-
 /* ---- proxies ------------------------------------------------------------ */
 
 static void proxy_free(struct lsw_proxy *px)

@@ -26,6 +26,8 @@
 
 #include <uv.h>
 
+#include "addr.h"
+
 #define LSW_ROUTE_MAX 256
 #define LSW_READ_SIZE 65536
 #define LSW_CONNECT_TIMEOUT_MS 3000
@@ -118,8 +120,17 @@ void lsw_dp_close(struct lsw_dp *dp);
 /* Frees the backends once the loop ran the close callbacks. */
 void lsw_dp_free(struct lsw_dp *dp);
 
-/* "IP:PORT" / "[v6]:PORT" with a numeric address -> sa. 0 or -EINVAL. */
-int lsw_parse_addr(const char *s, struct sockaddr_storage *sa);
+/* The switch's addresses (listeners, backends): numeric IP:PORT or
+ * [V6]:PORT, port 1..65535, into sa; 0 or -EINVAL. */
+static inline int lsw_addr(const char *s, struct sockaddr_storage *sa)
+{
+	struct addr a;
+	int rc = addr_parse(s, 0, 0, &a);
+
+	if (rc == 0)
+		*sa = a.sa;
+	return rc;
+}
 
 uint64_t lsw_now_ms(void);
 

@@ -650,7 +650,7 @@ static void rep_ports(struct lsw *sw, struct lsw_rep *r)
 			snprintf(r->websocket, sizeof(r->websocket), "%s", v);
 	}
 	fclose(f);
-	if (!r->listen[0] || lsw_parse_addr(r->listen, &sa) != 0) {
+	if (!r->listen[0] || lsw_addr(r->listen, &sa) != 0) {
 		r->listen[0] = '\0';
 		return;
 	}

@@ -96,7 +96,7 @@ int lswitch_parse_select(const char *sha, const char *list, struct lswitch_cmd *
 		}
 		memcpy(cmd->addrs[n], p, len);
 		cmd->addrs[n][len] = '\0';
-		if (lsw_parse_addr(cmd->addrs[n], &cmd->sas[n]) != 0) {
+		if (lsw_addr(cmd->addrs[n], &cmd->sas[n]) != 0) {
 			snprintf(err, errlen, "bad backend address %.64s (want IP:PORT)",
 				 cmd->addrs[n]);
 			return -EINVAL;
@@ -306,7 +306,7 @@ static void ws_route_update(struct lsw *sw, struct lsw_backend *const *route, si
 
 		for (size_t k = 0; k < n; k++)
 			routed |= route[k] == r->be;
-		if (!routed || !r->websocket[0] || lsw_parse_addr(r->websocket, &sa) != 0)
+		if (!routed || !r->websocket[0] || lsw_addr(r->websocket, &sa) != 0)
 			continue;
 		be = lsw_dp_backend(&sw->ws_dp, r->be->id, c->sha, r->websocket, &sa);
 		if (!be)
@@ -932,14 +932,14 @@ int lswitch_run(const struct lswitch_opts *o)
 		free(sw);
 		return rc;
 	}
-	rc = lsw_parse_addr(o->listen, &sw->listen_sa);
+	rc = lsw_addr(o->listen, &sw->listen_sa);
 	if (rc < 0) {
 		log_error("listen", "addr=%s err=\"want IP:PORT\"", o->listen);
 		free(sw);
 		return rc;
 	}
 	if (o->websocket && *o->websocket) {
-		if (lsw_parse_addr(o->websocket, &ws_sa) < 0) {
+		if (lsw_addr(o->websocket, &ws_sa) < 0) {
 			log_error("listen", "websocket=%s err=\"want IP:PORT\"", o->websocket);
 			free(sw);
 			return -EINVAL;
