@@ -1466,7 +1466,7 @@ static int cmd_dashboard(struct cli *c)
 	int rc;
 
 	if (!dashboard_listen_valid(o.listen))
-		return usage_error(c, "bad --listen %s (want IPV4:PORT, port 0 for any)", o.listen);
+		return usage_error(c, "bad --listen %s (want IP:PORT, port 0 for any)", o.listen);
 	rc = open_platform(c, &p);
 	if (rc)
 		return rc;

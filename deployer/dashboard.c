@@ -19,14 +19,13 @@
 
 #include <microhttpd.h>
 
+#include "addr.h"
 #include "evring.h"
 #include "log.h"
 #include "lswitch.h"
 #include "run.h"
 #include "status.h"
 #include "webassets.h"
-
-static int parse_listen(const char *s, struct sockaddr_in *sa);
 
 /* Events the ring keeps: a viewer further behind skips to the newest. */
 #define DASH_RING 32
@@ -493,47 +492,24 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *mc, const char 
 
 int dashboard_listen_valid(const char *s)
 {
-	struct sockaddr_in sa;
+	struct addr a;
 
-	return parse_listen(s, &sa) == 0;
-}
-
-static int parse_listen(const char *s, struct sockaddr_in *sa)
-{
-	char host[64];
-	const char *colon = strrchr(s, ':');
-	char *end;
-	long port;
-
-	if (!colon || (size_t)(colon - s) >= sizeof(host))
-		return -1;
-	memcpy(host, s, (size_t)(colon - s));
-	host[colon - s] = '\0';
-	errno = 0;
-	port = strtol(colon + 1, &end, 10);
-	if (errno || *end || end == colon + 1 || port < 0 || port > 65535)
-		return -1;
-	memset(sa, 0, sizeof(*sa));
-	sa->sin_family = AF_INET;
-	sa->sin_port = htons((uint16_t)port);
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	return inet_pton(AF_INET, host[0] ? host : "0.0.0.0", &sa->sin_addr) == 1 ? 0 : -1;
+	return addr_parse(s, ADDR_PORT_ZERO, 0, &a) == 0;
 }
 
 int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 {
 	struct dash d = { .p = p, .o = o };
 	struct MHD_Daemon *daemon = NULL;
-	struct sockaddr_in sa;
+	struct addr sa;
 	struct sigaction act;
 	const union MHD_DaemonInfo *info;
 	double start = (double)run_now_ms() / 1000.0;
 	uint64_t seq = 0;
 	int rc = 1;
 
-	if (parse_listen(o->listen, &sa) != 0) {
-		fprintf(stderr, "rainbow: dashboard: --listen wants IPV4:PORT, not '%s'\n",
+	if (addr_parse(o->listen, ADDR_PORT_ZERO, 0, &sa) != 0) {
+		fprintf(stderr, "rainbow: dashboard: --listen wants IP:PORT, not '%s'\n",
 			o->listen);
 		return 2;
 	}
@@ -555,8 +531,9 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 	/* No MHD_USE_ERROR_LOG: a viewer closing its tab is routine, not a
 	 * line on the terminal; a failed start is reported below. */
 	daemon = MHD_start_daemon(
-		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION, 0, NULL, NULL,
-		handler, &d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa,
+		MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+			(sa.sa.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0),
+		0, NULL, NULL, handler, &d, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa.sa,
 		MHD_OPTION_CONNECTION_LIMIT, o->max_viewers, MHD_OPTION_CONNECTION_TIMEOUT,
 		(unsigned)120, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
 		MHD_OPTION_THREAD_STACK_SIZE, (size_t)(256 * 1024), MHD_OPTION_END);
@@ -567,11 +544,11 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 	}
 	info = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_BIND_PORT);
 	{
-		char ip[INET_ADDRSTRLEN];
+		char url[ADDR_STR_MAX];
 
-		inet_ntop(AF_INET, &sa.sin_addr, ip, sizeof(ip));
-		printf("dashboard on http://%s:%u/ (chat: /chat), %s platform; Ctrl-C stops it\n",
-		       ip, info ? info->port : ntohs(sa.sin_port), p->ops->name);
+		addr_join(sa.host, info ? info->port : sa.port, url, sizeof(url));
+		printf("dashboard on http://%s/ (chat: /chat), %s platform; Ctrl-C stops it\n", url,
+		       p->ops->name);
 		fflush(stdout);
 	}
 	while (!dash_stop) {

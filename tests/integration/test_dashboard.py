@@ -147,8 +147,20 @@ class DashboardTest(unittest.TestCase):
         harness.wait_for(lambda: [e for e in sse_events(port, 1)
                                   if e["report"]["state"] == "unreadable"], what="unreadable")
 
+    def test_ipv6_listen(self):
+        self.plat.up()
+        p = harness.Proc([self.plat.rainbow, "dashboard", "--listen", "[::1]:0", "--poll", "0.2s"],
+                         env=self.plat.env, name="dashboard")
+        self.procs.append(p)
+        m = harness.wait_for(lambda: re.search(r"http://\[::1\]:(\d+)/", p.stdout()),
+                             what="the dashboard's URL")
+        s = socket.create_connection(("::1", int(m.group(1))), timeout=10)
+        s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        self.assertIn(b"200", s.recv(4096).split(b"\r\n")[0])
+        s.close()
+
     def test_bad_usage(self):
-        for args in (["--listen", "nonsense"], ["extra"],
+        for args in (["--listen", "nonsense"], ["--listen", "localhost:8080"], ["extra"],
                      ["--max-viewers", "0"]):
             r = self.plat.rb("dashboard", *args)
             self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
