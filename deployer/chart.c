@@ -33,7 +33,10 @@ struct chart {
 	double mark_x[CHART_MARKS_MAX];
 	char mark_sha[CHART_MARKS_MAX][PLATFORM_SHA_MAX];
 	unsigned char mark_back[CHART_MARKS_MAX]; /* 1: a rollback (selected before) */
-	const char *verdict;			  /* drawn on the image, or NULL */
+	size_t n_assist; /* assisted drains: the span of each colour's batches */
+	double assist_from[CHART_MARKS_MAX], assist_to[CHART_MARKS_MAX];
+	char assist_sha[CHART_MARKS_MAX][PLATFORM_SHA_MAX];
+	const char *verdict; /* drawn on the image, or NULL */
 };
 
 static const char *const chart_palette[] = {
@@ -191,6 +194,47 @@ static void load_marks(struct chart *c, const char *state_dir, double bin_s)
 	json_decref(rep);
 }
 
+/* The assisted drains in the record ("assist" batches): per colour, from
+ * the first batch to the last, within the timeline's span. */
+static void load_assists(struct chart *c, const char *state_dir, double bin_s)
+{
+	char path[4200], line[8192];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/record.jsonl", state_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		json_t *e = strstr(line, "\"assist\"") ? json_loads(line, 0, NULL) : NULL;
+		const char *ev = json_string_value(json_object_get(e, "event"));
+		const char *sha = json_string_value(json_object_get(e, "sha"));
+		double x = json_number_value(json_object_get(e, "t")) - c->t0;
+		size_t k;
+
+		if (!ev || strcmp(ev, "assist") != 0 || !platform_sha_valid(sha) || !(x >= 0) ||
+		    x > (double)c->n_bins * bin_s) {
+			json_decref(e);
+			continue;
+		}
+		for (k = 0; k < c->n_assist; k++)
+			if (strcmp(c->assist_sha[k], sha) == 0)
+				break;
+		if (k == c->n_assist) {
+			if (c->n_assist >= CHART_MARKS_MAX) {
+				json_decref(e);
+				continue;
+			}
+			snprintf(c->assist_sha[k], sizeof(c->assist_sha[0]), "%s", sha);
+			c->assist_from[k] = x;
+			c->n_assist++;
+		}
+		c->assist_to[k] = x;
+		json_decref(e);
+	}
+	fclose(f);
+}
+
 /* The highest total of any bin, and whether colour k ever held a connection. */
 static long chart_top(const struct chart *c, unsigned char held[CHART_COLOURS_MAX])
 {
@@ -248,6 +292,17 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 				c->mark_x[m], c->mark_x[m], c->mark_back[m] ? "#c00000" : "#222222",
 				c->mark_back[m] ? "rollback to " : "", c->mark_sha[m], c->mark_x[m],
 				c->mark_back[m] ? "#c00000" : "#222222");
+		/* Each assisted drain: a shaded band from its first batch to its last. */
+		for (size_t m = 0; m < c->n_assist; m++)
+			fprintf(f,
+				"set object %zu rect from %.3f, graph 0 to %.3f, graph 1 behind "
+				"fc rgb '#4363d8' fs transparent solid 0.12 noborder\n"
+				"set label 'assisted drain of chat-%s' at %.3f, graph 0.98 left "
+				"front font ',9' tc rgb '#4363d8'\n",
+				m + 1, c->assist_from[m],
+				c->assist_to[m] > c->assist_from[m] + 0.5 ? c->assist_to[m]
+									  : c->assist_from[m] + 0.5,
+				c->assist_sha[m], c->assist_from[m]);
 		if (c->verdict) {
 			fprintf(f, "set label ");
 			gp_string(f, c->verdict);
@@ -267,7 +322,7 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 				fprintf(f, "notitle");
 			fprintf(f, "%s", k ? ", \\\n     " : "\n");
 		}
-		fprintf(f, "unset arrow\nunset label\nunset output\n");
+		fprintf(f, "unset arrow\nunset label\nunset object\nunset output\n");
 	}
 	return fclose(f) == 0 ? 0 : -EIO;
 }
@@ -318,6 +373,7 @@ int chart_render(const char *state_dir, const char *prefix, double bin_s, const 
 		goto out;
 	c.verdict = verdict;
 	load_marks(&c, state_dir, bin_s);
+	load_assists(&c, state_dir, bin_s);
 	rc = write_dat(&c, dat, bin_s);
 	if (rc == 0)
 		rc = write_gp(&c, gp, dat, pre);

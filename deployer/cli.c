@@ -70,6 +70,8 @@ enum opt_id {
 	O_POLL,
 	O_MAX_DRAIN,
 	O_ON_MAX_DRAIN,
+	O_DRAIN_ASSIST,
+	O_DRAIN_ASSIST_AFTER,
 	O_SHRINK,
 	O_KEEP_DRAINED,
 	O_KEEP_FAILED,
@@ -138,8 +140,15 @@ static const struct opt cli_opts[] = {
 	  "seconds between observations (default 1s)" },
 	{ "max-drain", 0, 1, DRAIN_CMDS, O_MAX_DRAIN, "S",
 	  "longest drain before --on-max-drain applies (default: none)" },
-	{ "on-max-drain", 0, 1, DRAIN_CMDS, O_ON_MAX_DRAIN, "keep|shutdown",
-	  "keep: stop waiting, leave it draining; shutdown: SIGTERM (system-shutdown)" },
+	{ "on-max-drain", 0, 1, DRAIN_CMDS, O_ON_MAX_DRAIN, "keep|shutdown|assist",
+	  "keep: stop waiting, leave it draining; shutdown: SIGTERM (system-shutdown); assist: "
+	  "move its sessions at the --drain-assist rate" },
+	{ "drain-assist", 0, 1, DRAIN_CMDS, O_DRAIN_ASSIST, "RATE",
+	  "assisted drain: move a draining colour's sessions to the new colour, RATE sessions/s "
+	  "across the colour (e.g. 50/s; see-other-host, XEP-0198 resumption)" },
+	{ "drain-assist-after", 0, 1, DRAIN_CMDS, O_DRAIN_ASSIST_AFTER, "D",
+	  "let the colour drain naturally for D first (default 0; with --on-max-drain assist: "
+	  "--max-drain)" },
 	{ "shrink", 0, 0, DRAIN_CMDS, O_SHRINK, NULL,
 	  "give back each replica of a draining colour once its count settled at 0" },
 	{ "keep-drained", 0, 1, DRAIN_CMDS, O_KEEP_DRAINED, "K",
@@ -249,6 +258,7 @@ struct cli {
 	double ready_timeout, settle, poll, max_drain;
 	enum deploy_on_max on_max;
 	int on_max_given;
+	double assist_rate, assist_after; /* --drain-assist, --drain-assist-after (-1: not given) */
 	int shrink, keep_drained, keep_failed, no_wait, quiet;
 	int json;
 	int dry_run;	/* deploy/rollback --dry-run */
@@ -267,6 +277,20 @@ struct cli {
 	const char *websocket;
 	int listen_given;
 };
+
+int cli_parse_rate(const char *s, double *out)
+{
+	char *end;
+	double v;
+
+	if (!s || !*s || *s == '-' || *s == '+')
+		return -1;
+	v = strtod(s, &end);
+	if (end == s || (*end && strcmp(end, "/s") != 0) || !(v >= 0.01 && v <= 100000))
+		return -1;
+	*out = v;
+	return 0;
+}
 
 int cli_parse_duration(const char *s, double *out)
 {
@@ -463,9 +487,24 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			c->on_max = DEPLOY_ON_MAX_KEEP;
 		else if (strcmp(v, "shutdown") == 0)
 			c->on_max = DEPLOY_ON_MAX_SHUTDOWN;
+		else if (strcmp(v, "assist") == 0)
+			c->on_max = DEPLOY_ON_MAX_ASSIST;
 		else
-			return usage_error(c, "bad --on-max-drain %s (keep or shutdown)", v);
+			return usage_error(c, "bad --on-max-drain %s (keep, shutdown or assist)",
+					   v);
 		c->on_max_given = 1;
+		break;
+	case O_DRAIN_ASSIST:
+		if (cli_parse_rate(v, &c->assist_rate) != 0)
+			return usage_error(c,
+					   "bad --drain-assist %s (sessions per second, like 50/s; "
+					   "0.01 to 100000)",
+					   v);
+		break;
+	case O_DRAIN_ASSIST_AFTER:
+		if (cli_parse_duration(v, &c->assist_after) != 0)
+			return usage_error(c, "bad --drain-assist-after %s (a duration like 10m)",
+					   v);
 		break;
 	case O_SHRINK:
 		c->shrink = 1;
@@ -589,6 +628,7 @@ static int parse(struct cli *c, int argc, char **argv)
 	c->settle = 5;
 	c->poll = 1;
 	c->keep_drained = -1;
+	c->assist_after = -1;
 	c->bin = 1;
 	c->listen = LOCAL_LISTEN_DEFAULT;
 	c->max_viewers = 256;
@@ -762,6 +802,12 @@ static void fill_cfg(const struct cli *c, struct deploy_cfg *cfg, enum deploy_mo
 	cfg->settle_ms = (int64_t)(c->settle * 1000);
 	cfg->max_drain_ms = (int64_t)(c->max_drain * 1000);
 	cfg->on_max_drain = c->on_max;
+	cfg->assist_rate = c->assist_rate;
+	/* --on-max-drain assist: the assist begins at --max-drain, unless asked earlier. */
+	if (c->assist_after >= 0)
+		cfg->assist_after_ms = (int64_t)(c->assist_after * 1000);
+	else if (c->on_max == DEPLOY_ON_MAX_ASSIST)
+		cfg->assist_after_ms = (int64_t)(c->max_drain * 1000);
 	cfg->shrink = c->shrink;
 	cfg->keep_drained = c->keep_drained;
 	cfg->keep_failed = c->keep_failed;
@@ -931,9 +977,23 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 		fprintf(stderr, "rainbow: --on-max-drain needs --max-drain\n");
 		return json_outcome(c, report, RUN_EXIT_USAGE, "--on-max-drain needs --max-drain");
 	}
+	if ((c->on_max == DEPLOY_ON_MAX_ASSIST || c->assist_after >= 0) && c->assist_rate <= 0) {
+		fprintf(stderr, "rainbow: --on-max-drain assist and --drain-assist-after need "
+				"--drain-assist RATE\n");
+		return json_outcome(c, report, RUN_EXIT_USAGE,
+				    "--on-max-drain assist and --drain-assist-after need "
+				    "--drain-assist RATE");
+	}
 	rc = open_platform(c, &p);
 	if (rc)
 		return json_outcome(c, report, rc, p.err);
+	if (c->assist_rate > 0 && !p.ops->move) {
+		snprintf(err, sizeof(err), "the %s platform cannot move sessions (--drain-assist)",
+			 p.ops->name);
+		fprintf(stderr, "rainbow: %s\n", err);
+		close_platform(&p);
+		return json_outcome(c, report, RUN_EXIT_USAGE, err);
+	}
 	if (c->dry_run)
 		return dry_run(c, &p, mode, sha, report);
 	lock = take_lock(c->state_dir);
@@ -1072,6 +1132,19 @@ static int cmd_status(struct cli *c)
 				size_t dl = strlen(d);
 
 				snprintf(d + dl, sizeof(d) - dl, ", %ld lost in crashes", lost);
+			}
+			if (platform_meta_get(&co->c, DEPLOY_META_ASSIST_SINCE)) {
+				/* Assisted drain: sessions moved to the live colour. */
+				int64_t as = deploy_meta_time(&co->c, DEPLOY_META_ASSIST_SINCE);
+				const char *rate =
+					platform_meta_get(&co->c, DEPLOY_META_ASSIST_RATE);
+				size_t dl = strlen(d);
+
+				fmt_dur(t, sizeof(t), as ? (obs.obs.now_ms - as) / 1000.0 : -1);
+				snprintf(d + dl, sizeof(d) - dl,
+					 "; assisted for %s at %s/s (sessions moved to the live "
+					 "colour)",
+					 t, rate ? rate : "?");
 			}
 		} else if (st == DEPLOY_STATE_KEPT) {
 			snprintf(d, sizeof(d), "drained, kept for rollback");

@@ -114,6 +114,7 @@ const char *deploy_why_name(enum deploy_why w)
 		[DEPLOY_WHY_SHRINK] = "shrink",
 		[DEPLOY_WHY_PRUNE_FAILED] = "prune-failed",
 		[DEPLOY_WHY_ROLLBACK] = "rollback",
+		[DEPLOY_WHY_ASSIST] = "assist",
 	};
 
 	return (unsigned)w < sizeof(names) / sizeof(names[0]) ? names[w] : "?";
@@ -231,6 +232,113 @@ static void shrink_colour(const struct deploy_cfg *cfg, const struct deploy_obs 
 	}
 }
 
+/* The assist bucket of sha, or -1 when the table is full (no assist then). */
+
+static int assist_slot(struct deploy_mem *m, const char *sha)
+{
+	size_t i;
+
+	for (i = 0; i < m->n_assist; i++)
+		if (strcmp(m->assist[i].sha, sha) == 0)
+			break;
+	if (i == m->n_assist) {
+		if (m->n_assist >= DEPLOY_ASSIST_MAX)
+			return -1;
+		memset(&m->assist[i], 0, sizeof(m->assist[i]));
+		snprintf(m->assist[i].sha, sizeof(m->assist[i].sha), "%s", sha);
+		m->n_assist++;
+	}
+	m->assist[i].seen = 1;
+	return (int)i;
+}
+
+/*
+ * Assisted drain of a draining colour that still holds `count` sessions:
+ * the bucket earns assist_rate sessions a second (at most one second's
+ * worth waits), and what it holds is asked of the replicas in proportion
+ * to their counts (largest remainders first), never more than a replica
+ * holds. Returns 1 while the colour is being assisted.
+ */
+static int assist(const struct deploy_cfg *cfg, const struct deploy_obs *o, struct deploy_mem *m,
+		  const struct deploy_colour_obs *c, long count, int64_t ds,
+		  struct deploy_result *r)
+{
+	int64_t start = ds + cfg->assist_after_ms;
+	double cap = cfg->assist_rate < 1.0 ? 1.0 : cfg->assist_rate;
+	long n, given = 0, share[DEPLOY_ACT_MAX];
+	double rem[DEPLOY_ACT_MAX];
+	size_t nrep = c->n_rep < DEPLOY_ACT_MAX ? c->n_rep : DEPLOY_ACT_MAX;
+	char rate[32];
+	int k;
+
+	if (cfg->assist_rate <= 0 || o->now_ms < start || count <= 0)
+		return 0;
+	if (!platform_meta_get(&c->c, DEPLOY_META_ASSIST_SINCE)) {
+		meta_time(r, c->c.sha, DEPLOY_META_ASSIST_SINCE, o->now_ms);
+		snprintf(rate, sizeof(rate), "%g", cfg->assist_rate);
+		meta_set(r, c->c.sha, DEPLOY_META_ASSIST_RATE, rate);
+	}
+	k = assist_slot(m, c->c.sha);
+	if (k < 0)
+		return 1;
+	if (!m->assist[k].last_ms) {
+		/* First step (or memory lost): what accrued since the start. */
+		m->assist[k].credit = cfg->assist_rate * (double)(o->now_ms - start) / 1000.0;
+	} else if (o->now_ms > m->assist[k].last_ms) {
+		m->assist[k].credit +=
+			cfg->assist_rate * (double)(o->now_ms - m->assist[k].last_ms) / 1000.0;
+	}
+	m->assist[k].last_ms = o->now_ms;
+	if (m->assist[k].credit > cap)
+		m->assist[k].credit = cap;
+	n = (long)m->assist[k].credit;
+	if (n > count)
+		n = count;
+	if (n <= 0)
+		return 1;
+	/* Spread by counts: floor of each share, then the remainders. */
+	for (size_t i = 0; i < nrep; i++) {
+		long have = c->rep[i].connections > 0 ? c->rep[i].connections : 0;
+		double exact = (double)n * (double)have / (double)count;
+
+		share[i] = (long)exact;
+		if (share[i] > have)
+			share[i] = have;
+		rem[i] = exact - (double)share[i];
+		given += share[i];
+	}
+	while (given < n) {
+		size_t best = nrep;
+
+		for (size_t i = 0; i < nrep; i++) {
+			long have = c->rep[i].connections > 0 ? c->rep[i].connections : 0;
+
+			if (share[i] < have && (best == nrep || rem[i] > rem[best]))
+				best = i;
+		}
+		if (best == nrep)
+			break;
+		share[best]++;
+		rem[best] = -1.0;
+		given++;
+	}
+	for (size_t i = 0; i < nrep; i++) {
+		struct deploy_act *a;
+
+		if (share[i] <= 0)
+			continue;
+		a = act(r, DEPLOY_ACT_MOVE, DEPLOY_WHY_ASSIST, c->c.sha);
+		if (!a) {
+			given -= share[i];
+			continue;
+		}
+		snprintf(a->name, sizeof(a->name), "%s", c->rep[i].name);
+		a->count = (int)share[i];
+	}
+	m->assist[k].credit -= (double)given;
+	return 1;
+}
+
 static int cmp_kept(const void *a, const void *b)
 {
 	const struct deploy_colour_obs *x = *(const struct deploy_colour_obs *const *)a;
@@ -305,7 +413,8 @@ static int drain_pass(const struct deploy_cfg *cfg, const struct deploy_obs *o,
 			drained(cfg, c, o->now_ms, zero_since - ds, r);
 			continue;
 		}
-		if (count != 0 && cfg->max_drain_ms > 0 && o->now_ms - ds >= cfg->max_drain_ms) {
+		if (count != 0 && cfg->max_drain_ms > 0 && o->now_ms - ds >= cfg->max_drain_ms &&
+		    cfg->on_max_drain != DEPLOY_ON_MAX_ASSIST) {
 			struct deploy_act *a;
 
 			if (cfg->on_max_drain == DEPLOY_ON_MAX_SHUTDOWN) {
@@ -318,6 +427,8 @@ static int drain_pass(const struct deploy_cfg *cfg, const struct deploy_obs *o,
 			}
 			continue;
 		}
+		if (count > 0)
+			r->assisting += assist(cfg, o, m, c, count, ds, r);
 		if (cfg->shrink)
 			shrink_colour(cfg, o, m, c, r);
 		waiting++;
@@ -334,6 +445,17 @@ static int drain_pass(const struct deploy_cfg *cfg, const struct deploy_obs *o,
 static void forget_unseen(struct deploy_mem *m)
 {
 	size_t j = 0;
+
+	for (size_t i = 0; i < m->n_assist; i++) {
+		if (!m->assist[i].seen)
+			continue;
+		m->assist[i].seen = 0;
+		if (j != i)
+			m->assist[j] = m->assist[i];
+		j++;
+	}
+	m->n_assist = j;
+	j = 0;
 
 	for (size_t i = 0; i < m->n_track; i++) {
 		if (!m->track[i].seen)

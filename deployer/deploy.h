@@ -25,7 +25,9 @@ enum deploy_mode {
 	DEPLOY_MODE_PRUNE,    /* no target: settle and delete drained colours */
 };
 
-enum deploy_on_max { DEPLOY_ON_MAX_KEEP, DEPLOY_ON_MAX_SHUTDOWN };
+/* Past --max-drain: keep it draining (reported), shut it down, or move its
+ * sessions to the new colour at the assist rate (assisted drain). */
+enum deploy_on_max { DEPLOY_ON_MAX_KEEP, DEPLOY_ON_MAX_SHUTDOWN, DEPLOY_ON_MAX_ASSIST };
 
 struct deploy_cfg {
 	enum deploy_mode mode;
@@ -41,6 +43,16 @@ struct deploy_cfg {
 	int keep_failed;	 /* keep a colour that never became ready */
 	int no_wait;		 /* done right after the switch */
 	int64_t prune_window_ms; /* prune: give up waiting after this */
+	/*
+	 * Assisted drain (--drain-assist RATE): from assist_after_ms of
+	 * draining on, ask a draining colour's replicas to move sessions to the
+	 * selected colour (see-other-host, XEP-0198 resumption), at most
+	 * assist_rate sessions a second across the colour (one second's worth
+	 * at most at once), spread over its replicas by their counts, until it
+	 * reads 0. 0: off.
+	 */
+	double assist_rate;
+	int64_t assist_after_ms;
 };
 
 /* One colour as observed (replica array borrowed from the caller). */
@@ -59,8 +71,12 @@ struct deploy_obs {
 
 /* Set on a colour that passed --max-drain with --on-max-drain keep. */
 #define DEPLOY_META_MAX_DRAIN_AT "max-drain-at"
+/* Set when the assisted drain of a colour begins: the time, and the rate. */
+#define DEPLOY_META_ASSIST_SINCE "assist-since"
+#define DEPLOY_META_ASSIST_RATE "assist-rate"
 
 #define DEPLOY_TRACK_MAX 128
+#define DEPLOY_ASSIST_MAX 32
 
 /* Volatile memory between steps; zero it (deploy_mem_init) before the first. */
 struct deploy_mem {
@@ -73,6 +89,13 @@ struct deploy_mem {
 		int64_t zero_since_ms;	      /* count first read 0 (0: not zero) */
 		int seen;		      /* touched in this step (for garbage collection) */
 	} track[DEPLOY_TRACK_MAX];
+	size_t n_assist;
+	struct {
+		char sha[PLATFORM_SHA_MAX];
+		int64_t last_ms; /* when credit was last brought up to date */
+		double credit;	 /* sessions that may be moved now (rate x time) */
+		int seen;
+	} assist[DEPLOY_ASSIST_MAX]; /* assisted drain: a token bucket per colour */
 };
 
 enum deploy_act_kind {
@@ -82,6 +105,7 @@ enum deploy_act_kind {
 	DEPLOY_ACT_META,	   /* sha, key, value (has_value 0: remove key) */
 	DEPLOY_ACT_REMOVE,	   /* sha */
 	DEPLOY_ACT_REMOVE_REPLICA, /* sha, name */
+	DEPLOY_ACT_MOVE,	   /* sha, name, count: move that many sessions now */
 };
 
 /* Why an action is taken: what the driver reports to the operator. */
@@ -94,6 +118,7 @@ enum deploy_why {
 	DEPLOY_WHY_SHRINK,	 /* one replica settled at 0 */
 	DEPLOY_WHY_PRUNE_FAILED, /* prune: a kept failed colour */
 	DEPLOY_WHY_ROLLBACK,	 /* scaling a kept colour back up */
+	DEPLOY_WHY_ASSIST,	 /* assisted drain (--drain-assist) */
 };
 
 struct deploy_act {
@@ -106,6 +131,7 @@ struct deploy_act {
 	char value[PLATFORM_META_VAL_MAX];
 	int has_value;
 	int64_t drain_ms; /* DRAINED / MAX_DRAIN: draining-since to now */
+	int count;	  /* MOVE: sessions to move */
 };
 
 enum deploy_phase {
@@ -132,6 +158,7 @@ struct deploy_result {
 	enum deploy_failure failure; /* FAILED: which kind */
 	char msg[1024];		     /* FAILED: the reason; otherwise a short note */
 	int draining;		     /* colours still draining (being waited for) */
+	int assisting;		     /* of them, under assisted drain now */
 	int ready, wanted;	     /* target readiness */
 	size_t n_act;
 	struct deploy_act act[DEPLOY_ACT_MAX];

@@ -58,6 +58,9 @@
  *     events.k8s.io/v1 Event regarding the colour's Deployment).
  *   - struct platform_replica has restarts, lost, failed and fault (0/"" on
  *     platforms that cannot tell): a failed replica fails its deploy at once.
+ *   - an optional op, move (NULL when the platform cannot): the assisted
+ *     drain asks one replica to move some of its sessions now; rainbow
+ *     also writes the meta keys "assist-since" and "assist-rate".
  */
 #ifndef RAINBOW_PLATFORM_H
 #define RAINBOW_PLATFORM_H
@@ -245,6 +248,18 @@ struct platform_ops {
 	 * every op, but with fewer retries: it must not slow a deploy.
 	 */
 	int (*event)(struct platform *p, const char *sha, const struct platform_event *ev);
+
+	/*
+	 * Optional (NULL: no assisted drain on this platform). Asks replica
+	 * `name` of colour sha to move `count` of its sessions now: chatd's
+	 * POST /control/move with the deployment's control token (chatd ends
+	 * the oldest sessions with see-other-host to the service's address;
+	 * stream-managed clients resume on the selected colour). *moved: how
+	 * many it asked to move (fewer when it holds fewer). -ENOENT: no such
+	 * replica (or it is gone); -EACCES: the token was refused; -ENOTSUP:
+	 * the replica has no control endpoint (a chatd without it).
+	 */
+	int (*move)(struct platform *p, const char *sha, const char *name, int count, int *moved);
 };
 
 struct json_t;

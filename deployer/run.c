@@ -350,6 +350,14 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			       "no longer selected, %s left to drain (new connections go to "
 			       "chat-%s)",
 			       conns_text(cb, sizeof(cb), conns), cfg->sha[0] ? cfg->sha : "none");
+		} else if (strcmp(a->key, DEPLOY_META_ASSIST_SINCE) == 0) {
+			ds = c ? deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE) : 0;
+			ev_put(ev, &n, "Normal", "AssistedDrain", "Move",
+			       "assisted drain after %.1fs of draining: moving its %s to chat-%s "
+			       "at %g sessions/s (see-other-host, XEP-0198 resumption)",
+			       ds ? (obs->now_ms - ds) / 1000.0 : 0.0,
+			       conns_text(cb, sizeof(cb), conns),
+			       obs->selected[0] ? obs->selected : "none", cfg->assist_rate);
 		} else if (strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0) {
 			ds = c ? deploy_meta_time(&c->c, PLATFORM_META_DRAINING_SINCE) : 0;
 			ev_put(ev, &n, "Warning", "MaxDrainReached", "Drain",
@@ -397,6 +405,8 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			break;
 		}
 		break;
+	case DEPLOY_ACT_MOVE:
+		break; /* one event when the assist starts (the meta), not per batch */
 	case DEPLOY_ACT_REMOVE_REPLICA:
 		ev_put(ev, &n, "Normal", "Shrunk", "Shrink",
 		       "removed replica %s: 0 connections for the settle period (%.1fs); the "
@@ -516,7 +526,7 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 	const char *event = NULL;
 	struct platform_event ev[RUN_EVENTS_MAX];
 	size_t n_ev;
-	int rc = 0, untold = 0;
+	int rc = 0, untold = 0, moved = 0;
 	int64_t t0 = mono_ms();
 
 	switch (a->kind) {
@@ -551,6 +561,19 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 		}
 		event = "remove";
 		break;
+	case DEPLOY_ACT_MOVE:
+		if (!p->ops->move) {
+			rc = platform_error(p, -ENOTSUP, "the %s platform cannot move sessions",
+					    p->ops->name);
+			break;
+		}
+		rc = p->ops->move(p, a->sha, a->name, a->count, &moved);
+		if (rc == -ENOENT) {
+			rc = 0; /* the replica went meanwhile: nothing to move there */
+			moved = 0;
+		}
+		event = "assist";
+		break;
 	case DEPLOY_ACT_REMOVE_REPLICA:
 		rc = p->ops->remove_replica(p, a->sha, a->name);
 		/*
@@ -581,8 +604,14 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 
 		if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
 			json_object_set_new(e, "replicas", json_integer(a->replicas));
-		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA)
+		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA || a->kind == DEPLOY_ACT_MOVE)
 			json_object_set_new(e, "replica", json_string(a->name));
+		if (a->kind == DEPLOY_ACT_MOVE) {
+			/* One assisted-drain batch: asked of one replica, and what it did. */
+			json_object_set_new(e, "requested", json_integer(a->count));
+			json_object_set_new(e, "moved", json_integer(moved));
+			json_object_set_new(e, "rate", json_real(cfg->assist_rate));
+		}
 		if (a->kind == DEPLOY_ACT_SELECT && ro->obs.selected[0] &&
 		    strcmp(ro->obs.selected, a->sha) != 0) {
 			/* What the drain of the colour it replaces starts from (the report's). */
@@ -866,14 +895,15 @@ static void sim_apply(struct sim *s, const struct deploy_act *a)
 		s->n--;
 		break;
 	case DEPLOY_ACT_REMOVE_REPLICA:
+	case DEPLOY_ACT_MOVE:
 		break;
 	}
 }
 
 static const char *act_name(enum deploy_act_kind k)
 {
-	static const char *const names[] = { "create", "scale",	 "select",
-					     "meta",   "remove", "remove-replica" };
+	static const char *const names[] = { "create", "scale",		 "select", "meta",
+					     "remove", "remove-replica", "move" };
 
 	return (unsigned)k < sizeof(names) / sizeof(names[0]) ? names[k] : "?";
 }
@@ -896,6 +926,8 @@ static int dry_perform(struct platform *p, const struct deploy_act *a)
 		return p->ops->remove(p, a->sha);
 	case DEPLOY_ACT_REMOVE_REPLICA:
 		return p->ops->remove_replica(p, a->sha, a->name);
+	case DEPLOY_ACT_MOVE:
+		return 0; /* a dry run moves nothing and describes no request */
 	}
 	return 0;
 }
@@ -1080,8 +1112,12 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 				if (deploy_colour_state(&ro.colours[i], ro.obs.selected) !=
 				    DEPLOY_STATE_DRAINING)
 					continue;
-				fprintf(o->out, " chat-%s=%ld", ro.colours[i].c.sha,
-					deploy_colour_connections(&ro.colours[i]));
+				fprintf(o->out, " chat-%s=%ld%s", ro.colours[i].c.sha,
+					deploy_colour_connections(&ro.colours[i]),
+					platform_meta_get(&ro.colours[i].c,
+							  DEPLOY_META_ASSIST_SINCE)
+						? " assisted"
+						: "");
 				if (fc)
 					fprintf(o->out, " (%s)",
 						run_forecast_text(&fc[i], eta, sizeof(eta)));

@@ -65,6 +65,18 @@ static json_t *colour_json(const struct forecast_model *model, const struct run_
 	json_object_set_new(o, "drain_from",
 			    drain_from > 0 ? json_integer(drain_from) : json_null());
 	json_object_set_new(o, "drained_pct", pct >= 0 ? json_integer(pct) : json_null());
+	/* Assisted drain (--drain-assist): since when, how fast; null when natural. */
+	if (st == DEPLOY_STATE_DRAINING && platform_meta_get(&co->c, DEPLOY_META_ASSIST_SINCE)) {
+		int64_t as = deploy_meta_time(&co->c, DEPLOY_META_ASSIST_SINCE);
+		const char *rate = platform_meta_get(&co->c, DEPLOY_META_ASSIST_RATE);
+
+		json_object_set_new(o, "assist",
+				    json_pack("{s:f,s:f}", "since_s",
+					      as ? (obs->obs.now_ms - as) / 1000.0 : -1.0, "rate",
+					      rate ? atof(rate) : 0.0));
+	} else {
+		json_object_set_new(o, "assist", json_null());
+	}
 	if (st == DEPLOY_STATE_DRAINING) {
 		struct forecast fc = { 0 };
 		json_t *f;

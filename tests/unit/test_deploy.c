@@ -45,6 +45,12 @@ struct sim {
 	int n_select;
 	char removed[SIM_COLOURS * 4][PLATFORM_SHA_MAX];
 	int64_t last_drain_ms;
+	/* assisted drain: every batch, and its time */
+	long moved;
+	int n_moves;
+	int64_t move_at[4096];
+	int move_n[4096];
+	int moves_on_selected;
 };
 
 static struct sim_colour *sim_find(struct sim *s, const char *sha)
@@ -162,6 +168,26 @@ static void sim_apply(struct sim *s, const struct deploy_act *a)
 		assert_string_not_equal(a->sha, s->selected);
 		sim_remove(s, c);
 		break;
+	case DEPLOY_ACT_MOVE: {
+		size_t i;
+
+		assert_non_null(c);
+		if (strcmp(a->sha, s->selected) == 0)
+			s->moves_on_selected++;
+		for (i = 0; i < c->n_rep; i++)
+			if (strcmp(c->rep[i].name, a->name) == 0)
+				break;
+		assert_true(i < c->n_rep);
+		/* never more than the replica holds */
+		assert_true(a->count > 0 && a->count <= c->rep[i].connections);
+		c->rep[i].connections -= a->count;
+		s->moved += a->count;
+		if (s->n_moves < 4096) {
+			s->move_at[s->n_moves] = s->now;
+			s->move_n[s->n_moves++] = a->count;
+		}
+		break;
+	}
 	case DEPLOY_ACT_REMOVE_REPLICA: {
 		size_t i;
 
@@ -894,6 +920,189 @@ static void test_failed_scale_up_of_draining_colour_keeps_it(void **state)
  * Durations become int64 milliseconds: a huge one must be refused, not cast
  * (1e20 s once became a negative --settle, i.e. no settle period at all).
  */
+/* Sessions moved in (from, to]. */
+static long moved_between(const struct sim *s, int64_t from, int64_t to)
+{
+	long n = 0;
+
+	for (int i = 0; i < s->n_moves; i++)
+		if (s->move_at[i] > from && s->move_at[i] <= to)
+			n += s->move_n[i];
+	return n;
+}
+
+/* --drain-assist 10/s after 2 s: nothing before, then never more than the
+ * rate allows since the start (one second's worth at once at most), spread
+ * over the replicas by their counts, never on the selected colour, until
+ * the colour reads 0; then drained as usual. */
+static void test_assist_rate_and_spread(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	struct sim_colour *a;
+	int64_t ds = 0, start;
+	long first_r0 = -1, first_r1 = -1;
+	int i;
+
+	sim_init(&s);
+	a = sim_live(&s, SHA_A, 2, 0);
+	a->rep[0].connections = 30;
+	a->rep[1].connections = 10;
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.assist_rate = 10;
+	cfg.assist_after_ms = 2000;
+	deploy_mem_init(&m);
+	for (i = 0; i < 200; i++) {
+		enum deploy_phase ph = sim_step(&s, &cfg, &m, &r, -1);
+
+		a = sim_find(&s, SHA_A);
+		if (a && !ds)
+			ds = deploy_meta_time(&a->c, PLATFORM_META_DRAINING_SINCE);
+		if (a && first_r0 < 0 && s.moved >= 8) {
+			first_r0 = a->rep[0].connections;
+			first_r1 = a->rep[1].connections;
+		}
+		if (ph == DEPLOY_PHASE_DONE)
+			break;
+		sim_tick(&s, 250);
+	}
+	assert_null(sim_find(&s, SHA_A)); /* drained once all moved */
+	assert_int_equal(s.moved, 40);
+	assert_int_equal(s.moves_on_selected, 0);
+	assert_int_equal(s.removed_with_conns, 0);
+	start = ds + 2000;
+	assert_int_equal(moved_between(&s, 0, start - 1), 0);
+	/* never ahead of the rate since the start, and at most 1 s of it at once */
+	for (int k = 0; k < s.n_moves; k++) {
+		int64_t t = s.move_at[k];
+
+		assert_true(moved_between(&s, 0, t) <= (long)(10 * (t - start) / 1000));
+		assert_true(moved_between(&s, t - 1000, t) <= 20);
+	}
+	/* 40 sessions at 10/s: four seconds, not one step */
+	assert_true(s.move_at[s.n_moves - 1] - s.move_at[0] >= 3000);
+	/* spread 3:1 like the counts (30 and 10) */
+	assert_true(labs((30 - first_r0) - 3 * (10 - first_r1)) <= 3);
+	assert_true(10 - first_r1 >= 1);
+}
+
+/* --on-max-drain assist: at --max-drain the colour is neither shut down
+ * nor left: its sessions move, and it drains. */
+static void test_assist_on_max_drain(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	int64_t ds;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 2, 6);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.max_drain_ms = 3000;
+	cfg.on_max_drain = DEPLOY_ON_MAX_ASSIST;
+	cfg.assist_rate = 4;
+	cfg.assist_after_ms = 3000; /* what the command line makes of it */
+	deploy_mem_init(&m);
+	sim_step(&s, &cfg, &m, &(struct deploy_result){ 0 }, -1);
+	sim_tick(&s, 100);
+	sim_step(&s, &cfg, &m, &(struct deploy_result){ 0 }, -1);
+	ds = deploy_meta_time(&sim_find(&s, SHA_A)->c, PLATFORM_META_DRAINING_SINCE);
+	assert_int_equal(sim_run(&s, &cfg, &m, 200), DEPLOY_PHASE_DONE);
+	assert_null(sim_find(&s, SHA_A));
+	assert_int_equal(s.moved, 12);
+	assert_int_equal(moved_between(&s, 0, ds + 2999), 0);
+	assert_int_equal(s.removed_with_conns, 0);
+}
+
+/* The volatile memory lost mid-assist (rainbow killed and run again): the
+ * rate still holds, with at most one second's worth at once. */
+static void test_assist_memory_lost(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	int i;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 3, 100);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.assist_rate = 20;
+	deploy_mem_init(&m);
+	for (i = 0; i < 400; i++) {
+		if (i % 7 == 3)
+			deploy_mem_init(&m);
+		if (sim_step(&s, &cfg, &m, &r, -1) == DEPLOY_PHASE_DONE)
+			break;
+		sim_tick(&s, 250);
+	}
+	assert_int_equal(s.moved, 300);
+	for (int k = 0; k < s.n_moves; k++)
+		assert_true(moved_between(&s, s.move_at[k] - 1000, s.move_at[k]) <= 40);
+	/* the meta says when and how fast */
+	assert_int_equal(s.removed_with_conns, 0);
+}
+
+/* Off, or before its time: no move at all; a colour that reads 0 is never
+ * asked; an unreadable replica is skipped. */
+static void test_assist_off_and_edges(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	struct sim_colour *a;
+
+	sim_init(&s);
+	sim_live(&s, SHA_A, 2, 5);
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	deploy_mem_init(&m);
+	for (int i = 0; i < 20; i++) {
+		sim_step(&s, &cfg, &m, &r, -1);
+		sim_tick(&s, 250);
+	}
+	assert_int_equal(s.n_moves, 0);
+	a = sim_find(&s, SHA_A);
+	assert_null(platform_meta_get(&a->c, DEPLOY_META_ASSIST_SINCE));
+	/* now on, but one replica unreadable: the count is unknown, nobody is
+	 * asked; once it reads again, both are */
+	cfg.assist_rate = 100;
+	a->rep[0].connections = -1;
+	sim_step(&s, &cfg, &m, &r, -1);
+	sim_tick(&s, 250);
+	sim_step(&s, &cfg, &m, &r, -1);
+	assert_int_equal(s.n_moves, 0);
+	a = sim_find(&s, SHA_A);
+	a->rep[0].connections = 5;
+	sim_tick(&s, 250);
+	sim_step(&s, &cfg, &m, &r, -1);
+	a = sim_find(&s, SHA_A);
+	assert_string_equal(platform_meta_get(&a->c, DEPLOY_META_ASSIST_RATE), "100");
+	assert_non_null(platform_meta_get(&a->c, DEPLOY_META_ASSIST_SINCE));
+	assert_int_equal(a->rep[0].connections + a->rep[1].connections, 0);
+	assert_int_equal(s.moved, 10);
+	assert_int_equal(s.moves_on_selected, 0);
+}
+
+static void test_parse_rate(void **state)
+{
+	double v;
+
+	assert_int_equal(cli_parse_rate("50/s", &v), 0);
+	assert_true(v == 50.0);
+	assert_int_equal(cli_parse_rate("0.5", &v), 0);
+	assert_true(v == 0.5);
+	assert_int_equal(cli_parse_rate("0", &v), -1);
+	assert_int_equal(cli_parse_rate("0.001/s", &v), -1);
+	assert_int_equal(cli_parse_rate("100001", &v), -1);
+	assert_int_equal(cli_parse_rate("-5/s", &v), -1);
+	assert_int_equal(cli_parse_rate("5/m", &v), -1);
+	assert_int_equal(cli_parse_rate("nan", &v), -1);
+	assert_int_equal(cli_parse_rate("", &v), -1);
+}
+
 static void test_parse_duration_bounds(void **state)
 {
 	double v;
@@ -1036,6 +1245,11 @@ int main(void)
 		cmocka_unit_test(test_ready_timeout_keep_failed_then_retry),
 		cmocka_unit_test(test_max_drain_shutdown),
 		cmocka_unit_test(test_max_drain_keep),
+		cmocka_unit_test(test_assist_rate_and_spread),
+		cmocka_unit_test(test_assist_on_max_drain),
+		cmocka_unit_test(test_assist_memory_lost),
+		cmocka_unit_test(test_assist_off_and_edges),
+		cmocka_unit_test(test_parse_rate),
 		cmocka_unit_test(test_shrink),
 		cmocka_unit_test(test_shrink_all_zero_at_once_removes_colour),
 		cmocka_unit_test(test_several_draining_at_once),
