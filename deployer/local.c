@@ -42,6 +42,7 @@ struct local {
 	char chatd_args[1024];
 	int cluster;	    /* chatd takes --cluster-listen/--peers-file */
 	int cluster_secret; /* chatd takes --cluster-secret-file */
+	int control;	    /* chatd takes --control-token-file (moving sessions) */
 	CURL *curl;
 };
 
@@ -391,16 +392,18 @@ static void chatd_features(struct local *l)
 	buf[off] = '\0';
 	l->cluster = strstr(buf, "--cluster-listen") && strstr(buf, "--peers-file");
 	l->cluster_secret = strstr(buf, "--cluster-secret-file") != NULL;
+	l->control = strstr(buf, "--control-token-file") != NULL;
 }
 
-static int ensure_secret(struct local *l)
+/* STATE/name with 24 random bytes in hex, mode 0600, unless it exists. */
+static int ensure_secret(struct local *l, const char *name)
 {
 	char path[LOCAL_PATH_MAX];
 	unsigned char raw[24];
 	FILE *f;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/cluster.secret", l->state);
+	snprintf(path, sizeof(path), "%s/%s", l->state, name);
 	if (access(path, R_OK) == 0)
 		return 0;
 	fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
@@ -480,8 +483,13 @@ static int local_open(struct platform *p, const struct platform_opts *o)
 	if (rc < 0)
 		return platform_error(p, rc, "state dir %s: %s", l->state, strerror(-rc));
 	chatd_features(l);
-	if (l->cluster && l->cluster_secret && (rc = ensure_secret(l)) != 0)
+	if (l->cluster && l->cluster_secret && (rc = ensure_secret(l, "cluster.secret")) != 0)
 		return platform_error(p, rc < 0 ? rc : -EIO, "cannot create %s/cluster.secret: %s",
+				      l->state, strerror(rc < 0 ? -rc : EIO));
+	/* The control token: only rainbow and the replicas it starts read the
+	 * private state dir, so only they can ask a replica to move sessions. */
+	if (l->control && (rc = ensure_secret(l, "control.token")) != 0)
+		return platform_error(p, rc < 0 ? rc : -EIO, "cannot create %s/control.token: %s",
 				      l->state, strerror(rc < 0 ? -rc : EIO));
 	return 0;
 }
@@ -675,9 +683,9 @@ static int local_replicas(struct platform *p, const char *sha, struct platform_r
 
 static char *spec_json(struct local *l)
 {
-	json_t *o = json_pack("{s:s,s:s,s:b,s:b,s:b}", "chatd", l->chatd, "args", l->chatd_args,
+	json_t *o = json_pack("{s:s,s:s,s:b,s:b,s:b,s:b}", "chatd", l->chatd, "args", l->chatd_args,
 			      "auth_any", l->auth_any, "cluster", l->cluster, "cluster_secret",
-			      l->cluster_secret);
+			      l->cluster_secret, "control", l->control);
 	char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
 
 	json_decref(o);
@@ -870,6 +878,84 @@ static int local_meta_set(struct platform *p, const char *sha, const char *key, 
 	return rc;
 }
 
+/*
+ * Assisted drain: POST http://REPLICA_HTTP/control/move?count=N with the
+ * token of STATE/control.token (chatd answers with how many it moved).
+ */
+static int local_move(struct platform *p, const char *sha, const char *name, int count, int *moved)
+{
+	struct local *l = L(p);
+	json_t *st = NULL, *col, *r, *reply;
+	char path[LOCAL_PATH_MAX], url[320], hdr[4200], token[4100] = "";
+	const char *http = NULL;
+	struct curl_slist *h = NULL;
+	struct http_buf b = { 0 };
+	long code = 0;
+	size_t i;
+	FILE *f;
+	int rc;
+
+	*moved = 0;
+	if (!l->control)
+		return platform_error(p, -ENOTSUP,
+				      "this chatd has no --control-token-file: it cannot move "
+				      "sessions");
+	rc = switch_status_get(p, &st);
+	if (rc < 0)
+		return rc;
+	col = status_colour(st, sha);
+	json_array_foreach (json_object_get(col, "replicas"), i, r)
+		if (strcmp(json_string_value(json_object_get(r, "name")) ?: "", name) == 0)
+			http = json_string_value(json_object_get(r, "http"));
+	if (!http || !*http) {
+		json_decref(st);
+		return platform_error(p, -ENOENT, "colour %s has no replica %s listening", sha,
+				      name);
+	}
+	snprintf(url, sizeof(url), "http://%s/control/move?count=%d", http, count);
+	json_decref(st);
+	snprintf(path, sizeof(path), "%s/control.token", l->state);
+	f = fopen(path, "r");
+	if (!f || !fgets(token, sizeof(token), f)) {
+		if (f)
+			fclose(f);
+		return platform_error(p, -EIO, "cannot read %s", path);
+	}
+	fclose(f);
+	token[strcspn(token, " \t\r\n")] = '\0';
+	snprintf(hdr, sizeof(hdr), "X-Chatd-Control-Token: %s", token);
+	h = curl_slist_append(NULL, hdr);
+	curl_easy_reset(l->curl);
+	curl_easy_setopt(l->curl, CURLOPT_URL, url);
+	curl_easy_setopt(l->curl, CURLOPT_POST, 1L);
+	curl_easy_setopt(l->curl, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(l->curl, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(l->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
+	curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(l->curl, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &b);
+	if (curl_easy_perform(l->curl) == CURLE_OK)
+		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &code);
+	curl_slist_free_all(h);
+	explicit_bzero(token, sizeof(token));
+	explicit_bzero(hdr, sizeof(hdr));
+	reply = code == 200 && b.data ? json_loads(b.data, 0, NULL) : NULL;
+	free(b.data);
+	if (code == 403)
+		return platform_error(p, -EACCES, "replica %s refused the control token", name);
+	if (code == 404)
+		return platform_error(p, -ENOTSUP, "replica %s has no control endpoint", name);
+	if (code == 0)
+		return platform_error(p, -ENOENT, "replica %s did not answer", name);
+	if (!reply)
+		return platform_error(p, -EIO, "replica %s answered %ld to a move", name, code);
+	*moved = (int)json_integer_value(json_object_get(reply, "moved"));
+	json_decref(reply);
+	return 0;
+}
+
 static const struct platform_ops local_ops = {
 	.name = "local",
 	.open = local_open,
@@ -883,6 +969,7 @@ static const struct platform_ops local_ops = {
 	.scale = local_scale,
 	.remove_replica = local_remove_replica,
 	.meta_set = local_meta_set,
+	.move = local_move,
 };
 
 const struct platform_ops *local_platform_ops(void)

@@ -79,6 +79,7 @@ struct lsw_spec {
 	int auth_any;
 	int cluster;	    /* chatd takes --cluster-listen/--peers-file */
 	int cluster_secret; /* chatd takes --cluster-secret-file */
+	int control;	    /* chatd takes --control-token-file and --service-address */
 	char args[1024];    /* extra flags, space separated */
 };
 

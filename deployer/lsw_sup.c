@@ -385,7 +385,8 @@ static void rep_signal(struct lsw_rep *r, int sig)
 static int rep_spawn(struct lsw *sw, struct lsw_rep *r, char *err, size_t errlen)
 {
 	const struct lsw_spec *sp = &r->col->spec;
-	char log[2400], ports[2400], peers[2200], secret[2200], args[sizeof(sp->args)];
+	char log[2400], ports[2400], peers[2200], secret[2200], token[2200];
+	char args[sizeof(sp->args)];
 	char *argv[80], *save = NULL, *tok;
 	uv_stdio_container_t stdio[3];
 	uv_process_options_t o;
@@ -396,6 +397,7 @@ static int rep_spawn(struct lsw *sw, struct lsw_rep *r, char *err, size_t errlen
 	rep_paths(sw, r, log, sizeof(log), ports, sizeof(ports));
 	snprintf(peers, sizeof(peers), "%s/peers", sw->state_dir);
 	snprintf(secret, sizeof(secret), "%s/cluster.secret", sw->state_dir);
+	snprintf(token, sizeof(token), "%s/control.token", sw->state_dir);
 	unlink(ports);
 	argv[n++] = (char *)sp->chatd;
 	argv[n++] = "--listen";
@@ -421,6 +423,14 @@ static int rep_spawn(struct lsw *sw, struct lsw_rep *r, char *err, size_t errlen
 			argv[n++] = "--cluster-secret-file";
 			argv[n++] = secret;
 		}
+	}
+	if (sp->control) {
+		/* Moved sessions reconnect to the switch (the Service), never to
+		 * the replica; the token lets rainbow ask (assisted drain). */
+		argv[n++] = "--service-address";
+		argv[n++] = sw->listen;
+		argv[n++] = "--control-token-file";
+		argv[n++] = token;
 	}
 	snprintf(args, sizeof(args), "%s", sp->args);
 	for (tok = strtok_r(args, " \t", &save); tok && n < 78; tok = strtok_r(NULL, " \t", &save))
@@ -957,9 +967,9 @@ static json_t *rep_json(const struct lsw_rep *r, int for_status)
 
 static json_t *spec_json(const struct lsw_spec *s)
 {
-	return json_pack("{s:s,s:b,s:b,s:b,s:s}", "chatd", s->chatd, "auth_any", s->auth_any,
-			 "cluster", s->cluster, "cluster_secret", s->cluster_secret, "args",
-			 s->args);
+	return json_pack("{s:s,s:b,s:b,s:b,s:b,s:s}", "chatd", s->chatd, "auth_any", s->auth_any,
+			 "cluster", s->cluster, "cluster_secret", s->cluster_secret, "control",
+			 s->control, "args", s->args);
 }
 
 int lsw_spec_parse(json_t *o, struct lsw_spec *s)
@@ -976,6 +986,7 @@ int lsw_spec_parse(json_t *o, struct lsw_spec *s)
 	s->auth_any = json_is_true(json_object_get(o, "auth_any"));
 	s->cluster = json_is_true(json_object_get(o, "cluster"));
 	s->cluster_secret = json_is_true(json_object_get(o, "cluster_secret"));
+	s->control = json_is_true(json_object_get(o, "control"));
 	return 0;
 }
 
