@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import unittest
@@ -13,6 +14,9 @@ import unittest
 import browser
 import harness
 import localplat
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import test_kube_platform as kube  # noqa: E402  (its fixture: the API double)
 
 
 def start_dashboard(plat, *extra):
@@ -165,6 +169,36 @@ class DashboardTest(unittest.TestCase):
             r = self.plat.rb("dashboard", *args)
             self.assertEqual(r.returncode, 2, (args, r.stdout, r.stderr))
             self.assertIn("rainbow:", r.stderr)
+
+
+class DashboardOnKubeTest(kube.KubeBase):
+    """The same page on the kubernetes platform: the API double with real
+    chatd pods; the chat page's WebSocket URL comes from --chat-ws."""
+
+    def test_state_on_kubernetes(self):
+        base = [harness.binary("rainbow"), "--platform", "kubernetes", "--kubeconfig",
+                self.kubeconfig, "--state-dir", os.path.join(self.tmp, "state"),
+                "-P", "template=" + kube.TEMPLATE, "-P", "backoff-ms=20"]
+        r = subprocess.run(base + ["deploy", kube.SHA_A, "--replicas", "1", "--settle", "1s"],
+                           capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        p = harness.Proc(base + ["dashboard", "--listen", "127.0.0.1:0", "--poll", "0.2s",
+                                 "--chat-ws", "ws://chat.example:5290/xmpp-websocket",
+                                 "--chat-domain", "chat.example"], name="dashboard")
+        try:
+            m = harness.wait_for(lambda: re.search(r"http://127\.0\.0\.1:(\d+)/", p.stdout()),
+                                 what="the dashboard's URL")
+            st = sse_events(int(m.group(1)), 1)[0]
+            self.assertEqual(st["platform"], "kubernetes")
+            self.assertEqual(st["selected"], kube.SHA_A)
+            c = st["colours"][0]
+            self.assertEqual((c["sha"], c["state"], c["ready"]), (kube.SHA_A, "live", 1))
+            self.assertEqual(st["chat"], {"ws": "ws://chat.example:5290/xmpp-websocket",
+                                          "domain": "chat.example"})
+            self.assertEqual([m["kind"] for m in st["markers"]], ["create", "switch"])
+        finally:
+            p.stop()
+        self.assertIsNone(p.sanitizer_report())
 
 
 class DashboardBrowserTest(unittest.TestCase):
