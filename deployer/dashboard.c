@@ -257,10 +257,12 @@ static json_t *chat_json(struct dash *d)
 	} else if (strcmp(d->p->ops->name, "local") == 0) {
 		json_t *st = NULL;
 		const char *ws;
+		struct addr a;
 
 		if (lswitch_status(d->o->state_dir, &st) == 0 &&
-		    (ws = json_string_value(json_object_get(st, "websocket"))) && strrchr(ws, ':'))
-			json_object_set_new(c, "ws_port", json_integer(atoi(strrchr(ws, ':') + 1)));
+		    (ws = json_string_value(json_object_get(st, "websocket"))) &&
+		    addr_parse(ws, 0, 0, &a) == 0)
+			json_object_set_new(c, "ws_port", json_integer(a.port));
 		json_decref(st);
 	}
 	return c;

@@ -39,6 +39,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "addr.h"
 #include "kubeclient.h"
 #include "kubeconfig.h"
 #include "kubeevent.h"
@@ -629,13 +630,13 @@ static size_t metrics_write(char *ptr, size_t size, size_t nmemb, void *arg)
 static char *metrics_direct(const char *ip, int port)
 {
 	CURL *h = curl_easy_init();
-	char url[128], *buf = NULL;
+	char url[ADDR_STR_MAX + 16], hp[ADDR_STR_MAX], *buf = NULL;
 	long code = 0;
 
 	if (!h)
 		return NULL;
-	snprintf(url, sizeof(url),
-		 strchr(ip, ':') ? "http://[%s]:%d/metrics" : "http://%s:%d/metrics", ip, port);
+	addr_join(ip, port, hp, sizeof(hp));
+	snprintf(url, sizeof(url), "http://%s/metrics", hp);
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
