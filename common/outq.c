@@ -30,7 +30,7 @@ void outq_init(struct outq *q, uv_stream_t *stream, size_t limit, size_t low, ou
 	q->sreq.data = q;
 }
 
-static void outq_flush(struct outq *q);
+static int outq_flush(struct outq *q);
 
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
@@ -41,16 +41,13 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 	q->cb(q, OUTQ_SHUTDOWN, status);
 }
 
-static void maybe_shutdown(struct outq *q)
+/* Issues the shutdown once everything is written; 0 or uv_shutdown's error. */
+static int maybe_shutdown(struct outq *q)
 {
-	int rc;
-
 	if (!q->want_shutdown || q->shut || q->head || q->failed)
-		return;
+		return 0;
 	q->shut = 1;
-	rc = uv_shutdown(&q->sreq, q->stream, shutdown_cb);
-	if (rc < 0)
-		q->cb(q, OUTQ_SHUTDOWN, rc);
+	return uv_shutdown(&q->sreq, q->stream, shutdown_cb);
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -82,19 +79,27 @@ static void write_cb(uv_write_t *req, int status)
 		if (q->freed)
 			return;
 	}
-	outq_flush(q);
+	/* From libuv's callback the owner hears of failures through cb. */
+	status = outq_flush(q);
+	if (status < 0) {
+		q->cb(q, OUTQ_ERROR, status);
+		return;
+	}
+	status = maybe_shutdown(q);
+	if (status < 0)
+		q->cb(q, OUTQ_SHUTDOWN, status);
 }
 
-/* Hands the queued chunks to libuv (one uv_write at a time). */
-static void outq_flush(struct outq *q)
+/* Hands the queued chunks to libuv (one uv_write at a time); 0 or
+ * uv_write's error (the queue is failed then). Never calls cb: a caller
+ * inside outq_write() gets the error as its result. */
+static int outq_flush(struct outq *q)
 {
 	struct outq_chunk *c;
 	int n = 0, rc;
 
-	if (q->in_flight || !q->head || q->failed) {
-		maybe_shutdown(q);
-		return;
-	}
+	if (q->in_flight || !q->head || q->failed)
+		return 0;
 	for (c = q->head; c && n < OUTQ_IOV_MAX; c = c->next)
 		q->bufs[n++] = uv_buf_init(c->data, (unsigned)c->len);
 	q->in_flight = n;
@@ -102,8 +107,8 @@ static void outq_flush(struct outq *q)
 	if (rc < 0) {
 		q->in_flight = 0;
 		q->failed = 1;
-		q->cb(q, OUTQ_ERROR, rc);
 	}
+	return rc;
 }
 
 static int in_flight(const struct outq *q, const struct outq_chunk *c)
@@ -178,8 +183,7 @@ int outq_write(struct outq *q, const char *data, size_t len)
 	rc = append(q, data, len);
 	if (rc < 0)
 		return rc;
-	outq_flush(q);
-	return 0;
+	return outq_flush(q);
 }
 
 int outq_shutdown(struct outq *q)
@@ -187,8 +191,7 @@ int outq_shutdown(struct outq *q)
 	if (q->failed)
 		return UV_EPIPE;
 	q->want_shutdown = 1;
-	maybe_shutdown(q);
-	return 0;
+	return maybe_shutdown(q);
 }
 
 void outq_free(struct outq *q)

@@ -17,6 +17,10 @@
  * itself refuses (-ENOBUFS, nothing queued) only past the hard limit given
  * to outq_init(), for owners that close a slow reader instead.
  *
+ * The callback runs only from libuv's callbacks, never from inside
+ * outq_write() or outq_shutdown(): those return their failure instead, so
+ * a writer never has its connection closed under it.
+ *
  * Lifetime: the struct is embedded in the owner's connection. After
  * uv_close() of the stream, libuv calls the pending write's callback
  * (cancelled) before the close callback; the owner calls outq_free() in its
@@ -79,7 +83,9 @@ void outq_init(struct outq *q, uv_stream_t *stream, size_t limit, size_t low, ou
  */
 int outq_write(struct outq *q, const char *data, size_t len);
 
-/* Shuts the write side down once everything queued is written (OUTQ_SHUTDOWN). */
+/* Shuts the write side down once everything queued is written
+ * (OUTQ_SHUTDOWN); 0, or the error when the queue failed or uv_shutdown
+ * refused at once. */
 int outq_shutdown(struct outq *q);
 
 /* Bytes allocated for queued data (the memory this queue holds). */

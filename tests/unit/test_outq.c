@@ -245,6 +245,25 @@ static void test_peer_gone_is_error(void **state)
 	fix_close(&f);
 }
 
+static void noop_shutdown(uv_shutdown_t *req, int status)
+{
+}
+
+/* A shutdown libuv refuses at once is outq_shutdown()'s result, never a
+ * callback from inside the call (a writer must not see its connection
+ * closed under it). */
+static void test_refusal_is_returned_not_called_back(void **state)
+{
+	struct fix f;
+	uv_shutdown_t req;
+
+	fix_open(&f, 0, 0, 0);
+	assert_int_equal(uv_shutdown(&req, (uv_stream_t *)&f.pipe, noop_shutdown), 0);
+	assert_true(outq_shutdown(&f.q) < 0);
+	assert_int_equal(f.shutdowns + f.errors, 0);
+	fix_close(&f);
+}
+
 /* Closed with data queued and a write in flight: everything freed (ASan). */
 static void test_close_with_queued(void **state)
 {
@@ -270,6 +289,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown_after_queued),
 		cmocka_unit_test(test_peer_gone_is_error),
 		cmocka_unit_test(test_close_with_queued),
+		cmocka_unit_test(test_refusal_is_returned_not_called_back),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
