@@ -243,6 +243,9 @@ int cluster_start(struct cluster *cl)
 		goto fail_listener;
 	cl->handles++;
 	cl->tick.data = cl;
+	uv_idle_init(cl->loop, &cl->fail_idle);
+	cl->handles++;
+	cl->fail_idle.data = cl;
 	cl->started = 1;
 	cl->started_at = now_ms(cl);
 	cluster__targets_sync(cl, SRC_STATIC, cl->static_peers, cl->nstatic);
@@ -263,14 +266,6 @@ fail_listener:
 	cl->listening = 0;
 	uv_close((uv_handle_t *)&cl->listener, cluster__on_handle_closed);
 	return rc;
-}
-
-static void on_leave_shutdown(uv_shutdown_t *req, int status)
-{
-	struct link *l = req->data;
-
-	if (!uv_is_closing((uv_handle_t *)&l->tcp))
-		uv_close((uv_handle_t *)&l->tcp, cluster__on_link_closed);
 }
 
 /* A peer that does not read would hold the shutdown, and the process,
@@ -314,7 +309,7 @@ void cluster_leave(struct cluster *cl)
 				cluster__link_flush_obuf(l);
 		}
 		if (l->state == LINK_CLOSING)
-			continue; /* closed by a failed write, or already closing */
+			continue; /* already closing */
 		/* Let the queued frames and LEAVING reach the peer: shut the
 		 * write side down, close when that is done. The link stays
 		 * listed until its close callback. */
@@ -327,8 +322,8 @@ void cluster_leave(struct cluster *cl)
 			l->target->link = NULL;
 			l->target = NULL;
 		}
-		l->shutdown.data = l;
-		if (!up || uv_shutdown(&l->shutdown, (uv_stream_t *)&l->tcp, on_leave_shutdown) < 0)
+		/* closed on OUTQ_SHUTDOWN or OUTQ_ERROR (cluster_link.c on_outq) */
+		if (!up || outq_shutdown(&l->q) < 0)
 			uv_close((uv_handle_t *)&l->tcp, cluster__on_link_closed);
 	}
 	if (cl->started) {

@@ -12,8 +12,10 @@
  * at most one link, so it is delivered exactly once.
  *
  * Errors: 0 or a count for success, negative errno values otherwise.
- * Functions never call the hooks synchronously; the hooks are called from
- * the loop (a link's read callback) and may call any cluster_* function.
+ * Functions never call the hooks synchronously (a write that fails closes
+ * its link only after the current callback); the hooks are called from the
+ * loop (a link's read callback, the tick, the closing of a failed link)
+ * and may call any cluster_* function.
  */
 #ifndef CHATD_CLUSTER_H
 #define CHATD_CLUSTER_H

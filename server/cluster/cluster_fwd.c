@@ -24,61 +24,22 @@
 
 /* ---- sending ---- */
 
-struct wreq {
-	uv_write_t req;
-	size_t len;
-	uint8_t data[];
-};
-
-static void on_write(uv_write_t *req, int status)
-{
-	struct wreq *w = (struct wreq *)req;
-	struct link *l = req->data;
-
-	free(w);
-	if (status < 0 && status != UV_ECANCELED)
-		cluster__link_close(l, uv_err_name(status));
-}
-
-/* Sends bytes on a link: written at once when the socket takes them,
- * queued otherwise. May close the link. */
+/* Sends bytes on a link through its queue. A failure marks the link for
+ * closing after the current callback and is returned; never closes. */
 int cluster__link_write(struct link *l, const uint8_t *p, size_t len)
 {
-	uv_buf_t b = uv_buf_init((char *)p, (unsigned)len);
-	struct wreq *w;
 	int r;
 
-	if (l->state == LINK_CLOSING || l->state == LINK_CONNECTING || l->state == LINK_RETIRING)
+	if (l->fail_reason || l->state == LINK_CLOSING || l->state == LINK_CONNECTING ||
+	    l->state == LINK_RETIRING)
 		return -ENOTCONN;
-	r = uv_try_write((uv_stream_t *)&l->tcp, &b, 1);
-	if (r == (int)len)
-		goto sent;
-	if (r < 0 && r != UV_EAGAIN) {
-		cluster__link_close(l, uv_err_name(r));
-		return r;
-	}
-	if (r < 0)
-		r = 0;
-	if (l->tcp.write_queue_size + len > OUTQ_MAX) {
-		cluster__link_close(l, "peer-not-reading");
-		return -ENOBUFS;
-	}
-	w = malloc(sizeof(*w) + len - (size_t)r);
-	if (!w) {
-		cluster__link_close(l, "out-of-memory");
-		return -ENOMEM;
-	}
-	w->len = len - (size_t)r;
-	memcpy(w->data, p + r, w->len);
-	w->req.data = l;
-	b = uv_buf_init((char *)w->data, (unsigned)w->len);
-	r = uv_write(&w->req, (uv_stream_t *)&l->tcp, &b, 1, on_write);
+	r = outq_write(&l->q, (const char *)p, len);
 	if (r < 0) {
-		free(w);
-		cluster__link_close(l, uv_err_name(r));
+		cluster__link_fail(l, r == -ENOBUFS  ? "peer-not-reading"
+				      : r == -ENOMEM ? "out-of-memory"
+						     : uv_err_name(r));
 		return r;
 	}
-sent:
 	l->last_tx = now_ms(l->cl);
 	return 0;
 }
@@ -169,11 +130,10 @@ int cluster__link_send_dump(struct link *l)
  * it; returns how many links took them. */
 static int broadcast_obuf(struct cluster *cl)
 {
-	struct link *l, *ln;
+	struct link *l;
 	int n = 0;
 
-	for (l = cl->links; l; l = ln) {
-		ln = l->next; /* a failed write closes and unlists l */
+	for (l = cl->links; l; l = l->next) {
 		if (l->state == LINK_UP && cluster__link_write(l, cl->obuf.data, cl->obuf.len) == 0)
 			n++;
 	}

@@ -15,12 +15,14 @@
 #include "cluster_proto.h"
 #include "cluster_routes.h"
 #include "log.h"
+#include "outq.h"
 
 /* A peer that does not finish the handshake in this time is dropped. */
 #define HANDSHAKE_TIMEOUT_MS 5000
-/* Output a peer has not read yet; beyond it the link is declared dead
- * rather than letting one stuck peer eat the instance's memory. */
-#define OUTQ_MAX (64u << 20)
+/* Output a peer has not read yet (bytes allocated in the link's queue);
+ * beyond it the link is declared dead rather than letting one stuck peer
+ * eat the instance's memory. */
+#define LINK_OUTQ_MAX (64u << 20)
 #define READ_CHUNK 65536
 #define PEERS_FILE_MAX (1u << 20)
 #define ADDR_MAX 300
@@ -55,7 +57,9 @@ struct target;
 struct link {
 	uv_tcp_t tcp; /* embedded; the link is freed in its close callback */
 	uv_connect_t connect;
-	uv_shutdown_t shutdown;
+	struct outq q;		 /* everything written to the peer (LINK_OUTQ_MAX) */
+	const char *fail_reason; /* a write failed: closed after the current
+				    callback (cluster__link_fail), or NULL */
 	struct cluster *cl;
 	struct link *next;     /* cl->links */
 	struct target *target; /* the target we dialed; NULL when accepted or target gone */
@@ -148,6 +152,7 @@ struct cluster {
 
 	uv_tcp_t listener;
 	uv_timer_t tick;
+	uv_idle_t fail_idle; /* closes the links whose writes failed */
 	int listening;
 	int started;
 	uint64_t started_at; /* loop ms of cluster_start() */
@@ -205,13 +210,17 @@ static inline const char *peer_name(const struct link *l)
  *   cluster.c       on_handle_closed
  *   cluster_conf.c  split_list, free_list
  *   cluster_fwd.c   route_gone, link_drop_routes, link_send_dump, link_flush_obuf
- *   cluster_link.c  link_new, link_close, link_refuse, link_up, find_up_link, leave_done,
+ *   cluster_link.c  link_new, link_close, link_fail, link_refuse, link_up, find_up_link, leave_done,
  *                   on_link_closed, on_connection, on_connect, addr_string
  *   cluster_auth.c  on_hello, on_auth, on_ident, link_pseudonymous
  *   cluster_disc.c  target_*, targets_sync, peers_file_poll, dns_resolve
  *   cluster_move.c  caps_probe, fence_pong, moves_*, on_session_frame, relay, tomb_link
  * A function that may close the link says so at its definition; none frees
- * memory outside a close callback.
+ * memory outside a close callback. Writing never closes a link: a failed
+ * write marks it (cluster__link_fail) and fail_idle closes it after the
+ * current callback, so code walking cl->links while it writes, and the
+ * callers of the cluster_* functions, never see a link close (or a hook
+ * run) under them.
  */
 void cluster__addr_string(const struct sockaddr *sa, char *buf, size_t size);
 void cluster__caps_probe(struct link *l);
@@ -230,6 +239,7 @@ struct link *cluster__find_up_link(struct cluster *cl, const char *peer_id,
 void cluster__free_list(char **v, size_t n);
 void cluster__leave_done(struct cluster *cl);
 void cluster__link_close(struct link *l, const char *reason);
+void cluster__link_fail(struct link *l, const char *reason);
 void cluster__link_drop_routes(struct link *l);
 int cluster__link_flush_obuf(struct link *l);
 struct link *cluster__link_new(struct cluster *cl, int dialer);

@@ -31,12 +31,13 @@ void cluster__target_schedule(struct target *t, int failed);
 
 static void link_unlist(struct link *l);
 
-/* The tick timer goes last, once leaving and no link is left. */
+/* The tick timer and the idle go last, once leaving and no link is left. */
 void cluster__leave_done(struct cluster *cl)
 {
 	if (cl->started && !uv_is_closing((uv_handle_t *)&cl->tick)) {
 		uv_timer_stop(&cl->tick);
 		uv_close((uv_handle_t *)&cl->tick, cluster__on_handle_closed);
+		uv_close((uv_handle_t *)&cl->fail_idle, cluster__on_handle_closed);
 	}
 }
 
@@ -59,6 +60,7 @@ void cluster__on_link_closed(uv_handle_t *h)
 	if (cl->leaving && !cl->links)
 		cluster__leave_done(cl);
 	cl->handles--;
+	outq_free(&l->q);
 	free(l->in);
 	free(l->hello_id);
 	free(l->peer_id);
@@ -119,6 +121,49 @@ void cluster__link_close(struct link *l, const char *reason)
 	uv_close((uv_handle_t *)&l->tcp, cluster__on_link_closed);
 }
 
+/* Closes the links marked by cluster__link_fail(); runs right after the
+ * callback that marked them. */
+static void on_fail_idle(uv_idle_t *idle)
+{
+	struct cluster *cl = idle->data;
+	struct link *l, *ln;
+
+	uv_idle_stop(idle);
+	for (l = cl->links; l; l = ln) {
+		ln = l->next;
+		if (l->fail_reason && l->state != LINK_CLOSING)
+			cluster__link_close(l, l->fail_reason);
+	}
+}
+
+void cluster__link_fail(struct link *l, const char *reason)
+{
+	struct cluster *cl = l->cl;
+
+	if (l->fail_reason || l->state == LINK_CLOSING)
+		return;
+	l->fail_reason = reason;
+	uv_idle_start(&cl->fail_idle, on_fail_idle);
+}
+
+/* Events of a link's output queue (from libuv's write callbacks only). */
+static void on_outq(struct outq *q, enum outq_event ev, int status)
+{
+	struct link *l = q->data;
+
+	if (ev == OUTQ_ERROR) {
+		if (l->state == LINK_CLOSING) /* leaving: nothing more will flush */
+			uv_close((uv_handle_t *)&l->tcp, cluster__on_link_closed);
+		else
+			cluster__link_fail(l, uv_err_name(status));
+	} else if (ev == OUTQ_SHUTDOWN && l->state == LINK_CLOSING &&
+		   !uv_is_closing((uv_handle_t *)&l->tcp)) {
+		/* cluster_leave(): the LEAVING frame and all before it are out */
+		uv_close((uv_handle_t *)&l->tcp, cluster__on_link_closed);
+	}
+	/* OUTQ_SHUTDOWN of a retiring link: read on until EOF or its deadline */
+}
+
 struct link *cluster__link_new(struct cluster *cl, int dialer)
 {
 	struct link *l = calloc(1, sizeof(*l));
@@ -131,6 +176,7 @@ struct link *cluster__link_new(struct cluster *cl, int dialer)
 	}
 	cl->handles++;
 	l->tcp.data = l;
+	outq_init(&l->q, (uv_stream_t *)&l->tcp, LINK_OUTQ_MAX, 0, on_outq, l);
 	l->cl = cl;
 	l->dialer = dialer;
 	l->id = ++cl->next_link_id;
@@ -226,10 +272,6 @@ static void link_match_target(struct link *l)
 	}
 }
 
-static void on_retire_shutdown(uv_shutdown_t *req, int status)
-{
-}
-
 /*
  * The losing one of two links to the same peer. The peer may have written
  * stanzas on it before it saw the other link: both sides stop writing it
@@ -255,8 +297,7 @@ static void link_retire(struct link *l, struct link *kept)
 		l->target->link = NULL;
 		l->target = NULL;
 	}
-	l->shutdown.data = l;
-	if (uv_shutdown(&l->shutdown, (uv_stream_t *)&l->tcp, on_retire_shutdown) < 0)
+	if (outq_shutdown(&l->q) < 0)
 		cluster__link_close(l, "duplicate");
 }
 

@@ -11,6 +11,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include <unistd.h>
 
 #include "../../server/cluster/cluster.h"
+#include "../../server/cluster/cluster_int.h"
 #include "../../server/cluster/cluster_proto.h"
 #include "../../server/cluster/cluster_routes.h"
 #include "log.h"
@@ -573,10 +575,14 @@ static void presence_cb(void *ud, const char *from, const char *xml, size_t len)
 	n->presences++;
 }
 
+/* Set around a cluster_* call: a hook that runs inside it counts here. */
+static int in_call, hooks_in_call;
+
 static void gone_cb(void *ud, const char *full)
 {
 	struct node *n = ud;
 
+	hooks_in_call += in_call;
 	if (n)
 		n->gone++;
 }
@@ -1029,18 +1035,64 @@ static void test_session_move(void **state)
 	uv_loop_close(&loop);
 }
 
+static int gone_is(void *arg)
+{
+	int *want = arg;
+
+	return nodes[want[0]].gone == want[1];
+}
+
+/* A write that fails does not close its link inside the call that wrote:
+ * cluster_local_set() broadcasts to a link whose socket can no longer be
+ * written; the link (and with it the peer's available route, whose end is
+ * the route_gone hook) goes only after the call, from the loop. */
+static void test_failed_write_closes_after_the_call(void **state)
+{
+	uv_loop_t loop;
+	int want = 1, gw[2] = { 0, 1 }, fd = -1;
+	struct route_wait w = { 0, "bob@x/r", 1 };
+
+	uv_loop_init(&loop);
+	start_nodes(&loop, 2, SECRET, sizeof(SECRET) - 1);
+	assert_true(run_until(&loop, all_linked, &want, 5000));
+	assert_int_equal(cluster_local_set(nodes[1].cl, "bob@x/r", 0, 1), 0);
+	assert_true(run_until(&loop, route_is, &w, 3000));
+	/* a's end of the link can no longer send: the next write fails at once */
+	assert_non_null(nodes[0].cl->links);
+	assert_int_equal(uv_fileno((uv_handle_t *)&nodes[0].cl->links->tcp, &fd), 0);
+	assert_int_equal(shutdown(fd, SHUT_WR), 0);
+	in_call = 1;
+	assert_int_equal(cluster_local_set(nodes[0].cl, "alice@x/r", 0, 1), 0);
+	in_call = 0;
+	assert_int_equal(hooks_in_call, 0);
+	assert_int_equal(nodes[0].gone, 0);
+	assert_true(run_until(&loop, gone_is, gw, 3000));
+	assert_int_equal(hooks_in_call, 0);
+	stop_all(&loop);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_frame_roundtrip), cmocka_unit_test(test_ident_and_pseudonym),
-		cmocka_unit_test(test_session_frames),	cmocka_unit_test(test_dial_backoff),
-		cmocka_unit_test(test_frame_bytewise),	cmocka_unit_test(test_frame_malformed),
-		cmocka_unit_test(test_route_batches),	cmocka_unit_test(test_auth_mac),
-		cmocka_unit_test(test_routes),		cmocka_unit_test(test_secret_load),
-		cmocka_unit_test(test_links),		cmocka_unit_test(test_dump_on_join),
-		cmocka_unit_test(test_wrong_secret),	cmocka_unit_test(test_session_move),
+		cmocka_unit_test(test_frame_roundtrip),
+		cmocka_unit_test(test_ident_and_pseudonym),
+		cmocka_unit_test(test_session_frames),
+		cmocka_unit_test(test_dial_backoff),
+		cmocka_unit_test(test_frame_bytewise),
+		cmocka_unit_test(test_frame_malformed),
+		cmocka_unit_test(test_route_batches),
+		cmocka_unit_test(test_auth_mac),
+		cmocka_unit_test(test_routes),
+		cmocka_unit_test(test_secret_load),
+		cmocka_unit_test(test_links),
+		cmocka_unit_test(test_dump_on_join),
+		cmocka_unit_test(test_wrong_secret),
+		cmocka_unit_test(test_session_move),
+		cmocka_unit_test(test_failed_write_closes_after_the_call),
 	};
 
+	signal(SIGPIPE, SIG_IGN); /* as chatd: a write to a dead link is an error */
 	log_init("test_cluster", getenv("TEST_LOG") ? LOG_DEBUG : LOG_WARN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
