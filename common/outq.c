@@ -26,8 +26,28 @@ void outq_init(struct outq *q, uv_stream_t *stream, size_t limit, size_t low, ou
 	q->low = low;
 	q->cb = cb;
 	q->data = data;
-	q->req.data = q;
-	q->sreq.data = q;
+}
+
+/* The requests' block, allocated when a write or a shutdown starts. */
+static struct outq_io *io_get(struct outq *q)
+{
+	if (!q->io) {
+		q->io = malloc(sizeof(*q->io));
+		if (q->io) {
+			q->io->req.data = q;
+			q->io->sreq.data = q;
+		}
+	}
+	return q->io;
+}
+
+/* Gives the block back once no request is pending. */
+static void io_put(struct outq *q)
+{
+	if (q->io && !q->in_flight && !q->shut_pending) {
+		free(q->io);
+		q->io = NULL;
+	}
 }
 
 static int outq_flush(struct outq *q);
@@ -36,6 +56,8 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 {
 	struct outq *q = req->data;
 
+	q->shut_pending = 0;
+	io_put(q);
 	if (q->freed || status == UV_ECANCELED)
 		return;
 	q->cb(q, OUTQ_SHUTDOWN, status);
@@ -44,10 +66,19 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 /* Issues the shutdown once everything is written; 0 or uv_shutdown's error. */
 static int maybe_shutdown(struct outq *q)
 {
+	int rc;
+
 	if (!q->want_shutdown || q->shut || q->head || q->failed)
 		return 0;
 	q->shut = 1;
-	return uv_shutdown(&q->sreq, q->stream, shutdown_cb);
+	if (!io_get(q))
+		return -ENOMEM;
+	rc = uv_shutdown(&q->io->sreq, q->stream, shutdown_cb);
+	if (rc == 0)
+		q->shut_pending = 1;
+	else
+		io_put(q);
+	return rc;
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -66,6 +97,7 @@ static void write_cb(uv_write_t *req, int status)
 		free(c);
 		q->in_flight--;
 	}
+	io_put(q);
 	if (q->freed || status == UV_ECANCELED)
 		return;
 	if (status < 0) {
@@ -96,17 +128,23 @@ static void write_cb(uv_write_t *req, int status)
 static int outq_flush(struct outq *q)
 {
 	struct outq_chunk *c;
-	int n = 0, rc;
+	unsigned n = 0;
+	int rc;
 
 	if (q->in_flight || !q->head || q->failed)
 		return 0;
+	if (!io_get(q)) {
+		q->failed = 1;
+		return -ENOMEM;
+	}
 	for (c = q->head; c && n < OUTQ_IOV_MAX; c = c->next)
-		q->bufs[n++] = uv_buf_init(c->data, (unsigned)c->len);
-	q->in_flight = n;
-	rc = uv_write(&q->req, q->stream, q->bufs, (unsigned)n, write_cb);
+		q->io->bufs[n++] = uv_buf_init(c->data, (unsigned)c->len);
+	q->in_flight = n & 0xff;
+	rc = uv_write(&q->io->req, q->stream, q->io->bufs, n, write_cb);
 	if (rc < 0) {
 		q->in_flight = 0;
 		q->failed = 1;
+		io_put(q);
 	}
 	return rc;
 }
@@ -115,7 +153,7 @@ static int in_flight(const struct outq *q, const struct outq_chunk *c)
 {
 	const struct outq_chunk *x = q->head;
 
-	for (int i = 0; i < q->in_flight && x; i++, x = x->next)
+	for (unsigned i = 0; i < q->in_flight && x; i++, x = x->next)
 		if (x == c)
 			return 1;
 	return 0;
@@ -203,6 +241,8 @@ void outq_free(struct outq *q)
 		n = c->next;
 		free(c);
 	}
+	free(q->io); /* every request's callback has run (uv_close cancels them first) */
+	q->io = NULL;
 	q->head = q->tail = NULL;
 	q->allocated = q->queued = 0;
 	q->in_flight = 0;

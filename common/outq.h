@@ -9,7 +9,8 @@
  * counts the bytes it has ALLOCATED (chunk headers and unused chunk room
  * included), not the payload, so a bound on outq_allocated() is a bound on
  * memory: many small writes to a peer that does not read cost what they
- * really cost.
+ * really cost. Besides the chunks, a queue that is writing holds one
+ * struct outq_io (the libuv requests); an idle one holds nothing.
  *
  * The owner enforces its own bound: it stops producing (e.g. stops reading
  * the other side of a proxy) when outq_allocated() reaches its mark, and
@@ -53,6 +54,15 @@ struct outq_chunk {
 	char data[];
 };
 
+/* The libuv requests of a queue that is writing or shutting down: one
+ * block allocated only then, so that an idle queue costs no more than
+ * struct outq (every chatd connection embeds one). */
+struct outq_io {
+	uv_write_t req;
+	uv_shutdown_t sreq;
+	uv_buf_t bufs[OUTQ_IOV_MAX];
+};
+
 struct outq {
 	uv_stream_t *stream;
 	outq_cb cb;
@@ -62,15 +72,14 @@ struct outq {
 	size_t allocated; /* bytes malloc'd for chunks, headers included */
 	size_t queued;	  /* payload bytes not yet written */
 	struct outq_chunk *head, *tail;
-	int in_flight;	   /* chunks from head in the pending uv_write */
-	int above;	   /* allocated went above low since the last OUTQ_DRAINED */
-	int want_shutdown; /* outq_shutdown(): once everything is written */
-	int shut;	   /* uv_shutdown issued */
-	int failed;	   /* a write failed: everything is refused */
-	int freed;
-	uv_write_t req;
-	uv_shutdown_t sreq;
-	uv_buf_t bufs[OUTQ_IOV_MAX];
+	struct outq_io *io;	    /* while a uv_write or uv_shutdown is pending, else NULL */
+	unsigned in_flight : 8;	    /* chunks from head in the pending uv_write */
+	unsigned above : 1;	    /* allocated went above low since the last OUTQ_DRAINED */
+	unsigned want_shutdown : 1; /* outq_shutdown(): once everything is written */
+	unsigned shut : 1;	    /* uv_shutdown issued */
+	unsigned shut_pending : 1;  /* ... and its callback has not run yet */
+	unsigned failed : 1;	    /* a write failed: everything is refused */
+	unsigned freed : 1;
 };
 
 /* limit: hard bound on allocated bytes (0: none); low: OUTQ_DRAINED threshold. */

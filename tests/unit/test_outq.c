@@ -245,6 +245,33 @@ static void test_peer_gone_is_error(void **state)
 	fix_close(&f);
 }
 
+/* The requests' block exists only while a write is pending: an idle queue
+ * (every chatd connection embeds one) holds no memory. */
+static void test_requests_only_while_writing(void **state)
+{
+	struct fix f;
+	char big[65536], *dst = malloc(1 << 20);
+	size_t off = 0;
+
+	memset(big, 'r', sizeof(big));
+	fix_open(&f, 0, 0, 4096);
+	assert_int_equal(outq_write(&f.q, "small", 5), 0);
+	assert_null(f.q.io); /* the kernel took it */
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(outq_write(&f.q, big, sizeof(big)), 0);
+	assert_non_null(f.q.io);
+	while (off < 5 + 4 * sizeof(big)) {
+		peer_read(&f, dst, &off, 1 << 20);
+		uv_run(&f.loop, UV_RUN_NOWAIT);
+	}
+	while (outq_queued(&f.q) || f.q.io)
+		uv_run(&f.loop, UV_RUN_NOWAIT);
+	assert_int_equal(outq_allocated(&f.q), 0);
+	assert_null(f.q.io);
+	free(dst);
+	fix_close(&f);
+}
+
 static void noop_shutdown(uv_shutdown_t *req, int status)
 {
 }
@@ -290,6 +317,7 @@ int main(void)
 		cmocka_unit_test(test_peer_gone_is_error),
 		cmocka_unit_test(test_close_with_queued),
 		cmocka_unit_test(test_refusal_is_returned_not_called_back),
+		cmocka_unit_test(test_requests_only_while_writing),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
