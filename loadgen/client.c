@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "addr.h"
 #include "b64.h"
 #include "fleet.h"
 #include "log.h"
@@ -75,11 +76,12 @@ static const char *const client_fate_names[] = {
 	[FATE_CONNECT_FAILURE] = "connect_failure",
 	[FATE_LOGIN_FAILURE] = "login_failure",
 	[FATE_PING_TIMEOUT] = "ping_timeout",
+	[FATE_MIGRATED] = "migrated",
 };
 
 static const char *const client_state_names[] = {
-	"idle", "connecting", "stream",	 "starttls",	"tls",	   "auth",
-	"bind", "session",    "version", "established", "closing", "ended",
+	"idle",	  "connecting", "stream",  "starttls",	  "tls",     "auth",  "bind",
+	"resume", "session",	"version", "established", "closing", "ended",
 };
 
 struct client_wreq {
@@ -110,6 +112,26 @@ static bool client_is_live(const struct client *c)
 
 static void client_fate(struct client *c, enum client_fate fate, const char *detail);
 
+/* Forgets XEP-0198 state: id, counters, our unacknowledged stanzas. */
+static void client_sm_reset(struct client *c)
+{
+	struct client_smo *o;
+
+	while ((o = c->smo_head)) {
+		c->smo_head = o->next;
+		free(o);
+	}
+	c->smo_tail = NULL;
+	c->smo_n = 0;
+	c->sm_h_in = c->sm_h_out = 0;
+	c->sm_on = c->sm_enabled = c->sm_r_out = 0;
+	c->migrating = 0;
+	free(c->sm_id);
+	c->sm_id = NULL;
+	free(c->move_to);
+	c->move_to = NULL;
+}
+
 static void client_on_closed(uv_handle_t *h)
 {
 	struct client *c = h->data;
@@ -125,11 +147,18 @@ static void client_on_closed(uv_handle_t *h)
 	c->tls = NULL;
 	scram_client_free(c->scram);
 	c->scram = NULL;
-	free(c->jid);
-	c->jid = NULL;
 	c->handle_open = 0;
 	fl->open_handles--;
 	client_set_state(c, CLIENT_IDLE);
+	if (c->migrating && fl->phase == FLEET_RUNNING) {
+		/* Moved: back at once (no ramp), with the JID and the stream
+		 * management state, to resume where the server sent us. */
+		client_start(c);
+		return;
+	}
+	client_sm_reset(c);
+	free(c->jid);
+	c->jid = NULL;
 }
 
 static void client_close_handle(struct client *c)
@@ -193,6 +222,21 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 	case FATE_PING_TIMEOUT:
 		st->ping_timeouts++;
 		break;
+	case FATE_MIGRATED:
+		st->migrated++;
+		break;
+	}
+	if (c->migrating && fate != FATE_MIGRATED && fate != FATE_CLOSED_BY_CLIENT) {
+		/* The connection after a move failed: that move did not succeed,
+		 * the moved connection counts as dropped. */
+		st->migrated--;
+		st->dropped++;
+		stats_names_add(&st->drop_reasons, "migration-failed", 1);
+		c->migrating = 0;
+	}
+	if (fate == FATE_MIGRATED) {
+		c->migrating = 1;
+		c->moved_us = fleet_now_us(fl);
 	}
 	log_info("client_end", "slot=%u gen=%u fate=%s detail=%s state=%s", c->slot, c->gen,
 		 client_fate_names[fate], detail ? detail : "-", client_state_names[c->state]);
@@ -310,6 +354,65 @@ static int client_send_buf(struct client *c, struct xbuf *b)
 	return r;
 }
 
+static void client_finish(struct client *c, enum client_fate fate, const char *detail);
+
+/*
+ * Sends one stanza: with stream management on (<enable/> sent) it is
+ * counted and kept until the server acknowledges it, to be sent again
+ * after a resumption.
+ */
+static int client_send_stanza(struct client *c, const char *data, size_t len)
+{
+	if (c->sm_on) {
+		struct client_smo *o = malloc(sizeof(*o) + len);
+
+		if (!o) {
+			client_finish(c, FATE_DROPPED, "nomem");
+			return -1;
+		}
+		o->next = NULL;
+		o->len = (uint32_t)len;
+		memcpy(o->data, data, len);
+		if (c->smo_tail)
+			c->smo_tail->next = o;
+		else
+			c->smo_head = o;
+		c->smo_tail = o;
+		c->smo_n++;
+		c->sm_h_out++;
+	}
+	return client_send_ex(c, data, len, false);
+}
+
+static int client_send_stanza_buf(struct client *c, struct xbuf *b)
+{
+	int r = b->data ? client_send_stanza(c, b->data, b->len) : -1;
+
+	xbuf_free(b);
+	return r;
+}
+
+/* The server acknowledged h of our stanzas: drop what it covers. */
+static void client_sm_acked(struct client *c, uint32_t h)
+{
+	uint32_t n = h - (c->sm_h_out - c->smo_n); /* modulo 2^32, as the protocol counts */
+
+	if (n > c->smo_n) {
+		log_info("sm_bad_ack", "slot=%u h=%u sent=%u queued=%u", c->slot, h, c->sm_h_out,
+			 c->smo_n);
+		n = c->smo_n;
+	}
+	while (n--) {
+		struct client_smo *o = c->smo_head;
+
+		c->smo_head = o->next;
+		free(o);
+		c->smo_n--;
+	}
+	if (!c->smo_head)
+		c->smo_tail = NULL;
+}
+
 static void client_send_header(struct client *c)
 {
 	struct xbuf b;
@@ -403,6 +506,8 @@ void client_start(struct client *c)
 	client_set_state(c, CLIENT_CONNECTING);
 
 	srv = (const struct sockaddr *)&o->servers[gslot % o->nservers];
+	if (c->migrating && c->move_to)
+		srv = (const struct sockaddr *)c->move_to; /* where see-other-host sent us */
 	r = uv_tcp_init_ex(fl->loop, &c->tcp, srv->sa_family);
 	if (r < 0)
 		goto fail_noclose;
@@ -494,6 +599,16 @@ static void client_input(struct client *c, const char *data, size_t len)
 	}
 }
 
+/* The server ended the stream with see-other-host, and we follow it:
+ * stream management on, and a session to come back to. */
+static bool client_moved(const struct client *c)
+{
+	return c->fl->o->stream_management && c->server_cond &&
+	       strcmp(client_conditions[c->server_cond], "see-other-host") == 0 &&
+	       c->fl->phase == FLEET_RUNNING &&
+	       (c->state == CLIENT_ESTABLISHED || c->state == CLIENT_VERSION);
+}
+
 static void client_read_end(struct client *c, ssize_t nread)
 {
 	const char *reason = nread == UV_EOF	      ? "eof"
@@ -504,6 +619,8 @@ static void client_read_end(struct client *c, ssize_t nread)
 		/* We asked for the end; the server closed without its stream close. */
 		c->fl->st->closes_unacknowledged++;
 		client_fate(c, FATE_CLOSED_BY_CLIENT, NULL);
+	} else if (client_moved(c)) {
+		client_fate(c, FATE_MIGRATED, NULL);
 	} else if (c->server_cond) {
 		client_fate(c, FATE_CLOSED_BY_SERVER, client_conditions[c->server_cond]);
 	} else {
@@ -660,6 +777,20 @@ static void client_features(struct client *c, const struct xnode *f)
 
 	if (c->state == CLIENT_BIND) {
 		struct xbuf b;
+		if (c->migrating && c->sm_id && xnode_child(f, "sm", NS_SM)) {
+			/* Moved here: resume the session instead of binding a new one. */
+			xbuf_init(&b);
+			xbuf_printf(&b, "<resume xmlns='" NS_SM "' previd='%s' h='%u'/>", c->sm_id,
+				    c->sm_h_in);
+			client_set_state(c, CLIENT_RESUME);
+			client_send_buf(c, &b);
+			return;
+		}
+		if (c->migrating) {
+			/* Nothing to resume (no id, no feature): a new session. */
+			client_sm_reset(c);
+			c->migrating = 1;
+		}
 		if (!xnode_child(f, "bind", NS_BIND)) {
 			client_finish(c, FATE_LOGIN_FAILURE, "no-bind");
 			return;
@@ -785,7 +916,9 @@ out:
 	free(enc);
 }
 
-static void client_send_version_query(struct client *c)
+/* Presence (not after a resumption: the session kept it) and the XEP-0092
+ * query whose answer ends the login. */
+static void client_send_version_query_ex(struct client *c, bool presence)
 {
 	uint32_t until = fleet_now_ms(c->fl) + CLIENT_VERSION_WAIT_MS;
 	struct xbuf b;
@@ -793,11 +926,18 @@ static void client_send_version_query(struct client *c)
 	client_set_state(c, CLIENT_VERSION);
 	if ((int32_t)(until - c->deadline_ms) < 0)
 		c->deadline_ms = until;
+	if (presence && client_send_stanza(c, "<presence/>", 11) < 0)
+		return;
 	xbuf_init(&b);
-	xbuf_puts(&b, "<presence/><iq type='get' id='ver' to='");
+	xbuf_puts(&b, "<iq type='get' id='ver' to='");
 	xbuf_escape(&b, c->fl->o->domain, strlen(c->fl->o->domain));
 	xbuf_puts(&b, "'><query xmlns='" NS_VERSION "'/></iq>");
-	client_send_buf(c, &b);
+	client_send_stanza_buf(c, &b);
+}
+
+static void client_send_version_query(struct client *c)
+{
+	client_send_version_query_ex(c, true);
 }
 
 static void client_established(struct client *c, const char *version, const char *instance)
@@ -824,6 +964,11 @@ static void client_established(struct client *c, const char *version, const char
 	st->instances[c->instance].logins++;
 	st->instances[c->instance].connected++;
 	hist_record(&st->login_us, fleet_now_us(fl) - c->start_us);
+	if (c->migrating) {
+		/* Back after a move: how long the user was away. */
+		hist_record(&st->reconnect_gap_us, fleet_now_us(fl) - c->moved_us);
+		c->migrating = 0;
+	}
 	c->est_pos = fl->nest;
 	fl->est[fl->nest++] = c->slot;
 	client_set_state(c, CLIENT_ESTABLISHED);
@@ -888,10 +1033,19 @@ static void client_iq_result(struct client *c, struct xnode *iq, const char *id,
 			client_finish(c, FATE_DROPPED, "nomem");
 			return;
 		}
+		if (c->fl->o->stream_management && !c->sm_on) {
+			/* Counting starts with <enable/>: everything after it is kept
+			 * until acknowledged. */
+			client_send(c, "<enable xmlns='" NS_SM "' resume='true'/>");
+			c->sm_on = 1;
+			c->sm_h_out = 0;
+		}
 		if (c->need_session) {
+			static const char sess[] =
+				"<iq type='set' id='sess'><session xmlns='" NS_SESSION "'/></iq>";
+
 			client_set_state(c, CLIENT_SESSION);
-			client_send(c, "<iq type='set' id='sess'><session xmlns='" NS_SESSION
-				       "'/></iq>");
+			client_send_stanza(c, sess, sizeof(sess) - 1);
 			return;
 		}
 		client_send_version_query(c);
@@ -936,7 +1090,7 @@ static void client_iq(struct client *c, struct xnode *iq)
 		xbuf_puts(&b, "' type='error'><error type='cancel'><service-unavailable "
 			      "xmlns='" NS_STANZAS "'/></error></iq>");
 	}
-	client_send_buf(c, &b);
+	client_send_stanza_buf(c, &b);
 }
 
 /* "w<worker>-<seq>": seq and *worker, else 0. */
@@ -996,10 +1150,98 @@ static void client_stream_error(struct client *c, const struct xnode *e)
 		for (unsigned k = 1; k < CLIENT_NCONDITIONS; k++)
 			if (strcmp(ch->name, client_conditions[k]) == 0)
 				idx = k;
+		if (strcmp(ch->name, "see-other-host") == 0 && c->fl->o->stream_management) {
+			/* Where to go: "HOST:PORT" or "[V6]:PORT" (RFC 6120
+			 * 4.9.3.19); a name we cannot use as is means the
+			 * service's address we were given. */
+			char *to = xnode_text(ch);
+			struct addr a;
+
+			free(c->move_to);
+			c->move_to = NULL;
+			if (to && addr_parse(to, ADDR_PORT_OPTIONAL, 5222, &a) == 0) {
+				c->move_to = malloc(sizeof(a.sa));
+				if (c->move_to)
+					memcpy(c->move_to, &a.sa, sizeof(a.sa));
+			}
+			free(to);
+		}
 		break;
 	}
 	c->server_cond = (uint8_t)idx;
 	log_info("stream_error", "slot=%u condition=%s", c->slot, client_conditions[idx]);
+}
+
+/* An h attribute: a decimal uint32; 0 and false when malformed. */
+static bool client_parse_h(const char *s, uint32_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || *s < '0' || *s > '9')
+		return false;
+	v = strtoull(s, &end, 10);
+	if (*end || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* The XEP-0198 elements: enabled, failed, resumed, r, a. */
+static void client_sm_element(struct client *c, struct xnode *st)
+{
+	struct stats *stt = c->fl->st;
+	uint32_t h = 0;
+	char a[64];
+
+	if (strcmp(st->name, "enabled") == 0) {
+		const char *id = xnode_attr(st, "id");
+
+		c->sm_enabled = 1;
+		c->sm_h_in = 0;
+		free(c->sm_id);
+		c->sm_id = id && *id && strlen(id) < 128 ? strdup(id) : NULL;
+	} else if (strcmp(st->name, "r") == 0 && c->sm_enabled) {
+		snprintf(a, sizeof(a), "<a xmlns='" NS_SM "' h='%u'/>", c->sm_h_in);
+		client_send(c, a);
+	} else if (strcmp(st->name, "a") == 0 && c->sm_on) {
+		if (client_parse_h(xnode_attr(st, "h"), &h))
+			client_sm_acked(c, h);
+		c->sm_r_out = 0;
+	} else if (strcmp(st->name, "resumed") == 0 && c->state == CLIENT_RESUME) {
+		/* Back in the session: what the server did not handle goes again
+		 * (already counted), then the version of where we are now. */
+		if (client_parse_h(xnode_attr(st, "h"), &h))
+			client_sm_acked(c, h);
+		c->sm_enabled = 1;
+		c->sm_r_out = 0;
+		stt->resumed++;
+		for (struct client_smo *o = c->smo_head; o; o = o->next)
+			if (client_send_ex(c, o->data, o->len, false) < 0)
+				return;
+		if (c->smo_n) {
+			c->sm_r_out = 1;
+			client_send(c, "<r xmlns='" NS_SM "'/>");
+		}
+		client_send_version_query_ex(c, false);
+	} else if (strcmp(st->name, "failed") == 0 && c->state == CLIENT_RESUME) {
+		/* Not resumed: a new session (new resource), like a fresh login. */
+		struct xbuf b;
+
+		stt->resume_failed++;
+		client_sm_reset(c);
+		c->migrating = 1;
+		client_set_state(c, CLIENT_BIND);
+		xbuf_init(&b);
+		xbuf_printf(&b,
+			    "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
+			    "r%u</resource></bind></iq>",
+			    c->gen);
+		client_send_buf(c, &b);
+	} else if (strcmp(st->name, "failed") == 0) {
+		/* <enable/> refused: no stream management on this stream. */
+		client_sm_reset(c);
+	}
 }
 
 static void client_on_stanza(void *ud, struct xnode *st)
@@ -1020,6 +1262,14 @@ static void client_on_stanza(void *ud, struct xnode *st)
 		client_sasl(c, st);
 		goto out;
 	}
+	if (ns && strcmp(ns, NS_SM) == 0) {
+		client_sm_element(c, st);
+		goto out;
+	}
+	if (c->sm_enabled && ns && strcmp(ns, NS_CLIENT) == 0 &&
+	    (strcmp(st->name, "message") == 0 || strcmp(st->name, "presence") == 0 ||
+	     strcmp(st->name, "iq") == 0))
+		c->sm_h_in++; /* XEP-0198: what we handled, modulo 2^32 */
 	if (ns && strcmp(ns, NS_TLS) == 0) {
 		if (strcmp(st->name, "proceed") == 0 && c->state == CLIENT_STARTTLS) {
 			c->starttls = 1;
@@ -1045,6 +1295,8 @@ static void client_on_close(void *ud)
 		return;
 	if (c->state == CLIENT_CLOSING)
 		client_fate(c, FATE_CLOSED_BY_CLIENT, NULL);
+	else if (client_moved(c))
+		client_fate(c, FATE_MIGRATED, NULL);
 	else
 		client_fate(c, FATE_CLOSED_BY_SERVER, client_conditions[c->server_cond]);
 	/* Answer the server's close with ours, then close the socket. */
@@ -1124,7 +1376,13 @@ static void client_send_message(struct client *c)
 	xbuf_escape(&b, to, strlen(to));
 	xbuf_printf(&b, "' id='w%u-%" PRIu64 "'><body>sent=%lld.%06ld</body></message>", fl->worker,
 		    seq, (long long)ts.tv_sec, ts.tv_nsec / 1000);
-	client_send_buf(c, &b);
+	if (client_send_stanza_buf(c, &b) < 0)
+		return;
+	if (c->sm_enabled && !c->sm_r_out) {
+		/* Ask what the server has: our queue stays short. */
+		c->sm_r_out = 1;
+		client_send(c, "<r xmlns='" NS_SM "'/>");
+	}
 }
 
 void client_tick(struct client *c, uint32_t now)
@@ -1185,7 +1443,7 @@ void client_tick(struct client *c, uint32_t now)
 		c->ping_sent_ms = now ? now : 1;
 		c->next_ping_ms = now + (uint32_t)(o->ping_interval * 1000);
 		c->fl->st->pings_sent++;
-		if (client_send_buf(c, &b) < 0)
+		if (client_send_stanza_buf(c, &b) < 0)
 			return;
 	}
 	if (o->message_rate > 0 && c->fl->phase == FLEET_RUNNING) {
@@ -1217,6 +1475,14 @@ void client_logout(struct client *c)
 	client_unestablish(c);
 	client_set_state(c, CLIENT_CLOSING);
 	c->deadline_ms = fleet_now_ms(c->fl) + (uint32_t)(c->fl->o->close_timeout * 1000);
+	if (c->sm_enabled) {
+		/* Everything received is acknowledged before the end, so that the
+		 * server answers for nothing we have. */
+		char a[64];
+
+		snprintf(a, sizeof(a), "<a xmlns='" NS_SM "' h='%u'/>", c->sm_h_in);
+		client_send(c, a);
+	}
 	client_send_close(c, false);
 }
 

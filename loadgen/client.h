@@ -16,6 +16,11 @@
  *   closed_by_server  the server closed the stream, with the condition of
  *                     its <stream:error/> ("none" without one)
  *   dropped           EOF, reset or any error without a stream close
+ *   migrated          (--stream-management) the server asked us to move
+ *                     (<see-other-host/>) and the next connection of the
+ *                     slot resumed the session (XEP-0198) or logged in
+ *                     again within the login timeout; when it does not, the
+ *                     connection counts as dropped ("migration-failed")
  *   connect_failure, login_failure, ping_timeout
  * Memory: the per-client struct is small, reading uses the fleet's one
  * buffer, and an idle client's parser is compacted (xstream_compact()).
@@ -46,6 +51,7 @@ enum client_state {
 	CLIENT_TLS,	   /* TLS handshake */
 	CLIENT_AUTH,	   /* <auth/> sent */
 	CLIENT_BIND,	   /* restarted after SASL, waiting for features / bind */
+	CLIENT_RESUME,	   /* <resume/> sent after a move, waiting for <resumed/> */
 	CLIENT_SESSION,	   /* legacy session iq sent */
 	CLIENT_VERSION,	   /* presence + version query sent */
 	CLIENT_ESTABLISHED,
@@ -60,6 +66,14 @@ enum client_fate {
 	FATE_CONNECT_FAILURE,
 	FATE_LOGIN_FAILURE,
 	FATE_PING_TIMEOUT,
+	FATE_MIGRATED,
+};
+
+/* One stanza we sent that the server has not acknowledged (XEP-0198). */
+struct client_smo {
+	struct client_smo *next;
+	uint32_t len;
+	char data[];
 };
 
 struct client {
@@ -91,6 +105,18 @@ struct client {
 	uint8_t starttls : 1;	    /* switch to TLS after this stanza */
 	uint8_t compacted : 1;	    /* the parser was compacted since the last input */
 	uint8_t need_session : 1;   /* the server wants a legacy session iq */
+	/* XEP-0198 (--stream-management) */
+	uint8_t sm_on : 1;	/* <enable/> sent: our stanzas are counted and kept */
+	uint8_t sm_enabled : 1; /* <enabled/> came: the server's stanzas are counted */
+	uint8_t sm_r_out : 1;	/* our <r/> waits for the server's <a/> */
+	uint8_t migrating : 1;	/* this slot's connection was moved: the next one resumes */
+	char *sm_id;		/* resumption id, kept across a move; malloc'd */
+	struct client_smo *smo_head, *smo_tail; /* our unacknowledged stanzas, oldest first */
+	uint32_t smo_n;				/* how many */
+	uint32_t sm_h_in;			/* stanzas received since <enabled/> */
+	uint32_t sm_h_out;			/* stanzas sent since <enable/> */
+	uint64_t moved_us;			/* when the server moved us (see-other-host) */
+	struct sockaddr_storage *move_to;	/* where it sent us (numeric), else NULL */
 };
 
 enum fleet_phase { FLEET_RUNNING, FLEET_DRAINING, FLEET_CLOSING, FLEET_DONE };

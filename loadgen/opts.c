@@ -23,6 +23,7 @@ enum {
 	OPT_USER_PATTERN,
 	OPT_PASSWORD,
 	OPT_TLS,
+	OPT_SM,
 	OPT_AUTH,
 	OPT_TARGET,
 	OPT_MESSAGE_RATE,
@@ -61,6 +62,7 @@ static const struct option opts_long[] = {
 	{ "user-pattern", required_argument, NULL, OPT_USER_PATTERN },
 	{ "password", required_argument, NULL, OPT_PASSWORD },
 	{ "tls", no_argument, NULL, OPT_TLS },
+	{ "stream-management", no_argument, NULL, OPT_SM },
 	{ "auth", required_argument, NULL, OPT_AUTH },
 	{ "target", required_argument, NULL, OPT_TARGET },
 	{ "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
@@ -112,6 +114,10 @@ void opts_usage(FILE *f)
 	      "                            offered, else SCRAM-SHA-256)\n"
 	      "  --tls                     STARTTLS before authenticating (certificate not "
 	      "checked)\n"
+	      "  --stream-management       XEP-0198: enable resumable stream management, ack,\n"
+	      "                            follow see-other-host and resume the session there\n"
+	      "                            (fate migrated; report: migrated, resumed,\n"
+	      "                            resume_failed, reconnect_gap_ms)\n"
 	      "  --message-rate R          messages per second per client (default 0)\n"
 	      "  --target full|bare        address messages to full JIDs (default) or bare JIDs\n"
 	      "  --offline-share F         share 0..1 of messages sent to users never online\n"
@@ -511,6 +517,9 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 			break;
 		case OPT_TLS:
 			o->tls = true;
+			break;
+		case OPT_SM:
+			o->stream_management = true;
 			break;
 		case OPT_AUTH:
 			if (strcmp(a, "auto") == 0)

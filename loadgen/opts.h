@@ -49,6 +49,7 @@ struct load_opts {
 	const char *user_pattern; /* one %d: the client slot number */
 	const char *password;
 	bool tls;
+	bool stream_management; /* XEP-0198: enable, ack, follow see-other-host, resume */
 	enum opts_auth auth;
 	enum opts_target target;
 	double message_rate;  /* messages/s per established client */

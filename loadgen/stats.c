@@ -27,6 +27,9 @@ static const struct {
 	{ "connect_failures", offsetof(struct stats, connect_failures) },
 	{ "login_failures", offsetof(struct stats, login_failures) },
 	{ "ping_timeouts", offsetof(struct stats, ping_timeouts) },
+	{ "migrated", offsetof(struct stats, migrated) },
+	{ "resumed", offsetof(struct stats, resumed) },
+	{ "resume_failed", offsetof(struct stats, resume_failed) },
 	{ "messages_sent", offsetof(struct stats, messages_sent) },
 	{ "messages_delivered", offsetof(struct stats, messages_delivered) },
 	{ "messages_lost", offsetof(struct stats, messages_lost) },
@@ -60,6 +63,7 @@ struct stats *stats_new(void)
 		return NULL;
 	hist_init(&s->latency_us);
 	hist_init(&s->login_us);
+	hist_init(&s->reconnect_gap_us);
 	s->ramp_s = -1;
 	return s;
 }
@@ -314,6 +318,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 				      (json_int_t)s->cross.lost));
 	json_object_set_new(r, "latency_ms", stats_hist_summary(&s->latency_us));
 	json_object_set_new(r, "login_ms", stats_hist_summary(&s->login_us));
+	json_object_set_new(r, "reconnect_gap_ms", stats_hist_summary(&s->reconnect_gap_us));
 
 	for (unsigned v = 0; v < s->nversions; v++) {
 		const struct stats_version *ver = &s->versions[v];
@@ -358,6 +363,7 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 	hists = json_object();
 	json_object_set_new(hists, "latency_us", stats_hist_raw(&s->latency_us));
 	json_object_set_new(hists, "login_us", stats_hist_raw(&s->login_us));
+	json_object_set_new(hists, "reconnect_gap_us", stats_hist_raw(&s->reconnect_gap_us));
 	json_object_set_new(r, "histograms", hists);
 	json_object_set_new(r, "timeline", stats_timeline_json(s));
 	return r;
@@ -583,6 +589,10 @@ int stats_merge_json(struct stats *s, const json_t *r)
 	if (stats_merge_hist(&s->latency_us, json_object_get(hists, "latency_us")) < 0 ||
 	    stats_merge_hist(&s->login_us, json_object_get(hists, "login_us")) < 0)
 		return -1;
+	/* Older reports have none: nothing to add. */
+	if (json_object_get(hists, "reconnect_gap_us") &&
+	    stats_merge_hist(&s->reconnect_gap_us, json_object_get(hists, "reconnect_gap_us")) < 0)
+		return -1;
 	if (stats_merge_timeline(s, json_object_get(r, "timeline")) < 0)
 		return -1;
 	/* The peak of several processes at once: at least each one's own, and
@@ -628,12 +638,21 @@ void stats_verdict(const struct stats *s, char *buf, size_t len)
 	unsigned long long drops = (unsigned long long)(s->dropped + s->ping_timeouts);
 	unsigned long long lost = (unsigned long long)s->messages_lost;
 
-	snprintf(buf, len,
-		 "%llu dropped connection%s, %llu lost message%s (%llu connections, %llu "
-		 "messages delivered, %llu bounced, %llu closed by the server)",
-		 drops, drops == 1 ? "" : "s", lost, lost == 1 ? "" : "s",
-		 (unsigned long long)s->connections, (unsigned long long)s->messages_delivered,
-		 (unsigned long long)s->messages_bounced, (unsigned long long)s->closed_by_server);
+	int n = snprintf(
+		buf, len,
+		"%llu dropped connection%s, %llu lost message%s (%llu connections, %llu "
+		"messages delivered, %llu bounced, %llu closed by the server",
+		drops, drops == 1 ? "" : "s", lost, lost == 1 ? "" : "s",
+		(unsigned long long)s->connections, (unsigned long long)s->messages_delivered,
+		(unsigned long long)s->messages_bounced, (unsigned long long)s->closed_by_server);
+
+	if (n < 0 || (size_t)n >= len)
+		return;
+	if (s->migrated)
+		n += snprintf(buf + n, len - (size_t)n, ", %llu migrated (%llu resumed)",
+			      (unsigned long long)s->migrated, (unsigned long long)s->resumed);
+	if (n >= 0 && (size_t)n < len)
+		snprintf(buf + n, len - (size_t)n, ")");
 }
 
 int stats_write_timeline(const struct stats *s, const char *path)

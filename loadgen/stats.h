@@ -74,6 +74,12 @@ struct stats {
 	uint64_t connect_failures;
 	uint64_t login_failures;
 	uint64_t ping_timeouts;
+	/* --stream-management: the server moved the session (see-other-host)
+	 * and the client came back (resumed or logged in again) within the
+	 * login timeout; of those, resumed (XEP-0198) or refused (<failed/>). */
+	uint64_t migrated;
+	uint64_t resumed;
+	uint64_t resume_failed;
 	struct stats_names server_conditions;
 	struct stats_names drop_reasons;
 	struct stats_names login_failure_reasons;
@@ -98,8 +104,9 @@ struct stats {
 		uint64_t sent, delivered, lost;
 	} cross;
 	uint64_t pings_sent, pongs, server_pings;
-	struct hist latency_us; /* message send to receive */
-	struct hist login_us;	/* connect start to established */
+	struct hist latency_us;	      /* message send to receive */
+	struct hist login_us;	      /* connect start to established */
+	struct hist reconnect_gap_us; /* see-other-host to established again (migrated) */
 	unsigned nversions;
 	struct stats_version versions[STATS_MAX_VERSIONS];
 	unsigned ninstances;
