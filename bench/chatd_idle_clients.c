@@ -403,7 +403,11 @@ static void ic_readable(struct ic_client *c)
 			}
 		}
 		ic_feed(c, buf, (size_t)n);
-		if (c->state == IC_DEAD)
+		/* After <proceed/> the handshake is driven by ic_handshake() alone:
+		 * an SSL_read() here would complete it unseen, and the stream
+		 * header would never be sent (a login hung when the server's
+		 * flight arrived that quickly). */
+		if (c->state == IC_DEAD || c->state == IC_HANDSHAKE)
 			return;
 		if (c->state == IC_IDLE && !c->ic->rtt_n && c->xs) {
 			xstream_free(c->xs);
