@@ -66,13 +66,13 @@ def log(*a):
 
 
 class Chatd:
-    def __init__(self, a, cert, key):
+    def __init__(self, a, cert, key, extra=()):
         self.port, self.http = harness.free_port(), harness.free_port()
         argv = [a.chatd, "--listen", "127.0.0.1:%d" % self.port,
                 "--http", "127.0.0.1:%d" % self.http, "--domain", xmpp.DOMAIN,
                 "--auth-any", "--allow-plaintext-auth", "--tls-cert", cert, "--tls-key", key,
                 "--max-connections", "19500", "--ping-interval", "0",
-                "--auth-timeout", "600", "--log-level", "warn"]
+                "--auth-timeout", "600", "--log-level", "warn"] + list(extra)
         self.argv = argv
         self.proc = harness.Proc(argv, name="chatd-bench")
         harness.wait_for(lambda: harness.http_get(
@@ -220,7 +220,9 @@ def idle_phase(a):
 
 
 def rtt_phase(a):
-    d = Chatd(a, a.cert, a.key)
+    # One client sending back to back passes chatd's default input rate
+    # (64 KiB/s): the shaper's pauses would be the p99, not the routing.
+    d = Chatd(a, a.cert, a.key, ["--rate-limit", "0"])
     try:
         load = benchlib.MachineLoad([d.pid]).start()
         p = subprocess.run([a.clients, "--port", str(d.port), "--rtt", str(a.rtt),
@@ -328,8 +330,9 @@ def markdown(a, R):
             col(i, "wakeups_per_s"), "%.1f", "/s", i)
     t = [r for r in R.get("rtt", []) if r]
     if t:
-        row("rtt", "message round trip A → chatd → B → chatd → A, p50 (%d, one at a time)"
-            % a.rtt, col(t, "p50_us"), "%.0f", "µs", t)
+        row("rtt", "message round trip A → chatd → B → chatd → A, p50 (%d, one at a time; "
+            "`--rate-limit 0`: back to back they pass the default input rate)" % a.rtt,
+            col(t, "p50_us"), "%.0f", "µs", t)
         row("rtt", "message round trip, p99", col(t, "p99_us"), "%.0f", "µs", t)
     L.append("")
 
