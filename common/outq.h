@@ -1,7 +1,7 @@
 /*
  * One bounded output queue for a libuv stream, shared by every program that
- * writes to sockets (the local switch first; chatd, chatload and the cluster
- * links can move to it).
+ * writes to sockets (the local switch, chatd's client connections, the
+ * cluster links).
  *
  * outq_write() first tries the kernel (uv_try_write: no copy, no
  * allocation); only what the kernel does not take now is copied into

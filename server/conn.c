@@ -5,6 +5,7 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,16 +23,6 @@
 #include "xstream.h"
 
 #define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
-
-/* A queued write: the bytes follow the request, or are a buffer handed over
- * by tlsbio_steal_out(). */
-struct wreq {
-	uv_write_t req;
-	struct conn *c;
-	char *owned; /* malloc'd payload to free, or NULL when inline */
-	size_t len;
-	char data[];
-};
 
 static const char *const state_names[] = {
 	[ST_HEADER] = "header",	  [ST_NEGOTIATE] = "negotiate", [ST_SASL] = "sasl",
@@ -232,6 +223,7 @@ static void conn_close_cb(uv_handle_t *h)
 	if (c->refused_linger)
 		srv->refused_lingering--;
 	srv_conn_removed(srv, c);
+	outq_free(&c->q);
 	xstream_free(c->xs);
 	tlsbio_free(c->tls);
 	ws_free(c->ws);
@@ -251,17 +243,7 @@ void conn_destroy(struct conn *c)
 	uv_close((uv_handle_t *)&c->tcp, conn_close_cb);
 }
 
-static void conn_shutdown_cb(uv_shutdown_t *req, int status)
-{
-	struct conn *c = container_of(req->handle, struct conn, tcp);
-
-	/* Our output and FIN are out: the client has a little while to close. */
-	if (status == 0 && !c->handle_closed) {
-		c->t_deadline = conn_now(c) + SRV_LINGER_MS;
-		srv_conn_schedule(c->srv, c);
-	}
-	free(req);
-}
+static struct outq *conn_q(struct conn *c);
 
 void conn_close(struct conn *c, enum close_reason reason, const char *cond, const char *text)
 {
@@ -347,12 +329,10 @@ void conn_close_with(struct conn *c, enum close_reason reason, const char *cond,
 	/* Lingering reads (and discards) input: no shaping any more. */
 	if (c->paused)
 		conn_unpause(c);
-	/* Half-close after the queued output; keep reading (and discarding) so
-	 * unread input does not turn our close into a reset that would make the
-	 * client lose the stream error. */
-	uv_shutdown_t *req = malloc(sizeof(*req));
-	if (!req || uv_shutdown(req, (uv_stream_t *)&c->tcp, conn_shutdown_cb) != 0) {
-		free(req);
+	/* Half-close after the queued output (OUTQ_SHUTDOWN in conn_outq_cb);
+	 * keep reading (and discarding) so unread input does not turn our close
+	 * into a reset that would make the client lose the stream error. */
+	if (outq_shutdown(conn_q(c)) != 0) {
 		conn_destroy(c);
 		return;
 	}
@@ -393,14 +373,18 @@ void conn_run_pending(struct srv *srv)
 
 /* --------------------------------------------------------------- output */
 
-static void conn_write_cb(uv_write_t *req, int status)
+/* Events of the output queue, from libuv's callbacks. */
+static void conn_outq_cb(struct outq *q, enum outq_event ev, int status)
 {
-	struct wreq *w = container_of(req, struct wreq, req);
-	struct conn *c = w->c;
+	struct conn *c = q->data;
 
-	free(w->owned);
-	free(w);
-	if (status < 0 && status != UV_ECANCELED && !c->write_dead) {
+	if (ev == OUTQ_SHUTDOWN) {
+		/* Our output and FIN are out: the client has a little while to close. */
+		if (status == 0 && !c->handle_closed) {
+			c->t_deadline = conn_now(c) + SRV_LINGER_MS;
+			srv_conn_schedule(c->srv, c);
+		}
+	} else if (ev == OUTQ_ERROR && !c->write_dead) {
 		c->write_dead = 1;
 		conn_log(c, LOG_DEBUG, "write_error", "err=%s", uv_err_name(status));
 		if (!c->closing)
@@ -410,74 +394,45 @@ static void conn_write_cb(uv_write_t *req, int status)
 	}
 }
 
+/* The output queue, set up at the first use (conn_accept() makes every
+ * connection, but tests build some by hand). */
+static struct outq *conn_q(struct conn *c)
+{
+	if (!c->q.stream)
+		outq_init(&c->q, (uv_stream_t *)&c->tcp, 0, 0, conn_outq_cb, c);
+	return &c->q;
+}
+
 /*
- * Writes ciphertext or plaintext to the socket. `owned` is a malloc'd
- * buffer holding data that we free (or hand to the request), else NULL.
+ * Writes ciphertext or plaintext to the socket (the kernel first, the rest
+ * queued). `owned` is a malloc'd buffer holding data, freed here, or NULL.
+ * Never closes: a failure or the output bound marks the connection
+ * (conn_fail) for a close after the current callback.
  */
 static void conn_raw_write(struct conn *c, const char *data, size_t len, char *owned)
 {
-	uv_stream_t *s = (uv_stream_t *)&c->tcp;
-	struct wreq *w;
-	int n;
+	int r;
 
 	if (c->write_dead || c->handle_closed || len == 0) {
 		free(owned);
 		return;
 	}
 	c->srv->metrics.bytes_out_total += len;
-	if (uv_stream_get_write_queue_size(s) == 0) {
-		n = uv_try_write(s, &(uv_buf_t){ .base = (char *)data, .len = len }, 1);
-		if (n == (int)len) {
-			free(owned);
-			return;
-		}
-		if (n < 0 && n != UV_EAGAIN) {
-			free(owned);
-			conn_fail(c, CLOSE_RESET);
-			return;
-		}
-		if (n > 0) {
-			data += n;
-			len -= (size_t)n;
-		}
-	}
-	if (!c->closing && !c->overflow &&
-	    uv_stream_get_write_queue_size(s) + len > c->srv->cfg->max_output) {
+	r = outq_write(conn_q(c), data, len);
+	free(owned);
+	if (r == -ENOMEM) {
+		/* Bytes lost mid-stream: nothing more can be said on it. */
+		c->write_dead = 1;
+		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
+	} else if (r < 0) {
+		conn_fail(c, CLOSE_RESET);
+	} else if (!c->closing && !c->overflow && outq_allocated(&c->q) > c->srv->cfg->max_output) {
 		/* A slow reader. These bytes are still queued, as part of them
 		 * may be on the wire already (and TLS records cannot be skipped):
 		 * the stream stays well-formed up to the stream error, and
 		 * conn_send() drops whole stanzas from now on. */
 		c->overflow = 1;
 		conn_fail(c, CLOSE_POLICY_VIOLATION);
-	}
-	if (owned) {
-		w = malloc(sizeof(*w));
-		if (w) {
-			w->owned = owned;
-			w->len = len;
-		}
-	} else {
-		w = malloc(sizeof(*w) + len);
-		if (w) {
-			w->owned = NULL;
-			w->len = len;
-			memcpy(w->data, data, len);
-			data = w->data;
-		}
-	}
-	if (!w) {
-		/* Bytes lost mid-stream: nothing more can be said on it. */
-		free(owned);
-		c->write_dead = 1;
-		conn_fail(c, CLOSE_RESOURCE_CONSTRAINT);
-		return;
-	}
-	w->c = c;
-	if (uv_write(&w->req, s, &(uv_buf_t){ .base = (char *)data, .len = len }, 1,
-		     conn_write_cb) != 0) {
-		free(w->owned);
-		free(w);
-		conn_fail(c, CLOSE_RESET);
 	}
 }
 

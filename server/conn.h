@@ -26,6 +26,7 @@
 #include "jid.h"
 #include "log.h"
 #include "metrics.h"
+#include "outq.h"
 #include "xml.h"
 
 struct srv;
@@ -54,6 +55,7 @@ const char *conn_state_name(enum conn_state s);
 
 struct conn {
 	uv_tcp_t tcp;		       /* embedded handle (container_of); owner: this conn */
+	struct outq q;		       /* output; set up at the first write (conn.c conn_q) */
 	struct srv *srv;	       /* the server; not owned */
 	struct conn *prev, *next;      /* srv->conns list; owner: srv */
 	struct conn *pend_next;	       /* srv->pending list of deferred closes, or NULL */
