@@ -358,14 +358,15 @@ int cluster_glue_init(struct srv *srv)
 		log_error("cluster_config",
 			  "error=\"cluster mode (--cluster-listen) needs"
 			  " --cluster-secret-file or CHATD_CLUSTER_SECRET_FILE\"");
-		return -1;
+		return -EINVAL;
 	}
 	rc = cluster_secret_load(cfg->cluster_secret_file, &secret, &secretlen);
 	if (rc < 0) {
 		log_error("cluster_config", "path=%s error=\"%s\"", cfg->cluster_secret_file,
 			  rc == -EINVAL ? "the secret must be 16..4096 bytes" : strerror(-rc));
-		return -1;
+		return rc;
 	}
+	rc = -ENOMEM;
 	g = calloc(1, sizeof(*g));
 	if (!g)
 		goto fail;
@@ -382,7 +383,8 @@ int cluster_glue_init(struct srv *srv)
 	cc.secret = secret;
 	cc.secretlen = secretlen;
 	cc.keepalive = cfg->cluster_keepalive;
-	if (cluster_new(srv->loop, &cc, &hooks, g, &g->cl) < 0)
+	rc = cluster_new(srv->loop, &cc, &hooks, g, &g->cl);
+	if (rc < 0)
 		goto fail;
 	OPENSSL_cleanse(secret, secretlen);
 	free(secret);
@@ -390,14 +392,14 @@ int cluster_glue_init(struct srv *srv)
 	 * during the loop run that follows a failed srv_init(), and
 	 * cluster_glue_free() frees it after that. */
 	srv->cluster = g;
-	return cluster_start(g->cl) < 0 ? -1 : 0;
+	return cluster_start(g->cl);
 fail:
 	if (g)
 		xstream_free(g->xs);
 	free(g);
 	OPENSSL_cleanse(secret, secretlen);
 	free(secret);
-	return -1;
+	return rc;
 }
 
 void cluster_glue_leave(struct srv *srv)

@@ -24,7 +24,7 @@ struct srv;
 struct conn;
 
 /* From srv_init(): starts cluster mode when --cluster-listen is set
- * (refusing to without a secret). 0, or -1 after logging why. */
+ * (refusing to without a secret). 0, or a negative errno after logging why. */
 int cluster_glue_init(struct srv *srv);
 /* When the server exits (after the drain): LEAVING to every peer. */
 void cluster_glue_leave(struct srv *srv);

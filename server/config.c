@@ -197,7 +197,7 @@ static int parse_bool(const char *v, int *out)
 	for (size_t i = 0; i < sizeof(no) / sizeof(no[0]); i++)
 		if (strcasecmp(v, no[i]) == 0)
 			return *out = 0, 0;
-	return -1;
+	return -EINVAL;
 }
 
 static int parse_ull(const char *v, unsigned long long max, unsigned long long *out)
@@ -205,11 +205,11 @@ static int parse_ull(const char *v, unsigned long long max, unsigned long long *
 	char *end;
 
 	if (!*v || !isdigit((unsigned char)*v))
-		return -1;
+		return -EINVAL;
 	errno = 0;
 	*out = strtoull(v, &end, 10);
 	if (errno || *end || *out > max)
-		return -1;
+		return -EINVAL;
 	return 0;
 }
 
@@ -258,7 +258,7 @@ static int opt_set(struct config *cfg, const struct opt *o, const char *v, const
 	}
 bad:
 	fprintf(stderr, "chatd: bad value for --%s (from %s): \"%s\"\n", o->name, from, v);
-	return -1;
+	return -EINVAL;
 }
 
 static void env_name(const struct opt *o, char *buf, size_t size)
@@ -286,15 +286,15 @@ static int config_env(struct config *cfg)
 	/* The Kubernetes downward API and the image build give these two. */
 	v = getenv("POD_NAME");
 	if (v && *v && opt_set(cfg, opt_find("instance"), v, "POD_NAME") != 0)
-		return -1;
+		return -EINVAL;
 	v = getenv("CHATD_VERSION");
 	if (v && *v && opt_set(cfg, opt_find("version-label"), v, "CHATD_VERSION") != 0)
-		return -1;
+		return -EINVAL;
 	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
 		env_name(&config_opts[i], name, sizeof(name));
 		v = getenv(name);
 		if (v && opt_set(cfg, &config_opts[i], v, name) != 0)
-			return -1;
+			return -EINVAL;
 	}
 	return 0;
 }
@@ -305,8 +305,10 @@ int config_check_private(const char *path, const char *flag, char *err, size_t e
 	mode_t bad = S_IRWXO | S_IWGRP;
 
 	if (stat(path, &st) != 0) {
-		snprintf(err, errlen, "%s %s: %s", flag, path, strerror(errno));
-		return -1;
+		int e = errno;
+
+		snprintf(err, errlen, "%s %s: %s", flag, path, strerror(e));
+		return -e;
 	}
 	if (st.st_uid != 0)
 		bad |= S_IRGRP;
@@ -318,7 +320,7 @@ int config_check_private(const char *path, const char *flag, char *err, size_t e
 		 flag, path, st.st_mode & (S_IWOTH | S_IWGRP) ? "writable" : "readable",
 		 st.st_mode & S_IRWXO ? "others" : "its group", (unsigned)(st.st_mode & 07777),
 		 (unsigned)st.st_uid);
-	return -1;
+	return -EACCES;
 }
 
 void config_usage(const char *prog)
@@ -351,7 +353,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 
 	config_defaults(cfg);
 	if (config_env(cfg) != 0)
-		return -1;
+		return 2;
 	for (size_t i = 0; i < CONFIG_NOPTS; i++) {
 		lopts[i].name = config_opts[i].name;
 		/* A boolean flag takes an optional =VALUE (--auth-any=0). */
@@ -376,53 +378,53 @@ int config_load(struct config *cfg, int argc, char **argv)
 		}
 		if (c < 1000 || c >= 1000 + (int)CONFIG_NOPTS) {
 			fprintf(stderr, "Try '%s --help'.\n", argv[0]);
-			return -1;
+			return 2;
 		}
 		const struct opt *o = &config_opts[c - 1000];
 		if (opt_set(cfg, o, optarg ? optarg : "1", "command line") != 0)
-			return -1;
+			return 2;
 	}
 	if (optind < argc) {
 		fprintf(stderr, "chatd: unexpected argument \"%s\"\nTry '%s --help'.\n",
 			argv[optind], argv[0]);
-		return -1;
+		return 2;
 	}
 	if ((cfg->tls_cert[0] != '\0') != (cfg->tls_key[0] != '\0')) {
 		fprintf(stderr, "chatd: --tls-cert and --tls-key go together\n");
-		return -1;
+		return 2;
 	}
 	if (strcmp(cfg->tls_min_version, "1.2") != 0 && strcmp(cfg->tls_min_version, "1.3") != 0) {
 		fprintf(stderr, "chatd: --tls-min-version must be 1.2 or 1.3\n");
-		return -1;
+		return 2;
 	}
 	if (cfg->require_tls && !cfg->tls_cert[0]) {
 		fprintf(stderr, "chatd: --require-tls needs --tls-cert and --tls-key\n");
-		return -1;
+		return 2;
 	}
 	if (cfg->auth_any && cfg->users[0]) {
 		fprintf(stderr, "chatd: --auth-any and --users exclude each other\n");
-		return -1;
+		return 2;
 	}
 	/* cluster routing: no cluster without a secret */
 	if (cfg->cluster_listen[0] && !cfg->cluster_secret_file[0]) {
 		fprintf(stderr, "chatd: --cluster-listen needs --cluster-secret-file "
 				"(or CHATD_CLUSTER_SECRET_FILE)\n");
-		return -1;
+		return 2;
 	}
 	if (!cfg->cluster_listen[0] && (cfg->peers[0] || cfg->peers_file[0] || cfg->peers_dns[0])) {
 		fprintf(stderr, "chatd: --peers, --peers-file and --peers-dns need "
 				"--cluster-listen\n");
-		return -1;
+		return 2;
 	}
 	if (cfg->cluster_listen[0] && cfg->cluster_keepalive < 1) {
 		fprintf(stderr, "chatd: --cluster-keepalive must be >= 1\n");
-		return -1;
+		return 2;
 	}
 	if ((cfg->rate_limit && cfg->rate_burst < 4096) ||
 	    (cfg->preauth_rate_limit && cfg->preauth_rate_burst < 4096)) {
 		fprintf(stderr, "chatd: --rate-burst and --preauth-rate-burst must be >= 4096 "
 				"when their rate limit is on\n");
-		return -1;
+		return 2;
 	}
 	if (cfg->ping_interval > CONFIG_TIMEOUT_MAX || cfg->ping_timeout > CONFIG_TIMEOUT_MAX ||
 	    cfg->auth_timeout > CONFIG_TIMEOUT_MAX || cfg->drain_timeout > CONFIG_TIMEOUT_MAX ||
@@ -431,7 +433,7 @@ int config_load(struct config *cfg, int argc, char **argv)
 			"chatd: a timeout is too large (ping-interval, ping-timeout, "
 			"auth-timeout, drain-timeout, http-timeout and resume-timeout <= %u s)\n",
 			CONFIG_TIMEOUT_MAX);
-		return -1;
+		return 2;
 	}
 	if (cfg->max_stanza < 1024 || cfg->max_depth < 2 || cfg->max_output < 4096 ||
 	    cfg->max_connections < 1 || cfg->ping_timeout < 1 || cfg->auth_timeout < 1 ||
@@ -439,14 +441,14 @@ int config_load(struct config *cfg, int argc, char **argv)
 		fprintf(stderr, "chatd: a limit is too small (max-stanza >= 1024, max-depth >= 2, "
 				"max-output >= 4096, max-connections, ping-timeout, "
 				"auth-timeout, http-max-connections and http-timeout >= 1)\n");
-		return -1;
+		return 2;
 	}
 	if (cfg->sm_max_queue < cfg->max_stanza + 8192 || cfg->sm_max_queue > 524288) {
 		fprintf(stderr,
 			"chatd: --sm-max-queue must hold one stanza of --max-stanza and "
 			"its stamps (>= max-stanza + 8192) and fit a cluster frame when the "
 			"session moves (<= 524288)\n");
-		return -1;
+		return 2;
 	}
 	return 0;
 }

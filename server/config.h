@@ -71,7 +71,7 @@ struct config {
 
 /*
  * Fills cfg from defaults, environment and argv. Returns 0 to run, 1 when
- * --help was printed (exit 0), -1 for a usage error (already printed to
+ * --help was printed (exit 0), 2 for a usage error (already printed to
  * stderr; exit 2).
  */
 int config_load(struct config *cfg, int argc, char **argv);
@@ -80,9 +80,9 @@ int config_load(struct config *cfg, int argc, char **argv);
  * Checks that a file of secrets (--users, --cluster-secret-file) is private:
  * not readable or writable by others, not writable by its group, and
  * readable by its group only when root owns it (the shape of a Kubernetes
- * Secret volume with defaultMode 0440 and an fsGroup). 0, or -1 with a
- * message naming the file, its mode and the fix in err. flag names the
- * option, for the message.
+ * Secret volume with defaultMode 0440 and an fsGroup). 0, or -EACCES (or
+ * the errno of stat) with a message naming the file, its mode and the fix
+ * in err. flag names the option, for the message.
  */
 int config_check_private(const char *path, const char *flag, char *err, size_t errlen);
 

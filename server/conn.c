@@ -604,7 +604,7 @@ static void conn_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 int conn_start_tls(struct conn *c)
 {
 	c->tls = tlsbio_new(c->srv->tls_ctx, TLSBIO_SERVER, NULL);
-	return c->tls ? 0 : -1;
+	return c->tls ? 0 : -ENOMEM;
 }
 
 static void conn_free_uncounted(uv_handle_t *h)

@@ -144,7 +144,7 @@ void conn_send(struct conn *c, const char *data, size_t len);
 void conn_send_str(struct conn *c, const char *s);
 /*
  * Sends one stanza (serialized): with stream management on it is counted
- * and queued until acknowledged (sm.c). Returns 0, or -1 when it could not
+ * and queued until acknowledged (sm.c). Returns 0, or a negative errno when it could not
  * be held (see sm_outbound()): the caller answers for it.
  */
 int conn_send_stanza(struct conn *c, const char *data, size_t len);
@@ -174,7 +174,7 @@ void conn_close_with(struct conn *c, enum close_reason reason, const char *cond,
 void conn_fail(struct conn *c, enum close_reason reason);
 
 /* Swaps the transport to TLS (after <proceed/> was written in plaintext).
- * 0, or negative (the caller closes). */
+ * 0, or -ENOMEM (the caller closes). */
 int conn_start_tls(struct conn *c);
 
 /* Milliseconds on the srv clock. */

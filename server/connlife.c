@@ -5,6 +5,7 @@
  */
 #include "connlife.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -172,5 +173,5 @@ long connlife_format(struct connlife *l, uint64_t now_ms, char *buf, size_t cap)
 		    secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)ages[i]);
 	put(&o, "chatd_connection_age_seconds_bucket{le=\"+Inf\"} %llu\n",
 	    (unsigned long long)ages[CONNLIFE_BOUNDS]);
-	return o.overflow ? -1 : (long)o.len;
+	return o.overflow ? -ENOSPC : (long)o.len;
 }

@@ -68,7 +68,7 @@ void connlife_ages(struct connlife *l, uint64_t now_ms, uint64_t out[CONNLIFE_BO
 /*
  * Writes chatd_connection_duration_seconds (histogram) and
  * chatd_connection_age_seconds_bucket (gauges) in the Prometheus text format;
- * the length, or -1 when it does not fit in cap.
+ * the length, or -ENOSPC when it does not fit in cap.
  */
 long connlife_format(struct connlife *l, uint64_t now_ms, char *buf, size_t cap);
 

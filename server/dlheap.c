@@ -3,6 +3,7 @@
  */
 #include "dlheap.h"
 
+#include <errno.h>
 #include <stdlib.h>
 
 static int dl_before(const struct dlentry *a, const struct dlentry *b)
@@ -67,7 +68,7 @@ int dlheap_set(struct dlheap *h, struct dlentry *e, uint32_t due)
 		struct dlentry **v = realloc(h->v, cap * sizeof(*v));
 
 		if (!v)
-			return -1;
+			return -ENOMEM;
 		h->v = v;
 		h->cap = cap;
 	}

@@ -23,7 +23,7 @@ struct dlheap {
 	uint32_t n, cap;
 };
 
-/* Queues e with due, or moves it there when queued already. 0, or -1 when
+/* Queues e with due, or moves it there when queued already. 0, or -ENOMEM when
  * the array cannot grow (e is then not queued). */
 int dlheap_set(struct dlheap *h, struct dlentry *e, uint32_t due);
 /* Unqueues e; nothing when it is not queued. */

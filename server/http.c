@@ -4,6 +4,7 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -394,5 +395,5 @@ int http_bound_port(const struct http *h)
 {
 	const union MHD_DaemonInfo *i = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
 
-	return i && i->port ? (int)i->port : -1;
+	return i && i->port ? (int)i->port : -ENOTCONN;
 }

@@ -27,7 +27,8 @@ struct http *http_start(struct srv *srv, const char *addr);
  * closes the loop handle; the struct is freed in its close callback (run
  * the loop afterwards). NULL is fine. */
 void http_stop(struct http *h);
-/* The port it listens on (the kernel's pick when 0 was asked), or -1. */
+/* The port it listens on (the kernel's pick when 0 was asked), or
+ * -ENOTCONN. */
 int http_bound_port(const struct http *h);
 
 #endif

@@ -4,6 +4,7 @@
  */
 #include "iq.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ static int add_feature(struct xnode *q, const char *var)
 {
 	struct xnode *f = xnode_add_child(q, "feature", NULL);
 
-	return f && xnode_set_attr(f, "var", var) == 0 ? 0 : -1;
+	return f && xnode_set_attr(f, "var", var) == 0 ? 0 : -ENOMEM;
 }
 
 static struct xnode *disco_info(struct conn *c, struct xnode *iq, enum router_to target)

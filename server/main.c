@@ -30,7 +30,7 @@ int main(int argc, char **argv)
 		return users_passwd_command(argc - 1, argv + 1);
 	r = config_load(&cfg, argc, argv);
 	if (r != 0)
-		return r > 0 ? 0 : 2;
+		return r == 1 ? 0 : 2;
 	log_init("chatd", cfg.log_level);
 	if (uv_loop_init(&loop) != 0) {
 		log_error("loop_error", "%s", "");

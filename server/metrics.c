@@ -4,6 +4,7 @@
  */
 #include "metrics.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -193,7 +194,7 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 		    (unsigned long long)(up / 1000), (unsigned)(up % 1000));
 	}
 	if (o.overflow)
-		return -1;
+		return -ENOSPC;
 	n = connlife_format(&m->life, now_ms, o.buf + o.len, o.cap - o.len);
-	return n < 0 ? -1 : (long)o.len + n;
+	return n < 0 ? n : (long)o.len + n;
 }

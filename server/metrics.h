@@ -86,7 +86,7 @@ struct metrics {
 
 /*
  * Writes the Prometheus text exposition into buf (cap bytes); returns the
- * length, or -1 when it does not fit. version and instance go into
+ * length, or -ENOSPC when it does not fit. version and instance go into
  * chatd_build_info (label values are escaped). now_ms (the clock of
  * conn_accept() and conn_close(): uv_now()) dates the connection ages; the
  * age index in m->life moves forward to it.

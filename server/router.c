@@ -4,6 +4,7 @@
  */
 #include "router.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,7 +148,7 @@ int router_add(struct router *r, struct conn *c, struct conn **old)
 
 	*old = NULL;
 	if (jid_format_bare(&c->jid, bare, sizeof(bare)) < 0)
-		return -1;
+		return -EINVAL;
 	e = router_lookup(r, bare);
 	if (e) {
 		for (struct conn *o = e->first; o; o = o->rnext) {
@@ -160,7 +161,7 @@ int router_add(struct router *r, struct conn *c, struct conn **old)
 		len = strlen(bare);
 		e = malloc(sizeof(*e) + len + 1);
 		if (!e)
-			return -1;
+			return -ENOMEM;
 		memcpy(e->bare, bare, len + 1);
 		e->first = NULL;
 		e->count = 0;
@@ -421,14 +422,14 @@ static int iq_valid(struct conn *from, struct xnode *st)
 	    (strcmp(type, "get") && strcmp(type, "set") && strcmp(type, "result") &&
 	     strcmp(type, "error"))) {
 		router_error(from, st, "modify", "bad-request");
-		return -1;
+		return -EINVAL;
 	}
 	if (strcmp(type, "get") == 0 || strcmp(type, "set") == 0) {
 		for (size_t i = 0; i < st->nchildren; i++)
 			children += st->children[i]->name != NULL;
 		if (children != 1) {
 			router_error(from, st, "modify", "bad-request");
-			return -1;
+			return -EINVAL;
 		}
 	}
 	return 0;

@@ -72,7 +72,7 @@ void router_set_hooks(struct router *r, const struct router_hooks *h);
 
 /* Adds c (c->jid bound, full). A session already bound to the same full JID
  * is returned in *old; the caller closes it with <conflict/>, which removes
- * it. 0, or -1 when out of memory. */
+ * it. 0, or -ENOMEM. */
 int router_add(struct router *r, struct conn *c, struct conn **old);
 /* Removes c if it is bound. */
 void router_remove(struct router *r, struct conn *c);

@@ -4,6 +4,7 @@
  */
 #include "sasl.h"
 
+#include <errno.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdint.h>
@@ -151,7 +152,7 @@ static int sasl_send(struct conn *c, const char *elem, const char *data, size_t 
 	if (len) {
 		b64 = b64_encode_alloc(data, len);
 		if (!b64)
-			return -1;
+			return -ENOMEM;
 	}
 	xbuf_init(&b);
 	xbuf_puts(&b, "<");
@@ -163,7 +164,7 @@ static int sasl_send(struct conn *c, const char *elem, const char *data, size_t 
 	xbuf_puts(&b, ">");
 	free(b64);
 	if (!b.data)
-		return -1;
+		return -ENOMEM;
 	conn_send(c, b.data, b.len);
 	xbuf_free(&b);
 	return 0;

@@ -4,6 +4,7 @@
  */
 #include "session.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,7 +57,7 @@ int session_init(struct conn *c)
 	if (lim.max_stanza > CONFIG_PREAUTH_STANZA)
 		lim.max_stanza = CONFIG_PREAUTH_STANZA;
 	c->xs = xstream_new(&lim, &session_cbs, c);
-	return c->xs ? 0 : -1;
+	return c->xs ? 0 : -ENOMEM;
 }
 
 void session_header(struct conn *c, struct xbuf *b)

@@ -15,7 +15,7 @@
 #include "xml.h"
 #include "xmppns.h"
 
-/* Creates the parser (pre-authentication limits). 0 or -1 (out of memory). */
+/* Creates the parser (pre-authentication limits). 0 or -ENOMEM. */
 int session_init(struct conn *c);
 /* Plaintext input from the socket or from TLS. May close the connection. */
 void session_input(struct conn *c, const char *data, size_t len);

@@ -42,19 +42,19 @@ static int is_sm(const struct xnode *n, const char *name)
 	return ns && strcmp(ns, NS_SM) == 0 && strcmp(n->name, name) == 0;
 }
 
-/* A decimal uint32 (XEP-0198 h: xs:unsignedInt). 0 or -1. */
+/* A decimal uint32 (XEP-0198 h: xs:unsignedInt). 0 or -EINVAL. */
 static int parse_h(const char *s, uint32_t *out)
 {
 	unsigned long long v = 0;
 
 	if (!s || !*s)
-		return -1;
+		return -EINVAL;
 	for (; *s; s++) {
 		if (*s < '0' || *s > '9')
-			return -1;
+			return -EINVAL;
 		v = v * 10 + (unsigned)(*s - '0');
 		if (v > UINT32_MAX)
-			return -1;
+			return -EINVAL;
 	}
 	*out = (uint32_t)v;
 	return 0;
@@ -128,17 +128,17 @@ int sm_outbound(struct conn *c, const char *data, size_t len)
 	int r;
 
 	if (c->sm_overflow)
-		return -1;
+		return -ENOBUFS;
 	r = smq_push(q, data, len, max);
 	if (r < 0) {
 		if (c->detached)
-			return -1; /* the sender hears it: router_deliver() */
+			return r; /* the sender hears it: router_deliver() */
 		/* An attached client that does not acknowledge: as a slow
 		 * consumer, but the stanzas it never confirmed are answered for
 		 * when its session ends. */
 		c->sm_overflow = 1;
 		conn_fail(c, r == -ENOMEM ? CLOSE_RESOURCE_CONSTRAINT : CLOSE_POLICY_VIOLATION);
-		return -1;
+		return r;
 	}
 	if (c->detached)
 		return 0;
@@ -193,7 +193,7 @@ static int detach(struct conn *c)
 	char full[JID_BUF_SIZE];
 
 	if (!h)
-		return -1;
+		return -ENOMEM;
 	h->srv = srv;
 	h->id = c->id;
 	h->peer = c->peer;
@@ -464,7 +464,8 @@ static void wait_end(struct conn *c)
 }
 
 /* Asks the peers that hold a resource of the user for the session. 0 when
- * asked (the stream waits for their answer), -1 when no peer can have it. */
+ * asked (the stream waits for their answer), a negative errno when no peer
+ * can have it. */
 static int ask_peers(struct conn *c, const char *previd, uint32_t h)
 {
 	struct srv *srv = c->srv;
@@ -474,15 +475,15 @@ static int ask_peers(struct conn *c, const char *previd, uint32_t h)
 
 	if (!srv->cluster || !smq_id_valid(previd) ||
 	    snprintf(bare, sizeof(bare), "%s@%s", c->user, srv->domain) >= (int)sizeof(bare))
-		return -1;
+		return -EINVAL;
 	w = calloc(1, sizeof(*w));
 	if (!w)
-		return -1;
+		return -ENOMEM;
 	w->req = ++srv->sm_req_seq;
 	n = cluster_glue_session_request(srv, w->req, previd, bare, h);
 	if (n <= 0) {
 		free(w);
-		return -1;
+		return -ENOENT;
 	}
 	w->c = c;
 	w->pending = (unsigned)n;
@@ -612,20 +613,21 @@ void sm_peer_request(struct srv *srv, const char *peer, uint64_t req, const char
 }
 
 /* Puts a session that came from a peer on c (a waiting connection, or a
- * fresh detached one) and announces it. 0, or -1 (c holds nothing). */
+ * fresh detached one) and announces it. 0, or a negative errno (c holds
+ * nothing). */
 static int install(struct srv *srv, struct conn *c, const char *full, struct sm_state *st)
 {
 	struct conn *old = NULL;
 	struct smq *q;
 
 	if (jid_parse(full, &c->jid) != 0 || !c->jid.node || !c->jid.resource)
-		return -1;
+		return -EINVAL;
 	old = router_find_full(srv->router, &c->jid);
 	if (old) /* bound here meanwhile: the resumed session wins */
 		conn_close(old, CLOSE_CONFLICT, "conflict", "replaced by a resumed session");
 	q = malloc(sizeof(*q));
 	if (!q)
-		return -1;
+		return -ENOMEM;
 	*q = st->q;
 	smq_init(&st->q);
 	q->hnext = NULL;
@@ -640,9 +642,7 @@ static int install(struct srv *srv, struct conn *c, const char *full, struct sm_
 	c->priority = (int8_t)st->priority;
 	c->available = (unsigned)st->available;
 	c->authenticated = 1;
-	if (router_add(srv->router, c, &old) != 0)
-		return -1;
-	return 0;
+	return router_add(srv->router, c, &old);
 }
 
 void sm_peer_state(struct srv *srv, const char *peer, uint64_t req, const char *full,

@@ -40,7 +40,7 @@ void sm_inbound(struct conn *c);
 
 /*
  * One stanza to the client (c->sm set): counted and queued, then written
- * when c has a socket. Returns 0, or -1 when it could not be held: a
+ * when c has a socket. Returns 0, or a negative errno when it could not be held: a
  * detached session's queue is full (the caller answers the sender), or an
  * attached one's passed --sm-max-queue (the connection is closed with
  * policy-violation and the session ends).

@@ -137,7 +137,7 @@ int sm_state_encode(const struct conn *c, struct xbuf *out)
 	for (const struct smq_item *it = q->head; it && !bad; it = it->next)
 		bad |= put_u32(out, it->len) || xbuf_append(out, it->data, it->len);
 	xbuf_free(&pres);
-	return bad || !out->data ? -1 : 0;
+	return bad || !out->data ? -ENOMEM : 0;
 }
 
 /* ---- decoding ---- */

@@ -45,7 +45,7 @@ struct sm_state {
 	struct smq q; /* counters and owned items */
 };
 
-/* Appends c's state (c->sm set) to out. 0, or -1 out of memory. */
+/* Appends c's state (c->sm set) to out. 0, or -ENOMEM. */
 int sm_state_encode(const struct conn *c, struct xbuf *out);
 /* Decodes into st (zeroed here). lim bounds each XML piece. 0, -EINVAL
  * (malformed) or -ENOMEM; st holds nothing on failure. */

@@ -56,10 +56,10 @@ uint32_t srv_now(const struct srv *srv)
 int srv_random(struct srv *srv, void *buf, size_t n)
 {
 	if (n > 64)
-		return -1;
+		return -EINVAL;
 	if (srv->rnd_left < n) {
 		if (RAND_bytes(srv->rnd, sizeof(srv->rnd)) != 1)
-			return -1;
+			return -EIO;
 		srv->rnd_left = sizeof(srv->rnd);
 	}
 	srv->rnd_left -= (unsigned)n;
@@ -74,7 +74,7 @@ int srv_random_hex(struct srv *srv, char *hex, size_t n)
 	size_t i;
 
 	if (srv_random(srv, r, n) != 0)
-		return -1;
+		return -EIO;
 	for (i = 0; i < n; i++) {
 		hex[2 * i] = digits[r[i] >> 4];
 		hex[2 * i + 1] = digits[r[i] & 15];
@@ -484,17 +484,18 @@ static int srv_write_ports(struct srv *srv)
 	char tmp[1100], buf[1024], a[ADDR_STR_MAX];
 	const char *cl = cluster_glue_listen_addr(srv);
 	struct addr http;
-	int n, fd;
+	int n, fd, r;
 
-	if (srv_bound(&srv->listener, a, sizeof(a)) < 0)
-		return -1;
+	if ((r = srv_bound(&srv->listener, a, sizeof(a))) < 0)
+		return r;
 	n = snprintf(buf, sizeof(buf), "listen=%s\n", a);
 	if (cfg->websocket[0]) {
-		if (srv_bound(&srv->ws_listener, a, sizeof(a)) < 0)
-			return -1;
+		if ((r = srv_bound(&srv->ws_listener, a, sizeof(a))) < 0)
+			return r;
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "websocket=%s\n", a);
 	}
 	if (srv->http && addr_parse(cfg->http, ADDR_PORT_ZERO, 0, &http) == 0 &&
+	    http_bound_port(srv->http) > 0 &&
 	    addr_join(http.host, http_bound_port(srv->http), a, sizeof(a)) >= 0)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "http=%s\n", a);
 	if (cl)
@@ -515,8 +516,9 @@ static int srv_write_ports(struct srv *srv)
 	}
 	return 0;
 fail:
-	log_error("ports_file", "path=%s err=\"%s\"", cfg->ports_file, strerror(errno));
-	return -1;
+	r = -errno;
+	log_error("ports_file", "path=%s err=\"%s\"", cfg->ports_file, strerror(-r));
+	return r;
 }
 
 int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
@@ -533,7 +535,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	if (jid_prep_domain(cfg->domain, &srv->domain) != 0) {
 		log_error("config_error", "msg=\"--domain is not a valid domain\" domain=%s",
 			  cfg->domain);
-		return -1;
+		return -EINVAL;
 	}
 	srv->router = router_new(srv);
 	if (srv->router)
@@ -542,7 +544,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 	srv->authlimit = authlimit_new(cfg->auth_fail_ip_max, cfg->auth_fail_user_max);
 	if (!srv->router || (cfg->auth_any && !srv->sasl_cache) ||
 	    (!srv->authlimit && (cfg->auth_fail_ip_max || cfg->auth_fail_user_max)))
-		return -1;
+		return -ENOMEM;
 	if (!cfg->insecure_permissions) {
 		const char *files[3][2] = { { cfg->users, "--users" },
 					    { cfg->cluster_secret_file, "--cluster-secret-file" },
@@ -555,7 +557,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 			    config_check_private(files[i][0], files[i][1], err, sizeof(err)) == 0)
 				continue;
 			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
-			return -1;
+			return -EACCES;
 		}
 	}
 	if (cfg->users[0]) {
@@ -563,7 +565,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		if (r != 0) {
 			char q[600];
 			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
-			return -1;
+			return r;
 		}
 		log_info("users", "file=%s count=%zu", cfg->users, users_count(srv->users));
 	}
@@ -578,7 +580,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		if (!srv->tls_ctx) {
 			char q[600];
 			log_error("config_error", "msg=%s", log_quote(q, sizeof(q), err));
-			return -1;
+			return -EINVAL;
 		}
 	}
 	if (cfg->auth_any)
@@ -590,7 +592,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 					"nobody can log in\"");
 	if (addr_parse(cfg->listen, ADDR_PORT_ZERO, 0, &a) != 0) {
 		log_error("config_error", "msg=\"bad --listen address\" listen=%s", cfg->listen);
-		return -1;
+		return -EINVAL;
 	}
 	uv_tcp_init(loop, &srv->listener);
 	srv->listener.data = srv;
@@ -600,13 +602,13 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 		r = uv_listen((uv_stream_t *)&srv->listener, 4096, srv_accept_cb);
 	if (r != 0) {
 		log_error("listen_error", "addr=%s err=%s", cfg->listen, uv_strerror(r));
-		return -1;
+		return r;
 	}
 	if (cfg->websocket[0]) {
 		if (addr_parse(cfg->websocket, ADDR_PORT_ZERO, 0, &a) != 0) {
 			log_error("config_error", "msg=\"bad --websocket address\" websocket=%s",
 				  cfg->websocket);
-			return -1;
+			return -EINVAL;
 		}
 		uv_tcp_init(loop, &srv->ws_listener);
 		srv->ws_listener.data = srv;
@@ -616,7 +618,7 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 			r = uv_listen((uv_stream_t *)&srv->ws_listener, 4096, srv_accept_cb);
 		if (r != 0) {
 			log_error("listen_error", "addr=%s err=%s", cfg->websocket, uv_strerror(r));
-			return -1;
+			return r;
 		}
 		log_info("listen_websocket", "addr=%s path=" WS_PATH, cfg->websocket);
 	}
@@ -629,18 +631,19 @@ int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg)
 			log_error("config_error", "path=%s msg=\"%s\"", cfg->control_token_file,
 				  r == -EINVAL ? "the control token must be 16..4096 bytes"
 					       : strerror(-r));
-			return -1;
+			return r;
 		}
 	}
 	if (cfg->http[0]) {
 		srv->http = http_start(srv, cfg->http);
 		if (!srv->http)
-			return -1;
+			return -EINVAL; /* logged by http_start() */
 	}
-	if (cluster_glue_init(srv) != 0) /* cluster routing */
-		return -1;
-	if (cfg->ports_file[0] && srv_write_ports(srv) != 0)
-		return -1;
+	r = cluster_glue_init(srv); /* cluster routing */
+	if (r == 0 && cfg->ports_file[0])
+		r = srv_write_ports(srv);
+	if (r != 0)
+		return r;
 	uv_timer_init(loop, &srv->deadline_timer);
 	srv->deadline_timer.data = srv;
 	uv_timer_init(loop, &srv->drain_timer);

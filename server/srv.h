@@ -118,7 +118,7 @@ struct srv {
 };
 
 /* Sets up everything that can fail before the loop runs (listener, HTTP,
- * TLS, users); 0, or -1 after logging why. */
+ * TLS, users); 0, or a negative errno after logging why. */
 int srv_init(struct srv *srv, uv_loop_t *loop, const struct config *cfg);
 /* Runs the loop until the server has drained; returns the exit status. */
 int srv_run(struct srv *srv);
@@ -159,7 +159,7 @@ void srv_trim_soon(struct srv *srv);
 
 /* n (at most 64) bytes from OpenSSL's RAND_bytes(), drawn 512 at a time:
  * one call per login cost as much as the rest of the stream header. 0 or
- * -1 (the generator failed). */
+ * -EIO (the generator failed). */
 int srv_random(struct srv *srv, void *buf, size_t n);
 /* Writes n random bytes as 2n lower-case hex digits and a NUL into hex. */
 int srv_random_hex(struct srv *srv, char *hex, size_t n);

@@ -82,10 +82,10 @@ static long users_b64_field(const char *f, size_t len, unsigned char *out, size_
 	long n;
 
 	if (len == 0 || len > 4 * SCRAM_MAX_SALT)
-		return -1;
+		return -EINVAL;
 	n = b64_decode(f, len, buf, sizeof(buf));
 	if (n <= 0 || (size_t)n > max || (want && (size_t)n != want))
-		return -1;
+		return -EINVAL;
 	memcpy(out, buf, (size_t)n);
 	return n;
 }
@@ -109,7 +109,7 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 		if (i == len || tok[i] == ':') {
 			if (k == 5) {
 				users_errf(msg, msglen, "too many ':' fields in credentials");
-				return -1;
+				return -EINVAL;
 			}
 			f[k] = start;
 			fl[k] = (size_t)(tok + i - start);
@@ -121,15 +121,15 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 		users_errf(msg, msglen,
 			   "credentials need 5 ':' fields "
 			   "(hash:iterations:salt:storedkey:serverkey)");
-		return -1;
+		return -EINVAL;
 	}
 	if (scram_hash_tag_parse(f[0], fl[0], &h) < 0) {
 		users_errf(msg, msglen, "unknown hash '%.*s' (sha1 or sha256)", (int)fl[0], f[0]);
-		return -1;
+		return -EINVAL;
 	}
 	if (e->have[h]) {
 		users_errf(msg, msglen, "%s credentials given twice", scram_hash_tag(h));
-		return -1;
+		return -EINVAL;
 	}
 	if (fl[1] == 0 || fl[1] > 7)
 		goto bad_iter;
@@ -147,16 +147,16 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 	n = users_b64_field(f[2], fl[2], c->salt, SCRAM_MAX_SALT, 0);
 	if (n < 0) {
 		users_errf(msg, msglen, "bad base64 in %s salt", scram_hash_tag(h));
-		return -1;
+		return -EINVAL;
 	}
 	c->salt_len = (size_t)n;
 	if (users_b64_field(f[3], fl[3], c->stored_key, SCRAM_MAX_KEY, scram_hash_len(h)) < 0) {
 		users_errf(msg, msglen, "bad base64 or length in %s stored key", scram_hash_tag(h));
-		return -1;
+		return -EINVAL;
 	}
 	if (users_b64_field(f[4], fl[4], c->server_key, SCRAM_MAX_KEY, scram_hash_len(h)) < 0) {
 		users_errf(msg, msglen, "bad base64 or length in %s server key", scram_hash_tag(h));
-		return -1;
+		return -EINVAL;
 	}
 	e->have[h] = 1;
 	return 0;
@@ -164,7 +164,7 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 bad_iter:
 	users_errf(msg, msglen, "bad %s iteration count '%.*s' (%u..%u)", scram_hash_tag(h),
 		   (int)fl[1], f[1], SCRAM_MIN_ITERATIONS, SCRAM_MAX_ITERATIONS);
-	return -1;
+	return -EINVAL;
 }
 
 /* Splits the next blank-separated token off *p. */
@@ -201,7 +201,7 @@ static int users_parse_line(const char *line, struct users_entry *e, char *msg, 
 	name = strndup(tok, len);
 	if (!name) {
 		users_errf(msg, msglen, "out of memory");
-		return -1;
+		return -EINVAL;
 	}
 	rc = jid_prep_node(name, &prepped);
 	if (rc) {
@@ -219,31 +219,31 @@ static int users_parse_line(const char *line, struct users_entry *e, char *msg, 
 		if (users_parse_cred(tok, len, e, msg, msglen) < 0) {
 			free(e->name);
 			e->name = NULL;
-			return -1;
+			return -EINVAL;
 		}
 	}
 	if (!e->have[SCRAM_SHA1] && !e->have[SCRAM_SHA256]) {
 		users_errf(msg, msglen, "user '%s' has no credentials", e->name);
 		free(e->name);
 		e->name = NULL;
-		return -1;
+		return -EINVAL;
 	}
 	return 1;
 
 out_err:
 	free(prepped);
 	free(name);
-	return -1;
+	return -EINVAL;
 }
 
 /* Reads the next line into *line (malloc'd by getline); strips "\n" and
- * "\r\n". Returns its length, -1 at EOF. */
+ * "\r\n". Returns its length, -ENOENT at EOF. */
 static long users_getline(FILE *f, char **line, size_t *cap)
 {
 	ssize_t n = getline(line, cap, f);
 
 	if (n < 0)
-		return -1;
+		return -ENOENT; /* EOF */
 	if (n > 0 && (*line)[n - 1] == '\n')
 		(*line)[--n] = '\0';
 	if (n > 0 && (*line)[n - 1] == '\r')
@@ -572,12 +572,12 @@ static int users_read_line(FILE *f, char *buf, size_t size)
 	size_t n;
 
 	if (!fgets(buf, (int)size, f))
-		return -1;
+		return -EINVAL;
 	n = strlen(buf);
 	if (n > 0 && buf[n - 1] == '\n')
 		buf[--n] = '\0';
 	else if (!feof(f))
-		return -1; /* longer than the buffer */
+		return -EINVAL; /* longer than the buffer */
 	if (n > 0 && buf[n - 1] == '\r')
 		buf[--n] = '\0';
 	return 0;
@@ -614,16 +614,16 @@ static int users_read_password(char *pw, size_t size)
 				"chatd passwd: no password on stdin (or longer than %d "
 				"bytes)\n",
 				USERS_MAX_PASSWORD);
-			return -1;
+			return -EINVAL;
 		}
 		return 0;
 	}
 	if (users_prompt("Password: ", pw, size) < 0 ||
 	    users_prompt("Retype password: ", again, sizeof(again)) < 0) {
 		fprintf(stderr, "chatd passwd: no password read\n");
-		return -1;
+		return -EINVAL;
 	}
-	rc = strcmp(pw, again) == 0 ? 0 : -1;
+	rc = strcmp(pw, again) == 0 ? 0 : -EINVAL;
 	OPENSSL_cleanse(again, sizeof(again));
 	if (rc)
 		fprintf(stderr, "chatd passwd: the passwords differ\n");

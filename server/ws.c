@@ -4,6 +4,7 @@
  */
 #include "ws.h"
 
+#include <errno.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,7 +120,7 @@ static int frame_element(const char *el, size_t len, ws_emit_fn emit, void *ud)
 	if (r == 0 && out.data)
 		emit(ud, out.data, out.len, 0);
 	else
-		r = -1;
+		r = -ENOMEM;
 	xbuf_free(&out);
 	return r;
 }
@@ -158,7 +159,7 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 				continue;
 			}
 			if (xbuf_append(&f->cur, "<", 1) != 0)
-				return -1;
+				return -ENOMEM;
 			break;
 		case FS_TAG:
 			if (ch == '\'' || ch == '"') {
@@ -171,11 +172,11 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 				else if (f->last != '/')
 					f->depth++;
 				if (xbuf_append(&f->cur, ">", 1) != 0)
-					return -1;
+					return -ENOMEM;
 				if (f->depth == 0) {
 					int r = f->cur.data ? frame_element(f->cur.data, f->cur.len,
 									    emit, ud)
-							    : -1;
+							    : -ENOMEM;
 
 					if (f->cur.cap > 4096) {
 						xbuf_free(&f->cur);
@@ -183,7 +184,7 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 					}
 					f->cur.len = 0;
 					if (r != 0)
-						return -1;
+						return -ENOMEM;
 				}
 				continue;
 			}
@@ -211,7 +212,7 @@ int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn
 			continue;
 		}
 		if (xbuf_append(&f->cur, &ch, 1) != 0)
-			return -1;
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -357,7 +358,8 @@ static int is_framing(const char *msg, size_t len, const char *name)
 	       (isspace((unsigned char)msg[n + 1]) || msg[n + 1] == '/' || msg[n + 1] == '>');
 }
 
-/* 0 and e filled, or -1 when msg is not one framing element (expat, no DTD). */
+/* 0 and e filled, or -EINVAL when msg is not one framing element (expat,
+ * no DTD), -ENOMEM. */
 static int parse_framing(const char *msg, size_t len, struct framing_el *e)
 {
 	XML_Parser p = XML_ParserCreateNS("UTF-8", '|');
@@ -365,14 +367,14 @@ static int parse_framing(const char *msg, size_t len, struct framing_el *e)
 
 	memset(e, 0, sizeof(*e));
 	if (!p)
-		return -1;
+		return -ENOMEM;
 	XML_SetUserData(p, e);
 	XML_SetElementHandler(p, fr_start, fr_end);
 	XML_SetStartDoctypeDeclHandler(p, fr_doctype);
 	ok = XML_Parse(p, msg, (int)len, 1) == XML_STATUS_OK && !e->bad &&
 	     (e->is_open || e->is_close);
 	XML_ParserFree(p);
-	return ok ? 0 : -1;
+	return ok ? 0 : -EINVAL;
 }
 
 static void ws_stream_error(struct conn *c, const char *cond, const char *text)
@@ -634,33 +636,33 @@ static int ws_upgrade(struct ws *ws)
 
 	if (ws->hp.method != HTTP_GET) {
 		http_refuse(ws, "405 Method Not Allowed", "Allow: GET\r\n", "GET only");
-		return -1;
+		return -EINVAL;
 	}
 	if (!ws->path_ok) {
 		http_refuse(ws, "404 Not Found", "", "XMPP over WebSocket is at " WS_PATH);
-		return -1;
+		return -EINVAL;
 	}
 	if (!ws->upgrade_ok || !ws->conn_ok || !ws->version_ok) {
 		http_refuse(ws, "426 Upgrade Required",
 			    "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
 			    "a WebSocket upgrade (RFC 6455, version 13) is required");
-		return -1;
+		return -EINVAL;
 	}
 	if (strlen(ws->key) != 24) {
 		http_refuse(ws, "400 Bad Request", "", "Sec-WebSocket-Key is missing or malformed");
-		return -1;
+		return -EINVAL;
 	}
 	if (!ws->proto_ok) {
 		http_refuse(ws, "400 Bad Request", "",
 			    "the WebSocket subprotocol 'xmpp' is required (RFC 7395)");
-		return -1;
+		return -EINVAL;
 	}
 	snprintf(cat, sizeof(cat), "%s" WS_GUID, ws->key);
 	SHA1((const unsigned char *)cat, strlen(cat), digest);
 	if (b64_encode(digest, sizeof(digest), accept, sizeof(accept)) < 0 ||
 	    wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
 		conn_close(c, CLOSE_RESOURCE_CONSTRAINT, NULL, NULL);
-		return -1;
+		return -ENOMEM;
 	}
 	/* A message holds at most one stanza; the session's limits do the rest. */
 	wslay_event_config_set_max_recv_msg_length(ws->ctx, c->srv->cfg->max_stanza + 4096);

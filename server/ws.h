@@ -63,7 +63,7 @@ struct ws_framer {
 typedef void (*ws_emit_fn)(void *ud, const char *msg, size_t len, int close);
 void ws_framer_init(struct ws_framer *f);
 void ws_framer_free(struct ws_framer *f);
-/* 0, or -1 when out of memory. */
+/* 0, or -ENOMEM. */
 int ws_framer_feed(struct ws_framer *f, const char *data, size_t len, ws_emit_fn emit, void *ud);
 
 #endif

@@ -198,7 +198,7 @@ int cluster_has_route(const struct cluster *cl, const char *full);
 /* 1 when some session of bare is bound on a peer. */
 int cluster_has_bare(const struct cluster *cl, const char *bare);
 /* 1 when full is bound on a peer and available, 0 when bound and not
- * available, -1 when not bound on any peer. */
+ * available, -ENOENT when not bound on any peer. */
 int cluster_route_available(const struct cluster *cl, const char *full);
 
 struct cluster_stats {

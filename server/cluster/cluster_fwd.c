@@ -192,7 +192,7 @@ int cluster_route_available(const struct cluster *cl, const char *full)
 {
 	const struct cluster_route *r = cluster_routes_find(&cl->remote, full, NULL);
 
-	return r ? r->available : -1;
+	return r ? r->available : -ENOENT;
 }
 
 static int send_stanza(struct cluster *cl, struct link *l, const char *to, const char *from,

@@ -836,7 +836,7 @@ static void test_links(void **state)
 	assert_true(run_until(&loop, route_is, &w, 3000));
 	assert_int_equal(nodes[1].gone, 1); /* it was available: its user's resources hear */
 	assert_int_equal(cluster_route_available(nodes[1].cl, "alice@x/phone"), 1);
-	assert_int_equal(cluster_route_available(nodes[1].cl, "alice@x/desk"), -1);
+	assert_int_equal(cluster_route_available(nodes[1].cl, "alice@x/desk"), -ENOENT);
 
 	cluster_get_stats(nodes[1].cl, &s);
 	assert_int_equal(s.peers, 2);
