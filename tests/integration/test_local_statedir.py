@@ -19,27 +19,27 @@ SCRIPT = r'''
 set -u
 B=$1; P=$2
 D=$(mktemp -d /tmp/rb-statedir.XXXXXX); RO=$(mktemp -d /tmp/rb-statedir-ro.XXXXXX)
+OUT=$(mktemp /tmp/rb-statedir-out.XXXXXX)
 mount -t tmpfs -o size=4m tmpfs "$D" || exit 77
 R="$B/rainbow --state-dir $D"
 export RAINBOW_CHATD=$B/chatd
 cleanup() {
 	$R local down --force >/dev/null 2>&1
-	umount "$RO" 2>/dev/null; umount "$D" 2>/dev/null; rmdir "$D" "$RO"
+	umount "$RO" 2>/dev/null; umount "$D" 2>/dev/null; rmdir "$D" "$RO"; rm -f "$OUT"
 }
 trap cleanup EXIT
 $R local up --listen 127.0.0.1:$P >/dev/null || { echo "UP FAILED"; exit 1; }
 $R deploy aaaaaaa -r 1 --settle 1s --poll 0.2s >/dev/null || echo "FIRST DEPLOY FAILED"
 # Full: fill what is left, deploy in the background.
 dd if=/dev/zero of="$D/fill" bs=4k 2>/dev/null
-$R deploy bbbbbbb -r 1 --settle 1s --poll 0.2s --ready-timeout 20s > "$D/../rb-enospc.out" 2>&1 &
+$R deploy bbbbbbb -r 1 --settle 1s --poll 0.2s --ready-timeout 20s > "$OUT" 2>&1 &
 DEP=$!
-for i in $(seq 100); do grep -q "No space left" "$D/../rb-enospc.out" 2>/dev/null && break; sleep 0.1; done
+for i in $(seq 300); do grep -q "No space left" "$OUT" 2>/dev/null && break; sleep 0.1; done
 echo "RUNNING-B-WHILE-FULL=$(pgrep -fc -- '--instance chat-bbbbbbb( |$)')"
 sleep 1
 rm -f "$D/fill"
 wait $DEP; echo "ENOSPC-DEPLOY-RC=$?"
-cat "$D/../rb-enospc.out" | sed 's/^/ENOSPC: /'
-rm -f "$D/../rb-enospc.out"
+sed 's/^/ENOSPC: /' "$OUT"
 # Read-only: rainbow sees the same directory through a read-only bind mount.
 mount --bind "$D" "$RO" && mount -o remount,ro,bind "$RO" || exit 77
 $B/rainbow --state-dir "$RO" deploy ccccccc -r 1 --settle 1s --poll 0.2s 2>&1 | sed 's/^/EROFS: /'
