@@ -6,6 +6,7 @@
  */
 #include "b64.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdlib.h>
 
@@ -14,9 +15,9 @@
 long b64_encode(const void *in, size_t len, char *out, size_t outsize)
 {
 	if (len > (size_t)INT_MAX / 4 * 3 - 3)
-		return -1;
+		return -ENOSPC;
 	if (outsize < B64_ENCODED_LEN(len) + 1)
-		return -1;
+		return -ENOSPC;
 	return EVP_EncodeBlock((unsigned char *)out, in, (int)len);
 }
 
@@ -33,7 +34,7 @@ static int b64_value(unsigned char c)
 		return 62;
 	if (c == '/')
 		return 63;
-	return -1;
+	return -EINVAL;
 }
 
 /* Number of '=' at the end, or -1 when the text is not canonical base64. */
@@ -43,23 +44,23 @@ static int b64_check(const char *in, size_t len)
 	int pad = 0;
 
 	if (len % 4 != 0)
-		return -1;
+		return -EINVAL;
 	if (len >= 1 && in[len - 1] == '=')
 		pad++;
 	if (len >= 2 && in[len - 2] == '=')
 		pad++;
 	if (pad == 1 && len >= 2 && in[len - 2] == '=')
-		return -1;
+		return -EINVAL;
 	body = len - (size_t)pad;
 	for (i = 0; i < body; i++)
 		if (b64_value((unsigned char)in[i]) < 0)
-			return -1;
+			return -EINVAL;
 	/* Canonical only: the bits that padding leaves unused must be zero,
 	 * or two encodings would decode to the same bytes. */
 	if (pad == 1 && (b64_value((unsigned char)in[body - 1]) & 0x3))
-		return -1;
+		return -EINVAL;
 	if (pad == 2 && (b64_value((unsigned char)in[body - 1]) & 0xf))
-		return -1;
+		return -EINVAL;
 	return pad;
 }
 
@@ -68,17 +69,17 @@ long b64_decode(const char *in, size_t len, unsigned char *out, size_t outsize)
 	int pad, n;
 
 	if (len > INT_MAX)
-		return -1;
+		return -EINVAL;
 	pad = b64_check(in, len);
 	if (pad < 0)
-		return -1;
+		return -EINVAL;
 	if (len == 0)
 		return 0;
 	if (outsize < B64_DECODED_MAX(len))
-		return -1;
+		return -ENOSPC;
 	n = EVP_DecodeBlock(out, (const unsigned char *)in, (int)len);
 	if (n < 0 || (size_t)n != B64_DECODED_MAX(len))
-		return -1;
+		return -EINVAL;
 	return n - pad;
 }
 

@@ -18,7 +18,7 @@
 /*
  * Encodes in[0..len) into out followed by a NUL. outsize must be at least
  * B64_ENCODED_LEN(len) + 1. Returns the number of characters written (not
- * counting the NUL), or -1 when out is too small or len is too large.
+ * counting the NUL), or -ENOSPC when out is too small or len is too large.
  */
 long b64_encode(const void *in, size_t len, char *out, size_t outsize);
 
@@ -27,7 +27,7 @@ long b64_encode(const void *in, size_t len, char *out, size_t outsize);
  * base64: length a multiple of 4, alphabet A-Z a-z 0-9 + /, at most two '='
  * and only at the end, no whitespace. The empty string decodes to 0 bytes.
  * outsize must be at least B64_DECODED_MAX(len). Returns the number of bytes
- * decoded, or -1 for malformed input or a too small out.
+ * decoded, -EINVAL for malformed input or -ENOSPC for a too small out.
  */
 long b64_decode(const char *in, size_t len, unsigned char *out, size_t outsize);
 

@@ -14,11 +14,11 @@ int duration_parse(const char *s, double max_s, double *out)
 	double v, mul;
 
 	if (!s || !*s)
-		return -1;
+		return -EINVAL;
 	errno = 0;
 	v = strtod(s, &end);
 	if (errno || end == s || !isfinite(v) || !(v >= 0))
-		return -1;
+		return -EINVAL;
 	if (*end == '\0' || strcmp(end, "s") == 0)
 		mul = 1;
 	else if (strcmp(end, "ms") == 0)
@@ -28,11 +28,11 @@ int duration_parse(const char *s, double max_s, double *out)
 	else if (strcmp(end, "h") == 0)
 		mul = 3600;
 	else
-		return -1;
+		return -EINVAL;
 	/* "1e308h" is a finite number of hours but not of seconds. */
 	v *= mul;
 	if (!isfinite(v) || v > max_s)
-		return -1;
+		return -EINVAL;
 	*out = v;
 	return 0;
 }

@@ -7,7 +7,7 @@
 #define COMMON_DURATION_H
 
 /*
- * Parses s into seconds. Returns 0, or -1 when s is not a duration or is
+ * Parses s into seconds. Returns 0, or -EINVAL when s is not a duration or is
  * longer than max_s seconds (callers turn seconds into integer
  * milliseconds: the bound keeps that conversion defined). *out is set only
  * on success.

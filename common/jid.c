@@ -6,6 +6,7 @@
  */
 #include "jid.h"
 
+#include <errno.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,7 +275,7 @@ int jid_set(struct jid *out, const char *node, const char *domain, const char *r
 static int jid_put(char *buf, size_t size, size_t *pos, const char *s, size_t len)
 {
 	if (len >= size - *pos)
-		return -1;
+		return -ENOSPC;
 	memcpy(buf + *pos, s, len);
 	*pos += len;
 	return 0;
@@ -286,16 +287,16 @@ static long jid_format(const struct jid *j, int full, char *buf, size_t size)
 	size_t pos = 0;
 
 	if (size == 0)
-		return -1;
+		return -ENOSPC;
 	if (j->node && (jid_put(buf, size, &pos, j->node, strlen(j->node)) < 0 ||
 			jid_put(buf, size, &pos, "@", 1) < 0))
-		return -1;
+		return -ENOSPC;
 	if (j->domain && jid_put(buf, size, &pos, j->domain, strlen(j->domain)) < 0)
-		return -1;
+		return -ENOSPC;
 	if (full && j->resource &&
 	    (jid_put(buf, size, &pos, "/", 1) < 0 ||
 	     jid_put(buf, size, &pos, j->resource, strlen(j->resource)) < 0))
-		return -1;
+		return -ENOSPC;
 	buf[pos] = '\0';
 	return (long)pos;
 }

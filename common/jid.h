@@ -73,7 +73,7 @@ int jid_prep_node(const char *in, char **out);
 int jid_prep_domain(const char *in, char **out);
 int jid_prep_resource(const char *in, char **out);
 
-/* Writes the bare / full form into buf; returns its length, or -1 when it
+/* Writes the bare / full form into buf; returns its length, or -ENOSPC when it
  * does not fit in size (including the NUL). */
 long jid_format_bare(const struct jid *j, char *buf, size_t size);
 long jid_format_full(const struct jid *j, char *buf, size_t size);

@@ -4,6 +4,7 @@
  */
 #include "log.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,7 +75,7 @@ int log_level_parse(const char *name, enum log_level *out)
 			return 0;
 		}
 	}
-	return -1;
+	return -EINVAL;
 }
 
 const char *log_quote(char *buf, size_t bufsize, const char *s)

@@ -18,7 +18,7 @@ enum log_level { LOG_DEBUG = 0, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_OFF };
 /* prog is kept by pointer (a string literal or argv[0] basename). */
 void log_init(const char *prog, enum log_level level);
 enum log_level log_get_level(void);
-/* "debug", "info", "warn", "error", "off": 0, or -1 for an unknown name. */
+/* "debug", "info", "warn", "error", "off": 0, or -EINVAL for an unknown name. */
 int log_level_parse(const char *name, enum log_level *out);
 
 void log_msg(enum log_level level, const char *event, const char *fmt, ...)

@@ -5,6 +5,7 @@
  */
 #include "scram.h"
 
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,7 +98,7 @@ int scram_hash_tag_parse(const char *tag, size_t len, enum scram_hash *out)
 	else if (len == 6 && memcmp(tag, "sha256", 6) == 0)
 		*out = SCRAM_SHA256;
 	else
-		return -1;
+		return -EINVAL;
 	return 0;
 }
 
@@ -256,7 +257,7 @@ static int scram_field(struct scram_cur *c, const char **f, size_t *flen)
 	const char *comma;
 
 	if (!c->p)
-		return -1;
+		return -EINVAL;
 	comma = memchr(c->p, ',', (size_t)(c->end - c->p));
 	*f = c->p;
 	if (comma) {

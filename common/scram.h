@@ -89,7 +89,8 @@ const char *scram_sasl_condition(int err);
 const char *scram_mech_name(enum scram_hash hash);
 /* Digest length in bytes: 20 or 32. */
 size_t scram_hash_len(enum scram_hash hash);
-/* "sha1" / "sha256": the tag used in the users file. */
+/* "sha1" / "sha256": the tag used in the users file, and back (0, or
+ * -EINVAL for another tag). */
 const char *scram_hash_tag(enum scram_hash hash);
 int scram_hash_tag_parse(const char *tag, size_t len, enum scram_hash *out);
 

@@ -8,6 +8,7 @@
  */
 #include "tlsbio.h"
 
+#include <errno.h>
 #include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
@@ -69,14 +70,14 @@ static int tlsbio_buf_append(struct tlsbio_buf *b, const void *data, size_t len)
 	}
 	need = b->len + len;
 	if (need < b->len)
-		return -1;
+		return -ENOMEM;
 	if (need > b->cap) {
 		cap = b->cap ? b->cap : 4096;
 		while (cap < need)
 			cap *= 2;
 		p = realloc(b->data, cap);
 		if (!p)
-			return -1;
+			return -ENOMEM;
 		b->data = p;
 		b->cap = cap;
 	}
@@ -265,15 +266,15 @@ int tlsbio_ctx_set_policy(SSL_CTX *ctx, const char *ciphers, const char *min_ver
 		v = TLS1_3_VERSION;
 	} else {
 		snprintf(err, errlen, "TLS minimum version \"%s\": 1.2 or 1.3", min_version);
-		return -1;
+		return -EINVAL;
 	}
 	if (!SSL_CTX_set_min_proto_version(ctx, v)) {
 		tlsbio_err_string(err, errlen, "TLS minimum version", "not supported");
-		return -1;
+		return -EINVAL;
 	}
 	if (SSL_CTX_set_cipher_list(ctx, ciphers && *ciphers ? ciphers : TLSBIO_CIPHERS) != 1) {
 		tlsbio_err_string(err, errlen, "TLS 1.2 cipher string", "matches no cipher");
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }

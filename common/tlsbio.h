@@ -60,7 +60,7 @@ SSL_CTX *tlsbio_server_ctx_new(const char *cert_file, const char *key_file, char
 /*
  * Sets the TLS 1.2 cipher string (OpenSSL syntax; NULL or "" for
  * TLSBIO_CIPHERS) and the minimum version ("1.2" or "1.3"; NULL for 1.2).
- * 0, or -1 with a message in err.
+ * 0, or -EINVAL with a message in err.
  */
 int tlsbio_ctx_set_policy(SSL_CTX *ctx, const char *ciphers, const char *min_version, char *err,
 			  size_t errlen);

@@ -8,6 +8,7 @@
  */
 #include "xml.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,7 +30,7 @@ static int xbuf_fail(struct xbuf *b)
 	free(b->data);
 	xbuf_init(b);
 	b->failed = 1;
-	return -1;
+	return -ENOMEM;
 }
 
 void xbuf_free(struct xbuf *b)
@@ -45,7 +46,7 @@ static int xbuf_reserve(struct xbuf *b, size_t extra)
 	char *p;
 
 	if (b->failed)
-		return -1;
+		return -ENOMEM;
 	if (extra > SIZE_MAX - b->len - 1)
 		return xbuf_fail(b);
 	need = b->len + extra + 1;
@@ -65,7 +66,7 @@ static int xbuf_reserve(struct xbuf *b, size_t extra)
 int xbuf_append(struct xbuf *b, const char *data, size_t len)
 {
 	if (xbuf_reserve(b, len) < 0)
-		return -1;
+		return -ENOMEM;
 	if (len)
 		memcpy(b->data + b->len, data, len);
 	b->len += len;
@@ -86,7 +87,7 @@ int xbuf_printf(struct xbuf *b, const char *fmt, ...)
 
 	/* One pass when it fits in what is allocated, a second one when not. */
 	if (xbuf_reserve(b, 0) < 0)
-		return -1;
+		return -ENOMEM;
 	room = b->cap - b->len;
 	va_start(ap, fmt);
 	n = vsnprintf(b->data + b->len, room, fmt, ap);
@@ -97,7 +98,7 @@ int xbuf_printf(struct xbuf *b, const char *fmt, ...)
 	}
 	if ((size_t)n >= room) {
 		if (xbuf_reserve(b, (size_t)n) < 0)
-			return -1;
+			return -ENOMEM;
 		va_start(ap, fmt);
 		vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
 		va_end(ap);
@@ -154,7 +155,7 @@ static int xbuf_escape_mode(struct xbuf *b, const char *s, size_t len, int attr)
 		if (!rep)
 			continue;
 		if (xbuf_append(b, s + run, i - run) < 0 || xbuf_puts(b, rep) < 0)
-			return -1;
+			return -ENOMEM;
 		run = i + 1;
 	}
 	return xbuf_append(b, s + run, len - run);
@@ -195,7 +196,7 @@ int xnode_append(struct xnode *parent, struct xnode *child)
 		struct xnode **c = realloc(parent->children, cap * sizeof(*c));
 
 		if (!c)
-			return -1;
+			return -ENOMEM;
 		parent->children = c;
 		parent->cap_children = cap;
 	}
@@ -361,7 +362,7 @@ int xnode_set_attr(struct xnode *n, const char *name, const char *value)
 		}
 		v = strdup(value);
 		if (!v)
-			return -1;
+			return -ENOMEM;
 		free(n->attrs[i].value);
 		n->attrs[i].value = v;
 		return 0;
@@ -370,14 +371,14 @@ int xnode_set_attr(struct xnode *n, const char *name, const char *value)
 		return 0;
 	a = realloc(n->attrs, (n->nattrs + 1) * sizeof(*a));
 	if (!a)
-		return -1;
+		return -ENOMEM;
 	n->attrs = a;
 	a[n->nattrs].name = strdup(name);
 	a[n->nattrs].value = strdup(value);
 	if (!a[n->nattrs].name || !a[n->nattrs].value) {
 		free(a[n->nattrs].name);
 		free(a[n->nattrs].value);
-		return -1;
+		return -ENOMEM;
 	}
 	n->nattrs++;
 	return 0;
@@ -443,18 +444,18 @@ static int serialize_attr(const struct xattr *a, unsigned *nprefix, struct xbuf 
 		const char *end = strrchr(name, '}');
 
 		if (!end)
-			return -1;
+			return -EINVAL;
 		if (xbuf_printf(out, " xmlns:a%u='", *nprefix) < 0 ||
 		    xbuf_escape_mode(out, name + 1, (size_t)(end - name - 1), 1) < 0 ||
 		    xbuf_printf(out, "' a%u:%s='", *nprefix, end + 1) < 0)
-			return -1;
+			return -ENOMEM;
 		(*nprefix)++;
 	} else if (xbuf_append(out, " ", 1) < 0 || xbuf_puts(out, name) < 0 ||
 		   xbuf_append(out, "='", 2) < 0) {
-		return -1;
+		return -ENOMEM;
 	}
 	if (xbuf_escape_mode(out, a->value, strlen(a->value), 1) < 0)
-		return -1;
+		return -ENOMEM;
 	return xbuf_append(out, "'", 1);
 }
 
@@ -467,24 +468,24 @@ int xnode_serialize(const struct xnode *n, const char *parent_ns, struct xbuf *o
 	if (!n->name)
 		return xbuf_escape(out, n->text, n->textlen);
 	if (xbuf_append(out, "<", 1) < 0 || xbuf_puts(out, n->name) < 0)
-		return -1;
+		return -ENOMEM;
 	if (n->ns && !ns_equal(n->ns, parent_ns)) {
 		if (xbuf_puts(out, " xmlns='") < 0 ||
 		    xbuf_escape_mode(out, n->ns, strlen(n->ns), 1) < 0 ||
 		    xbuf_append(out, "'", 1) < 0)
-			return -1;
+			return -ENOMEM;
 	}
 	for (i = 0; i < n->nattrs; i++)
 		if (serialize_attr(&n->attrs[i], &nprefix, out) < 0)
-			return -1;
+			return -ENOMEM;
 	if (!n->nchildren)
 		return xbuf_append(out, "/>", 2);
 	if (xbuf_append(out, ">", 1) < 0)
-		return -1;
+		return -ENOMEM;
 	for (i = 0; i < n->nchildren; i++)
 		if (xnode_serialize(n->children[i], ns, out) < 0)
-			return -1;
+			return -ENOMEM;
 	if (xbuf_append(out, "</", 2) < 0 || xbuf_puts(out, n->name) < 0)
-		return -1;
+		return -ENOMEM;
 	return xbuf_append(out, ">", 1);
 }

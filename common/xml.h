@@ -9,7 +9,7 @@
  * a prefix for them).
  * Children are elements or text nodes (name == NULL). Every string is
  * NUL-terminated UTF-8 owned by its node. All functions that allocate return
- * NULL / -1 on out-of-memory and leave the tree valid.
+ * NULL / -ENOMEM on out-of-memory and leave the tree valid.
  */
 #ifndef COMMON_XML_H
 #define COMMON_XML_H

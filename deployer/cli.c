@@ -284,10 +284,10 @@ int cli_parse_rate(const char *s, double *out)
 	double v;
 
 	if (!s || !*s || *s == '-' || *s == '+')
-		return -1;
+		return -EINVAL;
 	v = strtod(s, &end);
 	if (end == s || (*end && strcmp(end, "/s") != 0) || !(v >= 0.01 && v <= 100000))
-		return -1;
+		return -EINVAL;
 	*out = v;
 	return 0;
 }
@@ -304,11 +304,11 @@ static int parse_int(const char *s, long lo, long hi, long *out)
 	long v;
 
 	if (!s || !*s)
-		return -1;
+		return -EINVAL;
 	errno = 0;
 	v = strtol(s, &end, 10);
 	if (errno || *end || v < lo || v > hi)
-		return -1;
+		return -EINVAL;
 	*out = v;
 	return 0;
 }
@@ -401,7 +401,8 @@ static const struct opt *find_opt(const char *arg, const char **value)
 	return NULL;
 }
 
-/* Returns -1 to go on, else an exit status. */
+/* What to do next: 0 go on, 1 exit 0 (--help or --version printed), 2 a
+ * usage error was printed (exit 2). */
 static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 {
 	long n;
@@ -412,10 +413,10 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			usage_cmd(stdout, c->cmd);
 		else
 			usage_all(stdout);
-		return 0;
+		return 1;
 	case O_VERSION:
 		printf("rainbow %s\n", rainbow_version);
-		return 0;
+		return 1;
 	case O_PLATFORM:
 		c->platform = v;
 		break;
@@ -612,9 +613,10 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 			return usage_error(c, "bad --timeout %s (a duration like 10m)", v);
 		break;
 	}
-	return -1;
+	return 0;
 }
 
+/* The command line into c; what to do next as apply_opt() says. */
 static int parse(struct cli *c, int argc, char **argv)
 {
 	const char *env;
@@ -685,8 +687,8 @@ static int parse(struct cli *c, int argc, char **argv)
 			return usage_error(c, "option %s takes no value", argv[i]);
 		}
 		rc = apply_opt(c, o, v);
-		if (rc >= 0)
-			return rc == 0 ? 1 : rc;
+		if (rc != 0)
+			return rc;
 	}
 	if (!c->cmd) {
 		usage_all(stderr);
@@ -709,7 +711,7 @@ static int parse(struct cli *c, int argc, char **argv)
 		c->state_dir = c->state_buf;
 	}
 	c->popts.state_dir = c->state_dir;
-	return -1;
+	return 0;
 }
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -1057,7 +1059,7 @@ static int need_sha(struct cli *c, int optional)
 	if (c->n_pos == 1 && !platform_sha_valid(c->pos[0]))
 		return usage_error(c, "invalid SHA '%s' (want 7-40 lower-case hex digits)",
 				   c->pos[0]);
-	return -1;
+	return 0;
 }
 
 /* ---- commands ----------------------------------------------------------- */
@@ -1750,7 +1752,7 @@ int cli_main(int argc, char **argv)
 	/* Progress lines must reach a log file or a pipe as they happen. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	rc = parse(&c, argc, argv);
-	if (rc >= 0)
+	if (rc != 0)
 		return rc == 1 ? 0 : rc;
 	if (c.log_level)
 		log_level_parse(c.log_level, &lvl);
@@ -1759,12 +1761,12 @@ int cli_main(int argc, char **argv)
 	switch (c.cmd->cmd) {
 	case CMD_DEPLOY:
 		rc = need_sha(&c, 0);
-		if (rc < 0)
+		if (rc == 0)
 			rc = do_run(&c, DEPLOY_MODE_DEPLOY, c.pos[0]);
 		break;
 	case CMD_ROLLBACK:
 		rc = need_sha(&c, 1);
-		if (rc < 0)
+		if (rc == 0)
 			rc = do_run(&c, DEPLOY_MODE_ROLLBACK, c.n_pos ? c.pos[0] : NULL);
 		break;
 	case CMD_PRUNE:
@@ -1800,7 +1802,7 @@ int cli_main(int argc, char **argv)
 		break;
 	case CMD_WAIT:
 		rc = need_sha(&c, 1);
-		if (rc < 0)
+		if (rc == 0)
 			rc = cmd_wait(&c);
 		break;
 	default:

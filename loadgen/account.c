@@ -4,6 +4,7 @@
  */
 #include "account.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,7 +179,7 @@ static int acct_send(struct account *a, unsigned gw, char *p)
 
 	if (!acct_u64(&p, &seq) || !acct_u64(&p, &to) || !acct_u64(&p, &v) || !acct_u64(&p, &t) ||
 	    *p || seq != w->mt.next_seq || v >= w->nv || to > UINT32_MAX)
-		return -1;
+		return -EINVAL;
 	if (to >= a->clients) {
 		flags |= MSGTRACK_OFFLINE; /* a user never online */
 	} else {
@@ -188,7 +189,7 @@ static int acct_send(struct account *a, unsigned gw, char *p)
 			rver = a->cl[to].version;
 	}
 	if (msgtrack_send_ex(&w->mt, t, w->vmap[v], rver, (uint32_t)to, flags) == 0)
-		return -1;
+		return -EINVAL;
 	if (a->nearly)
 		acct_resolve_early(a, gw);
 	return 0;
@@ -200,7 +201,7 @@ static int acct_arrival(struct account *a, char *p)
 
 	if (!acct_u64(&p, &from) || !acct_u64(&p, &seq) || !acct_u64(&p, &by) ||
 	    !acct_u64(&p, &t) || *p || by > UINT32_MAX)
-		return -1;
+		return -EINVAL;
 	if (from >= a->nworkers || seq == 0) {
 		a->st->messages_foreign++;
 		return 0;
@@ -216,7 +217,7 @@ static int acct_arrival(struct account *a, char *p)
 			size_t cap = a->capearly ? a->capearly * 2 : 64;
 			e = realloc(a->early, cap * sizeof(*e));
 			if (!e)
-				return -1;
+				return -EINVAL;
 			a->early = e;
 			a->capearly = cap;
 		}
@@ -239,12 +240,12 @@ static int acct_established(struct account *a, unsigned gw, char *p)
 
 	if (!acct_u64(&p, &c) || !acct_u64(&p, &v) || !*p || c < w->first ||
 	    c >= (uint64_t)w->first + w->count || v >= w->nv)
-		return -1;
+		return -EINVAL;
 	cl = &a->cl[c];
 	acct_unestablish(a, (uint32_t)c);
 	cl->jid = strdup(p);
 	if (!cl->jid)
-		return -1;
+		return -EINVAL;
 	cl->version = w->vmap[v];
 	cl->est_pos = a->nest;
 	a->est[a->nest++] = (uint32_t)c;
@@ -259,7 +260,7 @@ int account_record(struct account *a, unsigned gw, char *line)
 	uint64_t x;
 
 	if (gw >= a->nworkers || w->gone || !line[0] || (line[1] != ' ' && line[1] != '\0'))
-		return -1;
+		return -EINVAL;
 	if (*p == ' ')
 		p++;
 	switch (line[0]) {
@@ -269,7 +270,7 @@ int account_record(struct account *a, unsigned gw, char *line)
 		return acct_arrival(a, p);
 	case 'B':
 		if (!acct_u64(&p, &x) || *p)
-			return -1;
+			return -EINVAL;
 		if (x > 0 && x < w->mt.next_seq)
 			msgtrack_bounced(&w->mt, x);
 		return 0;
@@ -277,17 +278,17 @@ int account_record(struct account *a, unsigned gw, char *line)
 		return acct_established(a, gw, p);
 	case 'X':
 		if (!acct_u64(&p, &x) || *p || x < w->first || x >= (uint64_t)w->first + w->count)
-			return -1;
+			return -EINVAL;
 		acct_unestablish(a, (uint32_t)x);
 		return 0;
 	case 'V':
 		if (!acct_u64(&p, &x) || x != w->nv || x >= STATS_MAX_VERSIONS || !*p)
-			return -1;
+			return -EINVAL;
 		w->vmap[w->nv++] = (uint8_t)stats_version_index(a->st, p);
 		return 0;
 	case 'T':
 		if (!acct_u64(&p, &x) || *p)
-			return -1;
+			return -EINVAL;
 		if (x > w->watermark)
 			w->watermark = x;
 		return 0;
@@ -295,7 +296,7 @@ int account_record(struct account *a, unsigned gw, char *line)
 		w->drained = true;
 		return 0;
 	default:
-		return -1;
+		return -EINVAL;
 	}
 }
 

@@ -50,7 +50,7 @@ void account_free(struct account *a);
  * message columns of the timeline): merged into the run's report. */
 struct stats *account_stats(struct account *a);
 
-/* One record line from worker gw (modified in place). 0, or -1 when it is
+/* One record line from worker gw (modified in place). 0, or -EINVAL when it is
  * malformed or breaks the protocol (the worker is then treated as failed). */
 int account_record(struct account *a, unsigned gw, char *line);
 

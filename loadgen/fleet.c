@@ -159,11 +159,11 @@ static int fleet_wait_go(struct fleet *fl)
 	while (fl->go == 0) {
 		struct pollfd p = { .fd = fl->link->fd, .events = POLLIN };
 		if (poll(&p, 1, -1) < 0 && errno != EINTR)
-			return -1;
+			return -ECANCELED;
 		if (wire_read(fl->link, fleet_go_line, fl) <= 0 && fl->go == 0)
-			return -1;
+			return -ECANCELED;
 	}
-	return fl->go > 0 ? 0 : -1;
+	return fl->go > 0 ? 0 : -ECANCELED;
 }
 
 static void fleet_second(struct fleet *fl, uint32_t now)
@@ -343,7 +343,7 @@ static int fleet_setup_sources(struct fleet *fl, const struct load_opts *o, unsi
 	}
 	fl->src_ips = calloc(per, sizeof(*fl->src_ips));
 	if (!fl->src_ips)
-		return -1;
+		return -EINVAL;
 	for (uint32_t i = 0; i < per; i++)
 		fl->src_ips[i] = htonl(first + i);
 	fl->nsrc = per;
@@ -357,7 +357,7 @@ int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, un
 	int rc = -1;
 
 	if (!fl)
-		return -1;
+		return -EINVAL;
 	fl->loop = uv_default_loop();
 	fl->o = o;
 	fl->st = st;

@@ -24,7 +24,7 @@
  * message ids ("w<worker>-<n>"). link != NULL: a worker of a split run,
  * which waits for the accountant's start, reports records and status there
  * instead of keeping message books and printing progress (account.h). 0,
- * or -1 when the run could not start (message printed).
+ * or a negative errno when the run could not start (message printed).
  */
 int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, unsigned worker);
 

@@ -168,27 +168,27 @@ static int parse_lognormal(const char *arg, struct lifetime *out, const char **w
 	comma = strchr(buf, ',');
 	if (!comma) {
 		*why = "lognormal needs MEDIAN,SIGMA, e.g. lognormal:10s,1.5";
-		return -1;
+		return -EINVAL;
 	}
 	*comma = '\0';
 	if (opts_parse_duration(buf, &out->a) < 0) {
 		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
-		return -1;
+		return -EINVAL;
 	}
 	if (out->a <= 0) {
 		*why = "the median must be positive";
-		return -1;
+		return -EINVAL;
 	}
 	if (out->a > OPTS_DURATION_MAX) {
 		*why = "longer than 30 days";
-		return -1;
+		return -EINVAL;
 	}
 	errno = 0;
 	out->b = strtod(comma + 1, &end);
 	if (errno || end == comma + 1 || *end || !(out->b > 0) ||
 	    out->b > OPTS_LOGNORMAL_SIGMA_MAX) {
 		*why = "lognormal SIGMA must be a number above 0, at most 10";
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -247,7 +247,7 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 		return 0;
 	arg = strchr(s, ':');
 	if (!arg || strlen(arg + 1) >= sizeof(buf))
-		return -1;
+		return -EINVAL;
 	arg++;
 	if (strncmp(s, "lognormal:", 10) == 0)
 		return parse_lognormal(arg, out, why);
@@ -255,20 +255,20 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 		out->kind = s[0] == 'f' ? LIFETIME_FIXED : LIFETIME_EXP;
 		if (opts_parse_duration(arg, &out->a) < 0) {
 			*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
-			return -1;
+			return -EINVAL;
 		}
 		if (out->a <= 0) {
 			*why = "the duration must be positive";
-			return -1;
+			return -EINVAL;
 		}
 		if (out->a > OPTS_DURATION_MAX) {
 			*why = "longer than 30 days";
-			return -1;
+			return -EINVAL;
 		}
 		return 0;
 	}
 	if (strncmp(s, "uniform:", 8) != 0)
-		return -1;
+		return -EINVAL;
 	out->kind = LIFETIME_UNIFORM;
 	strcpy(buf, arg);
 	/* LOW ends where its number and unit end: "1e-3s-2s" has a '-' inside LOW. */
@@ -278,20 +278,20 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 		dash = strchr(buf, '-');
 	if (!dash) {
 		*why = "uniform needs LOW-HIGH, e.g. uniform:30s-90s";
-		return -1;
+		return -EINVAL;
 	}
 	*dash = '\0';
 	if (opts_parse_duration(buf, &out->a) < 0 || opts_parse_duration(dash + 1, &out->b) < 0) {
 		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
-		return -1;
+		return -EINVAL;
 	}
 	if (out->a <= 0 || out->b < out->a) {
 		*why = "uniform needs 0 < LOW <= HIGH";
-		return -1;
+		return -EINVAL;
 	}
 	if (out->b > OPTS_DURATION_MAX) {
 		*why = "longer than 30 days";
-		return -1;
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -369,10 +369,10 @@ static int opts_check_pattern(const char *p)
 		if (p[1] == 'd')
 			conversions++;
 		else if (p[1] != '%')
-			return -1;
+			return -EINVAL;
 		p++;
 	}
-	return conversions == 1 ? 0 : -1;
+	return conversions == 1 ? 0 : -EINVAL;
 }
 
 int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
@@ -382,22 +382,22 @@ int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last)
 	struct in_addr a, b;
 
 	if (strlen(s) >= sizeof(buf))
-		return -1;
+		return -EINVAL;
 	strcpy(buf, s);
 	dash = strchr(buf, '-');
 	if (dash)
 		*dash = '\0';
 	if (inet_pton(AF_INET, buf, &a) != 1)
-		return -1;
+		return -EINVAL;
 	if (dash) {
 		if (inet_pton(AF_INET, dash + 1, &b) != 1)
-			return -1;
+			return -EINVAL;
 	} else {
 		b = a;
 	}
 	*first = ntohl(a.s_addr);
 	*last = ntohl(b.s_addr);
-	return *first <= *last && *last - *first < 65536 ? 0 : -1;
+	return *first <= *last && *last - *first < 65536 ? 0 : -EINVAL;
 }
 
 static int opts_parse_uint(const char *s, unsigned long max, unsigned *out)
@@ -408,7 +408,7 @@ static int opts_parse_uint(const char *s, unsigned long max, unsigned *out)
 	errno = 0;
 	v = strtoul(s, &end, 10);
 	if (end == s || *end || errno || v > max || s[0] == '-')
-		return -1;
+		return -EINVAL;
 	*out = (unsigned)v;
 	return 0;
 }
@@ -419,7 +419,7 @@ static int opts_parse_double(const char *s, double *out)
 
 	errno = 0;
 	*out = strtod(s, &end);
-	return end == s || *end || errno || !isfinite(*out) || *out < 0 ? -1 : 0;
+	return end == s || *end || errno || !isfinite(*out) || *out < 0 ? -EINVAL : 0;
 }
 
 int opts_parse_rate(const char *s, double *out)
@@ -429,12 +429,12 @@ int opts_parse_rate(const char *s, double *out)
 	double v;
 
 	if (n >= sizeof(buf))
-		return -1;
+		return -EINVAL;
 	strcpy(buf, s);
 	if (n > 2 && strcmp(buf + n - 2, "/s") == 0)
 		buf[n - 2] = '\0';
 	if (opts_parse_double(buf, &v) < 0 || v <= 0)
-		return -1;
+		return -EINVAL;
 	*out = v;
 	return 0;
 }

@@ -92,9 +92,10 @@ void opts_usage(FILE *f);
 /* Longest duration any flag (and any lifetime drawn) may be: 30 days, in s. */
 #define OPTS_DURATION_MAX (30 * 86400.0)
 
-/* Parses a duration ("500ms", "60s", "2m", "1h", "60"); 0 or -1. *out is finite. */
+/* Parses a duration ("500ms", "60s", "2m", "1h", "60"); 0 or -EINVAL. *out is
+ * finite. */
 int opts_parse_duration(const char *s, double *out);
-/* Parses a lifetime spec; 0 or -1 with a reason in why (static string). */
+/* Parses a lifetime spec; 0 or -EINVAL with a reason in why (static string). */
 int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why);
 /*
  * Draws one lifetime in seconds; r01 is uniform in [0,1). <0 means forever;
@@ -102,9 +103,10 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why);
  * so callers can count it in uint32 milliseconds.
  */
 double opts_lifetime_draw(const struct lifetime *l, double r01);
-/* --source-ips "A" or "A-B" (IPv4, at most 65536 addresses), host order; 0 or -1. */
+/* --source-ips "A" or "A-B" (IPv4, at most 65536 addresses), host order; 0 or
+ * -EINVAL. */
 int opts_parse_ip_range(const char *s, uint32_t *first, uint32_t *last);
-/* --ramp "N" or "N/s", a positive rate; 0 or -1. */
+/* --ramp "N" or "N/s", a positive rate; 0 or -EINVAL. */
 int opts_parse_rate(const char *s, double *out);
 /* Worker processes of the whole run: pods x workers (1 for a single process). */
 unsigned opts_total_workers(const struct load_opts *o);

@@ -172,7 +172,7 @@ int stats_sample(struct stats *s, size_t second)
 		return 0;
 	r = stats_row_at(s, second - 1);
 	if (!r)
-		return -1;
+		return -ENOMEM;
 	r->logins = s->logins;
 	r->dropped = s->dropped + s->ping_timeouts;
 	r->server_closed = s->closed_by_server;
@@ -419,7 +419,7 @@ static int stats_merge_hist(struct hist *h, const json_t *o)
 	if (!o)
 		return 0;
 	if (!json_is_object(o))
-		return -1;
+		return -EINVAL;
 	count = stats_json_u64(o, "count");
 	if (!count)
 		return 0;
@@ -435,7 +435,7 @@ static int stats_merge_hist(struct hist *h, const json_t *o)
 	json_array_foreach (b, i, e) {
 		json_t *idx = json_array_get(e, 0), *cnt = json_array_get(e, 1);
 		if (!json_is_integer(idx) || !json_is_integer(cnt) || json_integer_value(idx) < 0)
-			return -1;
+			return -EINVAL;
 		hist_add_bucket(h, (unsigned)json_integer_value(idx),
 				(uint64_t)json_integer_value(cnt));
 	}
@@ -452,7 +452,7 @@ static int stats_merge_timeline(struct stats *s, const json_t *tl)
 	if (!tl)
 		return 0;
 	if (!json_is_array(vers) || !json_is_array(rows) || nv > STATS_MAX_VERSIONS)
-		return -1;
+		return -EINVAL;
 	for (i = 0; i < nv; i++) {
 		const char *l = json_string_value(json_array_get(vers, i));
 		map[i] = stats_version_index(s, l ? l : "unknown");
@@ -468,7 +468,7 @@ static int stats_merge_timeline(struct stats *s, const json_t *tl)
 	for (i = 0; i < total; i++) {
 		struct stats_row *r = stats_row_at(s, i);
 		if (!r)
-			return -1;
+			return -EINVAL;
 		if (i >= old_n) {
 			r->logins = base.logins;
 			r->dropped = base.dropped;
@@ -480,7 +480,7 @@ static int stats_merge_timeline(struct stats *s, const json_t *tl)
 		if (i < nr) {
 			json_t *a = json_array_get(rows, i);
 			if (!json_is_array(a) || json_array_size(a) < 8 + nv)
-				return -1;
+				return -EINVAL;
 			memset(&last, 0, sizeof(last));
 			last.connected = (uint32_t)json_integer_value(json_array_get(a, 1));
 			last.logins = (uint64_t)json_integer_value(json_array_get(a, 2));
@@ -516,7 +516,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 	uint32_t wpeak;
 
 	if (!json_is_object(r))
-		return -1;
+		return -EINVAL;
 	for (i = 0; i < STATS_NCOUNTERS; i++)
 		*stats_counter(s, i) += stats_json_u64(r, stats_counters[i].name);
 	v = json_object_get(r, "messages_cross_worker");
@@ -577,7 +577,7 @@ int stats_merge_json(struct stats *s, const json_t *r)
 		const char *to = json_string_value(json_object_get(v, "to"));
 		struct stats_pair *p;
 		if (!from || !to)
-			return -1;
+			return -EINVAL;
 		p = &s->pairs[stats_version_index(s, from)][stats_version_index(s, to)];
 		p->sent += stats_json_u64(v, "sent");
 		p->delivered += stats_json_u64(v, "delivered");
@@ -588,13 +588,13 @@ int stats_merge_json(struct stats *s, const json_t *r)
 	hists = json_object_get(r, "histograms");
 	if (stats_merge_hist(&s->latency_us, json_object_get(hists, "latency_us")) < 0 ||
 	    stats_merge_hist(&s->login_us, json_object_get(hists, "login_us")) < 0)
-		return -1;
+		return -EINVAL;
 	/* Older reports have none: nothing to add. */
 	if (json_object_get(hists, "reconnect_gap_us") &&
 	    stats_merge_hist(&s->reconnect_gap_us, json_object_get(hists, "reconnect_gap_us")) < 0)
-		return -1;
+		return -EINVAL;
 	if (stats_merge_timeline(s, json_object_get(r, "timeline")) < 0)
-		return -1;
+		return -EINVAL;
 	/* The peak of several processes at once: at least each one's own, and
 	 * the merged timeline's highest sample (per-second resolution). */
 	for (i = 0; i < s->nrows; i++) {
@@ -612,13 +612,16 @@ int stats_merge_json(struct stats *s, const json_t *r)
 int stats_write_json(const json_t *r, const char *path)
 {
 	char tmp[4096];
+	int rc;
 
+	errno = 0;
 	snprintf(tmp, sizeof(tmp), "%s.tmp%ld", path, (long)getpid());
 	if (json_dump_file(r, tmp, JSON_INDENT(2) | JSON_REAL_PRECISION(6)) == 0 &&
 	    rename(tmp, path) == 0)
 		return 0;
+	rc = errno ? -errno : -EIO;
 	unlink(tmp);
-	return -1;
+	return rc;
 }
 
 int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path)
@@ -627,7 +630,7 @@ int stats_write_report(const struct stats *s, const struct load_opts *o, const c
 	int rc;
 
 	if (!r)
-		return -1;
+		return -ENOMEM;
 	rc = stats_write_json(r, path);
 	json_decref(r);
 	return rc;
@@ -662,7 +665,7 @@ int stats_write_timeline(const struct stats *s, const char *path)
 	static const struct stats_row zero;
 
 	if (!f)
-		return -1;
+		return -errno;
 	fputs("t,connected", f);
 	for (unsigned v = 0; v < s->nversions; v++) {
 		/* A label is the server's text: keep the header one CSV line. */
@@ -688,7 +691,7 @@ int stats_write_timeline(const struct stats *s, const char *path)
 		prev = r;
 	}
 	if (fclose(f) != 0)
-		return -1;
+		return -errno;
 	return 0;
 }
 

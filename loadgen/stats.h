@@ -155,14 +155,16 @@ int stats_sample(struct stats *s, size_t second);
 json_t *stats_report_json(const struct stats *s, const struct load_opts *o);
 /* Short JSON object for live progress from workers to the parent. */
 json_t *stats_status_json(const struct stats *s);
-/* Adds a report made by stats_report_json() into s. 0 or -1 when malformed. */
+/* Adds a report made by stats_report_json() into s. 0 or -EINVAL when malformed. */
 int stats_merge_json(struct stats *s, const json_t *report);
 
-/* Writes a JSON document to path (atomically: temp file and rename). 0 or -1. */
+/* Writes a JSON document to path (atomically: temp file and rename). 0 or a
+ * negative errno. */
 int stats_write_json(const json_t *r, const char *path);
-/* Writes the report to path (atomically: temp file and rename). 0 or -1. */
+/* Writes the report to path (atomically: temp file and rename). 0 or a
+ * negative errno. */
 int stats_write_report(const struct stats *s, const struct load_opts *o, const char *path);
-/* Writes the timeline CSV. 0 or -1. */
+/* Writes the timeline CSV. 0 or a negative errno. */
 int stats_write_timeline(const struct stats *s, const char *path);
 
 /*

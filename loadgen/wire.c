@@ -92,7 +92,7 @@ int wire_flush(struct wire *w, bool block)
 	size_t done = 0;
 
 	if (w->failed || w->fd < 0)
-		return -1;
+		return -EPIPE;
 	while (done < w->outlen) {
 		ssize_t n = write(w->fd, w->out + done, w->outlen - done);
 		if (n > 0) {
@@ -117,7 +117,7 @@ int wire_flush(struct wire *w, bool block)
 fail:
 	w->failed = true;
 	w->outlen = 0;
-	return -1;
+	return -EPIPE;
 }
 
 int wire_read(struct wire *w, void (*line)(void *ud, char *text), void *ud)
@@ -134,16 +134,16 @@ int wire_read(struct wire *w, void (*line)(void *ud, char *text), void *ud)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return 1;
 		if (n < 0)
-			return -1;
+			return -errno;
 		if (n == 0)
 			return 0;
 		for (size_t i = 0; i < (size_t)n; i++) {
 			if (buf[i] != '\n')
 				continue;
 			if (w->inlen + (i - start) > w->max_line)
-				return -1;
+				return -EMSGSIZE;
 			if (!wire_reserve(&w->in, &w->incap, w->inlen + (i - start) + 1))
-				return -1;
+				return -EMSGSIZE;
 			memcpy(w->in + w->inlen, buf + start, i - start);
 			w->in[w->inlen + (i - start)] = '\0';
 			w->inlen = 0;
@@ -155,9 +155,9 @@ int wire_read(struct wire *w, void (*line)(void *ud, char *text), void *ud)
 		if (start < (size_t)n) {
 			size_t rest = (size_t)n - start;
 			if (w->inlen + rest > w->max_line)
-				return -1;
+				return -EMSGSIZE;
 			if (!wire_reserve(&w->in, &w->incap, w->inlen + rest + 1))
-				return -1;
+				return -EMSGSIZE;
 			memcpy(w->in + w->inlen, buf + start, rest);
 			w->inlen += rest;
 		}

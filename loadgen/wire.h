@@ -34,7 +34,7 @@ void wire_printf(struct wire *w, const char *fmt, ...) __attribute__((format(pri
 /*
  * Writes the buffered output. block: wait until all of it is written (a
  * worker; the accountant is always reading); else write what the peer takes
- * now and keep the rest. 0, or -1 when the peer is gone (w->failed).
+ * now and keep the rest. 0, or -EPIPE when the peer is gone (w->failed).
  */
 int wire_flush(struct wire *w, bool block);
 
@@ -42,7 +42,7 @@ int wire_flush(struct wire *w, bool block);
  * Reads what is there now and calls line(ud, text) for each complete line
  * (NUL-terminated, without its '\n'; the callback may modify it). Returns 1
  * while the channel is open, 0 at end of input (after the complete lines),
- * -1 on an error or a line longer than max_line.
+ * a negative errno on an error (-EMSGSIZE: a line longer than max_line).
  */
 int wire_read(struct wire *w, void (*line)(void *ud, char *text), void *ud);
 

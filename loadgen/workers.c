@@ -168,7 +168,7 @@ static int workers_pod(const struct load_opts *o)
 	int rc = 0;
 
 	if (!pids)
-		return -1;
+		return -ENOMEM;
 	fflush(NULL);
 	for (unsigned i = 0; i < o->workers; i++) {
 		pids[i] = fork();
@@ -519,7 +519,7 @@ static int workers_fork_local(struct workers *W)
 		int sp[2];
 		if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) < 0) {
 			fprintf(stderr, "chatload: socketpair: %s\n", strerror(errno));
-			return -1;
+			return -errno;
 		}
 		w->pid = fork();
 		if (w->pid == 0) {
@@ -534,10 +534,12 @@ static int workers_fork_local(struct workers *W)
 		}
 		close(sp[1]);
 		if (w->pid < 0) {
-			fprintf(stderr, "chatload: fork: %s\n", strerror(errno));
+			int e = errno;
+
+			fprintf(stderr, "chatload: fork: %s\n", strerror(e));
 			close(sp[0]);
 			w->pid = 0;
-			return -1;
+			return -e;
 		}
 		wire_init(&w->w, sp[0], WORKERS_LINE_MAX);
 		w->hello = true; /* a socketpair of ours: no need to wait for it */
@@ -649,7 +651,7 @@ int workers_run(const struct load_opts *o, struct stats *st)
 		fprintf(stderr, "chatload: cannot set up workers: out of memory\n");
 		account_free(W.acct);
 		free(W.ws);
-		return -1;
+		return -ECHILD;
 	}
 	for (unsigned i = 0; i < W.n; i++)
 		W.ws[i].w.fd = -1;

@@ -34,7 +34,8 @@
 /*
  * Runs the workers of this process. The accountant fills st with the run's
  * merged numbers; a --coordinator pod only waits for its workers (st stays
- * empty). 0 when every worker reported, -1 otherwise (message printed).
+ * empty). 0 when every worker reported, a negative errno otherwise (message
+ * printed).
  */
 int workers_run(const struct load_opts *o, struct stats *st);
 

@@ -1,6 +1,7 @@
 /* Unit tests for chatload's pure parts: loadgen/hist.c, loadgen/msgtrack.c,
  * loadgen/opts.c, the report merge of loadgen/stats.c and the accountant of
  * split runs (loadgen/account.c). */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -216,9 +217,9 @@ static void test_opts_durations_lifetimes(void **state)
 	assert_true(d == 1.5);
 	assert_int_equal(opts_parse_duration("1h", &d), 0);
 	assert_true(d == 3600);
-	assert_int_equal(opts_parse_duration("5x", &d), -1);
-	assert_int_equal(opts_parse_duration("-1s", &d), -1);
-	assert_int_equal(opts_parse_duration("", &d), -1);
+	assert_int_equal(opts_parse_duration("5x", &d), -EINVAL);
+	assert_int_equal(opts_parse_duration("-1s", &d), -EINVAL);
+	assert_int_equal(opts_parse_duration("", &d), -EINVAL);
 
 	assert_int_equal(opts_parse_lifetime("none", &l, &why), 0);
 	assert_true(opts_lifetime_draw(&l, 0.5) < 0);
@@ -235,7 +236,7 @@ static void test_opts_durations_lifetimes(void **state)
 		     (const char *const[]){ "fixed", "fixed:", "fixed:0s", "exp:-3s", "uniform:5s",
 					    "uniform:9s-3s", "gauss:1s", "uniform:1s-x", NULL };
 	     *bad; bad++)
-		assert_int_equal(opts_parse_lifetime(*bad, &l, &why), -1);
+		assert_int_equal(opts_parse_lifetime(*bad, &l, &why), -EINVAL);
 }
 
 static int parse(struct load_opts *o, FILE *err, int argc, char **argv)
@@ -575,7 +576,7 @@ static void test_account_bad_records(void **state)
 	a = account_new(&o);
 	assert_non_null(a);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
-		assert_int_equal(acct_rec(a, 0, bad[i]), -1);
+		assert_int_equal(acct_rec(a, 0, bad[i]), -EINVAL);
 	account_free(a);
 }
 

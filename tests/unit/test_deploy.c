@@ -1094,13 +1094,13 @@ static void test_parse_rate(void **state)
 	assert_true(v == 50.0);
 	assert_int_equal(cli_parse_rate("0.5", &v), 0);
 	assert_true(v == 0.5);
-	assert_int_equal(cli_parse_rate("0", &v), -1);
-	assert_int_equal(cli_parse_rate("0.001/s", &v), -1);
-	assert_int_equal(cli_parse_rate("100001", &v), -1);
-	assert_int_equal(cli_parse_rate("-5/s", &v), -1);
-	assert_int_equal(cli_parse_rate("5/m", &v), -1);
-	assert_int_equal(cli_parse_rate("nan", &v), -1);
-	assert_int_equal(cli_parse_rate("", &v), -1);
+	assert_int_equal(cli_parse_rate("0", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("0.001/s", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("100001", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("-5/s", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("5/m", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("nan", &v), -EINVAL);
+	assert_int_equal(cli_parse_rate("", &v), -EINVAL);
 }
 
 static void test_parse_duration_bounds(void **state)
@@ -1112,11 +1112,11 @@ static void test_parse_duration_bounds(void **state)
 	assert_int_equal(cli_parse_duration("2m", &v), 0);
 	assert_true(v == 120.0);
 	assert_int_equal(cli_parse_duration("8760h", &v), 0);
-	assert_int_equal(cli_parse_duration("8761h", &v), -1);
-	assert_int_equal(cli_parse_duration("1e20", &v), -1);
-	assert_int_equal(cli_parse_duration("1e300h", &v), -1);
-	assert_int_equal(cli_parse_duration("nan", &v), -1);
-	assert_int_equal(cli_parse_duration("-1s", &v), -1);
+	assert_int_equal(cli_parse_duration("8761h", &v), -EINVAL);
+	assert_int_equal(cli_parse_duration("1e20", &v), -EINVAL);
+	assert_int_equal(cli_parse_duration("1e300h", &v), -EINVAL);
+	assert_int_equal(cli_parse_duration("nan", &v), -EINVAL);
+	assert_int_equal(cli_parse_duration("-1s", &v), -EINVAL);
 }
 
 static void test_prune(void **state)

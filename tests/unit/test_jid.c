@@ -1,4 +1,5 @@
 /* Unit tests for common/jid.c. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -198,7 +199,7 @@ static void test_format(void **state)
 	assert_string_equal(buf, "juliet@example.com/Balcony");
 	assert_int_equal(jid_format_bare(&j, buf, sizeof(buf)), 18);
 	assert_string_equal(buf, "juliet@example.com");
-	assert_int_equal(jid_format_full(&j, buf, 26), -1);
+	assert_int_equal(jid_format_full(&j, buf, 26), -ENOSPC);
 	assert_int_equal(jid_format_full(&j, buf, 27), 26);
 
 	assert_int_equal(jid_set(&k, "juliet", "example.com", "Other"), 0);

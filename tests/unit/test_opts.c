@@ -4,6 +4,7 @@
  * be accepted: infinite durations, lifetimes past uint32 milliseconds, a
  * uniform LOW with a negative exponent refused).
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,12 +22,12 @@ static void test_opts_duration_finite(void **state)
 
 	(void)state;
 	/* fuzz_chatload_opts checks this: a finite number of hours, infinite seconds. */
-	assert_int_equal(opts_parse_duration("1e308h", &d), -1);
-	assert_int_equal(opts_parse_duration("1e307m", &d), -1);
+	assert_int_equal(opts_parse_duration("1e308h", &d), -EINVAL);
+	assert_int_equal(opts_parse_duration("1e307m", &d), -EINVAL);
 	assert_int_equal(opts_parse_duration("1e300h", &d), 0);
 	assert_true(isfinite(d));
-	assert_int_equal(opts_parse_duration("inf", &d), -1);
-	assert_int_equal(opts_parse_duration("nan", &d), -1);
+	assert_int_equal(opts_parse_duration("inf", &d), -EINVAL);
+	assert_int_equal(opts_parse_duration("nan", &d), -EINVAL);
 }
 
 static void test_opts_lifetime_bounds(void **state)
@@ -36,10 +37,10 @@ static void test_opts_lifetime_bounds(void **state)
 
 	(void)state;
 	/* fuzz_chatload_opts checks this: client.c counts lifetimes in uint32 ms. */
-	assert_int_equal(opts_parse_lifetime("fixed:1e308h", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("fixed:1e300s", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("exp:745h", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("uniform:1s-721h", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("fixed:1e308h", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("fixed:1e300s", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("exp:745h", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("uniform:1s-721h", &l, &why), -EINVAL);
 	assert_int_equal(opts_parse_lifetime("fixed:720h", &l, &why), 0);
 	assert_int_equal(opts_parse_lifetime("exp:720h", &l, &why), 0);
 	assert_true(opts_lifetime_draw(&l, 1 - 0x1p-53) <= OPTS_DURATION_MAX);
@@ -49,8 +50,8 @@ static void test_opts_lifetime_bounds(void **state)
 	assert_true(l.kind == LIFETIME_UNIFORM && l.a == 0.001 && l.b == 2);
 	assert_int_equal(opts_parse_lifetime("uniform:30s-90s", &l, &why), 0);
 	assert_true(l.a == 30 && l.b == 90);
-	assert_int_equal(opts_parse_lifetime("uniform:x-90s", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("uniform:-1s-90s", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("uniform:x-90s", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("uniform:-1s-90s", &l, &why), -EINVAL);
 }
 
 /* lognormal:MEDIAN,SIGMA: its quantiles, its mean, its bounds, its errors. */
@@ -87,17 +88,17 @@ static void test_opts_lifetime_lognormal(void **state)
 	assert_true(opts_lifetime_draw(&l, 0) == 0);
 	assert_true(opts_lifetime_draw(&l, 0x1p-53) >= 0);
 	/* errors */
-	assert_int_equal(opts_parse_lifetime("lognormal:10s", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s", &l, &why), -EINVAL);
 	assert_non_null(strstr(why, "MEDIAN,SIGMA"));
-	assert_int_equal(opts_parse_lifetime("lognormal:10s,0", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:10s,-1", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:10s,10.5", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:10s,nan", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:10s,1x", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:0s,1", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:721h,1", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("lognormal:x,1", &l, &why), -1);
-	assert_int_equal(opts_parse_lifetime("gauss:5s", &l, &why), -1);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,0", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,-1", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,10.5", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,nan", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:10s,1x", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:0s,1", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:721h,1", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("lognormal:x,1", &l, &why), -EINVAL);
+	assert_int_equal(opts_parse_lifetime("gauss:5s", &l, &why), -EINVAL);
 	assert_non_null(strstr(why, "lognormal:DUR,SIGMA"));
 }
 
@@ -111,17 +112,17 @@ static void test_opts_ip_range_rate(void **state)
 	assert_true(a == 0x7f000002 && b == 0x7f000014);
 	assert_int_equal(opts_parse_ip_range("127.0.0.9", &a, &b), 0);
 	assert_true(a == b && a == 0x7f000009);
-	assert_int_equal(opts_parse_ip_range("127.0.0.9-127.0.0.8", &a, &b), -1);
-	assert_int_equal(opts_parse_ip_range("10.0.0.0-10.1.0.0", &a, &b), -1);
+	assert_int_equal(opts_parse_ip_range("127.0.0.9-127.0.0.8", &a, &b), -EINVAL);
+	assert_int_equal(opts_parse_ip_range("10.0.0.0-10.1.0.0", &a, &b), -EINVAL);
 	assert_int_equal(opts_parse_ip_range("10.0.0.0-10.0.255.255", &a, &b), 0);
-	assert_int_equal(opts_parse_ip_range("::1", &a, &b), -1);
+	assert_int_equal(opts_parse_ip_range("::1", &a, &b), -EINVAL);
 	assert_int_equal(opts_parse_rate("500/s", &r), 0);
 	assert_true(r == 500);
 	assert_int_equal(opts_parse_rate("0.5", &r), 0);
 	assert_true(r == 0.5);
-	assert_int_equal(opts_parse_rate("0/s", &r), -1);
-	assert_int_equal(opts_parse_rate("/s", &r), -1);
-	assert_int_equal(opts_parse_rate("1e400", &r), -1);
+	assert_int_equal(opts_parse_rate("0/s", &r), -EINVAL);
+	assert_int_equal(opts_parse_rate("/s", &r), -EINVAL);
+	assert_int_equal(opts_parse_rate("1e400", &r), -EINVAL);
 }
 
 int main(void)
