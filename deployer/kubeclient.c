@@ -68,7 +68,7 @@ static int buf_append(struct kc_buf *b, const char *p, size_t n)
 {
 	if (b->len + n + 1 > b->max) {
 		b->overflow = 1;
-		return -1;
+		return -EFBIG;
 	}
 	if (b->len + n + 1 > b->cap) {
 		size_t ncap = b->cap ? b->cap : 4096;
@@ -78,7 +78,7 @@ static int buf_append(struct kc_buf *b, const char *p, size_t n)
 			ncap *= 2;
 		nd = realloc(b->data, ncap);
 		if (!nd)
-			return -1;
+			return -ENOMEM;
 		b->data = nd;
 		b->cap = ncap;
 	}
@@ -585,7 +585,7 @@ static int watch_line(struct kc_watch *w, const char *line, size_t n)
 	if (!ev) {
 		snprintf(w->err_msg, sizeof(w->err_msg), "bad watch event: %s", jerr.text);
 		w->stopped = -EPROTO;
-		return -1;
+		return -EPROTO;
 	}
 	type = json_string_value(json_object_get(ev, "type"));
 	if (type && strcmp(type, "ERROR") == 0) {
@@ -599,14 +599,14 @@ static int watch_line(struct kc_watch *w, const char *line, size_t n)
 			w->err_code = code ? code : 500;
 		snprintf(w->err_msg, sizeof(w->err_msg), "%s", msg ? msg : "watch error");
 		json_decref(ev);
-		return -1;
+		return -EIO;
 	}
 	if (type)
 		r = w->cb(type, json_object_get(ev, "object"), w->arg);
 	json_decref(ev);
 	if (r) {
 		w->stopped = r;
-		return -1;
+		return r;
 	}
 	return 0;
 }

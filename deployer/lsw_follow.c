@@ -84,7 +84,7 @@ static int link_lines(char *buf, size_t *len, ssize_t nread, void (*line)(void *
 		memmove(buf, buf + used, *len - used);
 		*len -= used;
 	}
-	return *len >= LSW_LINK_LINE_MAX ? -1 : 0;
+	return *len >= LSW_LINK_LINE_MAX ? -EMSGSIZE : 0;
 }
 
 /* ---- the leader's side --------------------------------------------------- */

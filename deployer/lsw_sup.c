@@ -58,7 +58,7 @@ static int state_parse(const char *s, enum lsw_rep_state *out)
 			*out = (enum lsw_rep_state)i;
 			return 0;
 		}
-	return -1;
+	return -EINVAL;
 }
 
 int lswitch_pid_runs(int pid, const char *name)

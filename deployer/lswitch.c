@@ -119,10 +119,10 @@ static int parse_replicas(const char *s, int *out)
 	long v;
 
 	if (!s || !*s)
-		return -1;
+		return -EINVAL;
 	v = strtol(s, &end, 10);
 	if (*end || v < 0 || v > LSW_REPLICAS_MAX || end - s > 2)
-		return -1;
+		return -EINVAL;
 	*out = (int)v;
 	return 0;
 }
