@@ -605,8 +605,8 @@ static int watch_line(struct kc_watch *w, const char *line, size_t n)
 		r = w->cb(type, json_object_get(ev, "object"), w->arg);
 	json_decref(ev);
 	if (r) {
-		w->stopped = r;
-		return r;
+		w->stopped = r; /* what the watch returns */
+		return -ECANCELED;
 	}
 	return 0;
 }
