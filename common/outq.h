@@ -1,7 +1,7 @@
 /*
  * One bounded output queue for a libuv stream, shared by every program that
  * writes to sockets (the local switch, chatd's client connections, the
- * cluster links).
+ * cluster links, chatload's clients).
  *
  * outq_write() first tries the kernel (uv_try_write: no copy, no
  * allocation); only what the kernel does not take now is copied into

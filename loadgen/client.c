@@ -24,7 +24,8 @@
 #include "xmppns.h"
 #include "xstream.h"
 
-/* Output we let pile up towards a server that does not read (bytes). */
+/* Output we let pile up towards a server that does not read (bytes the
+ * queue allocated). */
 #define CLIENT_MAX_OUTPUT (256 * 1024)
 /* An idle client's parser is compacted after this long without input: soon,
  * so that few parsers are alive at once and their memory is reused. */
@@ -84,13 +85,6 @@ static const char *const client_state_names[] = {
 	"resume", "session",	"version", "established", "closing", "ended",
 };
 
-struct client_wreq {
-	uv_write_t req;
-	void *heap;	  /* TLS output buffer to free, or NULL */
-	bool close_after; /* close the handle once written */
-	char data[];
-};
-
 static void client_on_open(void *ud, const struct xnode *header, const char *default_ns);
 static void client_on_stanza(void *ud, struct xnode *stanza);
 static void client_on_close(void *ud);
@@ -141,6 +135,16 @@ static void client_on_closed(uv_handle_t *h)
 	 * balanced should one ever not. */
 	if (client_is_live(c))
 		client_fate(c, FATE_DROPPED, "closed");
+	if (c->failing) {
+		struct client **pp = &fl->failing;
+
+		while (*pp && *pp != c)
+			pp = &(*pp)->fail_next;
+		if (*pp)
+			*pp = c->fail_next;
+		c->failing = 0;
+	}
+	outq_free(&c->q);
 	xstream_free(c->xs);
 	c->xs = NULL;
 	tlsbio_free(c->tls);
@@ -254,91 +258,120 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 
 /* ------------------------------------------------------------------ output */
 
-static void client_on_written(uv_write_t *req, int status)
+/*
+ * A write failed or passed CLIENT_MAX_OUTPUT: the connection ends with
+ * fate, but only after the current callback (client_run_failed), so that
+ * whoever wrote (the tick sending messages, the protocol answering) never
+ * has its client end under it. Later writes are refused.
+ */
+static void client_run_failed_cb(uv_idle_t *idle)
 {
-	struct client_wreq *w = (struct client_wreq *)req;
-	struct client *c = req->handle->data;
+	struct fleet *fl = idle->data;
 
-	free(w->heap);
-	if (w->close_after)
-		client_close_handle(c);
-	else if (status < 0 && status != UV_ECANCELED && client_is_live(c)) {
-		client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT : FATE_DROPPED,
-			    uv_err_name(status));
-		client_close_handle(c);
-	}
-	free(w);
+	uv_idle_stop(idle);
+	client_run_failed(fl);
 }
 
-static int client_write_raw(struct client *c, const char *data, size_t len, void *heap,
-			    bool close_after)
+static void client_fail(struct client *c, enum client_fate fate, const char *detail)
 {
-	struct client_wreq *w = malloc(sizeof(*w) + (heap ? 0 : len));
-	uv_buf_t b;
-	int r;
+	struct fleet *fl = c->fl;
 
-	if (!w) {
-		free(heap);
-		return UV_ENOMEM;
+	if (c->failing || !c->handle_open)
+		return;
+	c->failing = 1;
+	c->fail_fate = (uint8_t)fate;
+	c->fail_detail = detail;
+	c->fail_gen = c->gen;
+	c->fail_next = fl->failing;
+	fl->failing = c;
+	uv_idle_start(&fl->fail_idle, client_run_failed_cb);
+}
+
+void client_run_failed(struct fleet *fl)
+{
+	struct client *c;
+
+	while ((c = fl->failing)) {
+		fl->failing = c->fail_next;
+		c->failing = 0;
+		if (c->gen != c->fail_gen)
+			continue; /* that connection is gone already */
+		if (client_is_live(c))
+			client_fate(c, (enum client_fate)c->fail_fate, c->fail_detail);
+		client_close_handle(c);
 	}
-	w->heap = heap;
-	w->close_after = close_after;
-	if (!heap) {
-		memcpy(w->data, data, len);
-		data = w->data;
+}
+
+/* Events of the output queue, from libuv's callbacks. */
+static void client_on_outq(struct outq *q, enum outq_event ev, int status)
+{
+	struct client *c = q->data;
+
+	if (ev == OUTQ_SHUTDOWN) {
+		client_close_handle(c); /* client_send_ex(close_after): written, FIN sent */
+	} else if (ev == OUTQ_ERROR) {
+		if (client_is_live(c))
+			client_fate(c,
+				    c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
+							       : FATE_DROPPED,
+				    uv_err_name(status));
+		client_close_handle(c);
 	}
-	b = uv_buf_init((char *)data, (unsigned)len);
-	r = uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, client_on_written);
-	if (r < 0) {
-		free(w->heap);
-		free(w);
-	}
+}
+
+/* Bytes to the socket (the kernel first, the rest queued); heap, a buffer
+ * that holds them or NULL, is freed. 0 or a negative errno; never ends the
+ * client. */
+static int client_write_raw(struct client *c, const char *data, size_t len, void *heap)
+{
+	int r = outq_write(&c->q, data, len);
+
+	free(heap);
 	return r;
 }
 
 /* Sends TLS output waiting in the engine. */
-static int client_flush_tls(struct client *c, bool close_after)
+static int client_flush_tls(struct client *c)
 {
 	size_t len;
 	void *p;
+	int r = 0;
 
-	if (!c->tls || !tlsbio_pending_out(c->tls)) {
-		if (close_after)
-			client_close_handle(c);
-		return 0;
+	while (r == 0 && c->tls && tlsbio_pending_out(c->tls)) {
+		p = tlsbio_steal_out(c->tls, &len);
+		if (!p)
+			return -ENOMEM;
+		r = client_write_raw(c, p, len, p);
 	}
-	p = tlsbio_steal_out(c->tls, &len);
-	if (!p)
-		return UV_ENOMEM;
-	return client_write_raw(c, p, len, p, close_after);
+	return r;
 }
 
-/* Sends protocol text; on failure the connection is counted dropped. */
+/*
+ * Sends protocol text (through TLS once it is up); close_after: then shut
+ * our side and close. A failure ends the client after the current callback
+ * (client_fail): dropped, or closed by the client when it was closing.
+ */
 static int client_send_ex(struct client *c, const char *data, size_t len, bool close_after)
 {
 	int r;
 
-	if (!c->handle_open || uv_is_closing((uv_handle_t *)&c->tcp))
-		return -1;
-	if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > CLIENT_MAX_OUTPUT) {
-		client_fate(c, FATE_DROPPED, "output-overflow");
-		client_close_handle(c);
-		return -1;
-	}
+	if (!c->handle_open || uv_is_closing((uv_handle_t *)&c->tcp) || c->failing)
+		return -EPIPE;
 	if (c->tls && c->tls_done) {
 		r = tlsbio_write(c->tls, data, len);
 		if (r == 0)
-			r = client_flush_tls(c, close_after);
+			r = client_flush_tls(c);
 	} else {
-		r = client_write_raw(c, data, len, NULL, close_after);
+		r = client_write_raw(c, data, len, NULL);
 	}
-	if (r < 0) {
-		client_fate(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT : FATE_DROPPED,
+	if (r == 0 && close_after)
+		r = outq_shutdown(&c->q); /* client_on_outq closes once it is done */
+	if (r == -ENOBUFS)
+		client_fail(c, FATE_DROPPED, "output-overflow");
+	else if (r < 0)
+		client_fail(c, c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT : FATE_DROPPED,
 			    "write-error");
-		client_close_handle(c);
-		return -1;
-	}
-	return 0;
+	return r;
 }
 
 static int client_send(struct client *c, const char *s)
@@ -367,8 +400,8 @@ static int client_send_stanza(struct client *c, const char *data, size_t len)
 		struct client_smo *o = malloc(sizeof(*o) + len);
 
 		if (!o) {
-			client_finish(c, FATE_DROPPED, "nomem");
-			return -1;
+			client_fail(c, FATE_DROPPED, "nomem");
+			return -ENOMEM;
 		}
 		o->next = NULL;
 		o->len = (uint32_t)len;
@@ -386,7 +419,7 @@ static int client_send_stanza(struct client *c, const char *data, size_t len)
 
 static int client_send_stanza_buf(struct client *c, struct xbuf *b)
 {
-	int r = b->data ? client_send_stanza(c, b->data, b->len) : -1;
+	int r = b->data ? client_send_stanza(c, b->data, b->len) : -ENOMEM;
 
 	xbuf_free(b);
 	return r;
@@ -512,6 +545,7 @@ void client_start(struct client *c)
 	if (r < 0)
 		goto fail_noclose;
 	c->tcp.data = c;
+	outq_init(&c->q, (uv_stream_t *)&c->tcp, CLIENT_MAX_OUTPUT, 0, client_on_outq, c);
 	c->handle_open = 1;
 	fl->open_handles++;
 	uv_tcp_nodelay(&c->tcp, 1);
@@ -586,7 +620,7 @@ static void client_input(struct client *c, const char *data, size_t len)
 				return;
 			}
 			client_set_state(c, CLIENT_TLS);
-			if (tlsbio_handshake(c->tls) < 0 || client_flush_tls(c, false) < 0) {
+			if (tlsbio_handshake(c->tls) < 0 || client_flush_tls(c) < 0) {
 				client_finish(c, FATE_DROPPED, "tls");
 			}
 			return;
@@ -669,7 +703,7 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		if (r < 0) {
 			log_info("tls_error", "slot=%u error=%s", c->slot,
 				 tlsbio_last_error(c->tls));
-			client_flush_tls(c, false);
+			client_flush_tls(c);
 			client_fate(c,
 				    c->state == CLIENT_CLOSING ? FATE_CLOSED_BY_CLIENT
 							       : FATE_DROPPED,
@@ -686,7 +720,7 @@ static void client_on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		client_set_state(c, CLIENT_STREAM);
 		client_send_header(c);
 	}
-	if (client_flush_tls(c, false) < 0)
+	if (client_flush_tls(c) < 0)
 		client_finish(c, FATE_DROPPED, "write-error");
 }
 

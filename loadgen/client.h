@@ -35,6 +35,7 @@
 #include <uv.h>
 
 #include "msgtrack.h"
+#include "outq.h"
 #include "opts.h"
 #include "stats.h"
 #include "wire.h"
@@ -77,7 +78,8 @@ struct client_smo {
 };
 
 struct client {
-	uv_tcp_t tcp; /* embedded handle; tcp.data = this */
+	uv_tcp_t tcp;  /* embedded handle; tcp.data = this */
+	struct outq q; /* what we write, at most CLIENT_MAX_OUTPUT allocated */
 	struct fleet *fl;
 	struct xstream *xs;	    /* parser; NULL while idle */
 	struct tlsbio *tls;	    /* NULL without TLS */
@@ -105,6 +107,7 @@ struct client {
 	uint8_t starttls : 1;	    /* switch to TLS after this stanza */
 	uint8_t compacted : 1;	    /* the parser was compacted since the last input */
 	uint8_t need_session : 1;   /* the server wants a legacy session iq */
+	uint8_t failing : 1;	    /* a write failed: on fl->failing (client_fail) */
 	/* XEP-0198 (--stream-management) */
 	uint8_t sm_on : 1;	/* <enable/> sent: our stanzas are counted and kept */
 	uint8_t sm_enabled : 1; /* <enabled/> came: the server's stanzas are counted */
@@ -117,6 +120,10 @@ struct client {
 	uint32_t sm_h_out;			/* stanzas sent since <enable/> */
 	uint64_t moved_us;			/* when the server moved us (see-other-host) */
 	struct sockaddr_storage *move_to;	/* where it sent us (numeric), else NULL */
+	struct client *fail_next;		/* fl->failing, while failing */
+	const char *fail_detail;		/* its fate's detail (a static string) */
+	uint32_t fail_gen;			/* gen of the connection that failed */
+	uint8_t fail_fate;			/* enum client_fate */
 };
 
 enum fleet_phase { FLEET_RUNNING, FLEET_DRAINING, FLEET_CLOSING, FLEET_DONE };
@@ -141,6 +148,8 @@ struct fleet {
 	char *pbuf;	       /* decrypted TLS input */
 	SSL_CTX *tls_ctx;
 	uv_timer_t tick;
+	uv_idle_t fail_idle;	/* ends the clients whose writes failed (client_fail) */
+	struct client *failing; /* those clients */
 	uv_signal_t sigint, sigterm;
 	uint64_t t0_us; /* run start (uv_hrtime / 1000) */
 	double tokens;	/* ramp budget (connections) */
@@ -178,6 +187,10 @@ uint64_t fleet_now_us(const struct fleet *fl);
 /* Wall-clock time in microseconds (CLOCK_REALTIME): the records' clock. */
 uint64_t fleet_wall_us(void);
 double fleet_rand01(struct fleet *fl);
+
+/* Ends the clients marked by a failed write (fl->fail_idle runs it, right
+ * after the callback that wrote). */
+void client_run_failed(struct fleet *fl);
 
 /* Starts a connection in slot c (state must be IDLE). */
 void client_start(struct client *c);

@@ -193,6 +193,8 @@ static void fleet_close_all_handles(struct fleet *fl)
 {
 	uv_timer_stop(&fl->tick);
 	uv_close((uv_handle_t *)&fl->tick, NULL);
+	client_run_failed(fl);
+	uv_close((uv_handle_t *)&fl->fail_idle, NULL);
 	uv_close((uv_handle_t *)&fl->sigint, NULL);
 	uv_close((uv_handle_t *)&fl->sigterm, NULL);
 	if (fl->link)
@@ -402,6 +404,8 @@ int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, un
 	fl->t0_us = uv_hrtime() / 1000;
 	uv_timer_init(fl->loop, &fl->tick);
 	fl->tick.data = fl;
+	uv_idle_init(fl->loop, &fl->fail_idle);
+	fl->fail_idle.data = fl;
 	uv_signal_init(fl->loop, &fl->sigint);
 	uv_signal_init(fl->loop, &fl->sigterm);
 	fl->sigint.data = fl->sigterm.data = fl;
