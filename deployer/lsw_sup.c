@@ -6,11 +6,12 @@
  *    outlive the switch, and watches it until it exits (its child, or a
  *    pidfd for one started by an earlier switch);
  *  - it keeps readiness: GET /readyz every LSW_PROBE_MS; a ready replica
- *    leaves the route at once when it answers "not ready" (503: draining)
- *    or refuses a connect, and after LSW_PROBE_SILENT probes in a row with
- *    no answer (a hung or stopped replica; one that is merely slow under
- *    load answers within LSW_PROBE_TIMEOUT_MS and stays); /metrics every
- *    fourth time gives the count a crash loses;
+ *    leaves the route after LSW_PROBE_FAILS failed probes in a row (no
+ *    answer within LSW_PROBE_TIMEOUT_MS, or not 200), as Kubernetes'
+ *    failureThreshold, so that a replica merely slow under load, or one
+ *    whose readiness blinks for a moment, stays; and at once when a connect
+ *    to it is refused or times out; /metrics every fourth time gives the
+ *    count a crash loses;
  *  - a replica that exits is restarted with backoff when its colour is
  *    live or starting; when the colour drains it is not (its connections
  *    are gone) and the crash is recorded with the connections it held; a
@@ -36,7 +37,7 @@
 
 #define LSW_PROBE_MS 250
 #define LSW_PROBE_TIMEOUT_MS 2000
-#define LSW_PROBE_SILENT 3	 /* probes with no answer before a ready replica leaves */
+#define LSW_PROBE_FAILS 3	 /* failed probes in a row before a ready replica leaves */
 #define LSW_STABLE_MS 10000	 /* up this long: the crash streak is forgiven */
 #define LSW_BACKOFF_FIRST_MS 200 /* then doubled per crash in a row */
 #define LSW_BACKOFF_MAX_MS 10000
@@ -590,9 +591,8 @@ static void readyz_done(struct lsw_probe_req *q, long code, const char *body, si
 		}
 		return;
 	}
-	/* An answer that says no counts at once; silence only when it lasts. */
-	r->fails = code ? LSW_PROBE_SILENT : r->fails + 1;
-	if (r->state == LSW_REP_READY && r->fails >= LSW_PROBE_SILENT) {
+	r->fails++;
+	if (r->state == LSW_REP_READY && r->fails >= LSW_PROBE_FAILS) {
 		r->state = LSW_REP_UNREADY;
 		if (r->be)
 			r->be->ready = 0;
@@ -620,7 +620,7 @@ void lsw_sup_backend_down(struct lsw *sw, struct lsw_backend *be, const char *wh
 			if (r->be != be)
 				continue;
 			be->ready = 0;
-			r->fails = LSW_PROBE_SILENT;
+			r->fails = LSW_PROBE_FAILS;
 			if (r->state == LSW_REP_READY) {
 				r->state = LSW_REP_UNREADY;
 				log_warn("replica-unready", "name=%s why=\"connect: %s\"", r->name,
