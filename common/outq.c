@@ -4,6 +4,7 @@
  * pending uv_write.
  */
 #include "outq.h"
+#include "unconst.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -204,7 +205,7 @@ int outq_write(struct outq *q, const char *data, size_t len)
 	if (len == 0)
 		return 0;
 	if (!q->head) {
-		uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+		uv_buf_t b = uv_buf_init(unconst(data), (unsigned)len);
 		int n = uv_try_write(q->stream, &b, 1);
 
 		if (n == (int)len)

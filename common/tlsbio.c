@@ -18,6 +18,8 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "unconst.h"
+
 #define TLSBIO_ERR_LEN 256
 
 /* A byte queue: data[off..len) is pending; freed when emptied. */
@@ -344,7 +346,9 @@ struct tlsbio *tlsbio_new(SSL_CTX *ctx, enum tlsbio_role role, const char *host)
 		int is_ip = tlsbio_is_ip(host);
 
 		/* RFC 6066 3: SNI carries host names, never addresses. */
-		if (!is_ip && SSL_set_tlsext_host_name(t->ssl, host) != 1)
+		/* SSL_set_tlsext_host_name() without its macro's const cast */
+		if (!is_ip && SSL_ctrl(t->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME,
+				       TLSEXT_NAMETYPE_host_name, unconst(host)) != 1)
 			goto out_free_ssl;
 		if (SSL_CTX_get_verify_mode(ctx) & SSL_VERIFY_PEER) {
 			X509_VERIFY_PARAM *param = SSL_get0_param(t->ssl);

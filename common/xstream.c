@@ -22,6 +22,7 @@
  * a boundary.
  */
 #include "xmppns.h"
+#include "unconst.h"
 #include "xstream.h"
 
 #include <expat.h>
@@ -834,7 +835,7 @@ int xstream_compact(struct xstream *xs)
 
 size_t xstream_mem(const struct xstream *xs)
 {
-	size_t n = malloc_usable_size((void *)xs) + xs->parser_mem + xs->tree_mem;
+	size_t n = malloc_usable_size(unconst(xs)) + xs->parser_mem + xs->tree_mem;
 
 	if (xs->resume_hdr)
 		n += malloc_usable_size(xs->resume_hdr);
