@@ -114,7 +114,7 @@ static void conn_pause(struct conn *c, enum pause_why why)
 		return;
 	uv_read_stop((uv_stream_t *)&c->tcp);
 	c->paused = 1;
-	c->yielded = (unsigned)yield;
+	c->yielded = yield ? 1 : 0;
 	c->held = why == PAUSE_HOLD;
 	c->paused_prev = NULL;
 	c->paused_next = srv->paused;

@@ -23,6 +23,7 @@
 #include "log.h"
 #include "move.h"
 #include "srv.h"
+#include "unconst.h"
 
 #define HTTP_METRICS_MAX 32768
 /* Memory MHD reserves per connection for the request head and our reply's
@@ -76,7 +77,7 @@ static enum MHD_Result http_reply(struct MHD_Connection *mc, unsigned status, co
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
-	r = MHD_create_response_from_buffer(len, (void *)body, MHD_RESPMEM_MUST_COPY);
+	r = MHD_create_response_from_buffer(len, unconst(body), MHD_RESPMEM_MUST_COPY);
 	if (!r)
 		return MHD_NO;
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, ctype);

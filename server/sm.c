@@ -640,7 +640,7 @@ static int install(struct srv *srv, struct conn *c, const char *full, struct sm_
 	c->directed = st->directed;
 	st->directed = NULL;
 	c->priority = (int8_t)st->priority;
-	c->available = (unsigned)st->available;
+	c->available = st->available ? 1 : 0;
 	c->authenticated = 1;
 	return router_add(srv->router, c, &old);
 }

@@ -576,10 +576,12 @@ static int hp_value(http_parser *hp, const char *at, size_t len)
 	ws->field_len = (size_t)-1;
 	switch (f) {
 	case WSF_UPGRADE:
-		ws->upgrade_ok |= has_token(at, len, "websocket");
+		if (has_token(at, len, "websocket"))
+			ws->upgrade_ok = 1;
 		break;
 	case WSF_CONNECTION:
-		ws->conn_ok |= has_token(at, len, "upgrade");
+		if (has_token(at, len, "upgrade"))
+			ws->conn_ok = 1;
 		break;
 	case WSF_KEY:
 		if (len < sizeof(ws->key)) {
@@ -591,7 +593,8 @@ static int hp_value(http_parser *hp, const char *at, size_t len)
 		ws->version_ok = len == 2 && memcmp(at, "13", 2) == 0;
 		break;
 	case WSF_PROTOCOL:
-		ws->proto_ok |= has_token(at, len, WS_PROTOCOL);
+		if (has_token(at, len, WS_PROTOCOL))
+			ws->proto_ok = 1;
 		break;
 	default:
 		break;

@@ -106,7 +106,7 @@ int cluster_new(uv_loop_t *loop, const struct cluster_config *cfg,
 	cluster_rt_owner_init(&cl->local_owner, NULL);
 	cluster_buf_init(&cl->obuf);
 	if (RAND_bytes((unsigned char *)&cl->rng, sizeof(cl->rng)) != 1 || cl->rng == 0)
-		cl->rng = 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
+		cl->rng = UINT64_C(0x9e3779b97f4a7c15) ^ (uint64_t)getpid();
 	*out = cl;
 	return 0;
 fail:

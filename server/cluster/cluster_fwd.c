@@ -21,6 +21,7 @@
 #include "cluster_proto.h"
 #include "cluster_routes.h"
 #include "log.h"
+#include "unconst.h"
 
 /* ---- sending ---- */
 
@@ -180,7 +181,7 @@ void cluster_local_del(struct cluster *cl, const char *full)
 int cluster_has_route(const struct cluster *cl, const char *full)
 {
 	return cluster_routes_find(&cl->remote, full, NULL) != NULL ||
-	       cluster__tomb_link((struct cluster *)cl, full) != NULL;
+	       cluster__tomb_link(unconst(cl), full) != NULL;
 }
 
 int cluster_has_bare(const struct cluster *cl, const char *bare)
@@ -268,7 +269,7 @@ int cluster_forward_bare(struct cluster *cl, const char *bare, enum cluster_bare
 	/* Collected first: a failed write closes its link, which drops that
 	 * link's routes out of the list being walked. */
 	for (r = cluster_routes_bare(&cl->remote, bare); r; r = r->bnext)
-		cnt += bare_selected(r, mode, prio);
+		cnt += (size_t)bare_selected(r, mode, prio);
 	if (!cnt)
 		return 0;
 	links = calloc(cnt, sizeof(*links));
