@@ -305,7 +305,7 @@ static void fleet_on_tick(uv_timer_t *t)
 			fl->phase = FLEET_DONE;
 			msgtrack_expire_all(&fl->mt);
 			stats_sample(fl->st, fl->next_second);
-			fl->st->elapsed_s = fleet_now_us(fl) / 1e6;
+			fl->st->elapsed_s = (double)fleet_now_us(fl) / 1e6;
 			fleet_close_all_handles(fl);
 		}
 	}

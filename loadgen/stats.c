@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "opts.h"
+#include "unconst.h"
 #include "version.h"
 
 /* The plain uint64 counters, by report name: serialized and merged alike. */
@@ -405,7 +406,7 @@ static void stats_merge_names(struct stats_names *n, const json_t *o)
 
 	if (!json_is_object(o))
 		return;
-	json_object_foreach ((json_t *)o, k, v)
+	json_object_foreach ((json_t *)unconst(o), k, v)
 		if (json_is_integer(v))
 			stats_names_add(n, k, (uint64_t)json_integer_value(v));
 }
