@@ -17,6 +17,7 @@
 
 #include "platform.h"
 #include "report.h"
+#include "unconst.h"
 
 #define CHART_COLOURS_MAX 32
 #define CHART_BINS_MAX 100000
@@ -329,7 +330,7 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 
 static int run_gnuplot(const char *gp, char *err, size_t errlen)
 {
-	char *argv[] = { "gnuplot", (char *)gp, NULL };
+	char *argv[] = { "gnuplot", unconst(gp), NULL };
 	int status;
 	pid_t pid = fork();
 

@@ -1099,7 +1099,7 @@ static int cmd_status(struct cli *c)
 		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
 		int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
 		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
-		double draining = ds ? (obs.obs.now_ms - ds) / 1000.0 : -1;
+		double draining = ds ? (double)(obs.obs.now_ms - ds) / 1000.0 : -1;
 		long conns = deploy_colour_connections(co);
 		int ready = 0, restarts = 0;
 		long lost = 0;
@@ -1142,7 +1142,8 @@ static int cmd_status(struct cli *c)
 					platform_meta_get(&co->c, DEPLOY_META_ASSIST_RATE);
 				size_t dl = strlen(d);
 
-				fmt_dur(t, sizeof(t), as ? (obs.obs.now_ms - as) / 1000.0 : -1);
+				fmt_dur(t, sizeof(t),
+					as ? (double)(obs.obs.now_ms - as) / 1000.0 : -1);
 				snprintf(d + dl, sizeof(d) - dl,
 					 "; assisted for %s at %s/s (sessions moved to the live "
 					 "colour)",
@@ -1437,7 +1438,7 @@ static int cmd_history(struct cli *c)
 			       json_integer_value(json_object_get(o, "connections")));
 		if (json_object_get(o, "drain_ms"))
 			printf(" drain=%.1fs",
-			       json_integer_value(json_object_get(o, "drain_ms")) / 1000.0);
+			       (double)json_integer_value(json_object_get(o, "drain_ms")) / 1000.0);
 		if (json_object_get(o, "replica"))
 			printf(" replica=%s", json_string_value(json_object_get(o, "replica")));
 		if (json_object_get(o, "restarts"))

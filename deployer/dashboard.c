@@ -25,6 +25,7 @@
 #include "lswitch.h"
 #include "run.h"
 #include "status.h"
+#include "unconst.h"
 #include "webassets.h"
 
 /* Events the ring keeps: a viewer further behind skips to the newest. */
@@ -397,7 +398,7 @@ static void sse_free(void *cls)
 static enum MHD_Result reply(struct MHD_Connection *mc, unsigned status, const char *ctype,
 			     const char *body, size_t len, enum MHD_ResponseMemoryMode mode)
 {
-	struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, mode);
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, unconst(body), mode);
 	enum MHD_Result ret;
 
 	if (!r)

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "lswitch.h"
 #include "promtext.h"
+#include "unconst.h"
 
 #define LOCAL_HTTP_MAX (256 * 1024)
 #define LOCAL_REPLICAS_MAX 32
@@ -1082,13 +1083,13 @@ int local_up(const char *exe, const char *state_dir, const char *listen, const c
 	     int switches, int *already, char *err, size_t errlen)
 {
 	char reply[256], log[LOCAL_PATH_MAX], n[16];
-	char *argv[] = { (char *)exe,
+	char *argv[] = { unconst(exe),
 			 "local",
 			 "serve",
 			 "--state-dir",
-			 (char *)state_dir,
+			 unconst(state_dir),
 			 "--listen",
-			 (char *)listen,
+			 unconst(listen),
 			 NULL,
 			 NULL,
 			 NULL,
@@ -1103,7 +1104,7 @@ int local_up(const char *exe, const char *state_dir, const char *listen, const c
 	}
 	if (websocket) {
 		argv[k++] = "--websocket";
-		argv[k++] = (char *)websocket;
+		argv[k++] = unconst(websocket);
 	}
 
 	*already = 0;

@@ -34,6 +34,7 @@
 
 #include "log.h"
 #include "promtext.h"
+#include "unconst.h"
 
 #define LSW_PROBE_MS 250
 #define LSW_PROBE_TIMEOUT_MS 2000
@@ -400,7 +401,7 @@ static int rep_spawn(struct lsw *sw, struct lsw_rep *r, char *err, size_t errlen
 	snprintf(secret, sizeof(secret), "%s/cluster.secret", sw->state_dir);
 	snprintf(token, sizeof(token), "%s/control.token", sw->state_dir);
 	unlink(ports);
-	argv[n++] = (char *)sp->chatd;
+	argv[n++] = unconst(sp->chatd);
 	argv[n++] = "--listen";
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--http";
@@ -811,7 +812,7 @@ int lsw_sup_scale(struct lsw *sw, const char *sha, int n, const struct lsw_spec 
 			i++;
 	}
 	for (size_t i = 0; i < c->n_rep; i++)
-		active += rep_active(c->rep[i]);
+		active += (size_t)rep_active(c->rep[i]);
 	/* Scale down: the newest replicas go first; they drain (one SIGTERM). */
 	while (active > (size_t)n) {
 		struct lsw_rep *last = NULL;

@@ -291,9 +291,9 @@ static void drained_event(const struct deploy_cfg *cfg, const struct deploy_colo
 	ev_put(ev, n, "Normal", "Drained", "Drain",
 	       "drained in %.1fs (%s at the switch): 0 connections for the settle period "
 	       "(%.1fs)",
-	       a->drain_ms / 1000.0,
+	       (double)a->drain_ms / 1000.0,
 	       from ? conns_text(fb, sizeof(fb), atol(from)) : "count unknown",
-	       cfg->settle_ms / 1000.0);
+	       (double)cfg->settle_ms / 1000.0);
 }
 
 size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *obs,
@@ -330,7 +330,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 		if (waited_ms >= 0 && c)
 			ev_put(ev, &n, "Normal", "Ready", "Wait",
 			       "%d of %d replicas ready after %.1fs", c->c.ready, c->c.replicas,
-			       waited_ms / 1000.0);
+			       (double)waited_ms / 1000.0);
 		if (!obs->selected[0])
 			snprintf(fb, sizeof(fb), "nothing");
 		else
@@ -355,7 +355,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			ev_put(ev, &n, "Normal", "AssistedDrain", "Move",
 			       "assisted drain after %.1fs of draining: moving its %s to chat-%s "
 			       "at %g sessions/s (see-other-host, XEP-0198 resumption)",
-			       ds ? (obs->now_ms - ds) / 1000.0 : 0.0,
+			       ds ? (double)(obs->now_ms - ds) / 1000.0 : 0.0,
 			       conns_text(cb, sizeof(cb), conns),
 			       obs->selected[0] ? obs->selected : "none", cfg->assist_rate);
 		} else if (strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0) {
@@ -364,7 +364,8 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			       "still %s after %.1fs of draining (--max-drain %.0fs): left "
 			       "running, rainbow prune deletes it once drained",
 			       conns_text(cb, sizeof(cb), conns),
-			       ds ? (obs->now_ms - ds) / 1000.0 : 0.0, cfg->max_drain_ms / 1000.0);
+			       ds ? (double)(obs->now_ms - ds) / 1000.0 : 0.0,
+			       (double)cfg->max_drain_ms / 1000.0);
 		}
 		break;
 	case DEPLOY_ACT_REMOVE:
@@ -377,8 +378,8 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 			ev_put(ev, &n, "Warning", "MaxDrainReached", "Drain",
 			       "still %s after %.1fs of draining (--max-drain %.0fs): shut down, "
 			       "chatd ends them with a system-shutdown stream error",
-			       conns_text(cb, sizeof(cb), conns), a->drain_ms / 1000.0,
-			       cfg->max_drain_ms / 1000.0);
+			       conns_text(cb, sizeof(cb), conns), (double)a->drain_ms / 1000.0,
+			       (double)cfg->max_drain_ms / 1000.0);
 			ev_put(ev, &n, "Warning", "Deleted", "Delete",
 			       "deleted with %s (--on-max-drain shutdown)",
 			       conns_text(cb, sizeof(cb), conns));
@@ -411,7 +412,7 @@ size_t run_action_events(const struct deploy_cfg *cfg, const struct deploy_obs *
 		ev_put(ev, &n, "Normal", "Shrunk", "Shrink",
 		       "removed replica %s: 0 connections for the settle period (%.1fs); the "
 		       "colour holds %s on its other replicas",
-		       a->name, cfg->settle_ms / 1000.0, conns_text(cb, sizeof(cb), conns));
+		       a->name, (double)cfg->settle_ms / 1000.0, conns_text(cb, sizeof(cb), conns));
 		break;
 	}
 	return n;
@@ -654,14 +655,14 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 				 "; %ld connections lost in crashes (not drained)", lost);
 		if (a->why == DEPLOY_WHY_DRAINED)
 			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s%s",
-				 a->drain_ms / 1000.0,
+				 (double)a->drain_ms / 1000.0,
 				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted",
 				 lost_note);
 		else
 			snprintf(s->what, sizeof(s->what),
 				 "passed --max-drain after %.1fs with %ld connections: shut down "
 				 "(system-shutdown)",
-				 a->drain_ms / 1000.0, conns);
+				 (double)a->drain_ms / 1000.0, conns);
 		if (!o->quiet)
 			fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
 	}
@@ -760,20 +761,21 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 	switch (ph) {
 	case DEPLOY_PHASE_CREATE:
 		fprintf(o->out, "start chat-%s (%d replicas) ... %.2fs\n", sha, r->wanted,
-			dur_ms / 1000.0);
+			(double)dur_ms / 1000.0);
 		break;
 	case DEPLOY_PHASE_SCALE:
 		fprintf(o->out, "scale chat-%s to %d replicas ... %.2fs\n", sha, r->wanted,
-			dur_ms / 1000.0);
+			(double)dur_ms / 1000.0);
 		break;
 	case DEPLOY_PHASE_READY:
-		fprintf(o->out, "wait until ready ... %.2fs\n", dur_ms / 1000.0);
+		fprintf(o->out, "wait until ready ... %.2fs\n", (double)dur_ms / 1000.0);
 		break;
 	case DEPLOY_PHASE_SWITCH:
-		fprintf(o->out, "switch traffic to chat-%s ... %.3fs\n", sha, dur_ms / 1000.0);
+		fprintf(o->out, "switch traffic to chat-%s ... %.3fs\n", sha,
+			(double)dur_ms / 1000.0);
 		break;
 	case DEPLOY_PHASE_DRAIN:
-		fprintf(o->out, "drain old colours ... %.2fs\n", dur_ms / 1000.0);
+		fprintf(o->out, "drain old colours ... %.2fs\n", (double)dur_ms / 1000.0);
 		break;
 	default:
 		break;
@@ -1122,7 +1124,7 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 					fprintf(o->out, " (%s)",
 						run_forecast_text(&fc[i], eta, sizeof(eta)));
 			}
-			fprintf(o->out, " (%.0fs)\n", (mono_ms() - phase_start) / 1000.0);
+			fprintf(o->out, " (%.0fs)\n", (double)(mono_ms() - phase_start) / 1000.0);
 			fflush(o->out);
 		}
 		if (!wait_start &&
@@ -1187,11 +1189,12 @@ int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct ru
 		}
 		if (res->phase == DEPLOY_PHASE_DONE) {
 			json_t *e = json_pack("{s:s,s:s,s:f}", "event", "done", "sha", cfg->sha,
-					      "seconds", (mono_ms() - started) / 1000.0);
+					      "seconds", (double)(mono_ms() - started) / 1000.0);
 
 			run_record(o->state_dir, e);
 			if (!o->quiet) {
-				fprintf(o->out, "done in %.2fs\n", (mono_ms() - started) / 1000.0);
+				fprintf(o->out, "done in %.2fs\n",
+					(double)(mono_ms() - started) / 1000.0);
 				if (n_sum)
 					fprintf(o->out, "summary:\n");
 				for (size_t i = 0; i < n_sum; i++)
@@ -1214,7 +1217,7 @@ out:
 		report_phase(o->report, cur, mono_ms() - phase_start);
 	if (o->report)
 		json_object_set_new(o->report, "seconds",
-				    json_real((double)(mono_ms() - started) / 1000.0));
+				    json_real((double)(double)(mono_ms() - started) / 1000.0));
 	free(seen);
 	free(mem);
 	free(res);

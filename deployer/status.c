@@ -26,7 +26,7 @@ static json_t *colour_json(const struct forecast_model *model, const struct run_
 	enum deploy_state st = deploy_colour_state(co, obs->obs.selected);
 	int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
 	double age = co->c.created ? (double)(obs->obs.now_ms / 1000 - co->c.created) : -1;
-	double draining = ds ? (obs->obs.now_ms - ds) / 1000.0 : -1;
+	double draining = ds ? (double)(obs->obs.now_ms - ds) / 1000.0 : -1;
 	long conns = deploy_colour_connections(co);
 	const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
 	long drain_from = from ? atol(from) : 0;
@@ -72,8 +72,8 @@ static json_t *colour_json(const struct forecast_model *model, const struct run_
 
 		json_object_set_new(o, "assist",
 				    json_pack("{s:f,s:f}", "since_s",
-					      as ? (obs->obs.now_ms - as) / 1000.0 : -1.0, "rate",
-					      rate ? atof(rate) : 0.0));
+					      as ? (double)(obs->obs.now_ms - as) / 1000.0 : -1.0,
+					      "rate", rate ? atof(rate) : 0.0));
 	} else {
 		json_object_set_new(o, "assist", json_null());
 	}
