@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "b64.h"
+#include "unconst.h"
 #include "xml.h"
 #include "xstream.h"
 
@@ -362,7 +363,8 @@ static void ic_feed(struct ic_client *c, const char *data, size_t len)
 				return;
 			}
 			SSL_set_connect_state(c->ssl);
-			SSL_set_tlsext_host_name(c->ssl, c->ic->domain);
+			SSL_ctrl(c->ssl, SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+				 unconst(c->ic->domain));
 			c->state = IC_HANDSHAKE;
 			ic_handshake(c);
 			return;

@@ -644,15 +644,15 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(tls_mode, "require") == 0)
-		flags |= XMPP_CONN_FLAG_MANDATORY_TLS;
+		flags |= (long)XMPP_CONN_FLAG_MANDATORY_TLS;
 	else if (strcmp(tls_mode, "disable") == 0)
-		flags |= XMPP_CONN_FLAG_DISABLE_TLS;
+		flags |= (long)XMPP_CONN_FLAG_DISABLE_TLS;
 	else if (strcmp(tls_mode, "optional") != 0) {
 		sc_usage();
 		return 2;
 	}
 	if (trust)
-		flags |= XMPP_CONN_FLAG_TRUST_TLS;
+		flags |= (long)XMPP_CONN_FLAG_TRUST_TLS;
 	if (sc_parse_actions(&sc, argc - i, argv + i) < 0) {
 		sc_usage();
 		free(sc.acts);

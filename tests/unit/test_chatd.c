@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "../../server/config.h"
+#include "unconst.h"
 #include "../../server/conn.h"
 #include "../../server/metrics.h"
 #include "../../server/router.h"
@@ -51,7 +52,7 @@ static int load(struct config *cfg, int argc, const char **argv)
 
 	assert_true(argc < 32);
 	for (int i = 0; i < argc; i++)
-		copy[i] = (char *)argv[i];
+		copy[i] = unconst(argv[i]);
 	copy[argc] = NULL;
 	return config_load(cfg, argc, copy);
 }
@@ -224,7 +225,8 @@ static void test_close_reasons(void **state)
 	assert_string_equal(close_reason_name(CLOSE_CLIENT), "client");
 	assert_string_equal(close_reason_name(CLOSE_RESET), "reset");
 	for (int r = CLOSE_BAD_FORMAT; r < CLOSE_REASON_COUNT; r++)
-		assert_int_equal(close_reason_from_condition(close_reason_name(r)), r);
+		assert_int_equal(
+			close_reason_from_condition(close_reason_name((enum close_reason)r)), r);
 	assert_int_equal(close_reason_from_condition("see-other-host"), CLOSE_SEE_OTHER_HOST);
 	/* a condition chatd never sends */
 	assert_int_equal(close_reason_from_condition("gone"), CLOSE_BAD_FORMAT);

@@ -25,6 +25,7 @@
 
 #include "../../deployer/kubeclient.h"
 #include "log.h"
+#include "unconst.h"
 
 #define CANNED_MAX 16
 #define REQ_MAX 16
@@ -129,7 +130,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		s->chunk = reply.chunk;
 		resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 64, stream_cb, s, free);
 	} else {
-		resp = MHD_create_response_from_buffer(strlen(reply.body), (void *)reply.body,
+		resp = MHD_create_response_from_buffer(strlen(reply.body), unconst(reply.body),
 						       MHD_RESPMEM_PERSISTENT);
 	}
 	MHD_add_response_header(resp, "Content-Type", "application/json");

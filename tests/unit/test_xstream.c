@@ -102,8 +102,8 @@ enum split { SPLIT_WHOLE, SPLIT_BYTES, SPLIT_RANDOM, SPLIT_NMODES };
  * returns it. With compact, calls xstream_compact() after every piece.
  * *ncompact counts the compactions that freed a parser.
  */
-static int feed_split(struct xstream *xs, const char *data, size_t len, enum split mode,
-		      int compact, unsigned *ncompact)
+static int feed_split(struct xstream *xs, const char *data, size_t len, int mode, int compact,
+		      unsigned *ncompact)
 {
 	size_t off = 0;
 
