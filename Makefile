@@ -51,7 +51,8 @@ pkg_cflags = $(shell $(PKG_CONFIG) --cflags $(1))
 pkg_libs = $(shell $(PKG_CONFIG) --libs $(1))
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
-	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2
+	-Wstrict-prototypes -Wmissing-prototypes -Wformat=2 \
+	-Wconversion -Wsign-conversion -Wcast-qual
 CFLAGS ?= -O2 -g
 ifeq ($(SAN),1)
 CFLAGS := -O1 -g -fno-omit-frame-pointer
