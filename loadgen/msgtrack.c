@@ -32,7 +32,7 @@ static unsigned mt_get(const struct msgtrack *mt, uint64_t seq)
 {
 	if (seq >= mt->state_cap)
 		return MT_NONE;
-	return (mt->state[seq / 4] >> ((seq % 4) * 2)) & 3u;
+	return (unsigned)(mt->state[seq / 4] >> ((seq % 4) * 2)) & 3u;
 }
 
 static void mt_set(struct msgtrack *mt, uint64_t seq, unsigned v)
