@@ -6,9 +6,10 @@
 #include "connlife.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "promtext.h"
 
 static const uint16_t connlife_mantissa[10] = { 100, 125, 160, 200, 250, 315, 400, 500, 630, 800 };
 
@@ -106,29 +107,6 @@ void connlife_ages(struct connlife *l, uint64_t now_ms, uint64_t out[CONNLIFE_BO
 	out[CONNLIFE_BOUNDS] = l->open;
 }
 
-struct out {
-	char *buf;
-	size_t cap, len;
-	int overflow;
-};
-
-__attribute__((format(printf, 2, 3))) static void put(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	if (o->overflow)
-		return;
-	va_start(ap, fmt);
-	n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
-	va_end(ap);
-	if (n < 0 || (size_t)n >= o->cap - o->len) {
-		o->overflow = 1;
-		return;
-	}
-	o->len += (size_t)n;
-}
-
 /* Milliseconds as seconds without trailing zeros: 1250 -> "1.25", 4000 -> "4". */
 static const char *secs(char *buf, size_t len, uint64_t ms)
 {
@@ -148,30 +126,32 @@ static const char *secs(char *buf, size_t len, uint64_t ms)
 
 long connlife_format(struct connlife *l, uint64_t now_ms, char *buf, size_t cap)
 {
-	struct out o = { buf, cap, 0, 0 };
+	struct promtext o = { buf, cap, 0, 0 };
 	uint64_t ages[CONNLIFE_BOUNDS + 1], cum = 0;
 	char le[32];
 
-	put(&o, "# HELP chatd_connection_duration_seconds Lifetimes of ended client "
-		"connections.\n# TYPE chatd_connection_duration_seconds histogram\n");
+	promtext_put(&o, "# HELP chatd_connection_duration_seconds Lifetimes of ended client "
+			 "connections.\n# TYPE chatd_connection_duration_seconds histogram\n");
 	for (size_t i = 0; i < CONNLIFE_BOUNDS; i++) {
 		cum += l->ended[i];
-		put(&o, "chatd_connection_duration_seconds_bucket{le=\"%s\"} %llu\n",
-		    secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)cum);
+		promtext_put(&o, "chatd_connection_duration_seconds_bucket{le=\"%s\"} %llu\n",
+			     secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)cum);
 	}
-	put(&o, "chatd_connection_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-	    (unsigned long long)l->ended_total);
-	put(&o, "chatd_connection_duration_seconds_sum %s\n",
-	    secs(le, sizeof(le), l->ended_ms_sum));
-	put(&o, "chatd_connection_duration_seconds_count %llu\n",
-	    (unsigned long long)l->ended_total);
+	promtext_put(&o, "chatd_connection_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+		     (unsigned long long)l->ended_total);
+	promtext_put(&o, "chatd_connection_duration_seconds_sum %s\n",
+		     secs(le, sizeof(le), l->ended_ms_sum));
+	promtext_put(&o, "chatd_connection_duration_seconds_count %llu\n",
+		     (unsigned long long)l->ended_total);
 	connlife_ages(l, now_ms, ages);
-	put(&o, "# HELP chatd_connection_age_seconds_bucket Open client connections at most "
-		"le seconds old.\n# TYPE chatd_connection_age_seconds_bucket gauge\n");
+	promtext_put(&o,
+		     "# HELP chatd_connection_age_seconds_bucket Open client connections at most "
+		     "le seconds old.\n# TYPE chatd_connection_age_seconds_bucket gauge\n");
 	for (size_t i = 0; i < CONNLIFE_BOUNDS; i++)
-		put(&o, "chatd_connection_age_seconds_bucket{le=\"%s\"} %llu\n",
-		    secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)ages[i]);
-	put(&o, "chatd_connection_age_seconds_bucket{le=\"+Inf\"} %llu\n",
-	    (unsigned long long)ages[CONNLIFE_BOUNDS]);
+		promtext_put(&o, "chatd_connection_age_seconds_bucket{le=\"%s\"} %llu\n",
+			     secs(le, sizeof(le), connlife_bound_ms(i)),
+			     (unsigned long long)ages[i]);
+	promtext_put(&o, "chatd_connection_age_seconds_bucket{le=\"+Inf\"} %llu\n",
+		     (unsigned long long)ages[CONNLIFE_BOUNDS]);
 	return o.overflow ? -ENOSPC : (long)o.len;
 }

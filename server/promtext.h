@@ -1,0 +1,24 @@
+/*
+ * Prometheus text exposition written into a caller's fixed buffer: once
+ * it is full, every later write is dropped and overflow is set, so a
+ * formatter writes on and checks once at the end.
+ */
+#ifndef CHATD_PROMTEXT_H
+#define CHATD_PROMTEXT_H
+
+#include <stddef.h>
+
+struct promtext {
+	char *buf;
+	size_t cap; /* bytes of buf */
+	size_t len; /* bytes written, without the terminating NUL */
+	int overflow; /* a write did not fit: buf holds a truncated text */
+};
+
+__attribute__((format(printf, 2, 3))) void promtext_put(struct promtext *o, const char *fmt,
+							 ...);
+
+/* A label value, escaping backslash, double quote and newline. */
+void promtext_label(struct promtext *o, const char *s);
+
+#endif
