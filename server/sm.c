@@ -150,6 +150,19 @@ int sm_outbound(struct conn *c, const char *data, size_t len)
 
 /* ---- detached sessions ---- */
 
+/* Holds h for its resumption window: first in srv->detached, its deadline
+ * scheduled. */
+static void detached_link(struct srv *srv, struct conn *h)
+{
+	h->t_deadline = srv_now(srv) + h->sm->window_s * 1000u;
+	h->next = srv->detached;
+	if (srv->detached)
+		srv->detached->prev = h;
+	srv->detached = h;
+	srv->metrics.sessions_detached++;
+	srv_conn_schedule(srv, h);
+}
+
 static void detached_unlink(struct srv *srv, struct conn *h)
 {
 	if (h->prev)
@@ -202,13 +215,7 @@ static int detach(struct conn *c)
 	h->handle_closed = 1; /* nothing is ever written */
 	h->header_sent = 1;
 	session_move(h, c);
-	h->t_deadline = srv_now(srv) + h->sm->window_s * 1000u;
-	h->next = srv->detached;
-	if (srv->detached)
-		srv->detached->prev = h;
-	srv->detached = h;
-	srv->metrics.sessions_detached++;
-	srv_conn_schedule(srv, h);
+	detached_link(srv, h);
 	jid_format_full(&h->jid, full, sizeof(full));
 	conn_log(h, LOG_DEBUG, "detached", "jid=%s window_s=%u queued=%u", full, h->sm->window_s,
 		 h->sm->count);
@@ -696,13 +703,7 @@ void sm_peer_state(struct srv *srv, const char *peer, uint64_t req, const char *
 			free(h);
 			return;
 		}
-		h->t_deadline = srv_now(srv) + h->sm->window_s * 1000u;
-		h->next = srv->detached;
-		if (srv->detached)
-			srv->detached->prev = h;
-		srv->detached = h;
-		srv->metrics.sessions_detached++;
-		srv_conn_schedule(srv, h);
+		detached_link(srv, h);
 		cluster_glue_session_taken(srv, full, peer);
 		conn_log(h, LOG_INFO, "moved_in", "jid=%s from=%s attached=0", full, peer);
 		return;
