@@ -391,6 +391,13 @@ static void put_bytes(struct cluster_buf *b, const void *p, size_t n)
 	b->len += n;
 }
 
+/* A string as its 16-bit length and its bytes. */
+static void put_str16(struct cluster_buf *b, const char *s, size_t len)
+{
+	put_u16(b, (unsigned)len);
+	put_bytes(b, s, len);
+}
+
 static void set_u32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
@@ -419,8 +426,10 @@ static int frame_begin(struct cluster_buf *b, uint8_t type, size_t plen)
 	return 0;
 }
 
-int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
-		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN])
+/* HELLO and IDENT: the same instance, version and port; HELLO (nonce not
+ * NULL) adds the protocol version before them and the nonce after. */
+static int enc_ident(struct cluster_buf *b, uint8_t type, const char *instance, const char *version,
+		     uint16_t port, const uint8_t *nonce)
 {
 	size_t il = strlen(instance), vl = strlen(version);
 	int rc;
@@ -428,37 +437,30 @@ int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *v
 	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255) ||
 	    !label_ok(instance, il) || !label_ok(version, vl))
 		return CLUSTER_PROTO_EINVAL;
-	rc = frame_begin(b, CLUSTER_MSG_HELLO, 1 + 2 + il + 2 + vl + 2 + CLUSTER_NONCE_LEN);
+	rc = frame_begin(b, type,
+			 (nonce ? 1 + (size_t)CLUSTER_NONCE_LEN : 0) + 2 + il + 2 + vl + 2);
 	if (rc < 0)
 		return rc;
-	put_u8(b, CLUSTER_PROTO_VERSION);
-	put_u16(b, (unsigned)il);
-	put_bytes(b, instance, il);
-	put_u16(b, (unsigned)vl);
-	put_bytes(b, version, vl);
+	if (nonce)
+		put_u8(b, CLUSTER_PROTO_VERSION);
+	put_str16(b, instance, il);
+	put_str16(b, version, vl);
 	put_u16(b, port);
-	put_bytes(b, nonce, CLUSTER_NONCE_LEN);
+	if (nonce)
+		put_bytes(b, nonce, CLUSTER_NONCE_LEN);
 	return 0;
+}
+
+int cluster_enc_hello(struct cluster_buf *b, const char *instance, const char *version,
+		      uint16_t port, const uint8_t nonce[CLUSTER_NONCE_LEN])
+{
+	return enc_ident(b, CLUSTER_MSG_HELLO, instance, version, port, nonce);
 }
 
 int cluster_enc_ident(struct cluster_buf *b, const char *instance, const char *version,
 		      uint16_t port)
 {
-	size_t il = strlen(instance), vl = strlen(version);
-	int rc;
-
-	if (!str_ok(instance, il, 1, CLUSTER_ID_MAX) || !str_ok(version, vl, 0, 255) ||
-	    !label_ok(instance, il) || !label_ok(version, vl))
-		return CLUSTER_PROTO_EINVAL;
-	rc = frame_begin(b, CLUSTER_MSG_IDENT, 2 + il + 2 + vl + 2);
-	if (rc < 0)
-		return rc;
-	put_u16(b, (unsigned)il);
-	put_bytes(b, instance, il);
-	put_u16(b, (unsigned)vl);
-	put_bytes(b, version, vl);
-	put_u16(b, port);
-	return 0;
+	return enc_ident(b, CLUSTER_MSG_IDENT, instance, version, port, NULL);
 }
 
 int cluster_enc_auth(struct cluster_buf *b, const uint8_t mac[CLUSTER_MAC_LEN])
@@ -485,12 +487,9 @@ static int enc_routed_xml(struct cluster_buf *b, uint8_t type, const char *to, c
 	rc = frame_begin(b, type, (to ? 2 + tl : 0) + 2 + fl + 4 + xmllen);
 	if (rc < 0)
 		return rc;
-	if (to) {
-		put_u16(b, (unsigned)tl);
-		put_bytes(b, to, tl);
-	}
-	put_u16(b, (unsigned)fl);
-	put_bytes(b, from, fl);
+	if (to)
+		put_str16(b, to, tl);
+	put_str16(b, from, fl);
 	put_u32(b, (uint32_t)xmllen);
 	put_bytes(b, xml, xmllen);
 	return 0;
@@ -532,10 +531,8 @@ int cluster_enc_session_req(struct cluster_buf *b, uint64_t req, const char *pre
 	if (rc < 0)
 		return rc;
 	put_u64(b, req);
-	put_u16(b, (unsigned)pl);
-	put_bytes(b, previd, pl);
-	put_u16(b, (unsigned)bl);
-	put_bytes(b, bare, bl);
+	put_str16(b, previd, pl);
+	put_str16(b, bare, bl);
 	put_u32(b, h);
 	return 0;
 }
@@ -566,8 +563,7 @@ int cluster_enc_session_state(struct cluster_buf *b, uint64_t req, const char *f
 	if (rc < 0)
 		return rc;
 	put_u64(b, req);
-	put_u16(b, (unsigned)fl);
-	put_bytes(b, full, fl);
+	put_str16(b, full, fl);
 	put_u32(b, (uint32_t)len);
 	put_bytes(b, state, len);
 	return 0;
@@ -583,8 +579,7 @@ int cluster_enc_session_done(struct cluster_buf *b, const char *full)
 	rc = frame_begin(b, CLUSTER_MSG_SESSION_DONE, 2 + fl);
 	if (rc < 0)
 		return rc;
-	put_u16(b, (unsigned)fl);
-	put_bytes(b, full, fl);
+	put_str16(b, full, fl);
 	return 0;
 }
 
@@ -597,8 +592,7 @@ int cluster_enc_ping(struct cluster_buf *b, uint8_t type, uint64_t token)
 	rc = frame_begin(b, type, 8);
 	if (rc < 0)
 		return rc;
-	put_u32(b, (uint32_t)(token >> 32));
-	put_u32(b, (uint32_t)token);
+	put_u64(b, token);
 	return 0;
 }
 
@@ -641,8 +635,7 @@ int cluster_batch_add(struct cluster_batch *bt, const char *jid, int priority, u
 	rc = buf_reserve(b, need);
 	if (rc < 0)
 		return rc;
-	put_u16(b, (unsigned)jl);
-	put_bytes(b, jid, jl);
+	put_str16(b, jid, jl);
 	if (bt->type == CLUSTER_MSG_ROUTE_ADD) {
 		if (priority < -128)
 			priority = -128;
