@@ -76,6 +76,15 @@ def chatload(a, servers, args, name):
     return p, report, log_f
 
 
+def chatload_report(p, report, log_f):
+    """Stops a chatload() with SIGINT and returns the report it wrote."""
+    p.send_signal(signal.SIGINT)
+    p.wait(timeout=120)
+    log_f.close()
+    with open(report) as f:
+        return json.load(f)
+
+
 def wait_sessions(servers, n, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,11 +108,7 @@ def hold(a, clients, tls, run):
         rss = benchlib.rss_kib(p.pid)
         time.sleep(1)
         ld = load.stop()
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=120)
-        log_f.close()
-        with open(report) as f:
-            r = json.load(f)
+        r = chatload_report(p, report, log_f)
     finally:
         for s in servers:
             s.stop()
@@ -133,11 +138,7 @@ def bench_logins(a, clients, run):
         # chatd counts a session at bind, chatload once its version query
         # is answered: let the last ones arrive before ramp_s is read.
         time.sleep(2)
-        p.send_signal(signal.SIGINT)
-        p.wait(timeout=120)
-        log_f.close()
-        with open(report) as f:
-            r = json.load(f)
+        r = chatload_report(p, report, log_f)
     finally:
         srv.stop()
     ramp = r["ramp_s"] or 0

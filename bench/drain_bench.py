@@ -21,17 +21,16 @@ import argparse
 import glob
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import benchlib  # noqa: E402
+import benchlocal  # noqa: E402
 
 DISTS = [
     # name, chatload --lifetime, what it is
@@ -45,29 +44,9 @@ def note(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Local:
+class Local(benchlocal.LocalPlatform):
     def __init__(self, build):
-        self.state = tempfile.mkdtemp(prefix="rb-drain-bench-")
-        self.port = free_port()
-        self.build = build
-        self.env = dict(os.environ, RAINBOW_CHATD=os.path.join(build, "chatd"),
-                        RAINBOW_STATE_DIR=self.state)
-        self.rb("local", "up", "--listen", "127.0.0.1:%d" % self.port)
-
-    def rb(self, *args, check=True, timeout=120):
-        r = subprocess.run([os.path.join(self.build, "rainbow")] + list(args),
-                           capture_output=True, text=True, env=self.env, timeout=timeout)
-        if check and r.returncode != 0:
-            raise RuntimeError("rainbow %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
-        return r
+        super().__init__(build, "rb-drain-bench-")
 
     def chatd_pids(self):
         pids = []
@@ -75,10 +54,6 @@ class Local:
             with open(path) as f:
                 pids += [r["pid"] for r in json.load(f).get("replicas", []) if r.get("pid")]
         return pids
-
-    def close(self):
-        self.rb("local", "down", "--force", check=False)
-        shutil.rmtree(self.state, ignore_errors=True)
 
 
 def one_run(build, spec, clients, ramp_s, warmup, max_drain, seed):

@@ -18,51 +18,17 @@ Bounded: every loop has a fixed count; a run takes about a minute.
 import argparse
 import json
 import os
-import shutil
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import benchlib  # noqa: E402
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Local:
-    def __init__(self, build):
-        self.state = tempfile.mkdtemp(prefix="rb-bench-")
-        self.port = free_port()
-        self.rainbow = os.path.join(build, "rainbow")
-        self.env = dict(os.environ, RAINBOW_CHATD=os.path.join(build, "chatd"),
-                        RAINBOW_STATE_DIR=self.state)
-        self.rb("local", "up", "--listen", "127.0.0.1:%d" % self.port)
-
-    def rb(self, *args, check=True):
-        r = subprocess.run([self.rainbow] + list(args), capture_output=True, text=True,
-                           env=self.env, timeout=120)
-        if check and r.returncode != 0:
-            raise RuntimeError("rainbow %s: %s" % (" ".join(args), r.stderr))
-        return r
-
-    def record(self):
-        with open(os.path.join(self.state, "record.jsonl")) as f:
-            return [json.loads(x) for x in f if x.strip()]
-
-    def close(self):
-        self.rb("local", "down", "--force", check=False)
-        shutil.rmtree(self.state, ignore_errors=True)
+import benchlocal  # noqa: E402
 
 
 def note(*a):
@@ -75,7 +41,7 @@ def summary(xs):
 
 
 def bench_switch(build, rows, n=8):
-    loc = Local(build)
+    loc = benchlocal.LocalPlatform(build, "rb-bench-")
     load = benchlib.MachineLoad().start()
     try:
         for i in range(n):
@@ -94,7 +60,7 @@ def bench_switch(build, rows, n=8):
 
 
 def bench_drain(build, rows, reps=3, settle=1.0, poll=0.2):
-    loc = Local(build)
+    loc = benchlocal.LocalPlatform(build, "rb-bench-")
     lat = []
     load = benchlib.MachineLoad().start()
     try:
@@ -135,15 +101,7 @@ class Echo:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self.run, daemon=True).start()
-
-    def run(self):
-        while True:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self.serve, args=(c,), daemon=True).start()
+        benchlocal.serve_threads(self.sock, self.serve)
 
     def serve(self, c):
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -206,7 +164,7 @@ def bench_proxy(build, rows, runs):
     Python interpreter) and the switch share the machine."""
     res = []
     for run in range(runs):
-        loc = Local(build)
+        loc = benchlocal.LocalPlatform(build, "rb-bench-")
         echo = Echo()
         try:
             s = socket.socket(socket.AF_UNIX)

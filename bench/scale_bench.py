@@ -23,17 +23,17 @@ import json
 import math
 import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import benchlib  # noqa: E402
+import benchlocal  # noqa: E402
 
 PER_SWITCH = 9744  # (20,000 - 512) / 2: one switch process's budget
 PER_CHATD = 10000  # clients one replica is given at most here
@@ -43,37 +43,17 @@ def log(msg):
     print("scale_bench: " + msg, file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def raise_nofile():
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class Local:
+class Local(benchlocal.LocalPlatform):
     """A local platform in a temp state dir, torn down at the end."""
 
     def __init__(self, build, switches=1):
-        self.state = tempfile.mkdtemp(prefix="rb-scale-")
-        self.port = free_port()
-        self.listen = "127.0.0.1:%d" % self.port
-        self.rainbow = os.path.join(build, "rainbow")
-        self.env = dict(os.environ, RAINBOW_CHATD=os.path.join(build, "chatd"),
-                        RAINBOW_STATE_DIR=self.state)
-        self.rb("local", "up", "--listen", self.listen, "--switches", str(switches))
-
-    def rb(self, *args, check=True, timeout=900):
-        r = subprocess.run([self.rainbow] + list(args), capture_output=True, text=True,
-                           env=self.env, timeout=timeout, preexec_fn=raise_nofile)
-        if check and r.returncode != 0:
-            raise RuntimeError("rainbow %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
-        return r
+        super().__init__(build, "rb-scale-", up_args=("--switches", str(switches)),
+                         timeout=900, preexec_fn=raise_nofile)
 
     def ctl(self, line):
         s = socket.socket(socket.AF_UNIX)
@@ -100,16 +80,6 @@ class Local:
     def switch_pids(self):
         return [w["pid"] for w in self.status()["switches"] if w["pid"] > 0]
 
-    def record(self):
-        path = os.path.join(self.state, "record.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-
-    def down(self):
-        self.rb("local", "down", "--force", check=False, timeout=60)
-        shutil.rmtree(self.state, ignore_errors=True)
 
 
 # ---- stalled: memory per client that does not read ---------------------------------
@@ -124,15 +94,7 @@ class Flood:
         self.sock.listen(1024)
         self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
         self.stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while not self.stop:
-            try:
-                c, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+        benchlocal.serve_threads(self.sock, self._serve, lambda: not self.stop)
 
     def _serve(self, c):
         chunk = b"x" * 65536
@@ -204,7 +166,7 @@ def bench_stalled(build, n):
     finally:
         flood.stop = True
         flood.sock.close()
-        plat.down()
+        plat.close()
     per = (first - base) / n
     return {"n": n, "base": base, "first": first, "after": after, "second": second,
             "per_kib": per, "queued_per_kib": queued / 1024 / n,
@@ -356,7 +318,7 @@ def bench_scale(build, n, rate, lifetime, ramp):
     finally:
         if load and load.poll() is None:
             load.kill()
-        plat.down()
+        plat.close()
     return out
 
 

@@ -44,7 +44,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import benchlib  # noqa: E402
+import harness  # noqa: E402
 
 DOMAIN = "localhost"
 PASSWORD = "secret"
@@ -58,14 +60,6 @@ SERVER_CORES = {"chatd": 1, "prosody": 1, "ejabberd": benchlib.NCPU}
 
 def log(*a):
     print("compare:", *a, file=sys.stderr, flush=True)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def listening(port):
@@ -183,7 +177,7 @@ class Accounts:
             os.makedirs(os.path.join(d, sub))
         cfg = os.path.join(d, "ejabberd.yml")
         with open(os.path.join(ROOT, CONFIGS["ejabberd"])) as f:
-            text = fill(f.read(), PORT=free_port(), DIR=d, CERT=ejabberd_pem(a, d))
+            text = fill(f.read(), PORT=harness.free_port(), DIR=d, CERT=ejabberd_pem(a, d))
         with open(cfg, "w") as f:
             f.write(text)
         chown_tree(d, "ejabberd")
@@ -208,7 +202,7 @@ class Server:
 
     def __init__(self, kind, a, acc, tag):
         self.kind = kind
-        self.port = free_port()
+        self.port = harness.free_port()
         self.dir = os.path.join(a.tmp, "%s-%s" % (kind, tag))
         os.makedirs(self.dir)
         os.chmod(self.dir, 0o755)
