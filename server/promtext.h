@@ -10,13 +10,12 @@
 
 struct promtext {
 	char *buf;
-	size_t cap; /* bytes of buf */
-	size_t len; /* bytes written, without the terminating NUL */
+	size_t cap;   /* bytes of buf */
+	size_t len;   /* bytes written, without the terminating NUL */
 	int overflow; /* a write did not fit: buf holds a truncated text */
 };
 
-__attribute__((format(printf, 2, 3))) void promtext_put(struct promtext *o, const char *fmt,
-							 ...);
+__attribute__((format(printf, 2, 3))) void promtext_put(struct promtext *o, const char *fmt, ...);
 
 /* A label value, escaping backslash, double quote and newline. */
 void promtext_label(struct promtext *o, const char *s);
