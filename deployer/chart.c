@@ -168,6 +168,27 @@ static void gp_string(FILE *f, const char *s)
 	fputc('\'', f);
 }
 
+/* Selects terminal term[0] with output to prefix.term[1] (no newline after). */
+static void gp_terminal(FILE *f, const char *const term[2], const char *prefix)
+{
+	char out[4200];
+
+	fprintf(f, "%sset terminal %s\n", strcmp(term[1], "png") == 0 ? "# PNG\n" : "# SVG\n",
+		term[0]);
+	snprintf(out, sizeof(out), "%s.%s", prefix, term[1]);
+	fprintf(f, "set output ");
+	gp_string(f, out);
+}
+
+/* A vertical line at x, dashed dt, and "label x s" beside it at height y. */
+static void gp_vline(FILE *f, double x, const char *rgb, int dt, const char *label, double y)
+{
+	fprintf(f,
+		"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb '%s' dt %d\n"
+		"set label '%s %.1fs' at %.3f, graph %.2f left offset 0.5,0 tc rgb '%s'\n",
+		x, x, rgb, dt, label, x, x, y, rgb);
+}
+
 /* Every switch in the record within the timeline's span (SHAs checked: they go into the script). */
 static void load_marks(struct chart *c, const char *state_dir, double bin_s)
 {
@@ -270,12 +291,7 @@ static int write_gp(const struct chart *c, const char *gp, const char *dat, cons
 	if (!f)
 		return -errno;
 	for (size_t t = 0; t < 2; t++) {
-		char out[4200];
-
-		fprintf(f, "%sset terminal %s\n", t == 0 ? "# PNG\n" : "# SVG\n", terms[t][0]);
-		snprintf(out, sizeof(out), "%s.%s", prefix, terms[t][1]);
-		fprintf(f, "set output ");
-		gp_string(f, out);
+		gp_terminal(f, terms[t], prefix);
 		fprintf(f, "\n");
 		fprintf(f, "set title 'rainbow deploy: live connections per colour'\n");
 		fprintf(f, "set xlabel 'seconds'\nset ylabel 'connections'\n");
@@ -455,12 +471,7 @@ static int write_drain_gp(const char *gp, const char *dat, const char *prefix, c
 	if (!f)
 		return -errno;
 	for (size_t t = 0; t < 2; t++) {
-		char out[4200];
-
-		fprintf(f, "%sset terminal %s\n", t == 0 ? "# PNG\n" : "# SVG\n", terms[t][0]);
-		snprintf(out, sizeof(out), "%s.%s", prefix, terms[t][1]);
-		fprintf(f, "set output ");
-		gp_string(f, out);
+		gp_terminal(f, terms[t], prefix);
 		fprintf(f,
 			"\nset title 'chat-%s drain: %" JSON_INTEGER_FORMAT
 			" connections at deselection'\n",
@@ -470,26 +481,11 @@ static int write_drain_gp(const char *gp, const char *dat, const char *prefix, c
 			"set key outside right top\nset grid\nset yrange [0:1.05]\n"
 			"set xrange [0:*]\n");
 		if (json_is_number(eta))
-			fprintf(f,
-				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
-				"'#4363d8' dt 2\nset label 'forecast %.1fs' at %.3f, graph 0.95 "
-				"left offset 0.5,0 tc rgb '#4363d8'\n",
-				json_number_value(eta), json_number_value(eta),
-				json_number_value(eta), json_number_value(eta));
+			gp_vline(f, json_number_value(eta), "#4363d8", 2, "forecast", 0.95);
 		if (json_is_number(p90))
-			fprintf(f,
-				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
-				"'#4363d8' dt 3\nset label 'p90 %.1fs' at %.3f, graph 0.88 "
-				"left offset 0.5,0 tc rgb '#4363d8'\n",
-				json_number_value(p90), json_number_value(p90),
-				json_number_value(p90), json_number_value(p90));
+			gp_vline(f, json_number_value(p90), "#4363d8", 3, "p90", 0.88);
 		if (json_is_number(t100))
-			fprintf(f,
-				"set arrow from %.3f, graph 0 to %.3f, graph 1 nohead lc rgb "
-				"'#e6194b' dt 1\nset label 'drained %.1fs' at %.3f, graph 0.81 "
-				"left offset 0.5,0 tc rgb '#e6194b'\n",
-				json_number_value(t100), json_number_value(t100),
-				json_number_value(t100), json_number_value(t100));
+			gp_vline(f, json_number_value(t100), "#e6194b", 1, "drained", 0.81);
 		fprintf(f, "plot ");
 		gp_string(f, dat);
 		fprintf(f, " index 0 using 1:2 with steps lw 2 lc rgb '#e6194b' title 'chat-%s'",
