@@ -277,24 +277,42 @@ static size_t http_write(char *ptr, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+/*
+ * HTTP status of a GET of url, or of an empty POST with post_headers when
+ * those are not NULL (0 when nothing answered); the body goes to b.
+ */
+static long http_request(struct local *l, const char *url, struct curl_slist *post_headers,
+			 long timeout_ms, struct http_buf *b)
+{
+	long code = 0;
+
+	curl_easy_reset(l->curl);
+	curl_easy_setopt(l->curl, CURLOPT_URL, url);
+	if (post_headers) {
+		curl_easy_setopt(l->curl, CURLOPT_POST, 1L);
+		curl_easy_setopt(l->curl, CURLOPT_POSTFIELDS, "");
+		curl_easy_setopt(l->curl, CURLOPT_HTTPHEADER, post_headers);
+	}
+	curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(l->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
+	curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(l->curl, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, b);
+	if (curl_easy_perform(l->curl) == CURLE_OK)
+		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &code);
+	return code;
+}
+
 /* HTTP status of GET http://hostport/path (0 when nothing answered); body optional. */
 static long http_get(struct local *l, const char *hostport, const char *path, char **body)
 {
 	char url[256];
 	struct http_buf b = { 0 };
-	long code = 0;
+	long code;
 
 	snprintf(url, sizeof(url), "http://%s%s", hostport, path);
-	curl_easy_reset(l->curl);
-	curl_easy_setopt(l->curl, CURLOPT_URL, url);
-	curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, 1500L);
-	curl_easy_setopt(l->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
-	curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(l->curl, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, http_write);
-	curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &b);
-	if (curl_easy_perform(l->curl) == CURLE_OK)
-		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &code);
+	code = http_request(l, url, NULL, 1500L, &b);
 	if (body && code)
 		*body = b.data;
 	else
@@ -891,7 +909,7 @@ static int local_move(struct platform *p, const char *sha, const char *name, int
 	const char *http = NULL;
 	struct curl_slist *h = NULL;
 	struct http_buf b = { 0 };
-	long code = 0;
+	long code;
 	size_t i;
 	FILE *f;
 	int rc;
@@ -926,19 +944,7 @@ static int local_move(struct platform *p, const char *sha, const char *name, int
 	token[strcspn(token, " \t\r\n")] = '\0';
 	snprintf(hdr, sizeof(hdr), "X-Chatd-Control-Token: %s", token);
 	h = curl_slist_append(NULL, hdr);
-	curl_easy_reset(l->curl);
-	curl_easy_setopt(l->curl, CURLOPT_URL, url);
-	curl_easy_setopt(l->curl, CURLOPT_POST, 1L);
-	curl_easy_setopt(l->curl, CURLOPT_POSTFIELDS, "");
-	curl_easy_setopt(l->curl, CURLOPT_HTTPHEADER, h);
-	curl_easy_setopt(l->curl, CURLOPT_TIMEOUT_MS, 3000L);
-	curl_easy_setopt(l->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
-	curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(l->curl, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, http_write);
-	curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, &b);
-	if (curl_easy_perform(l->curl) == CURLE_OK)
-		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &code);
+	code = http_request(l, url, h, 3000L, &b);
 	curl_slist_free_all(h);
 	explicit_bzero(token, sizeof(token));
 	explicit_bzero(hdr, sizeof(hdr));
