@@ -63,21 +63,31 @@ static int state_parse(const char *s, enum lsw_rep_state *out)
 	return -EINVAL;
 }
 
-int lswitch_pid_runs(int pid, const char *name)
+/* Reads up to cap bytes of /proc/PID/what; the count, or <= 0. */
+static ssize_t proc_read(int pid, const char *what, char *buf, size_t cap)
 {
-	char path[64], buf[4096], st[512], want[LSW_NAME_MAX + 3];
+	char path[64];
 	ssize_t n;
 	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, what);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, cap);
+	close(fd);
+	return n;
+}
+
+int lswitch_pid_runs(int pid, const char *name)
+{
+	char buf[4096], st[512], want[LSW_NAME_MAX + 3];
+	ssize_t n;
 	char *paren;
 
 	if (pid <= 0 || kill(pid, 0) != 0)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, st, sizeof(st) - 1);
-	close(fd);
+	n = proc_read(pid, "stat", st, sizeof(st) - 1);
 	if (n <= 0)
 		return 0;
 	st[n] = '\0';
@@ -86,12 +96,7 @@ int lswitch_pid_runs(int pid, const char *name)
 		return 0;
 	if (!name || !name[0])
 		return 1;
-	snprintf(path, sizeof(path), "/proc/%d/cmdline", pid);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 2);
-	close(fd);
+	n = proc_read(pid, "cmdline", buf, sizeof(buf) - 2);
 	if (n <= 0)
 		return 0;
 	/* Arguments end with NUL: the name as a whole argument (x-1 is not x-10). */
