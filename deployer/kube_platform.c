@@ -250,6 +250,31 @@ static int fail(struct platform *p, int rc, const char *err)
 	return platform_error(p, rc, "%s", err);
 }
 
+/*
+ * GET path into res, whose body must hold key as a want (a proxy's error
+ * page with 200 is no answer): else res is freed and the platform error
+ * (kind: what the answer should have been) returned.
+ */
+static int get_checked(struct platform *p, struct kube *k, const char *path,
+		       const struct kubeclient_target *t, const char *key, json_type want,
+		       const char *kind, struct kubeclient_result *res)
+{
+	char err[PLATFORM_ERR_MAX];
+	json_t *v;
+	int rc = kubeclient_request(k->kc, "GET", path, NULL, NULL, t, res, err, sizeof(err));
+
+	if (rc) {
+		kubeclient_result_free(res);
+		return fail(p, rc, err);
+	}
+	v = json_object_get(res->body, key);
+	if (!v || json_typeof(v) != want) {
+		kubeclient_result_free(res);
+		return platform_error(p, -EIO, "GET %s: the answer is not a %s", path, kind);
+	}
+	return 0;
+}
+
 /* The Deployment's rollout has caught up: observedGeneration and every replica. */
 static int rollout_done(json_t *d)
 {
@@ -301,21 +326,11 @@ void kube_colour_from_deployment(struct platform_colour *c, json_t *d, const cha
 
 static int read_service(struct platform *p, struct kube *k, struct kubeclient_result *res)
 {
-	char path[512], err[PLATFORM_ERR_MAX];
-	int rc;
+	char path[512];
 
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/services/%s", k->ns, k->service);
-	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
-				KT("get", "services", "", k, k->service), res, err, sizeof(err));
-	if (rc) {
-		kubeclient_result_free(res);
-		return fail(p, rc, err);
-	}
-	if (!json_is_object(jget(res->body, "metadata"))) {
-		kubeclient_result_free(res);
-		return platform_error(p, -EIO, "GET %s: the answer is not a Service", path);
-	}
-	return 0;
+	return get_checked(p, k, path, KT("get", "services", "", k, k->service), "metadata",
+			   JSON_OBJECT, "Service", res);
 }
 
 static int kube_selected(struct platform *p, char out[PLATFORM_SHA_MAX])
@@ -741,8 +756,7 @@ static int pod_ready(json_t *pod)
 static int list_pods(struct platform *p, struct kube *k, const char *sha,
 		     struct kubeclient_result *res)
 {
-	char path[512], err[PLATFORM_ERR_MAX], *q = NULL, *esc;
-	int rc;
+	char path[512], *q = NULL, *esc;
 
 	if (asprintf(&q, "app=%s,%s=%s", k->app, KUBE_SHA_LABEL, sha) < 0)
 		return platform_error(p, -ENOMEM, "out of memory");
@@ -752,17 +766,8 @@ static int list_pods(struct platform *p, struct kube *k, const char *sha,
 		return platform_error(p, -ENOMEM, "out of memory");
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?labelSelector=%s", k->ns, esc);
 	free(esc);
-	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL, KT("list", "pods", "", k, NULL),
-				res, err, sizeof(err));
-	if (rc) {
-		kubeclient_result_free(res);
-		return fail(p, rc, err);
-	}
-	if (!json_is_array(json_object_get(res->body, "items"))) {
-		kubeclient_result_free(res);
-		return platform_error(p, -EIO, "GET %s: the answer is not a PodList", path);
-	}
-	return 0;
+	return get_checked(p, k, path, KT("list", "pods", "", k, NULL), "items", JSON_ARRAY,
+			   "PodList", res);
 }
 
 static int get_deployment(struct platform *p, struct kube *k, const char *sha,
