@@ -5,7 +5,6 @@
 #include "kubeclient.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +13,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "errmsg.h"
 #include "log.h"
 #include "version.h"
 
@@ -49,20 +49,6 @@ struct kc_watch {
 	long err_code; /* code of another ERROR event */
 	char err_msg[256];
 };
-
-static void kc_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void kc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int buf_append(struct kc_buf *b, const char *p, size_t n)
 {
@@ -373,57 +359,57 @@ static int map_status(struct kubeclient *c, const char *method, const char *path
 		return 0;
 	switch (r->status) {
 	case 401:
-		kc_err(err, errlen,
-		       "API server %s rejected the credentials from %s (401 "
-		       "Unauthorized%s%s): the token or client certificate is missing, expired "
-		       "or not trusted",
-		       c->kc.server, c->kc.source ? c->kc.source : "?", *msg ? ": " : "", msg);
+		errmsg_set(err, errlen,
+			   "API server %s rejected the credentials from %s (401 "
+			   "Unauthorized%s%s): the token or client certificate is missing, expired "
+			   "or not trusted",
+			   c->kc.server, c->kc.source ? c->kc.source : "?", *msg ? ": " : "", msg);
 		return -EACCES;
 	case 403:
-		kc_err(err, errlen,
-		       "RBAC: not allowed to %s %s%s%s%s%s%s; grant verb \"%s\" on "
-		       "resource \"%s\" in API group \"%s\" to rainbow's Role "
-		       "(k8s/base/rbac.yaml)%s%s",
-		       verb, res, t && t->name ? " \"" : "", t && t->name ? t->name : "",
-		       t && t->name ? "\"" : "", ns ? " in namespace " : "", ns ? ns : "", verb,
-		       t && t->resource ? t->resource : "?", t && t->group ? t->group : "",
-		       *msg ? "; API server: " : "", msg);
+		errmsg_set(err, errlen,
+			   "RBAC: not allowed to %s %s%s%s%s%s%s; grant verb \"%s\" on "
+			   "resource \"%s\" in API group \"%s\" to rainbow's Role "
+			   "(k8s/base/rbac.yaml)%s%s",
+			   verb, res, t && t->name ? " \"" : "", t && t->name ? t->name : "",
+			   t && t->name ? "\"" : "", ns ? " in namespace " : "", ns ? ns : "", verb,
+			   t && t->resource ? t->resource : "?", t && t->group ? t->group : "",
+			   *msg ? "; API server: " : "", msg);
 		return -EPERM;
 	case 404:
 		if (t && t->name)
-			kc_err(err, errlen, "%s \"%s\" not found%s%s (%s %s%s%s)", res, t->name,
-			       ns ? " in namespace " : "", ns ? ns : "", method, path,
-			       *msg ? ": " : "", msg);
+			errmsg_set(err, errlen, "%s \"%s\" not found%s%s (%s %s%s%s)", res, t->name,
+				   ns ? " in namespace " : "", ns ? ns : "", method, path,
+				   *msg ? ": " : "", msg);
 		else
-			kc_err(err, errlen, "%s not found%s%s (%s %s%s%s)", res,
-			       ns ? " in namespace " : "", ns ? ns : "", method, path,
-			       *msg ? ": " : "", msg);
+			errmsg_set(err, errlen, "%s not found%s%s (%s %s%s%s)", res,
+				   ns ? " in namespace " : "", ns ? ns : "", method, path,
+				   *msg ? ": " : "", msg);
 		return -ENOENT;
 	case 409:
 		if (strcmp(r->reason, "AlreadyExists") == 0) {
-			kc_err(err, errlen, "%s \"%s\" already exists%s%s", res,
-			       t && t->name ? t->name : "?", ns ? " in namespace " : "",
-			       ns ? ns : "");
+			errmsg_set(err, errlen, "%s \"%s\" already exists%s%s", res,
+				   t && t->name ? t->name : "?", ns ? " in namespace " : "",
+				   ns ? ns : "");
 			return -EEXIST;
 		}
-		kc_err(err, errlen, "conflict on %s \"%s\": it changed since it was read (%s)", res,
-		       t && t->name ? t->name : "?", msg);
+		errmsg_set(err, errlen, "conflict on %s \"%s\": it changed since it was read (%s)",
+			   res, t && t->name ? t->name : "?", msg);
 		return -ESTALE;
 	case 410:
-		kc_err(err, errlen, "resource version expired (410 Gone): re-list %s", res);
+		errmsg_set(err, errlen, "resource version expired (410 Gone): re-list %s", res);
 		return -ESTALE;
 	default:
 		break;
 	}
 	if (r->status >= 500) {
-		kc_err(err, errlen,
-		       "API server %s failed to %s %s: HTTP %ld%s%s (after %d attempts)",
-		       c->kc.server, verb, res, r->status, *msg ? ": " : "", msg,
-		       c->opts.retries + 1);
+		errmsg_set(err, errlen,
+			   "API server %s failed to %s %s: HTTP %ld%s%s (after %d attempts)",
+			   c->kc.server, verb, res, r->status, *msg ? ": " : "", msg,
+			   c->opts.retries + 1);
 		return -EIO;
 	}
-	kc_err(err, errlen, "API server refused to %s %s: HTTP %ld%s%s%s%s", verb, res, r->status,
-	       r->reason[0] ? " " : "", r->reason, *msg ? ": " : "", msg);
+	errmsg_set(err, errlen, "API server refused to %s %s: HTTP %ld%s%s%s%s", verb, res,
+		   r->status, r->reason[0] ? " " : "", r->reason, *msg ? ": " : "", msg);
 	return -EINVAL;
 }
 
@@ -530,8 +516,8 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 		curl_slist_free_all(hdrs);
 		if (cc == CURLE_WRITE_ERROR && b.overflow) {
 			free(b.data);
-			kc_err(err, errlen, "%s %s: response larger than %zu bytes", method, path,
-			       c->opts.max_response);
+			errmsg_set(err, errlen, "%s %s: response larger than %zu bytes", method,
+				   path, c->opts.max_response);
 			rc = -EFBIG;
 			goto out;
 		}
@@ -539,11 +525,11 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 			free(b.data);
 			rc = curl_code_errno(cc);
 			again = retryable_curl(cc);
-			kc_err(err, errlen,
-			       "API server %s unreachable: %s %s: %s (after %d attempt%s)",
-			       c->kc.server, method, path,
-			       c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc), attempt + 1,
-			       attempt ? "s" : "");
+			errmsg_set(err, errlen,
+				   "API server %s unreachable: %s %s: %s (after %d attempt%s)",
+				   c->kc.server, method, path,
+				   c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc),
+				   attempt + 1, attempt ? "s" : "");
 		} else {
 			curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &res->status);
 			fill_result(res, &b);
@@ -689,13 +675,14 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 	if (w.stopped > 0) {
 		rc = 1;
 	} else if (w.stopped < 0) {
-		kc_err(err, errlen, "watch %s: %s", path, w.err_msg[0] ? w.err_msg : "aborted");
+		errmsg_set(err, errlen, "watch %s: %s", path, w.err_msg[0] ? w.err_msg : "aborted");
 		rc = w.stopped;
 	} else if (w.gone) {
-		kc_err(err, errlen, "watch %s: %s (410 Gone): re-list", path, w.err_msg);
+		errmsg_set(err, errlen, "watch %s: %s (410 Gone): re-list", path, w.err_msg);
 		rc = -ESTALE;
 	} else if (w.err_code) {
-		kc_err(err, errlen, "watch %s: error event %ld: %s", path, w.err_code, w.err_msg);
+		errmsg_set(err, errlen, "watch %s: error event %ld: %s", path, w.err_code,
+			   w.err_msg);
 		rc = -EIO;
 	} else if (cc == CURLE_OK || cc == CURLE_OPERATION_TIMEDOUT || cc == CURLE_PARTIAL_FILE ||
 		   cc == CURLE_RECV_ERROR) {
@@ -703,8 +690,8 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		log_debug("kube_watch_end", "path=%s curl=%d", path, (int)cc);
 		rc = 0;
 	} else {
-		kc_err(err, errlen, "API server %s unreachable: watch %s: %s", c->kc.server, path,
-		       c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc));
+		errmsg_set(err, errlen, "API server %s unreachable: watch %s: %s", c->kc.server,
+			   path, c->curl_err[0] ? c->curl_err : curl_easy_strerror(cc));
 		rc = curl_code_errno(cc);
 	}
 out:

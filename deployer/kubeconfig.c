@@ -5,7 +5,6 @@
 #include "kubeconfig.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,22 +14,10 @@
 #include <openssl/evp.h>
 #include <yaml.h>
 
+#include "errmsg.h"
+
 /* A kubeconfig or token larger than this is not a kubeconfig. */
 #define KUBECONFIG_MAX_FILE (4u << 20)
-
-static void kc_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void kc_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || !errlen)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 static int read_file(const char *path, char **out, size_t *outlen)
 {
@@ -215,7 +202,7 @@ static int load_pem(struct kubeconfig_pem *pem, yaml_document_t *doc, yaml_node_
 		int rc = kubeconfig_b64decode(data, &pem->data, &pem->len);
 
 		if (rc == -EINVAL)
-			kc_err(err, errlen, "%s is not valid base64", key);
+			errmsg_set(err, errlen, "%s is not valid base64", key);
 		return rc;
 	}
 	if (path && *path) {
@@ -266,27 +253,30 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 		return -ENOMEM;
 	yaml_parser_set_input_string(&parser, (const unsigned char *)yaml, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		kc_err(err, errlen, "%s: YAML error at line %zu: %s", source,
-		       parser.problem_mark.line + 1, parser.problem ? parser.problem : "unknown");
+		errmsg_set(err, errlen, "%s: YAML error at line %zu: %s", source,
+			   parser.problem_mark.line + 1,
+			   parser.problem ? parser.problem : "unknown");
 		yaml_parser_delete(&parser);
 		return -EINVAL;
 	}
 	root = yaml_document_get_root_node(&doc);
 	if (!root || root->type != YAML_MAPPING_NODE) {
-		kc_err(err, errlen, "%s: not a kubeconfig (top level is not a mapping)", source);
+		errmsg_set(err, errlen, "%s: not a kubeconfig (top level is not a mapping)",
+			   source);
 		goto out;
 	}
 	ctx_name = context && *context ? context : map_str(&doc, root, "current-context");
 	if (!ctx_name || !*ctx_name) {
-		kc_err(err, errlen, "%s: no current-context set and no --context given", source);
+		errmsg_set(err, errlen, "%s: no current-context set and no --context given",
+			   source);
 		goto out;
 	}
 	ctx = named_entry(&doc, root, "contexts", "context", ctx_name);
 	if (!ctx) {
-		kc_err(err, errlen, "%s: context \"%s\" not found%s", source, ctx_name,
-		       getenv("KUBECONFIG") && strchr(getenv("KUBECONFIG"), ':')
-			       ? " (only the first file of $KUBECONFIG is read)"
-			       : "");
+		errmsg_set(err, errlen, "%s: context \"%s\" not found%s", source, ctx_name,
+			   getenv("KUBECONFIG") && strchr(getenv("KUBECONFIG"), ':')
+				   ? " (only the first file of $KUBECONFIG is read)"
+				   : "");
 		goto out;
 	}
 	cluster_name = map_str(&doc, ctx, "cluster");
@@ -294,20 +284,22 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 	cluster =
 		cluster_name ? named_entry(&doc, root, "clusters", "cluster", cluster_name) : NULL;
 	if (!cluster) {
-		kc_err(err, errlen, "%s: context \"%s\" names cluster \"%s\", which is not defined",
-		       source, ctx_name, cluster_name ? cluster_name : "");
+		errmsg_set(err, errlen,
+			   "%s: context \"%s\" names cluster \"%s\", which is not defined", source,
+			   ctx_name, cluster_name ? cluster_name : "");
 		goto out;
 	}
 	user = user_name ? named_entry(&doc, root, "users", "user", user_name) : NULL;
 	if (user_name && *user_name && !user) {
-		kc_err(err, errlen, "%s: context \"%s\" names user \"%s\", which is not defined",
-		       source, ctx_name, user_name);
+		errmsg_set(err, errlen,
+			   "%s: context \"%s\" names user \"%s\", which is not defined", source,
+			   ctx_name, user_name);
 		goto out;
 	}
 	server = map_str(&doc, cluster, "server");
 	if (!server || !server_ok(server)) {
-		kc_err(err, errlen, "%s: cluster \"%s\" has no http(s):// server", source,
-		       cluster_name);
+		errmsg_set(err, errlen, "%s: cluster \"%s\" has no http(s):// server", source,
+			   cluster_name);
 		goto out;
 	}
 	rc = -ENOMEM;
@@ -329,10 +321,10 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 		if (rc)
 			goto out;
 		if ((kc->cert.path || kc->cert.data) != (kc->key.path || kc->key.data)) {
-			kc_err(err, errlen,
-			       "%s: user \"%s\" has a client certificate without a key "
-			       "or a key without a certificate",
-			       source, user_name);
+			errmsg_set(err, errlen,
+				   "%s: user \"%s\" has a client certificate without a key "
+				   "or a key without a certificate",
+				   source, user_name);
 			rc = -EINVAL;
 			goto out;
 		}
@@ -344,18 +336,19 @@ int kubeconfig_load_string(struct kubeconfig *kc, const char *yaml, size_t len,
 			goto out;
 		if (map_get(&doc, user, "exec") || map_get(&doc, user, "auth-provider")) {
 			if (!kc->token && !kc->token_file && !kc->cert.path && !kc->cert.data) {
-				kc_err(err, errlen,
-				       "%s: user \"%s\" authenticates with an exec or "
-				       "auth-provider plugin, which rainbow does not run; use a "
-				       "token, a client certificate or a service account",
-				       source, user_name);
+				errmsg_set(
+					err, errlen,
+					"%s: user \"%s\" authenticates with an exec or "
+					"auth-provider plugin, which rainbow does not run; use a "
+					"token, a client certificate or a service account",
+					source, user_name);
 				rc = -ENOTSUP;
 				goto out;
 			}
 		}
 	}
 	if (kc->token_file && !kubeconfig_token(kc)) {
-		kc_err(err, errlen, "%s: cannot read tokenFile %s", source, kc->token_file);
+		errmsg_set(err, errlen, "%s: cannot read tokenFile %s", source, kc->token_file);
 		rc = -ENOENT;
 		goto out;
 	}
@@ -378,7 +371,7 @@ int kubeconfig_load_file(struct kubeconfig *kc, const char *path, const char *co
 	memset(kc, 0, sizeof(*kc));
 	rc = read_file(path, &text, &len);
 	if (rc) {
-		kc_err(err, errlen, "cannot read kubeconfig %s: %s", path, strerror(-rc));
+		errmsg_set(err, errlen, "cannot read kubeconfig %s: %s", path, strerror(-rc));
 		return rc;
 	}
 	dir = dirname_of(path);
@@ -414,7 +407,7 @@ int kubeconfig_in_cluster(struct kubeconfig *kc, const char *sa_dir, char *err, 
 	if (!sa_dir || !*sa_dir)
 		sa_dir = KUBECONFIG_SA_DIR;
 	if (!host || !*host) {
-		kc_err(err, errlen, "not in a cluster: KUBERNETES_SERVICE_HOST is not set");
+		errmsg_set(err, errlen, "not in a cluster: KUBERNETES_SERVICE_HOST is not set");
 		return -ENOENT;
 	}
 	if (!port || !*port)
@@ -435,13 +428,14 @@ int kubeconfig_in_cluster(struct kubeconfig *kc, const char *sa_dir, char *err, 
 		goto out;
 	}
 	if (access(kc->ca.path, R_OK) != 0) {
-		kc_err(err, errlen, "in-cluster: cannot read %s: %s", kc->ca.path, strerror(errno));
+		errmsg_set(err, errlen, "in-cluster: cannot read %s: %s", kc->ca.path,
+			   strerror(errno));
 		rc = -ENOENT;
 		goto out;
 	}
 	if (!kubeconfig_token(kc)) {
-		kc_err(err, errlen, "in-cluster: cannot read service-account token %s",
-		       kc->token_file);
+		errmsg_set(err, errlen, "in-cluster: cannot read service-account token %s",
+			   kc->token_file);
 		rc = -ENOENT;
 		goto out;
 	}
@@ -493,9 +487,9 @@ int kubeconfig_auto(struct kubeconfig *kc, const char *explicit_path, const char
 			return rc;
 	}
 	if (!home || !*home) {
-		kc_err(err, errlen,
-		       "no kubeconfig: --kubeconfig, $KUBECONFIG and $HOME are unset "
-		       "and this is not a pod with a service account");
+		errmsg_set(err, errlen,
+			   "no kubeconfig: --kubeconfig, $KUBECONFIG and $HOME are unset "
+			   "and this is not a pod with a service account");
 		return -ENOENT;
 	}
 	if (asprintf(&home_cfg, "%s/.kube/config", home) < 0)

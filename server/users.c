@@ -9,7 +9,6 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <openssl/crypto.h>
 
 #include "b64.h"
+#include "errmsg.h"
 #include "jid.h"
 
 #define USERS_MAX_LINE 4096
@@ -35,20 +35,6 @@ struct users {
 	struct users_entry *v;
 	size_t n;
 };
-
-static void users_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void users_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 void users_free(struct users *u)
 {
@@ -108,7 +94,7 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 	for (i = 0; i <= len; i++) {
 		if (i == len || tok[i] == ':') {
 			if (k == 5) {
-				users_errf(msg, msglen, "too many ':' fields in credentials");
+				errmsg_set(msg, msglen, "too many ':' fields in credentials");
 				return -EINVAL;
 			}
 			f[k] = start;
@@ -118,17 +104,17 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 		}
 	}
 	if (k != 5) {
-		users_errf(msg, msglen,
+		errmsg_set(msg, msglen,
 			   "credentials need 5 ':' fields "
 			   "(hash:iterations:salt:storedkey:serverkey)");
 		return -EINVAL;
 	}
 	if (scram_hash_tag_parse(f[0], fl[0], &h) < 0) {
-		users_errf(msg, msglen, "unknown hash '%.*s' (sha1 or sha256)", (int)fl[0], f[0]);
+		errmsg_set(msg, msglen, "unknown hash '%.*s' (sha1 or sha256)", (int)fl[0], f[0]);
 		return -EINVAL;
 	}
 	if (e->have[h]) {
-		users_errf(msg, msglen, "%s credentials given twice", scram_hash_tag(h));
+		errmsg_set(msg, msglen, "%s credentials given twice", scram_hash_tag(h));
 		return -EINVAL;
 	}
 	if (fl[1] == 0 || fl[1] > 7)
@@ -146,23 +132,23 @@ static int users_parse_cred(const char *tok, size_t len, struct users_entry *e, 
 	c->iterations = (unsigned)it;
 	n = users_b64_field(f[2], fl[2], c->salt, SCRAM_MAX_SALT, 0);
 	if (n < 0) {
-		users_errf(msg, msglen, "bad base64 in %s salt", scram_hash_tag(h));
+		errmsg_set(msg, msglen, "bad base64 in %s salt", scram_hash_tag(h));
 		return -EINVAL;
 	}
 	c->salt_len = (size_t)n;
 	if (users_b64_field(f[3], fl[3], c->stored_key, SCRAM_MAX_KEY, scram_hash_len(h)) < 0) {
-		users_errf(msg, msglen, "bad base64 or length in %s stored key", scram_hash_tag(h));
+		errmsg_set(msg, msglen, "bad base64 or length in %s stored key", scram_hash_tag(h));
 		return -EINVAL;
 	}
 	if (users_b64_field(f[4], fl[4], c->server_key, SCRAM_MAX_KEY, scram_hash_len(h)) < 0) {
-		users_errf(msg, msglen, "bad base64 or length in %s server key", scram_hash_tag(h));
+		errmsg_set(msg, msglen, "bad base64 or length in %s server key", scram_hash_tag(h));
 		return -EINVAL;
 	}
 	e->have[h] = 1;
 	return 0;
 
 bad_iter:
-	users_errf(msg, msglen, "bad %s iteration count '%.*s' (%u..%u)", scram_hash_tag(h),
+	errmsg_set(msg, msglen, "bad %s iteration count '%.*s' (%u..%u)", scram_hash_tag(h),
 		   (int)fl[1], f[1], SCRAM_MIN_ITERATIONS, SCRAM_MAX_ITERATIONS);
 	return -EINVAL;
 }
@@ -200,16 +186,16 @@ static int users_parse_line(const char *line, struct users_entry *e, char *msg, 
 		return 0;
 	name = strndup(tok, len);
 	if (!name) {
-		users_errf(msg, msglen, "out of memory");
+		errmsg_set(msg, msglen, "out of memory");
 		return -EINVAL;
 	}
 	rc = jid_prep_node(name, &prepped);
 	if (rc) {
-		users_errf(msg, msglen, "user name '%s': %s", name, jid_strerror(rc));
+		errmsg_set(msg, msglen, "user name '%s': %s", name, jid_strerror(rc));
 		goto out_err;
 	}
 	if (strcmp(prepped, name) != 0) {
-		users_errf(msg, msglen, "user name '%s' is not in prepared form (would be '%s')",
+		errmsg_set(msg, msglen, "user name '%s' is not in prepared form (would be '%s')",
 			   name, prepped);
 		goto out_err;
 	}
@@ -223,7 +209,7 @@ static int users_parse_line(const char *line, struct users_entry *e, char *msg, 
 		}
 	}
 	if (!e->have[SCRAM_SHA1] && !e->have[SCRAM_SHA256]) {
-		users_errf(msg, msglen, "user '%s' has no credentials", e->name);
+		errmsg_set(msg, msglen, "user '%s' has no credentials", e->name);
 		free(e->name);
 		e->name = NULL;
 		return -EINVAL;
@@ -265,26 +251,26 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
 	f = fopen(path, "r");
 	if (!f) {
 		rc = -errno;
-		users_errf(err, errlen, "%s: %s", path, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", path, strerror(errno));
 		return rc;
 	}
 	u = calloc(1, sizeof(*u));
 	if (!u) {
 		fclose(f);
-		users_errf(err, errlen, "%s: out of memory", path);
+		errmsg_set(err, errlen, "%s: out of memory", path);
 		return -ENOMEM;
 	}
 	while ((n = users_getline(f, &line, &cap)) >= 0) {
 		lineno++;
 		if (n > USERS_MAX_LINE || memchr(line, '\0', (size_t)n)) {
-			users_errf(err, errlen, "%s:%zu: line too long or holds a NUL byte", path,
+			errmsg_set(err, errlen, "%s:%zu: line too long or holds a NUL byte", path,
 				   lineno);
 			rc = -EINVAL;
 			goto out_fail;
 		}
 		rc = users_parse_line(line, &e, msg, sizeof(msg));
 		if (rc < 0) {
-			users_errf(err, errlen, "%s:%zu: %s", path, lineno, msg);
+			errmsg_set(err, errlen, "%s:%zu: %s", path, lineno, msg);
 			rc = -EINVAL;
 			goto out_fail;
 		}
@@ -295,7 +281,7 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
 			v = realloc(u->v, vcap * sizeof(*v));
 			if (!v) {
 				free(e.name);
-				users_errf(err, errlen, "%s: out of memory", path);
+				errmsg_set(err, errlen, "%s: out of memory", path);
 				rc = -ENOMEM;
 				goto out_fail;
 			}
@@ -305,14 +291,14 @@ int users_load(const char *path, struct users **out, char *err, size_t errlen)
 	}
 	if (ferror(f)) {
 		rc = -EIO;
-		users_errf(err, errlen, "%s: read error", path);
+		errmsg_set(err, errlen, "%s: read error", path);
 		goto out_fail;
 	}
 	if (u->n > 1)
 		qsort(u->v, u->n, sizeof(*u->v), users_cmp);
 	for (i = 1; i < u->n; i++) {
 		if (strcmp(u->v[i - 1].name, u->v[i].name) == 0) {
-			users_errf(err, errlen, "%s: user '%s' appears more than once", path,
+			errmsg_set(err, errlen, "%s: user '%s' appears more than once", path,
 				   u->v[i].name);
 			rc = -EINVAL;
 			goto out_fail;
@@ -404,7 +390,7 @@ static int users_make_line(const char *name, const char *password, unsigned iter
 	for (h = 0; h < SCRAM_HASH_COUNT; h++) {
 		rc = scram_cred_make((enum scram_hash)h, password, iterations, &c);
 		if (rc) {
-			users_errf(err, errlen, "cannot make credentials: %s", scram_strerror(rc));
+			errmsg_set(err, errlen, "cannot make credentials: %s", scram_strerror(rc));
 			return rc == SCRAM_ERR_NOMEM ? -ENOMEM : -EINVAL;
 		}
 		b64_encode(c.salt, c.salt_len, salt, sizeof(salt));
@@ -416,7 +402,7 @@ static int users_make_line(const char *name, const char *password, unsigned iter
 	}
 	if (asprintf(line, "%s %s %s\n", name, part[SCRAM_SHA1], part[SCRAM_SHA256]) < 0) {
 		*line = NULL;
-		users_errf(err, errlen, "out of memory");
+		errmsg_set(err, errlen, "out of memory");
 		return -ENOMEM;
 	}
 	return 0;
@@ -443,7 +429,7 @@ static int users_copy_replacing(const char *path, FILE *out, const char *name, c
 	int replaced = 0;
 
 	if (!in && errno != ENOENT) {
-		users_errf(err, errlen, "%s: %s", path, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", path, strerror(errno));
 		return -errno;
 	}
 	while (in && users_getline(in, &line, &cap) >= 0) {
@@ -473,7 +459,7 @@ int users_file_set(const char *path, const char *username, const char *password,
 
 	rc = jid_prep_node(username, &name);
 	if (rc) {
-		users_errf(err, errlen, "user name '%s': %s", username, jid_strerror(rc));
+		errmsg_set(err, errlen, "user name '%s': %s", username, jid_strerror(rc));
 		return -EINVAL;
 	}
 	/* Refuse to rewrite a file we cannot read back: its lines would be
@@ -490,19 +476,19 @@ int users_file_set(const char *path, const char *username, const char *password,
 	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
 		tmp = NULL;
 		rc = -ENOMEM;
-		users_errf(err, errlen, "out of memory");
+		errmsg_set(err, errlen, "out of memory");
 		goto out_free;
 	}
 	fd = mkstemp(tmp);
 	if (fd < 0 || fchmod(fd, 0600) < 0) {
 		rc = -errno;
-		users_errf(err, errlen, "%s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	out = fdopen(fd, "w");
 	if (!out) {
 		rc = -errno;
-		users_errf(err, errlen, "%s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	fd = -1;
@@ -511,19 +497,19 @@ int users_file_set(const char *path, const char *username, const char *password,
 		goto out_unlink;
 	if (fflush(out) != 0 || fsync(fileno(out)) != 0) {
 		rc = -errno;
-		users_errf(err, errlen, "%s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	if (fclose(out) != 0) {
 		out = NULL;
 		rc = -errno;
-		users_errf(err, errlen, "%s: %s", tmp, strerror(errno));
+		errmsg_set(err, errlen, "%s: %s", tmp, strerror(errno));
 		goto out_unlink;
 	}
 	out = NULL;
 	if (rename(tmp, path) != 0) {
 		rc = -errno;
-		users_errf(err, errlen, "rename %s -> %s: %s", tmp, path, strerror(errno));
+		errmsg_set(err, errlen, "rename %s -> %s: %s", tmp, path, strerror(errno));
 		goto out_unlink;
 	}
 	rc = 0;
