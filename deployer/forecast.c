@@ -306,10 +306,15 @@ struct colour_ages {
 	double total;
 };
 
-/* P(every connection ended by t); NaN when unknown. */
-static double p_drained(const struct forecast_model *m, const struct colour_ages *a, double t)
+/*
+ * Over the age buckets holding connections at t: drained, P(every
+ * connection ended by t); else the expected number still open. NaN when
+ * a bucket's residual is unknown.
+ */
+static double bucket_sum(const struct forecast_model *m, const struct colour_ages *a, double t,
+			 int drained)
 {
-	double logp = 0;
+	double acc = 0;
 
 	for (int k = 0; k <= a->n; k++) {
 		double r;
@@ -319,73 +324,71 @@ static double p_drained(const struct forecast_model *m, const struct colour_ages
 		r = forecast_residual(m, k, t);
 		if (isnan(r))
 			return NAN;
-		if (r >= 1)
+		if (drained && r >= 1)
 			return 0;
-		logp += a->per[k] * log1p(-r);
+		acc += a->per[k] * (drained ? log1p(-r) : r);
 	}
-	return exp(logp);
+	return drained ? exp(acc) : acc;
+}
+
+/* P(every connection ended by t); NaN when unknown. */
+static double p_drained(const struct forecast_model *m, const struct colour_ages *a, double t)
+{
+	return bucket_sum(m, a, t, 1);
 }
 
 /* Expected fraction of the connections still open after t; NaN when unknown. */
 static double remaining(const struct forecast_model *m, const struct colour_ages *a, double t)
 {
-	double sum = 0;
-
 	if (a->total <= 0)
 		return 0;
-	for (int k = 0; k <= a->n; k++) {
-		double r;
+	return bucket_sum(m, a, t, 0) / a->total;
+}
 
-		if (a->per[k] <= 0)
-			continue;
-		r = forecast_residual(m, k, t);
-		if (isnan(r))
-			return NAN;
-		sum += a->per[k] * r;
+/*
+ * Bisects (0, hi], where target is reached at hi, down to the smallest t
+ * (within 1 ms) where it is: drained, p_drained() >= target; else
+ * remaining() <= target.
+ */
+static double bisect(const struct forecast_model *m, const struct colour_ages *a, int drained,
+		     double target, double hi)
+{
+	double lo = 0;
+
+	for (int i = 0; i < 100 && hi - lo > 1e-3; i++) {
+		double mid = (lo + hi) / 2;
+		double v = drained ? p_drained(m, a, mid) : remaining(m, a, mid);
+
+		if (!isnan(v) && (drained ? v >= target : v <= target))
+			hi = mid;
+		else
+			lo = mid;
 	}
-	return sum / a->total;
+	return hi;
 }
 
 /* Smallest t in [0, hi] with P(drained by t) >= q; -1 when not reached. */
 static double p_quantile(const struct forecast_model *m, const struct colour_ages *a, double q,
 			 double hi)
 {
-	double lo = 0, v = p_drained(m, a, hi);
+	double v = p_drained(m, a, hi);
 
 	if (isnan(v) || v < q)
 		return -1;
 	if (p_drained(m, a, 0) >= q)
 		return 0;
-	for (int i = 0; i < 100 && hi - lo > 1e-3; i++) {
-		double mid = (lo + hi) / 2;
-
-		v = p_drained(m, a, mid);
-		if (!isnan(v) && v >= q)
-			hi = mid;
-		else
-			lo = mid;
-	}
-	return hi;
+	return bisect(m, a, 1, q, hi);
 }
 
 /* Smallest t in [0, hi] with expected remaining fraction <= f; -1 when not reached. */
 static double frac_time(const struct forecast_model *m, const struct colour_ages *a, double f,
 			double hi)
 {
-	double lo = 0, v = remaining(m, a, hi);
+	double v = remaining(m, a, hi);
 
 	if (isnan(v) || v > f)
 		return -1;
-	for (int i = 0; i < 100 && hi - lo > 1e-3; i++) {
-		double mid = (lo + hi) / 2;
-
-		v = remaining(m, a, mid);
-		if (!isnan(v) && v <= f)
-			hi = mid;
-		else
-			lo = mid;
-	}
-	return hi;
+	return bisect(m, a, 0, f, hi);
 }
 
 static void unknown(struct forecast *out)
