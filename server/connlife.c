@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "promtext.h"
+#include "promout.h"
 
 static const uint16_t connlife_mantissa[10] = { 100, 125, 160, 200, 250, 315, 400, 500, 630, 800 };
 
@@ -126,32 +126,32 @@ static const char *secs(char *buf, size_t len, uint64_t ms)
 
 long connlife_format(struct connlife *l, uint64_t now_ms, char *buf, size_t cap)
 {
-	struct promtext o = { buf, cap, 0, 0 };
+	struct promout o = { buf, cap, 0, 0 };
 	uint64_t ages[CONNLIFE_BOUNDS + 1], cum = 0;
 	char le[32];
 
-	promtext_put(&o, "# HELP chatd_connection_duration_seconds Lifetimes of ended client "
-			 "connections.\n# TYPE chatd_connection_duration_seconds histogram\n");
+	promout_put(&o, "# HELP chatd_connection_duration_seconds Lifetimes of ended client "
+			"connections.\n# TYPE chatd_connection_duration_seconds histogram\n");
 	for (size_t i = 0; i < CONNLIFE_BOUNDS; i++) {
 		cum += l->ended[i];
-		promtext_put(&o, "chatd_connection_duration_seconds_bucket{le=\"%s\"} %llu\n",
-			     secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)cum);
+		promout_put(&o, "chatd_connection_duration_seconds_bucket{le=\"%s\"} %llu\n",
+			    secs(le, sizeof(le), connlife_bound_ms(i)), (unsigned long long)cum);
 	}
-	promtext_put(&o, "chatd_connection_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
-		     (unsigned long long)l->ended_total);
-	promtext_put(&o, "chatd_connection_duration_seconds_sum %s\n",
-		     secs(le, sizeof(le), l->ended_ms_sum));
-	promtext_put(&o, "chatd_connection_duration_seconds_count %llu\n",
-		     (unsigned long long)l->ended_total);
+	promout_put(&o, "chatd_connection_duration_seconds_bucket{le=\"+Inf\"} %llu\n",
+		    (unsigned long long)l->ended_total);
+	promout_put(&o, "chatd_connection_duration_seconds_sum %s\n",
+		    secs(le, sizeof(le), l->ended_ms_sum));
+	promout_put(&o, "chatd_connection_duration_seconds_count %llu\n",
+		    (unsigned long long)l->ended_total);
 	connlife_ages(l, now_ms, ages);
-	promtext_put(&o,
-		     "# HELP chatd_connection_age_seconds_bucket Open client connections at most "
-		     "le seconds old.\n# TYPE chatd_connection_age_seconds_bucket gauge\n");
+	promout_put(&o,
+		    "# HELP chatd_connection_age_seconds_bucket Open client connections at most "
+		    "le seconds old.\n# TYPE chatd_connection_age_seconds_bucket gauge\n");
 	for (size_t i = 0; i < CONNLIFE_BOUNDS; i++)
-		promtext_put(&o, "chatd_connection_age_seconds_bucket{le=\"%s\"} %llu\n",
-			     secs(le, sizeof(le), connlife_bound_ms(i)),
-			     (unsigned long long)ages[i]);
-	promtext_put(&o, "chatd_connection_age_seconds_bucket{le=\"+Inf\"} %llu\n",
-		     (unsigned long long)ages[CONNLIFE_BOUNDS]);
+		promout_put(&o, "chatd_connection_age_seconds_bucket{le=\"%s\"} %llu\n",
+			    secs(le, sizeof(le), connlife_bound_ms(i)),
+			    (unsigned long long)ages[i]);
+	promout_put(&o, "chatd_connection_age_seconds_bucket{le=\"+Inf\"} %llu\n",
+		    (unsigned long long)ages[CONNLIFE_BOUNDS]);
 	return o.overflow ? -ENOSPC : (long)o.len;
 }

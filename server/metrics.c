@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "promtext.h"
+#include "promout.h"
 
 static const char *const close_names[CLOSE_REASON_COUNT] = {
 	[CLOSE_CLIENT] = "client",
@@ -60,48 +60,46 @@ enum close_reason close_reason_from_condition(const char *cond)
 	return CLOSE_BAD_FORMAT;
 }
 
-static void put_metric(struct promtext *o, const char *name, const char *type, const char *help,
+static void put_metric(struct promout *o, const char *name, const char *type, const char *help,
 		       uint64_t v)
 {
-	promtext_put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
-		     (unsigned long long)v);
+	promout_put(o, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name,
+		    (unsigned long long)v);
 }
 
 long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, const char *instance,
 		    char *buf, size_t cap)
 {
-	struct promtext o = { buf, cap, 0, 0 };
+	struct promout o = { buf, cap, 0, 0 };
 	long n;
 
 	put_metric(&o, "chatd_connections", "gauge", "Open client connections (TCP and WebSocket).",
 		   m->connections);
-	promtext_put(
-		&o,
-		"# HELP chatd_connections_by_transport Open client connections, by transport.\n"
-		"# TYPE chatd_connections_by_transport gauge\n"
-		"chatd_connections_by_transport{transport=\"tcp\"} %llu\n"
-		"chatd_connections_by_transport{transport=\"websocket\"} %llu\n",
-		(unsigned long long)(m->connections - m->ws_connections),
-		(unsigned long long)m->ws_connections);
+	promout_put(&o,
+		    "# HELP chatd_connections_by_transport Open client connections, by transport.\n"
+		    "# TYPE chatd_connections_by_transport gauge\n"
+		    "chatd_connections_by_transport{transport=\"tcp\"} %llu\n"
+		    "chatd_connections_by_transport{transport=\"websocket\"} %llu\n",
+		    (unsigned long long)(m->connections - m->ws_connections),
+		    (unsigned long long)m->ws_connections);
 	put_metric(&o, "chatd_sessions", "gauge", "Authenticated and bound client sessions.",
 		   m->sessions);
 	put_metric(&o, "chatd_connections_accepted_total", "counter",
 		   "Client connections accepted.", m->accepted_total);
-	promtext_put(
-		&o,
-		"# HELP chatd_connections_accepted_by_transport_total Client connections "
-		"accepted, by transport.\n"
-		"# TYPE chatd_connections_accepted_by_transport_total counter\n"
-		"chatd_connections_accepted_by_transport_total{transport=\"tcp\"} %llu\n"
-		"chatd_connections_accepted_by_transport_total{transport=\"websocket\"} %llu\n",
-		(unsigned long long)(m->accepted_total - m->ws_accepted_total),
-		(unsigned long long)m->ws_accepted_total);
-	promtext_put(&o,
-		     "# HELP chatd_connections_closed_total Client connections closed, by reason.\n"
-		     "# TYPE chatd_connections_closed_total counter\n");
+	promout_put(&o,
+		    "# HELP chatd_connections_accepted_by_transport_total Client connections "
+		    "accepted, by transport.\n"
+		    "# TYPE chatd_connections_accepted_by_transport_total counter\n"
+		    "chatd_connections_accepted_by_transport_total{transport=\"tcp\"} %llu\n"
+		    "chatd_connections_accepted_by_transport_total{transport=\"websocket\"} %llu\n",
+		    (unsigned long long)(m->accepted_total - m->ws_accepted_total),
+		    (unsigned long long)m->ws_accepted_total);
+	promout_put(&o,
+		    "# HELP chatd_connections_closed_total Client connections closed, by reason.\n"
+		    "# TYPE chatd_connections_closed_total counter\n");
 	for (int i = 0; i < CLOSE_REASON_COUNT; i++)
-		promtext_put(&o, "chatd_connections_closed_total{reason=\"%s\"} %llu\n",
-			     close_names[i], (unsigned long long)m->closed_total[i]);
+		promout_put(&o, "chatd_connections_closed_total{reason=\"%s\"} %llu\n",
+			    close_names[i], (unsigned long long)m->closed_total[i]);
 	put_metric(&o, "chatd_stanzas_total", "counter",
 		   "Stanzas (message, presence, iq) received from clients.", m->stanzas_total);
 	put_metric(&o, "chatd_logins_total", "counter", "Successful SASL authentications.",
@@ -126,32 +124,31 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 		&o, "chatd_sessions_detached", "gauge",
 		"Stream-managed sessions whose connection ended, held for resumption (XEP-0198).",
 		m->sessions_detached);
-	promtext_put(
-		&o,
-		"# HELP chatd_sessions_resumed_total Sessions resumed (XEP-0198), by where the "
-		"session was: on this instance or on a peer.\n"
-		"# TYPE chatd_sessions_resumed_total counter\n"
-		"chatd_sessions_resumed_total{from=\"local\"} %llu\n"
-		"chatd_sessions_resumed_total{from=\"peer\"} %llu\n",
-		(unsigned long long)m->sessions_resumed_total[0],
-		(unsigned long long)m->sessions_resumed_total[1]);
-	promtext_put(
+	promout_put(&o,
+		    "# HELP chatd_sessions_resumed_total Sessions resumed (XEP-0198), by where the "
+		    "session was: on this instance or on a peer.\n"
+		    "# TYPE chatd_sessions_resumed_total counter\n"
+		    "chatd_sessions_resumed_total{from=\"local\"} %llu\n"
+		    "chatd_sessions_resumed_total{from=\"peer\"} %llu\n",
+		    (unsigned long long)m->sessions_resumed_total[0],
+		    (unsigned long long)m->sessions_resumed_total[1]);
+	promout_put(
 		&o,
 		"# HELP chatd_resume_failed_total Resumptions refused with <failed/>, by reason.\n"
 		"# TYPE chatd_resume_failed_total counter\n");
 	for (int i = 0; i < RESUME_FAIL_COUNT; i++)
-		promtext_put(&o, "chatd_resume_failed_total{reason=\"%s\"} %llu\n",
-			     resume_fail_names[i], (unsigned long long)m->resume_failed_total[i]);
+		promout_put(&o, "chatd_resume_failed_total{reason=\"%s\"} %llu\n",
+			    resume_fail_names[i], (unsigned long long)m->resume_failed_total[i]);
 	put_metric(&o, "chatd_sessions_moved_total", "counter",
 		   "Sessions asked to reconnect elsewhere (see-other-host).",
 		   m->sessions_moved_total);
-	promtext_put(&o,
-		     "# HELP chatd_build_info Build and instance.\n# TYPE chatd_build_info gauge\n"
-		     "chatd_build_info{version=\"");
-	promtext_label(&o, version);
-	promtext_put(&o, "\",instance=\"");
-	promtext_label(&o, instance);
-	promtext_put(&o, "\"} 1\n");
+	promout_put(&o,
+		    "# HELP chatd_build_info Build and instance.\n# TYPE chatd_build_info gauge\n"
+		    "chatd_build_info{version=\"");
+	promout_label(&o, version);
+	promout_put(&o, "\",instance=\"");
+	promout_label(&o, instance);
+	promout_put(&o, "\"} 1\n");
 	put_metric(&o, "chatd_draining", "gauge", "1 after SIGTERM while connections drain.",
 		   (uint64_t)m->draining);
 	put_metric(&o, "chatd_ready", "gauge", "1 while accepting new connections.",
@@ -160,10 +157,10 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 		uint64_t up = now_ms > m->start_ms ? now_ms - m->start_ms : 0;
 
 		/* How long lifetimes could have been observed for (the drain forecast's window). */
-		promtext_put(&o,
-			     "# HELP chatd_uptime_seconds Seconds since this chatd started.\n"
-			     "# TYPE chatd_uptime_seconds gauge\nchatd_uptime_seconds %llu.%03u\n",
-			     (unsigned long long)(up / 1000), (unsigned)(up % 1000));
+		promout_put(&o,
+			    "# HELP chatd_uptime_seconds Seconds since this chatd started.\n"
+			    "# TYPE chatd_uptime_seconds gauge\nchatd_uptime_seconds %llu.%03u\n",
+			    (unsigned long long)(up / 1000), (unsigned)(up % 1000));
 	}
 	if (o.overflow)
 		return -ENOSPC;

@@ -1,12 +1,12 @@
 /*
- * The bounded text buffer /metrics is formatted into (see promtext.h).
+ * The bounded text buffer /metrics is formatted into (see promout.h).
  */
-#include "promtext.h"
+#include "promout.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 
-void promtext_put(struct promtext *o, const char *fmt, ...)
+void promout_put(struct promout *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -23,14 +23,14 @@ void promtext_put(struct promtext *o, const char *fmt, ...)
 	o->len += (size_t)n;
 }
 
-void promtext_label(struct promtext *o, const char *s)
+void promout_label(struct promout *o, const char *s)
 {
 	for (; *s; s++) {
 		if (*s == '\\' || *s == '"')
-			promtext_put(o, "\\%c", *s);
+			promout_put(o, "\\%c", *s);
 		else if (*s == '\n')
-			promtext_put(o, "\\n");
+			promout_put(o, "\\n");
 		else
-			promtext_put(o, "%c", *s);
+			promout_put(o, "%c", *s);
 	}
 }
