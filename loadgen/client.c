@@ -241,6 +241,11 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 	if (fate == FATE_MIGRATED) {
 		c->migrating = 1;
 		c->moved_us = fleet_now_us(fl);
+	} else if ((fate == FATE_CLOSED_BY_SERVER || fate == FATE_DROPPED ||
+		    fate == FATE_PING_TIMEOUT) &&
+		   c->state == CLIENT_ESTABLISHED && fl->phase == FLEET_RUNNING) {
+		c->gap_other = 1; /* the time until the slot is back counts too */
+		c->moved_us = fleet_now_us(fl);
 	}
 	log_info("client_end", "slot=%u gen=%u fate=%s detail=%s state=%s", c->slot, c->gen,
 		 client_fate_names[fate], detail ? detail : "-", client_state_names[c->state]);
@@ -1002,7 +1007,10 @@ static void client_established(struct client *c, const char *version, const char
 		/* Back after a move: how long the user was away. */
 		hist_record(&st->reconnect_gap_us, fleet_now_us(fl) - c->moved_us);
 		c->migrating = 0;
+	} else if (c->gap_other) {
+		hist_record(&st->reconnect_gap_other_us, fleet_now_us(fl) - c->moved_us);
 	}
+	c->gap_other = 0;
 	c->est_pos = fl->nest;
 	fl->est[fl->nest++] = c->slot;
 	client_set_state(c, CLIENT_ESTABLISHED);

@@ -113,6 +113,7 @@ struct client {
 	uint8_t sm_enabled : 1; /* <enabled/> came: the server's stanzas are counted */
 	uint8_t sm_r_out : 1;	/* our <r/> waits for the server's <a/> */
 	uint8_t migrating : 1;	/* this slot's connection was moved: the next one resumes */
+	uint8_t gap_other : 1;	/* the server ended the last one: the next login's gap counts */
 	char *sm_id;		/* resumption id, kept across a move; malloc'd */
 	struct client_smo *smo_head, *smo_tail; /* our unacknowledged stanzas, oldest first */
 	uint32_t smo_n;				/* how many */
@@ -151,9 +152,10 @@ struct fleet {
 	uv_idle_t fail_idle;	/* ends the clients whose writes failed (client_fail) */
 	struct client *failing; /* those clients */
 	uv_signal_t sigint, sigterm;
-	uint64_t t0_us; /* run start (uv_hrtime / 1000) */
-	double tokens;	/* ramp budget (connections) */
-	double ramp;	/* connections per second for this process */
+	uv_signal_t sigusr1; /* opens / closes the measurement window (stats.h) */
+	uint64_t t0_us;	     /* run start (uv_hrtime / 1000) */
+	double tokens;	     /* ramp budget (connections) */
+	double ramp;	     /* connections per second for this process */
 	uint32_t last_tick_ms;
 	uint32_t phase_deadline_ms;
 	enum fleet_phase phase;

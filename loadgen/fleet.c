@@ -197,6 +197,7 @@ static void fleet_close_all_handles(struct fleet *fl)
 	uv_close((uv_handle_t *)&fl->fail_idle, NULL);
 	uv_close((uv_handle_t *)&fl->sigint, NULL);
 	uv_close((uv_handle_t *)&fl->sigterm, NULL);
+	uv_close((uv_handle_t *)&fl->sigusr1, NULL);
 	if (fl->link)
 		uv_close((uv_handle_t *)&fl->link_poll, NULL);
 }
@@ -327,6 +328,23 @@ static void fleet_on_signal(uv_signal_t *s, int signum)
 	}
 }
 
+/* SIGUSR1: the first opens the measurement window, the second closes it. */
+static void fleet_on_window(uv_signal_t *s, int signum)
+{
+	struct fleet *fl = s->data;
+	struct stats *st = fl->st;
+	uint64_t now = fleet_now_us(fl);
+
+	if (!st->window_open && !st->window_us) {
+		st->window_open = true;
+		st->window_start_us = now;
+	} else if (st->window_open) {
+		st->window_open = false;
+		st->window_us = now - st->window_start_us ? now - st->window_start_us : 1;
+	}
+	log_info("window", "open=%d", st->window_open);
+}
+
 static int fleet_setup_sources(struct fleet *fl, const struct load_opts *o, unsigned worker)
 {
 	uint32_t count, first, per;
@@ -411,6 +429,9 @@ int fleet_run(const struct load_opts *o, struct stats *st, struct wire *link, un
 	fl->sigint.data = fl->sigterm.data = fl;
 	uv_signal_start(&fl->sigint, fleet_on_signal, SIGINT);
 	uv_signal_start(&fl->sigterm, fleet_on_signal, SIGTERM);
+	uv_signal_init(fl->loop, &fl->sigusr1);
+	fl->sigusr1.data = fl;
+	uv_signal_start(&fl->sigusr1, fleet_on_window, SIGUSR1);
 	uv_timer_start(&fl->tick, fleet_on_tick, 0, FLEET_TICK_MS);
 	uv_run(fl->loop, UV_RUN_DEFAULT);
 	if (!o->quiet && !link) {

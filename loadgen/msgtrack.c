@@ -152,9 +152,13 @@ void msgtrack_received(struct msgtrack *mt, uint64_t seq, uint64_t now_us, uint3
 			mt->st->cross.delivered++;
 		if (pair)
 			pair->delivered++;
-		if (p)
-			hist_record(&mt->st->latency_us,
-				    now_us > p->sent_us ? now_us - p->sent_us : 0);
+		if (p) {
+			uint64_t lat = now_us > p->sent_us ? now_us - p->sent_us : 0;
+
+			hist_record(&mt->st->latency_us, lat);
+			if (mt->st->window_open)
+				hist_record(&mt->st->latency_window_us, lat);
+		}
 		break;
 	case MT_DELIVERED:
 		mt->st->messages_duplicated++;

@@ -65,6 +65,8 @@ struct stats *stats_new(void)
 	hist_init(&s->latency_us);
 	hist_init(&s->login_us);
 	hist_init(&s->reconnect_gap_us);
+	hist_init(&s->reconnect_gap_other_us);
+	hist_init(&s->latency_window_us);
 	s->ramp_s = -1;
 	return s;
 }
@@ -320,6 +322,14 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 	json_object_set_new(r, "latency_ms", stats_hist_summary(&s->latency_us));
 	json_object_set_new(r, "login_ms", stats_hist_summary(&s->login_us));
 	json_object_set_new(r, "reconnect_gap_ms", stats_hist_summary(&s->reconnect_gap_us));
+	json_object_set_new(r, "reconnect_gap_other_ms",
+			    stats_hist_summary(&s->reconnect_gap_other_us));
+	json_object_set_new(r, "window",
+			    s->window_us || s->window_open
+				    ? json_pack("{s:f,s:o}", "seconds", (double)s->window_us / 1e6,
+						"latency_ms",
+						stats_hist_summary(&s->latency_window_us))
+				    : json_null());
 
 	for (unsigned v = 0; v < s->nversions; v++) {
 		const struct stats_version *ver = &s->versions[v];
@@ -365,6 +375,8 @@ json_t *stats_report_json(const struct stats *s, const struct load_opts *o)
 	json_object_set_new(hists, "latency_us", stats_hist_raw(&s->latency_us));
 	json_object_set_new(hists, "login_us", stats_hist_raw(&s->login_us));
 	json_object_set_new(hists, "reconnect_gap_us", stats_hist_raw(&s->reconnect_gap_us));
+	json_object_set_new(hists, "reconnect_gap_other_us",
+			    stats_hist_raw(&s->reconnect_gap_other_us));
 	json_object_set_new(r, "histograms", hists);
 	json_object_set_new(r, "timeline", stats_timeline_json(s));
 	return r;
@@ -593,6 +605,10 @@ int stats_merge_json(struct stats *s, const json_t *r)
 	/* Older reports have none: nothing to add. */
 	if (json_object_get(hists, "reconnect_gap_us") &&
 	    stats_merge_hist(&s->reconnect_gap_us, json_object_get(hists, "reconnect_gap_us")) < 0)
+		return -EINVAL;
+	if (json_object_get(hists, "reconnect_gap_other_us") &&
+	    stats_merge_hist(&s->reconnect_gap_other_us,
+			     json_object_get(hists, "reconnect_gap_other_us")) < 0)
 		return -EINVAL;
 	if (stats_merge_timeline(s, json_object_get(r, "timeline")) < 0)
 		return -EINVAL;

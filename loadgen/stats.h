@@ -107,6 +107,14 @@ struct stats {
 	struct hist latency_us;	      /* message send to receive */
 	struct hist login_us;	      /* connect start to established */
 	struct hist reconnect_gap_us; /* see-other-host to established again (migrated) */
+	/* A server's close or a drop to the slot's next established session:
+	 * what users see of a restart that does not move sessions. */
+	struct hist reconnect_gap_other_us;
+	/* SIGUSR1 opens and closes a measurement window (a single process):
+	 * latency of the messages delivered within it. */
+	bool window_open;
+	uint64_t window_start_us, window_us; /* monotonic; length once closed */
+	struct hist latency_window_us;
 	unsigned nversions;
 	struct stats_version versions[STATS_MAX_VERSIONS];
 	unsigned ninstances;

@@ -3,7 +3,8 @@ XEP-0198 and acknowledge; when a chatd moves them (its control endpoint,
 <see-other-host/> naming another instance of the cluster) they follow and
 resume there. The report counts the move as the fate migrated (not dropped,
 not closed by the server), with resumed, resume_failed and the reconnect
-gap, and the messages exchanged meanwhile exactly (none lost, none
+gap (and, without stream management, the gap after a server's close; the
+SIGUSR1 measurement window), and the messages exchanged meanwhile exactly (none lost, none
 doubled). A move to an instance outside the cluster cannot resume: the
 clients log in again (resume_failed), still migrated.
 """
@@ -152,10 +153,20 @@ class ChatloadSM(unittest.TestCase):
                           "--quiet", "--report", report], name="chatload-plain")
         self.procs.append(p)
         harness.wait_for(lambda: metrics(ha).get("chatd_sessions") == 5, timeout=20)
+        p.signal(signal.SIGUSR1)  # the measurement window opens
         move(ha, 5)
+        harness.wait_for(lambda: metrics(ha).get("chatd_sessions") == 5, timeout=20,
+                         what="5 sessions again")
+        time.sleep(0.3)
+        p.signal(signal.SIGUSR1)  # and closes
         rc, r = self.read(p, report)
         self.assertEqual(r["migrated"], 0)
         self.assertEqual(r["closed_by_server"].get("see-other-host"), 5)
+        # each came back: the gap from the server's end to the next session
+        self.assertEqual(r["reconnect_gap_other_ms"]["count"], 5)
+        self.assertEqual(r["reconnect_gap_ms"]["count"], 0)
+        self.assertGreater(r["window"]["seconds"], 0.2)
+        self.assertIn("p99", r["window"]["latency_ms"])
 
 
 if __name__ == "__main__":
