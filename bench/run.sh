@@ -5,7 +5,7 @@
 #
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
-# PIECE: chatd http fairness chatload workers compare cluster rainbow drain scale
+# PIECE: chatd http fairness chatload workers compare cluster rainbow drain assist scale
 # (the default: all, in this order).
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
@@ -22,10 +22,10 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT" || exit 1
 BUILD=${BUILD:-build}
 DOC=${BENCH_DOC:-docs/benchmarks.md}
-ORDER="chatd http fairness chatload workers compare cluster rainbow drain scale"
+ORDER="chatd http fairness chatload workers compare cluster rainbow drain assist scale"
 ALL="$ORDER"
 # Pieces whose command takes --quick (BENCH_QUICK=1).
-QUICK_PIECES="chatd chatload workers compare cluster scale"
+QUICK_PIECES="chatd chatload workers compare cluster assist scale"
 QUICK=${BENCH_QUICK:-0}
 
 usage() {
@@ -71,6 +71,7 @@ command_of() {
 	cluster) echo "python3 bench/cluster_bench.py --build $BUILD${extra:+ $extra}" ;;
 	rainbow) echo "python3 bench/rainbow_bench.py --build $BUILD${extra:+ $extra}" ;;
 	drain) echo "python3 bench/drain_bench.py --build $BUILD${extra:+ $extra}" ;;
+	assist) echo "python3 bench/assist_bench.py --build $BUILD${extra:+ $extra}" ;;
 	scale) echo "python3 bench/scale_bench.py --build $BUILD${extra:+ $extra}" ;;
 	esac
 }
@@ -85,6 +86,7 @@ title_of() {
 	cluster) echo "Cluster routing: forwarded messages (issue 4)" ;;
 	rainbow) echo "rainbow on the local platform (issue 6)" ;;
 	drain) echo "Drain forecast accuracy (issue 14)" ;;
+	assist) echo "Emptying a colour: natural, assisted, shutdown, RollingUpdate (issue 15)" ;;
 	scale) echo "The local platform at scale: 40,000 clients, memory per connection (issue 10)" ;;
 	esac
 }
@@ -99,6 +101,7 @@ script_of() {
 	cluster) echo bench/cluster_bench.py ;;
 	rainbow) echo bench/rainbow_bench.py ;;
 	drain) echo bench/drain_bench.py ;;
+	assist) echo bench/assist_bench.py ;;
 	scale) echo bench/scale_bench.py ;;
 	esac
 }
