@@ -226,6 +226,8 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
+    # A stopped benchmark still takes its platform down (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     if a.quick:
         a.clients, a.warmup = 200, 25.0
     only = set(x for x in a.only.split(",") if x)

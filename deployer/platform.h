@@ -126,7 +126,8 @@ struct platform_hist {
 struct platform_replica {
 	char name[PLATFORM_NAME_MAX];
 	int ready;			/* 1 ready, 0 not (starting, draining, dead) */
-	long connections;		/* chatd_connections gauge; -1 when unreadable */
+	long connections;		/* chatd_connections + chatd_sessions_detached (sessions
+					   waiting to be resumed); -1 when unreadable */
 	struct platform_hist lifetimes; /* chatd_connection_duration_seconds: ended ones */
 	struct platform_hist ages;	/* chatd_connection_age_seconds_bucket: open ones */
 	int restarts; /* times the platform restarted it (0 when it cannot tell) */

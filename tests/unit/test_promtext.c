@@ -10,9 +10,28 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "../../deployer/platform.h"
 #include "../../deployer/promtext.h"
 
 #define N "chatd_connections"
+
+/* A replica's count: open connections and sessions waiting to be resumed;
+ * a chatd without the detached gauge reads as its connections. */
+static void test_replica_count_with_detached(void **state)
+{
+	struct platform_replica r;
+
+	platform_replica_metrics(&r, "chatd_connections 7\nchatd_sessions_detached 3\n");
+	assert_int_equal(r.connections, 10);
+	platform_replica_metrics(&r, "chatd_connections 7\n");
+	assert_int_equal(r.connections, 7);
+	platform_replica_metrics(&r, "chatd_connections 0\nchatd_sessions_detached 2\n");
+	assert_int_equal(r.connections, 2);
+	platform_replica_metrics(&r, "chatd_sessions_detached 2\n");
+	assert_int_equal(r.connections, -1); /* no count: unreadable, whatever else */
+	platform_replica_metrics(&r, NULL);
+	assert_int_equal(r.connections, -1);
+}
 
 static void test_promtext_chatd_body(void **state)
 {
@@ -131,9 +150,12 @@ static void test_promtext_hist_bad(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_promtext_chatd_body), cmocka_unit_test(test_promtext_forms),
-		cmocka_unit_test(test_promtext_range),	    cmocka_unit_test(test_promtext_hist),
+		cmocka_unit_test(test_promtext_chatd_body),
+		cmocka_unit_test(test_promtext_forms),
+		cmocka_unit_test(test_promtext_range),
+		cmocka_unit_test(test_promtext_hist),
 		cmocka_unit_test(test_promtext_hist_bad),
+		cmocka_unit_test(test_replica_count_with_detached),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
