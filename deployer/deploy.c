@@ -259,6 +259,15 @@ static int assist_slot(struct deploy_mem *m, const char *sha)
  * to their counts (largest remainders first), never more than a replica
  * holds. Returns 1 while the colour is being assisted.
  */
+/* What replica r can move now: its connections (sessions held detached,
+ * waiting for their clients, are counted but cannot be moved). */
+static long movable(const struct platform_replica *r)
+{
+	long n = r->connections - (r->detached > 0 ? r->detached : 0);
+
+	return n > 0 ? n : 0;
+}
+
 static int assist(const struct deploy_cfg *cfg, const struct deploy_obs *o, struct deploy_mem *m,
 		  const struct deploy_colour_obs *c, long count, int64_t ds,
 		  struct deploy_result *r)
@@ -291,6 +300,9 @@ static int assist(const struct deploy_cfg *cfg, const struct deploy_obs *o, stru
 	m->assist[k].last_ms = o->now_ms;
 	if (m->assist[k].credit > cap)
 		m->assist[k].credit = cap;
+	count = 0; /* what can be moved: sessions held detached cannot */
+	for (size_t i = 0; i < nrep; i++)
+		count += movable(&c->rep[i]);
 	n = (long)m->assist[k].credit;
 	if (n > count)
 		n = count;
@@ -298,7 +310,7 @@ static int assist(const struct deploy_cfg *cfg, const struct deploy_obs *o, stru
 		return 1;
 	/* Spread by counts: floor of each share, then the remainders. */
 	for (size_t i = 0; i < nrep; i++) {
-		long have = c->rep[i].connections > 0 ? c->rep[i].connections : 0;
+		long have = movable(&c->rep[i]);
 		double exact = (double)n * (double)have / (double)count;
 
 		share[i] = (long)exact;
@@ -311,7 +323,7 @@ static int assist(const struct deploy_cfg *cfg, const struct deploy_obs *o, stru
 		size_t best = nrep;
 
 		for (size_t i = 0; i < nrep; i++) {
-			long have = c->rep[i].connections > 0 ? c->rep[i].connections : 0;
+			long have = movable(&c->rep[i]);
 
 			if (share[i] < have && (best == nrep || rem[i] > rem[best]))
 				best = i;

@@ -65,8 +65,11 @@ void platform_replica_metrics(struct platform_replica *r, const char *text)
 	r->connections = text ? promtext_count(text, "chatd_connections") : -1;
 	/* A session held for resumption (XEP-0198) is not over: a colour
 	 * with one is not drained (chatd before it has no such metric). */
-	if (r->connections >= 0 && det > 0)
+	r->detached = 0;
+	if (r->connections >= 0 && det > 0) {
 		r->connections += det;
+		r->detached = det;
+	}
 	read_hist(&r->lifetimes, text, "chatd_connection_duration_seconds_bucket");
 	read_hist(&r->ages, text, "chatd_connection_age_seconds_bucket");
 	r->uptime_s = text ? (double)promtext_count(text, "chatd_uptime_seconds") : -1;

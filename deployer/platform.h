@@ -128,6 +128,7 @@ struct platform_replica {
 	int ready;			/* 1 ready, 0 not (starting, draining, dead) */
 	long connections;		/* chatd_connections + chatd_sessions_detached (sessions
 					   waiting to be resumed); -1 when unreadable */
+	long detached;			/* of them, chatd_sessions_detached (0: none, unknown) */
 	struct platform_hist lifetimes; /* chatd_connection_duration_seconds: ended ones */
 	struct platform_hist ages;	/* chatd_connection_age_seconds_bucket: open ones */
 	int restarts; /* times the platform restarted it (0 when it cannot tell) */

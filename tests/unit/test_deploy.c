@@ -178,8 +178,8 @@ static void sim_apply(struct sim *s, const struct deploy_act *a)
 			if (strcmp(c->rep[i].name, a->name) == 0)
 				break;
 		assert_true(i < c->n_rep);
-		/* never more than the replica holds */
-		assert_true(a->count > 0 && a->count <= c->rep[i].connections);
+		/* never more than the replica holds, detached sessions left out */
+		assert_true(a->count > 0 && a->count <= c->rep[i].connections - c->rep[i].detached);
 		c->rep[i].connections -= a->count;
 		s->moved += a->count;
 		if (s->n_moves < 4096) {
@@ -1086,6 +1086,42 @@ static void test_assist_off_and_edges(void **state)
 	assert_int_equal(s.moves_on_selected, 0);
 }
 
+/* Sessions held detached (waiting for their clients to resume them) keep
+ * the colour from draining but are never asked to move. */
+static void test_assist_detached(void **state)
+{
+	struct sim s;
+	struct deploy_cfg cfg;
+	struct deploy_mem m;
+	struct deploy_result r;
+	struct sim_colour *a;
+	int i;
+
+	sim_init(&s);
+	a = sim_live(&s, SHA_A, 2, 0);
+	a->rep[0].connections = 5; /* all five detached */
+	a->rep[0].detached = 5;
+	a->rep[1].connections = 3;
+	cfg_init(&cfg, DEPLOY_MODE_DEPLOY, SHA_B);
+	cfg.assist_rate = 100;
+	deploy_mem_init(&m);
+	for (i = 0; i < 30; i++) {
+		sim_step(&s, &cfg, &m, &r, -1);
+		sim_tick(&s, 250);
+	}
+	a = sim_find(&s, SHA_A);
+	assert_non_null(a); /* not drained: five sessions wait */
+	assert_int_equal(s.moved, 3);
+	assert_int_equal(a->rep[1].connections, 0);
+	assert_int_equal(a->rep[0].connections, 5);
+	/* they are resumed elsewhere: the colour drains */
+	a->rep[0].connections = 0;
+	a->rep[0].detached = 0;
+	assert_int_equal(sim_run(&s, &cfg, &m, 20), DEPLOY_PHASE_DONE);
+	assert_null(sim_find(&s, SHA_A));
+	assert_int_equal(s.moved, 3);
+}
+
 static void test_parse_rate(void **state)
 {
 	double v;
@@ -1249,6 +1285,7 @@ int main(void)
 		cmocka_unit_test(test_assist_on_max_drain),
 		cmocka_unit_test(test_assist_memory_lost),
 		cmocka_unit_test(test_assist_off_and_edges),
+		cmocka_unit_test(test_assist_detached),
 		cmocka_unit_test(test_parse_rate),
 		cmocka_unit_test(test_shrink),
 		cmocka_unit_test(test_shrink_all_zero_at_once_removes_colour),
