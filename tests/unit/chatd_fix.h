@@ -157,7 +157,7 @@ FIX_FN void fix_step(struct cli *cl, int wait)
 {
 	if (wait) {
 		struct pollfd p[2] = { { uv_backend_fd(&fix.loop), POLLIN, 0 },
-				       { cl ? cl->fd : -1, POLLIN, 0 } };
+				       { cl && !cl->eof ? cl->fd : -1, POLLIN, 0 } };
 		int t = uv_backend_timeout(&fix.loop);
 
 		poll(p, 2, t < 0 || t > 10 ? 10 : t);
