@@ -333,6 +333,35 @@ static void test_conn_fairness_bound(void **state)
 	cli_close(cl);
 }
 
+/* Over --max-connections: refused with resource-constraint (our header
+ * first), counted, the others untouched. */
+static void test_conn_max_connections_refused(void **state)
+{
+	const char *const flags[] = { "--max-connections", "1", NULL };
+	struct cli *a, *b;
+
+	fix_start(flags);
+	a = open_stream();
+	b = cli_open();
+	assert_true(cli_wait_eof(b));
+	assert_false(b->reset);
+	const char *got = strstr(cli_take(b), "' version='1.0' xml:lang='en'>");
+	assert_non_null(got);
+	assert_string_equal(got, "' version='1.0' xml:lang='en'><stream:error><resource-constraint "
+				 "xmlns='" NS_STREAMS "'/><text xmlns='" NS_STREAMS
+				 "'>too many connections</text>" STREAM_ERROR_END);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_RESOURCE_CONSTRAINT], 1);
+	assert_int_equal(fix.srv.metrics.connections, 1);
+	cli_close(b);
+	assert_int_equal(fix.srv.refused_lingering, 0);
+	/* the first one still works */
+	cli_send(a, "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='X'/>");
+	assert_true(cli_wait(a, "</failure>"));
+	assert_false(a->c->closing);
+	cli_close(a);
+	assert_int_equal(fix_closed_total(), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +373,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_conn_half_close_after_queue, teardown),
 		cmocka_unit_test_teardown(test_conn_shaper_pauses_reads, teardown),
 		cmocka_unit_test_teardown(test_conn_fairness_bound, teardown),
+		cmocka_unit_test_teardown(test_conn_max_connections_refused, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
