@@ -523,6 +523,58 @@ static void test_session_restart_requires_header(void **state)
 	cli_close(cl);
 }
 
+/* Blocked by failed-login throttling: no answer, nothing behind it
+ * evaluated, reads held, then policy-violation. */
+static void test_session_blocked_login_held(void **state)
+{
+	const char *const flags[] = { "--auth-any", "--auth-fail-user-max",
+				      "1",	    "--auth-fail-ip-max",
+				      "0",	    NULL };
+	struct cli *cl;
+
+	fix_start(flags);
+	cl = negotiating();
+	/* "bob@example.test\0alice\0pw": alice may not act as bob */
+	cli_send(cl,
+		 "<auth xmlns='" SASL_NS "' mechanism='PLAIN'>Ym9iQGV4YW1wbGUudGVzdABhbGljZQBwdw=="
+		 "</auth>");
+	assert_true(cli_wait(cl, "</failure>"));
+	assert_string_equal(cli_take(cl),
+			    "<failure xmlns='" SASL_NS "'><invalid-authzid/></failure>");
+	cli_send(cl, AUTH_ALICE "<auth xmlns='" SASL_NS "' mechanism='PLAIN'>AGJvYgBwdw==</auth>");
+	assert_true(cli_wait_eof(cl));
+	assert_string_equal(cli_take(cl),
+			    "<stream:error><policy-violation xmlns='" NS_STREAMS
+			    "'/><text xmlns='" NS_STREAMS
+			    "'>too many failed logins; try again later</text>" STREAM_ERROR_END);
+	assert_int_equal(fix.srv.metrics.auth_blocked_total, 1);
+	assert_int_equal(fix.srv.metrics.auth_failures_total, 1);
+	assert_int_equal(fix.srv.metrics.logins_total, 0);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_POLICY_VIOLATION], 1);
+	cli_close(cl);
+}
+
+/* A stream not bound in --auth-timeout is closed, wherever it stopped. */
+static void test_session_auth_timeout(void **state)
+{
+	const char *const flags[] = { "--auth-any", "--auth-timeout", "1", NULL };
+	struct cli *a, *b;
+
+	fix_start(flags);
+	a = negotiating();
+	b = binding();
+	assert_true(cli_wait_eof(a));
+	assert_string_equal(cli_take(a),
+			    "<stream:error><connection-timeout xmlns='" NS_STREAMS
+			    "'/><text xmlns='" NS_STREAMS
+			    "'>no session established in time</text>" STREAM_ERROR_END);
+	assert_true(cli_wait_eof(b));
+	assert_non_null(strstr(cli_take(b), "<connection-timeout "));
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_CONNECTION_TIMEOUT], 2);
+	cli_close(a);
+	cli_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -537,6 +589,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_session_auth_failure_limit, teardown),
 		cmocka_unit_test_teardown(test_session_starttls_without_tls, teardown),
 		cmocka_unit_test_teardown(test_session_restart_requires_header, teardown),
+		cmocka_unit_test_teardown(test_session_blocked_login_held, teardown),
+		cmocka_unit_test_teardown(test_session_auth_timeout, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
