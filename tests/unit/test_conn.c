@@ -362,6 +362,54 @@ static void test_conn_max_connections_refused(void **state)
 	assert_int_equal(fix_closed_total(), 2);
 }
 
+/* conn_close_with(): the condition's content, the text and an application
+ * condition, escaped where they are text. */
+static void test_conn_close_with_parts(void **state)
+{
+	struct cli *cl;
+
+	fix_start(NULL);
+	cl = open_stream();
+	conn_close_with(cl->c, CLOSE_SEE_OTHER_HOST, "see-other-host", "[::1]:5222", "a < b & 'c'",
+			"<moved xmlns='urn:example'/>");
+	assert_true(cli_wait_eof(cl));
+	assert_string_equal(cli_take(cl), "<stream:error><see-other-host xmlns='" NS_STREAMS
+					  "'>[::1]:5222</see-other-host><text xmlns='" NS_STREAMS
+					  "'>a &lt; b &amp; &apos;c&apos;</text><moved "
+					  "xmlns='urn:example'/>" STREAM_ERROR_END);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_SEE_OTHER_HOST], 1);
+	cli_close(cl);
+}
+
+/* A client that resets while output waits in our queue, before or after
+ * the close: freed at once (not after the flush time), counted once. */
+static void test_conn_reset_with_queued_output(void **state)
+{
+	const char *const flags[] = { "--max-output", "67108864", NULL };
+	static char chunk[65536];
+	struct linger lg = { 1, 0 };
+
+	fix_start(flags);
+	memset(chunk, 'z', sizeof(chunk));
+	for (int closed_first = 0; closed_first < 2; closed_first++) {
+		struct cli *cl = cli_open_buf(4096);
+		struct conn *c = cl->c;
+		int sends = 0;
+
+		while (outq_queued(&c->q) == 0 && sends++ < 512)
+			conn_send(c, chunk, sizeof(chunk));
+		assert_true(outq_queued(&c->q) > 0);
+		if (closed_first)
+			conn_close(c, CLOSE_SYSTEM_SHUTDOWN, "system-shutdown", NULL);
+		assert_int_equal(setsockopt(cl->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+		cli_close(cl); /* waits until the server freed it */
+	}
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_RESET], 1);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_SYSTEM_SHUTDOWN], 1);
+	assert_int_equal(fix_closed_total(), 2);
+	assert_int_equal(fix.srv.metrics.connections, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -374,6 +422,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_conn_shaper_pauses_reads, teardown),
 		cmocka_unit_test_teardown(test_conn_fairness_bound, teardown),
 		cmocka_unit_test_teardown(test_conn_max_connections_refused, teardown),
+		cmocka_unit_test_teardown(test_conn_close_with_parts, teardown),
+		cmocka_unit_test_teardown(test_conn_reset_with_queued_output, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
