@@ -357,8 +357,16 @@ static int sasl_lookup(void *ud, enum scram_hash hash, const char *username,
 		       struct scram_cred *cred)
 {
 	struct conn *c = ud;
+	char *node = NULL;
+	int blocked;
 
-	if (sasl_tried(c, username)) {
+	/* Counted under the account's name, as PLAIN does: the store
+	 * nodepreps, so "ALICE" logs in as alice and shares her count. */
+	if (jid_prep_node(username, &node) != 0)
+		node = NULL;
+	blocked = sasl_tried(c, node ? node : username);
+	free(node);
+	if (blocked) {
 		c->sasl->blocked = 1;
 		return SCRAM_ERR_NOT_AUTHORIZED;
 	}

@@ -829,6 +829,42 @@ static void test_sasl_scram_auth_any(void **state)
 	cli_close(cl);
 }
 
+/* SCRAM names are counted under the account they log in to: "ALICE" is
+ * alice (the store nodepreps), so case variants share alice's count. */
+static void test_sasl_throttle_scram_name_case(void **state)
+{
+	const char *const flags[] = { "--users",
+				      users_path,
+				      "--allow-plaintext-auth",
+				      "--auth-fail-user-max",
+				      "2",
+				      "--auth-fail-ip-max",
+				      "0",
+				      NULL };
+	static const struct scram_try wrong[] = {
+		{ SCRAM_SHA256, "n,,", "Alice", "nope", NULL, NULL, 1 },
+		{ SCRAM_SHA1, "n,,", "aLICE", "nope", NULL, NULL, 1 },
+	};
+	static const char good[] = "\0alice\0wonderland";
+	char out[512];
+	struct cli *cl;
+
+	fix_start(flags);
+	cl = cli_open();
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(scram_run(cl, &wrong[i], out, sizeof(out)), SASL_FAILURE);
+		assert_string_equal(out, failure("not-authorized"));
+	}
+	/* alice has failed twice: no more evaluations, in any case or mechanism */
+	assert_int_equal(auth_msg(cl, "SCRAM-SHA-256", "n,,n=ALICE,r=abcdef", 19), SASL_BLOCKED);
+	assert_string_equal(reply(cl), "");
+	assert_int_equal(auth_msg(cl, "PLAIN", good, sizeof(good) - 1), SASL_BLOCKED);
+	assert_string_equal(reply(cl), "");
+	assert_int_equal(fix.srv.metrics.auth_blocked_total, 2);
+	assert_int_equal(fix.srv.metrics.logins_total, 0);
+	cli_close(cl);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -839,6 +875,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_sasl_anonymous, teardown),
 		cmocka_unit_test_teardown(test_sasl_abort_and_stray_response, teardown),
 		cmocka_unit_test_teardown(test_sasl_throttle, teardown),
+		cmocka_unit_test_teardown(test_sasl_throttle_scram_name_case, teardown),
 		cmocka_unit_test(test_sasl_scram_calc_rfc_vectors),
 		cmocka_unit_test_teardown(test_sasl_scram_login, teardown),
 		cmocka_unit_test_teardown(test_sasl_scram_refused, teardown),
