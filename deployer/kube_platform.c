@@ -196,19 +196,6 @@ static int kube_open(struct platform *p, const struct platform_opts *o)
 
 /* ---- helpers over objects ---- */
 
-static const char *jstr(json_t *o, const char *path)
-{
-	char key[64];
-	const char *dot;
-
-	while ((dot = strchr(path, '.')) != NULL) {
-		snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
-		o = json_object_get(o, key);
-		path = dot + 1;
-	}
-	return json_string_value(json_object_get(o, path));
-}
-
 static json_t *jget(json_t *o, const char *path)
 {
 	char key[64];
@@ -220,6 +207,11 @@ static json_t *jget(json_t *o, const char *path)
 		path = dot + 1;
 	}
 	return json_object_get(o, path);
+}
+
+static const char *jstr(json_t *o, const char *path)
+{
+	return json_string_value(jget(o, path));
 }
 
 /* The string under a key that may hold dots ("rainbow.chat/sha") of the object at path. */
