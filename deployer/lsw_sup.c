@@ -316,6 +316,22 @@ static void peers_update(struct lsw *sw)
 	snprintf(last, sizeof(last), "%s", buf);
 }
 
+/*
+ * After the replicas changed: saved, the peers' lists rewritten, the routes
+ * updated. The save's result; its message in err when it failed (err may
+ * be NULL).
+ */
+static int sup_changed(struct lsw *sw, char *err, size_t errlen)
+{
+	int rc = lsw_save(sw);
+
+	peers_update(sw);
+	lsw_route_update(sw);
+	if (rc < 0 && err)
+		snprintf(err, errlen, "cannot save %s: %s", sw->json_path, strerror(-rc));
+	return rc;
+}
+
 /* ---- processes ---------------------------------------------------------------- */
 
 static void rep_exited(struct lsw *sw, struct lsw_rep *r, const char *how);
@@ -566,9 +582,7 @@ static void rep_exited(struct lsw *sw, struct lsw_rep *r, const char *how)
 	}
 	lsw_record(sw, e);
 out:
-	lsw_save(sw);
-	peers_update(sw);
-	lsw_route_update(sw);
+	sup_changed(sw, NULL, 0);
 }
 
 /* ---- readiness -------------------------------------------------------------- */
@@ -865,16 +879,13 @@ int lsw_sup_scale(struct lsw *sw, const char *sha, int n, const struct lsw_spec 
 		}
 		active++;
 	}
-	lsw_save(sw);
-	peers_update(sw);
-	lsw_route_update(sw);
+	sup_changed(sw, NULL, 0);
 	return rc;
 }
 
 int lsw_sup_remove(struct lsw *sw, const char *sha, int force, char *err, size_t errlen)
 {
 	struct lsw_colour *c = lsw_colour_find(sw, sha);
-	int rc;
 
 	if (!c)
 		return 0;
@@ -896,19 +907,13 @@ int lsw_sup_remove(struct lsw *sw, const char *sha, int force, char *err, size_t
 	}
 	if (c->n_rep == 0)
 		colour_free(sw, c);
-	rc = lsw_save(sw);
-	peers_update(sw);
-	lsw_route_update(sw);
-	if (rc < 0)
-		snprintf(err, errlen, "cannot save %s: %s", sw->json_path, strerror(-rc));
-	return rc;
+	return sup_changed(sw, err, errlen);
 }
 
 int lsw_sup_remove_replica(struct lsw *sw, const char *sha, const char *name, char *err,
 			   size_t errlen)
 {
 	struct lsw_colour *c = lsw_colour_find(sw, sha);
-	int rc;
 
 	for (size_t i = 0; c && i < c->n_rep; i++) {
 		struct lsw_rep *r = c->rep[i];
@@ -920,12 +925,7 @@ int lsw_sup_remove_replica(struct lsw *sw, const char *sha, const char *name, ch
 				c->wanted--;
 			rep_terminate(sw, c, r, 0);
 		}
-		rc = lsw_save(sw);
-		peers_update(sw);
-		lsw_route_update(sw);
-		if (rc < 0)
-			snprintf(err, errlen, "cannot save %s: %s", sw->json_path, strerror(-rc));
-		return rc;
+		return sup_changed(sw, err, errlen);
 	}
 	snprintf(err, errlen, "colour %s has no replica %s", sha, name);
 	return -ENOENT;
