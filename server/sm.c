@@ -291,6 +291,16 @@ void sm_end_detached(struct conn *h, enum close_reason reason)
 	srv_reap_soon(srv);
 }
 
+/* A session that a resumption (here or from a peer) could not trust ends:
+ * held, it is dropped; on a live connection, that connection closes. */
+static void session_end_replaced(struct conn *o)
+{
+	if (o->detached)
+		sm_end_detached(o, CLOSE_UNDEFINED_CONDITION);
+	else
+		conn_close(o, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+}
+
 void sm_reap(struct srv *srv)
 {
 	struct conn *h;
@@ -578,10 +588,7 @@ void sm_peer_request(struct srv *srv, const char *peer, uint64_t req, const char
 	}
 	if (h - smq_acked(q) > q->count) {
 		cluster_glue_session_nak(srv, peer, req, CLUSTER_NAK_BAD_H);
-		if (o->detached)
-			sm_end_detached(o, CLOSE_UNDEFINED_CONDITION);
-		else
-			conn_close(o, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+		session_end_replaced(o);
 		return;
 	}
 	smq_ack(q, h);
@@ -751,10 +758,7 @@ static void handle_resume(struct conn *c, struct xnode *n)
 		/* The client claims stanzas never sent: nothing can be trusted;
 		 * the session ends, its queue is answered for. */
 		resume_failed(c, RESUME_FAIL_HANDLED_COUNT, "undefined-condition", previd);
-		if (o->detached)
-			sm_end_detached(o, CLOSE_UNDEFINED_CONDITION);
-		else
-			conn_close(o, CLOSE_CONFLICT, "conflict", "replaced by a new session");
+		session_end_replaced(o);
 		return;
 	}
 	smq_ack(q, h);
