@@ -190,6 +190,26 @@ static void client_unestablish(struct client *c)
 		wire_printf(fl->link, "X %u\n", fl->o->worker_first + c->slot);
 }
 
+/* Counts an end of fate in st; its detail in the tally of that kind of end, where it has one. */
+static void count_fate(struct stats *st, enum client_fate fate, const char *detail)
+{
+	const struct {
+		uint64_t *count;
+		struct stats_names *detail;
+	} tally[] = {
+		[FATE_CLOSED_BY_CLIENT] = { &st->closed_by_client, NULL },
+		[FATE_CLOSED_BY_SERVER] = { &st->closed_by_server, &st->server_conditions },
+		[FATE_DROPPED] = { &st->dropped, &st->drop_reasons },
+		[FATE_CONNECT_FAILURE] = { &st->connect_failures, &st->connect_failure_reasons },
+		[FATE_LOGIN_FAILURE] = { &st->login_failures, &st->login_failure_reasons },
+		[FATE_PING_TIMEOUT] = { &st->ping_timeouts, NULL },
+		[FATE_MIGRATED] = { &st->migrated, NULL },
+	};
+	(*tally[fate].count)++;
+	if (tally[fate].detail)
+		stats_names_add(tally[fate].detail, detail, 1);
+}
+
 /* The one place where a connection's fate is counted. */
 static void client_fate(struct client *c, enum client_fate fate, const char *detail)
 {
@@ -203,33 +223,7 @@ static void client_fate(struct client *c, enum client_fate fate, const char *det
 		client_unestablish(c);
 	else if (c->state != CLIENT_CLOSING)
 		st->connecting--;
-	switch (fate) {
-	case FATE_CLOSED_BY_CLIENT:
-		st->closed_by_client++;
-		break;
-	case FATE_CLOSED_BY_SERVER:
-		st->closed_by_server++;
-		stats_names_add(&st->server_conditions, detail, 1);
-		break;
-	case FATE_DROPPED:
-		st->dropped++;
-		stats_names_add(&st->drop_reasons, detail, 1);
-		break;
-	case FATE_CONNECT_FAILURE:
-		st->connect_failures++;
-		stats_names_add(&st->connect_failure_reasons, detail, 1);
-		break;
-	case FATE_LOGIN_FAILURE:
-		st->login_failures++;
-		stats_names_add(&st->login_failure_reasons, detail, 1);
-		break;
-	case FATE_PING_TIMEOUT:
-		st->ping_timeouts++;
-		break;
-	case FATE_MIGRATED:
-		st->migrated++;
-		break;
-	}
+	count_fate(st, fate, detail);
 	if (c->migrating && fate != FATE_MIGRATED && fate != FATE_CLOSED_BY_CLIENT) {
 		/* The connection after a move failed: that move did not succeed,
 		 * the moved connection counts as dropped. */
