@@ -24,6 +24,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <uv.h>
 
 #include "../../server/config.h"
@@ -334,6 +337,40 @@ FIX_FN uint64_t fix_closed_total(void)
 	for (int r = 0; r < CLOSE_REASON_COUNT; r++)
 		n += fix.srv.metrics.closed_total[r];
 	return n;
+}
+
+/* A self-signed P-256 certificate for FIX_DOMAIN into cert and key (PEM
+ * files); 0 or -1. */
+FIX_FN int fix_make_cert(const char *cert, const char *key)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	X509 *x = X509_new();
+	int ok = k && x;
+	FILE *f;
+
+	if (ok) {
+		ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+		X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+		X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24);
+		X509_set_pubkey(x, k);
+		X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+					   (const unsigned char *)FIX_DOMAIN, -1, -1, 0);
+		X509_set_issuer_name(x, X509_get_subject_name(x));
+		ok = X509_sign(x, k, EVP_sha256()) > 0;
+	}
+	if (ok) {
+		f = fopen(cert, "w");
+		ok = f && PEM_write_X509(f, x);
+		ok = (f && fclose(f) == 0) && ok;
+	}
+	if (ok) {
+		f = fopen(key, "w");
+		ok = f && PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+		ok = (f && fclose(f) == 0) && ok;
+	}
+	X509_free(x);
+	EVP_PKEY_free(k);
+	return ok ? 0 : -1;
 }
 
 #endif

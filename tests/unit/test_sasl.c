@@ -11,13 +11,10 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include "../../server/sasl.h"
 #include "../../server/users.h"
@@ -34,13 +31,10 @@ static char dir[128], users_path[160], cert_path[160], key_path[160];
 static int make_files(void **state)
 {
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	EVP_PKEY *key = EVP_EC_gen("P-256");
-	X509 *x = X509_new();
 	char err[256];
-	FILE *f;
 
 	snprintf(dir, sizeof(dir), "%s/test_sasl-XXXXXX", tmp);
-	if (!mkdtemp(dir) || !key || !x)
+	if (!mkdtemp(dir))
 		return -1;
 	snprintf(users_path, sizeof(users_path), "%s/users", dir);
 	snprintf(cert_path, sizeof(cert_path), "%s/cert.pem", dir);
@@ -50,25 +44,7 @@ static int make_files(void **state)
 		fprintf(stderr, "%s\n", err);
 		return -1;
 	}
-	ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-	X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-	X509_gmtime_adj(X509_getm_notAfter(x), 3600L * 24);
-	X509_set_pubkey(x, key);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
-				   (const unsigned char *)FIX_DOMAIN, -1, -1, 0);
-	X509_set_issuer_name(x, X509_get_subject_name(x));
-	if (!X509_sign(x, key, EVP_sha256()))
-		return -1;
-	f = fopen(cert_path, "w");
-	if (!f || !PEM_write_X509(f, x) || fclose(f) != 0)
-		return -1;
-	f = fopen(key_path, "w");
-	if (!f || !PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL) || fclose(f) != 0)
-		return -1;
-	chmod(key_path, 0600);
-	X509_free(x);
-	EVP_PKEY_free(key);
-	return 0;
+	return fix_make_cert(cert_path, key_path);
 }
 
 static int remove_files(void **state)
