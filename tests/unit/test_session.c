@@ -15,6 +15,7 @@
 
 #include "b64.h"
 #include "chatd_fix.h"
+#include "tlsbio.h"
 
 #define SASL_NS "urn:ietf:params:xml:ns:xmpp-sasl"
 #define STREAM_ERROR_END "</stream:error></stream:stream>"
@@ -575,6 +576,153 @@ static void test_session_auth_timeout(void **state)
 	cli_close(b);
 }
 
+/* ------------------------------------------------------------ STARTTLS */
+
+/* A TLS client over a fix client: ciphertext on the socket, plaintext
+ * received collected in plain. */
+struct tcli {
+	struct cli *cl;
+	struct tlsbio *t;
+	char plain[65536];
+	size_t len;
+};
+
+static void tls_flush(struct tcli *tc)
+{
+	size_t n;
+	void *p;
+
+	while ((p = tlsbio_steal_out(tc->t, &n))) {
+		cli_send_n(tc->cl, p, n);
+		free(p);
+	}
+}
+
+struct tls_want {
+	struct tcli *tc;
+	const char *needle; /* NULL: the handshake's end */
+};
+
+/* Moves ciphertext in, plaintext out; 1 when needle is in plain. */
+static int tls_has(struct cli *cl, const void *arg)
+{
+	const struct tls_want *w = arg;
+	struct tcli *tc = w->tc;
+	const char *needle = w->needle;
+	long r;
+
+	if (cl->len) {
+		assert_int_equal(tlsbio_feed(tc->t, cl->buf, cl->len), 0);
+		cl->len = 0;
+	}
+	if (!tlsbio_handshake_done(tc->t))
+		assert_true(tlsbio_handshake(tc->t) >= 0);
+	while ((r = tlsbio_read(tc->t, tc->plain + tc->len, sizeof(tc->plain) - 1 - tc->len)) > 0)
+		tc->len += (size_t)r;
+	assert_true(r == 0 || r == TLSBIO_ERR_CLOSED);
+	tc->plain[tc->len] = '\0';
+	tls_flush(tc);
+	return needle ? strstr(tc->plain, needle) != NULL : tlsbio_handshake_done(tc->t);
+}
+
+/* Runs until needle came over TLS (NULL: until the handshake is done). */
+static int tls_wait(struct tcli *tc, const char *needle)
+{
+	const struct tls_want w = { tc, needle };
+
+	return fix_until(tc->cl, tls_has, &w);
+}
+
+static void tls_send(struct tcli *tc, const char *s)
+{
+	assert_int_equal(tlsbio_write(tc->t, s, strlen(s)), 0);
+	tls_flush(tc);
+}
+
+/* The plaintext received so far, and forgets it. */
+static const char *tls_take(struct tcli *tc)
+{
+	static char out[65536];
+
+	memcpy(out, tc->plain, tc->len + 1);
+	tc->len = 0;
+	tc->plain[0] = '\0';
+	return out;
+}
+
+#define TLS_NS "urn:ietf:params:xml:ns:xmpp-tls"
+
+/* With --require-tls: only STARTTLS is offered, SASL is refused; after
+ * <proceed/> the plaintext that followed <starttls/> is discarded (RFC 6120
+ * 5.4.3.3), and the stream restarted over TLS offers SASL and no STARTTLS. */
+static void test_session_starttls(void **state)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char dir[128], cert[160], key[160], err[256];
+	struct tcli tc = { 0 };
+	SSL_CTX *ctx;
+
+	snprintf(dir, sizeof(dir), "%s/test_session-XXXXXX", tmp);
+	assert_non_null(mkdtemp(dir));
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/key.pem", dir);
+	assert_int_equal(fix_make_cert(cert, key), 0);
+	const char *const flags[] = { "--auth-any", "--tls-cert",    cert, "--tls-key",
+				      key,	    "--require-tls", NULL };
+	fix_start(flags);
+	unlink(cert);
+	unlink(key);
+	rmdir(dir);
+
+	tc.cl = cli_open();
+	cli_send(tc.cl, FIX_HEADER);
+	assert_true(cli_wait(tc.cl, "</stream:features>"));
+	assert_string_equal(after_header(cli_take(tc.cl)),
+			    "<stream:features><starttls xmlns='" TLS_NS
+			    "'><required/></starttls></stream:features>");
+	cli_send(tc.cl, AUTH_ALICE);
+	assert_true(cli_wait(tc.cl, "</failure>"));
+	assert_string_equal(cli_take(tc.cl),
+			    "<failure xmlns='" SASL_NS "'><encryption-required/></failure>");
+	/* plaintext injected behind <starttls/>: must not survive the swap */
+	cli_send(tc.cl, "<starttls xmlns='" TLS_NS "'/>" AUTH_ALICE);
+	assert_true(cli_wait(tc.cl, "<proceed xmlns='" TLS_NS "'/>"));
+	assert_string_equal(cli_take(tc.cl), "<proceed xmlns='" TLS_NS "'/>");
+	assert_non_null(tc.cl->c->tls);
+	assert_int_equal(tc.cl->c->state, ST_HEADER);
+	assert_false(tc.cl->c->authenticated);
+
+	ctx = tlsbio_client_ctx_new(0, NULL, err, sizeof(err));
+	assert_non_null(ctx);
+	tc.t = tlsbio_new(ctx, TLSBIO_CLIENT, FIX_DOMAIN);
+	SSL_CTX_free(ctx);
+	assert_non_null(tc.t);
+	assert_true(tls_wait(&tc, NULL));
+	assert_int_equal(tc.len, 0);
+	assert_false(tc.cl->c->authenticated);
+	assert_int_equal(fix.srv.metrics.logins_total, 0);
+
+	tls_send(&tc, FIX_HEADER);
+	assert_true(tls_wait(&tc, "</stream:features>"));
+	assert_string_equal(after_header(tls_take(&tc)), PREAUTH_FEATURES);
+	assert_true(tc.cl->c->tls_up);
+	assert_int_equal(tc.cl->c->state, ST_NEGOTIATE);
+	tls_send(&tc, AUTH_ALICE);
+	assert_true(tls_wait(&tc, "</success>"));
+	assert_string_equal(tls_take(&tc), "<success xmlns='" SASL_NS "'></success>");
+	tls_send(&tc, FIX_HEADER BIND_R1 SELF_MESSAGE);
+	assert_true(tls_wait(&tc, "</message>"));
+	const char *got = after_header(tls_take(&tc));
+	assert_non_null(strstr(got, BIND_RESULT));
+	assert_non_null(strstr(got, "<body>hi</body>"));
+	assert_int_equal(fix.srv.metrics.logins_total, 1);
+	tls_send(&tc, "</stream:stream>");
+	assert_true(tls_wait(&tc, "</stream:stream>"));
+	tlsbio_free(tc.t);
+	cli_close(tc.cl);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_CLIENT], 1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -591,6 +739,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_session_restart_requires_header, teardown),
 		cmocka_unit_test_teardown(test_session_blocked_login_held, teardown),
 		cmocka_unit_test_teardown(test_session_auth_timeout, teardown),
+		cmocka_unit_test_teardown(test_session_starttls, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
