@@ -560,7 +560,8 @@ static void scram_final_for(enum scram_hash h, const char *password, const char 
 			    const char *server_first, const char *cbind, const char *nonce,
 			    char *final, size_t size, char *want_v, size_t vsize)
 {
-	char salt_b64[128], iter[16], r[256], auth_message[1024], proof_b64[64], sig_b64[64];
+	char salt_b64[128], iter[16], r[256], auth_message[1024];
+	char proof_b64[B64_ENCODED_LEN(32) + 1], sig_b64[B64_ENCODED_LEN(32) + 1];
 	unsigned char salt[64], proof[32], sig[32];
 	size_t n = h == SCRAM_SHA256 ? 32 : 20;
 	long salt_len;
