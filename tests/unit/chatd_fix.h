@@ -32,6 +32,7 @@
 #include "../../server/config.h"
 #include "../../server/conn.h"
 #include "../../server/srv.h"
+#include "tlsbio.h"
 #include "unconst.h"
 #include "xmppns.h"
 
@@ -371,6 +372,93 @@ FIX_FN int fix_make_cert(const char *cert, const char *key)
 	X509_free(x);
 	EVP_PKEY_free(k);
 	return ok ? 0 : -1;
+}
+
+/* A TLS client over a fix client: ciphertext on the socket, plaintext
+ * received collected in plain. */
+struct tcli {
+	struct cli *cl;
+	struct tlsbio *t;
+	char plain[65536];
+	size_t len;
+	int closed; /* the server's close_notify came */
+};
+
+FIX_FN void tls_flush(struct tcli *tc)
+{
+	size_t n;
+	void *p;
+
+	while ((p = tlsbio_steal_out(tc->t, &n))) {
+		cli_send_n(tc->cl, p, n);
+		free(p);
+	}
+}
+
+struct tls_want {
+	struct tcli *tc;
+	const char *needle; /* NULL: the handshake's end */
+};
+
+/* Moves ciphertext in, plaintext out; 1 when needle is in plain. */
+FIX_FN int tls_has(struct cli *cl, const void *arg)
+{
+	const struct tls_want *w = arg;
+	struct tcli *tc = w->tc;
+	const char *needle = w->needle;
+	long r;
+
+	if (cl->len) {
+		assert_int_equal(tlsbio_feed(tc->t, cl->buf, cl->len), 0);
+		cl->len = 0;
+	}
+	if (!tlsbio_handshake_done(tc->t))
+		assert_true(tlsbio_handshake(tc->t) >= 0);
+	while ((r = tlsbio_read(tc->t, tc->plain + tc->len, sizeof(tc->plain) - 1 - tc->len)) > 0)
+		tc->len += (size_t)r;
+	assert_true(r == 0 || r == TLSBIO_ERR_CLOSED);
+	tc->closed |= r == TLSBIO_ERR_CLOSED;
+	tc->plain[tc->len] = '\0';
+	tls_flush(tc);
+	return needle ? strstr(tc->plain, needle) != NULL : tlsbio_handshake_done(tc->t);
+}
+
+/* Runs until needle came over TLS (NULL: until the handshake is done). */
+FIX_FN int tls_wait(struct tcli *tc, const char *needle)
+{
+	const struct tls_want w = { tc, needle };
+
+	return fix_until(tc->cl, tls_has, &w);
+}
+
+FIX_FN void tls_send(struct tcli *tc, const char *s)
+{
+	assert_int_equal(tlsbio_write(tc->t, s, strlen(s)), 0);
+	tls_flush(tc);
+}
+
+/* The plaintext received so far, and forgets it. */
+FIX_FN const char *tls_take(struct tcli *tc)
+{
+	static char out[65536];
+
+	memcpy(out, tc->plain, tc->len + 1);
+	tc->len = 0;
+	tc->plain[0] = '\0';
+	return out;
+}
+
+/* Starts TLS on tc->cl (after <proceed/>) and runs the handshake. */
+FIX_FN void tcli_start(struct tcli *tc)
+{
+	char err[256];
+	SSL_CTX *ctx = tlsbio_client_ctx_new(0, NULL, err, sizeof(err));
+
+	assert_non_null(ctx);
+	tc->t = tlsbio_new(ctx, TLSBIO_CLIENT, FIX_DOMAIN);
+	SSL_CTX_free(ctx);
+	assert_non_null(tc->t);
+	assert_true(tls_wait(tc, NULL));
 }
 
 #endif

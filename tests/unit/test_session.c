@@ -15,7 +15,6 @@
 
 #include "b64.h"
 #include "chatd_fix.h"
-#include "tlsbio.h"
 
 #define SASL_NS "urn:ietf:params:xml:ns:xmpp-sasl"
 #define STREAM_ERROR_END "</stream:error></stream:stream>"
@@ -578,78 +577,6 @@ static void test_session_auth_timeout(void **state)
 
 /* ------------------------------------------------------------ STARTTLS */
 
-/* A TLS client over a fix client: ciphertext on the socket, plaintext
- * received collected in plain. */
-struct tcli {
-	struct cli *cl;
-	struct tlsbio *t;
-	char plain[65536];
-	size_t len;
-};
-
-static void tls_flush(struct tcli *tc)
-{
-	size_t n;
-	void *p;
-
-	while ((p = tlsbio_steal_out(tc->t, &n))) {
-		cli_send_n(tc->cl, p, n);
-		free(p);
-	}
-}
-
-struct tls_want {
-	struct tcli *tc;
-	const char *needle; /* NULL: the handshake's end */
-};
-
-/* Moves ciphertext in, plaintext out; 1 when needle is in plain. */
-static int tls_has(struct cli *cl, const void *arg)
-{
-	const struct tls_want *w = arg;
-	struct tcli *tc = w->tc;
-	const char *needle = w->needle;
-	long r;
-
-	if (cl->len) {
-		assert_int_equal(tlsbio_feed(tc->t, cl->buf, cl->len), 0);
-		cl->len = 0;
-	}
-	if (!tlsbio_handshake_done(tc->t))
-		assert_true(tlsbio_handshake(tc->t) >= 0);
-	while ((r = tlsbio_read(tc->t, tc->plain + tc->len, sizeof(tc->plain) - 1 - tc->len)) > 0)
-		tc->len += (size_t)r;
-	assert_true(r == 0 || r == TLSBIO_ERR_CLOSED);
-	tc->plain[tc->len] = '\0';
-	tls_flush(tc);
-	return needle ? strstr(tc->plain, needle) != NULL : tlsbio_handshake_done(tc->t);
-}
-
-/* Runs until needle came over TLS (NULL: until the handshake is done). */
-static int tls_wait(struct tcli *tc, const char *needle)
-{
-	const struct tls_want w = { tc, needle };
-
-	return fix_until(tc->cl, tls_has, &w);
-}
-
-static void tls_send(struct tcli *tc, const char *s)
-{
-	assert_int_equal(tlsbio_write(tc->t, s, strlen(s)), 0);
-	tls_flush(tc);
-}
-
-/* The plaintext received so far, and forgets it. */
-static const char *tls_take(struct tcli *tc)
-{
-	static char out[65536];
-
-	memcpy(out, tc->plain, tc->len + 1);
-	tc->len = 0;
-	tc->plain[0] = '\0';
-	return out;
-}
-
 #define TLS_NS "urn:ietf:params:xml:ns:xmpp-tls"
 
 /* With --require-tls: only STARTTLS is offered, SASL is refused; after
@@ -658,9 +585,8 @@ static const char *tls_take(struct tcli *tc)
 static void test_session_starttls(void **state)
 {
 	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	char dir[128], cert[160], key[160], err[256];
+	char dir[128], cert[160], key[160];
 	struct tcli tc = { 0 };
-	SSL_CTX *ctx;
 
 	snprintf(dir, sizeof(dir), "%s/test_session-XXXXXX", tmp);
 	assert_non_null(mkdtemp(dir));
@@ -692,12 +618,7 @@ static void test_session_starttls(void **state)
 	assert_int_equal(tc.cl->c->state, ST_HEADER);
 	assert_false(tc.cl->c->authenticated);
 
-	ctx = tlsbio_client_ctx_new(0, NULL, err, sizeof(err));
-	assert_non_null(ctx);
-	tc.t = tlsbio_new(ctx, TLSBIO_CLIENT, FIX_DOMAIN);
-	SSL_CTX_free(ctx);
-	assert_non_null(tc.t);
-	assert_true(tls_wait(&tc, NULL));
+	tcli_start(&tc);
 	assert_int_equal(tc.len, 0);
 	assert_false(tc.cl->c->authenticated);
 	assert_int_equal(fix.srv.metrics.logins_total, 0);
