@@ -410,6 +410,106 @@ static void test_conn_reset_with_queued_output(void **state)
 	assert_int_equal(fix.srv.metrics.connections, 0);
 }
 
+/* ------------------------------------------------------------------ TLS */
+
+#define TLS_NS "urn:ietf:params:xml:ns:xmpp-tls"
+
+/* chatd with STARTTLS (a certificate made for the run). */
+static void start_tls_server(void)
+{
+	const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+	char dir[128], cert[160], key[160];
+
+	snprintf(dir, sizeof(dir), "%s/test_conn-XXXXXX", tmp);
+	assert_non_null(mkdtemp(dir));
+	snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+	snprintf(key, sizeof(key), "%s/key.pem", dir);
+	assert_int_equal(fix_make_cert(cert, key), 0);
+	const char *const flags[] = { "--auth-any", "--tls-cert", cert, "--tls-key", key, NULL };
+	fix_start(flags);
+	unlink(cert);
+	unlink(key);
+	rmdir(dir);
+}
+
+/* Up to <proceed/>: the next bytes are TLS. */
+static struct cli *proceeded(void)
+{
+	struct cli *cl = open_stream();
+
+	cli_send(cl, "<starttls xmlns='" TLS_NS "'/>");
+	assert_true(cli_wait(cl, "<proceed xmlns='" TLS_NS "'/>"));
+	cli_take(cl);
+	assert_non_null(cl->c->tls);
+	return cl;
+}
+
+/* Not TLS after <proceed/>, or a broken ClientHello: at most an alert,
+ * then the socket closes; a TLS error, counted once each. */
+static void test_conn_tls_garbage(void **state)
+{
+	/* a handshake record holding a ClientHello of one byte */
+	static const char hello[] = "\x16\x03\x01\x00\x05\x01\x00\x00\x01\xff";
+	struct cli *cl;
+
+	start_tls_server();
+	cl = proceeded();
+	cli_send(cl, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+	assert_true(cli_wait_eof(cl));
+	assert_false(cl->reset);
+	assert_int_equal(cl->len, 0); /* OpenSSL sends no alert to HTTP */
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_TLS_ERROR], 1);
+	cli_close(cl);
+
+	cl = proceeded();
+	cli_send_n(cl, hello, sizeof(hello) - 1);
+	assert_true(cli_wait_eof(cl));
+	/* one TLS record of type alert (21), level fatal (2) */
+	assert_int_equal(cl->len, 7);
+	assert_int_equal((unsigned char)cl->buf[0], 21);
+	assert_int_equal((unsigned char)cl->buf[1], 3);
+	assert_int_equal((unsigned char)cl->buf[5], 2);
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_TLS_ERROR], 2);
+	assert_int_equal(fix_closed_total(), 2);
+	cli_close(cl);
+}
+
+/* A close over TLS: the stream error encrypted, then our close_notify,
+ * then FIN; and the client's close_notify is a client close. */
+static void test_conn_tls_close(void **state)
+{
+	struct tcli a = { 0 }, b = { 0 };
+
+	start_tls_server();
+	a.cl = proceeded();
+	tcli_start(&a);
+	tls_send(&a, FIX_HEADER);
+	assert_true(tls_wait(&a, "</stream:features>"));
+	tls_take(&a);
+	assert_true(a.cl->c->tls_up);
+	conn_close(a.cl->c, CLOSE_SYSTEM_SHUTDOWN, "system-shutdown", NULL);
+	assert_true(tls_wait(&a, STREAM_ERROR_END));
+	assert_string_equal(tls_take(&a), "<stream:error><system-shutdown xmlns='" NS_STREAMS
+					  "'/>" STREAM_ERROR_END);
+	assert_true(cli_wait_eof(a.cl));
+	const struct tls_want rest = { &a, NULL };
+	tls_has(a.cl, &rest); /* decrypts what came with the FIN */
+	assert_true(a.closed);
+	assert_false(a.cl->reset);
+	tlsbio_free(a.t);
+	cli_close(a.cl);
+
+	b.cl = proceeded();
+	tcli_start(&b);
+	assert_int_equal(tlsbio_shutdown(b.t), 0);
+	tls_flush(&b);
+	assert_true(cli_wait_eof(b.cl));
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_CLIENT], 1);
+	tlsbio_free(b.t);
+	cli_close(b.cl);
+	assert_int_equal(fix_closed_total(), 2);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +524,8 @@ int main(void)
 		cmocka_unit_test_teardown(test_conn_max_connections_refused, teardown),
 		cmocka_unit_test_teardown(test_conn_close_with_parts, teardown),
 		cmocka_unit_test_teardown(test_conn_reset_with_queued_output, teardown),
+		cmocka_unit_test_teardown(test_conn_tls_garbage, teardown),
+		cmocka_unit_test_teardown(test_conn_tls_close, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
