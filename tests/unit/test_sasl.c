@@ -688,7 +688,13 @@ static void test_sasl_scram_login(void **state)
 		assert_string_equal(cl->c->user, ok[i].user);
 		assert_null(cl->c->sasl);
 	}
-	assert_int_equal(fix.srv.metrics.logins_total, sizeof(ok) / sizeof(ok[0]));
+	/* the name in any case logs in to the account (the store nodepreps) */
+	const struct scram_try upper = {
+		SCRAM_SHA256, "n,,", "ALICE", "wonderland", NULL, NULL, 1
+	};
+	assert_int_equal(scram_run(cl, &upper, out, sizeof(out)), SASL_SUCCESS);
+	assert_string_equal(cl->c->user, "alice");
+	assert_int_equal(fix.srv.metrics.logins_total, sizeof(ok) / sizeof(ok[0]) + 1);
 	assert_int_equal(fix.srv.metrics.auth_failures_total, 0);
 	cli_close(cl);
 }
