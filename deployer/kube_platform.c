@@ -784,11 +784,30 @@ static int get_deployment(struct platform *p, struct kube *k, const char *sha,
 	return 0;
 }
 
+/*
+ * Colour sha's pods into pods (items), with the metrics port and (want not
+ * NULL) the replicas wanted that its Deployment says.
+ */
+static int colour_pods(struct platform *p, struct kube *k, const char *sha, int *port, long *want,
+		       struct kubeclient_result *pods)
+{
+	struct kubeclient_result dep = { 0 };
+	int rc = get_deployment(p, k, sha, &dep);
+
+	if (rc)
+		return rc;
+	if (want)
+		*want = jint(dep.body, "spec.replicas");
+	*port = metrics_port(p, k, dep.body);
+	kubeclient_result_free(&dep);
+	return list_pods(p, k, sha, pods);
+}
+
 static int kube_replicas(struct platform *p, const char *sha, struct platform_replica **out,
 			 size_t *n)
 {
 	struct kube *k = p->ctx;
-	struct kubeclient_result dep = { 0 }, pods = { 0 };
+	struct kubeclient_result pods = { 0 };
 	struct platform_replica *rs = NULL;
 	json_t *items, *pod;
 	size_t i, cnt = 0;
@@ -796,12 +815,7 @@ static int kube_replicas(struct platform *p, const char *sha, struct platform_re
 
 	*out = NULL;
 	*n = 0;
-	rc = get_deployment(p, k, sha, &dep);
-	if (rc)
-		return rc;
-	port = metrics_port(p, k, dep.body);
-	kubeclient_result_free(&dep);
-	rc = list_pods(p, k, sha, &pods);
+	rc = colour_pods(p, k, sha, &port, NULL, &pods);
 	if (rc)
 		return rc;
 	items = json_object_get(pods.body, "items");
@@ -1037,19 +1051,13 @@ static int pod_inactive(json_t *pod)
 static int kube_remove_replica(struct platform *p, const char *sha, const char *name)
 {
 	struct kube *k = p->ctx;
-	struct kubeclient_result dep = { 0 }, pods = { 0 };
+	struct kubeclient_result pods = { 0 };
 	json_t *items, *pod;
 	long want;
 	size_t i;
 	int rc, port, found = 0, rank = 0;
 
-	rc = get_deployment(p, k, sha, &dep);
-	if (rc)
-		return rc;
-	want = jint(dep.body, "spec.replicas");
-	port = metrics_port(p, k, dep.body);
-	kubeclient_result_free(&dep);
-	rc = list_pods(p, k, sha, &pods);
+	rc = colour_pods(p, k, sha, &port, &want, &pods);
 	if (rc)
 		return rc;
 	items = json_object_get(pods.body, "items");
