@@ -388,6 +388,19 @@ static int client_send_buf(struct client *c, struct xbuf *b)
 
 static void client_finish(struct client *c, enum client_fate fate, const char *detail);
 
+/* Binds a resource of this generation's own (r<gen>). */
+static void client_send_bind(struct client *c)
+{
+	struct xbuf b;
+
+	xbuf_init(&b);
+	xbuf_printf(&b,
+		    "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
+		    "r%u</resource></bind></iq>",
+		    c->gen);
+	client_send_buf(c, &b);
+}
+
 /*
  * Sends one stanza: with stream management on (<enable/> sent) it is
  * counted and kept until the server acknowledges it, to be sent again
@@ -828,12 +841,7 @@ static void client_features(struct client *c, const struct xnode *f)
 			client_finish(c, FATE_LOGIN_FAILURE, "no-bind");
 			return;
 		}
-		xbuf_init(&b);
-		xbuf_printf(&b,
-			    "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
-			    "r%u</resource></bind></iq>",
-			    c->gen);
-		client_send_buf(c, &b);
+		client_send_bind(c);
 		/* A mandatory legacy session (RFC 3921) is requested after bind. */
 		c->need_session =
 			xnode_child(f, "session", NS_SESSION) &&
@@ -1262,18 +1270,11 @@ static void client_sm_element(struct client *c, struct xnode *st)
 		client_send_version_query_ex(c, false);
 	} else if (strcmp(st->name, "failed") == 0 && c->state == CLIENT_RESUME) {
 		/* Not resumed: a new session (new resource), like a fresh login. */
-		struct xbuf b;
-
 		stt->resume_failed++;
 		client_sm_reset(c);
 		c->migrating = 1;
 		client_set_state(c, CLIENT_BIND);
-		xbuf_init(&b);
-		xbuf_printf(&b,
-			    "<iq type='set' id='bind'><bind xmlns='" NS_BIND "'><resource>"
-			    "r%u</resource></bind></iq>",
-			    c->gen);
-		client_send_buf(c, &b);
+		client_send_bind(c);
 	} else if (strcmp(st->name, "failed") == 0) {
 		/* <enable/> refused: no stream management on this stream. */
 		client_sm_reset(c);
