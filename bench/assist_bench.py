@@ -34,18 +34,17 @@ ways) takes about 30 minutes, --quick about 15.
 import argparse
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "bench", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import benchlib  # noqa: E402
+import benchlocal  # noqa: E402
 
 WAYS = [
     # name, rainbow deploy arguments (None: the rolling replacement), what
@@ -63,29 +62,9 @@ def note(*a):
     print(*a, file=sys.stderr, flush=True)
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
-class Local:
+class Local(benchlocal.LocalPlatform):
     def __init__(self, build):
-        self.state = tempfile.mkdtemp(prefix="rb-assist-bench-")
-        self.port = free_port()
-        self.build = build
-        self.env = dict(os.environ, RAINBOW_CHATD=os.path.join(build, "chatd"),
-                        RAINBOW_STATE_DIR=self.state)
-        self.rb("local", "up", "--listen", "127.0.0.1:%d" % self.port)
-
-    def rb(self, *args, check=True, timeout=600):
-        r = subprocess.run([os.path.join(self.build, "rainbow")] + list(args),
-                           capture_output=True, text=True, env=self.env, timeout=timeout)
-        if check and r.returncode != 0:
-            raise RuntimeError("rainbow %s: %s%s" % (" ".join(args), r.stdout, r.stderr))
-        return r
+        super().__init__(build, "rb-assist-bench-", timeout=600)
 
     def pids(self, sha=None):
         """The chatd processes (of colour sha), from the switch's own status."""
@@ -110,11 +89,6 @@ class Local:
             return None
         return 0  # gone
 
-    def record(self):
-        path = os.path.join(self.state, "record.jsonl")
-        with open(path) as f:
-            return [json.loads(x) for x in f if x.strip()]
-
     def timeline(self):
         rows = []
         with open(os.path.join(self.state, "timeline.csv")) as f:
@@ -123,10 +97,6 @@ class Local:
                 if len(parts) == 4 and parts[0] != "time":
                     rows.append((float(parts[0]), parts[1], int(parts[2])))
         return rows
-
-    def close(self):
-        self.rb("local", "down", "--force", check=False)
-        shutil.rmtree(self.state, ignore_errors=True)
 
 
 def watch_empty(loc, load, done, out):

@@ -43,7 +43,7 @@ class LocalPlatform:
             return [json.loads(line) for line in f if line.strip()]
 
     def close(self):
-        self.rb("local", "down", "--force", check=False, timeout=60)
+        self.rb("local", "down", "--force", check=False)
         shutil.rmtree(self.state, ignore_errors=True)
 
 
