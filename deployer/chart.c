@@ -58,8 +58,7 @@ static int sha_index(struct chart *c, const char *sha)
 	return (int)c->n_sha++;
 }
 
-/* One timeline row; 0 when it is not one rainbow could have written (edited, truncated). */
-static int parse_row(const char *line, double *t, char sha[64], long *conns)
+int chart_timeline_row(const char *line, double *t, char sha[64], long *conns)
 {
 	char state[32];
 
@@ -84,7 +83,7 @@ static int load(struct chart *c, const char *path, double bin_s, char *err, size
 	}
 	/* Pass 1: time range. */
 	while (fgets(line, sizeof(line), f)) {
-		if (!parse_row(line, &t, sha, &conns))
+		if (!chart_timeline_row(line, &t, sha, &conns))
 			continue;
 		if (first || t < tmin)
 			tmin = t;
@@ -115,7 +114,7 @@ static int load(struct chart *c, const char *path, double bin_s, char *err, size
 		size_t b;
 		int k;
 
-		if (!parse_row(line, &t, sha, &conns))
+		if (!chart_timeline_row(line, &t, sha, &conns))
 			continue;
 		span = (t - tmin) / bin_s;
 		b = span < (double)(c->n_bins - 1) ? (size_t)span : c->n_bins - 1;
@@ -440,8 +439,8 @@ static int write_drain_dat(const char *path, const char *csv, const json_t *d, c
 		double t;
 		long conns;
 
-		if (!parse_row(line, &t, rsha, &conns) || strcmp(rsha, sha) != 0 || t < t0 ||
-		    conns < 0)
+		if (!chart_timeline_row(line, &t, rsha, &conns) || strcmp(rsha, sha) != 0 ||
+		    t < t0 || conns < 0)
 			continue;
 		/* Up to the first 0 (and a little of it): the rest is the settle period. */
 		if (json_is_number(t100) && t - t0 > json_number_value(t100) + 1)

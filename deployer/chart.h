@@ -14,6 +14,13 @@
 #include <stddef.h>
 
 /*
+ * One row of STATE/timeline.csv (time,sha,connections,state; run_timeline()
+ * writes it): 1 with its fields, 0 when it is not a row rainbow could have
+ * written (the header, an edited or truncated line, a SHA that is not one).
+ */
+int chart_timeline_row(const char *line, double *t, char sha[64], long *conns);
+
+/*
  * Writes PREFIX.dat (wide table), PREFIX.gp (gnuplot script) and runs
  * gnuplot to draw PREFIX.png and PREFIX.svg. prefix NULL = STATE/chart.
  * Every switch in the record is marked (a rollback: "rollback to", in

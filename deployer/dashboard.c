@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 
 #include "addr.h"
+#include "chart.h"
 #include "evring.h"
 #include "log.h"
 #include "lswitch.h"
@@ -161,6 +162,56 @@ json_t *dashboard_report(const char *path)
 		out = json_pack("{s:s,s:n,s:n,s:n,s:s}", "state", "unreadable", "dropped", "lost",
 				"connections", "note", "not a chatload report or timeline (yet)");
 	return out;
+}
+
+/* ---- the chart's past from timeline.csv --------------------------------- */
+
+/*
+ * Fills the chart with what came before the dashboard: the observations
+ * rainbow's deploy, rollback, prune and watch wrote to STATE/timeline.csv
+ * within the window the dashboard keeps (history polls), one sample per
+ * observation (its rows share one time). A row out of order (two rainbow
+ * processes appending at once) or one that is not rainbow's is skipped.
+ * Returns the samples loaded.
+ */
+static size_t load_timeline(struct dash *d, double now)
+{
+	char path[4200], line[512], sha[64];
+	double t, last = -1, from = now - (double)d->o->history * d->o->poll_s;
+	json_t *cur = NULL;
+	long conns;
+	size_t n;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/timeline.csv", d->o->state_dir);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (!chart_timeline_row(line, &t, sha, &conns) || t < from || t > now || t < last)
+			continue;
+		if (t > last) {
+			json_t *c = json_object();
+			json_t *smp = json_pack("{s:f,s:o}", "t", t, "c", c);
+
+			/* On failure the sample took c with it: this observation's rows are skipped. */
+			cur = smp && json_array_append_new(d->samples, smp) == 0 ? c : NULL;
+			last = t;
+		}
+		if (cur)
+			json_object_set_new(cur, sha, json_integer(conns < 0 ? 0 : conns));
+	}
+	fclose(f);
+	n = json_array_size(d->samples);
+	if (n > d->o->history) {
+		json_t *keep = json_array();
+
+		for (size_t i = n - d->o->history; i < n; i++)
+			json_array_append(keep, json_array_get(d->samples, i));
+		json_decref(d->samples);
+		d->samples = keep;
+	}
+	return json_array_size(d->samples);
 }
 
 /* ---- the deploy timeline from record.jsonl ---------------------------- */
@@ -509,6 +560,7 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 	const union MHD_DaemonInfo *info;
 	double start = (double)run_now_ms() / 1000.0;
 	uint64_t seq = 0;
+	size_t past;
 	int rc = 1;
 
 	if (addr_parse(o->listen, ADDR_PORT_ZERO, 0, &sa) != 0) {
@@ -521,6 +573,7 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 	pthread_mutex_init(&d.mu, NULL);
 	d.samples = json_array();
 	d.markers = json_array();
+	past = load_timeline(&d, start);
 	d.strophe = read_file(o->strophe, 4u << 20, &d.strophe_len);
 	if (!d.strophe)
 		fprintf(stderr,
@@ -552,6 +605,10 @@ int dashboard_run(struct platform *p, const struct dashboard_opts *o)
 		addr_join(sa.host, info ? info->port : sa.port, url, sizeof(url));
 		printf("dashboard on http://%s/ (chat: /chat), %s platform; Ctrl-C stops it\n", url,
 		       p->ops->name);
+		if (past)
+			printf("dashboard: the chart starts with %zu earlier observations from "
+			       "%s/timeline.csv\n",
+			       past, o->state_dir);
 		fflush(stdout);
 	}
 	while (!dash_stop) {

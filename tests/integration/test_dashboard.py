@@ -154,6 +154,39 @@ class DashboardTest(unittest.TestCase):
         harness.wait_for(lambda: [e for e in sse_events(port, 1)
                                   if e["report"]["state"] == "unreadable"], what="unreadable")
 
+    def test_chart_starts_with_the_timeline(self):
+        # A dashboard started (or restarted) mid-deploy draws what rainbow
+        # observed before it, from the state dir's timeline.csv, within the
+        # window it keeps (3600 polls of 0.2 s here: 12 minutes).
+        self.plat.up()
+        now = time.time()
+        with open(os.path.join(self.plat.state, "timeline.csv"), "w") as f:
+            f.write("time,sha,connections,state\n")
+            f.write("%.3f,aaaaaaa,40,live\n" % (now - 2000))        # before the window
+            f.write("%.3f,aaaaaaa,30,live\n" % (now - 100))
+            f.write("%.3f,bbbbbbb,0,starting\n" % (now - 100))      # same observation
+            f.write("%.3f,aaaaaaa,20,draining\n" % (now - 50))
+            f.write("%.3f,bbbbbbb,12,live\n" % (now - 50))
+            f.write("%.3f,ccccccc,7,live\n" % (now - 60))           # out of order
+            f.write("not,a,row\n")
+            f.write("%.3f,../x,5,live\n" % (now - 40))              # not a SHA
+            f.write("%.3f,aaaaaaa,-1,draining\n" % (now - 30))      # unknown count
+        p, port = start_dashboard(self.plat)
+        self.procs.append(p)
+        self.assertIn("3 earlier observations", p.stdout())
+        code, body = harness.http_get("http://127.0.0.1:%d/api/history" % port)
+        self.assertEqual(code, 200)
+        samples = json.loads(body)["samples"]
+        past = [(round(s["t"] - now), s["c"]) for s in samples if s["t"] < now]
+        self.assertEqual(past, [(-100, {"aaaaaaa": 30, "bbbbbbb": 0}),
+                                (-50, {"aaaaaaa": 20, "bbbbbbb": 12}),
+                                (-30, {"aaaaaaa": 0})])
+        # The dashboard's own polls follow them.
+        later = harness.wait_for(lambda: [s for s in json.loads(harness.http_get(
+            "http://127.0.0.1:%d/api/history" % port)[1])["samples"] if s["t"] > now],
+            what="a sample of the dashboard's own")
+        self.assertTrue(later)
+
     def test_ipv6_listen(self):
         self.plat.up()
         p = harness.Proc([self.plat.rainbow, "dashboard", "--listen", "[::1]:0", "--poll", "0.2s"],
