@@ -384,6 +384,14 @@ static void on_stanza(void *ud, struct xnode *n)
 		xnode_free(n);
 		return;
 	}
+	/* RFC 6120 4.9.1.1: the client's stream error ends its stream. It gets
+	 * our closing tag, not an error of ours about its error; like its
+	 * </stream:stream>, a clean end (no resumption). */
+	if (is(n, "error", NS_STREAM)) {
+		xnode_free(n);
+		on_close(c);
+		return;
+	}
 	switch ((enum conn_state)c->state) {
 	case ST_NEGOTIATE:
 	case ST_SASL:

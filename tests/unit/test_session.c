@@ -644,6 +644,29 @@ static void test_session_starttls(void **state)
 	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_CLIENT], 1);
 }
 
+/* The client's stream error ends the stream: chatd closes its side with
+ * its closing tag and no error of its own, in every state after the header. */
+static void test_session_client_stream_error(void **state)
+{
+	static const char err[] =
+		"<stream:error><not-well-formed xmlns='" NS_STREAMS "'/></stream:error>";
+	struct cli *cl;
+
+	fix_start(auth_any);
+	for (int step = 0; step < 3; step++) {
+		cl = step == 0 ? negotiating() : step == 1 ? binding() : established();
+		cli_send(cl, err);
+		assert_true(cli_wait_eof(cl));
+		assert_false(cl->reset);
+		const char *got = cli_take(cl);
+		if (strcmp(got, "</stream:stream>") != 0)
+			fail_msg("step %d: want only the closing tag, got %s", step, got);
+		cli_close(cl);
+	}
+	assert_int_equal(fix.srv.metrics.closed_total[CLOSE_CLIENT], 3);
+	assert_int_equal(fix.srv.metrics.sessions, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -661,6 +684,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_session_blocked_login_held, teardown),
 		cmocka_unit_test_teardown(test_session_auth_timeout, teardown),
 		cmocka_unit_test_teardown(test_session_starttls, teardown),
+		cmocka_unit_test_teardown(test_session_client_stream_error, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
