@@ -234,6 +234,20 @@ static void sleep_ms(long ms)
 		;
 }
 
+/* A PEM object to curl: its bytes through blob_opt (not copied: kc outlives the
+ * request), or its path through path_opt. */
+static void set_pem(CURL *h, const struct kubeconfig_pem *m, CURLoption blob_opt,
+		    CURLoption path_opt)
+{
+	if (m->data) {
+		struct curl_blob b = { m->data, m->len, CURL_BLOB_NOCOPY };
+
+		curl_easy_setopt(h, blob_opt, &b);
+	} else if (m->path) {
+		curl_easy_setopt(h, path_opt, m->path);
+	}
+}
+
 /* Sets every per-request option: the handle is reset between requests. */
 static int setup(struct kubeclient *c, const char *method, const char *url,
 		 struct curl_slist **hdrs, const char *content_type, const char *body)
@@ -259,29 +273,13 @@ static int setup(struct kubeclient *c, const char *method, const char *url,
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (kc->ca.data) {
-		struct curl_blob b = { kc->ca.data, kc->ca.len, CURL_BLOB_NOCOPY };
-
-		curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &b);
-	} else if (kc->ca.path) {
-		curl_easy_setopt(h, CURLOPT_CAINFO, kc->ca.path);
-	}
-	if (kc->cert.data) {
-		struct curl_blob b = { kc->cert.data, kc->cert.len, CURL_BLOB_NOCOPY };
-
-		curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &b);
+	set_pem(h, &kc->ca, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO);
+	set_pem(h, &kc->cert, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT);
+	if (kc->cert.data)
 		curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-	} else if (kc->cert.path) {
-		curl_easy_setopt(h, CURLOPT_SSLCERT, kc->cert.path);
-	}
-	if (kc->key.data) {
-		struct curl_blob b = { kc->key.data, kc->key.len, CURL_BLOB_NOCOPY };
-
-		curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &b);
+	set_pem(h, &kc->key, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY);
+	if (kc->key.data)
 		curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-	} else if (kc->key.path) {
-		curl_easy_setopt(h, CURLOPT_SSLKEY, kc->key.path);
-	}
 	if (strcmp(method, "GET") == 0) {
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
