@@ -1,9 +1,8 @@
 """A local rainbow platform for the benchmark pieces: `rainbow local up` on
 a free port in a temp state dir (the build's chatd as replicas), rainbow
 run against it, its record read, and `close()` tearing it all down.
-tests/lib must be on sys.path (harness.free_port).
+tests/lib must be on sys.path (harness, localplat).
 """
-import json
 import os
 import shutil
 import subprocess
@@ -11,6 +10,7 @@ import tempfile
 import threading
 
 import harness
+import localplat
 
 
 class LocalPlatform:
@@ -36,11 +36,7 @@ class LocalPlatform:
         return r
 
     def record(self):
-        path = os.path.join(self.state, "record.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return localplat.read_record(self.state)
 
     def close(self):
         self.rb("local", "down", "--force", check=False)

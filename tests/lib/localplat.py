@@ -15,6 +15,15 @@ import harness
 import xmpp
 
 
+def read_record(state):
+    """The events of a state dir's record.jsonl, oldest first ([] before the first)."""
+    path = os.path.join(state, "record.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 class Platform:
     def __init__(self, test, prefix="rb-local-", up_args=()):
         self.test = test
@@ -72,11 +81,7 @@ class Platform:
         return {}
 
     def record(self):
-        path = os.path.join(self.state, "record.jsonl")
-        if not os.path.exists(path):
-            return []
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
+        return read_record(self.state)
 
     def login(self, n, prefix="u", timeout=10.0):
         """n real XMPP clients logged in through the switch (PLAIN; the
