@@ -133,6 +133,17 @@ class Enable(Base):
         c.send("<a xmlns='%s' h='-1'/>" % NS_SM)
         self.assertEqual(c.wait_stream_error(), "bad-format")
 
+    def test_h_is_an_unsigned_32_bit_count(self):
+        # 2^32 - 1 is a count (too high here: nothing was sent yet) ...
+        a = self.login("hmax", sm=True)
+        a.send("<a xmlns='%s' h='4294967295'/>" % NS_SM)
+        self.assertEqual(a.wait_stream_error(), "undefined-condition")
+        self.assertIn(b"handled-count-too-high", bytes(a.raw))
+        # ... 2^32 is not one (not read as 0, which would be a valid ack)
+        b = self.login("hover", sm=True)
+        b.send("<a xmlns='%s' h='4294967296'/>" % NS_SM)
+        self.assertEqual(b.wait_stream_error(), "bad-format")
+
 
 class Acks(Base):
     def test_counting_both_ways(self):
@@ -272,6 +283,7 @@ class Resume(Base):
         c.expect(is_msg("secret"))
 
     def test_ack_count_too_high_on_resume(self):
+        m0 = SRV.metrics()
         a = self.login("hi", sm=True)
         a.abort()
         self.wait_detached(1)
@@ -280,6 +292,29 @@ class Resume(Base):
         self.wait_detached(0)
         c, st = self.resume("hi", a.previd, 0)
         self.assertEqual(failed_condition(st), "item-not-found")
+        for reason, n in (("handled-count-too-high", 1), ("not-found", 1)):
+            key = 'chatd_resume_failed_total{reason="%s"}' % reason
+            self.assertEqual(SRV.metrics()[key], m0[key] + n, key)
+
+    def test_malformed_or_misplaced_resume_is_bad_request(self):
+        m0 = SRV.metrics()
+        a = self.login("mres", sm=True)
+        a.abort()
+        self.wait_detached(1)
+        # on a bound stream: unexpected-request
+        d = self.login("mres", resource="other")
+        self.assertEqual(failed_condition(d.sm_resume(a.previd, 0)), "unexpected-request")
+        # h past 2^32 - 1, then no h at all: bad-request, the session stays
+        c, st = self.resume("mres", a.previd, 4294967296)
+        self.assertEqual(failed_condition(st), "bad-request")
+        c.send("<resume xmlns='%s' previd='%s'/>" % (NS_SM, a.previd))
+        st = c.expect(lambda s: s.tag in (q(NS_SM, "resumed"), q(NS_SM, "failed")))
+        self.assertEqual(failed_condition(st), "bad-request")
+        key = 'chatd_resume_failed_total{reason="bad-request"}'
+        self.assertEqual(SRV.metrics()[key], m0[key] + 3)
+        self.assertEqual(SRV.metric("chatd_sessions_detached"), 1)
+        # the same stream may try again
+        self.assertEqual(c.sm_resume(a.previd, 0).tag, q(NS_SM, "resumed"))
 
     def test_clean_close_ends_the_session_and_answers_its_queue(self):
         a = self.login("cc", resource="r", sm=True)

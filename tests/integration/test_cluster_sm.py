@@ -4,7 +4,8 @@ on one instance is resumed on another of the other colour with its full
 JID, presence and unacknowledged stanzas; the route changes owner once
 (the third instance ends up with one route for it); stanzas sent while the
 session moves are delivered exactly once; another user's id and an unknown
-id are refused through the peers; an instance that does not answer fails
+id are refused through the peers, an impossible ack count ends the session
+where it is; an instance that does not answer fails
 the resumption, and the session it sends later waits where it arrived.
 """
 import os
@@ -188,6 +189,29 @@ class ClusterSM(unittest.TestCase):
         c, st = self.resume(self.b, "owner", x.previd, 0)
         self.assertEqual(st.tag, q(NS_SM, "resumed"))
         c.expect(is_msg("private"))
+
+    def test_handled_count_too_high_through_a_peer(self):
+        x = self.login(self.a, "liar", resource="r", sm=True)
+        y = self.login(self.c, "src", resource="r")
+        self.wait_routes(self.c, 1)
+        y.message(x.jid, "unacked")
+        x.expect(is_msg("unacked"))
+        x.abort()
+        harness.wait_for(lambda: self.a.metric("chatd_sessions_detached") == 1, timeout=5)
+        # one stanza was sent; the client at b claims five
+        c, st = self.resume(self.b, "liar", x.previd, 5)
+        self.assertEqual(failed_condition(st), "undefined-condition")
+        key = 'chatd_resume_failed_total{reason="handled-count-too-high"}'
+        self.assertEqual(self.b.metrics()[key], 1)
+        # nothing can be trusted: the session ends on a, its queue is
+        # answered for, and it cannot be resumed anywhere
+        err = y.expect(lambda s: s.tag == q(NS_CLIENT, "message") and s.get("type") == "error"
+                       and s.findtext(q(NS_CLIENT, "body")) == "unacked")
+        self.assertEqual(xmpp.stanza_error(err), ("cancel", "service-unavailable"))
+        harness.wait_for(lambda: self.a.metric("chatd_sessions_detached") == 0, timeout=5)
+        self.assertEqual(self.b.metric("chatd_sessions_detached"), 0)
+        c, st = self.resume(self.b, "liar", x.previd, 1)
+        self.assertEqual(failed_condition(st), "item-not-found")
 
     def test_silent_instance_fails_then_session_waits_where_it_arrived(self):
         x = self.login(self.a, "slow", resource="r", sm=True)
