@@ -6,7 +6,10 @@
 #   [BUILD=build] bench/run.sh [PIECE...]
 #
 # PIECE: chatd http fairness chatload workers compare cluster rainbow drain assist scale
-# (the default: all, in this order).
+# (the default: all, in this order). drain measures the drain forecast;
+# assist compares the ways of emptying the old colour on the same load
+# (natural drain, --drain-assist at two rates, --on-max-drain shutdown, a
+# RollingUpdate-style replacement): `bench/run.sh drain assist` runs both.
 # Each piece prints a Markdown section on stdout; its standard error goes to
 # the terminal. The sections replace those of the same pieces in the
 # document; the others are kept. Extra arguments for one piece:
@@ -165,6 +168,10 @@ for p in "${pieces[@]}"; do
  "stderr_tail": $(json_str "$(tail -n 15 "$OUT/$p.err")")}
 EOF
 	ran+=("$p")
+	if [ "$p" = drain ] && [[ " ${pieces[*]} " != *" assist "* ]]; then
+		echo "bench/run.sh: the comparison of ways to empty a colour (natural, assisted," \
+			"shutdown, RollingUpdate) is the piece 'assist': bench/run.sh assist" >&2
+	fi
 done
 total=$(($(date +%s) - start_all))
 
