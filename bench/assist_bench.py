@@ -175,7 +175,8 @@ def one_run(a, name, args, seed):
             "gaps": gap["count"],
             "lost": rep["messages_lost"], "duplicated": rep["messages_duplicated"],
             "bounced": rep["messages_bounced"], "dropped": rep["dropped"],
-            "migrated": rep["migrated"], "closed_by_server": rep["closed_by_server_total"],
+            "migrated": rep["migrated"], "resumed": rep["resumed"],
+            "closed_by_server": rep["closed_by_server_total"],
             "lat_p99": (win.get("latency_ms") or {}).get("p99"),
             "pod_s": pod_s, "machine": machine,
             "from": rows[0][2] if rows else None,
@@ -236,10 +237,11 @@ def run_all(a, only):
             d = one_run(a, name, args, 2000 + i)
             results[name].append(d)
             note("assist %s run %d: empty after %s s, gap p50 %s p99 %s ms (%d), lost %d, "
-                 "duplicated %d, bounced %d, dropped %d, migrated %d, latency p99 %s ms, "
-                 "pod-s %.0f" % (name, i + 1, d["empty_s"], d["gap_p50"], d["gap_p99"],
-                                 d["gaps"], d["lost"], d["duplicated"], d["bounced"],
-                                 d["dropped"], d["migrated"], d["lat_p99"], d["pod_s"]))
+                 "duplicated %d, bounced %d, dropped %d, migrated %d (resumed %d), latency p99 %s "
+                 "ms, pod-s %.0f" % (name, i + 1, d["empty_s"], d["gap_p50"], d["gap_p99"],
+                                     d["gaps"], d["lost"], d["duplicated"], d["bounced"],
+                                     d["dropped"], d["migrated"], d["resumed"], d["lat_p99"],
+                                     d["pod_s"]))
     print("## Emptying a colour: natural, assisted, shutdown, RollingUpdate (issue 15)")
     print()
     print("The same load for each way on a fresh local platform: %d chatload clients with "
@@ -256,25 +258,30 @@ def run_all(a, only):
           % (a.clients, a.warmup, a.runs, a.grace))
     print()
     print("| way | empty after s | gap p50 ms | gap p99 ms | lost | duplicated | bounced "
-          "| dropped | moved | latency p99 during ms | pod-seconds | machine load |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+          "| dropped | moved | resumed | latency p99 during ms | pod-seconds | machine load |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
     for name, _, what in WAYS:
         ds = results.get(name)
         if not ds:
             continue
         f = benchlib.fmt3
-        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             what, f([d["empty_s"] for d in ds], "%.1f"), f([d["gap_p50"] for d in ds], "%.0f"),
             f([d["gap_p99"] for d in ds], "%.0f"), f([d["lost"] for d in ds], "%.0f"),
             f([d["duplicated"] for d in ds], "%.0f"), f([d["bounced"] for d in ds], "%.0f"),
             f([d["dropped"] for d in ds], "%.0f"), f([d["migrated"] for d in ds], "%.0f"),
+            f([d["resumed"] for d in ds], "%.0f"),
             f([d["lat_p99"] for d in ds], "%.0f"), f([d["pod_s"] for d in ds], "%.0f"),
             benchlib.fmt_load([d["machine"] for d in ds])))
     print()
-    print("*Moved* counts sessions chatload saw moved and back (fate `migrated`, all "
-          "resumed); *dropped* the ones cut without a stream error (the SIGKILL). A "
-          "*bounced* message came back as an error: the sender knows. The natural drain's "
-          "gap is `-`: no session was ended by a server.")
+    print("*Moved* counts the sessions chatload saw moved and back (fate `migrated`: "
+          "`<see-other-host/>`, then established again), *resumed* those of them that "
+          "resumed their session (XEP-0198 `<resumed/>`; the others logged in again after "
+          "`<failed/>`); *dropped* the ones cut without a stream error (the SIGKILL). "
+          "*Lost*, *duplicated* and *bounced* count over the whole chatload run (warm-up "
+          "and the natural ends of sessions included, the same in every way; the natural "
+          "drain's run is the longest); a *bounced* message came back as an error: the "
+          "sender knows. The natural drain's gap is `-`: no session was ended by a server.")
     print()
     print(benchlib.LOAD_NOTE)
 
