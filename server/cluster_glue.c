@@ -20,68 +20,30 @@
 #include "session.h"
 #include "sm.h"
 #include "srv.h"
+#include "stanzaparse.h"
 #include "xmppns.h"
 #include "xstream.h"
-
-static const char GLUE_HEADER[] = XMPP_STREAM_OPEN " version='1.0'>";
 
 struct cluster_glue {
 	struct srv *srv;
 	struct cluster *cl;
-	struct xstream *xs;   /* parses what peers forwarded */
-	int opened;	      /* GLUE_HEADER fed since the last reset */
-	struct xnode *parsed; /* the stanza on_stanza() handed over */
-	unsigned nparsed;     /* stanzas in the current frame: must be 1 */
+	struct stanza_parser *sp; /* parses what peers forwarded */
 };
 
 /* ---- parsing forwarded stanzas ---- */
-
-static void glue_on_open(void *ud, const struct xnode *header, const char *default_ns)
-{
-}
-
-static void glue_on_stanza(void *ud, struct xnode *st)
-{
-	struct cluster_glue *g = ud;
-
-	if (g->nparsed++ == 0)
-		g->parsed = st;
-	else
-		xnode_free(st);
-}
-
-static void glue_on_close(void *ud)
-{
-}
-
-static const struct xstream_cbs glue_cbs = { glue_on_open, glue_on_stanza, glue_on_close };
 
 /* One frame's XML into one stanza, or NULL (logged). Peers are
  * authenticated, but a frame that is not exactly one stanza is refused
  * rather than trusted. */
 static struct xnode *glue_parse(struct cluster_glue *g, const char *xml, size_t len)
 {
-	int rc;
+	unsigned n = 0;
+	int rc = XSTREAM_OK;
+	struct xnode *st = stanza_parse(g->sp, xml, len, &rc, &n);
 
-	if (!g->opened) {
-		rc = xstream_feed(g->xs, GLUE_HEADER, sizeof(GLUE_HEADER) - 1, NULL);
-		if (rc != XSTREAM_OK)
-			goto bad;
-		g->opened = 1;
-	}
-	g->parsed = NULL;
-	g->nparsed = 0;
-	rc = xstream_feed(g->xs, xml, len, NULL);
-	if (rc != XSTREAM_OK || g->nparsed != 1 || xstream_depth(g->xs) != 1)
-		goto bad;
-	return g->parsed;
-bad:
-	log_warn("cluster_bad_stanza", "error=\"%s\" stanzas=%u", xstream_strerror(rc), g->nparsed);
-	xnode_free(g->parsed);
-	g->parsed = NULL;
-	xstream_reset(g->xs);
-	g->opened = 0;
-	return NULL;
+	if (!st)
+		log_warn("cluster_bad_stanza", "error=\"%s\" stanzas=%u", xstream_strerror(rc), n);
+	return st;
 }
 
 static char *glue_serialize(const struct xnode *st, size_t *len)
@@ -371,8 +333,8 @@ int cluster_glue_init(struct srv *srv)
 	if (!g)
 		goto fail;
 	g->srv = srv;
-	g->xs = xstream_new(&lim, &glue_cbs, g);
-	if (!g->xs)
+	g->sp = stanza_parser_new(&lim);
+	if (!g->sp)
 		goto fail;
 	cc.listen = cfg->cluster_listen;
 	cc.instance = cfg->instance;
@@ -395,7 +357,7 @@ int cluster_glue_init(struct srv *srv)
 	return cluster_start(g->cl);
 fail:
 	if (g)
-		xstream_free(g->xs);
+		stanza_parser_free(g->sp);
 	free(g);
 	OPENSSL_cleanse(secret, secretlen);
 	free(secret);
@@ -415,7 +377,7 @@ void cluster_glue_free(struct srv *srv)
 	if (!g)
 		return;
 	cluster_free(g->cl);
-	xstream_free(g->xs);
+	stanza_parser_free(g->sp);
 	free(g);
 	srv->cluster = NULL;
 }

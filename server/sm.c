@@ -20,6 +20,7 @@
 #include "sm_state.h"
 #include "smq.h"
 #include "srv.h"
+#include "stanzaparse.h"
 #include "xmppns.h"
 #include "xstream.h"
 
@@ -100,22 +101,22 @@ void sm_inbound(struct conn *c)
 static void answer_queue(struct srv *srv, struct smq *q)
 {
 	struct xstream_limits lim = { srv->cfg->max_stanza + 4096, srv->cfg->max_depth + 2 };
-	struct sm_parser *sp;
+	struct stanza_parser *sp;
 	struct smq_item *it;
 	struct xnode *st;
 
 	if (!q->count)
 		return;
-	sp = sm_parser_new(&lim);
+	sp = stanza_parser_new(&lim);
 	for (it = q->head; it; it = it->next) {
-		st = sp ? sm_parse(sp, it->data, it->len) : NULL;
+		st = sp ? stanza_parse(sp, it->data, it->len, NULL, NULL) : NULL;
 		if (!st) {
 			log_warn("sm_unparsable", "bytes=%u", it->len);
 			continue;
 		}
 		router_undeliverable(srv, st);
 	}
-	sm_parser_free(sp);
+	stanza_parser_free(sp);
 	smq_clear(q);
 }
 

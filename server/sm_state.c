@@ -7,84 +7,8 @@
 #include "conn.h"
 #include "presence.h"
 #include "session.h"
+#include "stanzaparse.h"
 #include "xmppns.h"
-
-static const char SM_PARSE_HEADER[] = XMPP_STREAM_OPEN " version='1.0'>";
-
-/* ---- parsing pieces back ---- */
-
-struct sm_parser {
-	struct xstream *xs;
-	struct xstream_limits lim;
-	int opened;
-	struct xnode *st;
-	unsigned n;
-};
-
-static void parse_open(void *ud, const struct xnode *header, const char *default_ns)
-{
-}
-
-static void parse_stanza(void *ud, struct xnode *st)
-{
-	struct sm_parser *sp = ud;
-
-	if (sp->n++ == 0)
-		sp->st = st;
-	else
-		xnode_free(st);
-}
-
-static void parse_close(void *ud)
-{
-}
-
-static const struct xstream_cbs parse_cbs = { parse_open, parse_stanza, parse_close };
-
-struct sm_parser *sm_parser_new(const struct xstream_limits *lim)
-{
-	struct sm_parser *sp = calloc(1, sizeof(*sp));
-
-	if (!sp)
-		return NULL;
-	sp->lim = *lim;
-	sp->xs = xstream_new(lim, &parse_cbs, sp);
-	if (!sp->xs) {
-		free(sp);
-		return NULL;
-	}
-	return sp;
-}
-
-struct xnode *sm_parse(struct sm_parser *sp, const char *data, size_t len)
-{
-	int rc;
-
-	if (!sp->opened) {
-		if (xstream_feed(sp->xs, SM_PARSE_HEADER, sizeof(SM_PARSE_HEADER) - 1, NULL) !=
-		    XSTREAM_OK)
-			return NULL;
-		sp->opened = 1;
-	}
-	sp->st = NULL;
-	sp->n = 0;
-	rc = xstream_feed(sp->xs, data, len, NULL);
-	if (rc == XSTREAM_OK && sp->n == 1 && xstream_depth(sp->xs) == 1)
-		return sp->st;
-	xnode_free(sp->st);
-	sp->st = NULL;
-	xstream_reset(sp->xs);
-	sp->opened = 0;
-	return NULL;
-}
-
-void sm_parser_free(struct sm_parser *sp)
-{
-	if (!sp)
-		return;
-	xstream_free(sp->xs);
-	free(sp);
-}
 
 /* ---- encoding ---- */
 
@@ -188,7 +112,7 @@ int sm_state_decode(const uint8_t *p, size_t len, const struct xstream_limits *l
 		    struct sm_state *st)
 {
 	struct rd r = { p, len, 0, 0 };
-	struct sm_parser *sp = sm_parser_new(lim);
+	struct stanza_parser *sp = stanza_parser_new(lim);
 	struct presence_dir **tail;
 	const uint8_t *s;
 	uint32_t n, i, l, h_in, h_out;
@@ -219,7 +143,7 @@ int sm_state_decode(const uint8_t *p, size_t len, const struct xstream_limits *l
 	if (!s)
 		goto out;
 	if (l) {
-		st->presence = sm_parse(sp, (const char *)s, l);
+		st->presence = stanza_parse(sp, (const char *)s, l, NULL, NULL);
 		if (!st->presence || strcmp(st->presence->name, "presence") != 0)
 			goto out;
 	}
@@ -258,7 +182,7 @@ int sm_state_decode(const uint8_t *p, size_t len, const struct xstream_limits *l
 		s = rd_take(&r, l);
 		if (!s || l == 0)
 			goto out;
-		x = sm_parse(sp, (const char *)s, l);
+		x = stanza_parse(sp, (const char *)s, l, NULL, NULL);
 		if (!x)
 			goto out;
 		xnode_free(x);
@@ -274,7 +198,7 @@ int sm_state_decode(const uint8_t *p, size_t len, const struct xstream_limits *l
 	memcpy(st->q.id, st->id, sizeof(st->id));
 	rc = 0;
 out:
-	sm_parser_free(sp);
+	stanza_parser_free(sp);
 	if (rc != 0)
 		sm_state_free(st);
 	return rc;

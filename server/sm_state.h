@@ -53,13 +53,4 @@ int sm_state_decode(const uint8_t *p, size_t len, const struct xstream_limits *l
 		    struct sm_state *st);
 void sm_state_free(struct sm_state *st);
 
-/* One serialized stanza parsed back (a jabber:client stream is opened
- * once): sm_parser_new(), then sm_parse() per piece. */
-struct sm_parser;
-struct sm_parser *sm_parser_new(const struct xstream_limits *lim);
-/* The one element in data, or NULL when it is not exactly one. The parser
- * starts over after a failure. */
-struct xnode *sm_parse(struct sm_parser *sp, const char *data, size_t len);
-void sm_parser_free(struct sm_parser *sp);
-
 #endif
