@@ -40,6 +40,7 @@
 #include <jansson.h>
 
 #include "addr.h"
+#include "bodybuf.h"
 #include "kubeclient.h"
 #include "kubeconfig.h"
 #include "kubeevent.h"
@@ -616,28 +617,12 @@ oom:
 
 /* ---- replicas: pods and their /metrics ---- */
 
-static size_t metrics_write(char *ptr, size_t size, size_t nmemb, void *arg)
-{
-	char **buf = arg;
-	size_t have = *buf ? strlen(*buf) : 0, n = size * nmemb;
-	char *nb;
-
-	if (have + n > KUBE_METRICS_MAX)
-		return 0;
-	nb = realloc(*buf, have + n + 1);
-	if (!nb)
-		return 0;
-	memcpy(nb + have, ptr, n);
-	nb[have + n] = '\0';
-	*buf = nb;
-	return n;
-}
-
 /* GET http://ip:port/metrics directly (in-cluster); NULL on any failure. */
 static char *metrics_direct(const char *ip, int port)
 {
 	CURL *h = curl_easy_init();
-	char url[ADDR_STR_MAX + 16], hp[ADDR_STR_MAX], *buf = NULL;
+	char url[ADDR_STR_MAX + 16], hp[ADDR_STR_MAX];
+	struct bodybuf b = { .max = KUBE_METRICS_MAX };
 	long code = 0;
 
 	if (!h)
@@ -647,15 +632,13 @@ static char *metrics_direct(const char *ip, int port)
 	curl_easy_setopt(h, CURLOPT_URL, url);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, metrics_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, &buf);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_curl_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
 	if (curl_easy_perform(h) != CURLE_OK ||
-	    (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code), code != 200)) {
-		free(buf);
-		buf = NULL;
-	}
+	    (curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code), code != 200))
+		bodybuf_reset(&b);
 	curl_easy_cleanup(h);
-	return buf;
+	return b.data;
 }
 
 /*

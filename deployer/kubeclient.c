@@ -13,6 +13,7 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 
+#include "bodybuf.h"
 #include "errmsg.h"
 #include "log.h"
 #include "version.h"
@@ -32,16 +33,10 @@ struct kubeclient {
 };
 
 /* A growing response buffer with a hard cap. */
-struct kc_buf {
-	char *data;
-	size_t len, cap, max;
-	int overflow;
-};
-
 /* The state of a streaming watch: a line buffer and the callback. */
 struct kc_watch {
-	struct kc_buf line;
-	struct kc_buf head; /* the first bytes, kept to decode a refused watch's Status */
+	struct bodybuf line;
+	struct bodybuf head; /* the first bytes, kept to decode a refused watch's Status */
 	kubeclient_watch_cb cb;
 	void *arg;
 	int stopped;   /* 1 when the callback asked to stop, <0 when it failed */
@@ -49,39 +44,6 @@ struct kc_watch {
 	long err_code; /* code of another ERROR event */
 	char err_msg[256];
 };
-
-static int buf_append(struct kc_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->max) {
-		b->overflow = 1;
-		return -EFBIG;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t ncap = b->cap ? b->cap : 4096;
-		char *nd;
-
-		while (ncap < b->len + n + 1)
-			ncap *= 2;
-		nd = realloc(b->data, ncap);
-		if (!nd)
-			return -ENOMEM;
-		b->data = nd;
-		b->cap = ncap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return 0;
-}
-
-static size_t write_body(char *p, size_t size, size_t nmemb, void *arg)
-{
-	struct kc_buf *b = arg;
-
-	if (buf_append(b, p, size * nmemb) < 0)
-		return 0; /* aborts the transfer with CURLE_WRITE_ERROR */
-	return size * nmemb;
-}
 
 /*
  * tls-server-name: the certificate is checked (and SNI sent) for that name
@@ -445,7 +407,7 @@ static int curl_code_errno(CURLcode cc)
 	}
 }
 
-static void fill_result(struct kubeclient_result *r, struct kc_buf *b)
+static void fill_result(struct kubeclient_result *r, struct bodybuf *b)
 {
 	json_error_t jerr;
 
@@ -497,7 +459,7 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 	}
 	for (int attempt = 0;; attempt++) {
 		struct curl_slist *hdrs = NULL;
-		struct kc_buf b = { .max = c->opts.max_response };
+		struct bodybuf b = { .max = c->opts.max_response };
 		CURLcode cc;
 		int again = 0;
 
@@ -508,7 +470,7 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 			goto out;
 		}
 		curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, (long)c->opts.timeout_ms);
-		curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, write_body);
+		curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, bodybuf_curl_write);
 		curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &b);
 		cc = curl_easy_perform(c->curl);
 		curl_slist_free_all(hdrs);
@@ -600,14 +562,14 @@ static size_t write_watch(char *p, size_t size, size_t nmemb, void *arg)
 	struct kc_watch *w = arg;
 	size_t n = size * nmemb, start = 0;
 
-	if (w->head.len < w->head.max - 1)
-		buf_append(&w->head, p,
-			   n < w->head.max - 1 - w->head.len ? n : w->head.max - 1 - w->head.len);
+	if (w->head.len < w->head.max)
+		bodybuf_append(&w->head, p,
+			       n < w->head.max - w->head.len ? n : w->head.max - w->head.len);
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] != '\n')
 			continue;
 		if (w->line.len) {
-			if (buf_append(&w->line, p + start, i - start) < 0)
+			if (bodybuf_append(&w->line, p + start, i - start) < 0)
 				return 0;
 			if (watch_line(w, w->line.data, w->line.len) < 0)
 				return 0;
@@ -617,7 +579,7 @@ static size_t write_watch(char *p, size_t size, size_t nmemb, void *arg)
 		}
 		start = i + 1;
 	}
-	if (start < n && buf_append(&w->line, p + start, n - start) < 0)
+	if (start < n && bodybuf_append(&w->line, p + start, n - start) < 0)
 		return 0;
 	return n;
 }

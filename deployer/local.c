@@ -26,6 +26,7 @@
 #include <curl/curl.h>
 #include <jansson.h>
 
+#include "bodybuf.h"
 #include "log.h"
 #include "lswitch.h"
 #include "promtext.h"
@@ -254,35 +255,12 @@ static int rep_is(json_t *r, const char *state)
 
 /* ---- HTTP: the replicas' counts ----------------------------------------------- */
 
-struct http_buf {
-	char *data;
-	size_t len;
-};
-
-static size_t http_write(char *ptr, size_t size, size_t nmemb, void *ud)
-{
-	struct http_buf *b = ud;
-	size_t n = size * nmemb;
-	char *d;
-
-	if (b->len + n > LOCAL_HTTP_MAX)
-		return 0; /* capped: the transfer fails */
-	d = realloc(b->data, b->len + n + 1);
-	if (!d)
-		return 0;
-	memcpy(d + b->len, ptr, n);
-	b->len += n;
-	d[b->len] = '\0';
-	b->data = d;
-	return n;
-}
-
 /*
  * HTTP status of a GET of url, or of an empty POST with post_headers when
  * those are not NULL (0 when nothing answered); the body goes to b.
  */
 static long http_request(struct local *l, const char *url, struct curl_slist *post_headers,
-			 long timeout_ms, struct http_buf *b)
+			 long timeout_ms, struct bodybuf *b)
 {
 	long code = 0;
 
@@ -297,7 +275,7 @@ static long http_request(struct local *l, const char *url, struct curl_slist *po
 	curl_easy_setopt(l->curl, CURLOPT_CONNECTTIMEOUT_MS, 500L);
 	curl_easy_setopt(l->curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(l->curl, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, http_write);
+	curl_easy_setopt(l->curl, CURLOPT_WRITEFUNCTION, bodybuf_curl_write);
 	curl_easy_setopt(l->curl, CURLOPT_WRITEDATA, b);
 	if (curl_easy_perform(l->curl) == CURLE_OK)
 		curl_easy_getinfo(l->curl, CURLINFO_RESPONSE_CODE, &code);
@@ -308,7 +286,7 @@ static long http_request(struct local *l, const char *url, struct curl_slist *po
 static long http_get(struct local *l, const char *hostport, const char *path, char **body)
 {
 	char url[256];
-	struct http_buf b = { 0 };
+	struct bodybuf b = { .max = LOCAL_HTTP_MAX };
 	long code;
 
 	snprintf(url, sizeof(url), "http://%s%s", hostport, path);
@@ -908,7 +886,7 @@ static int local_move(struct platform *p, const char *sha, const char *name, int
 	char path[LOCAL_PATH_MAX], url[320], hdr[4200], token[4100] = "";
 	const char *http = NULL;
 	struct curl_slist *h = NULL;
-	struct http_buf b = { 0 };
+	struct bodybuf b = { .max = LOCAL_HTTP_MAX };
 	long code;
 	size_t i;
 	FILE *f;

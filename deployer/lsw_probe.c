@@ -47,9 +47,9 @@ static void check_done(struct lsw_probe *pr)
 		if (!r)
 			continue;
 		r->busy = 0;
-		if (r->overflow)
+		if (r->body.overflow)
 			code = 0;
-		r->cb(r, code, r->body ? r->body : "", r->len);
+		r->cb(r, code, r->body.data ? r->body.data : "", r->body.len);
 		/* The callback may have freed or re-armed r: do not touch it. */
 	}
 }
@@ -142,23 +142,10 @@ static curl_socket_t open_socket(void *ud, curlsocktype purpose, struct curl_soc
 static size_t on_body(char *ptr, size_t size, size_t nmemb, void *ud)
 {
 	struct lsw_probe_req *r = ud;
-	size_t n = size * nmemb;
-	char *b;
 
 	if (!r->want_body)
-		return n;
-	if (r->len + n > LSW_PROBE_BODY_MAX) {
-		r->overflow = 1;
-		return 0;
-	}
-	b = realloc(r->body, r->len + n + 1);
-	if (!b)
-		return 0;
-	memcpy(b + r->len, ptr, n);
-	r->len += n;
-	b[r->len] = '\0';
-	r->body = b;
-	return n;
+		return size * nmemb;
+	return bodybuf_curl_write(ptr, size, nmemb, &r->body);
 }
 
 struct lsw_probe *lsw_probe_new(uv_loop_t *loop)
@@ -199,10 +186,8 @@ int lsw_probe_get(struct lsw_probe *pr, struct lsw_probe_req *r, const char *url
 	r->cb = cb;
 	r->data = data;
 	r->want_body = want_body;
-	r->overflow = 0;
-	free(r->body);
-	r->body = NULL;
-	r->len = 0;
+	bodybuf_reset(&r->body);
+	r->body.max = LSW_PROBE_BODY_MAX;
 	strncpy(r->url, url, sizeof(r->url) - 1);
 	r->url[sizeof(r->url) - 1] = '\0';
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -227,10 +212,8 @@ void lsw_probe_req_free(struct lsw_probe_req *r)
 			curl_multi_remove_handle(r->pr->multi, r->easy);
 		curl_easy_cleanup(r->easy);
 	}
-	free(r->body);
+	bodybuf_reset(&r->body);
 	r->easy = NULL;
-	r->body = NULL;
-	r->len = 0;
 	r->busy = 0;
 }
 

@@ -13,6 +13,8 @@
 
 #include <uv.h>
 
+#include "bodybuf.h"
+
 #define LSW_PROBE_BODY_MAX (256 * 1024)
 
 struct lsw_probe;
@@ -28,9 +30,7 @@ struct lsw_probe_req {
 	void *data;
 	int busy;
 	int want_body;
-	char *body;
-	size_t len;
-	int overflow;
+	struct bodybuf body; /* at most LSW_PROBE_BODY_MAX */
 	char url[128];
 };
 
