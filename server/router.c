@@ -455,7 +455,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 		return;
 	}
 	if (jid_parse(to, &j) != 0) {
-		if (is_pres)
+		if (is_pres || (!is_msg && !is_req))
 			xnode_free(st);
 		else
 			router_error(from, st, "modify", "jid-malformed");
@@ -463,7 +463,7 @@ void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 	}
 	if (strcmp(j.domain, srv->domain) != 0) {
 		/* No server-to-server: other domains are unreachable. */
-		if (is_pres)
+		if (is_pres || (!is_msg && !is_req))
 			xnode_free(st);
 		else
 			router_error(from, st, "cancel", "remote-server-not-found");

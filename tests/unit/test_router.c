@@ -263,6 +263,26 @@ static void test_domains_and_malformed(void **state)
 	end_session(a);
 }
 
+/* An iq result or error is never answered with an error (RFC 6120 8.2.3),
+ * wherever it was addressed: it is dropped. */
+static void test_iq_responses_never_answered(void **state)
+{
+	static const char *const to[] = { "bob@elsewhere.test", "a@b@" D, D "/res",
+					  "bob@" D "/gone" };
+	struct peer *a = session("alice", "a", 0);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(to) / sizeof(to[0]); i++) {
+		send_stanza(a, "iq", to[i], "result", "r1");
+		send_stanza(a, "iq", to[i], "error", "r2");
+		assert_string_equal(got(a), "");
+		/* a request to the same place is answered */
+		send_stanza(a, "iq", to[i], "get", "r3");
+		assert_true(has(got(a), "type='error'"));
+	}
+	end_session(a);
+}
+
 static void test_presence_rules(void **state)
 {
 	struct peer *a = session("alice", "a", 0);
@@ -343,6 +363,7 @@ int main(void)
 		T(test_bare_message_nobody_available),
 		T(test_full_jid_rules),
 		T(test_domains_and_malformed),
+		T(test_iq_responses_never_answered),
 		T(test_presence_rules),
 		T(test_no_to),
 		T(test_directed_presence_prepared),
