@@ -302,6 +302,36 @@ static int attr_is(const struct xnode *n, const char *name, const char *value)
 	return v && strcmp(v, value) == 0;
 }
 
+/* What a stanza is, for the rules that differ by kind. */
+enum stanza_kind {
+	KIND_MESSAGE,
+	KIND_PRESENCE,
+	KIND_REQUEST,  /* iq get or set */
+	KIND_RESPONSE, /* iq result or error */
+};
+
+static enum stanza_kind stanza_kind(const struct xnode *st)
+{
+	if (strcmp(st->name, "message") == 0)
+		return KIND_MESSAGE;
+	if (strcmp(st->name, "presence") == 0)
+		return KIND_PRESENCE;
+	return attr_is(st, "type", "get") || attr_is(st, "type", "set") ? KIND_REQUEST
+									: KIND_RESPONSE;
+}
+
+/* A stanza that cannot go where it is addressed: messages and iq requests
+ * are answered with the error, presence is dropped, and so are iq results
+ * and errors (never answered, RFC 6120 8.2.3). Takes ownership of st. */
+static void refuse(struct conn *from, struct xnode *st, enum stanza_kind kind, const char *type,
+		   const char *cond)
+{
+	if (kind == KIND_MESSAGE || kind == KIND_REQUEST)
+		router_error(from, st, type, cond);
+	else
+		xnode_free(st);
+}
+
 /* Does the account exist? With --auth-any every name does; anonymous
  * accounts exist while they have a session, here or on another instance. */
 static int account_exists(struct srv *srv, const char *node, const char *bare,
@@ -393,19 +423,19 @@ static void route_bare_presence(struct conn *from, struct xnode *st, struct rout
 
 /* No 'to': the server handles it on behalf of the sender's account
  * (RFC 6120 10.3). */
-static void route_no_to(struct conn *from, struct xnode *st)
+static void route_no_to(struct conn *from, struct xnode *st, enum stanza_kind kind)
 {
 	const struct router_hooks *up = &from->srv->router->up;
 	const char *type = xnode_attr(st, "type");
 
-	if (strcmp(st->name, "message") == 0) {
+	if (kind == KIND_MESSAGE) {
 		route_bare_message(from, st, from->route, from->route->bare);
-	} else if (strcmp(st->name, "presence") == 0) {
+	} else if (kind == KIND_PRESENCE) {
 		if ((!type || strcmp(type, "unavailable") == 0) && up->presence_broadcast)
 			up->presence_broadcast(from, st);
 		else
 			xnode_free(st);
-	} else if (type && (strcmp(type, "get") == 0 || strcmp(type, "set") == 0)) {
+	} else if (kind == KIND_REQUEST) {
 		up_iq(from, st, ROUTER_TO_SELF);
 	} else {
 		up_iq_result(from, st);
@@ -435,123 +465,120 @@ static int iq_valid(struct conn *from, struct xnode *st)
 	return 0;
 }
 
+/* To the domain itself, or to domain/resource (j has no node). */
+static void route_to_domain(struct conn *from, struct xnode *st, enum stanza_kind kind,
+			    const struct jid *j)
+{
+	if (!j->resource && kind == KIND_REQUEST)
+		up_iq(from, st, ROUTER_TO_SERVER);
+	else if (!j->resource && kind == KIND_RESPONSE)
+		up_iq_result(from, st);
+	else
+		refuse(from, st, kind, "cancel", "service-unavailable");
+}
+
+/* Directed presence: remember where it went (RFC 6121 4.6.3), by the
+ * prepared JID, so that "Bob" and "bob" are one target. */
+static void note_directed_presence(struct conn *from, const struct xnode *st, const struct jid *j,
+				   const char *bare)
+{
+	const struct router_hooks *up = &from->srv->router->up;
+	const char *type = xnode_attr(st, "type");
+	char key[JID_BUF_SIZE];
+
+	if (type && strcmp(type, "unavailable") != 0)
+		return;
+	if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j->resource) &&
+	    jid_format_full(j, key, sizeof(key)) >= 0 && up->presence_directed)
+		up->presence_directed(from, key, !type);
+}
+
+/* To a full JID: its session here or on another instance; with neither,
+ * RFC 6121 8.5.3.2. */
+static void route_full(struct srv *srv, struct conn *from, struct xnode *st, enum stanza_kind kind,
+		       const struct jid *j, struct route *e, const char *bare)
+{
+	const char *type = xnode_attr(st, "type");
+	struct conn *t = router_find_full(srv->router, j);
+
+	if (t) {
+		router_deliver(t, st);
+		xnode_free(st);
+	} else if (srv->router->up.forward_full &&
+		   srv->router->up.forward_full(srv, j, st)) { /* another instance */
+		xnode_free(st);
+	} else if (kind == KIND_MESSAGE) {
+		/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
+		 * JID, groupchat bounces, headline and error are dropped. */
+		if (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0)
+			route_bare_message(from, st, e, bare);
+		else if (strcmp(type, "groupchat") == 0)
+			router_error(from, st, "cancel", "service-unavailable");
+		else
+			xnode_free(st);
+	} else if (kind == KIND_PRESENCE) {
+		if (type && (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
+			     strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0))
+			route_bare_presence(from, st, e, bare);
+		else
+			xnode_free(st);
+	} else {
+		refuse(from, st, kind, "cancel", "service-unavailable");
+	}
+}
+
+/* To a bare JID (RFC 6121 8.5.1, 8.5.2). */
+static void route_bare(struct srv *srv, struct conn *from, struct xnode *st, enum stanza_kind kind,
+		       const struct jid *j, struct route *e, const char *bare)
+{
+	int self = from->route && strcmp(from->route->bare, bare) == 0;
+
+	if (!account_exists(srv, j->node, bare, e))
+		refuse(from, st, kind, "cancel", "service-unavailable");
+	else if (kind == KIND_MESSAGE)
+		route_bare_message(from, st, e, bare);
+	else if (kind == KIND_PRESENCE)
+		route_bare_presence(from, st, e, bare);
+	else if (kind == KIND_REQUEST)
+		up_iq(from, st, self ? ROUTER_TO_SELF : ROUTER_TO_BARE);
+	else
+		xnode_free(st);
+}
+
 void router_route(struct srv *srv, struct conn *from, struct xnode *st)
 {
 	const char *to = xnode_attr(st, "to");
-	const char *type = xnode_attr(st, "type");
-	int is_msg = strcmp(st->name, "message") == 0;
-	int is_pres = strcmp(st->name, "presence") == 0;
-	int is_req = !is_msg && !is_pres && type &&
-		     (strcmp(type, "get") == 0 || strcmp(type, "set") == 0);
+	enum stanza_kind kind = stanza_kind(st);
 	char bare[2 * 1024 + 2];
 	struct jid j = { 0 };
 	struct route *e;
-	struct conn *t;
 
-	if (!is_msg && !is_pres && iq_valid(from, st) != 0)
+	if (kind != KIND_MESSAGE && kind != KIND_PRESENCE && iq_valid(from, st) != 0)
 		return;
 	if (!to) {
-		route_no_to(from, st);
+		route_no_to(from, st, kind);
 		return;
 	}
 	if (jid_parse(to, &j) != 0) {
-		if (is_pres || (!is_msg && !is_req))
-			xnode_free(st);
-		else
-			router_error(from, st, "modify", "jid-malformed");
+		refuse(from, st, kind, "modify", "jid-malformed");
 		return;
 	}
 	if (strcmp(j.domain, srv->domain) != 0) {
 		/* No server-to-server: other domains are unreachable. */
-		if (is_pres || (!is_msg && !is_req))
-			xnode_free(st);
-		else
-			router_error(from, st, "cancel", "remote-server-not-found");
-		goto out;
-	}
-	if (!j.node) {
-		if (j.resource) {
-			if (is_pres)
-				xnode_free(st);
-			else if (is_msg || is_req)
-				router_error(from, st, "cancel", "service-unavailable");
-			else
-				xnode_free(st);
-		} else if (is_req) {
-			up_iq(from, st, ROUTER_TO_SERVER);
-		} else if (!is_msg && !is_pres) {
-			up_iq_result(from, st);
-		} else if (is_msg) {
-			router_error(from, st, "cancel", "service-unavailable");
-		} else {
-			xnode_free(st);
-		}
-		goto out;
-	}
-	if (jid_format_bare(&j, bare, sizeof(bare)) < 0) {
-		router_error(from, st, "modify", "jid-malformed");
-		goto out;
-	}
-	e = router_lookup(srv->router, bare);
-	if (is_pres && (!type || strcmp(type, "unavailable") == 0)) {
-		/* Directed presence: remember where it went (RFC 6121 4.6.3),
-		 * by the prepared JID, so that "Bob" and "bob" are one target. */
-		char key[JID_BUF_SIZE];
-
-		if (!(from->route && strcmp(from->route->bare, bare) == 0 && !j.resource) &&
-		    jid_format_full(&j, key, sizeof(key)) >= 0 && srv->router->up.presence_directed)
-			srv->router->up.presence_directed(from, key, !type);
-	}
-	if (j.resource) {
-		t = router_find_full(srv->router, &j);
-		if (t) {
-			router_deliver(t, st);
-			xnode_free(st);
-		} else if (srv->router->up.forward_full &&
-			   srv->router->up.forward_full(srv, &j, st)) { /* another instance */
-			xnode_free(st);
-		} else if (is_msg) {
-			/* RFC 6121 8.5.3.2.1: chat and normal fall back to the bare
-			 * JID, groupchat bounces, headline and error are dropped. */
-			if (!type || strcmp(type, "chat") == 0 || strcmp(type, "normal") == 0)
-				route_bare_message(from, st, e, bare);
-			else if (strcmp(type, "groupchat") == 0)
-				router_error(from, st, "cancel", "service-unavailable");
-			else
-				xnode_free(st);
-		} else if (is_pres) {
-			if (type &&
-			    (strcmp(type, "subscribe") == 0 || strcmp(type, "subscribed") == 0 ||
-			     strcmp(type, "unsubscribe") == 0 || strcmp(type, "unsubscribed") == 0))
-				route_bare_presence(from, st, e, bare);
-			else
-				xnode_free(st);
-		} else if (is_req) {
-			router_error(from, st, "cancel", "service-unavailable");
-		} else {
-			xnode_free(st);
-		}
-		goto out;
-	}
-	if (!account_exists(srv, j.node, bare, e)) {
-		/* RFC 6121 8.5.1 */
-		if (is_pres || (!is_msg && !is_req))
-			xnode_free(st);
-		else
-			router_error(from, st, "cancel", "service-unavailable");
-		goto out;
-	}
-	if (is_msg) {
-		route_bare_message(from, st, e, bare);
-	} else if (is_pres) {
-		route_bare_presence(from, st, e, bare);
-	} else if (is_req) {
-		int self = from->route && strcmp(from->route->bare, bare) == 0;
-		up_iq(from, st, self ? ROUTER_TO_SELF : ROUTER_TO_BARE);
+		refuse(from, st, kind, "cancel", "remote-server-not-found");
+	} else if (!j.node) {
+		route_to_domain(from, st, kind, &j);
+	} else if (jid_format_bare(&j, bare, sizeof(bare)) < 0) {
+		refuse(from, st, kind, "modify", "jid-malformed");
 	} else {
-		xnode_free(st);
+		e = router_lookup(srv->router, bare);
+		if (kind == KIND_PRESENCE)
+			note_directed_presence(from, st, &j, bare);
+		if (j.resource)
+			route_full(srv, from, st, kind, &j, e, bare);
+		else
+			route_bare(srv, from, st, kind, &j, e, bare);
 	}
-out:
 	jid_clear(&j);
 }
 
