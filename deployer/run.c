@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -516,6 +517,142 @@ static void report_replicas(const struct run_opts *o, const struct run_obs *ro, 
 	fflush(o->out);
 }
 
+/*
+ * The platform's operation for a; 0 or its error (in p->err). What was
+ * already so is no error: *untold then says nothing happened to tell.
+ * *event names the record ("create", ...; NULL: none), *moved the sessions
+ * an assist batch moved.
+ */
+static int platform_op(struct platform *p, const struct deploy_act *a, const char **event,
+		       int *untold, int *moved)
+{
+	int rc = 0;
+
+	switch (a->kind) {
+	case DEPLOY_ACT_CREATE:
+		rc = p->ops->create(p, a->sha, a->replicas);
+		*untold = rc == -EEXIST; /* created by an earlier run, which told it */
+		*event = "create";
+		break;
+	case DEPLOY_ACT_SCALE:
+		rc = p->ops->scale(p, a->sha, a->replicas);
+		*event = "scale";
+		break;
+	case DEPLOY_ACT_SELECT:
+		rc = p->ops->select(p, a->sha);
+		*event = "select";
+		break;
+	case DEPLOY_ACT_META:
+		rc = p->ops->meta_set(p, a->sha, a->key, a->has_value ? a->value : NULL);
+		*untold = rc == -ENOENT; /* the colour is gone: nothing happened to it */
+		break;
+	case DEPLOY_ACT_REMOVE:
+		rc = p->ops->remove(p, a->sha);
+		*untold = rc == -ENOENT;
+		*event = "remove";
+		break;
+	case DEPLOY_ACT_MOVE:
+		*event = "assist";
+		if (!p->ops->move)
+			return platform_error(p, -ENOTSUP, "the %s platform cannot move sessions",
+					      p->ops->name);
+		rc = p->ops->move(p, a->sha, a->name, a->count, moved);
+		if (rc == -ENOENT) {
+			rc = 0; /* the replica went meanwhile: nothing to move there */
+			*moved = 0;
+		}
+		break;
+	case DEPLOY_ACT_REMOVE_REPLICA:
+		rc = p->ops->remove_replica(p, a->sha, a->name);
+		*event = "remove-replica";
+		break;
+	}
+	return *untold ? 0 : rc;
+}
+
+/* The record of an action done (and the report's "actions"). */
+static void record_action(const struct deploy_cfg *cfg, const struct deploy_act *a,
+			  const struct run_obs *ro, const struct run_opts *o, const char *event,
+			  long conns, int moved, int64_t op_ms, int64_t obs_mono)
+{
+	long lost = colour_lost(deploy_obs_find(&ro->obs, a->sha));
+	json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha, "why",
+			      deploy_why_name(a->why), "connections", (json_int_t)conns, "op_ms",
+			      (json_int_t)op_ms);
+
+	if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
+		json_object_set_new(e, "replicas", json_integer(a->replicas));
+	if (a->kind == DEPLOY_ACT_REMOVE_REPLICA || a->kind == DEPLOY_ACT_MOVE)
+		json_object_set_new(e, "replica", json_string(a->name));
+	if (a->kind == DEPLOY_ACT_MOVE) {
+		/* One assisted-drain batch: asked of one replica, and what it did. */
+		json_object_set_new(e, "requested", json_integer(a->count));
+		json_object_set_new(e, "moved", json_integer(moved));
+		json_object_set_new(e, "rate", json_real(cfg->assist_rate));
+	}
+	if (a->kind == DEPLOY_ACT_SELECT && ro->obs.selected[0] &&
+	    strcmp(ro->obs.selected, a->sha) != 0) {
+		/* What the drain of the colour it replaces starts from (the report's). */
+		const struct deploy_colour_obs *old = deploy_obs_find(&ro->obs, ro->obs.selected);
+
+		json_object_set_new(e, "deselected", json_string(ro->obs.selected));
+		json_object_set_new(e, "deselected_at", json_real((double)ro->obs.now_ms / 1000.0));
+		json_object_set_new(e, "deselected_connections",
+				    json_integer(old ? deploy_colour_connections(old) : -1));
+	}
+	/* From the observation that decided it to the platform's confirmation. */
+	json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
+	if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
+		json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
+	if (lost > 0)
+		json_object_set_new(e, "lost", json_integer(lost));
+	if (o->report) {
+		json_t *acts = json_object_get(o->report, "actions");
+
+		if (!acts)
+			json_object_set_new(o->report, "actions", acts = json_array());
+		json_array_append_new(acts, json_deep_copy(e));
+	}
+	run_record(o->state_dir, e);
+}
+
+/* What became of a drained colour (or one past --max-drain), for the
+ * summary at the end and as it happens. */
+static void summarize(const struct deploy_act *a, const struct run_obs *ro,
+		      const struct run_opts *o, long conns, struct summary *sum, size_t *n_sum)
+{
+	long lost = colour_lost(deploy_obs_find(&ro->obs, a->sha));
+	int drained = a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN;
+	int kept = !o->quiet && a->kind == DEPLOY_ACT_META && a->has_value &&
+		   strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0;
+	char lost_note[96] = "";
+	struct summary *s;
+
+	if ((!drained && !kept) || *n_sum >= 64)
+		return;
+	s = &sum[(*n_sum)++];
+	snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
+	if (lost > 0)
+		snprintf(lost_note, sizeof(lost_note),
+			 "; %ld connections lost in crashes (not drained)", lost);
+	if (a->why == DEPLOY_WHY_DRAINED)
+		snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s%s",
+			 (double)a->drain_ms / 1000.0,
+			 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted", lost_note);
+	else if (a->why == DEPLOY_WHY_MAX_DRAIN)
+		snprintf(s->what, sizeof(s->what),
+			 "passed --max-drain after %.1fs with %ld connections: shut down "
+			 "(system-shutdown)",
+			 (double)a->drain_ms / 1000.0, conns);
+	else
+		snprintf(s->what, sizeof(s->what),
+			 "passed --max-drain with %ld connections: "
+			 "kept draining (rainbow prune deletes it once drained)",
+			 conns);
+	if (!o->quiet)
+		fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
+}
+
 /* Performs one action; 0 or the platform's error (already in p->err). */
 static int perform(struct platform *p, const struct deploy_cfg *cfg, const struct deploy_act *a,
 		   const struct run_obs *ro, int64_t obs_mono, int64_t waited_ms,
@@ -523,72 +660,22 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 {
 	const struct deploy_colour_obs *c = deploy_obs_find(&ro->obs, a->sha);
 	long conns = c ? deploy_colour_connections(c) : -1;
-	long lost = colour_lost(c);
 	const char *event = NULL;
 	struct platform_event ev[RUN_EVENTS_MAX];
 	size_t n_ev;
-	int rc = 0, untold = 0, moved = 0;
+	int rc, untold = 0, moved = 0;
 	int64_t t0 = mono_ms();
 
-	switch (a->kind) {
-	case DEPLOY_ACT_CREATE:
-		rc = p->ops->create(p, a->sha, a->replicas);
-		if (rc == -EEXIST) {
-			rc = 0;
-			untold = 1; /* created by an earlier run, which told it */
-		}
-		event = "create";
-		break;
-	case DEPLOY_ACT_SCALE:
-		rc = p->ops->scale(p, a->sha, a->replicas);
-		event = "scale";
-		break;
-	case DEPLOY_ACT_SELECT:
-		rc = p->ops->select(p, a->sha);
-		event = "select";
-		break;
-	case DEPLOY_ACT_META:
-		rc = p->ops->meta_set(p, a->sha, a->key, a->has_value ? a->value : NULL);
-		if (rc == -ENOENT) {
-			rc = 0;
-			untold = 1; /* the colour is gone: nothing happened to it */
-		}
-		break;
-	case DEPLOY_ACT_REMOVE:
-		rc = p->ops->remove(p, a->sha);
-		if (rc == -ENOENT) {
-			rc = 0;
-			untold = 1;
-		}
-		event = "remove";
-		break;
-	case DEPLOY_ACT_MOVE:
-		if (!p->ops->move) {
-			rc = platform_error(p, -ENOTSUP, "the %s platform cannot move sessions",
-					    p->ops->name);
-			break;
-		}
-		rc = p->ops->move(p, a->sha, a->name, a->count, &moved);
-		if (rc == -ENOENT) {
-			rc = 0; /* the replica went meanwhile: nothing to move there */
-			moved = 0;
-		}
-		event = "assist";
-		break;
-	case DEPLOY_ACT_REMOVE_REPLICA:
-		rc = p->ops->remove_replica(p, a->sha, a->name);
+	rc = platform_op(p, a, &event, &untold, &moved);
+	if (rc == -EBUSY && a->kind == DEPLOY_ACT_REMOVE_REPLICA) {
 		/*
 		 * Busy now (a client arrived, or a busy pod would go first): not a
 		 * failure, the next poll decides again. Counted as one, a long wait
 		 * would make the deploy give up in the middle of a drain.
 		 */
-		if (rc == -EBUSY) {
-			log_debug("shrink-later", "sha=%s replica=%s reason=\"%s\"", a->sha,
-				  a->name, p->err);
-			return 0;
-		}
-		event = "remove-replica";
-		break;
+		log_debug("shrink-later", "sha=%s replica=%s reason=\"%s\"", a->sha, a->name,
+			  p->err);
+		return 0;
 	}
 	if (rc < 0) {
 		fprintf(stderr, "rainbow: %s chat-%s failed: %s\n", event ? event : "meta", a->sha,
@@ -598,85 +685,12 @@ static int perform(struct platform *p, const struct deploy_cfg *cfg, const struc
 	n_ev = untold ? 0 : run_action_events(cfg, &ro->obs, a, waited_ms, ev);
 	for (size_t i = 0; i < n_ev; i++)
 		tell(p, t, a->sha, &ev[i]);
-	if (event) {
-		json_t *e = json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", event, "sha", a->sha, "why",
-				      deploy_why_name(a->why), "connections", (json_int_t)conns,
-				      "op_ms", (json_int_t)(mono_ms() - t0));
-
-		if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
-			json_object_set_new(e, "replicas", json_integer(a->replicas));
-		if (a->kind == DEPLOY_ACT_REMOVE_REPLICA || a->kind == DEPLOY_ACT_MOVE)
-			json_object_set_new(e, "replica", json_string(a->name));
-		if (a->kind == DEPLOY_ACT_MOVE) {
-			/* One assisted-drain batch: asked of one replica, and what it did. */
-			json_object_set_new(e, "requested", json_integer(a->count));
-			json_object_set_new(e, "moved", json_integer(moved));
-			json_object_set_new(e, "rate", json_real(cfg->assist_rate));
-		}
-		if (a->kind == DEPLOY_ACT_SELECT && ro->obs.selected[0] &&
-		    strcmp(ro->obs.selected, a->sha) != 0) {
-			/* What the drain of the colour it replaces starts from (the report's). */
-			const struct deploy_colour_obs *old =
-				deploy_obs_find(&ro->obs, ro->obs.selected);
-
-			json_object_set_new(e, "deselected", json_string(ro->obs.selected));
-			json_object_set_new(e, "deselected_at",
-					    json_real((double)ro->obs.now_ms / 1000.0));
-			json_object_set_new(
-				e, "deselected_connections",
-				json_integer(old ? deploy_colour_connections(old) : -1));
-		}
-		/* From the observation that decided it to the platform's confirmation. */
-		json_object_set_new(e, "since_obs_ms", json_integer(mono_ms() - obs_mono));
-		if (a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN)
-			json_object_set_new(e, "drain_ms", json_integer(a->drain_ms));
-		if (lost > 0)
-			json_object_set_new(e, "lost", json_integer(lost));
-		if (o->report) {
-			json_t *acts = json_object_get(o->report, "actions");
-
-			if (!acts)
-				json_object_set_new(o->report, "actions", acts = json_array());
-			json_array_append_new(acts, json_deep_copy(e));
-		}
-		run_record(o->state_dir, e);
-	}
+	if (event)
+		record_action(cfg, a, ro, o, event, conns, moved, mono_ms() - t0, obs_mono);
 	if (!o->quiet && a->kind == DEPLOY_ACT_REMOVE_REPLICA)
 		fprintf(o->out, "  shrink chat-%s: removed replica %s (0 connections)\n", a->sha,
 			a->name);
-	if ((a->why == DEPLOY_WHY_DRAINED || a->why == DEPLOY_WHY_MAX_DRAIN) && *n_sum < 64) {
-		struct summary *s = &sum[(*n_sum)++];
-
-		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
-		char lost_note[96] = "";
-
-		if (lost > 0)
-			snprintf(lost_note, sizeof(lost_note),
-				 "; %ld connections lost in crashes (not drained)", lost);
-		if (a->why == DEPLOY_WHY_DRAINED)
-			snprintf(s->what, sizeof(s->what), "drained in %.1fs, %s%s",
-				 (double)a->drain_ms / 1000.0,
-				 a->kind == DEPLOY_ACT_SCALE ? "kept at 0 replicas" : "deleted",
-				 lost_note);
-		else
-			snprintf(s->what, sizeof(s->what),
-				 "passed --max-drain after %.1fs with %ld connections: shut down "
-				 "(system-shutdown)",
-				 (double)a->drain_ms / 1000.0, conns);
-		if (!o->quiet)
-			fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
-	}
-	if (!o->quiet && a->kind == DEPLOY_ACT_META && a->has_value &&
-	    strcmp(a->key, DEPLOY_META_MAX_DRAIN_AT) == 0 && *n_sum < 64) {
-		struct summary *s = &sum[(*n_sum)++];
-
-		snprintf(s->sha, sizeof(s->sha), "%s", a->sha);
-		snprintf(s->what, sizeof(s->what),
-			 "passed --max-drain with %ld connections: "
-			 "kept draining (rainbow prune deletes it once drained)",
-			 conns);
-		fprintf(o->out, "  chat-%s %s\n", s->sha, s->what);
-	}
+	summarize(a, ro, o, conns, sum, n_sum);
 	return 0;
 }
 
@@ -1032,195 +1046,252 @@ out:
 	return status;
 }
 
+/* What run_deploy carries from one observation to the next. */
+struct run_state {
+	struct deploy_mem mem;
+	struct deploy_result res;
+	struct summary sum[64];
+	size_t n_sum;
+	struct forecast_track track[RUN_FORECAST_TRACK];
+	struct seen seen[RUN_SEEN_MAX];
+	size_t n_seen;
+	struct run_tell tell;
+	enum deploy_phase cur; /* -1 before the first observation */
+	int64_t started, phase_start, last_print;
+	int64_t wait_start; /* began waiting for the target to be ready (0: not) */
+	int errors;	    /* failed steps in a row */
+};
+
+/* An error that retrying cannot fix ends the run; its exit status. */
+static int give_up(const struct run_opts *o, int rc, const char *err)
+{
+	int status = run_exit_for_error(rc);
+
+	fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
+	run_report_failure(o->report, status, err);
+	return status;
+}
+
+/* One more failed step: 0 after the backoff (try again), or
+ * RUN_EXIT_GAVE_UP after RUN_MAX_ERRORS in a row. A failed step is retried
+ * after a backoff, never at once. */
+static int retry(struct run_state *s, const struct run_opts *o, const char *err)
+{
+	if (++s->errors >= RUN_MAX_ERRORS) {
+		fprintf(stderr, "rainbow: giving up after %d failed steps\n", s->errors);
+		run_report_failure(o->report, RUN_EXIT_GAVE_UP, err);
+		return RUN_EXIT_GAVE_UP;
+	}
+	usleep((useconds_t)run_backoff_ms(s->errors, 0) * 1000);
+	return 0;
+}
+
+static void report_observation(json_t *report, const struct run_obs *ro)
+{
+	if (!report)
+		return;
+	if (!json_object_get(report, "selected_before"))
+		json_object_set_new(report, "selected_before", json_string(ro->obs.selected));
+	json_object_set_new(report, "selected", json_string(ro->obs.selected));
+	json_object_set_new(report, "colours", run_colours_json(ro));
+}
+
+/* A heartbeat while draining: what is left per colour. */
+static void print_draining(const struct run_opts *o, const struct run_obs *ro,
+			   const struct forecast *fc, int64_t phase_ms)
+{
+	char eta[48];
+
+	fprintf(o->out, "  draining:");
+	for (size_t i = 0; i < ro->n; i++) {
+		const struct deploy_colour_obs *c = &ro->colours[i];
+
+		if (deploy_colour_state(c, ro->obs.selected) != DEPLOY_STATE_DRAINING)
+			continue;
+		fprintf(o->out, " chat-%s=%ld%s", c->c.sha, deploy_colour_connections(c),
+			platform_meta_get(&c->c, DEPLOY_META_ASSIST_SINCE) ? " assisted" : "");
+		if (fc)
+			fprintf(o->out, " (%s)", run_forecast_text(&fc[i], eta, sizeof(eta)));
+	}
+	fprintf(o->out, " (%.0fs)\n", (double)phase_ms / 1000.0);
+	fflush(o->out);
+}
+
+/* The end of a phase, or every 5 s of a drain, on the output and in the report. */
+static void progress(struct run_state *s, const struct deploy_cfg *cfg, const struct run_opts *o,
+		     const struct run_obs *ro, const struct forecast *fc)
+{
+	int64_t now = mono_ms();
+
+	if (s->res.phase != s->cur) {
+		if ((int)s->cur >= 0) {
+			print_phase_end(o, s->cur, cfg->sha, now - s->phase_start, &s->res);
+			report_phase(o->report, s->cur, now - s->phase_start);
+		}
+		s->cur = s->res.phase;
+		s->phase_start = now;
+		if (!o->quiet && s->cur == DEPLOY_PHASE_DRAIN && s->res.draining)
+			fprintf(o->out, "  %d old colour(s) draining\n", s->res.draining);
+	} else if (!o->quiet && s->cur == DEPLOY_PHASE_DRAIN && now - s->last_print >= 5000) {
+		s->last_print = now;
+		print_draining(o, ro, fc, now - s->phase_start);
+	}
+}
+
+/* Performs the step's actions in order; 0, or the first failure's error
+ * (*fatal when retrying cannot cure it). The rest wait: the next
+ * observation decides again from what is there then. */
+static int perform_all(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o,
+		       struct run_state *s, const struct run_obs *ro, int64_t obs_mono, int *fatal)
+{
+	for (size_t i = 0; i < s->res.n_act; i++) {
+		const struct deploy_act *a = &s->res.act[i];
+		int rc = perform(p, cfg, a, ro, obs_mono,
+				 s->wait_start ? obs_mono - s->wait_start : -1, &s->tell, o, s->sum,
+				 &s->n_sum);
+
+		if (rc < 0) {
+			*fatal = run_error_is_fatal(rc, a->kind == DEPLOY_ACT_SELECT);
+			return rc;
+		}
+		if (a->kind == DEPLOY_ACT_SELECT)
+			s->wait_start = 0;
+	}
+	return 0;
+}
+
+/* The deploy failed (not ready, no target): recorded, told, reported. */
+static int deploy_failed(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o,
+			 struct run_state *s, int target_seen)
+{
+	int status =
+		s->res.failure == DEPLOY_FAIL_NO_TARGET ? RUN_EXIT_NO_TARGET : RUN_EXIT_NOT_READY;
+
+	run_record(o->state_dir, json_pack("{s:s,s:s,s:s}", "event", "failed", "sha", cfg->sha,
+					   "reason", s->res.msg));
+	if (target_seen) {
+		struct platform_event fe = { "Warning", "Failed", "Deploy", "" };
+
+		snprintf(fe.note, sizeof(fe.note), "%s", s->res.msg);
+		tell(p, &s->tell, cfg->sha, &fe);
+	}
+	fprintf(stderr, "rainbow: deploy failed: %s\n", s->res.msg);
+	run_report_failure(o->report, status, s->res.msg);
+	return status;
+}
+
+static int deploy_done(const struct deploy_cfg *cfg, const struct run_opts *o,
+		       const struct run_state *s)
+{
+	double secs = (double)(mono_ms() - s->started) / 1000.0;
+
+	run_record(o->state_dir,
+		   json_pack("{s:s,s:s,s:f}", "event", "done", "sha", cfg->sha, "seconds", secs));
+	if (!o->quiet) {
+		fprintf(o->out, "done in %.2fs\n", secs);
+		if (s->n_sum)
+			fprintf(o->out, "summary:\n");
+		for (size_t i = 0; i < s->n_sum; i++)
+			fprintf(o->out, "  chat-%s: %s\n", s->sum[i].sha, s->sum[i].what);
+		fflush(o->out);
+	}
+	return RUN_EXIT_OK;
+}
+
+/* How long to wait before the next observation. */
+static int64_t next_poll_ms(enum deploy_phase ph, const struct run_opts *o)
+{
+	int64_t ms = (int64_t)(o->poll_s * 1000.0);
+
+	if (ph == DEPLOY_PHASE_SWITCH || ph == DEPLOY_PHASE_CREATE || ph == DEPLOY_PHASE_SCALE)
+		return 0; /* the next step follows at once */
+	if (ph == DEPLOY_PHASE_READY && ms > RUN_READY_POLL_MS)
+		return RUN_READY_POLL_MS;
+	return ms;
+}
+
+/*
+ * One observation decided and acted on. true when the run is over (its
+ * exit status in *status); false to observe again (after a backoff when a
+ * step failed).
+ */
+static bool run_step(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o,
+		     struct run_state *s, struct run_obs *ro, int *status)
+{
+	int64_t obs_mono = mono_ms();
+	struct forecast *fc;
+	int rc, fatal = 0, target_seen;
+
+	run_timeline(o->state_dir, ro);
+	report_observation(o->report, ro);
+	report_replicas(o, ro, s->seen, &s->n_seen);
+	deploy_step(cfg, &ro->obs, &s->mem, &s->res);
+	fc = calloc(ro->n ? ro->n : 1, sizeof(*fc));
+	if (fc)
+		forecast_all(ro, fc, s->track, o);
+	progress(s, cfg, o, ro, fc);
+	free(fc);
+	if (!s->wait_start &&
+	    (s->res.phase == DEPLOY_PHASE_CREATE || s->res.phase == DEPLOY_PHASE_READY))
+		s->wait_start = obs_mono;
+	target_seen = cfg->sha[0] && deploy_obs_find(&ro->obs, cfg->sha) != NULL;
+	rc = perform_all(p, cfg, o, s, ro, obs_mono, &fatal);
+	if (rc < 0) {
+		*status = fatal ? give_up(o, rc, p->err) : retry(s, o, p->err);
+		return *status != 0;
+	}
+	s->errors = 0;
+	if (s->res.phase == DEPLOY_PHASE_FAILED) {
+		*status = deploy_failed(p, cfg, o, s, target_seen);
+		return true;
+	}
+	if (s->res.phase == DEPLOY_PHASE_DONE) {
+		*status = deploy_done(cfg, o, s);
+		return true;
+	}
+	return false;
+}
+
 int run_deploy(struct platform *p, const struct deploy_cfg *cfg, const struct run_opts *o)
 {
-	struct deploy_mem *mem = malloc(sizeof(*mem));
-	struct deploy_result *res = malloc(sizeof(*res));
-	struct summary sum[64];
-	struct forecast_track *track = calloc(RUN_FORECAST_TRACK, sizeof(*track));
-	size_t n_sum = 0, n_seen = 0;
-	struct seen *seen = calloc(RUN_SEEN_MAX, sizeof(*seen));
-	enum deploy_phase cur = (enum deploy_phase) - 1;
-	int64_t started = mono_ms(), phase_start = started, last_print = 0;
-	int64_t wait_start = 0; /* began waiting for the target to be ready (0: not) */
-	struct run_tell tell_state = { 0 };
-	int errors = 0, status = RUN_EXIT_FAILED, last_rc = 0, target_seen = 0;
+	struct run_state *s = calloc(1, sizeof(*s));
+	int status = RUN_EXIT_FAILED;
+	struct run_obs ro;
+	int64_t sleep_ms;
+	int rc;
 
-	if (!mem || !res || !track || !seen) {
+	if (!s) {
 		fprintf(stderr, "rainbow: out of memory\n");
 		run_report_failure(o->report, status, "out of memory");
-		goto out;
+		return status;
 	}
-	deploy_mem_init(mem);
+	deploy_mem_init(&s->mem);
+	s->cur = (enum deploy_phase) - 1;
+	s->started = s->phase_start = mono_ms();
 	for (;;) {
-		struct run_obs ro;
-		struct forecast *fc = NULL;
-		int failed = 0;
-		int64_t sleep_ms = (int64_t)(o->poll_s * 1000.0);
-		int64_t obs_mono;
-		int orc = run_observe(p, &ro);
-
-		if (orc < 0) {
+		rc = run_observe(p, &ro);
+		if (rc < 0) {
 			fprintf(stderr, "rainbow: observing the platform failed: %s\n", p->err);
-			if (run_error_is_fatal(orc, 1)) {
-				fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
-				status = run_exit_for_error(orc);
-				run_report_failure(o->report, status, p->err);
-				goto out;
-			}
-			if (++errors >= RUN_MAX_ERRORS) {
-				fprintf(stderr, "rainbow: giving up after %d failed steps\n",
-					errors);
-				status = RUN_EXIT_GAVE_UP;
-				run_report_failure(o->report, status, p->err);
-				goto out;
-			}
-			usleep((useconds_t)run_backoff_ms(errors, 0) * 1000);
+			status = run_error_is_fatal(rc, 1) ? give_up(o, rc, p->err)
+							   : retry(s, o, p->err);
+			if (status)
+				break;
 			continue;
 		}
-		obs_mono = mono_ms();
-		run_timeline(o->state_dir, &ro);
-		if (o->report) {
-			if (!json_object_get(o->report, "selected_before"))
-				json_object_set_new(o->report, "selected_before",
-						    json_string(ro.obs.selected));
-			json_object_set_new(o->report, "selected", json_string(ro.obs.selected));
-			json_object_set_new(o->report, "colours", run_colours_json(&ro));
+		if (run_step(p, cfg, o, s, &ro, &status)) {
+			run_obs_free(&ro);
+			break;
 		}
-		report_replicas(o, &ro, seen, &n_seen);
-		deploy_step(cfg, &ro.obs, mem, res);
-		fc = calloc(ro.n ? ro.n : 1, sizeof(*fc));
-		if (fc)
-			forecast_all(&ro, fc, track, o);
-		if (res->phase != cur) {
-			int64_t now = mono_ms();
-
-			if ((int)cur >= 0) {
-				print_phase_end(o, cur, cfg->sha, now - phase_start, res);
-				report_phase(o->report, cur, now - phase_start);
-			}
-			cur = res->phase;
-			phase_start = now;
-			if (!o->quiet && cur == DEPLOY_PHASE_DRAIN && res->draining)
-				fprintf(o->out, "  %d old colour(s) draining\n", res->draining);
-		} else if (!o->quiet && cur == DEPLOY_PHASE_DRAIN &&
-			   mono_ms() - last_print >= 5000) {
-			/* A heartbeat while draining: what is left per colour. */
-			last_print = mono_ms();
-			fprintf(o->out, "  draining:");
-			for (size_t i = 0; i < ro.n; i++) {
-				char eta[48];
-
-				if (deploy_colour_state(&ro.colours[i], ro.obs.selected) !=
-				    DEPLOY_STATE_DRAINING)
-					continue;
-				fprintf(o->out, " chat-%s=%ld%s", ro.colours[i].c.sha,
-					deploy_colour_connections(&ro.colours[i]),
-					platform_meta_get(&ro.colours[i].c,
-							  DEPLOY_META_ASSIST_SINCE)
-						? " assisted"
-						: "");
-				if (fc)
-					fprintf(o->out, " (%s)",
-						run_forecast_text(&fc[i], eta, sizeof(eta)));
-			}
-			fprintf(o->out, " (%.0fs)\n", (double)(mono_ms() - phase_start) / 1000.0);
-			fflush(o->out);
-		}
-		if (!wait_start &&
-		    (res->phase == DEPLOY_PHASE_CREATE || res->phase == DEPLOY_PHASE_READY))
-			wait_start = obs_mono;
-		target_seen = cfg->sha[0] && deploy_obs_find(&ro.obs, cfg->sha) != NULL;
-		for (size_t i = 0; i < res->n_act; i++) {
-			const struct deploy_act *a = &res->act[i];
-			int prc = perform(p, cfg, a, &ro, obs_mono,
-					  wait_start ? obs_mono - wait_start : -1, &tell_state, o,
-					  sum, &n_sum);
-
-			if (prc == 0 && a->kind == DEPLOY_ACT_SELECT)
-				wait_start = 0;
-
-			if (prc < 0) {
-				failed = 1;
-				last_rc = prc;
-				if (run_error_is_fatal(prc, res->act[i].kind == DEPLOY_ACT_SELECT))
-					failed = 2;
-				break; /* decide again from what is there now */
-			}
-		}
+		sleep_ms = s->errors ? 0 : next_poll_ms(s->res.phase, o);
 		run_obs_free(&ro);
-		free(fc);
-		if (failed == 2) {
-			fprintf(stderr, "rainbow: giving up: retrying cannot fix this\n");
-			status = run_exit_for_error(last_rc);
-			run_report_failure(o->report, status, p->err);
-			goto out;
-		}
-		if (failed) {
-			if (++errors >= RUN_MAX_ERRORS) {
-				fprintf(stderr, "rainbow: giving up after %d failed steps\n",
-					errors);
-				status = RUN_EXIT_GAVE_UP;
-				run_report_failure(o->report, status, p->err);
-				goto out;
-			}
-			/* A step that failed is retried after a backoff, never at once. */
-			usleep((useconds_t)run_backoff_ms(errors, 0) * 1000);
-			continue;
-		} else {
-			errors = 0;
-		}
-		if (res->phase == DEPLOY_PHASE_FAILED && !failed) {
-			json_t *e = json_pack("{s:s,s:s,s:s}", "event", "failed", "sha", cfg->sha,
-					      "reason", res->msg);
-
-			run_record(o->state_dir, e);
-			if (target_seen) {
-				struct platform_event fe = { "Warning", "Failed", "Deploy", "" };
-
-				snprintf(fe.note, sizeof(fe.note), "%s", res->msg);
-				tell(p, &tell_state, cfg->sha, &fe);
-			}
-			fprintf(stderr, "rainbow: deploy failed: %s\n", res->msg);
-			status = res->failure == DEPLOY_FAIL_NO_TARGET ? RUN_EXIT_NO_TARGET
-								       : RUN_EXIT_NOT_READY;
-			run_report_failure(o->report, status, res->msg);
-			goto out;
-		}
-		if (res->phase == DEPLOY_PHASE_DONE) {
-			json_t *e = json_pack("{s:s,s:s,s:f}", "event", "done", "sha", cfg->sha,
-					      "seconds", (double)(mono_ms() - started) / 1000.0);
-
-			run_record(o->state_dir, e);
-			if (!o->quiet) {
-				fprintf(o->out, "done in %.2fs\n",
-					(double)(mono_ms() - started) / 1000.0);
-				if (n_sum)
-					fprintf(o->out, "summary:\n");
-				for (size_t i = 0; i < n_sum; i++)
-					fprintf(o->out, "  chat-%s: %s\n", sum[i].sha, sum[i].what);
-				fflush(o->out);
-			}
-			status = RUN_EXIT_OK;
-			goto out;
-		}
-		if (res->phase == DEPLOY_PHASE_SWITCH || res->phase == DEPLOY_PHASE_CREATE ||
-		    res->phase == DEPLOY_PHASE_SCALE)
-			sleep_ms = 0; /* the next step follows at once */
-		else if (res->phase == DEPLOY_PHASE_READY && sleep_ms > RUN_READY_POLL_MS)
-			sleep_ms = RUN_READY_POLL_MS;
 		if (sleep_ms > 0)
 			usleep((useconds_t)sleep_ms * 1000);
 	}
-out:
-	if (o->report && (int)cur >= 0)
-		report_phase(o->report, cur, mono_ms() - phase_start);
+	if (o->report && (int)s->cur >= 0)
+		report_phase(o->report, s->cur, mono_ms() - s->phase_start);
 	if (o->report)
 		json_object_set_new(o->report, "seconds",
-				    json_real((double)(double)(mono_ms() - started) / 1000.0));
-	free(seen);
-	free(mem);
-	free(res);
-	free(track);
+				    json_real((double)(mono_ms() - s->started) / 1000.0));
+	free(s);
 	return status;
 }
