@@ -51,6 +51,78 @@ enum cmd {
 	CMD_ALL = 0xffff,
 };
 
+/* The arguments a command takes. */
+enum cmd_args {
+	ARGS_NONE,
+	ARGS_SHA,     /* a SHA */
+	ARGS_SHA_OPT, /* a SHA or nothing */
+	ARGS_SUB,     /* its own subcommands (local) */
+};
+
+struct cli;
+
+struct cmd_info {
+	const char *name;
+	enum cmd cmd;
+	const char *usage;
+	const char *what;
+	enum cmd_args args;
+	int (*run)(struct cli *c); /* its exit status */
+};
+
+static int cmd_deploy(struct cli *c);
+static int cmd_status(struct cli *c);
+static int cmd_rollback(struct cli *c);
+static int cmd_watch(struct cli *c);
+static int cmd_history(struct cli *c);
+static int cmd_report(struct cli *c);
+static int cmd_prune(struct cli *c);
+static int cmd_chart(struct cli *c);
+static int cmd_wait(struct cli *c);
+static int cmd_dashboard(struct cli *c);
+static int cmd_local(struct cli *c);
+
+static const struct cmd_info cli_cmds[] = {
+	{ "deploy", CMD_DEPLOY, "deploy SHA [options]",
+	  "create colour chat-SHA unless it exists, wait until ready, switch new connections "
+	  "to it, wait until older colours drained and delete them",
+	  ARGS_SHA, cmd_deploy },
+	{ "status", CMD_STATUS, "status [-o json]",
+	  "every colour: state, replicas ready, connections, age, drain progress", ARGS_NONE,
+	  cmd_status },
+	{ "rollback", CMD_ROLLBACK, "rollback [SHA] [options]",
+	  "switch back to a colour still running or kept (default: the one deselected last)",
+	  ARGS_SHA_OPT, cmd_rollback },
+	{ "watch", CMD_WATCH, "watch [--poll S] [--duration S] [--count N]",
+	  "live per-colour connection counts (also recorded to the timeline)", ARGS_NONE,
+	  cmd_watch },
+	{ "history", CMD_HISTORY, "history [-o json]", "what rainbow did, from its record",
+	  ARGS_NONE, cmd_history },
+	{ "report", CMD_REPORT, "report [-o json|md]",
+	  "drain times (t50..t100) against the forecast made at the switch, and deploy "
+	  "overheads, from the state dir's history",
+	  ARGS_NONE, cmd_report },
+	{ "prune", CMD_PRUNE, "prune [--settle S]",
+	  "delete draining colours whose count settled at 0, and failed colours", ARGS_NONE,
+	  cmd_prune },
+	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA] [--report FILE]",
+	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot, switches "
+	  "marked; or one colour's drain curve beside the forecast",
+	  ARGS_NONE, cmd_chart },
+	{ "wait", CMD_WAIT, "wait [SHA] [--for drained|live] [--timeout D]",
+	  "wait until the draining colours (or SHA) have drained, or until SHA (default: the "
+	  "selected colour) is live with every replica ready; reads only (deploy --no-wait's "
+	  "companion)",
+	  ARGS_SHA_OPT, cmd_wait },
+	{ "dashboard", CMD_DASHBOARD, "dashboard [--listen ADDR:PORT] [--report FILE]",
+	  "serve a live, read-only web page of the colours (rainbow chart, states, drain "
+	  "progress, deploy timeline), updated every poll, and a web chat page (/chat)",
+	  ARGS_NONE, cmd_dashboard },
+	{ "local", CMD_LOCAL, "local up|down|status [options]",
+	  "start, stop or show the local platform's switch", ARGS_SUB, cmd_local },
+};
+#define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
+
 enum opt_id {
 	O_HELP,
 	O_VERSION,
@@ -96,6 +168,56 @@ enum opt_id {
 	O_CHAT_WS,
 	O_CHAT_DOMAIN,
 	O_WEBSOCKET,
+	O_NIDS
+};
+
+struct cli {
+	const struct cmd_info *cmd;
+	const char *argv0;
+	const char *pos[4];
+	int n_pos;
+	unsigned char given[O_NIDS]; /* the options on the command line */
+	const char *platform;
+	const char *state_dir;
+	char state_buf[4096];
+	struct platform_opts popts;
+	struct platform_kv extra[16];
+	const char *log_level;
+	int replicas;
+	double ready_timeout, settle, poll, max_drain;
+	int on_max;			  /* enum deploy_on_max */
+	double assist_rate, assist_after; /* --drain-assist, --drain-assist-after (-1: not given) */
+	int shrink, keep_drained, keep_failed, no_wait, quiet;
+	int json;
+	int dry_run;	/* deploy/rollback --dry-run */
+	int wait_live;	/* wait --for live */
+	double timeout; /* wait --timeout; 0: none */
+	const char *listen;
+	int force, keep_colours, switches, follower;
+	double duration;
+	int count;
+	const char *out;
+	double bin;
+	const char *drain;
+	const char *report;
+	int max_viewers;
+	const char *chat_ws, *chat_domain;
+	const char *websocket;
+};
+
+/*
+ * How an option's value is checked and stored: the kind, the field of
+ * struct cli, bounds and a hint for the error. OPT_OTHER: apply_other()
+ * knows.
+ */
+enum opt_kind {
+	OPT_OTHER,
+	OPT_STR,     /* const char *field = the value */
+	OPT_SET,     /* int field = 1 */
+	OPT_DUR,     /* double field: a duration in lo..hi (seconds) */
+	OPT_DUR_POS, /* the same, above 0 */
+	OPT_INT,     /* int field: an integer in lo..hi */
+	OPT_CHOICE,  /* int field: the index of the value in arg ("a|b|c") */
 };
 
 struct opt {
@@ -106,177 +228,146 @@ struct opt {
 	enum opt_id id;
 	const char *arg;
 	const char *help;
+	enum opt_kind kind;
+	size_t off;
+	double lo, hi;
+	const char *hint; /* what a good value is, for the error */
 };
+
+#define OTHER .kind = OPT_OTHER
+#define FIELD(k, f) .kind = k, .off = offsetof(struct cli, f)
+#define STR(f) FIELD(OPT_STR, f)
+#define SET(f) FIELD(OPT_SET, f)
+#define DUR(f, h) FIELD(OPT_DUR, f), .hi = CLI_DURATION_MAX_S, .hint = h
+#define DUR_POS(f, h) FIELD(OPT_DUR_POS, f), .hi = CLI_DURATION_MAX_S, .hint = h
+#define DUR_IN(f, l, u, h) FIELD(OPT_DUR, f), .lo = l, .hi = u, .hint = h
+#define INT(f, l, u) FIELD(OPT_INT, f), .lo = l, .hi = u
+#define CHOICE(f, h) FIELD(OPT_CHOICE, f), .hint = h
 
 #define DRAIN_CMDS (CMD_DEPLOY | CMD_ROLLBACK | CMD_PRUNE)
 
 static const struct opt cli_opts[] = {
-	{ "help", 'h', 0, CMD_ALL, O_HELP, NULL, "this help" },
-	{ "version", 0, 0, CMD_ALL, O_VERSION, NULL, "print the version" },
+	{ "help", 'h', 0, CMD_ALL, O_HELP, NULL, "this help", OTHER },
+	{ "version", 0, 0, CMD_ALL, O_VERSION, NULL, "print the version", OTHER },
 	{ "platform", 0, 1, CMD_ALL, O_PLATFORM, "NAME",
-	  "local (default) or kubernetes (env RAINBOW_PLATFORM)" },
+	  "local (default) or kubernetes (env RAINBOW_PLATFORM)", STR(platform) },
 	{ "state-dir", 0, 1, CMD_ALL, O_STATE_DIR, "DIR",
 	  "rainbow's files (env RAINBOW_STATE_DIR; default $XDG_STATE_HOME/rainbow "
-	  "or ./.rainbow)" },
+	  "or ./.rainbow)",
+	  STR(state_dir) },
 	{ "chatd", 0, 1, CMD_ALL, O_CHATD, "PATH",
-	  "local: the chatd binary (env RAINBOW_CHATD; default: chatd beside rainbow)" },
+	  "local: the chatd binary (env RAINBOW_CHATD; default: chatd beside rainbow)",
+	  STR(popts.chatd) },
 	{ "no-auth-any", 0, 0, CMD_ALL, O_NO_AUTH_ANY, NULL,
-	  "local: start chatd without --auth-any" },
+	  "local: start chatd without --auth-any", OTHER },
 	{ "chatd-args", 0, 1, CMD_ALL, O_CHATD_ARGS, "ARGS",
-	  "local: extra chatd flags, space separated (env RAINBOW_CHATD_ARGS)" },
-	{ "kubeconfig", 0, 1, CMD_ALL, O_KUBECONFIG, "FILE", "kubernetes: kubeconfig file" },
-	{ "context", 0, 1, CMD_ALL, O_CONTEXT, "NAME", "kubernetes: kubeconfig context" },
-	{ "namespace", 'n', 1, CMD_ALL, O_NAMESPACE, "NS", "kubernetes: namespace" },
+	  "local: extra chatd flags, space separated (env RAINBOW_CHATD_ARGS)",
+	  STR(popts.chatd_args) },
+	{ "kubeconfig", 0, 1, CMD_ALL, O_KUBECONFIG, "FILE", "kubernetes: kubeconfig file",
+	  STR(popts.kubeconfig) },
+	{ "context", 0, 1, CMD_ALL, O_CONTEXT, "NAME", "kubernetes: kubeconfig context",
+	  STR(popts.context) },
+	{ "namespace", 'n', 1, CMD_ALL, O_NAMESPACE, "NS", "kubernetes: namespace",
+	  STR(popts.namespace) },
 	{ "platform-opt", 'P', 1, CMD_ALL, O_PLATFORM_OPT, "KEY=VALUE",
-	  "a platform-specific option (repeatable; see docs/rainbow.md)" },
-	{ "log-level", 0, 1, CMD_ALL, O_LOG_LEVEL, "L", "debug, info, warn (default), error" },
-	{ "replicas", 'r', 1, CMD_DEPLOY, O_REPLICAS, "N",
-	  "replicas of the new colour (default 2)" },
+	  "a platform-specific option (repeatable; see docs/rainbow.md)", OTHER },
+	{ "log-level", 0, 1, CMD_ALL, O_LOG_LEVEL, "L", "debug, info, warn (default), error",
+	  OTHER },
+	{ "replicas", 'r', 1, CMD_DEPLOY, O_REPLICAS, "N", "replicas of the new colour (default 2)",
+	  INT(replicas, 1, 32) },
 	{ "ready-timeout", 0, 1, CMD_DEPLOY | CMD_ROLLBACK, O_READY_TIMEOUT, "S",
-	  "abort when not every replica is ready after S (default 60s)" },
+	  "abort when not every replica is ready after S (default 60s)",
+	  DUR_POS(ready_timeout, "a duration like 60s") },
 	{ "settle", 0, 1, DRAIN_CMDS | CMD_WAIT, O_SETTLE, "S",
-	  "a colour is drained once its count read 0 for S (default 5s)" },
+	  "a colour is drained once its count read 0 for S (default 5s)",
+	  DUR(settle, "a duration like 5s") },
 	{ "poll", 0, 1, DRAIN_CMDS | CMD_WATCH | CMD_WAIT | CMD_DASHBOARD, O_POLL, "S",
-	  "seconds between observations (default 1s)" },
+	  "seconds between observations (default 1s)",
+	  DUR_IN(poll, 0.01, 3600, "a duration from 10ms to 1h") },
 	{ "max-drain", 0, 1, DRAIN_CMDS, O_MAX_DRAIN, "S",
-	  "longest drain before --on-max-drain applies (default: none)" },
+	  "longest drain before --on-max-drain applies (default: none)",
+	  DUR(max_drain, "a duration like 10m") },
 	{ "on-max-drain", 0, 1, DRAIN_CMDS, O_ON_MAX_DRAIN, "keep|shutdown|assist",
 	  "keep: stop waiting, leave it draining; shutdown: SIGTERM (system-shutdown); assist: "
-	  "move its sessions at the --drain-assist rate" },
+	  "move its sessions at the --drain-assist rate",
+	  CHOICE(on_max, "keep, shutdown or assist") },
 	{ "drain-assist", 0, 1, DRAIN_CMDS, O_DRAIN_ASSIST, "RATE",
 	  "assisted drain: move a draining colour's sessions to the new colour, RATE sessions/s "
-	  "across the colour (e.g. 50/s; see-other-host, XEP-0198 resumption)" },
+	  "across the colour (e.g. 50/s; see-other-host, XEP-0198 resumption)",
+	  OTHER },
 	{ "drain-assist-after", 0, 1, DRAIN_CMDS, O_DRAIN_ASSIST_AFTER, "D",
 	  "let the colour drain naturally for D first (default 0; with --on-max-drain assist: "
-	  "--max-drain)" },
+	  "--max-drain)",
+	  DUR(assist_after, "a duration like 10m") },
 	{ "shrink", 0, 0, DRAIN_CMDS, O_SHRINK, NULL,
-	  "give back each replica of a draining colour once its count settled at 0" },
+	  "give back each replica of a draining colour once its count settled at 0", SET(shrink) },
 	{ "keep-drained", 0, 1, DRAIN_CMDS, O_KEEP_DRAINED, "K",
-	  "keep the last K drained colours scaled to 0 for rollback" },
+	  "keep the last K drained colours scaled to 0 for rollback", INT(keep_drained, 0, 16) },
 	{ "keep-failed", 0, 0, CMD_DEPLOY, O_KEEP_FAILED, NULL,
-	  "keep a colour that never became ready (for inspection)" },
+	  "keep a colour that never became ready (for inspection)", SET(keep_failed) },
 	{ "dry-run", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_DRY_RUN, NULL,
-	  "print the changes it would send (kubernetes: each request), send nothing" },
+	  "print the changes it would send (kubernetes: each request), send nothing",
+	  SET(dry_run) },
 	{ "no-wait", 0, 0, CMD_DEPLOY | CMD_ROLLBACK, O_NO_WAIT, NULL,
-	  "return after the switch; `rainbow prune` deletes drained colours later" },
+	  "return after the switch; `rainbow prune` deletes drained colours later", SET(no_wait) },
 	{ "output", 'o', 1,
 	  CMD_STATUS | CMD_HISTORY | CMD_LOCAL | CMD_REPORT | DRAIN_CMDS | CMD_WAIT, O_OUTPUT,
 	  "FORMAT",
 	  "table (default) or json (deploy, rollback, prune, wait: the outcome as one object); "
-	  "report: also md (Markdown)" },
+	  "report: also md (Markdown)",
+	  OTHER },
 	{ "listen", 0, 1, CMD_LOCAL | CMD_DASHBOARD, O_LISTEN, "ADDR:PORT",
 	  "local up: the switch's public address (default 127.0.0.1:5222); dashboard: its "
-	  "HTTP address (default 127.0.0.1:8080)" },
+	  "HTTP address (default 127.0.0.1:8080)",
+	  STR(listen) },
 	{ "websocket", 0, 1, CMD_LOCAL, O_WEBSOCKET, "ADDR:PORT",
 	  "local up: also carry XMPP over WebSocket here, to the selected colour's replicas "
-	  "(default: none)" },
+	  "(default: none)",
+	  STR(websocket) },
 	{ "force", 'f', 0, CMD_LOCAL, O_FORCE, NULL,
-	  "local down: do not ask, even with connections open" },
+	  "local down: do not ask, even with connections open", SET(force) },
 	{ "switches", 0, 1, CMD_LOCAL, O_SWITCHES, "N",
 	  "local up: switch processes sharing the public port (1-16; each carries ~9,700 "
-	  "connections at 20,000 descriptors; default: as last time, else 1)" },
+	  "connections at 20,000 descriptors; default: as last time, else 1)",
+	  INT(switches, 1, LSWITCH_SWITCHES_MAX) },
 	{ "follower", 0, 0, CMD_LOCAL, O_FOLLOWER, NULL,
-	  "local serve: run as a follower of a leader switch (started by the switch itself)" },
+	  "local serve: run as a follower of a leader switch (started by the switch itself)",
+	  SET(follower) },
 	{ "keep-colours", 0, 0, CMD_LOCAL, O_KEEP_COLOURS, NULL,
-	  "local down: stop only the switch, leave the chatd processes" },
+	  "local down: stop only the switch, leave the chatd processes", SET(keep_colours) },
 	{ "duration", 0, 1, CMD_WATCH | CMD_DASHBOARD, O_DURATION, "S",
-	  "watch, dashboard: stop after S (default: Ctrl-C)" },
-	{ "count", 0, 1, CMD_WATCH, O_COUNT, "N", "watch: stop after N observations" },
+	  "watch, dashboard: stop after S (default: Ctrl-C)", DUR(duration, NULL) },
+	{ "count", 0, 1, CMD_WATCH, O_COUNT, "N", "watch: stop after N observations",
+	  INT(count, 1, 100000000) },
 	{ "out", 0, 1, CMD_CHART, O_OUT, "PREFIX",
-	  "chart: write PREFIX.png/.svg (default STATE/chart)" },
-	{ "bin", 0, 1, CMD_CHART, O_BIN, "S", "chart: time bin (default 1s)" },
+	  "chart: write PREFIX.png/.svg (default STATE/chart)", STR(out) },
+	{ "bin", 0, 1, CMD_CHART, O_BIN, "S", "chart: time bin (default 1s)", DUR_POS(bin, NULL) },
 	{ "drain", 0, 1, CMD_CHART, O_DRAIN, "SHA",
 	  "chart: colour SHA's drain curve and the forecast made at its switch instead "
-	  "(default PREFIX STATE/drain-SHA)" },
-	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH | CMD_WAIT, O_QUIET, NULL, "print only errors" },
+	  "(default PREFIX STATE/drain-SHA)",
+	  OTHER },
+	{ "quiet", 'q', 0, DRAIN_CMDS | CMD_WATCH | CMD_WAIT, O_QUIET, NULL, "print only errors",
+	  SET(quiet) },
 	{ "for", 0, 1, CMD_WAIT, O_FOR, "drained|live",
-	  "wait: until the draining colours (or SHA) drained (default), or SHA is live" },
+	  "wait: until the draining colours (or SHA) drained (default), or SHA is live",
+	  CHOICE(wait_live, "drained or live") },
 	{ "timeout", 0, 1, CMD_WAIT, O_TIMEOUT, "D",
-	  "wait: give up after D, exit 8 (default: no limit)" },
+	  "wait: give up after D, exit 8 (default: no limit)",
+	  DUR_POS(timeout, "a duration like 10m") },
 	{ "report", 0, 1, CMD_DASHBOARD | CMD_CHART, O_REPORT, "FILE",
 	  "dashboard, chart: show dropped connections and lost messages from this chatload "
-	  "report (JSON) or timeline (CSV)" },
+	  "report (JSON) or timeline (CSV)",
+	  STR(report) },
 	{ "chat-ws", 0, 1, CMD_DASHBOARD, O_CHAT_WS, "URL",
 	  "dashboard: the XMPP WebSocket URL of the chat page (default, local platform: the "
-	  "switch's --websocket port on the page's host)" },
+	  "switch's --websocket port on the page's host)",
+	  OTHER },
 	{ "chat-domain", 0, 1, CMD_DASHBOARD, O_CHAT_DOMAIN, "NAME",
-	  "dashboard: the XMPP domain of the chat page (default localhost)" },
+	  "dashboard: the XMPP domain of the chat page (default localhost)", OTHER },
 	{ "max-viewers", 0, 1, CMD_DASHBOARD, O_MAX_VIEWERS, "N",
-	  "dashboard: simultaneous HTTP connections (default 256)" },
+	  "dashboard: simultaneous HTTP connections (default 256)", INT(max_viewers, 1, 10000) },
 };
 #define CLI_NOPTS (sizeof(cli_opts) / sizeof(cli_opts[0]))
-
-struct cmd_info {
-	const char *name;
-	enum cmd cmd;
-	const char *usage;
-	const char *what;
-};
-
-static const struct cmd_info cli_cmds[] = {
-	{ "deploy", CMD_DEPLOY, "deploy SHA [options]",
-	  "create colour chat-SHA unless it exists, wait until ready, switch new connections "
-	  "to it, wait until older colours drained and delete them" },
-	{ "status", CMD_STATUS, "status [-o json]",
-	  "every colour: state, replicas ready, connections, age, drain progress" },
-	{ "rollback", CMD_ROLLBACK, "rollback [SHA] [options]",
-	  "switch back to a colour still running or kept (default: the one deselected last)" },
-	{ "watch", CMD_WATCH, "watch [--poll S] [--duration S] [--count N]",
-	  "live per-colour connection counts (also recorded to the timeline)" },
-	{ "history", CMD_HISTORY, "history [-o json]", "what rainbow did, from its record" },
-	{ "report", CMD_REPORT, "report [-o json|md]",
-	  "drain times (t50..t100) against the forecast made at the switch, and deploy "
-	  "overheads, from the state dir's history" },
-	{ "prune", CMD_PRUNE, "prune [--settle S]",
-	  "delete draining colours whose count settled at 0, and failed colours" },
-	{ "chart", CMD_CHART, "chart [--out PREFIX] [--bin S] [--drain SHA] [--report FILE]",
-	  "draw the rainbow chart (PNG and SVG) from the timeline with gnuplot, switches "
-	  "marked; or one colour's drain curve beside the forecast" },
-	{ "wait", CMD_WAIT, "wait [SHA] [--for drained|live] [--timeout D]",
-	  "wait until the draining colours (or SHA) have drained, or until SHA (default: the "
-	  "selected colour) is live with every replica ready; reads only (deploy --no-wait's "
-	  "companion)" },
-	{ "dashboard", CMD_DASHBOARD, "dashboard [--listen ADDR:PORT] [--report FILE]",
-	  "serve a live, read-only web page of the colours (rainbow chart, states, drain "
-	  "progress, deploy timeline), updated every poll, and a web chat page (/chat)" },
-	{ "local", CMD_LOCAL, "local up|down|status [options]",
-	  "start, stop or show the local platform's switch" },
-};
-#define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
-
-struct cli {
-	const struct cmd_info *cmd;
-	const char *pos[4];
-	int n_pos;
-	const char *platform;
-	const char *state_dir;
-	char state_buf[4096];
-	struct platform_opts popts;
-	struct platform_kv extra[16];
-	const char *log_level;
-	int replicas, replicas_given;
-	double ready_timeout, settle, poll, max_drain;
-	enum deploy_on_max on_max;
-	int on_max_given;
-	double assist_rate, assist_after; /* --drain-assist, --drain-assist-after (-1: not given) */
-	int shrink, keep_drained, keep_failed, no_wait, quiet;
-	int json;
-	int dry_run;	/* deploy/rollback --dry-run */
-	int wait_live;	/* wait --for live */
-	double timeout; /* wait --timeout; 0: none */
-	const char *listen;
-	int force, keep_colours, switches, follower;
-	double duration;
-	long count;
-	const char *out;
-	double bin;
-	const char *drain;
-	const char *report;
-	long max_viewers;
-	const char *chat_ws, *chat_domain;
-	const char *websocket;
-	int listen_given;
-};
 
 int cli_parse_rate(const char *s, double *out)
 {
@@ -326,6 +417,22 @@ static void usage_all(FILE *f)
 		   "has it all.\n");
 }
 
+/* The options of command cmd (global: those of every command). */
+static void usage_opts(FILE *f, enum cmd cmd, int global)
+{
+	for (size_t i = 0; i < CLI_NOPTS; i++) {
+		const struct opt *o = &cli_opts[i];
+		char left[64];
+
+		if (global ? o->cmds != CMD_ALL : !(o->cmds & cmd) || o->cmds == CMD_ALL)
+			continue;
+		snprintf(left, sizeof(left), "%c%c%s--%s%s%s", o->short_name ? '-' : ' ',
+			 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
+			 o->arg ? " " : "", o->arg ? o->arg : "");
+		fprintf(f, "  %-30s %s\n", left, o->help);
+	}
+}
+
 static void usage_cmd(FILE *f, const struct cmd_info *c)
 {
 	fprintf(f, "usage: rainbow %s\n\n%s.\n", c->usage, c->what);
@@ -335,29 +442,9 @@ static void usage_cmd(FILE *f, const struct cmd_info *c)
 			   "connections are open)\n"
 			   "  local status  the switch: selection and per-backend connections\n");
 	fprintf(f, "\noptions:\n");
-	for (size_t i = 0; i < CLI_NOPTS; i++) {
-		const struct opt *o = &cli_opts[i];
-		char left[64];
-
-		if (!(o->cmds & c->cmd) || o->cmds == CMD_ALL)
-			continue;
-		snprintf(left, sizeof(left), "%c%c%s--%s%s%s", o->short_name ? '-' : ' ',
-			 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
-			 o->arg ? " " : "", o->arg ? o->arg : "");
-		fprintf(f, "  %-30s %s\n", left, o->help);
-	}
+	usage_opts(f, c->cmd, 0);
 	fprintf(f, "\nglobal options:\n");
-	for (size_t i = 0; i < CLI_NOPTS; i++) {
-		const struct opt *o = &cli_opts[i];
-		char left[64];
-
-		if (o->cmds != CMD_ALL)
-			continue;
-		snprintf(left, sizeof(left), "%c%c%s--%s%s%s", o->short_name ? '-' : ' ',
-			 o->short_name ? o->short_name : ' ', o->short_name ? ", " : "  ", o->name,
-			 o->arg ? " " : "", o->arg ? o->arg : "");
-		fprintf(f, "  %-30s %s\n", left, o->help);
-	}
+	usage_opts(f, c->cmd, 1);
 }
 
 static int usage_error(const struct cli *c, const char *fmt, ...)
@@ -401,11 +488,63 @@ static const struct opt *find_opt(const char *arg, const char **value)
 	return NULL;
 }
 
-/* What to do next: 0 go on, 1 exit 0 (--help or --version printed), 2 a
- * usage error was printed (exit 2). */
-static int apply_opt(struct cli *c, const struct opt *o, const char *v)
+/* "bad --NAME VALUE (what a good value is)": exit 2. */
+static int bad_value(const struct cli *c, const struct opt *o, const char *v)
 {
-	long n;
+	if (o->hint)
+		return usage_error(c, "bad --%s %s (%s)", o->name, v, o->hint);
+	if (o->kind == OPT_INT)
+		return usage_error(c, "bad --%s %s (%.0f..%.0f)", o->name, v, o->lo, o->hi);
+	return usage_error(c, "bad --%s %s", o->name, v);
+}
+
+/* v's index in the '|'-separated list, or -1. */
+static int choice_index(const char *list, const char *v)
+{
+	size_t len = strlen(v);
+	int i = 0;
+
+	for (const char *p = list; p; p = strchr(p, '|'), p = p ? p + 1 : NULL, i++)
+		if (strncmp(p, v, len) == 0 && (p[len] == '|' || p[len] == '\0'))
+			return i;
+	return -1;
+}
+
+static int add_platform_opt(struct cli *c, const char *v)
+{
+	const char *eq = strchr(v, '=');
+	struct platform_kv *kv;
+
+	if (!eq || eq == v || c->popts.n_extra >= 16 || (size_t)(eq - v) >= sizeof(kv->key) ||
+	    strlen(eq + 1) >= sizeof(kv->value))
+		return usage_error(c, "bad --platform-opt %s (want KEY=VALUE)", v);
+	kv = &c->extra[c->popts.n_extra++];
+	snprintf(kv->key, sizeof(kv->key), "%.*s", (int)(eq - v), v);
+	snprintf(kv->value, sizeof(kv->value), "%s", eq + 1);
+	return 0;
+}
+
+/* -o table|json, and md for report. */
+static int set_output(struct cli *c, const char *v)
+{
+	int report = c->cmd && c->cmd->cmd == CMD_REPORT;
+
+	if (strcmp(v, "json") == 0)
+		c->json = 1;
+	else if (strcmp(v, "table") == 0)
+		c->json = 0;
+	else if (strcmp(v, "md") == 0 && report)
+		c->json = 2;
+	else
+		return usage_error(c, "bad --output %s (table or json%s)", v,
+				   report ? " or md" : "");
+	return 0;
+}
+
+/* The options with checks of their own (OPT_OTHER). */
+static int apply_other(struct cli *c, const struct opt *o, const char *v)
+{
+	enum log_level l;
 
 	switch (o->id) {
 	case O_HELP:
@@ -417,178 +556,36 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 	case O_VERSION:
 		printf("rainbow %s\n", rainbow_version);
 		return 1;
-	case O_PLATFORM:
-		c->platform = v;
-		break;
-	case O_STATE_DIR:
-		c->state_dir = v;
-		break;
-	case O_CHATD:
-		c->popts.chatd = v;
-		break;
 	case O_NO_AUTH_ANY:
 		c->popts.auth_any = 0;
-		break;
-	case O_CHATD_ARGS:
-		c->popts.chatd_args = v;
-		break;
-	case O_KUBECONFIG:
-		c->popts.kubeconfig = v;
-		break;
-	case O_CONTEXT:
-		c->popts.context = v;
-		break;
-	case O_NAMESPACE:
-		c->popts.namespace = v;
-		break;
-	case O_PLATFORM_OPT: {
-		const char *eq = strchr(v, '=');
-		struct platform_kv *kv;
-
-		if (!eq || eq == v || c->popts.n_extra >= 16 ||
-		    (size_t)(eq - v) >= sizeof(kv->key) || strlen(eq + 1) >= sizeof(kv->value))
-			return usage_error(c, "bad --platform-opt %s (want KEY=VALUE)", v);
-		kv = &c->extra[c->popts.n_extra++];
-		snprintf(kv->key, sizeof(kv->key), "%.*s", (int)(eq - v), v);
-		snprintf(kv->value, sizeof(kv->value), "%s", eq + 1);
-		break;
-	}
-	case O_LOG_LEVEL: {
-		enum log_level l;
-
+		return 0;
+	case O_PLATFORM_OPT:
+		return add_platform_opt(c, v);
+	case O_OUTPUT:
+		return set_output(c, v);
+	case O_LOG_LEVEL:
 		if (log_level_parse(v, &l) != 0)
 			return usage_error(c, "bad --log-level %s", v);
 		c->log_level = v;
-		break;
-	}
-	case O_REPLICAS:
-		if (parse_int(v, 1, 32, &n) != 0)
-			return usage_error(c, "bad --replicas %s (1..32)", v);
-		c->replicas = (int)n;
-		c->replicas_given = 1;
-		break;
-	case O_READY_TIMEOUT:
-		if (cli_parse_duration(v, &c->ready_timeout) != 0 || c->ready_timeout <= 0)
-			return usage_error(c, "bad --ready-timeout %s (a duration like 60s)", v);
-		break;
-	case O_SETTLE:
-		if (cli_parse_duration(v, &c->settle) != 0)
-			return usage_error(c, "bad --settle %s (a duration like 5s)", v);
-		break;
-	case O_POLL:
-		if (cli_parse_duration(v, &c->poll) != 0 || c->poll < 0.01 || c->poll > 3600)
-			return usage_error(c, "bad --poll %s (a duration from 10ms to 1h)", v);
-		break;
-	case O_MAX_DRAIN:
-		if (cli_parse_duration(v, &c->max_drain) != 0)
-			return usage_error(c, "bad --max-drain %s (a duration like 10m)", v);
-		break;
-	case O_ON_MAX_DRAIN:
-		if (strcmp(v, "keep") == 0)
-			c->on_max = DEPLOY_ON_MAX_KEEP;
-		else if (strcmp(v, "shutdown") == 0)
-			c->on_max = DEPLOY_ON_MAX_SHUTDOWN;
-		else if (strcmp(v, "assist") == 0)
-			c->on_max = DEPLOY_ON_MAX_ASSIST;
-		else
-			return usage_error(c, "bad --on-max-drain %s (keep, shutdown or assist)",
-					   v);
-		c->on_max_given = 1;
-		break;
+		return 0;
 	case O_DRAIN_ASSIST:
 		if (cli_parse_rate(v, &c->assist_rate) != 0)
 			return usage_error(c,
 					   "bad --drain-assist %s (sessions per second, like 50/s; "
 					   "0.01 to 100000)",
 					   v);
-		break;
-	case O_DRAIN_ASSIST_AFTER:
-		if (cli_parse_duration(v, &c->assist_after) != 0)
-			return usage_error(c, "bad --drain-assist-after %s (a duration like 10m)",
-					   v);
-		break;
-	case O_SHRINK:
-		c->shrink = 1;
-		break;
-	case O_KEEP_DRAINED:
-		if (parse_int(v, 0, 16, &n) != 0)
-			return usage_error(c, "bad --keep-drained %s (0..16)", v);
-		c->keep_drained = (int)n;
-		break;
-	case O_KEEP_FAILED:
-		c->keep_failed = 1;
-		break;
-	case O_NO_WAIT:
-		c->no_wait = 1;
-		break;
-	case O_OUTPUT:
-		if (strcmp(v, "json") == 0)
-			c->json = 1;
-		else if (strcmp(v, "table") == 0)
-			c->json = 0;
-		else if (strcmp(v, "md") == 0 && c->cmd && c->cmd->cmd == CMD_REPORT)
-			c->json = 2;
-		else
-			return usage_error(c, "bad --output %s (table or json%s)", v,
-					   c->cmd && c->cmd->cmd == CMD_REPORT ? " or md" : "");
-		break;
-	case O_LISTEN:
-		c->listen = v;
-		c->listen_given = 1;
-		break;
-	case O_FORCE:
-		c->force = 1;
-		break;
-	case O_SWITCHES:
-		if (parse_int(v, 1, LSWITCH_SWITCHES_MAX, &n) != 0)
-			return usage_error(c, "bad --switches %s (1..%d)", v, LSWITCH_SWITCHES_MAX);
-		c->switches = (int)n;
-		break;
-	case O_FOLLOWER:
-		c->follower = 1;
-		break;
-	case O_KEEP_COLOURS:
-		c->keep_colours = 1;
-		break;
-	case O_DURATION:
-		if (cli_parse_duration(v, &c->duration) != 0)
-			return usage_error(c, "bad --duration %s", v);
-		break;
-	case O_COUNT:
-		if (parse_int(v, 1, 100000000, &c->count) != 0)
-			return usage_error(c, "bad --count %s", v);
-		break;
-	case O_OUT:
-		c->out = v;
-		break;
-	case O_BIN:
-		if (cli_parse_duration(v, &c->bin) != 0 || c->bin <= 0)
-			return usage_error(c, "bad --bin %s", v);
-		break;
-	case O_QUIET:
-		c->quiet = 1;
-		break;
-	case O_REPORT:
-		c->report = v;
-		break;
-	case O_WEBSOCKET:
-		c->websocket = v;
-		break;
+		return 0;
 	case O_CHAT_WS:
 		if (strncmp(v, "ws://", 5) != 0 && strncmp(v, "wss://", 6) != 0)
 			return usage_error(
 				c, "bad --chat-ws %s (want ws://HOST:PORT/xmpp-websocket)", v);
 		c->chat_ws = v;
-		break;
+		return 0;
 	case O_CHAT_DOMAIN:
 		if (!*v || strlen(v) > 255 || strpbrk(v, "@/ \"'<>&"))
 			return usage_error(c, "bad --chat-domain %s", v);
 		c->chat_domain = v;
-		break;
-	case O_MAX_VIEWERS:
-		if (parse_int(v, 1, 10000, &c->max_viewers) != 0)
-			return usage_error(c, "bad --max-viewers %s (1..10000)", v);
-		break;
+		return 0;
 	case O_DRAIN:
 		if (!platform_sha_valid(v))
 			return usage_error(c,
@@ -596,32 +593,55 @@ static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 					   "digits)",
 					   v);
 		c->drain = v;
-		break;
-	case O_DRY_RUN:
-		c->dry_run = 1;
-		break;
-	case O_FOR:
-		if (strcmp(v, "drained") == 0)
-			c->wait_live = 0;
-		else if (strcmp(v, "live") == 0)
-			c->wait_live = 1;
-		else
-			return usage_error(c, "bad --for %s (drained or live)", v);
-		break;
-	case O_TIMEOUT:
-		if (cli_parse_duration(v, &c->timeout) != 0 || c->timeout <= 0)
-			return usage_error(c, "bad --timeout %s (a duration like 10m)", v);
-		break;
+		return 0;
+	default:
+		return 0;
 	}
-	return 0;
 }
 
-/* The command line into c; what to do next as apply_opt() says. */
-static int parse(struct cli *c, int argc, char **argv)
+/* What to do next: 0 go on, 1 exit 0 (--help or --version printed), 2 a
+ * usage error was printed (exit 2). */
+static int apply_opt(struct cli *c, const struct opt *o, const char *v)
 {
-	const char *env;
-	int cmd_idx = -1;
+	void *field = (char *)c + o->off;
+	double d;
+	long n;
+	int i;
 
+	c->given[o->id] = 1;
+	switch (o->kind) {
+	case OPT_STR:
+		*(const char **)field = v;
+		return 0;
+	case OPT_SET:
+		*(int *)field = 1;
+		return 0;
+	case OPT_DUR:
+	case OPT_DUR_POS:
+		if (cli_parse_duration(v, &d) != 0 || d < o->lo || d > o->hi ||
+		    (o->kind == OPT_DUR_POS && d <= 0))
+			return bad_value(c, o, v);
+		*(double *)field = d;
+		return 0;
+	case OPT_INT:
+		if (parse_int(v, (long)o->lo, (long)o->hi, &n) != 0)
+			return bad_value(c, o, v);
+		*(int *)field = (int)n;
+		return 0;
+	case OPT_CHOICE:
+		i = choice_index(o->arg, v);
+		if (i < 0)
+			return bad_value(c, o, v);
+		*(int *)field = i;
+		return 0;
+	case OPT_OTHER:
+		break;
+	}
+	return apply_other(c, o, v);
+}
+
+static void cli_defaults(struct cli *c)
+{
 	memset(c, 0, sizeof(c[0]));
 	c->popts.auth_any = 1;
 	c->popts.extra = c->extra;
@@ -634,8 +654,13 @@ static int parse(struct cli *c, int argc, char **argv)
 	c->bin = 1;
 	c->listen = LOCAL_LISTEN_DEFAULT;
 	c->max_viewers = 256;
+}
 
-	/* The command first (options may precede it), so option errors can name it. */
+/* Finds the command first (options may precede it), so that option errors
+ * can name it: its index in argv, or -1 (none); 2 in *rc when it is unknown. */
+static int find_cmd(struct cli *c, int argc, char **argv, int *rc)
+{
+	*rc = 0;
 	for (int i = 1; i < argc; i++) {
 		const struct opt *o;
 		const char *v;
@@ -651,18 +676,52 @@ static int parse(struct cli *c, int argc, char **argv)
 		for (size_t k = 0; k < CLI_NCMDS; k++)
 			if (strcmp(argv[i], cli_cmds[k].name) == 0)
 				c->cmd = &cli_cmds[k];
-		cmd_idx = i;
 		if (!c->cmd) {
 			fprintf(stderr, "rainbow: unknown command '%s'\n", argv[i]);
 			usage_all(stderr);
-			return 2;
+			*rc = 2;
 		}
-		break;
+		return i;
 	}
+	return -1;
+}
+
+/* What the environment says where the command line did not. */
+static void env_defaults(struct cli *c)
+{
+	const char *env;
+
+	if (!c->platform)
+		c->platform = getenv("RAINBOW_PLATFORM");
+	if (!c->platform || !*c->platform)
+		c->platform = "local";
+	if (!c->popts.chatd_args && (env = getenv("RAINBOW_CHATD_ARGS")))
+		c->popts.chatd_args = env;
+	if (!c->state_dir && (env = getenv("RAINBOW_STATE_DIR")) && *env)
+		c->state_dir = env;
+	if (!c->state_dir) {
+		env = getenv("XDG_STATE_HOME");
+		if (env && *env)
+			snprintf(c->state_buf, sizeof(c->state_buf), "%s/rainbow", env);
+		else
+			snprintf(c->state_buf, sizeof(c->state_buf), ".rainbow");
+		c->state_dir = c->state_buf;
+	}
+	c->popts.state_dir = c->state_dir;
+}
+
+/* The command line into c; what to do next as apply_opt() says. */
+static int parse(struct cli *c, int argc, char **argv)
+{
+	int rc, cmd_idx;
+
+	cli_defaults(c);
+	cmd_idx = find_cmd(c, argc, argv, &rc);
+	if (rc != 0)
+		return rc;
 	for (int i = 1; i < argc; i++) {
 		const struct opt *o;
 		const char *v;
-		int rc;
 
 		if (i == cmd_idx)
 			continue;
@@ -694,23 +753,7 @@ static int parse(struct cli *c, int argc, char **argv)
 		usage_all(stderr);
 		return 2;
 	}
-	if (!c->platform)
-		c->platform = getenv("RAINBOW_PLATFORM");
-	if (!c->platform || !*c->platform)
-		c->platform = "local";
-	if (!c->popts.chatd_args && (env = getenv("RAINBOW_CHATD_ARGS")))
-		c->popts.chatd_args = env;
-	if (!c->state_dir && (env = getenv("RAINBOW_STATE_DIR")) && *env)
-		c->state_dir = env;
-	if (!c->state_dir) {
-		env = getenv("XDG_STATE_HOME");
-		if (env && *env)
-			snprintf(c->state_buf, sizeof(c->state_buf), "%s/rainbow", env);
-		else
-			snprintf(c->state_buf, sizeof(c->state_buf), ".rainbow");
-		c->state_dir = c->state_buf;
-	}
-	c->popts.state_dir = c->state_dir;
+	env_defaults(c);
 	return 0;
 }
 
@@ -798,12 +841,12 @@ static void fill_cfg(const struct cli *c, struct deploy_cfg *cfg, enum deploy_mo
 	cfg->mode = mode;
 	snprintf(cfg->sha, sizeof(cfg->sha), "%s", sha ? sha : "");
 	/* Without -r an existing colour keeps its count (meta), a new one gets 2. */
-	cfg->replicas = mode == DEPLOY_MODE_DEPLOY && c->replicas_given ? c->replicas : 0;
+	cfg->replicas = mode == DEPLOY_MODE_DEPLOY && c->given[O_REPLICAS] ? c->replicas : 0;
 	cfg->default_replicas = mode == DEPLOY_MODE_DEPLOY ? c->replicas : 1;
 	cfg->ready_timeout_ms = (int64_t)(c->ready_timeout * 1000);
 	cfg->settle_ms = (int64_t)(c->settle * 1000);
 	cfg->max_drain_ms = (int64_t)(c->max_drain * 1000);
-	cfg->on_max_drain = c->on_max;
+	cfg->on_max_drain = (enum deploy_on_max)c->on_max;
 	cfg->assist_rate = c->assist_rate;
 	/* --on-max-drain assist: the assist begins at --max-drain, unless asked earlier. */
 	if (c->assist_after >= 0)
@@ -975,7 +1018,7 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 				   c->platform, "sha", sha);
 		ro.report = report;
 	}
-	if (c->on_max_given && c->max_drain <= 0) {
+	if (c->given[O_ON_MAX_DRAIN] && c->max_drain <= 0) {
 		fprintf(stderr, "rainbow: --on-max-drain needs --max-drain\n");
 		return json_outcome(c, report, RUN_EXIT_USAGE, "--on-max-drain needs --max-drain");
 	}
@@ -1048,6 +1091,21 @@ out:
 	close(lock);
 	close_platform(&p);
 	return rc;
+}
+
+static int cmd_deploy(struct cli *c)
+{
+	return do_run(c, DEPLOY_MODE_DEPLOY, c->pos[0]);
+}
+
+static int cmd_rollback(struct cli *c)
+{
+	return do_run(c, DEPLOY_MODE_ROLLBACK, c->n_pos ? c->pos[0] : NULL);
+}
+
+static int cmd_prune(struct cli *c)
+{
+	return do_run(c, DEPLOY_MODE_PRUNE, NULL);
 }
 
 static int need_sha(struct cli *c, int optional)
@@ -1527,7 +1585,7 @@ static int cmd_chart(struct cli *c)
 static int cmd_dashboard(struct cli *c)
 {
 	struct dashboard_opts o = {
-		.listen = c->listen_given ? c->listen : "127.0.0.1:8080",
+		.listen = c->given[O_LISTEN] ? c->listen : "127.0.0.1:8080",
 		.state_dir = c->state_dir,
 		.report = c->report,
 		.chat_ws = c->chat_ws,
@@ -1551,196 +1609,239 @@ static int cmd_dashboard(struct cli *c)
 	return rc;
 }
 
-static int switch_status(const char *state_dir, json_t **out)
+/* This program's path, for the processes it starts (argv0 when /proc says nothing). */
+static void self_exe(char *exe, size_t size, const char *argv0)
 {
-	return lswitch_status(state_dir, out);
+	ssize_t n = readlink("/proc/self/exe", exe, size - 1);
+
+	if (n <= 0)
+		snprintf(exe, size, "%s", argv0);
+	else
+		exe[n] = '\0';
 }
 
-static int cmd_local(struct cli *c, const char *argv0)
+/* local serve: be the switch (started by local up, or by the leader switch). */
+static int local_serve(struct cli *c)
+{
+	char exe[4096];
+	struct lswitch_opts so = { .listen = c->listen,
+				   .websocket = c->websocket,
+				   .state_dir = c->state_dir,
+				   .exe = exe,
+				   .switches = c->switches,
+				   .follower = c->follower };
+	int rc;
+
+	self_exe(exe, sizeof(exe), c->argv0);
+	log_init(c->follower ? "rainbow-switch-follower" : "rainbow-switch", LOG_INFO);
+	rc = local_state_init(c->state_dir);
+	if (rc == 0)
+		rc = lswitch_run(&so);
+	return rc == 0 ? 0 : 1;
+}
+
+/* The switch before this one died without `local down`: say what the crash
+ * cost, once, and keep it in the history. beat: its last heartbeat. */
+static void tell_switch_died(const struct cli *c, json_t *beat)
+{
+	json_int_t pid = json_integer_value(json_object_get(beat, "pid"));
+	json_int_t conns = json_integer_value(json_object_get(beat, "connections"));
+
+	printf("the previous switch (pid %" JSON_INTEGER_FORMAT
+	       ") had died without `local down`: the %" JSON_INTEGER_FORMAT
+	       " connections it carried (at its last heartbeat) were dropped; "
+	       "the new one adopts the replicas that still run\n",
+	       pid, conns);
+	run_record(c->state_dir,
+		   json_pack("{s:s,s:I,s:I,s:f}", "event", "switch-died", "pid", pid, "connections",
+			     conns, "last_seen", json_number_value(json_object_get(beat, "t"))));
+}
+
+static int local_cmd_up(struct cli *c)
+{
+	char err[512], exe[4096], died[1024];
+	json_t *beat = NULL, *st;
+	int rc, already, was_dead;
+
+	self_exe(exe, sizeof(exe), c->argv0);
+	was_dead = local_switch_died(c->state_dir, died, sizeof(died), &beat);
+	rc = local_up(exe, c->state_dir, c->listen, c->websocket, c->switches, &already, err,
+		      sizeof(err));
+	if (rc < 0) {
+		json_decref(beat);
+		fprintf(stderr, "rainbow: local up: %s\n", err);
+		return 1;
+	}
+	if (was_dead && !already)
+		tell_switch_died(c, beat);
+	json_decref(beat);
+	if (lswitch_status(c->state_dir, &st) == 0) {
+		const char *ws = json_string_value(json_object_get(st, "websocket"));
+
+		printf("local platform %s: switch on %s%s%s (pid %" JSON_INTEGER_FORMAT
+		       ", state dir %s)\n",
+		       already ? "already up" : "up",
+		       json_string_value(json_object_get(st, "listen")),
+		       ws ? ", WebSocket on " : "", ws ? ws : "",
+		       json_integer_value(json_object_get(st, "pid")), c->state_dir);
+		json_decref(st);
+	}
+	return 0;
+}
+
+/* The switch's status as a table: itself, its backends, the replicas. */
+static void print_switch_status(json_t *st)
+{
+	const char *sel = json_string_value(json_object_get(st, "selected"));
+	json_t *b, *col, *r;
+	size_t i, k;
+
+	printf("switch %s pid %" JSON_INTEGER_FORMAT
+	       " selected %s%s connections %" JSON_INTEGER_FORMAT " (max %" JSON_INTEGER_FORMAT
+	       ") accepted %" JSON_INTEGER_FORMAT " refused %" JSON_INTEGER_FORMAT
+	       " (%" JSON_INTEGER_FORMAT " at the descriptor limit)\n",
+	       json_string_value(json_object_get(st, "listen")),
+	       json_integer_value(json_object_get(st, "pid")), sel && *sel ? "chat-" : "",
+	       sel && *sel ? sel : "(nothing)",
+	       json_integer_value(json_object_get(st, "connections")),
+	       json_integer_value(json_object_get(st, "max_connections")),
+	       json_integer_value(json_object_get(st, "accepted")),
+	       json_integer_value(json_object_get(st, "refused")) +
+		       json_integer_value(json_object_get(st, "refused_limit")),
+	       json_integer_value(json_object_get(st, "refused_limit")));
+	json_array_foreach (json_object_get(st, "per_backend"), i, b)
+		printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
+		       " total %-8" JSON_INTEGER_FORMAT "%s%s\n",
+		       json_string_value(json_object_get(b, "sha")),
+		       json_string_value(json_object_get(b, "addr")),
+		       json_integer_value(json_object_get(b, "active")),
+		       json_integer_value(json_object_get(b, "total")),
+		       json_is_true(json_object_get(b, "selected")) ? " selected" : "",
+		       json_is_true(json_object_get(b, "routed")) ? " routed" : "");
+	json_array_foreach (json_object_get(st, "colours"), i, col)
+		json_array_foreach (json_object_get(col, "replicas"), k, r)
+			printf("  %-22s %-11s pid %-7" JSON_INTEGER_FORMAT
+			       " restarts %" JSON_INTEGER_FORMAT "%s%s\n",
+			       json_string_value(json_object_get(r, "name")),
+			       json_string_value(json_object_get(r, "state")),
+			       json_integer_value(json_object_get(r, "pid")),
+			       json_integer_value(json_object_get(r, "restarts")),
+			       *json_string_value(json_object_get(r, "fault")) ? "  " : "",
+			       json_string_value(json_object_get(r, "fault")));
+}
+
+static int local_cmd_status(struct cli *c)
+{
+	char died[1024];
+	json_t *st;
+
+	if (lswitch_status(c->state_dir, &st) != 0) {
+		if (local_switch_died(c->state_dir, died, sizeof(died), NULL))
+			fprintf(stderr, "rainbow: %s\n", died);
+		else
+			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
+				c->state_dir);
+		return 1;
+	}
+	if (c->json) {
+		char *s = json_dumps(st, JSON_INDENT(2));
+
+		printf("%s\n", s ? s : "{}");
+		free(s);
+	} else {
+		print_switch_status(st);
+	}
+	json_decref(st);
+	return 0;
+}
+
+/* Stopping the switch cuts open_conns connections: 0 when --force, or the
+ * terminal said yes. */
+static int confirm_down(const struct cli *c, json_int_t open_conns)
+{
+	char ans[16] = "";
+
+	if (open_conns <= 0 || c->force)
+		return 0;
+	if (!isatty(0)) {
+		fprintf(stderr,
+			"rainbow: %" JSON_INTEGER_FORMAT " connections are "
+			"open through the switch; stopping it cuts them. "
+			"Use --force.\n",
+			open_conns);
+		return -ECANCELED;
+	}
+	printf("%" JSON_INTEGER_FORMAT " connections are open through the switch; "
+	       "stopping it cuts them. Stop anyway? [y/N] ",
+	       open_conns);
+	fflush(stdout);
+	if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
+		fprintf(stderr, "rainbow: not stopped\n");
+		return -ECANCELED;
+	}
+	return 0;
+}
+
+static int local_cmd_down(struct cli *c)
+{
+	char err[512];
+	json_int_t open_conns;
+	json_t *st;
+
+	if (lswitch_status(c->state_dir, &st) != 0) {
+		/* No switch (it died?): still stop the colours it left behind. */
+		if (!c->keep_colours)
+			local_down(c->state_dir, 0, err, sizeof(err));
+		fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
+			c->state_dir);
+		return 1;
+	}
+	open_conns = json_integer_value(json_object_get(st, "connections"));
+	json_decref(st);
+	if (confirm_down(c, open_conns) != 0)
+		return 1;
+	if (local_down(c->state_dir, c->keep_colours, err, sizeof(err)) < 0) {
+		fprintf(stderr, "rainbow: local down: %s\n", err);
+		return 1;
+	}
+	printf("local platform down (state dir %s)\n", c->state_dir);
+	return 0;
+}
+
+static int cmd_local(struct cli *c)
 {
 	const char *sub = c->n_pos ? c->pos[0] : NULL;
-	char err[512], exe[4096];
-	json_t *st;
-	int rc, already;
 
 	if (!sub)
 		return usage_error(c, "local needs up, down or status%s", "");
-	if (strcmp(sub, "serve") == 0) {
-		struct lswitch_opts so = { .listen = c->listen,
-					   .websocket = c->websocket,
-					   .state_dir = c->state_dir };
-		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-		if (n <= 0)
-			snprintf(exe, sizeof(exe), "%s", argv0);
-		else
-			exe[n] = '\0';
-		so.exe = exe;
-		so.switches = c->switches;
-		so.follower = c->follower;
-		log_init(c->follower ? "rainbow-switch-follower" : "rainbow-switch", LOG_INFO);
-		rc = local_state_init(c->state_dir);
-		if (rc == 0)
-			rc = lswitch_run(&so);
-		return rc == 0 ? 0 : 1;
-	}
+	if (strcmp(sub, "serve") == 0)
+		return local_serve(c);
 	if (c->n_pos > 1)
 		return usage_error(c, "too many arguments after local %s", sub);
-	if (strcmp(sub, "up") == 0) {
-		ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-
-		if (n <= 0)
-			snprintf(exe, sizeof(exe), "%s", argv0);
-		else
-			exe[n] = '\0';
-		char died[1024];
-		json_t *beat = NULL;
-		int was_dead = local_switch_died(c->state_dir, died, sizeof(died), &beat);
-
-		rc = local_up(exe, c->state_dir, c->listen, c->websocket, c->switches, &already,
-			      err, sizeof(err));
-		if (rc < 0) {
-			json_decref(beat);
-			fprintf(stderr, "rainbow: local up: %s\n", err);
-			return 1;
-		}
-		if (was_dead && !already) {
-			json_int_t conns = json_integer_value(json_object_get(beat, "connections"));
-
-			/* Say what the crash cost, once, and keep it in the history. */
-			printf("the previous switch (pid %" JSON_INTEGER_FORMAT
-			       ") had died without `local down`: the %" JSON_INTEGER_FORMAT
-			       " connections it carried (at its last heartbeat) were dropped; "
-			       "the new one adopts the replicas that still run\n",
-			       json_integer_value(json_object_get(beat, "pid")), conns);
-			run_record(c->state_dir,
-				   json_pack("{s:s,s:I,s:I,s:f}", "event", "switch-died", "pid",
-					     json_integer_value(json_object_get(beat, "pid")),
-					     "connections", conns, "last_seen",
-					     json_number_value(json_object_get(beat, "t"))));
-		}
-		json_decref(beat);
-		if (switch_status(c->state_dir, &st) == 0) {
-			const char *ws = json_string_value(json_object_get(st, "websocket"));
-
-			printf("local platform %s: switch on %s%s%s (pid %" JSON_INTEGER_FORMAT
-			       ", state dir %s)\n",
-			       already ? "already up" : "up",
-			       json_string_value(json_object_get(st, "listen")),
-			       ws ? ", WebSocket on " : "", ws ? ws : "",
-			       json_integer_value(json_object_get(st, "pid")), c->state_dir);
-			json_decref(st);
-		}
-		return 0;
-	}
-	if (strcmp(sub, "status") == 0) {
-		size_t i;
-		json_t *b;
-
-		if (switch_status(c->state_dir, &st) != 0) {
-			char died[1024];
-
-			if (local_switch_died(c->state_dir, died, sizeof(died), NULL))
-				fprintf(stderr, "rainbow: %s\n", died);
-			else
-				fprintf(stderr,
-					"rainbow: the local platform is not up (state dir %s)\n",
-					c->state_dir);
-			return 1;
-		}
-		if (c->json) {
-			char *s = json_dumps(st, JSON_INDENT(2));
-
-			printf("%s\n", s ? s : "{}");
-			free(s);
-		} else {
-			const char *sel = json_string_value(json_object_get(st, "selected"));
-
-			json_t *col, *r;
-			size_t k;
-
-			printf("switch %s pid %" JSON_INTEGER_FORMAT
-			       " selected %s%s connections %" JSON_INTEGER_FORMAT
-			       " (max %" JSON_INTEGER_FORMAT ") accepted %" JSON_INTEGER_FORMAT
-			       " refused %" JSON_INTEGER_FORMAT " (%" JSON_INTEGER_FORMAT
-			       " at the descriptor limit)\n",
-			       json_string_value(json_object_get(st, "listen")),
-			       json_integer_value(json_object_get(st, "pid")),
-			       sel && *sel ? "chat-" : "", sel && *sel ? sel : "(nothing)",
-			       json_integer_value(json_object_get(st, "connections")),
-			       json_integer_value(json_object_get(st, "max_connections")),
-			       json_integer_value(json_object_get(st, "accepted")),
-			       json_integer_value(json_object_get(st, "refused")) +
-				       json_integer_value(json_object_get(st, "refused_limit")),
-			       json_integer_value(json_object_get(st, "refused_limit")));
-			json_array_foreach (json_object_get(st, "per_backend"), i, b)
-				printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
-				       " total %-8" JSON_INTEGER_FORMAT "%s%s\n",
-				       json_string_value(json_object_get(b, "sha")),
-				       json_string_value(json_object_get(b, "addr")),
-				       json_integer_value(json_object_get(b, "active")),
-				       json_integer_value(json_object_get(b, "total")),
-				       json_is_true(json_object_get(b, "selected")) ? " selected"
-										    : "",
-				       json_is_true(json_object_get(b, "routed")) ? " routed" : "");
-			json_array_foreach (json_object_get(st, "colours"), i, col)
-				json_array_foreach (json_object_get(col, "replicas"), k, r)
-					printf("  %-22s %-11s pid %-7" JSON_INTEGER_FORMAT
-					       " restarts %" JSON_INTEGER_FORMAT "%s%s\n",
-					       json_string_value(json_object_get(r, "name")),
-					       json_string_value(json_object_get(r, "state")),
-					       json_integer_value(json_object_get(r, "pid")),
-					       json_integer_value(json_object_get(r, "restarts")),
-					       *json_string_value(json_object_get(r, "fault"))
-						       ? "  "
-						       : "",
-					       json_string_value(json_object_get(r, "fault")));
-		}
-		json_decref(st);
-		return 0;
-	}
-	if (strcmp(sub, "down") == 0) {
-		json_int_t open_conns = 0;
-
-		if (switch_status(c->state_dir, &st) != 0) {
-			/* No switch (it died?): still stop the colours it left behind. */
-			if (!c->keep_colours)
-				local_down(c->state_dir, 0, err, sizeof(err));
-			fprintf(stderr, "rainbow: the local platform is not up (state dir %s)\n",
-				c->state_dir);
-			return 1;
-		}
-		open_conns = json_integer_value(json_object_get(st, "connections"));
-		json_decref(st);
-		if (open_conns > 0 && !c->force) {
-			char ans[16] = "";
-
-			if (!isatty(0)) {
-				fprintf(stderr,
-					"rainbow: %" JSON_INTEGER_FORMAT " connections are "
-					"open through the switch; stopping it cuts them. "
-					"Use --force.\n",
-					open_conns);
-				return 1;
-			}
-			printf("%" JSON_INTEGER_FORMAT " connections are open through the switch; "
-			       "stopping it cuts them. Stop anyway? [y/N] ",
-			       open_conns);
-			fflush(stdout);
-			if (!fgets(ans, sizeof(ans), stdin) || (ans[0] != 'y' && ans[0] != 'Y')) {
-				fprintf(stderr, "rainbow: not stopped\n");
-				return 1;
-			}
-		}
-		rc = local_down(c->state_dir, c->keep_colours, err, sizeof(err));
-		if (rc < 0) {
-			fprintf(stderr, "rainbow: local down: %s\n", err);
-			return 1;
-		}
-		printf("local platform down (state dir %s)\n", c->state_dir);
-		return 0;
-	}
+	if (strcmp(sub, "up") == 0)
+		return local_cmd_up(c);
+	if (strcmp(sub, "status") == 0)
+		return local_cmd_status(c);
+	if (strcmp(sub, "down") == 0)
+		return local_cmd_down(c);
 	return usage_error(c, "unknown local command '%s' (up, down, status)", sub);
+}
+
+/* The positional arguments against what the command takes; 0 or exit 2. */
+static int check_args(struct cli *c)
+{
+	switch (c->cmd->args) {
+	case ARGS_NONE:
+		if (c->n_pos)
+			return usage_error(c, "%s takes no argument (%s)", c->cmd->name, c->pos[0]);
+		return 0;
+	case ARGS_SHA:
+	case ARGS_SHA_OPT:
+		return need_sha(c, c->cmd->args == ARGS_SHA_OPT);
+	case ARGS_SUB:
+		break;
+	}
+	return 0;
 }
 
 int cli_main(int argc, char **argv)
@@ -1759,56 +1860,10 @@ int cli_main(int argc, char **argv)
 		log_level_parse(c.log_level, &lvl);
 	log_init("rainbow", lvl);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	switch (c.cmd->cmd) {
-	case CMD_DEPLOY:
-		rc = need_sha(&c, 0);
-		if (rc == 0)
-			rc = do_run(&c, DEPLOY_MODE_DEPLOY, c.pos[0]);
-		break;
-	case CMD_ROLLBACK:
-		rc = need_sha(&c, 1);
-		if (rc == 0)
-			rc = do_run(&c, DEPLOY_MODE_ROLLBACK, c.n_pos ? c.pos[0] : NULL);
-		break;
-	case CMD_PRUNE:
-		rc = c.n_pos ? usage_error(&c, "prune takes no argument (%s)", c.pos[0])
-			     : do_run(&c, DEPLOY_MODE_PRUNE, NULL);
-		break;
-	case CMD_STATUS:
-		rc = c.n_pos ? usage_error(&c, "status takes no argument (%s)", c.pos[0])
-			     : cmd_status(&c);
-		break;
-	case CMD_WATCH:
-		rc = c.n_pos ? usage_error(&c, "watch takes no argument (%s)", c.pos[0])
-			     : cmd_watch(&c);
-		break;
-	case CMD_HISTORY:
-		rc = c.n_pos ? usage_error(&c, "history takes no argument (%s)", c.pos[0])
-			     : cmd_history(&c);
-		break;
-	case CMD_CHART:
-		rc = c.n_pos ? usage_error(&c, "chart takes no argument (%s)", c.pos[0])
-			     : cmd_chart(&c);
-		break;
-	case CMD_REPORT:
-		rc = c.n_pos ? usage_error(&c, "report takes no argument (%s)", c.pos[0])
-			     : cmd_report(&c);
-		break;
-	case CMD_DASHBOARD:
-		rc = c.n_pos ? usage_error(&c, "dashboard takes no argument (%s)", c.pos[0])
-			     : cmd_dashboard(&c);
-		break;
-	case CMD_LOCAL:
-		rc = cmd_local(&c, argv[0]);
-		break;
-	case CMD_WAIT:
-		rc = need_sha(&c, 1);
-		if (rc == 0)
-			rc = cmd_wait(&c);
-		break;
-	default:
-		rc = 2;
-	}
+	c.argv0 = argv[0];
+	rc = check_args(&c);
+	if (rc == 0)
+		rc = c.cmd->run(&c);
 	curl_global_cleanup();
 	return rc;
 }
