@@ -7,91 +7,14 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
 #include "duration.h"
 #include "version.h"
-
-enum {
-	OPT_SERVER = 256,
-	OPT_DOMAIN,
-	OPT_CLIENTS,
-	OPT_RAMP,
-	OPT_SOURCE_IPS,
-	OPT_USER_PATTERN,
-	OPT_PASSWORD,
-	OPT_TLS,
-	OPT_SM,
-	OPT_AUTH,
-	OPT_TARGET,
-	OPT_MESSAGE_RATE,
-	OPT_OFFLINE_SHARE,
-	OPT_PING_INTERVAL,
-	OPT_PING_TIMEOUT,
-	OPT_LOGIN_TIMEOUT,
-	OPT_LOSS_TIMEOUT,
-	OPT_CLOSE_TIMEOUT,
-	OPT_LIFETIME,
-	OPT_DURATION,
-	OPT_PROGRESS,
-	OPT_REPORT,
-	OPT_TIMELINE,
-	OPT_EXPECT_DROPS,
-	OPT_EXPECT_LOSS,
-	OPT_EXPECT_NO_SERVER_CLOSE,
-	OPT_WORKERS,
-	OPT_PODS,
-	OPT_POD_INDEX,
-	OPT_COORDINATOR,
-	OPT_COORDINATOR_LISTEN,
-	OPT_SEED,
-	OPT_QUIET,
-	OPT_LOG_LEVEL,
-	OPT_HELP,
-	OPT_VERSION,
-};
-
-static const struct option opts_long[] = {
-	{ "server", required_argument, NULL, OPT_SERVER },
-	{ "domain", required_argument, NULL, OPT_DOMAIN },
-	{ "clients", required_argument, NULL, OPT_CLIENTS },
-	{ "ramp", required_argument, NULL, OPT_RAMP },
-	{ "source-ips", required_argument, NULL, OPT_SOURCE_IPS },
-	{ "user-pattern", required_argument, NULL, OPT_USER_PATTERN },
-	{ "password", required_argument, NULL, OPT_PASSWORD },
-	{ "tls", no_argument, NULL, OPT_TLS },
-	{ "stream-management", no_argument, NULL, OPT_SM },
-	{ "auth", required_argument, NULL, OPT_AUTH },
-	{ "target", required_argument, NULL, OPT_TARGET },
-	{ "message-rate", required_argument, NULL, OPT_MESSAGE_RATE },
-	{ "offline-share", required_argument, NULL, OPT_OFFLINE_SHARE },
-	{ "ping-interval", required_argument, NULL, OPT_PING_INTERVAL },
-	{ "ping-timeout", required_argument, NULL, OPT_PING_TIMEOUT },
-	{ "login-timeout", required_argument, NULL, OPT_LOGIN_TIMEOUT },
-	{ "loss-timeout", required_argument, NULL, OPT_LOSS_TIMEOUT },
-	{ "close-timeout", required_argument, NULL, OPT_CLOSE_TIMEOUT },
-	{ "lifetime", required_argument, NULL, OPT_LIFETIME },
-	{ "duration", required_argument, NULL, OPT_DURATION },
-	{ "progress-interval", required_argument, NULL, OPT_PROGRESS },
-	{ "report", required_argument, NULL, OPT_REPORT },
-	{ "timeline", required_argument, NULL, OPT_TIMELINE },
-	{ "expect-zero-drops", no_argument, NULL, OPT_EXPECT_DROPS },
-	{ "expect-zero-loss", no_argument, NULL, OPT_EXPECT_LOSS },
-	{ "expect-no-server-close", no_argument, NULL, OPT_EXPECT_NO_SERVER_CLOSE },
-	{ "workers", required_argument, NULL, OPT_WORKERS },
-	{ "pods", required_argument, NULL, OPT_PODS },
-	{ "pod-index", required_argument, NULL, OPT_POD_INDEX },
-	{ "coordinator", required_argument, NULL, OPT_COORDINATOR },
-	{ "coordinator-listen", required_argument, NULL, OPT_COORDINATOR_LISTEN },
-	{ "seed", required_argument, NULL, OPT_SEED },
-	{ "quiet", no_argument, NULL, OPT_QUIET },
-	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
-	{ "help", no_argument, NULL, OPT_HELP },
-	{ "version", no_argument, NULL, OPT_VERSION },
-	{ NULL, 0, NULL, 0 },
-};
 
 void opts_usage(FILE *f)
 {
@@ -158,6 +81,24 @@ int opts_parse_duration(const char *s, double *out)
 	return duration_parse(s, HUGE_VAL, out);
 }
 
+/* A lifetime's duration: above 0 (else why is nonpositive), at most 30 days. */
+static int lifetime_duration(const char *s, const char *nonpositive, double *out, const char **why)
+{
+	if (opts_parse_duration(s, out) < 0) {
+		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
+		return -EINVAL;
+	}
+	if (*out <= 0) {
+		*why = nonpositive;
+		return -EINVAL;
+	}
+	if (*out > OPTS_DURATION_MAX) {
+		*why = "longer than 30 days";
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* "MEDIAN,SIGMA" after "lognormal:". */
 static int parse_lognormal(const char *arg, struct lifetime *out, const char **why)
 {
@@ -171,18 +112,8 @@ static int parse_lognormal(const char *arg, struct lifetime *out, const char **w
 		return -EINVAL;
 	}
 	*comma = '\0';
-	if (opts_parse_duration(buf, &out->a) < 0) {
-		*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
+	if (lifetime_duration(buf, "the median must be positive", &out->a, why) < 0)
 		return -EINVAL;
-	}
-	if (out->a <= 0) {
-		*why = "the median must be positive";
-		return -EINVAL;
-	}
-	if (out->a > OPTS_DURATION_MAX) {
-		*why = "longer than 30 days";
-		return -EINVAL;
-	}
 	errno = 0;
 	out->b = strtod(comma + 1, &end);
 	if (errno || end == comma + 1 || *end || !(out->b > 0) ||
@@ -253,19 +184,7 @@ int opts_parse_lifetime(const char *s, struct lifetime *out, const char **why)
 		return parse_lognormal(arg, out, why);
 	if (strncmp(s, "fixed:", 6) == 0 || strncmp(s, "exp:", 4) == 0) {
 		out->kind = s[0] == 'f' ? LIFETIME_FIXED : LIFETIME_EXP;
-		if (opts_parse_duration(arg, &out->a) < 0) {
-			*why = "bad duration (use e.g. 500ms, 60s, 2m, 1h)";
-			return -EINVAL;
-		}
-		if (out->a <= 0) {
-			*why = "the duration must be positive";
-			return -EINVAL;
-		}
-		if (out->a > OPTS_DURATION_MAX) {
-			*why = "longer than 30 days";
-			return -EINVAL;
-		}
-		return 0;
+		return lifetime_duration(arg, "the duration must be positive", &out->a, why);
 	}
 	if (strncmp(s, "uniform:", 8) != 0)
 		return -EINVAL;
@@ -457,197 +376,265 @@ static void opts_defaults(struct load_opts *o)
 	o->worker_index = -1;
 }
 
-#define BAD(...)                                        \
-	do {                                            \
-		fprintf(err, "chatload: " __VA_ARGS__); \
-		fputc('\n', err);                       \
-		goto bad;                               \
-	} while (0)
+static int bad(FILE *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
+/* "chatload: what is wrong" and the pointer to --help; exit status 2. */
+static int bad(FILE *err, const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("chatload: ", err);
+	va_start(ap, fmt);
+	vfprintf(err, fmt, ap);
+	va_end(ap);
+	fputs("\nTry 'chatload --help' for the list of options.\n", err);
+	return 2;
+}
+
+/* How a flag's value is checked and stored into struct load_opts. */
+enum opt_kind {
+	OPT_STR,     /* const char *: the value as it is */
+	OPT_SET,     /* bool: true; no value */
+	OPT_UINT,    /* unsigned in lo..hi */
+	OPT_REAL,    /* double in 0..hi */
+	OPT_DUR,     /* double: a duration of at most 30 days */
+	OPT_DUR_POS, /* the same, above 0 */
+	OPT_CHOICE,  /* an enum: the index of the value in choices ("a|b|c") */
+	OPT_FUNC,    /* set() checks and stores it */
+};
+
+struct opt {
+	const char *name;
+	enum opt_kind kind;
+	size_t off; /* of the field in struct load_opts */
+	double lo, hi;
+	const char *expect; /* the error's "expected ..." (NULL: "lo..hi") */
+	const char *choices;
+	int (*set)(struct load_opts *o, const struct opt *d, const char *a, FILE *err);
+};
+
+static int set_server(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
 {
 	struct addr addr;
-	int c;
-	const char *why;
-	double d;
 
-	opts_defaults(o);
-	optind = 1;
-	opterr = 0;
-	while ((c = getopt_long(argc, argv, ":", opts_long, NULL)) != -1) {
-		const char *a = optarg;
-		switch (c) {
-		case OPT_SERVER:
-			if (o->nservers == OPTS_MAX_SERVERS)
-				BAD("at most %d --server", OPTS_MAX_SERVERS);
-			if (addr_parse(a, ADDR_RESOLVE, 0, &addr) < 0)
-				BAD("--server %s: expected ADDR:PORT (e.g. 127.0.0.1:5222)", a);
-			o->servers[o->nservers] = addr.sa;
-			snprintf(o->server_names[o->nservers], sizeof(o->server_names[0]), "%s", a);
-			o->nservers++;
+	if (o->nservers == OPTS_MAX_SERVERS)
+		return bad(err, "at most %d --server", OPTS_MAX_SERVERS);
+	if (addr_parse(a, ADDR_RESOLVE, 0, &addr) < 0)
+		return bad(err, "--server %s: expected ADDR:PORT (e.g. 127.0.0.1:5222)", a);
+	o->servers[o->nservers] = addr.sa;
+	snprintf(o->server_names[o->nservers], sizeof(o->server_names[0]), "%s", a);
+	o->nservers++;
+	return 0;
+}
+
+static int set_domain(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	if (!*a || strlen(a) > 200)
+		return bad(err, "--domain: expected a domain name");
+	o->domain = a;
+	return 0;
+}
+
+static int set_ramp(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	if (opts_parse_rate(a, &o->ramp) < 0)
+		return bad(err, "--ramp %s: expected a positive rate, e.g. 500/s", a);
+	return 0;
+}
+
+static int set_source_ips(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	if (opts_parse_ip_range(a, &o->src_first, &o->src_last) < 0)
+		return bad(err,
+			   "--source-ips %s: expected an IPv4 range A-B, e.g. 127.0.0.2-127.0.0.20",
+			   a);
+	return 0;
+}
+
+static int set_user_pattern(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	if (opts_check_pattern(a) < 0 || strlen(a) > 200)
+		return bad(err,
+			   "--user-pattern %s: needs exactly one %%d (and %%%% for a literal %%)",
+			   a);
+	o->user_pattern = a;
+	return 0;
+}
+
+static int set_lifetime(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	const char *why;
+
+	if (opts_parse_lifetime(a, &o->lifetime, &why) < 0)
+		return bad(err, "--lifetime %s: %s", a, why);
+	return 0;
+}
+
+/* --coordinator, --coordinator-listen: not resolved here, the coordinator
+ * pod may not exist yet. */
+static int set_hostport(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	struct addr addr;
+
+	if (addr_parse(a, ADDR_NAME, 0, &addr) < 0)
+		return bad(err, "--%s %s: expected HOST:PORT", d->name, a);
+	*(const char **)(void *)((char *)o + d->off) = a;
+	return 0;
+}
+
+static int set_log_level(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	if (strcmp(a, "debug") && strcmp(a, "info") && strcmp(a, "warn") && strcmp(a, "error") &&
+	    strcmp(a, "off"))
+		return bad(err, "--log-level %s: expected debug, info, warn, error or off", a);
+	o->log_level = a;
+	return 0;
+}
+
+#define FIELD(k, f) .kind = k, .off = offsetof(struct load_opts, f)
+#define STR(f) FIELD(OPT_STR, f)
+#define SET(f) FIELD(OPT_SET, f)
+#define DUR(f) FIELD(OPT_DUR, f)
+#define DUR_POS(f) FIELD(OPT_DUR_POS, f)
+#define UINT(f, l, u, e) FIELD(OPT_UINT, f), .lo = l, .hi = u, .expect = e
+#define REAL(f, u, e) FIELD(OPT_REAL, f), .hi = u, .expect = e
+#define CHOICE(f, c, e) FIELD(OPT_CHOICE, f), .choices = c, .expect = e
+#define FUNC(fn) .kind = OPT_FUNC, .set = fn
+#define FUNC_AT(f, fn) FIELD(OPT_FUNC, f), .set = fn
+
+static const struct opt opts_table[] = {
+	{ "server", FUNC(set_server) },
+	{ "domain", FUNC(set_domain) },
+	{ "clients", UINT(clients, 1, 10000000, "a positive number") },
+	{ "ramp", FUNC(set_ramp) },
+	{ "source-ips", FUNC(set_source_ips) },
+	{ "user-pattern", FUNC(set_user_pattern) },
+	{ "password", STR(password) },
+	{ "tls", SET(tls) },
+	{ "stream-management", SET(stream_management) },
+	{ "auth", CHOICE(auth, "auto|plain|scram|anonymous", "auto, plain, scram or anonymous") },
+	{ "target", CHOICE(target, "full|bare", "full or bare") },
+	{ "message-rate", REAL(message_rate, 1000, "0..1000 messages/s per client") },
+	{ "offline-share", REAL(offline_share, 1, "a fraction 0..1") },
+	{ "ping-interval", DUR(ping_interval) },
+	{ "ping-timeout", DUR_POS(ping_timeout) },
+	{ "login-timeout", DUR_POS(login_timeout) },
+	{ "loss-timeout", DUR_POS(loss_timeout) },
+	{ "close-timeout", DUR_POS(close_timeout) },
+	{ "lifetime", FUNC(set_lifetime) },
+	{ "duration", DUR(duration) },
+	{ "progress-interval", DUR_POS(progress_interval) },
+	{ "report", STR(report) },
+	{ "timeline", STR(timeline) },
+	{ "expect-zero-drops", SET(expect_zero_drops) },
+	{ "expect-zero-loss", SET(expect_zero_loss) },
+	{ "expect-no-server-close", SET(expect_no_server_close) },
+	{ "workers", UINT(workers, 0, 64, NULL) },
+	{ "pods", UINT(pods, 1, OPTS_MAX_PODS, NULL) },
+	{ "pod-index", UINT(pod_index, 0, OPTS_MAX_PODS - 1, NULL) },
+	{ "coordinator", FUNC_AT(coordinator, set_hostport) },
+	{ "coordinator-listen", FUNC_AT(coordinator_listen, set_hostport) },
+	{ "seed", UINT(seed, 0, 0xffffffffUL, "a number") },
+	{ "quiet", SET(quiet) },
+	{ "log-level", FUNC(set_log_level) },
+};
+#define OPTS_NOPTS (sizeof(opts_table) / sizeof(opts_table[0]))
+/* getopt_long's answers: OPT_BASE + the index in opts_table, or these. */
+#define OPT_BASE 1000
+#define OPT_HELP 'h'
+#define OPT_VERSION 'V'
+
+/* v's index in the '|'-separated list, or -1. */
+static int choice_index(const char *list, const char *v)
+{
+	size_t len = strlen(v);
+	int i = 0;
+
+	for (const char *p = list; p; p = strchr(p, '|'), p = p ? p + 1 : NULL, i++)
+		if (strncmp(p, v, len) == 0 && (p[len] == '|' || p[len] == '\0'))
+			return i;
+	return -1;
+}
+
+static int set_duration(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	double v;
+
+	if (opts_parse_duration(a, &v) < 0)
+		return bad(err, "--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)", d->name,
+			   a);
+	if (v > OPTS_DURATION_MAX)
+		return bad(err, "--%s %s: longer than 30 days", d->name, a);
+	if (d->kind == OPT_DUR_POS && v <= 0)
+		return bad(err, "--%s %s: must be positive", d->name, a);
+	*(double *)(void *)((char *)o + d->off) = v;
+	return 0;
+}
+
+_Static_assert(sizeof(enum opts_auth) == sizeof(unsigned) &&
+		       sizeof(enum opts_target) == sizeof(unsigned),
+	       "OPT_CHOICE stores an enum as unsigned");
+
+/* Checks and stores one flag's value; 0 or 2 (the error printed). */
+static int opt_set(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
+{
+	void *field = (char *)o + d->off;
+	unsigned u;
+	double v;
+	int i;
+
+	switch (d->kind) {
+	case OPT_STR:
+		*(const char **)field = a;
+		return 0;
+	case OPT_SET:
+		*(bool *)field = true;
+		return 0;
+	case OPT_UINT:
+		if (opts_parse_uint(a, (unsigned long)d->hi, &u) < 0 || u < d->lo)
 			break;
-		case OPT_DOMAIN:
-			if (!*a || strlen(a) > 200)
-				BAD("--domain: expected a domain name");
-			o->domain = a;
+		*(unsigned *)field = u;
+		return 0;
+	case OPT_REAL:
+		if (opts_parse_double(a, &v) < 0 || v > d->hi)
 			break;
-		case OPT_CLIENTS:
-			if (opts_parse_uint(a, 10000000, &o->clients) < 0 || o->clients == 0)
-				BAD("--clients %s: expected a positive number", a);
+		*(double *)field = v;
+		return 0;
+	case OPT_DUR:
+	case OPT_DUR_POS:
+		return set_duration(o, d, a, err);
+	case OPT_CHOICE:
+		i = choice_index(d->choices, a);
+		if (i < 0)
 			break;
-		case OPT_RAMP:
-			if (opts_parse_rate(a, &o->ramp) < 0)
-				BAD("--ramp %s: expected a positive rate, e.g. 500/s", a);
-			break;
-		case OPT_SOURCE_IPS:
-			if (opts_parse_ip_range(a, &o->src_first, &o->src_last) < 0)
-				BAD("--source-ips %s: expected an IPv4 range A-B, e.g. "
-				    "127.0.0.2-127.0.0.20",
-				    a);
-			break;
-		case OPT_USER_PATTERN:
-			if (opts_check_pattern(a) < 0 || strlen(a) > 200)
-				BAD("--user-pattern %s: needs exactly one %%d (and %%%% for a "
-				    "literal %%)",
-				    a);
-			o->user_pattern = a;
-			break;
-		case OPT_PASSWORD:
-			o->password = a;
-			break;
-		case OPT_TLS:
-			o->tls = true;
-			break;
-		case OPT_SM:
-			o->stream_management = true;
-			break;
-		case OPT_AUTH:
-			if (strcmp(a, "auto") == 0)
-				o->auth = OPTS_AUTH_AUTO;
-			else if (strcmp(a, "plain") == 0)
-				o->auth = OPTS_AUTH_PLAIN;
-			else if (strcmp(a, "scram") == 0)
-				o->auth = OPTS_AUTH_SCRAM;
-			else if (strcmp(a, "anonymous") == 0)
-				o->auth = OPTS_AUTH_ANONYMOUS;
-			else
-				BAD("--auth %s: expected auto, plain, scram or anonymous", a);
-			break;
-		case OPT_TARGET:
-			if (strcmp(a, "full") == 0)
-				o->target = OPTS_TARGET_FULL;
-			else if (strcmp(a, "bare") == 0)
-				o->target = OPTS_TARGET_BARE;
-			else
-				BAD("--target %s: expected full or bare", a);
-			break;
-		case OPT_MESSAGE_RATE:
-			if (opts_parse_double(a, &o->message_rate) < 0 || o->message_rate > 1000)
-				BAD("--message-rate %s: expected 0..1000 messages/s per client", a);
-			break;
-		case OPT_OFFLINE_SHARE:
-			if (opts_parse_double(a, &o->offline_share) < 0 || o->offline_share > 1)
-				BAD("--offline-share %s: expected a fraction 0..1", a);
-			break;
-		case OPT_PING_INTERVAL:
-		case OPT_PING_TIMEOUT:
-		case OPT_LOGIN_TIMEOUT:
-		case OPT_LOSS_TIMEOUT:
-		case OPT_CLOSE_TIMEOUT:
-		case OPT_DURATION:
-		case OPT_PROGRESS:
-			if (opts_parse_duration(a, &d) < 0)
-				BAD("--%s %s: expected a duration (e.g. 500ms, 60s, 2m, 1h)",
-				    opts_long[c - OPT_SERVER].name, a);
-			if (d > OPTS_DURATION_MAX)
-				BAD("--%s %s: longer than 30 days", opts_long[c - OPT_SERVER].name,
-				    a);
-			if (c == OPT_PING_INTERVAL)
-				o->ping_interval = d;
-			else if (c == OPT_DURATION)
-				o->duration = d;
-			else if (d <= 0)
-				BAD("--%s %s: must be positive", opts_long[c - OPT_SERVER].name, a);
-			else if (c == OPT_PING_TIMEOUT)
-				o->ping_timeout = d;
-			else if (c == OPT_LOGIN_TIMEOUT)
-				o->login_timeout = d;
-			else if (c == OPT_LOSS_TIMEOUT)
-				o->loss_timeout = d;
-			else if (c == OPT_CLOSE_TIMEOUT)
-				o->close_timeout = d;
-			else
-				o->progress_interval = d;
-			break;
-		case OPT_LIFETIME:
-			if (opts_parse_lifetime(a, &o->lifetime, &why) < 0)
-				BAD("--lifetime %s: %s", a, why);
-			break;
-		case OPT_REPORT:
-			o->report = a;
-			break;
-		case OPT_TIMELINE:
-			o->timeline = a;
-			break;
-		case OPT_EXPECT_DROPS:
-			o->expect_zero_drops = true;
-			break;
-		case OPT_EXPECT_LOSS:
-			o->expect_zero_loss = true;
-			break;
-		case OPT_EXPECT_NO_SERVER_CLOSE:
-			o->expect_no_server_close = true;
-			break;
-		case OPT_WORKERS:
-			if (opts_parse_uint(a, 64, &o->workers) < 0)
-				BAD("--workers %s: expected 0..64", a);
-			break;
-		case OPT_PODS:
-			if (opts_parse_uint(a, OPTS_MAX_PODS, &o->pods) < 0 || o->pods == 0)
-				BAD("--pods %s: expected 1..%d", a, OPTS_MAX_PODS);
-			break;
-		case OPT_POD_INDEX:
-			if (opts_parse_uint(a, OPTS_MAX_PODS - 1, &o->pod_index) < 0)
-				BAD("--pod-index %s: expected 0..%d", a, OPTS_MAX_PODS - 1);
-			break;
-		case OPT_COORDINATOR:
-		case OPT_COORDINATOR_LISTEN:
-			/* Not resolved here: the coordinator pod may not exist yet. */
-			if (addr_parse(a, ADDR_NAME, 0, &addr) < 0)
-				BAD("--%s %s: expected HOST:PORT", opts_long[c - OPT_SERVER].name,
-				    a);
-			if (c == OPT_COORDINATOR)
-				o->coordinator = a;
-			else
-				o->coordinator_listen = a;
-			break;
-		case OPT_SEED:
-			if (opts_parse_uint(a, 0xffffffffUL, &o->seed) < 0)
-				BAD("--seed %s: expected a number", a);
-			break;
-		case OPT_QUIET:
-			o->quiet = true;
-			break;
-		case OPT_LOG_LEVEL:
-			if (strcmp(a, "debug") && strcmp(a, "info") && strcmp(a, "warn") &&
-			    strcmp(a, "error") && strcmp(a, "off"))
-				BAD("--log-level %s: expected debug, info, warn, error or off", a);
-			o->log_level = a;
-			break;
-		case OPT_HELP:
-			opts_usage(stdout);
-			return 1;
-		case OPT_VERSION:
-			printf("chatload %s\n", rainbow_version);
-			return 1;
-		case ':':
-			BAD("%s needs a value", argv[optind - 1]);
-		default:
-			BAD("unknown option %s", argv[optind - 1]);
-		}
+		*(unsigned *)field = (unsigned)i; /* an enum without negative values */
+		return 0;
+	case OPT_FUNC:
+		return d->set(o, d, a, err);
 	}
-	if (optind < argc)
-		BAD("unexpected argument %s", argv[optind]);
+	if (d->expect)
+		return bad(err, "--%s %s: expected %s", d->name, a, d->expect);
+	return bad(err, "--%s %s: expected %.0f..%.0f", d->name, a, d->lo, d->hi);
+}
+
+/* getopt_long's table from opts_table, with --help and --version. */
+static void opts_getopt_table(struct option *lo)
+{
+	for (size_t i = 0; i < OPTS_NOPTS; i++)
+		lo[i] = (struct option){ opts_table[i].name,
+					 opts_table[i].kind == OPT_SET ? no_argument
+								       : required_argument,
+					 NULL, OPT_BASE + (int)i };
+	lo[OPTS_NOPTS] = (struct option){ "help", no_argument, NULL, OPT_HELP };
+	lo[OPTS_NOPTS + 1] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
+	lo[OPTS_NOPTS + 2] = (struct option){ NULL, 0, NULL, 0 };
+}
+
+/* What the flags say together; 0 or 2 (the error printed). */
+static int opts_check(struct load_opts *o, FILE *err)
+{
+	struct addr addr;
+
 	if (o->nservers == 0) {
 		addr_parse("127.0.0.1:5222", 0, 0, &addr);
 		o->servers[0] = addr.sa;
@@ -656,27 +643,60 @@ int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
 	}
 	if (o->pods > 1 || o->coordinator || o->coordinator_listen) {
 		if (o->pods < 2)
-			BAD("--coordinator and --coordinator-listen need --pods 2 or more");
+			return bad(err,
+				   "--coordinator and --coordinator-listen need --pods 2 or more");
 		if (o->workers == 0)
-			BAD("--pods needs --workers 1 or more (worker processes per pod)");
+			return bad(err,
+				   "--pods needs --workers 1 or more (worker processes per pod)");
 		if (!o->coordinator == !o->coordinator_listen)
-			BAD("--pods needs exactly one of --coordinator (report to it) and "
-			    "--coordinator-listen (be it)");
+			return bad(err,
+				   "--pods needs exactly one of --coordinator (report to it) and "
+				   "--coordinator-listen (be it)");
 		if (o->coordinator && (o->report || o->timeline))
-			BAD("--report and --timeline belong to the --coordinator-listen process");
+			return bad(err,
+				   "--report and --timeline belong to the --coordinator-listen "
+				   "process");
 	}
 	if (o->pod_index >= (o->pods ? o->pods : 1))
-		BAD("--pod-index %u: expected below --pods %u", o->pod_index,
-		    o->pods ? o->pods : 1);
+		return bad(err, "--pod-index %u: expected below --pods %u", o->pod_index,
+			   o->pods ? o->pods : 1);
 	if (opts_total_workers(o) > o->clients)
-		BAD("%u worker processes is more than --clients %u", opts_total_workers(o),
-		    o->clients);
+		return bad(err, "%u worker processes is more than --clients %u",
+			   opts_total_workers(o), o->clients);
 	if (o->ping_interval > 0 && o->ping_timeout >= o->ping_interval)
 		o->ping_timeout = o->ping_interval * 0.9;
 	o->worker_first = 0;
 	o->worker_clients = o->clients;
 	return 0;
-bad:
-	fprintf(err, "Try 'chatload --help' for the list of options.\n");
-	return 2;
+}
+
+int opts_parse(struct load_opts *o, int argc, char **argv, FILE *err)
+{
+	struct option lo[OPTS_NOPTS + 3];
+	int c, rc;
+
+	opts_defaults(o);
+	opts_getopt_table(lo);
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", lo, NULL)) != -1) {
+		if (c == OPT_HELP) {
+			opts_usage(stdout);
+			return 1;
+		}
+		if (c == OPT_VERSION) {
+			printf("chatload %s\n", rainbow_version);
+			return 1;
+		}
+		if (c == ':')
+			return bad(err, "%s needs a value", argv[optind - 1]);
+		if (c < OPT_BASE || c >= OPT_BASE + (int)OPTS_NOPTS)
+			return bad(err, "unknown option %s", argv[optind - 1]);
+		rc = opt_set(o, &opts_table[c - OPT_BASE], optarg, err);
+		if (rc != 0)
+			return rc;
+	}
+	if (optind < argc)
+		return bad(err, "unexpected argument %s", argv[optind]);
+	return opts_check(o, err);
 }
