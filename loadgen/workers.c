@@ -212,6 +212,34 @@ static int workers_pod(const struct load_opts *o)
 
 /* --------------------------------------------------------- accountant side */
 
+/* Connections that ended, each in its one fate. */
+static uint64_t workers_ended(const struct stats *st)
+{
+	return st->closed_by_client + st->closed_by_server + st->dropped + st->connect_failures +
+	       st->login_failures + st->ping_timeouts;
+}
+
+/* What a failed worker had done until its last status goes into the
+ * report; the connections it had open count dropped ("worker-failed"). */
+static void workers_fail_status(struct stats *st, json_t *status)
+{
+	uint64_t ended = workers_ended(st), before = st->connections, conns;
+	const char *k;
+	json_t *v;
+
+	json_object_set_new(status, "connected_end", json_integer(0));
+	json_object_foreach (json_object_get(status, "per_version"), k, v)
+		json_object_set_new(v, "connected_end", json_integer(0));
+	if (stats_merge_json(st, status) != 0)
+		return;
+	conns = st->connections - before;
+	ended = workers_ended(st) - ended;
+	if (conns > ended) {
+		st->dropped += conns - ended;
+		stats_names_add(&st->drop_reasons, "worker-failed", conns - ended);
+	}
+}
+
 static void workers_fail(struct workers *W, unsigned gw, struct stats *st, const char *why)
 {
 	struct worker *w = &W->ws[gw];
@@ -226,28 +254,8 @@ static void workers_fail(struct workers *W, unsigned gw, struct stats *st, const
 	st->workers_failed++;
 	st->workers_failed_clients += count;
 	W->rc = -1;
-	if (w->status) {
-		/* What it had done until its last status is in the report; the
-		 * connections it had open count dropped ("worker-failed"). */
-		uint64_t fates, before = st->connections;
-		const char *k;
-		json_t *v;
-		json_object_set_new(w->status, "connected_end", json_integer(0));
-		json_object_foreach (json_object_get(w->status, "per_version"), k, v)
-			json_object_set_new(v, "connected_end", json_integer(0));
-		fates = st->closed_by_client + st->closed_by_server + st->dropped +
-			st->connect_failures + st->login_failures + st->ping_timeouts;
-		if (stats_merge_json(st, w->status) == 0) {
-			uint64_t now_fates = st->closed_by_client + st->closed_by_server +
-					     st->dropped + st->connect_failures +
-					     st->login_failures + st->ping_timeouts;
-			uint64_t conns = st->connections - before, ended = now_fates - fates;
-			if (conns > ended) {
-				st->dropped += conns - ended;
-				stats_names_add(&st->drop_reasons, "worker-failed", conns - ended);
-			}
-		}
-	}
+	if (w->status)
+		workers_fail_status(st, w->status);
 }
 
 static void workers_close(struct workers *W, unsigned gw)
@@ -433,9 +441,7 @@ static void workers_start(struct workers *W, struct stats *st)
 			continue;
 		if (!w->hello) {
 			workers_fail(W, i, st, "never connected");
-			w->closed = true;
-			W->nclosed++;
-			account_worker_gone(W->acct, i);
+			workers_close(W, i);
 			continue;
 		}
 		wire_printf(&w->w, "G %llu\n", (unsigned long long)W->t0_wall);
@@ -548,6 +554,66 @@ static int workers_fork_local(struct workers *W)
 	return 0;
 }
 
+/* One poll() over the workers' wires, the listener and the connections
+ * not identified yet (at most 64 of them), and what it found: read, flushed,
+ * accepted. */
+static void workers_poll(struct workers *W, struct pollfd *pfd)
+{
+	unsigned np = 0, maxconns = W->nconns < 64 ? W->nconns : 64;
+
+	for (unsigned i = 0; i < W->n; i++) {
+		struct worker *w = &W->ws[i];
+		if (w->closed || w->w.fd < 0)
+			continue;
+		pfd[np].fd = w->w.fd;
+		pfd[np].events = POLLIN | (w->w.outlen ? POLLOUT : 0);
+		np++;
+	}
+	if (W->lfd >= 0) {
+		pfd[np].fd = W->lfd;
+		pfd[np++].events = POLLIN;
+	}
+	for (unsigned i = 0; i < maxconns; i++) {
+		pfd[np].fd = W->conns[i].w.fd;
+		pfd[np++].events = POLLIN;
+	}
+	if (poll(pfd, np, 100) <= 0)
+		return;
+	np = 0;
+	for (unsigned i = 0; i < W->n; i++) {
+		struct worker *w = &W->ws[i];
+		if (w->closed || w->w.fd < 0)
+			continue;
+		if (pfd[np].revents & (POLLIN | POLLHUP | POLLERR))
+			workers_read(W, i);
+		else if ((pfd[np].revents & POLLOUT) && !w->closed)
+			wire_flush(&w->w, false);
+		np++;
+	}
+	if (W->lfd >= 0 && (pfd[np++].revents & POLLIN))
+		workers_accept(W);
+	for (unsigned i = 0; i < maxconns; i++)
+		if (pfd[np++].revents)
+			workers_conn_read(W, i);
+	workers_drop_conns(W, false);
+}
+
+/* Every worker said hello (or the wait is over, or a signal came): true
+ * once the run has started. */
+static bool workers_ready(struct workers *W, struct stats *st, double now)
+{
+	unsigned hellos = 0;
+
+	if (W->started)
+		return true;
+	for (unsigned i = 0; i < W->n; i++)
+		hellos += W->ws[i].hello || W->ws[i].closed;
+	if (hellos < W->n && now < W->start_deadline && !workers_signalled)
+		return false;
+	workers_start(W, st);
+	return true;
+}
+
 static void workers_loop(struct workers *W, struct stats *st)
 {
 	struct pollfd *pfd = calloc(W->n + 1 + 64, sizeof(*pfd));
@@ -559,54 +625,12 @@ static void workers_loop(struct workers *W, struct stats *st)
 		return;
 	}
 	while (W->nclosed < W->n) {
-		unsigned np = 0, maxconns = W->nconns < 64 ? W->nconns : 64;
 		double now;
 
-		for (unsigned i = 0; i < W->n; i++) {
-			struct worker *w = &W->ws[i];
-			if (w->closed || w->w.fd < 0)
-				continue;
-			pfd[np].fd = w->w.fd;
-			pfd[np].events = POLLIN | (w->w.outlen ? POLLOUT : 0);
-			np++;
-		}
-		if (W->lfd >= 0) {
-			pfd[np].fd = W->lfd;
-			pfd[np++].events = POLLIN;
-		}
-		for (unsigned i = 0; i < maxconns; i++) {
-			pfd[np].fd = W->conns[i].w.fd;
-			pfd[np++].events = POLLIN;
-		}
-		if (poll(pfd, np, 100) > 0) {
-			np = 0;
-			for (unsigned i = 0; i < W->n; i++) {
-				struct worker *w = &W->ws[i];
-				if (w->closed || w->w.fd < 0)
-					continue;
-				if (pfd[np].revents & (POLLIN | POLLHUP | POLLERR))
-					workers_read(W, i);
-				else if ((pfd[np].revents & POLLOUT) && !w->closed)
-					wire_flush(&w->w, false);
-				np++;
-			}
-			if (W->lfd >= 0 && (pfd[np++].revents & POLLIN))
-				workers_accept(W);
-			for (unsigned i = 0; i < maxconns; i++)
-				if (pfd[np++].revents)
-					workers_conn_read(W, i);
-			workers_drop_conns(W, false);
-		}
+		workers_poll(W, pfd);
 		now = workers_now();
-		if (!W->started) {
-			unsigned hellos = 0;
-			for (unsigned i = 0; i < W->n; i++)
-				hellos += W->ws[i].hello || W->ws[i].closed;
-			if (hellos == W->n || now >= W->start_deadline || workers_signalled)
-				workers_start(W, st);
-			else
-				continue;
-		}
+		if (!workers_ready(W, st, now))
+			continue;
 		if (workers_signalled > forwarded &&
 		    (forwarded == 0 || now - first_signal >= 1.0)) {
 			/* Pass it on once, and once more for an abort a second later. */
@@ -624,11 +648,120 @@ static void workers_loop(struct workers *W, struct stats *st)
 	free(pfd);
 }
 
+/* W for a run of o's workers; 0 or -ENOMEM. */
+static int workers_init(struct workers *W, const struct load_opts *o)
+{
+	memset(W, 0, sizeof(*W));
+	W->o = o;
+	W->n = opts_total_workers(o);
+	W->nlocal = o->workers;
+	W->local_first = o->pod_index * o->workers;
+	W->lfd = -1;
+	W->tty = isatty(STDERR_FILENO);
+	W->start_deadline = workers_now() + WORKERS_REMOTE_WAIT_S;
+	W->acct = account_new(o);
+	W->ws = calloc(W->n, sizeof(*W->ws));
+	if (!W->acct || !W->ws) {
+		account_free(W->acct);
+		free(W->ws);
+		return -ENOMEM;
+	}
+	for (unsigned i = 0; i < W->n; i++)
+		W->ws[i].w.fd = -1;
+	return 0;
+}
+
+/* The coordinator's listener and the workers forked here; when either
+ * fails, the ones started are stopped and nobody else is waited for. */
+static void workers_launch(struct workers *W)
+{
+	if (W->o->coordinator_listen && (W->lfd = workers_listen(W->o->coordinator_listen)) < 0)
+		W->rc = -1;
+	fflush(NULL);
+	if (W->rc == 0 && workers_fork_local(W) < 0)
+		W->rc = -1;
+	if (W->rc == 0)
+		return;
+	workers_signalled = 2;
+	for (unsigned i = 0; i < W->n; i++)
+		if (!W->ws[i].hello) {
+			W->ws[i].closed = true;
+			W->nclosed++;
+		}
+}
+
+/* Waits for the workers forked here and merges every worker's report; a
+ * worker without one (or that failed) is counted failed. */
+static void workers_reap(struct workers *W, struct stats *st)
+{
+	for (unsigned i = 0; i < W->n; i++) {
+		struct worker *w = &W->ws[i];
+		char why[64];
+		int status = 0;
+
+		if (w->pid > 0)
+			while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
+				;
+		if (w->failed)
+			continue;
+		if (w->final && (w->pid <= 0 || (WIFEXITED(status) && WEXITSTATUS(status) == 0)) &&
+		    stats_merge_json(st, w->final) >= 0)
+			continue;
+		if (w->pid > 0 && WIFSIGNALED(status))
+			snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(status));
+		else
+			snprintf(why, sizeof(why), "%s",
+				 w->hello ? "no report" : "never connected");
+		workers_fail(W, i, st, why);
+	}
+}
+
+/* The accountant's own figures (messages, timeline) into st, and the last
+ * progress line. */
+static void workers_finish(struct workers *W, struct stats *st)
+{
+	json_t *acct_report;
+	char line[512];
+
+	account_finish(W->acct);
+	acct_report = stats_report_json(account_stats(W->acct), NULL);
+	if (!acct_report || stats_merge_json(st, acct_report) < 0)
+		W->rc = -1;
+	json_decref(acct_report);
+	if (!W->o->quiet) {
+		stats_progress_line(st, st->elapsed_s, W->o->clients, line, sizeof(line));
+		fleet_print_progress(line, W->tty, true);
+	}
+}
+
+/* No more workers of other pods: the listener and the connections that
+ * never said who they are go. */
+static void workers_unlisten(struct workers *W)
+{
+	if (W->lfd >= 0)
+		close(W->lfd);
+	W->lfd = -1;
+	workers_drop_conns(W, true);
+	free(W->conns);
+	W->conns = NULL;
+}
+
+static void workers_free(struct workers *W)
+{
+	for (unsigned i = 0; i < W->n; i++) {
+		json_decref(W->ws[i].status);
+		json_decref(W->ws[i].final);
+		if (W->ws[i].w.fd >= 0)
+			wire_close(&W->ws[i].w);
+	}
+	free(W->ws);
+	account_free(W->acct);
+}
+
 int workers_run(const struct load_opts *o, struct stats *st)
 {
 	struct workers W;
 	struct sigaction sa;
-	json_t *acct_report;
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = workers_on_signal;
@@ -636,82 +769,15 @@ int workers_run(const struct load_opts *o, struct stats *st)
 	sigaction(SIGTERM, &sa, NULL);
 	if (o->coordinator)
 		return workers_pod(o);
-
-	memset(&W, 0, sizeof(W));
-	W.o = o;
-	W.n = opts_total_workers(o);
-	W.nlocal = o->workers;
-	W.local_first = o->pod_index * o->workers;
-	W.lfd = -1;
-	W.tty = isatty(STDERR_FILENO);
-	W.start_deadline = workers_now() + WORKERS_REMOTE_WAIT_S;
-	W.acct = account_new(o);
-	W.ws = calloc(W.n, sizeof(*W.ws));
-	if (!W.acct || !W.ws) {
+	if (workers_init(&W, o) < 0) {
 		fprintf(stderr, "chatload: cannot set up workers: out of memory\n");
-		account_free(W.acct);
-		free(W.ws);
 		return -ECHILD;
 	}
-	for (unsigned i = 0; i < W.n; i++)
-		W.ws[i].w.fd = -1;
-	if (o->coordinator_listen && (W.lfd = workers_listen(o->coordinator_listen)) < 0)
-		W.rc = -1;
-	fflush(NULL);
-	if (W.rc == 0 && workers_fork_local(&W) < 0)
-		W.rc = -1;
-	if (W.rc < 0) {
-		/* Stop the ones already started; nobody else is coming. */
-		workers_signalled = 2;
-		for (unsigned i = 0; i < W.n; i++)
-			if (!W.ws[i].hello) {
-				W.ws[i].closed = true;
-				W.nclosed++;
-			}
-	}
+	workers_launch(&W);
 	workers_loop(&W, st);
-	if (W.lfd >= 0)
-		close(W.lfd);
-	workers_drop_conns(&W, true);
-	free(W.conns);
-
-	for (unsigned i = 0; i < W.n; i++) {
-		struct worker *w = &W.ws[i];
-		int status = 0;
-		if (w->pid > 0)
-			while (waitpid(w->pid, &status, 0) < 0 && errno == EINTR)
-				;
-		if (w->failed)
-			continue;
-		if (!w->final || (w->pid > 0 && (!WIFEXITED(status) || WEXITSTATUS(status) != 0)) ||
-		    stats_merge_json(st, w->final) < 0) {
-			char why[64];
-			if (w->pid > 0 && WIFSIGNALED(status))
-				snprintf(why, sizeof(why), "killed by signal %d", WTERMSIG(status));
-			else if (!w->hello)
-				snprintf(why, sizeof(why), "never connected");
-			else
-				snprintf(why, sizeof(why), "no report");
-			workers_fail(&W, i, st, why);
-		}
-	}
-	account_finish(W.acct);
-	acct_report = stats_report_json(account_stats(W.acct), NULL);
-	if (!acct_report || stats_merge_json(st, acct_report) < 0)
-		W.rc = -1;
-	json_decref(acct_report);
-	if (!o->quiet) {
-		char line[512];
-		stats_progress_line(st, st->elapsed_s, o->clients, line, sizeof(line));
-		fleet_print_progress(line, W.tty, true);
-	}
-	for (unsigned i = 0; i < W.n; i++) {
-		json_decref(W.ws[i].status);
-		json_decref(W.ws[i].final);
-		if (W.ws[i].w.fd >= 0)
-			wire_close(&W.ws[i].w);
-	}
-	free(W.ws);
-	account_free(W.acct);
+	workers_unlisten(&W);
+	workers_reap(&W, st);
+	workers_finish(&W, st);
+	workers_free(&W);
 	return W.rc;
 }
