@@ -212,11 +212,11 @@ static int workers_pod(const struct load_opts *o)
 
 /* --------------------------------------------------------- accountant side */
 
-/* Connections that ended, each in its one fate. */
+/* Connections that ended, each in its one fate (migrated is one). */
 static uint64_t workers_ended(const struct stats *st)
 {
 	return st->closed_by_client + st->closed_by_server + st->dropped + st->connect_failures +
-	       st->login_failures + st->ping_timeouts;
+	       st->login_failures + st->ping_timeouts + st->migrated;
 }
 
 /* What a failed worker had done until its last status goes into the

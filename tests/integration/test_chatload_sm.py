@@ -131,6 +131,45 @@ class ChatloadSM(unittest.TestCase):
         self.assertIn(("v-aaa", "v-aaa"), pairs)
         self.assertIn(("v-bbb", "v-bbb"), pairs)
 
+    def test_failed_worker_after_a_move(self):
+        # A worker killed after its clients moved: its last status counts
+        # them migrated, and only the connections it still had open count
+        # dropped (worker-failed); every connection has one fate.
+        ca, cb = harness.free_port(), harness.free_port()
+        pb, hb = self.chatd("b-3", "v-bbb", cluster=cb, peers=[ca])
+        pa, ha = self.chatd("a-3", "v-aaa", service="127.0.0.1:%d" % pb, cluster=ca,
+                            peers=[cb])
+        harness.wait_for(lambda: metrics(ha).get("chatd_cluster_peers") == 1, timeout=10)
+        report = os.path.join(self.tmp, "failed-worker.json")
+        p = harness.Proc([harness.binary("chatload"), "--server", "127.0.0.1:%d" % pa,
+                          "--domain", "localhost", "--clients", "4", "--workers", "2",
+                          "--stream-management", "--ping-interval", "0",
+                          "--progress-interval", "100ms", "--report", report],
+                         name="chatload-workers")
+        self.procs.append(p)
+        harness.wait_for(lambda: metrics(ha).get("chatd_sessions") == 4, timeout=20)
+        self.assertEqual(move(ha, 4)["moved"], 4)
+        # the parent's progress line sums the workers' last statuses: all
+        # four on b now
+        harness.wait_for(lambda: "v-bbb:4)" in p.stderr(), timeout=20,
+                         what="both workers' status after the move")
+        with open("/proc/%d/task/%d/children" % (p.pid, p.pid)) as f:
+            kids = [int(x) for x in f.read().split()]
+        self.assertEqual(len(kids), 2)
+        os.kill(kids[0], signal.SIGKILL)
+        p.signal(signal.SIGINT)
+        rc, r = self.read(p, report)
+        self.assertEqual(rc, 1)
+        self.assertIn("failed (killed by signal 9): its 2 clients are counted failed",
+                      p.stderr())
+        self.assertEqual(r["workers_failed"], 1)
+        self.assertEqual(r["migrated"], 4)
+        self.assertEqual(r["dropped_by_reason"], {"worker-failed": 2})
+        fates = (r["closed_by_client"] + r["closed_by_server_total"] + r["dropped"] +
+                 r["connect_failures"] + r["login_failures"] + r["ping_timeouts"] +
+                 r["migrated"])
+        self.assertEqual(fates, r["connections"], r)
+
     def test_move_outside_the_cluster_logs_in_again(self):
         pc, hc = self.chatd("c-0", "v-ccc")
         pa, ha = self.chatd("a-1", "v-aaa", service="127.0.0.1:%d" % pc)
