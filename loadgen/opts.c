@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "choice.h"
 #include "duration.h"
 #include "version.h"
 
@@ -543,18 +544,6 @@ static const struct opt opts_table[] = {
 #define OPT_BASE 1000
 #define OPT_HELP 'h'
 #define OPT_VERSION 'V'
-
-/* v's index in the '|'-separated list, or -1. */
-static int choice_index(const char *list, const char *v)
-{
-	size_t len = strlen(v);
-	int i = 0;
-
-	for (const char *p = list; p; p = strchr(p, '|'), p = p ? p + 1 : NULL, i++)
-		if (strncmp(p, v, len) == 0 && (p[len] == '|' || p[len] == '\0'))
-			return i;
-	return -1;
-}
 
 static int set_duration(struct load_opts *o, const struct opt *d, const char *a, FILE *err)
 {

@@ -125,6 +125,48 @@ static void test_opts_ip_range_rate(void **state)
 	assert_int_equal(opts_parse_rate("1e400", &r), -EINVAL);
 }
 
+/* Each flag lands in its own field (the table gives each a field and a kind). */
+static void test_opts_table_fields(void **state)
+{
+	char *argv[] = { "chatload",	"--clients",	   "9",	    "--workers",
+			 "3",		"--auth",	   "scram", "--target",
+			 "bare",	"--ping-timeout",  "2s",    "--close-timeout",
+			 "3s",		"--duration",	   "0",	    "--message-rate",
+			 "2.5",		"--offline-share", "0.25",  "--seed",
+			 "7",		"--quiet",	   "--tls", "--report",
+			 "r.json",	"--password",	   "pw",    "--coordinator-listen",
+			 "127.0.0.1:9", "--pods",	   "2",	    NULL };
+	char *bad_choice[] = { "chatload", "--auth", "scra", NULL };
+	char *bad_uint[] = { "chatload", "--workers", "65", NULL };
+	struct load_opts o;
+	FILE *err = fopen("/dev/null", "w");
+
+	(void)state;
+	assert_non_null(err);
+	assert_int_equal(opts_parse(&o, (int)(sizeof(argv) / sizeof(argv[0])) - 1, argv, err), 0);
+	assert_int_equal(o.clients, 9);
+	assert_int_equal(o.workers, 3);
+	assert_int_equal(o.auth, OPTS_AUTH_SCRAM);
+	assert_int_equal(o.target, OPTS_TARGET_BARE);
+	assert_true(o.ping_timeout == 2);
+	assert_true(o.close_timeout == 3);
+	assert_true(o.duration == 0);
+	assert_true(o.login_timeout == 30); /* untouched: its default */
+	assert_true(o.message_rate == 2.5);
+	assert_true(o.offline_share == 0.25);
+	assert_int_equal(o.seed, 7);
+	assert_true(o.quiet && o.tls && !o.stream_management && !o.expect_zero_loss);
+	assert_string_equal(o.report, "r.json");
+	assert_string_equal(o.password, "pw");
+	assert_string_equal(o.coordinator_listen, "127.0.0.1:9");
+	assert_null(o.coordinator);
+	assert_int_equal(o.pods, 2);
+	/* a choice is a whole word; a number stays in its range */
+	assert_int_equal(opts_parse(&o, 3, bad_choice, err), 2);
+	assert_int_equal(opts_parse(&o, 3, bad_uint, err), 2);
+	fclose(err);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -132,6 +174,7 @@ int main(void)
 		cmocka_unit_test(test_opts_lifetime_bounds),
 		cmocka_unit_test(test_opts_lifetime_lognormal),
 		cmocka_unit_test(test_opts_ip_range_rate),
+		cmocka_unit_test(test_opts_table_fields),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
