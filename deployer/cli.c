@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "chart.h"
+#include "choice.h"
 #include "dashboard.h"
 #include "deploy.h"
 #include "duration.h"
@@ -496,18 +497,6 @@ static int bad_value(const struct cli *c, const struct opt *o, const char *v)
 	if (o->kind == OPT_INT)
 		return usage_error(c, "bad --%s %s (%.0f..%.0f)", o->name, v, o->lo, o->hi);
 	return usage_error(c, "bad --%s %s", o->name, v);
-}
-
-/* v's index in the '|'-separated list, or -1. */
-static int choice_index(const char *list, const char *v)
-{
-	size_t len = strlen(v);
-	int i = 0;
-
-	for (const char *p = list; p; p = strchr(p, '|'), p = p ? p + 1 : NULL, i++)
-		if (strncmp(p, v, len) == 0 && (p[len] == '|' || p[len] == '\0'))
-			return i;
-	return -1;
 }
 
 static int add_platform_opt(struct cli *c, const char *v)
@@ -1689,10 +1678,20 @@ static int local_cmd_up(struct cli *c)
 	return 0;
 }
 
+static json_int_t jint(const json_t *o, const char *key)
+{
+	return json_integer_value(json_object_get(o, key));
+}
+
+static const char *jstr(const json_t *o, const char *key)
+{
+	return json_string_value(json_object_get(o, key));
+}
+
 /* The switch's status as a table: itself, its backends, the replicas. */
 static void print_switch_status(json_t *st)
 {
-	const char *sel = json_string_value(json_object_get(st, "selected"));
+	const char *sel = jstr(st, "selected");
 	json_t *b, *col, *r;
 	size_t i, k;
 
@@ -1700,34 +1699,23 @@ static void print_switch_status(json_t *st)
 	       " selected %s%s connections %" JSON_INTEGER_FORMAT " (max %" JSON_INTEGER_FORMAT
 	       ") accepted %" JSON_INTEGER_FORMAT " refused %" JSON_INTEGER_FORMAT
 	       " (%" JSON_INTEGER_FORMAT " at the descriptor limit)\n",
-	       json_string_value(json_object_get(st, "listen")),
-	       json_integer_value(json_object_get(st, "pid")), sel && *sel ? "chat-" : "",
-	       sel && *sel ? sel : "(nothing)",
-	       json_integer_value(json_object_get(st, "connections")),
-	       json_integer_value(json_object_get(st, "max_connections")),
-	       json_integer_value(json_object_get(st, "accepted")),
-	       json_integer_value(json_object_get(st, "refused")) +
-		       json_integer_value(json_object_get(st, "refused_limit")),
-	       json_integer_value(json_object_get(st, "refused_limit")));
+	       jstr(st, "listen"), jint(st, "pid"), sel && *sel ? "chat-" : "",
+	       sel && *sel ? sel : "(nothing)", jint(st, "connections"),
+	       jint(st, "max_connections"), jint(st, "accepted"),
+	       jint(st, "refused") + jint(st, "refused_limit"), jint(st, "refused_limit"));
 	json_array_foreach (json_object_get(st, "per_backend"), i, b)
 		printf("  chat-%-12s %-21s active %-6" JSON_INTEGER_FORMAT
 		       " total %-8" JSON_INTEGER_FORMAT "%s%s\n",
-		       json_string_value(json_object_get(b, "sha")),
-		       json_string_value(json_object_get(b, "addr")),
-		       json_integer_value(json_object_get(b, "active")),
-		       json_integer_value(json_object_get(b, "total")),
+		       jstr(b, "sha"), jstr(b, "addr"), jint(b, "active"), jint(b, "total"),
 		       json_is_true(json_object_get(b, "selected")) ? " selected" : "",
 		       json_is_true(json_object_get(b, "routed")) ? " routed" : "");
 	json_array_foreach (json_object_get(st, "colours"), i, col)
 		json_array_foreach (json_object_get(col, "replicas"), k, r)
 			printf("  %-22s %-11s pid %-7" JSON_INTEGER_FORMAT
 			       " restarts %" JSON_INTEGER_FORMAT "%s%s\n",
-			       json_string_value(json_object_get(r, "name")),
-			       json_string_value(json_object_get(r, "state")),
-			       json_integer_value(json_object_get(r, "pid")),
-			       json_integer_value(json_object_get(r, "restarts")),
-			       *json_string_value(json_object_get(r, "fault")) ? "  " : "",
-			       json_string_value(json_object_get(r, "fault")));
+			       jstr(r, "name"), jstr(r, "state"), jint(r, "pid"),
+			       jint(r, "restarts"), *jstr(r, "fault") ? "  " : "",
+			       jstr(r, "fault"));
 }
 
 static int local_cmd_status(struct cli *c)
