@@ -880,6 +880,69 @@ static void print_requests(json_t *reqs)
 
 static int json_outcome(const struct cli *c, json_t *report, int rc, const char *reason);
 
+/* What is wrong with the drain flags together (exit 2), or NULL. */
+static const char *drain_flags_error(const struct cli *c, const struct platform *p)
+{
+	static char err[160];
+
+	if (c->given[O_ON_MAX_DRAIN] && c->max_drain <= 0)
+		return "--on-max-drain needs --max-drain";
+	if ((c->on_max == DEPLOY_ON_MAX_ASSIST || c->assist_after >= 0) && c->assist_rate <= 0)
+		return "--on-max-drain assist and --drain-assist-after need --drain-assist RATE";
+	if (p && c->assist_rate > 0 && !p->ops->move) {
+		snprintf(err, sizeof(err), "the %s platform cannot move sessions (--drain-assist)",
+			 p->ops->name);
+		return err;
+	}
+	return NULL;
+}
+
+/* "rainbow: why" on stderr, and the outcome (-o json) with exit status code. */
+static int run_fails(const struct cli *c, json_t *report, int code, const char *prefix,
+		     const char *why)
+{
+	fprintf(stderr, "rainbow: %s%s\n", prefix, why);
+	return json_outcome(c, report, code, why);
+}
+
+/* Takes the state dir's lock for a deploy into *fd: 0, or the exit status
+ * after saying why. */
+static int lock_state(const struct cli *c, json_t *report, int *fd)
+{
+	char err[512];
+
+	*fd = take_lock(c->state_dir);
+	if (*fd >= 0)
+		return 0;
+	/* Only a lock held by another rainbow is "another rainbow". */
+	if (*fd == -EBUSY)
+		snprintf(err, sizeof(err), "another rainbow is deploying with state dir %s",
+			 c->state_dir);
+	else
+		snprintf(err, sizeof(err), "cannot create %s/lock: %s", c->state_dir,
+			 strerror(-*fd));
+	return run_fails(c, report, *fd == -EBUSY ? RUN_EXIT_LOCKED : RUN_EXIT_FAILED, "", err);
+}
+
+/* rollback without a SHA: the colour to go back to, into target; 0 or the
+ * exit status after saying why. */
+static int rollback_target(const struct cli *c, struct platform *p, json_t *report, char *target)
+{
+	struct run_obs obs;
+	char err[512];
+	int rc = run_observe(p, &obs);
+
+	if (rc < 0)
+		return run_fails(c, report, run_exit_for_error(rc), "", p->err);
+	rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
+	run_obs_free(&obs);
+	if (rc < 0)
+		return run_fails(c, report, RUN_EXIT_NO_TARGET, "rollback: ", err);
+	if (report)
+		json_object_set_new(report, "sha", json_string(target));
+	return 0;
+}
+
 /*
  * deploy/rollback --dry-run: what the deploy would change, up to the drain,
  * with nothing changed (no lock taken, nothing recorded).
@@ -889,26 +952,18 @@ static int dry_run(struct cli *c, struct platform *p, enum deploy_mode mode, con
 {
 	struct deploy_cfg cfg;
 	json_t *r = report ? report : json_object(), *st, *col;
-	char target[PLATFORM_SHA_MAX], err[512];
+	char target[PLATFORM_SHA_MAX];
 	size_t i;
 	int rc;
 
 	json_object_set_new(r, "dry_run", json_true());
 	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
-		struct run_obs obs;
-
-		rc = run_observe(p, &obs);
-		if (rc < 0) {
-			fprintf(stderr, "rainbow: %s\n", p->err);
+		rc = rollback_target(c, p, report, target);
+		if (rc != 0) {
 			close_platform(p);
-			return json_outcome(c, report, run_exit_for_error(rc), p->err);
-		}
-		rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
-		run_obs_free(&obs);
-		if (rc < 0) {
-			fprintf(stderr, "rainbow: rollback: %s\n", err);
-			close_platform(p);
-			return json_outcome(c, report, RUN_EXIT_NO_TARGET, err);
+			if (r != report)
+				json_decref(r);
+			return rc;
 		}
 		sha = target;
 		json_object_set_new(r, "sha", json_string(sha));
@@ -998,8 +1053,9 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 			       .poll_s = c->poll,
 			       .out = c->json ? stderr : stdout,
 			       .quiet = c->quiet };
-	char target[PLATFORM_SHA_MAX], err[512];
+	char target[PLATFORM_SHA_MAX];
 	json_t *report = NULL;
+	const char *why;
 	int rc, lock;
 
 	if (c->json) {
@@ -1007,62 +1063,29 @@ static int do_run(struct cli *c, enum deploy_mode mode, const char *sha)
 				   c->platform, "sha", sha);
 		ro.report = report;
 	}
-	if (c->given[O_ON_MAX_DRAIN] && c->max_drain <= 0) {
-		fprintf(stderr, "rainbow: --on-max-drain needs --max-drain\n");
-		return json_outcome(c, report, RUN_EXIT_USAGE, "--on-max-drain needs --max-drain");
-	}
-	if ((c->on_max == DEPLOY_ON_MAX_ASSIST || c->assist_after >= 0) && c->assist_rate <= 0) {
-		fprintf(stderr, "rainbow: --on-max-drain assist and --drain-assist-after need "
-				"--drain-assist RATE\n");
-		return json_outcome(c, report, RUN_EXIT_USAGE,
-				    "--on-max-drain assist and --drain-assist-after need "
-				    "--drain-assist RATE");
-	}
+	why = drain_flags_error(c, NULL);
+	if (why)
+		return run_fails(c, report, RUN_EXIT_USAGE, "", why);
 	rc = open_platform(c, &p);
 	if (rc)
 		return json_outcome(c, report, rc, p.err);
-	if (c->assist_rate > 0 && !p.ops->move) {
-		snprintf(err, sizeof(err), "the %s platform cannot move sessions (--drain-assist)",
-			 p.ops->name);
-		fprintf(stderr, "rainbow: %s\n", err);
+	why = drain_flags_error(c, &p);
+	if (why) {
 		close_platform(&p);
-		return json_outcome(c, report, RUN_EXIT_USAGE, err);
+		return run_fails(c, report, RUN_EXIT_USAGE, "", why);
 	}
 	if (c->dry_run)
 		return dry_run(c, &p, mode, sha, report);
-	lock = take_lock(c->state_dir);
-	if (lock < 0) {
-		/* Only a lock held by another rainbow is "another rainbow". */
-		if (lock == -EBUSY)
-			snprintf(err, sizeof(err), "another rainbow is deploying with state dir %s",
-				 c->state_dir);
-		else
-			snprintf(err, sizeof(err), "cannot create %s/lock: %s", c->state_dir,
-				 strerror(-lock));
-		fprintf(stderr, "rainbow: %s\n", err);
+	rc = lock_state(c, report, &lock);
+	if (rc != 0) {
 		close_platform(&p);
-		return json_outcome(c, report, lock == -EBUSY ? RUN_EXIT_LOCKED : RUN_EXIT_FAILED,
-				    err);
+		return rc;
 	}
 	if (mode == DEPLOY_MODE_ROLLBACK && !sha) {
-		struct run_obs obs;
-
-		rc = run_observe(&p, &obs);
-		if (rc < 0) {
-			fprintf(stderr, "rainbow: %s\n", p.err);
-			rc = json_outcome(c, report, run_exit_for_error(rc), p.err);
+		rc = rollback_target(c, &p, report, target);
+		if (rc != 0)
 			goto out;
-		}
-		rc = deploy_rollback_target(&obs.obs, target, err, sizeof(err));
-		run_obs_free(&obs);
-		if (rc < 0) {
-			fprintf(stderr, "rainbow: rollback: %s\n", err);
-			rc = json_outcome(c, report, RUN_EXIT_NO_TARGET, err);
-			goto out;
-		}
 		sha = target;
-		if (report)
-			json_object_set_new(report, "sha", json_string(sha));
 	}
 	fill_cfg(c, &cfg, mode, sha);
 	if (!c->quiet) {
@@ -1111,6 +1134,73 @@ static int need_sha(struct cli *c, int optional)
 
 /* ---- commands ----------------------------------------------------------- */
 
+/* The DRAIN column of a draining colour: how long, how far, the forecast,
+ * crashes, the assist. */
+static void drain_note(char *d, size_t size, const struct deploy_colour_obs *co,
+		       const struct forecast_model *model, int64_t now_ms, long conns, long lost)
+{
+	int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
+	int64_t as = deploy_meta_time(&co->c, DEPLOY_META_ASSIST_SINCE);
+	const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
+	const char *rate = platform_meta_get(&co->c, DEPLOY_META_ASSIST_RATE);
+	long f = from ? atol(from) : 0;
+	/* Connections lost in crashes are not drained: progress leaves them out. */
+	int pct = status_drained_pct(f, conns, lost);
+	struct forecast fc = { 0 };
+	char t[32], eta[48];
+	size_t dl;
+
+	forecast_colour(model, co, &fc);
+	fmt_dur(t, sizeof(t), ds ? (double)(now_ms - ds) / 1000.0 : -1);
+	run_forecast_text(&fc, eta, sizeof(eta));
+	if (pct >= 0)
+		snprintf(d, size, "draining for %s, %ld of %ld left (%d%% drained), %s", t, conns,
+			 f, pct, eta);
+	else
+		snprintf(d, size, "draining for %s, %ld left, %s", t, conns, eta);
+	dl = strlen(d);
+	if (lost > 0)
+		snprintf(d + dl, size - dl, ", %ld lost in crashes", lost);
+	if (!platform_meta_get(&co->c, DEPLOY_META_ASSIST_SINCE))
+		return;
+	/* Assisted drain: sessions moved to the live colour. */
+	dl = strlen(d);
+	fmt_dur(t, sizeof(t), as ? (double)(now_ms - as) / 1000.0 : -1);
+	snprintf(d + dl, size - dl, "; assisted for %s at %s/s (sessions moved to the live colour)",
+		 t, rate ? rate : "?");
+}
+
+/* One colour's line of the status table. */
+static void print_colour(const struct deploy_colour_obs *co, const struct run_obs *obs,
+			 const struct forecast_model *model)
+{
+	enum deploy_state st = deploy_colour_state(co, obs->obs.selected);
+	double age = co->c.created ? (double)(obs->obs.now_ms / 1000 - co->c.created) : -1;
+	long conns = deploy_colour_connections(co), lost = 0;
+	int ready = 0, restarts = 0;
+	char a[32], d[512] = "", name[64];
+
+	for (size_t k = 0; k < co->n_rep; k++) {
+		ready += co->rep[k].ready;
+		restarts += co->rep[k].restarts;
+		lost += co->rep[k].lost > 0 ? co->rep[k].lost : 0;
+	}
+	fmt_dur(a, sizeof(a), age);
+	if (st == DEPLOY_STATE_DRAINING)
+		drain_note(d, sizeof(d), co, model, obs->obs.now_ms, conns, lost);
+	else if (st == DEPLOY_STATE_KEPT)
+		snprintf(d, sizeof(d), "drained, kept for rollback");
+	else if (st == DEPLOY_STATE_FAILED)
+		snprintf(d, sizeof(d), "%s", platform_meta_get(&co->c, PLATFORM_META_FAILED));
+	snprintf(name, sizeof(name), "chat-%s", co->c.sha);
+	for (size_t k = 0; k < co->n_rep && !d[0]; k++)
+		if (co->rep[k].failed)
+			snprintf(d, sizeof(d), "%.60s failed: %.400s", co->rep[k].name,
+				 co->rep[k].fault);
+	printf("%-20s %-9s %d/%-5d %-8d %-7ld %-8s %s\n", name, deploy_state_name(st), ready,
+	       co->c.replicas, restarts, conns, a, d);
+}
+
 static int cmd_status(struct cli *c)
 {
 	struct forecast_model model;
@@ -1133,85 +1223,16 @@ static int cmd_status(struct cli *c)
 		printf("%s\n", s ? s : "{}");
 		free(s);
 		json_decref(top);
-		run_obs_free(&obs);
-		p.ops->close(&p);
-		return 0;
+	} else {
+		/* The lifetimes every replica has seen: the drain forecast's model. */
+		forecast_model_from_obs(&model, &obs.obs);
+		printf("%-20s %-9s %-7s %-8s %-7s %-8s %s\n", "COLOUR", "STATE", "READY",
+		       "RESTARTS", "CONNS", "AGE", "DRAIN");
+		for (size_t i = 0; i < obs.n; i++)
+			print_colour(&obs.colours[i], &obs, &model);
+		if (obs.n == 0)
+			printf("(no colours)\n");
 	}
-	/* The lifetimes every replica has seen: the drain forecast's model. */
-	forecast_model_from_obs(&model, &obs.obs);
-	printf("%-20s %-9s %-7s %-8s %-7s %-8s %s\n", "COLOUR", "STATE", "READY", "RESTARTS",
-	       "CONNS", "AGE", "DRAIN");
-	for (size_t i = 0; i < obs.n; i++) {
-		const struct deploy_colour_obs *co = &obs.colours[i];
-		enum deploy_state st = deploy_colour_state(co, obs.obs.selected);
-		int64_t ds = deploy_meta_time(&co->c, PLATFORM_META_DRAINING_SINCE);
-		double age = co->c.created ? (double)(obs.obs.now_ms / 1000 - co->c.created) : -1;
-		double draining = ds ? (double)(obs.obs.now_ms - ds) / 1000.0 : -1;
-		long conns = deploy_colour_connections(co);
-		int ready = 0, restarts = 0;
-		long lost = 0;
-		char a[32], d[512], name[64];
-
-		for (size_t k = 0; k < co->n_rep; k++) {
-			ready += co->rep[k].ready;
-			restarts += co->rep[k].restarts;
-			lost += co->rep[k].lost > 0 ? co->rep[k].lost : 0;
-		}
-		fmt_dur(a, sizeof(a), age);
-		d[0] = '\0';
-		if (st == DEPLOY_STATE_DRAINING) {
-			struct forecast fc = { 0 };
-			char t[32], eta[48];
-			const char *from = platform_meta_get(&co->c, PLATFORM_META_DRAIN_FROM);
-			long f = from ? atol(from) : 0;
-			/* Connections lost in crashes are not drained: progress leaves them out. */
-			int pct = status_drained_pct(f, conns, lost);
-
-			forecast_colour(&model, co, &fc);
-			fmt_dur(t, sizeof(t), draining);
-			run_forecast_text(&fc, eta, sizeof(eta));
-			if (pct >= 0)
-				snprintf(d, sizeof(d),
-					 "draining for %s, %ld of %ld left (%d%% drained), %s", t,
-					 conns, f, pct, eta);
-			else
-				snprintf(d, sizeof(d), "draining for %s, %ld left, %s", t, conns,
-					 eta);
-			if (lost > 0) {
-				size_t dl = strlen(d);
-
-				snprintf(d + dl, sizeof(d) - dl, ", %ld lost in crashes", lost);
-			}
-			if (platform_meta_get(&co->c, DEPLOY_META_ASSIST_SINCE)) {
-				/* Assisted drain: sessions moved to the live colour. */
-				int64_t as = deploy_meta_time(&co->c, DEPLOY_META_ASSIST_SINCE);
-				const char *rate =
-					platform_meta_get(&co->c, DEPLOY_META_ASSIST_RATE);
-				size_t dl = strlen(d);
-
-				fmt_dur(t, sizeof(t),
-					as ? (double)(obs.obs.now_ms - as) / 1000.0 : -1);
-				snprintf(d + dl, sizeof(d) - dl,
-					 "; assisted for %s at %s/s (sessions moved to the live "
-					 "colour)",
-					 t, rate ? rate : "?");
-			}
-		} else if (st == DEPLOY_STATE_KEPT) {
-			snprintf(d, sizeof(d), "drained, kept for rollback");
-		} else if (st == DEPLOY_STATE_FAILED) {
-			snprintf(d, sizeof(d), "%s",
-				 platform_meta_get(&co->c, PLATFORM_META_FAILED));
-		}
-		snprintf(name, sizeof(name), "chat-%s", co->c.sha);
-		for (size_t k = 0; k < co->n_rep && !d[0]; k++)
-			if (co->rep[k].failed)
-				snprintf(d, sizeof(d), "%.60s failed: %.400s", co->rep[k].name,
-					 co->rep[k].fault);
-		printf("%-20s %-9s %d/%-5d %-8d %-7ld %-8s %s\n", name, deploy_state_name(st),
-		       ready, co->c.replicas, restarts, conns, a, d);
-	}
-	if (obs.n == 0)
-		printf("(no colours)\n");
 	run_obs_free(&obs);
 	p.ops->close(&p);
 	return 0;
