@@ -948,6 +948,52 @@ static int dry_perform(struct platform *p, const struct deploy_act *a)
 	return 0;
 }
 
+/* The simulation starts from what was observed. */
+static void sim_load(struct sim *s, const struct run_obs *ro)
+{
+	s->obs = ro->obs;
+	for (size_t i = 0; i < ro->n && i < SIM_COLOURS; i++) {
+		s->col[i] = ro->colours[i];
+		s->col[i].n_rep =
+			ro->colours[i].n_rep < SIM_REPLICAS ? ro->colours[i].n_rep : SIM_REPLICAS;
+		memcpy(s->rep[i], ro->colours[i].rep, s->col[i].n_rep * sizeof(s->rep[i][0]));
+		s->col[i].rep = s->rep[i];
+		s->n++;
+	}
+}
+
+/* One action of the dry run into steps, with the requests the platform
+ * describes for it; 0, or the platform's error. */
+static int dry_step(struct platform *p, enum deploy_phase ph, const struct deploy_act *a,
+		    json_t *steps)
+{
+	size_t before = p->dry_run ? json_array_size(p->dry_run) : 0;
+	json_t *e = json_pack("{s:s,s:s,s:s}", "phase", deploy_phase_name(ph), "action",
+			      act_name(a->kind), "sha", a->sha),
+	       *reqs = json_array();
+	int rc;
+
+	if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
+		json_object_set_new(e, "replicas", json_integer(a->replicas));
+	if (a->kind == DEPLOY_ACT_META) {
+		json_object_set_new(e, "key", json_string(a->key));
+		json_object_set_new(e, "value", a->has_value ? json_string(a->value) : json_null());
+	}
+	if (a->why != DEPLOY_WHY_NONE)
+		json_object_set_new(e, "why", json_string(deploy_why_name(a->why)));
+	rc = dry_perform(p, a);
+	if (rc < 0 && rc != -EEXIST && rc != -ENOENT) {
+		json_decref(e);
+		json_decref(reqs);
+		return rc;
+	}
+	for (size_t k = before; p->dry_run && k < json_array_size(p->dry_run); k++)
+		json_array_append(reqs, json_array_get(p->dry_run, k));
+	json_object_set_new(e, "requests", reqs);
+	json_array_append_new(steps, e);
+	return 0;
+}
+
 int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report)
 {
 	struct sim *s = calloc(1, sizeof(*s));
@@ -971,15 +1017,7 @@ int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report
 	}
 	json_object_set_new(report, "selected_before", json_string(ro.obs.selected));
 	json_object_set_new(report, "colours", run_colours_json(&ro));
-	s->obs = ro.obs;
-	for (size_t i = 0; i < ro.n && i < SIM_COLOURS; i++) {
-		s->col[i] = ro.colours[i];
-		s->col[i].n_rep =
-			ro.colours[i].n_rep < SIM_REPLICAS ? ro.colours[i].n_rep : SIM_REPLICAS;
-		memcpy(s->rep[i], ro.colours[i].rep, s->col[i].n_rep * sizeof(s->rep[i][0]));
-		s->col[i].rep = s->rep[i];
-		s->n++;
-	}
+	sim_load(s, &ro);
 	run_obs_free(&ro);
 	deploy_mem_init(mem);
 	for (int step = 0; step < 8; step++) {
@@ -994,36 +1032,15 @@ int run_dry_run(struct platform *p, const struct deploy_cfg *cfg, json_t *report
 		}
 		for (size_t i = 0; i < res->n_act; i++) {
 			const struct deploy_act *a = &res->act[i];
-			size_t before = p->dry_run ? json_array_size(p->dry_run) : 0;
-			json_t *e = json_pack("{s:s,s:s,s:s}", "phase",
-					      deploy_phase_name(res->phase), "action",
-					      act_name(a->kind), "sha", a->sha),
-			       *reqs = json_array();
 
-			if (a->kind == DEPLOY_ACT_CREATE || a->kind == DEPLOY_ACT_SCALE)
-				json_object_set_new(e, "replicas", json_integer(a->replicas));
-			if (a->kind == DEPLOY_ACT_META) {
-				json_object_set_new(e, "key", json_string(a->key));
-				json_object_set_new(e, "value",
-						    a->has_value ? json_string(a->value)
-								 : json_null());
-			}
-			if (a->why != DEPLOY_WHY_NONE)
-				json_object_set_new(e, "why", json_string(deploy_why_name(a->why)));
-			rc = dry_perform(p, a);
-			if (rc < 0 && rc != -EEXIST && rc != -ENOENT) {
-				json_decref(e);
-				json_decref(reqs);
+			rc = dry_step(p, res->phase, a, steps);
+			if (rc < 0) {
 				fprintf(stderr, "rainbow: %s chat-%s: %s\n", act_name(a->kind),
 					a->sha, p->err);
 				status = run_exit_for_error(rc);
 				run_report_failure(report, status, p->err);
 				goto out;
 			}
-			for (size_t k = before; p->dry_run && k < json_array_size(p->dry_run); k++)
-				json_array_append(reqs, json_array_get(p->dry_run, k));
-			json_object_set_new(e, "requests", reqs);
-			json_array_append_new(steps, e);
 			sim_apply(s, a);
 		}
 		if (res->phase == DEPLOY_PHASE_DRAIN || res->phase == DEPLOY_PHASE_DONE)
