@@ -67,6 +67,17 @@ static void put_metric(struct promout *o, const char *name, const char *type, co
 		    (unsigned long long)v);
 }
 
+/* A family split by transport: all minus ws over TCP, ws over WebSocket. */
+static void put_by_transport(struct promout *o, const char *name, const char *type,
+			     const char *help, uint64_t all, uint64_t ws)
+{
+	promout_put(o,
+		    "# HELP %s %s\n# TYPE %s %s\n%s{transport=\"tcp\"} %llu\n"
+		    "%s{transport=\"websocket\"} %llu\n",
+		    name, help, name, type, name, (unsigned long long)(all - ws), name,
+		    (unsigned long long)ws);
+}
+
 long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, const char *instance,
 		    char *buf, size_t cap)
 {
@@ -75,25 +86,16 @@ long metrics_format(struct metrics *m, uint64_t now_ms, const char *version, con
 
 	put_metric(&o, "chatd_connections", "gauge", "Open client connections (TCP and WebSocket).",
 		   m->connections);
-	promout_put(&o,
-		    "# HELP chatd_connections_by_transport Open client connections, by transport.\n"
-		    "# TYPE chatd_connections_by_transport gauge\n"
-		    "chatd_connections_by_transport{transport=\"tcp\"} %llu\n"
-		    "chatd_connections_by_transport{transport=\"websocket\"} %llu\n",
-		    (unsigned long long)(m->connections - m->ws_connections),
-		    (unsigned long long)m->ws_connections);
+	put_by_transport(&o, "chatd_connections_by_transport", "gauge",
+			 "Open client connections, by transport.", m->connections,
+			 m->ws_connections);
 	put_metric(&o, "chatd_sessions", "gauge", "Authenticated and bound client sessions.",
 		   m->sessions);
 	put_metric(&o, "chatd_connections_accepted_total", "counter",
 		   "Client connections accepted.", m->accepted_total);
-	promout_put(&o,
-		    "# HELP chatd_connections_accepted_by_transport_total Client connections "
-		    "accepted, by transport.\n"
-		    "# TYPE chatd_connections_accepted_by_transport_total counter\n"
-		    "chatd_connections_accepted_by_transport_total{transport=\"tcp\"} %llu\n"
-		    "chatd_connections_accepted_by_transport_total{transport=\"websocket\"} %llu\n",
-		    (unsigned long long)(m->accepted_total - m->ws_accepted_total),
-		    (unsigned long long)m->ws_accepted_total);
+	put_by_transport(&o, "chatd_connections_accepted_by_transport_total", "counter",
+			 "Client connections accepted, by transport.", m->accepted_total,
+			 m->ws_accepted_total);
 	promout_put(&o,
 		    "# HELP chatd_connections_closed_total Client connections closed, by reason.\n"
 		    "# TYPE chatd_connections_closed_total counter\n");
