@@ -212,7 +212,8 @@ static void set_pem(CURL *h, const struct kubeconfig_pem *m, CURLoption blob_opt
 
 /* Sets every per-request option: the handle is reset between requests. */
 static int setup(struct kubeclient *c, const char *method, const char *url,
-		 struct curl_slist **hdrs, const char *content_type, const char *body)
+		 struct curl_slist **hdrs, const char *content_type, const char *body,
+		 const char *header)
 {
 	struct kubeconfig *kc = &c->kc;
 	const char *tok = kubeconfig_token(kc);
@@ -268,6 +269,8 @@ static int setup(struct kubeclient *c, const char *method, const char *url,
 		OPENSSL_cleanse(auth, strlen(auth));
 		free(auth);
 	}
+	if (header)
+		*hdrs = curl_slist_append(*hdrs, header);
 	if (!*hdrs)
 		return -ENOMEM;
 	curl_easy_setopt(h, CURLOPT_HTTPHEADER, *hdrs);
@@ -428,6 +431,15 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 		       const char *content_type, json_t *body, const struct kubeclient_target *t,
 		       struct kubeclient_result *res, char *err, size_t errlen)
 {
+	return kubeclient_request_header(c, method, path, content_type, body, NULL, t, res, err,
+					 errlen);
+}
+
+int kubeclient_request_header(struct kubeclient *c, const char *method, const char *path,
+			      const char *content_type, json_t *body, const char *header,
+			      const struct kubeclient_target *t, struct kubeclient_result *res,
+			      char *err, size_t errlen)
+{
 	struct kubeclient_result local;
 	char *url = NULL, *payload = NULL;
 	long backoff = c->opts.backoff_ms;
@@ -464,7 +476,7 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 		int again = 0;
 
 		kubeclient_result_free(res);
-		rc = setup(c, method, url, &hdrs, content_type, payload);
+		rc = setup(c, method, url, &hdrs, content_type, payload, header);
 		if (rc) {
 			curl_slist_free_all(hdrs);
 			goto out;
@@ -612,7 +624,7 @@ int kubeclient_watch(struct kubeclient *c, const char *path, const char *label_s
 		rc = -ENOMEM;
 		goto out;
 	}
-	rc = setup(c, "GET", url, &hdrs, NULL, NULL);
+	rc = setup(c, "GET", url, &hdrs, NULL, NULL, NULL);
 	if (rc)
 		goto out;
 	/* The server closes after timeoutSeconds; this only catches a server that does not. */

@@ -79,6 +79,17 @@ int kubeclient_request(struct kubeclient *c, const char *method, const char *pat
 		       const char *content_type, json_t *body, const struct kubeclient_target *t,
 		       struct kubeclient_result *res, char *err, size_t errlen);
 
+/*
+ * kubeclient_request() with one more request header, header a whole
+ * "Name: value" line (NULL: none). The header is never logged nor recorded
+ * by the dry run (it may carry a secret); the API server's pod proxy passes
+ * it on to the pod.
+ */
+int kubeclient_request_header(struct kubeclient *c, const char *method, const char *path,
+			      const char *content_type, json_t *body, const char *header,
+			      const struct kubeclient_target *t, struct kubeclient_result *res,
+			      char *err, size_t errlen);
+
 void kubeclient_result_free(struct kubeclient_result *res);
 
 /*

@@ -41,6 +41,7 @@ struct seen {
 	char url[512];
 	char auth[256];
 	char ctype[128];
+	char token[128]; /* X-Chatd-Control-Token */
 	char body[2048];
 };
 
@@ -108,6 +109,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
 		snprintf(r->auth, sizeof(r->auth), "%s", h ? h : "");
 		h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
 		snprintf(r->ctype, sizeof(r->ctype), "%s", h ? h : "");
+		h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Chatd-Control-Token");
+		snprintf(r->token, sizeof(r->token), "%s", h ? h : "");
 		*con_cls = r;
 		return MHD_YES;
 	}
@@ -218,6 +221,50 @@ static void test_get_ok_and_request_shape(void **state)
 	assert_string_equal(srv.reqs[0].ctype, "application/merge-patch+json");
 	assert_string_equal(srv.reqs[0].body, "{\"spec\":{\"replicas\":3}}");
 	json_decref(body);
+	kubeclient_free(c);
+}
+
+/* One more header goes with the request (and the credentials still do);
+ * the dry run records the request without it. */
+static void test_extra_header(void **state)
+{
+	static const struct kubeclient_target proxy = { "create", "pods/proxy", "", "ns", "p" };
+	struct kubeclient *c = client(0, 0);
+	struct kubeclient_result r;
+	json_t *log = json_array();
+	char err[512] = "", *dump;
+
+	canned(200, "{\"moved\":2}", 0);
+	assert_int_equal(kubeclient_request_header(c, "POST",
+						   "/api/v1/namespaces/ns/pods/p:5280/proxy/"
+						   "control/move?count=2",
+						   NULL, NULL, "X-Chatd-Control-Token: t0ken",
+						   &proxy, &r, err, sizeof(err)),
+			 0);
+	assert_int_equal(json_integer_value(json_object_get(r.body, "moved")), 2);
+	kubeclient_result_free(&r);
+	assert_int_equal(srv.n_reqs, 1);
+	assert_string_equal(srv.reqs[0].method, "POST");
+	assert_string_equal(srv.reqs[0].token, "t0ken");
+	assert_string_equal(srv.reqs[0].auth, "Bearer sekret");
+	/* without: no such header */
+	canned(200, "{}", 0);
+	assert_int_equal(kubeclient_request(c, "GET", "/api/v1/namespaces/ns", NULL, NULL, NULL,
+					    NULL, err, sizeof(err)),
+			 0);
+	assert_string_equal(srv.reqs[1].token, "");
+	kubeclient_set_dry_run(c, log);
+	assert_int_equal(kubeclient_request_header(c, "POST", "/x", NULL, NULL,
+						   "X-Chatd-Control-Token: t0ken", &proxy, NULL,
+						   err, sizeof(err)),
+			 0);
+	assert_int_equal(srv.n_reqs, 2);
+	dump = json_dumps(log, 0);
+	assert_non_null(dump);
+	assert_null(strstr(dump, "t0ken"));
+	free(dump);
+	kubeclient_set_dry_run(c, NULL);
+	json_decref(log);
 	kubeclient_free(c);
 }
 
@@ -430,6 +477,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_get_ok_and_request_shape, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_extra_header, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_mapping, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bounded_retries, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_response_cap, setup, teardown),
