@@ -8,9 +8,12 @@ objects, status codes and Status error bodies of the real API server
   GET    /api/v1/namespaces/NS/services[/NAME]     POST  .../services
   PUT|PATCH|DELETE /api/v1/namespaces/NS/services/NAME
   GET|POST /api/v1/namespaces/NS/configmaps[/NAME]
+  GET|POST /api/v1/namespaces/NS/secrets[/NAME]   (stringData stored as data)
   GET    /api/v1/namespaces/NS/pods?labelSelector=...   (and ?watch=true)
   GET|PATCH|DELETE /api/v1/namespaces/NS/pods/NAME
-  GET    /api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH
+  GET|POST|PUT|PATCH|DELETE /api/v1/namespaces/NS/pods/NAME:PORT/proxy/PATH[?QUERY]
+         (RBAC verb get|create|update|patch|delete on pods/proxy; the request's
+         method, query, body and headers but Authorization go to the pod)
   GET    /apis/apps/v1/namespaces/NS/deployments?labelSelector=&watch=true
          &resourceVersion=&timeoutSeconds=&allowWatchBookmarks=
   POST   /apis/apps/v1/namespaces/NS/deployments
@@ -22,7 +25,8 @@ objects, status codes and Status error bodies of the real API server
 What it does like the real server:
 - Bearer-token (or verified client-certificate) authentication: 401 with
   a Status body (reason Unauthorized) without it.
-- RBAC: a table of allowed (verb, group, resource) the test can restrict;
+- RBAC: a table of allowed (verb, group, resource) the test can restrict,
+  or (verb, group, resource, name) for a rule with resourceNames;
   403 with the real message shape ('deployments.apps "x" is forbidden:
   User "system:serviceaccount:ns:rainbow" cannot patch resource
   "deployments" in API group "apps" in the namespace "ns"').
@@ -60,7 +64,14 @@ What it does like the real server:
 Pods are REAL chatd processes on loopback: the controller starts one per
 wanted replica from the pod template (image and command ignored; args and
 env kept; env valueFrom fieldRef/configMapKeyRef and envFrom configMapRef
-resolved; POD_NAME from the downward API as written in the template). Each
+resolved; POD_NAME from the downward API as written in the template;
+secret volumes are written from the Secret to a private directory per pod,
+and the mount paths in env and args rewritten to it: a Secret missing at
+start leaves the path as it is, so chatd exits on the missing file (the
+kubelet would not start the container at all: either way the pod is never
+ready); a --service-address naming a Service of the namespace (NAME,
+NAME.NS, NAME.NS.svc, NAME.NS.svc.cluster.local) is rewritten to that
+Service's forwarder, as the cluster's DNS and kube-proxy would lead there). Each
 containerPort gets a free loopback port, and the listen addresses in env and
 args are rewritten to it. Readiness comes from the template's readinessProbe
 (httpGet against the pod). Deleting a pod sends SIGTERM, then SIGKILL after
@@ -108,6 +119,7 @@ KINDS = {
     "services": ("Service", CORE),
     "pods": ("Pod", CORE),
     "configmaps": ("ConfigMap", CORE),
+    "secrets": ("Secret", CORE),
 }
 ALL_VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
@@ -869,7 +881,8 @@ class KubeDouble:
                     if selector_matches(reqs, o["metadata"].get("labels"))]
 
     def restrict(self, allowed):
-        """RBAC: only these (verb, group, resource) triples are allowed."""
+        """RBAC: only these (verb, group, resource) triples are allowed, and
+        (verb, group, resource, name) for one object (a rule's resourceNames)."""
         with self.lock:
             self.rbac = set(allowed)
 
@@ -884,6 +897,7 @@ class KubeDouble:
                              for g, r in (("apps", "deployments"), ("apps", "deployments/scale"),
                                           ("", "services"), ("", "pods"), ("", "pods/proxy"),
                                           ("", "namespaces"), ("", "configmaps"),
+                                          ("", "secrets"),
                                           (EVENTS_GROUP, "events"), ("", "events"))}
             self.rbac.discard((verb, group, resource))
 
@@ -899,6 +913,13 @@ class KubeDouble:
         with self.lock:
             self.faults.append(f)
         return f
+
+    def secret(self, ns, name, data):
+        """Creates Secret name with data (str values), as
+        `kubectl create secret generic NAME --from-literal=KEY=VALUE...`."""
+        return self.create(ns, "secrets", {"apiVersion": "v1", "kind": "Secret",
+                                           "metadata": {"name": name}, "type": "Opaque",
+                                           "stringData": dict(data)})
 
     def set_token(self, token, user=None):
         with self.lock:
@@ -1089,6 +1110,11 @@ class KubeDouble:
                                     kind=kind)
         if resource == "deployments":
             obj["status"] = {}
+        if resource == "secrets":
+            # as the API server does: stringData merged into data, base64
+            for k, v in (obj.pop("stringData", None) or {}).items():
+                obj.setdefault("data", {})[k] = base64.b64encode(v.encode()).decode()
+            obj.setdefault("type", "Opaque")
         self._stamp(resource, ns, obj)
         objs[name] = obj
         self._emit(resource, ns, "ADDED", obj)
@@ -1324,6 +1350,47 @@ class KubeDouble:
                 elif a.startswith("--%s=" % key):
                     args[i] = "--%s=%s" % (key, mapped(a.split("=", 1)[1], key))
             i += 1
+        # secret volumes: the Secret's keys as files in a private directory
+        vols = {v.get("name"): v for v in pod["spec"].get("volumes") or []}
+        for vm in c.get("volumeMounts") or []:
+            sec = (vols.get(vm.get("name")) or {}).get("secret") or {}
+            data = (self._objs("secrets", ns).get(sec.get("secretName")) or {}).get("data")
+            mp = (vm.get("mountPath") or "").rstrip("/")
+            if data is None or not mp:
+                continue
+            host = os.path.join(self.dir, "volumes", pod["metadata"]["name"], vm["name"])
+            os.makedirs(host, mode=0o700, exist_ok=True)
+            for k, v in data.items():
+                fp = os.path.join(host, k)
+                with open(fp, "wb") as f:
+                    f.write(base64.b64decode(v))
+                os.chmod(fp, 0o600)
+
+            def remount(v, mp=mp, host=host):
+                return host + v[len(mp):] if v == mp or v.startswith(mp + "/") else v
+            env = {k: remount(v) for k, v in env.items()}
+            args = [a.split("=", 1)[0] + "=" + remount(a.split("=", 1)[1])
+                    if a.startswith("--") and "=" in a else remount(a) for a in args]
+
+        # DNS and kube-proxy: a Service's name leads to its forwarder
+        def service(addr):
+            host, _, port = addr.rpartition(":")
+            parts = host.split(".")
+            if not port.isdigit() or not (len(parts) == 1 or parts[1:] in (
+                    [ns], [ns, "svc"], [ns, "svc", "cluster", "local"])):
+                return addr
+            svc = self._objs("services", ns).get(parts[0])
+            if not svc or not any(p.get("port") == int(port)
+                                  for p in svc["spec"].get("ports") or []):
+                return addr
+            return "127.0.0.1:%d" % self.forwarder.listen((ns, parts[0], int(port)))
+        if env.get("CHATD_SERVICE_ADDRESS"):
+            env["CHATD_SERVICE_ADDRESS"] = service(env["CHATD_SERVICE_ADDRESS"])
+        for i, a in enumerate(args):
+            if a.startswith("--service-address="):
+                args[i] = "--service-address=" + service(a.split("=", 1)[1])
+            elif a == "--service-address" and i + 1 < len(args):
+                args[i + 1] = service(args[i + 1])
         # cluster routing between pods: DNS is not available here, a peers file is
         if "CHATD_CLUSTER_LISTEN" in env:
             env.pop("CHATD_PEERS_DNS", None)
@@ -1609,7 +1676,7 @@ def _make_handler(double):
                          path)
             if m:
                 return self._proxy(method, m.group(1), m.group(2), m.group(3),
-                                   m.group(4) or "/", user)
+                                   m.group(4) or "/", user, raw)
             m = re.match(r"^/(api/v1|apis/events\.k8s\.io/v1)/namespaces/([^/]+)/events"
                          r"(?:/([^/]+))?$", path)
             if m:
@@ -1839,7 +1906,8 @@ def _make_handler(double):
         def _allowed(self, user, verb, group, resource, name, ns):
             with double.lock:
                 rbac = double.rbac
-                ok = rbac is None or (verb, group, resource) in rbac
+                ok = rbac is None or (verb, group, resource) in rbac or \
+                    (name is not None and (verb, group, resource, name) in rbac)
             if ok:
                 return True
             what = qualified(resource.split("/")[0], group)
@@ -1891,9 +1959,12 @@ def _make_handler(double):
                                     "details": {"name": name, "group": group, "kind": resource,
                                                 "uid": obj["metadata"]["uid"]}})
 
-        def _proxy(self, method, ns, pod, port, sub, user):
-            if not self._allowed(user, "get" if method == "GET" else method.lower(), "",
-                                 "pods/proxy", pod, ns):
+        def _proxy(self, method, ns, pod, port, sub, user, raw):
+            verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch",
+                    "DELETE": "delete"}.get(method)
+            if verb is None:
+                return self._status(405, "MethodNotAllowed", "method not allowed")
+            if not self._allowed(user, verb, "", "pods/proxy", pod, ns):
                 return
             with double.lock:
                 obj = double._objs("pods", ns).get(pod)
@@ -1906,9 +1977,18 @@ def _make_handler(double):
                 return self._status(503, "ServiceUnavailable",
                                     "error trying to reach service: dial tcp 127.0.0.1:%s: "
                                     "connect: connection refused" % (port or ""))
+            query = urllib.parse.urlsplit(self.path).query
+            url = "http://127.0.0.1:%d%s%s" % (hp, sub, "?" + query if query else "")
+            # The API server passes the request's headers on, but the
+            # credentials it authenticated (and hop-by-hop ones).
+            hdrs = {k: v for k, v in self.headers.items()
+                    if k.lower() not in ("authorization", "host", "connection",
+                                         "content-length", "transfer-encoding",
+                                         "keep-alive", "upgrade")}
+            req = urllib.request.Request(url, data=raw if method != "GET" else None,
+                                         headers=hdrs, method=method)
             try:
-                with urllib.request.urlopen("http://127.0.0.1:%d%s" % (hp, sub),
-                                            timeout=3) as r:
+                with urllib.request.urlopen(req, timeout=3) as r:
                     return self._send(r.status, r.read(),
                                       r.headers.get("Content-Type", "text/plain"))
             except urllib.error.HTTPError as e:
