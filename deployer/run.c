@@ -799,14 +799,15 @@ static void print_phase_end(const struct run_opts *o, enum deploy_phase ph, cons
 
 /*
  * Errors that another attempt cannot cure: missing permissions (kube RBAC),
- * a read-only state directory,
+ * a read-only state directory, a platform or replica that cannot do what
+ * was asked (-ENOTSUP: a move with no control token to move with),
  * and the switch target itself missing (namespace/Service gone, local switch
  * down). Retrying them would only print the same message again.
  */
 static int run_error_is_fatal(int rc, int selecting)
 {
 	/* A read-only state dir stays read-only; a full one may get space back. */
-	return rc == -EACCES || rc == -EROFS || (selecting && rc == -ENOENT);
+	return rc == -EACCES || rc == -EROFS || rc == -ENOTSUP || (selecting && rc == -ENOENT);
 }
 
 /*
