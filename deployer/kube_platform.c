@@ -22,7 +22,15 @@
  * template's container port named "http" or "metrics", else 8080),
  * metrics-via (proxy | pod-ip; default pod-ip in-cluster, proxy outside),
  * preview (0|1), watch-s (how long list() may wait on a watch for a rollout
- * to move, default 2), retries, backoff-ms, timeout-ms (API requests).
+ * to move, default 2), retries, backoff-ms, timeout-ms (API requests),
+ * control-secret (the Secret holding chatd's control token, key "token";
+ * default chat-control).
+ *
+ * Moving sessions (the assisted drain): POST
+ * pods/NAME:PORT/proxy/control/move?count=N through the API server (RBAC:
+ * create on pods/proxy; in-cluster: to the pod IP, as /metrics) with the
+ * token of the Secret (RBAC: get on that one Secret) that every chatd pod
+ * mounts as --control-token-file.
  *
  * Events: every decision rainbow applies becomes an events.k8s.io/v1 Event
  * regarding the colour's Deployment (deployer/kubeevent.c builds it).
@@ -46,6 +54,8 @@
 #include "kubeevent.h"
 #include "kubeyaml.h"
 #include "log.h"
+
+#include <openssl/crypto.h>
 #include "promtext.h"
 
 #define KUBE_SHA_LABEL "rainbow.chat/sha"
@@ -55,6 +65,10 @@
 #define KUBE_PORT_ANNOT "metrics.rainbow.chat/port"
 #define KUBE_CONFLICT_RETRIES 5
 #define KUBE_METRICS_MAX (1u << 20)
+#define KUBE_CONTROL_SECRET "chat-control"
+#define KUBE_CONTROL_KEY "token"
+#define KUBE_TOKEN_MIN 16 /* chatd's --control-token-file bounds */
+#define KUBE_TOKEN_MAX 4096
 
 struct kube {
 	struct kubeclient *kc;
@@ -73,6 +87,9 @@ struct kube {
 	struct kubeevent_uids uids; /* Deployments' uids, for Events */
 	char instance[KUBEEVENT_INSTANCE_MAX]; /* Events' reportingInstance */
 	int64_t last_event_us;		       /* keeps Event names unique */
+	const char *control_secret;	       /* -P control-secret */
+	char *control_token; /* read from that Secret on the first move, or NULL */
+	size_t control_token_len;
 };
 
 /* The value of -P key; when given twice, the last one wins. */
@@ -136,6 +153,9 @@ static void kube_close(struct platform *p)
 	if (!k)
 		return;
 	kubeclient_free(k->kc);
+	if (k->control_token)
+		OPENSSL_cleanse(k->control_token, k->control_token_len);
+	free(k->control_token);
 	json_decref(k->template);
 	free(k->template_path);
 	free(k->ns);
@@ -189,6 +209,7 @@ static int kube_open(struct platform *p, const struct platform_opts *o)
 		k->via_pod_ip = strcmp(v, "pod-ip") == 0;
 	}
 	k->preview = opt_int(o, "preview", 0);
+	k->control_secret = (v = opt(o, "control-secret")) && *v ? v : KUBE_CONTROL_SECRET;
 	k->watch_s = opt_int(o, "watch-s", 2);
 	if (!k->ns || !k->template_path)
 		return platform_error(p, -ENOMEM, "out of memory");
@@ -1178,6 +1199,216 @@ static int kube_event(struct platform *p, const char *sha, const struct platform
 	return rc ? fail(p, rc, err) : 0;
 }
 
+/* ---- move: the assisted drain ---- */
+
+/*
+ * The control token, from Secret control_secret's key "token" (read once:
+ * the pods read their copy at start too). chatd drops trailing whitespace
+ * from its file, so the same is dropped here; what is left must fit in an
+ * HTTP header as it is (visible ASCII), 16..4096 bytes as chatd wants.
+ */
+static int control_token(struct platform *p, struct kube *k)
+{
+	struct kubeclient_result res = { 0 };
+	char path[512], err[PLATFORM_ERR_MAX], *tok = NULL;
+	const char *b64;
+	size_t len = 0;
+	int rc;
+
+	if (k->control_token)
+		return 0;
+	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", k->ns, k->control_secret);
+	rc = kubeclient_request(k->kc, "GET", path, NULL, NULL,
+				KT("get", "secrets", "", k, k->control_secret), &res, err,
+				sizeof(err));
+	if (rc == -ENOENT) {
+		kubeclient_result_free(&res);
+		return platform_error(
+			p, -ENOTSUP,
+			"no Secret \"%s\" in namespace %s: the assisted drain needs "
+			"the control token chatd's pods mount; create it (kubectl -n "
+			"%s create secret generic %s --from-literal=%s=\"$(openssl rand "
+			"-hex 32)\") before the colours start (docs/kubernetes.md, "
+			"\"Assisted drain\")",
+			k->control_secret, k->ns, k->ns, k->control_secret, KUBE_CONTROL_KEY);
+	}
+	if (rc) {
+		kubeclient_result_free(&res);
+		return fail(p, rc, err);
+	}
+	b64 = json_string_value(
+		json_object_get(json_object_get(res.body, "data"), KUBE_CONTROL_KEY));
+	rc = b64 ? kubeconfig_b64decode(b64, &tok, &len) : -EINVAL;
+	kubeclient_result_free(&res);
+	if (rc == -ENOMEM)
+		return platform_error(p, -ENOMEM, "out of memory");
+	while (rc == 0 && len > 0 &&
+	       (tok[len - 1] == ' ' || tok[len - 1] == '\t' || tok[len - 1] == '\r' ||
+		tok[len - 1] == '\n'))
+		tok[--len] = '\0';
+	for (size_t i = 0; rc == 0 && i < len; i++)
+		if (tok[i] < 0x21 || tok[i] > 0x7e)
+			rc = -EINVAL;
+	if (rc || len < KUBE_TOKEN_MIN || len > KUBE_TOKEN_MAX) {
+		if (tok)
+			OPENSSL_cleanse(tok, len);
+		free(tok);
+		return platform_error(p, -ENOTSUP,
+				      "Secret \"%s\" in namespace %s has no usable key \"%s\": the "
+				      "control token must be %d..%d visible ASCII characters "
+				      "(openssl rand -hex 32 makes one)",
+				      k->control_secret, k->ns, KUBE_CONTROL_KEY, KUBE_TOKEN_MIN,
+				      KUBE_TOKEN_MAX);
+	}
+	k->control_token = tok;
+	k->control_token_len = len;
+	return 0;
+}
+
+/*
+ * In-cluster (metrics-via pod-ip): POST http://ip:port/control/move?count=N
+ * straight to the pod, as /metrics is read there (the NetworkPolicy admits
+ * rainbow's Job on the http port, not the API server). Fills res's status
+ * (0: no answer), body and text.
+ */
+static void move_direct(const char *ip, int port, int count, const char *hdr,
+			struct kubeclient_result *res)
+{
+	CURL *h = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	char url[ADDR_STR_MAX + 48], hp[ADDR_STR_MAX];
+	struct bodybuf b = { .max = KUBE_METRICS_MAX };
+
+	memset(res, 0, sizeof(*res));
+	hl = h ? curl_slist_append(NULL, hdr) : NULL;
+	if (!hl) {
+		curl_easy_cleanup(h);
+		return;
+	}
+	addr_join(ip, port, hp, sizeof(hp));
+	snprintf(url, sizeof(url), "http://%s/control/move?count=%d", hp, count);
+	curl_easy_setopt(h, CURLOPT_URL, url);
+	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 3000L);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, bodybuf_curl_write);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &b);
+	if (curl_easy_perform(h) == CURLE_OK)
+		curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &res->status);
+	curl_easy_cleanup(h);
+	curl_slist_free_all(hl);
+	res->text = b.data;
+	res->len = b.len;
+	res->body = b.data ? json_loadb(b.data, b.len, 0, NULL) : NULL;
+}
+
+/* The pod IP of pod name of colour sha into ip; -ENOENT when it is gone. */
+static int pod_ip(struct platform *p, struct kube *k, const char *sha, const char *name,
+		  char ip[ADDR_STR_MAX])
+{
+	struct kubeclient_result pods = { 0 };
+	json_t *pod;
+	size_t i;
+	int rc = list_pods(p, k, sha, &pods);
+
+	if (rc)
+		return rc;
+	rc = platform_error(p, -ENOENT, "pod %s is gone", name);
+	json_array_foreach (json_object_get(pods.body, "items"), i, pod) {
+		const char *pn = jstr(pod, "metadata.name"), *pip = jstr(pod, "status.podIP");
+
+		if (pn && !strcmp(pn, name) && !pod_inactive(pod)) {
+			if (pip && *pip) {
+				snprintf(ip, ADDR_STR_MAX, "%s", pip);
+				rc = 0;
+			} else {
+				rc = platform_error(p, -EIO, "pod %s has no IP yet", name);
+			}
+		}
+	}
+	kubeclient_result_free(&pods);
+	return rc;
+}
+
+/*
+ * Asks pod name of colour sha to move count sessions: POST
+ * pods/NAME:PORT/proxy/control/move?count=N through the API server, which
+ * checks RBAC (create on pods/proxy) and passes the token header on (from
+ * inside the cluster: to the pod IP, as /metrics). A refusal by the API
+ * server comes as a Status (403 Forbidden, 404 NotFound for a pod that is
+ * gone); any other answer is chatd's own. Never retried: a move is not
+ * idempotent, and the next step asks again if need be.
+ */
+static int kube_move(struct platform *p, const char *sha, const char *name, int count, int *moved)
+{
+	struct kube *k = p->ctx;
+	struct kubeclient_result res = { 0 };
+	char path[512], err[PLATFORM_ERR_MAX] = "", ip[ADDR_STR_MAX], *hdr = NULL;
+	int rc, port, retries;
+
+	*moved = 0;
+	rc = get_deployment(p, k, sha, &res);
+	if (rc)
+		return rc;
+	port = metrics_port(p, k, res.body);
+	kubeclient_result_free(&res);
+	rc = control_token(p, k);
+	if (rc)
+		return rc;
+	if (k->via_pod_ip && (rc = pod_ip(p, k, sha, name, ip)) != 0)
+		return rc;
+	if (asprintf(&hdr, "X-Chatd-Control-Token: %s", k->control_token) < 0)
+		return platform_error(p, -ENOMEM, "out of memory");
+	if (k->via_pod_ip) {
+		move_direct(ip, port, count, hdr, &res);
+		rc = res.status == 200 ? 0 : -EIO;
+		snprintf(err, sizeof(err), "pod %s (%s) answered HTTP %ld to a move", name, ip,
+			 res.status);
+	} else {
+		snprintf(path, sizeof(path),
+			 "/api/v1/namespaces/%s/pods/%s:%d/proxy/control/move?count=%d", k->ns,
+			 name, port, count);
+		retries = kubeclient_set_retries(k->kc, 0);
+		rc = kubeclient_request_header(k->kc, "POST", path, NULL, NULL, hdr,
+					       KT("create", "pods/proxy", "", k, name), &res, err,
+					       sizeof(err));
+		kubeclient_set_retries(k->kc, retries);
+	}
+	OPENSSL_cleanse(hdr, strlen(hdr));
+	free(hdr);
+	if (rc == 0) {
+		json_t *m = json_object_get(res.body, "moved");
+
+		if (json_is_integer(m) && json_integer_value(m) >= 0)
+			*moved = clamp_count((long)json_integer_value(m));
+		else
+			rc = platform_error(p, -EIO, "pod %s answered a move with no count: %.80s",
+					    name, res.text ? res.text : "");
+	} else if (res.status == 403 && strcmp(res.reason, "Forbidden") == 0) {
+		rc = platform_error(p, -EACCES, "moving sessions of pod %s: %s", name, err);
+	} else if (res.status == 403) {
+		rc = platform_error(p, -EACCES,
+				    "pod %s refused the control token of Secret \"%s\": its chatd "
+				    "read another one at start (the Secret changed since? restart "
+				    "the colour's pods)",
+				    name, k->control_secret);
+	} else if (res.status == 404 && strcmp(res.reason, "NotFound") == 0) {
+		rc = platform_error(p, -ENOENT, "pod %s is gone", name);
+	} else if (res.status == 404) {
+		rc = platform_error(p, -ENOTSUP,
+				    "pod %s's chatd has no control endpoint (no "
+				    "--control-token-file): its pod template must mount Secret "
+				    "\"%s\" and set CHATD_CONTROL_TOKEN_FILE (docs/kubernetes.md, "
+				    "\"Assisted drain\")",
+				    name, k->control_secret);
+	} else {
+		rc = fail(p, rc, err);
+	}
+	kubeclient_result_free(&res);
+	return rc;
+}
+
 static const struct platform_ops kube_ops = {
 	.name = "kubernetes",
 	.can_dry_run = 1,
@@ -1193,6 +1424,7 @@ static const struct platform_ops kube_ops = {
 	.remove_replica = kube_remove_replica,
 	.meta_set = kube_meta_set,
 	.event = kube_event,
+	.move = kube_move,
 };
 
 const struct platform_ops *kube_platform_ops(void)

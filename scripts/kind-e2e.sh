@@ -199,6 +199,12 @@ cluster_secret() {
 		kubectl apply -f -
 }
 retry cluster_secret
+control_secret() {
+	kubectl -n "$NS" create secret generic chat-control --dry-run=client -o yaml \
+		--from-literal=token="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" |
+		kubectl apply -f -
+}
+retry control_secret
 
 step "recording connections per colour (rainbow watch)"
 "$RAINBOW" --platform kubernetes --kubeconfig "$KUBECONFIG" --namespace "$NS" \

@@ -9,6 +9,7 @@
  *       create SHA N | replicas SHA | select SHA|- | selected |
  *       remove SHA | scale SHA N | remove-replica SHA POD |
  *       meta SHA KEY [VALUE] | event SHA TYPE REASON ACTION NOTE |
+ *       move SHA POD COUNT |
  *       yaml2json FILE (no API call: kubeyaml only)
  *
  * Prints the result as one JSON line on stdout; on failure prints
@@ -50,6 +51,8 @@ static const char *errname(int rc)
 		return "ENOMEM";
 	case ENOSPC:
 		return "ENOSPC";
+	case ENOTSUP:
+		return "ENOTSUP";
 	default:
 		return "E?";
 	}
@@ -145,6 +148,16 @@ static int run(struct platform *p, int argc, char **argv, json_t **out)
 
 		snprintf(ev.note, sizeof(ev.note), "%s", argv[5]);
 		return p->ops->event(p, argv[1], &ev);
+	}
+	if (!strcmp(op, "move") && argc == 4) {
+		int moved = 0;
+
+		if (!p->ops->move)
+			return platform_error(p, -ENOTSUP, "no move op");
+		rc = p->ops->move(p, argv[1], argv[2], atoi(argv[3]), &moved);
+		if (!rc)
+			*out = json_pack("{s:i}", "moved", moved);
+		return rc;
 	}
 	return 1;
 }

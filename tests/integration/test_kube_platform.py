@@ -63,6 +63,9 @@ class KubeBase(unittest.TestCase):
         for o in kustomize.build(os.path.join(harness.ROOT, "k8s")):
             if o["kind"] in ("ConfigMap", "Service"):
                 self.d.create(NS, o["kind"].lower() + "s", o)
+        # The Secrets docs/kubernetes.md's quick start creates with kubectl.
+        self.d.secret(NS, "chat-cluster", {"secret": os.urandom(32).hex()})
+        self.d.secret(NS, "chat-control", {"token": os.urandom(32).hex()})
         self.kubeconfig = kubedouble.write_kubeconfig(
             os.path.join(self.tmp, "kubeconfig"), self.d.url, token="rainbow-token",
             ca=self.d.cert, namespace=NS)
